@@ -90,6 +90,14 @@ pub enum Error {
         /// The certificate's path or label.
         cert: String,
     },
+    /// A TLS client configuration could not be built.
+    #[error("cannot set up TLS: {what}: {detail}")]
+    TlsConfig {
+        /// What was being configured.
+        what: String,
+        /// Why it failed.
+        detail: String,
+    },
     /// Reading a file failed.
     #[error("cannot read {path}")]
     Read {

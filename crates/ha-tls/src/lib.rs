@@ -13,6 +13,9 @@
 //!   the [`store`] module for the layout), private keys mode 0600. Its
 //!   `ensure_*` methods are idempotent: a valid certificate is kept, a missing
 //!   or unfit one is issued, and the CA itself is never replaced silently.
+//! - [`client_config`] builds the rustls client configuration every TLS
+//!   client in the workspace uses: trust the given CA, verify fully unless a
+//!   weaker [`ServerVerification`] is asked for by name.
 //! - [`lint()`] checks a set of certificates against the rules of MongoDB x509
 //!   member authentication and TLS host-name verification, and reports every
 //!   problem at once.
@@ -43,12 +46,14 @@
 
 mod ca;
 mod cert;
+mod client;
 mod error;
 mod lint;
 pub mod store;
 
 pub use ca::{Ca, CaSpec, IssuedCert, LeafKind, LeafSpec};
 pub use cert::{Certificate, ExtendedKeyUsage, KeyUsage, MembershipAttributes};
+pub use client::{ClientIdentity, ServerVerification, client_config, crypto_provider, root_store};
 pub use error::Error;
 pub use lint::{LintInput, Problem, Role, Rule, Severity, lint};
 pub use store::{CaPaths, LeafPaths, LeafState, Outcome, PkiDir, write_file};

@@ -1,0 +1,105 @@
+//! A private AWS API emulator: `moto_server` on a random port.
+
+use std::path::Path;
+use std::process::Command;
+
+use tempfile::TempDir;
+
+use crate::process::{Daemon, free_port, log_contains, port_open, with_port_retries};
+use crate::{Error, Toolbox};
+
+/// The region the lab's AWS clients use.
+pub const MOTO_REGION: &str = "us-east-1";
+/// The fake access key id moto accepts (any value works).
+pub const MOTO_ACCESS_KEY_ID: &str = "testing";
+/// The fake secret access key moto accepts (any value works).
+pub const MOTO_SECRET_ACCESS_KEY: &str = "testing";
+
+/// A running `moto_server` (EC2, S3 and every other service moto emulates on
+/// one endpoint), stopped on drop. State lives in memory and dies with it.
+#[derive(Debug)]
+pub struct Moto {
+    daemon: Daemon,
+    _dir: TempDir,
+    port: u16,
+}
+
+impl Moto {
+    /// Starts `moto_server` on 127.0.0.1 and waits until it serves.
+    pub fn start(tools: &Toolbox) -> Result<Moto, Error> {
+        let program = tools.moto_server()?;
+        let dir = tempfile::Builder::new()
+            .prefix("ha-lab-moto-")
+            .tempdir()
+            .map_err(Error::io("a temporary directory for moto"))?;
+        let log = dir.path().join("moto.log");
+        let (daemon, port) = with_port_retries(|| {
+            let port = free_port()?;
+            let mut command = Command::new(&program);
+            command
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .current_dir(dir.path())
+                // moto must not see real credentials or endpoints.
+                .env_remove("AWS_PROFILE")
+                .env_remove("AWS_ENDPOINT_URL");
+            let mut daemon = Daemon::spawn("moto_server", command, &log, libc::SIGTERM)?;
+            daemon.wait_until(|| port_open(port) && log_contains(&log, "Running on"))?;
+            Ok((daemon, port))
+        })?;
+        Ok(Moto {
+            daemon,
+            _dir: dir,
+            port,
+        })
+    }
+
+    /// The endpoint URL to give AWS SDK clients, e.g. `http://127.0.0.1:5123`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's log file.
+    pub fn log_file(&self) -> &Path {
+        self.daemon.log()
+    }
+
+    /// An AWS SDK configuration pointing at this emulator: fixed test
+    /// credentials, region `us-east-1`, the endpoint override, and the
+    /// rustls/ring HTTPS client the whole workspace uses. S3 clients built
+    /// from it also need `force_path_style(true)`.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+        let http_client = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let credentials = aws_credential_types::Credentials::new(
+            MOTO_ACCESS_KEY_ID,
+            MOTO_SECRET_ACCESS_KEY,
+            None,
+            None,
+            "ha-lab",
+        );
+        let mut builder = aws_config::SdkConfig::builder();
+        builder.set_sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep());
+        builder
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(MOTO_REGION))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            )
+            .endpoint_url(self.endpoint())
+            .http_client(http_client)
+            .time_source(aws_smithy_async::time::SystemTimeSource::new())
+            .build()
+    }
+
+    /// Stops the server. Also done on drop.
+    pub fn stop(&mut self) {
+        self.daemon.stop();
+    }
+}
