@@ -92,10 +92,10 @@ impl Toolbox {
             // target/debug/<bin> or target/debug/deps/<test>-<hash>.
             if let Some(dir) = exe.parent() {
                 exe_dirs.push(dir.to_owned());
-                if dir.file_name().is_some_and(|n| n == "deps") {
-                    if let Some(parent) = dir.parent() {
-                        exe_dirs.push(parent.to_owned());
-                    }
+                if dir.file_name().is_some_and(|n| n == "deps")
+                    && let Some(parent) = dir.parent()
+                {
+                    exe_dirs.push(parent.to_owned());
                 }
             }
         }
@@ -172,10 +172,10 @@ impl Toolbox {
     pub fn postgres_bin_dir(&self) -> Result<PathBuf, Error> {
         if let Some(initdb) = self.find("initdb") {
             let real = fs::canonicalize(&initdb).unwrap_or(initdb);
-            if let Some(dir) = real.parent() {
-                if is_executable(&dir.join("postgres")) {
-                    return Ok(dir.to_owned());
-                }
+            if let Some(dir) = real.parent()
+                && is_executable(&dir.join("postgres"))
+            {
+                return Ok(dir.to_owned());
             }
         }
         let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")

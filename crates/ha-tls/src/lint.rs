@@ -248,18 +248,19 @@ pub fn lint(ca: &Certificate, inputs: &[LintInput<'_>], now: OffsetDateTime) -> 
                         ),
                     );
                 }
-                if let Some((first_label, first)) = &first_member {
-                    if first_label != label && &attributes != first {
-                        report(
-                            label,
-                            Severity::Error,
-                            Rule::MemberSubjectMismatch,
-                            format!(
-                                "O/OU/DC ({attributes}) differ from {first_label} ({first}); \
+                if let Some((first_label, first)) = &first_member
+                    && first_label != label
+                    && &attributes != first
+                {
+                    report(
+                        label,
+                        Severity::Error,
+                        Rule::MemberSubjectMismatch,
+                        format!(
+                            "O/OU/DC ({attributes}) differ from {first_label} ({first}); \
                                  every member certificate must carry the same O, OU and DC"
-                            ),
-                        );
-                    }
+                        ),
+                    );
                 }
             }
             Role::Server => {
@@ -290,25 +291,25 @@ pub fn lint(ca: &Certificate, inputs: &[LintInput<'_>], now: OffsetDateTime) -> 
                             .to_owned(),
                     );
                 }
-                if let Some((first_label, first)) = &first_member {
-                    if &cert.membership_attributes() == first {
-                        report(
-                            label,
-                            Severity::Error,
-                            Rule::ClientLooksLikeMember,
-                            format!(
-                                "O/OU/DC ({first}) equal the members' ({first_label}); mongod \
+                if let Some((first_label, first)) = &first_member
+                    && &cert.membership_attributes() == first
+                {
+                    report(
+                        label,
+                        Severity::Error,
+                        Rule::ClientLooksLikeMember,
+                        format!(
+                            "O/OU/DC ({first}) equal the members' ({first_label}); mongod \
                                  would treat this client as a cluster member with full rights. \
                                  Give clients a different OU"
-                            ),
-                        );
-                    }
+                        ),
+                    );
                 }
             }
         }
     }
 
-    problems.sort_by(|a, b| b.severity.cmp(&a.severity));
+    problems.sort_by_key(|p| std::cmp::Reverse(p.severity));
     problems
 }
 
