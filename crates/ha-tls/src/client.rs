@@ -109,11 +109,15 @@ pub fn client_config(
                     what: what.to_owned(),
                     detail: e.to_string(),
                 })?;
-            if verification == ServerVerification::Full {
+            let inner: Arc<dyn ServerCertVerifier> = if verification == ServerVerification::Full {
                 webpki
             } else {
                 Arc::new(ChainOnly { inner: webpki })
-            }
+            };
+            Arc::new(Describing {
+                inner,
+                ca_what: what.to_owned(),
+            })
         }
     };
     let builder = builder
@@ -140,6 +144,103 @@ pub fn client_config(
                     key: "client key".to_owned(),
                 })
         }
+    }
+}
+
+/// Wraps a verifier so that a rejected certificate produces an error that
+/// names the host, the certificate's subject, its names and its issuer, and
+/// says in words what is wrong.
+#[derive(Debug)]
+struct Describing {
+    inner: Arc<dyn ServerCertVerifier>,
+    ca_what: String,
+}
+
+impl Describing {
+    fn describe(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        error: &CertificateError,
+    ) -> String {
+        let host = server_name.to_str();
+        let reason = match error {
+            CertificateError::UnknownIssuer => {
+                format!("was not issued by a CA in {}", self.ca_what)
+            }
+            CertificateError::BadSignature => format!(
+                "is not signed by the CA in {} (a different CA with the same name?)",
+                self.ca_what
+            ),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                format!("does not name the host {host}")
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "has expired".to_owned()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "is not valid yet (is a clock wrong?)".to_owned()
+            }
+            other => format!("was rejected: {other:?}"),
+        };
+        match crate::Certificate::from_der(end_entity, "server certificate") {
+            Ok(cert) => {
+                let mut names: Vec<String> = cert.dns_names().to_vec();
+                names.extend(cert.ip_addresses().iter().map(|ip| ip.to_string()));
+                format!(
+                    "TLS: the certificate {host} presented ({}; names: {}) {reason}",
+                    cert.subject(),
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    },
+                )
+            }
+            Err(_) => format!("TLS: the certificate {host} presented {reason}"),
+        }
+    }
+}
+
+impl ServerCertVerifier for Describing {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .map_err(|e| match &e {
+                rustls::Error::InvalidCertificate(cert_error) => {
+                    rustls::Error::General(self.describe(end_entity, server_name, cert_error))
+                }
+                _ => e,
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

@@ -1,0 +1,135 @@
+//! Carrying out a plan.
+
+use std::collections::BTreeMap;
+
+use futures_util::StreamExt as _;
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::connect::{Login, Server};
+use crate::error::describe_pg_error;
+use crate::observe::PARALLELISM;
+use crate::sql::quote_literal;
+use crate::{Desired, Error, Plan, Step};
+
+/// First PostgreSQL version that stores SCRAM-SHA-256 verifiers.
+const SCRAM_SINCE: i32 = 100000;
+
+/// Applies `plan`, logged in as `admin`. Refuses if the plan has blockers.
+///
+/// Role steps run first, in order, on one connection. Databases are then
+/// created concurrently (PostgreSQL allows that; each `CREATE DATABASE`
+/// runs outside a transaction on its own connection), owners are fixed, and
+/// extensions are created concurrently across databases. Passwords are sent
+/// as verifiers computed here (SCRAM-SHA-256, or MD5 before PostgreSQL 10),
+/// as `psql`'s `\password` does, so the clear text never reaches the server
+/// or its logs.
+///
+/// Returns the steps applied, in plan order. On failure, the steps before
+/// the failing one are applied; running observe, plan and apply again
+/// continues from there.
+pub async fn apply(
+    plan: &Plan,
+    desired: &Desired,
+    server: &Server,
+    admin: &Login,
+    admin_database: &str,
+) -> Result<Vec<Step>, Error> {
+    if !plan.blockers.is_empty() {
+        return Err(Error::Blocked {
+            server: plan.server.clone(),
+            problems: plan.blockers.clone(),
+        });
+    }
+    if plan.steps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let verifier = if plan.server_version_num >= SCRAM_SINCE {
+        postgres_protocol::password::scram_sha_256(desired.app_password.expose_secret().as_bytes())
+    } else {
+        postgres_protocol::password::md5(
+            desired.app_password.expose_secret().as_bytes(),
+            &desired.app_role,
+        )
+    };
+    let password_sql = SecretString::from(quote_literal(&verifier));
+    let password_sql = password_sql.expose_secret();
+    let server_name = server.describe();
+    let server_name = server_name.as_str();
+
+    let client = server.connect(admin, admin_database).await?;
+
+    // Roles and membership, in order.
+    for step in plan.steps.iter().filter(|s| {
+        matches!(
+            s,
+            Step::CreateRole { .. } | Step::SetPassword { .. } | Step::GrantRole { .. }
+        )
+    }) {
+        run_step(&client, step, password_sql, server_name).await?;
+    }
+
+    // Databases, concurrently, each on its own connection.
+    let creates: Vec<&Step> = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::CreateDatabase { .. }))
+        .collect();
+    let results: Vec<Result<(), Error>> = futures_util::stream::iter(creates)
+        .map(|step| async move {
+            let client = server.connect(admin, admin_database).await?;
+            run_step(&client, step, password_sql, server_name).await
+        })
+        .buffer_unordered(PARALLELISM)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>, Error>>()?;
+
+    for step in plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::SetDatabaseOwner { .. }))
+    {
+        run_step(&client, step, password_sql, server_name).await?;
+    }
+
+    // Extensions, grouped by database, concurrently across databases.
+    let mut by_database: BTreeMap<&str, Vec<&Step>> = BTreeMap::new();
+    for step in &plan.steps {
+        if let Some(database) = step.database() {
+            by_database.entry(database).or_default().push(step);
+        }
+    }
+    let results: Vec<Result<(), Error>> = futures_util::stream::iter(by_database)
+        .map(|(database, steps)| async move {
+            let client = server.connect(admin, database).await?;
+            for step in steps {
+                run_step(&client, step, password_sql, server_name).await?;
+            }
+            Ok(())
+        })
+        .buffer_unordered(PARALLELISM)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>, Error>>()?;
+
+    Ok(plan.steps.clone())
+}
+
+/// Runs one step's SQL. The statement text (which may hold the password
+/// verifier) never goes into the error: the step's display form does.
+async fn run_step(
+    client: &tokio_postgres::Client,
+    step: &Step,
+    password_sql: &str,
+    server: &str,
+) -> Result<(), Error> {
+    client
+        .batch_execute(&step.sql(password_sql))
+        .await
+        .map_err(|source| Error::Step {
+            step: step.to_string(),
+            server: server.to_owned(),
+            detail: describe_pg_error(&source),
+            source,
+        })
+}
