@@ -1,5 +1,10 @@
 //! Throughput and latency benchmarks (package `ha-benches`).
 //!
-//! Empty until there is something worth measuring: export/restore against
-//! `pg_dump | gzip` and provisioning against a sequential `psql -f` script
-//! arrive with `circle-export` and `pg-provision`.
+//! Each benchmark compares a circle-ha tool with what an operator would
+//! otherwise run, measured in the same run on the same servers, and prints
+//! the ratio. They are programs, not tests: run them with
+//! `cargo bench -p ha-benches --bench <name>` after `cargo xtask install`.
+//!
+//! - `provision`: pg-provision creating the runbook's eight databases, their
+//!   extensions and the app role, against a sequential `psql -f` script that
+//!   does the same, on a durable (fsync on) lab PostgreSQL.

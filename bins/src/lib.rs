@@ -7,5 +7,10 @@
 //! below never print or read the environment; this crate does both, on
 //! their behalf.
 
+pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod exit;
+pub mod output;
+pub mod postgres;
+pub mod secret;

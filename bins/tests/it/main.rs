@@ -1,9 +1,25 @@
 //! End-to-end tests of the `circle-ha` binary, run as an operator would.
 
-use std::process::Command;
+mod pg_provision;
+
+use std::process::{Command, Output};
 
 fn circle_ha() -> Command {
     Command::new(env!("CARGO_BIN_EXE_circle-ha"))
+}
+
+/// Runs a binary and returns (exit code, stdout, stderr).
+fn run(command: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
 }
 
 #[test]

@@ -68,20 +68,26 @@ pub async fn apply(
         run_step(&client, step, password_sql, server_name).await?;
     }
 
-    // Databases, concurrently, each on its own connection.
+    // Databases, concurrently: the creations are dealt round-robin to at
+    // most PARALLELISM connections, each working through its share in turn.
     let creates: Vec<&Step> = plan
         .steps
         .iter()
         .filter(|s| matches!(s, Step::CreateDatabase { .. }))
         .collect();
-    let results: Vec<Result<(), Error>> = futures_util::stream::iter(creates)
-        .map(|step| async move {
-            let client = server.connect(admin, admin_database).await?;
-            run_step(&client, step, password_sql, server_name).await
-        })
-        .buffer_unordered(PARALLELISM)
-        .collect()
-        .await;
+    let n_connections = creates.len().min(PARALLELISM);
+    let mut shares: Vec<Vec<&Step>> = vec![Vec::new(); n_connections];
+    for (i, step) in creates.into_iter().enumerate() {
+        shares[i % n_connections.max(1)].push(step);
+    }
+    let results = futures_util::future::join_all(shares.into_iter().map(|share| async move {
+        let client = server.connect(admin, admin_database).await?;
+        for step in share {
+            run_step(&client, step, password_sql, server_name).await?;
+        }
+        Ok::<(), Error>(())
+    }))
+    .await;
     results.into_iter().collect::<Result<Vec<()>, Error>>()?;
 
     for step in plan

@@ -1,0 +1,127 @@
+//! `pg-provision`: the eight CircleCI databases, their extensions and the
+//! app role.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use circle_ha::config::ConfigFile;
+use circle_ha::exit::Exit;
+use circle_ha::output::emit;
+use circle_ha::{cli, postgres};
+use clap::{Args, Parser, Subcommand};
+
+/// Creates the PostgreSQL databases CircleCI Server 2.0 needs, their
+/// extensions, and the app role that owns them — on a plain PostgreSQL
+/// server (superuser admin) or a managed one such as Amazon RDS (an admin
+/// with CREATEDB and CREATEROLE only).
+///
+/// Reads the [postgres] section of ha.toml:
+///
+///   [postgres]
+///   host = "pg.internal"              # what TLS verifies
+///   port = 5432
+///   admin_user = "postgres"
+///   admin_password = "env:PG_ADMIN_PASSWORD"   # or file:PATH; never a literal
+///   app_user = "circle"
+///   app_password = "env:PG_APP_PASSWORD"
+///   sslmode = "verify-full"           # disable | require | verify-ca | verify-full
+///   ca_file = "pki/ca.pem"
+///   # [[postgres.databases]] name = "…" extensions = ["…"]  (default: the runbook's eight)
+///
+/// Every run first reads the server's state and changes only what is
+/// missing: a second `apply` reports `changed: 0`. Exit codes: 0 success;
+/// 1 runtime failure (server unreachable, wrong password, missing
+/// privilege — nothing changed unless steps were listed as done); 2 bad
+/// usage or configuration (found before connecting); 3 `verify` found
+/// problems.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create whatever is missing: role, databases, owners, extensions.
+    ///
+    /// The admin logs in to admin_database (default postgres). If the app
+    /// role's password does not work it is set again (sent as a SCRAM
+    /// verifier, never in clear text). A non-superuser admin is granted
+    /// membership in the app role first, as PostgreSQL requires to create
+    /// databases it owns.
+    Apply {
+        #[command(flatten)]
+        common: Common,
+        /// Show what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Log in as the app role, as the Services machine will, and check every
+    /// database: reachable, encrypted, its extensions present, objects
+    /// creatable. Exit 3 listing every problem.
+    Verify {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// The configuration file.
+    #[arg(long, value_name = "FILE", default_value = "ha.toml")]
+    config: PathBuf,
+    /// Print one JSON object on stdout instead of text on stderr.
+    #[arg(long)]
+    json: bool,
+    /// Override [postgres].host.
+    #[arg(long)]
+    host: Option<String>,
+    /// Override [postgres].port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Override [postgres].sslmode (disable, require, verify-ca, verify-full).
+    #[arg(long)]
+    sslmode: Option<String>,
+    /// Override [postgres].ca_file.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+impl Common {
+    fn overrides(&self) -> postgres::Overrides {
+        postgres::Overrides {
+            host: self.host.clone(),
+            port: self.port,
+            sslmode: self.sslmode.clone(),
+            ca_file: self.ca_file.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = match &cli.command {
+        Command::Apply { common, .. } | Command::Verify { common } => common.json,
+    };
+    cli::run_main("pg-provision", json, run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Apply { common, dry_run } => {
+            let file = ConfigFile::load(&common.config)?;
+            let settings = postgres::settings(&file, &common.overrides())?;
+            let report = postgres::apply(&file, &settings, &cli::env_var, dry_run).await?;
+            emit(common.json, &report.to_text(), &report.to_json());
+            Ok(Exit::Success)
+        }
+        Command::Verify { common } => {
+            let file = ConfigFile::load(&common.config)?;
+            let settings = postgres::settings(&file, &common.overrides())?;
+            let (value, text, exit) = postgres::verify(&file, &settings, &cli::env_var).await?;
+            emit(common.json, &text, &value);
+            Ok(exit)
+        }
+    }
+}

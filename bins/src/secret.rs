@@ -1,0 +1,176 @@
+//! Secret references: how `ha.toml` and flags name a secret without holding
+//! it.
+//!
+//! A secret is written as `env:NAME` (the value of environment variable
+//! NAME) or `file:PATH` (the contents of a file, one trailing newline
+//! removed; a relative PATH is relative to the config file's directory).
+//! Literal secrets are refused: a password written into `ha.toml` ends up in
+//! backups, version control and terminal scrollback.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+
+/// A parsed secret reference.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// `env:NAME`.
+    Env(String),
+    /// `file:PATH`.
+    File(PathBuf),
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "env:{name}"),
+            SecretRef::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+/// A resolved secret and a warning to show, if any (e.g. a secret file
+/// readable by other users).
+pub struct Resolved {
+    /// The secret.
+    pub value: SecretString,
+    /// Something the operator should fix, though it does not stop the run.
+    pub warning: Option<String>,
+}
+
+impl SecretRef {
+    /// Parses `env:NAME` or `file:PATH`. The error never repeats the input,
+    /// which may be a secret pasted in by mistake.
+    pub fn parse(text: &str) -> Result<SecretRef, String> {
+        if let Some(name) = text.strip_prefix("env:") {
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            return if valid {
+                Ok(SecretRef::Env(name.to_owned()))
+            } else {
+                Err(
+                    "env: must be followed by an environment variable name (letters, digits, _)"
+                        .to_owned(),
+                )
+            };
+        }
+        if let Some(path) = text.strip_prefix("file:") {
+            return if path.is_empty() {
+                Err("file: must be followed by a path".to_owned())
+            } else {
+                Ok(SecretRef::File(PathBuf::from(path)))
+            };
+        }
+        Err(
+            "must be a secret reference, env:NAME or file:PATH; literal secrets are not \
+             accepted (they end up in backups and version control)"
+                .to_owned(),
+        )
+    }
+
+    /// Reads the secret. `env` looks up environment variables; `base_dir`
+    /// anchors relative file paths.
+    pub fn resolve(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        base_dir: &Path,
+    ) -> Result<Resolved, String> {
+        match self {
+            SecretRef::Env(name) => match env(name) {
+                Some(value) if !value.is_empty() => Ok(Resolved {
+                    value: SecretString::from(value),
+                    warning: None,
+                }),
+                Some(_) => Err(format!("environment variable {name} is empty")),
+                None => Err(format!("environment variable {name} is not set")),
+            },
+            SecretRef::File(path) => {
+                let path = base_dir.join(path);
+                let metadata = std::fs::metadata(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let mut text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                if text.ends_with('\n') {
+                    text.pop();
+                    if text.ends_with('\r') {
+                        text.pop();
+                    }
+                }
+                if text.is_empty() {
+                    return Err(format!("{} is empty", path.display()));
+                }
+                let mode = metadata.permissions().mode() & 0o777;
+                let warning = (mode & 0o077 != 0).then(|| {
+                    format!(
+                        "secret file {} is readable by other users (mode {mode:o}); run chmod 600 \
+                         on it",
+                        path.display()
+                    )
+                });
+                Ok(Resolved {
+                    value: SecretString::from(text),
+                    warning,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use secrecy::ExposeSecret as _;
+
+    use super::SecretRef;
+
+    #[test]
+    fn references_parse_and_literals_are_refused_without_echo() {
+        assert_eq!(
+            SecretRef::parse("env:PG_ADMIN_PASSWORD"),
+            Ok(SecretRef::Env("PG_ADMIN_PASSWORD".to_owned()))
+        );
+        assert_eq!(
+            SecretRef::parse("file:secrets/pg"),
+            Ok(SecretRef::File("secrets/pg".into()))
+        );
+        let err = SecretRef::parse("hunter2").unwrap_err();
+        assert!(!err.contains("hunter2"));
+        assert!(SecretRef::parse("env:").is_err());
+        assert!(SecretRef::parse("env:1X").is_err());
+    }
+
+    #[test]
+    fn files_lose_one_trailing_newline_and_loose_modes_warn() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "s3cret\n\n").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("pw"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let resolved = SecretRef::parse("file:pw")
+            .unwrap()
+            .resolve(&|_| None, dir.path())
+            .unwrap();
+        assert_eq!(resolved.value.expose_secret(), "s3cret\n");
+        assert!(resolved.warning.unwrap().contains("chmod 600"));
+
+        let err = SecretRef::parse("env:NOPE")
+            .unwrap()
+            .resolve(&|_| None, Path::new("."))
+            .err()
+            .unwrap();
+        assert_eq!(err, "environment variable NOPE is not set");
+    }
+}
