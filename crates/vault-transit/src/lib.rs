@@ -1,5 +1,48 @@
-//! Vault (and OpenBao) setup for circle-ha.
+//! Vault (and OpenBao) for CircleCI's contexts service: the server's
+//! configuration file, init, unseal, the transit mount, a least-privilege
+//! policy and a periodic orphan token.
 //!
-//! **Status: skeleton**, filled by the "vault-transit" issue: server
-//! configuration, init, unseal, the transit mount, a least-privilege policy
-//! and a periodic orphan token for the CircleCI contexts service.
+//! The runbook drives Vault 0.7's CLI: `vault init`, `vault unseal` three
+//! times, `vault auth` with the root token, `vault mount transit`, `vault
+//! token-create -period="1h"`, `vault seal`. This crate does the same through
+//! the HTTP API, whose endpoints have the same shape from Vault 0.7 to
+//! current Vault and OpenBao:
+//!
+//! - [`render_server_config`] writes a valid `vault.hcl` for the chosen
+//!   server and storage (the runbook's mixes `file` and Consul keys), TLS on;
+//! - [`init`] initialises once and returns the only copy of the key shares,
+//!   which [`KeyFiles`] writes one per 0600 file (checked writable before
+//!   Vault is asked);
+//! - [`unseal`] submits shares until unsealed, resetting a stale attempt and
+//!   naming a malformed, repeated or wrong share;
+//! - [`configure`] observes, plans and applies the transit mount, the
+//!   policy and the token — an **orphan** with only that policy, not the
+//!   runbook's child of root that holds root's powers and dies with it —
+//!   keeping (and renewing) a still-valid token;
+//! - [`verify`] checks the token the way the contexts service uses it, and
+//!   that everything else is refused.
+//!
+//! Every HTTP error becomes a message saying what state Vault is in (not
+//! initialised, sealed, standby, permission denied on which path). No key
+//! share or token ever appears in an error or a `Debug` output.
+
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+mod client;
+pub mod configure;
+mod error;
+mod keys;
+mod render;
+mod sys;
+mod verify;
+
+pub use client::{Client, Trust};
+pub use configure::ConfigureSpec;
+pub use error::Error;
+pub use keys::KeyFiles;
+pub use render::{Flavor, RenderedConfig, ServerConfigSpec, Storage, render_server_config};
+pub use sys::{
+    InitRequest, InitResponse, SealStatus, UnsealOutcome, init, is_initialized, reset_unseal, seal,
+    seal_status, submit_unseal_key, unseal,
+};
+pub use verify::{Check, PROBE_KEY, VerifyReport, verify};

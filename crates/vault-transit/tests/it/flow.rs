@@ -1,0 +1,252 @@
+//! The runbook's sequence: init → unseal → configure → verify → seal →
+//! unseal → verify, plus what goes wrong on the way.
+
+use secrecy::{ExposeSecret as _, SecretString};
+use vault_transit::configure::{self, Step};
+use vault_transit::{ConfigureSpec, Error, InitRequest, KeyFiles};
+
+use crate::{Lab, mode};
+
+fn request() -> InitRequest {
+    InitRequest {
+        secret_shares: 5,
+        secret_threshold: 3,
+        pgp_keys: None,
+    }
+}
+
+/// Init, writing the shares to files in `dir`.
+async fn init(lab: &Lab, dir: &std::path::Path) -> KeyFiles {
+    let files = KeyFiles::new(dir.join("keys"));
+    files.prepare(5, false).unwrap();
+    let response = vault_transit::init(&lab.client(), &request())
+        .await
+        .unwrap();
+    files
+        .write(&lab.client().address().to_owned(), response)
+        .unwrap();
+    files
+}
+
+/// Unseals with the given shares (1-based indexes).
+async fn unseal_with(
+    lab: &Lab,
+    files: &KeyFiles,
+    indexes: &[usize],
+) -> Result<vault_transit::UnsealOutcome, Error> {
+    let keys = files.read_keys().unwrap();
+    let mut chosen = indexes.iter().map(|i| keys[i - 1].1.clone());
+    vault_transit::unseal(&lab.client(), &mut |_| chosen.next()).await
+}
+
+fn root_token(files: &KeyFiles) -> SecretString {
+    SecretString::from(
+        std::fs::read_to_string(files.root_token_path())
+            .unwrap()
+            .trim()
+            .to_owned(),
+    )
+}
+
+fn read_token(path: &std::path::Path) -> Option<SecretString> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|t| SecretString::from(t.trim().to_owned()))
+}
+
+/// Observe, plan, apply; returns the steps and whether the token was renewed.
+async fn configure_once(
+    lab: &Lab,
+    admin: &SecretString,
+    token_file: &std::path::Path,
+) -> (Vec<Step>, bool) {
+    let spec = ConfigureSpec::new("transit", "1h");
+    let app = read_token(token_file);
+    let observed = configure::observe(&lab.client(), admin, &spec, app.as_ref())
+        .await
+        .unwrap();
+    let plan = configure::plan(&spec, &observed);
+    let applied = configure::apply(&lab.client(), admin, &spec, &plan, app.as_ref(), token_file)
+        .await
+        .unwrap();
+    (applied.steps, applied.renewed)
+}
+
+#[tokio::test]
+async fn init_unseal_configure_verify_seal_unseal_verify() {
+    let lab = Lab::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let files = init(&lab, tmp.path()).await;
+    for i in 1..=5 {
+        assert_eq!(mode(&files.key_path(i, false)), 0o600);
+    }
+    assert_eq!(mode(&files.root_token_path()), 0o600);
+    assert_eq!(mode(files.dir()), 0o700);
+
+    let outcome = unseal_with(&lab, &files, &[2, 4, 5]).await.unwrap();
+    assert!(outcome.was_sealed && !outcome.status.sealed);
+    assert_eq!(outcome.submitted, 3);
+    // Unsealing an unsealed Vault is a no-op.
+    let again = unseal_with(&lab, &files, &[1]).await.unwrap();
+    assert!(!again.was_sealed);
+    assert_eq!(again.submitted, 0);
+
+    let admin = root_token(&files);
+    let token_file = tmp.path().join("circleci-token");
+    let (steps, renewed) = configure_once(&lab, &admin, &token_file).await;
+    let kinds: Vec<&str> = steps.iter().map(Step::kind).collect();
+    assert_eq!(kinds, ["enable-transit", "write-policy", "create-token"]);
+    assert!(!renewed);
+    assert_eq!(mode(&token_file), 0o600);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+
+    let spec = ConfigureSpec::new("transit", "1h");
+    let app = read_token(&token_file).unwrap();
+    let report = vault_transit::verify(&lab.client(), &app, &spec).await;
+    assert!(report.is_healthy(), "{report:#?}");
+    assert_eq!(report.checks.len(), 7);
+
+    // A second configure changes nothing and keeps (renews) the same token.
+    let (steps, renewed) = configure_once(&lab, &admin, &token_file).await;
+    assert_eq!(steps, vec![]);
+    assert!(renewed);
+    assert_eq!(std::fs::read_to_string(&token_file).unwrap(), token);
+
+    vault_transit::seal(&lab.client(), &admin).await.unwrap();
+    assert!(
+        vault_transit::seal_status(&lab.client())
+            .await
+            .unwrap()
+            .sealed
+    );
+    let sealed_report = vault_transit::verify(&lab.client(), &app, &spec).await;
+    assert!(!sealed_report.is_healthy());
+    assert!(
+        sealed_report.checks[0].detail.contains("Vault is sealed"),
+        "{sealed_report:#?}"
+    );
+
+    unseal_with(&lab, &files, &[1, 3, 5]).await.unwrap();
+    let report = vault_transit::verify(&lab.client(), &app, &spec).await;
+    assert!(report.is_healthy(), "{report:#?}");
+    // Keys and tokens never show in the report.
+    let shown = format!("{report:?}");
+    assert!(!shown.contains(app.expose_secret()) && !shown.contains(admin.expose_secret()));
+}
+
+#[tokio::test]
+async fn wrong_malformed_and_repeated_shares_are_named() {
+    let lab = Lab::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let files = init(&lab, tmp.path()).await;
+    let keys = files.read_keys().unwrap();
+    let client = lab.client();
+
+    // Malformed: reported, progress not consumed.
+    let mut sequence = vec![keys[0].1.clone(), SecretString::from("not-a-key")].into_iter();
+    let err = vault_transit::unseal(&client, &mut |_| sequence.next())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("key share #2 is not a key share"),
+        "{err}"
+    );
+    assert_eq!(
+        vault_transit::seal_status(&client).await.unwrap().progress,
+        1
+    );
+
+    // A stale attempt (progress 1) is reset; a repeated share is named.
+    let mut sequence = vec![keys[0].1.clone(), keys[0].1.clone()].into_iter();
+    let err = vault_transit::unseal(&client, &mut |_| sequence.next())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already submitted"), "{err}");
+
+    // Two good shares and one from another Vault: do not combine; reset.
+    let other = Lab::start();
+    let other_files = init(&other, &tmp.path().join("other")).await;
+    let foreign = other_files.read_keys().unwrap()[0].1.clone();
+    let mut sequence = vec![keys[1].1.clone(), keys[2].1.clone(), foreign].into_iter();
+    let err = vault_transit::unseal(&client, &mut |_| sequence.next())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("do not combine"), "{err}");
+    let status = vault_transit::seal_status(&client).await.unwrap();
+    assert!(status.sealed);
+    assert_eq!(status.progress, 0);
+
+    // Running out of shares says how many more are needed.
+    let mut sequence = vec![keys[3].1.clone()].into_iter();
+    let err = vault_transit::unseal(&client, &mut |_| sequence.next())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("1/3: 2 more needed"), "{err}");
+}
+
+#[tokio::test]
+async fn init_refuses_an_initialised_vault_and_existing_key_files() {
+    let lab = Lab::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let files = init(&lab, tmp.path()).await;
+    let before = vault_transit::seal_status(&lab.client()).await.unwrap();
+
+    let err = vault_transit::init(&lab.client(), &request())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyInitialized { .. }));
+    assert!(err.to_string().contains("already initialised"));
+    assert_eq!(
+        vault_transit::seal_status(&lab.client()).await.unwrap(),
+        before
+    );
+
+    let err = files.prepare(5, false).unwrap_err();
+    assert!(matches!(err, Error::WouldOverwrite { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_runbook_style_child_token_is_replaced_by_an_orphan_and_revoked() {
+    let lab = Lab::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let files = init(&lab, tmp.path()).await;
+    unseal_with(&lab, &files, &[1, 2, 3]).await.unwrap();
+    let admin = root_token(&files);
+    let client = lab.client();
+
+    // What the runbook's `vault token-create -period="1h"` as root makes.
+    let token_file = tmp.path().join("circleci-token");
+    let created = client
+        .put(
+            "auth/token/create",
+            Some(&admin),
+            &serde_json::json!({ "period": "1h" }),
+        )
+        .await
+        .unwrap();
+    let child = SecretString::from(created["auth"]["client_token"].as_str().unwrap().to_owned());
+    std::fs::write(&token_file, format!("{}\n", child.expose_secret())).unwrap();
+
+    let (steps, _) = configure_once(&lab, &admin, &token_file).await;
+    let kinds: Vec<&str> = steps.iter().map(Step::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "enable-transit",
+            "write-policy",
+            "create-token",
+            "revoke-token"
+        ]
+    );
+    let app = read_token(&token_file).unwrap();
+    assert_ne!(app.expose_secret(), child.expose_secret());
+    let spec = ConfigureSpec::new("transit", "1h");
+    assert!(
+        vault_transit::verify(&client, &app, &spec)
+            .await
+            .is_healthy()
+    );
+    // The old child token no longer works.
+    let report = vault_transit::verify(&client, &child, &spec).await;
+    assert!(!report.checks[0].ok);
+}
