@@ -14,3 +14,4 @@ pub mod exit;
 pub mod output;
 pub mod postgres;
 pub mod secret;
+pub mod vault;
