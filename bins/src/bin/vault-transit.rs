@@ -61,14 +61,25 @@ enum Command {
     /// a key. Refuses an initialised Vault.
     Init(Common),
     /// Submit key shares until Vault is unsealed, showing progress (2/3).
-    /// Shares come from keys_dir, or with --stdin one per line (prompted
-    /// without echo on a terminal). Already unsealed: nothing to do.
+    ///
+    /// Shares come from the unseal-key-N files in keys_dir, or with --stdin
+    /// one per line (prompted without echo on a terminal). With --stdin each
+    /// key holder can run it in turn, submitting only their share: the
+    /// attempt carries over between runs until the threshold is reached.
+    /// A PGP-encrypted share is decrypted first:
+    ///   base64 -d unseal-key-1.pgp.b64 | gpg -d | vault-transit unseal --stdin
+    /// Already unsealed: nothing to do.
+    #[command(verbatim_doc_comment)]
     Unseal {
         #[command(flatten)]
         common: Common,
         /// Read the shares from standard input instead of keys_dir.
         #[arg(long)]
         stdin: bool,
+        /// With --stdin: discard an unseal attempt already in progress
+        /// before submitting (its shares are lost).
+        #[arg(long, requires = "stdin")]
+        reset: bool,
     },
     /// Mount transit, write the contexts policy, and create a renewable
     /// periodic orphan token with only that policy (written 0600 to
@@ -147,7 +158,11 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             emit(common.json, &text, &value);
             Ok(Exit::Success)
         }
-        Command::Unseal { common, stdin } => {
+        Command::Unseal {
+            common,
+            stdin,
+            reset,
+        } => {
             let (_, settings) = load(&common)?;
             let source = if stdin {
                 vault::KeySource::Stdin
@@ -155,13 +170,18 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 vault::KeySource::Files
             };
             let json = common.json;
-            let (value, text) =
-                vault::unseal(&settings, source, &mut |_| read_key_share(), &mut |line| {
+            let (value, text) = vault::unseal(
+                &settings,
+                source,
+                reset,
+                &mut |_| read_key_share(),
+                &mut |line| {
                     if !json {
                         eprintln!("vault-transit: {line}");
                     }
-                })
-                .await?;
+                },
+            )
+            .await?;
             emit(common.json, &text, &value);
             Ok(Exit::Success)
         }

@@ -104,7 +104,8 @@ impl InitRequest {
 /// What `init` returns: the only copy of the unseal key shares and the
 /// initial root token. `Debug` shows neither.
 pub struct InitResponse {
-    /// The key shares: hex, or base64 PGP messages when PGP keys were given.
+    /// The key shares: hex, or base64-encoded PGP messages when PGP keys
+    /// were given (each decrypts to its hex share).
     pub keys: Vec<SecretString>,
     /// Whether `keys` are PGP-encrypted.
     pub keys_encrypted: bool,
@@ -139,7 +140,15 @@ pub async fn init(client: &Client, request: &InitRequest) -> Result<InitResponse
         body["pgp_keys"] = json!(keys);
     }
     let reply = client.put("sys/init", None, &body).await?;
-    let keys: Vec<SecretString> = reply["keys"]
+    // Plain shares are hex in `keys`. PGP-encrypted shares are binary PGP
+    // messages, hex in `keys` and base64 in `keys_base64`: keep the base64
+    // form, which `base64 -d | gpg -d` turns back into the hex share.
+    let field = if request.pgp_keys.is_some() {
+        "keys_base64"
+    } else {
+        "keys"
+    };
+    let keys: Vec<SecretString> = reply[field]
         .as_array()
         .map(|keys| {
             keys.iter()
@@ -191,22 +200,28 @@ pub struct UnsealOutcome {
     pub status: SealStatus,
     /// Whether the server was sealed when we started (false: nothing done).
     pub was_sealed: bool,
-    /// Whether an earlier, unfinished attempt was reset first.
+    /// Whether an earlier, unfinished attempt was discarded first.
     pub reset_stale_attempt: bool,
     /// How many shares were submitted.
     pub submitted: usize,
 }
 
 /// Unseals: asks `next_key` for one share at a time (it sees the current
-/// status, to show `2/3` progress) until the server is unsealed.
+/// status, to show `2/3` progress) until the server is unsealed or
+/// `next_key` has no more. Running out is not an error here: with several
+/// key holders each submits a share in turn, and the outcome says how far
+/// the attempt got (`status.sealed`, `status.progress`).
 ///
-/// Already unsealed: returns at once. An earlier attempt left half done
-/// (progress > 0, a stale nonce) is reset first, since its shares are
-/// unknown. A malformed share, a share submitted twice, and a set of shares
-/// that do not combine are each reported as such; the last case resets the
-/// attempt (Vault cannot tell which share was wrong).
+/// Already unsealed: returns at once. An attempt already in progress
+/// (progress > 0, e.g. another key holder's) is continued, unless
+/// `reset_existing_attempt` asks to discard it first — right when the caller
+/// holds enough shares itself and the earlier attempt's shares are unknown.
+/// A malformed share, a share already submitted in this attempt, and a set
+/// of shares that do not combine are each reported as such; the last case
+/// resets the attempt (Vault cannot tell which share was wrong).
 pub async fn unseal(
     client: &Client,
+    reset_existing_attempt: bool,
     next_key: &mut (dyn FnMut(&SealStatus) -> Option<SecretString> + Send),
 ) -> Result<UnsealOutcome, Error> {
     if !is_initialized(client).await? {
@@ -225,19 +240,14 @@ pub async fn unseal(
         });
     }
     let mut reset_stale_attempt = false;
-    if status.progress > 0 {
+    if status.progress > 0 && reset_existing_attempt {
         status = reset_unseal(client).await?;
         reset_stale_attempt = true;
     }
     let mut submitted = 0;
     while status.sealed {
         let Some(key) = next_key(&status) else {
-            return Err(Error::Unseal(format!(
-                "ran out of key shares at {}/{}: {} more needed",
-                status.progress,
-                status.threshold,
-                status.threshold - status.progress
-            )));
+            break;
         };
         submitted += 1;
         let before = status.progress;

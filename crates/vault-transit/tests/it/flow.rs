@@ -36,7 +36,7 @@ async fn unseal_with(
 ) -> Result<vault_transit::UnsealOutcome, Error> {
     let keys = files.read_keys().unwrap();
     let mut chosen = indexes.iter().map(|i| keys[i - 1].1.clone());
-    vault_transit::unseal(&lab.client(), &mut |_| chosen.next()).await
+    vault_transit::unseal(&lab.client(), true, &mut |_| chosen.next()).await
 }
 
 fn root_token(files: &KeyFiles) -> SecretString {
@@ -144,7 +144,7 @@ async fn wrong_malformed_and_repeated_shares_are_named() {
 
     // Malformed: reported, progress not consumed.
     let mut sequence = vec![keys[0].1.clone(), SecretString::from("not-a-key")].into_iter();
-    let err = vault_transit::unseal(&client, &mut |_| sequence.next())
+    let err = vault_transit::unseal(&client, false, &mut |_| sequence.next())
         .await
         .unwrap_err();
     assert!(
@@ -156,19 +156,26 @@ async fn wrong_malformed_and_repeated_shares_are_named() {
         1
     );
 
-    // A stale attempt (progress 1) is reset; a repeated share is named.
-    let mut sequence = vec![keys[0].1.clone(), keys[0].1.clone()].into_iter();
-    let err = vault_transit::unseal(&client, &mut |_| sequence.next())
+    // Continuing that attempt with the same share: named as a repeat.
+    let mut sequence = vec![keys[0].1.clone()].into_iter();
+    let err = vault_transit::unseal(&client, false, &mut |_| sequence.next())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already submitted"), "{err}");
+    // Discarding it instead starts over.
+    let mut sequence = vec![keys[0].1.clone()].into_iter();
+    let outcome = vault_transit::unseal(&client, true, &mut |_| sequence.next())
+        .await
+        .unwrap();
+    assert!(outcome.reset_stale_attempt);
+    assert_eq!(outcome.status.progress, 1);
 
     // Two good shares and one from another Vault: do not combine; reset.
     let other = Lab::start();
     let other_files = init(&other, &tmp.path().join("other")).await;
     let foreign = other_files.read_keys().unwrap()[0].1.clone();
     let mut sequence = vec![keys[1].1.clone(), keys[2].1.clone(), foreign].into_iter();
-    let err = vault_transit::unseal(&client, &mut |_| sequence.next())
+    let err = vault_transit::unseal(&client, true, &mut |_| sequence.next())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("do not combine"), "{err}");
@@ -176,12 +183,19 @@ async fn wrong_malformed_and_repeated_shares_are_named() {
     assert!(status.sealed);
     assert_eq!(status.progress, 0);
 
-    // Running out of shares says how many more are needed.
-    let mut sequence = vec![keys[3].1.clone()].into_iter();
-    let err = vault_transit::unseal(&client, &mut |_| sequence.next())
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("1/3: 2 more needed"), "{err}");
+    // Key holders one after another: each run submits one share and the
+    // attempt carries over between runs.
+    for (i, holder) in [3, 4, 0].into_iter().enumerate() {
+        let mut sequence = vec![keys[holder].1.clone()].into_iter();
+        let outcome = vault_transit::unseal(&client, false, &mut |_| sequence.next())
+            .await
+            .unwrap();
+        assert_eq!(outcome.status.sealed, i < 2);
+        assert_eq!(
+            outcome.status.progress,
+            if i < 2 { i as u32 + 1 } else { 0 }
+        );
+    }
 }
 
 #[tokio::test]
@@ -249,4 +263,81 @@ async fn a_runbook_style_child_token_is_replaced_by_an_orphan_and_revoked() {
     // The old child token no longer works.
     let report = vault_transit::verify(&client, &child, &spec).await;
     assert!(!report.checks[0].ok);
+}
+
+/// Runs gpg in `home` with `args`, feeding `input`; returns stdout.
+fn gpg(home: &std::path::Path, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("gpg")
+        .env("GNUPGHOME", home)
+        .args(["--batch", "--quiet", "--passphrase", ""])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("gpg is needed for this test: `cargo xtask install` installs the gnupg package");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+#[tokio::test]
+async fn pgp_encrypted_shares_are_written_and_unseal_once_decrypted() {
+    use base64::Engine as _;
+    let lab = Lab::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("gnupg");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let holders = ["alice", "bob", "carol"];
+    let mut public_keys = Vec::new();
+    for holder in holders {
+        gpg(
+            &home,
+            &[
+                "--quick-gen-key",
+                &format!("{holder} <{holder}@example.com>"),
+                "rsa2048",
+                "encr",
+                "never",
+            ],
+            b"",
+        );
+        let exported = gpg(&home, &["--export", holder], b"");
+        public_keys.push(base64::engine::general_purpose::STANDARD.encode(exported));
+    }
+    let request = InitRequest {
+        secret_shares: 3,
+        secret_threshold: 2,
+        pgp_keys: Some(public_keys),
+    };
+    let files = KeyFiles::new(tmp.path().join("keys"));
+    files.prepare(3, true).unwrap();
+    let response = vault_transit::init(&lab.client(), &request).await.unwrap();
+    assert!(response.keys_encrypted);
+    files.write(lab.client().address(), response).unwrap();
+    assert!(
+        files.read_keys().unwrap().is_empty(),
+        "no plain share may be on disk"
+    );
+
+    // Two holders decrypt their shares and unseal.
+    let mut shares = [1, 3].iter().map(|i| {
+        let armored = std::fs::read_to_string(files.key_path(*i, true)).unwrap();
+        let binary = base64::engine::general_purpose::STANDARD
+            .decode(armored.trim())
+            .unwrap();
+        let share = gpg(&home, &["--decrypt"], &binary);
+        SecretString::from(String::from_utf8(share).unwrap().trim().to_owned())
+    });
+    let outcome = vault_transit::unseal(&lab.client(), false, &mut |_| shares.next())
+        .await
+        .unwrap();
+    assert!(!outcome.status.sealed);
 }
