@@ -88,14 +88,14 @@ impl InitRequest {
                     .to_owned(),
             ));
         }
-        if let Some(keys) = &self.pgp_keys {
-            if keys.len() != usize::from(self.secret_shares) {
-                return Err(Error::Invalid(format!(
-                    "{} PGP keys given for {} shares: give one per share",
-                    keys.len(),
-                    self.secret_shares
-                )));
-            }
+        if let Some(keys) = &self.pgp_keys
+            && keys.len() != usize::from(self.secret_shares)
+        {
+            return Err(Error::Invalid(format!(
+                "{} PGP keys given for {} shares: give one per share",
+                keys.len(),
+                self.secret_shares
+            )));
         }
         Ok(())
     }

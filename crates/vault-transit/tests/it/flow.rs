@@ -22,9 +22,7 @@ async fn init(lab: &Lab, dir: &std::path::Path) -> KeyFiles {
     let response = vault_transit::init(&lab.client(), &request())
         .await
         .unwrap();
-    files
-        .write(&lab.client().address().to_owned(), response)
-        .unwrap();
+    files.write(lab.client().address(), response).unwrap();
     files
 }
 
