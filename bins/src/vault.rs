@@ -518,12 +518,15 @@ pub async fn status(settings: &Settings) -> anyhow::Result<(Value, String, Exit)
         ),
         (true, false) => "unsealed".to_owned(),
     };
+    let shares = if initialized {
+        format!("; {} shares, threshold {}", seal.shares, seal.threshold)
+    } else {
+        String::new()
+    };
     let text = format!(
-        "vault-transit: {} {}: {state}; {} shares, threshold {}\n",
+        "vault-transit: {} {}: {state}{shares}\n",
         settings.address,
         seal.version.as_deref().unwrap_or("(version unknown)"),
-        seal.shares,
-        seal.threshold
     );
     let value = json!({
         "healthy": healthy,
