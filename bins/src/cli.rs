@@ -2,7 +2,10 @@
 //! codes.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::Args;
 
 use crate::config::UsageError;
 use crate::exit::Exit;
@@ -49,4 +52,15 @@ pub fn run_main(
 /// Environment lookup for secret references (`env:NAME`).
 pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+/// The options every command that reads `ha.toml` takes.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The configuration file.
+    #[arg(long, value_name = "FILE", default_value = "ha.toml")]
+    pub config: PathBuf,
+    /// Print one JSON object on stdout instead of text on stderr.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -10,32 +10,36 @@ use circle_ha::output::emit;
 use circle_ha::{cli, postgres};
 use clap::{Args, Parser, Subcommand};
 
-/// Creates the PostgreSQL databases CircleCI Server 2.0 needs, their
-/// extensions, and the app role that owns them — on a plain PostgreSQL
-/// server (superuser admin) or a managed one such as Amazon RDS (an admin
-/// with CREATEDB and CREATEROLE only).
-///
-/// Reads the [postgres] section of ha.toml:
-///
-///   [postgres]
-///   host = "pg.internal"              # what TLS verifies
-///   port = 5432
-///   admin_user = "postgres"
-///   admin_password = "env:PG_ADMIN_PASSWORD"   # or file:PATH; never a literal
-///   app_user = "circle"
-///   app_password = "env:PG_APP_PASSWORD"
-///   sslmode = "verify-full"           # disable | require | verify-ca | verify-full
-///   ca_file = "pki/ca.pem"
-///   # [[postgres.databases]] name = "…" extensions = ["…"]  (default: the runbook's eight)
-///
-/// Every run first reads the server's state and changes only what is
-/// missing: a second `apply` reports `changed: 0`. Exit codes: 0 success;
-/// 1 runtime failure (server unreachable, wrong password, missing
-/// privilege — nothing changed unless steps were listed as done); 2 bad
-/// usage or configuration (found before connecting); 3 `verify` found
-/// problems.
+/// The long `--help` text (a plain string: it holds TOML and URLs that
+/// rustdoc would misread).
+const LONG_ABOUT: &str = "Creates the PostgreSQL databases CircleCI Server 2.0 needs, their
+extensions, and the app role that owns them — on a plain PostgreSQL
+server (superuser admin) or a managed one such as Amazon RDS (an admin
+with CREATEDB and CREATEROLE only).
+
+Reads the [postgres] section of ha.toml:
+
+  [postgres]
+  host = \"pg.internal\"              # what TLS verifies
+  port = 5432
+  admin_user = \"postgres\"
+  admin_password = \"env:PG_ADMIN_PASSWORD\"   # or file:PATH; never a literal
+  app_user = \"circle\"
+  app_password = \"env:PG_APP_PASSWORD\"
+  sslmode = \"verify-full\"           # disable | require | verify-ca | verify-full
+  ca_file = \"pki/ca.pem\"
+  # [[postgres.databases]] name = \"…\" extensions = [\"…\"]  (default: the runbook's eight)
+
+Every run first reads the server's state and changes only what is
+missing: a second `apply` reports `changed: 0`. Exit codes: 0 success;
+1 runtime failure (server unreachable, wrong password, missing
+privilege — nothing changed unless steps were listed as done); 2 bad
+usage or configuration (found before connecting); 3 `verify` found
+problems.";
+
+/// Creates the CircleCI PostgreSQL databases, their extensions and app role.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about, verbatim_doc_comment)]
+#[command(version, about, long_about = LONG_ABOUT, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,12 +72,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// The configuration file.
-    #[arg(long, value_name = "FILE", default_value = "ha.toml")]
-    config: PathBuf,
-    /// Print one JSON object on stdout instead of text on stderr.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    args: cli::ConfigArgs,
     /// Override [postgres].host.
     #[arg(long)]
     host: Option<String>,
@@ -102,7 +102,7 @@ impl Common {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = match &cli.command {
-        Command::Apply { common, .. } | Command::Verify { common } => common.json,
+        Command::Apply { common, .. } | Command::Verify { common } => common.args.json,
     };
     cli::run_main("pg-provision", json, run(cli))
 }
@@ -110,17 +110,17 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Apply { common, dry_run } => {
-            let file = ConfigFile::load(&common.config)?;
+            let file = ConfigFile::load(&common.args.config)?;
             let settings = postgres::settings(&file, &common.overrides())?;
             let report = postgres::apply(&file, &settings, &cli::env_var, dry_run).await?;
-            emit(common.json, &report.to_text(), &report.to_json());
+            emit(common.args.json, &report.to_text(), &report.to_json());
             Ok(Exit::Success)
         }
         Command::Verify { common } => {
-            let file = ConfigFile::load(&common.config)?;
+            let file = ConfigFile::load(&common.args.config)?;
             let settings = postgres::settings(&file, &common.overrides())?;
             let (value, text, exit) = postgres::verify(&file, &settings, &cli::env_var).await?;
-            emit(common.json, &text, &value);
+            emit(common.args.json, &text, &value);
             Ok(exit)
         }
     }

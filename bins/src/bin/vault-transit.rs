@@ -11,34 +11,38 @@ use circle_ha::{cli, vault};
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
-/// Sets up Vault (or OpenBao) for CircleCI's contexts service: the server's
-/// configuration file, init, unseal, a transit mount, a least-privilege
-/// policy and a periodic orphan token.
-///
-/// Reads the [vault] section of ha.toml:
-///
-///   [vault]
-///   address = "https://vault.internal:8200"
-///   ca_file = "pki/ca.pem"
-///   secret_shares = 5
-///   secret_threshold = 3
-///   keys_dir = "secrets/vault"        # init writes unseal-key-N and root-token here, 0600
-///   admin_token = "file:secrets/vault/root-token"   # used by configure and seal
-///   app_token_file = "secrets/vault/circleci-token" # configure writes the app token here
-///   transit_mount = "transit"
-///   token_period = "1h"
-///   [vault.server]                    # only for render-config
-///   flavor = "openbao"                # openbao | vault | vault-0.7
-///   storage = "raft"                  # raft | consul | file
-///   tls_cert_file = "/etc/vault/tls/vault.crt"
-///   tls_key_file = "/etc/vault/tls/vault.key"
-///
-/// The usual order: render-config (install it, start the server), init,
-/// unseal, configure, verify, and seal when the runbook says so. Exit codes:
-/// 0 success; 1 runtime failure; 2 bad usage or configuration; 3 verify or
-/// status found a problem.
+/// The long `--help` text (a plain string: it holds TOML and URLs that
+/// rustdoc would misread).
+const LONG_ABOUT: &str = "Sets up Vault (or OpenBao) for CircleCI's contexts service: the server's
+configuration file, init, unseal, a transit mount, a least-privilege
+policy and a periodic orphan token.
+
+Reads the [vault] section of ha.toml:
+
+  [vault]
+  address = \"https://vault.internal:8200\"
+  ca_file = \"pki/ca.pem\"
+  secret_shares = 5
+  secret_threshold = 3
+  keys_dir = \"secrets/vault\"        # init writes unseal-key-N and root-token here, 0600
+  admin_token = \"file:secrets/vault/root-token\"   # used by configure and seal
+  app_token_file = \"secrets/vault/circleci-token\" # configure writes the app token here
+  transit_mount = \"transit\"
+  token_period = \"1h\"
+  [vault.server]                    # only for render-config
+  flavor = \"openbao\"                # openbao | vault | vault-0.7
+  storage = \"raft\"                  # raft | consul | file
+  tls_cert_file = \"/etc/vault/tls/vault.crt\"
+  tls_key_file = \"/etc/vault/tls/vault.key\"
+
+The usual order: render-config (install it, start the server), init,
+unseal, configure, verify, and seal when the runbook says so. Exit codes:
+0 success; 1 runtime failure; 2 bad usage or configuration; 3 verify or
+status found a problem.";
+
+/// Sets up Vault (or OpenBao) for CircleCI's contexts service.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about, verbatim_doc_comment)]
+#[command(version, about, long_about = LONG_ABOUT, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -103,12 +107,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// The configuration file.
-    #[arg(long, value_name = "FILE", default_value = "ha.toml")]
-    config: PathBuf,
-    /// Print one JSON object on stdout instead of text on stderr.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    args: cli::ConfigArgs,
     /// Do not verify Vault's TLS certificate. Anyone on the network path
     /// can then read the tokens and key shares: for a throw-away test
     /// server only.
@@ -125,14 +125,14 @@ fn main() -> ExitCode {
         | Command::Status(common)
         | Command::Seal(common)
         | Command::Unseal { common, .. }
-        | Command::Configure { common, .. } => common.json,
+        | Command::Configure { common, .. } => common.args.json,
     };
     cli::run_main("vault-transit", json, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let load = |common: &Common| -> anyhow::Result<(ConfigFile, vault::Settings)> {
-        let file = ConfigFile::load(&common.config)?;
+        let file = ConfigFile::load(&common.args.config)?;
         let settings = vault::settings(&file, common.danger_accept_any_certificate)?;
         Ok((file, settings))
     };
@@ -155,7 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Init(common) => {
             let (_, settings) = load(&common)?;
             let (value, text) = vault::init(&settings).await?;
-            emit(common.json, &text, &value);
+            emit(common.args.json, &text, &value);
             Ok(Exit::Success)
         }
         Command::Unseal {
@@ -169,7 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             } else {
                 vault::KeySource::Files
             };
-            let json = common.json;
+            let json = common.args.json;
             let (value, text) = vault::unseal(
                 &settings,
                 source,
@@ -182,31 +182,31 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 },
             )
             .await?;
-            emit(common.json, &text, &value);
+            emit(common.args.json, &text, &value);
             Ok(Exit::Success)
         }
         Command::Configure { common, dry_run } => {
             let (file, settings) = load(&common)?;
             let report = vault::configure(&file, &settings, &cli::env_var, dry_run).await?;
-            emit(common.json, &report.to_text(), &report.to_json());
+            emit(common.args.json, &report.to_text(), &report.to_json());
             Ok(Exit::Success)
         }
         Command::Verify(common) => {
             let (_, settings) = load(&common)?;
             let (value, text, exit) = vault::verify(&settings).await?;
-            emit(common.json, &text, &value);
+            emit(common.args.json, &text, &value);
             Ok(exit)
         }
         Command::Status(common) => {
             let (_, settings) = load(&common)?;
             let (value, text, exit) = vault::status(&settings).await?;
-            emit(common.json, &text, &value);
+            emit(common.args.json, &text, &value);
             Ok(exit)
         }
         Command::Seal(common) => {
             let (file, settings) = load(&common)?;
             let (value, text) = vault::seal(&file, &settings, &cli::env_var).await?;
-            emit(common.json, &text, &value);
+            emit(common.args.json, &text, &value);
             Ok(Exit::Success)
         }
     }

@@ -109,13 +109,9 @@ pub fn client_config(
                     what: what.to_owned(),
                     detail: e.to_string(),
                 })?;
-            let inner: Arc<dyn ServerCertVerifier> = if verification == ServerVerification::Full {
-                webpki
-            } else {
-                Arc::new(ChainOnly { inner: webpki })
-            };
             Arc::new(Describing {
-                inner,
+                inner: webpki,
+                check_host_name: verification == ServerVerification::Full,
                 ca_what: what.to_owned(),
             })
         }
@@ -147,12 +143,13 @@ pub fn client_config(
     }
 }
 
-/// Wraps a verifier so that a rejected certificate produces an error that
-/// names the host, the certificate's subject, its names and its issuer, and
-/// says in words what is wrong.
+/// WebPKI verification (optionally without the host-name check, for
+/// `verify-ca`) whose rejections name the host, the certificate's subject
+/// and names, and say in words what is wrong.
 #[derive(Debug)]
 struct Describing {
-    inner: Arc<dyn ServerCertVerifier>,
+    inner: Arc<WebPkiServerVerifier>,
+    check_host_name: bool,
     ca_what: String,
 }
 
@@ -211,54 +208,6 @@ impl ServerCertVerifier for Describing {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-            .map_err(|e| match &e {
-                rustls::Error::InvalidCertificate(cert_error) => {
-                    rustls::Error::General(self.describe(end_entity, server_name, cert_error))
-                }
-                _ => e,
-            })
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// Full WebPKI verification except the host-name check.
-#[derive(Debug)]
-struct ChainOnly {
-    inner: Arc<WebPkiServerVerifier>,
-}
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
         match self.inner.verify_server_cert(
             end_entity,
             intermediates,
@@ -268,7 +217,10 @@ impl ServerCertVerifier for ChainOnly {
         ) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.check_host_name => Ok(ServerCertVerified::assertion()),
+            Err(rustls::Error::InvalidCertificate(cert_error)) => Err(rustls::Error::General(
+                self.describe(end_entity, server_name, &cert_error),
+            )),
             res => res,
         }
     }

@@ -1,6 +1,6 @@
 //! Observe, plan, apply and verify on real servers.
 
-use pg_provision::{Error, Login, Step, apply, observe, plan, verify};
+use pg_provision::{Error, Login, SslMode, Step, apply, observe, plan, verify};
 use secrecy::SecretString;
 
 use crate::{Lab, app_login, desired};
@@ -202,6 +202,11 @@ async fn wrong_admin_password_and_wrong_ca_fail_clearly_and_change_nothing() {
             .contains("does not name the host db.example.invalid"),
         "{err}"
     );
+    // verify-ca checks the chain only, so the same connection works.
+    server.sslmode = SslMode::VerifyCa;
+    observe(&server, &lab.superuser(), "postgres", &desired)
+        .await
+        .unwrap();
     assert_eq!(lab.databases().await, Vec::<String>::new());
 }
 
