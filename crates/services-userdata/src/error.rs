@@ -1,0 +1,53 @@
+//! The one error type of `services-userdata`.
+
+/// What went wrong. Messages name the file, bucket or launch template and
+/// never contain a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The inputs cannot make a working bundle; every reason is listed.
+    #[error("cannot render the Services bundle:\n  - {}", problems.join("\n  - "))]
+    Invalid {
+        /// Every problem found.
+        problems: Vec<String>,
+    },
+    /// The user data is over EC2's limit.
+    #[error(
+        "the rendered user data is {bytes} bytes, over EC2's limit of 16384 bytes (before \
+         base64); nothing was uploaded"
+    )]
+    UserdataTooLarge {
+        /// Its size.
+        bytes: usize,
+    },
+    /// An S3 call failed.
+    #[error("S3 {operation} s3://{bucket}/{key}: {detail}")]
+    S3 {
+        /// The operation (`PutObject` …).
+        operation: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The SDK's words.
+        detail: String,
+    },
+    /// An EC2 call failed.
+    #[error("EC2 {operation} on launch template {template}: {detail}")]
+    Ec2 {
+        /// The operation.
+        operation: &'static str,
+        /// The launch template's name.
+        template: String,
+        /// The SDK's words.
+        detail: String,
+    },
+    /// An existing `settings.conf` could not be read.
+    #[error("{what}: {detail}")]
+    Import {
+        /// The file.
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+}

@@ -1,0 +1,308 @@
+//! Publishing the bundle: files to S3 (server-side encrypted), the user data
+//! as a new launch-template version. Observe → plan → apply; unchanged
+//! content publishes nothing.
+//!
+//! This is the only module that talks to AWS. It takes SDK clients built by
+//! the caller (region, credentials, endpoint), so tests point them at
+//! `moto_server`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ServerSideEncryption;
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::{Bundle, Error};
+
+/// The object metadata key holding each file's SHA-256.
+const SHA256_METADATA: &str = "circle-ha-sha256";
+
+/// Where the bundle goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The bucket.
+    pub bucket: String,
+    /// Key prefix (empty or ending in `/`).
+    pub prefix: String,
+    /// The launch template's name.
+    pub launch_template: String,
+    /// A KMS key for server-side encryption; `None` uses SSE-S3 (AES-256).
+    pub kms_key_id: Option<String>,
+}
+
+/// What is published now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// SHA-256 (hex) recorded on each bundle path's object, `None` if the
+    /// object is missing or was not uploaded by this tool.
+    pub objects: BTreeMap<String, Option<String>>,
+    /// The latest version number and its user data (decoded).
+    pub latest: Option<(i64, String)>,
+    /// The default version number.
+    pub default_version: Option<i64>,
+}
+
+/// One change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Create a launch-template version with the new user data (based on
+    /// the latest version, so the AMI, instance type … stay).
+    CreateVersion {
+        /// The version it copies.
+        source_version: i64,
+    },
+    /// Make a version the default: the one given, or the one the preceding
+    /// `CreateVersion` made.
+    SetDefaultVersion {
+        /// An existing version, or `None` for the one just created.
+        version: Option<i64>,
+    },
+    /// Upload a file.
+    Upload {
+        /// Its bundle path.
+        path: String,
+        /// New or changed.
+        reason: &'static str,
+    },
+}
+
+impl Step {
+    /// A stable kebab-case name for `--json`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::CreateVersion { .. } => "create-launch-template-version",
+            Step::SetDefaultVersion { .. } => "set-default-version",
+            Step::Upload { .. } => "upload",
+        }
+    }
+
+    /// What it changes.
+    pub fn target(&self, target: &Target) -> String {
+        match self {
+            Step::CreateVersion { .. } | Step::SetDefaultVersion { .. } => {
+                format!("launch template {}", target.launch_template)
+            }
+            Step::Upload { path, .. } => format!("s3://{}/{}{path}", target.bucket, target.prefix),
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::CreateVersion { source_version } => write!(
+                f,
+                "create a launch template version from version {source_version} with the new user \
+                 data"
+            ),
+            Step::SetDefaultVersion {
+                version: Some(version),
+            } => {
+                write!(f, "make launch template version {version} the default")
+            }
+            Step::SetDefaultVersion { version: None } => {
+                f.write_str("make the new launch template version the default")
+            }
+            Step::Upload { path, reason } => {
+                write!(f, "upload {path} ({reason}, server-side encrypted)")
+            }
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reads what is published: each object's recorded checksum and the launch
+/// template's latest and default versions.
+pub async fn observe(
+    s3: &aws_sdk_s3::Client,
+    ec2: &aws_sdk_ec2::Client,
+    target: &Target,
+    bundle: &Bundle,
+) -> Result<Observed, Error> {
+    let mut objects = BTreeMap::new();
+    for file in &bundle.files {
+        let key = format!("{}{}", target.prefix, file.path);
+        let head = s3
+            .head_object()
+            .bucket(&target.bucket)
+            .key(&key)
+            .send()
+            .await;
+        let recorded = match head {
+            Ok(head) => head
+                .metadata()
+                .and_then(|m| m.get(SHA256_METADATA))
+                .cloned(),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => None,
+            Err(e) => {
+                return Err(Error::S3 {
+                    operation: "HeadObject",
+                    bucket: target.bucket.clone(),
+                    key,
+                    detail: DisplayErrorContext(&e).to_string(),
+                });
+            }
+        };
+        objects.insert(file.path.clone(), recorded);
+    }
+
+    let ec2_error = |operation, e: &dyn std::error::Error| Error::Ec2 {
+        operation,
+        template: target.launch_template.clone(),
+        detail: DisplayErrorContext(e).to_string(),
+    };
+    let templates = ec2
+        .describe_launch_templates()
+        .launch_template_names(&target.launch_template)
+        .send()
+        .await
+        .map_err(|e| ec2_error("DescribeLaunchTemplates", &e))?;
+    let default_version = templates
+        .launch_templates()
+        .first()
+        .and_then(|t| t.default_version_number());
+    let versions = ec2
+        .describe_launch_template_versions()
+        .launch_template_name(&target.launch_template)
+        .versions("$Latest")
+        .send()
+        .await
+        .map_err(|e| ec2_error("DescribeLaunchTemplateVersions", &e))?;
+    let latest = versions.launch_template_versions().first().map(|v| {
+        let userdata = v
+            .launch_template_data()
+            .and_then(|d| d.user_data())
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
+        (v.version_number().unwrap_or(0), userdata)
+    });
+    Ok(Observed {
+        objects,
+        latest,
+        default_version,
+    })
+}
+
+/// The steps that make S3 and the launch template match `bundle`. Pure.
+pub fn plan(bundle: &Bundle, observed: &Observed) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for file in &bundle.files {
+        let sha = sha256_hex(&file.bytes);
+        match observed.objects.get(&file.path) {
+            Some(Some(recorded)) if *recorded == sha => {}
+            Some(Some(_)) => steps.push(Step::Upload {
+                path: file.path.clone(),
+                reason: "changed",
+            }),
+            _ => steps.push(Step::Upload {
+                path: file.path.clone(),
+                reason: "new",
+            }),
+        }
+    }
+    match &observed.latest {
+        Some((version, userdata)) if *userdata == bundle.userdata => {
+            if observed.default_version != Some(*version) {
+                steps.push(Step::SetDefaultVersion {
+                    version: Some(*version),
+                });
+            }
+        }
+        Some((version, _)) => {
+            steps.push(Step::CreateVersion {
+                source_version: *version,
+            });
+            steps.push(Step::SetDefaultVersion { version: None });
+        }
+        None => {}
+    }
+    steps
+}
+
+/// Runs the steps. Files go up before the user data that fetches them.
+pub async fn apply(
+    s3: &aws_sdk_s3::Client,
+    ec2: &aws_sdk_ec2::Client,
+    target: &Target,
+    bundle: &Bundle,
+    steps: &[Step],
+) -> Result<(), Error> {
+    let ec2_error = |operation, e: &dyn std::error::Error| Error::Ec2 {
+        operation,
+        template: target.launch_template.clone(),
+        detail: DisplayErrorContext(e).to_string(),
+    };
+    let mut new_version = None;
+    for step in steps {
+        match step {
+            Step::Upload { path, .. } => {
+                let Some(file) = bundle.files.iter().find(|f| &f.path == path) else {
+                    continue;
+                };
+                let key = format!("{}{}", target.prefix, file.path);
+                let mut put = s3
+                    .put_object()
+                    .bucket(&target.bucket)
+                    .key(&key)
+                    .body(ByteStream::from(file.bytes.clone()))
+                    .metadata(SHA256_METADATA, sha256_hex(&file.bytes));
+                put = match &target.kms_key_id {
+                    Some(kms) => put
+                        .server_side_encryption(ServerSideEncryption::AwsKms)
+                        .ssekms_key_id(kms),
+                    None => put.server_side_encryption(ServerSideEncryption::Aes256),
+                };
+                put.send().await.map_err(|e| Error::S3 {
+                    operation: "PutObject",
+                    bucket: target.bucket.clone(),
+                    key,
+                    detail: DisplayErrorContext(&e).to_string(),
+                })?;
+            }
+            Step::CreateVersion { source_version } => {
+                let created = ec2
+                    .create_launch_template_version()
+                    .launch_template_name(&target.launch_template)
+                    .source_version(source_version.to_string())
+                    .version_description("circle-ha services-userdata")
+                    .launch_template_data(
+                        RequestLaunchTemplateData::builder()
+                            .user_data(
+                                base64::engine::general_purpose::STANDARD
+                                    .encode(bundle.userdata.as_bytes()),
+                            )
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| ec2_error("CreateLaunchTemplateVersion", &e))?;
+                new_version = created
+                    .launch_template_version()
+                    .and_then(|v| v.version_number());
+            }
+            Step::SetDefaultVersion { version } => {
+                let Some(version) = version.or(new_version) else {
+                    continue;
+                };
+                ec2.modify_launch_template()
+                    .launch_template_name(&target.launch_template)
+                    .default_version(version.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| ec2_error("ModifyLaunchTemplate", &e))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Publishing to the AWS API emulator through the real SDK clients.
+
+use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use base64::Engine as _;
+use ha_lab::{Moto, Toolbox};
+use services_userdata::publish::{self, Step, Target};
+use services_userdata::render;
+
+use crate::spec;
+
+struct Aws {
+    _moto: Moto,
+    s3: aws_sdk_s3::Client,
+    ec2: aws_sdk_ec2::Client,
+}
+
+async fn aws() -> Aws {
+    let moto = Moto::start(&Toolbox::discover(std::env::vars_os())).unwrap();
+    let sdk = moto.sdk_config();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    s3.create_bucket()
+        .bucket("circleci-ha-config")
+        .send()
+        .await
+        .unwrap();
+    ec2.create_launch_template()
+        .launch_template_name("circleci-services")
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id("ami-12345678")
+                .instance_type(aws_sdk_ec2::types::InstanceType::M5Xlarge)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    Aws {
+        _moto: moto,
+        s3,
+        ec2,
+    }
+}
+
+fn target() -> Target {
+    Target {
+        bucket: "circleci-ha-config".to_owned(),
+        prefix: String::new(),
+        launch_template: "circleci-services".to_owned(),
+        kms_key_id: None,
+    }
+}
+
+async fn publish_once(aws: &Aws, bundle: &services_userdata::Bundle) -> Vec<Step> {
+    let observed = publish::observe(&aws.s3, &aws.ec2, &target(), bundle)
+        .await
+        .unwrap();
+    let steps = publish::plan(bundle, &observed);
+    publish::apply(&aws.s3, &aws.ec2, &target(), bundle, &steps)
+        .await
+        .unwrap();
+    steps
+}
+
+#[tokio::test]
+async fn publish_uploads_and_versions_once_then_changes_nothing() {
+    let aws = aws().await;
+    let bundle = render(&spec(false)).unwrap();
+    let steps = publish_once(&aws, &bundle).await;
+    let uploads = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Upload { .. }))
+        .count();
+    assert_eq!(uploads, bundle.files.len());
+    assert!(steps.contains(&Step::CreateVersion { source_version: 1 }));
+
+    // Objects are there, encrypted, byte for byte.
+    for file in &bundle.files {
+        let object = aws
+            .s3
+            .get_object()
+            .bucket("circleci-ha-config")
+            .key(&file.path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            object.server_side_encryption(),
+            Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256),
+            "{}",
+            file.path
+        );
+        let body = object.body.collect().await.unwrap().into_bytes();
+        assert_eq!(&body[..], &file.bytes[..], "{}", file.path);
+    }
+
+    // The new version carries the user data, keeps the AMI, and is the default.
+    let versions = aws
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_name("circleci-services")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versions.launch_template_versions().len(), 2);
+    let latest = versions
+        .launch_template_versions()
+        .iter()
+        .find(|v| v.version_number() == Some(2))
+        .unwrap();
+    let data = latest.launch_template_data().unwrap();
+    let userdata = base64::engine::general_purpose::STANDARD
+        .decode(data.user_data().unwrap())
+        .unwrap();
+    assert_eq!(userdata, bundle.userdata.as_bytes());
+    // The new version is created with SourceVersion = the latest, so on AWS
+    // it keeps the AMI, instance type and profile. moto 5.2 ignores
+    // SourceVersion, so that part cannot be checked here.
+    let template = aws
+        .ec2
+        .describe_launch_templates()
+        .launch_template_names("circleci-services")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        template.launch_templates()[0].default_version_number(),
+        Some(2)
+    );
+
+    // Second publish: nothing.
+    assert_eq!(publish_once(&aws, &bundle).await, vec![]);
+
+    // One secret changes: one upload, no new launch-template version (the
+    // user data does not hold secrets).
+    let mut changed = spec(false);
+    changed.postgres.password = "rotated".to_owned().into();
+    let bundle = render(&changed).unwrap();
+    let steps = publish_once(&aws, &bundle).await;
+    assert_eq!(
+        steps,
+        vec![Step::Upload {
+            path: "circleconfig/shared/postgresql".to_owned(),
+            reason: "changed"
+        }]
+    );
+}
