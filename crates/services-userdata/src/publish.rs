@@ -212,12 +212,12 @@ pub fn plan(bundle: &Bundle, observed: &Observed) -> Vec<Step> {
         }
     }
     match &observed.latest {
-        Some((version, userdata)) if *userdata == bundle.userdata => {
-            if observed.default_version != Some(*version) {
-                steps.push(Step::SetDefaultVersion {
-                    version: Some(*version),
-                });
-            }
+        Some((version, userdata))
+            if *userdata == bundle.userdata && observed.default_version != Some(*version) =>
+        {
+            steps.push(Step::SetDefaultVersion {
+                version: Some(*version),
+            });
         }
         Some((version, _)) => {
             steps.push(Step::CreateVersion {
