@@ -212,12 +212,13 @@ pub fn plan(bundle: &Bundle, observed: &Observed) -> Vec<Step> {
         }
     }
     match &observed.latest {
-        Some((version, userdata))
-            if *userdata == bundle.userdata && observed.default_version != Some(*version) =>
-        {
-            steps.push(Step::SetDefaultVersion {
-                version: Some(*version),
-            });
+        Some((version, userdata)) if *userdata == bundle.userdata => {
+            let is_default = observed.default_version == Some(*version);
+            if !is_default {
+                steps.push(Step::SetDefaultVersion {
+                    version: Some(*version),
+                });
+            }
         }
         Some((version, _)) => {
             steps.push(Step::CreateVersion {
