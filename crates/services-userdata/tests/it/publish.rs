@@ -135,6 +135,20 @@ async fn publish_uploads_and_versions_once_then_changes_nothing() {
     // Second publish: nothing.
     assert_eq!(publish_once(&aws, &bundle).await, vec![]);
 
+    // Someone rolled the default back: only the default is restored.
+    aws.ec2
+        .modify_launch_template()
+        .launch_template_name("circleci-services")
+        .default_version("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        publish_once(&aws, &bundle).await,
+        vec![Step::SetDefaultVersion { version: Some(2) }]
+    );
+    assert_eq!(publish_once(&aws, &bundle).await, vec![]);
+
     // One secret changes: one upload, no new launch-template version (the
     // user data does not hold secrets).
     let mut changed = spec(false);
