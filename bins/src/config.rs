@@ -56,7 +56,7 @@ pub struct RawConfig {
     /// `[pki]`.
     pub pki: Option<toml::Table>,
     /// `[mongo]`.
-    pub mongo: Option<toml::Table>,
+    pub mongo: Option<RawMongo>,
     /// `[postgres]`.
     pub postgres: Option<RawPostgres>,
     /// `[vault]`.
@@ -105,6 +105,83 @@ pub struct RawDatabase {
     #[serde(default)]
     pub extensions: Vec<String>,
 }
+
+/// `[mongo]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMongo {
+    /// The replica set's name.
+    pub replica_set: Option<String>,
+    /// The MongoDB version the members run (selects the mongod.conf dialect).
+    pub server_version: Option<String>,
+    /// The members.
+    #[serde(default)]
+    pub members: Vec<RawMember>,
+    /// TLS for clients; absent means plain connections.
+    pub tls: Option<RawMongoTls>,
+    /// The runbook's three users.
+    pub users: Option<RawMongoUsers>,
+}
+
+/// One `[mongo].members` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMember {
+    /// `host:port`.
+    pub host: String,
+    /// Election priority (default 1).
+    pub priority: Option<f64>,
+    /// Votes (default 1).
+    pub votes: Option<u8>,
+    /// Hidden member.
+    pub hidden: Option<bool>,
+    /// Arbiter.
+    pub arbiter_only: Option<bool>,
+}
+
+/// `[mongo].tls`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMongoTls {
+    /// The CA the members' certificates chain to.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and key (PEM) for the tools.
+    pub certificate_key_file: Option<PathBuf>,
+}
+
+/// `[mongo].users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMongoUsers {
+    /// `siteUserAdmin` (userAdminAnyDatabase).
+    pub site_admin: Option<RawMongoUser>,
+    /// `circle-admin` (root + dbAdmin on admin).
+    pub admin: Option<RawMongoUser>,
+    /// `circle` (readWrite on the app databases).
+    pub app: Option<RawMongoUser>,
+}
+
+/// One MongoDB user.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMongoUser {
+    /// The user name.
+    pub name: Option<String>,
+    /// Secret reference to the password.
+    pub password: Option<String>,
+    /// Databases (app user only).
+    pub databases: Option<Vec<String>>,
+}
+
+/// The app user's databases when `[mongo].users.app.databases` is absent:
+/// every database its connection URIs use (the runbook's createUser forgets
+/// `remote_containers_dev_ghe`).
+pub const DEFAULT_APP_DATABASES: [&str; 4] = [
+    "circle_ghe",
+    "build_state_dev_ghe",
+    "containers_dev_ghe",
+    "remote_containers_dev_ghe",
+];
 
 /// A loaded `ha.toml`.
 #[derive(Debug)]

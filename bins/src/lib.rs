@@ -7,6 +7,7 @@
 //! below never print or read the environment; this crate does both, on
 //! their behalf.
 
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -14,4 +15,5 @@ pub mod exit;
 pub mod output;
 pub mod postgres;
 pub mod secret;
+pub mod services;
 pub mod vault;

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `circle-ha` binary, run as an operator would.
 
 mod pg_provision;
+mod services_userdata;
 mod vault_transit;
 
 use std::process::{Command, Output};
