@@ -234,7 +234,7 @@ pub fn bundle_spec(
             .collect(),
         tls: false,
     };
-    let mut ca_candidates: Vec<PathBuf> = Vec::new();
+    let mut ca_candidates: Vec<(String, PathBuf)> = Vec::new();
     match &file.raw.mongo {
         None => r
             .problems
@@ -247,7 +247,7 @@ pub fn bundle_spec(
             }
             mongo.tls = raw.tls.is_some();
             if let Some(path) = raw.tls.as_ref().and_then(|t| t.ca_file.clone()) {
-                ca_candidates.push(path);
+                ca_candidates.push(("[mongo].tls.ca_file".to_owned(), path));
             }
             match raw.users.as_ref().and_then(|u| u.app.as_ref()) {
                 Some(app) => {
@@ -282,7 +282,7 @@ pub fn bundle_spec(
             }
             postgres.password = r.secret("[postgres].app_password", raw.app_password.as_deref());
             if let Some(path) = &raw.ca_file {
-                ca_candidates.push(path.clone());
+                ca_candidates.push(("[postgres].ca_file".to_owned(), path.clone()));
             }
         }
     }
@@ -335,16 +335,22 @@ pub fn bundle_spec(
                 )),
             }
             if let Some(path) = table.get("ca_file").and_then(|v| v.as_str()) {
-                ca_candidates.push(PathBuf::from(path));
+                ca_candidates.push(("[vault].ca_file".to_owned(), PathBuf::from(path)));
             }
         }
     }
 
     // CA certificates: distinct contents, in order.
-    let ca_paths = services.ca_files.clone().unwrap_or(ca_candidates);
+    let ca_paths: Vec<(String, PathBuf)> = match &services.ca_files {
+        Some(paths) => paths
+            .iter()
+            .map(|p| ("[services].ca_files".to_owned(), p.clone()))
+            .collect(),
+        None => ca_candidates,
+    };
     let mut ca_certificates: Vec<String> = Vec::new();
-    for path in &ca_paths {
-        let bytes = r.read("CA file", path);
+    for (key, path) in &ca_paths {
+        let bytes = r.read(key, path);
         let text = String::from_utf8_lossy(&bytes).into_owned();
         if !text.is_empty() && !ca_certificates.contains(&text) {
             ca_certificates.push(text);
