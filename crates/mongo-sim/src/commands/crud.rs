@@ -1,0 +1,1129 @@
+//! Data commands: insert, find/getMore/killCursors, count, aggregate, and
+//! the catalog (databases, collections, indexes).
+
+use std::cmp::Ordering;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bson::{Bson, Document, RawArrayBuf, RawBson, RawDocumentBuf, doc, oid::ObjectId};
+
+use super::Reply;
+use crate::auth::{Action, Resource};
+use crate::error::{Code, CommandError};
+use crate::node::{Cursor, Node};
+use crate::storage::{OpTime, compare_bson, uuid_bson};
+use crate::wire::MAX_BSON_OBJECT_SIZE;
+
+/// Room left in a reply for the envelope.
+const BATCH_BYTES: usize = MAX_BSON_OBJECT_SIZE - 16 * 1024;
+
+fn collection_name<'a>(command: &'a Document, field: &str) -> Result<&'a str, CommandError> {
+    let name = command.get_str(field).map_err(|_| {
+        CommandError::new(
+            Code::InvalidNamespace,
+            format!(
+                "collection name has invalid type {}",
+                command
+                    .get(field)
+                    .map(|v| format!("{:?}", v.element_type()))
+                    .unwrap_or_default()
+            ),
+        )
+    })?;
+    if name.is_empty()
+        || name.contains('\0')
+        || name.starts_with('$')
+        || name.contains('$') && !name.starts_with("oplog.")
+    {
+        return Err(CommandError::new(
+            Code::InvalidNamespace,
+            format!("Invalid collection name: {name}"),
+        ));
+    }
+    Ok(name)
+}
+
+fn check_db_name(db: &str) -> Result<(), CommandError> {
+    if db.is_empty()
+        || db.len() > 63
+        || db
+            .chars()
+            .any(|c| matches!(c, '/' | '\\' | '.' | ' ' | '"' | '$' | '\0'))
+    {
+        return Err(CommandError::new(
+            Code::InvalidNamespace,
+            format!("Invalid database name: '{db}'"),
+        ));
+    }
+    Ok(())
+}
+
+/// The value at a dotted path.
+fn lookup<'a>(doc: &'a Document, path: &str) -> Option<&'a Bson> {
+    let mut current = doc;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let value = current.get(part)?;
+        if parts.peek().is_none() {
+            return Some(value);
+        }
+        current = value.as_document()?;
+    }
+    None
+}
+
+fn equal(a: &Bson, b: &Bson) -> bool {
+    compare_bson(a, b) == Ordering::Equal
+}
+
+fn value_matches(value: Option<&Bson>, condition: &Bson) -> Result<bool, CommandError> {
+    let operators = match condition {
+        Bson::Document(d) if d.keys().next().is_some_and(|k| k.starts_with('$')) => d,
+        other => {
+            return Ok(match value {
+                Some(Bson::Array(items)) => {
+                    items.iter().any(|i| equal(i, other))
+                        || equal(&Bson::Array(items.clone()), other)
+                }
+                Some(v) => equal(v, other),
+                None => matches!(other, Bson::Null),
+            });
+        }
+    };
+    for (op, operand) in operators {
+        let ok = match op.as_str() {
+            "$eq" => value_matches(value, operand)?,
+            "$ne" => !value_matches(value, operand)?,
+            "$gt" | "$gte" | "$lt" | "$lte" => match value {
+                None => false,
+                Some(v) => {
+                    let ord = compare_bson(v, operand);
+                    match op.as_str() {
+                        "$gt" => ord == Ordering::Greater,
+                        "$gte" => ord != Ordering::Less,
+                        "$lt" => ord == Ordering::Less,
+                        _ => ord != Ordering::Greater,
+                    }
+                }
+            },
+            "$in" | "$nin" => {
+                let Bson::Array(items) = operand else {
+                    return Err(CommandError::bad_value(format!("{op} needs an array")));
+                };
+                let mut found = false;
+                for item in items {
+                    if value_matches(value, item)? {
+                        found = true;
+                        break;
+                    }
+                }
+                if op == "$in" { found } else { !found }
+            }
+            "$exists" => value.is_some() == operand.as_bool().unwrap_or(true),
+            other => {
+                return Err(CommandError::bad_value(format!(
+                    "unknown operator: {other}"
+                )));
+            }
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Whether `doc` matches `filter` (equality, comparison, `$in`, `$exists`,
+/// `$and`, `$or` — what the project's tools and tests use).
+pub(crate) fn matches(doc: &Document, filter: &Document) -> Result<bool, CommandError> {
+    for (key, condition) in filter {
+        let ok = match key.as_str() {
+            "$and" | "$or" => {
+                let Bson::Array(parts) = condition else {
+                    return Err(CommandError::bad_value(format!("{key} must be an array")));
+                };
+                let mut results = Vec::new();
+                for part in parts {
+                    let part = part.as_document().ok_or_else(|| {
+                        CommandError::bad_value(format!("{key} entries must be objects"))
+                    })?;
+                    results.push(matches(doc, part)?);
+                }
+                if key == "$and" {
+                    results.iter().all(|r| *r)
+                } else {
+                    results.iter().any(|r| *r)
+                }
+            }
+            other if other.starts_with('$') => {
+                return Err(CommandError::bad_value(format!(
+                    "unknown top level operator: {other}"
+                )));
+            }
+            path => value_matches(lookup(doc, path), condition)?,
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Documents of `db.coll` matching `filter`, sorted by `sort`, as shared
+/// raw documents.
+fn select(
+    node: &Node,
+    db: &str,
+    coll: &str,
+    filter: &Document,
+    sort: Option<&Document>,
+) -> Result<Vec<Arc<RawDocumentBuf>>, CommandError> {
+    let inner = node.lock();
+    let Some(collection) = inner.data.collection(db, coll) else {
+        return Ok(Vec::new());
+    };
+    let mut selected: Vec<(Option<Document>, Arc<RawDocumentBuf>)> = Vec::new();
+    for raw in collection.documents() {
+        if filter.is_empty() && sort.is_none_or(|s| s.is_empty()) {
+            selected.push((None, raw.clone()));
+            continue;
+        }
+        let doc = raw
+            .to_document()
+            .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?;
+        if matches(&doc, filter)? {
+            selected.push((Some(doc), raw.clone()));
+        }
+    }
+    std::mem::drop(inner);
+    if let Some(sort) = sort.filter(|s| !s.is_empty()) {
+        let keys: Vec<(String, bool)> = sort
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    !matches!(v, Bson::Int32(-1) | Bson::Int64(-1)) && v.as_f64() != Some(-1.0),
+                )
+            })
+            .collect();
+        let null = Bson::Null;
+        selected.sort_by(|(a, _), (b, _)| {
+            for (key, ascending) in &keys {
+                let va = a.as_ref().and_then(|d| lookup(d, key)).unwrap_or(&null);
+                let vb = b.as_ref().and_then(|d| lookup(d, key)).unwrap_or(&null);
+                let ord = compare_bson(va, vb);
+                if ord != Ordering::Equal {
+                    return if *ascending { ord } else { ord.reverse() };
+                }
+            }
+            Ordering::Equal
+        });
+    }
+    Ok(selected.into_iter().map(|(_, raw)| raw).collect())
+}
+
+fn int(command: &Document, field: &str) -> Option<i64> {
+    match command.get(field)? {
+        Bson::Int32(i) => Some(i64::from(*i)),
+        Bson::Int64(i) => Some(*i),
+        Bson::Double(f) => Some(*f as i64),
+        _ => None,
+    }
+}
+
+/// Builds `{cursor: {<batch_name>: [...], id, ns}}` from raw documents,
+/// taking up to `limit` documents and 16 MiB, leaving the rest in
+/// `remaining`.
+fn cursor_reply(
+    batch_name: &str,
+    ns: &str,
+    id: i64,
+    batch: &[Arc<RawDocumentBuf>],
+) -> Result<RawDocumentBuf, CommandError> {
+    let mut array = RawArrayBuf::new();
+    for raw in batch {
+        array.push(RawBson::Document((**raw).clone()));
+    }
+    let mut cursor = RawDocumentBuf::new();
+    cursor.append(batch_name, array);
+    cursor.append("id", id);
+    cursor.append("ns", ns);
+    let mut reply = RawDocumentBuf::new();
+    reply.append("cursor", cursor);
+    reply.append("ok", 1.0);
+    Ok(reply)
+}
+
+/// Splits a batch off `docs`: at most `limit` documents and about 16 MiB
+/// (always at least one document).
+fn take_batch(
+    docs: &mut VecDeque<Arc<RawDocumentBuf>>,
+    limit: Option<usize>,
+) -> Vec<Arc<RawDocumentBuf>> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    while let Some(next) = docs.front() {
+        if limit.is_some_and(|l| batch.len() >= l) {
+            break;
+        }
+        let len = next.as_bytes().len();
+        if !batch.is_empty() && bytes + len > BATCH_BYTES {
+            break;
+        }
+        bytes += len;
+        if let Some(doc) = docs.pop_front() {
+            batch.push(doc);
+        }
+    }
+    batch
+}
+
+fn oplog_entries_after(
+    node: &Node,
+    after: OpTime,
+    inclusive: bool,
+    limit: usize,
+) -> Vec<Arc<RawDocumentBuf>> {
+    let inner = node.lock();
+    let start = inner.oplog.partition_point(|e| {
+        if inclusive {
+            e.optime.time_key() < after.time_key()
+        } else {
+            e.optime.time_key() <= after.time_key()
+        }
+    });
+    inner.oplog[start..]
+        .iter()
+        .take(limit)
+        .filter_map(|e| RawDocumentBuf::from_document(&e.doc).ok().map(Arc::new))
+        .collect()
+}
+
+fn last_optime_of(batch: &[Arc<RawDocumentBuf>]) -> Option<OpTime> {
+    let doc = batch.last()?.to_document().ok()?;
+    OpTime::from_doc(&doc)
+}
+
+/// `find`.
+pub(super) async fn find(
+    node: &Arc<Node>,
+    db: &str,
+    command: &Document,
+) -> Result<Reply, CommandError> {
+    let coll = collection_name(command, "find")?;
+    let ns = format!("{db}.{coll}");
+    let filter = command.get_document("filter").cloned().unwrap_or_default();
+    if db == "local" && coll == "oplog.rs" {
+        // Replication's oplog reads: `{ts: {$gte|$gt: <Timestamp>}}`.
+        let (after, inclusive) = match filter.get_document("ts") {
+            Ok(condition) => match (
+                condition.get_timestamp("$gte"),
+                condition.get_timestamp("$gt"),
+            ) {
+                (Ok(ts), _) => (
+                    OpTime {
+                        term: 0,
+                        secs: ts.time,
+                        inc: ts.increment,
+                    },
+                    true,
+                ),
+                (_, Ok(ts)) => (
+                    OpTime {
+                        term: 0,
+                        secs: ts.time,
+                        inc: ts.increment,
+                    },
+                    false,
+                ),
+                _ => (OpTime::default(), true),
+            },
+            Err(_) => (OpTime::default(), true),
+        };
+        let limit = int(command, "batchSize").unwrap_or(1000).max(1) as usize;
+        let batch = oplog_entries_after(node, after, inclusive, limit);
+        let tailable = command.get_bool("tailable").unwrap_or(false);
+        let id = if tailable {
+            let next_after = last_optime_of(&batch).unwrap_or(if inclusive {
+                // Nothing at or after `after` yet: the next read starts there.
+                OpTime {
+                    term: 0,
+                    secs: after.secs,
+                    inc: after.inc.saturating_sub(1),
+                }
+            } else {
+                after
+            });
+            node.lock().add_cursor(Cursor::Oplog { after: next_after })
+        } else {
+            0
+        };
+        return cursor_reply("firstBatch", &ns, id, &batch).map(Reply::Raw);
+    }
+    let sort = command.get_document("sort").ok();
+    let mut docs: VecDeque<Arc<RawDocumentBuf>> = select(node, db, coll, &filter, sort)?.into();
+    let skip = int(command, "skip").unwrap_or(0).max(0) as usize;
+    docs.drain(..skip.min(docs.len()));
+    let limit = int(command, "limit").unwrap_or(0);
+    let single_batch = command.get_bool("singleBatch").unwrap_or(false) || limit < 0;
+    if limit != 0 {
+        docs.truncate(limit.unsigned_abs() as usize);
+    }
+    let projection = command
+        .get_document("projection")
+        .ok()
+        .filter(|p| !p.is_empty());
+    if let Some(projection) = projection {
+        docs = docs
+            .into_iter()
+            .map(|raw| project(&raw, projection).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+    }
+    let batch_size = int(command, "batchSize")
+        .map(|b| b.max(0) as usize)
+        .unwrap_or(101);
+    let batch = take_batch(&mut docs, Some(batch_size));
+    let id = if docs.is_empty() || single_batch {
+        0
+    } else {
+        node.lock().add_cursor(Cursor::Docs {
+            ns: ns.clone(),
+            remaining: docs,
+        })
+    };
+    cursor_reply("firstBatch", &ns, id, &batch).map(Reply::Raw)
+}
+
+fn project(raw: &RawDocumentBuf, projection: &Document) -> Result<RawDocumentBuf, CommandError> {
+    let doc = raw
+        .to_document()
+        .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?;
+    let including = projection.iter().any(|(k, v)| {
+        k != "_id"
+            && (v.as_bool() == Some(true)
+                || v.as_i32().is_some_and(|i| i != 0)
+                || v.as_f64().is_some_and(|f| f != 0.0))
+    });
+    let id_excluded = projection
+        .get("_id")
+        .is_some_and(|v| v.as_bool() == Some(false) || v.as_i32() == Some(0));
+    let mut out = Document::new();
+    for (key, value) in &doc {
+        let listed = projection.contains_key(key);
+        let keep = if key == "_id" {
+            !id_excluded
+        } else if including {
+            listed
+        } else {
+            !listed
+        };
+        if keep {
+            out.insert(key.clone(), value.clone());
+        }
+    }
+    RawDocumentBuf::from_document(&out)
+        .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))
+}
+
+/// `getMore`.
+pub(super) async fn get_more(
+    node: &Arc<Node>,
+    db: &str,
+    command: &Document,
+) -> Result<Reply, CommandError> {
+    let id = match command.get("getMore") {
+        Some(Bson::Int64(id)) => *id,
+        Some(Bson::Int32(id)) => i64::from(*id),
+        _ => return Err(CommandError::type_mismatch("getMore", "long")),
+    };
+    let coll = collection_name(command, "collection")?;
+    let ns = format!("{db}.{coll}");
+    let batch_size = int(command, "batchSize").map(|b| b.max(1) as usize);
+    let not_found = || CommandError::new(Code::CursorNotFound, format!("cursor id {id} not found"));
+    let cursor = node.lock().cursors.remove(&id).ok_or_else(not_found)?;
+    match cursor {
+        Cursor::Docs {
+            ns: cursor_ns,
+            mut remaining,
+        } => {
+            if cursor_ns != ns {
+                node.lock().cursors.insert(
+                    id,
+                    Cursor::Docs {
+                        ns: cursor_ns,
+                        remaining,
+                    },
+                );
+                return Err(CommandError::new(
+                    Code::Unauthorized,
+                    format!(
+                        "Requested getMore on namespace '{ns}', but cursor belongs to a different namespace"
+                    ),
+                ));
+            }
+            let batch = take_batch(&mut remaining, batch_size);
+            let next_id = if remaining.is_empty() {
+                0
+            } else {
+                node.lock().cursors.insert(
+                    id,
+                    Cursor::Docs {
+                        ns: cursor_ns,
+                        remaining,
+                    },
+                );
+                id
+            };
+            cursor_reply("nextBatch", &ns, next_id, &batch).map(Reply::Raw)
+        }
+        Cursor::Oplog { after } => {
+            let wait = Duration::from_millis(
+                int(command, "maxTimeMS").unwrap_or(1000).clamp(0, 60_000) as u64,
+            );
+            let deadline = tokio::time::Instant::now() + wait;
+            let limit = batch_size.unwrap_or(1000);
+            let batch = loop {
+                let notified = node.oplog_changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let batch = oplog_entries_after(node, after, false, limit);
+                if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
+                    break batch;
+                }
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    break Vec::new();
+                }
+            };
+            let next_after = last_optime_of(&batch).unwrap_or(after);
+            node.lock()
+                .cursors
+                .insert(id, Cursor::Oplog { after: next_after });
+            cursor_reply("nextBatch", &ns, id, &batch).map(Reply::Raw)
+        }
+    }
+}
+
+/// `killCursors`.
+pub(super) fn kill_cursors(node: &Node, command: &Document) -> Result<Document, CommandError> {
+    let ids = command
+        .get_array("cursors")
+        .map_err(|_| CommandError::type_mismatch("cursors", "array"))?;
+    let mut killed = Vec::new();
+    let mut not_found = Vec::new();
+    let mut inner = node.lock();
+    for id in ids {
+        let id = match id {
+            Bson::Int64(i) => *i,
+            Bson::Int32(i) => i64::from(*i),
+            _ => continue,
+        };
+        if inner.cursors.remove(&id).is_some() {
+            killed.push(Bson::Int64(id));
+        } else {
+            not_found.push(Bson::Int64(id));
+        }
+    }
+    Ok(
+        doc! {"cursorsKilled": killed, "cursorsNotFound": not_found, "cursorsAlive": [], "cursorsUnknown": []},
+    )
+}
+
+/// `count`.
+pub(super) fn count(node: &Node, db: &str, command: &Document) -> Result<Document, CommandError> {
+    let coll = collection_name(command, "count")?;
+    let filter = command.get_document("query").cloned().unwrap_or_default();
+    let mut n = select(node, db, coll, &filter, None)?.len() as i64;
+    if let Some(skip) = int(command, "skip") {
+        n = (n - skip.max(0)).max(0);
+    }
+    if let Some(limit) = int(command, "limit").filter(|l| *l != 0) {
+        n = n.min(limit.abs());
+    }
+    Ok(doc! {"n": n as i32})
+}
+
+/// `aggregate` for the pipeline shapes drivers build (`countDocuments`:
+/// `$match`, `$skip`, `$limit`, `$group` with `$sum`), plus `$sort` and
+/// `$count`.
+pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Reply, CommandError> {
+    let coll = collection_name(command, "aggregate")?;
+    if !command.contains_key("cursor") {
+        return Err(CommandError::new(
+            Code::FailedToParse,
+            "The 'cursor' option is required, except for aggregate with the explain argument",
+        ));
+    }
+    let pipeline = command
+        .get_array("pipeline")
+        .map_err(|_| CommandError::type_mismatch("pipeline", "array"))?;
+    let mut docs: Vec<Document> = select(node, db, coll, &Document::new(), None)?
+        .iter()
+        .map(|raw| {
+            raw.to_document()
+                .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    for stage in pipeline {
+        let stage = stage
+            .as_document()
+            .ok_or_else(|| CommandError::type_mismatch("pipeline", "object"))?;
+        let (name, spec) = stage
+            .iter()
+            .next()
+            .ok_or_else(|| CommandError::bad_value("empty pipeline stage"))?;
+        match name.as_str() {
+            "$match" => {
+                let filter = spec.as_document().cloned().unwrap_or_default();
+                let mut kept = Vec::new();
+                for doc in docs {
+                    if matches(&doc, &filter)? {
+                        kept.push(doc);
+                    }
+                }
+                docs = kept;
+            }
+            "$skip" => {
+                let n = spec
+                    .as_i64()
+                    .or_else(|| spec.as_i32().map(i64::from))
+                    .unwrap_or(0)
+                    .max(0) as usize;
+                docs.drain(..n.min(docs.len()));
+            }
+            "$limit" => {
+                let n = spec
+                    .as_i64()
+                    .or_else(|| spec.as_i32().map(i64::from))
+                    .unwrap_or(0)
+                    .max(0) as usize;
+                docs.truncate(n);
+            }
+            "$sort" => {
+                let sort = spec.as_document().cloned().unwrap_or_default();
+                docs.sort_by(|a, b| {
+                    for (key, direction) in &sort {
+                        let null = Bson::Null;
+                        let ord = compare_bson(
+                            lookup(a, key).unwrap_or(&null),
+                            lookup(b, key).unwrap_or(&null),
+                        );
+                        if ord != Ordering::Equal {
+                            return if direction.as_i32() == Some(-1) {
+                                ord.reverse()
+                            } else {
+                                ord
+                            };
+                        }
+                    }
+                    Ordering::Equal
+                });
+            }
+            "$count" => {
+                let field = spec.as_str().unwrap_or("count");
+                docs = vec![doc! {field: docs.len() as i32}];
+            }
+            "$group" => {
+                let spec = spec.as_document().cloned().unwrap_or_default();
+                let id = spec.get("_id").cloned().unwrap_or(Bson::Null);
+                if matches!(&id, Bson::String(s) if s.starts_with('$')) {
+                    return Err(CommandError::bad_value(
+                        "mongo-sim supports $group with a constant _id only",
+                    ));
+                }
+                if docs.is_empty() {
+                    continue;
+                }
+                let mut out = doc! {"_id": id};
+                for (field, accumulator) in spec.iter().filter(|(k, _)| *k != "_id") {
+                    let sum = accumulator
+                        .as_document()
+                        .and_then(|a| a.get("$sum"))
+                        .ok_or_else(|| {
+                            CommandError::bad_value("mongo-sim supports the $sum accumulator only")
+                        })?;
+                    let total: i64 = match sum {
+                        Bson::String(path) if path.starts_with('$') => docs
+                            .iter()
+                            .filter_map(|d| {
+                                lookup(d, &path[1..])
+                                    .and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))
+                            })
+                            .sum(),
+                        other => {
+                            other
+                                .as_i64()
+                                .or_else(|| other.as_i32().map(i64::from))
+                                .unwrap_or(0)
+                                * docs.len() as i64
+                        }
+                    };
+                    out.insert(
+                        field.clone(),
+                        if total <= i64::from(i32::MAX) {
+                            Bson::Int32(total as i32)
+                        } else {
+                            Bson::Int64(total)
+                        },
+                    );
+                }
+                docs = vec![out];
+            }
+            other => {
+                return Err(CommandError::new(
+                    Code::UnrecognizedPipelineStage,
+                    format!("Unrecognized pipeline stage name: '{other}'"),
+                ));
+            }
+        }
+    }
+    let batch: Vec<Arc<RawDocumentBuf>> = docs
+        .iter()
+        .map(|d| {
+            RawDocumentBuf::from_document(d)
+                .map(Arc::new)
+                .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    cursor_reply("firstBatch", &format!("{db}.{coll}"), 0, &batch).map(Reply::Raw)
+}
+
+/// `insert`.
+pub(super) async fn insert(
+    node: &Arc<Node>,
+    db: &str,
+    command: &Document,
+) -> Result<Document, CommandError> {
+    check_db_name(db)?;
+    let coll = collection_name(command, "insert")?.to_owned();
+    if coll.starts_with("system.") {
+        return Err(CommandError::new(
+            Code::InvalidNamespace,
+            format!("cannot write to '{db}.{coll}'"),
+        ));
+    }
+    let documents = command
+        .get_array("documents")
+        .map_err(|_| CommandError::type_mismatch("documents", "array"))?;
+    if documents.len() > 100_000 {
+        return Err(CommandError::new(
+            Code::InvalidBson,
+            "Write batch sizes must be between 1 and 100000",
+        ));
+    }
+    let ordered = command.get_bool("ordered").unwrap_or(true);
+    let ns = format!("{db}.{coll}");
+    let mut prepared: Vec<Result<Document, CommandError>> = Vec::new();
+    for item in documents {
+        let Bson::Document(doc) = item else {
+            prepared.push(Err(CommandError::type_mismatch("documents", "object")));
+            continue;
+        };
+        let doc = if doc.contains_key("_id") {
+            doc.clone()
+        } else {
+            let mut with_id = doc! {"_id": ObjectId::new()};
+            with_id.extend(doc.clone());
+            with_id
+        };
+        let mut size = Vec::new();
+        let _ = doc.to_writer(&mut size);
+        if size.len() > MAX_BSON_OBJECT_SIZE {
+            prepared.push(Err(CommandError::new(
+                Code::BadValue,
+                format!("object to insert too large. size in bytes: {}, max size: {MAX_BSON_OBJECT_SIZE}", size.len()),
+            )));
+            continue;
+        }
+        prepared.push(Ok(doc));
+    }
+    let (errors, optime) = node.write(|w| {
+        let mut errors: Vec<(usize, CommandError, Option<Bson>)> = Vec::new();
+        for (index, doc) in prepared.into_iter().enumerate() {
+            let res = match doc {
+                Ok(doc) => {
+                    let id = doc.get("_id").cloned();
+                    w.emit("i", &ns, doc, None).map_err(|e| (e, id))
+                }
+                Err(e) => Err((e, None)),
+            };
+            if let Err((e, id)) = res {
+                errors.push((index, e, id));
+                if ordered {
+                    break;
+                }
+            }
+        }
+        errors
+    })?;
+    let attempted = documents.len();
+    let failed_or_skipped = if ordered {
+        errors.first().map_or(0, |(i, _, _)| attempted - i)
+    } else {
+        errors.len()
+    };
+    let mut reply = doc! {"n": (attempted - failed_or_skipped) as i32};
+    if !errors.is_empty() {
+        let write_errors: Vec<Bson> = errors
+            .into_iter()
+            .map(|(index, error, id)| {
+                let mut e = doc! {"index": index as i32, "code": error.code.number()};
+                if error.code == Code::DuplicateKey {
+                    e.insert("keyPattern", doc! {"_id": 1});
+                    e.insert("keyValue", doc! {"_id": id.clone().unwrap_or(Bson::Null)});
+                    e.insert(
+                        "errmsg",
+                        format!(
+                            "E11000 duplicate key error collection: {ns} index: _id_ dup key: {{ _id: {} }}",
+                            id.unwrap_or(Bson::Null)
+                        ),
+                    );
+                } else {
+                    e.insert("errmsg", error.message);
+                }
+                Bson::Document(e)
+            })
+            .collect();
+        reply.insert("writeErrors", write_errors);
+    }
+    if let Err(e) = node
+        .wait_for_write_concern(optime, command.get_document("writeConcern").ok())
+        .await
+    {
+        reply.insert("writeConcernError", doc! {"code": e.code.number(), "codeName": e.code.name(), "errmsg": e.message, "errInfo": e.extra.get_document("errInfo").cloned().unwrap_or_default()});
+    }
+    Ok(reply)
+}
+
+/// `listDatabases`.
+pub(super) fn list_databases(
+    node: &Node,
+    session: &super::Session,
+    command: &Document,
+) -> Result<Document, CommandError> {
+    let name_only = command.get_bool("nameOnly").unwrap_or(false);
+    let filter = command.get_document("filter").cloned().unwrap_or_default();
+    let restricted = node.opts.auth
+        && !session
+            .principals
+            .iter()
+            .any(|p| p.allows(Action::ListDatabases, &Resource::Cluster) || p.user == "__system");
+    let inner = node.lock();
+    let mut databases = Vec::new();
+    let mut total: i64 = 0;
+    let mut names: Vec<(String, i64)> = inner
+        .data
+        .dbs
+        .iter()
+        .map(|(name, collections)| {
+            (
+                name.clone(),
+                collections.values().map(|c| c.data_size as i64).sum(),
+            )
+        })
+        .collect();
+    if inner.config.is_some() {
+        let oplog_size = inner.oplog.len() as i64 * 128;
+        names.push(("local".to_owned(), oplog_size));
+        names.sort();
+    }
+    for (name, size) in names {
+        if restricted && !session.principals.iter().any(|p| p.has_any_on(&name)) {
+            continue;
+        }
+        let size_on_disk = size.max(4096);
+        let entry = if name_only {
+            doc! {"name": &name}
+        } else {
+            doc! {"name": &name, "sizeOnDisk": size_on_disk, "empty": false}
+        };
+        if !matches(&entry, &filter)? {
+            continue;
+        }
+        total += size_on_disk;
+        databases.push(Bson::Document(entry));
+    }
+    let mut reply = doc! {"databases": databases};
+    if !name_only {
+        reply.insert("totalSize", total);
+        reply.insert("totalSizeMb", total / (1024 * 1024));
+    }
+    Ok(reply)
+}
+
+/// `listCollections`.
+pub(super) fn list_collections(
+    node: &Node,
+    db: &str,
+    command: &Document,
+) -> Result<Reply, CommandError> {
+    let name_only = command.get_bool("nameOnly").unwrap_or(false);
+    let filter = command.get_document("filter").cloned().unwrap_or_default();
+    let inner = node.lock();
+    let mut batch = Vec::new();
+    if let Some(collections) = inner.data.dbs.get(db) {
+        for (name, collection) in collections {
+            let entry = if name_only {
+                doc! {"name": name, "type": "collection"}
+            } else {
+                doc! {
+                    "name": name,
+                    "type": "collection",
+                    "options": {},
+                    "info": {"readOnly": false, "uuid": uuid_bson(collection.uuid)},
+                    "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"},
+                }
+            };
+            if matches(&entry, &filter)? {
+                batch.push(Arc::new(RawDocumentBuf::from_document(&entry).map_err(
+                    |e| CommandError::new(Code::InvalidBson, e.to_string()),
+                )?));
+            }
+        }
+    }
+    cursor_reply(
+        "firstBatch",
+        &format!("{db}.$cmd.listCollections"),
+        0,
+        &batch,
+    )
+    .map(Reply::Raw)
+}
+
+/// `listIndexes`.
+pub(super) fn list_indexes(
+    node: &Node,
+    db: &str,
+    command: &Document,
+) -> Result<Reply, CommandError> {
+    let coll = collection_name(command, "listIndexes")?;
+    let inner = node.lock();
+    let collection = inner.data.collection(db, coll).ok_or_else(|| {
+        CommandError::new(
+            Code::NamespaceNotFound,
+            format!("ns does not exist: {db}.{coll}"),
+        )
+    })?;
+    let mut batch = vec![Arc::new(
+        RawDocumentBuf::from_document(&doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"})
+            .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?,
+    )];
+    for index in &collection.indexes {
+        batch.push(Arc::new(RawDocumentBuf::from_document(index).map_err(
+            |e| CommandError::new(Code::InvalidBson, e.to_string()),
+        )?));
+    }
+    cursor_reply("firstBatch", &format!("{db}.{coll}"), 0, &batch).map(Reply::Raw)
+}
+
+async fn finish_write(
+    node: &Node,
+    optime: OpTime,
+    command: &Document,
+    mut reply: Document,
+) -> Result<Document, CommandError> {
+    if let Err(e) = node
+        .wait_for_write_concern(optime, command.get_document("writeConcern").ok())
+        .await
+    {
+        reply.insert(
+            "writeConcernError",
+            doc! {"code": e.code.number(), "codeName": e.code.name(), "errmsg": e.message},
+        );
+    }
+    Ok(reply)
+}
+
+/// `createIndexes`.
+pub(super) async fn create_indexes(
+    node: &Arc<Node>,
+    db: &str,
+    command: &Document,
+) -> Result<Document, CommandError> {
+    check_db_name(db)?;
+    let coll = collection_name(command, "createIndexes")?.to_owned();
+    let specs = command
+        .get_array("indexes")
+        .map_err(|_| CommandError::type_mismatch("indexes", "array"))?;
+    let ns = format!("{db}.{coll}");
+    let (existed, before) = {
+        let inner = node.lock();
+        match inner.data.collection(db, &coll) {
+            Some(c) => (true, 1 + c.indexes.len()),
+            None => (false, 1),
+        }
+    };
+    let mut to_create = Vec::new();
+    {
+        let inner = node.lock();
+        let existing = inner
+            .data
+            .collection(db, &coll)
+            .map(|c| c.indexes.clone())
+            .unwrap_or_default();
+        for spec in specs {
+            let spec = spec
+                .as_document()
+                .ok_or_else(|| CommandError::type_mismatch("indexes", "object"))?;
+            let key = spec.get_document("key").map_err(|_| {
+                CommandError::new(
+                    Code::FailedToParse,
+                    "The 'key' field is a required property of an index specification",
+                )
+            })?;
+            let name = spec.get_str("name").map_err(|_| {
+                CommandError::new(
+                    Code::FailedToParse,
+                    "The 'name' field is a required property of an index specification",
+                )
+            })?;
+            if name == "_id_" || *key == doc! {"_id": 1} {
+                continue;
+            }
+            if let Some(current) = existing
+                .iter()
+                .find(|i| i.get_str("name").ok() == Some(name))
+            {
+                if current.get_document("key").ok() != Some(key) {
+                    return Err(CommandError::new(
+                        Code::IndexKeySpecsConflict,
+                        format!(
+                            "An existing index has the same name as the requested index. When index names are not specified, they are auto generated and can cause conflicts. Please refer to our documentation. Requested index: {spec}, existing index: {current}"
+                        ),
+                    ));
+                }
+                continue;
+            }
+            let mut full = doc! {"v": 2, "key": key.clone(), "name": name};
+            for (k, v) in spec {
+                if !matches!(k.as_str(), "key" | "name" | "v" | "ns") {
+                    full.insert(k.clone(), v.clone());
+                }
+            }
+            to_create.push(full);
+        }
+    }
+    let n_new = to_create.len();
+    let (res, optime) = node.write(|w| {
+        if !existed {
+            w.emit("c", &format!("{db}.$cmd"), doc! {"create": &coll}, None)?;
+        }
+        for spec in to_create {
+            w.emit(
+                "c",
+                &format!("{db}.$cmd"),
+                doc! {"createIndexes": &coll, "spec": spec},
+                None,
+            )?;
+        }
+        Ok::<(), CommandError>(())
+    })?;
+    res?;
+    let _ = ns;
+    let mut reply = doc! {
+        "numIndexesBefore": before as i32,
+        "numIndexesAfter": (before + n_new) as i32,
+        "createdCollectionAutomatically": !existed,
+    };
+    if n_new == 0 {
+        reply.insert("note", "all indexes already exist");
+    }
+    if node.is_repl() {
+        reply.insert("commitQuorum", "votingMembers");
+    }
+    finish_write(node, optime, command, reply).await
+}
+
+/// `create`.
+pub(super) async fn create(
+    node: &Arc<Node>,
+    db: &str,
+    command: &Document,
+) -> Result<Document, CommandError> {
+    check_db_name(db)?;
+    let coll = collection_name(command, "create")?.to_owned();
+    if node.lock().data.collection(db, &coll).is_some() {
+        if node.major() >= 7 {
+            return Ok(doc! {});
+        }
+        return Err(CommandError::new(
+            Code::NamespaceExists,
+            format!("Collection {db}.{coll} already exists."),
+        ));
+    }
+    let (res, optime) =
+        node.write(|w| w.emit("c", &format!("{db}.$cmd"), doc! {"create": &coll}, None))?;
+    res?;
+    finish_write(node, optime, command, doc! {}).await
+}
+
+/// `drop`.
+pub(super) async fn drop(
+    node: &Arc<Node>,
+    db: &str,
+    command: &Document,
+) -> Result<Document, CommandError> {
+    let coll = collection_name(command, "drop")?.to_owned();
+    let indexes = node
+        .lock()
+        .data
+        .collection(db, &coll)
+        .map(|c| 1 + c.indexes.len());
+    let Some(indexes) = indexes else {
+        if node.major() >= 7 {
+            return Ok(doc! {});
+        }
+        return Err(CommandError::new(Code::NamespaceNotFound, "ns not found"));
+    };
+    let (res, optime) =
+        node.write(|w| w.emit("c", &format!("{db}.$cmd"), doc! {"drop": &coll}, None))?;
+    res?;
+    finish_write(
+        node,
+        optime,
+        command,
+        doc! {"nIndexesWas": indexes as i32, "ns": format!("{db}.{coll}")},
+    )
+    .await
+}
+
+/// `dropDatabase`.
+pub(super) async fn drop_database(
+    node: &Arc<Node>,
+    db: &str,
+    command: &Document,
+) -> Result<Document, CommandError> {
+    if db == "local" || db == "admin" || db == "config" {
+        return Err(CommandError::new(
+            Code::IllegalOperation,
+            format!("Cannot drop '{db}' database while replication is active"),
+        ));
+    }
+    if !node.lock().data.dbs.contains_key(db) {
+        return Ok(doc! {});
+    }
+    let (res, optime) =
+        node.write(|w| w.emit("c", &format!("{db}.$cmd"), doc! {"dropDatabase": 1}, None))?;
+    res?;
+    finish_write(node, optime, command, doc! {"dropped": db}).await
+}
+
+/// `dbStats`.
+pub(super) fn db_stats(node: &Node, db: &str) -> Result<Document, CommandError> {
+    let inner = node.lock();
+    let (collections, objects, data_size) = inner
+        .data
+        .dbs
+        .get(db)
+        .map(|c| {
+            (
+                c.len() as i64,
+                c.values().map(|c| c.len() as i64).sum::<i64>(),
+                c.values().map(|c| c.data_size as i64).sum::<i64>(),
+            )
+        })
+        .unwrap_or((0, 0, 0));
+    Ok(
+        doc! {"db": db, "collections": collections, "objects": objects, "dataSize": data_size as f64, "storageSize": data_size as f64, "indexes": collections},
+    )
+}

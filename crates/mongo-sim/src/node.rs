@@ -1,0 +1,662 @@
+//! One member's shared state: data, oplog, replica-set runtime state,
+//! cursors; the write path and write-concern waits.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bson::{Bson, Document, RawDocumentBuf, doc, oid::ObjectId};
+use tokio::sync::{Notify, watch};
+
+use crate::error::{Code, CommandError};
+use crate::log::Logger;
+use crate::options::ServerOptions;
+use crate::replset::{MemberState, ReplConfig};
+use crate::storage::{Data, Entry, LocalState, OpTime, Store, StoreError};
+use crate::tls::TlsContext;
+
+/// What this node knows about another member, from heartbeats.
+#[derive(Clone, Debug)]
+pub struct PeerStatus {
+    /// Whether the last heartbeat succeeded.
+    pub healthy: bool,
+    /// The state it reported.
+    pub state: MemberState,
+    /// Its last applied optime.
+    pub applied: OpTime,
+    /// Its last durable optime.
+    pub durable: OpTime,
+    /// Its term.
+    pub term: i64,
+    /// Its config version.
+    pub config_version: i32,
+    /// When we last heard from it (successful heartbeat).
+    pub last_contact: Option<Instant>,
+    /// Wall-clock time of the last heartbeat attempt.
+    pub last_heartbeat: Option<SystemTime>,
+    /// Wall-clock time we last received a heartbeat from it.
+    pub last_heartbeat_recv: Option<SystemTime>,
+    /// Round-trip of the last heartbeat.
+    pub ping_ms: i64,
+    /// Why the last heartbeat failed, or an info message.
+    pub message: String,
+    /// When its process started (uptime), as it reported.
+    pub uptime_secs: i64,
+    /// Its election time, when primary.
+    pub election_time: Option<OpTime>,
+}
+
+impl Default for PeerStatus {
+    fn default() -> Self {
+        PeerStatus {
+            healthy: false,
+            state: MemberState::Unknown,
+            applied: OpTime::default(),
+            durable: OpTime::default(),
+            term: 0,
+            config_version: -2,
+            last_contact: None,
+            last_heartbeat: None,
+            last_heartbeat_recv: None,
+            ping_ms: 0,
+            message: String::new(),
+            uptime_secs: 0,
+            election_time: None,
+        }
+    }
+}
+
+/// An open cursor.
+#[derive(Debug)]
+pub enum Cursor {
+    /// Remaining documents of a query.
+    Docs {
+        /// `db.coll`.
+        ns: String,
+        /// What is left to return.
+        remaining: VecDeque<Arc<RawDocumentBuf>>,
+    },
+    /// A tailable cursor on the oplog.
+    Oplog {
+        /// The optime after which entries are returned next.
+        after: OpTime,
+    },
+}
+
+/// The mutable part of a node.
+#[derive(Debug)]
+pub struct Inner {
+    /// All user data.
+    pub data: Data,
+    /// The oplog, oldest first.
+    pub oplog: Vec<Entry>,
+    pub(crate) store: Store,
+    /// Config (raw), term and vote.
+    pub local: LocalState,
+    /// The parsed config, if initiated.
+    pub config: Option<ReplConfig>,
+    /// This node's member `_id` in the config.
+    pub self_id: Option<i32>,
+    /// This node's state.
+    pub state: MemberState,
+    /// The primary as far as this node knows.
+    pub primary_id: Option<i32>,
+    /// Other members, from heartbeats.
+    pub peers: BTreeMap<i32, PeerStatus>,
+    /// Durable optimes reported by members (and this node's own).
+    pub positions: BTreeMap<i32, OpTime>,
+    /// The majority commit point.
+    pub commit_point: OpTime,
+    /// When this node last heard from a primary (or became one).
+    pub last_primary_contact: Instant,
+    /// When this node won its election.
+    pub election_time: Option<OpTime>,
+    /// No elections by this node until then (after a step-down).
+    pub step_down_until: Option<Instant>,
+    /// Open cursors.
+    pub cursors: HashMap<i64, Cursor>,
+    next_cursor: i64,
+    last_ts: (u32, u32),
+}
+
+impl Inner {
+    /// The last applied optime.
+    pub fn last_applied(&self) -> OpTime {
+        self.oplog.last().map(|e| e.optime).unwrap_or_default()
+    }
+
+    /// Whether this node is a replica-set member with a config.
+    pub fn is_member(&self) -> bool {
+        self.config.is_some() && self.self_id.is_some()
+    }
+
+    /// Whether writes are accepted here.
+    pub fn is_writable(&self, repl_set: bool) -> bool {
+        !repl_set || self.state == MemberState::Primary
+    }
+
+    /// A fresh optime in the current term, after every earlier one.
+    fn next_optime(&mut self) -> OpTime {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0);
+        let last_oplog = self.last_applied();
+        let last = self.last_ts.max((last_oplog.secs, last_oplog.inc));
+        let ts = if now > last.0 {
+            (now, 1)
+        } else {
+            (last.0, last.1 + 1)
+        };
+        self.last_ts = ts;
+        OpTime {
+            term: self.local.term,
+            secs: ts.0,
+            inc: ts.1,
+        }
+    }
+
+    /// Registers a cursor and returns its id.
+    pub fn add_cursor(&mut self, cursor: Cursor) -> i64 {
+        self.next_cursor += 1;
+        let id = self.next_cursor;
+        self.cursors.insert(id, cursor);
+        id
+    }
+
+    /// Recomputes the majority commit point from member positions.
+    pub fn update_commit_point(&mut self) {
+        let Some(config) = &self.config else {
+            self.commit_point = self.last_applied();
+            return;
+        };
+        let mut durable: Vec<OpTime> = config
+            .voters()
+            .filter(|m| !m.arbiter_only)
+            .map(|m| self.positions.get(&m.id).copied().unwrap_or_default())
+            .collect();
+        durable.sort_unstable_by(|a, b| b.cmp(a));
+        let needed = config.write_majority_count();
+        if let Some(point) = durable.get(needed.saturating_sub(1)) {
+            if *point > self.commit_point {
+                self.commit_point = *point;
+            }
+        }
+    }
+
+    /// The electionId of the current term (`7fffffff` + term).
+    pub fn election_id(&self) -> ObjectId {
+        let mut bytes = [0u8; 12];
+        bytes[..4].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
+        bytes[4..].copy_from_slice(&self.local.term.to_be_bytes());
+        ObjectId::from_bytes(bytes)
+    }
+}
+
+/// A member process.
+#[derive(Debug)]
+pub struct Node {
+    /// How it was started.
+    pub opts: ServerOptions,
+    inner: Mutex<Inner>,
+    /// Signalled when the oplog grows or the state changes.
+    pub oplog_changed: Notify,
+    /// The majority commit point, for write-concern waiters.
+    pub commit_watch: watch::Sender<OpTime>,
+    /// Signalled when the config changes (background tasks restart).
+    pub config_changed: Notify,
+    /// TLS material, if TLS is on.
+    pub tls: Option<TlsContext>,
+    /// The log.
+    pub log: Logger,
+    /// Set once shutdown has begun.
+    pub shutting_down: AtomicBool,
+    connection_ids: AtomicI64,
+    /// Process start.
+    pub started: Instant,
+    /// Host names that mean "this machine" (for matching config hosts).
+    pub local_names: Vec<String>,
+}
+
+impl Node {
+    /// Opens the data directory and builds the node.
+    pub fn open(
+        opts: ServerOptions,
+        tls: Option<TlsContext>,
+        log: Logger,
+    ) -> Result<Node, StoreError> {
+        let loaded = Store::open(&opts.dbpath)?;
+        if loaded.truncated_tail > 0 {
+            log.warn(
+                "STORAGE",
+                &format!(
+                    "cut {} bytes of a torn last journal entry (an unclean shutdown)",
+                    loaded.truncated_tail
+                ),
+            );
+        }
+        let mut local_names: Vec<String> = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        local_names.extend(opts.bind_ip.iter().cloned());
+        if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            local_names.push(name.trim().to_owned());
+        }
+        let config = loaded
+            .local
+            .config
+            .as_ref()
+            .and_then(|d| ReplConfig::parse(d).ok());
+        let mut inner = Inner {
+            data: loaded.data,
+            oplog: loaded.oplog,
+            store: loaded.store,
+            local: loaded.local,
+            config: None,
+            self_id: None,
+            state: MemberState::Startup,
+            primary_id: None,
+            peers: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            commit_point: OpTime::default(),
+            last_primary_contact: Instant::now(),
+            election_time: None,
+            step_down_until: None,
+            cursors: HashMap::new(),
+            next_cursor: 0,
+            last_ts: (0, 0),
+        };
+        let node_port = opts.port;
+        let names = local_names.clone();
+        if opts.repl_set.is_some() {
+            if let Some(config) = config {
+                let self_id = find_self(&config, node_port, &names);
+                inner.self_id = self_id;
+                inner.state = match self_id {
+                    Some(_) => MemberState::Secondary,
+                    None => MemberState::Removed,
+                };
+                inner.config = Some(config);
+            }
+        } else {
+            inner.commit_point = inner.last_applied();
+        }
+        if let Some(id) = inner.self_id {
+            let applied = inner.last_applied();
+            inner.positions.insert(id, applied);
+        }
+        let commit = inner.commit_point;
+        Ok(Node {
+            opts,
+            inner: Mutex::new(inner),
+            oplog_changed: Notify::new(),
+            commit_watch: watch::channel(commit).0,
+            config_changed: Notify::new(),
+            tls,
+            log,
+            shutting_down: AtomicBool::new(false),
+            connection_ids: AtomicI64::new(0),
+            started: Instant::now(),
+            local_names,
+        })
+    }
+
+    /// Locks the state. Never held across an `.await`.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new connection id.
+    pub fn next_connection_id(&self) -> i64 {
+        self.connection_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Whether started with `--replSet`.
+    pub fn is_repl(&self) -> bool {
+        self.opts.repl_set.is_some()
+    }
+
+    /// The major version reported.
+    pub fn major(&self) -> u32 {
+        self.opts.version.major
+    }
+
+    /// `not primary` in this version's words.
+    pub fn not_primary(&self) -> CommandError {
+        let message = if self.major() >= 5 {
+            "not primary"
+        } else {
+            "not master"
+        };
+        CommandError::new(Code::NotWritablePrimary, message)
+    }
+
+    /// Runs `f` with a writer that turns changes into oplog entries, applies
+    /// them, journals them (fsync) and publishes them. Fails with
+    /// `NotWritablePrimary` on a replica-set member that is not primary.
+    pub fn write<R>(
+        &self,
+        f: impl FnOnce(&mut Writer<'_>) -> R,
+    ) -> Result<(R, OpTime), CommandError> {
+        let mut inner = self.lock();
+        if !inner.is_writable(self.is_repl()) {
+            return Err(self.not_primary());
+        }
+        self.write_with(&mut inner, f)
+    }
+
+    /// Like [`Node::write`] without the primary check: for the entries a
+    /// member writes for itself (initiate, a new primary's no-op).
+    pub fn write_unchecked<R>(
+        &self,
+        f: impl FnOnce(&mut Writer<'_>) -> R,
+    ) -> Result<(R, OpTime), CommandError> {
+        let mut inner = self.lock();
+        self.write_with(&mut inner, f)
+    }
+
+    /// Runs a write on an already locked state.
+    pub fn write_with<R>(
+        &self,
+        inner: &mut Inner,
+        f: impl FnOnce(&mut Writer<'_>) -> R,
+    ) -> Result<(R, OpTime), CommandError> {
+        let mut writer = Writer {
+            inner,
+            entries: Vec::new(),
+        };
+        let res = f(&mut writer);
+        let entries = std::mem::take(&mut writer.entries);
+        let last = self.publish(inner, entries)?;
+        Ok((res, last))
+    }
+
+    /// Journals already-applied entries and makes them visible. Returns the
+    /// node's last optime.
+    fn publish(&self, inner: &mut Inner, entries: Vec<Entry>) -> Result<OpTime, CommandError> {
+        if !entries.is_empty() {
+            inner.store.append(&entries).map_err(|e| {
+                CommandError::new(Code::IllegalOperation, format!("journal write failed: {e}"))
+            })?;
+            inner.oplog.extend(entries);
+        }
+        let last = inner.last_applied();
+        if let Some(id) = inner.self_id {
+            inner.positions.insert(id, last);
+        }
+        inner.update_commit_point();
+        if !self.is_repl() {
+            inner.commit_point = last;
+        }
+        let _ = self.commit_watch.send(inner.commit_point);
+        self.oplog_changed.notify_waiters();
+        Ok(last)
+    }
+
+    /// Applies entries fetched from the sync source (secondaries).
+    pub fn apply_replicated(&self, entries: Vec<Entry>) -> Result<OpTime, CommandError> {
+        let mut inner = self.lock();
+        let mut fresh = Vec::new();
+        for entry in entries {
+            if entry.optime <= inner.last_applied() {
+                continue;
+            }
+            inner.data.apply(&entry)?;
+            fresh.push(entry);
+        }
+        self.publish(&mut inner, fresh)
+    }
+
+    /// Drops oplog entries after `keep` and rebuilds the data from the rest
+    /// (rollback).
+    pub fn truncate_oplog(&self, keep: usize) -> Result<(), CommandError> {
+        let mut inner = self.lock();
+        inner.oplog.truncate(keep);
+        let mut data = Data::default();
+        for entry in &inner.oplog {
+            data.apply(entry)?;
+        }
+        inner.data = data;
+        let entries = inner.oplog.clone();
+        inner.store.rewrite(&entries).map_err(|e| {
+            CommandError::new(
+                Code::IllegalOperation,
+                format!("journal rewrite failed: {e}"),
+            )
+        })?;
+        let last = inner.last_applied();
+        if let Some(id) = inner.self_id {
+            inner.positions.insert(id, last);
+        }
+        self.oplog_changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Saves config, term and vote.
+    pub fn save_local(&self, inner: &Inner) -> Result<(), CommandError> {
+        inner.store.save_local(&inner.local).map_err(|e| {
+            CommandError::new(
+                Code::IllegalOperation,
+                format!("cannot persist local state: {e}"),
+            )
+        })
+    }
+
+    /// Installs a config (initiate, reconfig, or learned from a peer).
+    pub fn install_config(
+        &self,
+        inner: &mut Inner,
+        config: ReplConfig,
+    ) -> Result<(), CommandError> {
+        inner.local.config = Some(config.to_doc(self.opts.version));
+        let self_id = find_self(&config, self.opts.port, &self.local_names);
+        inner.self_id = self_id;
+        inner.peers.retain(|id, _| config.member(*id).is_some());
+        inner.positions.retain(|id, _| config.member(*id).is_some());
+        match self_id {
+            None => {
+                inner.state = MemberState::Removed;
+                inner.primary_id = None;
+            }
+            Some(id) => {
+                if matches!(inner.state, MemberState::Startup | MemberState::Removed) {
+                    inner.state = MemberState::Secondary;
+                    inner.last_primary_contact = Instant::now();
+                }
+                let applied = inner.last_applied();
+                inner.positions.insert(id, applied);
+            }
+        }
+        inner.config = Some(config);
+        self.save_local(inner)?;
+        inner.update_commit_point();
+        let _ = self.commit_watch.send(inner.commit_point);
+        self.config_changed.notify_waiters();
+        self.oplog_changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Waits until `optime` satisfies the write concern `wc` (`w: 1`,
+    /// `w: N`, `w: "majority"`, with `wtimeout`).
+    pub async fn wait_for_write_concern(
+        &self,
+        optime: OpTime,
+        wc: Option<&Document>,
+    ) -> Result<(), CommandError> {
+        let Some(wc) = wc else {
+            return Ok(());
+        };
+        let w = wc.get("w").cloned().unwrap_or(Bson::Int32(1));
+        let timeout_ms = match wc.get("wtimeout") {
+            Some(Bson::Int32(t)) => i64::from(*t),
+            Some(Bson::Int64(t)) => *t,
+            Some(Bson::Double(t)) => *t as i64,
+            _ => 0,
+        };
+        let deadline =
+            (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+        let satisfied = |node: &Node| -> bool {
+            let inner = node.lock();
+            match &w {
+                Bson::String(s) if s == "majority" => {
+                    inner.commit_point >= optime || !node.is_repl()
+                }
+                Bson::Int32(n) => acknowledged(&inner, optime) >= *n as usize,
+                Bson::Int64(n) => acknowledged(&inner, optime) >= *n as usize,
+                Bson::Double(n) => acknowledged(&inner, optime) >= *n as usize,
+                _ => true,
+            }
+        };
+        let mut watcher = self.commit_watch.subscribe();
+        loop {
+            if satisfied(self) {
+                return Ok(());
+            }
+            let wait = async {
+                let changed = watcher.changed();
+                let tick = tokio::time::sleep(Duration::from_millis(200));
+                tokio::select! {
+                    _ = changed => {},
+                    _ = tick => {},
+                }
+            };
+            match deadline {
+                Some(deadline) => {
+                    if Instant::now() >= deadline {
+                        return Err(CommandError::new(
+                            Code::WriteConcernFailed,
+                            "waiting for replication timed out",
+                        )
+                        .with("errInfo", doc! {"wtimeout": true}));
+                    }
+                    let _ = tokio::time::timeout_at(deadline.into(), wait).await;
+                }
+                None => wait.await,
+            }
+            if self.shutting_down.load(Ordering::Relaxed) {
+                return Err(CommandError::new(
+                    Code::ShutdownInProgress,
+                    "shutdown in progress",
+                ));
+            }
+        }
+    }
+
+    /// `$clusterTime` and `operationTime` for replies of members.
+    pub fn gossip(&self, reply: &mut Document) {
+        if !self.is_repl() {
+            return;
+        }
+        let last = self.lock().last_applied();
+        reply.insert(
+            "$clusterTime",
+            doc! {
+                "clusterTime": last.ts(),
+                "signature": {
+                    "hash": Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0; 20] }),
+                    "keyId": 0_i64,
+                },
+            },
+        );
+        reply.insert("operationTime", last.ts());
+    }
+
+    /// Whether `host` (`name:port` from a config) is this node.
+    pub fn is_self(&self, host: &str) -> bool {
+        host_is_self(host, self.opts.port, &self.local_names)
+    }
+}
+
+/// Members whose durable optime reached `optime`.
+fn acknowledged(inner: &Inner, optime: OpTime) -> usize {
+    inner
+        .positions
+        .values()
+        .filter(|p| **p >= optime)
+        .count()
+        .max(1)
+}
+
+fn host_is_self(host: &str, port: u16, names: &[String]) -> bool {
+    let Some((name, host_port)) = host.rsplit_once(':') else {
+        return false;
+    };
+    if host_port.parse::<u16>().ok() != Some(port) {
+        return false;
+    }
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    names.iter().any(|n| n == name) || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// This node's member `_id` in `config`.
+pub fn find_self(config: &ReplConfig, port: u16, names: &[String]) -> Option<i32> {
+    config
+        .members
+        .iter()
+        .find(|m| host_is_self(&m.host, port, names))
+        .map(|m| m.id)
+}
+
+/// Collects a write's changes as oplog entries (see [`Node::write`]).
+pub struct Writer<'a> {
+    inner: &'a mut Inner,
+    entries: Vec<Entry>,
+}
+
+impl Writer<'_> {
+    /// Applies one change; on success it becomes an oplog entry. A write to
+    /// a collection that does not exist yet first creates it (its own
+    /// entry, carrying the new UUID, so every member agrees on it).
+    pub fn emit(
+        &mut self,
+        op: &str,
+        ns: &str,
+        o: Document,
+        o2: Option<Document>,
+    ) -> Result<(), CommandError> {
+        let (db, coll) = crate::storage::split_ns(ns);
+        if matches!(op, "i" | "u") && self.inner.data.collection(db, coll).is_none() {
+            let uuid = crate::storage::random_uuid();
+            self.emit_entry(
+                "c",
+                &format!("{db}.$cmd"),
+                doc! {"create": coll},
+                None,
+                Some(uuid),
+            )?;
+        }
+        let uuid = self.inner.data.collection(db, coll).map(|c| c.uuid);
+        let uuid = match (op, o.get_str("create")) {
+            ("c", Ok(_)) => Some(crate::storage::random_uuid()),
+            _ => uuid,
+        };
+        self.emit_entry(op, ns, o, o2, uuid)
+    }
+
+    fn emit_entry(
+        &mut self,
+        op: &str,
+        ns: &str,
+        o: Document,
+        o2: Option<Document>,
+        uuid: Option<[u8; 16]>,
+    ) -> Result<(), CommandError> {
+        let optime = self.inner.next_optime();
+        let mut entry = Entry::new(optime, op, ns, o, o2);
+        if let Some(uuid) = uuid {
+            entry.doc.insert("ui", crate::storage::uuid_bson(uuid));
+        }
+        self.inner.data.apply(&entry)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// The data as changed so far.
+    pub fn data(&self) -> &Data {
+        &self.inner.data
+    }
+}

@@ -1,0 +1,257 @@
+//! The network side: listeners, TLS (with mongod's allow/prefer/require
+//! modes on one port), and the per-connection message loop.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bson::{Bson, RawDocumentBuf};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::commands::{self, Reply, Session};
+use crate::log::Logger;
+use crate::node::Node;
+use crate::options::{LogDestination, ServerOptions, TlsMode};
+use crate::peer::Io;
+use crate::tls::{TlsContext, client_identity};
+use crate::wire::{self, FLAG_MORE_TO_COME, Header, Request};
+
+/// Why the server could not start; the process exits with `code`.
+#[derive(Debug)]
+pub struct StartError {
+    /// mongod's exit code for this failure (48: address in use; 100:
+    /// storage; 2: bad options).
+    pub code: i32,
+    /// What went wrong.
+    pub message: String,
+}
+
+fn fail(code: i32, message: impl Into<String>) -> StartError {
+    StartError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Starts the server and serves until a signal or `shutdown` ends the
+/// process.
+pub async fn run(options: ServerOptions) -> Result<(), StartError> {
+    let log = match &options.log {
+        LogDestination::Stdout => Logger::stdout(),
+        LogDestination::File { path, append } => Logger::file(path, *append).map_err(|e| {
+            fail(
+                2,
+                format!("Failed to open log file {}: {e}", path.display()),
+            )
+        })?,
+    };
+    if options.auth && options.repl_set.is_some() && !options.cluster_auth_x509 {
+        return Err(fail(
+            2,
+            "security.keyFile is required when authorization is enabled with replica sets (mongo-sim supports clusterAuthMode x509)",
+        ));
+    }
+    let tls = TlsContext::from_options(&options)
+        .map_err(|e| fail(2, format!("TLS configuration error: {e}")))?;
+    let mut addresses = Vec::new();
+    for name in &options.bind_ip {
+        let ips: Vec<IpAddr> = match name.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) if name == "localhost" => vec![IpAddr::from([127, 0, 0, 1])],
+            Err(_) => tokio::net::lookup_host((name.as_str(), options.port))
+                .await
+                .map_err(|e| fail(2, format!("cannot resolve bind_ip {name}: {e}")))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        for ip in ips {
+            if !addresses.contains(&ip) {
+                addresses.push(ip);
+            }
+        }
+    }
+    let mut listeners = Vec::new();
+    for ip in &addresses {
+        let listener = TcpListener::bind(SocketAddr::new(*ip, options.port))
+            .await
+            .map_err(|e| {
+                fail(
+                    48,
+                    format!(
+                        "Failed to set up listener: SocketException: {e} ({ip}:{})",
+                        options.port
+                    ),
+                )
+            })?;
+        listeners.push(listener);
+    }
+    let node =
+        Node::open(options.clone(), tls, log.clone()).map_err(|e| fail(100, e.to_string()))?;
+    let node = Arc::new(node);
+    log.info(
+        "CONTROL",
+        &format!(
+            "mongo-sim {} (MongoDB {} profile) starting: pid={} port={} dbpath={} replSet={}",
+            env!("CARGO_PKG_VERSION"),
+            options.version.string(),
+            std::process::id(),
+            options.port,
+            options.dbpath.display(),
+            options.repl_set.as_deref().unwrap_or("(none)")
+        ),
+    );
+    if options.repl_set.is_some() {
+        crate::replication::spawn(node.clone());
+    }
+    for listener in listeners {
+        let node = node.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        let node = node.clone();
+                        tokio::spawn(async move { serve_connection(node, stream, peer).await });
+                    }
+                    Err(e) => node.log.warn("NETWORK", &format!("accept failed: {e}")),
+                }
+            }
+        });
+    }
+    log.info(
+        "NETWORK",
+        &format!("Waiting for connections on port {}", options.port),
+    );
+    wait_for_signal().await;
+    log.info("CONTROL", "received a signal: shutting down");
+    node.shutting_down
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut first = [0u8; 1];
+    let tls_hello = match stream.peek(&mut first).await {
+        Ok(0) | Err(_) => return,
+        Ok(_) => first[0] == 0x16,
+    };
+    let (io, client_cert): (Box<dyn Io>, Option<(String, ha_tls::MembershipAttributes)>) = match (
+        &node.tls,
+        node.opts.tls_mode,
+        tls_hello,
+    ) {
+        (Some(tls), mode, true) if mode != TlsMode::Disabled => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
+            match acceptor.accept(stream).await {
+                Ok(tls_stream) => {
+                    let cert = tls_stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                        .and_then(|cert| client_identity(cert));
+                    (Box::new(tls_stream), cert)
+                }
+                Err(e) => {
+                    node.log
+                        .warn("NETWORK", &format!("SSL handshake from {peer} failed: {e}"));
+                    return;
+                }
+            }
+        }
+        (_, TlsMode::Require, false) => {
+            node.log.warn(
+                    "NETWORK",
+                    &format!("{peer}: no SSL certificate provided by peer; connection rejected: this server requires TLS"),
+                );
+            return;
+        }
+        _ => (Box::new(stream), None),
+    };
+    let mut session = Session::new(node.next_connection_id(), peer, client_cert);
+    if let Err(e) = message_loop(&node, io, &mut session).await {
+        node.log.info(
+            "NETWORK",
+            &format!(
+                "connection {} from {peer} ended: {e}",
+                session.connection_id
+            ),
+        );
+    }
+}
+
+async fn message_loop(
+    node: &Arc<Node>,
+    mut io: Box<dyn Io>,
+    session: &mut Session,
+) -> Result<(), String> {
+    let mut next_id: i32 = 1;
+    loop {
+        let mut header_bytes = [0u8; 16];
+        match io.read_exact(&mut header_bytes).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        }
+        let header = Header::parse(&header_bytes).map_err(|e| e.to_string())?;
+        let mut body = vec![0u8; header.length as usize - 16];
+        io.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+        if header.op_code == wire::OP_MSG {
+            wire::check_checksum(&header_bytes, &body).map_err(|e| e.to_string())?;
+        }
+        let request = wire::parse_body(&header, &body).map_err(|e| format!("bad message: {e}"))?;
+        let (reply, legacy, more_to_come) = match request {
+            Request::Msg { command, flags } => (
+                commands::dispatch(node, session, command, false).await,
+                false,
+                flags & FLAG_MORE_TO_COME != 0,
+            ),
+            Request::Query { collection, query } => {
+                let db = collection
+                    .strip_suffix(".$cmd")
+                    .unwrap_or(&collection)
+                    .to_owned();
+                let mut command = match query.get("$query").or_else(|| query.get("query")) {
+                    Some(Bson::Document(inner)) => inner.clone(),
+                    _ => query,
+                };
+                command.insert("$db", db);
+                (
+                    commands::dispatch(node, session, command, true).await,
+                    true,
+                    false,
+                )
+            }
+        };
+        let raw = match reply {
+            Reply::Close => return Ok(()),
+            Reply::Doc(doc) => RawDocumentBuf::from_document(&doc).map_err(|e| e.to_string())?,
+            Reply::Raw(raw) => raw,
+        };
+        if more_to_come {
+            continue;
+        }
+        next_id = next_id.wrapping_add(1);
+        let bytes = if legacy {
+            wire::encode_reply(next_id, header.request_id, &raw)
+        } else {
+            wire::encode_msg(next_id, header.request_id, 0, &raw)
+        };
+        io.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    }
+}

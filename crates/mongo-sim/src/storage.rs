@@ -1,0 +1,649 @@
+//! Data, oplog and persistence.
+//!
+//! Every change is an oplog entry (`{ts, t, v: 2, op, ns, o, o2?}`), applied
+//! to in-memory data and appended to `journal.bson` in `dbPath` (fsynced)
+//! before the write is acknowledged. On start the journal is replayed, so a
+//! member stopped and started again — or started from a copy of its
+//! `dbPath`, as from an EBS snapshot — comes back with its data and its
+//! oplog, and catches up from the primary. A torn last entry (a crash in the
+//! middle of a write) is cut off. Replica-set config, term and vote live in
+//! `local.bson`, rewritten atomically.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bson::{Bson, Document, RawDocumentBuf, Timestamp, doc, spec::BinarySubtype};
+
+use crate::error::{Code, CommandError};
+
+/// A point in the oplog: term and timestamp. Ordered by term, then time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpTime {
+    /// The election term that wrote it.
+    pub term: i64,
+    /// Seconds since the epoch.
+    pub secs: u32,
+    /// Ordinal within the second.
+    pub inc: u32,
+}
+
+impl OpTime {
+    /// The BSON timestamp.
+    pub fn ts(self) -> Timestamp {
+        Timestamp {
+            time: self.secs,
+            increment: self.inc,
+        }
+    }
+
+    /// `{ts, t}` as replies show it.
+    pub fn to_doc(self) -> Document {
+        doc! {"ts": self.ts(), "t": self.term}
+    }
+
+    /// Reads `{ts, t}`.
+    pub fn from_doc(doc: &Document) -> Option<OpTime> {
+        let ts = doc.get_timestamp("ts").ok()?;
+        let term = doc.get_i64("t").ok()?;
+        Some(OpTime {
+            term,
+            secs: ts.time,
+            inc: ts.increment,
+        })
+    }
+
+    /// The timestamp part alone, for comparisons by time.
+    pub fn time_key(self) -> (u32, u32) {
+        (self.secs, self.inc)
+    }
+
+    /// Wall-clock milliseconds of this optime.
+    pub fn millis(self) -> i64 {
+        i64::from(self.secs) * 1000
+    }
+}
+
+/// One oplog entry, parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// Its position.
+    pub optime: OpTime,
+    /// The entry document.
+    pub doc: Document,
+}
+
+impl Entry {
+    /// Builds an entry.
+    pub fn new(optime: OpTime, op: &str, ns: &str, o: Document, o2: Option<Document>) -> Entry {
+        let mut doc = doc! {
+            "ts": optime.ts(),
+            "t": optime.term,
+            "v": 2_i64,
+            "op": op,
+            "ns": ns,
+            "wall": bson::DateTime::from_millis(optime.millis()),
+            "o": o,
+        };
+        if let Some(o2) = o2 {
+            doc.insert("o2", o2);
+        }
+        Entry { optime, doc }
+    }
+
+    /// Parses an entry document.
+    pub fn from_doc(doc: Document) -> Option<Entry> {
+        let optime = OpTime::from_doc(&doc)?;
+        Some(Entry { optime, doc })
+    }
+}
+
+/// An `_id` in a form that compares as MongoDB does for equality (numbers
+/// of different types but equal value are the same key).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IdKey(Vec<u8>);
+
+impl IdKey {
+    /// The key of a BSON value.
+    pub fn of(value: &Bson) -> IdKey {
+        let mut out = Vec::new();
+        let integral = |f: f64| f.fract() == 0.0 && f.abs() < 9.0e15;
+        match value {
+            Bson::Int32(i) => {
+                out.push(b'N');
+                out.extend(i64::from(*i).to_be_bytes());
+            }
+            Bson::Int64(i) => {
+                out.push(b'N');
+                out.extend(i.to_be_bytes());
+            }
+            Bson::Double(f) if integral(*f) => {
+                out.push(b'N');
+                out.extend((*f as i64).to_be_bytes());
+            }
+            other => {
+                out.push(other.element_type() as u8);
+                let wrapped = doc! {"": other.clone()};
+                let _ = wrapped.to_writer(&mut out);
+            }
+        }
+        IdKey(out)
+    }
+}
+
+/// A collection's contents.
+#[derive(Clone, Debug, Default)]
+pub struct Collection {
+    /// Its UUID.
+    pub uuid: [u8; 16],
+    /// Documents in insertion order, by sequence number.
+    docs: BTreeMap<u64, Arc<RawDocumentBuf>>,
+    by_id: HashMap<IdKey, u64>,
+    next_seq: u64,
+    /// Index specifications other than `_id_`.
+    pub indexes: Vec<Document>,
+    /// Bytes of document data.
+    pub data_size: u64,
+}
+
+impl Collection {
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+
+    /// Documents in insertion order.
+    pub fn documents(&self) -> impl Iterator<Item = &Arc<RawDocumentBuf>> {
+        self.docs.values()
+    }
+
+    /// The document with this `_id`.
+    pub fn get(&self, id: &Bson) -> Option<&Arc<RawDocumentBuf>> {
+        self.by_id
+            .get(&IdKey::of(id))
+            .and_then(|seq| self.docs.get(seq))
+    }
+
+    fn insert(&mut self, doc: RawDocumentBuf, id: &Bson) -> Result<(), CommandError> {
+        let key = IdKey::of(id);
+        if self.by_id.contains_key(&key) {
+            return Err(CommandError::new(
+                Code::DuplicateKey,
+                format!("E11000 duplicate key error dup key: {{ _id: {id} }}"),
+            ));
+        }
+        self.data_size += doc.as_bytes().len() as u64;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.docs.insert(seq, Arc::new(doc));
+        self.by_id.insert(key, seq);
+        Ok(())
+    }
+
+    fn remove(&mut self, id: &Bson) -> bool {
+        let Some(seq) = self.by_id.remove(&IdKey::of(id)) else {
+            return false;
+        };
+        if let Some(doc) = self.docs.remove(&seq) {
+            self.data_size -= doc.as_bytes().len() as u64;
+        }
+        true
+    }
+}
+
+/// All databases.
+#[derive(Clone, Debug, Default)]
+pub struct Data {
+    /// Database name → collection name → collection.
+    pub dbs: BTreeMap<String, BTreeMap<String, Collection>>,
+}
+
+/// Splits `db.coll` into its parts.
+pub fn split_ns(ns: &str) -> (&str, &str) {
+    ns.split_once('.').unwrap_or((ns, ""))
+}
+
+impl Data {
+    /// The collection at `db.coll`.
+    pub fn collection(&self, db: &str, coll: &str) -> Option<&Collection> {
+        self.dbs.get(db).and_then(|d| d.get(coll))
+    }
+
+    fn ensure(&mut self, db: &str, coll: &str, uuid: Option<[u8; 16]>) -> &mut Collection {
+        let collections = self.dbs.entry(db.to_owned()).or_default();
+        collections
+            .entry(coll.to_owned())
+            .or_insert_with(|| Collection {
+                uuid: uuid.unwrap_or_else(random_uuid),
+                ..Collection::default()
+            })
+    }
+
+    /// Applies one oplog entry. Entries are produced by this server (or its
+    /// sync source), so failures here mean a bug or a corrupted journal.
+    pub fn apply(&mut self, entry: &Entry) -> Result<(), CommandError> {
+        let doc = &entry.doc;
+        let op = doc.get_str("op").unwrap_or_default();
+        let ns = doc.get_str("ns").unwrap_or_default();
+        let o = doc.get_document("o").cloned().unwrap_or_default();
+        let (db, coll) = split_ns(ns);
+        let ui = match doc.get("ui") {
+            Some(Bson::Binary(b)) => <[u8; 16]>::try_from(b.bytes.as_slice()).ok(),
+            _ => None,
+        };
+        match op {
+            "n" => Ok(()),
+            "i" => {
+                let id = o.get("_id").cloned().unwrap_or(Bson::Null);
+                let raw = RawDocumentBuf::from_document(&o)
+                    .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?;
+                self.ensure(db, coll, ui).insert(raw, &id)
+            }
+            "u" => {
+                let id = doc
+                    .get_document("o2")
+                    .ok()
+                    .and_then(|o2| o2.get("_id").cloned())
+                    .unwrap_or(Bson::Null);
+                let collection = self.ensure(db, coll, ui);
+                collection.remove(&id);
+                let raw = RawDocumentBuf::from_document(&o)
+                    .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?;
+                collection.insert(raw, &id)
+            }
+            "d" => {
+                let id = o.get("_id").cloned().unwrap_or(Bson::Null);
+                if let Some(collection) = self.dbs.get_mut(db).and_then(|d| d.get_mut(coll)) {
+                    collection.remove(&id);
+                }
+                Ok(())
+            }
+            "c" => self.apply_command(db, &o, ui),
+            other => Err(CommandError::bad_value(format!(
+                "unknown oplog op {other:?}"
+            ))),
+        }
+    }
+
+    fn apply_command(
+        &mut self,
+        db: &str,
+        o: &Document,
+        ui: Option<[u8; 16]>,
+    ) -> Result<(), CommandError> {
+        if let Ok(coll) = o.get_str("create") {
+            self.ensure(db, coll, ui);
+        } else if let Ok(coll) = o.get_str("drop") {
+            if let Some(collections) = self.dbs.get_mut(db) {
+                collections.remove(coll);
+                if collections.is_empty() {
+                    self.dbs.remove(db);
+                }
+            }
+        } else if o.contains_key("dropDatabase") {
+            self.dbs.remove(db);
+        } else if let Ok(coll) = o.get_str("createIndexes") {
+            let spec = o.get_document("spec").cloned().unwrap_or_default();
+            let collection = self.ensure(db, coll, ui);
+            let name = spec.get_str("name").unwrap_or_default().to_owned();
+            if !collection
+                .indexes
+                .iter()
+                .any(|i| i.get_str("name").ok() == Some(name.as_str()))
+            {
+                collection.indexes.push(spec);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A random version-4 UUID from the kernel.
+pub fn random_uuid() -> [u8; 16] {
+    let mut bytes = random_bytes::<16>();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    bytes
+}
+
+/// Random bytes from `/dev/urandom`.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    if let Ok(mut file) = File::open("/dev/urandom") {
+        let _ = file.read_exact(&mut bytes);
+    }
+    bytes
+}
+
+/// A UUID as BSON binary subtype 4.
+pub fn uuid_bson(uuid: [u8; 16]) -> Bson {
+    Bson::Binary(bson::Binary {
+        subtype: BinarySubtype::Uuid,
+        bytes: uuid.to_vec(),
+    })
+}
+
+/// The persistent, node-local state that is not in the oplog.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LocalState {
+    /// The installed replica-set config (`local.system.replset`).
+    pub config: Option<Document>,
+    /// The current term.
+    pub term: i64,
+    /// The member voted for in `voted_term`.
+    pub voted_for: Option<i32>,
+    /// The term of that vote.
+    pub voted_term: i64,
+}
+
+impl LocalState {
+    fn to_doc(&self) -> Document {
+        let mut doc = doc! {"term": self.term, "votedTerm": self.voted_term};
+        if let Some(config) = &self.config {
+            doc.insert("config", config.clone());
+        }
+        if let Some(id) = self.voted_for {
+            doc.insert("votedFor", id);
+        }
+        doc
+    }
+
+    fn from_doc(doc: &Document) -> LocalState {
+        LocalState {
+            config: doc.get_document("config").ok().cloned(),
+            term: doc.get_i64("term").unwrap_or(0),
+            voted_for: doc.get_i32("votedFor").ok(),
+            voted_term: doc.get_i64("votedTerm").unwrap_or(0),
+        }
+    }
+}
+
+/// The files in `dbPath`.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    journal: File,
+    _lock: File,
+}
+
+/// What `Store::open` found.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The store.
+    pub store: Store,
+    /// The oplog, in order.
+    pub oplog: Vec<Entry>,
+    /// The data after replaying it.
+    pub data: Data,
+    /// Config, term, vote.
+    pub local: LocalState,
+    /// Bytes cut off a torn journal tail, if any.
+    pub truncated_tail: u64,
+}
+
+/// Why `dbPath` cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The directory or a file could not be opened or written.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Another process uses the directory.
+    #[error(
+        "Unable to lock the lock file: {0}: another mongod (or mongo-sim) instance is already \
+         running on the dbpath"
+    )]
+    Locked(PathBuf),
+    /// The journal holds an entry that cannot be applied.
+    #[error("cannot replay the journal in {path}: {detail}")]
+    Corrupt {
+        /// The journal.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+impl Store {
+    /// Opens (creating if needed) the files in `dir`, takes the lock, and
+    /// replays the journal.
+    pub fn open(dir: &Path) -> Result<Loaded, StoreError> {
+        let io = |action: &'static str, path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        if !dir.is_dir() {
+            return Err(StoreError::Io {
+                action: "Data directory",
+                path: dir.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "not found. Create the missing directory or specify another path using \
+                     (1) the --dbpath command line option, or (2) by adding the 'storage.dbPath' \
+                     option in the configuration file.",
+                ),
+            });
+        }
+        let lock_path = dir.join("mongod.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("cannot open", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked(lock_path)),
+            Err(fs::TryLockError::Error(e)) => return Err(io("cannot lock", &lock_path)(e)),
+        }
+        let mut lock_file = &lock;
+        let _ = lock_file.write_all(format!("{}\n", std::process::id()).as_bytes());
+
+        let journal_path = dir.join("journal.bson");
+        let mut oplog = Vec::new();
+        let mut data = Data::default();
+        let mut good_len: u64 = 0;
+        let mut total_len: u64 = 0;
+        if journal_path.exists() {
+            let file = File::open(&journal_path).map_err(io("cannot open", &journal_path))?;
+            total_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let mut reader = BufReader::new(file);
+            loop {
+                let mut len_bytes = [0u8; 4];
+                if reader.read_exact(&mut len_bytes).is_err() {
+                    break;
+                }
+                let len = i32::from_le_bytes(len_bytes);
+                if len < 5 || len as u64 > total_len - good_len {
+                    break;
+                }
+                let mut buf = vec![0u8; len as usize];
+                buf[..4].copy_from_slice(&len_bytes);
+                if reader.read_exact(&mut buf[4..]).is_err() {
+                    break;
+                }
+                let Ok(doc) = Document::from_reader(&buf[..]) else {
+                    break;
+                };
+                let Some(entry) = Entry::from_doc(doc) else {
+                    break;
+                };
+                data.apply(&entry).map_err(|e| StoreError::Corrupt {
+                    path: journal_path.clone(),
+                    detail: e.message,
+                })?;
+                oplog.push(entry);
+                good_len += len as u64;
+            }
+        }
+        let journal = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&journal_path)
+            .map_err(io("cannot open", &journal_path))?;
+        if good_len < total_len {
+            journal
+                .set_len(good_len)
+                .map_err(io("cannot truncate", &journal_path))?;
+        }
+        let local_path = dir.join("local.bson");
+        let local = match fs::read(&local_path) {
+            Ok(bytes) => Document::from_reader(&bytes[..])
+                .map(|d| LocalState::from_doc(&d))
+                .unwrap_or_default(),
+            Err(_) => LocalState::default(),
+        };
+        Ok(Loaded {
+            store: Store {
+                dir: dir.to_owned(),
+                journal,
+                _lock: lock,
+            },
+            oplog,
+            data,
+            local,
+            truncated_tail: total_len - good_len,
+        })
+    }
+
+    /// Appends entries to the journal and syncs it.
+    pub fn append(&mut self, entries: &[Entry]) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        for entry in entries {
+            entry
+                .doc
+                .to_writer(&mut buf)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+        self.journal.write_all(&buf)?;
+        self.journal.sync_data()
+    }
+
+    /// Rewrites the journal to hold exactly `entries` (after a rollback).
+    pub fn rewrite(&mut self, entries: &[Entry]) -> std::io::Result<()> {
+        let path = self.dir.join("journal.bson");
+        let tmp = self.dir.join("journal.bson.tmp");
+        {
+            let mut file = File::create(&tmp)?;
+            let mut buf = Vec::new();
+            for entry in entries {
+                entry
+                    .doc
+                    .to_writer(&mut buf)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
+            file.write_all(&buf)?;
+            file.sync_all()?;
+        }
+        fs::rename(&tmp, &path)?;
+        self.journal = OpenOptions::new().append(true).read(true).open(&path)?;
+        Ok(())
+    }
+
+    /// Saves config, term and vote atomically.
+    pub fn save_local(&self, local: &LocalState) -> std::io::Result<()> {
+        let path = self.dir.join("local.bson");
+        let tmp = self.dir.join("local.bson.tmp");
+        let mut buf = Vec::new();
+        local
+            .to_doc()
+            .to_writer(&mut buf)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&buf)?;
+            file.sync_all()?;
+        }
+        fs::rename(&tmp, &path)
+    }
+}
+
+/// Compares two BSON values the way MongoDB sorts them: by type bracket,
+/// then value.
+pub fn compare_bson(a: &Bson, b: &Bson) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn bracket(value: &Bson) -> u8 {
+        match value {
+            Bson::MinKey => 0,
+            Bson::Null | Bson::Undefined => 1,
+            Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_) => 2,
+            Bson::String(_) | Bson::Symbol(_) => 3,
+            Bson::Document(_) => 4,
+            Bson::Array(_) => 5,
+            Bson::Binary(_) => 6,
+            Bson::ObjectId(_) => 7,
+            Bson::Boolean(_) => 8,
+            Bson::DateTime(_) => 9,
+            Bson::Timestamp(_) => 10,
+            Bson::RegularExpression(_) => 11,
+            Bson::MaxKey => 13,
+            _ => 12,
+        }
+    }
+    fn number(value: &Bson) -> f64 {
+        match value {
+            Bson::Int32(i) => f64::from(*i),
+            Bson::Int64(i) => *i as f64,
+            Bson::Double(f) => *f,
+            _ => 0.0,
+        }
+    }
+    let (ba, bb) = (bracket(a), bracket(b));
+    if ba != bb {
+        return ba.cmp(&bb);
+    }
+    match (a, b) {
+        (Bson::String(x), Bson::String(y)) => x.cmp(y),
+        (Bson::ObjectId(x), Bson::ObjectId(y)) => x.bytes().cmp(&y.bytes()),
+        (Bson::Boolean(x), Bson::Boolean(y)) => x.cmp(y),
+        (Bson::DateTime(x), Bson::DateTime(y)) => x.cmp(y),
+        (Bson::Timestamp(x), Bson::Timestamp(y)) => {
+            (x.time, x.increment).cmp(&(y.time, y.increment))
+        }
+        (Bson::Binary(x), Bson::Binary(y)) => (x.bytes.len(), u8::from(x.subtype), &x.bytes)
+            .cmp(&(y.bytes.len(), u8::from(y.subtype), &y.bytes)),
+        (Bson::Document(x), Bson::Document(y)) => {
+            for ((ka, va), (kb, vb)) in x.iter().zip(y.iter()) {
+                let by_value = compare_bson(va, vb);
+                if by_value != Ordering::Equal {
+                    return by_value;
+                }
+                let by_key = ka.cmp(kb);
+                if by_key != Ordering::Equal {
+                    return by_key;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        (Bson::Array(x), Bson::Array(y)) => {
+            for (va, vb) in x.iter().zip(y.iter()) {
+                let by_value = compare_bson(va, vb);
+                if by_value != Ordering::Equal {
+                    return by_value;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        _ if ba == 2 => number(a).partial_cmp(&number(b)).unwrap_or(Ordering::Equal),
+        _ => Ordering::Equal,
+    }
+}

@@ -1,0 +1,140 @@
+use bson::{Document, doc};
+
+use super::*;
+
+fn msg_bytes(flags: u32, sections: &[u8]) -> (Header, Vec<u8>) {
+    let mut body = flags.to_le_bytes().to_vec();
+    body.extend_from_slice(sections);
+    let header = Header {
+        length: (16 + body.len()) as i32,
+        request_id: 1,
+        response_to: 0,
+        op_code: OP_MSG,
+    };
+    (header, body)
+}
+
+fn doc_bytes(doc: &Document) -> Vec<u8> {
+    let mut out = Vec::new();
+    doc.to_writer(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn crc32c_matches_the_standard_check_value() {
+    let mut crc = Crc32c::new();
+    crc.update(b"123456789");
+    assert_eq!(crc.finish(), 0xE306_9283);
+}
+
+#[test]
+fn op_msg_sequences_become_array_fields() {
+    let mut sections = vec![0];
+    sections.extend(doc_bytes(&doc! {"insert": "c", "$db": "d"}));
+    let mut sequence = Vec::new();
+    sequence.extend_from_slice(b"documents\0");
+    sequence.extend(doc_bytes(&doc! {"_id": 1}));
+    sequence.extend(doc_bytes(&doc! {"_id": 2}));
+    sections.push(1);
+    sections.extend(((sequence.len() + 4) as i32).to_le_bytes());
+    sections.extend(sequence);
+    let (header, body) = msg_bytes(0, &sections);
+    let Request::Msg { command, flags } = parse_body(&header, &body).unwrap() else {
+        panic!()
+    };
+    assert_eq!(flags, 0);
+    assert_eq!(
+        command,
+        doc! {"insert": "c", "$db": "d", "documents": [{"_id": 1}, {"_id": 2}]}
+    );
+}
+
+#[test]
+fn malformed_messages_are_rejected_not_panicked_on() {
+    let body_doc = doc_bytes(&doc! {"ping": 1});
+    let mut sections = vec![0];
+    sections.extend(&body_doc);
+    // Unknown required flag bit.
+    let (header, body) = msg_bytes(1 << 3, &sections);
+    assert_eq!(parse_body(&header, &body), Err(WireError::Flags(1 << 3)));
+    // Optional high bits are fine.
+    let (header, body) = msg_bytes(FLAG_EXHAUST_ALLOWED, &sections);
+    assert!(parse_body(&header, &body).is_ok());
+    // Two bodies.
+    let mut two = sections.clone();
+    two.extend(&sections);
+    let (header, body) = msg_bytes(0, &two);
+    assert_eq!(parse_body(&header, &body), Err(WireError::BodyCount(2)));
+    // Unknown section kind.
+    let (header, body) = msg_bytes(0, &[7, 0, 0, 0]);
+    assert_eq!(parse_body(&header, &body), Err(WireError::SectionKind(7)));
+    // Truncated document.
+    let (header, body) = msg_bytes(0, &sections[..sections.len() - 2]);
+    assert!(parse_body(&header, &body).is_err());
+    // Length below 16 or above the maximum.
+    let mut raw = [0u8; 16];
+    raw[0..4].copy_from_slice(&10i32.to_le_bytes());
+    assert_eq!(Header::parse(&raw), Err(WireError::Length(10)));
+    raw[0..4].copy_from_slice(&(MAX_MESSAGE_SIZE as i32 + 1).to_le_bytes());
+    assert!(Header::parse(&raw).is_err());
+    // OP_COMPRESSED is not negotiated.
+    let header = Header {
+        length: 20,
+        request_id: 1,
+        response_to: 0,
+        op_code: OP_COMPRESSED,
+    };
+    assert_eq!(
+        parse_body(&header, &[0; 4]),
+        Err(WireError::Opcode(OP_COMPRESSED))
+    );
+}
+
+#[test]
+fn checksums_are_verified() {
+    let mut sections = vec![0];
+    sections.extend(doc_bytes(&doc! {"ping": 1}));
+    let mut body = FLAG_CHECKSUM_PRESENT.to_le_bytes().to_vec();
+    body.extend(&sections);
+    let length = 16 + body.len() + 4;
+    let mut header = [0u8; 16];
+    header[0..4].copy_from_slice(&(length as i32).to_le_bytes());
+    header[12..16].copy_from_slice(&OP_MSG.to_le_bytes());
+    let mut crc = Crc32c::new();
+    crc.update(&header);
+    crc.update(&body);
+    let mut good = body.clone();
+    good.extend(crc.finish().to_le_bytes());
+    assert!(check_checksum(&header, &good).is_ok());
+    let parsed = Header::parse(&header).unwrap();
+    assert!(parse_body(&parsed, &good).is_ok());
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert_eq!(check_checksum(&header, &bad), Err(WireError::Checksum));
+}
+
+#[test]
+fn legacy_query_and_reply_round_trip() {
+    let mut body = 0i32.to_le_bytes().to_vec();
+    body.extend_from_slice(b"admin.$cmd\0");
+    body.extend(0i32.to_le_bytes());
+    body.extend((-1i32).to_le_bytes());
+    body.extend(doc_bytes(&doc! {"isMaster": 1}));
+    let header = Header {
+        length: (16 + body.len()) as i32,
+        request_id: 9,
+        response_to: 0,
+        op_code: OP_QUERY,
+    };
+    assert_eq!(
+        parse_body(&header, &body).unwrap(),
+        Request::Query {
+            collection: "admin.$cmd".to_owned(),
+            query: doc! {"isMaster": 1}
+        }
+    );
+    let reply = RawDocumentBuf::from_document(&doc! {"ok": 1.0}).unwrap();
+    let bytes = encode_reply(10, 9, &reply);
+    assert_eq!(parse_reply(&bytes[16..]).unwrap(), doc! {"ok": 1.0});
+}

@@ -1,0 +1,95 @@
+//! Bad input never crashes a member: malformed, oversized and unknown
+//! messages get a closed connection, and the server keeps serving.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bson::{Document, doc};
+use ha_lab::MongoMember;
+
+use crate::{admin, direct, plain_options, tools};
+
+fn send(port: u16, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    reply
+}
+
+fn header(length: i32, op_code: i32) -> Vec<u8> {
+    let mut out = length.to_le_bytes().to_vec();
+    out.extend(1i32.to_le_bytes());
+    out.extend(0i32.to_le_bytes());
+    out.extend(op_code.to_le_bytes());
+    out
+}
+
+fn op_msg(doc: &Document) -> Vec<u8> {
+    let mut body = vec![0, 0, 0, 0, 0];
+    doc.to_writer(&mut body).unwrap();
+    let mut out = header((16 + body.len()) as i32, 2013);
+    out.extend(body);
+    out
+}
+
+#[tokio::test]
+async fn garbage_gets_a_closed_connection_and_the_server_keeps_serving() {
+    let member = MongoMember::start(&tools(), plain_options(Some("rs"))).unwrap();
+    let port = member.port();
+    let mut cases: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        header(10, 2013),
+        header(60_000_000, 2013),
+        header(20, 9999).into_iter().chain([0, 0, 0, 0]).collect(),
+        header(20, 2012).into_iter().chain([0, 0, 0, 0]).collect(),
+        {
+            // OP_MSG whose document claims more bytes than it has.
+            let mut m = header(16 + 5 + 8, 2013);
+            m.extend([0, 0, 0, 0, 0, 100, 0, 0, 0, 1, 2, 3]);
+            m
+        },
+        {
+            // Required flag bit set.
+            let mut m = op_msg(&doc! {"ping": 1, "$db": "admin"});
+            m[16] = 0x04;
+            m
+        },
+    ];
+    cases.push(vec![0xff; 4096]);
+    for case in &cases {
+        let reply = send(port, case);
+        assert!(
+            reply.is_empty(),
+            "a malformed message got a reply: {reply:?}"
+        );
+    }
+    // A well-formed raw OP_MSG still gets an answer …
+    let reply = send_one(port, &op_msg(&doc! {"ping": 1, "$db": "admin"}));
+    assert_eq!(reply.get_f64("ok"), Ok(1.0));
+    // … and a secondary-only read without a read preference on a node that
+    // is not primary is refused with NotPrimaryOrSecondary/NoSecondaryOk.
+    let reply = send_one(port, &op_msg(&doc! {"find": "c", "$db": "app"}));
+    assert_eq!(reply.get_f64("ok"), Ok(0.0));
+    // The driver is fine too.
+    let client = direct(&member, None, None).await;
+    admin(&client, doc! {"ping": 1}).await.unwrap();
+}
+
+fn send_one(port: u16, bytes: &[u8]) -> Document {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut head = [0u8; 16];
+    stream.read_exact(&mut head).unwrap();
+    let length = i32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let mut body = vec![0u8; length - 16];
+    stream.read_exact(&mut body).unwrap();
+    Document::from_reader(&body[5..]).unwrap()
+}

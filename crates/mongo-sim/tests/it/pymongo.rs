@@ -1,0 +1,65 @@
+//! The same kind of set driven by pymongo, an independent client: initiate,
+//! authenticate, insert with `w: majority`, read back from a secondary.
+
+use std::time::Duration;
+
+use ha_lab::{LabPki, MongoMember};
+
+use crate::{secure_options, tools};
+
+const SCRIPT: &str = r#"
+import json, sys, time
+import pymongo
+ports, ca = [int(p) for p in sys.argv[1].split(",")], sys.argv[2]
+tls = dict(tls=True, tlsCAFile=ca)
+first = pymongo.MongoClient(f"mongodb://localhost:{ports[0]}/?directConnection=true", serverSelectionTimeoutMS=30000, **tls)
+first.admin.command("replSetInitiate", {"_id": "pyset", "members": [{"_id": i, "host": f"localhost:{p}"} for i, p in enumerate(ports)],
+                                        "settings": {"electionTimeoutMillis": 2000, "heartbeatIntervalMillis": 500}})
+deadline = time.time() + 60
+while not first.admin.command("hello").get("isWritablePrimary"):
+    assert time.time() < deadline, "no primary"
+    time.sleep(0.1)
+first.admin.command("createUser", "root", pwd="py pw'\"$", roles=[{"role": "root", "db": "admin"}])
+hosts = ",".join(f"localhost:{p}" for p in ports)
+rs = pymongo.MongoClient(f"mongodb://{hosts}/?replicaSet=pyset", username="root", password="py pw'\"$", authSource="admin",
+                         serverSelectionTimeoutMS=30000, **tls)
+coll = rs.get_database("circle_ghe").get_collection("builds", write_concern=pymongo.WriteConcern(w="majority", wtimeout=30000))
+coll.insert_many([{"_id": i, "n": i} for i in range(50)])
+secondary = rs.get_database("circle_ghe", read_preference=pymongo.ReadPreference.SECONDARY).builds
+count = secondary.count_documents({})
+status = rs.admin.command("replSetGetStatus")
+print(json.dumps({"count": count, "states": sorted(m["stateStr"] for m in status["members"]),
+                  "mechanisms": rs.admin.command("usersInfo", "root")["users"][0]["mechanisms"]}))
+"#;
+
+#[test]
+fn pymongo_initiates_authenticates_writes_and_reads_from_a_secondary() {
+    let pki = LabPki::new().unwrap();
+    let members: Vec<MongoMember> = (0..3)
+        .map(|_| MongoMember::start(&tools(), secure_options(&pki, "pyset")).unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("check.py");
+    std::fs::write(&script, SCRIPT).unwrap();
+    let ports: Vec<String> = members.iter().map(|m| m.port().to_string()).collect();
+    let python = tools().python().unwrap();
+    let output = std::process::Command::new(python)
+        .arg(&script)
+        .arg(ports.join(","))
+        .arg(pki.ca_file())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "pymongo script failed:\n{stderr}");
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(result["count"], 50, "{result}");
+    assert_eq!(
+        result["states"],
+        serde_json::json!(["PRIMARY", "SECONDARY", "SECONDARY"])
+    );
+    assert_eq!(
+        result["mechanisms"],
+        serde_json::json!(["SCRAM-SHA-1", "SCRAM-SHA-256"])
+    );
+    let _ = Duration::from_secs(0);
+}
