@@ -179,10 +179,10 @@ impl Inner {
             .collect();
         durable.sort_unstable_by(|a, b| b.cmp(a));
         let needed = config.write_majority_count();
-        if let Some(point) = durable.get(needed.saturating_sub(1)) {
-            if *point > self.commit_point {
-                self.commit_point = *point;
-            }
+        if let Some(point) = durable.get(needed.saturating_sub(1))
+            && *point > self.commit_point
+        {
+            self.commit_point = *point;
         }
     }
 

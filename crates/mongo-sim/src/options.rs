@@ -411,10 +411,10 @@ fn interpret(settings: &BTreeMap<String, Value>) -> Result<ServerOptions, Option
             .filter(|s| !s.is_empty())
             .collect();
     }
-    if let Some(value) = get("net.bindIpAll") {
-        if boolean("net.bindIpAll", value)? {
-            options.bind_ip = vec!["0.0.0.0".to_owned()];
-        }
+    if let Some(value) = get("net.bindIpAll")
+        && boolean("net.bindIpAll", value)?
+    {
+        options.bind_ip = vec!["0.0.0.0".to_owned()];
     }
     if let Some(value) = get("storage.dbPath") {
         options.dbpath = PathBuf::from(value.as_string());
@@ -529,12 +529,12 @@ fn interpret(settings: &BTreeMap<String, Value>) -> Result<ServerOptions, Option
             }
         }
     }
-    if let Some(format) = get("systemLog.timeStampFormat").map(Value::as_string) {
-        if !matches!(format.as_str(), "iso8601-utc" | "iso8601-local") {
-            return Err(OptionsError(format!(
-                "Bad value for systemLog.timeStampFormat: {format}"
-            )));
-        }
+    if let Some(format) = get("systemLog.timeStampFormat").map(Value::as_string)
+        && !matches!(format.as_str(), "iso8601-utc" | "iso8601-local")
+    {
+        return Err(OptionsError(format!(
+            "Bad value for systemLog.timeStampFormat: {format}"
+        )));
     }
     options.log = match (destination.as_deref(), get("systemLog.path")) {
         (Some("file"), Some(path)) | (None, Some(path)) => LogDestination::File {

@@ -386,13 +386,12 @@ impl ReplConfig {
         }
         if let (Some(old_id), Some(new_id)) =
             (self.settings.replica_set_id, new.settings.replica_set_id)
+            && old_id != new_id
         {
-            if old_id != new_id {
-                return Err(format!(
-                    "New and old configurations differ in replica set ID; old was {old_id}, and \
+            return Err(format!(
+                "New and old configurations differ in replica set ID; old was {old_id}, and \
                      new is {new_id}"
-                ));
-            }
+            ));
         }
         if !force && new.version <= self.version {
             return Err(format!(

@@ -188,11 +188,11 @@ pub(super) fn get_status(node: &Node) -> Result<Document, CommandError> {
             );
             m.insert("syncSourceId", source.map_or(-1, |(_, id)| id));
             m.insert("infoMessage", "");
-            if inner.state == MemberState::Primary {
-                if let Some(election) = inner.election_time {
-                    m.insert("electionTime", election.ts());
-                    m.insert("electionDate", date(election.millis()));
-                }
+            if inner.state == MemberState::Primary
+                && let Some(election) = inner.election_time
+            {
+                m.insert("electionTime", election.ts());
+                m.insert("electionDate", date(election.millis()));
             }
             m.insert("configVersion", config.version);
             m.insert("configTerm", config.term);
@@ -226,11 +226,11 @@ pub(super) fn get_status(node: &Node) -> Result<Document, CommandError> {
             m.insert("syncSourceHost", "");
             m.insert("syncSourceId", -1);
             m.insert("infoMessage", "");
-            if state == MemberState::Primary {
-                if let Some(election) = peer.election_time {
-                    m.insert("electionTime", election.ts());
-                    m.insert("electionDate", date(election.millis()));
-                }
+            if state == MemberState::Primary
+                && let Some(election) = peer.election_time
+            {
+                m.insert("electionTime", election.ts());
+                m.insert("electionDate", date(election.millis()));
             }
             m.insert("configVersion", peer.config_version);
             m.insert("configTerm", peer.term);
@@ -614,10 +614,10 @@ pub fn handle_heartbeat(node: &Arc<Node>, command: &Document) -> Result<Document
             "uptime": node.started.elapsed().as_secs() as i64,
             "syncingTo": "",
         };
-        if inner.state == MemberState::Primary {
-            if let Some(election) = inner.election_time {
-                reply.insert("electionTime", election.ts());
-            }
+        if inner.state == MemberState::Primary
+            && let Some(election) = inner.election_time
+        {
+            reply.insert("electionTime", election.ts());
         }
         reply
     };

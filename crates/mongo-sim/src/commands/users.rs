@@ -136,13 +136,13 @@ pub(super) fn authenticate(
             "No verified subject name available from client",
         ));
     };
-    if let Ok(user) = command.get_str("user") {
-        if user != subject {
-            return Err(CommandError::new(
-                Code::AuthenticationFailed,
-                "There is no x.509 client certificate matching the user.",
-            ));
-        }
+    if let Ok(user) = command.get_str("user")
+        && user != subject
+    {
+        return Err(CommandError::new(
+            Code::AuthenticationFailed,
+            "There is no x.509 client certificate matching the user.",
+        ));
     }
     let is_member = node.opts.cluster_auth_x509
         && node
