@@ -548,10 +548,13 @@ impl Node {
 
     /// `$clusterTime` and `operationTime` for replies of members.
     pub fn gossip(&self, reply: &mut Document) {
-        if !self.is_repl() {
-            return;
-        }
-        let last = self.lock().last_applied();
+        let last = {
+            let inner = self.lock();
+            if !self.is_repl() || inner.config.is_none() {
+                return;
+            }
+            inner.last_applied()
+        };
         reply.insert(
             "$clusterTime",
             doc! {
