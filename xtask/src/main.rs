@@ -235,6 +235,10 @@ struct GateStep {
 
 fn demo(args: &[String]) -> Result<(), String> {
     let path = install()?;
+    // The demo's MongoDB members run the simulator unless a mongod exists.
+    run(Command::new(cargo())
+        .args(["build", "--quiet", "--package", "mongo-sim", "--bin", "mongo-sim"])
+        .current_dir(workspace_root()))?;
     run(Command::new(cargo())
         .args([
             "run",
