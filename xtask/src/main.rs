@@ -237,7 +237,14 @@ fn demo(args: &[String]) -> Result<(), String> {
     let path = install()?;
     // The demo's MongoDB members run the simulator unless a mongod exists.
     run(Command::new(cargo())
-        .args(["build", "--quiet", "--package", "mongo-sim", "--bin", "mongo-sim"])
+        .args([
+            "build",
+            "--quiet",
+            "--package",
+            "mongo-sim",
+            "--bin",
+            "mongo-sim",
+        ])
         .current_dir(workspace_root()))?;
     run(Command::new(cargo())
         .args([

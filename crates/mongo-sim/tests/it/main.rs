@@ -5,8 +5,10 @@
 
 mod cluster;
 mod conformance;
+mod data;
 mod hostile;
 mod pymongo;
+mod sim_only;
 
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
