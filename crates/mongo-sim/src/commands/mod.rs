@@ -93,7 +93,6 @@ const LOCALHOST_EXCEPTION: &[&str] = &[
     "replSetInitiate",
     "replSetGetStatus",
     "replSetReconfig",
-    "replSetGetConfig",
 ];
 
 /// What a command needs: `(action, resource)` pairs.
