@@ -46,6 +46,9 @@ pub struct PeerStatus {
     pub uptime_secs: i64,
     /// Its election time, when primary.
     pub election_time: Option<OpTime>,
+    /// The member it replicates from (heartbeat `syncingTo`), empty when
+    /// none.
+    pub sync_source: String,
 }
 
 impl Default for PeerStatus {
@@ -64,6 +67,7 @@ impl Default for PeerStatus {
             message: String::new(),
             uptime_secs: 0,
             election_time: None,
+            sync_source: String::new(),
         }
     }
 }

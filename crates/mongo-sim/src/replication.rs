@@ -164,6 +164,7 @@ fn on_heartbeat_reply(node: &Arc<Node>, id: i32, host: &str, reply: &Document, r
         peer.message = String::new();
         peer.uptime_secs = reply.get_i64("uptime").unwrap_or(0);
         peer.election_time = election_time;
+        peer.sync_source = reply.get_str("syncingTo").unwrap_or_default().to_owned();
         let current = inner.positions.get(&id).copied().unwrap_or_default();
         if durable > current {
             inner.positions.insert(id, durable);

@@ -223,8 +223,14 @@ pub(super) fn get_status(node: &Node) -> Result<Document, CommandError> {
             );
             m.insert("pingMs", peer.ping_ms);
             m.insert("lastHeartbeatMessage", peer.message.clone());
-            m.insert("syncSourceHost", "");
-            m.insert("syncSourceId", -1);
+            // From the member's heartbeat (`syncingTo`), as mongod does.
+            let source_id = config
+                .members
+                .iter()
+                .find(|c| !peer.sync_source.is_empty() && c.host == peer.sync_source)
+                .map_or(-1, |c| c.id);
+            m.insert("syncSourceHost", peer.sync_source.clone());
+            m.insert("syncSourceId", source_id);
             m.insert("infoMessage", "");
             if state == MemberState::Primary
                 && let Some(election) = peer.election_time
@@ -612,7 +618,7 @@ pub fn handle_heartbeat(node: &Arc<Node>, command: &Document) -> Result<Document
             "opTime": applied.to_doc(),
             "wallTime": date(applied.millis()),
             "uptime": node.started.elapsed().as_secs() as i64,
-            "syncingTo": "",
+            "syncingTo": sync_source(&inner).map(|(host, _)| host).unwrap_or_default(),
         };
         if inner.state == MemberState::Primary
             && let Some(election) = inner.election_time

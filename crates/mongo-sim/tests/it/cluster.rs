@@ -95,6 +95,30 @@ async fn failover_elects_a_new_primary_and_the_old_one_rejoins_with_all_data() {
         .await
         .unwrap();
 
+    // The primary's replSetGetStatus shows each secondary's sync source,
+    // learnt from heartbeats (`syncingTo`), as mongod's does.
+    wait_for(
+        "secondaries' sync sources in the primary's status",
+        Duration::from_secs(60),
+        || async {
+            let Ok(status) = admin(&client, doc! {"replSetGetStatus": 1}).await else {
+                return false;
+            };
+            let members = status.get_array("members").unwrap();
+            let primary = members
+                .iter()
+                .filter_map(|m| m.as_document())
+                .find(|m| m.get_str("stateStr") == Ok("PRIMARY"))
+                .and_then(|m| m.get_str("name").ok().map(str::to_owned));
+            members
+                .iter()
+                .filter_map(|m| m.as_document())
+                .filter(|m| m.get_str("stateStr") == Ok("SECONDARY"))
+                .all(|m| primary.as_deref() == m.get_str("syncSourceHost").ok())
+        },
+    )
+    .await;
+
     // Which member is primary?
     let mut primary_index = None;
     for (i, member) in members.iter().enumerate() {

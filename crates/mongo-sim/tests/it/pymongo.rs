@@ -27,8 +27,15 @@ coll = rs.get_database("circle_ghe").get_collection("builds", write_concern=pymo
 coll.insert_many([{"_id": i, "n": i} for i in range(50)])
 secondary = rs.get_database("circle_ghe", read_preference=pymongo.ReadPreference.SECONDARY).builds
 count = secondary.count_documents({})
-status = rs.admin.command("replSetGetStatus")
-print(json.dumps({"count": count, "states": sorted(m["stateStr"] for m in status["members"]),
+# The primary learns the others' states from heartbeats, so its view may
+# lag the members' own for a heartbeat interval: wait for it to settle.
+deadline = time.time() + 60
+while True:
+    states = sorted(m["stateStr"] for m in rs.admin.command("replSetGetStatus")["members"])
+    if states == ["PRIMARY", "SECONDARY", "SECONDARY"] or time.time() > deadline:
+        break
+    time.sleep(0.1)
+print(json.dumps({"count": count, "states": states,
                   "mechanisms": rs.admin.command("usersInfo", "root")["users"][0]["mechanisms"]}))
 "#;
 

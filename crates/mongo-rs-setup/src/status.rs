@@ -1,0 +1,212 @@
+//! Health of the replica set, for people, cron and monitoring.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use crate::conn::Session;
+use crate::reconfig::{StatusEntry, set_status};
+use crate::spec::UserKind;
+
+/// One member's health.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemberHealth {
+    /// `host:port`.
+    pub host: String,
+    /// Whether it is listed in the spec (`[mongo].members`).
+    pub configured: bool,
+    /// Its state (`PRIMARY`, `SECONDARY`, `STARTUP2` …), `UNREACHABLE` when
+    /// this run could not connect to it, `NOT IN SET` when it is not in the
+    /// set's config.
+    pub state: String,
+    /// How far its last applied operation is behind the primary's, in
+    /// seconds.
+    pub lag_seconds: Option<i64>,
+    /// The member it replicates from.
+    pub sync_source: Option<String>,
+    /// Whether a connection (with TLS when configured) could be made from
+    /// here.
+    pub reachable: bool,
+    /// Whether `circle-admin` could log in on it (`None` for arbiters and
+    /// unreachable members).
+    pub auth_ok: Option<bool>,
+    /// What is wrong with it, if anything.
+    pub problem: Option<String>,
+}
+
+/// The whole set's health.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Status {
+    /// The replica set's name.
+    pub set_name: String,
+    /// The primary, if there is one.
+    pub primary: Option<String>,
+    /// Each member: the configured ones in spec order, then members the
+    /// set has that the spec does not list.
+    pub members: Vec<MemberHealth>,
+    /// Everything that makes the set unhealthy.
+    pub problems: Vec<String>,
+}
+
+impl Status {
+    /// No problems.
+    pub fn healthy(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Collects the set's health: `replSetGetStatus` as `circle-admin` (from
+/// the primary, else any member that answers), plus a direct connection
+/// and login on every member. Never fails: whatever cannot be read becomes
+/// a problem.
+pub async fn status(session: &Session<'_>, max_lag: Duration) -> Status {
+    let spec = session.spec();
+    let hosts: Vec<String> = spec.members.iter().map(|m| m.host.clone()).collect();
+    let hellos = join_all(hosts.iter().map(|h| session.hello(h))).await;
+    let logins = join_all(hosts.iter().zip(&hellos).map(|(h, hello)| async move {
+        match hello {
+            Ok(hello) if !hello.arbiter => Some(session.can_log_in(h, UserKind::Admin).await),
+            _ => None,
+        }
+    }))
+    .await;
+    let mut problems = Vec::new();
+    // The set's view, from the primary first.
+    let mut order: Vec<usize> = (0..hosts.len()).collect();
+    order.sort_by_key(|i| !hellos[*i].as_ref().is_ok_and(|h| h.primary));
+    let mut entries: Option<Vec<StatusEntry>> = None;
+    let mut last_error = None;
+    for i in order {
+        if !matches!(logins[i], Some(Ok(true))) {
+            continue;
+        }
+        match set_status(session, &hosts[i]).await {
+            Ok(e) => {
+                entries = Some(e);
+                break;
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let entries = match entries {
+        Some(entries) => entries,
+        None => {
+            problems.push(match last_error {
+                Some(e) => format!("cannot read the replica set's status: {e}"),
+                None => format!(
+                    "cannot read the replica set's status: {} could not log in on any reachable \
+                     member",
+                    spec.admin.name
+                ),
+            });
+            Vec::new()
+        }
+    };
+    let primary = entries
+        .iter()
+        .find(|e| e.state == "PRIMARY")
+        .map(|e| e.host.clone());
+    if primary.is_none() {
+        problems.push(format!("replica set {} has no primary", spec.name));
+    }
+    let primary_optime = entries
+        .iter()
+        .find(|e| e.state == "PRIMARY")
+        .and_then(|e| e.optime_millis);
+    let mut members = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let entry = entries.iter().find(|e| e.host.eq_ignore_ascii_case(host));
+        let reachable = hellos[i].is_ok();
+        let auth_ok = match &logins[i] {
+            Some(Ok(ok)) => Some(*ok),
+            _ => None,
+        };
+        let mut health = health(host, true, entry, primary_optime, reachable, auth_ok);
+        if let Err(e) = &hellos[i] {
+            health.problem = Some(e.to_string());
+        } else if auth_ok == Some(false) {
+            health.problem = Some(format!(
+                "{} cannot log in on {host}: check [mongo].users.admin",
+                spec.admin.name
+            ));
+        } else if let Some(Err(e)) = &logins[i] {
+            health.problem = Some(e.to_string());
+        } else if !entries.is_empty() && entry.is_none() {
+            health.problem = Some(format!(
+                "{host} is not a member of the replica set (run `mongo-rs-setup apply`)"
+            ));
+        } else if let Some(entry) = entry
+            && !entry.ready()
+        {
+            health.problem = Some(format!(
+                "{host} is {}{}",
+                entry.state,
+                entry
+                    .message
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ));
+        } else if let Some(lag) = health.lag_seconds
+            && lag > max_lag.as_secs() as i64
+        {
+            health.problem = Some(format!(
+                "{host} is {lag}s behind the primary (threshold {}s)",
+                max_lag.as_secs()
+            ));
+        }
+        if let Some(problem) = &health.problem {
+            problems.push(problem.clone());
+        }
+        members.push(health);
+    }
+    for entry in &entries {
+        if spec.member(&entry.host).is_none() {
+            members.push(health(
+                &entry.host,
+                false,
+                Some(entry),
+                primary_optime,
+                false,
+                None,
+            ));
+        }
+    }
+    Status {
+        set_name: spec.name.clone(),
+        primary,
+        members,
+        problems,
+    }
+}
+
+fn health(
+    host: &str,
+    configured: bool,
+    entry: Option<&StatusEntry>,
+    primary_optime: Option<i64>,
+    reachable: bool,
+    auth_ok: Option<bool>,
+) -> MemberHealth {
+    let state = match entry {
+        Some(e) => e.state.clone(),
+        None if configured && !reachable => "UNREACHABLE".to_owned(),
+        None => "NOT IN SET".to_owned(),
+    };
+    let lag_seconds = match (entry, primary_optime) {
+        (Some(e), Some(p)) if e.state != "ARBITER" => {
+            e.optime_millis.map(|m| ((p - m) / 1000).max(0))
+        }
+        _ => None,
+    };
+    MemberHealth {
+        host: host.to_owned(),
+        configured,
+        state,
+        lag_seconds,
+        sync_source: entry.and_then(|e| e.sync_source.clone()),
+        reachable,
+        auth_ok,
+        problem: None,
+    }
+}
