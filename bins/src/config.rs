@@ -121,6 +121,44 @@ pub struct RawMongo {
     pub tls: Option<RawMongoTls>,
     /// The runbook's three users.
     pub users: Option<RawMongoUsers>,
+    /// Replica-set settings to pin.
+    pub settings: Option<RawMongoSettings>,
+    /// Where files live on the members, for `render-config`.
+    pub server: Option<RawMongoServer>,
+    /// Seconds to wait for a member to answer (default 10).
+    pub connect_timeout: Option<u64>,
+    /// Seconds to wait for an election or a member's initial sync (default
+    /// 900).
+    pub wait_timeout: Option<u64>,
+}
+
+/// `[mongo.settings]`: replica-set settings to pin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMongoSettings {
+    /// `settings.electionTimeoutMillis`.
+    pub election_timeout_millis: Option<i64>,
+    /// `settings.heartbeatIntervalMillis`.
+    pub heartbeat_interval_millis: Option<i64>,
+}
+
+/// `[mongo.server]`: file locations on the members (each may contain
+/// `{host}`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMongoServer {
+    /// `storage.dbPath`.
+    pub db_path: Option<String>,
+    /// `systemLog.path`.
+    pub log_path: Option<String>,
+    /// The member's certificate and key (PEM).
+    pub certificate_key_file: Option<String>,
+    /// The certificate presented to other members.
+    pub cluster_file: Option<String>,
+    /// The CA certificate.
+    pub ca_file: Option<String>,
+    /// `net.bindIp` entries.
+    pub bind_ip: Option<Vec<String>>,
 }
 
 /// One `[mongo].members` entry.

@@ -49,6 +49,8 @@ pub use conn::{Hello, Session, Who};
 pub use error::Error;
 pub use observe::{Observed, observe};
 pub use plan::{Plan, Step, Via, plan};
-pub use spec::{MemberSpec, Reach, Role, SetSettings, SetSpec, TlsFiles, UserKind, UserSpec};
+pub use spec::{
+    MemberSpec, Reach, Role, SetSettings, SetSpec, TlsFiles, UserKind, UserSpec, parse_member_host,
+};
 pub use status::{MemberHealth, Status, status};
 pub use version::ServerVersion;

@@ -403,8 +403,9 @@ fn plan_members(spec: &SetSpec, observed: &Observed, plan: &mut Plan) {
     }
 }
 
-/// Differences between a member document and the spec, as `key a → b`.
-pub(crate) fn member_changes(current: &Document, wanted: &MemberSpec) -> Vec<String> {
+/// Differences between a member document of a replica-set config and the
+/// spec (priority, votes, hidden), as `key a → b`; empty when they agree.
+pub fn member_changes(current: &Document, wanted: &MemberSpec) -> Vec<String> {
     let mut changes = Vec::new();
     let priority = current
         .get("priority")

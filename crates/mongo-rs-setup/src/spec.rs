@@ -243,3 +243,71 @@ impl SetSpec {
             .find(|m| m.host.eq_ignore_ascii_case(host))
     }
 }
+
+/// Checks a member address `host:port` (a port is required; IPv6 as
+/// `[::1]:27017`) and returns the host name and port. Host names are ASCII
+/// letters, digits, `-` and `.` (write internationalised names in their
+/// `xn--` form): what MongoDB and the TLS name check both accept.
+pub fn parse_member_host(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (ip, port) = rest
+            .split_once("]:")
+            .ok_or_else(|| format!("{text:?} is not host:port (IPv6 as [addr]:port)"))?;
+        ip.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("{text:?}: {ip:?} is not an IPv6 address"))?;
+        (ip, port)
+    } else {
+        text.rsplit_once(':')
+            .ok_or_else(|| format!("{text:?} has no port: write host:port, e.g. {text}:27017"))?
+    };
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{text:?}: {port:?} is not a port number"))?;
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && (host.parse::<std::net::IpAddr>().is_ok()
+            || (host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+                && host.split('.').all(|label| {
+                    !label.is_empty() && label.len() <= 63 && !label.starts_with('-')
+                })));
+    if !valid {
+        return Err(format!(
+            "{text:?}: {host:?} is not a valid host name (ASCII letters, digits, '-' and '.'; \
+             internationalised names in their xn-- form)"
+        ));
+    }
+    Ok((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_hosts_need_a_valid_name_and_port() {
+        assert_eq!(
+            parse_member_host("mongo-1.internal:27017"),
+            Ok(("mongo-1.internal".to_owned(), 27017))
+        );
+        assert_eq!(
+            parse_member_host("[::1]:27018"),
+            Ok(("::1".to_owned(), 27018))
+        );
+        for bad in [
+            "mongo-1",
+            "mongo-1:0",
+            "mongo-1:99999",
+            ":27017",
+            "mongo_1:27017",
+            "mö.example:27017",
+            "a..b:27017",
+            "[zz]:1",
+        ] {
+            assert!(parse_member_host(bad).is_err(), "{bad}");
+        }
+    }
+}
