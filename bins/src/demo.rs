@@ -3,9 +3,10 @@
 //! This is the foundation's version of the demo. It starts the lab the
 //! tests use (a throw-away CA, PostgreSQL, OpenBao, the AWS API emulator and
 //! the MongoDB launcher), talks to each through a real client over TLS, and
-//! reports what is up. The end-to-end runbook (replica-set bootstrap,
-//! provisioning, Vault, export/restore, the Services bundle) joins it as the
-//! concern crates land.
+//! reports what is up; the MongoDB phase bootstraps a three-member TLS
+//! replica set with mongo-rs-setup. The rest of the runbook (provisioning,
+//! Vault, export/restore, the Services bundle) joins it as the end-to-end
+//! `circle-ha` command lands.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use ha_lab::{LabPki, Moto, OpenBao, Postgres, PostgresOptions, Toolbox};
-use secrecy::ExposeSecret as _;
+use ha_lab::{
+    LabPki, MongoMember, MongoMemberOptions, MongoTls, Moto, OpenBao, Postgres, PostgresOptions,
+    TlsMode, Toolbox,
+};
+use secrecy::{ExposeSecret as _, SecretString};
 
 /// Options of `circle-ha demo`.
 #[derive(Clone, Debug, Default)]
@@ -66,6 +70,8 @@ struct Running {
     postgres: Option<Postgres>,
     openbao: Option<OpenBao>,
     moto: Option<Moto>,
+    mongo: Vec<MongoMember>,
+    mongo_admin: Option<(String, SecretString)>,
 }
 
 /// Runs the demo with tools found through `tools`, writing progress to
@@ -138,21 +144,17 @@ pub async fn run(
 
     let started = Instant::now();
     let result = match tools.mongo() {
-        Ok(implementation) => Outcome::Done(format!(
-            "members would run {} ({}); the replica-set phase arrives with mongo-rs-setup",
-            implementation.name(),
-            implementation.program().display()
-        )),
-        Err(ha_lab::Error::ToolMissing { .. }) => Outcome::Pending(
-            "no mongod here and mongo-sim is not built yet (its own issue); set MONGOD_BIN \
-             to a real mongod to use one"
+        Ok(_) => Outcome::from_result(mongo_phase(tools, &pki, &mut running).await),
+        Err(ha_lab::Error::ToolMissing { .. }) => Outcome::Failed(
+            "no mongod here and no mongo-sim binary: build it with `cargo build -p mongo-sim` \
+             (`cargo xtask demo` does), or set MONGOD_BIN to a real mongod"
                 .to_owned(),
         ),
         Err(e) => Outcome::Failed(e.to_string()),
     };
     record(
         Phase {
-            name: "MongoDB launcher",
+            name: "MongoDB replica set (mongo-rs-setup)",
             seconds: started.elapsed().as_secs_f64(),
             result,
         },
@@ -265,6 +267,89 @@ async fn moto_phase(tools: &Toolbox, running: &mut Running) -> anyhow::Result<St
     Ok(res)
 }
 
+/// Three members with TLS required and x509 member authentication, brought
+/// up by mongo-rs-setup from nothing: initiate, the runbook's three users
+/// (random passwords), the other two members; then its status.
+async fn mongo_phase(
+    tools: &Toolbox,
+    pki: &LabPki,
+    running: &mut Running,
+) -> anyhow::Result<String> {
+    use mongo_rs_setup::{MemberSpec, Reach, SetSettings, SetSpec, TlsFiles, UserSpec};
+    let options = MongoMemberOptions {
+        replica_set: Some("circle".to_owned()),
+        auth: true,
+        tls: Some(MongoTls {
+            mode: TlsMode::Require,
+            certificate_key_file: pki.server().combined.clone(),
+            ca_file: pki.ca_file(),
+            cluster_file: None,
+            allow_connections_without_certificates: true,
+        }),
+        cluster_auth_x509: true,
+        extra_args: Vec::new(),
+    };
+    for _ in 0..3 {
+        running
+            .mongo
+            .push(MongoMember::start(tools, options.clone())?);
+    }
+    let user = |name: &str| -> anyhow::Result<UserSpec> {
+        Ok(UserSpec {
+            name: name.to_owned(),
+            password: crate::secret::generate(24).map_err(anyhow::Error::msg)?,
+        })
+    };
+    let mut members: Vec<MemberSpec> = running
+        .mongo
+        .iter()
+        .map(|m| MemberSpec::new(m.host()))
+        .collect();
+    members[0].priority = 2.0;
+    let spec = SetSpec {
+        name: "circle".to_owned(),
+        members,
+        settings: SetSettings {
+            election_timeout_millis: Some(2000),
+            heartbeat_interval_millis: Some(500),
+        },
+        site_admin: user("siteUserAdmin")?,
+        admin: user("circle-admin")?,
+        app: user("circle")?,
+        app_databases: crate::config::DEFAULT_APP_DATABASES
+            .map(str::to_owned)
+            .to_vec(),
+        reach: Reach {
+            tls: Some(TlsFiles {
+                ca_file: pki.ca_file(),
+                certificate_key_file: None,
+            }),
+            ..Reach::default()
+        },
+        wait_timeout: std::time::Duration::from_secs(120),
+    };
+    let session = mongo_rs_setup::Session::new(&spec);
+    let applied = mongo_rs_setup::apply(&session, &|_| {}).await?;
+    let again = mongo_rs_setup::apply(&session, &|_| {}).await?;
+    let status = mongo_rs_setup::status(&session, std::time::Duration::from_secs(30)).await;
+    anyhow::ensure!(
+        status.healthy(),
+        "the set is not healthy: {}",
+        status.problems.join("; ")
+    );
+    let mut states: Vec<&str> = status.members.iter().map(|m| m.state.as_str()).collect();
+    states.sort_unstable();
+    running.mongo_admin = Some((spec.admin.name.clone(), spec.admin.password.clone()));
+    Ok(format!(
+        "{} members on {} ({}); apply made {} changes, a second apply {}",
+        running.mongo.len(),
+        running.mongo[0].implementation().name(),
+        states.join(", "),
+        applied.steps.len(),
+        again.steps.len()
+    ))
+}
+
 /// Writes a 0600 shell file with the kept services' connection settings.
 fn write_keep_file(dir: &Path, running: &Running) -> anyhow::Result<PathBuf> {
     let mut text = String::from("# circle-ha demo lab; source this file to reach the services\n");
@@ -295,6 +380,19 @@ fn write_keep_file(dir: &Path, running: &Running) -> anyhow::Result<PathBuf> {
             ha_lab::MOTO_SECRET_ACCESS_KEY
         );
         let _ = writeln!(text, "export AWS_REGION='{}'", ha_lab::MOTO_REGION);
+    }
+    if !running.mongo.is_empty() {
+        let hosts: Vec<String> = running.mongo.iter().map(MongoMember::host).collect();
+        let _ = writeln!(text, "export MONGO_HOSTS='{}'", hosts.join(","));
+        let _ = writeln!(text, "export MONGO_REPLICA_SET='circle'");
+        if let Some((name, password)) = &running.mongo_admin {
+            let _ = writeln!(text, "export MONGO_ADMIN_USER='{name}'");
+            let _ = writeln!(
+                text,
+                "export MONGO_ADMIN_PASSWORD='{}'",
+                password.expose_secret()
+            );
+        }
     }
     let path = dir.join("lab.env");
     ha_tls::write_file(&path, text.as_bytes(), 0o600)?;

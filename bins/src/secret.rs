@@ -125,6 +125,30 @@ impl SecretRef {
     }
 }
 
+/// `len` random ASCII letters and digits from the operating system's
+/// random source (through ring), for generated secrets. Fails rather than
+/// return a predictable value.
+pub fn generate(len: usize) -> Result<SecretString, String> {
+    use ring::rand::SecureRandom as _;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let rng = ring::rand::SystemRandom::new();
+    let mut out = String::with_capacity(len);
+    let mut bytes = [0u8; 64];
+    while out.len() < len {
+        rng.fill(&mut bytes)
+            .map_err(|_| "the operating system's random source failed".to_owned())?;
+        // 248 = 4 * 62: rejecting larger bytes keeps the choice uniform.
+        out.extend(
+            bytes
+                .iter()
+                .filter(|b| **b < 248)
+                .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+                .take(len - out.len()),
+        );
+    }
+    Ok(SecretString::from(out))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -132,6 +156,15 @@ mod tests {
     use secrecy::ExposeSecret as _;
 
     use super::SecretRef;
+
+    #[test]
+    fn generated_secrets_are_alphanumeric_and_differ() {
+        let a = super::generate(40).unwrap();
+        let b = super::generate(40).unwrap();
+        assert_eq!(a.expose_secret().len(), 40);
+        assert!(a.expose_secret().chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a.expose_secret(), b.expose_secret());
+    }
 
     #[test]
     fn references_parse_and_literals_are_refused_without_echo() {

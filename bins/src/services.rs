@@ -2,7 +2,6 @@
 //! `[mongo]`, `[postgres]` and `[vault]` turned into the Services bundle.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
@@ -379,9 +378,15 @@ pub fn bundle_spec(
 
     let session_cookie_key = match services.session_cookie_key.as_deref() {
         Some(reference) => r.secret("[services].session_cookie_key", Some(reference)),
-        None => out_dir
-            .and_then(previous_cookie_key)
-            .unwrap_or_else(generate_cookie_key),
+        None => match out_dir.and_then(previous_cookie_key) {
+            Some(key) => key,
+            None => crate::secret::generate(16).unwrap_or_else(|e| {
+                r.problems.push(format!(
+                    "cannot generate CIRCLE_SECRETS_SESSION_COOKIE_KEY ({e}); set                      [services].session_cookie_key"
+                ));
+                SecretString::from(String::new())
+            }),
+        },
     };
 
     let spec = BundleSpec {
@@ -421,32 +426,6 @@ fn previous_cookie_key(out_dir: &Path) -> Option<SecretString> {
     let key = line.strip_suffix('\'')?;
     (key.len() >= 16 && key.chars().all(|c| c.is_ascii_alphanumeric()))
         .then(|| SecretString::from(key.to_owned()))
-}
-
-/// 16 random alphanumeric characters from the kernel's random source.
-fn generate_cookie_key() -> SecretString {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = [0u8; 64];
-    // /dev/urandom does not fail on Linux once opened; a failure leaves zeros
-    // and the length check below still holds, but say so loudly.
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .is_err()
-    {
-        #[allow(clippy::print_stderr)]
-        {
-            eprintln!(
-                "services-userdata: warning: /dev/urandom unreadable; set [services].session_cookie_key"
-            );
-        }
-    }
-    let key: String = bytes
-        .iter()
-        .filter(|b| usize::from(**b) < 248)
-        .take(16)
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect();
-    SecretString::from(key)
 }
 
 /// Writes the bundle into `dir`: secret files 0600, others and

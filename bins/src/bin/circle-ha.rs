@@ -87,7 +87,7 @@ fn print_phase(phase: &Phase) {
         Outcome::Pending(text) => ("n/a", text),
     };
     eprintln!(
-        "{mark:<5} {:<30} {:>6.1} s  {text}",
+        "{mark:<5} {:<38} {:>6.1} s  {text}",
         phase.name, phase.seconds
     );
 }

@@ -30,7 +30,13 @@ fn demo_starts_every_lab_service_and_exits_zero() {
     let output = circle_ha().arg("demo").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    for phase in ["certificates", "PostgreSQL", "OpenBao", "AWS emulator"] {
+    for phase in [
+        "certificates",
+        "PostgreSQL",
+        "OpenBao",
+        "AWS emulator",
+        "MongoDB replica set",
+    ] {
         assert!(
             stderr
                 .lines()
