@@ -438,3 +438,19 @@ fn render_config_output_starts_a_member_unchanged() {
         );
     }
 }
+
+#[test]
+fn the_example_config_renders_a_member_config() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ha.toml");
+    let (code, stdout, stderr) = run(Command::new(env!("CARGO_BIN_EXE_mongo-rs-setup"))
+        .args(["render-config", "--member", "mongo-2.internal", "--config"])
+        .arg(&example));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("certificateKeyFile: \"/etc/mongodb/mongo-2.internal.pem\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("replSetName: \"circle\""), "{stdout}");
+    // Three voters: no warning.
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
