@@ -143,7 +143,7 @@ pub struct RawMongoSettings {
 }
 
 /// `[mongo.server]`: file locations on the members (each may contain
-/// `{host}`).
+/// `{host}` and `{port}`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMongoServer {

@@ -21,8 +21,9 @@
 use crate::version::ServerVersion;
 
 /// Where files live on the member's own machine. Each path may contain
-/// `{host}`, replaced by the member's host name (without the port), so one
-/// setting serves every member.
+/// `{host}` and `{port}`, replaced by the member's host name and port, so
+/// one setting serves every member (`{port}` tells apart several members on
+/// one machine).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerPaths {
     /// `storage.dbPath` (runbook: `/mongo/data`).
@@ -72,7 +73,13 @@ pub struct MemberConf<'a> {
 
 /// The complete `mongod.conf` text for one member.
 pub fn render(conf: &MemberConf<'_>) -> String {
-    let path = |template: &str| quote(&template.replace("{host}", conf.host));
+    let path = |template: &str| {
+        quote(
+            &template
+                .replace("{host}", conf.host)
+                .replace("{port}", &conf.port.to_string()),
+        )
+    };
     let bind_ip = if conf.bind_ip.is_empty() {
         let mut names = vec!["localhost".to_owned()];
         if !matches!(conf.host, "localhost" | "127.0.0.1" | "::1") {
@@ -174,6 +181,19 @@ mod tests {
 
     #[test]
     fn old_servers_get_the_runbooks_ssl_names_and_journal() {
+        let paths = ServerPaths {
+            db_path: "/data/{host}-{port}".to_owned(),
+            ..ServerPaths::default()
+        };
+        let text = render(&MemberConf {
+            replica_set: "circle",
+            version: ServerVersion::parse("7.0").unwrap(),
+            host: "db",
+            port: 27018,
+            bind_ip: &[],
+            paths: &paths,
+        });
+        assert!(text.contains("dbPath: \"/data/db-27018\""), "{text}");
         let text = conf("3.2.11");
         assert!(text.contains("  ssl:\n    mode: requireSSL\n"), "{text}");
         assert!(text.contains("PEMKeyFile: "));
