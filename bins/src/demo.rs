@@ -15,8 +15,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use ha_lab::{
-    LabPki, MongoMember, MongoMemberOptions, MongoTls, Moto, OpenBao, Postgres, PostgresOptions,
-    TlsMode, Toolbox,
+    LabPki, MongoMember, MongoMemberOptions, Moto, OpenBao, Postgres, PostgresOptions, Toolbox,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -276,19 +275,7 @@ async fn mongo_phase(
     running: &mut Running,
 ) -> anyhow::Result<String> {
     use mongo_rs_setup::{MemberSpec, Reach, SetSettings, SetSpec, TlsFiles, UserSpec};
-    let options = MongoMemberOptions {
-        replica_set: Some("circle".to_owned()),
-        auth: true,
-        tls: Some(MongoTls {
-            mode: TlsMode::Require,
-            certificate_key_file: pki.server().combined.clone(),
-            ca_file: pki.ca_file(),
-            cluster_file: None,
-            allow_connections_without_certificates: true,
-        }),
-        cluster_auth_x509: true,
-        extra_args: Vec::new(),
-    };
+    let options = MongoMemberOptions::secure(pki, "circle");
     for _ in 0..3 {
         running
             .mongo

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ha_lab::{LabPki, MongoImpl, MongoMember, MongoMemberOptions, MongoTls, TlsMode, Toolbox};
+use ha_lab::{LabPki, MongoImpl, MongoMember, MongoMemberOptions, Toolbox};
 use serde_json::Value;
 
 use crate::run;
@@ -20,19 +20,7 @@ struct Set {
 }
 
 fn secure(pki: &LabPki) -> MongoMemberOptions {
-    MongoMemberOptions {
-        replica_set: Some("circle".to_owned()),
-        auth: true,
-        tls: Some(MongoTls {
-            mode: TlsMode::Require,
-            certificate_key_file: pki.server().combined.clone(),
-            ca_file: pki.ca_file(),
-            cluster_file: None,
-            allow_connections_without_certificates: true,
-        }),
-        cluster_auth_x509: true,
-        extra_args: Vec::new(),
-    }
+    MongoMemberOptions::secure(pki, "circle")
 }
 
 impl Set {

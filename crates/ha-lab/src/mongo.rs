@@ -8,7 +8,7 @@ use std::process::Command;
 use tempfile::TempDir;
 
 use crate::process::{Daemon, free_port, port_open, with_port_retries};
-use crate::{Error, MongoImpl, Toolbox};
+use crate::{Error, LabPki, MongoImpl, Toolbox};
 
 /// `net.tls.mode` / `--tlsMode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +69,25 @@ pub struct MongoMemberOptions {
 }
 
 impl MongoMemberOptions {
+    /// A member of replica set `set` as the runbook configures one: auth
+    /// on, TLS required with the lab's `localhost` certificate (clients
+    /// without certificates allowed), x509 member authentication.
+    pub fn secure(pki: &LabPki, set: &str) -> MongoMemberOptions {
+        MongoMemberOptions {
+            replica_set: Some(set.to_owned()),
+            auth: true,
+            tls: Some(MongoTls {
+                mode: TlsMode::Require,
+                certificate_key_file: pki.server().combined.clone(),
+                ca_file: pki.ca_file(),
+                cluster_file: None,
+                allow_connections_without_certificates: true,
+            }),
+            cluster_auth_x509: true,
+            extra_args: Vec::new(),
+        }
+    }
+
     /// The full command line (after the program) for a member on `port`
     /// storing data in `dbpath`.
     pub fn command_line(&self, port: u16, dbpath: &Path) -> Vec<OsString> {

@@ -8,7 +8,7 @@ mod status;
 use std::time::{Duration, Instant};
 
 use bson::{Document, doc};
-use ha_lab::{LabPki, MongoMember, MongoMemberOptions, MongoTls, TlsMode, Toolbox};
+use ha_lab::{LabPki, MongoMember, MongoMemberOptions, Toolbox};
 use mongo_rs_setup::{MemberSpec, Reach, SetSettings, SetSpec, TlsFiles, UserSpec};
 use secrecy::SecretString;
 
@@ -30,23 +30,8 @@ impl Lab {
         let tools = Toolbox::discover(std::env::vars_os());
         let members: Vec<MongoMember> = (0..3)
             .map(|_| {
-                MongoMember::start(
-                    &tools,
-                    MongoMemberOptions {
-                        replica_set: Some(set.to_owned()),
-                        auth: true,
-                        tls: Some(MongoTls {
-                            mode: TlsMode::Require,
-                            certificate_key_file: pki.server().combined.clone(),
-                            ca_file: pki.ca_file(),
-                            cluster_file: None,
-                            allow_connections_without_certificates: true,
-                        }),
-                        cluster_auth_x509: true,
-                        extra_args: Vec::new(),
-                    },
-                )
-                .unwrap_or_else(|e| panic!("{e}"))
+                MongoMember::start(&tools, MongoMemberOptions::secure(&pki, set))
+                    .unwrap_or_else(|e| panic!("{e}"))
             })
             .collect();
         let user = |name: &str, suffix: &str| UserSpec {

@@ -14,7 +14,7 @@ use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 use bson::{Document, doc};
-use ha_lab::{LabPki, MongoMember, MongoMemberOptions, MongoTls, TlsMode, Toolbox};
+use ha_lab::{LabPki, MongoMember, MongoMemberOptions, Toolbox};
 use mongodb::Client;
 use mongodb::options::{ClientOptions, ServerAddress, Tls, TlsOptions};
 
@@ -31,19 +31,7 @@ pub(crate) fn tools() -> Toolbox {
 
 /// Options for a member with TLS required and x509 cluster auth.
 pub(crate) fn secure_options(pki: &LabPki, set: &str) -> MongoMemberOptions {
-    MongoMemberOptions {
-        replica_set: Some(set.to_owned()),
-        auth: true,
-        tls: Some(MongoTls {
-            mode: TlsMode::Require,
-            certificate_key_file: pki.server().combined.clone(),
-            ca_file: pki.ca_file(),
-            cluster_file: None,
-            allow_connections_without_certificates: true,
-        }),
-        cluster_auth_x509: true,
-        extra_args: sim_args(),
-    }
+    MongoMemberOptions::secure(pki, set)
 }
 
 /// Arguments only the simulator takes (none for real mongod).
