@@ -466,7 +466,10 @@ fn lint_member_certs(
     else {
         return;
     };
-    let dir = file.path_of(Path::new(dir));
+    let dir = match file.dir() {
+        base if base == Path::new(".") => PathBuf::from(dir),
+        base => base.join(dir),
+    };
     let ca_path = tls
         .map(|t| t.ca_file.clone())
         .unwrap_or_else(|| dir.join("ca.pem"));
@@ -491,6 +494,10 @@ fn lint_member_certs(
             continue;
         };
         let path = dir.join(format!("{host}.pem"));
+        // Several members on one machine share its certificate: check it once.
+        if pems.iter().any(|(p, _, _)| *p == path) {
+            continue;
+        }
         match std::fs::read(&path) {
             Ok(pem) => pems.push((path, host, pem)),
             Err(e) => problems.push(format!(
@@ -510,9 +517,15 @@ fn lint_member_certs(
         })
         .collect();
     for problem in ha_tls::lint(&ca, &inputs, time::OffsetDateTime::now_utc()) {
+        let text = format!(
+            "{}: {} [{}]",
+            problem.label,
+            problem.message,
+            problem.rule.name()
+        );
         match problem.severity {
-            ha_tls::Severity::Error => problems.push(problem.to_string()),
-            ha_tls::Severity::Warning => warnings.push(problem.to_string()),
+            ha_tls::Severity::Error => problems.push(text),
+            ha_tls::Severity::Warning => warnings.push(text),
         }
     }
 }
@@ -597,10 +610,17 @@ pub async fn status(setup: &Setup, max_lag: Duration) -> (Value, String, Exit) {
         .map(|m| m.host.len())
         .max()
         .unwrap_or(4);
+    let state_width = status
+        .members
+        .iter()
+        .map(|m| m.state.len())
+        .max()
+        .unwrap_or(9);
     for m in &status.members {
         let lag = m.lag_seconds.map_or("-".to_owned(), |l| format!("{l}s"));
         let sync = m.sync_source.as_deref().unwrap_or("-");
         let link = match (m.reachable, tls) {
+            _ if !m.configured => "not probed",
             (false, _) => "unreachable",
             (true, true) => "tls ok",
             (true, false) => "plain",
@@ -616,7 +636,7 @@ pub async fn status(setup: &Setup, max_lag: Duration) -> (Value, String, Exit) {
             "  (not in ha.toml)"
         };
         text.push_str(&format!(
-            "{:<width$}  {:<11} lag {:<6} sync {:<w2$}  {link}, {auth}{extra}\n",
+            "{:<width$}  {:<state_width$}  lag {:<6} sync {:<w2$}  {link}, {auth}{extra}\n",
             m.host,
             m.state,
             lag,
@@ -668,7 +688,8 @@ pub async fn change_member(
         && spec.member(host).is_some()
     {
         return Err(UsageError::new(format!(
-            "{host} is listed in [mongo].members: take it out of ha.toml first, or the next              apply adds it back"
+            "{host} is listed in [mongo].members: take it out of ha.toml first, or the next \
+             apply adds it back"
         ))
         .into());
     }

@@ -51,24 +51,40 @@ impl ChangeReport {
         })
     }
 
-    /// The human form, for stderr.
-    pub fn to_text(&self) -> String {
-        let mut text = String::new();
-        for warning in &self.warnings {
-            text.push_str(&format!("warning: {warning}\n"));
-        }
-        let verb = if self.dry_run { "would" } else { "done" };
-        for action in &self.actions {
-            text.push_str(&format!("{verb}: {}\n", action.detail));
-        }
-        text.push_str(&match (self.dry_run, self.actions.len()) {
+    /// The human form for a run whose progress already listed each action
+    /// as it was done: the warnings and the summary line only.
+    pub fn to_summary_text(&self) -> String {
+        let mut text = self.warnings_text();
+        text.push_str(&self.summary_line());
+        text
+    }
+
+    fn warnings_text(&self) -> String {
+        self.warnings
+            .iter()
+            .map(|w| format!("warning: {w}\n"))
+            .collect()
+    }
+
+    fn summary_line(&self) -> String {
+        match (self.dry_run, self.actions.len()) {
             (_, 0) => format!("{}: nothing to do (changed: 0)\n", self.tool),
             (true, n) => format!(
                 "{}: {n} change(s) planned, none made (--dry-run)\n",
                 self.tool
             ),
             (false, n) => format!("{}: changed: {n}\n", self.tool),
-        });
+        }
+    }
+
+    /// The human form, for stderr.
+    pub fn to_text(&self) -> String {
+        let mut text = self.warnings_text();
+        let verb = if self.dry_run { "would" } else { "done" };
+        for action in &self.actions {
+            text.push_str(&format!("{verb}: {}\n", action.detail));
+        }
+        text.push_str(&self.summary_line());
         text
     }
 }

@@ -382,7 +382,8 @@ pub fn bundle_spec(
             Some(key) => key,
             None => crate::secret::generate(16).unwrap_or_else(|e| {
                 r.problems.push(format!(
-                    "cannot generate CIRCLE_SECRETS_SESSION_COOKIE_KEY ({e}); set                      [services].session_cookie_key"
+                    "cannot generate CIRCLE_SECRETS_SESSION_COOKIE_KEY ({e}); set \
+                     [services].session_cookie_key"
                 ));
                 SecretString::from(String::new())
             }),

@@ -270,7 +270,13 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         } => {
             let setup = load(&common, bootstrap_via_localhost).await?;
             let report = mongo::apply(setup, dry_run, &progress).await?;
-            emit(common.args.json, &report.to_text(), &report.to_json());
+            // Progress already said "done: …" for each step as it happened.
+            let text = if dry_run {
+                report.to_text()
+            } else {
+                report.to_summary_text()
+            };
+            emit(common.args.json, &text, &report.to_json());
             Ok(Exit::Success)
         }
         Command::Status { common, max_lag } => {

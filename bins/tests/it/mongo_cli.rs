@@ -142,9 +142,14 @@ fn apply_bootstraps_a_fresh_set_twice_status_follows_a_member_down_and_back() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|m| m["state"] == "NOT IN SET"
-                || m["state"] == "UNREACHABLE"
-                || m["problem"].is_string()),
+            .all(|m| m["state"] == "NOT INITIATED"),
+        "{status}"
+    );
+    assert!(
+        status["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("not initiated"),
         "{status}"
     );
     let (_, again, _) = set.json(&["apply", "--dry-run"]);

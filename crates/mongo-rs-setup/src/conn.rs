@@ -257,7 +257,7 @@ impl<'a> Session<'a> {
                 detail: format!("the TLS settings in [mongo].tls are unusable: {message}"),
             },
             _ => {
-                let detail = e.to_string();
+                let detail = concise(&e.to_string());
                 let lower = detail.to_ascii_lowercase();
                 let tls_words = [
                     "certificate",
@@ -305,5 +305,33 @@ impl<'a> Session<'a> {
                 }
             }
         }
+    }
+}
+
+/// The driver's server-selection errors wrap the real cause in a topology
+/// dump (`… Servers: [ { Address: …, Error: Kind: I/O error: Connection
+/// refused (os error 111), labels: … } ] …`): keep the cause.
+fn concise(detail: &str) -> String {
+    let Some(start) = detail.rfind("Error: Kind: ") else {
+        return detail.to_owned();
+    };
+    let cause = &detail[start + "Error: Kind: ".len()..];
+    let end = cause.find(", labels:").unwrap_or(cause.len());
+    cause[..end].trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_selection_errors_are_cut_to_their_cause() {
+        let driver = "Kind: Server selection timeout: No available servers. Topology: { Type: \
+                      Single, Servers: [ { Address: localhost:28103, Type: Unknown, Error: Kind: \
+                      I/O error: Connection refused (os error 111), labels: {\"RetryableError\"}, \
+                      source: None } ] }, labels: {}";
+        assert_eq!(
+            super::concise(driver),
+            "I/O error: Connection refused (os error 111)"
+        );
+        assert_eq!(super::concise("plain"), "plain");
     }
 }

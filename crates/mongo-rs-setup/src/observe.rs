@@ -122,7 +122,15 @@ pub async fn observe(
             .iter()
             .any(|m| m.hello.as_ref().is_ok_and(|h| h.set_name.is_some()));
         let primary = find_primary(session, &members).await;
-        if primary.is_some() || !initiated || started.elapsed() >= wait {
+        // No election can succeed without a majority of the voters: do
+        // not wait for one when too few answer.
+        let voters = spec.members.iter().filter(|m| m.votes > 0);
+        let (reachable, total) = voters.fold((0, 0), |(up, all), m| {
+            let answers = members.iter().any(|v| v.host == m.host && v.hello.is_ok());
+            (up + usize::from(answers), all + 1)
+        });
+        let majority_up = reachable * 2 > total;
+        if primary.is_some() || !initiated || !majority_up || started.elapsed() >= wait {
             break (members, primary);
         }
         if !announced {

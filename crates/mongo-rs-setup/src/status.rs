@@ -71,6 +71,40 @@ pub async fn status(session: &Session<'_>, max_lag: Duration) -> Status {
     }))
     .await;
     let mut problems = Vec::new();
+    let reachable = hellos.iter().filter(|h| h.is_ok()).count();
+    if reachable > 0 && !hellos.iter().flatten().any(|h| h.set_name.is_some()) {
+        // Nothing to log in to or ask yet: say that, once.
+        let members = hosts
+            .iter()
+            .zip(&hellos)
+            .map(|(host, hello)| MemberHealth {
+                host: host.clone(),
+                configured: true,
+                state: if hello.is_ok() {
+                    "NOT INITIATED"
+                } else {
+                    "UNREACHABLE"
+                }
+                .to_owned(),
+                lag_seconds: None,
+                sync_source: None,
+                reachable: hello.is_ok(),
+                auth_ok: None,
+                problem: hello.as_ref().err().map(ToString::to_string),
+            })
+            .collect::<Vec<_>>();
+        problems.push(format!(
+            "replica set {} is not initiated: run `mongo-rs-setup apply`",
+            spec.name
+        ));
+        problems.extend(members.iter().filter_map(|m| m.problem.clone()));
+        return Status {
+            set_name: spec.name.clone(),
+            primary: None,
+            members,
+            problems,
+        };
+    }
     // The set's view, from the primary first.
     let mut order: Vec<usize> = (0..hosts.len()).collect();
     order.sort_by_key(|i| !hellos[*i].as_ref().is_ok_and(|h| h.primary));
@@ -194,7 +228,7 @@ fn health(
         None => "NOT IN SET".to_owned(),
     };
     let lag_seconds = match (entry, primary_optime) {
-        (Some(e), Some(p)) if e.state != "ARBITER" => {
+        (Some(e), Some(p)) if e.ready() && e.state != "ARBITER" => {
             e.optime_millis.map(|m| ((p - m) / 1000).max(0))
         }
         _ => None,
@@ -204,7 +238,9 @@ fn health(
         configured,
         state,
         lag_seconds,
-        sync_source: entry.and_then(|e| e.sync_source.clone()),
+        sync_source: entry
+            .filter(|e| e.healthy)
+            .and_then(|e| e.sync_source.clone()),
         reachable,
         auth_ok,
         problem: None,

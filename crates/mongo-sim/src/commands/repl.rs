@@ -209,10 +209,19 @@ pub(super) fn get_status(node: &Node) -> Result<Document, CommandError> {
             m.insert("state", state.number());
             m.insert("stateStr", state.name());
             m.insert("uptime", peer.uptime_secs as i32);
-            optime_fields("optime", peer.applied, &mut m);
-            optime_fields("optimeDurable", peer.durable, &mut m);
-            m.insert("lastAppliedWallTime", date(peer.applied.millis()));
-            m.insert("lastDurableWallTime", date(peer.durable.millis()));
+            // mongod reports the optimes and sync source of the last
+            // heartbeat response, which it resets when a member goes down
+            // (MemberData::setDownValues): a down member shows a null
+            // optime (epoch date) and no sync source.
+            let (applied, durable, source) = if peer.healthy {
+                (peer.applied, peer.durable, peer.sync_source.clone())
+            } else {
+                (OpTime::default(), OpTime::default(), String::new())
+            };
+            optime_fields("optime", applied, &mut m);
+            optime_fields("optimeDurable", durable, &mut m);
+            m.insert("lastAppliedWallTime", date(applied.millis()));
+            m.insert("lastDurableWallTime", date(durable.millis()));
             m.insert(
                 "lastHeartbeat",
                 system_date(peer.last_heartbeat.unwrap_or(SystemTime::UNIX_EPOCH)),
@@ -227,9 +236,9 @@ pub(super) fn get_status(node: &Node) -> Result<Document, CommandError> {
             let source_id = config
                 .members
                 .iter()
-                .find(|c| !peer.sync_source.is_empty() && c.host == peer.sync_source)
+                .find(|c| !source.is_empty() && c.host == source)
                 .map_or(-1, |c| c.id);
-            m.insert("syncSourceHost", peer.sync_source.clone());
+            m.insert("syncSourceHost", source);
             m.insert("syncSourceId", source_id);
             m.insert("infoMessage", "");
             if state == MemberState::Primary
