@@ -99,7 +99,7 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Send the unauthenticated first steps (replSetInitiate, the first
-        /// user) to localhost:<port>, so the localhost exception applies.
+        /// user) to localhost:PORT, so the localhost exception applies.
         /// Use it when running on the first member's own machine; its
         /// certificate must then also be valid for localhost.
         #[arg(long)]
