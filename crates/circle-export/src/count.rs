@@ -1,0 +1,249 @@
+//! Streaming counters: BSON documents in a mongodump `.bson` file, and rows
+//! per table in a plain-format `pg_dump` script. Both take bytes in chunks
+//! of any size, so they run alongside hashing while data streams past.
+
+use std::collections::BTreeMap;
+
+/// The largest document a `.bson` file may hold: MongoDB's 16 MiB limit
+/// plus the 16 KiB the server allows internally for oplog entries.
+pub const MAX_DOCUMENT: usize = 16 * 1024 * 1024 + 16 * 1024;
+
+/// Counts the documents of a concatenated-BSON stream and checks its
+/// framing (every length in range, every document ends in a 0 byte, no
+/// trailing partial document).
+#[derive(Debug, Default)]
+pub struct BsonCounter {
+    documents: u64,
+    header: Vec<u8>,
+    /// Bytes still to skip in the current document (after its length).
+    remaining: usize,
+    error: Option<String>,
+    offset: u64,
+    last_byte: u8,
+}
+
+impl BsonCounter {
+    /// Feeds the next chunk.
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() && self.error.is_none() {
+            if self.remaining > 0 {
+                let take = self.remaining.min(chunk.len());
+                self.last_byte = chunk[take - 1];
+                self.remaining -= take;
+                self.offset += take as u64;
+                chunk = &chunk[take..];
+                if self.remaining == 0 {
+                    if self.last_byte != 0 {
+                        self.error = Some(format!(
+                            "document {} does not end in a 0 byte (offset {})",
+                            self.documents + 1,
+                            self.offset
+                        ));
+                    }
+                    self.documents += 1;
+                }
+                continue;
+            }
+            let take = (4 - self.header.len()).min(chunk.len());
+            self.header.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if self.header.len() == 4 {
+                let len = i32::from_le_bytes([
+                    self.header[0],
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                ]);
+                self.header.clear();
+                if len < 5 || len as usize > MAX_DOCUMENT {
+                    self.error = Some(format!(
+                        "document {} has an impossible length {len} (offset {})",
+                        self.documents + 1,
+                        self.offset
+                    ));
+                    return;
+                }
+                self.offset += 4;
+                self.remaining = len as usize - 4;
+            }
+        }
+    }
+
+    /// The number of documents, or what is wrong with the stream.
+    pub fn finish(self) -> Result<u64, String> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.remaining > 0 || !self.header.is_empty() {
+            return Err(format!(
+                "truncated: document {} is incomplete at the end (offset {})",
+                self.documents + 1,
+                self.offset
+            ));
+        }
+        Ok(self.documents)
+    }
+}
+
+/// The database a `\connect` line of a `pg_dumpall` script switches to:
+/// `\connect -reuse-previous=on "dbname='x'"` (pg_dumpall 12+) or
+/// `\connect x` / `\connect "x"` (older).
+pub fn connect_target(line: &[u8]) -> Option<String> {
+    let rest = line.strip_prefix(b"\\connect ")?;
+    let text = String::from_utf8_lossy(rest);
+    let text = text.trim_end();
+    Some(
+        text.split("dbname='")
+            .nth(1)
+            .and_then(|t| t.split('\'').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| text.trim().trim_matches('"').to_owned()),
+    )
+}
+
+/// How much of a line [`CopyCounter`] keeps: enough for a COPY header
+/// with hundreds of columns.
+const LINE_PREFIX: usize = 64 * 1024;
+
+/// Counts the rows of each `COPY … FROM stdin;` block in a plain-format
+/// SQL dump. In COPY text format every row is one line (newlines inside
+/// values are escaped), and a block ends with a line `\.`.
+#[derive(Debug, Default)]
+pub struct CopyCounter {
+    line: Vec<u8>,
+    current: Option<(String, u64)>,
+    tables: BTreeMap<String, u64>,
+    /// The `\connect` target of the current section (pg_dumpall scripts).
+    database: Option<String>,
+    per_database: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl CopyCounter {
+    /// Feeds the next chunk.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let mut rest = chunk;
+        while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+            if self.line.is_empty() {
+                self.handle_line(&rest[..pos]);
+            } else {
+                self.line.extend_from_slice(&rest[..pos]);
+                let line = std::mem::take(&mut self.line);
+                self.handle_line(&line);
+            }
+            rest = &rest[pos + 1..];
+        }
+        // Only the start of a line matters (COPY data lines can be huge):
+        // keep at most a prefix, long enough for any COPY header.
+        let room = LINE_PREFIX.saturating_sub(self.line.len());
+        self.line.extend_from_slice(&rest[..rest.len().min(room)]);
+    }
+
+    fn handle_line(&mut self, line: &[u8]) {
+        if let Some((_, rows)) = &mut self.current {
+            if line == b"\\." {
+                let (table, rows) = self.current.take().unwrap_or_default();
+                *self.tables.entry(table).or_default() += rows;
+            } else {
+                *rows += 1;
+            }
+            return;
+        }
+        if let Some(rest) = line.strip_prefix(b"COPY ")
+            && line.ends_with(b"FROM stdin;")
+        {
+            let text = String::from_utf8_lossy(rest);
+            let table = text
+                .split(" (")
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches(" FROM stdin;")
+                .to_owned();
+            self.current = Some((table, 0));
+        } else if let Some(name) = connect_target(line) {
+            self.close_database();
+            self.database = Some(name);
+        }
+    }
+
+    fn close_database(&mut self) {
+        if let Some(db) = self.database.take() {
+            let tables = std::mem::take(&mut self.tables);
+            self.per_database.entry(db).or_default().extend(tables);
+        }
+    }
+
+    /// Rows per table (`schema.table` as the dump names it), or an error
+    /// when the stream ends inside a COPY block.
+    pub fn finish(mut self) -> Result<BTreeMap<String, u64>, String> {
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.handle_line(&line);
+        }
+        if let Some((table, _)) = &self.current {
+            return Err(format!("truncated: the data of {table} does not end"));
+        }
+        Ok(self.tables)
+    }
+
+    /// Rows per table per `\connect` section (for `pg_dumpall` scripts).
+    pub fn finish_sections(mut self) -> Result<BTreeMap<String, BTreeMap<String, u64>>, String> {
+        if let Some((table, _)) = &self.current {
+            return Err(format!("truncated: the data of {table} does not end"));
+        }
+        self.close_database();
+        Ok(self.per_database)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bson_documents_are_counted_across_any_chunking() {
+        let mut data = Vec::new();
+        for i in 0..10 {
+            let doc = bson::doc! {"i": i, "s": "x".repeat(i * 10)};
+            data.extend(bson::to_vec(&doc).unwrap());
+        }
+        for chunk in [1, 3, 7, 64, 100_000] {
+            let mut counter = BsonCounter::default();
+            for piece in data.chunks(chunk) {
+                counter.feed(piece);
+            }
+            assert_eq!(counter.finish(), Ok(10), "chunk {chunk}");
+        }
+        let mut counter = BsonCounter::default();
+        counter.feed(&data[..data.len() - 3]);
+        assert!(counter.finish().unwrap_err().contains("truncated"));
+        let mut flipped = data.clone();
+        flipped[0] = 0xff;
+        flipped[3] = 0x7f;
+        let mut counter = BsonCounter::default();
+        counter.feed(&flipped);
+        assert!(counter.finish().unwrap_err().contains("impossible length"));
+    }
+
+    #[test]
+    fn copy_rows_are_counted_per_table_and_per_section() {
+        let sql = "SET x = 1;\nCOPY public.builds (id, name) FROM stdin;\n1\ta\n2\tb\\nc\n\\.\n\
+                   COPY public.empty (id) FROM stdin;\n\\.\n\\connect -reuse-previous=on \"dbname='vms'\"\n\
+                   COPY public.tasks (id) FROM stdin;\n1\n\\.\n";
+        for chunk in [1, 5, 1000] {
+            let mut counter = CopyCounter::default();
+            for piece in sql.as_bytes().chunks(chunk) {
+                counter.feed(piece);
+            }
+            let sections = counter.finish_sections().unwrap();
+            assert_eq!(sections["vms"]["public.tasks"], 1, "chunk {chunk}");
+        }
+        let mut counter = CopyCounter::default();
+        counter.feed(sql.split("\\connect").next().unwrap().as_bytes());
+        let tables = counter.finish().unwrap();
+        assert_eq!(tables["public.builds"], 2);
+        assert_eq!(tables["public.empty"], 0);
+        let mut counter = CopyCounter::default();
+        counter.feed(b"COPY public.t (a) FROM stdin;\n1\n");
+        assert!(counter.finish().is_err());
+    }
+}

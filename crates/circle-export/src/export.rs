@@ -1,0 +1,387 @@
+//! `export`: every source into a spool directory in parallel, then one
+//! archive with the manifest first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use mongodb::Client;
+
+use crate::archive::{ArchiveWriter, Compression};
+use crate::count::BsonCounter;
+use crate::error::Error;
+use crate::manifest::{
+    CollectionEntry, DatabaseEntry, FORMAT, FileEntry, MANIFEST_PATH, Manifest, bson_path,
+    metadata_path,
+};
+use crate::mongo;
+use crate::postgres::PgClient;
+use crate::spool::{HashedFile, WorkDir};
+
+/// Where the MongoDB data comes from.
+pub enum MongoSource<'a> {
+    /// A server the driver can read (MongoDB 4.4+), every database but
+    /// admin/local/config, or only these.
+    Server {
+        /// A client for it.
+        client: &'a Client,
+        /// Only these databases (empty: all).
+        databases: Vec<String>,
+    },
+    /// A directory `mongodump` wrote (`<db>/<collection>.bson` and
+    /// `.metadata.json`), e.g. on the old Services machine whose MongoDB
+    /// 3.x the driver cannot read.
+    DumpDir(PathBuf),
+}
+
+/// What to export.
+pub struct ExportSpec<'a> {
+    /// MongoDB, if any.
+    pub mongo: Option<MongoSource<'a>>,
+    /// PostgreSQL and the databases to dump (empty: all but `postgres`).
+    pub postgres: Option<(&'a PgClient, Vec<String>)>,
+    /// `/data/circle/circleci-encryption-keys`, stored as
+    /// `encryption-keys/…`.
+    pub encryption_keys: Option<PathBuf>,
+    /// The old contexts-Vault data directory, stored as `vault-data/…`.
+    pub vault_data: Option<PathBuf>,
+    /// The archive to write (`.tar`, `.tar.gz`, `.tar.zst`).
+    pub out: PathBuf,
+    /// How many collections/databases to dump at once.
+    pub parallel: usize,
+    /// `circle-export <version>`, for the manifest.
+    pub tool: String,
+}
+
+/// What an export produced.
+#[derive(Debug)]
+pub struct ExportReport {
+    /// The archive.
+    pub archive: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// The archive's size in bytes.
+    pub archive_bytes: u64,
+    /// Bytes of data before compression.
+    pub data_bytes: u64,
+}
+
+/// Exports everything `spec` names into one archive. On failure nothing
+/// is left at `spec.out` (the spool and the partial archive are removed).
+pub async fn export(spec: ExportSpec<'_>, progress: &(dyn Fn(&str) + Sync)) -> Result<ExportReport, Error> {
+    let compression = Compression::from_path(&spec.out).map_err(Error::Invalid)?;
+    if spec.mongo.is_none() && spec.postgres.is_none() {
+        return Err(Error::Invalid(
+            "nothing to export: give a MongoDB source, a PostgreSQL source, or both".to_owned(),
+        ));
+    }
+    for (dir, what) in [
+        (&spec.encryption_keys, "--encryption-keys"),
+        (&spec.vault_data, "--vault-data"),
+    ] {
+        if let Some(dir) = dir
+            && !dir.is_dir()
+        {
+            return Err(Error::Invalid(format!(
+                "{what} {} is not a directory",
+                dir.display()
+            )));
+        }
+    }
+    let started = Instant::now();
+    let spool = WorkDir::create(&spec.out, "spool").map_err(Error::io("the spool directory"))?;
+    let files_cell = Mutex::new(Vec::<FileEntry>::new());
+    let files = &files_cell;
+    let mut manifest = Manifest {
+        format: FORMAT,
+        tool: spec.tool.clone(),
+        ..Manifest::default()
+    };
+
+    let mongo_part = async {
+        match &spec.mongo {
+            None => Ok::<_, Error>((None, Vec::new())),
+            Some(MongoSource::Server { client, databases }) => {
+                let version = mongo::server_version(client).await?;
+                let collections = mongo::list_collections(client, databases).await?;
+                let total = collections.len();
+                let done = std::sync::atomic::AtomicUsize::new(0);
+                let results = mongo::for_each_parallel(collections, spec.parallel, |c| {
+                    let spool = &spool;
+                    let done = &done;
+                    async move {
+                        let (entries, counted) = mongo::export_collection(client, &c, spool).await?;
+                        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        progress(&format!(
+                            "mongo {}.{}: {} documents, {} ({n}/{total})",
+                            c.db,
+                            c.name,
+                            counted.documents,
+                            human_bytes(entries[0].size)
+                        ));
+                        files.lock().unwrap_or_else(|e| e.into_inner()).extend(entries);
+                        Ok(counted)
+                    }
+                })
+                .await?;
+                Ok((Some(version), results))
+            }
+            Some(MongoSource::DumpDir(dir)) => {
+                let counted = copy_dump_dir(dir, &spool, files, progress).await?;
+                Ok((None, counted))
+            }
+        }
+    };
+    let pg_part = async {
+        match &spec.postgres {
+            None => Ok::<_, Error>((None, Vec::new())),
+            Some((pg, only)) => {
+                let version = pg.server_version().await?;
+                let databases = pg.databases(only).await?;
+                let results = mongo::for_each_parallel(databases, spec.parallel, |db| {
+                    let spool = &spool;
+                    async move {
+                        let (entry, counted) = pg.export_database(&db, spool).await?;
+                        let rows: u64 = counted.tables.iter().map(|t| t.rows).sum();
+                        progress(&format!(
+                            "postgres {db}: {} tables, {rows} rows, {}",
+                            counted.tables.len(),
+                            human_bytes(entry.size)
+                        ));
+                        files.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+                        Ok(counted)
+                    }
+                })
+                .await?;
+                Ok((Some(version), results))
+            }
+        }
+    };
+    let ((mongo_version, collections), (pg_version, databases)) =
+        futures_util::try_join!(mongo_part, pg_part)?;
+    manifest.mongo_server_version = mongo_version;
+    manifest.postgres_server_version = pg_version;
+    manifest.mongo = sorted_collections(collections);
+    manifest.postgres = sorted_databases(databases);
+    for (dir, prefix) in [
+        (&spec.encryption_keys, "encryption-keys"),
+        (&spec.vault_data, "vault-data"),
+    ] {
+        if let Some(dir) = dir {
+            let entries = copy_tree(dir, prefix, &spool).await?;
+            progress(&format!("{prefix}: {} files", entries.len()));
+            files.lock().unwrap_or_else(|e| e.into_inner()).extend(entries);
+        }
+    }
+    let mut files = files_cell.into_inner().unwrap_or_else(|e| e.into_inner());
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    manifest.files = files;
+    manifest.created_at = bson::DateTime::now()
+        .try_to_rfc3339_string()
+        .unwrap_or_default();
+    let data_bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
+    progress(&format!(
+        "dumped {} in {:.1}s; writing {}",
+        human_bytes(data_bytes),
+        started.elapsed().as_secs_f64(),
+        spec.out.display()
+    ));
+
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+    let out = spec.out.clone();
+    let manifest_for_archive = manifest.clone();
+    let archive = tokio::task::spawn_blocking(move || -> Result<PathBuf, Error> {
+        let what = || format!("writing {}", out.display());
+        let mut writer = ArchiveWriter::create(&out, compression, threads).map_err(Error::io(what()))?;
+        let json = serde_json::to_vec_pretty(&manifest_for_archive)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        writer
+            .append_bytes(MANIFEST_PATH, &json)
+            .map_err(Error::io(what()))?;
+        for file in &manifest_for_archive.files {
+            writer
+                .append_file(&file.path, &spool.join(&file.path))
+                .map_err(Error::io(what()))?;
+        }
+        let path = writer.finish().map_err(Error::io(what()))?;
+        drop(spool);
+        Ok(path)
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("the archive writer panicked: {e}")))??;
+    let archive_bytes = std::fs::metadata(&archive)
+        .map_err(Error::io(archive.display()))?
+        .len();
+    progress(&format!(
+        "wrote {} ({} of data) in {:.1}s",
+        human_bytes(archive_bytes),
+        human_bytes(data_bytes),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(ExportReport {
+        archive,
+        manifest,
+        archive_bytes,
+        data_bytes,
+    })
+}
+
+fn sorted_collections(mut c: Vec<CollectionEntry>) -> Vec<CollectionEntry> {
+    c.sort_by(|a, b| (&a.db, &a.collection).cmp(&(&b.db, &b.collection)));
+    c
+}
+
+fn sorted_databases(mut d: Vec<DatabaseEntry>) -> Vec<DatabaseEntry> {
+    d.sort_by(|a, b| a.db.cmp(&b.db));
+    d
+}
+
+/// `12.3 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Copies a mongodump directory into the spool, counting documents.
+async fn copy_dump_dir(
+    dir: &Path,
+    spool: &WorkDir,
+    files: &Mutex<Vec<FileEntry>>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<CollectionEntry>, Error> {
+    let mut collections = Vec::new();
+    let mut dbs: Vec<_> = std::fs::read_dir(dir)
+        .map_err(Error::io(dir.display()))?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .collect();
+    dbs.sort_by_key(|e| e.file_name());
+    for db_entry in dbs {
+        let db = db_entry.file_name().to_string_lossy().into_owned();
+        if mongo::SYSTEM_DATABASES.contains(&db.as_str()) {
+            continue;
+        }
+        let mut names: Vec<_> = std::fs::read_dir(db_entry.path())
+            .map_err(Error::io(db_entry.path().display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in &names {
+            if name.ends_with(".bson.gz") {
+                return Err(Error::Invalid(format!(
+                    "{}/{name}: gzip-compressed dumps (mongodump --gzip) are not read; dump \
+                     without --gzip",
+                    db_entry.path().display()
+                )));
+            }
+            let Some(collection) = name.strip_suffix(".bson") else {
+                continue;
+            };
+            if collection.starts_with("system.") {
+                continue;
+            }
+            let source = db_entry.path().join(name);
+            let (entry, documents) = copy_counting(&source, &bson_path(&db, collection), spool).await?;
+            progress(&format!(
+                "mongo {db}.{collection}: {documents} documents, {} (from the dump directory)",
+                human_bytes(entry.size)
+            ));
+            let mut new = vec![entry];
+            let meta = db_entry.path().join(format!("{collection}.metadata.json"));
+            if meta.exists() {
+                new.push(copy_file(&meta, &metadata_path(&db, collection), spool).await?);
+            }
+            files.lock().unwrap_or_else(|e| e.into_inner()).extend(new);
+            collections.push(CollectionEntry {
+                db: db.clone(),
+                collection: collection.to_owned(),
+                documents,
+            });
+        }
+    }
+    Ok(collections)
+}
+
+async fn copy_counting(source: &Path, name: &str, spool: &WorkDir) -> Result<(FileEntry, u64), Error> {
+    let mut counter = BsonCounter::default();
+    let entry = copy_stream(source, name, spool, |chunk| counter.feed(chunk)).await?;
+    let documents = counter
+        .finish()
+        .map_err(|e| Error::Invalid(format!("{}: {e}", source.display())))?;
+    Ok((entry, documents))
+}
+
+async fn copy_file(source: &Path, name: &str, spool: &WorkDir) -> Result<FileEntry, Error> {
+    copy_stream(source, name, spool, |_| {}).await
+}
+
+/// Streams `source` into the spool as `name`, showing each chunk to
+/// `inspect`.
+async fn copy_stream(
+    source: &Path,
+    name: &str,
+    spool: &WorkDir,
+    mut inspect: impl FnMut(&[u8]),
+) -> Result<FileEntry, Error> {
+    use tokio::io::AsyncReadExt as _;
+    let mut input = tokio::fs::File::open(source)
+        .await
+        .map_err(Error::io(source.display()))?;
+    let mut file = HashedFile::create(spool, name)
+        .await
+        .map_err(Error::io(format!("spool file {name}")))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = input.read(&mut buf).await.map_err(Error::io(source.display()))?;
+        if n == 0 {
+            break;
+        }
+        inspect(&buf[..n]);
+        file.write(&buf[..n])
+            .await
+            .map_err(Error::io(format!("spool file {name}")))?;
+    }
+    file.finish()
+        .await
+        .map_err(Error::io(format!("spool file {name}")))
+}
+
+/// Copies every regular file under `dir` to `<prefix>/<relative path>`.
+async fn copy_tree(dir: &Path, prefix: &str, spool: &WorkDir) -> Result<Vec<FileEntry>, Error> {
+    let mut stack = vec![dir.to_owned()];
+    let mut entries = Vec::new();
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).map_err(Error::io(current.display()))? {
+            let entry = entry.map_err(Error::io(current.display()))?;
+            let kind = entry.file_type().map_err(Error::io(entry.path().display()))?;
+            let path = entry.path();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                let relative = path
+                    .strip_prefix(dir)
+                    .map_err(|e| Error::Invalid(e.to_string()))?
+                    .to_string_lossy()
+                    .into_owned();
+                entries.push(copy_file(&path, &format!("{prefix}/{relative}"), spool).await?);
+            } else {
+                return Err(Error::Invalid(format!(
+                    "{}: not a regular file or directory (symbolic links are not followed)",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(entries)
+}

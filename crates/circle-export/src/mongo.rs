@@ -1,0 +1,392 @@
+//! MongoDB: export in mongodump's layout (raw BSON, no re-encoding) and a
+//! native restore (batched unordered inserts, indexes after the data,
+//! collections in parallel).
+
+use std::path::{Path, PathBuf};
+
+use bson::{Bson, Document, RawDocumentBuf, doc};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use mongodb::Client;
+use mongodb::options::{Acknowledgment, WriteConcern};
+use tokio::io::AsyncReadExt as _;
+
+use crate::count::MAX_DOCUMENT;
+use crate::error::Error;
+use crate::manifest::{CollectionEntry, FileEntry, bson_path, metadata_path};
+use crate::spool::{HashedFile, WorkDir, write_whole};
+
+/// Databases never exported (users come from mongo-rs-setup).
+pub const SYSTEM_DATABASES: [&str; 3] = ["admin", "local", "config"];
+
+/// One collection found on the source.
+#[derive(Clone, Debug)]
+pub struct SourceCollection {
+    /// Database.
+    pub db: String,
+    /// Collection.
+    pub name: String,
+    /// `listCollections` options.
+    pub options: Document,
+    /// `info.uuid` as hex, when the server has one.
+    pub uuid: Option<String>,
+}
+
+/// The server's version (`buildInfo`).
+pub async fn server_version(client: &Client) -> Result<String, Error> {
+    let info = client
+        .database("admin")
+        .run_command(doc! {"buildInfo": 1})
+        .await
+        .map_err(Error::mongo("buildInfo"))?;
+    Ok(info.get_str("version").unwrap_or("unknown").to_owned())
+}
+
+/// The collections to export: every database but admin/local/config (or
+/// only `only`), every collection but `system.*` and views.
+pub async fn list_collections(
+    client: &Client,
+    only: &[String],
+) -> Result<Vec<SourceCollection>, Error> {
+    let names = client
+        .list_database_names()
+        .await
+        .map_err(Error::mongo("listDatabases"))?;
+    for wanted in only {
+        if !names.contains(wanted) {
+            return Err(Error::Invalid(format!(
+                "MongoDB database {wanted:?} does not exist on the source (it has: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for db in names {
+        if SYSTEM_DATABASES.contains(&db.as_str()) || (!only.is_empty() && !only.contains(&db)) {
+            continue;
+        }
+        let reply = client
+            .database(&db)
+            .run_command(doc! {"listCollections": 1})
+            .await
+            .map_err(Error::mongo(format!("listCollections on {db}")))?;
+        let batch = reply
+            .get_document("cursor")
+            .and_then(|c| c.get_array("firstBatch"))
+            .cloned()
+            .unwrap_or_default();
+        for entry in batch.iter().filter_map(Bson::as_document) {
+            let Ok(name) = entry.get_str("name") else {
+                continue;
+            };
+            if name.starts_with("system.") || entry.get_str("type").unwrap_or("collection") != "collection" {
+                continue;
+            }
+            let uuid = entry
+                .get_document("info")
+                .ok()
+                .and_then(|i| i.get("uuid"))
+                .and_then(|u| match u {
+                    Bson::Binary(b) => Some(crate::spool::hex(&b.bytes)),
+                    _ => None,
+                });
+            out.push(SourceCollection {
+                db: db.clone(),
+                name: name.to_owned(),
+                options: entry.get_document("options").cloned().unwrap_or_default(),
+                uuid,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.db, &a.name).cmp(&(&b.db, &b.name)));
+    Ok(out)
+}
+
+/// Dumps one collection into `dir`: its `.bson` (the documents' bytes as
+/// the server sent them) and `.metadata.json` (options, indexes, uuid, in
+/// canonical extended JSON, as mongodump writes them).
+pub async fn export_collection(
+    client: &Client,
+    source: &SourceCollection,
+    dir: &WorkDir,
+) -> Result<(Vec<FileEntry>, CollectionEntry), Error> {
+    let what = format!("{}.{}", source.db, source.name);
+    let database = client.database(&source.db);
+    let indexes: Vec<Document> = database
+        .collection::<Document>(&source.name)
+        .list_indexes()
+        .await
+        .map_err(Error::mongo(format!("listIndexes on {what}")))?
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(Error::mongo(format!("listIndexes on {what}")))?
+        .into_iter()
+        .map(|model| {
+            let mut spec = doc! {"v": 2, "key": model.keys};
+            if let Some(options) = model.options
+                && let Ok(Bson::Document(options)) = bson::to_bson(&options)
+            {
+                for (k, v) in options {
+                    if k != "v" {
+                        spec.insert(k, v);
+                    }
+                }
+            }
+            spec
+        })
+        .collect();
+    let mut metadata = doc! {
+        "indexes": indexes,
+        "collectionName": &source.name,
+        "type": "collection",
+        "options": source.options.clone(),
+    };
+    if let Some(uuid) = &source.uuid {
+        metadata.insert("uuid", uuid);
+    }
+    let json = Bson::Document(metadata).into_canonical_extjson().to_string();
+    let meta_entry = write_whole(dir, &metadata_path(&source.db, &source.name), json.as_bytes())
+        .await
+        .map_err(Error::io(format!("spool file for {what}")))?;
+
+    let mut file = HashedFile::create(dir, &bson_path(&source.db, &source.name))
+        .await
+        .map_err(Error::io(format!("spool file for {what}")))?;
+    let mut cursor = database
+        .collection::<RawDocumentBuf>(&source.name)
+        .find(doc! {})
+        .batch_size(1000)
+        .await
+        .map_err(Error::mongo(format!("find on {what}")))?;
+    let mut documents = 0u64;
+    while let Some(document) = cursor
+        .try_next()
+        .await
+        .map_err(Error::mongo(format!("reading {what}")))?
+    {
+        file.write(document.as_bytes())
+            .await
+            .map_err(Error::io(format!("spool file for {what}")))?;
+        documents += 1;
+    }
+    let data_entry = file
+        .finish()
+        .await
+        .map_err(Error::io(format!("spool file for {what}")))?;
+    Ok((
+        vec![data_entry, meta_entry],
+        CollectionEntry {
+            db: source.db.clone(),
+            collection: source.name.clone(),
+            documents,
+        },
+    ))
+}
+
+/// One collection to restore: its data file and metadata, unpacked.
+#[derive(Clone, Debug)]
+pub struct RestoreItem {
+    /// Target database.
+    pub db: String,
+    /// Target collection.
+    pub collection: String,
+    /// The `.bson` file.
+    pub data: PathBuf,
+    /// The `.metadata.json` file, if the dump has one.
+    pub metadata: Option<PathBuf>,
+}
+
+/// Which target collections already hold documents.
+pub async fn non_empty(client: &Client, items: &[RestoreItem]) -> Result<Vec<String>, Error> {
+    let mut found = Vec::new();
+    for item in items {
+        let n = client
+            .database(&item.db)
+            .collection::<Document>(&item.collection)
+            .estimated_document_count()
+            .await
+            .map_err(Error::mongo(format!("count on {}.{}", item.db, item.collection)))?;
+        if n > 0 {
+            found.push(format!(
+                "MongoDB {}.{} holds {n} documents",
+                item.db, item.collection
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// How many documents go into one insert.
+const BATCH_DOCUMENTS: usize = 1000;
+/// How many bytes go into one insert (the driver splits further at
+/// 48 MB messages).
+const BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// Restores one collection: drops it first with `drop`, creates it with
+/// its options, inserts the documents in unordered batches (`w:
+/// majority` when `majority`), then builds its indexes. Returns the
+/// number of documents inserted.
+pub async fn restore_collection(
+    client: &Client,
+    item: &RestoreItem,
+    drop: bool,
+    majority: bool,
+) -> Result<u64, Error> {
+    let what = format!("{}.{}", item.db, item.collection);
+    let database = client.database(&item.db);
+    let metadata: Document = match &item.metadata {
+        Some(path) => {
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .map_err(Error::io(path.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                Error::Invalid(format!("{}: not JSON: {e}", path.display()))
+            })?;
+            match Bson::try_from(value) {
+                Ok(Bson::Document(d)) => d,
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "{}: not a metadata document",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        None => Document::new(),
+    };
+    if drop {
+        database
+            .collection::<Document>(&item.collection)
+            .drop()
+            .await
+            .map_err(Error::mongo(format!("drop {what}")))?;
+    }
+    let options = metadata.get_document("options").cloned().unwrap_or_default();
+    let mut create = doc! {"create": &item.collection};
+    for (k, v) in options {
+        create.insert(k, v);
+    }
+    if let Err(e) = database.run_command(create).await {
+        // 48 NamespaceExists: created by an earlier, interrupted run.
+        if !matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 48) {
+            return Err(Error::mongo(format!("create {what}"))(e));
+        }
+    }
+    let collection = database.collection::<RawDocumentBuf>(&item.collection);
+    let concern = if majority {
+        WriteConcern::builder().w(Acknowledgment::Majority).build()
+    } else {
+        WriteConcern::builder().w(Acknowledgment::Nodes(1)).build()
+    };
+    let mut reader = tokio::io::BufReader::with_capacity(
+        1 << 20,
+        tokio::fs::File::open(&item.data)
+            .await
+            .map_err(Error::io(item.data.display()))?,
+    );
+    let mut inserted = 0u64;
+    let mut pending: Option<tokio::task::JoinHandle<Result<u64, Error>>> = None;
+    loop {
+        let batch = read_batch(&mut reader, &item.data).await?;
+        if let Some(previous) = pending.take() {
+            inserted += previous.await.map_err(|e| Error::Invalid(e.to_string()))??;
+        }
+        if batch.is_empty() {
+            break;
+        }
+        // Insert this batch while the next one is read.
+        let collection = collection.clone();
+        let concern = concern.clone();
+        let what = what.clone();
+        pending = Some(tokio::spawn(async move {
+            let n = batch.len() as u64;
+            collection
+                .insert_many(batch)
+                .ordered(false)
+                .write_concern(concern)
+                .await
+                .map_err(Error::mongo(format!("insert into {what}")))?;
+            Ok(n)
+        }));
+    }
+    let indexes: Vec<Document> = metadata
+        .get_array("indexes")
+        .map(|a| a.iter().filter_map(|i| i.as_document().cloned()).collect())
+        .unwrap_or_default();
+    let indexes: Vec<Document> = indexes
+        .into_iter()
+        .filter(|i| i.get_str("name") != Ok("_id_"))
+        .map(|mut i| {
+            i.remove("v");
+            i.remove("ns");
+            i
+        })
+        .collect();
+    if !indexes.is_empty() {
+        database
+            .run_command(doc! {"createIndexes": &item.collection, "indexes": indexes})
+            .await
+            .map_err(Error::mongo(format!("createIndexes on {what}")))?;
+    }
+    Ok(inserted)
+}
+
+async fn read_batch(
+    reader: &mut (impl tokio::io::AsyncRead + Unpin),
+    path: &Path,
+) -> Result<Vec<RawDocumentBuf>, Error> {
+    let mut batch = Vec::new();
+    let mut bytes = 0usize;
+    while batch.len() < BATCH_DOCUMENTS && bytes < BATCH_BYTES {
+        let mut len = [0u8; 4];
+        match reader.read_exact(&mut len).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(Error::io(path.display())(e)),
+        }
+        let n = i32::from_le_bytes(len);
+        if n < 5 || n as usize > MAX_DOCUMENT {
+            return Err(Error::Invalid(format!(
+                "{}: a document has an impossible length {n}",
+                path.display()
+            )));
+        }
+        let mut buf = vec![0u8; n as usize];
+        buf[..4].copy_from_slice(&len);
+        reader
+            .read_exact(&mut buf[4..])
+            .await
+            .map_err(Error::io(path.display()))?;
+        let document = RawDocumentBuf::from_bytes(buf)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        bytes += n as usize;
+        batch.push(document);
+    }
+    Ok(batch)
+}
+
+/// The number of documents in each target collection.
+pub async fn count(client: &Client, db: &str, collection: &str) -> Result<u64, Error> {
+    client
+        .database(db)
+        .collection::<Document>(collection)
+        .count_documents(doc! {})
+        .await
+        .map_err(Error::mongo(format!("count on {db}.{collection}")))
+}
+
+/// Runs `f` over `items` with at most `parallel` at a time, in any order,
+/// stopping at the first error.
+pub(crate) async fn for_each_parallel<T, R, F, Fut>(
+    items: Vec<T>,
+    parallel: usize,
+    f: F,
+) -> Result<Vec<R>, Error>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<R, Error>>,
+{
+    futures_util::stream::iter(items.into_iter().map(f))
+        .buffer_unordered(parallel.max(1))
+        .try_collect()
+        .await
+}

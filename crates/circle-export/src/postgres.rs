@@ -1,0 +1,710 @@
+//! PostgreSQL through its own client programs: `pg_dump` (plain SQL per
+//! database, streamed, rows counted on the way) and `psql` (restore with
+//! `ON_ERROR_STOP=1` in one transaction per database). Passwords reach the
+//! programs through a 0600 password file, never argv or the environment.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::Command;
+
+use crate::count::CopyCounter;
+use crate::error::Error;
+use crate::manifest::{DatabaseEntry, FileEntry, TableEntry, sql_path};
+use crate::spool::{HashedFile, WorkDir};
+
+/// Where and how to connect, parsed from a libpq URI.
+#[derive(Clone)]
+pub struct PgConn {
+    /// Host name (what TLS verifies) or IP address.
+    pub host: String,
+    /// Port (default 5432).
+    pub port: u16,
+    /// User (default `postgres`).
+    pub user: String,
+    /// Password, if any.
+    pub password: Option<SecretString>,
+    /// The database to connect to for listing (default `postgres`).
+    pub dbname: String,
+    /// Other URI parameters passed on to libpq (`sslmode`,
+    /// `sslrootcert`, `hostaddr`, `connect_timeout`, …).
+    pub params: Vec<(String, String)>,
+}
+
+impl fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for PgConn {
+    /// `user@host:port` — never the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+/// The libpq parameters a URI may carry (everything else is refused, so a
+/// typo does not pass silently).
+const PARAMS: [&str; 9] = [
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "hostaddr",
+    "connect_timeout",
+    "application_name",
+    "target_session_attrs",
+    "options",
+];
+
+impl PgConn {
+    /// Parses `postgres[ql]://[user[:password]@]host[:port][/dbname][?k=v&…]`
+    /// (percent-encoding decoded). One host only. Errors never repeat the
+    /// URI, which may hold a password.
+    pub fn parse_uri(uri: &str) -> Result<PgConn, String> {
+        let rest = uri
+            .strip_prefix("postgresql://")
+            .or_else(|| uri.strip_prefix("postgres://"))
+            .ok_or("a PostgreSQL URI starts with postgresql:// or postgres://")?;
+        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let decode = |s: &str, what: &str| -> Result<String, String> {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| format!("the URI's {what} is not valid percent-encoded UTF-8"))
+        };
+        let (user, password) = match userinfo {
+            None => ("postgres".to_owned(), None),
+            Some(u) => match u.split_once(':') {
+                Some((user, pw)) => (
+                    decode(user, "user")?,
+                    Some(SecretString::from(decode(pw, "password")?)),
+                ),
+                None => (decode(u, "user")?, None),
+            },
+        };
+        if hostport.contains(',') {
+            return Err("the URI names several hosts; give one".to_owned());
+        }
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (ip, after) = v6.split_once(']').ok_or("the URI's [IPv6] host is not closed")?;
+            (ip.to_owned(), after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (decode(h, "host")?, Some(p)),
+                None => (decode(hostport, "host")?, None),
+            }
+        };
+        if host.is_empty() {
+            return Err("the URI has no host".to_owned());
+        }
+        let port = match port {
+            None | Some("") => 5432,
+            Some(p) => p.parse().map_err(|_| "the URI's port is not a number")?,
+        };
+        let dbname = if path.is_empty() {
+            "postgres".to_owned()
+        } else {
+            decode(path, "database")?
+        };
+        let mut params = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let k = decode(k, "parameter")?;
+            if !PARAMS.contains(&k.as_str()) {
+                return Err(format!(
+                    "the URI parameter {k:?} is not supported (supported: {})",
+                    PARAMS.join(", ")
+                ));
+            }
+            params.push((k, decode(v, "parameter value")?));
+        }
+        Ok(PgConn {
+            host,
+            port,
+            user,
+            password,
+            dbname,
+            params,
+        })
+    }
+
+    /// The environment a libpq program needs for database `db`, with the
+    /// password file `passfile` (already written) and no other `PG*`
+    /// variable of ours.
+    fn env(&self, db: &str, passfile: &Path) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = vec![
+            ("PGHOST".into(), self.host.clone().into()),
+            ("PGPORT".into(), self.port.to_string().into()),
+            ("PGUSER".into(), self.user.clone().into()),
+            ("PGDATABASE".into(), db.into()),
+            ("PGPASSFILE".into(), passfile.into()),
+            ("PGAPPNAME".into(), "circle-export".into()),
+        ];
+        for (k, v) in &self.params {
+            let var = match k.as_str() {
+                "sslmode" => "PGSSLMODE",
+                "sslrootcert" => "PGSSLROOTCERT",
+                "sslcert" => "PGSSLCERT",
+                "sslkey" => "PGSSLKEY",
+                "hostaddr" => "PGHOSTADDR",
+                "connect_timeout" => "PGCONNECT_TIMEOUT",
+                "application_name" => "PGAPPNAME",
+                "target_session_attrs" => "PGTARGETSESSIONATTRS",
+                _ => "PGOPTIONS",
+            };
+            env.push((var.into(), v.clone().into()));
+        }
+        env
+    }
+}
+
+/// Runs PostgreSQL's client programs for one server.
+#[derive(Debug)]
+pub struct PgClient {
+    conn: PgConn,
+    bin_dir: Option<PathBuf>,
+    passfile: PathBuf,
+    // Removed with the client.
+    _dir: tempfile::TempDir,
+}
+
+/// libpq password-file escaping: `\` and `:` are backslash-escaped.
+fn passfile_field(value: &str) -> String {
+    value.replace('\\', "\\\\").replace(':', "\\:")
+}
+
+impl PgClient {
+    /// A client for `conn`, running programs from `bin_dir` (else from
+    /// PATH). Writes the password file (0600) in a private temp dir.
+    pub fn new(conn: PgConn, bin_dir: Option<PathBuf>) -> Result<PgClient, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("circle-export-pg-")
+            .tempdir()
+            .map_err(Error::io("a temporary directory for the password file"))?;
+        let passfile = dir.path().join("pgpass");
+        let line = match &conn.password {
+            Some(pw) => format!(
+                "*:*:*:{}:{}\n",
+                passfile_field(&conn.user),
+                passfile_field(pw.expose_secret())
+            ),
+            None => String::new(),
+        };
+        {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&passfile)
+                .map_err(Error::io(passfile.display()))?;
+            file.write_all(line.as_bytes())
+                .map_err(Error::io(passfile.display()))?;
+        }
+        Ok(PgClient {
+            conn,
+            bin_dir,
+            passfile,
+            _dir: dir,
+        })
+    }
+
+    /// The connection (for messages).
+    pub fn conn(&self) -> &PgConn {
+        &self.conn
+    }
+
+    fn command(&self, program: &str, db: &str) -> Command {
+        let path = match &self.bin_dir {
+            Some(dir) => dir.join(program),
+            None => PathBuf::from(program),
+        };
+        let mut command = Command::new(path);
+        for var in [
+            "PGSERVICE",
+            "PGSERVICEFILE",
+            "PGPASSWORD",
+            "PGSSLMODE",
+            "PGSSLROOTCERT",
+            "PGHOSTADDR",
+            "PGOPTIONS",
+        ] {
+            command.env_remove(var);
+        }
+        command.envs(self.conn.env(db, &self.passfile));
+        command.kill_on_drop(true);
+        command
+    }
+
+    /// Runs one SQL text with `psql -AtX` on `db` and returns its output
+    /// lines.
+    pub async fn query(&self, db: &str, sql: &str) -> Result<Vec<String>, Error> {
+        let output = self
+            .command("psql", db)
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| self.spawn_error("psql", e))?;
+        if !output.status.success() {
+            return Err(Error::Postgres {
+                what: format!("psql on {db} at {}", self.conn),
+                detail: tail(&output.stderr),
+            });
+        }
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    fn spawn_error(&self, program: &str, e: std::io::Error) -> Error {
+        Error::Postgres {
+            what: format!("starting {program}"),
+            detail: format!(
+                "{e} (install the PostgreSQL client programs, e.g. the postgresql-client \
+                 package, or point --pg-bin-dir at them)"
+            ),
+        }
+    }
+
+    /// The server's version.
+    pub async fn server_version(&self) -> Result<String, Error> {
+        let lines = self
+            .query(&self.conn.dbname, "SELECT current_setting('server_version')")
+            .await?;
+        Ok(lines.into_iter().next().unwrap_or_default())
+    }
+
+    /// Every database but templates and `postgres` (or only `only`).
+    pub async fn databases(&self, only: &[String]) -> Result<Vec<String>, Error> {
+        let all = self
+            .query(
+                &self.conn.dbname,
+                "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn \
+                 ORDER BY 1",
+            )
+            .await?;
+        for wanted in only {
+            if !all.contains(wanted) {
+                return Err(Error::Invalid(format!(
+                    "PostgreSQL database {wanted:?} does not exist on {} (it has: {})",
+                    self.conn,
+                    all.join(", ")
+                )));
+            }
+        }
+        Ok(all
+            .into_iter()
+            .filter(|d| if only.is_empty() { d != "postgres" } else { only.contains(d) })
+            .collect())
+    }
+
+    /// Dumps `db` with `pg_dump` as plain SQL into the spool, without
+    /// owners and privileges (the restore makes the connecting role own
+    /// everything), counting rows per table on the way.
+    pub async fn export_database(
+        &self,
+        db: &str,
+        dir: &WorkDir,
+    ) -> Result<(FileEntry, DatabaseEntry), Error> {
+        let what = format!("pg_dump of {db} at {}", self.conn);
+        let mut child = self
+            .command("pg_dump", db)
+            .args(["--format=plain", "--no-owner", "--no-privileges", "--encoding=UTF8"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_error("pg_dump", e))?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let errors = tokio::spawn(async move {
+            let mut text = Vec::new();
+            let _ = stderr.read_to_end(&mut text).await;
+            text
+        });
+        let mut file = HashedFile::create(dir, &sql_path(db))
+            .await
+            .map_err(Error::io(format!("spool file for {db}")))?;
+        let mut counter = CopyCounter::default();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = stdout
+                .read(&mut buf)
+                .await
+                .map_err(Error::io(format!("reading {what}")))?;
+            if n == 0 {
+                break;
+            }
+            counter.feed(&buf[..n]);
+            file.write(&buf[..n])
+                .await
+                .map_err(Error::io(format!("spool file for {db}")))?;
+        }
+        let status = child.wait().await.map_err(Error::io(&what))?;
+        let stderr = errors.await.unwrap_or_default();
+        if !status.success() {
+            return Err(Error::Postgres {
+                what,
+                detail: tail(&stderr),
+            });
+        }
+        let tables = counter.finish().map_err(|e| Error::Postgres {
+            what: what.clone(),
+            detail: e,
+        })?;
+        let entry = file
+            .finish()
+            .await
+            .map_err(Error::io(format!("spool file for {db}")))?;
+        Ok((
+            entry,
+            DatabaseEntry {
+                db: db.to_owned(),
+                tables: tables
+                    .into_iter()
+                    .map(|(name, rows)| TableEntry { name, rows })
+                    .collect(),
+            },
+        ))
+    }
+
+    /// Whether `db` holds tables of its own (not belonging to extensions).
+    pub async fn user_tables(&self, db: &str) -> Result<u64, Error> {
+        let lines = self.query(db, USER_TABLES).await?;
+        Ok(lines
+            .first()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Drops every schema object of `db` that a dump would create: tables,
+    /// views, sequences, functions, types and non-public schemas that do
+    /// not belong to an extension.
+    pub async fn drop_objects(&self, db: &str) -> Result<(), Error> {
+        let output = self
+            .command("psql", db)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_error("psql", e))?;
+        run_with_input(output, DROP_OBJECTS.as_bytes(), &format!("dropping objects in {db} at {}", self.conn)).await
+    }
+
+    /// Restores `sql` (a file written by [`PgClient::export_database`], or
+    /// a section of a `pg_dumpall` script) into `db` with `psql -1 -v
+    /// ON_ERROR_STOP=1`, leaving out the statements `skip` rejects (outside
+    /// COPY data).
+    pub async fn restore_database(
+        &self,
+        db: &str,
+        sql: &Path,
+        skip: fn(&[u8]) -> bool,
+    ) -> Result<(), Error> {
+        let what = format!("restoring {db} at {} from {}", self.conn, sql.display());
+        let mut child = self
+            .command("psql", db)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.spawn_error("psql", e))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let errors = tokio::spawn(async move {
+            let mut text = Vec::new();
+            let _ = stderr.read_to_end(&mut text).await;
+            text
+        });
+        let mut file = tokio::fs::File::open(sql)
+            .await
+            .map_err(Error::io(sql.display()))?;
+        let mut filter = SqlFilter::new(skip);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut out = Vec::with_capacity(1 << 20);
+        let mut write_failed = None;
+        loop {
+            let n = file.read(&mut buf).await.map_err(Error::io(sql.display()))?;
+            if n == 0 {
+                break;
+            }
+            out.clear();
+            filter.feed(&buf[..n], &mut out);
+            if let Err(e) = stdin.write_all(&out).await {
+                // psql stopped reading: it failed; its stderr says why.
+                write_failed = Some(e);
+                break;
+            }
+        }
+        if write_failed.is_none() {
+            out.clear();
+            filter.finish(&mut out);
+            let _ = stdin.write_all(&out).await;
+        }
+        drop(stdin);
+        let status = child.wait().await.map_err(Error::io(&what))?;
+        let stderr = errors.await.unwrap_or_default();
+        if !status.success() {
+            return Err(Error::Postgres {
+                what,
+                detail: tail(&stderr),
+            });
+        }
+        if let Some(e) = write_failed {
+            return Err(Error::io(&what)(e));
+        }
+        Ok(())
+    }
+
+    /// Row counts of `tables` (names as the dump wrote them) in `db`.
+    pub async fn count_rows(&self, db: &str, tables: &[String]) -> Result<Vec<(String, u64)>, Error> {
+        if tables.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("SELECT {i}, count(*) FROM {t}"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let lines = self.query(db, &sql).await?;
+        let mut counts = Vec::new();
+        for line in lines {
+            let Some((i, n)) = line.split_once('|') else {
+                continue;
+            };
+            if let (Ok(i), Ok(n)) = (i.parse::<usize>(), n.parse::<u64>())
+                && let Some(t) = tables.get(i)
+            {
+                counts.push((t.clone(), n));
+            }
+        }
+        Ok(counts)
+    }
+}
+
+async fn run_with_input(
+    mut child: tokio::process::Child,
+    input: &[u8],
+    what: &str,
+) -> Result<(), Error> {
+    let mut stdin = child.stdin.take().expect("piped");
+    let _ = stdin.write_all(input).await;
+    drop(stdin);
+    let output = child.wait_with_output().await.map_err(Error::io(what))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Postgres {
+            what: what.to_owned(),
+            detail: tail(&output.stderr),
+        })
+    }
+}
+
+/// The last lines of a program's stderr.
+fn tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(5);
+    let tail = lines[start..].join("\n    ");
+    if tail.is_empty() {
+        "failed without a message".to_owned()
+    } else {
+        tail
+    }
+}
+
+const USER_TABLES: &str = "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg_toast%' \
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')";
+
+/// Drops what a plain dump creates, leaving extensions (and what they own)
+/// alone. Run with `psql -1`.
+const DROP_OBJECTS: &str = r#"
+SELECT format('DROP SCHEMA %I CASCADE', n.nspname)
+  FROM pg_namespace n
+ WHERE n.nspname NOT IN ('public', 'pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\_%'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = n.oid AND d.deptype = 'e')
+\gexec
+SELECT format('DROP %s IF EXISTS %I.%I CASCADE',
+              CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                             WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+              n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND n.nspname = 'public'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('e', 'a', 'i'))
+\gexec
+SELECT format('DROP ROUTINE IF EXISTS %s CASCADE', p.oid::regprocedure)
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'public'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+\gexec
+SELECT format('DROP TYPE IF EXISTS %I.%I CASCADE', n.nspname, t.typname)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname = 'public' AND t.typtype IN ('e', 'c', 'd', 'r')
+   AND (t.typrelid = 0 OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = t.oid AND d.deptype = 'e')
+\gexec
+"#;
+
+/// Passes a SQL script through, dropping the statements (whole lines
+/// outside COPY data) that `skip` rejects. COPY data passes untouched,
+/// whatever its line lengths.
+struct SqlFilter {
+    skip: fn(&[u8]) -> bool,
+    line: Vec<u8>,
+    in_copy: bool,
+    at_line_start: bool,
+}
+
+impl SqlFilter {
+    fn new(skip: fn(&[u8]) -> bool) -> SqlFilter {
+        SqlFilter {
+            skip,
+            line: Vec::new(),
+            in_copy: false,
+            at_line_start: true,
+        }
+    }
+
+    fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) {
+        while !chunk.is_empty() {
+            if self.in_copy && !(self.at_line_start || !self.line.is_empty()) {
+                // Mid-line in COPY data: pass through to the end of line.
+                match chunk.iter().position(|b| *b == b'\n') {
+                    Some(pos) => {
+                        out.extend_from_slice(&chunk[..=pos]);
+                        chunk = &chunk[pos + 1..];
+                        self.at_line_start = true;
+                    }
+                    None => {
+                        out.extend_from_slice(chunk);
+                        return;
+                    }
+                }
+                continue;
+            }
+            if self.in_copy {
+                // At a COPY line start: only `\.` matters; look at up to
+                // three bytes.
+                let need = 3 - self.line.len();
+                let newline = chunk.iter().position(|b| *b == b'\n').map_or(usize::MAX, |p| p + 1);
+                let take = need.min(chunk.len()).min(newline);
+                self.line.extend_from_slice(&chunk[..take]);
+                chunk = &chunk[take..];
+                if self.line.len() < 3 && !self.line.contains(&b'\n') {
+                    continue;
+                }
+                if self.line.starts_with(b"\\.\n") || self.line.starts_with(b"\\.\r") {
+                    self.in_copy = false;
+                }
+                out.extend_from_slice(&self.line);
+                let ended = self.line.last() == Some(&b'\n');
+                self.line.clear();
+                self.at_line_start = ended;
+                continue;
+            }
+            // Outside COPY: collect a whole line, then decide.
+            match chunk.iter().position(|b| *b == b'\n') {
+                Some(pos) => {
+                    self.line.extend_from_slice(&chunk[..=pos]);
+                    chunk = &chunk[pos + 1..];
+                    let line = std::mem::take(&mut self.line);
+                    self.emit_statement_line(&line, out);
+                }
+                None => {
+                    self.line.extend_from_slice(chunk);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn emit_statement_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        if (self.skip)(line) {
+            return;
+        }
+        out.extend_from_slice(line);
+        if line.starts_with(b"COPY ") && line.trim_ascii_end().ends_with(b"FROM stdin;") {
+            self.in_copy = true;
+            self.at_line_start = true;
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        let line = std::mem::take(&mut self.line);
+        if self.in_copy {
+            out.extend_from_slice(&line);
+        } else if !line.is_empty() {
+            self.emit_statement_line(&line, out);
+        }
+    }
+}
+
+/// Statements left out when restoring a dump made by this tool as a
+/// non-superuser: `COMMENT ON EXTENSION` needs the extension's owner (the
+/// extensions themselves come from pg-provision).
+pub fn skip_for_own_dump(line: &[u8]) -> bool {
+    line.starts_with(b"COMMENT ON EXTENSION ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_parse_with_hostile_passwords_and_never_echo_them() {
+        let conn = PgConn::parse_uri(
+            "postgresql://circle:p%27%22%24%40%3A%2F%3F%23%25w%C3%B6rd@db.internal:5433/circle?sslmode=verify-full&sslrootcert=/ca.pem",
+        )
+        .unwrap();
+        assert_eq!(conn.user, "circle");
+        assert_eq!(conn.password.as_ref().unwrap().expose_secret(), "p'\"$@:/?#%wörd");
+        assert_eq!((conn.host.as_str(), conn.port, conn.dbname.as_str()), ("db.internal", 5433, "circle"));
+        assert_eq!(conn.params.len(), 2);
+        assert_eq!(format!("{conn:?}"), "circle@db.internal:5433");
+        let err = PgConn::parse_uri("postgresql://u:secret@h/db?sslmod=x").unwrap_err();
+        assert!(!err.contains("secret"));
+        assert!(PgConn::parse_uri("mysql://h").is_err());
+        assert_eq!(PgConn::parse_uri("postgres://[::1]:6000").unwrap().host, "::1");
+        assert_eq!(passfile_field(r"a:b\c"), r"a\:b\\c");
+    }
+
+    #[test]
+    fn the_filter_drops_statements_but_never_copy_data() {
+        let sql = b"SET x;\nCOMMENT ON EXTENSION pgcrypto IS 'x';\nCOPY public.t (a) FROM stdin;\n\
+                    COMMENT ON EXTENSION in data\n1\n\\.\nCOMMENT ON EXTENSION b IS 'y';\nSELECT 1;\n";
+        for chunk in [1, 2, 3, 5, 1000] {
+            let mut filter = SqlFilter::new(skip_for_own_dump);
+            let mut out = Vec::new();
+            for piece in sql.chunks(chunk) {
+                filter.feed(piece, &mut out);
+            }
+            filter.finish(&mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "SET x;\nCOPY public.t (a) FROM stdin;\nCOMMENT ON EXTENSION in data\n1\n\\.\nSELECT 1;\n",
+                "chunk {chunk}"
+            );
+        }
+    }
+}

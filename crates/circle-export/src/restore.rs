@@ -1,0 +1,347 @@
+//! `restore`: unpack and verify the whole archive first, refuse a target
+//! that holds data (unless `--drop`), then restore MongoDB collections and
+//! PostgreSQL databases in parallel and compare the counts.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use mongodb::Client;
+
+use crate::count::connect_target;
+use crate::error::Error;
+use crate::manifest::{Manifest, bson_path, metadata_path, sql_path};
+use crate::mongo::{self, RestoreItem, for_each_parallel};
+use crate::postgres::{PgClient, skip_for_own_dump};
+use crate::spool::WorkDir;
+use crate::verify::{Layout, VENDOR_MONGO, VENDOR_PG, inspect};
+
+/// What to restore where.
+pub struct RestoreSpec<'a> {
+    /// The archive (ours or CircleCI's `circleci_export.tar.gz`).
+    pub archive: PathBuf,
+    /// The MongoDB target and whether to insert with `w: majority` (a
+    /// replica set).
+    pub mongo: Option<(&'a Client, bool)>,
+    /// The PostgreSQL target (its databases must exist: pg-provision).
+    pub postgres: Option<&'a PgClient>,
+    /// Replace what the target holds.
+    pub drop: bool,
+    /// Verify and check the targets, write nothing.
+    pub dry_run: bool,
+    /// Collections/databases restored at once.
+    pub parallel: usize,
+}
+
+/// What a restore did (or, with `dry_run`, would do).
+#[derive(Debug)]
+pub struct RestoreReport {
+    /// Whose archive it was.
+    pub layout: Layout,
+    /// Its manifest (for a vendor archive, the one built while reading).
+    pub manifest: Manifest,
+    /// Whether nothing was written.
+    pub dry_run: bool,
+    /// Collections restored (or to restore).
+    pub collections: usize,
+    /// Documents inserted.
+    pub documents: u64,
+    /// PostgreSQL databases restored (or to restore).
+    pub databases: usize,
+    /// Counts on the target that differ from the archive's.
+    pub mismatches: Vec<String>,
+}
+
+/// Statements left out when restoring CircleCI's `pg_dumpall -c` script
+/// into databases pg-provision made: the databases and roles exist
+/// already, and the restoring role owns what it creates.
+pub fn skip_for_vendor_dump(line: &[u8]) -> bool {
+    const PREFIXES: [&[u8]; 11] = [
+        b"COMMENT ON EXTENSION ",
+        b"DROP DATABASE ",
+        b"CREATE DATABASE ",
+        b"ALTER DATABASE ",
+        b"\\connect ",
+        b"CREATE ROLE ",
+        b"ALTER ROLE ",
+        b"DROP ROLE ",
+        b"GRANT ",
+        b"REVOKE ",
+        b"SET SESSION AUTHORIZATION ",
+    ];
+    PREFIXES.iter().any(|p| line.starts_with(p))
+        || (line.starts_with(b"ALTER ") && line.windows(10).any(|w| w == b" OWNER TO "))
+}
+
+struct PgItem {
+    db: String,
+    sql: PathBuf,
+    skip: fn(&[u8]) -> bool,
+}
+
+/// Restores `spec.archive`. Nothing is written when the archive is damaged
+/// ([`Error::Damaged`]) or a target holds data without `drop`
+/// ([`Error::NotEmpty`]).
+pub async fn restore(spec: RestoreSpec<'_>, progress: &(dyn Fn(&str) + Sync)) -> Result<RestoreReport, Error> {
+    let started = Instant::now();
+    let work = WorkDir::create(&spec.archive, "restore").map_err(Error::io("the unpack directory"))?;
+    let unpack = work.path().join("files");
+    let archive = spec.archive.clone();
+    progress(&format!("reading and verifying {}", archive.display()));
+    let inspection = {
+        let unpack = unpack.clone();
+        tokio::task::spawn_blocking(move || inspect(&archive, Some(&unpack)))
+            .await
+            .map_err(|e| Error::Invalid(format!("the archive reader panicked: {e}")))??
+    };
+    if !inspection.problems.is_empty() {
+        return Err(Error::Damaged(inspection.problems));
+    }
+    progress(&format!(
+        "archive intact: {} files, {} collections, {} PostgreSQL databases ({:.1}s)",
+        inspection.manifest.files.len(),
+        inspection.manifest.mongo.len(),
+        inspection.manifest.postgres.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    let manifest = inspection.manifest;
+    let layout = inspection.layout;
+
+    let mongo_items: Vec<RestoreItem> = manifest
+        .mongo
+        .iter()
+        .map(|c| {
+            let (data, meta) = match layout {
+                Layout::Ours => (
+                    unpack.join(bson_path(&c.db, &c.collection)),
+                    unpack.join(metadata_path(&c.db, &c.collection)),
+                ),
+                Layout::Vendor => (
+                    unpack.join(format!("{VENDOR_MONGO}{}/{}.bson", c.db, c.collection)),
+                    unpack.join(format!("{VENDOR_MONGO}{}/{}.metadata.json", c.db, c.collection)),
+                ),
+            };
+            RestoreItem {
+                db: c.db.clone(),
+                collection: c.collection.clone(),
+                data,
+                metadata: meta.exists().then_some(meta),
+            }
+        })
+        .collect();
+    let pg_items: Vec<PgItem> = match layout {
+        Layout::Ours => manifest
+            .postgres
+            .iter()
+            .map(|d| PgItem {
+                db: d.db.clone(),
+                sql: unpack.join(sql_path(&d.db)),
+                skip: skip_for_own_dump,
+            })
+            .collect(),
+        Layout::Vendor => {
+            let wanted: Vec<String> = manifest.postgres.iter().map(|d| d.db.clone()).collect();
+            split_dumpall(&unpack.join(VENDOR_PG), &work.path().join("sections"), &wanted)?
+                .into_iter()
+                .map(|(db, sql)| PgItem {
+                    db,
+                    sql,
+                    skip: skip_for_vendor_dump,
+                })
+                .collect()
+        }
+    };
+
+    // Targets: given where needed, existing, empty (or --drop).
+    if !mongo_items.is_empty() && spec.mongo.is_none() {
+        return Err(Error::Invalid(format!(
+            "the archive holds {} MongoDB collections: give the target (--mongo-uri)",
+            mongo_items.len()
+        )));
+    }
+    if !pg_items.is_empty() && spec.postgres.is_none() {
+        return Err(Error::Invalid(format!(
+            "the archive holds {} PostgreSQL databases: give the target (--pg-uri)",
+            pg_items.len()
+        )));
+    }
+    let mut occupied = Vec::new();
+    if let Some(pg) = spec.postgres
+        && !pg_items.is_empty()
+    {
+        let existing = pg.databases(&[]).await?;
+        let missing: Vec<&str> = pg_items
+            .iter()
+            .map(|i| i.db.as_str())
+            .filter(|db| !existing.iter().any(|e| e == db))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Invalid(format!(
+                "PostgreSQL at {} lacks the databases {}: create them first (pg-provision apply \
+                 makes them with their extensions and owner)",
+                pg.conn(),
+                missing.join(", ")
+            )));
+        }
+        for item in &pg_items {
+            let n = pg.user_tables(&item.db).await?;
+            if n > 0 {
+                occupied.push(format!("PostgreSQL {} holds {n} tables", item.db));
+            }
+        }
+    }
+    if let Some((client, _)) = spec.mongo {
+        occupied.extend(mongo::non_empty(client, &mongo_items).await?);
+    }
+    if !occupied.is_empty() && !spec.drop {
+        return Err(Error::NotEmpty(occupied));
+    }
+    let mut report = RestoreReport {
+        layout,
+        dry_run: spec.dry_run,
+        collections: mongo_items.len(),
+        documents: 0,
+        databases: pg_items.len(),
+        mismatches: Vec::new(),
+        manifest,
+    };
+    if spec.dry_run {
+        return Ok(report);
+    }
+
+    let mongo_part = async {
+        let Some((client, majority)) = spec.mongo else {
+            return Ok::<u64, Error>(0);
+        };
+        let total = mongo_items.len();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let counts = for_each_parallel(mongo_items.clone(), spec.parallel, |item| {
+            let done = &done;
+            async move {
+                let n = mongo::restore_collection(client, &item, spec.drop, majority).await?;
+                let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                progress(&format!(
+                    "mongo {}.{}: {n} documents restored ({k}/{total})",
+                    item.db, item.collection
+                ));
+                Ok(n)
+            }
+        })
+        .await?;
+        Ok(counts.into_iter().sum())
+    };
+    let pg_part = async {
+        let Some(pg) = spec.postgres else {
+            return Ok::<(), Error>(());
+        };
+        for_each_parallel(pg_items, spec.parallel, |item| async move {
+            if spec.drop {
+                pg.drop_objects(&item.db).await?;
+            }
+            pg.restore_database(&item.db, &item.sql, item.skip).await?;
+            progress(&format!("postgres {}: restored", item.db));
+            Ok(())
+        })
+        .await
+        .map(drop)
+    };
+    let (documents, ()) = futures_util::try_join!(mongo_part, pg_part)?;
+    report.documents = documents;
+
+    // Counts on the target against the archive.
+    if let Some((client, _)) = spec.mongo {
+        for c in &report.manifest.mongo {
+            let n = mongo::count(client, &c.db, &c.collection).await?;
+            if n != c.documents {
+                report.mismatches.push(format!(
+                    "MongoDB {}.{}: {n} documents, the archive has {}",
+                    c.db, c.collection, c.documents
+                ));
+            }
+        }
+    }
+    if let Some(pg) = spec.postgres {
+        for d in &report.manifest.postgres {
+            let tables: Vec<String> = d.tables.iter().map(|t| t.name.clone()).collect();
+            let counts = pg.count_rows(&d.db, &tables).await?;
+            for t in &d.tables {
+                let n = counts
+                    .iter()
+                    .find(|(name, _)| *name == t.name)
+                    .map(|(_, n)| *n);
+                if n != Some(t.rows) {
+                    report.mismatches.push(format!(
+                        "PostgreSQL {}.{}: {} rows, the archive has {}",
+                        d.db,
+                        t.name,
+                        n.map_or("no".to_owned(), |n| n.to_string()),
+                        t.rows
+                    ));
+                }
+            }
+        }
+    }
+    progress(&format!(
+        "restored {} collections ({} documents) and {} databases in {:.1}s",
+        report.collections,
+        report.documents,
+        report.databases,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(report)
+}
+
+/// Splits a `pg_dumpall` script at its `\connect` lines into one file per
+/// database in `wanted` (other sections — globals, `template1`,
+/// `postgres` — are left out). COPY data is never mistaken for a
+/// `\connect` (in COPY text a leading backslash is doubled).
+fn split_dumpall(script: &Path, dir: &Path, wanted: &[String]) -> Result<Vec<(String, PathBuf)>, Error> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::create_dir_all(dir).map_err(Error::io(dir.display()))?;
+    let input = std::fs::File::open(script).map_err(Error::io(script.display()))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, input);
+    let mut out: Option<std::io::BufWriter<std::fs::File>> = None;
+    let mut files = Vec::new();
+    let mut line = Vec::new();
+    let mut in_copy = false;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(Error::io(script.display()))?;
+        if n == 0 {
+            break;
+        }
+        if in_copy {
+            if line == b"\\.\n" || line == b"\\." {
+                in_copy = false;
+            }
+        } else if let Some(db) = connect_target(&line) {
+            if let Some(mut done) = out.take() {
+                done.flush().map_err(Error::io(dir.display()))?;
+            }
+            if wanted.contains(&db) {
+                let path = dir.join(format!("{}.sql", files.len()));
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(Error::io(path.display()))?;
+                out = Some(std::io::BufWriter::with_capacity(1 << 20, file));
+                files.push((db, path));
+            }
+            continue;
+        } else if line.starts_with(b"COPY ") && line.trim_ascii_end().ends_with(b"FROM stdin;") {
+            in_copy = true;
+        }
+        if let Some(out) = &mut out {
+            out.write_all(&line).map_err(Error::io(dir.display()))?;
+        }
+    }
+    if let Some(mut done) = out.take() {
+        done.flush().map_err(Error::io(dir.display()))?;
+    }
+    Ok(files)
+}

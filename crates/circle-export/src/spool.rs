@@ -1,0 +1,133 @@
+//! The spool directory an export writes into before the archive is built,
+//! and the restore directory an archive is unpacked into: private (0700
+//! directories, 0600 files), next to the archive, removed when done.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncWriteExt as _, BufWriter};
+
+use crate::manifest::FileEntry;
+
+/// A private working directory, removed on drop.
+#[derive(Debug)]
+pub struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl WorkDir {
+    /// Creates `<next_to>.<suffix>.d` (mode 0700), replacing a leftover of
+    /// an earlier, interrupted run.
+    pub fn create(next_to: &Path, suffix: &str) -> std::io::Result<WorkDir> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let mut name = next_to.as_os_str().to_owned();
+        name.push(format!(".{suffix}.d"));
+        let path = PathBuf::from(name);
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(WorkDir { path, keep: false })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where archive path `name` lives inside it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Keep the directory instead of removing it on drop.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Creates the parent directories of `path` (mode 0700).
+pub(crate) fn create_parents(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    Ok(())
+}
+
+/// A file being written (0600), hashed as it goes.
+pub struct HashedFile {
+    name: String,
+    out: BufWriter<tokio::fs::File>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl HashedFile {
+    /// Creates `dir/name` for archive path `name`.
+    pub async fn create(dir: &WorkDir, name: &str) -> std::io::Result<HashedFile> {
+        let path = dir.join(name);
+        create_parents(&path)?;
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .await?;
+        Ok(HashedFile {
+            name: name.to_owned(),
+            out: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Appends bytes.
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        self.out.write_all(bytes).await
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Flushes and returns the manifest entry.
+    pub async fn finish(mut self) -> std::io::Result<FileEntry> {
+        self.out.flush().await?;
+        self.out.get_mut().sync_data().await?;
+        Ok(FileEntry {
+            path: self.name,
+            size: self.size,
+            sha256: hex(&self.hasher.finalize()),
+        })
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `bytes` to `dir/name` and returns its manifest entry.
+pub async fn write_whole(dir: &WorkDir, name: &str, bytes: &[u8]) -> std::io::Result<FileEntry> {
+    let mut file = HashedFile::create(dir, name).await?;
+    file.write(bytes).await?;
+    file.finish().await
+}
+

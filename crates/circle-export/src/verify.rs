@@ -1,0 +1,328 @@
+//! Reading an archive back: every entry hashed and counted (and, for a
+//! restore, unpacked), then compared with the manifest. Also recognises the
+//! archive CircleCI's own `circle-database-export` script writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read as _, Write as _};
+use std::path::{Component, Path};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::archive;
+use crate::count::{BsonCounter, CopyCounter};
+use crate::error::Error;
+use crate::manifest::{
+    CollectionEntry, DatabaseEntry, FileEntry, MANIFEST_PATH, Manifest, TableEntry, bson_path,
+    sql_path,
+};
+use crate::spool::{create_parents, hex};
+
+/// The vendor script's top directory.
+pub const VENDOR_ROOT: &str = "circleci_export/";
+/// Where the vendor script puts the mongodump output.
+pub const VENDOR_MONGO: &str = "circleci_export/circleci-mongo-export/";
+/// The vendor script's `pg_dumpall -c` output.
+pub const VENDOR_PG: &str = "circleci_export/circleci-pg-export/circle.sql";
+
+/// Whose archive it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Written by `circle-export export`: manifest with checksums.
+    Ours,
+    /// Written by CircleCI's `circle-database-export`: no checksums, so
+    /// only its framing and counts can be checked.
+    Vendor,
+}
+
+/// What reading an archive found.
+#[derive(Debug)]
+pub struct Inspection {
+    /// Whose archive.
+    pub layout: Layout,
+    /// The manifest (for a vendor archive: one built from what was read).
+    pub manifest: Manifest,
+    /// Every problem; empty when the archive is intact.
+    pub problems: Vec<String>,
+    /// Bytes read (uncompressed).
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    size: u64,
+    sha256: String,
+    documents: Option<Result<u64, String>>,
+    rows: Option<Result<BTreeMap<String, u64>, String>>,
+    sections: Option<Result<BTreeMap<String, BTreeMap<String, u64>>, String>>,
+}
+
+/// Reads the whole archive at `path`, checking every entry; with
+/// `extract_to`, also writes each file there (0600, directories 0700).
+/// Only I/O errors on `path` itself are `Err`; damage is reported in
+/// [`Inspection::problems`].
+pub fn inspect(path: &Path, extract_to: Option<&Path>) -> Result<Inspection, Error> {
+    let mut problems = Vec::new();
+    let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+    let mut manifest_bytes: Option<Vec<u8>> = None;
+    let mut bytes = 0u64;
+    let mut archive = archive::open(path).map_err(Error::io(path.display()))?;
+    let entries = archive.entries().map_err(Error::io(path.display()))?;
+    let mut last = "the start".to_owned();
+    for entry in entries {
+        let mut entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                problems.push(format!("the archive is truncated or corrupt after {last}: {e}"));
+                break;
+            }
+        };
+        let name = match entry.path() {
+            Ok(p) => p.to_string_lossy().into_owned(),
+            Err(e) => {
+                problems.push(format!("an entry after {last} has an unreadable name: {e}"));
+                break;
+            }
+        };
+        let safe = Path::new(&name)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !safe {
+            problems.push(format!("{name}: an absolute path or `..` in an archive entry"));
+            continue;
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            continue;
+        }
+        if !kind.is_file() {
+            problems.push(format!("{name}: not a regular file ({kind:?})"));
+            continue;
+        }
+        let name = name.trim_start_matches("./").to_owned();
+        let mut out = match extract_to {
+            Some(dir) => {
+                let target = dir.join(&name);
+                create_parents(&target).map_err(Error::io(target.display()))?;
+                use std::os::unix::fs::OpenOptionsExt as _;
+                Some(std::io::BufWriter::with_capacity(
+                    1 << 20,
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&target)
+                        .map_err(Error::io(target.display()))?,
+                ))
+            }
+            None => None,
+        };
+        let is_manifest = name == MANIFEST_PATH;
+        let is_bson = name.ends_with(".bson");
+        let is_own_sql = name.starts_with("postgres/") && name.ends_with(".sql");
+        let is_vendor_sql = name == VENDOR_PG;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut bson = is_bson.then(BsonCounter::default);
+        let mut copy = (is_own_sql || is_vendor_sql).then(CopyCounter::default);
+        let mut kept = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut failed = false;
+        loop {
+            let n = match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    problems.push(format!("{name}: the archive is truncated or corrupt here: {e}"));
+                    failed = true;
+                    break;
+                }
+            };
+            let chunk = &buf[..n];
+            hasher.update(chunk);
+            size += n as u64;
+            if let Some(counter) = &mut bson {
+                counter.feed(chunk);
+            }
+            if let Some(counter) = &mut copy {
+                counter.feed(chunk);
+            }
+            if is_manifest && kept.len() < 64 << 20 {
+                kept.extend_from_slice(chunk);
+            }
+            if let Some(out) = &mut out {
+                out.write_all(chunk)
+                    .map_err(Error::io(format!("unpacking {name}")))?;
+            }
+        }
+        if let Some(mut out) = out {
+            out.flush().map_err(Error::io(format!("unpacking {name}")))?;
+        }
+        bytes += size;
+        if failed {
+            break;
+        }
+        last = name.clone();
+        if is_manifest {
+            manifest_bytes = Some(kept);
+            continue;
+        }
+        let (rows, sections) = match copy {
+            Some(counter) if is_own_sql => (Some(counter.finish()), None),
+            Some(counter) => (None, Some(counter.finish_sections())),
+            None => (None, None),
+        };
+        let record = Seen {
+            size,
+            sha256: hex(&hasher.finalize()),
+            documents: bson.map(BsonCounter::finish),
+            rows,
+            sections,
+        };
+        if seen.insert(name.clone(), record).is_some() {
+            problems.push(format!("{name}: appears twice in the archive"));
+        }
+    }
+    let vendor = manifest_bytes.is_none() && seen.keys().any(|k| k.starts_with(VENDOR_ROOT));
+    if vendor {
+        let manifest = vendor_manifest(&seen, &mut problems);
+        return Ok(Inspection {
+            layout: Layout::Vendor,
+            manifest,
+            problems,
+            bytes,
+        });
+    }
+    let manifest = match manifest_bytes.map(|b| serde_json::from_slice::<Manifest>(&b)) {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => {
+            problems.push(format!("{MANIFEST_PATH} is not a valid manifest: {e}"));
+            Manifest::default()
+        }
+        None => {
+            if problems.is_empty() {
+                problems.push(format!(
+                    "{MANIFEST_PATH} is missing: this is not an archive circle-export wrote (nor \
+                     one of CircleCI's circle-database-export)"
+                ));
+            }
+            Manifest::default()
+        }
+    };
+    compare(&manifest, &seen, &mut problems);
+    Ok(Inspection {
+        layout: Layout::Ours,
+        manifest,
+        problems,
+        bytes,
+    })
+}
+
+fn compare(manifest: &Manifest, seen: &BTreeMap<String, Seen>, problems: &mut Vec<String>) {
+    let listed: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    for file in &manifest.files {
+        match seen.get(&file.path) {
+            None => problems.push(format!("{}: missing from the archive", file.path)),
+            Some(s) if s.size != file.size => problems.push(format!(
+                "{}: {} bytes, the manifest says {}",
+                file.path, s.size, file.size
+            )),
+            Some(s) if s.sha256 != file.sha256 => problems.push(format!(
+                "{}: SHA-256 {} differs from the manifest's {}",
+                file.path, s.sha256, file.sha256
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in seen.keys() {
+        if !listed.contains(name.as_str()) {
+            problems.push(format!("{name}: in the archive but not in the manifest"));
+        }
+    }
+    for c in &manifest.mongo {
+        let path = bson_path(&c.db, &c.collection);
+        match seen.get(&path).and_then(|s| s.documents.as_ref()) {
+            Some(Ok(n)) if *n == c.documents => {}
+            Some(Ok(n)) => problems.push(format!(
+                "{path}: {n} documents, the manifest says {}",
+                c.documents
+            )),
+            Some(Err(e)) => problems.push(format!("{path}: {e}")),
+            None => {}
+        }
+    }
+    for d in &manifest.postgres {
+        let path = sql_path(&d.db);
+        match seen.get(&path).and_then(|s| s.rows.as_ref()) {
+            Some(Ok(rows)) => {
+                for t in &d.tables {
+                    let n = rows.get(&t.name).copied().unwrap_or(0);
+                    if n != t.rows {
+                        problems.push(format!(
+                            "{path}: table {} has {n} rows, the manifest says {}",
+                            t.name, t.rows
+                        ));
+                    }
+                }
+            }
+            Some(Err(e)) => problems.push(format!("{path}: {e}")),
+            None => {}
+        }
+    }
+}
+
+fn vendor_manifest(seen: &BTreeMap<String, Seen>, problems: &mut Vec<String>) -> Manifest {
+    let mut manifest = Manifest {
+        tool: "circle-database-export (CircleCI)".to_owned(),
+        ..Manifest::default()
+    };
+    for (name, s) in seen {
+        manifest.files.push(FileEntry {
+            path: name.clone(),
+            size: s.size,
+            sha256: s.sha256.clone(),
+        });
+        if let Some(rest) = name.strip_prefix(VENDOR_MONGO)
+            && let Some((db, file)) = rest.split_once('/')
+            && let Some(collection) = file.strip_suffix(".bson")
+            && db != "admin"
+            && !collection.starts_with("system.")
+        {
+            match &s.documents {
+                Some(Ok(n)) => manifest.mongo.push(CollectionEntry {
+                    db: db.to_owned(),
+                    collection: collection.to_owned(),
+                    documents: *n,
+                }),
+                Some(Err(e)) => problems.push(format!("{name}: {e}")),
+                None => {}
+            }
+        }
+        if let Some(sections) = &s.sections {
+            match sections {
+                Ok(sections) => {
+                    for (db, tables) in sections {
+                        if matches!(db.as_str(), "template1" | "postgres") {
+                            continue;
+                        }
+                        manifest.postgres.push(DatabaseEntry {
+                            db: db.clone(),
+                            tables: tables
+                                .iter()
+                                .map(|(name, rows)| TableEntry {
+                                    name: name.clone(),
+                                    rows: *rows,
+                                })
+                                .collect(),
+                        });
+                    }
+                }
+                Err(e) => problems.push(format!("{name}: {e}")),
+            }
+        }
+    }
+    if !seen.contains_key(VENDOR_PG) {
+        problems.push(format!("{VENDOR_PG}: missing from the vendor archive"));
+    }
+    manifest
+}
