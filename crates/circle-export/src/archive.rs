@@ -99,7 +99,11 @@ pub struct ArchiveWriter {
 impl ArchiveWriter {
     /// Starts an archive at `path` with `compression`, using up to
     /// `threads` compression threads (zstd only).
-    pub fn create(path: &Path, compression: Compression, threads: u32) -> io::Result<ArchiveWriter> {
+    pub fn create(
+        path: &Path,
+        compression: Compression,
+        threads: u32,
+    ) -> io::Result<ArchiveWriter> {
         let mut partial = path.as_os_str().to_owned();
         partial.push(".partial");
         let partial = PathBuf::from(partial);
@@ -137,7 +141,9 @@ impl ArchiveWriter {
     }
 
     fn builder(&mut self) -> &mut tar::Builder<Sink> {
-        self.builder.as_mut().expect("archive writer used after finish")
+        self.builder
+            .as_mut()
+            .expect("archive writer used after finish")
     }
 
     /// Appends `bytes` as the file `name` (mode 0600).

@@ -203,7 +203,7 @@ mod tests {
     fn bson_documents_are_counted_across_any_chunking() {
         let mut data = Vec::new();
         for i in 0..10 {
-            let doc = bson::doc! {"i": i, "s": "x".repeat(i * 10)};
+            let doc = bson::doc! {"i": i as i32, "s": "x".repeat(i * 10)};
             data.extend(bson::to_vec(&doc).unwrap());
         }
         for chunk in [1, 3, 7, 64, 100_000] {

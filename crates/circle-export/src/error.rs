@@ -50,7 +50,9 @@ impl Error {
         move |source| Error::Io { what, source }
     }
 
-    pub(crate) fn mongo(what: impl std::fmt::Display) -> impl FnOnce(mongodb::error::Error) -> Error {
+    pub(crate) fn mongo(
+        what: impl std::fmt::Display,
+    ) -> impl FnOnce(mongodb::error::Error) -> Error {
         let what = what.to_string();
         move |source| Error::Mongo {
             what,

@@ -68,7 +68,10 @@ pub struct ExportReport {
 
 /// Exports everything `spec` names into one archive. On failure nothing
 /// is left at `spec.out` (the spool and the partial archive are removed).
-pub async fn export(spec: ExportSpec<'_>, progress: &(dyn Fn(&str) + Sync)) -> Result<ExportReport, Error> {
+pub async fn export(
+    spec: ExportSpec<'_>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<ExportReport, Error> {
     let compression = Compression::from_path(&spec.out).map_err(Error::Invalid)?;
     if spec.mongo.is_none() && spec.postgres.is_none() {
         return Err(Error::Invalid(
@@ -110,7 +113,8 @@ pub async fn export(spec: ExportSpec<'_>, progress: &(dyn Fn(&str) + Sync)) -> R
                     let spool = &spool;
                     let done = &done;
                     async move {
-                        let (entries, counted) = mongo::export_collection(client, &c, spool).await?;
+                        let (entries, counted) =
+                            mongo::export_collection(client, &c, spool).await?;
                         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                         progress(&format!(
                             "mongo {}.{}: {} documents, {} ({n}/{total})",
@@ -119,7 +123,10 @@ pub async fn export(spec: ExportSpec<'_>, progress: &(dyn Fn(&str) + Sync)) -> R
                             counted.documents,
                             human_bytes(entries[0].size)
                         ));
-                        files.lock().unwrap_or_else(|e| e.into_inner()).extend(entries);
+                        files
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .extend(entries);
                         Ok(counted)
                     }
                 })
@@ -170,7 +177,10 @@ pub async fn export(spec: ExportSpec<'_>, progress: &(dyn Fn(&str) + Sync)) -> R
         if let Some(dir) = dir {
             let entries = copy_tree(dir, prefix, &spool).await?;
             progress(&format!("{prefix}: {} files", entries.len()));
-            files.lock().unwrap_or_else(|e| e.into_inner()).extend(entries);
+            files
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(entries);
         }
     }
     let mut files = files_cell.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -192,7 +202,8 @@ pub async fn export(spec: ExportSpec<'_>, progress: &(dyn Fn(&str) + Sync)) -> R
     let manifest_for_archive = manifest.clone();
     let archive = tokio::task::spawn_blocking(move || -> Result<PathBuf, Error> {
         let what = || format!("writing {}", out.display());
-        let mut writer = ArchiveWriter::create(&out, compression, threads).map_err(Error::io(what()))?;
+        let mut writer =
+            ArchiveWriter::create(&out, compression, threads).map_err(Error::io(what()))?;
         let json = serde_json::to_vec_pretty(&manifest_for_archive)
             .map_err(|e| Error::Invalid(e.to_string()))?;
         writer
@@ -292,7 +303,8 @@ async fn copy_dump_dir(
                 continue;
             }
             let source = db_entry.path().join(name);
-            let (entry, documents) = copy_counting(&source, &bson_path(&db, collection), spool).await?;
+            let (entry, documents) =
+                copy_counting(&source, &bson_path(&db, collection), spool).await?;
             progress(&format!(
                 "mongo {db}.{collection}: {documents} documents, {} (from the dump directory)",
                 human_bytes(entry.size)
@@ -313,7 +325,11 @@ async fn copy_dump_dir(
     Ok(collections)
 }
 
-async fn copy_counting(source: &Path, name: &str, spool: &WorkDir) -> Result<(FileEntry, u64), Error> {
+async fn copy_counting(
+    source: &Path,
+    name: &str,
+    spool: &WorkDir,
+) -> Result<(FileEntry, u64), Error> {
     let mut counter = BsonCounter::default();
     let entry = copy_stream(source, name, spool, |chunk| counter.feed(chunk)).await?;
     let documents = counter
@@ -343,7 +359,10 @@ async fn copy_stream(
         .map_err(Error::io(format!("spool file {name}")))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = input.read(&mut buf).await.map_err(Error::io(source.display()))?;
+        let n = input
+            .read(&mut buf)
+            .await
+            .map_err(Error::io(source.display()))?;
         if n == 0 {
             break;
         }
@@ -364,7 +383,9 @@ async fn copy_tree(dir: &Path, prefix: &str, spool: &WorkDir) -> Result<Vec<File
     while let Some(current) = stack.pop() {
         for entry in std::fs::read_dir(&current).map_err(Error::io(current.display()))? {
             let entry = entry.map_err(Error::io(current.display()))?;
-            let kind = entry.file_type().map_err(Error::io(entry.path().display()))?;
+            let kind = entry
+                .file_type()
+                .map_err(Error::io(entry.path().display()))?;
             let path = entry.path();
             if kind.is_dir() {
                 stack.push(path);

@@ -78,7 +78,9 @@ pub async fn list_collections(
             let Ok(name) = entry.get_str("name") else {
                 continue;
             };
-            if name.starts_with("system.") || entry.get_str("type").unwrap_or("collection") != "collection" {
+            if name.starts_with("system.")
+                || entry.get_str("type").unwrap_or("collection") != "collection"
+            {
                 continue;
             }
             let uuid = entry
@@ -143,10 +145,16 @@ pub async fn export_collection(
     if let Some(uuid) = &source.uuid {
         metadata.insert("uuid", uuid);
     }
-    let json = Bson::Document(metadata).into_canonical_extjson().to_string();
-    let meta_entry = write_whole(dir, &metadata_path(&source.db, &source.name), json.as_bytes())
-        .await
-        .map_err(Error::io(format!("spool file for {what}")))?;
+    let json = Bson::Document(metadata)
+        .into_canonical_extjson()
+        .to_string();
+    let meta_entry = write_whole(
+        dir,
+        &metadata_path(&source.db, &source.name),
+        json.as_bytes(),
+    )
+    .await
+    .map_err(Error::io(format!("spool file for {what}")))?;
 
     let mut file = HashedFile::create(dir, &bson_path(&source.db, &source.name))
         .await
@@ -204,7 +212,10 @@ pub async fn non_empty(client: &Client, items: &[RestoreItem]) -> Result<Vec<Str
             .collection::<Document>(&item.collection)
             .estimated_document_count()
             .await
-            .map_err(Error::mongo(format!("count on {}.{}", item.db, item.collection)))?;
+            .map_err(Error::mongo(format!(
+                "count on {}.{}",
+                item.db, item.collection
+            )))?;
         if n > 0 {
             found.push(format!(
                 "MongoDB {}.{} holds {n} documents",
@@ -238,9 +249,8 @@ pub async fn restore_collection(
             let text = tokio::fs::read_to_string(path)
                 .await
                 .map_err(Error::io(path.display()))?;
-            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                Error::Invalid(format!("{}: not JSON: {e}", path.display()))
-            })?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::Invalid(format!("{}: not JSON: {e}", path.display())))?;
             match Bson::try_from(value) {
                 Ok(Bson::Document(d)) => d,
                 _ => {
@@ -260,7 +270,10 @@ pub async fn restore_collection(
             .await
             .map_err(Error::mongo(format!("drop {what}")))?;
     }
-    let options = metadata.get_document("options").cloned().unwrap_or_default();
+    let options = metadata
+        .get_document("options")
+        .cloned()
+        .unwrap_or_default();
     let mut create = doc! {"create": &item.collection};
     for (k, v) in options {
         create.insert(k, v);
@@ -288,7 +301,9 @@ pub async fn restore_collection(
     loop {
         let batch = read_batch(&mut reader, &item.data).await?;
         if let Some(previous) = pending.take() {
-            inserted += previous.await.map_err(|e| Error::Invalid(e.to_string()))??;
+            inserted += previous
+                .await
+                .map_err(|e| Error::Invalid(e.to_string()))??;
         }
         if batch.is_empty() {
             break;

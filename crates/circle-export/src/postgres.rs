@@ -97,7 +97,9 @@ impl PgConn {
             return Err("the URI names several hosts; give one".to_owned());
         }
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (ip, after) = v6.split_once(']').ok_or("the URI's [IPv6] host is not closed")?;
+            let (ip, after) = v6
+                .split_once(']')
+                .ok_or("the URI's [IPv6] host is not closed")?;
             (ip.to_owned(), after.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
@@ -283,7 +285,10 @@ impl PgClient {
     /// The server's version.
     pub async fn server_version(&self) -> Result<String, Error> {
         let lines = self
-            .query(&self.conn.dbname, "SELECT current_setting('server_version')")
+            .query(
+                &self.conn.dbname,
+                "SELECT current_setting('server_version')",
+            )
             .await?;
         Ok(lines.into_iter().next().unwrap_or_default())
     }
@@ -308,7 +313,13 @@ impl PgClient {
         }
         Ok(all
             .into_iter()
-            .filter(|d| if only.is_empty() { d != "postgres" } else { only.contains(d) })
+            .filter(|d| {
+                if only.is_empty() {
+                    d != "postgres"
+                } else {
+                    only.contains(d)
+                }
+            })
             .collect())
     }
 
@@ -323,7 +334,12 @@ impl PgClient {
         let what = format!("pg_dump of {db} at {}", self.conn);
         let mut child = self
             .command("pg_dump", db)
-            .args(["--format=plain", "--no-owner", "--no-privileges", "--encoding=UTF8"])
+            .args([
+                "--format=plain",
+                "--no-owner",
+                "--no-privileges",
+                "--encoding=UTF8",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -403,7 +419,12 @@ impl PgClient {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.spawn_error("psql", e))?;
-        run_with_input(output, DROP_OBJECTS.as_bytes(), &format!("dropping objects in {db} at {}", self.conn)).await
+        run_with_input(
+            output,
+            DROP_OBJECTS.as_bytes(),
+            &format!("dropping objects in {db} at {}", self.conn),
+        )
+        .await
     }
 
     /// Restores `sql` (a file written by [`PgClient::export_database`], or
@@ -440,7 +461,10 @@ impl PgClient {
         let mut out = Vec::with_capacity(1 << 20);
         let mut write_failed = None;
         loop {
-            let n = file.read(&mut buf).await.map_err(Error::io(sql.display()))?;
+            let n = file
+                .read(&mut buf)
+                .await
+                .map_err(Error::io(sql.display()))?;
             if n == 0 {
                 break;
             }
@@ -473,7 +497,11 @@ impl PgClient {
     }
 
     /// Row counts of `tables` (names as the dump wrote them) in `db`.
-    pub async fn count_rows(&self, db: &str, tables: &[String]) -> Result<Vec<(String, u64)>, Error> {
+    pub async fn count_rows(
+        &self,
+        db: &str,
+        tables: &[String],
+    ) -> Result<Vec<(String, u64)>, Error> {
         if tables.is_empty() {
             return Ok(Vec::new());
         }
@@ -607,7 +635,10 @@ impl SqlFilter {
                 // At a COPY line start: only `\.` matters; look at up to
                 // three bytes.
                 let need = 3 - self.line.len();
-                let newline = chunk.iter().position(|b| *b == b'\n').map_or(usize::MAX, |p| p + 1);
+                let newline = chunk
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(usize::MAX, |p| p + 1);
                 let take = need.min(chunk.len()).min(newline);
                 self.line.extend_from_slice(&chunk[..take]);
                 chunk = &chunk[take..];
@@ -678,14 +709,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(conn.user, "circle");
-        assert_eq!(conn.password.as_ref().unwrap().expose_secret(), "p'\"$@:/?#%wörd");
-        assert_eq!((conn.host.as_str(), conn.port, conn.dbname.as_str()), ("db.internal", 5433, "circle"));
+        assert_eq!(
+            conn.password.as_ref().unwrap().expose_secret(),
+            "p'\"$@:/?#%wörd"
+        );
+        assert_eq!(
+            (conn.host.as_str(), conn.port, conn.dbname.as_str()),
+            ("db.internal", 5433, "circle")
+        );
         assert_eq!(conn.params.len(), 2);
         assert_eq!(format!("{conn:?}"), "circle@db.internal:5433");
         let err = PgConn::parse_uri("postgresql://u:secret@h/db?sslmod=x").unwrap_err();
         assert!(!err.contains("secret"));
         assert!(PgConn::parse_uri("mysql://h").is_err());
-        assert_eq!(PgConn::parse_uri("postgres://[::1]:6000").unwrap().host, "::1");
+        assert_eq!(
+            PgConn::parse_uri("postgres://[::1]:6000").unwrap().host,
+            "::1"
+        );
         assert_eq!(passfile_field(r"a:b\c"), r"a\:b\\c");
     }
 

@@ -82,9 +82,13 @@ struct PgItem {
 /// Restores `spec.archive`. Nothing is written when the archive is damaged
 /// ([`Error::Damaged`]) or a target holds data without `drop`
 /// ([`Error::NotEmpty`]).
-pub async fn restore(spec: RestoreSpec<'_>, progress: &(dyn Fn(&str) + Sync)) -> Result<RestoreReport, Error> {
+pub async fn restore(
+    spec: RestoreSpec<'_>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<RestoreReport, Error> {
     let started = Instant::now();
-    let work = WorkDir::create(&spec.archive, "restore").map_err(Error::io("the unpack directory"))?;
+    let work =
+        WorkDir::create(&spec.archive, "restore").map_err(Error::io("the unpack directory"))?;
     let unpack = work.path().join("files");
     let archive = spec.archive.clone();
     progress(&format!("reading and verifying {}", archive.display()));
@@ -118,7 +122,10 @@ pub async fn restore(spec: RestoreSpec<'_>, progress: &(dyn Fn(&str) + Sync)) ->
                 ),
                 Layout::Vendor => (
                     unpack.join(format!("{VENDOR_MONGO}{}/{}.bson", c.db, c.collection)),
-                    unpack.join(format!("{VENDOR_MONGO}{}/{}.metadata.json", c.db, c.collection)),
+                    unpack.join(format!(
+                        "{VENDOR_MONGO}{}/{}.metadata.json",
+                        c.db, c.collection
+                    )),
                 ),
             };
             RestoreItem {
@@ -141,14 +148,18 @@ pub async fn restore(spec: RestoreSpec<'_>, progress: &(dyn Fn(&str) + Sync)) ->
             .collect(),
         Layout::Vendor => {
             let wanted: Vec<String> = manifest.postgres.iter().map(|d| d.db.clone()).collect();
-            split_dumpall(&unpack.join(VENDOR_PG), &work.path().join("sections"), &wanted)?
-                .into_iter()
-                .map(|(db, sql)| PgItem {
-                    db,
-                    sql,
-                    skip: skip_for_vendor_dump,
-                })
-                .collect()
+            split_dumpall(
+                &unpack.join(VENDOR_PG),
+                &work.path().join("sections"),
+                &wanted,
+            )?
+            .into_iter()
+            .map(|(db, sql)| PgItem {
+                db,
+                sql,
+                skip: skip_for_vendor_dump,
+            })
+            .collect()
         }
     };
 
@@ -295,7 +306,11 @@ pub async fn restore(spec: RestoreSpec<'_>, progress: &(dyn Fn(&str) + Sync)) ->
 /// database in `wanted` (other sections — globals, `template1`,
 /// `postgres` — are left out). COPY data is never mistaken for a
 /// `\connect` (in COPY text a leading backslash is doubled).
-fn split_dumpall(script: &Path, dir: &Path, wanted: &[String]) -> Result<Vec<(String, PathBuf)>, Error> {
+fn split_dumpall(
+    script: &Path,
+    dir: &Path,
+    wanted: &[String],
+) -> Result<Vec<(String, PathBuf)>, Error> {
     use std::os::unix::fs::OpenOptionsExt as _;
     std::fs::create_dir_all(dir).map_err(Error::io(dir.display()))?;
     let input = std::fs::File::open(script).map_err(Error::io(script.display()))?;

@@ -130,4 +130,3 @@ pub async fn write_whole(dir: &WorkDir, name: &str, bytes: &[u8]) -> std::io::Re
     file.write(bytes).await?;
     file.finish().await
 }
-

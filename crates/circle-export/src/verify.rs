@@ -72,7 +72,9 @@ pub fn inspect(path: &Path, extract_to: Option<&Path>) -> Result<Inspection, Err
         let mut entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                problems.push(format!("the archive is truncated or corrupt after {last}: {e}"));
+                problems.push(format!(
+                    "the archive is truncated or corrupt after {last}: {e}"
+                ));
                 break;
             }
         };
@@ -87,7 +89,9 @@ pub fn inspect(path: &Path, extract_to: Option<&Path>) -> Result<Inspection, Err
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
         if !safe {
-            problems.push(format!("{name}: an absolute path or `..` in an archive entry"));
+            problems.push(format!(
+                "{name}: an absolute path or `..` in an archive entry"
+            ));
             continue;
         }
         let kind = entry.header().entry_type();
@@ -133,7 +137,9 @@ pub fn inspect(path: &Path, extract_to: Option<&Path>) -> Result<Inspection, Err
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) => {
-                    problems.push(format!("{name}: the archive is truncated or corrupt here: {e}"));
+                    problems.push(format!(
+                        "{name}: the archive is truncated or corrupt here: {e}"
+                    ));
                     failed = true;
                     break;
                 }
@@ -156,7 +162,8 @@ pub fn inspect(path: &Path, extract_to: Option<&Path>) -> Result<Inspection, Err
             }
         }
         if let Some(mut out) = out {
-            out.flush().map_err(Error::io(format!("unpacking {name}")))?;
+            out.flush()
+                .map_err(Error::io(format!("unpacking {name}")))?;
         }
         bytes += size;
         if failed {

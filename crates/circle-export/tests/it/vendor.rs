@@ -1,0 +1,1 @@
+//! CircleCI's own circleci_export.tar.gz restores.
