@@ -1,2 +1,146 @@
 //! verify catches a flipped byte, a missing file and a truncated tail, and
 //! restore writes nothing from a damaged archive.
+
+use std::path::{Path, PathBuf};
+
+use bson::{Document, doc};
+use circle_export::{Error, ExportSpec, MongoSource, RestoreSpec, export, inspect, restore};
+
+use crate::{old_mongo, progress, tar_list};
+
+/// Exports a small MongoDB-only archive to `name` in `dir`.
+async fn small_archive(dir: &Path, name: &str) -> PathBuf {
+    let (_member, old) = old_mongo();
+    old.database("circle_ghe")
+        .collection::<Document>("builds")
+        .insert_many(
+            (0..200).map(
+                |i| doc! {"_id": i, "marker": format!("MARKER-{i:04}"), "pad": "y".repeat(500)},
+            ),
+        )
+        .await
+        .unwrap();
+    let out = dir.join(name);
+    export(
+        ExportSpec {
+            mongo: Some(MongoSource::Server {
+                client: &old,
+                databases: vec!["circle_ghe".to_owned()],
+            }),
+            postgres: None,
+            encryption_keys: None,
+            vault_data: None,
+            out: out.clone(),
+            parallel: 2,
+            tool: "circle-export test".to_owned(),
+        },
+        &progress,
+    )
+    .await
+    .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flipped_byte_is_caught_and_nothing_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = small_archive(dir.path(), "a.tar").await;
+    assert!(inspect(&archive, None).unwrap().problems.is_empty());
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let at = bytes
+        .windows(11)
+        .position(|w| w == b"MARKER-0100")
+        .expect("the marker is in the plain tar");
+    bytes[at + 7] ^= 0x01;
+    std::fs::write(&archive, &bytes).unwrap();
+    let problems = inspect(&archive, None).unwrap().problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("mongo/circle_ghe/builds.bson") && problems[0].contains("SHA-256"),
+        "{problems:?}"
+    );
+
+    // restore refuses before touching the target.
+    let (_target_member, target) = old_mongo();
+    let err = restore(
+        RestoreSpec {
+            archive: archive.clone(),
+            mongo: Some((&target, false)),
+            postgres: None,
+            drop: false,
+            dry_run: false,
+            parallel: 2,
+        },
+        &progress,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Damaged(_)), "{err}");
+    assert!(
+        target
+            .list_database_names()
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d != "circle_ghe"),
+        "a damaged archive wrote to the target"
+    );
+    assert!(
+        !dir.path().join("a.tar.restore.d").exists(),
+        "the unpack directory is removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_file_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = small_archive(dir.path(), "b.tar.gz").await;
+    let listed = tar_list(&archive);
+    assert_eq!(
+        listed[0], "manifest.json",
+        "the manifest comes first: {listed:?}"
+    );
+    // Rebuild the archive without the metadata file.
+    let rebuilt = dir.path().join("c.tar");
+    {
+        let mut input = circle_export::archive::open(&archive).unwrap();
+        let mut output = tar::Builder::new(std::fs::File::create(&rebuilt).unwrap());
+        for entry in input.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            if path.ends_with(".metadata.json") {
+                continue;
+            }
+            let mut header = entry.header().clone();
+            output.append_data(&mut header, &path, &mut entry).unwrap();
+        }
+        output.finish().unwrap();
+    }
+    let problems = inspect(&rebuilt, None).unwrap().problems;
+    assert_eq!(
+        problems,
+        ["mongo/circle_ghe/builds.metadata.json: missing from the archive"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncated_tail_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["d.tar.zst", "e.tar.gz", "f.tar"] {
+        let archive = small_archive(dir.path(), name).await;
+        let len = std::fs::metadata(&archive).unwrap().len();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&archive)
+            .unwrap();
+        file.set_len(len * 2 / 3).unwrap();
+        let problems = inspect(&archive, None).unwrap().problems;
+        assert!(!problems.is_empty(), "{name}: a truncated archive passed");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("truncated") || p.contains("missing")),
+            "{name}: {problems:?}"
+        );
+    }
+}
