@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod exit;
+pub mod export;
 pub mod mongo;
 pub mod output;
 pub mod postgres;

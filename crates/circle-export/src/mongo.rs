@@ -203,27 +203,48 @@ pub struct RestoreItem {
     pub metadata: Option<PathBuf>,
 }
 
-/// Which target collections already hold documents.
-pub async fn non_empty(client: &Client, items: &[RestoreItem]) -> Result<Vec<String>, Error> {
-    let mut found = Vec::new();
-    for item in items {
-        let n = client
-            .database(&item.db)
-            .collection::<Document>(&item.collection)
-            .estimated_document_count()
-            .await
-            .map_err(Error::mongo(format!(
-                "count on {}.{}",
-                item.db, item.collection
-            )))?;
-        if n > 0 {
-            found.push(format!(
-                "MongoDB {}.{} holds {n} documents",
-                item.db, item.collection
-            ));
-        }
+/// What a target collection holds before a restore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetState {
+    /// Absent, or empty while the archive has documents: restore it.
+    Empty,
+    /// Exists with exactly the archive's number of documents: an earlier
+    /// restore finished it.
+    Restored,
+    /// Holds something else (this many documents).
+    Occupied(u64),
+}
+
+/// The state of the target collection for `item`, which should end up
+/// with `documents` documents.
+pub async fn target_state(
+    client: &Client,
+    item: &RestoreItem,
+    documents: u64,
+) -> Result<TargetState, Error> {
+    let what = format!("{}.{}", item.db, item.collection);
+    let exists = client
+        .database(&item.db)
+        .list_collection_names()
+        .await
+        .map_err(Error::mongo(format!("listCollections on {}", item.db)))?
+        .contains(&item.collection);
+    if !exists {
+        return Ok(TargetState::Empty);
     }
-    Ok(found)
+    let n = client
+        .database(&item.db)
+        .collection::<Document>(&item.collection)
+        .count_documents(doc! {})
+        .await
+        .map_err(Error::mongo(format!("count on {what}")))?;
+    Ok(if n == documents {
+        TargetState::Restored
+    } else if n == 0 {
+        TargetState::Empty
+    } else {
+        TargetState::Occupied(n)
+    })
 }
 
 /// How many documents go into one insert.

@@ -616,7 +616,7 @@ impl SqlFilter {
 
     fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) {
         while !chunk.is_empty() {
-            if self.in_copy && !(self.at_line_start || !self.line.is_empty()) {
+            if self.in_copy && !self.at_line_start && self.line.is_empty() {
                 // Mid-line in COPY data: pass through to the end of line.
                 match chunk.iter().position(|b| *b == b'\n') {
                     Some(pos) => {

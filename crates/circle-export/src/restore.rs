@@ -50,6 +50,12 @@ pub struct RestoreReport {
     pub databases: usize,
     /// Counts on the target that differ from the archive's.
     pub mismatches: Vec<String>,
+    /// Collections and databases an earlier restore finished (same counts
+    /// as the archive): left as they are.
+    pub skipped: Vec<String>,
+    /// What was (or, with `dry_run`, would be) restored: `mongo db.coll`,
+    /// `postgres db`.
+    pub restored: Vec<String>,
 }
 
 /// Statements left out when restoring CircleCI's `pg_dumpall -c` script
@@ -176,7 +182,12 @@ pub async fn restore(
             pg_items.len()
         )));
     }
+    // What the targets hold: nothing (restore), exactly the archive's
+    // counts (an earlier restore finished: skip, so a second run changes
+    // nothing), or something else (refuse unless --drop).
     let mut occupied = Vec::new();
+    let mut skipped = Vec::new();
+    let mut pg_todo = Vec::new();
     if let Some(pg) = spec.postgres
         && !pg_items.is_empty()
     {
@@ -194,19 +205,62 @@ pub async fn restore(
                 missing.join(", ")
             )));
         }
-        for item in &pg_items {
-            let n = pg.user_tables(&item.db).await?;
-            if n > 0 {
-                occupied.push(format!("PostgreSQL {} holds {n} tables", item.db));
+        for item in pg_items {
+            let tables = pg.user_tables(&item.db).await?;
+            if tables == 0 || spec.drop {
+                pg_todo.push(item);
+                continue;
+            }
+            let wanted = manifest.postgres.iter().find(|d| d.db == item.db);
+            let names: Vec<String> = wanted
+                .map(|d| d.tables.iter().map(|t| t.name.clone()).collect())
+                .unwrap_or_default();
+            let counts = pg.count_rows(&item.db, &names).await.unwrap_or_default();
+            let same = wanted.is_some_and(|d| {
+                d.tables.len() == counts.len()
+                    && d.tables
+                        .iter()
+                        .all(|t| counts.iter().any(|(n, c)| *n == t.name && *c == t.rows))
+            });
+            if same {
+                skipped.push(format!("postgres {}", item.db));
+            } else {
+                occupied.push(format!("PostgreSQL {} holds {tables} tables", item.db));
             }
         }
     }
+    let mut mongo_todo = Vec::new();
     if let Some((client, _)) = spec.mongo {
-        occupied.extend(mongo::non_empty(client, &mongo_items).await?);
+        for item in mongo_items {
+            let documents = manifest
+                .mongo
+                .iter()
+                .find(|c| c.db == item.db && c.collection == item.collection)
+                .map_or(0, |c| c.documents);
+            match mongo::target_state(client, &item, documents).await? {
+                _ if spec.drop => mongo_todo.push(item),
+                mongo::TargetState::Empty => mongo_todo.push(item),
+                mongo::TargetState::Restored => {
+                    skipped.push(format!("mongo {}.{}", item.db, item.collection));
+                }
+                mongo::TargetState::Occupied(n) => occupied.push(format!(
+                    "MongoDB {}.{} holds {n} documents",
+                    item.db, item.collection
+                )),
+            }
+        }
     }
-    if !occupied.is_empty() && !spec.drop {
+    if !occupied.is_empty() {
         return Err(Error::NotEmpty(occupied));
     }
+    if !skipped.is_empty() {
+        progress(&format!(
+            "already restored (same counts as the archive), left as they are: {}",
+            skipped.join(", ")
+        ));
+    }
+    let mongo_items = mongo_todo;
+    let pg_items = pg_todo;
     let mut report = RestoreReport {
         layout,
         dry_run: spec.dry_run,
@@ -214,6 +268,12 @@ pub async fn restore(
         documents: 0,
         databases: pg_items.len(),
         mismatches: Vec::new(),
+        skipped,
+        restored: mongo_items
+            .iter()
+            .map(|i| format!("mongo {}.{}", i.db, i.collection))
+            .chain(pg_items.iter().map(|i| format!("postgres {}", i.db)))
+            .collect(),
         manifest,
     };
     if spec.dry_run {

@@ -47,13 +47,16 @@ pub struct Inspection {
     pub bytes: u64,
 }
 
+/// Rows per table per `\connect` section of a `pg_dumpall` script.
+type Sections = BTreeMap<String, BTreeMap<String, u64>>;
+
 #[derive(Debug, Default)]
 struct Seen {
     size: u64,
     sha256: String,
     documents: Option<Result<u64, String>>,
     rows: Option<Result<BTreeMap<String, u64>, String>>,
-    sections: Option<Result<BTreeMap<String, BTreeMap<String, u64>>, String>>,
+    sections: Option<Result<Sections, String>>,
 }
 
 /// Reads the whole archive at `path`, checking every entry; with

@@ -231,7 +231,17 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
     );
     assert_eq!(new_pg.psql("circle", "SELECT double_it(21)"), "42");
 
-    // Again without --drop: refused, nothing written.
+    // Again: everything is already there (same counts): nothing to do.
+    let second = restore(spec(false, false), &progress).await.unwrap();
+    assert!(second.restored.is_empty(), "{:?}", second.restored);
+    assert_eq!(second.skipped.len(), 4, "{:?}", second.skipped);
+    // A target that holds something else: refused, nothing written.
+    new.client
+        .database("circle_ghe")
+        .collection::<Document>("everything")
+        .insert_one(doc! {"_id": 1000, "written": "by the new installation"})
+        .await
+        .unwrap();
     let err = restore(spec(false, false), &progress).await.unwrap_err();
     assert!(matches!(err, Error::NotEmpty(_)), "{err}");
     assert!(err.to_string().contains("circle_ghe.everything"), "{err}");

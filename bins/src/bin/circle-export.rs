@@ -1,0 +1,306 @@
+//! `circle-export`: the old databases into one verified archive, and back
+//! onto the new hosts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use circle_export::{ExportSpec, MongoSource, PgConn, RestoreSpec};
+use circle_ha::cli;
+use circle_ha::config::{ConfigFile, UsageError};
+use circle_ha::exit::Exit;
+use circle_ha::export;
+use circle_ha::output::emit;
+use clap::{Args, Parser, Subcommand};
+
+/// The long `--help` text.
+const LONG_ABOUT: &str = "Exports the old Services machine's databases into one archive and
+restores it onto the new hosts — the outage window of the runbook.
+
+  circle-export export --mongo-uri mongodb://localhost:27017 \\
+      --pg-uri env:OLD_PG_URI --encryption-keys /data/circle/circleci-encryption-keys \\
+      --out circle-export.tar.zst
+  circle-export verify circle-export.tar.zst
+  circle-export restore circle-export.tar.zst --config ha.toml
+
+The archive (.tar, .tar.gz or .tar.zst, by its name) holds manifest.json
+(versions, every file's size and SHA-256, every collection's document
+count, every table's row count), mongo/<db>/<collection>.bson and
+.metadata.json in mongodump's layout (mongorestore --dir reads it),
+postgres/<db>.sql per database (plain SQL without owners or privileges,
+restorable with psql), encryption-keys/ and vault-data/. It is written
+0600 and appears under its name only when complete.
+
+restore reads and verifies the whole archive before it writes anything,
+refuses targets that hold data unless --drop, restores collections and
+databases in parallel, and compares every count. It also takes the
+circleci_export.tar.gz of CircleCI's own circle-database-export script.
+Targets come from --mongo-uri/--pg-uri or from ha.toml: [mongo] as
+circle-admin, [postgres] as the app role (which owns the databases
+pg-provision made).
+
+URIs holding a password are never accepted on the command line: pass
+env:NAME or file:PATH. MongoDB sources the driver cannot read (the old
+embedded 3.x) are exported from a mongodump directory: --mongo-dump DIR.
+
+Exit codes: 0 success; 1 failure (nothing restored from a damaged archive
+or into an occupied target); 2 bad usage; 3 verify found damage, or
+restore found counts that differ.";
+
+/// Exports the old databases into one verified archive and restores it.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = LONG_ABOUT, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Dump MongoDB and PostgreSQL (in parallel) into one archive.
+    Export {
+        /// The archive to write: .tar, .tar.gz or .tar.zst (multithreaded).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The MongoDB source (4.4+): a URI without password, or env:NAME /
+        /// file:PATH holding one.
+        #[arg(long, value_name = "URI|REF", conflicts_with = "mongo_dump")]
+        mongo_uri: Option<String>,
+        /// A mongodump directory instead (<db>/<collection>.bson), for
+        /// servers the driver cannot read.
+        #[arg(long, value_name = "DIR")]
+        mongo_dump: Option<PathBuf>,
+        /// Only these MongoDB databases (default: all but admin, local,
+        /// config).
+        #[arg(long, value_name = "DB,...", value_delimiter = ',')]
+        mongo_databases: Vec<String>,
+        /// The PostgreSQL source: a URI without password, or env:NAME /
+        /// file:PATH holding one.
+        #[arg(long, value_name = "URI|REF")]
+        pg_uri: Option<String>,
+        /// Only these PostgreSQL databases (default: all but postgres and
+        /// templates).
+        #[arg(long, value_name = "DB,...", value_delimiter = ',')]
+        pg_databases: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+        /// The encryption-keys directory to include.
+        #[arg(long, value_name = "DIR")]
+        encryption_keys: Option<PathBuf>,
+        /// The old contexts-Vault data directory to include.
+        #[arg(long, value_name = "DIR")]
+        vault_data: Option<PathBuf>,
+    },
+    /// Check an archive offline: every checksum and count. Exit 3 listing
+    /// every problem.
+    Verify {
+        /// The archive.
+        archive: PathBuf,
+        /// Print one JSON object on stdout instead of text on stderr.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify an archive completely, then restore it onto the new hosts.
+    Restore {
+        /// The archive (circle-export's, or circleci_export.tar.gz).
+        archive: PathBuf,
+        /// The MongoDB target (default: [mongo] of --config as
+        /// circle-admin).
+        #[arg(long, value_name = "URI|REF")]
+        mongo_uri: Option<String>,
+        /// The PostgreSQL target (default: [postgres] of --config as the
+        /// app role).
+        #[arg(long, value_name = "URI|REF")]
+        pg_uri: Option<String>,
+        /// ha.toml, for targets not given as URIs.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Replace collections and database objects the target already
+        /// holds (needed to finish an interrupted restore).
+        #[arg(long)]
+        drop: bool,
+        /// Verify the archive and check the targets; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Collections and databases handled at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    parallel: usize,
+    /// Where psql and pg_dump live (default: PATH, else the newest
+    /// /usr/lib/postgresql/N/bin).
+    #[arg(long, value_name = "DIR")]
+    pg_bin_dir: Option<PathBuf>,
+    /// Print one JSON object on stdout (no progress) instead of text on
+    /// stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = match &cli.command {
+        Command::Export { common, .. } | Command::Restore { common, .. } => common.json,
+        Command::Verify { json, .. } => *json,
+    };
+    cli::run_main("circle-export", json, run(cli))
+}
+
+#[allow(clippy::print_stderr)]
+fn progress_for(json: bool) -> impl Fn(&str) + Sync {
+    move |line: &str| {
+        if !json {
+            eprintln!("circle-export: {line}");
+        }
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("circle-export: warning: {w}");
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let here = PathBuf::from(".");
+    let mut warnings = Vec::new();
+    match cli.command {
+        Command::Export {
+            out,
+            mongo_uri,
+            mongo_dump,
+            mongo_databases,
+            pg_uri,
+            pg_databases,
+            common,
+            encryption_keys,
+            vault_data,
+        } => {
+            let started = Instant::now();
+            let mongo_client = match &mongo_uri {
+                Some(uri) => {
+                    let uri = export::resolve_uri(
+                        "--mongo-uri",
+                        uri,
+                        &cli::env_var,
+                        &here,
+                        &mut warnings,
+                    )?;
+                    Some(export::mongo_from_uri(&uri).await?.0)
+                }
+                None => None,
+            };
+            let pg = match &pg_uri {
+                Some(uri) => {
+                    let uri =
+                        export::resolve_uri("--pg-uri", uri, &cli::env_var, &here, &mut warnings)?;
+                    let conn = PgConn::parse_uri(&uri)
+                        .map_err(|e| UsageError::new(format!("--pg-uri: {e}")))?;
+                    Some(export::pg_client(
+                        conn,
+                        export::pg_bin_dir(common.pg_bin_dir.clone()),
+                    )?)
+                }
+                None => None,
+            };
+            if mongo_client.is_none() && mongo_dump.is_none() && pg.is_none() {
+                return Err(UsageError::new(
+                    "nothing to export: give --mongo-uri or --mongo-dump, and/or --pg-uri",
+                )
+                .into());
+            }
+            warn(&warnings);
+            let mongo = match (&mongo_client, mongo_dump) {
+                (Some(client), _) => Some(MongoSource::Server {
+                    client,
+                    databases: mongo_databases,
+                }),
+                (None, Some(dir)) => Some(MongoSource::DumpDir(dir)),
+                (None, None) => None,
+            };
+            let report = circle_export::export(
+                ExportSpec {
+                    mongo,
+                    postgres: pg.as_ref().map(|p| (p, pg_databases)),
+                    encryption_keys,
+                    vault_data,
+                    out,
+                    parallel: common.parallel,
+                    tool: format!("circle-export {}", env!("CARGO_PKG_VERSION")),
+                },
+                &progress_for(common.json),
+            )
+            .await?;
+            let (value, text) = export::export_report(&report, started);
+            emit(common.json, &text, &value);
+            Ok(Exit::Success)
+        }
+        Command::Verify { archive, json } => {
+            let path = archive.clone();
+            let inspection =
+                tokio::task::spawn_blocking(move || circle_export::inspect(&path, None)).await??;
+            let (value, text, exit) = export::verify_report(&archive, &inspection);
+            emit(json, &text, &value);
+            Ok(exit)
+        }
+        Command::Restore {
+            archive,
+            mongo_uri,
+            pg_uri,
+            config,
+            drop,
+            dry_run,
+            common,
+        } => {
+            let (mut mongo, mut pg_conn) = (None, None);
+            if let Some(path) = &config {
+                let file = ConfigFile::load(path)?;
+                let targets = export::targets_from_config(&file, &cli::env_var, &mut warnings)?;
+                mongo = targets.mongo;
+                pg_conn = targets.postgres;
+            }
+            if let Some(uri) = &mongo_uri {
+                let uri =
+                    export::resolve_uri("--mongo-uri", uri, &cli::env_var, &here, &mut warnings)?;
+                mongo = Some(export::mongo_from_uri(&uri).await?);
+            }
+            if let Some(uri) = &pg_uri {
+                let uri =
+                    export::resolve_uri("--pg-uri", uri, &cli::env_var, &here, &mut warnings)?;
+                pg_conn = Some(
+                    PgConn::parse_uri(&uri)
+                        .map_err(|e| UsageError::new(format!("--pg-uri: {e}")))?,
+                );
+            }
+            let pg = match pg_conn {
+                Some(conn) => Some(export::pg_client(
+                    conn,
+                    export::pg_bin_dir(common.pg_bin_dir.clone()),
+                )?),
+                None => None,
+            };
+            warn(&warnings);
+            let report = circle_export::restore(
+                RestoreSpec {
+                    archive,
+                    mongo: mongo.as_ref().map(|(c, majority)| (c, *majority)),
+                    postgres: pg.as_ref(),
+                    drop,
+                    dry_run,
+                    parallel: common.parallel,
+                },
+                &progress_for(common.json),
+            )
+            .await?;
+            let (value, text, exit) = export::restore_report(&report);
+            emit(common.json, &text, &value);
+            Ok(exit)
+        }
+    }
+}
