@@ -1,0 +1,218 @@
+//! `circle-export` run as an operator would: URIs with passwords only
+//! through the environment, export → verify → restore twice, a damaged
+//! archive, and a password on the command line refused.
+
+use std::process::Command;
+
+use ha_lab::{LabPki, MongoMember, MongoMemberOptions, Postgres, PostgresOptions, Toolbox};
+use secrecy::ExposeSecret as _;
+use serde_json::Value;
+
+use crate::run;
+
+const HOSTILE: &str = "p'\"$@:/?#%\\ `x` wörd–密";
+
+fn tool(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_circle-export"));
+    command.args(args);
+    command
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn pg_uri(pg: &Postgres, user: &str, password: &str) -> String {
+    format!(
+        "postgresql://{}:{}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}&hostaddr=127.0.0.1",
+        enc(user),
+        enc(password),
+        pg.port(),
+        enc(&pg.ca_file().display().to_string())
+    )
+}
+
+fn psql(pg: &Postgres, db: &str, sql: &str) -> String {
+    let output = Command::new(pg.bin_dir().join("psql"))
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env_clear()
+        .envs(pg.libpq_env(db).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn json(command: &mut Command) -> (i32, Value, String) {
+    let (code, stdout, stderr) = run(command.arg("--json"));
+    assert!(
+        !stdout.contains("wörd") && !stderr.contains("wörd"),
+        "a password leaked"
+    );
+    (
+        code,
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stderr,
+    )
+}
+
+#[test]
+fn export_verify_restore_twice_and_refuse_damage() {
+    let tools = Toolbox::discover(std::env::vars_os());
+    let pki = LabPki::new().unwrap();
+    let old_mongo = MongoMember::start(&tools, MongoMemberOptions::default()).unwrap();
+    let old_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).unwrap();
+    psql(&old_pg, "postgres", "CREATE DATABASE circle");
+    psql(
+        &old_pg,
+        "circle",
+        "CREATE TABLE builds (id int PRIMARY KEY, body text); \
+         INSERT INTO builds SELECT g, repeat('b', g) FROM generate_series(1, 400) g",
+    );
+    // Seed Mongo through the library's own driver dependency.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mongo_uri = format!(
+        "mongodb://localhost:{}/?directConnection=true",
+        old_mongo.port()
+    );
+    runtime.block_on(async {
+        let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
+        client
+            .database("circle_ghe")
+            .collection::<bson::Document>("builds")
+            .insert_many((0..250).map(|i| bson::doc! {"_id": i, "n": i}))
+            .await
+            .unwrap();
+    });
+    let old_password = old_pg.superuser_password().expose_secret().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("circle-export.tar.zst");
+    let archive_arg = archive.display().to_string();
+
+    // A password on the command line is refused before anything happens.
+    let (code, refused, _) = json(
+        tool(&["export", "--out", &archive_arg, "--pg-uri"]).arg(pg_uri(
+            &old_pg,
+            old_pg.superuser(),
+            &old_password,
+        )),
+    );
+    assert_eq!(code, 2, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("env:NAME"),
+        "{refused}"
+    );
+    assert!(!archive.exists());
+
+    let (code, exported, stderr) = json(
+        tool(&[
+            "export",
+            "--out",
+            &archive_arg,
+            "--mongo-uri",
+            &mongo_uri,
+            "--pg-uri",
+            "env:OLD_PG_URI",
+        ])
+        .env(
+            "OLD_PG_URI",
+            pg_uri(&old_pg, old_pg.superuser(), &old_password),
+        ),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(exported["documents"], 250, "{exported}");
+    assert_eq!(exported["rows"], 400, "{exported}");
+    assert_eq!(exported["databases"], 1, "{exported}");
+
+    let (code, verified, _) = json(&mut tool(&["verify", &archive_arg]));
+    assert_eq!(code, 0, "{verified}");
+    assert_eq!(verified["ok"], true);
+
+    // The new hosts.
+    let new_mongo = MongoMember::start(&tools, MongoMemberOptions::default()).unwrap();
+    let new_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).unwrap();
+    psql(
+        &new_pg,
+        "postgres",
+        &format!(
+            "CREATE ROLE circle LOGIN PASSWORD '{}'",
+            HOSTILE.replace('\'', "''")
+        ),
+    );
+    psql(&new_pg, "postgres", "CREATE DATABASE circle OWNER circle");
+    let new_mongo_uri = format!(
+        "mongodb://localhost:{}/?directConnection=true",
+        new_mongo.port()
+    );
+    let restore = || {
+        let mut command = tool(&[
+            "restore",
+            &archive_arg,
+            "--mongo-uri",
+            &new_mongo_uri,
+            "--pg-uri",
+            "env:NEW_PG_URI",
+        ]);
+        command.env("NEW_PG_URI", pg_uri(&new_pg, "circle", HOSTILE));
+        command
+    };
+    let (code, dry, stderr) = json(restore().arg("--dry-run"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        (dry["changed"].clone(), dry["planned"].clone()),
+        (0.into(), 2.into()),
+        "{dry}"
+    );
+    let (code, restored, stderr) = json(&mut restore());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(restored["changed"], 2, "{restored}");
+    assert_eq!(
+        psql(&new_pg, "circle", "SELECT count(*) FROM builds"),
+        "400"
+    );
+    let (code, again, stderr) = json(&mut restore());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(again["changed"], 0, "second restore: {again}");
+
+    // One flipped byte: verify exits 3 naming the file; restore refuses.
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    let damaged = dir.path().join("damaged.tar.zst");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let damaged_arg = damaged.display().to_string();
+    let (code, verdict, _) = json(&mut tool(&["verify", &damaged_arg]));
+    assert_eq!(code, 3, "{verdict}");
+    assert!(
+        !verdict["problems"].as_array().unwrap().is_empty(),
+        "{verdict}"
+    );
+    let (code, refused, _) = json(
+        tool(&[
+            "restore",
+            &damaged_arg,
+            "--mongo-uri",
+            &new_mongo_uri,
+            "--pg-uri",
+            "env:NEW_PG_URI",
+            "--drop",
+        ])
+        .env("NEW_PG_URI", pg_uri(&new_pg, "circle", HOSTILE)),
+    );
+    assert_eq!(code, 1, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was restored"),
+        "{refused}"
+    );
+    assert_eq!(
+        psql(&new_pg, "circle", "SELECT count(*) FROM builds"),
+        "400"
+    );
+}
