@@ -1,0 +1,437 @@
+//! circle-export vs what an operator would run by hand, on generated data
+//! (default 1 GiB: half MongoDB, half PostgreSQL over four databases).
+//!
+//! - export: circle-export (parallel dumps, multithreaded zstd) against
+//!   `pg_dump <db> | gzip` for each database one after another plus `tar
+//!   czf` of the MongoDB dump directory (the mongodump layout, taken from
+//!   circle-export's own archive, because no mongodump exists here — which
+//!   spares the baseline the dumping of MongoDB altogether);
+//! - restore: circle-export's PostgreSQL restore (verify + unpack + parallel
+//!   `psql`) against `psql -f` of the same plain dumps one after another;
+//!   the full restore (MongoDB too) is reported alongside.
+//!
+//! Peak RSS: circle-export's own (VmHWM, reset before each phase) and its
+//! children's (pg_dump/psql, from getrusage); the baseline's largest child.
+//!
+//! Run: `cargo bench -p ha-benches --bench export` (SIZE_MIB=n for another
+//! size, default 1024).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bson::doc;
+use circle_export::{ExportSpec, MongoSource, PgClient, PgConn, RestoreSpec};
+use ha_lab::{LabPki, MongoMember, MongoMemberOptions, Postgres, PostgresOptions, Toolbox};
+use secrecy::ExposeSecret as _;
+
+const PG_DATABASES: [&str; 4] = ["circle", "conductor_production", "vms", "domain"];
+
+fn main() {
+    let size_mib: u64 = std::env::var("SIZE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let tools = Toolbox::discover(std::env::vars_os());
+    let pki = LabPki::new().expect("lab CA");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let work = tempfile::Builder::new()
+        .prefix("export-bench-")
+        .tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp".to_owned()))
+        .expect("work dir");
+
+    eprintln!("bench: generating {size_mib} MiB (half MongoDB, half PostgreSQL) …");
+    let generated = Instant::now();
+    let old_mongo =
+        MongoMember::start(&tools, MongoMemberOptions::default()).expect("mongo member");
+    let old_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).expect("PostgreSQL");
+    let mongo_client = runtime.block_on(seed_mongo(old_mongo.port(), size_mib / 2));
+    seed_pg(&old_pg, size_mib / 2);
+    eprintln!(
+        "bench: generated in {:.0}s",
+        generated.elapsed().as_secs_f64()
+    );
+
+    let source_pg = pg_client(
+        &old_pg,
+        old_pg.superuser(),
+        old_pg.superuser_password().expose_secret(),
+    );
+
+    // --- export: circle-export
+    let archive = work.path().join("export.tar.zst");
+    reset_peak_rss();
+    let children_before = children_maxrss_kib();
+    let started = Instant::now();
+    let report = runtime
+        .block_on(circle_export::export(
+            ExportSpec {
+                mongo: Some(MongoSource::Server {
+                    client: &mongo_client,
+                    databases: Vec::new(),
+                }),
+                postgres: Some((&source_pg, Vec::new())),
+                encryption_keys: None,
+                vault_data: None,
+                out: archive.clone(),
+                parallel: 4,
+                tool: "circle-export bench".to_owned(),
+            },
+            &|_| {},
+        ))
+        .expect("export");
+    let tool_export = started.elapsed();
+    let tool_export_rss = peak_rss_kib();
+    let tool_export_children = children_maxrss_kib().max(children_before);
+
+    // --- export: baseline
+    let base_dir = work.path().join("baseline");
+    std::fs::create_dir_all(&base_dir).expect("baseline dir");
+    let dump_dir = work.path().join("mongodump");
+    extract_mongo_layout(&archive, &dump_dir);
+    let env = old_pg.libpq_env("postgres").expect("libpq env");
+    let started = Instant::now();
+    for db in PG_DATABASES {
+        run_shell(
+            &format!(
+                "{}/pg_dump --format=plain --no-owner --no-privileges {db} | gzip > {}/{db}.sql.gz",
+                old_pg.bin_dir().display(),
+                base_dir.display()
+            ),
+            &env,
+        );
+    }
+    run_shell(
+        &format!(
+            "tar czf {}/mongo.tar.gz -C {} .",
+            base_dir.display(),
+            dump_dir.display()
+        ),
+        &env,
+    );
+    let baseline_export = started.elapsed();
+    let baseline_export_rss = children_maxrss_kib();
+    let baseline_bytes: u64 = std::fs::read_dir(&base_dir)
+        .expect("baseline dir")
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+
+    // --- restore: targets
+    let new_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).expect("PostgreSQL");
+    let base_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).expect("PostgreSQL");
+    for pg in [&new_pg, &base_pg] {
+        psql(pg, "postgres", "CREATE ROLE circle LOGIN PASSWORD 'bench'");
+        for db in PG_DATABASES {
+            psql(
+                pg,
+                "postgres",
+                &format!("CREATE DATABASE {db} OWNER circle"),
+            );
+        }
+    }
+    let new_mongo =
+        MongoMember::start(&tools, MongoMemberOptions::default()).expect("mongo member");
+    let new_mongo_client = runtime.block_on(direct(new_mongo.port()));
+    let target_pg = pg_client(&new_pg, "circle", "bench");
+
+    // PostgreSQL only, for the like-for-like ratio.
+    let pg_archive = work.path().join("pg-only.tar.zst");
+    runtime
+        .block_on(circle_export::export(
+            ExportSpec {
+                mongo: None,
+                postgres: Some((&source_pg, Vec::new())),
+                encryption_keys: None,
+                vault_data: None,
+                out: pg_archive.clone(),
+                parallel: 4,
+                tool: "circle-export bench".to_owned(),
+            },
+            &|_| {},
+        ))
+        .expect("pg-only export");
+    reset_peak_rss();
+    let started = Instant::now();
+    let pg_report = runtime
+        .block_on(circle_export::restore(
+            RestoreSpec {
+                archive: pg_archive,
+                mongo: None,
+                postgres: Some(&target_pg),
+                drop: false,
+                dry_run: false,
+                parallel: 4,
+            },
+            &|_| {},
+        ))
+        .expect("restore");
+    let tool_pg_restore = started.elapsed();
+    let tool_restore_rss = peak_rss_kib();
+    assert!(
+        pg_report.mismatches.is_empty(),
+        "{:?}",
+        pg_report.mismatches
+    );
+
+    // Baseline: psql of the same plain dumps, one after another.
+    let plain = work.path().join("plain");
+    std::fs::create_dir_all(&plain).expect("plain dir");
+    for db in PG_DATABASES {
+        run_shell(
+            &format!(
+                "gzip -dc {0}/{db}.sql.gz > {1}/{db}.sql",
+                base_dir.display(),
+                plain.display()
+            ),
+            &env,
+        );
+    }
+    let base_env = base_pg.libpq_env("postgres").expect("libpq env");
+    let started = Instant::now();
+    for db in PG_DATABASES {
+        run_shell(
+            &format!(
+                "{}/psql -X -q -v ON_ERROR_STOP=1 -d {db} -f {}/{db}.sql > /dev/null",
+                base_pg.bin_dir().display(),
+                plain.display()
+            ),
+            &base_env,
+        );
+    }
+    let baseline_pg_restore = started.elapsed();
+
+    // The full restore (MongoDB and PostgreSQL) into fresh databases.
+    for db in PG_DATABASES {
+        psql(&new_pg, "postgres", &format!("DROP DATABASE {db}"));
+        psql(
+            &new_pg,
+            "postgres",
+            &format!("CREATE DATABASE {db} OWNER circle"),
+        );
+    }
+    let started = Instant::now();
+    let full = runtime
+        .block_on(circle_export::restore(
+            RestoreSpec {
+                archive: archive.clone(),
+                mongo: Some((&new_mongo_client, false)),
+                postgres: Some(&target_pg),
+                drop: false,
+                dry_run: false,
+                parallel: 4,
+            },
+            &|_| {},
+        ))
+        .expect("full restore");
+    let tool_full_restore = started.elapsed();
+    assert!(full.mismatches.is_empty(), "{:?}", full.mismatches);
+
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let secs = |d: Duration| d.as_secs_f64();
+    println!(
+        "circle-export benchmark: {size_mib} MiB generated ({:.0} MiB of dumps), 2 databases of MongoDB + {} of PostgreSQL, {} cores",
+        mib(report.data_bytes),
+        PG_DATABASES.len(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "export   circle-export {:>7.1}s  archive {:>7.1} MiB  peak RSS {:>5} MiB (children {:>4} MiB)",
+        secs(tool_export),
+        mib(report.archive_bytes),
+        tool_export_rss / 1024,
+        tool_export_children / 1024
+    );
+    println!(
+        "export   baseline      {:>7.1}s  archive {:>7.1} MiB  peak RSS {:>5} MiB (largest child)",
+        secs(baseline_export),
+        mib(baseline_bytes),
+        baseline_export_rss / 1024
+    );
+    println!(
+        "export   ratio         {:>7.2}x faster",
+        secs(baseline_export) / secs(tool_export)
+    );
+    println!(
+        "restore  circle-export {:>7.1}s  (PostgreSQL part: verify + unpack + parallel psql; peak RSS {} MiB)",
+        secs(tool_pg_restore),
+        tool_restore_rss / 1024
+    );
+    println!(
+        "restore  baseline      {:>7.1}s  (psql -f of the same plain dumps, one after another)",
+        secs(baseline_pg_restore)
+    );
+    println!(
+        "restore  ratio         {:>7.2}x faster",
+        secs(baseline_pg_restore) / secs(tool_pg_restore)
+    );
+    println!(
+        "restore  full archive  {:>7.1}s  (MongoDB {} documents + PostgreSQL; no baseline: no mongorestore here)",
+        secs(tool_full_restore),
+        full.documents
+    );
+    drop(old_mongo);
+}
+
+async fn direct(port: u16) -> mongodb::Client {
+    mongodb::Client::with_uri_str(format!("mongodb://localhost:{port}/?directConnection=true"))
+        .await
+        .expect("mongo client")
+}
+
+/// `mib` MiB of ~1 KiB documents with incompressible-ish hex strings, over
+/// four collections in two databases.
+async fn seed_mongo(port: u16, mib: u64) -> mongodb::Client {
+    let client = direct(port).await;
+    let docs_total = mib * 1024;
+    let targets = [
+        ("circle_ghe", "builds"),
+        ("circle_ghe", "action_logs"),
+        ("build_state_dev_ghe", "states"),
+        ("containers_dev_ghe", "containers"),
+    ];
+    let per = docs_total / targets.len() as u64;
+    let mut tasks = Vec::new();
+    for (t, (db, coll)) in targets.into_iter().enumerate() {
+        let collection = client.database(db).collection::<bson::Document>(coll);
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while i < per {
+                let batch: Vec<bson::Document> = (i..(i + 2000).min(per))
+                    .map(|n| {
+                        doc! {
+                            "_id": n as i64,
+                            "vcs_url": format!("https://github.com/org{}/repo{}", n % 97, n % 1013),
+                            "payload": hexish(n * 31 + t as u64, 900),
+                            "n": n as i64,
+                            "ok": n % 3 == 0,
+                        }
+                    })
+                    .collect();
+                i += batch.len() as u64;
+                collection.insert_many(batch).await.expect("insert");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("seed task");
+    }
+    client
+}
+
+/// `len` pseudo-random hex characters (compress like real ids and hashes).
+fn hexish(seed: u64, len: usize) -> String {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut s = String::with_capacity(len);
+    while s.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push_str(&format!("{x:016x}"));
+    }
+    s.truncate(len);
+    s
+}
+
+fn seed_pg(pg: &Postgres, mib: u64) {
+    let rows = mib * 1024 / PG_DATABASES.len() as u64;
+    for db in PG_DATABASES {
+        psql(pg, "postgres", &format!("CREATE DATABASE {db}"));
+        psql(
+            pg,
+            db,
+            &format!(
+                "CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz, kind text, body text, data jsonb); \
+                 INSERT INTO events SELECT g, timestamptz '2019-01-01' + g * interval '1 second', \
+                 (ARRAY['build','deploy','test'])[1 + g % 3], \
+                 md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) || repeat(md5((g * 17)::text), 20), \
+                 jsonb_build_object('g', g, 'h', md5(g::text)) \
+                 FROM generate_series(1, {rows}) g"
+            ),
+        );
+    }
+}
+
+fn pg_client(pg: &Postgres, user: &str, password: &str) -> PgClient {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let uri = format!(
+        "postgresql://{}:{}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}&hostaddr=127.0.0.1",
+        enc(user),
+        enc(password),
+        pg.port(),
+        enc(&pg.ca_file().display().to_string())
+    );
+    PgClient::new(
+        PgConn::parse_uri(&uri).expect("uri"),
+        Some(pg.bin_dir().to_owned()),
+    )
+    .expect("pg client")
+}
+
+fn psql(pg: &Postgres, db: &str, sql: &str) {
+    let status = Command::new(pg.bin_dir().join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env_clear()
+        .envs(pg.libpq_env(db).expect("libpq env"))
+        .status()
+        .expect("psql");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
+fn run_shell(script: &str, env: &[(std::ffi::OsString, std::ffi::OsString)]) {
+    let status = Command::new("bash")
+        .args(["-o", "pipefail", "-c", script])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().cloned())
+        .status()
+        .expect("bash");
+    assert!(status.success(), "failed: {script}");
+}
+
+/// The MongoDB part of the archive as a mongodump directory.
+fn extract_mongo_layout(archive: &Path, into: &Path) {
+    let mut reader = circle_export::archive::open(archive).expect("archive");
+    for entry in reader.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let path: PathBuf = entry.path().expect("path").into_owned();
+        if let Ok(rest) = path.strip_prefix("mongo") {
+            let target = into.join(rest);
+            std::fs::create_dir_all(target.parent().expect("parent")).expect("dir");
+            entry.unpack(&target).expect("unpack");
+        }
+    }
+}
+
+fn reset_peak_rss() {
+    // Writing 5 to clear_refs resets VmHWM (Linux 4.0+).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[allow(unsafe_code)]
+fn children_maxrss_kib() -> u64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a complete rusage into the pointer.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    usage.ru_maxrss as u64
+}
