@@ -8,3 +8,7 @@
 //! - `provision`: pg-provision creating the runbook's eight databases, their
 //!   extensions and the app role, against a sequential `psql -f` script that
 //!   does the same, on a durable (fsync on) lab PostgreSQL.
+//! - `export`: circle-export's export and restore of generated data
+//!   (`SIZE_MIB`, default 1024, half MongoDB, half PostgreSQL) against
+//!   `pg_dump | gzip` per database plus `tar czf` of the MongoDB dump, and
+//!   against `psql -f` of the same dumps one after another; with peak RSS.
