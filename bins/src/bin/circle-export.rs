@@ -66,7 +66,7 @@ enum Command {
         /// file:PATH holding one.
         #[arg(long, value_name = "URI|REF", conflicts_with = "mongo_dump")]
         mongo_uri: Option<String>,
-        /// A mongodump directory instead (<db>/<collection>.bson), for
+        /// A mongodump directory instead (DB/COLLECTION.bson), for
         /// servers the driver cannot read.
         #[arg(long, value_name = "DIR")]
         mongo_dump: Option<PathBuf>,
@@ -104,11 +104,11 @@ enum Command {
     Restore {
         /// The archive (circle-export's, or circleci_export.tar.gz).
         archive: PathBuf,
-        /// The MongoDB target (default: [mongo] of --config as
+        /// The MongoDB target (default: the mongo section of --config as
         /// circle-admin).
         #[arg(long, value_name = "URI|REF")]
         mongo_uri: Option<String>,
-        /// The PostgreSQL target (default: [postgres] of --config as the
+        /// The PostgreSQL target (default: the postgres section of --config as the
         /// app role).
         #[arg(long, value_name = "URI|REF")]
         pg_uri: Option<String>,
