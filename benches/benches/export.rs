@@ -6,15 +6,19 @@
 //!   czf` of the MongoDB dump directory (the mongodump layout, taken from
 //!   circle-export's own archive, because no mongodump exists here — which
 //!   spares the baseline the dumping of MongoDB altogether);
-//! - restore: circle-export's PostgreSQL restore (verify + unpack + parallel
-//!   `psql`) against `psql -f` of the same plain dumps one after another;
-//!   the full restore (MongoDB too) is reported alongside.
+//! - restore, into durable servers (fsync on): circle-export's PostgreSQL
+//!   restore (verify + unpack + parallel `psql`) against `psql -f` of the
+//!   same plain dumps, already decompressed, one after another (the
+//!   strictest baseline), and against `gzip -dc <db>.sql.gz | psql` one
+//!   after another (restoring the baseline's own archive); the full restore
+//!   (MongoDB too) is reported alongside.
 //!
 //! Peak RSS: circle-export's own (VmHWM, reset before each phase) and its
 //! children's (pg_dump/psql, from getrusage); the baseline's largest child.
 //!
 //! Run: `cargo bench -p ha-benches --bench export` (SIZE_MIB=n for another
-//! size, default 1024).
+//! size, default 1024; BENCH_TRACE=1 to see the tool's progress lines with
+//! their times).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +36,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
+    // BENCH_TRACE=1: the tool's progress lines, timed from the bench's start.
+    let trace_on = std::env::var_os("BENCH_TRACE").is_some();
+    let bench_start = Instant::now();
+    let trace = move |line: &str| {
+        if trace_on {
+            eprintln!("  [{:>7.2}s] {line}", bench_start.elapsed().as_secs_f64());
+        }
+    };
     let tools = Toolbox::discover(std::env::vars_os());
     let pki = LabPki::new().expect("lab CA");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -75,9 +87,10 @@ fn main() {
                 vault_data: None,
                 out: archive.clone(),
                 parallel: 4,
+                meter: circle_export::Meter::default(),
                 tool: "circle-export bench".to_owned(),
             },
-            &|_| {},
+            &trace,
         ))
         .expect("export");
     let tool_export = started.elapsed();
@@ -118,9 +131,13 @@ fn main() {
         .map(|m| m.len())
         .sum();
 
-    // --- restore: targets
-    let new_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).expect("PostgreSQL");
-    let base_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).expect("PostgreSQL");
+    // --- restore: targets, durable (fsync on) as real servers are
+    let durable = || PostgresOptions {
+        durable: true,
+        ..PostgresOptions::default()
+    };
+    let new_pg = Postgres::start(&tools, &pki, durable()).expect("PostgreSQL");
+    let base_pg = Postgres::start(&tools, &pki, durable()).expect("PostgreSQL");
     for pg in [&new_pg, &base_pg] {
         psql(pg, "postgres", "CREATE ROLE circle LOGIN PASSWORD 'bench'");
         for db in PG_DATABASES {
@@ -147,9 +164,10 @@ fn main() {
                 vault_data: None,
                 out: pg_archive.clone(),
                 parallel: 4,
+                meter: circle_export::Meter::default(),
                 tool: "circle-export bench".to_owned(),
             },
-            &|_| {},
+            &trace,
         ))
         .expect("pg-only export");
     reset_peak_rss();
@@ -163,8 +181,9 @@ fn main() {
                 drop: false,
                 dry_run: false,
                 parallel: 4,
+                meter: circle_export::Meter::default(),
             },
-            &|_| {},
+            &trace,
         ))
         .expect("restore");
     let tool_pg_restore = started.elapsed();
@@ -202,6 +221,29 @@ fn main() {
     }
     let baseline_pg_restore = started.elapsed();
 
+    // Baseline as an operator restores the baseline's own archive: each
+    // `<db>.sql.gz` through gunzip into psql, one after another.
+    for db in PG_DATABASES {
+        psql(&base_pg, "postgres", &format!("DROP DATABASE {db}"));
+        psql(
+            &base_pg,
+            "postgres",
+            &format!("CREATE DATABASE {db} OWNER circle"),
+        );
+    }
+    let started = Instant::now();
+    for db in PG_DATABASES {
+        run_shell(
+            &format!(
+                "set -o pipefail; gzip -dc {}/{db}.sql.gz | {}/psql -X -q -v ON_ERROR_STOP=1 -d {db} > /dev/null",
+                base_dir.display(),
+                base_pg.bin_dir().display(),
+            ),
+            &base_env,
+        );
+    }
+    let baseline_gunzip_restore = started.elapsed();
+
     // The full restore (MongoDB and PostgreSQL) into fresh databases.
     for db in PG_DATABASES {
         psql(&new_pg, "postgres", &format!("DROP DATABASE {db}"));
@@ -221,8 +263,9 @@ fn main() {
                 drop: false,
                 dry_run: false,
                 parallel: 4,
+                meter: circle_export::Meter::default(),
             },
-            &|_| {},
+            &trace,
         ))
         .expect("full restore");
     let tool_full_restore = started.elapsed();
@@ -265,6 +308,14 @@ fn main() {
     println!(
         "restore  ratio         {:>7.2}x faster",
         secs(baseline_pg_restore) / secs(tool_pg_restore)
+    );
+    println!(
+        "restore  baseline 2    {:>7.1}s  (gzip -dc <db>.sql.gz | psql, one after another: the baseline archive restored)",
+        secs(baseline_gunzip_restore)
+    );
+    println!(
+        "restore  ratio 2       {:>7.2}x faster",
+        secs(baseline_gunzip_restore) / secs(tool_pg_restore)
     );
     println!(
         "restore  full archive  {:>7.1}s  (MongoDB {} documents + PostgreSQL; no baseline: no mongorestore here)",
@@ -396,7 +447,8 @@ fn run_shell(script: &str, env: &[(std::ffi::OsString, std::ffi::OsString)]) {
 
 /// The MongoDB part of the archive as a mongodump directory.
 fn extract_mongo_layout(archive: &Path, into: &Path) {
-    let mut reader = circle_export::archive::open(archive).expect("archive");
+    let mut reader =
+        circle_export::archive::open(archive, &circle_export::Meter::default()).expect("archive");
     for entry in reader.entries().expect("entries") {
         let mut entry = entry.expect("entry");
         let path: PathBuf = entry.path().expect("path").into_owned();

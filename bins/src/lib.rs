@@ -16,6 +16,7 @@ pub mod export;
 pub mod mongo;
 pub mod output;
 pub mod postgres;
+pub mod progress;
 pub mod secret;
 pub mod services;
 pub mod vault;

@@ -1,16 +1,18 @@
 //! `circle-export`: the old databases into one verified archive, and back
 //! onto the new hosts.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use circle_export::{ExportSpec, MongoSource, PgConn, RestoreSpec};
+use circle_export::{ExportSpec, Meter, MongoSource, PgConn, RestoreSpec};
 use circle_ha::cli;
 use circle_ha::config::{ConfigFile, UsageError};
 use circle_ha::exit::Exit;
 use circle_ha::export;
 use circle_ha::output::emit;
+use circle_ha::progress::ProgressBar;
 use clap::{Args, Parser, Subcommand};
 
 /// The long `--help` text.
@@ -151,13 +153,15 @@ fn main() -> ExitCode {
     cli::run_main("circle-export", json, run(cli))
 }
 
-#[allow(clippy::print_stderr)]
-fn progress_for(json: bool) -> impl Fn(&str) + Sync {
-    move |line: &str| {
-        if !json {
-            eprintln!("circle-export: {line}");
-        }
-    }
+/// Progress lines on stderr (none with --json), with a bar for the long
+/// stages when stderr is a terminal.
+fn progress_bar(meter: &Meter, json: bool) -> ProgressBar {
+    ProgressBar::start(
+        "circle-export",
+        meter.clone(),
+        std::io::stderr().is_terminal(),
+        json,
+    )
 }
 
 #[allow(clippy::print_stderr)]
@@ -224,6 +228,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 (None, Some(dir)) => Some(MongoSource::DumpDir(dir)),
                 (None, None) => None,
             };
+            let meter = Meter::new();
+            let bar = progress_bar(&meter, common.json);
             let report = circle_export::export(
                 ExportSpec {
                     mongo,
@@ -233,18 +239,25 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     out,
                     parallel: common.parallel,
                     tool: format!("circle-export {}", env!("CARGO_PKG_VERSION")),
+                    meter,
                 },
-                &progress_for(common.json),
+                &|line| bar.line(line),
             )
             .await?;
+            drop(bar);
             let (value, text) = export::export_report(&report, started);
             emit(common.json, &text, &value);
             Ok(Exit::Success)
         }
         Command::Verify { archive, json } => {
             let path = archive.clone();
-            let inspection =
-                tokio::task::spawn_blocking(move || circle_export::inspect(&path, None)).await??;
+            let meter = Meter::new();
+            let bar = progress_bar(&meter, json);
+            let inspection = tokio::task::spawn_blocking(move || {
+                circle_export::inspect_metered(&path, None, &meter)
+            })
+            .await??;
+            drop(bar);
             let (value, text, exit) = export::verify_report(&archive, &inspection);
             emit(json, &text, &value);
             Ok(exit)
@@ -286,6 +299,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 None => None,
             };
             warn(&warnings);
+            let meter = Meter::new();
+            let bar = progress_bar(&meter, common.json);
             let report = circle_export::restore(
                 RestoreSpec {
                     archive,
@@ -294,10 +309,12 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     drop,
                     dry_run,
                     parallel: common.parallel,
+                    meter,
                 },
-                &progress_for(common.json),
+                &|line| bar.line(line),
             )
             .await?;
+            std::mem::drop(bar);
             let (value, text, exit) = export::restore_report(&report);
             emit(common.json, &text, &value);
             Ok(exit)

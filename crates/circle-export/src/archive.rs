@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::meter::{CountingReader, Meter};
+
 /// How the tar stream is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
@@ -153,11 +155,12 @@ impl ArchiveWriter {
     }
 
     /// Appends the file at `source` as `name` (mode 0600), streaming it.
-    pub fn append_file(&mut self, name: &str, source: &Path) -> io::Result<()> {
+    pub fn append_file(&mut self, name: &str, source: &Path, meter: &Meter) -> io::Result<()> {
         let file = File::open(source)?;
         let size = file.metadata()?.len();
         let mut header = header(size);
-        let reader = BufReader::with_capacity(1 << 20, file).take(size);
+        let reader =
+            CountingReader::new(BufReader::with_capacity(1 << 20, file), meter.clone()).take(size);
         self.builder().append_data(&mut header, name, reader)
     }
 
@@ -205,10 +208,14 @@ fn header(size: u64) -> tar::Header {
     header
 }
 
-/// Opens an archive for reading, whatever its compression.
-pub fn open(path: &Path) -> io::Result<tar::Archive<Box<dyn Read + Send>>> {
+/// Opens an archive for reading, whatever its compression, counting the
+/// bytes of the file read into `meter`.
+pub fn open(path: &Path, meter: &Meter) -> io::Result<tar::Archive<Box<dyn Read + Send>>> {
     let compression = Compression::sniff(path)?;
-    let file = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let file = BufReader::with_capacity(
+        1 << 20,
+        CountingReader::new(File::open(path)?, meter.clone()),
+    );
     let reader: Box<dyn Read + Send> = match compression {
         Compression::None => Box::new(file),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),

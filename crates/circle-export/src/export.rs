@@ -14,6 +14,7 @@ use crate::manifest::{
     CollectionEntry, DatabaseEntry, FORMAT, FileEntry, MANIFEST_PATH, Manifest, bson_path,
     metadata_path,
 };
+use crate::meter::{Meter, Stage};
 use crate::mongo;
 use crate::postgres::PgClient;
 use crate::spool::{HashedFile, WorkDir};
@@ -51,6 +52,9 @@ pub struct ExportSpec<'a> {
     pub parallel: usize,
     /// `circle-export <version>`, for the manifest.
     pub tool: String,
+    /// Counts bytes dumped ([`Stage::Dumping`]) and archived
+    /// ([`Stage::Archiving`]) for a progress display.
+    pub meter: Meter,
 }
 
 /// What an export produced.
@@ -92,7 +96,11 @@ pub async fn export(
         }
     }
     let started = Instant::now();
-    let spool = WorkDir::create(&spec.out, "spool").map_err(Error::io("the spool directory"))?;
+    let spool = WorkDir::create(&spec.out, "spool")
+        .map_err(Error::io("the spool directory"))?
+        .with_meter(spec.meter.clone());
+    let meter = &spec.meter;
+    meter.begin(Stage::Dumping, 0);
     let files_cell = Mutex::new(Vec::<FileEntry>::new());
     let files = &files_cell;
     let mut manifest = Manifest {
@@ -107,6 +115,9 @@ pub async fn export(
             Some(MongoSource::Server { client, databases }) => {
                 let version = mongo::server_version(client).await?;
                 let collections = mongo::list_collections(client, databases).await?;
+                let mut dbs: Vec<String> = collections.iter().map(|c| c.db.clone()).collect();
+                dbs.dedup();
+                meter.add_total(mongo::estimate_bytes(client, &dbs).await);
                 let total = collections.len();
                 let done = std::sync::atomic::AtomicUsize::new(0);
                 let results = mongo::for_each_parallel(collections, spec.parallel, |c| {
@@ -134,7 +145,7 @@ pub async fn export(
                 Ok((Some(version), results))
             }
             Some(MongoSource::DumpDir(dir)) => {
-                let counted = copy_dump_dir(dir, &spool, files, progress).await?;
+                let counted = copy_dump_dir(dir, &spool, files, progress, meter).await?;
                 Ok((None, counted))
             }
         }
@@ -145,6 +156,11 @@ pub async fn export(
             Some((pg, only)) => {
                 let version = pg.server_version().await?;
                 let databases = pg.databases(only).await?;
+                let sizes = futures_util::future::join_all(
+                    databases.iter().map(|db| pg.estimate_bytes(db)),
+                )
+                .await;
+                meter.add_total(sizes.iter().sum());
                 let results = mongo::for_each_parallel(databases, spec.parallel, |db| {
                     let spool = &spool;
                     async move {
@@ -175,7 +191,7 @@ pub async fn export(
         (&spec.vault_data, "vault-data"),
     ] {
         if let Some(dir) = dir {
-            let entries = copy_tree(dir, prefix, &spool).await?;
+            let entries = copy_tree(dir, prefix, &spool, meter).await?;
             progress(&format!("{prefix}: {} files", entries.len()));
             files
                 .lock()
@@ -200,6 +216,8 @@ pub async fn export(
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
     let out = spec.out.clone();
     let manifest_for_archive = manifest.clone();
+    meter.begin(Stage::Archiving, data_bytes);
+    let archive_meter = meter.clone();
     let archive = tokio::task::spawn_blocking(move || -> Result<PathBuf, Error> {
         let what = || format!("writing {}", out.display());
         let mut writer =
@@ -211,7 +229,7 @@ pub async fn export(
             .map_err(Error::io(what()))?;
         for file in &manifest_for_archive.files {
             writer
-                .append_file(&file.path, &spool.join(&file.path))
+                .append_file(&file.path, &spool.join(&file.path), &archive_meter)
                 .map_err(Error::io(what()))?;
         }
         let path = writer.finish().map_err(Error::io(what()))?;
@@ -220,6 +238,7 @@ pub async fn export(
     })
     .await
     .map_err(|e| Error::Invalid(format!("the archive writer panicked: {e}")))??;
+    meter.end();
     let archive_bytes = std::fs::metadata(&archive)
         .map_err(Error::io(archive.display()))?
         .len();
@@ -269,6 +288,7 @@ async fn copy_dump_dir(
     spool: &WorkDir,
     files: &Mutex<Vec<FileEntry>>,
     progress: &(dyn Fn(&str) + Sync),
+    meter: &Meter,
 ) -> Result<Vec<CollectionEntry>, Error> {
     let mut collections = Vec::new();
     let mut dbs: Vec<_> = std::fs::read_dir(dir)
@@ -288,6 +308,12 @@ async fn copy_dump_dir(
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
+        for name in &names {
+            if name.ends_with(".bson") {
+                let size = std::fs::metadata(db_entry.path().join(name)).map_or(0, |m| m.len());
+                meter.add_total(size);
+            }
+        }
         for name in &names {
             if name.ends_with(".bson.gz") {
                 return Err(Error::Invalid(format!(
@@ -377,7 +403,12 @@ async fn copy_stream(
 }
 
 /// Copies every regular file under `dir` to `<prefix>/<relative path>`.
-async fn copy_tree(dir: &Path, prefix: &str, spool: &WorkDir) -> Result<Vec<FileEntry>, Error> {
+async fn copy_tree(
+    dir: &Path,
+    prefix: &str,
+    spool: &WorkDir,
+    meter: &Meter,
+) -> Result<Vec<FileEntry>, Error> {
     let mut stack = vec![dir.to_owned()];
     let mut entries = Vec::new();
     while let Some(current) = stack.pop() {
@@ -395,6 +426,7 @@ async fn copy_tree(dir: &Path, prefix: &str, spool: &WorkDir) -> Result<Vec<File
                     .map_err(|e| Error::Invalid(e.to_string()))?
                     .to_string_lossy()
                     .into_owned();
+                meter.add_total(entry.metadata().map_or(0, |m| m.len()));
                 entries.push(copy_file(&path, &format!("{prefix}/{relative}"), spool).await?);
             } else {
                 return Err(Error::Invalid(format!(

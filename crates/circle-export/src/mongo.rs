@@ -13,6 +13,7 @@ use tokio::io::AsyncReadExt as _;
 use crate::count::MAX_DOCUMENT;
 use crate::error::Error;
 use crate::manifest::{CollectionEntry, FileEntry, bson_path, metadata_path};
+use crate::meter::Meter;
 use crate::spool::{HashedFile, WorkDir, write_whole};
 
 /// Databases never exported (users come from mongo-rs-setup).
@@ -39,6 +40,24 @@ pub async fn server_version(client: &Client) -> Result<String, Error> {
         .await
         .map_err(Error::mongo("buildInfo"))?;
     Ok(info.get_str("version").unwrap_or("unknown").to_owned())
+}
+
+/// Roughly how many bytes of BSON `databases` hold (`dbStats`
+/// `dataSize`), for a progress estimate; 0 where the server will not say.
+pub async fn estimate_bytes(client: &Client, databases: &[String]) -> u64 {
+    let mut total = 0u64;
+    for db in databases {
+        if let Ok(stats) = client.database(db).run_command(doc! {"dbStats": 1}).await {
+            let size = match stats.get("dataSize") {
+                Some(bson::Bson::Double(d)) => *d as u64,
+                Some(bson::Bson::Int32(i)) => u64::try_from(*i).unwrap_or(0),
+                Some(bson::Bson::Int64(i)) => u64::try_from(*i).unwrap_or(0),
+                _ => 0,
+            };
+            total += size;
+        }
+    }
+    total
 }
 
 /// The collections to export: every database but admin/local/config (or
@@ -262,6 +281,7 @@ pub async fn restore_collection(
     item: &RestoreItem,
     drop: bool,
     majority: bool,
+    meter: &Meter,
 ) -> Result<u64, Error> {
     let what = format!("{}.{}", item.db, item.collection);
     let database = client.database(&item.db);
@@ -333,14 +353,17 @@ pub async fn restore_collection(
         let collection = collection.clone();
         let concern = concern.clone();
         let what = what.clone();
+        let meter = meter.clone();
         pending = Some(tokio::spawn(async move {
             let n = batch.len() as u64;
+            let bytes: u64 = batch.iter().map(|d| d.as_bytes().len() as u64).sum();
             collection
                 .insert_many(batch)
                 .ordered(false)
                 .write_concern(concern)
                 .await
                 .map_err(Error::mongo(format!("insert into {what}")))?;
+            meter.add(bytes);
             Ok(n)
         }));
     }

@@ -15,6 +15,7 @@ use tokio::process::Command;
 use crate::count::CopyCounter;
 use crate::error::Error;
 use crate::manifest::{DatabaseEntry, FileEntry, TableEntry, sql_path};
+use crate::meter::Meter;
 use crate::spool::{HashedFile, WorkDir};
 
 /// Where and how to connect, parsed from a libpq URI.
@@ -282,6 +283,22 @@ impl PgClient {
         }
     }
 
+    /// Roughly how many bytes a dump of `db` will take (its tables'
+    /// sizes without indexes), for a progress estimate; 0 when unknown.
+    pub async fn estimate_bytes(&self, db: &str) -> u64 {
+        let sql = "SELECT coalesce(sum(pg_table_size(c.oid)), 0)::bigint FROM pg_class c \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm') \
+                   AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                   AND n.nspname NOT LIKE 'pg_toast%'";
+        match self.query(db, sql).await {
+            Ok(lines) => lines
+                .first()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+
     /// The server's version.
     pub async fn server_version(&self) -> Result<String, Error> {
         let lines = self
@@ -325,7 +342,10 @@ impl PgClient {
 
     /// Dumps `db` with `pg_dump` as plain SQL into the spool, without
     /// owners and privileges (the restore makes the connecting role own
-    /// everything), counting rows per table on the way.
+    /// everything) and without `COMMENT ON EXTENSION` (only an extension's
+    /// owner may run it, and the extensions come from pg-provision), so
+    /// the file restores with plain `psql` as the app role. Rows are
+    /// counted per table on the way.
     pub async fn export_database(
         &self,
         db: &str,
@@ -356,19 +376,27 @@ impl PgClient {
             .await
             .map_err(Error::io(format!("spool file for {db}")))?;
         let mut counter = CopyCounter::default();
+        let mut filter = SqlFilter::new(skip_for_own_dump);
         let mut buf = vec![0u8; 1 << 20];
+        let mut out = Vec::with_capacity(1 << 20);
         loop {
             let n = stdout
                 .read(&mut buf)
                 .await
                 .map_err(Error::io(format!("reading {what}")))?;
+            out.clear();
+            if n == 0 {
+                filter.finish(&mut out);
+            } else {
+                counter.feed(&buf[..n]);
+                filter.feed(&buf[..n], &mut out);
+            }
+            file.write(&out)
+                .await
+                .map_err(Error::io(format!("spool file for {db}")))?;
             if n == 0 {
                 break;
             }
-            counter.feed(&buf[..n]);
-            file.write(&buf[..n])
-                .await
-                .map_err(Error::io(format!("spool file for {db}")))?;
         }
         let status = child.wait().await.map_err(Error::io(&what))?;
         let stderr = errors.await.unwrap_or_default();
@@ -428,15 +456,11 @@ impl PgClient {
     }
 
     /// Restores `sql` (a file written by [`PgClient::export_database`], or
-    /// a section of a `pg_dumpall` script) into `db` with `psql -1 -v
-    /// ON_ERROR_STOP=1`, leaving out the statements `skip` rejects (outside
-    /// COPY data).
-    pub async fn restore_database(
-        &self,
-        db: &str,
-        sql: &Path,
-        skip: fn(&[u8]) -> bool,
-    ) -> Result<(), Error> {
+    /// a section of a `pg_dumpall` script cleaned for the target) into `db`
+    /// with `psql --single-transaction -v ON_ERROR_STOP=1`, counting the
+    /// bytes fed to it into `meter`. The file goes to psql untouched,
+    /// through the kernel (no copy through this process).
+    pub async fn restore_database(&self, db: &str, sql: &Path, meter: &Meter) -> Result<(), Error> {
         let what = format!("restoring {db} at {} from {}", self.conn, sql.display());
         let mut child = self
             .command("psql", db)
@@ -446,54 +470,35 @@ impl PgClient {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.spawn_error("psql", e))?;
-        let mut stdin = child.stdin.take().expect("piped");
+        let stdin = child
+            .stdin
+            .take()
+            .expect("piped")
+            .into_owned_fd()
+            .map_err(Error::io(&what))?;
         let mut stderr = child.stderr.take().expect("piped");
         let errors = tokio::spawn(async move {
             let mut text = Vec::new();
             let _ = stderr.read_to_end(&mut text).await;
             text
         });
-        let mut file = tokio::fs::File::open(sql)
-            .await
-            .map_err(Error::io(sql.display()))?;
-        let mut filter = SqlFilter::new(skip);
-        let mut buf = vec![0u8; 1 << 20];
-        let mut out = Vec::with_capacity(1 << 20);
-        let mut write_failed = None;
-        loop {
-            let n = file
-                .read(&mut buf)
+        let fed = {
+            let sql = sql.to_owned();
+            let meter = meter.clone();
+            tokio::task::spawn_blocking(move || feed(&sql, stdin, &meter))
                 .await
-                .map_err(Error::io(sql.display()))?;
-            if n == 0 {
-                break;
-            }
-            out.clear();
-            filter.feed(&buf[..n], &mut out);
-            if let Err(e) = stdin.write_all(&out).await {
-                // psql stopped reading: it failed; its stderr says why.
-                write_failed = Some(e);
-                break;
-            }
-        }
-        if write_failed.is_none() {
-            out.clear();
-            filter.finish(&mut out);
-            let _ = stdin.write_all(&out).await;
-        }
-        drop(stdin);
+                .map_err(|e| Error::Invalid(format!("the feeder of {what} panicked: {e}")))?
+        };
         let status = child.wait().await.map_err(Error::io(&what))?;
         let stderr = errors.await.unwrap_or_default();
         if !status.success() {
+            // psql stopped reading when it failed; its stderr says why.
             return Err(Error::Postgres {
                 what,
                 detail: tail(&stderr),
             });
         }
-        if let Some(e) = write_failed {
-            return Err(Error::io(&what)(e));
-        }
-        Ok(())
+        fed.map_err(Error::io(&what))
     }
 
     /// Row counts of `tables` (names as the dump wrote them) in `db`.
@@ -524,6 +529,22 @@ impl PgClient {
             }
         }
         Ok(counts)
+    }
+}
+
+/// Copies `sql` into psql's standard input (a pipe) in chunks, counting
+/// them; `std::io::copy` moves file-to-pipe bytes with `sendfile`/`splice`.
+fn feed(sql: &Path, stdin: std::os::fd::OwnedFd, meter: &Meter) -> std::io::Result<()> {
+    use std::io::Read as _;
+    const CHUNK: u64 = 4 << 20;
+    let mut input = std::fs::File::open(sql)?;
+    let mut out = std::fs::File::from(stdin);
+    loop {
+        let n = std::io::copy(&mut (&mut input).take(CHUNK), &mut out)?;
+        if n == 0 {
+            return Ok(());
+        }
+        meter.add(n);
     }
 }
 
@@ -691,9 +712,9 @@ impl SqlFilter {
     }
 }
 
-/// Statements left out when restoring a dump made by this tool as a
-/// non-superuser: `COMMENT ON EXTENSION` needs the extension's owner (the
-/// extensions themselves come from pg-provision).
+/// Statements [`PgClient::export_database`] leaves out of a dump:
+/// `COMMENT ON EXTENSION` needs the extension's owner (the extensions
+/// themselves come from pg-provision).
 pub fn skip_for_own_dump(line: &[u8]) -> bool {
     line.starts_with(b"COMMENT ON EXTENSION ")
 }

@@ -11,10 +11,11 @@ use mongodb::Client;
 use crate::count::connect_target;
 use crate::error::Error;
 use crate::manifest::{Manifest, bson_path, metadata_path, sql_path};
+use crate::meter::{Meter, Stage};
 use crate::mongo::{self, RestoreItem, for_each_parallel};
-use crate::postgres::{PgClient, skip_for_own_dump};
+use crate::postgres::PgClient;
 use crate::spool::WorkDir;
-use crate::verify::{Layout, VENDOR_MONGO, VENDOR_PG, inspect};
+use crate::verify::{Layout, VENDOR_MONGO, VENDOR_PG, inspect_metered};
 
 /// What to restore where.
 pub struct RestoreSpec<'a> {
@@ -31,6 +32,9 @@ pub struct RestoreSpec<'a> {
     pub dry_run: bool,
     /// Collections/databases restored at once.
     pub parallel: usize,
+    /// Counts bytes of the archive read ([`Stage::Verifying`]) and of the
+    /// files loaded into the targets ([`Stage::Loading`]).
+    pub meter: Meter,
 }
 
 /// What a restore did (or, with `dry_run`, would do).
@@ -82,7 +86,6 @@ pub fn skip_for_vendor_dump(line: &[u8]) -> bool {
 struct PgItem {
     db: String,
     sql: PathBuf,
-    skip: fn(&[u8]) -> bool,
 }
 
 /// Restores `spec.archive`. Nothing is written when the archive is damaged
@@ -100,7 +103,8 @@ pub async fn restore(
     progress(&format!("reading and verifying {}", archive.display()));
     let inspection = {
         let unpack = unpack.clone();
-        tokio::task::spawn_blocking(move || inspect(&archive, Some(&unpack)))
+        let meter = spec.meter.clone();
+        tokio::task::spawn_blocking(move || inspect_metered(&archive, Some(&unpack), &meter))
             .await
             .map_err(|e| Error::Invalid(format!("the archive reader panicked: {e}")))??
     };
@@ -149,7 +153,6 @@ pub async fn restore(
             .map(|d| PgItem {
                 db: d.db.clone(),
                 sql: unpack.join(sql_path(&d.db)),
-                skip: skip_for_own_dump,
             })
             .collect(),
         Layout::Vendor => {
@@ -160,11 +163,7 @@ pub async fn restore(
                 &wanted,
             )?
             .into_iter()
-            .map(|(db, sql)| PgItem {
-                db,
-                sql,
-                skip: skip_for_vendor_dump,
-            })
+            .map(|(db, sql)| PgItem { db, sql })
             .collect()
         }
     };
@@ -279,6 +278,13 @@ pub async fn restore(
     if spec.dry_run {
         return Ok(report);
     }
+    let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    spec.meter.begin(
+        Stage::Loading,
+        mongo_items.iter().map(|i| size(&i.data)).sum::<u64>()
+            + pg_items.iter().map(|i| size(&i.sql)).sum::<u64>(),
+    );
+    let meter = &spec.meter;
 
     let mongo_part = async {
         let Some((client, majority)) = spec.mongo else {
@@ -289,7 +295,8 @@ pub async fn restore(
         let counts = for_each_parallel(mongo_items.clone(), spec.parallel, |item| {
             let done = &done;
             async move {
-                let n = mongo::restore_collection(client, &item, spec.drop, majority).await?;
+                let n =
+                    mongo::restore_collection(client, &item, spec.drop, majority, meter).await?;
                 let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 progress(&format!(
                     "mongo {}.{}: {n} documents restored ({k}/{total})",
@@ -309,7 +316,7 @@ pub async fn restore(
             if spec.drop {
                 pg.drop_objects(&item.db).await?;
             }
-            pg.restore_database(&item.db, &item.sql, item.skip).await?;
+            pg.restore_database(&item.db, &item.sql, meter).await?;
             progress(&format!("postgres {}: restored", item.db));
             Ok(())
         })
@@ -317,6 +324,7 @@ pub async fn restore(
         .map(drop)
     };
     let (documents, ()) = futures_util::try_join!(mongo_part, pg_part)?;
+    meter.end();
     report.documents = documents;
 
     // Counts on the target against the archive.
@@ -332,9 +340,14 @@ pub async fn restore(
         }
     }
     if let Some(pg) = spec.postgres {
-        for d in &report.manifest.postgres {
-            let tables: Vec<String> = d.tables.iter().map(|t| t.name.clone()).collect();
-            let counts = pg.count_rows(&d.db, &tables).await?;
+        let counted = futures_util::future::try_join_all(report.manifest.postgres.iter().map(
+            |d| async move {
+                let tables: Vec<String> = d.tables.iter().map(|t| t.name.clone()).collect();
+                pg.count_rows(&d.db, &tables).await
+            },
+        ))
+        .await?;
+        for (d, counts) in report.manifest.postgres.iter().zip(counted) {
             for t in &d.tables {
                 let n = counts
                     .iter()
@@ -364,8 +377,10 @@ pub async fn restore(
 
 /// Splits a `pg_dumpall` script at its `\connect` lines into one file per
 /// database in `wanted` (other sections — globals, `template1`,
-/// `postgres` — are left out). COPY data is never mistaken for a
-/// `\connect` (in COPY text a leading backslash is doubled).
+/// `postgres` — are left out), leaving out the statements
+/// [`skip_for_vendor_dump`] names. COPY data is never mistaken for a
+/// `\connect` or a statement (in COPY text a leading backslash is
+/// doubled).
 fn split_dumpall(
     script: &Path,
     dir: &Path,
@@ -407,6 +422,8 @@ fn split_dumpall(
                 out = Some(std::io::BufWriter::with_capacity(1 << 20, file));
                 files.push((db, path));
             }
+            continue;
+        } else if skip_for_vendor_dump(&line) {
             continue;
         } else if line.starts_with(b"COPY ") && line.trim_ascii_end().ends_with(b"FROM stdin;") {
             in_copy = true;

@@ -8,12 +8,14 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncWriteExt as _, BufWriter};
 
 use crate::manifest::FileEntry;
+use crate::meter::Meter;
 
 /// A private working directory, removed on drop.
 #[derive(Debug)]
 pub struct WorkDir {
     path: PathBuf,
     keep: bool,
+    meter: Meter,
 }
 
 impl WorkDir {
@@ -28,7 +30,17 @@ impl WorkDir {
             std::fs::remove_dir_all(&path)?;
         }
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
-        Ok(WorkDir { path, keep: false })
+        Ok(WorkDir {
+            path,
+            keep: false,
+            meter: Meter::default(),
+        })
+    }
+
+    /// Counts the bytes of every [`HashedFile`] written here into `meter`.
+    pub fn with_meter(mut self, meter: Meter) -> WorkDir {
+        self.meter = meter;
+        self
     }
 
     /// The directory.
@@ -73,6 +85,7 @@ pub struct HashedFile {
     out: BufWriter<tokio::fs::File>,
     hasher: Sha256,
     size: u64,
+    meter: Meter,
 }
 
 impl HashedFile {
@@ -92,6 +105,7 @@ impl HashedFile {
             out: BufWriter::with_capacity(1 << 20, file),
             hasher: Sha256::new(),
             size: 0,
+            meter: dir.meter.clone(),
         })
     }
 
@@ -99,6 +113,7 @@ impl HashedFile {
     pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.hasher.update(bytes);
         self.size += bytes.len() as u64;
+        self.meter.add(bytes.len() as u64);
         self.out.write_all(bytes).await
     }
 

@@ -15,6 +15,7 @@ use crate::manifest::{
     CollectionEntry, DatabaseEntry, FileEntry, MANIFEST_PATH, Manifest, TableEntry, bson_path,
     sql_path,
 };
+use crate::meter::{Meter, Stage};
 use crate::spool::{create_parents, hex};
 
 /// The vendor script's top directory.
@@ -64,11 +65,35 @@ struct Seen {
 /// Only I/O errors on `path` itself are `Err`; damage is reported in
 /// [`Inspection::problems`].
 pub fn inspect(path: &Path, extract_to: Option<&Path>) -> Result<Inspection, Error> {
+    inspect_metered(path, extract_to, &Meter::default())
+}
+
+/// [`inspect`], counting the bytes of the archive file read into `meter`
+/// ([`Stage::Verifying`](crate::Stage::Verifying)).
+pub fn inspect_metered(
+    path: &Path,
+    extract_to: Option<&Path>,
+    meter: &Meter,
+) -> Result<Inspection, Error> {
+    let size = std::fs::metadata(path)
+        .map_err(Error::io(path.display()))?
+        .len();
+    meter.begin(Stage::Verifying, size);
+    let inspection = inspect_inner(path, extract_to, meter);
+    meter.end();
+    inspection
+}
+
+fn inspect_inner(
+    path: &Path,
+    extract_to: Option<&Path>,
+    meter: &Meter,
+) -> Result<Inspection, Error> {
     let mut problems = Vec::new();
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
     let mut manifest_bytes: Option<Vec<u8>> = None;
     let mut bytes = 0u64;
-    let mut archive = archive::open(path).map_err(Error::io(path.display()))?;
+    let mut archive = archive::open(path, meter).map_err(Error::io(path.display()))?;
     let entries = archive.entries().map_err(Error::io(path.display()))?;
     let mut last = "the start".to_owned();
     for entry in entries {

@@ -32,6 +32,7 @@ async fn small_archive(dir: &Path, name: &str) -> PathBuf {
             vault_data: None,
             out: out.clone(),
             parallel: 2,
+            meter: circle_export::Meter::default(),
             tool: "circle-export test".to_owned(),
         },
         &progress,
@@ -70,6 +71,7 @@ async fn a_flipped_byte_is_caught_and_nothing_is_restored() {
             drop: false,
             dry_run: false,
             parallel: 2,
+            meter: circle_export::Meter::default(),
         },
         &progress,
     )
@@ -103,7 +105,8 @@ async fn a_missing_file_is_caught() {
     // Rebuild the archive without the metadata file.
     let rebuilt = dir.path().join("c.tar");
     {
-        let mut input = circle_export::archive::open(&archive).unwrap();
+        let mut input =
+            circle_export::archive::open(&archive, &circle_export::Meter::default()).unwrap();
         let mut output = tar::Builder::new(std::fs::File::create(&rebuilt).unwrap());
         for entry in input.entries().unwrap() {
             let mut entry = entry.unwrap();

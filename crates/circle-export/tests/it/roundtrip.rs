@@ -125,6 +125,7 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
 
     let source_pg = old_pg.superuser_client();
     let out = dir.path().join("export.tar.zst");
+    let export_meter = circle_export::Meter::new();
     let report = export(
         ExportSpec {
             mongo: Some(MongoSource::Server {
@@ -136,6 +137,7 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
             vault_data: None,
             out: out.clone(),
             parallel: 4,
+            meter: export_meter.clone(),
             tool: "circle-export test".to_owned(),
         },
         &progress,
@@ -143,6 +145,13 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
     .await
     .unwrap();
     assert!(out.exists() && !dir.path().join("export.tar.zst.partial").exists());
+    // The meter saw every byte that went into the archive.
+    let reading = export_meter.read();
+    assert_eq!(reading.stage, circle_export::Stage::Idle);
+    assert_eq!(
+        (reading.done, reading.total),
+        (report.data_bytes, report.data_bytes)
+    );
     let m = &report.manifest;
     let count = |db: &str, c: &str| {
         m.mongo
@@ -177,6 +186,7 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
     let new = new_mongo().await;
     let new_pg = Pg::start();
     let target_pg = new_pg.provision(&["circle", "vms"]);
+    let restore_meter = circle_export::Meter::new();
     let spec = |drop: bool, dry_run: bool| RestoreSpec {
         archive: out.clone(),
         mongo: Some((&new.client, true)),
@@ -184,6 +194,7 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
         drop,
         dry_run,
         parallel: 4,
+        meter: restore_meter.clone(),
     };
     let dry = restore(spec(false, true), &progress).await.unwrap();
     assert_eq!((dry.collections, dry.databases), (2, 2));
@@ -200,6 +211,15 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
     let restored = restore(spec(false, false), &progress).await.unwrap();
     assert!(restored.mismatches.is_empty(), "{:?}", restored.mismatches);
     assert_eq!(restored.documents, 5021);
+    // The meter counted every byte loaded: the BSON and SQL files.
+    let loaded: u64 = m
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with(".bson") || f.path.ends_with(".sql"))
+        .map(|f| f.size)
+        .sum();
+    let reading = restore_meter.read();
+    assert_eq!((reading.done, reading.total), (loaded, loaded));
 
     for (db, c) in [
         ("circle_ghe", "everything"),

@@ -142,6 +142,7 @@ async fn circleci_s_own_export_archive_restores() {
             drop: false,
             dry_run: false,
             parallel: 2,
+            meter: circle_export::Meter::default(),
         },
         &progress,
     )

@@ -1,0 +1,226 @@
+//! A progress bar on standard error for the long stages of circle-export:
+//! bytes done of the total, bytes/s over the last seconds, and the time
+//! left. Drawn only on a terminal; `--json` and redirected output get the
+//! plain progress lines (or nothing) instead.
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use circle_export::{Meter, Reading, Stage};
+
+/// How often the bar is redrawn.
+const TICK: Duration = Duration::from_millis(250);
+/// The window the rate is measured over.
+const WINDOW: Duration = Duration::from_secs(5);
+
+/// Draws a [`Meter`] on standard error until dropped, and prints progress
+/// lines above it.
+pub struct ProgressBar {
+    prefix: &'static str,
+    shared: Arc<Shared>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Shared {
+    /// Whether a bar is on screen (so a line must clear it first).
+    drawn: Mutex<bool>,
+    stop: AtomicBool,
+    bar: bool,
+    quiet: bool,
+}
+
+impl ProgressBar {
+    /// Starts drawing `meter` when `bar` (standard error is a terminal and
+    /// output is not JSON). With `quiet`, [`ProgressBar::line`] prints
+    /// nothing.
+    pub fn start(prefix: &'static str, meter: Meter, bar: bool, quiet: bool) -> ProgressBar {
+        let shared = Arc::new(Shared {
+            drawn: Mutex::new(false),
+            stop: AtomicBool::new(false),
+            bar: bar && !quiet,
+            quiet,
+        });
+        let ticker = shared.bar.then(|| {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || tick(&shared, &meter))
+        });
+        ProgressBar {
+            prefix,
+            shared,
+            ticker,
+        }
+    }
+
+    /// Prints one progress line (`<prefix>: <text>`) above the bar.
+    pub fn line(&self, text: &str) {
+        if self.shared.quiet {
+            return;
+        }
+        let mut drawn = self.shared.drawn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut err = std::io::stderr().lock();
+        if *drawn {
+            let _ = write!(err, "\r\x1b[2K");
+            *drawn = false;
+        }
+        let _ = writeln!(err, "{}: {text}", self.prefix);
+    }
+}
+
+impl Drop for ProgressBar {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            ticker.thread().unpark();
+            let _ = ticker.join();
+        }
+        let mut drawn = self.shared.drawn.lock().unwrap_or_else(|e| e.into_inner());
+        if *drawn {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+            *drawn = false;
+        }
+    }
+}
+
+fn tick(shared: &Shared, meter: &Meter) {
+    let mut rate = Rate::default();
+    while !shared.stop.load(Ordering::Relaxed) {
+        std::thread::park_timeout(TICK);
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let reading = meter.read();
+        let bytes_per_second = rate.sample(&reading, Instant::now());
+        let mut drawn = shared.drawn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut err = std::io::stderr().lock();
+        if reading.stage == Stage::Idle {
+            if *drawn {
+                let _ = write!(err, "\r\x1b[2K");
+                *drawn = false;
+            }
+            continue;
+        }
+        let _ = write!(err, "\r\x1b[2K{}", render(&reading, bytes_per_second));
+        let _ = err.flush();
+        *drawn = true;
+    }
+}
+
+/// Bytes per second over the last [`WINDOW`], restarted with each stage.
+#[derive(Default)]
+struct Rate {
+    epoch: u64,
+    samples: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl Rate {
+    fn sample(&mut self, reading: &Reading, now: Instant) -> Option<f64> {
+        if reading.epoch != self.epoch {
+            self.epoch = reading.epoch;
+            self.samples.clear();
+        }
+        self.samples.push_back((now, reading.done));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        let (t0, d0) = *self.samples.front()?;
+        let elapsed = now.duration_since(t0).as_secs_f64();
+        (elapsed >= 0.5).then(|| reading.done.saturating_sub(d0) as f64 / elapsed)
+    }
+}
+
+/// One bar: `loading    [#######·········]  412.0 MiB / 1.0 GiB  85.3
+/// MiB/s  ETA 0:07`. Totals that are estimates (dumping) get a `~`; a
+/// done count past its estimate shows no bar and no ETA.
+fn render(reading: &Reading, bytes_per_second: Option<f64>) -> String {
+    const WIDTH: usize = 24;
+    let human = circle_export::export::human_bytes;
+    let estimate = reading.stage == Stage::Dumping;
+    let mut line = format!("{:<10}", reading.stage.name());
+    let known = reading.total > 0 && reading.done <= reading.total;
+    if known {
+        let filled = (reading.done as f64 / reading.total as f64 * WIDTH as f64) as usize;
+        line.push_str(&format!(
+            "[{}{}]  {} / {}{}",
+            "#".repeat(filled.min(WIDTH)),
+            ".".repeat(WIDTH - filled.min(WIDTH)),
+            human(reading.done),
+            if estimate { "~" } else { "" },
+            human(reading.total)
+        ));
+    } else {
+        line.push_str(&human(reading.done));
+    }
+    if let Some(rate) = bytes_per_second {
+        line.push_str(&format!("  {}/s", human(rate as u64)));
+        if known && rate > 0.0 {
+            let left = (reading.total - reading.done) as f64 / rate;
+            let left = left.min(99.0 * 3600.0) as u64;
+            line.push_str(&format!(
+                "  ETA {}:{:02}:{:02}",
+                left / 3600,
+                left / 60 % 60,
+                left % 60
+            ));
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(stage: Stage, done: u64, total: u64) -> Reading {
+        Reading {
+            stage,
+            done,
+            total,
+            epoch: 1,
+        }
+    }
+
+    #[test]
+    fn a_bar_shows_bytes_rate_and_time_left() {
+        let line = render(
+            &reading(Stage::Loading, 512 << 20, 1 << 30),
+            Some(64.0 * 1024.0 * 1024.0),
+        );
+        assert_eq!(
+            line,
+            "loading   [############............]  512.0 MiB / 1.0 GiB  64.0 MiB/s  ETA 0:00:08"
+        );
+    }
+
+    #[test]
+    fn an_estimate_is_marked_and_an_overrun_has_no_eta() {
+        let line = render(&reading(Stage::Dumping, 10 << 20, 100 << 20), None);
+        assert!(line.contains("/ ~100.0 MiB"), "{line}");
+        let over = render(&reading(Stage::Dumping, 200 << 20, 100 << 20), Some(1e6));
+        assert!(!over.contains("ETA") && !over.contains('['), "{over}");
+        assert!(over.contains("200.0 MiB"), "{over}");
+    }
+
+    #[test]
+    fn the_rate_is_measured_over_the_window_and_restarts_with_a_stage() {
+        let mut rate = Rate::default();
+        let t0 = Instant::now();
+        assert_eq!(rate.sample(&reading(Stage::Loading, 0, 100), t0), None);
+        let r = rate
+            .sample(
+                &reading(Stage::Loading, 1000, 10_000),
+                t0 + Duration::from_secs(1),
+            )
+            .expect("a rate after a second");
+        assert!((r - 1000.0).abs() < 1e-6, "{r}");
+        let mut next = reading(Stage::Archiving, 5, 10);
+        next.epoch = 2;
+        assert_eq!(rate.sample(&next, t0 + Duration::from_secs(2)), None);
+    }
+}
