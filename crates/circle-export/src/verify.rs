@@ -69,7 +69,7 @@ pub fn inspect(path: &Path, extract_to: Option<&Path>) -> Result<Inspection, Err
 }
 
 /// [`inspect`], counting the bytes of the archive file read into `meter`
-/// ([`Stage::Verifying`](crate::Stage::Verifying)).
+/// ([`Stage::Verifying`]).
 pub fn inspect_metered(
     path: &Path,
     extract_to: Option<&Path>,
