@@ -122,7 +122,7 @@ impl CopyCounter {
     /// Feeds the next chunk.
     pub fn feed(&mut self, chunk: &[u8]) {
         let mut rest = chunk;
-        while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
             if self.line.is_empty() {
                 self.handle_line(&rest[..pos]);
             } else {

@@ -639,7 +639,7 @@ impl SqlFilter {
         while !chunk.is_empty() {
             if self.in_copy && !self.at_line_start && self.line.is_empty() {
                 // Mid-line in COPY data: pass through to the end of line.
-                match chunk.iter().position(|b| *b == b'\n') {
+                match memchr::memchr(b'\n', chunk) {
                     Some(pos) => {
                         out.extend_from_slice(&chunk[..=pos]);
                         chunk = &chunk[pos + 1..];
@@ -656,11 +656,8 @@ impl SqlFilter {
                 // At a COPY line start: only `\.` matters; look at up to
                 // three bytes.
                 let need = 3 - self.line.len();
-                let newline = chunk
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .map_or(usize::MAX, |p| p + 1);
-                let take = need.min(chunk.len()).min(newline);
+                let window = need.min(chunk.len());
+                let take = memchr::memchr(b'\n', &chunk[..window]).map_or(window, |p| p + 1);
                 self.line.extend_from_slice(&chunk[..take]);
                 chunk = &chunk[take..];
                 if self.line.len() < 3 && !self.line.contains(&b'\n') {
@@ -676,7 +673,7 @@ impl SqlFilter {
                 continue;
             }
             // Outside COPY: collect a whole line, then decide.
-            match chunk.iter().position(|b| *b == b'\n') {
+            match memchr::memchr(b'\n', chunk) {
                 Some(pos) => {
                     self.line.extend_from_slice(&chunk[..=pos]);
                     chunk = &chunk[pos + 1..];

@@ -3,7 +3,7 @@
 //! archive CircleCI's own `circle-database-export` script writes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Component, Path};
 
 use sha2::{Digest as _, Sha256};
@@ -131,7 +131,7 @@ fn inspect_inner(
             continue;
         }
         let name = name.trim_start_matches("./").to_owned();
-        let mut out = match extract_to {
+        let out = match extract_to {
             Some(dir) => {
                 let target = dir.join(&name);
                 create_parents(&target).map_err(Error::io(target.display()))?;
@@ -150,49 +150,36 @@ fn inspect_inner(
             None => None,
         };
         let is_manifest = name == MANIFEST_PATH;
-        let is_bson = name.ends_with(".bson");
         let is_own_sql = name.starts_with("postgres/") && name.ends_with(".sql");
         let is_vendor_sql = name == VENDOR_PG;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut bson = is_bson.then(BsonCounter::default);
-        let mut copy = (is_own_sql || is_vendor_sql).then(CopyCounter::default);
-        let mut kept = Vec::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut failed = false;
-        loop {
-            let n = match entry.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) => {
-                    problems.push(format!(
-                        "{name}: the archive is truncated or corrupt here: {e}"
-                    ));
-                    failed = true;
-                    break;
-                }
-            };
-            let chunk = &buf[..n];
-            hasher.update(chunk);
-            size += n as u64;
-            if let Some(counter) = &mut bson {
-                counter.feed(chunk);
-            }
-            if let Some(counter) = &mut copy {
-                counter.feed(chunk);
-            }
-            if is_manifest && kept.len() < 64 << 20 {
-                kept.extend_from_slice(chunk);
-            }
-            if let Some(out) = &mut out {
-                out.write_all(chunk)
-                    .map_err(Error::io(format!("unpacking {name}")))?;
-            }
+        let sink = EntrySink {
+            hasher: Sha256::new(),
+            size: 0,
+            bson: name.ends_with(".bson").then(BsonCounter::default),
+            copy: (is_own_sql || is_vendor_sql).then(CopyCounter::default),
+            kept: is_manifest.then(Vec::new),
+            out,
+        };
+        let (sink, read_error) = drain(&mut entry, sink);
+        let failed = read_error.is_some();
+        if let Some(e) = read_error {
+            problems.push(format!(
+                "{name}: the archive is truncated or corrupt here: {e}"
+            ));
         }
+        let EntrySink {
+            hasher,
+            size,
+            bson,
+            copy,
+            kept,
+            out,
+        } = sink.map_err(Error::io(format!("unpacking {name}")))?;
         if let Some(mut out) = out {
             out.flush()
                 .map_err(Error::io(format!("unpacking {name}")))?;
         }
+        let kept = kept.unwrap_or_default();
         bytes += size;
         if failed {
             break;
@@ -250,6 +237,85 @@ fn inspect_inner(
         manifest,
         problems,
         bytes,
+    })
+}
+
+/// Where one entry's bytes go: hashed, counted, kept (the manifest) and
+/// written (when unpacking).
+struct EntrySink {
+    hasher: Sha256,
+    size: u64,
+    bson: Option<BsonCounter>,
+    copy: Option<CopyCounter>,
+    kept: Option<Vec<u8>>,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl EntrySink {
+    fn take(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        if let Some(counter) = &mut self.bson {
+            counter.feed(chunk);
+        }
+        if let Some(counter) = &mut self.copy {
+            counter.feed(chunk);
+        }
+        if let Some(kept) = &mut self.kept
+            && kept.len() < 64 << 20
+        {
+            kept.extend_from_slice(chunk);
+        }
+        if let Some(out) = &mut self.out {
+            out.write_all(chunk)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads `entry` to its end into `sink`, decompressing on this thread
+/// while another hashes, counts and writes (two cores, not one, on the
+/// restore's critical path). Returns the sink (or its write error) and
+/// the read error that ended the entry early, if any.
+fn drain(
+    entry: &mut impl std::io::Read,
+    mut sink: EntrySink,
+) -> (std::io::Result<EntrySink>, Option<std::io::Error>) {
+    const CHUNK: usize = 1 << 20;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(move || {
+            for chunk in full_rx {
+                sink.take(&chunk)?;
+                let _ = empty_tx.send(chunk);
+            }
+            Ok(sink)
+        });
+        let mut read_error = None;
+        loop {
+            let mut buf = empty_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+            buf.resize(CHUNK, 0);
+            match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if full_tx.send(buf).is_err() {
+                        // The worker stopped: its write failed.
+                        break;
+                    }
+                }
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(full_tx);
+        let sink = worker
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the unpacking thread panicked")));
+        (sink, read_error)
     })
 }
 
