@@ -216,3 +216,127 @@ fn export_verify_restore_twice_and_refuse_damage() {
         "400"
     );
 }
+
+/// Polls `condition` every 20 ms until it holds or `deadline` passes.
+fn wait_until(what: &str, deadline: std::time::Duration, mut condition: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_restore_killed_while_loading_commits_no_partial_database_and_the_rerun_finishes() {
+    let tools = Toolbox::discover(std::env::vars_os());
+    let pki = LabPki::new().unwrap();
+    let old_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).unwrap();
+    psql(&old_pg, "postgres", "CREATE DATABASE circle");
+    // Big enough that loading takes a while; small enough for a busy CI.
+    psql(
+        &old_pg,
+        "circle",
+        "CREATE TABLE builds (id int PRIMARY KEY, body text); \
+         INSERT INTO builds SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 300000) g",
+    );
+    let old_password = old_pg.superuser_password().expose_secret().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("pg.tar");
+    let archive_arg = archive.display().to_string();
+    let (code, _, stderr) = json(
+        tool(&[
+            "export",
+            "--out",
+            &archive_arg,
+            "--pg-uri",
+            "env:OLD_PG_URI",
+        ])
+        .env(
+            "OLD_PG_URI",
+            pg_uri(&old_pg, old_pg.superuser(), &old_password),
+        ),
+    );
+    assert_eq!(code, 0, "{stderr}");
+
+    let new_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).unwrap();
+    psql(
+        &new_pg,
+        "postgres",
+        &format!(
+            "CREATE ROLE circle LOGIN PASSWORD '{}'",
+            HOSTILE.replace('\'', "''")
+        ),
+    );
+    psql(&new_pg, "postgres", "CREATE DATABASE circle OWNER circle");
+    let restore = || {
+        let mut command = tool(&["restore", &archive_arg, "--pg-uri", "env:NEW_PG_URI"]);
+        command.env("NEW_PG_URI", pg_uri(&new_pg, "circle", HOSTILE));
+        command
+    };
+    let mut child = restore()
+        .arg("--json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it while the rows stream in.
+    wait_until(
+        "the restore's COPY to start",
+        std::time::Duration::from_secs(120),
+        || {
+            psql(
+                &new_pg,
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'circle' AND query LIKE 'COPY%'",
+            ) != "0"
+        },
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // psql reads end of input without a COMMIT and leaves; the server rolls
+    // back. (Were the kill to land after the last byte, the database would
+    // be complete: never partial.)
+    wait_until(
+        "the orphaned psql session to end",
+        std::time::Duration::from_secs(120),
+        || {
+            psql(
+                &new_pg,
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'circle'",
+            ) == "0"
+        },
+    );
+    let tables = psql(
+        &new_pg,
+        "circle",
+        "SELECT count(*) FROM pg_tables WHERE tablename = 'builds'",
+    );
+    if tables != "0" {
+        assert_eq!(
+            psql(&new_pg, "circle", "SELECT count(*) FROM builds"),
+            "300000",
+            "a killed restore committed part of a database"
+        );
+    }
+
+    let (code, rerun, stderr) = json(&mut restore());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        rerun["mismatches"].as_array().unwrap().is_empty(),
+        "{rerun}"
+    );
+    assert_eq!(
+        psql(&new_pg, "circle", "SELECT count(*) FROM builds"),
+        "300000"
+    );
+    assert_eq!(
+        psql(
+            &new_pg,
+            "circle",
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'builds'"
+        ),
+        "1",
+        "the primary key (post-data) is there"
+    );
+}

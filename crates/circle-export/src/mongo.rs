@@ -220,6 +220,9 @@ pub struct RestoreItem {
     pub data: PathBuf,
     /// The `.metadata.json` file, if the dump has one.
     pub metadata: Option<PathBuf>,
+    /// The documents are there already (an earlier restore was stopped
+    /// before its indexes): only build the indexes.
+    pub only_indexes: bool,
 }
 
 /// What a target collection holds before a restore.
@@ -227,9 +230,12 @@ pub struct RestoreItem {
 pub enum TargetState {
     /// Absent, or empty while the archive has documents: restore it.
     Empty,
-    /// Exists with exactly the archive's number of documents: an earlier
-    /// restore finished it.
+    /// Exists with exactly the archive's number of documents and every
+    /// index: an earlier restore finished it.
     Restored,
+    /// Exactly the archive's number of documents, but without these
+    /// indexes: an earlier restore was stopped before building them.
+    IndexesMissing(usize),
     /// Holds something else (this many documents).
     Occupied(u64),
 }
@@ -258,7 +264,25 @@ pub async fn target_state(
         .await
         .map_err(Error::mongo(format!("count on {what}")))?;
     Ok(if n == documents {
-        TargetState::Restored
+        let wanted = read_metadata(item).await?;
+        let present: Vec<String> = client
+            .database(&item.db)
+            .collection::<Document>(&item.collection)
+            .list_index_names()
+            .await
+            .map_err(Error::mongo(format!("listIndexes on {what}")))?;
+        let missing = index_specs(&wanted)
+            .iter()
+            .filter(|i| {
+                i.get_str("name")
+                    .is_ok_and(|name| !present.iter().any(|p| p == name))
+            })
+            .count();
+        if missing == 0 {
+            TargetState::Restored
+        } else {
+            TargetState::IndexesMissing(missing)
+        }
     } else if n == 0 {
         TargetState::Empty
     } else {
@@ -285,25 +309,11 @@ pub async fn restore_collection(
 ) -> Result<u64, Error> {
     let what = format!("{}.{}", item.db, item.collection);
     let database = client.database(&item.db);
-    let metadata: Document = match &item.metadata {
-        Some(path) => {
-            let text = tokio::fs::read_to_string(path)
-                .await
-                .map_err(Error::io(path.display()))?;
-            let value: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::Invalid(format!("{}: not JSON: {e}", path.display())))?;
-            match Bson::try_from(value) {
-                Ok(Bson::Document(d)) => d,
-                _ => {
-                    return Err(Error::Invalid(format!(
-                        "{}: not a metadata document",
-                        path.display()
-                    )));
-                }
-            }
-        }
-        None => Document::new(),
-    };
+    let metadata = read_metadata(item).await?;
+    if item.only_indexes {
+        build_indexes(&database, &item.collection, &metadata).await?;
+        return Ok(0);
+    }
     if drop {
         database
             .collection::<Document>(&item.collection)
@@ -367,26 +377,64 @@ pub async fn restore_collection(
             Ok(n)
         }));
     }
-    let indexes: Vec<Document> = metadata
+    build_indexes(&database, &item.collection, &metadata).await?;
+    Ok(inserted)
+}
+
+/// The `.metadata.json` of `item` as a document (empty without one).
+async fn read_metadata(item: &RestoreItem) -> Result<Document, Error> {
+    let Some(path) = &item.metadata else {
+        return Ok(Document::new());
+    };
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(Error::io(path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Invalid(format!("{}: not JSON: {e}", path.display())))?;
+    match Bson::try_from(value) {
+        Ok(Bson::Document(d)) => Ok(d),
+        _ => Err(Error::Invalid(format!(
+            "{}: not a metadata document",
+            path.display()
+        ))),
+    }
+}
+
+/// The indexes `metadata` lists, but `_id_`, ready for `createIndexes`.
+fn index_specs(metadata: &Document) -> Vec<Document> {
+    metadata
         .get_array("indexes")
         .map(|a| a.iter().filter_map(|i| i.as_document().cloned()).collect())
-        .unwrap_or_default();
-    let indexes: Vec<Document> = indexes
+        .unwrap_or_else(|_| Vec::new())
         .into_iter()
-        .filter(|i| i.get_str("name") != Ok("_id_"))
+        .filter(|i: &Document| i.get_str("name") != Ok("_id_"))
         .map(|mut i| {
             i.remove("v");
             i.remove("ns");
             i
         })
-        .collect();
-    if !indexes.is_empty() {
-        database
-            .run_command(doc! {"createIndexes": &item.collection, "indexes": indexes})
-            .await
-            .map_err(Error::mongo(format!("createIndexes on {what}")))?;
+        .collect()
+}
+
+/// Builds the indexes `metadata` lists on `collection` (existing ones
+/// with the same definition are left as they are).
+async fn build_indexes(
+    database: &mongodb::Database,
+    collection: &str,
+    metadata: &Document,
+) -> Result<(), Error> {
+    let indexes = index_specs(metadata);
+    if indexes.is_empty() {
+        return Ok(());
     }
-    Ok(inserted)
+    database
+        .run_command(doc! {"createIndexes": collection, "indexes": indexes})
+        .await
+        .map_err(Error::mongo(format!(
+            "createIndexes on {}.{collection}",
+            database.name()
+        )))?;
+    Ok(())
 }
 
 async fn read_batch(

@@ -457,14 +457,20 @@ impl PgClient {
 
     /// Restores `sql` (a file written by [`PgClient::export_database`], or
     /// a section of a `pg_dumpall` script cleaned for the target) into `db`
-    /// with `psql --single-transaction -v ON_ERROR_STOP=1`, counting the
+    /// with `psql -v ON_ERROR_STOP=1` in one transaction, counting the
     /// bytes fed to it into `meter`. The file goes to psql untouched,
     /// through the kernel (no copy through this process).
+    ///
+    /// The transaction is opened and committed by what is fed (`BEGIN;`,
+    /// the file, `COMMIT;`), not by `--single-transaction`: if this
+    /// process dies half-way, psql reads end-of-file without a `COMMIT`,
+    /// exits, and the server rolls everything back — where
+    /// `--single-transaction` would have committed a truncated restore.
     pub async fn restore_database(&self, db: &str, sql: &Path, meter: &Meter) -> Result<(), Error> {
         let what = format!("restoring {db} at {} from {}", self.conn, sql.display());
         let mut child = self
             .command("psql", db)
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -532,20 +538,25 @@ impl PgClient {
     }
 }
 
-/// Copies `sql` into psql's standard input (a pipe) in chunks, counting
-/// them; `std::io::copy` moves file-to-pipe bytes with `sendfile`/`splice`.
+/// Feeds psql's standard input (a pipe): `BEGIN;`, `sql` in chunks
+/// (counted; `std::io::copy` moves file-to-pipe bytes with
+/// `sendfile`/`splice`), then `COMMIT;` — only once the whole file went
+/// through. A file that ends inside a statement turns the `COMMIT` into a
+/// syntax error, so nothing truncated is ever committed.
 fn feed(sql: &Path, stdin: std::os::fd::OwnedFd, meter: &Meter) -> std::io::Result<()> {
-    use std::io::Read as _;
+    use std::io::{Read as _, Write as _};
     const CHUNK: u64 = 4 << 20;
     let mut input = std::fs::File::open(sql)?;
     let mut out = std::fs::File::from(stdin);
+    out.write_all(b"BEGIN;\n")?;
     loop {
         let n = std::io::copy(&mut (&mut input).take(CHUNK), &mut out)?;
         if n == 0 {
-            return Ok(());
+            break;
         }
         meter.add(n);
     }
+    out.write_all(b"\nCOMMIT;\n")
 }
 
 async fn run_with_input(

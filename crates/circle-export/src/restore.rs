@@ -143,6 +143,7 @@ pub async fn restore(
                 collection: c.collection.clone(),
                 data,
                 metadata: meta.exists().then_some(meta),
+                only_indexes: false,
             }
         })
         .collect();
@@ -224,7 +225,10 @@ pub async fn restore(
             if same {
                 skipped.push(format!("postgres {}", item.db));
             } else {
-                occupied.push(format!("PostgreSQL {} holds {tables} tables", item.db));
+                occupied.push(format!(
+                    "PostgreSQL {} holds {tables} table(s) whose rows differ from the archive's",
+                    item.db
+                ));
             }
         }
     }
@@ -242,8 +246,19 @@ pub async fn restore(
                 mongo::TargetState::Restored => {
                     skipped.push(format!("mongo {}.{}", item.db, item.collection));
                 }
+                mongo::TargetState::IndexesMissing(n) => {
+                    progress(&format!(
+                        "mongo {}.{}: every document is there but {n} index(es) are not (an \
+                         earlier restore stopped before them): building them",
+                        item.db, item.collection
+                    ));
+                    mongo_todo.push(mongo::RestoreItem {
+                        only_indexes: true,
+                        ..item
+                    });
+                }
                 mongo::TargetState::Occupied(n) => occupied.push(format!(
-                    "MongoDB {}.{} holds {n} documents",
+                    "MongoDB {}.{} holds {n} documents, the archive {documents}",
                     item.db, item.collection
                 )),
             }
@@ -270,7 +285,14 @@ pub async fn restore(
         skipped,
         restored: mongo_items
             .iter()
-            .map(|i| format!("mongo {}.{}", i.db, i.collection))
+            .map(|i| {
+                format!(
+                    "mongo {}.{}{}",
+                    i.db,
+                    i.collection,
+                    if i.only_indexes { " (indexes)" } else { "" }
+                )
+            })
             .chain(pg_items.iter().map(|i| format!("postgres {}", i.db)))
             .collect(),
         manifest,
@@ -298,10 +320,17 @@ pub async fn restore(
                 let n =
                     mongo::restore_collection(client, &item, spec.drop, majority, meter).await?;
                 let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                progress(&format!(
-                    "mongo {}.{}: {n} documents restored ({k}/{total})",
-                    item.db, item.collection
-                ));
+                if item.only_indexes {
+                    progress(&format!(
+                        "mongo {}.{}: indexes built ({k}/{total})",
+                        item.db, item.collection
+                    ));
+                } else {
+                    progress(&format!(
+                        "mongo {}.{}: {n} documents restored ({k}/{total})",
+                        item.db, item.collection
+                    ));
+                }
                 Ok(n)
             }
         })

@@ -3,6 +3,7 @@
 //! types, damaged archives, and CircleCI's own archive layout.
 
 mod damage;
+mod resume;
 mod roundtrip;
 mod vendor;
 

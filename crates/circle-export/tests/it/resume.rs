@@ -1,0 +1,126 @@
+//! A restore stopped half-way never looks finished: PostgreSQL commits a
+//! database only once its whole file went through, and a collection whose
+//! documents are all there but whose indexes are not gets them on the next
+//! run.
+
+use bson::{Document, doc};
+use circle_export::{ExportSpec, MongoSource, RestoreSpec, export, restore};
+
+use crate::{Pg, old_mongo, progress};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collection_stopped_before_its_indexes_gets_them_on_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_old_member, old) = old_mongo();
+    let builds = old.database("circle_ghe").collection::<Document>("builds");
+    builds
+        .insert_many((0..300).map(|i| doc! {"_id": i, "n": i % 7, "s": format!("s{i}")}))
+        .await
+        .unwrap();
+    builds
+        .create_index(
+            mongodb::IndexModel::builder()
+                .keys(doc! {"n": 1, "s": -1})
+                .build(),
+        )
+        .await
+        .unwrap();
+    let archive = dir.path().join("a.tar.gz");
+    export(
+        ExportSpec {
+            mongo: Some(MongoSource::Server {
+                client: &old,
+                databases: vec!["circle_ghe".to_owned()],
+            }),
+            postgres: None,
+            encryption_keys: None,
+            vault_data: None,
+            out: archive.clone(),
+            parallel: 2,
+            tool: "circle-export test".to_owned(),
+            meter: circle_export::Meter::default(),
+        },
+        &progress,
+    )
+    .await
+    .unwrap();
+
+    let (_new_member, new) = old_mongo();
+    let spec = || RestoreSpec {
+        archive: archive.clone(),
+        mongo: Some((&new, false)),
+        postgres: None,
+        drop: false,
+        dry_run: false,
+        parallel: 2,
+        meter: circle_export::Meter::default(),
+    };
+    // What a run killed after its inserts, before its indexes, leaves.
+    let target = new.database("circle_ghe").collection::<Document>("builds");
+    target
+        .insert_many((0..300).map(|i| doc! {"_id": i, "n": i % 7, "s": format!("s{i}")}))
+        .await
+        .unwrap();
+
+    let second = restore(spec(), &progress).await.unwrap();
+    assert_eq!(
+        second.restored,
+        vec!["mongo circle_ghe.builds (indexes)".to_owned()],
+        "only the indexes are redone"
+    );
+    assert_eq!(second.documents, 0);
+    assert!(second.mismatches.is_empty(), "{:?}", second.mismatches);
+    let names = target.list_index_names().await.unwrap();
+    assert!(names.contains(&"n_1_s_-1".to_owned()), "{names:?}");
+
+    let third = restore(spec(), &progress).await.unwrap();
+    assert!(third.restored.is_empty(), "{:?}", third.restored);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_file_cut_short_commits_nothing() {
+    let pg = Pg::start();
+    let client = pg.provision(&["circle"]);
+    let dir = tempfile::tempdir().unwrap();
+    // Complete statements, a COPY, then a statement the file cuts off:
+    // what psql would read if the feeder died there.
+    let sql = dir.path().join("cut.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE kept_if_committed (a int);\n\
+         COPY public.kept_if_committed (a) FROM stdin;\n1\n2\n\\.\n\
+         CREATE TABLE cut_short (a int",
+    )
+    .unwrap();
+    let err = client
+        .restore_database("circle", &sql, &circle_export::Meter::default())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("syntax error"), "{text}");
+    assert!(!text.contains(crate::HOSTILE), "{text}");
+    assert_eq!(
+        pg.psql(
+            "circle",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'kept_if_committed'"
+        ),
+        "0",
+        "a file that ends inside a statement must commit nothing"
+    );
+
+    // The same file completed restores, and its rows are there.
+    std::fs::write(
+        &sql,
+        "CREATE TABLE kept_if_committed (a int);\n\
+         COPY public.kept_if_committed (a) FROM stdin;\n1\n2\n\\.\n",
+    )
+    .unwrap();
+    client
+        .restore_database("circle", &sql, &circle_export::Meter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        pg.psql("circle", "SELECT sum(a) FROM kept_if_committed"),
+        "3"
+    );
+}
