@@ -35,8 +35,16 @@ restorable with psql), encryption-keys/ and vault-data/. It is written
 
 restore reads and verifies the whole archive before it writes anything,
 refuses targets that hold data unless --drop, restores collections and
-databases in parallel, and compares every count. It also takes the
-circleci_export.tar.gz of CircleCI's own circle-database-export script.
+databases in parallel, and compares every count. Each PostgreSQL database
+is one transaction, committed only after its whole file went in: a
+restore killed half-way leaves none half-done. Re-running skips what is
+complete (same counts), builds indexes a stopped run did not get to, and
+asks for --drop where a collection was left half-filled. It also takes
+the circleci_export.tar.gz of CircleCI's own circle-database-export
+script.
+
+On a terminal a progress bar shows bytes done, bytes/s and the time left;
+--json prints only the result.
 Targets come from --mongo-uri/--pg-uri or from ha.toml: [mongo] as
 circle-admin, [postgres] as the app role (which owns the databases
 pg-provision made).
