@@ -42,12 +42,12 @@ complete (same counts), builds indexes a stopped run did not get to, and
 asks for --drop where a collection was left half-filled. It also takes
 the circleci_export.tar.gz of CircleCI's own circle-database-export
 script.
-
-On a terminal a progress bar shows bytes done, bytes/s and the time left;
---json prints only the result.
 Targets come from --mongo-uri/--pg-uri or from ha.toml: [mongo] as
 circle-admin, [postgres] as the app role (which owns the databases
 pg-provision made).
+
+On a terminal a progress bar shows bytes done, bytes/s and the time left;
+--json prints only the result.
 
 URIs holding a password are never accepted on the command line: pass
 env:NAME or file:PATH. MongoDB sources the driver cannot read (the old
