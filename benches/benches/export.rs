@@ -223,14 +223,7 @@ fn main() {
 
     // Baseline as an operator restores the baseline's own archive: each
     // `<db>.sql.gz` through gunzip into psql, one after another.
-    for db in PG_DATABASES {
-        psql(&base_pg, "postgres", &format!("DROP DATABASE {db}"));
-        psql(
-            &base_pg,
-            "postgres",
-            &format!("CREATE DATABASE {db} OWNER circle"),
-        );
-    }
+    recreate_databases(&base_pg);
     let started = Instant::now();
     for db in PG_DATABASES {
         run_shell(
@@ -245,14 +238,7 @@ fn main() {
     let baseline_gunzip_restore = started.elapsed();
 
     // The full restore (MongoDB and PostgreSQL) into fresh databases.
-    for db in PG_DATABASES {
-        psql(&new_pg, "postgres", &format!("DROP DATABASE {db}"));
-        psql(
-            &new_pg,
-            "postgres",
-            &format!("CREATE DATABASE {db} OWNER circle"),
-        );
-    }
+    recreate_databases(&new_pg);
     let started = Instant::now();
     let full = runtime
         .block_on(circle_export::restore(
@@ -402,6 +388,18 @@ fn seed_pg(pg: &Postgres, mib: u64) {
                  jsonb_build_object('g', g, 'h', md5(g::text)) \
                  FROM generate_series(1, {rows}) g"
             ),
+        );
+    }
+}
+
+/// Drops and recreates the bench's databases, owned by `circle`.
+fn recreate_databases(pg: &Postgres) {
+    for db in PG_DATABASES {
+        psql(pg, "postgres", &format!("DROP DATABASE {db}"));
+        psql(
+            pg,
+            "postgres",
+            &format!("CREATE DATABASE {db} OWNER circle"),
         );
     }
 }

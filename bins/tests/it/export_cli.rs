@@ -47,6 +47,22 @@ fn psql(pg: &Postgres, db: &str, sql: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// The new PostgreSQL as pg-provision leaves it: the app role `circle`
+/// (hostile password) owning the database `circle`.
+fn new_target(tools: &Toolbox, pki: &LabPki) -> Postgres {
+    let pg = Postgres::start(tools, pki, PostgresOptions::default()).unwrap();
+    psql(
+        &pg,
+        "postgres",
+        &format!(
+            "CREATE ROLE circle LOGIN PASSWORD '{}'",
+            HOSTILE.replace('\'', "''")
+        ),
+    );
+    psql(&pg, "postgres", "CREATE DATABASE circle OWNER circle");
+    pg
+}
+
 fn json(command: &mut Command) -> (i32, Value, String) {
     let (code, stdout, stderr) = run(command.arg("--json"));
     assert!(
@@ -134,16 +150,7 @@ fn export_verify_restore_twice_and_refuse_damage() {
 
     // The new hosts.
     let new_mongo = MongoMember::start(&tools, MongoMemberOptions::default()).unwrap();
-    let new_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).unwrap();
-    psql(
-        &new_pg,
-        "postgres",
-        &format!(
-            "CREATE ROLE circle LOGIN PASSWORD '{}'",
-            HOSTILE.replace('\'', "''")
-        ),
-    );
-    psql(&new_pg, "postgres", "CREATE DATABASE circle OWNER circle");
+    let new_pg = new_target(&tools, &pki);
     let new_mongo_uri = format!(
         "mongodb://localhost:{}/?directConnection=true",
         new_mongo.port()
@@ -258,16 +265,7 @@ fn a_restore_killed_while_loading_commits_no_partial_database_and_the_rerun_fini
     );
     assert_eq!(code, 0, "{stderr}");
 
-    let new_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).unwrap();
-    psql(
-        &new_pg,
-        "postgres",
-        &format!(
-            "CREATE ROLE circle LOGIN PASSWORD '{}'",
-            HOSTILE.replace('\'', "''")
-        ),
-    );
-    psql(&new_pg, "postgres", "CREATE DATABASE circle OWNER circle");
+    let new_pg = new_target(&tools, &pki);
     let restore = || {
         let mut command = tool(&["restore", &archive_arg, "--pg-uri", "env:NEW_PG_URI"]);
         command.env("NEW_PG_URI", pg_uri(&new_pg, "circle", HOSTILE));

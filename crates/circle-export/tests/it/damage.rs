@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use bson::{Document, doc};
-use circle_export::{Error, ExportSpec, MongoSource, RestoreSpec, export, inspect, restore};
+use circle_export::{Error, RestoreSpec, inspect, restore};
 
-use crate::{old_mongo, progress, tar_list};
+use crate::{export_one_database, old_mongo, progress, tar_list};
 
 /// Exports a small MongoDB-only archive to `name` in `dir`.
 async fn small_archive(dir: &Path, name: &str) -> PathBuf {
@@ -21,24 +21,7 @@ async fn small_archive(dir: &Path, name: &str) -> PathBuf {
         .await
         .unwrap();
     let out = dir.join(name);
-    export(
-        ExportSpec {
-            mongo: Some(MongoSource::Server {
-                client: &old,
-                databases: vec!["circle_ghe".to_owned()],
-            }),
-            postgres: None,
-            encryption_keys: None,
-            vault_data: None,
-            out: out.clone(),
-            parallel: 2,
-            meter: circle_export::Meter::default(),
-            tool: "circle-export test".to_owned(),
-        },
-        &progress,
-    )
-    .await
-    .unwrap();
+    export_one_database(&old, "circle_ghe", &out).await;
     out
 }
 

@@ -46,6 +46,28 @@ pub(crate) fn old_mongo() -> (MongoMember, Client) {
     (member, Client::with_options(options).unwrap())
 }
 
+/// Exports database `db` of `client` alone to `out`.
+pub(crate) async fn export_one_database(client: &Client, db: &str, out: &Path) {
+    circle_export::export(
+        circle_export::ExportSpec {
+            mongo: Some(circle_export::MongoSource::Server {
+                client,
+                databases: vec![db.to_owned()],
+            }),
+            postgres: None,
+            encryption_keys: None,
+            vault_data: None,
+            out: out.to_owned(),
+            parallel: 2,
+            meter: circle_export::Meter::default(),
+            tool: "circle-export test".to_owned(),
+        },
+        &progress,
+    )
+    .await
+    .unwrap();
+}
+
 /// A new three-member replica set (TLS, x509 members, auth) bootstrapped
 /// by mongo-rs-setup, and a replica-set client as circle-admin.
 pub(crate) struct NewMongo {

@@ -4,9 +4,9 @@
 //! run.
 
 use bson::{Document, doc};
-use circle_export::{ExportSpec, MongoSource, RestoreSpec, export, restore};
+use circle_export::{RestoreSpec, restore};
 
-use crate::{Pg, old_mongo, progress};
+use crate::{Pg, export_one_database, old_mongo, progress};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_collection_stopped_before_its_indexes_gets_them_on_the_next_run() {
@@ -26,24 +26,7 @@ async fn a_collection_stopped_before_its_indexes_gets_them_on_the_next_run() {
         .await
         .unwrap();
     let archive = dir.path().join("a.tar.gz");
-    export(
-        ExportSpec {
-            mongo: Some(MongoSource::Server {
-                client: &old,
-                databases: vec!["circle_ghe".to_owned()],
-            }),
-            postgres: None,
-            encryption_keys: None,
-            vault_data: None,
-            out: archive.clone(),
-            parallel: 2,
-            tool: "circle-export test".to_owned(),
-            meter: circle_export::Meter::default(),
-        },
-        &progress,
-    )
-    .await
-    .unwrap();
+    export_one_database(&old, "circle_ghe", &archive).await;
 
     let (_new_member, new) = old_mongo();
     let spec = || RestoreSpec {
