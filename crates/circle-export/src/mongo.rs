@@ -290,6 +290,12 @@ pub async fn target_state(
     })
 }
 
+/// How long one insert waits for a majority of the set to confirm it: a
+/// healthy set takes well under a second for a batch; a set whose
+/// secondaries stopped replicating fails here with a message instead of
+/// waiting for ever.
+const MAJORITY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// How many documents go into one insert.
 const BATCH_DOCUMENTS: usize = 1000;
 /// How many bytes go into one insert (the driver splits further at
@@ -337,7 +343,10 @@ pub async fn restore_collection(
     }
     let collection = database.collection::<RawDocumentBuf>(&item.collection);
     let concern = if majority {
-        WriteConcern::builder().w(Acknowledgment::Majority).build()
+        WriteConcern::builder()
+            .w(Acknowledgment::Majority)
+            .w_timeout(MAJORITY_TIMEOUT)
+            .build()
     } else {
         WriteConcern::builder().w(Acknowledgment::Nodes(1)).build()
     };
@@ -372,7 +381,18 @@ pub async fn restore_collection(
                 .ordered(false)
                 .write_concern(concern)
                 .await
-                .map_err(Error::mongo(format!("insert into {what}")))?;
+                .map_err(|e| {
+                    if is_replication_timeout(&e) {
+                        Error::Invalid(format!(
+                            "insert into {what}: the secondaries did not confirm a batch within \
+                             {}s (w: majority); the set is not replicating — check it with \
+                             `mongo-rs-setup status`, then re-run the restore with --drop",
+                            MAJORITY_TIMEOUT.as_secs()
+                        ))
+                    } else {
+                        Error::mongo(format!("insert into {what}"))(e)
+                    }
+                })?;
             meter.add(bytes);
             Ok(n)
         }));
@@ -435,6 +455,20 @@ async fn build_indexes(
             database.name()
         )))?;
     Ok(())
+}
+
+/// Whether `error` is a write concern timeout (code 64,
+/// WriteConcernFailed / "waiting for replication timed out").
+fn is_replication_timeout(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*error.kind {
+        ErrorKind::InsertMany(failure) => failure
+            .write_concern_error
+            .as_ref()
+            .is_some_and(|w| w.code == 64),
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => w.code == 64,
+        _ => false,
+    }
 }
 
 async fn read_batch(

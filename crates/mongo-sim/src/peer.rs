@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bson::{Document, RawDocumentBuf, doc};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::node::Node;
@@ -121,8 +121,7 @@ impl PeerConn {
         let raw = RawDocumentBuf::from_document(&command).map_err(|e| e.to_string())?;
         self.next_id += 1;
         let message = wire::encode_msg(self.next_id, 0, 0, &raw);
-        self.stream
-            .write_all(&message)
+        crate::server::send(&mut self.stream, &message)
             .await
             .map_err(|e| format!("{}: {e}", self.host))?;
         let mut header_bytes = [0u8; 16];

@@ -252,6 +252,97 @@ async fn message_loop(
         } else {
             wire::encode_msg(next_id, header.request_id, 0, &raw)
         };
-        io.write_all(&bytes).await.map_err(|e| e.to_string())?;
+        send(&mut io, &bytes).await.map_err(|e| e.to_string())?;
+    }
+}
+
+/// Writes one whole message and flushes it. The flush matters with TLS:
+/// tokio-rustls may return from a write with the tail of the message still
+/// encrypted in its buffer when the socket is full, and only a flush (or a
+/// later write) sends it — without one, a client waiting for the end of a
+/// large reply waits for ever (mongod always sends the whole reply).
+pub(crate) async fn send<W>(io: &mut W, message: &[u8]) -> std::io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin + ?Sized,
+{
+    io.write_all(message).await?;
+    io.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use secrecy::ExposeSecret as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A message much larger than the transport's buffer, sent over TLS
+    /// to a reader that only starts reading once the sender is done,
+    /// arrives whole. Without the flush in [`super::send`] its tail stays
+    /// in tokio-rustls's buffer and this test times out.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_large_message_over_tls_is_sent_whole_before_send_returns() {
+        let now = time::OffsetDateTime::now_utc();
+        let ca = ha_tls::Ca::generate(&ha_tls::CaSpec::new("Lab", "Members"), now).unwrap();
+        let leaf = ca
+            .issue(
+                &ha_tls::LeafSpec::host(&["localhost"], "Lab", "Members").unwrap(),
+                now,
+            )
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server_config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(leaf.key_pem.expose_secret().as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let client_config = ha_tls::client_config(
+            Some((ca.cert_pem().as_bytes(), "the test CA")),
+            ha_tls::ServerVerification::Full,
+            None,
+        )
+        .unwrap();
+        // A transport with a 4 KiB buffer: the sender's socket is "full"
+        // almost at once.
+        let (client_io, server_io) = tokio::io::duplex(4096);
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+        let name = ServerName::try_from("localhost").unwrap();
+        let (server, client) = tokio::join!(
+            acceptor.accept(server_io),
+            connector.connect(name, client_io)
+        );
+        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+
+        let message: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = message.clone();
+        let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
+        let sender = tokio::spawn(async move {
+            super::send(&mut server, &message).await.unwrap();
+            let _ = sent_tx.send(());
+            // Keep the connection open, as a server waiting for the next
+            // request does.
+            let mut byte = [0u8; 1];
+            let _ = server.read(&mut byte).await;
+        });
+        let received = tokio::time::timeout(Duration::from_secs(60), async {
+            let mut received = vec![0u8; expected.len()];
+            client.read_exact(&mut received).await.unwrap();
+            received
+        })
+        .await
+        .expect("the message's tail never came: send() returned before it was on the wire");
+        assert!(received == expected, "the message arrived changed");
+        sent_rx.await.unwrap();
+        client.shutdown().await.unwrap();
+        drop(client);
+        sender.await.unwrap();
     }
 }

@@ -5,7 +5,11 @@ use bson::{Bson, Document, doc};
 use futures_util::TryStreamExt as _;
 use ha_lab::MongoMember;
 
-use crate::{admin, code, direct, plain_options, tools};
+use std::time::Duration;
+
+use ha_lab::LabPki;
+
+use crate::{admin, code, direct, plain_options, secure_options, tools};
 
 #[tokio::test]
 async fn insert_find_in_batches_count_aggregate_and_the_catalog() {
@@ -149,4 +153,84 @@ async fn every_bson_type_survives_a_round_trip_byte_for_byte() {
     coll.insert_one(raw.clone()).await.unwrap();
     let back = coll.find_one(doc! {}).await.unwrap().unwrap();
     assert_eq!(back.as_bytes(), raw.as_bytes());
+}
+
+/// A reply larger than the socket buffers, read slowly over a real TLS
+/// socket, arrives whole (end to end; the unit test of `server::send`
+/// catches a missing flush deterministically, which real sockets only
+/// show now and then — as secondaries that stop fetching the oplog).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_reply_read_slowly_over_tls_arrives_whole() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let pki = LabPki::new().unwrap();
+    let mut options = secure_options(&pki, "unused");
+    options.replica_set = None;
+    options.auth = false;
+    options.cluster_auth_x509 = false;
+    let member = MongoMember::start(&tools(), options).unwrap();
+    let client = direct(&member, Some(&pki), None).await;
+    // About 6 MiB in one first batch.
+    let big = client.database("t").collection::<Document>("big");
+    big.insert_many((0..96).map(|i| doc! {"_id": i, "pad": "p".repeat(64 * 1024)}))
+        .await
+        .unwrap();
+
+    let ca = std::fs::read(pki.ca_file()).unwrap();
+    let config = ha_tls::client_config(
+        Some((&ca, "the lab CA")),
+        ha_tls::ServerVerification::Full,
+        None,
+    )
+    .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    // A small receive window keeps the server's socket full, so its last
+    // write of the reply is the one that would block.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], member.port())))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = connector.connect(name, tcp).await.unwrap();
+    let find =
+        bson::RawDocumentBuf::from_document(&doc! {"find": "big", "batchSize": 1000, "$db": "t"})
+            .unwrap();
+    stream
+        .write_all(&mongo_sim::wire::encode_msg(1, 0, 0, &find))
+        .await
+        .unwrap();
+    stream.flush().await.unwrap();
+
+    let read_all = async {
+        // Let the server fill the socket, then drain it slowly.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut header = [0u8; 16];
+        stream.read_exact(&mut header).await.unwrap();
+        let length = i32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; length - 16];
+        let mut read = 0;
+        while read < body.len() {
+            let end = (read + 16 * 1024).min(body.len());
+            read += stream.read(&mut body[read..end]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        (header, body)
+    };
+    let (header, body) = tokio::time::timeout(Duration::from_secs(60), read_all)
+        .await
+        .expect("the reply's tail never came: the server did not flush its TLS stream");
+    let header = mongo_sim::wire::Header::parse(&header).unwrap();
+    let mongo_sim::wire::Request::Msg { command: reply, .. } =
+        mongo_sim::wire::parse_body(&header, &body).unwrap()
+    else {
+        panic!("not an OP_MSG reply");
+    };
+    let batch = reply
+        .get_document("cursor")
+        .unwrap()
+        .get_array("firstBatch")
+        .unwrap();
+    assert_eq!(batch.len(), 96);
 }
