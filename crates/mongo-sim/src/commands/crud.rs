@@ -293,11 +293,23 @@ fn oplog_entries_after(
             e.optime.time_key() <= after.time_key()
         }
     });
-    inner.oplog[start..]
-        .iter()
-        .take(limit)
-        .filter_map(|e| RawDocumentBuf::from_document(&e.doc).ok().map(Arc::new))
-        .collect()
+    // At most `limit` entries and about 16 MiB, as mongod's batches (the
+    // first entry always, however large).
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for entry in inner.oplog[start..].iter().take(limit) {
+        let Ok(raw) = RawDocumentBuf::from_document(&entry.doc) else {
+            // Never skip an entry: a gap would leave the reader diverged.
+            break;
+        };
+        let len = raw.as_bytes().len();
+        if !batch.is_empty() && bytes + len > BATCH_BYTES {
+            break;
+        }
+        bytes += len;
+        batch.push(Arc::new(raw));
+    }
+    batch
 }
 
 fn last_optime_of(batch: &[Arc<RawDocumentBuf>]) -> Option<OpTime> {
