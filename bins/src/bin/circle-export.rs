@@ -44,7 +44,9 @@ the circleci_export.tar.gz of CircleCI's own circle-database-export
 script.
 Targets come from --mongo-uri/--pg-uri or from ha.toml: [mongo] as
 circle-admin, [postgres] as the app role (which owns the databases
-pg-provision made).
+pg-provision made). A database missing on the target is created, owned by
+the restoring role, if that role may (CREATEDB); otherwise restore says so
+before writing anything.
 
 On a terminal a progress bar shows bytes done, bytes/s and the time left;
 --json prints only the result.

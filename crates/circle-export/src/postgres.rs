@@ -426,6 +426,50 @@ impl PgClient {
         ))
     }
 
+    /// Creates database `db`, owned by the connecting role (so the objects
+    /// a restore makes belong to it). A role without `CREATEDB` gets an
+    /// error that says what to do instead.
+    pub async fn create_database(&self, db: &str) -> Result<(), Error> {
+        let sql = format!("CREATE DATABASE {}", quote_ident(db));
+        match self.query(&self.conn.dbname, &sql).await {
+            Ok(_) => Ok(()),
+            Err(Error::Postgres { detail, .. }) if detail.contains("permission denied") => {
+                Err(self.cannot_create(&[db.to_owned()]))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks, before anything is written, that the connecting role may
+    /// create `missing` (it has `CREATEDB` or is a superuser).
+    pub async fn check_may_create(&self, missing: &[String]) -> Result<(), Error> {
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let lines = self
+            .query(
+                &self.conn.dbname,
+                "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
+            )
+            .await?;
+        if lines.first().map(|l| l.trim()) == Some("t") {
+            Ok(())
+        } else {
+            Err(self.cannot_create(missing))
+        }
+    }
+
+    fn cannot_create(&self, missing: &[String]) -> Error {
+        Error::Invalid(format!(
+            "PostgreSQL at {} lacks the databases {}, and {} may not create databases (no \
+             CREATEDB): run `pg-provision apply` first (it creates them with their extensions, \
+             owned by the app role), or restore as a role that may; nothing was restored",
+            self.conn,
+            missing.join(", "),
+            self.conn.user
+        ))
+    }
+
     /// Whether `db` holds tables of its own (not belonging to extensions).
     pub async fn user_tables(&self, db: &str) -> Result<u64, Error> {
         let lines = self.query(db, USER_TABLES).await?;
@@ -576,6 +620,11 @@ async fn run_with_input(
             detail: tail(&output.stderr),
         })
     }
+}
+
+/// `name` as a double-quoted SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The last lines of a program's stderr.

@@ -24,7 +24,9 @@ pub struct RestoreSpec<'a> {
     /// The MongoDB target and whether to insert with `w: majority` (a
     /// replica set).
     pub mongo: Option<(&'a Client, bool)>,
-    /// The PostgreSQL target (its databases must exist: pg-provision).
+    /// The PostgreSQL target. A database missing there is created, owned
+    /// by the restoring role (which then needs `CREATEDB`); pg-provision
+    /// makes them with their extensions beforehand.
     pub postgres: Option<&'a PgClient>,
     /// Replace what the target holds.
     pub drop: bool,
@@ -188,24 +190,18 @@ pub async fn restore(
     let mut occupied = Vec::new();
     let mut skipped = Vec::new();
     let mut pg_todo = Vec::new();
+    let mut to_create: Vec<String> = Vec::new();
     if let Some(pg) = spec.postgres
         && !pg_items.is_empty()
     {
         let existing = pg.databases(&[]).await?;
-        let missing: Vec<&str> = pg_items
-            .iter()
-            .map(|i| i.db.as_str())
-            .filter(|db| !existing.iter().any(|e| e == db))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::Invalid(format!(
-                "PostgreSQL at {} lacks the databases {}: create them first (pg-provision apply \
-                 makes them with their extensions and owner)",
-                pg.conn(),
-                missing.join(", ")
-            )));
-        }
         for item in pg_items {
+            if !existing.iter().any(|e| *e == item.db) {
+                // Created (owned by the restoring role) just before loading.
+                to_create.push(item.db.clone());
+                pg_todo.push(item);
+                continue;
+            }
             let tables = pg.user_tables(&item.db).await?;
             if tables == 0 || spec.drop {
                 pg_todo.push(item);
@@ -267,6 +263,9 @@ pub async fn restore(
     if !occupied.is_empty() {
         return Err(Error::NotEmpty(occupied));
     }
+    if let Some(pg) = spec.postgres {
+        pg.check_may_create(&to_create).await?;
+    }
     if !skipped.is_empty() {
         progress(&format!(
             "already restored (same counts as the archive), left as they are: {}",
@@ -293,12 +292,26 @@ pub async fn restore(
                     if i.only_indexes { " (indexes)" } else { "" }
                 )
             })
-            .chain(pg_items.iter().map(|i| format!("postgres {}", i.db)))
+            .chain(pg_items.iter().map(|i| {
+                if to_create.contains(&i.db) {
+                    format!("postgres {} (created)", i.db)
+                } else {
+                    format!("postgres {}", i.db)
+                }
+            }))
             .collect(),
         manifest,
     };
     if spec.dry_run {
         return Ok(report);
+    }
+    if let Some(pg) = spec.postgres {
+        for db in &to_create {
+            pg.create_database(db).await?;
+            progress(&format!(
+                "postgres {db}: created (it did not exist on the target)"
+            ));
+        }
     }
     let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
     spec.meter.begin(

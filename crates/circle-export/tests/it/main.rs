@@ -5,6 +5,7 @@
 mod damage;
 mod resume;
 mod roundtrip;
+mod target;
 mod vendor;
 
 use std::path::Path;
