@@ -196,7 +196,7 @@ pub async fn restore(
     {
         let existing = pg.databases(&[]).await?;
         for item in pg_items {
-            if !existing.iter().any(|e| *e == item.db) {
+            if !existing.contains(&item.db) {
                 // Created (owned by the restoring role) just before loading.
                 to_create.push(item.db.clone());
                 pg_todo.push(item);
