@@ -253,6 +253,48 @@ pub fn export_report(report: &circle_export::ExportReport, started: Instant) -> 
     (value, text)
 }
 
+/// `export --dry-run`: JSON and text of what would be exported.
+pub fn plan_report(out: &Path, plan: &circle_export::ExportPlan) -> (Value, String) {
+    let mut actions: Vec<Value> = plan
+        .collections
+        .iter()
+        .map(|(db, c)| json!({"kind": "export-collection", "target": format!("mongo {db}.{c}")}))
+        .chain(
+            plan.databases
+                .iter()
+                .map(|db| json!({"kind": "export-database", "target": format!("postgres {db}")})),
+        )
+        .collect();
+    actions.push(json!({"kind": "write-archive", "target": out.display().to_string()}));
+    let value = json!({
+        "changed": 0,
+        "dry_run": true,
+        "planned": actions.len(),
+        "actions": actions,
+        "collections": plan.collections.len(),
+        "databases": plan.databases.len(),
+        "files": plan.files,
+        "estimated_bytes": plan.estimated_bytes,
+    });
+    let mut text = String::new();
+    for (db, c) in &plan.collections {
+        text.push_str(&format!("would export: mongo {db}.{c}\n"));
+    }
+    for db in &plan.databases {
+        text.push_str(&format!("would export: postgres {db}\n"));
+    }
+    text.push_str(&format!(
+        "circle-export: would write {} — {} collections, {} PostgreSQL databases, {} other \
+         files, about {} of data (--dry-run: nothing written)\n",
+        out.display(),
+        plan.collections.len(),
+        plan.databases.len(),
+        plan.files,
+        circle_export::export::human_bytes(plan.estimated_bytes)
+    ));
+    (value, text)
+}
+
 /// `verify`: JSON, text and exit code (3 when damaged).
 pub fn verify_report(path: &Path, inspection: &circle_export::Inspection) -> (Value, String, Exit) {
     let layout = match inspection.layout {

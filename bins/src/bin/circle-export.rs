@@ -102,6 +102,10 @@ enum Command {
         /// The old contexts-Vault data directory to include.
         #[arg(long, value_name = "DIR")]
         vault_data: Option<PathBuf>,
+        /// Reach every source and list what would be exported, with an
+        /// estimate of its size; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check an archive offline: every checksum and count. Exit 3 listing
     /// every problem.
@@ -195,6 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             common,
             encryption_keys,
             vault_data,
+            dry_run,
         } => {
             let started = Instant::now();
             let mongo_client = match &mongo_uri {
@@ -239,21 +244,24 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 (None, None) => None,
             };
             let meter = Meter::new();
+            let spec = ExportSpec {
+                mongo,
+                postgres: pg.as_ref().map(|p| (p, pg_databases)),
+                encryption_keys,
+                vault_data,
+                out,
+                parallel: common.parallel,
+                tool: format!("circle-export {}", env!("CARGO_PKG_VERSION")),
+                meter: meter.clone(),
+            };
+            if dry_run {
+                let plan = circle_export::export::plan(&spec).await?;
+                let (value, text) = export::plan_report(&spec.out, &plan);
+                emit(common.json, &text, &value);
+                return Ok(Exit::Success);
+            }
             let bar = progress_bar(&meter, common.json);
-            let report = circle_export::export(
-                ExportSpec {
-                    mongo,
-                    postgres: pg.as_ref().map(|p| (p, pg_databases)),
-                    encryption_keys,
-                    vault_data,
-                    out,
-                    parallel: common.parallel,
-                    tool: format!("circle-export {}", env!("CARGO_PKG_VERSION")),
-                    meter,
-                },
-                &|line| bar.line(line),
-            )
-            .await?;
+            let report = circle_export::export(spec, &|line| bar.line(line)).await?;
             drop(bar);
             let (value, text) = export::export_report(&report, started);
             emit(common.json, &text, &value);

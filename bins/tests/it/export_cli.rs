@@ -124,6 +124,41 @@ fn export_verify_restore_twice_and_refuse_damage() {
     );
     assert!(!archive.exists());
 
+    // A dry run reaches both sources, lists them, writes nothing.
+    let (code, planned, stderr) = json(
+        tool(&[
+            "export",
+            "--dry-run",
+            "--out",
+            &archive_arg,
+            "--mongo-uri",
+            &mongo_uri,
+            "--pg-uri",
+            "env:OLD_PG_URI",
+        ])
+        .env(
+            "OLD_PG_URI",
+            pg_uri(&old_pg, old_pg.superuser(), &old_password),
+        ),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(planned["changed"], 0, "{planned}");
+    let targets: Vec<&str> = planned["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["target"].as_str())
+        .collect();
+    assert!(
+        targets.contains(&"mongo circle_ghe.builds") && targets.contains(&"postgres circle"),
+        "{planned}"
+    );
+    assert!(
+        planned["estimated_bytes"].as_u64().unwrap() > 0,
+        "{planned}"
+    );
+    assert!(!archive.exists(), "a dry run wrote the archive");
+
     let (code, exported, stderr) = json(
         tool(&[
             "export",

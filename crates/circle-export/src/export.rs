@@ -76,25 +76,7 @@ pub async fn export(
     spec: ExportSpec<'_>,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<ExportReport, Error> {
-    let compression = Compression::from_path(&spec.out).map_err(Error::Invalid)?;
-    if spec.mongo.is_none() && spec.postgres.is_none() {
-        return Err(Error::Invalid(
-            "nothing to export: give a MongoDB source, a PostgreSQL source, or both".to_owned(),
-        ));
-    }
-    for (dir, what) in [
-        (&spec.encryption_keys, "--encryption-keys"),
-        (&spec.vault_data, "--vault-data"),
-    ] {
-        if let Some(dir) = dir
-            && !dir.is_dir()
-        {
-            return Err(Error::Invalid(format!(
-                "{what} {} is not a directory",
-                dir.display()
-            )));
-        }
-    }
+    let compression = validate(&spec)?;
     let started = Instant::now();
     let spool = WorkDir::create(&spec.out, "spool")
         .map_err(Error::io("the spool directory"))?
@@ -256,6 +238,110 @@ pub async fn export(
     })
 }
 
+/// Checks `spec` before anything is read or written: the archive name
+/// chooses a known compression, there is a source, the directories exist.
+fn validate(spec: &ExportSpec<'_>) -> Result<Compression, Error> {
+    let compression = Compression::from_path(&spec.out).map_err(Error::Invalid)?;
+    if spec.mongo.is_none() && spec.postgres.is_none() {
+        return Err(Error::Invalid(
+            "nothing to export: give a MongoDB source, a PostgreSQL source, or both".to_owned(),
+        ));
+    }
+    for (dir, what) in [
+        (&spec.encryption_keys, "--encryption-keys"),
+        (&spec.vault_data, "--vault-data"),
+    ] {
+        if let Some(dir) = dir
+            && !dir.is_dir()
+        {
+            return Err(Error::Invalid(format!(
+                "{what} {} is not a directory",
+                dir.display()
+            )));
+        }
+    }
+    Ok(compression)
+}
+
+/// What an export would read, found without writing anything.
+#[derive(Debug)]
+pub struct ExportPlan {
+    /// `(database, collection)` of every collection to dump.
+    pub collections: Vec<(String, String)>,
+    /// Every PostgreSQL database to dump.
+    pub databases: Vec<String>,
+    /// Files under the encryption-keys and Vault data directories.
+    pub files: usize,
+    /// Roughly how many bytes the dumps will take (the servers' data
+    /// sizes; the files' sizes).
+    pub estimated_bytes: u64,
+}
+
+/// Lists what [`export()`] would dump for `spec` (the `--dry-run`):
+/// checks the spec and reaches every source, writes nothing.
+pub async fn plan(spec: &ExportSpec<'_>) -> Result<ExportPlan, Error> {
+    validate(spec)?;
+    let mut plan = ExportPlan {
+        collections: Vec::new(),
+        databases: Vec::new(),
+        files: 0,
+        estimated_bytes: 0,
+    };
+    match &spec.mongo {
+        None => {}
+        Some(MongoSource::Server { client, databases }) => {
+            let collections = mongo::list_collections(client, databases).await?;
+            let mut dbs: Vec<String> = collections.iter().map(|c| c.db.clone()).collect();
+            dbs.dedup();
+            plan.estimated_bytes += mongo::estimate_bytes(client, &dbs).await;
+            plan.collections = collections.into_iter().map(|c| (c.db, c.name)).collect();
+        }
+        Some(MongoSource::DumpDir(dir)) => {
+            for c in list_dump_dir(dir)? {
+                plan.estimated_bytes += c.size;
+                plan.collections.push((c.db, c.collection));
+            }
+        }
+    }
+    if let Some((pg, only)) = &spec.postgres {
+        plan.databases = pg.databases(only).await?;
+        let sizes =
+            futures_util::future::join_all(plan.databases.iter().map(|db| pg.estimate_bytes(db)))
+                .await;
+        plan.estimated_bytes += sizes.iter().sum::<u64>();
+    }
+    for dir in [&spec.encryption_keys, &spec.vault_data]
+        .into_iter()
+        .flatten()
+    {
+        let (files, bytes) = tree_size(dir)?;
+        plan.files += files;
+        plan.estimated_bytes += bytes;
+    }
+    Ok(plan)
+}
+
+/// How many regular files `dir` holds, and their bytes.
+fn tree_size(dir: &Path) -> Result<(usize, u64), Error> {
+    let mut stack = vec![dir.to_owned()];
+    let (mut files, mut bytes) = (0, 0);
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).map_err(Error::io(current.display()))? {
+            let entry = entry.map_err(Error::io(current.display()))?;
+            let meta = entry
+                .metadata()
+                .map_err(Error::io(entry.path().display()))?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                files += 1;
+                bytes += meta.len();
+            }
+        }
+    }
+    Ok((files, bytes))
+}
+
 fn sorted_collections(mut c: Vec<CollectionEntry>) -> Vec<CollectionEntry> {
     c.sort_by(|a, b| (&a.db, &a.collection).cmp(&(&b.db, &b.collection)));
     c
@@ -283,14 +369,20 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// Copies a mongodump directory into the spool, counting documents.
-async fn copy_dump_dir(
-    dir: &Path,
-    spool: &WorkDir,
-    files: &Mutex<Vec<FileEntry>>,
-    progress: &(dyn Fn(&str) + Sync),
-    meter: &Meter,
-) -> Result<Vec<CollectionEntry>, Error> {
-    let mut collections = Vec::new();
+/// One collection of a mongodump directory.
+struct DumpedCollection {
+    db: String,
+    collection: String,
+    data: PathBuf,
+    metadata: Option<PathBuf>,
+    size: u64,
+}
+
+/// The collections of a mongodump directory (`<db>/<collection>.bson`),
+/// but the system databases and `system.*` collections, sorted. A
+/// `--gzip` dump is refused: its `.bson.gz` files are not read.
+fn list_dump_dir(dir: &Path) -> Result<Vec<DumpedCollection>, Error> {
+    let mut found = Vec::new();
     let mut dbs: Vec<_> = std::fs::read_dir(dir)
         .map_err(Error::io(dir.display()))?
         .filter_map(Result::ok)
@@ -309,12 +401,6 @@ async fn copy_dump_dir(
             .collect();
         names.sort();
         for name in &names {
-            if name.ends_with(".bson") {
-                let size = std::fs::metadata(db_entry.path().join(name)).map_or(0, |m| m.len());
-                meter.add_total(size);
-            }
-        }
-        for name in &names {
             if name.ends_with(".bson.gz") {
                 return Err(Error::Invalid(format!(
                     "{}/{name}: gzip-compressed dumps (mongodump --gzip) are not read; dump \
@@ -328,25 +414,50 @@ async fn copy_dump_dir(
             if collection.starts_with("system.") {
                 continue;
             }
-            let source = db_entry.path().join(name);
-            let (entry, documents) =
-                copy_counting(&source, &bson_path(&db, collection), spool).await?;
-            progress(&format!(
-                "mongo {db}.{collection}: {documents} documents, {} (from the dump directory)",
-                human_bytes(entry.size)
-            ));
-            let mut new = vec![entry];
-            let meta = db_entry.path().join(format!("{collection}.metadata.json"));
-            if meta.exists() {
-                new.push(copy_file(&meta, &metadata_path(&db, collection), spool).await?);
-            }
-            files.lock().unwrap_or_else(|e| e.into_inner()).extend(new);
-            collections.push(CollectionEntry {
+            let data = db_entry.path().join(name);
+            let metadata = db_entry.path().join(format!("{collection}.metadata.json"));
+            found.push(DumpedCollection {
                 db: db.clone(),
                 collection: collection.to_owned(),
-                documents,
+                size: std::fs::metadata(&data).map_or(0, |m| m.len()),
+                data,
+                metadata: metadata.exists().then_some(metadata),
             });
         }
+    }
+    Ok(found)
+}
+
+/// Copies a mongodump directory into the spool, counting documents.
+async fn copy_dump_dir(
+    dir: &Path,
+    spool: &WorkDir,
+    files: &Mutex<Vec<FileEntry>>,
+    progress: &(dyn Fn(&str) + Sync),
+    meter: &Meter,
+) -> Result<Vec<CollectionEntry>, Error> {
+    let dumped = list_dump_dir(dir)?;
+    meter.add_total(dumped.iter().map(|c| c.size).sum());
+    let mut collections = Vec::new();
+    for c in dumped {
+        let (entry, documents) =
+            copy_counting(&c.data, &bson_path(&c.db, &c.collection), spool).await?;
+        progress(&format!(
+            "mongo {}.{}: {documents} documents, {} (from the dump directory)",
+            c.db,
+            c.collection,
+            human_bytes(entry.size)
+        ));
+        let mut new = vec![entry];
+        if let Some(meta) = &c.metadata {
+            new.push(copy_file(meta, &metadata_path(&c.db, &c.collection), spool).await?);
+        }
+        files.lock().unwrap_or_else(|e| e.into_inner()).extend(new);
+        collections.push(CollectionEntry {
+            db: c.db,
+            collection: c.collection,
+            documents,
+        });
     }
     Ok(collections)
 }

@@ -36,7 +36,7 @@ pub mod spool;
 pub mod verify;
 
 pub use error::Error;
-pub use export::{ExportReport, ExportSpec, MongoSource, export};
+pub use export::{ExportPlan, ExportReport, ExportSpec, MongoSource, export};
 pub use manifest::Manifest;
 pub use meter::{Meter, Reading, Stage};
 pub use postgres::{PgClient, PgConn};
