@@ -15,6 +15,7 @@ pub mod exit;
 pub mod export;
 pub mod mongo;
 pub mod output;
+pub mod pki;
 pub mod postgres;
 pub mod progress;
 pub mod secret;

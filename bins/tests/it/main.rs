@@ -3,6 +3,7 @@
 mod export_cli;
 mod mongo_cli;
 mod pg_provision;
+mod pki_cli;
 mod services_userdata;
 mod vault_transit;
 
