@@ -125,22 +125,23 @@ fn export_verify_restore_twice_and_refuse_damage() {
     assert!(!archive.exists());
 
     // A dry run reaches both sources, lists them, writes nothing.
-    let (code, planned, stderr) = json(
-        tool(&[
+    let export = || {
+        let mut command = tool(&[
             "export",
-            "--dry-run",
             "--out",
             &archive_arg,
             "--mongo-uri",
             &mongo_uri,
             "--pg-uri",
             "env:OLD_PG_URI",
-        ])
-        .env(
+        ]);
+        command.env(
             "OLD_PG_URI",
             pg_uri(&old_pg, old_pg.superuser(), &old_password),
-        ),
-    );
+        );
+        command
+    };
+    let (code, planned, stderr) = json(export().arg("--dry-run"));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(planned["changed"], 0, "{planned}");
     let targets: Vec<&str> = planned["actions"]
@@ -159,21 +160,7 @@ fn export_verify_restore_twice_and_refuse_damage() {
     );
     assert!(!archive.exists(), "a dry run wrote the archive");
 
-    let (code, exported, stderr) = json(
-        tool(&[
-            "export",
-            "--out",
-            &archive_arg,
-            "--mongo-uri",
-            &mongo_uri,
-            "--pg-uri",
-            "env:OLD_PG_URI",
-        ])
-        .env(
-            "OLD_PG_URI",
-            pg_uri(&old_pg, old_pg.superuser(), &old_password),
-        ),
-    );
+    let (code, exported, stderr) = json(&mut export());
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(exported["documents"], 250, "{exported}");
     assert_eq!(exported["rows"], 400, "{exported}");
