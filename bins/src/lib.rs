@@ -7,6 +7,7 @@
 //! below never print or read the environment; this crate does both, on
 //! their behalf.
 
+pub mod apply;
 pub mod aws;
 pub mod cli;
 pub mod config;

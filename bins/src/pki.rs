@@ -231,6 +231,32 @@ pub fn init(settings: &Settings, dry_run: bool) -> anyhow::Result<ChangeReport> 
 pub fn issue(settings: &Settings, dry_run: bool) -> anyhow::Result<ChangeReport> {
     let pki = settings.pki_dir();
     if !pki.has_ca() {
+        if dry_run {
+            // After `init` (as `circle-ha apply` runs it), every one is new.
+            let actions = settings
+                .wanted
+                .iter()
+                .map(|wanted| {
+                    let target = pki.leaf_paths(&wanted.name)?.combined;
+                    Ok(Action {
+                        kind: "issue-certificate".to_owned(),
+                        target: target.display().to_string(),
+                        detail: format!(
+                            "issue {} for {} ({}: no CA yet)",
+                            target.display(),
+                            wanted.used_by.join(", "),
+                            role_name(wanted.role)
+                        ),
+                    })
+                })
+                .collect::<Result<Vec<_>, ha_tls::Error>>()?;
+            return Ok(ChangeReport {
+                tool: TOOL,
+                dry_run,
+                actions,
+                warnings: Vec::new(),
+            });
+        }
         anyhow::bail!(
             "no CA in {}: run `circle-ha pki init --config …` first",
             settings.dir.display()

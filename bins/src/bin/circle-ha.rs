@@ -1,7 +1,9 @@
 //! `circle-ha`: one configuration, the whole runbook.
 
+use std::path::Path;
 use std::process::ExitCode;
 
+use circle_ha::apply::{self, Concern};
 use circle_ha::cli::{self, ConfigArgs};
 use circle_ha::config::ConfigFile;
 use circle_ha::demo::{self, DemoOptions, Outcome, Phase};
@@ -39,6 +41,32 @@ enum Command {
         /// settings to a 0600 file.
         #[arg(long)]
         keep: bool,
+    },
+    /// Bring every configured concern to the state ha.toml describes.
+    ///
+    /// In the runbook's order: [pki] (CA and host certificates), [mongo]
+    /// (replica set and users), [postgres] (databases, extensions, app
+    /// role), [vault] (transit mount, policy, periodic app token — Vault
+    /// must be initialised and unsealed: `vault-transit init`/`unseal`
+    /// hand out key shares and stay explicit), [services] (the Services
+    /// bundle, rendered into --bundle-dir). Sections that are absent are
+    /// skipped. Every selected section is checked before anything is
+    /// touched (exit 2 listing all problems); the first concern that fails
+    /// stops the run and is named, with what finished and what did not
+    /// run. A second run reports `changed: 0`.
+    Apply {
+        #[command(flatten)]
+        common: ConfigArgs,
+        /// Show the combined plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only these concerns: pki, mongo, postgres, vault, userdata.
+        #[arg(long, value_name = "CONCERN,...", value_delimiter = ',')]
+        only: Vec<String>,
+        /// Where the Services bundle is rendered (default: bundle/ next to
+        /// the configuration file).
+        #[arg(long, value_name = "DIR")]
+        bundle_dir: Option<std::path::PathBuf>,
     },
     /// The CA and the certificates of every host ha.toml names.
     ///
@@ -88,6 +116,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = match &cli.command {
         Command::Demo { .. } => false,
+        Command::Apply { common, .. } => common.json,
         Command::Pki(
             PkiCommand::Init { common, .. }
             | PkiCommand::Issue { common, .. }
@@ -120,6 +149,32 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             } else {
                 Exit::Failure
             })
+        }
+        Command::Apply {
+            common,
+            dry_run,
+            only,
+            bundle_dir,
+        } => {
+            let file = ConfigFile::load(&common.config)?;
+            let only = only
+                .iter()
+                .map(|name| Concern::parse(name))
+                .collect::<Result<Vec<_>, _>>()?;
+            let options = apply::Options {
+                only,
+                dry_run,
+                bundle_dir: bundle_dir.unwrap_or_else(|| file.path_of(Path::new("bundle"))),
+            };
+            let json = common.json;
+            let progress = |line: &str| {
+                if !json {
+                    eprintln!("circle-ha: {line}");
+                }
+            };
+            let report = apply::apply(&file, &cli::env_var, &options, &progress).await?;
+            emit(json, &report.to_text(), &report.to_json());
+            Ok(Exit::Success)
         }
         Command::Pki(command) => {
             let (common, dry_run) = match &command {

@@ -1,0 +1,239 @@
+//! `circle-ha apply` over a whole lab: three TLS MongoDB members,
+//! PostgreSQL, OpenBao (initialised and unsealed by vault-transit, as the
+//! operator does first) and the Services bundle — planned, applied,
+//! applied again (changed 0), narrowed with --only, and stopped by a
+//! sealed Vault with a message naming it.
+
+use std::path::Path;
+use std::process::Command;
+
+use ha_lab::{
+    LabPki, MongoMember, MongoMemberOptions, OpenBao, Postgres, PostgresOptions, Toolbox,
+};
+use secrecy::ExposeSecret as _;
+use serde_json::Value;
+
+use crate::{circle_ha, run};
+
+const HOSTILE: &str = "p'\"$@:/?#%\\ `x` wörd–密";
+
+struct Lab {
+    _pki: LabPki,
+    _members: Vec<MongoMember>,
+    pg: Postgres,
+    _bao: OpenBao,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn start() -> Lab {
+        let tools = Toolbox::discover(std::env::vars_os());
+        let pki = LabPki::new().unwrap();
+        let members: Vec<MongoMember> = (0..3)
+            .map(|_| {
+                MongoMember::start(&tools, MongoMemberOptions::secure(&pki, "circle"))
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        let pg = Postgres::start(&tools, &pki, PostgresOptions::default()).unwrap();
+        let bao = OpenBao::start(&tools, &pki).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("license.rli"), "license-bytes\n").unwrap();
+        std::fs::create_dir_all(d.join("circle-data")).unwrap();
+        std::fs::write(d.join("circle-data/aes.key"), "aes-key-bytes").unwrap();
+        let ca = pki.ca_file().display().to_string();
+        let hosts: Vec<String> = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let priority = if i == 0 { ", priority = 2" } else { "" };
+                format!("  {{ host = \"{}\"{priority} }},\n", m.host())
+            })
+            .collect();
+        std::fs::write(
+            d.join("ha.toml"),
+            format!(
+                r#"
+[mongo]
+replica_set = "circle"
+server_version = "7.0"
+members = [
+{hosts}]
+tls = {{ ca_file = "{ca}" }}
+users.site_admin = {{ name = "siteUserAdmin", password = "env:T_SITE" }}
+users.admin = {{ name = "circle-admin", password = "env:T_ADMIN" }}
+users.app = {{ name = "circle", password = "env:T_APP" }}
+settings = {{ election_timeout_millis = 2000, heartbeat_interval_millis = 500 }}
+connect_timeout = 5
+wait_timeout = 120
+
+[postgres]
+host = "localhost"
+hostaddr = "127.0.0.1"
+port = {pg_port}
+admin_user = "{pg_admin}"
+admin_password = "env:T_PG_ADMIN"
+app_user = "circle"
+app_password = "env:T_PG_APP"
+sslmode = "verify-full"
+ca_file = "{ca}"
+
+[vault]
+address = "{vault}"
+ca_file = "{ca}"
+secret_shares = 3
+secret_threshold = 2
+keys_dir = "secrets/vault"
+admin_token = "file:secrets/vault/root-token"
+app_token_file = "secrets/vault/circleci-token"
+transit_mount = "transit"
+token_period = "1h"
+
+[services]
+hostname = "circleci.example.com"
+aws_region = "us-east-1"
+s3_bucket = "circleci-ha-config"
+launch_template = "circleci-services"
+license_file = "license.rli"
+replicated_password = "env:T_REPLICATED"
+secret_passphrase = "env:T_PASSPHRASE"
+github = {{ type = "github_type_public", client_id = "abc123", client_secret = "env:T_GITHUB" }}
+storage = {{ backend = "storage_backend_s3", bucket = "circleci-artifacts", sqs_queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/circleci" }}
+encryption_keys_dir = "circle-data"
+"#,
+                hosts = hosts.concat(),
+                pg_port = pg.port(),
+                pg_admin = pg.superuser(),
+                vault = bao.addr(),
+            ),
+        )
+        .unwrap();
+        Lab {
+            _pki: pki,
+            _members: members,
+            pg,
+            _bao: bao,
+            dir,
+        }
+    }
+
+    fn env(&self, command: &mut Command) {
+        command
+            .current_dir(self.dir.path())
+            .env("T_SITE", format!("{HOSTILE}-s"))
+            .env("T_ADMIN", format!("{HOSTILE}-a"))
+            .env("T_APP", format!("{HOSTILE}-p"))
+            .env("T_PG_ADMIN", self.pg.superuser_password().expose_secret())
+            .env("T_PG_APP", format!("{HOSTILE}-pg"))
+            .env("T_REPLICATED", format!("{HOSTILE}-r"))
+            .env("T_PASSPHRASE", format!("{HOSTILE}-pp"))
+            .env("T_GITHUB", format!("{HOSTILE}-gh"));
+    }
+
+    fn vault_transit(&self, args: &[&str]) -> (i32, String, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vault-transit"));
+        command.args(args).args(["--config", "ha.toml"]);
+        self.env(&mut command);
+        run(&mut command)
+    }
+
+    fn apply(&self, args: &[&str]) -> (i32, Value, String) {
+        let mut command = circle_ha();
+        command
+            .arg("apply")
+            .args(args)
+            .args(["--config", "ha.toml", "--json"]);
+        self.env(&mut command);
+        let (code, stdout, stderr) = run(&mut command);
+        assert!(
+            !stdout.contains("wörd") && !stderr.contains("wörd"),
+            "a password leaked"
+        );
+        (
+            code,
+            serde_json::from_str(&stdout).unwrap_or(Value::Null),
+            stderr,
+        )
+    }
+}
+
+fn concern<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["concerns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["concern"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {report}"))
+}
+
+fn exists(dir: &Path, name: &str) -> bool {
+    dir.join(name).exists()
+}
+
+#[test]
+fn apply_plans_applies_is_a_no_op_the_second_time_and_stops_at_a_sealed_vault() {
+    let lab = Lab::start();
+    let (code, _, stderr) = lab.vault_transit(&["init"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = lab.vault_transit(&["unseal"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, plan, stderr) = lab.apply(&["--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(plan["changed"], 0, "{plan}");
+    for name in ["mongo", "postgres", "vault", "userdata"] {
+        assert!(
+            concern(&plan, name)["planned"].as_u64().unwrap() > 0,
+            "{name}: {plan}"
+        );
+    }
+    assert_eq!(concern(&plan, "pki")["skipped"], "not configured");
+    assert!(!exists(lab.dir.path(), "bundle"), "a dry run rendered");
+    assert!(
+        !exists(lab.dir.path(), "secrets/vault/circleci-token"),
+        "a dry run minted a token"
+    );
+
+    let (code, applied, stderr) = lab.apply(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    for name in ["mongo", "postgres", "vault", "userdata"] {
+        assert!(
+            concern(&applied, name)["changed"].as_u64().unwrap() > 0,
+            "{name}: {applied}"
+        );
+    }
+    assert_eq!(
+        applied["changed"].as_u64(),
+        applied["planned"].as_u64(),
+        "{applied}"
+    );
+    assert!(exists(lab.dir.path(), "bundle/userdata.sh"));
+
+    let (code, again, stderr) = lab.apply(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(again["changed"], 0, "second apply: {again}");
+
+    let (code, only, stderr) = lab.apply(&["--only", "postgres"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(only["changed"], 0, "{only}");
+    assert_eq!(concern(&only, "mongo")["skipped"], "not in --only");
+    assert_eq!(concern(&only, "postgres")["planned"], 0);
+
+    let (code, _, stderr) = lab.apply(&["--only", "nonsense"]);
+    assert_eq!(code, 2, "{stderr}");
+
+    // A sealed Vault: mongo and postgres finish, vault stops the run and
+    // is named, userdata does not run.
+    let (code, _, stderr) = lab.vault_transit(&["seal"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, failed, stderr) = lab.apply(&[]);
+    assert_eq!(code, 1, "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("apply stopped at vault ([vault])")
+            && error.contains("finished mongo, postgres")
+            && error.contains("not run userdata"),
+        "{error}\n{stderr}"
+    );
+}
