@@ -21,4 +21,5 @@ pub mod postgres;
 pub mod progress;
 pub mod secret;
 pub mod services;
+pub mod status;
 pub mod vault;

@@ -9,7 +9,7 @@ use circle_ha::config::ConfigFile;
 use circle_ha::demo::{self, DemoOptions, Outcome, Phase};
 use circle_ha::exit::Exit;
 use circle_ha::output::emit;
-use circle_ha::pki;
+use circle_ha::{pki, status};
 use clap::{Parser, Subcommand};
 
 /// Moves a CircleCI Server 2.0 installation onto highly available external
@@ -68,6 +68,27 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         bundle_dir: Option<std::path::PathBuf>,
     },
+    /// Every configured concern's health in one report; exit 3 if anything
+    /// is unhealthy.
+    ///
+    /// [pki]: every certificate linted against the CA. [mongo]: members,
+    /// states, lag, TLS and auth (as circle-admin). [postgres]: the app
+    /// role reaches every database and its extensions. [vault]: seal state,
+    /// then the app token (valid, renewable, limited to its policy).
+    /// [services]: whether the rendered bundle still matches ha.toml. A
+    /// concern that cannot be reached is reported unhealthy with the
+    /// reason; the others are still checked.
+    Status {
+        #[command(flatten)]
+        common: ConfigArgs,
+        /// Seconds behind the primary above which a member is unhealthy.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        max_lag: u64,
+        /// Where apply rendered the Services bundle (default: bundle/ next
+        /// to the configuration file).
+        #[arg(long, value_name = "DIR")]
+        bundle_dir: Option<std::path::PathBuf>,
+    },
     /// The CA and the certificates of every host ha.toml names.
     ///
     /// Reads [pki] (dir, organization, organizational_unit) and the hosts
@@ -116,7 +137,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = match &cli.command {
         Command::Demo { .. } => false,
-        Command::Apply { common, .. } => common.json,
+        Command::Apply { common, .. } | Command::Status { common, .. } => common.json,
         Command::Pki(
             PkiCommand::Init { common, .. }
             | PkiCommand::Issue { common, .. }
@@ -175,6 +196,21 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let report = apply::apply(&file, &cli::env_var, &options, &progress).await?;
             emit(json, &report.to_text(), &report.to_json());
             Ok(Exit::Success)
+        }
+        Command::Status {
+            common,
+            max_lag,
+            bundle_dir,
+        } => {
+            let file = ConfigFile::load(&common.config)?;
+            let options = status::Options {
+                max_lag: std::time::Duration::from_secs(max_lag),
+                bundle_dir: bundle_dir.unwrap_or_else(|| file.path_of(Path::new("bundle"))),
+            };
+            let checks = status::status(&file, &cli::env_var, &options).await?;
+            let (value, text, exit) = status::report(&checks);
+            emit(common.json, &text, &value);
+            Ok(exit)
         }
         Command::Pki(command) => {
             let (common, dry_run) = match &command {

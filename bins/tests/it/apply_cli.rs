@@ -139,9 +139,17 @@ encryption_keys_dir = "circle-data"
     }
 
     fn apply(&self, args: &[&str]) -> (i32, Value, String) {
+        self.circle_ha("apply", args)
+    }
+
+    fn status(&self) -> (i32, Value, String) {
+        self.circle_ha("status", &[])
+    }
+
+    fn circle_ha(&self, command_name: &str, args: &[&str]) -> (i32, Value, String) {
         let mut command = circle_ha();
         command
-            .arg("apply")
+            .arg(command_name)
             .args(args)
             .args(["--config", "ha.toml", "--json"]);
         self.env(&mut command);
@@ -214,6 +222,24 @@ fn apply_plans_applies_is_a_no_op_the_second_time_and_stops_at_a_sealed_vault() 
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(again["changed"], 0, "second apply: {again}");
 
+    let (code, healthy, stderr) = lab.status();
+    assert_eq!(code, 0, "{healthy}\n{stderr}");
+    assert_eq!(
+        healthy["concerns"].as_array().unwrap().len(),
+        4,
+        "{healthy}"
+    );
+
+    // A hand-edited bundle: status names it, apply puts it back.
+    std::fs::write(lab.dir.path().join("bundle/settings.conf"), "{}").unwrap();
+    let (code, stale, _) = lab.status();
+    assert_eq!(code, 3, "{stale}");
+    assert_eq!(concern(&stale, "userdata")["healthy"], false, "{stale}");
+    assert_eq!(concern(&stale, "mongo")["healthy"], true, "{stale}");
+    let (code, fixed, stderr) = lab.apply(&["--only", "userdata"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(fixed["changed"], 1, "{fixed}");
+
     let (code, only, stderr) = lab.apply(&["--only", "postgres"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(only["changed"], 0, "{only}");
@@ -227,6 +253,10 @@ fn apply_plans_applies_is_a_no_op_the_second_time_and_stops_at_a_sealed_vault() 
     // is named, userdata does not run.
     let (code, _, stderr) = lab.vault_transit(&["seal"]);
     assert_eq!(code, 0, "{stderr}");
+    let (code, sealed, _) = lab.status();
+    assert_eq!(code, 3, "{sealed}");
+    assert_eq!(concern(&sealed, "vault")["healthy"], false, "{sealed}");
+    assert_eq!(concern(&sealed, "postgres")["healthy"], true, "{sealed}");
     let (code, failed, stderr) = lab.apply(&[]);
     assert_eq!(code, 1, "{failed}");
     let error = failed["error"].as_str().unwrap_or_default();
