@@ -15,13 +15,15 @@ use clap::{Parser, Subcommand};
 /// Moves a CircleCI Server 2.0 installation onto highly available external
 /// databases.
 ///
-/// `circle-ha pki` makes the CA and every host's certificate that ha.toml
-/// calls for; `circle-ha demo` starts the local lab (certificates,
-/// PostgreSQL, OpenBao, the AWS API emulator, a TLS MongoDB replica set)
-/// and proves each service answers over TLS. The concerns themselves run
-/// through their own tools for now: mongo-rs-setup, pg-provision,
-/// vault-transit, circle-export, services-userdata (`apply` and `status`
-/// across all of them are next).
+/// `circle-ha apply` brings every concern ha.toml configures to its
+/// desired state in the runbook's order (certificates, MongoDB replica
+/// set and users, PostgreSQL databases, Vault transit and app token, the
+/// Services bundle); `circle-ha status` reports all of them at once (exit
+/// 3 when anything is unhealthy); `circle-ha pki` runs the certificate
+/// steps alone; `circle-ha demo` starts the local lab and proves each
+/// service answers over TLS. Vault init/unseal (vault-transit) and the
+/// export/restore (circle-export) stay separate commands: they hand out
+/// key shares and belong to the outage window.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
