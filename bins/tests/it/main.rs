@@ -28,6 +28,34 @@ fn run(command: &mut Command) -> (i32, String, String) {
     )
 }
 
+/// Runs a command that prints `--json` (the caller adds the flag);
+/// returns (exit code, the JSON or Null, stderr), asserting that no
+/// password marked with `wörd` (every test password has it) leaked.
+fn run_json(command: &mut Command) -> (i32, serde_json::Value, String) {
+    let (code, stdout, stderr) = run(command);
+    assert!(
+        !stdout.contains("wörd") && !stderr.contains("wörd"),
+        "a password leaked"
+    );
+    (
+        code,
+        serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null),
+        stderr,
+    )
+}
+
+/// `[mongo].members` lines for lab members, the first with priority 2.
+fn members_toml(members: &[ha_lab::MongoMember]) -> String {
+    members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let priority = if i == 0 { ", priority = 2" } else { "" };
+            format!("  {{ host = \"{}\"{priority} }},\n", m.host())
+        })
+        .collect()
+}
+
 #[test]
 fn demo_starts_every_lab_service_and_exits_zero() {
     let output = circle_ha().arg("demo").output().unwrap();

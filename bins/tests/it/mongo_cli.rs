@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ha_lab::{LabPki, MongoImpl, MongoMember, MongoMemberOptions, Toolbox};
 use serde_json::Value;
 
-use crate::run;
+use crate::{members_toml, run};
 
 const HOSTILE: &str = "p'\"$@:/?#%\\ `x` wörd–密";
 
@@ -44,15 +44,7 @@ impl Set {
     }
 
     fn write_config(&self, extra_members: &str) {
-        let members: Vec<String> = self
-            .members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                let priority = if i == 0 { ", priority = 2" } else { "" };
-                format!("  {{ host = \"{}\"{priority} }},\n", m.host())
-            })
-            .collect();
+        let members = members_toml(&self.members);
         std::fs::write(
             self.config(),
             format!(
@@ -64,7 +56,7 @@ impl Set {
                  users.app = {{ name = \"circle\", password = \"env:T_APP\" }}\n\
                  settings = {{ election_timeout_millis = 2000, heartbeat_interval_millis = 500 }}\n\
                  connect_timeout = 5\nwait_timeout = 120\n",
-                members.concat(),
+                members,
                 self.pki.ca_file().display()
             ),
         )
