@@ -1,12 +1,14 @@
-//! `circle-ha demo`: start the local lab and prove every service answers.
+//! `circle-ha demo`: start the local lab and run the runbook over it.
 //!
-//! This is the foundation's version of the demo. It starts the lab the
-//! tests use (a throw-away CA, PostgreSQL, OpenBao, the AWS API emulator and
-//! the MongoDB launcher), talks to each through a real client over TLS, and
-//! reports what is up; the MongoDB phase bootstraps a three-member TLS
-//! replica set with mongo-rs-setup. The rest of the runbook (provisioning,
-//! Vault, export/restore, the Services bundle) joins it as the end-to-end
-//! `circle-ha` command lands.
+//! It starts the lab the tests use (a throw-away CA, PostgreSQL, OpenBao,
+//! the AWS API emulator, three TLS MongoDB members), talks to each through
+//! a real client over TLS, writes an `ha.toml` for the lab (secrets as
+//! `env:` references to generated values), initialises and unseals Vault
+//! as `vault-transit` does, runs `circle-ha apply` (replica set and users,
+//! PostgreSQL databases, Vault transit and app token, the Services bundle)
+//! twice — the second must change nothing — and finishes with `circle-ha
+//! status`. Export/restore of a seeded old machine and the bundle's
+//! publication join it next.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -70,7 +72,10 @@ struct Running {
     openbao: Option<OpenBao>,
     moto: Option<Moto>,
     mongo: Vec<MongoMember>,
-    mongo_admin: Option<(String, SecretString)>,
+    /// The lab's ha.toml, bundle and Vault key files.
+    work: Option<tempfile::TempDir>,
+    /// The secrets ha.toml refers to (`env:NAME`), generated.
+    secrets: Vec<(&'static str, SecretString)>,
 }
 
 /// Runs the demo with tools found through `tools`, writing progress to
@@ -153,12 +158,43 @@ pub async fn run(
     };
     record(
         Phase {
-            name: "MongoDB replica set (mongo-rs-setup)",
+            name: "MongoDB members (TLS, x509)",
             seconds: started.elapsed().as_secs_f64(),
             result,
         },
         &mut phases,
     );
+
+    // The runbook over the lab, as an operator runs it.
+    let steps: [&'static str; 5] = [
+        "ha.toml for the lab",
+        "Vault init + unseal (vault-transit)",
+        "apply (every concern in ha.toml)",
+        "apply again (changed: 0)",
+        "status (circle-ha)",
+    ];
+    for (i, name) in steps.into_iter().enumerate() {
+        let started = Instant::now();
+        let result = if phases.iter().any(|p| p.result.is_failure()) {
+            Outcome::Failed("not run: an earlier phase failed".to_owned())
+        } else {
+            Outcome::from_result(match i {
+                0 => config_phase(&pki, &mut running),
+                1 => vault_phase(&running).await,
+                2 => apply_phase(&running, false).await,
+                3 => apply_phase(&running, true).await,
+                _ => status_phase(&running).await,
+            })
+        };
+        record(
+            Phase {
+                name,
+                seconds: started.elapsed().as_secs_f64(),
+                result,
+            },
+            &mut phases,
+        );
+    }
 
     if options.keep {
         let env_file = write_keep_file(pki.dir(), &running)?;
@@ -266,75 +302,212 @@ async fn moto_phase(tools: &Toolbox, running: &mut Running) -> anyhow::Result<St
     Ok(res)
 }
 
-/// Three members with TLS required and x509 member authentication, brought
-/// up by mongo-rs-setup from nothing: initiate, the runbook's three users
-/// (random passwords), the other two members; then its status.
+/// Three members with TLS required and x509 member authentication, as
+/// the runbook's mongod.conf starts them; `apply` bootstraps the set.
 async fn mongo_phase(
     tools: &Toolbox,
     pki: &LabPki,
     running: &mut Running,
 ) -> anyhow::Result<String> {
-    use mongo_rs_setup::{MemberSpec, Reach, SetSettings, SetSpec, TlsFiles, UserSpec};
     let options = MongoMemberOptions::secure(pki, "circle");
     for _ in 0..3 {
         running
             .mongo
             .push(MongoMember::start(tools, options.clone())?);
     }
-    let user = |name: &str| -> anyhow::Result<UserSpec> {
-        Ok(UserSpec {
-            name: name.to_owned(),
-            password: crate::secret::generate(24).map_err(anyhow::Error::msg)?,
-        })
-    };
-    let mut members: Vec<MemberSpec> = running
-        .mongo
-        .iter()
-        .map(|m| MemberSpec::new(m.host()))
-        .collect();
-    members[0].priority = 2.0;
-    let spec = SetSpec {
-        name: "circle".to_owned(),
-        members,
-        settings: SetSettings {
-            election_timeout_millis: Some(2000),
-            heartbeat_interval_millis: Some(500),
-        },
-        site_admin: user("siteUserAdmin")?,
-        admin: user("circle-admin")?,
-        app: user("circle")?,
-        app_databases: crate::config::DEFAULT_APP_DATABASES
-            .map(str::to_owned)
-            .to_vec(),
-        reach: Reach {
-            tls: Some(TlsFiles {
-                ca_file: pki.ca_file(),
-                certificate_key_file: None,
-            }),
-            ..Reach::default()
-        },
-        wait_timeout: std::time::Duration::from_secs(120),
-    };
-    let session = mongo_rs_setup::Session::new(&spec);
-    let applied = mongo_rs_setup::apply(&session, &|_| {}).await?;
-    let again = mongo_rs_setup::apply(&session, &|_| {}).await?;
-    let status = mongo_rs_setup::status(&session, std::time::Duration::from_secs(30)).await;
-    anyhow::ensure!(
-        status.healthy(),
-        "the set is not healthy: {}",
-        status.problems.join("; ")
-    );
-    let mut states: Vec<&str> = status.members.iter().map(|m| m.state.as_str()).collect();
-    states.sort_unstable();
-    running.mongo_admin = Some((spec.admin.name.clone(), spec.admin.password.clone()));
+    let hosts: Vec<String> = running.mongo.iter().map(MongoMember::host).collect();
     Ok(format!(
-        "{} members on {} ({}); apply made {} changes, a second apply {}",
+        "{} members on {} ({}), started with --replSet circle, requireTLS, x509 member auth",
         running.mongo.len(),
         running.mongo[0].implementation().name(),
-        states.join(", "),
-        applied.steps.len(),
-        again.steps.len()
+        hosts.join(", ")
     ))
+}
+
+/// Writes the lab's ha.toml (every section, secrets as `env:` references
+/// to generated values) with a license and an encryption-keys directory
+/// for the bundle.
+fn config_phase(pki: &LabPki, running: &mut Running) -> anyhow::Result<String> {
+    let (Some(pg), Some(bao)) = (&running.postgres, &running.openbao) else {
+        anyhow::bail!("PostgreSQL and OpenBao must be running");
+    };
+    anyhow::ensure!(
+        running.mongo.len() == 3,
+        "the MongoDB members must be running"
+    );
+    let work = tempfile::Builder::new()
+        .prefix("circle-ha-demo-")
+        .tempdir()
+        .context("creating the demo directory")?;
+    let d = work.path();
+    std::fs::write(d.join("license.rli"), "demo license\n")?;
+    std::fs::create_dir_all(d.join("circle-data"))?;
+    ha_tls::write_file(&d.join("circle-data/aes.key"), b"demo-aes-key", 0o600)?;
+    let generated = |len| crate::secret::generate(len).map_err(anyhow::Error::msg);
+    running.secrets = vec![
+        ("MONGO_SITE_ADMIN_PASSWORD", generated(24)?),
+        ("MONGO_ADMIN_PASSWORD", generated(24)?),
+        ("MONGO_APP_PASSWORD", generated(24)?),
+        ("PG_ADMIN_PASSWORD", pg.superuser_password().clone()),
+        ("PG_APP_PASSWORD", generated(24)?),
+        ("REPLICATED_PASSWORD", generated(24)?),
+        ("CIRCLE_SECRET_PASSPHRASE", generated(32)?),
+        ("GITHUB_CLIENT_SECRET", generated(24)?),
+    ];
+    let members: String = running
+        .mongo
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let priority = if i == 0 { ", priority = 2" } else { "" };
+            format!("  {{ host = \"{}\"{priority} }},\n", m.host())
+        })
+        .collect();
+    let ca = pki.ca_file().display().to_string();
+    let config = format!(
+        r#"# The circle-ha demo lab. Secrets are env: references to generated values.
+[mongo]
+replica_set = "circle"
+server_version = "7.0"
+members = [
+{members}]
+tls = {{ ca_file = "{ca}" }}
+users.site_admin = {{ name = "siteUserAdmin", password = "env:MONGO_SITE_ADMIN_PASSWORD" }}
+users.admin = {{ name = "circle-admin", password = "env:MONGO_ADMIN_PASSWORD" }}
+users.app = {{ name = "circle", password = "env:MONGO_APP_PASSWORD" }}
+settings = {{ election_timeout_millis = 2000, heartbeat_interval_millis = 500 }}
+wait_timeout = 120
+
+[postgres]
+host = "localhost"
+hostaddr = "127.0.0.1"
+port = {pg_port}
+admin_user = "{pg_admin}"
+admin_password = "env:PG_ADMIN_PASSWORD"
+app_user = "circle"
+app_password = "env:PG_APP_PASSWORD"
+sslmode = "verify-full"
+ca_file = "{ca}"
+
+[vault]
+address = "{vault}"
+ca_file = "{ca}"
+secret_shares = 3
+secret_threshold = 2
+keys_dir = "secrets/vault"
+admin_token = "file:secrets/vault/root-token"
+app_token_file = "secrets/vault/circleci-token"
+transit_mount = "transit"
+token_period = "1h"
+
+[services]
+hostname = "circleci.example.com"
+aws_region = "us-east-1"
+s3_bucket = "circleci-ha-config"
+launch_template = "circleci-services"
+license_file = "license.rli"
+replicated_password = "env:REPLICATED_PASSWORD"
+secret_passphrase = "env:CIRCLE_SECRET_PASSPHRASE"
+github = {{ type = "github_type_public", client_id = "demo", client_secret = "env:GITHUB_CLIENT_SECRET" }}
+storage = {{ backend = "storage_backend_s3", bucket = "circleci-artifacts", sqs_queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/circleci" }}
+encryption_keys_dir = "circle-data"
+"#,
+        pg_port = pg.port(),
+        pg_admin = pg.superuser(),
+        vault = bao.addr(),
+    );
+    let path = d.join("ha.toml");
+    std::fs::write(&path, config)?;
+    running.work = Some(work);
+    Ok(format!("{}", path.display()))
+}
+
+/// The demo's ha.toml and a lookup of its generated secrets.
+fn lab_config(running: &Running) -> anyhow::Result<(crate::config::ConfigFile, PathBuf)> {
+    let work = running
+        .work
+        .as_ref()
+        .context("the configuration phase did not run")?;
+    let file = crate::config::ConfigFile::load(&work.path().join("ha.toml"))?;
+    Ok((file, work.path().join("bundle")))
+}
+
+fn lookup<'a>(running: &'a Running) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name: &str| {
+        running
+            .secrets
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.expose_secret().to_owned())
+    }
+}
+
+/// `vault-transit init` (key shares and root token into 0600 files) and
+/// `unseal` from those files.
+async fn vault_phase(running: &Running) -> anyhow::Result<String> {
+    let (file, _) = lab_config(running)?;
+    let settings = crate::vault::settings(&file, false)?;
+    crate::vault::init(&settings).await?;
+    crate::vault::unseal(
+        &settings,
+        crate::vault::KeySource::Files,
+        false,
+        &mut |_| None,
+        &mut |_| {},
+    )
+    .await?;
+    Ok(format!(
+        "initialised (3 shares, threshold 2; 0600 files in {}) and unsealed",
+        settings.keys.dir().display()
+    ))
+}
+
+/// `circle-ha apply` over the lab's ha.toml; `again` checks a second run
+/// changes nothing.
+async fn apply_phase(running: &Running, again: bool) -> anyhow::Result<String> {
+    let (file, bundle_dir) = lab_config(running)?;
+    let env = lookup(running);
+    let options = crate::apply::Options {
+        only: Vec::new(),
+        dry_run: false,
+        bundle_dir,
+    };
+    let report = crate::apply::apply(&file, &env, &options, &|_| {}).await?;
+    let per: Vec<String> = report
+        .ran
+        .iter()
+        .map(|(c, r)| format!("{} {}", c.name(), r.changed()))
+        .collect();
+    if again {
+        anyhow::ensure!(
+            report.changed() == 0,
+            "a second apply changed {} things ({})",
+            report.changed(),
+            per.join(", ")
+        );
+        Ok("changed: 0".to_owned())
+    } else {
+        Ok(format!(
+            "changed: {} ({})",
+            report.changed(),
+            per.join(", ")
+        ))
+    }
+}
+
+/// `circle-ha status`: every concern healthy.
+async fn status_phase(running: &Running) -> anyhow::Result<String> {
+    let (file, bundle_dir) = lab_config(running)?;
+    let env = lookup(running);
+    let options = crate::status::Options {
+        max_lag: std::time::Duration::from_secs(30),
+        bundle_dir,
+    };
+    let checks = crate::status::status(&file, &env, &options).await?;
+    let (_, text, exit) = crate::status::report(&checks);
+    anyhow::ensure!(matches!(exit, crate::exit::Exit::Success), "{text}");
+    let names: Vec<&str> = checks.iter().map(|h| h.concern.name()).collect();
+    Ok(format!("healthy: {}", names.join(", ")))
 }
 
 /// Writes a 0600 shell file with the kept services' connection settings.
@@ -372,14 +545,16 @@ fn write_keep_file(dir: &Path, running: &Running) -> anyhow::Result<PathBuf> {
         let hosts: Vec<String> = running.mongo.iter().map(MongoMember::host).collect();
         let _ = writeln!(text, "export MONGO_HOSTS='{}'", hosts.join(","));
         let _ = writeln!(text, "export MONGO_REPLICA_SET='circle'");
-        if let Some((name, password)) = &running.mongo_admin {
-            let _ = writeln!(text, "export MONGO_ADMIN_USER='{name}'");
-            let _ = writeln!(
-                text,
-                "export MONGO_ADMIN_PASSWORD='{}'",
-                password.expose_secret()
-            );
-        }
+    }
+    if let Some(work) = &running.work {
+        let _ = writeln!(
+            text,
+            "export CIRCLE_HA_CONFIG='{}'   # circle-ha status --config \"$CIRCLE_HA_CONFIG\"",
+            work.path().join("ha.toml").display()
+        );
+    }
+    for (name, value) in &running.secrets {
+        let _ = writeln!(text, "export {name}='{}'", value.expose_secret());
     }
     let path = dir.join("lab.env");
     ha_tls::write_file(&path, text.as_bytes(), 0o600)?;

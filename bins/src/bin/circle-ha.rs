@@ -33,7 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the local lab and check every service answers.
+    /// Start the local lab and run the runbook over it: ha.toml, Vault
+    /// init/unseal, apply twice, status.
     ///
     /// Needs the test prerequisites: run `cargo xtask install` once (or use
     /// `cargo xtask demo`, which does it first). Everything runs on

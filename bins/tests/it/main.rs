@@ -66,7 +66,12 @@ fn demo_starts_every_lab_service_and_exits_zero() {
         "PostgreSQL",
         "OpenBao",
         "AWS emulator",
-        "MongoDB replica set",
+        "MongoDB members",
+        "ha.toml for the lab",
+        "Vault init + unseal",
+        "apply (every concern",
+        "apply again (changed: 0)",
+        "status (circle-ha)",
     ] {
         assert!(
             stderr
