@@ -6,9 +6,11 @@
 //! `env:` references to generated values), initialises and unseals Vault
 //! as `vault-transit` does, runs `circle-ha apply` (replica set and users,
 //! PostgreSQL databases, Vault transit and app token, the Services bundle)
-//! twice — the second must change nothing — and finishes with `circle-ha
-//! status`. Export/restore of a seeded old machine and the bundle's
-//! publication join it next.
+//! twice — the second must change nothing — seeds an "old Services
+//! machine" (a lone MongoDB, a PostgreSQL with CircleCI-like data),
+//! exports it with circle-export and restores it onto the new hosts with
+//! every count checked, and finishes with `circle-ha status`. Publishing
+//! the bundle to the emulated S3/EC2 joins it next.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -76,6 +78,12 @@ struct Running {
     work: Option<tempfile::TempDir>,
     /// The secrets ha.toml refers to (`env:NAME`), generated.
     secrets: Vec<(&'static str, SecretString)>,
+    /// The "old Services machine": a lone MongoDB and a PostgreSQL with
+    /// CircleCI-like data.
+    old_mongo: Option<MongoMember>,
+    old_postgres: Option<Postgres>,
+    /// What was seeded there: documents and rows.
+    seeded: (u64, u64),
 }
 
 /// Runs the demo with tools found through `tools`, writing progress to
@@ -166,11 +174,13 @@ pub async fn run(
     );
 
     // The runbook over the lab, as an operator runs it.
-    let steps: [&'static str; 5] = [
+    let steps: [&'static str; 7] = [
         "ha.toml for the lab",
         "Vault init + unseal (vault-transit)",
         "apply (every concern in ha.toml)",
         "apply again (changed: 0)",
+        "old machine seeded",
+        "export + restore (circle-export)",
         "status (circle-ha)",
     ];
     for (i, name) in steps.into_iter().enumerate() {
@@ -183,6 +193,8 @@ pub async fn run(
                 1 => vault_phase(&running).await,
                 2 => apply_phase(&running, false).await,
                 3 => apply_phase(&running, true).await,
+                4 => seed_phase(tools, &pki, &mut running).await,
+                5 => migrate_phase(&running).await,
                 _ => status_phase(&running).await,
             })
         };
@@ -493,6 +505,176 @@ async fn apply_phase(running: &Running, again: bool) -> anyhow::Result<String> {
             per.join(", ")
         ))
     }
+}
+
+/// Seeds the "old Services machine": a lone MongoDB member without auth
+/// (as the embedded one) holding builds and build states, and a
+/// PostgreSQL holding `circle` and `vms` tables.
+async fn seed_phase(
+    tools: &Toolbox,
+    pki: &LabPki,
+    running: &mut Running,
+) -> anyhow::Result<String> {
+    let member = MongoMember::start(tools, MongoMemberOptions::default())?;
+    let client = mongodb::Client::with_uri_str(format!(
+        "mongodb://localhost:{}/?directConnection=true",
+        member.port()
+    ))
+    .await?;
+    let builds: Vec<bson::Document> = (0..2000)
+        .map(|i| {
+            bson::doc! {"_id": i, "build_num": i, "branch": if i % 3 == 0 { "main" } else { "feature/ü" },
+            "outcome": if i % 7 == 0 { "failed" } else { "success" }, "start_time": bson::DateTime::from_millis(1_500_000_000_000 + i64::from(i) * 60_000)}
+        })
+        .collect();
+    client
+        .database("circle_ghe")
+        .collection::<bson::Document>("builds")
+        .insert_many(builds)
+        .await?;
+    let states: Vec<bson::Document> = (0..1000)
+        .map(|i| bson::doc! {"build": i, "state": "finished", "steps": [{"name": "checkout"}, {"name": "test"}]})
+        .collect();
+    client
+        .database("build_state_dev_ghe")
+        .collection::<bson::Document>("states")
+        .insert_many(states)
+        .await?;
+    let pg = Postgres::start(tools, pki, PostgresOptions::default())?;
+    let old = old_pg_client(&pg)?;
+    for (db, sql) in [
+        (
+            "circle",
+            "CREATE TABLE projects (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL, \
+             settings jsonb, created_at timestamptz DEFAULT now()); \
+             INSERT INTO projects (name, settings) SELECT 'project-' || g, \
+             jsonb_build_object('parallelism', g % 4) FROM generate_series(1, 500) g",
+        ),
+        (
+            "vms",
+            "CREATE TABLE machines (id bigserial PRIMARY KEY, image text, booted_at timestamptz); \
+             INSERT INTO machines (image, booted_at) SELECT 'ubuntu-2004:' || g, \
+             timestamptz '2020-01-01' + g * interval '1 hour' FROM generate_series(1, 1500) g",
+        ),
+    ] {
+        old.query("postgres", &format!("CREATE DATABASE {db}"))
+            .await?;
+        if db == "circle" {
+            old.query(db, "CREATE EXTENSION IF NOT EXISTS pgcrypto")
+                .await?;
+        }
+        old.query(db, sql).await?;
+    }
+    running.seeded = (3000, 2000);
+    running.old_mongo = Some(member);
+    running.old_postgres = Some(pg);
+    Ok(
+        "lone MongoDB (3000 documents in circle_ghe, build_state_dev_ghe) and PostgreSQL \
+        (circle, vms: 2000 rows)"
+            .to_owned(),
+    )
+}
+
+fn old_pg_client(pg: &Postgres) -> anyhow::Result<circle_export::PgClient> {
+    let conn = circle_export::PgConn {
+        host: pg.host().to_owned(),
+        port: pg.port(),
+        user: pg.superuser().to_owned(),
+        password: Some(pg.superuser_password().clone()),
+        dbname: "postgres".to_owned(),
+        params: vec![
+            ("sslmode".to_owned(), "verify-full".to_owned()),
+            ("sslrootcert".to_owned(), pg.ca_file().display().to_string()),
+            ("hostaddr".to_owned(), pg.hostaddr().to_owned()),
+        ],
+    };
+    Ok(circle_export::PgClient::new(
+        conn,
+        Some(pg.bin_dir().to_owned()),
+    )?)
+}
+
+/// `circle-export export` of the old machine, then `restore` onto the new
+/// hosts (targets from ha.toml: the replica set as circle-admin, the
+/// PostgreSQL as the app role) with the archive verified first and every
+/// count compared after.
+async fn migrate_phase(running: &Running) -> anyhow::Result<String> {
+    let (file, _) = lab_config(running)?;
+    let (Some(old_mongo), Some(old_pg)) = (&running.old_mongo, &running.old_postgres) else {
+        anyhow::bail!("the old machine was not seeded");
+    };
+    let work = running.work.as_ref().context("no demo directory")?;
+    let archive = work.path().join("circle-export.tar.zst");
+    let source_mongo = mongodb::Client::with_uri_str(format!(
+        "mongodb://localhost:{}/?directConnection=true",
+        old_mongo.port()
+    ))
+    .await?;
+    let source_pg = old_pg_client(old_pg)?;
+    let exported = circle_export::export(
+        circle_export::ExportSpec {
+            mongo: Some(circle_export::MongoSource::Server {
+                client: &source_mongo,
+                databases: Vec::new(),
+            }),
+            postgres: Some((&source_pg, Vec::new())),
+            encryption_keys: Some(work.path().join("circle-data")),
+            vault_data: None,
+            out: archive.clone(),
+            parallel: 4,
+            tool: format!("circle-ha demo {}", env!("CARGO_PKG_VERSION")),
+            meter: circle_export::Meter::default(),
+        },
+        &|_| {},
+    )
+    .await?;
+    let env = lookup(running);
+    let mut warnings = Vec::new();
+    let targets = crate::export::targets_from_config(&file, &env, &mut warnings)?;
+    let target_pg = match targets.postgres {
+        Some(conn) => Some(crate::export::pg_client(
+            conn,
+            Some(old_pg.bin_dir().to_owned()),
+        )?),
+        None => None,
+    };
+    let restored = circle_export::restore(
+        circle_export::RestoreSpec {
+            archive,
+            mongo: targets.mongo.as_ref().map(|(c, majority)| (c, *majority)),
+            postgres: target_pg.as_ref(),
+            drop: false,
+            dry_run: false,
+            parallel: 4,
+            meter: circle_export::Meter::default(),
+        },
+        &|_| {},
+    )
+    .await?;
+    anyhow::ensure!(
+        restored.mismatches.is_empty(),
+        "counts differ after the restore: {}",
+        restored.mismatches.join("; ")
+    );
+    let rows: u64 = restored
+        .manifest
+        .postgres
+        .iter()
+        .flat_map(|d| d.tables.iter().map(|t| t.rows))
+        .sum();
+    anyhow::ensure!(
+        (restored.documents, rows) == running.seeded,
+        "restored {} documents and {rows} rows, seeded {} and {}",
+        restored.documents,
+        running.seeded.0,
+        running.seeded.1
+    );
+    Ok(format!(
+        "archive {} ({}, verified); restored {} documents and {rows} rows, every count matches",
+        exported.archive.display(),
+        circle_export::export::human_bytes(exported.archive_bytes),
+        restored.documents
+    ))
 }
 
 /// `circle-ha status`: every concern healthy.

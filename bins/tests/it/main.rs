@@ -71,6 +71,8 @@ fn demo_starts_every_lab_service_and_exits_zero() {
         "Vault init + unseal",
         "apply (every concern",
         "apply again (changed: 0)",
+        "old machine seeded",
+        "export + restore (circle-export)",
         "status (circle-ha)",
     ] {
         assert!(
