@@ -9,8 +9,9 @@
 //! twice — the second must change nothing — seeds an "old Services
 //! machine" (a lone MongoDB, a PostgreSQL with CircleCI-like data),
 //! exports it with circle-export and restores it onto the new hosts with
-//! every count checked, and finishes with `circle-ha status`. Publishing
-//! the bundle to the emulated S3/EC2 joins it next.
+//! every count checked, publishes the Services bundle to the emulated
+//! S3/EC2 (twice: the second changes nothing), and finishes with
+//! `circle-ha status`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -174,13 +175,14 @@ pub async fn run(
     );
 
     // The runbook over the lab, as an operator runs it.
-    let steps: [&'static str; 7] = [
+    let steps: [&'static str; 8] = [
         "ha.toml for the lab",
         "Vault init + unseal (vault-transit)",
         "apply (every concern in ha.toml)",
         "apply again (changed: 0)",
         "old machine seeded",
         "export + restore (circle-export)",
+        "bundle published (S3, launch template)",
         "status (circle-ha)",
     ];
     for (i, name) in steps.into_iter().enumerate() {
@@ -195,6 +197,7 @@ pub async fn run(
                 3 => apply_phase(&running, true).await,
                 4 => seed_phase(tools, &pki, &mut running).await,
                 5 => migrate_phase(&running).await,
+                6 => publish_phase(&running).await,
                 _ => status_phase(&running).await,
             })
         };
@@ -674,6 +677,54 @@ async fn migrate_phase(running: &Running) -> anyhow::Result<String> {
         exported.archive.display(),
         circle_export::export::human_bytes(exported.archive_bytes),
         restored.documents
+    ))
+}
+
+/// `services-userdata publish` of the bundle apply rendered: to the
+/// emulated S3 bucket, and a new launch-template version whose userdata
+/// fetches it (a template is made first, as an operator's would exist).
+async fn publish_phase(running: &Running) -> anyhow::Result<String> {
+    let (file, bundle_dir) = lab_config(running)?;
+    let moto = running
+        .moto
+        .as_ref()
+        .context("the AWS emulator is not running")?;
+    let sdk = moto.sdk_config();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let (target, _) = crate::services::target(&file)?;
+    ec2.create_launch_template()
+        .launch_template_name(&target.launch_template)
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id("ami-12345678")
+                .build(),
+        )
+        .send()
+        .await
+        .context("creating the demo's launch template")?;
+    let bundle = crate::services::read_bundle(&bundle_dir)?;
+    let userdata = std::fs::metadata(bundle_dir.join("userdata.sh"))?.len();
+    anyhow::ensure!(
+        userdata < 16 * 1024,
+        "userdata.sh is {userdata} bytes: EC2 takes at most 16 KB"
+    );
+    let published = crate::services::publish(&target, &bundle, &s3, &ec2, false).await?;
+    let again = crate::services::publish(&target, &bundle, &s3, &ec2, false).await?;
+    anyhow::ensure!(
+        again.changed() == 0,
+        "a second publish changed {} things",
+        again.changed()
+    );
+    Ok(format!(
+        "s3://{}/ and launch template {}: changed {}, again 0; userdata {userdata} bytes",
+        target.bucket,
+        target.launch_template,
+        published.changed()
     ))
 }
 

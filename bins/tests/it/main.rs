@@ -73,6 +73,7 @@ fn demo_starts_every_lab_service_and_exits_zero() {
         "apply again (changed: 0)",
         "old machine seeded",
         "export + restore (circle-export)",
+        "bundle published",
         "status (circle-ha)",
     ] {
         assert!(
