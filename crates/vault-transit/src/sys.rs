@@ -284,12 +284,39 @@ pub async fn unseal(
             )));
         }
     }
+    if !status.sealed {
+        wait_until_serving(client, std::time::Duration::from_secs(60)).await;
+    }
     Ok(UnsealOutcome {
         status,
         was_sealed: true,
         reset_stale_attempt,
         submitted,
     })
+}
+
+/// Right after unsealing, an HA-capable node (integrated raft, Consul)
+/// answers requests with HTTP 500 "local node not active but active
+/// cluster node not found" until it has won the leader election or learnt
+/// of another active node. Waits (polling `sys/leader` every 100 ms, at
+/// most `deadline`) until this node is active, another node is, or HA is
+/// off, so the caller's next request is served. Gives up quietly at the
+/// deadline: that next request then says what is wrong.
+async fn wait_until_serving(client: &Client, deadline: std::time::Duration) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < deadline {
+        if let Ok(leader) = client.get("sys/leader", None).await {
+            let ha = leader["ha_enabled"].as_bool().unwrap_or(false);
+            let active = leader["is_self"].as_bool().unwrap_or(false);
+            let elsewhere = leader["leader_address"]
+                .as_str()
+                .is_some_and(|a| !a.is_empty());
+            if !ha || active || elsewhere {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Seals the server (`PUT sys/seal`, needs a root or sudo token).
