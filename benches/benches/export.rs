@@ -104,16 +104,13 @@ fn main() {
     extract_mongo_layout(&archive, &dump_dir);
     let env = old_pg.libpq_env("postgres").expect("libpq env");
     let started = Instant::now();
-    for db in PG_DATABASES {
-        run_shell(
-            &format!(
-                "{}/pg_dump --format=plain --no-owner --no-privileges {db} | gzip > {}/{db}.sql.gz",
-                old_pg.bin_dir().display(),
-                base_dir.display()
-            ),
-            &env,
-        );
-    }
+    for_each_database(&env, |db| {
+        format!(
+            "{}/pg_dump --format=plain --no-owner --no-privileges {db} | gzip > {}/{db}.sql.gz",
+            old_pg.bin_dir().display(),
+            base_dir.display()
+        )
+    });
     run_shell(
         &format!(
             "tar czf {}/mongo.tar.gz -C {} .",
@@ -197,44 +194,35 @@ fn main() {
     // Baseline: psql of the same plain dumps, one after another.
     let plain = work.path().join("plain");
     std::fs::create_dir_all(&plain).expect("plain dir");
-    for db in PG_DATABASES {
-        run_shell(
-            &format!(
-                "gzip -dc {0}/{db}.sql.gz > {1}/{db}.sql",
-                base_dir.display(),
-                plain.display()
-            ),
-            &env,
-        );
-    }
+    for_each_database(&env, |db| {
+        format!(
+            "gzip -dc {0}/{db}.sql.gz > {1}/{db}.sql",
+            base_dir.display(),
+            plain.display()
+        )
+    });
     let base_env = base_pg.libpq_env("postgres").expect("libpq env");
     let started = Instant::now();
-    for db in PG_DATABASES {
-        run_shell(
-            &format!(
-                "{}/psql -X -q -v ON_ERROR_STOP=1 -d {db} -f {}/{db}.sql > /dev/null",
-                base_pg.bin_dir().display(),
-                plain.display()
-            ),
-            &base_env,
-        );
-    }
+    for_each_database(&base_env, |db| {
+        format!(
+            "{}/psql -X -q -v ON_ERROR_STOP=1 -d {db} -f {}/{db}.sql > /dev/null",
+            base_pg.bin_dir().display(),
+            plain.display()
+        )
+    });
     let baseline_pg_restore = started.elapsed();
 
     // Baseline as an operator restores the baseline's own archive: each
     // `<db>.sql.gz` through gunzip into psql, one after another.
     recreate_databases(&base_pg);
     let started = Instant::now();
-    for db in PG_DATABASES {
-        run_shell(
-            &format!(
-                "set -o pipefail; gzip -dc {}/{db}.sql.gz | {}/psql -X -q -v ON_ERROR_STOP=1 -d {db} > /dev/null",
-                base_dir.display(),
-                base_pg.bin_dir().display(),
-            ),
-            &base_env,
-        );
-    }
+    for_each_database(&base_env, |db| {
+        format!(
+            "set -o pipefail; gzip -dc {}/{db}.sql.gz | {}/psql -X -q -v ON_ERROR_STOP=1 -d {db} > /dev/null",
+            base_dir.display(),
+            base_pg.bin_dir().display(),
+        )
+    });
     let baseline_gunzip_restore = started.elapsed();
 
     // The full restore (MongoDB and PostgreSQL) into fresh databases.
@@ -430,6 +418,17 @@ fn psql(pg: &Postgres, db: &str, sql: &str) {
         .status()
         .expect("psql");
     assert!(status.success(), "psql failed: {sql}");
+}
+
+/// Runs the shell line `script(db)` for each bench database, one after
+/// another, with `env`.
+fn for_each_database(
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+    script: impl Fn(&str) -> String,
+) {
+    for db in PG_DATABASES {
+        run_shell(&script(db), env);
+    }
 }
 
 fn run_shell(script: &str, env: &[(std::ffi::OsString, std::ffi::OsString)]) {

@@ -339,48 +339,57 @@ async fn mongo_phase(
     ))
 }
 
-/// Writes the lab's ha.toml (every section, secrets as `env:` references
-/// to generated values) with a license and an encryption-keys directory
-/// for the bundle.
-fn config_phase(pki: &LabPki, running: &mut Running) -> anyhow::Result<String> {
-    let (Some(pg), Some(bao)) = (&running.postgres, &running.openbao) else {
-        anyhow::bail!("PostgreSQL and OpenBao must be running");
-    };
-    anyhow::ensure!(
-        running.mongo.len() == 3,
-        "the MongoDB members must be running"
-    );
-    let work = tempfile::Builder::new()
-        .prefix("circle-ha-demo-")
-        .tempdir()
-        .context("creating the demo directory")?;
-    let d = work.path();
-    std::fs::write(d.join("license.rli"), "demo license\n")?;
-    std::fs::create_dir_all(d.join("circle-data"))?;
-    ha_tls::write_file(&d.join("circle-data/aes.key"), b"demo-aes-key", 0o600)?;
-    let generated = |len| crate::secret::generate(len).map_err(anyhow::Error::msg);
-    running.secrets = vec![
-        ("MONGO_SITE_ADMIN_PASSWORD", generated(24)?),
-        ("MONGO_ADMIN_PASSWORD", generated(24)?),
-        ("MONGO_APP_PASSWORD", generated(24)?),
-        ("PG_ADMIN_PASSWORD", pg.superuser_password().clone()),
-        ("PG_APP_PASSWORD", generated(24)?),
-        ("REPLICATED_PASSWORD", generated(24)?),
-        ("CIRCLE_SECRET_PASSPHRASE", generated(32)?),
-        ("GITHUB_CLIENT_SECRET", generated(24)?),
-    ];
-    let members: String = running
-        .mongo
+/// Where a lab's services listen, for [`lab_ha_toml`].
+#[derive(Clone, Copy, Debug)]
+pub struct LabHosts<'a> {
+    /// The MongoDB members, `host:port`; the first gets priority 2.
+    pub members: &'a [String],
+    /// The lab CA every service's certificate chains to.
+    pub ca_file: &'a Path,
+    /// PostgreSQL's port on localhost (127.0.0.1).
+    pub pg_port: u16,
+    /// PostgreSQL's superuser.
+    pub pg_admin: &'a str,
+    /// OpenBao's `https://localhost:PORT`.
+    pub vault_address: &'a str,
+}
+
+/// The names of the secrets [`lab_ha_toml`] refers to with `env:`.
+pub const LAB_SECRETS: [&str; 8] = [
+    "MONGO_SITE_ADMIN_PASSWORD",
+    "MONGO_ADMIN_PASSWORD",
+    "MONGO_APP_PASSWORD",
+    "PG_ADMIN_PASSWORD",
+    "PG_APP_PASSWORD",
+    "REPLICATED_PASSWORD",
+    "CIRCLE_SECRET_PASSPHRASE",
+    "GITHUB_CLIENT_SECRET",
+];
+
+/// The lines of `[mongo].members` for `hosts` (`host:port`), the first
+/// with priority 2 (it is where the set is initiated).
+pub fn members_toml(hosts: &[String]) -> String {
+    hosts
         .iter()
         .enumerate()
-        .map(|(i, m)| {
+        .map(|(i, host)| {
             let priority = if i == 0 { ", priority = 2" } else { "" };
-            format!("  {{ host = \"{}\"{priority} }},\n", m.host())
+            format!("  {{ host = \"{host}\"{priority} }},\n")
         })
-        .collect();
-    let ca = pki.ca_file().display().to_string();
-    let config = format!(
-        r#"# The circle-ha demo lab. Secrets are env: references to generated values.
+        .collect()
+}
+
+/// An ha.toml with every section for a lab (the demo's, the lab tests'):
+/// the three-member set `circle` with the runbook's users, PostgreSQL with
+/// the app role `circle`, Vault (3 shares, threshold 2, files under
+/// `secrets/vault`), and a Services bundle reading `license.rli` and
+/// `circle-data/` next to the file. Secrets are `env:` references named in
+/// [`LAB_SECRETS`].
+pub fn lab_ha_toml(lab: &LabHosts<'_>) -> String {
+    let members = members_toml(lab.members);
+    let ca = lab.ca_file.display();
+    format!(
+        r#"# A circle-ha lab. Secrets are env: references.
 [mongo]
 replica_set = "circle"
 server_version = "7.0"
@@ -423,14 +432,55 @@ launch_template = "circleci-services"
 license_file = "license.rli"
 replicated_password = "env:REPLICATED_PASSWORD"
 secret_passphrase = "env:CIRCLE_SECRET_PASSPHRASE"
-github = {{ type = "github_type_public", client_id = "demo", client_secret = "env:GITHUB_CLIENT_SECRET" }}
+github = {{ type = "github_type_public", client_id = "lab", client_secret = "env:GITHUB_CLIENT_SECRET" }}
 storage = {{ backend = "storage_backend_s3", bucket = "circleci-artifacts", sqs_queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/circleci" }}
 encryption_keys_dir = "circle-data"
 "#,
-        pg_port = pg.port(),
-        pg_admin = pg.superuser(),
-        vault = bao.addr(),
+        pg_port = lab.pg_port,
+        pg_admin = lab.pg_admin,
+        vault = lab.vault_address,
+    )
+}
+
+/// Writes the lab's ha.toml (every section, secrets as `env:` references
+/// to generated values) with a license and an encryption-keys directory
+/// for the bundle.
+fn config_phase(pki: &LabPki, running: &mut Running) -> anyhow::Result<String> {
+    let (Some(pg), Some(bao)) = (&running.postgres, &running.openbao) else {
+        anyhow::bail!("PostgreSQL and OpenBao must be running");
+    };
+    anyhow::ensure!(
+        running.mongo.len() == 3,
+        "the MongoDB members must be running"
     );
+    let work = tempfile::Builder::new()
+        .prefix("circle-ha-demo-")
+        .tempdir()
+        .context("creating the demo directory")?;
+    let d = work.path();
+    std::fs::write(d.join("license.rli"), "demo license\n")?;
+    std::fs::create_dir_all(d.join("circle-data"))?;
+    ha_tls::write_file(&d.join("circle-data/aes.key"), b"demo-aes-key", 0o600)?;
+    let generated = |len| crate::secret::generate(len).map_err(anyhow::Error::msg);
+    running.secrets = LAB_SECRETS
+        .into_iter()
+        .map(|name| {
+            let value = if name == "PG_ADMIN_PASSWORD" {
+                pg.superuser_password().clone()
+            } else {
+                generated(32)?
+            };
+            Ok((name, value))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let members: Vec<String> = running.mongo.iter().map(MongoMember::host).collect();
+    let config = lab_ha_toml(&LabHosts {
+        members: &members,
+        ca_file: &pki.ca_file(),
+        pg_port: pg.port(),
+        pg_admin: pg.superuser(),
+        vault_address: &bao.addr(),
+    });
     let path = d.join("ha.toml");
     std::fs::write(&path, config)?;
     running.work = Some(work);

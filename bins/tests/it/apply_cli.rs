@@ -13,7 +13,9 @@ use ha_lab::{
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
 
-use crate::{circle_ha, members_toml, run, run_json};
+use circle_ha::demo::{LAB_SECRETS, LabHosts, lab_ha_toml};
+
+use crate::{circle_ha, run, run_json};
 
 const HOSTILE: &str = "p'\"$@:/?#%\\ `x` wörd–密";
 
@@ -42,64 +44,16 @@ impl Lab {
         std::fs::write(d.join("license.rli"), "license-bytes\n").unwrap();
         std::fs::create_dir_all(d.join("circle-data")).unwrap();
         std::fs::write(d.join("circle-data/aes.key"), "aes-key-bytes").unwrap();
-        let ca = pki.ca_file().display().to_string();
-        let hosts = members_toml(&members);
+        let hosts: Vec<String> = members.iter().map(MongoMember::host).collect();
         std::fs::write(
             d.join("ha.toml"),
-            format!(
-                r#"
-[mongo]
-replica_set = "circle"
-server_version = "7.0"
-members = [
-{hosts}]
-tls = {{ ca_file = "{ca}" }}
-users.site_admin = {{ name = "siteUserAdmin", password = "env:T_SITE" }}
-users.admin = {{ name = "circle-admin", password = "env:T_ADMIN" }}
-users.app = {{ name = "circle", password = "env:T_APP" }}
-settings = {{ election_timeout_millis = 2000, heartbeat_interval_millis = 500 }}
-connect_timeout = 5
-wait_timeout = 120
-
-[postgres]
-host = "localhost"
-hostaddr = "127.0.0.1"
-port = {pg_port}
-admin_user = "{pg_admin}"
-admin_password = "env:T_PG_ADMIN"
-app_user = "circle"
-app_password = "env:T_PG_APP"
-sslmode = "verify-full"
-ca_file = "{ca}"
-
-[vault]
-address = "{vault}"
-ca_file = "{ca}"
-secret_shares = 3
-secret_threshold = 2
-keys_dir = "secrets/vault"
-admin_token = "file:secrets/vault/root-token"
-app_token_file = "secrets/vault/circleci-token"
-transit_mount = "transit"
-token_period = "1h"
-
-[services]
-hostname = "circleci.example.com"
-aws_region = "us-east-1"
-s3_bucket = "circleci-ha-config"
-launch_template = "circleci-services"
-license_file = "license.rli"
-replicated_password = "env:T_REPLICATED"
-secret_passphrase = "env:T_PASSPHRASE"
-github = {{ type = "github_type_public", client_id = "abc123", client_secret = "env:T_GITHUB" }}
-storage = {{ backend = "storage_backend_s3", bucket = "circleci-artifacts", sqs_queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/circleci" }}
-encryption_keys_dir = "circle-data"
-"#,
-                hosts = hosts,
-                pg_port = pg.port(),
-                pg_admin = pg.superuser(),
-                vault = bao.addr(),
-            ),
+            lab_ha_toml(&LabHosts {
+                members: &hosts,
+                ca_file: &pki.ca_file(),
+                pg_port: pg.port(),
+                pg_admin: pg.superuser(),
+                vault_address: &bao.addr(),
+            }),
         )
         .unwrap();
         Lab {
@@ -112,16 +66,15 @@ encryption_keys_dir = "circle-data"
     }
 
     fn env(&self, command: &mut Command) {
-        command
-            .current_dir(self.dir.path())
-            .env("T_SITE", format!("{HOSTILE}-s"))
-            .env("T_ADMIN", format!("{HOSTILE}-a"))
-            .env("T_APP", format!("{HOSTILE}-p"))
-            .env("T_PG_ADMIN", self.pg.superuser_password().expose_secret())
-            .env("T_PG_APP", format!("{HOSTILE}-pg"))
-            .env("T_REPLICATED", format!("{HOSTILE}-r"))
-            .env("T_PASSPHRASE", format!("{HOSTILE}-pp"))
-            .env("T_GITHUB", format!("{HOSTILE}-gh"));
+        command.current_dir(self.dir.path());
+        for name in LAB_SECRETS {
+            let value = if name == "PG_ADMIN_PASSWORD" {
+                self.pg.superuser_password().expose_secret().to_owned()
+            } else {
+                format!("{HOSTILE}-{name}")
+            };
+            command.env(name, value);
+        }
     }
 
     fn vault_transit(&self, args: &[&str]) -> (i32, String, String) {

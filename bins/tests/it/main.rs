@@ -44,18 +44,6 @@ fn run_json(command: &mut Command) -> (i32, serde_json::Value, String) {
     )
 }
 
-/// `[mongo].members` lines for lab members, the first with priority 2.
-fn members_toml(members: &[ha_lab::MongoMember]) -> String {
-    members
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let priority = if i == 0 { ", priority = 2" } else { "" };
-            format!("  {{ host = \"{}\"{priority} }},\n", m.host())
-        })
-        .collect()
-}
-
 #[test]
 fn demo_starts_every_lab_service_and_exits_zero() {
     let output = circle_ha().arg("demo").output().unwrap();

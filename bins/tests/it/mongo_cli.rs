@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use ha_lab::{LabPki, MongoImpl, MongoMember, MongoMemberOptions, Toolbox};
 use serde_json::Value;
 
-use crate::{members_toml, run};
+use circle_ha::demo::members_toml;
+
+use crate::run;
 
 const HOSTILE: &str = "p'\"$@:/?#%\\ `x` wörd–密";
 
@@ -44,7 +46,8 @@ impl Set {
     }
 
     fn write_config(&self, extra_members: &str) {
-        let members = members_toml(&self.members);
+        let hosts: Vec<String> = self.members.iter().map(MongoMember::host).collect();
+        let members = members_toml(&hosts);
         std::fs::write(
             self.config(),
             format!(

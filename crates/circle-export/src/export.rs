@@ -314,32 +314,56 @@ pub async fn plan(spec: &ExportSpec<'_>) -> Result<ExportPlan, Error> {
         .into_iter()
         .flatten()
     {
-        let (files, bytes) = tree_size(dir)?;
-        plan.files += files;
-        plan.estimated_bytes += bytes;
+        let files = list_tree(dir)?;
+        plan.files += files.len();
+        plan.estimated_bytes += files.iter().map(|f| f.size).sum::<u64>();
     }
     Ok(plan)
 }
 
-/// How many regular files `dir` holds, and their bytes.
-fn tree_size(dir: &Path) -> Result<(usize, u64), Error> {
+/// One regular file under a directory being archived.
+struct TreeFile {
+    path: PathBuf,
+    /// Its path relative to the directory.
+    relative: String,
+    size: u64,
+}
+
+/// Every regular file under `dir`. Anything else (a symbolic link, a
+/// socket …) is refused: it is not followed into the archive.
+fn list_tree(dir: &Path) -> Result<Vec<TreeFile>, Error> {
     let mut stack = vec![dir.to_owned()];
-    let (mut files, mut bytes) = (0, 0);
+    let mut files = Vec::new();
     while let Some(current) = stack.pop() {
         for entry in std::fs::read_dir(&current).map_err(Error::io(current.display()))? {
             let entry = entry.map_err(Error::io(current.display()))?;
-            let meta = entry
-                .metadata()
+            let kind = entry
+                .file_type()
                 .map_err(Error::io(entry.path().display()))?;
-            if meta.is_dir() {
-                stack.push(entry.path());
+            let path = entry.path();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                let relative = path
+                    .strip_prefix(dir)
+                    .map_err(|e| Error::Invalid(e.to_string()))?
+                    .to_string_lossy()
+                    .into_owned();
+                let size = entry.metadata().map_or(0, |m| m.len());
+                files.push(TreeFile {
+                    path,
+                    relative,
+                    size,
+                });
             } else {
-                files += 1;
-                bytes += meta.len();
+                return Err(Error::Invalid(format!(
+                    "{}: not a regular file or directory (symbolic links are not followed)",
+                    path.display()
+                )));
             }
         }
     }
-    Ok((files, bytes))
+    Ok(files)
 }
 
 fn sorted_collections(mut c: Vec<CollectionEntry>) -> Vec<CollectionEntry> {
@@ -520,32 +544,11 @@ async fn copy_tree(
     spool: &WorkDir,
     meter: &Meter,
 ) -> Result<Vec<FileEntry>, Error> {
-    let mut stack = vec![dir.to_owned()];
+    let files = list_tree(dir)?;
+    meter.add_total(files.iter().map(|f| f.size).sum());
     let mut entries = Vec::new();
-    while let Some(current) = stack.pop() {
-        for entry in std::fs::read_dir(&current).map_err(Error::io(current.display()))? {
-            let entry = entry.map_err(Error::io(current.display()))?;
-            let kind = entry
-                .file_type()
-                .map_err(Error::io(entry.path().display()))?;
-            let path = entry.path();
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file() {
-                let relative = path
-                    .strip_prefix(dir)
-                    .map_err(|e| Error::Invalid(e.to_string()))?
-                    .to_string_lossy()
-                    .into_owned();
-                meter.add_total(entry.metadata().map_or(0, |m| m.len()));
-                entries.push(copy_file(&path, &format!("{prefix}/{relative}"), spool).await?);
-            } else {
-                return Err(Error::Invalid(format!(
-                    "{}: not a regular file or directory (symbolic links are not followed)",
-                    path.display()
-                )));
-            }
-        }
+    for file in files {
+        entries.push(copy_file(&file.path, &format!("{prefix}/{}", file.relative), spool).await?);
     }
     Ok(entries)
 }

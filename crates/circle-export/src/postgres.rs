@@ -430,7 +430,7 @@ impl PgClient {
     /// a restore makes belong to it). A role without `CREATEDB` gets an
     /// error that says what to do instead.
     pub async fn create_database(&self, db: &str) -> Result<(), Error> {
-        let sql = format!("CREATE DATABASE {}", quote_ident(db));
+        let sql = format!("CREATE DATABASE {}", pg_provision::sql::quote_ident(db));
         match self.query(&self.conn.dbname, &sql).await {
             Ok(_) => Ok(()),
             Err(Error::Postgres { detail, .. }) if detail.contains("permission denied") => {
@@ -620,11 +620,6 @@ async fn run_with_input(
             detail: tail(&output.stderr),
         })
     }
-}
-
-/// `name` as a double-quoted SQL identifier.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The last lines of a program's stderr.
