@@ -68,9 +68,16 @@ impl Outcome {
     }
 }
 
-/// The services the demo started, kept alive until the report is printed.
-#[derive(Default)]
-struct Running {
+/// The lab a demo ran on, with every service it started still running:
+/// the new hosts (three MongoDB members, PostgreSQL, OpenBao, the AWS
+/// emulator), the "old Services machine" it seeded, and the directory
+/// holding `ha.toml`, the bundle and Vault's key files. Dropping it stops
+/// the services and removes the directories.
+///
+/// [`run_lab`] returns it so that a caller (the end-to-end test) can check
+/// the results against the live services before they go away. A phase
+/// that did not get to start a service leaves its accessor `None`.
+pub struct Lab {
     postgres: Option<Postgres>,
     openbao: Option<OpenBao>,
     moto: Option<Moto>,
@@ -79,22 +86,127 @@ struct Running {
     work: Option<tempfile::TempDir>,
     /// The secrets ha.toml refers to (`env:NAME`), generated.
     secrets: Vec<(&'static str, SecretString)>,
-    /// The "old Services machine": a lone MongoDB and a PostgreSQL with
-    /// CircleCI-like data.
     old_mongo: Option<MongoMember>,
     old_postgres: Option<Postgres>,
     /// What was seeded there: documents and rows.
     seeded: (u64, u64),
+    /// The lab CA; last, so that it outlives the services using it.
+    pki: Arc<LabPki>,
+}
+
+impl Lab {
+    /// The lab CA's certificate file, which every service's chains to.
+    pub fn ca_file(&self) -> PathBuf {
+        self.pki.ca_file()
+    }
+
+    /// The directory holding `ha.toml`, `license.rli`, `circle-data/`,
+    /// `secrets/vault/` and `bundle/`, once the configuration phase ran.
+    pub fn dir(&self) -> Option<&Path> {
+        self.work.as_ref().map(tempfile::TempDir::path)
+    }
+
+    /// The lab's `ha.toml`, once the configuration phase ran.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        self.dir().map(|d| d.join("ha.toml"))
+    }
+
+    /// The secrets `ha.toml` names as `env:NAME` ([`LAB_SECRETS`]) with
+    /// their generated values: set them in a command's environment to run
+    /// `circle-ha` against the lab.
+    pub fn secrets(&self) -> impl Iterator<Item = (&'static str, &SecretString)> {
+        self.secrets.iter().map(|(name, value)| (*name, value))
+    }
+
+    /// One secret of [`Lab::secrets`] by name.
+    pub fn secret(&self, name: &str) -> Option<&SecretString> {
+        self.secrets().find(|(key, _)| *key == name).map(|(_, v)| v)
+    }
+
+    /// The new replica set's members.
+    pub fn mongo_members(&self) -> &[MongoMember] {
+        &self.mongo
+    }
+
+    /// The new PostgreSQL server.
+    pub fn postgres(&self) -> Option<&Postgres> {
+        self.postgres.as_ref()
+    }
+
+    /// The Vault (OpenBao) server.
+    pub fn openbao(&self) -> Option<&OpenBao> {
+        self.openbao.as_ref()
+    }
+
+    /// The AWS emulator the bundle was published to.
+    pub fn moto(&self) -> Option<&Moto> {
+        self.moto.as_ref()
+    }
+
+    /// The old machine's lone MongoDB (no auth, no TLS), once seeded.
+    pub fn old_mongo(&self) -> Option<&MongoMember> {
+        self.old_mongo.as_ref()
+    }
+
+    /// The old machine's PostgreSQL, once seeded.
+    pub fn old_postgres(&self) -> Option<&Postgres> {
+        self.old_postgres.as_ref()
+    }
+
+    /// How many MongoDB documents and PostgreSQL rows were seeded on the
+    /// old machine.
+    pub fn seeded(&self) -> (u64, u64) {
+        self.seeded
+    }
 }
 
 /// Runs the demo with tools found through `tools`, writing progress to
-/// `progress` as each phase ends. Returns every phase's outcome; the caller
+/// `progress` as each phase ends; with `--keep`, waits for Ctrl-C before
+/// stopping the services. Returns every phase's outcome; the caller
 /// decides the exit code.
 pub async fn run(
     tools: &Toolbox,
     options: &DemoOptions,
     progress: &mut dyn FnMut(&Phase),
 ) -> anyhow::Result<Vec<Phase>> {
+    let generate = |_: &str| crate::secret::generate(32).map_err(anyhow::Error::msg);
+    let (phases, lab) = run_lab(tools, &generate, progress).await?;
+    if options.keep {
+        let env_file = write_keep_file(&lab)?;
+        progress(&Phase {
+            name: "services kept",
+            seconds: 0.0,
+            result: Outcome::Done(format!(
+                "connection settings in {} (source it); press Ctrl-C to stop",
+                env_file.display()
+            )),
+        });
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
+    }
+    drop(lab);
+    Ok(phases)
+}
+
+/// Runs every phase of the demo, as [`run`] does, and returns their
+/// outcomes with the [`Lab`] still running. A failed phase does not stop
+/// this function: the phases after it are reported as not run.
+///
+/// `secret` gives the value of each secret in [`LAB_SECRETS`] but
+/// `PG_ADMIN_PASSWORD` (the lab PostgreSQL's own superuser password); the
+/// demo generates 32 random letters and digits, a test may pass hostile
+/// ones.
+///
+/// # Errors
+///
+/// Only when the lab CA cannot be created; everything else is a failed
+/// [`Phase`].
+pub async fn run_lab(
+    tools: &Toolbox,
+    secret: &dyn Fn(&str) -> anyhow::Result<SecretString>,
+    progress: &mut dyn FnMut(&Phase),
+) -> anyhow::Result<(Vec<Phase>, Lab)> {
     let mut phases = Vec::new();
     let mut record = |phase: Phase, phases: &mut Vec<Phase>| {
         progress(&phase);
@@ -102,7 +214,7 @@ pub async fn run(
     };
 
     let started = Instant::now();
-    let pki = LabPki::new().context("creating the lab CA")?;
+    let pki = Arc::new(LabPki::new().context("creating the lab CA")?);
     record(
         Phase {
             name: "certificates (ha-tls)",
@@ -115,7 +227,18 @@ pub async fn run(
         &mut phases,
     );
 
-    let mut running = Running::default();
+    let mut running = Lab {
+        postgres: None,
+        openbao: None,
+        moto: None,
+        mongo: Vec::new(),
+        work: None,
+        secrets: Vec::new(),
+        old_mongo: None,
+        old_postgres: None,
+        seeded: (0, 0),
+        pki: pki.clone(),
+    };
     let tls = Arc::new(ha_tls::client_config(
         Some((&std::fs::read(pki.ca_file())?, "lab CA")),
         ha_tls::ServerVerification::Full,
@@ -191,7 +314,7 @@ pub async fn run(
             Outcome::Failed("not run: an earlier phase failed".to_owned())
         } else {
             Outcome::from_result(match i {
-                0 => config_phase(&pki, &mut running),
+                0 => config_phase(&pki, secret, &mut running),
                 1 => vault_phase(&running).await,
                 2 => apply_phase(&running, false).await,
                 3 => apply_phase(&running, true).await,
@@ -211,29 +334,14 @@ pub async fn run(
         );
     }
 
-    if options.keep {
-        let env_file = write_keep_file(pki.dir(), &running)?;
-        progress(&Phase {
-            name: "services kept",
-            seconds: 0.0,
-            result: Outcome::Done(format!(
-                "connection settings in {} (source it); press Ctrl-C to stop",
-                env_file.display()
-            )),
-        });
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?;
-    }
-    drop(running);
-    Ok(phases)
+    Ok((phases, running))
 }
 
 async fn postgres_phase(
     tools: &Toolbox,
     pki: &LabPki,
     tls: Arc<rustls::ClientConfig>,
-    running: &mut Running,
+    running: &mut Lab,
 ) -> anyhow::Result<String> {
     let pg = Postgres::start(tools, pki, PostgresOptions::default())?;
     let mut config = tokio_postgres::Config::new();
@@ -261,7 +369,7 @@ async fn openbao_phase(
     tools: &Toolbox,
     pki: &LabPki,
     tls: Arc<rustls::ClientConfig>,
-    running: &mut Running,
+    running: &mut Lab,
 ) -> anyhow::Result<String> {
     let bao = OpenBao::start(tools, pki)?;
     let client = reqwest::Client::builder()
@@ -286,7 +394,7 @@ async fn openbao_phase(
     Ok(res)
 }
 
-async fn moto_phase(tools: &Toolbox, running: &mut Running) -> anyhow::Result<String> {
+async fn moto_phase(tools: &Toolbox, running: &mut Lab) -> anyhow::Result<String> {
     let moto = Moto::start(tools)?;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&moto.sdk_config())
@@ -319,11 +427,7 @@ async fn moto_phase(tools: &Toolbox, running: &mut Running) -> anyhow::Result<St
 
 /// Three members with TLS required and x509 member authentication, as
 /// the runbook's mongod.conf starts them; `apply` bootstraps the set.
-async fn mongo_phase(
-    tools: &Toolbox,
-    pki: &LabPki,
-    running: &mut Running,
-) -> anyhow::Result<String> {
+async fn mongo_phase(tools: &Toolbox, pki: &LabPki, running: &mut Lab) -> anyhow::Result<String> {
     let options = MongoMemberOptions::secure(pki, "circle");
     for _ in 0..3 {
         running
@@ -445,7 +549,11 @@ encryption_keys_dir = "circle-data"
 /// Writes the lab's ha.toml (every section, secrets as `env:` references
 /// to generated values) with a license and an encryption-keys directory
 /// for the bundle.
-fn config_phase(pki: &LabPki, running: &mut Running) -> anyhow::Result<String> {
+fn config_phase(
+    pki: &LabPki,
+    secret: &dyn Fn(&str) -> anyhow::Result<SecretString>,
+    running: &mut Lab,
+) -> anyhow::Result<String> {
     let (Some(pg), Some(bao)) = (&running.postgres, &running.openbao) else {
         anyhow::bail!("PostgreSQL and OpenBao must be running");
     };
@@ -461,14 +569,13 @@ fn config_phase(pki: &LabPki, running: &mut Running) -> anyhow::Result<String> {
     std::fs::write(d.join("license.rli"), "demo license\n")?;
     std::fs::create_dir_all(d.join("circle-data"))?;
     ha_tls::write_file(&d.join("circle-data/aes.key"), b"demo-aes-key", 0o600)?;
-    let generated = |len| crate::secret::generate(len).map_err(anyhow::Error::msg);
     running.secrets = LAB_SECRETS
         .into_iter()
         .map(|name| {
             let value = if name == "PG_ADMIN_PASSWORD" {
                 pg.superuser_password().clone()
             } else {
-                generated(32)?
+                secret(name)?
             };
             Ok((name, value))
         })
@@ -488,7 +595,7 @@ fn config_phase(pki: &LabPki, running: &mut Running) -> anyhow::Result<String> {
 }
 
 /// The demo's ha.toml and a lookup of its generated secrets.
-fn lab_config(running: &Running) -> anyhow::Result<(crate::config::ConfigFile, PathBuf)> {
+fn lab_config(running: &Lab) -> anyhow::Result<(crate::config::ConfigFile, PathBuf)> {
     let work = running
         .work
         .as_ref()
@@ -497,7 +604,7 @@ fn lab_config(running: &Running) -> anyhow::Result<(crate::config::ConfigFile, P
     Ok((file, work.path().join("bundle")))
 }
 
-fn lookup<'a>(running: &'a Running) -> impl Fn(&str) -> Option<String> + 'a {
+fn lookup<'a>(running: &'a Lab) -> impl Fn(&str) -> Option<String> + 'a {
     move |name: &str| {
         running
             .secrets
@@ -509,7 +616,7 @@ fn lookup<'a>(running: &'a Running) -> impl Fn(&str) -> Option<String> + 'a {
 
 /// `vault-transit init` (key shares and root token into 0600 files) and
 /// `unseal` from those files.
-async fn vault_phase(running: &Running) -> anyhow::Result<String> {
+async fn vault_phase(running: &Lab) -> anyhow::Result<String> {
     let (file, _) = lab_config(running)?;
     let settings = crate::vault::settings(&file, false)?;
     crate::vault::init(&settings).await?;
@@ -529,7 +636,7 @@ async fn vault_phase(running: &Running) -> anyhow::Result<String> {
 
 /// `circle-ha apply` over the lab's ha.toml; `again` checks a second run
 /// changes nothing.
-async fn apply_phase(running: &Running, again: bool) -> anyhow::Result<String> {
+async fn apply_phase(running: &Lab, again: bool) -> anyhow::Result<String> {
     let (file, bundle_dir) = lab_config(running)?;
     let env = lookup(running);
     let options = crate::apply::Options {
@@ -563,11 +670,7 @@ async fn apply_phase(running: &Running, again: bool) -> anyhow::Result<String> {
 /// Seeds the "old Services machine": a lone MongoDB member without auth
 /// (as the embedded one) holding builds and build states, and a
 /// PostgreSQL holding `circle` and `vms` tables.
-async fn seed_phase(
-    tools: &Toolbox,
-    pki: &LabPki,
-    running: &mut Running,
-) -> anyhow::Result<String> {
+async fn seed_phase(tools: &Toolbox, pki: &LabPki, running: &mut Lab) -> anyhow::Result<String> {
     let member = MongoMember::start(tools, MongoMemberOptions::default())?;
     let client = mongodb::Client::with_uri_str(format!(
         "mongodb://localhost:{}/?directConnection=true",
@@ -651,7 +754,7 @@ fn old_pg_client(pg: &Postgres) -> anyhow::Result<circle_export::PgClient> {
 /// hosts (targets from ha.toml: the replica set as circle-admin, the
 /// PostgreSQL as the app role) with the archive verified first and every
 /// count compared after.
-async fn migrate_phase(running: &Running) -> anyhow::Result<String> {
+async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
     let (file, _) = lab_config(running)?;
     let (Some(old_mongo), Some(old_pg)) = (&running.old_mongo, &running.old_postgres) else {
         anyhow::bail!("the old machine was not seeded");
@@ -733,7 +836,7 @@ async fn migrate_phase(running: &Running) -> anyhow::Result<String> {
 /// `services-userdata publish` of the bundle apply rendered: to the
 /// emulated S3 bucket, and a new launch-template version whose userdata
 /// fetches it (a template is made first, as an operator's would exist).
-async fn publish_phase(running: &Running) -> anyhow::Result<String> {
+async fn publish_phase(running: &Lab) -> anyhow::Result<String> {
     let (file, bundle_dir) = lab_config(running)?;
     let moto = running
         .moto
@@ -779,7 +882,7 @@ async fn publish_phase(running: &Running) -> anyhow::Result<String> {
 }
 
 /// `circle-ha status`: every concern healthy.
-async fn status_phase(running: &Running) -> anyhow::Result<String> {
+async fn status_phase(running: &Lab) -> anyhow::Result<String> {
     let (file, bundle_dir) = lab_config(running)?;
     let env = lookup(running);
     let options = crate::status::Options {
@@ -794,7 +897,7 @@ async fn status_phase(running: &Running) -> anyhow::Result<String> {
 }
 
 /// Writes a 0600 shell file with the kept services' connection settings.
-fn write_keep_file(dir: &Path, running: &Running) -> anyhow::Result<PathBuf> {
+fn write_keep_file(running: &Lab) -> anyhow::Result<PathBuf> {
     let mut text = String::from("# circle-ha demo lab; source this file to reach the services\n");
     if let Some(pg) = &running.postgres {
         for (key, value) in pg.libpq_env("postgres")? {
@@ -839,7 +942,7 @@ fn write_keep_file(dir: &Path, running: &Running) -> anyhow::Result<PathBuf> {
     for (name, value) in &running.secrets {
         let _ = writeln!(text, "export {name}='{}'", value.expose_secret());
     }
-    let path = dir.join("lab.env");
+    let path = running.pki.dir().join("lab.env");
     ha_tls::write_file(&path, text.as_bytes(), 0o600)?;
     Ok(path)
 }

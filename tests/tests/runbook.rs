@@ -1,0 +1,649 @@
+//! The whole runbook, end to end, on the lab `circle-ha demo` uses.
+//!
+//! Runs the demo's flow ([`circle_ha::demo::run_lab`]: certificates, the
+//! lab services, `ha.toml`, Vault init and unseal, `apply` twice, an old
+//! Services machine seeded, export and restore, the bundle published to
+//! the emulated S3/EC2, `status`) with hostile secrets, then checks each
+//! phase's result against the live services with clients of its own:
+//!
+//! - the published userdata is under EC2's 16 KB, and every MongoDB URI of
+//!   the published bundle names the app user with its password, every
+//!   member and the set, and lets that user write its database (the four
+//!   app databases in all) over TLS, and not `admin`;
+//! - the restored data equals the seeded data: every document of every
+//!   collection, every row of every table, every sequence;
+//! - the app role reaches all eight PostgreSQL databases with their
+//!   extensions, and may create tables there;
+//! - the app token encrypts and decrypts, is periodic, and cannot read
+//!   `sys/mounts`;
+//! - the `circle-ha` binary's `apply` changes nothing, twice, and `status`
+//!   calls everything healthy.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use base64::Engine as _;
+use bson::Document;
+use futures_util::TryStreamExt as _;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::{Value, json};
+
+use circle_ha::demo::{Lab, Outcome, Phase};
+
+/// Every lab secret is this plus its name: quotes, shell and URI
+/// metacharacters, a backslash, non-ASCII. `wörd` marks a leak.
+const HOSTILE: &str = "p'\"$@:/?#%\\ `x` wörd–密";
+
+/// The runbook's PostgreSQL databases and the extensions each must have.
+const PG_DATABASES: [(&str, &[&str]); 8] = [
+    ("circle", &["pgcrypto", "uuid-ossp"]),
+    ("conductor_production", &["uuid-ossp"]),
+    ("contexts_service_production", &["uuid-ossp"]),
+    ("cron_service_production", &["uuid-ossp"]),
+    ("domain", &["uuid-ossp"]),
+    ("federations", &["uuid-ossp"]),
+    ("permissions", &["uuid-ossp"]),
+    ("vms", &["uuid-ossp"]),
+];
+
+/// The databases CircleCI's five MongoDB URIs name.
+const MONGO_APP_DATABASES: [&str; 4] = [
+    "build_state_dev_ghe",
+    "circle_ghe",
+    "containers_dev_ghe",
+    "remote_containers_dev_ghe",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runbook_runs_end_to_end_and_every_phase_did_what_it_says() {
+    let tools = ha_lab::Toolbox::discover(std::env::vars_os());
+    let hostile = |name: &str| Ok(SecretString::from(format!("{HOSTILE}-{name}")));
+    let mut print =
+        |phase: &Phase| eprintln!("{:>6.1}s {} {:?}", phase.seconds, phase.name, phase.result);
+    let (phases, lab) = circle_ha::demo::run_lab(&tools, &hostile, &mut print)
+        .await
+        .expect("the lab CA");
+    let report: Vec<String> = phases
+        .iter()
+        .map(|p| format!("{}: {:?}", p.name, p.result))
+        .collect();
+    let report = report.join("\n");
+    assert!(!report.contains("wörd"), "a secret leaked into the report");
+    assert!(
+        phases.iter().all(|p| matches!(p.result, Outcome::Done(_))),
+        "not every phase is green:\n{report}"
+    );
+    assert!(
+        report.contains("apply again (changed: 0): Done(\"changed: 0\")"),
+        "{report}"
+    );
+
+    let config = Config::read(&lab);
+    let bundle = published_bundle(&lab, &config).await;
+    let uris = mongo_uris(&bundle, &lab, &config).await;
+    restored_mongo_equals_seeded(&lab, &uris).await;
+    restored_postgres_equals_seeded(&lab, &config).await;
+    app_user_writes_its_mongo_databases(&uris).await;
+    app_role_reaches_every_database(&lab, &config).await;
+    app_token_encrypts_and_is_confined(&lab, &config).await;
+    binary_applies_nothing_and_reports_healthy(&lab);
+}
+
+/// What the test reads from the lab's `ha.toml`.
+struct Config {
+    mongo_app_user: String,
+    replica_set: String,
+    pg_app_user: String,
+    app_token_file: PathBuf,
+    transit_mount: String,
+    bucket: String,
+    launch_template: String,
+}
+
+impl Config {
+    fn read(lab: &Lab) -> Config {
+        let path = lab.config_file().expect("ha.toml was written");
+        let table: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        let get = |section: &str, key: &str| -> String {
+            let mut value = &table[section];
+            for part in key.split('.') {
+                value = &value[part];
+            }
+            value
+                .as_str()
+                .unwrap_or_else(|| panic!("[{section}] {key}"))
+                .to_owned()
+        };
+        let dir = path.parent().unwrap().to_owned();
+        Config {
+            mongo_app_user: get("mongo", "users.app.name"),
+            replica_set: get("mongo", "replica_set"),
+            pg_app_user: get("postgres", "app_user"),
+            app_token_file: dir.join(get("vault", "app_token_file")),
+            transit_mount: get("vault", "transit_mount"),
+            bucket: get("services", "s3_bucket"),
+            launch_template: get("services", "launch_template"),
+        }
+    }
+}
+
+fn secret(lab: &Lab, name: &str) -> String {
+    lab.secret(name)
+        .unwrap_or_else(|| panic!("no secret {name}"))
+        .expose_secret()
+        .to_owned()
+}
+
+fn tls_config(lab: &Lab) -> rustls::ClientConfig {
+    let ca = std::fs::read(lab.ca_file()).unwrap();
+    ha_tls::client_config(
+        Some((&ca, "lab CA")),
+        ha_tls::ServerVerification::Full,
+        None,
+    )
+    .unwrap()
+}
+
+/// The bundle as the Services machine would fetch it: every object in
+/// the bucket, by key. Checks the launch template's default version
+/// carries userdata under 16 KB that fetches from that bucket and holds
+/// no secret.
+async fn published_bundle(lab: &Lab, config: &Config) -> BTreeMap<String, Vec<u8>> {
+    let sdk = lab.moto().expect("moto runs").sdk_config();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&config.bucket)
+        .send()
+        .await
+        .unwrap();
+    let mut bundle = BTreeMap::new();
+    for object in listed.contents() {
+        let key = object.key().unwrap().to_owned();
+        let body = s3
+            .get_object()
+            .bucket(&config.bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .to_vec();
+        bundle.insert(key, body);
+    }
+
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let versions = ec2
+        .describe_launch_template_versions()
+        .launch_template_name(&config.launch_template)
+        .versions("$Default")
+        .send()
+        .await
+        .unwrap();
+    let version = &versions.launch_template_versions()[0];
+    let encoded = version
+        .launch_template_data()
+        .and_then(|d| d.user_data())
+        .expect("the default version has user data");
+    let userdata = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    assert!(
+        userdata.len() < 16 * 1024,
+        "userdata is {} bytes; EC2 takes at most 16 KB",
+        userdata.len()
+    );
+    let userdata = String::from_utf8(userdata).unwrap();
+    assert!(userdata.starts_with("#!"), "{userdata}");
+    assert!(userdata.contains(&config.bucket), "{userdata}");
+    assert!(!userdata.contains("wörd"), "a secret is in the userdata");
+    assert!(
+        bundle.keys().any(|k| k.ends_with("settings.conf")),
+        "{:?}",
+        bundle.keys()
+    );
+    bundle
+}
+
+/// The five `CIRCLE_SECRETS_MONGODB_*_URI` of the published bundle, each
+/// checked against `ha.toml`'s app user, its password, the members and
+/// the set, with the options a client needs to reach the lab: database →
+/// client options.
+async fn mongo_uris(
+    bundle: &BTreeMap<String, Vec<u8>>,
+    lab: &Lab,
+    config: &Config,
+) -> BTreeMap<String, mongodb::options::ClientOptions> {
+    let (_, customizations) = bundle
+        .iter()
+        .find(|(k, _)| k.ends_with("circle-installation-customizations"))
+        .expect("circle-installation-customizations is published");
+    let customizations = String::from_utf8(customizations.clone()).unwrap();
+    let uris: Vec<String> = customizations
+        .lines()
+        .filter_map(|l| l.strip_prefix("export CIRCLE_SECRETS_MONGODB_"))
+        .filter_map(|l| l.split_once('=').map(|(_, v)| shell_unquote(v)))
+        .collect();
+    assert_eq!(uris.len(), 5, "{}", customizations.len());
+    let password = secret(lab, "MONGO_APP_PASSWORD");
+    let mut members: Vec<String> = lab.mongo_members().iter().map(|m| m.host()).collect();
+    members.sort();
+    let mut by_database = BTreeMap::new();
+    for uri in &uris {
+        let mut options = mongodb::options::ClientOptions::parse(uri)
+            .await
+            .unwrap_or_else(|e| panic!("a published URI does not parse: {e}"));
+        let credential = options.credential.clone().expect("credentials");
+        assert_eq!(
+            credential.username.as_deref(),
+            Some(&*config.mongo_app_user)
+        );
+        assert!(
+            credential.password.as_deref() == Some(&*password),
+            "a URI's password is not the app user's"
+        );
+        assert_eq!(credential.source.as_deref(), Some("admin"));
+        assert_eq!(options.repl_set_name.as_deref(), Some(&*config.replica_set));
+        let mut hosts: Vec<String> = options.hosts.iter().map(ToString::to_string).collect();
+        hosts.sort();
+        assert_eq!(hosts, members);
+        assert!(
+            matches!(options.tls, Some(mongodb::options::Tls::Enabled(_))),
+            "a URI without TLS"
+        );
+        // On the Services machine the CA is in the system store; here it
+        // is the lab's.
+        options.tls = Some(mongodb::options::Tls::Enabled(
+            mongodb::options::TlsOptions::builder()
+                .ca_file_path(lab.ca_file())
+                .build(),
+        ));
+        options.server_selection_timeout = Some(std::time::Duration::from_secs(60));
+        let db = options.default_database.clone().expect("a database");
+        by_database.insert(db, options);
+    }
+    assert_eq!(
+        by_database.keys().collect::<Vec<_>>(),
+        MONGO_APP_DATABASES,
+        "the URIs' databases"
+    );
+    by_database
+}
+
+/// `'...'` with `'\''` inside, as the bundle writes shell values.
+fn shell_unquote(value: &str) -> String {
+    let inner = value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("not single-quoted ({} bytes)", value.len()));
+    inner.replace("'\\''", "'")
+}
+
+/// Every collection of every database of the old machine, document by
+/// document in `_id` order, and its index names, read back from the
+/// replica set as CircleCI reads them (the app user, through the
+/// published URI).
+async fn restored_mongo_equals_seeded(
+    lab: &Lab,
+    uris: &BTreeMap<String, mongodb::options::ClientOptions>,
+) {
+    let old = lab.old_mongo().expect("the old machine was seeded");
+    let old = mongodb::Client::with_uri_str(format!(
+        "mongodb://localhost:{}/?directConnection=true",
+        old.port()
+    ))
+    .await
+    .unwrap();
+    let mut databases = old.list_database_names().await.unwrap();
+    databases.retain(|d| !["admin", "local", "config"].contains(&d.as_str()));
+    databases.sort();
+    assert_eq!(databases, ["build_state_dev_ghe", "circle_ghe"]);
+    let mut documents = 0;
+    for name in &databases {
+        let new = mongodb::Client::with_options(uris[name].clone()).unwrap();
+        let (old_db, new_db) = (old.database(name), new.database(name));
+        let mut collections = old_db.list_collection_names().await.unwrap();
+        collections.sort();
+        let mut restored = new_db.list_collection_names().await.unwrap();
+        restored.sort();
+        assert_eq!(restored, collections, "collections of {name}");
+        for collection in &collections {
+            let read = |db: &mongodb::Database| {
+                let c = db.collection::<Document>(collection);
+                async move {
+                    let docs: Vec<Document> = c
+                        .find(bson::doc! {})
+                        .sort(bson::doc! {"_id": 1})
+                        .await
+                        .unwrap()
+                        .try_collect()
+                        .await
+                        .unwrap();
+                    let mut indexes = c.list_index_names().await.unwrap();
+                    indexes.sort();
+                    (docs, indexes)
+                }
+            };
+            let (seeded, seeded_indexes) = read(&old_db).await;
+            let (got, got_indexes) = read(&new_db).await;
+            assert_eq!(got.len(), seeded.len(), "{name}.{collection}");
+            if let Some(i) = (0..seeded.len()).find(|&i| seeded[i] != got[i]) {
+                panic!(
+                    "{name}.{collection}: document {i} differs:\nseeded   {}\nrestored {}",
+                    seeded[i], got[i]
+                );
+            }
+            assert_eq!(got_indexes, seeded_indexes, "{name}.{collection}");
+            documents += seeded.len() as u64;
+        }
+    }
+    assert_eq!(documents, lab.seeded().0, "documents compared");
+}
+
+/// A verify-full TLS connection to one of the lab's PostgreSQL servers.
+async fn pg_connect(
+    pg: &ha_lab::Postgres,
+    tls: &rustls::ClientConfig,
+    user: &str,
+    password: &str,
+    dbname: &str,
+) -> tokio_postgres::Client {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(pg.host())
+        .hostaddr(pg.hostaddr().parse().unwrap())
+        .port(pg.port())
+        .user(user)
+        .password(password)
+        .dbname(dbname)
+        .ssl_mode(tokio_postgres::config::SslMode::Require);
+    let (client, connection) = config
+        .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{user} cannot reach {dbname}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// What a PostgreSQL database holds, to compare: per table its row count
+/// and a digest of its rows in a fixed order, per sequence its last value.
+async fn pg_contents(client: &tokio_postgres::Client) -> Vec<(String, i64, String)> {
+    let mut contents = Vec::new();
+    let tables = client
+        .query(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables \
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    for row in tables {
+        let table: String = row.get(0);
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') \
+                     FROM {table} t"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        contents.push((table, row.get(0), row.get(1)));
+    }
+    let sequences = client
+        .query(
+            "SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    for row in sequences {
+        let last: Option<i64> = row.get(1);
+        contents.push((row.get(0), last.unwrap_or(-1), "sequence".to_owned()));
+    }
+    contents
+}
+
+/// Every table and sequence of every database of the old PostgreSQL, as
+/// the app role sees them on the new server.
+async fn restored_postgres_equals_seeded(lab: &Lab, config: &Config) {
+    let tls = tls_config(lab);
+    let old = lab.old_postgres().expect("the old machine was seeded");
+    let new = lab.postgres().expect("the new PostgreSQL runs");
+    let old_password = old.superuser_password().expose_secret().to_owned();
+    let app_password = secret(lab, "PG_APP_PASSWORD");
+    let admin = pg_connect(old, &tls, old.superuser(), &old_password, "postgres").await;
+    let databases: Vec<String> = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(databases, ["circle", "vms"]);
+    let mut rows = 0;
+    for db in &databases {
+        let seeded =
+            pg_contents(&pg_connect(old, &tls, old.superuser(), &old_password, db).await).await;
+        let restored =
+            pg_contents(&pg_connect(new, &tls, &config.pg_app_user, &app_password, db).await).await;
+        assert_eq!(restored, seeded, "{db}: (table, rows, md5 of the rows)");
+        rows += seeded
+            .iter()
+            .filter(|(_, _, digest)| digest != "sequence")
+            .map(|(_, n, _)| u64::try_from(*n).unwrap())
+            .sum::<u64>();
+    }
+    assert_eq!(rows, lab.seeded().1, "rows compared");
+}
+
+/// The app user writes each of its databases through its URI, and is
+/// refused `admin`.
+async fn app_user_writes_its_mongo_databases(
+    uris: &BTreeMap<String, mongodb::options::ClientOptions>,
+) {
+    for (db, options) in uris {
+        let client = mongodb::Client::with_options(options.clone()).unwrap();
+        let probe = client
+            .database(db)
+            .collection::<Document>("circle_ha_probe");
+        probe
+            .insert_one(bson::doc! {"by": "the end-to-end test"})
+            .await
+            .unwrap_or_else(|e| panic!("the app user cannot write {db}: {e}"));
+        assert_eq!(
+            probe.count_documents(bson::doc! {}).await.unwrap(),
+            1,
+            "{db}"
+        );
+        let denied = client
+            .database("admin")
+            .collection::<Document>("circle_ha_probe")
+            .insert_one(bson::doc! {"x": 1})
+            .await
+            .expect_err("the app user may write admin");
+        assert!(
+            matches!(
+                *denied.kind,
+                mongodb::error::ErrorKind::Command(ref c) if c.code == 13
+            ) || denied.to_string().contains("not authorized"),
+            "{denied}"
+        );
+    }
+}
+
+/// The app role connects to each of the eight databases, finds exactly
+/// its extensions there and can use them, and may create a table.
+async fn app_role_reaches_every_database(lab: &Lab, config: &Config) {
+    let tls = tls_config(lab);
+    let pg = lab.postgres().expect("the new PostgreSQL runs");
+    let password = secret(lab, "PG_APP_PASSWORD");
+    for (db, extensions) in PG_DATABASES {
+        let client = pg_connect(pg, &tls, &config.pg_app_user, &password, db).await;
+        let found: Vec<String> = client
+            .query(
+                "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(found, extensions, "extensions of {db}");
+        let uuid: String = client
+            .query_one("SELECT uuid_generate_v4()::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(uuid.len(), 36, "{db}");
+        if extensions.contains(&"pgcrypto") {
+            let digest: String = client
+                .query_one("SELECT encode(digest('circle', 'sha256'), 'hex')", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(digest.len(), 64, "{db}");
+        }
+        client
+            .batch_execute("CREATE TABLE circle_ha_probe (id int); DROP TABLE circle_ha_probe")
+            .await
+            .unwrap_or_else(|e| panic!("the app role cannot create a table in {db}: {e}"));
+    }
+}
+
+/// The token `apply` wrote (0600) encrypts and decrypts with a key of its
+/// own making, is periodic, and is refused `sys/mounts`.
+async fn app_token_encrypts_and_is_confined(lab: &Lab, config: &Config) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bao = lab.openbao().expect("OpenBao runs");
+    let mode = std::fs::metadata(&config.app_token_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", config.app_token_file.display());
+    let token = std::fs::read_to_string(&config.app_token_file).unwrap();
+    let token = token.trim();
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(tls_config(lab))
+        .resolve("localhost", ([127, 0, 0, 1], bao.port()).into())
+        .build()
+        .unwrap();
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut request = http
+            .request(method, format!("{}/v1/{path}", bao.addr()))
+            .header("X-Vault-Token", token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    let mount = &config.transit_mount;
+    let plaintext = base64::engine::general_purpose::STANDARD.encode("circle-ha: ünïcode ✓");
+    let (status, encrypted) = call(
+        reqwest::Method::POST,
+        &format!("{mount}/encrypt/circle-ha-e2e"),
+        Some(json!({ "plaintext": plaintext })),
+    )
+    .await;
+    assert_eq!(status, 200, "encrypt: {encrypted}");
+    let ciphertext = encrypted["data"]["ciphertext"].as_str().unwrap().to_owned();
+    assert!(ciphertext.starts_with("vault:v1:"), "{ciphertext}");
+    let (status, decrypted) = call(
+        reqwest::Method::POST,
+        &format!("{mount}/decrypt/circle-ha-e2e"),
+        Some(json!({ "ciphertext": ciphertext })),
+    )
+    .await;
+    assert_eq!(status, 200, "decrypt: {decrypted}");
+    assert_eq!(decrypted["data"]["plaintext"], plaintext);
+
+    let (status, me) = call(reqwest::Method::GET, "auth/token/lookup-self", None).await;
+    assert_eq!(status, 200, "{me}");
+    assert!(
+        me["data"]["period"].as_u64().unwrap_or(0) > 0,
+        "not periodic: {me}"
+    );
+    assert_eq!(me["data"]["renewable"], true, "{me}");
+    assert_eq!(me["data"]["orphan"], true, "{me}");
+
+    let (status, mounts) = call(reqwest::Method::GET, "sys/mounts", None).await;
+    assert_eq!(status, 403, "the app token read sys/mounts: {mounts}");
+}
+
+/// `circle-ha apply --config ha.toml --json` as an operator runs it, twice
+/// (the demo applied twice already: both change nothing), then `status`.
+fn binary_applies_nothing_and_reports_healthy(lab: &Lab) {
+    let config = lab.config_file().unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new(circle_ha_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--json")
+            .current_dir(config.parent().unwrap())
+            .envs(lab.secrets().map(|(k, v)| (k, v.expose_secret())))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !stdout.contains("wörd") && !stderr.contains("wörd"),
+            "a secret leaked from circle-ha {args:?}"
+        );
+        let json: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("circle-ha {args:?}: {e}\n{stdout}\n{stderr}"));
+        (output.status.code(), json, stderr.into_owned())
+    };
+    for round in 1..=2 {
+        let (code, report, stderr) = run(&["apply"]);
+        assert_eq!(code, Some(0), "apply {round}: {report}\n{stderr}");
+        assert_eq!(report["changed"], 0, "apply {round}: {report}");
+        assert!(report["actions"].is_array(), "{report}");
+    }
+    let (code, status, stderr) = run(&["status"]);
+    assert_eq!(code, Some(0), "{status}\n{stderr}");
+    let concerns = status["concerns"].as_array().unwrap();
+    assert_eq!(concerns.len(), 4, "{status}");
+    assert!(concerns.iter().all(|c| c["healthy"] == true), "{status}");
+}
+
+/// The `circle-ha` binary cargo built next to this test (`cargo test
+/// --workspace` builds it for the `circle-ha` package's own tests).
+fn circle_ha_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let candidates = [
+        deps.join("circle-ha"),
+        deps.parent().unwrap().join("circle-ha"),
+    ];
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no circle-ha binary at {}: build it with `cargo build -p circle-ha` \
+                 (`cargo test --workspace`, as `cargo xtask test` runs it, does)",
+                candidates[1].display()
+            )
+        })
+}
