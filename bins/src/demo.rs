@@ -344,15 +344,11 @@ async fn postgres_phase(
     running: &mut Lab,
 ) -> anyhow::Result<String> {
     let pg = Postgres::start(tools, pki, PostgresOptions::default())?;
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(pg.host())
-        .hostaddr(pg.hostaddr().parse()?)
-        .port(pg.port())
-        .user(pg.superuser())
-        .password(pg.superuser_password().expose_secret())
-        .dbname("postgres")
-        .ssl_mode(tokio_postgres::config::SslMode::Require);
+    let config = pg.client_config(
+        pg.superuser(),
+        pg.superuser_password().expose_secret(),
+        "postgres",
+    );
     let connector = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
     let (client, connection) = config
         .connect(connector)

@@ -356,21 +356,19 @@ async fn pg_connect(
     password: &str,
     dbname: &str,
 ) -> tokio_postgres::Client {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(pg.host())
-        .hostaddr(pg.hostaddr().parse().unwrap())
-        .port(pg.port())
-        .user(user)
-        .password(password)
-        .dbname(dbname)
-        .ssl_mode(tokio_postgres::config::SslMode::Require);
+    let config = pg.client_config(user, password, dbname);
     let (client, connection) = config
         .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone()))
         .await
         .unwrap_or_else(|e| panic!("{user} cannot reach {dbname}: {e}"));
     tokio::spawn(connection);
     client
+}
+
+/// The first column of every row `sql` returns.
+async fn strings(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let rows = client.query(sql, &[]).await.unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
 }
 
 /// What a PostgreSQL database holds, to compare: per table its row count
@@ -422,17 +420,12 @@ async fn restored_postgres_equals_seeded(lab: &Lab, config: &Config) {
     let old_password = old.superuser_password().expose_secret().to_owned();
     let app_password = secret(lab, "PG_APP_PASSWORD");
     let admin = pg_connect(old, &tls, old.superuser(), &old_password, "postgres").await;
-    let databases: Vec<String> = admin
-        .query(
-            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' \
-             ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let databases = strings(
+        &admin,
+        "SELECT datname::text FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' \
+         ORDER BY 1",
+    )
+    .await;
     assert_eq!(databases, ["circle", "vms"]);
     let mut rows = 0;
     for db in &databases {
@@ -493,16 +486,11 @@ async fn app_role_reaches_every_database(lab: &Lab, config: &Config) {
     let password = secret(lab, "PG_APP_PASSWORD");
     for (db, extensions) in PG_DATABASES {
         let client = pg_connect(pg, &tls, &config.pg_app_user, &password, db).await;
-        let found: Vec<String> = client
-            .query(
-                "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let found = strings(
+            &client,
+            "SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1",
+        )
+        .await;
         assert_eq!(found, extensions, "extensions of {db}");
         let uuid: String = client
             .query_one("SELECT uuid_generate_v4()::text", &[])

@@ -219,6 +219,28 @@ impl Postgres {
         &self.password
     }
 
+    /// A `tokio_postgres` configuration reaching `dbname` on this server
+    /// as `user`, by host name over the loopback address with TLS
+    /// required; pair it with a TLS connector that verifies the
+    /// certificate against [`Postgres::ca_file`] (verify-full).
+    pub fn client_config(
+        &self,
+        user: &str,
+        password: &str,
+        dbname: &str,
+    ) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(self.host())
+            .hostaddr(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+            .port(self.port)
+            .user(user)
+            .password(password)
+            .dbname(dbname)
+            .ssl_mode(tokio_postgres::config::SslMode::Require);
+        config
+    }
+
     /// The CA certificate that signed the server's certificate.
     pub fn ca_file(&self) -> PathBuf {
         self.dir.path().join("ca.pem")

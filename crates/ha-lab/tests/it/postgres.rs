@@ -9,16 +9,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::{pki, tools, verifying_tls};
 
 fn config(pg: &Postgres, user: &str, password: &str) -> tokio_postgres::Config {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(pg.host())
-        .hostaddr(pg.hostaddr().parse().unwrap())
-        .port(pg.port())
-        .user(user)
-        .password(password)
-        .dbname("postgres")
-        .ssl_mode(tokio_postgres::config::SslMode::Require);
-    config
+    pg.client_config(user, password, "postgres")
 }
 
 #[tokio::test]
