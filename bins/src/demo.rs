@@ -177,8 +177,14 @@ pub async fn run(
             name: "services kept",
             seconds: 0.0,
             result: Outcome::Done(format!(
-                "connection settings in {} (source it); press Ctrl-C to stop",
-                env_file.display()
+                "connection settings and secrets in {env} (0600); in another shell:\n  \
+                 . {env}\n  \
+                 circle-ha status --config \"$CIRCLE_HA_CONFIG\"   # every concern's health\n  \
+                 psql -d circle -c '\\dx'                        # the new PostgreSQL, as its admin\n  \
+                 bao status                                     # Vault (OpenBao)\n  \
+                 curl -s \"$AWS_ENDPOINT_URL/circleci-ha-config\"  # the published bundle (moto S3)\n\
+                 press Ctrl-C here to stop and remove everything",
+                env = env_file.display()
             )),
         });
         tokio::signal::ctrl_c()

@@ -550,10 +550,14 @@ pub fn render(
     } else {
         write_bundle(out, &bundle)?
     };
-    warnings.push(format!(
-        "user data is {} bytes of EC2's 16384",
-        bundle.userdata.len()
-    ));
+    // Render refuses user data over the limit; say so early when it nears it.
+    let limit = services_userdata::USERDATA_LIMIT;
+    if bundle.userdata.len() > limit / 4 * 3 {
+        warnings.push(format!(
+            "user data is {} bytes, near EC2's limit of {limit}",
+            bundle.userdata.len()
+        ));
+    }
     Ok(ChangeReport {
         tool: "services-userdata",
         dry_run,

@@ -168,6 +168,13 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 phases.len(),
                 started.elapsed().as_secs_f64()
             );
+            if !keep {
+                eprintln!(
+                    "to look around: `circle-ha demo --keep` keeps the lab running and writes \
+                     lab.env, whose settings reach every service (psql, bao, aws, \
+                     circle-ha status)"
+                );
+            }
             Ok(if failed == 0 {
                 Exit::Success
             } else {
