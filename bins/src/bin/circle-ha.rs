@@ -20,10 +20,10 @@ use clap::{Parser, Subcommand};
 /// set and users, PostgreSQL databases, Vault transit and app token, the
 /// Services bundle); `circle-ha status` reports all of them at once (exit
 /// 3 when anything is unhealthy); `circle-ha pki` runs the certificate
-/// steps alone; `circle-ha demo` starts the local lab and proves each
-/// service answers over TLS. Vault init/unseal (vault-transit) and the
-/// export/restore (circle-export) stay separate commands: they hand out
-/// key shares and belong to the outage window.
+/// steps alone; `circle-ha demo` runs the whole runbook on a local lab.
+/// Vault init/unseal (vault-transit) and the export/restore
+/// (circle-export) stay separate commands: they hand out key shares and
+/// belong to the outage window.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -33,8 +33,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the local lab and run the runbook over it: ha.toml, Vault
-    /// init/unseal, apply twice, status.
+    /// Start a local lab and run the whole runbook over it, each phase
+    /// timed.
+    ///
+    /// The lab: a CA, three MongoDB members (TLS, x509; real mongod when
+    /// MONGOD_BIN or PATH has one, else mongo-sim), PostgreSQL, OpenBao and
+    /// the AWS emulator. The runbook: write ha.toml, Vault init + unseal,
+    /// apply (replica set and users, the eight databases, transit and app
+    /// token, Services bundle), apply again (must change nothing), seed an
+    /// old Services machine, export it and restore it onto the new hosts
+    /// with every count checked, publish the bundle to the emulated S3 and a
+    /// launch template, status. Exit 0 when every phase is green.
     ///
     /// Needs the test prerequisites: run `cargo xtask install` once (or use
     /// `cargo xtask demo`, which does it first). Everything runs on
@@ -171,7 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             if !keep {
                 eprintln!(
                     "to look around: `circle-ha demo --keep` keeps the lab running and writes \
-                     lab.env, whose settings reach every service (psql, bao, aws, \
+                     lab.env, whose settings reach every service (psql, bao, curl for the S3 emulator, \
                      circle-ha status)"
                 );
             }
