@@ -52,6 +52,9 @@ pub enum Outcome {
     /// The project cannot do this phase yet; the text says which part is
     /// missing. Does not fail the demo.
     Pending(String),
+    /// The phase has just started: reported to the progress function
+    /// only, never in the list of ended phases.
+    Running,
 }
 
 impl Outcome {
@@ -213,25 +216,14 @@ pub async fn run_lab(
     secret: &dyn Fn(&str) -> anyhow::Result<SecretString>,
     progress: &mut dyn FnMut(&Phase),
 ) -> anyhow::Result<(Vec<Phase>, Lab)> {
-    let mut phases = Vec::new();
-    let mut record = |phase: Phase, phases: &mut Vec<Phase>| {
-        progress(&phase);
-        phases.push(phase);
-    };
+    let mut phases = Recorder::new(progress);
 
-    let started = Instant::now();
+    phases.start("certificates (ha-tls)");
     let pki = Arc::new(LabPki::new().context("creating the lab CA")?);
-    record(
-        Phase {
-            name: "certificates (ha-tls)",
-            seconds: started.elapsed().as_secs_f64(),
-            result: Outcome::Done(format!(
-                "CA and localhost certificate in {}",
-                pki.dir().display()
-            )),
-        },
-        &mut phases,
-    );
+    phases.finish(Outcome::Done(format!(
+        "CA and localhost certificate in {}",
+        pki.dir().display()
+    )));
 
     let mut running = Lab {
         postgres: None,
@@ -251,40 +243,19 @@ pub async fn run_lab(
         None,
     )?);
 
-    let started = Instant::now();
+    phases.start("PostgreSQL (verify-full TLS)");
     let result = postgres_phase(tools, &pki, tls.clone(), &mut running).await;
-    record(
-        Phase {
-            name: "PostgreSQL (verify-full TLS)",
-            seconds: started.elapsed().as_secs_f64(),
-            result: Outcome::from_result(result),
-        },
-        &mut phases,
-    );
+    phases.finish(Outcome::from_result(result));
 
-    let started = Instant::now();
+    phases.start("OpenBao (TLS)");
     let result = openbao_phase(tools, &pki, tls.clone(), &mut running).await;
-    record(
-        Phase {
-            name: "OpenBao (TLS)",
-            seconds: started.elapsed().as_secs_f64(),
-            result: Outcome::from_result(result),
-        },
-        &mut phases,
-    );
+    phases.finish(Outcome::from_result(result));
 
-    let started = Instant::now();
+    phases.start("AWS emulator (S3)");
     let result = moto_phase(tools, &mut running).await;
-    record(
-        Phase {
-            name: "AWS emulator (S3)",
-            seconds: started.elapsed().as_secs_f64(),
-            result: Outcome::from_result(result),
-        },
-        &mut phases,
-    );
+    phases.finish(Outcome::from_result(result));
 
-    let started = Instant::now();
+    phases.start("MongoDB members (TLS, x509)");
     let result = match tools.mongo() {
         Ok(_) => Outcome::from_result(mongo_phase(tools, &pki, &mut running).await),
         Err(ha_lab::Error::ToolMissing { .. }) => Outcome::Failed(
@@ -294,14 +265,7 @@ pub async fn run_lab(
         ),
         Err(e) => Outcome::Failed(e.to_string()),
     };
-    record(
-        Phase {
-            name: "MongoDB members (TLS, x509)",
-            seconds: started.elapsed().as_secs_f64(),
-            result,
-        },
-        &mut phases,
-    );
+    phases.finish(result);
 
     // The runbook over the lab, as an operator runs it.
     let steps: [&'static str; 8] = [
@@ -315,32 +279,79 @@ pub async fn run_lab(
         "status (circle-ha)",
     ];
     for (i, name) in steps.into_iter().enumerate() {
-        let started = Instant::now();
-        let result = if phases.iter().any(|p| p.result.is_failure()) {
-            Outcome::Failed("not run: an earlier phase failed".to_owned())
-        } else {
-            Outcome::from_result(match i {
-                0 => config_phase(&pki, secret, &mut running),
-                1 => vault_phase(&running).await,
-                2 => apply_phase(&running, false).await,
-                3 => apply_phase(&running, true).await,
-                4 => seed_phase(tools, &pki, &mut running).await,
-                5 => migrate_phase(&running).await,
-                6 => publish_phase(&running).await,
-                _ => status_phase(&running).await,
-            })
+        if phases.any_failed() {
+            phases.skip(name, "not run: an earlier phase failed");
+            continue;
+        }
+        phases.start(name);
+        let result = match i {
+            0 => config_phase(&pki, secret, &mut running),
+            1 => vault_phase(&running).await,
+            2 => apply_phase(&running, false).await,
+            3 => apply_phase(&running, true).await,
+            4 => seed_phase(tools, &pki, &mut running).await,
+            5 => migrate_phase(&running).await,
+            6 => publish_phase(&running).await,
+            _ => status_phase(&running).await,
         };
-        record(
-            Phase {
-                name,
-                seconds: started.elapsed().as_secs_f64(),
-                result,
-            },
-            &mut phases,
-        );
+        phases.finish(Outcome::from_result(result));
     }
 
-    Ok((phases, running))
+    Ok((phases.phases, running))
+}
+
+/// Reports each phase to the caller's progress function as it starts
+/// ([`Outcome::Running`]) and as it ends, and keeps the ended ones.
+struct Recorder<'p> {
+    progress: &'p mut dyn FnMut(&Phase),
+    phases: Vec<Phase>,
+    current: (&'static str, Instant),
+}
+
+impl<'p> Recorder<'p> {
+    fn new(progress: &'p mut dyn FnMut(&Phase)) -> Recorder<'p> {
+        Recorder {
+            progress,
+            phases: Vec::new(),
+            current: ("", Instant::now()),
+        }
+    }
+
+    fn start(&mut self, name: &'static str) {
+        self.current = (name, Instant::now());
+        (self.progress)(&Phase {
+            name,
+            seconds: 0.0,
+            result: Outcome::Running,
+        });
+    }
+
+    fn finish(&mut self, result: Outcome) {
+        let (name, started) = self.current;
+        self.push(Phase {
+            name,
+            seconds: started.elapsed().as_secs_f64(),
+            result,
+        });
+    }
+
+    /// A phase that did not start: it ends at once, failed with `why`.
+    fn skip(&mut self, name: &'static str, why: &str) {
+        self.push(Phase {
+            name,
+            seconds: 0.0,
+            result: Outcome::Failed(why.to_owned()),
+        });
+    }
+
+    fn push(&mut self, phase: Phase) {
+        (self.progress)(&phase);
+        self.phases.push(phase);
+    }
+
+    fn any_failed(&self) -> bool {
+        self.phases.iter().any(|p| p.result.is_failure())
+    }
 }
 
 async fn postgres_phase(

@@ -255,14 +255,25 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
+/// One line per ended phase; on a terminal, a started phase shows as
+/// `...` until its line replaces it.
 fn print_phase(phase: &Phase) {
+    use std::io::{IsTerminal as _, Write as _};
+    let terminal = std::io::stderr().is_terminal();
     let (mark, text) = match &phase.result {
-        Outcome::Done(text) => ("ok", text),
-        Outcome::Failed(text) => ("FAIL", text),
-        Outcome::Pending(text) => ("n/a", text),
+        Outcome::Done(text) => ("ok", text.as_str()),
+        Outcome::Failed(text) => ("FAIL", text.as_str()),
+        Outcome::Pending(text) => ("n/a", text.as_str()),
+        Outcome::Running if terminal => {
+            eprint!("...   {}", phase.name);
+            let _ = std::io::stderr().flush();
+            return;
+        }
+        Outcome::Running => return,
     };
+    let clear = if terminal { "\r\x1b[K" } else { "" };
     eprintln!(
-        "{mark:<5} {:<38} {:>6.1} s  {text}",
+        "{clear}{mark:<5} {:<38} {:>6.1} s  {text}",
         phase.name, phase.seconds
     );
 }
