@@ -148,6 +148,45 @@ fn init_issue_lint_twice_and_a_broken_certificate_is_reissued_alone() {
 }
 
 #[test]
+fn apply_only_pki_creates_the_ca_and_every_certificate_then_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ha.toml"), HA_TOML).unwrap();
+    let apply = |args: &[&str]| {
+        let (code, stdout, stderr) = run(circle_ha()
+            .current_dir(dir.path())
+            .args(["apply", "--only", "pki", "--config", "ha.toml", "--json"])
+            .args(args));
+        let json: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        assert_eq!(code, 0, "{json}\n{stderr}");
+        json
+    };
+    let dry = apply(&["--dry-run"]);
+    assert_eq!(
+        (dry["changed"].as_u64(), dry["planned"].as_u64()),
+        (Some(0), Some(7)),
+        "{dry}"
+    );
+    assert!(!dir.path().join("certs").exists(), "a dry run wrote");
+    let applied = apply(&[]);
+    assert_eq!(
+        applied["changed"], 7,
+        "the CA and six certificates: {applied}"
+    );
+    let kinds: Vec<&str> = applied["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"create-ca"), "{applied}");
+    assert_eq!(mode(&dir.path().join("certs/ca.key")), 0o600);
+    let again = apply(&[]);
+    assert_eq!(again["changed"], 0, "{again}");
+    let (code, linted, _) = pki(dir.path(), &["lint"]);
+    assert_eq!(code, 0, "{linted}");
+}
+
+#[test]
 fn every_config_problem_is_reported_at_once_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
