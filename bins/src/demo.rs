@@ -409,11 +409,7 @@ async fn openbao_phase(
 
 async fn moto_phase(tools: &Toolbox, running: &mut Lab) -> anyhow::Result<String> {
     let moto = Moto::start(tools)?;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&moto.sdk_config())
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = moto.s3_client();
     s3.create_bucket()
         .bucket("circleci-ha-config")
         .send()
@@ -856,11 +852,7 @@ async fn publish_phase(running: &Lab) -> anyhow::Result<String> {
         .as_ref()
         .context("the AWS emulator is not running")?;
     let sdk = moto.sdk_config();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = moto.s3_client();
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let (target, _) = crate::services::target(&file)?;
     ec2.create_launch_template()

@@ -159,12 +159,9 @@ fn tls_config(lab: &Lab) -> rustls::ClientConfig {
 /// carries userdata under 16 KB that fetches from that bucket and holds
 /// no secret.
 async fn published_bundle(lab: &Lab, config: &Config) -> BTreeMap<String, Vec<u8>> {
-    let sdk = lab.moto().expect("moto runs").sdk_config();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let moto = lab.moto().expect("moto runs");
+    let sdk = moto.sdk_config();
+    let s3 = moto.s3_client();
     let listed = s3
         .list_objects_v2()
         .bucket(&config.bucket)

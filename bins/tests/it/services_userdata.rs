@@ -141,11 +141,7 @@ fn render_twice_then_publish_twice() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let sdk = moto.sdk_config();
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(true)
-                .build(),
-        );
+        let s3 = moto.s3_client();
         s3.create_bucket()
             .bucket("circleci-ha-config")
             .send()

@@ -71,7 +71,8 @@ impl Moto {
     /// An AWS SDK configuration pointing at this emulator: fixed test
     /// credentials, region `us-east-1`, the endpoint override, and the
     /// rustls/ring HTTPS client the whole workspace uses. S3 clients built
-    /// from it also need `force_path_style(true)`.
+    /// from it also need `force_path_style(true)`, as [`Moto::s3_client`]
+    /// sets.
     pub fn sdk_config(&self) -> aws_config::SdkConfig {
         use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
         let http_client = aws_smithy_http_client::Builder::new()
@@ -96,6 +97,17 @@ impl Moto {
             .http_client(http_client)
             .time_source(aws_smithy_async::time::SystemTimeSource::new())
             .build()
+    }
+
+    /// An S3 client for this emulator: [`Moto::sdk_config`] with path-style
+    /// addressing (moto serves buckets as `/<bucket>` paths, not as
+    /// `<bucket>.localhost` host names).
+    pub fn s3_client(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.sdk_config())
+                .force_path_style(true)
+                .build(),
+        )
     }
 
     /// Stops the server. Also done on drop.

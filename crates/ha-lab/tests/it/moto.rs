@@ -31,11 +31,7 @@ async fn describe_volumes_and_s3_put_get_through_the_sdk() {
     assert_eq!(volumes.len(), 1);
     assert_eq!(volumes[0].size(), Some(20));
 
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = moto.s3_client();
     s3.create_bucket()
         .bucket("ha-lab-test")
         .send()

@@ -17,11 +17,7 @@ struct Aws {
 async fn aws() -> Aws {
     let moto = Moto::start(&Toolbox::discover(std::env::vars_os())).unwrap();
     let sdk = moto.sdk_config();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = moto.s3_client();
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     s3.create_bucket()
         .bucket("circleci-ha-config")
