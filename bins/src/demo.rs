@@ -614,13 +614,7 @@ fn lab_config(running: &Lab) -> anyhow::Result<(crate::config::ConfigFile, PathB
 }
 
 fn lookup<'a>(running: &'a Lab) -> impl Fn(&str) -> Option<String> + 'a {
-    move |name: &str| {
-        running
-            .secrets
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.expose_secret().to_owned())
-    }
+    move |name: &str| running.secret(name).map(|v| v.expose_secret().to_owned())
 }
 
 /// `vault-transit init` (key shares and root token into 0600 files) and
@@ -903,49 +897,37 @@ async fn status_phase(running: &Lab) -> anyhow::Result<String> {
 
 /// Writes a 0600 shell file with the kept services' connection settings.
 fn write_keep_file(running: &Lab) -> anyhow::Result<PathBuf> {
+    use services_userdata::text::shell_quote;
     let mut text = String::from("# circle-ha demo lab; source this file to reach the services\n");
+    let mut export = |key: &str, value: &str| {
+        let _ = writeln!(text, "export {key}={}", shell_quote(value));
+    };
     if let Some(pg) = &running.postgres {
         for (key, value) in pg.libpq_env("postgres")? {
-            let _ = writeln!(
-                text,
-                "export {}='{}'",
-                key.to_string_lossy(),
-                value.to_string_lossy().replace('\'', "'\\''")
-            );
+            export(&key.to_string_lossy(), &value.to_string_lossy());
         }
     }
     if let Some(bao) = &running.openbao {
-        let _ = writeln!(text, "export BAO_ADDR='{}'", bao.addr());
-        let _ = writeln!(text, "export BAO_CACERT='{}'", bao.ca_file().display());
+        export("BAO_ADDR", &bao.addr());
+        export("BAO_CACERT", &bao.ca_file().display().to_string());
     }
     if let Some(moto) = &running.moto {
-        let _ = writeln!(text, "export AWS_ENDPOINT_URL='{}'", moto.endpoint());
-        let _ = writeln!(
-            text,
-            "export AWS_ACCESS_KEY_ID='{}'",
-            ha_lab::MOTO_ACCESS_KEY_ID
-        );
-        let _ = writeln!(
-            text,
-            "export AWS_SECRET_ACCESS_KEY='{}'",
-            ha_lab::MOTO_SECRET_ACCESS_KEY
-        );
-        let _ = writeln!(text, "export AWS_REGION='{}'", ha_lab::MOTO_REGION);
+        export("AWS_ENDPOINT_URL", &moto.endpoint());
+        export("AWS_ACCESS_KEY_ID", ha_lab::MOTO_ACCESS_KEY_ID);
+        export("AWS_SECRET_ACCESS_KEY", ha_lab::MOTO_SECRET_ACCESS_KEY);
+        export("AWS_REGION", ha_lab::MOTO_REGION);
     }
     if !running.mongo.is_empty() {
         let hosts: Vec<String> = running.mongo.iter().map(MongoMember::host).collect();
-        let _ = writeln!(text, "export MONGO_HOSTS='{}'", hosts.join(","));
-        let _ = writeln!(text, "export MONGO_REPLICA_SET='circle'");
+        export("MONGO_HOSTS", &hosts.join(","));
+        export("MONGO_REPLICA_SET", "circle");
     }
-    if let Some(work) = &running.work {
-        let _ = writeln!(
-            text,
-            "export CIRCLE_HA_CONFIG='{}'   # circle-ha status --config \"$CIRCLE_HA_CONFIG\"",
-            work.path().join("ha.toml").display()
-        );
+    if let Some(config) = running.config_file() {
+        // circle-ha status --config "$CIRCLE_HA_CONFIG"
+        export("CIRCLE_HA_CONFIG", &config.display().to_string());
     }
-    for (name, value) in &running.secrets {
-        let _ = writeln!(text, "export {name}='{}'", value.expose_secret());
+    for (name, value) in running.secrets() {
+        export(name, value.expose_secret());
     }
     let path = running.pki.dir().join("lab.env");
     ha_tls::write_file(&path, text.as_bytes(), 0o600)?;
