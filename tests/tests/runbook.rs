@@ -208,9 +208,10 @@ async fn published_bundle(lab: &Lab, config: &Config) -> BTreeMap<String, Vec<u8
         userdata.len()
     );
     let userdata = String::from_utf8(userdata).unwrap();
+    // First, so that the messages below never print a secret.
+    assert!(!userdata.contains("wörd"), "a secret is in the userdata");
     assert!(userdata.starts_with("#!"), "{userdata}");
     assert!(userdata.contains(&config.bucket), "{userdata}");
-    assert!(!userdata.contains("wörd"), "a secret is in the userdata");
     assert!(
         bundle.keys().any(|k| k.ends_with("settings.conf")),
         "{:?}",
@@ -381,16 +382,13 @@ async fn strings(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
 /// and a digest of its rows in a fixed order, per sequence its last value.
 async fn pg_contents(client: &tokio_postgres::Client) -> Vec<(String, i64, String)> {
     let mut contents = Vec::new();
-    let tables = client
-        .query(
-            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables \
-             WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap();
-    for row in tables {
-        let table: String = row.get(0);
+    let tables = strings(
+        client,
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables \
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+    )
+    .await;
+    for table in tables {
         let row = client
             .query_one(
                 &format!(
