@@ -7,11 +7,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::config::UsageError;
 use crate::exit::Exit;
 
 /// Runs `work` on a Tokio runtime and turns its outcome into the process
-/// exit code: its `Exit` on success; 2 for a [`UsageError`] anywhere in the
+/// exit code: its `Exit` on success; 2 for [`ha_plan::Problems`] anywhere in the
 /// error chain (bad usage or configuration, nothing touched); 1 for any
 /// other error. Errors go to stderr as `tool: error: …` with their whole
 /// cause chain, and with `json` also to stdout as `{"error": "…"}`.
@@ -31,7 +30,7 @@ pub fn run_main(
     match runtime.block_on(work) {
         Ok(exit) => exit.into(),
         Err(e) => {
-            let exit = if e.chain().any(|cause| cause.is::<UsageError>()) {
+            let exit = if e.chain().any(|cause| cause.is::<ha_plan::Problems>()) {
                 Exit::Usage
             } else {
                 Exit::Failure

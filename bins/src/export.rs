@@ -2,36 +2,35 @@
 //! circle-export calls.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use circle_export::{Layout, PgClient, PgConn};
-use mongodb::Client;
-use mongodb::options::{ClientOptions, Credential, ServerAddress, Tls, TlsOptions};
-use secrecy::ExposeSecret as _;
+use ha_config::{EnvLookup, SecretRef};
+use ha_plan::{Findings, Problems};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
-use crate::config::{ConfigFile, UsageError};
-use crate::exit::Exit;
-use crate::postgres::EnvLookup;
-use crate::secret::SecretRef;
+use crate::output::usage;
 
 /// A connection-string flag: a secret reference (`env:NAME`,
-/// `file:PATH`), or a literal URI that holds no password.
+/// `file:PATH`), or a literal URI that holds no password (other users can
+/// read argv).
 pub fn resolve_uri(
     flag: &str,
     value: &str,
     env: EnvLookup<'_>,
     base: &Path,
     warnings: &mut Vec<String>,
-) -> Result<String, UsageError> {
+) -> Result<SecretString, Problems> {
     if value.starts_with("env:") || value.starts_with("file:") {
-        let reference =
-            SecretRef::parse(value).map_err(|e| UsageError::new(format!("{flag} {e}")))?;
+        let reference = SecretRef::parse(value).map_err(|e| usage(flag, e))?;
         let resolved = reference
             .resolve(env, base)
-            .map_err(|e| UsageError::new(format!("{flag} {reference}: {e}")))?;
+            .map_err(|e| usage(flag, format!("{reference}: {e}")))?;
         warnings.extend(resolved.warning);
-        return Ok(resolved.value.expose_secret().trim().to_owned());
+        return Ok(SecretString::from(
+            resolved.value.expose_secret().trim().to_owned(),
+        ));
     }
     let authority = value
         .split_once("://")
@@ -41,148 +40,21 @@ pub fn resolve_uri(
         .rsplit_once('@')
         .is_some_and(|(userinfo, _)| userinfo.contains(':'));
     if has_password {
-        return Err(UsageError::new(format!(
-            "{flag}: a URI with a password must not be given on the command line (other users \
-             can read it in the process list); put it in an environment variable or a 0600 file \
-             and pass {flag} env:NAME or {flag} file:PATH"
-        )));
+        return Err(usage(
+            flag,
+            format!(
+                ": a URI with a password must not be given on the command line (other users \
+                 can read it in the process list); put it in an environment variable or a 0600 \
+                 file and pass {flag} env:NAME or {flag} file:PATH"
+            ),
+        ));
     }
-    Ok(value.to_owned())
+    Ok(SecretString::from(value.to_owned()))
 }
 
-/// A MongoDB client from a URI, and whether it talks to a replica set
-/// (then inserts use `w: majority`).
-pub async fn mongo_from_uri(uri: &str) -> anyhow::Result<(Client, bool)> {
-    let mut options = ClientOptions::parse(uri).await.map_err(|e| {
-        // The driver's message may quote the URI; do not pass it on.
-        let kind = match *e.kind {
-            mongodb::error::ErrorKind::InvalidArgument { .. } => "it is not a valid MongoDB URI",
-            _ => "it could not be resolved",
-        };
-        UsageError::new(format!("--mongo-uri: {kind}"))
-    })?;
-    options.app_name = Some("circle-export".to_owned());
-    if options.server_selection_timeout.is_none() {
-        options.server_selection_timeout = Some(Duration::from_secs(30));
-    }
-    let replica_set = options.repl_set_name.is_some();
-    Ok((Client::with_options(options)?, replica_set))
-}
-
-/// Restore targets: a MongoDB client (and whether it is a replica set)
-/// and a PostgreSQL connection, each if configured.
-#[derive(Debug, Default)]
-pub struct Targets {
-    /// MongoDB and whether inserts use `w: majority`.
-    pub mongo: Option<(Client, bool)>,
-    /// PostgreSQL.
-    pub postgres: Option<PgConn>,
-}
-
-/// The restore targets `ha.toml` describes: the `[mongo]` replica set as
-/// circle-admin, and `[postgres]` as the app role (which owns the
-/// databases, so what it restores belongs to it).
-pub fn targets_from_config(
-    file: &ConfigFile,
-    env: EnvLookup<'_>,
-    warnings: &mut Vec<String>,
-) -> Result<Targets, UsageError> {
-    let mut problems = crate::config::Problems::default();
-    let mut mongo = None;
-    if let Some(raw) = &file.raw.mongo {
-        let hosts: Vec<ServerAddress> = raw
-            .members
-            .iter()
-            .filter_map(|m| ServerAddress::parse(&m.host).ok())
-            .collect();
-        let admin = raw.users.as_ref().and_then(|u| u.admin.as_ref());
-        let reference = problems.secret_ref(
-            "[mongo].users.admin.password",
-            admin.and_then(|a| a.password.as_deref()),
-        );
-        let password = reference.and_then(|r| match r.resolve(env, &file.dir()) {
-            Ok(resolved) => {
-                warnings.extend(resolved.warning);
-                Some(resolved.value)
-            }
-            Err(e) => {
-                problems.push(format!("[mongo].users.admin.password: {e}"));
-                None
-            }
-        });
-        if let Some(password) = password {
-            let mut options = ClientOptions::builder()
-                .hosts(hosts)
-                .repl_set_name(raw.replica_set.clone())
-                .app_name("circle-export".to_owned())
-                .server_selection_timeout(Duration::from_secs(60))
-                .build();
-            if let Some(tls) = &raw.tls {
-                options.tls = Some(Tls::Enabled(
-                    TlsOptions::builder()
-                        .ca_file_path(tls.ca_file.as_ref().map(|p| file.path_of(p)))
-                        .cert_key_file_path(
-                            tls.certificate_key_file.as_ref().map(|p| file.path_of(p)),
-                        )
-                        .build(),
-                ));
-            }
-            options.credential = Some(
-                Credential::builder()
-                    .username(
-                        admin
-                            .and_then(|a| a.name.clone())
-                            .unwrap_or_else(|| "circle-admin".to_owned()),
-                    )
-                    .password(password.expose_secret().to_owned())
-                    .source("admin".to_owned())
-                    .build(),
-            );
-            match Client::with_options(options) {
-                Ok(client) => mongo = Some((client, true)),
-                Err(e) => problems.push(format!("[mongo]: {e}")),
-            }
-        }
-    }
-    let mut pg = None;
-    if let Some(raw) = &file.raw.postgres {
-        let reference = problems.secret_ref("[postgres].app_password", raw.app_password.as_deref());
-        if let Some(reference) = reference {
-            match reference.resolve(env, &file.dir()) {
-                Ok(resolved) => {
-                    warnings.extend(resolved.warning);
-                    let mut params = vec![(
-                        "sslmode".to_owned(),
-                        raw.sslmode
-                            .clone()
-                            .unwrap_or_else(|| "verify-full".to_owned()),
-                    )];
-                    if let Some(ca) = &raw.ca_file {
-                        params.push((
-                            "sslrootcert".to_owned(),
-                            file.path_of(ca).display().to_string(),
-                        ));
-                    }
-                    if let Some(addr) = &raw.hostaddr {
-                        params.push(("hostaddr".to_owned(), addr.clone()));
-                    }
-                    pg = Some(PgConn {
-                        host: raw.host.clone().unwrap_or_default(),
-                        port: raw.port.unwrap_or(5432),
-                        user: raw.app_user.clone().unwrap_or_else(|| "circle".to_owned()),
-                        password: Some(resolved.value),
-                        dbname: "postgres".to_owned(),
-                        params,
-                    });
-                }
-                Err(e) => problems.push(format!("[postgres].app_password: {e}")),
-            }
-        }
-    }
-    problems.finish(Targets {
-        mongo,
-        postgres: pg,
-    })
+/// A PostgreSQL connection from a `--pg-uri` value.
+pub fn pg_conn(flag: &str, uri: &SecretString) -> Result<PgConn, Problems> {
+    PgConn::parse_uri(uri.expose_secret()).map_err(|e| usage(flag, format!(": {e}")))
 }
 
 /// The PostgreSQL client programs: `--pg-bin-dir`, else PATH, else the
@@ -296,7 +168,7 @@ pub fn plan_report(out: &Path, plan: &circle_export::ExportPlan) -> (Value, Stri
 }
 
 /// `verify`: JSON, text and exit code (3 when damaged).
-pub fn verify_report(path: &Path, inspection: &circle_export::Inspection) -> (Value, String, Exit) {
+pub fn verify_report(path: &Path, inspection: &circle_export::Inspection) -> Findings {
     let layout = match inspection.layout {
         Layout::Ours => "circle-export",
         Layout::Vendor => "circle-database-export",
@@ -337,15 +209,11 @@ pub fn verify_report(path: &Path, inspection: &circle_export::Inspection) -> (Va
             inspection.problems.len()
         ));
     }
-    (
-        value,
-        text,
-        if ok { Exit::Success } else { Exit::Unhealthy },
-    )
+    Findings::new(ok, value, text)
 }
 
 /// `restore`: JSON, text and exit code (3 when counts differ).
-pub fn restore_report(report: &circle_export::RestoreReport) -> (Value, String, Exit) {
+pub fn restore_report(report: &circle_export::RestoreReport) -> Findings {
     let actions: Vec<Value> = report
         .restored
         .iter()
@@ -394,10 +262,5 @@ pub fn restore_report(report: &circle_export::RestoreReport) -> (Value, String, 
             report.mismatches.len()
         )
     });
-    let exit = if report.mismatches.is_empty() {
-        Exit::Success
-    } else {
-        Exit::Unhealthy
-    };
-    (value, text, exit)
+    Findings::new(report.mismatches.is_empty(), value, text)
 }

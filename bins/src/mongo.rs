@@ -1,196 +1,22 @@
-//! `mongo-rs-setup`: the `[mongo]` (and `[pki]`) sections turned into
+//! `mongo-rs-setup`: `[mongo]` (read by ha-config) turned into
 //! mongo-rs-setup calls.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mongo_rs_setup::conf::{self, MemberConf, ServerPaths};
-use mongo_rs_setup::{
-    MemberSpec, Reach, ServerVersion, Session, SetSettings, SetSpec, Step, TlsFiles, UserSpec,
-    parse_member_host,
-};
+use ha_config::{HaConfig, MongoSetup};
+use ha_plan::{Action, Findings, Problems, Progress, Report};
+use mongo_rs_setup::conf::{self, MemberConf};
+use mongo_rs_setup::{MemberSpec, Session, parse_member_host};
 use serde_json::{Value, json};
 
-use crate::config::{ConfigFile, DEFAULT_APP_DATABASES, Problems, RawMongo, UsageError};
-use crate::exit::Exit;
-use crate::output::{Action, ChangeReport};
-use crate::postgres::EnvLookup;
+use crate::output::usage;
 
 const TOOL: &str = "mongo-rs-setup";
 
-/// MongoDB allows at most this many voting members.
-const MAX_VOTERS: usize = 7;
-
-/// What `render-config` needs: the members and where files live on them.
-#[derive(Debug)]
-pub struct Layout {
-    /// `[mongo].replica_set`.
-    pub name: String,
-    /// `[mongo].server_version` (default 7.0).
-    pub version: ServerVersion,
-    /// `[mongo].members`, validated.
-    pub members: Vec<MemberSpec>,
-    /// `[mongo.server]` paths.
-    pub paths: ServerPaths,
-    /// `[mongo.server].bind_ip`.
-    pub bind_ip: Vec<String>,
-    /// Things to tell the operator (an even number of voters …).
-    pub warnings: Vec<String>,
-}
-
-fn section(file: &ConfigFile) -> Result<&RawMongo, UsageError> {
-    file.raw.mongo.as_ref().ok_or_else(|| {
-        UsageError::new(format!(
-            "{}: there is no [mongo] section",
-            file.path.display()
-        ))
-    })
-}
-
-/// Validates the members, version and paths, recording problems.
-fn layout(raw: &RawMongo, problems: &mut Problems) -> Layout {
-    let name = match raw.replica_set.as_deref().map(str::trim) {
-        Some(name)
-            if !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) =>
-        {
-            name.to_owned()
-        }
-        Some(other) => {
-            problems.push(format!(
-                "[mongo].replica_set {other:?} must be non-empty ASCII letters, digits, '-', '_' \
-                 or '.'"
-            ));
-            String::new()
-        }
-        None => {
-            problems.push("[mongo].replica_set is missing");
-            String::new()
-        }
-    };
-    let version = match ServerVersion::parse(raw.server_version.as_deref().unwrap_or("7.0")) {
-        Ok(v) => v,
-        Err(e) => {
-            problems.push(format!("[mongo].server_version: {e}"));
-            ServerVersion { major: 7, minor: 0 }
-        }
-    };
-    let mut warnings = Vec::new();
-    let mut members: Vec<MemberSpec> = Vec::new();
-    if raw.members.is_empty() {
-        problems.push("[mongo].members is empty: list every member as { host = \"name:27017\" }");
-    }
-    for (i, m) in raw.members.iter().enumerate() {
-        let key = format!("[mongo].members[{i}]");
-        if let Err(e) = parse_member_host(&m.host) {
-            problems.push(format!("{key}.host {e}"));
-            continue;
-        }
-        if let Some(first) = members
-            .iter()
-            .position(|o| o.host.eq_ignore_ascii_case(&m.host))
-        {
-            problems.push(format!(
-                "{key}.host {:?} is listed twice (also [mongo].members[{first}])",
-                m.host
-            ));
-            continue;
-        }
-        let arbiter = m.arbiter_only.unwrap_or(false);
-        let hidden = m.hidden.unwrap_or(false);
-        let votes = m.votes.unwrap_or(1);
-        let default_priority = if arbiter || hidden || votes == 0 {
-            0.0
-        } else {
-            1.0
-        };
-        let priority = m.priority.unwrap_or(default_priority);
-        if !(0.0..=1000.0).contains(&priority) {
-            problems.push(format!(
-                "{key}.priority {priority} must be between 0 and 1000"
-            ));
-        }
-        if votes > 1 {
-            problems.push(format!("{key}.votes {votes} must be 0 or 1"));
-        }
-        if priority > 0.0 && (arbiter || hidden || votes == 0) {
-            problems.push(format!(
-                "{key}: an arbiter, a hidden member or a member with votes = 0 must have \
-                 priority 0 (MongoDB refuses the config otherwise)"
-            ));
-        }
-        members.push(MemberSpec {
-            host: m.host.clone(),
-            priority,
-            votes,
-            hidden,
-            arbiter_only: arbiter,
-        });
-    }
-    let voters = members.iter().filter(|m| m.votes > 0).count();
-    if voters > MAX_VOTERS {
-        problems.push(format!(
-            "[mongo].members has {voters} voting members; MongoDB allows at most {MAX_VOTERS}"
-        ));
-    }
-    if !members.is_empty() && !members.iter().any(MemberSpec::electable) {
-        problems.push("[mongo].members has no member that can become primary");
-    }
-    if voters > 0 && voters % 2 == 0 {
-        warnings.push(format!(
-            "[mongo].members has {voters} voting members: an even number tolerates no more \
-             failures than {} would; add an arbiter (arbiter_only = true) or another member",
-            voters - 1
-        ));
-    }
-    let defaults = ServerPaths::default();
-    let server = raw.server.as_ref();
-    let pick = |value: Option<&String>, default: String| value.cloned().unwrap_or(default);
-    let paths = ServerPaths {
-        db_path: pick(server.and_then(|s| s.db_path.as_ref()), defaults.db_path),
-        log_path: pick(server.and_then(|s| s.log_path.as_ref()), defaults.log_path),
-        certificate_key_file: pick(
-            server.and_then(|s| s.certificate_key_file.as_ref()),
-            defaults.certificate_key_file,
-        ),
-        cluster_file: pick(
-            server.and_then(|s| s.cluster_file.as_ref().or(s.certificate_key_file.as_ref())),
-            defaults.cluster_file,
-        ),
-        ca_file: pick(server.and_then(|s| s.ca_file.as_ref()), defaults.ca_file),
-    };
-    for (key, value) in [
-        ("db_path", &paths.db_path),
-        ("log_path", &paths.log_path),
-        ("certificate_key_file", &paths.certificate_key_file),
-        ("cluster_file", &paths.cluster_file),
-        ("ca_file", &paths.ca_file),
-    ] {
-        if !value.starts_with('/') {
-            problems.push(format!(
-                "[mongo.server].{key} {value:?} must be an absolute path on the member"
-            ));
-        }
-    }
-    let bind_ip = server.and_then(|s| s.bind_ip.clone()).unwrap_or_default();
-    Layout {
-        name,
-        version,
-        members,
-        paths,
-        bind_ip,
-        warnings,
-    }
-}
-
 /// `render-config`: the mongod.conf text for `member` (`host:port`, or a
 /// host name listed once) and the warnings to show.
-pub fn render_config(file: &ConfigFile, member: &str) -> Result<(String, Vec<String>), UsageError> {
-    let raw = section(file)?;
-    let mut problems = Problems::default();
-    let layout = layout(raw, &mut problems);
+pub fn render_config(config: &HaConfig, member: &str) -> Result<(String, Vec<String>), Problems> {
+    let layout = config.mongo_layout()?;
     let matches: Vec<MemberSpec> = layout
         .members
         .iter()
@@ -201,27 +27,25 @@ pub fn render_config(file: &ConfigFile, member: &str) -> Result<(String, Vec<Str
         .cloned()
         .collect();
     let chosen = match matches.as_slice() {
-        [one] => Some(one.clone()),
+        [one] => one.clone(),
         [] => {
             let listed: Vec<&str> = layout.members.iter().map(|m| m.host.as_str()).collect();
-            problems.push(format!(
-                "--member {member:?} is not in [mongo].members ({})",
-                listed.join(", ")
+            return Err(usage(
+                "--member",
+                format!(
+                    "{member:?} is not in [mongo].members ({})",
+                    listed.join(", ")
+                ),
             ));
-            None
         }
         _ => {
-            problems.push(format!(
-                "--member {member:?} matches several members: give host:port"
+            return Err(usage(
+                "--member",
+                format!("{member:?} matches several members: give host:port"),
             ));
-            None
         }
     };
-    let layout = problems.finish(layout)?;
-    let Some(chosen) = chosen else {
-        unreachable!("a problem was recorded");
-    };
-    let (host, port) = parse_member_host(&chosen.host).map_err(UsageError::new)?;
+    let (host, port) = parse_member_host(&chosen.host).map_err(|e| usage("--member", e))?;
     let text = conf::render(&MemberConf {
         replica_set: &layout.name,
         version: layout.version,
@@ -233,320 +57,12 @@ pub fn render_config(file: &ConfigFile, member: &str) -> Result<(String, Vec<Str
     Ok((text, layout.warnings))
 }
 
-/// Options of the commands that talk to the set.
-#[derive(Debug, Default)]
-pub struct Options {
-    /// `--bootstrap-via-localhost`.
-    pub bootstrap_via_localhost: bool,
-    /// `--wait-timeout`.
-    pub wait_timeout: Option<Duration>,
-}
-
-/// A validated spec and the warnings found on the way.
-#[derive(Debug)]
-pub struct Setup {
-    /// The desired state.
-    pub spec: SetSpec,
-    /// Warnings (even voter count, loose secret-file modes …).
-    pub warnings: Vec<String>,
-}
-
-/// Validates `[mongo]` for the commands that talk to the set: everything
-/// `render-config` checks, plus that the server version can be reached,
-/// every host name resolves, TLS files and secrets are readable, and (with
-/// `[pki]`) the member certificates pass ha-tls lint. Every problem is
-/// reported at once.
-pub async fn setup(
-    file: &ConfigFile,
-    env: EnvLookup<'_>,
-    options: &Options,
-) -> Result<Setup, UsageError> {
-    let raw = section(file)?;
-    let mut problems = Problems::default();
-    let layout = layout(raw, &mut problems);
-    let mut warnings = layout.warnings.clone();
-    if !layout.version.driver_supported() {
-        problems.push(format!(
-            "[mongo].server_version {}: mongo-rs-setup talks to MongoDB {} and later only (the \
-             official Rust driver refuses older servers); render-config still works",
-            layout.version,
-            ServerVersion::OLDEST_DRIVER_SUPPORTED
-        ));
-    }
-    // Host names must resolve here, or nothing can connect.
-    let lookups = futures_util::future::join_all(layout.members.iter().map(|m| async move {
-        let Ok((host, port)) = parse_member_host(&m.host) else {
-            return None;
-        };
-        let found = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio::net::lookup_host((host.as_str(), port)),
-        )
-        .await
-        .map(|r| r.map(|addrs| addrs.count()));
-        match found {
-            Ok(Ok(n)) if n > 0 => None,
-            Ok(Err(e)) => Some(format!(
-                "[mongo].members host {host:?} does not resolve: {e}"
-            )),
-            _ => Some(format!("[mongo].members host {host:?} does not resolve")),
-        }
-    }))
-    .await;
-    for problem in lookups.into_iter().flatten() {
-        problems.push(problem);
-    }
-    let tls = raw.tls.as_ref().map(|tls| {
-        let ca_file = match &tls.ca_file {
-            Some(path) => {
-                let path = file.path_of(path);
-                check_ca_file(&path, &mut problems);
-                path
-            }
-            None => {
-                problems.push(
-                    "[mongo].tls.ca_file is missing (TLS verification needs the CA that signed \
-                     the member certificates)",
-                );
-                PathBuf::new()
-            }
-        };
-        let certificate_key_file = tls.certificate_key_file.as_ref().map(|p| {
-            let path = file.path_of(p);
-            check_key_file(&path, &mut problems);
-            path
-        });
-        TlsFiles {
-            ca_file,
-            certificate_key_file,
-        }
-    });
-    lint_member_certs(file, &layout, tls.as_ref(), &mut problems, &mut warnings);
-    let users = raw.users.as_ref();
-    let mut user = |key: &str, default_name: &str| -> UserSpec {
-        let raw_user = users.and_then(|u| match key {
-            "site_admin" => u.site_admin.as_ref(),
-            "admin" => u.admin.as_ref(),
-            _ => u.app.as_ref(),
-        });
-        let name = raw_user
-            .and_then(|u| u.name.clone())
-            .unwrap_or_else(|| default_name.to_owned());
-        if name.is_empty() || name.len() > 1000 {
-            problems.push(format!("[mongo].users.{key}.name must not be empty"));
-        }
-        if key != "app" && raw_user.is_some_and(|u| u.databases.is_some()) {
-            problems.push(format!(
-                "[mongo].users.{key}.databases: only the app user takes databases"
-            ));
-        }
-        let field = format!("[mongo].users.{key}.password");
-        let reference = problems.secret_ref(&field, raw_user.and_then(|u| u.password.as_deref()));
-        let password = match reference.map(|r| r.resolve(env, &file.dir())) {
-            Some(Ok(resolved)) => {
-                warnings.extend(resolved.warning);
-                resolved.value
-            }
-            Some(Err(e)) => {
-                problems.push(format!("{field}: {e}"));
-                secrecy::SecretString::from(String::new())
-            }
-            None => secrecy::SecretString::from(String::new()),
-        };
-        UserSpec { name, password }
-    };
-    let site_admin = user("site_admin", "siteUserAdmin");
-    let admin = user("admin", "circle-admin");
-    let app = user("app", "circle");
-    let mut names = [&site_admin.name, &admin.name, &app.name];
-    names.sort();
-    if names.windows(2).any(|w| w[0] == w[1]) {
-        problems.push("[mongo].users: site_admin, admin and app must be three different users");
-    }
-    let app_databases: Vec<String> = users
-        .and_then(|u| u.app.as_ref())
-        .and_then(|a| a.databases.clone())
-        .unwrap_or_else(|| DEFAULT_APP_DATABASES.map(str::to_owned).to_vec());
-    if app_databases.is_empty() {
-        problems.push("[mongo].users.app.databases is empty");
-    }
-    for db in &app_databases {
-        if db.is_empty()
-            || db.len() > 63
-            || db
-                .chars()
-                .any(|c| "/\\. \"$*<>:|?".contains(c) || c.is_control())
-            || matches!(db.as_str(), "admin" | "local" | "config")
-        {
-            problems.push(format!(
-                "[mongo].users.app.databases: {db:?} is not a usable database name (1-63 \
-                 characters without / \\ . space \" $ * < > : | ?, and not admin, local or config)"
-            ));
-        }
-    }
-    let settings = raw
-        .settings
-        .as_ref()
-        .map_or(SetSettings::default(), |s| SetSettings {
-            election_timeout_millis: s.election_timeout_millis,
-            heartbeat_interval_millis: s.heartbeat_interval_millis,
-        });
-    for (key, value) in [
-        ("election_timeout_millis", settings.election_timeout_millis),
-        (
-            "heartbeat_interval_millis",
-            settings.heartbeat_interval_millis,
-        ),
-    ] {
-        if value.is_some_and(|v| v <= 0) {
-            problems.push(format!("[mongo.settings].{key} must be positive"));
-        }
-    }
-    let spec = SetSpec {
-        name: layout.name.clone(),
-        members: layout.members.clone(),
-        settings,
-        site_admin,
-        admin,
-        app,
-        app_databases,
-        reach: Reach {
-            tls,
-            connect_timeout: Duration::from_secs(raw.connect_timeout.unwrap_or(10).max(1)),
-            bootstrap_via_localhost: options.bootstrap_via_localhost,
-        },
-        wait_timeout: options
-            .wait_timeout
-            .unwrap_or(Duration::from_secs(raw.wait_timeout.unwrap_or(900))),
-    };
-    problems.finish(Setup { spec, warnings })
-}
-
-fn check_ca_file(path: &Path, problems: &mut Problems) {
-    match std::fs::read(path) {
-        Ok(pem) => {
-            if let Err(e) = ha_tls::root_store(&pem, &path.display().to_string()) {
-                problems.push(format!("[mongo].tls.ca_file: {e}"));
-            }
-        }
-        Err(e) => problems.push(format!("[mongo].tls.ca_file {}: {e}", path.display())),
-    }
-}
-
-fn check_key_file(path: &Path, problems: &mut Problems) {
-    match std::fs::read_to_string(path) {
-        Ok(pem) if pem.contains("PRIVATE KEY-----") && pem.contains("CERTIFICATE-----") => {}
-        Ok(_) => problems.push(format!(
-            "[mongo].tls.certificate_key_file {}: must hold a certificate and its private key \
-             (PEM)",
-            path.display()
-        )),
-        Err(e) => problems.push(format!(
-            "[mongo].tls.certificate_key_file {}: {e}",
-            path.display()
-        )),
-    }
-}
-
-/// With `[pki]`, every member's `<dir>/<host>.pem` must exist and pass
-/// ha-tls lint against the CA for the names the members use.
-fn lint_member_certs(
-    file: &ConfigFile,
-    layout: &Layout,
-    tls: Option<&TlsFiles>,
-    problems: &mut Problems,
-    warnings: &mut Vec<String>,
-) {
-    let Some(dir) = file
-        .raw
-        .pki
-        .as_ref()
-        .and_then(|pki| pki.get("dir"))
-        .and_then(|d| d.as_str())
-    else {
-        return;
-    };
-    let dir = match file.dir() {
-        base if base == Path::new(".") => PathBuf::from(dir),
-        base => base.join(dir),
-    };
-    let ca_path = tls
-        .map(|t| t.ca_file.clone())
-        .unwrap_or_else(|| dir.join("ca.pem"));
-    let ca = match std::fs::read(&ca_path)
-        .map_err(|e| e.to_string())
-        .and_then(|pem| {
-            ha_tls::Certificate::from_pem(&pem, &ca_path.display().to_string())
-                .map_err(|e| e.to_string())
-        }) {
-        Ok(ca) => ca,
-        Err(e) => {
-            problems.push(format!(
-                "[pki]: cannot read the CA {} to check member certificates: {e}",
-                ca_path.display()
-            ));
-            return;
-        }
-    };
-    let mut pems = Vec::new();
-    for member in &layout.members {
-        let Ok((host, _)) = parse_member_host(&member.host) else {
-            continue;
-        };
-        let path = dir.join(format!("{host}.pem"));
-        // Several members on one machine share its certificate: check it once.
-        if pems.iter().any(|(p, _, _)| *p == path) {
-            continue;
-        }
-        match std::fs::read(&path) {
-            Ok(pem) => pems.push((path, host, pem)),
-            Err(e) => problems.push(format!(
-                "[pki]: member certificate {} for {}: {e}",
-                path.display(),
-                member.host
-            )),
-        }
-    }
-    let inputs: Vec<ha_tls::LintInput<'_>> = pems
-        .iter()
-        .map(|(path, host, pem)| ha_tls::LintInput {
-            label: path.display().to_string(),
-            role: ha_tls::Role::Member,
-            pem,
-            hosts: vec![host.clone()],
-        })
-        .collect();
-    for problem in ha_tls::lint(&ca, &inputs, time::OffsetDateTime::now_utc()) {
-        let text = format!(
-            "{}: {} [{}]",
-            problem.label,
-            problem.message,
-            problem.rule.name()
-        );
-        match problem.severity {
-            ha_tls::Severity::Error => problems.push(text),
-            ha_tls::Severity::Warning => warnings.push(text),
-        }
-    }
-}
-
-fn actions(steps: &[Step]) -> Vec<Action> {
-    steps
-        .iter()
-        .map(|step| Action {
-            kind: step.kind().to_owned(),
-            target: step.target(),
-            detail: step.to_string(),
-        })
-        .collect()
-}
-
 /// `apply`: observe, plan and (unless `dry_run`) carry out the plan.
 pub async fn apply(
-    setup: Setup,
+    setup: MongoSetup,
     dry_run: bool,
-    progress: &dyn Fn(&str),
-) -> anyhow::Result<ChangeReport> {
+    progress: Progress<'_>,
+) -> anyhow::Result<Report> {
     let session = Session::new(&setup.spec);
     let mut warnings = setup.warnings;
     let steps = if dry_run {
@@ -561,16 +77,11 @@ pub async fn apply(
         warnings.extend(applied.warnings);
         applied.steps
     };
-    Ok(ChangeReport {
-        tool: TOOL,
-        dry_run,
-        actions: actions(&steps),
-        warnings,
-    })
+    Ok(Report::from_changes(TOOL, dry_run, &steps, warnings))
 }
 
 /// `status`: the JSON, the text and the exit code (3 when unhealthy).
-pub async fn status(setup: &Setup, max_lag: Duration) -> (Value, String, Exit) {
+pub async fn status(setup: &MongoSetup, max_lag: Duration) -> Findings {
     let session = Session::new(&setup.spec);
     let status = mongo_rs_setup::status(&session, max_lag).await;
     let tls = setup.spec.reach.tls.is_some();
@@ -656,12 +167,7 @@ pub async fn status(setup: &Setup, max_lag: Duration) -> (Value, String, Exit) {
             status.problems.len()
         )
     });
-    let exit = if status.healthy() {
-        Exit::Success
-    } else {
-        Exit::Unhealthy
-    };
-    (value, text, exit)
+    Findings::new(status.healthy(), value, text)
 }
 
 /// Which single-member change to make.
@@ -678,19 +184,22 @@ pub enum MemberChange {
 /// `add-member`, `remove-member`, `set-priority`: one reconfig on the
 /// primary, or nothing when the set already is that way.
 pub async fn change_member(
-    setup: Setup,
+    setup: MongoSetup,
     change: MemberChange,
     dry_run: bool,
-    progress: &dyn Fn(&str),
-) -> anyhow::Result<ChangeReport> {
+    progress: Progress<'_>,
+) -> anyhow::Result<Report> {
     let spec = &setup.spec;
     if let MemberChange::Remove(host) = &change
         && spec.member(host).is_some()
     {
-        return Err(UsageError::new(format!(
-            "{host} is listed in [mongo].members: take it out of ha.toml first, or the next \
-             apply adds it back"
-        ))
+        return Err(usage(
+            "--host",
+            format!(
+                "{host} is listed in [mongo].members: take it out of ha.toml first, or the next \
+                 apply adds it back"
+            ),
+        )
         .into());
     }
     let mut warnings = setup.warnings.clone();
@@ -733,11 +242,11 @@ pub async fn change_member(
                         hello.set_name
                     );
                 }
-                actions.push(Action {
-                    kind: "add-member".to_owned(),
-                    target: format!("member {}", member.host),
-                    detail: format!("add member {} and wait until it is SECONDARY", member.host),
-                });
+                actions.push(Action::new(
+                    "add-member",
+                    format!("member {}", member.host),
+                    format!("add member {} and wait until it is SECONDARY", member.host),
+                ));
                 if !dry_run {
                     mongo_rs_setup::reconfig::add_member(&session, &primary, &member).await?;
                     mongo_rs_setup::reconfig::wait_until_ready(
@@ -759,11 +268,11 @@ pub async fn change_member(
         }
         MemberChange::Remove(host) => {
             if find(&host).is_some() {
-                actions.push(Action {
-                    kind: "remove-member".to_owned(),
-                    target: format!("member {host}"),
-                    detail: format!("remove member {host} from the replica set"),
-                });
+                actions.push(Action::new(
+                    "remove-member",
+                    format!("member {host}"),
+                    format!("remove member {host} from the replica set"),
+                ));
                 if !dry_run {
                     mongo_rs_setup::reconfig::remove_member(&session, &primary, &host).await?;
                 }
@@ -784,11 +293,11 @@ pub async fn change_member(
             wanted.priority = priority;
             let changes = mongo_rs_setup::plan::member_changes(&member, &wanted);
             if !changes.is_empty() {
-                actions.push(Action {
-                    kind: "set-member-options".to_owned(),
-                    target: format!("member {host}"),
-                    detail: format!("change member {host}: {}", changes.join(", ")),
-                });
+                actions.push(Action::new(
+                    "set-member-options",
+                    format!("member {host}"),
+                    format!("change member {host}: {}", changes.join(", ")),
+                ));
                 if !dry_run {
                     mongo_rs_setup::reconfig::set_member_options(&session, &primary, &wanted)
                         .await?;
@@ -804,10 +313,5 @@ pub async fn change_member(
             }
         }
     }
-    Ok(ChangeReport {
-        tool: TOOL,
-        dry_run,
-        actions,
-        warnings,
-    })
+    Ok(Report::new(TOOL, dry_run, actions, warnings))
 }

@@ -7,12 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use ha_config::{EnvLookup, HaConfig, MongoOptions, PostgresOverrides, VaultSettings};
+use ha_plan::{Findings, Problems};
+use serde_json::json;
 
 use crate::apply::Concern;
-use crate::config::{ConfigFile, UsageError};
-use crate::exit::Exit;
-use crate::postgres::EnvLookup;
 use crate::{mongo, pki, postgres, services, vault};
 
 /// How to run `status`.
@@ -29,166 +28,118 @@ pub struct Options {
 pub struct Health {
     /// Which concern.
     pub concern: Concern,
-    /// Whether it is as ha.toml describes.
-    pub healthy: bool,
-    /// Its own report (the concern tool's `--json`), or the error.
-    pub detail: Value,
-    /// Its own text.
-    pub text: String,
+    /// What its check found (its `detail` is the concern tool's `--json`,
+    /// or the error).
+    pub findings: Findings,
 }
 
 /// Every configured concern's health, in the runbook's order. Bad
-/// configuration is a [`UsageError`] (exit 2); a concern that cannot be
+/// configuration is [`Problems`] (exit 2); a concern that cannot be
 /// reached is unhealthy, with the reason, and the others are still
 /// checked.
 pub async fn status(
-    file: &ConfigFile,
+    config: &HaConfig,
     env: EnvLookup<'_>,
     options: &Options,
-) -> Result<Vec<Health>, UsageError> {
-    let mut problems = Vec::new();
+) -> Result<Vec<Health>, Problems> {
+    let mut problems = Problems::new();
     let mut checks = Vec::new();
     for concern in Concern::ALL {
-        let health = match concern {
-            Concern::Pki if file.raw.pki.is_some() => match pki::settings(file) {
-                Ok(settings) => Some(from_result(concern, pki::lint(&settings))),
-                Err(e) => {
-                    problems.extend(e.problems);
-                    None
-                }
+        if !config.has(concern.section()) {
+            continue;
+        }
+        let findings = match concern {
+            Concern::Pki => config.pki().map(|settings| or_error(pki::lint(&settings))),
+            Concern::Mongo => match config.mongo_setup(env, &MongoOptions::default()).await {
+                Ok(setup) => Ok(mongo::status(&setup, options.max_lag).await),
+                Err(e) => Err(e),
             },
-            Concern::Mongo if file.raw.mongo.is_some() => {
-                match mongo::setup(file, env, &mongo::Options::default()).await {
-                    Ok(setup) => {
-                        let (value, text, exit) = mongo::status(&setup, options.max_lag).await;
-                        Some(health(concern, value, text, exit))
-                    }
-                    Err(e) => {
-                        problems.extend(e.problems);
-                        None
-                    }
-                }
-            }
-            Concern::Postgres if file.raw.postgres.is_some() => {
-                match postgres::settings(file, &postgres::Overrides::default()) {
-                    Ok(settings) => Some(from_result(
-                        concern,
-                        postgres::verify(file, &settings, env).await,
-                    )),
-                    Err(e) => {
-                        problems.extend(e.problems);
-                        None
-                    }
-                }
-            }
-            Concern::Vault if file.raw.vault.is_some() => match vault::settings(file, false) {
-                Ok(settings) => Some(vault_health(&settings).await),
-                Err(e) => {
-                    problems.extend(e.problems);
-                    None
-                }
+            Concern::Postgres => match config.postgres(&PostgresOverrides::default()) {
+                Ok(settings) => Ok(or_error(postgres::verify(config, &settings, env).await)),
+                Err(e) => Err(e),
             },
-            Concern::Userdata if file.raw.services.is_some() => {
-                Some(bundle_health(file, env, &options.bundle_dir))
-            }
-            _ => None,
+            Concern::Vault => match config.vault(false) {
+                Ok(settings) => Ok(vault_health(&settings).await),
+                Err(e) => Err(e),
+            },
+            Concern::Userdata => Ok(bundle_health(config, env, &options.bundle_dir)),
         };
-        checks.extend(health);
+        match findings {
+            Ok(findings) => checks.push(Health { concern, findings }),
+            Err(e) => problems.extend(e),
+        }
     }
-    if problems.is_empty() {
-        Ok(checks)
-    } else {
-        Err(UsageError { problems })
-    }
+    problems.finish(checks)
 }
 
-fn health(concern: Concern, detail: Value, text: String, exit: Exit) -> Health {
-    Health {
-        concern,
-        healthy: matches!(exit, Exit::Success),
-        detail,
-        text,
-    }
-}
-
-fn from_result(concern: Concern, result: anyhow::Result<(Value, String, Exit)>) -> Health {
-    match result {
-        Ok((value, text, exit)) => health(concern, value, text, exit),
-        Err(e) => Health {
-            concern,
-            healthy: false,
-            detail: json!({"error": format!("{e:#}")}),
-            text: format!("error: {e:#}\n"),
-        },
-    }
+fn or_error(result: anyhow::Result<Findings>) -> Findings {
+    result.unwrap_or_else(|e| {
+        Findings::new(
+            false,
+            json!({"error": format!("{e:#}")}),
+            format!("error: {e:#}\n"),
+        )
+    })
 }
 
 /// Seal state, then (unsealed, with an app token) the token's checks.
-async fn vault_health(settings: &vault::Settings) -> Health {
-    let status = from_result(Concern::Vault, vault::status(settings).await);
+async fn vault_health(settings: &VaultSettings) -> Findings {
+    let status = or_error(vault::status(settings).await);
     if !status.healthy {
         return status;
     }
-    let verified = from_result(Concern::Vault, vault::verify(settings).await);
-    Health {
-        concern: Concern::Vault,
-        healthy: verified.healthy,
-        detail: json!({"server": status.detail, "app_token": verified.detail}),
-        text: format!("{}{}", status.text, verified.text),
-    }
+    let verified = or_error(vault::verify(settings).await);
+    Findings::new(
+        verified.healthy,
+        json!({"server": status.json, "app_token": verified.json}),
+        format!("{}{}", status.text, verified.text),
+    )
 }
 
 /// The bundle is fresh when rendering ha.toml again would change nothing.
-fn bundle_health(file: &ConfigFile, env: EnvLookup<'_>, dir: &std::path::Path) -> Health {
-    match services::render(file, env, dir, true) {
-        Ok(report) if report.actions.is_empty() => Health {
-            concern: Concern::Userdata,
-            healthy: true,
-            detail: json!({"bundle": dir.display().to_string(), "fresh": true}),
-            text: format!("bundle {} matches ha.toml\n", dir.display()),
-        },
-        Ok(report) => Health {
-            concern: Concern::Userdata,
-            healthy: false,
-            detail: json!({
+fn bundle_health(config: &HaConfig, env: EnvLookup<'_>, dir: &std::path::Path) -> Findings {
+    match services::render(config, env, dir, true) {
+        Ok(report) if report.actions.is_empty() => Findings::new(
+            true,
+            json!({"bundle": dir.display().to_string(), "fresh": true}),
+            format!("bundle {} matches ha.toml\n", dir.display()),
+        ),
+        Ok(report) => Findings::new(
+            false,
+            json!({
                 "bundle": dir.display().to_string(),
                 "fresh": false,
                 "stale": report.actions.iter().map(|a| a.target.clone()).collect::<Vec<_>>(),
             }),
-            text: format!(
+            format!(
                 "bundle {} is stale: {} file(s) differ from ha.toml (run circle-ha apply)\n",
                 dir.display(),
                 report.actions.len()
             ),
-        },
-        Err(e) => Health {
-            concern: Concern::Userdata,
-            healthy: false,
-            detail: json!({"error": format!("{e:#}")}),
-            text: format!("error: {e:#}\n"),
-        },
+        ),
+        Err(e) => or_error(Err(e)),
     }
 }
 
-/// The combined JSON, text and exit code (3 when anything is unhealthy).
-pub fn report(checks: &[Health]) -> (Value, String, Exit) {
-    let healthy = checks.iter().all(|h| h.healthy);
+/// The combined findings (unhealthy when any concern is).
+pub fn report(checks: &[Health]) -> Findings {
+    let healthy = checks.iter().all(|h| h.findings.healthy);
     let value = json!({
         "healthy": healthy,
         "concerns": checks.iter().map(|h| json!({
             "concern": h.concern.name(),
-            "healthy": h.healthy,
-            "detail": h.detail,
+            "healthy": h.findings.healthy,
+            "detail": h.findings.json,
         })).collect::<Vec<_>>(),
     });
     let mut text = String::new();
     for h in checks {
         text.push_str(&format!(
             "{:<5} {}\n",
-            if h.healthy { "ok" } else { "FAIL" },
-            h.concern.section()
+            if h.findings.healthy { "ok" } else { "FAIL" },
+            h.concern.section().header()
         ));
-        for line in h.text.lines() {
+        for line in h.findings.text.lines() {
             text.push_str(&format!("      {line}\n"));
         }
     }
@@ -199,16 +150,11 @@ pub fn report(checks: &[Health]) -> (Value, String, Exit) {
         } else {
             let failing: Vec<&str> = checks
                 .iter()
-                .filter(|h| !h.healthy)
+                .filter(|h| !h.findings.healthy)
                 .map(|h| h.concern.name())
                 .collect();
             format!("unhealthy: {}", failing.join(", "))
         }
     ));
-    let exit = if healthy {
-        Exit::Success
-    } else {
-        Exit::Unhealthy
-    };
-    (value, text, exit)
+    Findings::new(healthy, value, text)
 }

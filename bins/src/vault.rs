@@ -1,345 +1,29 @@
-//! `vault-transit`: the `[vault]` section turned into vault-transit calls.
+//! `vault-transit`: `[vault]` (read by ha-config) turned into
+//! vault-transit calls.
 
-use std::path::PathBuf;
-
+use ha_config::{EnvLookup, HaConfig, VaultSettings};
+use ha_plan::{Findings, Report};
 use secrecy::SecretString;
-use serde::Deserialize;
 use serde_json::{Value, json};
-use vault_transit::configure::{self, Step};
-use vault_transit::{Client, ConfigureSpec, Flavor, KeyFiles, ServerConfigSpec, Storage, Trust};
+use vault_transit::configure;
 
-use crate::config::{ConfigFile, Problems, UsageError};
-use crate::exit::Exit;
-use crate::output::{Action, ChangeReport};
-use crate::secret::SecretRef;
+use crate::output::usage;
 
-/// `[vault]` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawVault {
-    /// `https://vault.internal:8200`.
-    pub address: Option<String>,
-    /// CA bundle that signed Vault's certificate.
-    pub ca_file: Option<PathBuf>,
-    /// Key shares (default 5).
-    pub secret_shares: Option<u8>,
-    /// Shares needed to unseal (default 3).
-    pub secret_threshold: Option<u8>,
-    /// Files with base64 PGP public keys, one per share (optional).
-    pub pgp_keys: Option<Vec<PathBuf>>,
-    /// Where init writes the shares and root token (default `secrets/vault`).
-    pub keys_dir: Option<PathBuf>,
-    /// Secret reference to the privileged token `configure` and `seal` use
-    /// (default `file:<keys_dir>/root-token`).
-    pub admin_token: Option<String>,
-    /// Where `configure` writes the app token (default
-    /// `<keys_dir>/circleci-token`).
-    pub app_token_file: Option<PathBuf>,
-    /// Transit mount path (default `transit`).
-    pub transit_mount: Option<String>,
-    /// App token period (default `1h`).
-    pub token_period: Option<String>,
-    /// The server's own configuration, for `render-config`.
-    pub server: Option<RawServer>,
-}
-
-/// `[vault.server]` as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawServer {
-    /// `openbao`, `vault` or `vault-0.7` (default `openbao`).
-    pub flavor: Option<String>,
-    /// `raft` (default), `consul` or `file`.
-    pub storage: Option<String>,
-    /// Storage path (raft, file).
-    pub path: Option<String>,
-    /// Raft node id (default `vault-1`).
-    pub node_id: Option<String>,
-    /// Consul address (default `127.0.0.1:8500`).
-    pub consul_address: Option<String>,
-    /// Consul key prefix (default `vault`).
-    pub consul_path: Option<String>,
-    /// Listener address (default `0.0.0.0:8200`).
-    pub listen_address: Option<String>,
-    /// Cluster listener address (default `0.0.0.0:8201`).
-    pub cluster_listen_address: Option<String>,
-    /// Address clients use (default: `[vault].address`).
-    pub api_addr: Option<String>,
-    /// Address peers use (default: api_addr's host on port 8201).
-    pub cluster_addr: Option<String>,
-    /// Listener certificate file (on the Vault host).
-    pub tls_cert_file: Option<String>,
-    /// Listener key file (on the Vault host).
-    pub tls_key_file: Option<String>,
-    /// Allow a listener without TLS (test instances only).
-    pub allow_plain_http: Option<bool>,
-}
-
-/// `[vault]`, validated.
-#[derive(Debug)]
-pub struct Settings {
-    /// Vault's address.
-    pub address: String,
-    /// How its certificate is checked.
-    pub trust: Trust,
-    /// Shares and threshold, PGP keys.
-    pub init: vault_transit::InitRequest,
-    /// Init's files.
-    pub keys: KeyFiles,
-    /// The admin token reference.
-    pub admin_token: SecretRef,
-    /// The app token file.
-    pub app_token_file: PathBuf,
-    /// Mount, policy, period.
-    pub spec: ConfigureSpec,
-}
-
-/// Validates `[vault]` (all problems at once). `danger_accept_any` is the
-/// `--danger-accept-any-certificate` flag.
-pub fn settings(file: &ConfigFile, danger_accept_any: bool) -> Result<Settings, UsageError> {
-    let raw = vault_section(file)?;
-    let mut problems = Problems::default();
-    let address = match raw.address.as_deref() {
-        Some(a) if a.starts_with("https://") || a.starts_with("http://") => {
-            a.trim_end_matches('/').to_owned()
-        }
-        Some(a) => {
-            problems.push(format!(
-                "[vault].address {a:?} must start with https:// (or http:// for a test server)"
-            ));
-            String::new()
-        }
-        None => {
-            problems.push("[vault].address is missing");
-            String::new()
-        }
-    };
-    let trust = if danger_accept_any || address.starts_with("http://") {
-        Trust::DangerAcceptAnyCertificate
-    } else {
-        match &raw.ca_file {
-            None => {
-                problems.push(
-                    "[vault].ca_file is missing: the CA that signed Vault's certificate (or pass \
-                     --danger-accept-any-certificate to skip verification)",
-                );
-                Trust::DangerAcceptAnyCertificate
-            }
-            Some(path) => {
-                let path = file.path_of(path);
-                match std::fs::read(&path) {
-                    Ok(pem) => match ha_tls::root_store(&pem, &path.display().to_string()) {
-                        Ok(_) => Trust::Ca {
-                            pem,
-                            path: path.display().to_string(),
-                        },
-                        Err(e) => {
-                            problems.push(format!("[vault].ca_file: {e}"));
-                            Trust::DangerAcceptAnyCertificate
-                        }
-                    },
-                    Err(e) => {
-                        problems.push(format!("[vault].ca_file {}: {e}", path.display()));
-                        Trust::DangerAcceptAnyCertificate
-                    }
-                }
-            }
-        }
-    };
-    let mut pgp_keys = None;
-    if let Some(paths) = &raw.pgp_keys {
-        let mut keys = Vec::new();
-        for path in paths {
-            match std::fs::read_to_string(file.path_of(path)) {
-                Ok(text) => keys.push(text.split_whitespace().collect::<String>()),
-                Err(e) => problems.push(format!("[vault].pgp_keys {}: {e}", path.display())),
-            }
-        }
-        pgp_keys = Some(keys);
+/// Reads the app token `configure` wrote, if there is one.
+fn app_token(settings: &VaultSettings) -> anyhow::Result<Option<SecretString>> {
+    match std::fs::read_to_string(&settings.app_token_file) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(SecretString::from(text.trim().to_owned()))),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot read {}: {e}",
+            settings.app_token_file.display()
+        )),
     }
-    let init = vault_transit::InitRequest {
-        secret_shares: raw.secret_shares.unwrap_or(5),
-        secret_threshold: raw.secret_threshold.unwrap_or(3),
-        pgp_keys,
-    };
-    if let Err(e) = init.validate() {
-        problems.push(format!("[vault]: {e}"));
-    }
-    let keys_dir = file.path_of(
-        raw.keys_dir
-            .as_deref()
-            .unwrap_or_else(|| std::path::Path::new("secrets/vault")),
-    );
-    let admin_token = match &raw.admin_token {
-        Some(text) => problems.secret_ref("[vault].admin_token", Some(text)),
-        None => Some(SecretRef::File(keys_dir.join("root-token"))),
-    };
-    let app_token_file = raw
-        .app_token_file
-        .as_ref()
-        .map(|p| file.path_of(p))
-        .unwrap_or_else(|| keys_dir.join("circleci-token"));
-    let spec = ConfigureSpec::new(
-        raw.transit_mount.as_deref().unwrap_or("transit"),
-        raw.token_period.as_deref().unwrap_or("1h"),
-    );
-    if let Err(e) = spec.validate() {
-        problems.push(format!("[vault]: {e}"));
-    }
-    let settings = Settings {
-        address,
-        trust,
-        init,
-        keys: KeyFiles::new(keys_dir),
-        admin_token: admin_token.unwrap_or(SecretRef::Env(String::new())),
-        app_token_file,
-        spec,
-    };
-    problems.finish(settings)
-}
-
-fn vault_section(file: &ConfigFile) -> Result<RawVault, UsageError> {
-    let table = file.raw.vault.clone().ok_or_else(|| {
-        UsageError::new(format!(
-            "{}: there is no [vault] section",
-            file.path.display()
-        ))
-    })?;
-    table.try_into().map_err(|e: toml::de::Error| {
-        UsageError::new(format!("{}: [vault]: {e}", file.path.display()))
-    })
-}
-
-impl Settings {
-    /// The HTTP client.
-    pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(&self.address, &self.trust)?)
-    }
-
-    fn admin_token(
-        &self,
-        file: &ConfigFile,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(SecretString, Option<String>), UsageError> {
-        let resolved = self.admin_token.resolve(env, &file.dir()).map_err(|why| {
-            UsageError::new(format!("[vault].admin_token ({}): {why}", self.admin_token))
-        })?;
-        Ok((resolved.value, resolved.warning))
-    }
-
-    fn app_token(&self) -> anyhow::Result<Option<SecretString>> {
-        match std::fs::read_to_string(&self.app_token_file) {
-            Ok(text) if !text.trim().is_empty() => {
-                Ok(Some(SecretString::from(text.trim().to_owned())))
-            }
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(anyhow::anyhow!(
-                "cannot read {}: {e}",
-                self.app_token_file.display()
-            )),
-        }
-    }
-}
-
-/// `vault-transit render-config`: the server's HCL and warnings.
-pub fn render_config(file: &ConfigFile) -> Result<vault_transit::RenderedConfig, UsageError> {
-    let raw = vault_section(file)?;
-    let server = raw.server.unwrap_or_default();
-    let mut problems = Problems::default();
-    let flavor_text = server.flavor.as_deref().unwrap_or("openbao");
-    let flavor = Flavor::parse(flavor_text).unwrap_or_else(|| {
-        problems.push(format!(
-            "[vault.server].flavor {flavor_text:?} is not one of openbao, vault, vault-0.7"
-        ));
-        Flavor::OpenBao
-    });
-    let storage = match server.storage.as_deref().unwrap_or("raft") {
-        "raft" => Storage::Raft {
-            path: server
-                .path
-                .clone()
-                .unwrap_or_else(|| "/var/lib/vault/raft".to_owned()),
-            node_id: server
-                .node_id
-                .clone()
-                .unwrap_or_else(|| "vault-1".to_owned()),
-        },
-        "file" => Storage::File {
-            path: server
-                .path
-                .clone()
-                .unwrap_or_else(|| "/var/lib/vault/file".to_owned()),
-        },
-        "consul" => Storage::Consul {
-            address: server
-                .consul_address
-                .clone()
-                .unwrap_or_else(|| "127.0.0.1:8500".to_owned()),
-            path: server
-                .consul_path
-                .clone()
-                .unwrap_or_else(|| "vault".to_owned()),
-        },
-        other => {
-            problems.push(format!(
-                "[vault.server].storage {other:?} is not one of raft, consul, file"
-            ));
-            Storage::Raft {
-                path: String::new(),
-                node_id: String::new(),
-            }
-        }
-    };
-    let api_addr = server
-        .api_addr
-        .clone()
-        .or(raw.address.clone())
-        .unwrap_or_else(|| {
-            problems.push("[vault].address (or [vault.server].api_addr) is missing");
-            String::new()
-        });
-    let cluster_addr = server.cluster_addr.clone().unwrap_or_else(|| {
-        let base = api_addr
-            .rsplit_once(':')
-            .map_or(api_addr.as_str(), |(host, _)| host);
-        format!("{base}:8201")
-    });
-    let tls = match (&server.tls_cert_file, &server.tls_key_file) {
-        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
-        (None, None) => None,
-        _ => {
-            problems.push("[vault.server]: give both tls_cert_file and tls_key_file");
-            None
-        }
-    };
-    let spec = ServerConfigSpec {
-        flavor,
-        storage,
-        listen_address: server
-            .listen_address
-            .clone()
-            .unwrap_or_else(|| "0.0.0.0:8200".to_owned()),
-        cluster_listen_address: server
-            .cluster_listen_address
-            .clone()
-            .unwrap_or_else(|| "0.0.0.0:8201".to_owned()),
-        api_addr,
-        cluster_addr,
-        tls,
-        allow_plain_http: server.allow_plain_http.unwrap_or(false),
-    };
-    let settings = problems.finish(spec)?;
-    vault_transit::render_server_config(&settings).map_err(|problems| UsageError {
-        problems: problems
-            .into_iter()
-            .map(|p| format!("[vault.server]: {p}"))
-            .collect(),
-    })
 }
 
 /// `vault-transit init`.
-pub async fn init(settings: &Settings) -> anyhow::Result<(Value, String)> {
+pub async fn init(settings: &VaultSettings) -> anyhow::Result<(Value, String)> {
     let client = settings.client()?;
     let encrypted = settings.init.pgp_keys.is_some();
     if vault_transit::is_initialized(&client).await? {
@@ -410,29 +94,20 @@ fn rescue_keys(response: &vault_transit::InitResponse) {
 
 /// `vault-transit configure`.
 pub async fn configure(
-    file: &ConfigFile,
-    settings: &Settings,
-    env: &dyn Fn(&str) -> Option<String>,
+    config: &HaConfig,
+    settings: &VaultSettings,
+    env: EnvLookup<'_>,
     dry_run: bool,
-) -> anyhow::Result<ChangeReport> {
-    let (admin, warning) = settings.admin_token(file, env)?;
+) -> anyhow::Result<Report> {
+    let mut warnings = Vec::new();
+    let admin = config.vault_admin_token(settings, env, &mut warnings)?;
     let client = settings.client()?;
-    let app = settings.app_token()?;
+    let app = app_token(settings)?;
     let observed = configure::observe(&client, &admin, &settings.spec, app.as_ref()).await?;
     let plan = configure::plan(&settings.spec, &observed);
     if !plan.blockers.is_empty() {
         return Err(vault_transit::Error::Invalid(plan.blockers.join("; ")).into());
     }
-    let actions: Vec<Action> = plan
-        .steps
-        .iter()
-        .map(|step: &Step| Action {
-            kind: step.kind().to_owned(),
-            target: step.target(&settings.spec),
-            detail: step.to_string(),
-        })
-        .collect();
-    let mut warnings: Vec<String> = warning.into_iter().collect();
     if !dry_run {
         let applied = configure::apply(
             &client,
@@ -451,22 +126,25 @@ pub async fn configure(
             ));
         }
     }
-    Ok(ChangeReport {
-        tool: "vault-transit",
+    Ok(Report::from_changes(
+        "vault-transit",
         dry_run,
-        actions,
+        &plan.steps,
         warnings,
-    })
+    ))
 }
 
 /// `vault-transit verify`.
-pub async fn verify(settings: &Settings) -> anyhow::Result<(Value, String, Exit)> {
+pub async fn verify(settings: &VaultSettings) -> anyhow::Result<Findings> {
     let client = settings.client()?;
-    let Some(app) = settings.app_token()? else {
-        return Err(UsageError::new(format!(
-            "no app token at {}: run `vault-transit configure` first",
-            settings.app_token_file.display()
-        ))
+    let Some(app) = app_token(settings)? else {
+        return Err(usage(
+            "[vault].app_token_file",
+            format!(
+                ": no app token at {}: run `vault-transit configure` first",
+                settings.app_token_file.display()
+            ),
+        )
         .into());
     };
     let report = vault_transit::verify(&client, &app, &settings.spec).await;
@@ -493,19 +171,11 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<(Value, String, Exit)
         "address": settings.address,
         "checks": report.checks.iter().map(|c| json!({"name": c.name, "ok": c.ok, "detail": c.detail})).collect::<Vec<_>>(),
     });
-    Ok((
-        value,
-        text,
-        if healthy {
-            Exit::Success
-        } else {
-            Exit::Unhealthy
-        },
-    ))
+    Ok(Findings::new(healthy, value, text))
 }
 
 /// `vault-transit status`.
-pub async fn status(settings: &Settings) -> anyhow::Result<(Value, String, Exit)> {
+pub async fn status(settings: &VaultSettings) -> anyhow::Result<Findings> {
     let client = settings.client()?;
     let initialized = vault_transit::is_initialized(&client).await?;
     let seal = vault_transit::seal_status(&client).await?;
@@ -538,22 +208,14 @@ pub async fn status(settings: &Settings) -> anyhow::Result<(Value, String, Exit)
         "shares": seal.shares,
         "version": seal.version,
     });
-    Ok((
-        value,
-        text,
-        if healthy {
-            Exit::Success
-        } else {
-            Exit::Unhealthy
-        },
-    ))
+    Ok(Findings::new(healthy, value, text))
 }
 
 /// `vault-transit seal`.
 pub async fn seal(
-    file: &ConfigFile,
-    settings: &Settings,
-    env: &dyn Fn(&str) -> Option<String>,
+    config: &HaConfig,
+    settings: &VaultSettings,
+    env: EnvLookup<'_>,
 ) -> anyhow::Result<(Value, String)> {
     let client = settings.client()?;
     if vault_transit::seal_status(&client).await?.sealed {
@@ -565,7 +227,7 @@ pub async fn seal(
             ),
         ));
     }
-    let (admin, _) = settings.admin_token(file, env)?;
+    let admin = config.vault_admin_token(settings, env, &mut Vec::new())?;
     vault_transit::seal(&client, &admin).await?;
     Ok((
         json!({"changed": 1, "actions": [{"kind": "seal", "target": format!("vault {}", settings.address)}], "sealed": true}),
@@ -587,7 +249,7 @@ pub enum KeySource {
 /// enough shares to finish alone; from standard input it is continued
 /// unless `reset`.
 pub async fn unseal(
-    settings: &Settings,
+    settings: &VaultSettings,
     source: KeySource,
     reset: bool,
     read_line: &mut (dyn FnMut(&vault_transit::SealStatus) -> Option<SecretString> + Send),
@@ -598,21 +260,27 @@ pub async fn unseal(
         KeySource::Files => {
             let keys = settings.keys.read_keys()?;
             if keys.is_empty() {
-                return Err(UsageError::new(format!(
-                    "no unseal-key-N files in {}: pass --stdin to type or pipe the shares",
-                    settings.keys.dir().display()
-                ))
+                return Err(usage(
+                    "[vault].keys_dir",
+                    format!(
+                        ": no unseal-key-N files in {}: pass --stdin to type or pipe the shares",
+                        settings.keys.dir().display()
+                    ),
+                )
                 .into());
             }
             let status = vault_transit::seal_status(&client).await?;
             if keys.len() < status.threshold as usize {
-                return Err(UsageError::new(format!(
-                    "{} has {} unseal-key file(s) and {} shares are needed: pass --stdin for the \
-                     other key holders' shares",
-                    settings.keys.dir().display(),
-                    keys.len(),
-                    status.threshold
-                ))
+                return Err(usage(
+                    "[vault].keys_dir",
+                    format!(
+                        ": {} has {} unseal-key file(s) and {} shares are needed: pass --stdin \
+                         for the other key holders' shares",
+                        settings.keys.dir().display(),
+                        keys.len(),
+                        status.threshold
+                    ),
+                )
                 .into());
             }
             let mut keys = keys.into_iter();

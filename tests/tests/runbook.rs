@@ -1,6 +1,6 @@
 //! The whole runbook, end to end, on the lab `circle-ha demo` uses.
 //!
-//! Runs the demo's flow ([`circle_ha::demo::run_lab`]: certificates, the
+//! Runs the demo's flow ([`ha_demo::run_lab`]: certificates, the
 //! lab services, `ha.toml`, Vault init and unseal, `apply` twice, an old
 //! Services machine seeded, export and restore, the bundle published to
 //! the emulated S3/EC2, `status`) with hostile secrets, then checks each
@@ -29,7 +29,7 @@ use futures_util::TryStreamExt as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
-use circle_ha::demo::{Lab, Outcome, Phase};
+use ha_demo::{Lab, Outcome, Phase};
 
 /// Every lab secret is this plus its name: quotes, shell and URI
 /// metacharacters, a backslash, non-ASCII. `wörd` marks a leak.
@@ -70,7 +70,7 @@ async fn the_runbook_runs_end_to_end_and_every_phase_did_what_it_says() {
         };
         eprintln!("{:>6.1}s {} {text}", phase.seconds, phase.name);
     };
-    let (phases, lab) = circle_ha::demo::run_lab(&tools, &hostile, &mut print)
+    let (phases, lab) = ha_demo::run_lab(&tools, &hostile, &mut print)
         .await
         .expect("the lab CA");
     let report: Vec<String> = phases

@@ -7,7 +7,8 @@
 //! - `test`: `install`, then the whole gate: `cargo fmt --check`, clippy with
 //!   `-D warnings`, rustdoc with `-D warnings`, and every workspace test, with
 //!   the venv's tools on `PATH`.
-//! - `demo [ARGS]`: `install`, then `circle-ha demo ARGS` through cargo.
+//! - `demo [ARGS]`: `install`, then the demo (`circle-ha-demo ARGS`, package
+//!   `ha-demo`) through cargo.
 //!
 //! It uses only the standard library so that it builds in seconds on a
 //! fresh machine.
@@ -18,6 +19,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
+
+mod tidy;
 
 /// Debian packages the tests need, with a file that proves each is there.
 const APT_PACKAGES: &[(&str, &str)] = &[
@@ -43,12 +46,14 @@ fn main() -> ExitCode {
         Some("install") => install().map(|_| ()),
         Some("test") => test(),
         Some("demo") => demo(&args[1..]),
+        Some("tidy") => tidy(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <install|test|demo [ARGS]>\n\n  install  install test \
+                "usage: cargo xtask <install|test|demo [ARGS]|tidy>\n\n  install  install test \
                  prerequisites (apt-get, pip venv under target/ha-tools)\n  test     install, \
                  then fmt check, clippy -D warnings, rustdoc, all tests\n  demo     install, \
-                 then run `circle-ha demo ARGS`"
+                 then run the demo (circle-ha-demo ARGS)\n  tidy     check the \
+                 workspace's shape (dependency direction, TLS, quiet libraries)"
             );
             return ExitCode::from(2);
         }
@@ -251,15 +256,28 @@ fn demo(args: &[String]) -> Result<(), String> {
             "run",
             "--quiet",
             "--package",
-            "circle-ha",
+            "ha-demo",
             "--bin",
-            "circle-ha",
+            "circle-ha-demo",
             "--",
-            "demo",
         ])
         .args(args)
         .current_dir(workspace_root())
         .env("PATH", path))
+}
+
+/// `cargo xtask tidy`: the workspace's shape (see `tidy.rs`).
+fn tidy() -> Result<(), String> {
+    let violations = tidy::check_workspace(&workspace_root());
+    for v in &violations {
+        eprintln!("tidy: {}: {}", v.path.display(), v.message);
+    }
+    if violations.is_empty() {
+        eprintln!("tidy: ok");
+        Ok(())
+    } else {
+        Err(format!("{} tidy violation(s)", violations.len()))
+    }
 }
 
 fn run(command: &mut Command) -> Result<(), String> {

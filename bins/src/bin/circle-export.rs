@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use circle_export::{ExportSpec, Meter, MongoSource, PgConn, RestoreSpec};
+use circle_export::{ExportSpec, Meter, MongoSource, RestoreSpec};
 use circle_ha::cli;
-use circle_ha::config::{ConfigFile, UsageError};
 use circle_ha::exit::Exit;
 use circle_ha::export;
-use circle_ha::output::emit;
+use circle_ha::output::{emit, emit_findings, usage};
 use circle_ha::progress::ProgressBar;
 use clap::{Args, Parser, Subcommand};
+use ha_config::HaConfig;
 
 /// The long `--help` text.
 const LONG_ABOUT: &str = "Exports the old Services machine's databases into one archive and
@@ -211,7 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                         &here,
                         &mut warnings,
                     )?;
-                    Some(export::mongo_from_uri(&uri).await?.0)
+                    Some(circle_export::mongo_from_uri(&uri).await?.client)
                 }
                 None => None,
             };
@@ -219,8 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 Some(uri) => {
                     let uri =
                         export::resolve_uri("--pg-uri", uri, &cli::env_var, &here, &mut warnings)?;
-                    let conn = PgConn::parse_uri(&uri)
-                        .map_err(|e| UsageError::new(format!("--pg-uri: {e}")))?;
+                    let conn = export::pg_conn("--pg-uri", &uri)?;
                     Some(export::pg_client(
                         conn,
                         export::pg_bin_dir(common.pg_bin_dir.clone()),
@@ -229,8 +228,9 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 None => None,
             };
             if mongo_client.is_none() && mongo_dump.is_none() && pg.is_none() {
-                return Err(UsageError::new(
-                    "nothing to export: give --mongo-uri or --mongo-dump, and/or --pg-uri",
+                return Err(usage(
+                    "--mongo-uri",
+                    ": nothing to export: give --mongo-uri or --mongo-dump, and/or --pg-uri",
                 )
                 .into());
             }
@@ -276,9 +276,10 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             })
             .await??;
             drop(bar);
-            let (value, text, exit) = export::verify_report(&archive, &inspection);
-            emit(json, &text, &value);
-            Ok(exit)
+            Ok(emit_findings(
+                json,
+                &export::verify_report(&archive, &inspection),
+            ))
         }
         Command::Restore {
             archive,
@@ -291,23 +292,20 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         } => {
             let (mut mongo, mut pg_conn) = (None, None);
             if let Some(path) = &config {
-                let file = ConfigFile::load(path)?;
-                let targets = export::targets_from_config(&file, &cli::env_var, &mut warnings)?;
-                mongo = targets.mongo;
+                let config = HaConfig::load(path)?;
+                let targets = config.restore_targets(&cli::env_var, &mut warnings)?;
+                mongo = targets.mongo.map(|t| t.connect()).transpose()?;
                 pg_conn = targets.postgres;
             }
             if let Some(uri) = &mongo_uri {
                 let uri =
                     export::resolve_uri("--mongo-uri", uri, &cli::env_var, &here, &mut warnings)?;
-                mongo = Some(export::mongo_from_uri(&uri).await?);
+                mongo = Some(circle_export::mongo_from_uri(&uri).await?);
             }
             if let Some(uri) = &pg_uri {
                 let uri =
                     export::resolve_uri("--pg-uri", uri, &cli::env_var, &here, &mut warnings)?;
-                pg_conn = Some(
-                    PgConn::parse_uri(&uri)
-                        .map_err(|e| UsageError::new(format!("--pg-uri: {e}")))?,
-                );
+                pg_conn = Some(export::pg_conn("--pg-uri", &uri)?);
             }
             let pg = match pg_conn {
                 Some(conn) => Some(export::pg_client(
@@ -322,7 +320,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let report = circle_export::restore(
                 RestoreSpec {
                     archive,
-                    mongo: mongo.as_ref().map(|(c, majority)| (c, *majority)),
+                    mongo: mongo.as_ref().map(|m| (&m.client, m.replica_set)),
                     postgres: pg.as_ref(),
                     drop,
                     dry_run,
@@ -333,9 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             )
             .await?;
             std::mem::drop(bar);
-            let (value, text, exit) = export::restore_report(&report);
-            emit(common.json, &text, &value);
-            Ok(exit)
+            Ok(emit_findings(common.json, &export::restore_report(&report)))
         }
     }
 }

@@ -5,12 +5,11 @@ use std::process::ExitCode;
 
 use circle_ha::apply::{self, Concern};
 use circle_ha::cli::{self, ConfigArgs};
-use circle_ha::config::ConfigFile;
-use circle_ha::demo::{self, DemoOptions, Outcome, Phase};
 use circle_ha::exit::Exit;
-use circle_ha::output::emit;
+use circle_ha::output::{emit, emit_findings, emit_report};
 use circle_ha::{pki, status};
 use clap::{Parser, Subcommand};
+use ha_config::HaConfig;
 
 /// Moves a CircleCI Server 2.0 installation onto highly available external
 /// databases.
@@ -20,7 +19,8 @@ use clap::{Parser, Subcommand};
 /// set and users, PostgreSQL databases, Vault transit and app token, the
 /// Services bundle); `circle-ha status` reports all of them at once (exit
 /// 3 when anything is unhealthy); `circle-ha pki` runs the certificate
-/// steps alone; `circle-ha demo` runs the whole runbook on a local lab.
+/// steps alone. (The whole runbook on a local lab is `cargo xtask demo`,
+/// a separate program, so that this one never links the test lab.)
 /// Vault init/unseal (vault-transit) and the export/restore
 /// (circle-export) stay separate commands: they hand out key shares and
 /// belong to the outage window.
@@ -33,27 +33,6 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start a local lab and run the whole runbook over it, each phase
-    /// timed.
-    ///
-    /// The lab: a CA, three MongoDB members (TLS, x509; real mongod when
-    /// MONGOD_BIN or PATH has one, else mongo-sim), PostgreSQL, OpenBao and
-    /// the AWS emulator. The runbook: write ha.toml, Vault init + unseal,
-    /// apply (replica set and users, the eight databases, transit and app
-    /// token, Services bundle), apply again (must change nothing), seed an
-    /// old Services machine, export it and restore it onto the new hosts
-    /// with every count checked, publish the bundle to the emulated S3 and a
-    /// launch template, status. Exit 0 when every phase is green.
-    ///
-    /// Needs the test prerequisites: run `cargo xtask install` once (or use
-    /// `cargo xtask demo`, which does it first). Everything runs on
-    /// 127.0.0.1 in temporary directories and is removed at the end.
-    Demo {
-        /// Keep the services running until Ctrl-C and write their connection
-        /// settings to a 0600 file.
-        #[arg(long)]
-        keep: bool,
-    },
     /// Bring every configured concern to the state ha.toml describes.
     ///
     /// In the runbook's order: [pki] (CA and host certificates), [mongo]
@@ -148,7 +127,6 @@ enum PkiCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = match &cli.command {
-        Command::Demo { .. } => false,
         Command::Apply { common, .. } | Command::Status { common, .. } => common.json,
         Command::Pki(
             PkiCommand::Init { common, .. }
@@ -161,42 +139,13 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
-        Command::Demo { keep } => {
-            let tools = ha_lab::Toolbox::discover(std::env::vars_os());
-            let started = std::time::Instant::now();
-            let phases = demo::run(&tools, &DemoOptions { keep }, &mut print_phase).await?;
-            let failed = phases.iter().filter(|p| p.result.is_failure()).count();
-            let pending = phases
-                .iter()
-                .filter(|p| matches!(p.result, Outcome::Pending(_)))
-                .count();
-            eprintln!(
-                "\n{} of {} phases green, {pending} pending, {failed} failed in {:.1} s; every \
-                 service stopped and removed",
-                phases.len() - failed - pending,
-                phases.len(),
-                started.elapsed().as_secs_f64()
-            );
-            if !keep {
-                eprintln!(
-                    "to look around: `circle-ha demo --keep` keeps the lab running and writes \
-                     lab.env, whose settings reach every service (psql, bao, curl for the S3 emulator, \
-                     circle-ha status)"
-                );
-            }
-            Ok(if failed == 0 {
-                Exit::Success
-            } else {
-                Exit::Failure
-            })
-        }
         Command::Apply {
             common,
             dry_run,
             only,
             bundle_dir,
         } => {
-            let file = ConfigFile::load(&common.config)?;
+            let config = HaConfig::load(&common.config)?;
             let only = only
                 .iter()
                 .map(|name| Concern::parse(name))
@@ -204,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let options = apply::Options {
                 only,
                 dry_run,
-                bundle_dir: bundle_dir.unwrap_or_else(|| file.path_of(Path::new("bundle"))),
+                bundle_dir: bundle_dir.unwrap_or_else(|| config.path_of(Path::new("bundle"))),
             };
             let json = common.json;
             let progress = |line: &str| {
@@ -212,7 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     eprintln!("circle-ha: {line}");
                 }
             };
-            let report = apply::apply(&file, &cli::env_var, &options, &progress).await?;
+            let report = apply::apply(&config, &cli::env_var, &options, &progress).await?;
             emit(json, &report.to_text(), &report.to_json());
             Ok(Exit::Success)
         }
@@ -221,15 +170,13 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             max_lag,
             bundle_dir,
         } => {
-            let file = ConfigFile::load(&common.config)?;
+            let config = HaConfig::load(&common.config)?;
             let options = status::Options {
                 max_lag: std::time::Duration::from_secs(max_lag),
-                bundle_dir: bundle_dir.unwrap_or_else(|| file.path_of(Path::new("bundle"))),
+                bundle_dir: bundle_dir.unwrap_or_else(|| config.path_of(Path::new("bundle"))),
             };
-            let checks = status::status(&file, &cli::env_var, &options).await?;
-            let (value, text, exit) = status::report(&checks);
-            emit(common.json, &text, &value);
-            Ok(exit)
+            let checks = status::status(&config, &cli::env_var, &options).await?;
+            Ok(emit_findings(common.json, &status::report(&checks)))
         }
         Command::Pki(command) => {
             let (common, dry_run) = match &command {
@@ -238,42 +185,17 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 }
                 PkiCommand::Lint { common } => (common, false),
             };
-            let file = ConfigFile::load(&common.config)?;
-            let settings = pki::settings(&file)?;
+            let config = HaConfig::load(&common.config)?;
+            let settings = config.pki()?;
             let report = match &command {
                 PkiCommand::Init { .. } => pki::init(&settings, dry_run)?,
                 PkiCommand::Issue { .. } => pki::issue(&settings, dry_run)?,
                 PkiCommand::Lint { .. } => {
-                    let (value, text, exit) = pki::lint(&settings)?;
-                    emit(common.json, &text, &value);
-                    return Ok(exit);
+                    return Ok(emit_findings(common.json, &pki::lint(&settings)?));
                 }
             };
-            emit(common.json, &report.to_text(), &report.to_json());
+            emit_report(common.json, &report);
             Ok(Exit::Success)
         }
     }
-}
-
-/// One line per ended phase; on a terminal, a started phase shows as
-/// `...` until its line replaces it.
-fn print_phase(phase: &Phase) {
-    use std::io::{IsTerminal as _, Write as _};
-    let terminal = std::io::stderr().is_terminal();
-    let (mark, text) = match &phase.result {
-        Outcome::Done(text) => ("ok", text.as_str()),
-        Outcome::Failed(text) => ("FAIL", text.as_str()),
-        Outcome::Pending(text) => ("n/a", text.as_str()),
-        Outcome::Running if terminal => {
-            eprint!("...   {}", phase.name);
-            let _ = std::io::stderr().flush();
-            return;
-        }
-        Outcome::Running => return,
-    };
-    let clear = if terminal { "\r\x1b[K" } else { "" };
-    eprintln!(
-        "{clear}{mark:<5} {:<38} {:>6.1} s  {text}",
-        phase.name, phase.seconds
-    );
 }

@@ -5,11 +5,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use circle_ha::cli;
-use circle_ha::config::{ConfigFile, UsageError};
 use circle_ha::exit::Exit;
-use circle_ha::mongo::{self, MemberChange, Options};
-use circle_ha::output::emit;
+use circle_ha::mongo::{self, MemberChange};
+use circle_ha::output::{emit, emit_findings, emit_report, usage};
 use clap::{Args, Parser, Subcommand};
+use ha_config::{HaConfig, MongoOptions, MongoSetup};
+use ha_plan::{Problem, Problems};
 
 /// The long `--help` text (a plain string: it holds TOML that rustdoc
 /// would misread).
@@ -188,24 +189,31 @@ struct MemberArgs {
 }
 
 impl MemberArgs {
-    fn spec(&self) -> Result<mongo_rs_setup::MemberSpec, UsageError> {
-        mongo_rs_setup::parse_member_host(&self.host)
-            .map_err(|e| UsageError::new(format!("--host {e}")))?;
+    /// The member, checked by mongo-rs-setup's own member rules; problems
+    /// are keyed by the flag that causes them.
+    fn spec(&self) -> Result<mongo_rs_setup::MemberSpec, Problems> {
         let passive = self.arbiter || self.hidden || self.votes == 0;
-        let priority = self.priority.unwrap_or(if passive { 0.0 } else { 1.0 });
-        if !(0.0..=1000.0).contains(&priority) || self.votes > 1 || (passive && priority > 0.0) {
-            return Err(UsageError::new(
-                "--priority must be 0 to 1000 (0 for --hidden, --arbiter and --votes 0) and \
-                 --votes 0 or 1",
-            ));
-        }
-        Ok(mongo_rs_setup::MemberSpec {
+        let spec = mongo_rs_setup::MemberSpec {
             host: self.host.clone(),
-            priority,
+            priority: self.priority.unwrap_or(if passive { 0.0 } else { 1.0 }),
             votes: self.votes,
             hidden: self.hidden,
             arbiter_only: self.arbiter,
-        })
+        };
+        mongo_rs_setup::check_members(std::slice::from_ref(&spec)).map_err(|problems| {
+            problems
+                .into_iter()
+                .map(|p| {
+                    let flag = match p.key.as_str() {
+                        "members[0].host" => "--host",
+                        "members[0].votes" => "--votes",
+                        _ => "--priority",
+                    };
+                    Problem::new(flag, p.kind, p.message)
+                })
+                .collect::<Problems>()
+        })?;
+        Ok(spec)
     }
 }
 
@@ -227,13 +235,13 @@ fn progress(line: &str) {
     eprintln!("mongo-rs-setup: {line}");
 }
 
-async fn load(common: &Common, bootstrap_via_localhost: bool) -> anyhow::Result<mongo::Setup> {
-    let file = ConfigFile::load(&common.args.config)?;
-    let options = Options {
+async fn load(common: &Common, bootstrap_via_localhost: bool) -> anyhow::Result<MongoSetup> {
+    let config = HaConfig::load(&common.args.config)?;
+    let options = MongoOptions {
         bootstrap_via_localhost,
         wait_timeout: common.wait_timeout.map(Duration::from_secs),
     };
-    Ok(mongo::setup(&file, &cli::env_var, &options).await?)
+    Ok(config.mongo_setup(&cli::env_var, &options).await?)
 }
 
 #[allow(clippy::print_stdout, clippy::print_stderr)]
@@ -244,8 +252,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             member,
             out,
         } => {
-            let file = ConfigFile::load(&config)?;
-            let (text, warnings) = mongo::render_config(&file, &member)?;
+            let config = HaConfig::load(&config)?;
+            let (text, warnings) = mongo::render_config(&config, &member)?;
             for warning in warnings {
                 eprintln!("mongo-rs-setup: warning: {warning}");
             }
@@ -281,9 +289,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Status { common, max_lag } => {
             let setup = load(&common, false).await?;
-            let (value, text, exit) = mongo::status(&setup, Duration::from_secs(max_lag)).await;
-            emit(common.args.json, &text, &value);
-            Ok(exit)
+            let findings = mongo::status(&setup, Duration::from_secs(max_lag)).await;
+            Ok(emit_findings(common.args.json, &findings))
         }
         Command::AddMember {
             common,
@@ -305,7 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             dry_run,
         } => {
             if !(0.0..=1000.0).contains(&priority) {
-                return Err(UsageError::new("--priority must be between 0 and 1000").into());
+                return Err(usage("--priority", "must be between 0 and 1000").into());
             }
             member_change(common, MemberChange::Priority(host, priority), dry_run).await
         }
@@ -319,6 +326,6 @@ async fn member_change(
 ) -> anyhow::Result<Exit> {
     let setup = load(&common, false).await?;
     let report = mongo::change_member(setup, change, dry_run, &progress).await?;
-    emit(common.args.json, &report.to_text(), &report.to_json());
+    emit_report(common.args.json, &report);
     Ok(Exit::Success)
 }

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use circle_ha::config::ConfigFile;
 use circle_ha::exit::Exit;
-use circle_ha::output::emit;
+use circle_ha::output::{emit_findings, emit_report};
 use circle_ha::{cli, postgres};
 use clap::{Args, Parser, Subcommand};
+use ha_config::{HaConfig, PostgresOverrides, Section};
 
 /// The long `--help` text (a plain string: it holds TOML and URLs that
 /// rustdoc would misread).
@@ -89,8 +89,8 @@ struct Common {
 }
 
 impl Common {
-    fn overrides(&self) -> postgres::Overrides {
-        postgres::Overrides {
+    fn overrides(&self) -> PostgresOverrides {
+        PostgresOverrides {
             host: self.host.clone(),
             port: self.port,
             sslmode: self.sslmode.clone(),
@@ -110,18 +110,17 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Apply { common, dry_run } => {
-            let file = ConfigFile::load(&common.args.config)?;
-            let settings = postgres::settings(&file, &common.overrides())?;
-            let report = postgres::apply(&file, &settings, &cli::env_var, dry_run).await?;
-            emit(common.args.json, &report.to_text(), &report.to_json());
+            let config = HaConfig::load_overriding(&common.args.config, Some(Section::Postgres))?;
+            let settings = config.postgres(&common.overrides())?;
+            let report = postgres::apply(&config, &settings, &cli::env_var, dry_run).await?;
+            emit_report(common.args.json, &report);
             Ok(Exit::Success)
         }
         Command::Verify { common } => {
-            let file = ConfigFile::load(&common.args.config)?;
-            let settings = postgres::settings(&file, &common.overrides())?;
-            let (value, text, exit) = postgres::verify(&file, &settings, &cli::env_var).await?;
-            emit(common.args.json, &text, &value);
-            Ok(exit)
+            let config = HaConfig::load_overriding(&common.args.config, Some(Section::Postgres))?;
+            let settings = config.postgres(&common.overrides())?;
+            let findings = postgres::verify(&config, &settings, &cli::env_var).await?;
+            Ok(emit_findings(common.args.json, &findings))
         }
     }
 }

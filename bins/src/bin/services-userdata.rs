@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use circle_ha::config::ConfigFile;
 use circle_ha::exit::Exit;
-use circle_ha::output::emit;
+use circle_ha::output::emit_report;
 use circle_ha::{aws, cli, services};
 use clap::{Parser, Subcommand};
+use ha_config::HaConfig;
 
 /// The long `--help` text.
 const LONG_ABOUT: &str = "Renders and publishes what replaces the Services machine's manual set-up:
@@ -98,9 +98,9 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Render { args, out, dry_run } => {
-            let file = ConfigFile::load(&args.config)?;
-            let report = services::render(&file, &cli::env_var, &out, dry_run)?;
-            emit(args.json, &report.to_text(), &report.to_json());
+            let config = HaConfig::load(&args.config)?;
+            let report = services::render(&config, &cli::env_var, &out, dry_run)?;
+            emit_report(args.json, &report);
         }
         Command::Publish {
             args,
@@ -108,14 +108,14 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             endpoint_url,
             dry_run,
         } => {
-            let file = ConfigFile::load(&args.config)?;
-            let (target, region) = services::target(&file)?;
+            let config = HaConfig::load(&args.config)?;
+            let publish = config.publish_target()?;
             let bundle = services::read_bundle(&dir)?;
-            let config = aws::sdk_config(&region, endpoint_url.as_deref()).await;
-            let s3 = aws::s3_client(&config, endpoint_url.is_some());
-            let ec2 = aws_sdk_ec2::Client::new(&config);
-            let report = services::publish(&target, &bundle, &s3, &ec2, dry_run).await?;
-            emit(args.json, &report.to_text(), &report.to_json());
+            let sdk = aws::sdk_config(&publish.region, endpoint_url.as_deref()).await;
+            let s3 = aws::s3_client(&sdk, endpoint_url.is_some());
+            let ec2 = aws_sdk_ec2::Client::new(&sdk);
+            let report = services::publish(&publish.target, &bundle, &s3, &ec2, dry_run).await?;
+            emit_report(args.json, &report);
         }
         Command::ImportSettings { file } => {
             let (toml, note) = services::import_settings(&file)?;

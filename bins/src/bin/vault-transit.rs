@@ -4,11 +4,11 @@ use std::io::{BufRead as _, IsTerminal as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use circle_ha::config::ConfigFile;
 use circle_ha::exit::Exit;
-use circle_ha::output::emit;
+use circle_ha::output::{emit, emit_findings, emit_report};
 use circle_ha::{cli, vault};
 use clap::{Args, Parser, Subcommand};
+use ha_config::{HaConfig, Section, VaultSettings};
 use secrecy::SecretString;
 
 /// The long `--help` text (a plain string: it holds TOML and URLs that
@@ -131,15 +131,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let load = |common: &Common| -> anyhow::Result<(ConfigFile, vault::Settings)> {
-        let file = ConfigFile::load(&common.args.config)?;
-        let settings = vault::settings(&file, common.danger_accept_any_certificate)?;
-        Ok((file, settings))
+    let load = |common: &Common| -> anyhow::Result<(HaConfig, VaultSettings)> {
+        // `--danger-accept-any-certificate` stands in for [vault].ca_file.
+        let config = HaConfig::load_overriding(&common.args.config, Some(Section::Vault))?;
+        let settings = config.vault(common.danger_accept_any_certificate)?;
+        Ok((config, settings))
     };
     match cli.command {
         Command::RenderConfig { config, out } => {
-            let file = ConfigFile::load(&config)?;
-            let rendered = vault::render_config(&file)?;
+            let config = HaConfig::load(&config)?;
+            let rendered = config.vault_server()?;
             for warning in &rendered.warnings {
                 eprintln!("vault-transit: warning: {warning}");
             }
@@ -188,20 +189,22 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Configure { common, dry_run } => {
             let (file, settings) = load(&common)?;
             let report = vault::configure(&file, &settings, &cli::env_var, dry_run).await?;
-            emit(common.args.json, &report.to_text(), &report.to_json());
+            emit_report(common.args.json, &report);
             Ok(Exit::Success)
         }
         Command::Verify(common) => {
             let (_, settings) = load(&common)?;
-            let (value, text, exit) = vault::verify(&settings).await?;
-            emit(common.args.json, &text, &value);
-            Ok(exit)
+            Ok(emit_findings(
+                common.args.json,
+                &vault::verify(&settings).await?,
+            ))
         }
         Command::Status(common) => {
             let (_, settings) = load(&common)?;
-            let (value, text, exit) = vault::status(&settings).await?;
-            emit(common.args.json, &text, &value);
-            Ok(exit)
+            Ok(emit_findings(
+                common.args.json,
+                &vault::status(&settings).await?,
+            ))
         }
         Command::Seal(common) => {
             let (file, settings) = load(&common)?;

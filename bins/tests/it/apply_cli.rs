@@ -13,7 +13,7 @@ use ha_lab::{
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
 
-use circle_ha::demo::{LAB_SECRETS, LabHosts, lab_ha_toml};
+use ha_lab::{LAB_SECRETS, LabHosts, lab_ha_toml};
 
 use crate::{circle_ha, run, run_json};
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ha_lab::{LabPki, MongoImpl, MongoMember, MongoMemberOptions, Toolbox};
 use serde_json::Value;
 
-use circle_ha::demo::members_toml;
+use ha_lab::members_toml;
 
 use crate::run;
 

@@ -243,7 +243,7 @@ fn configuration_problems_exit_2_all_at_once_before_connecting() {
     std::fs::write(setup.config(), "[postgres]\nhots = \"typo\"\n").unwrap();
     let (code, _, stderr) = run(&mut setup.pg_provision(&["apply"]));
     assert_eq!(code, 2);
-    assert!(stderr.contains("unknown field `hots`"), "{stderr}");
+    assert!(stderr.contains("[postgres].hots: unknown key"), "{stderr}");
 
     setup.write_config("");
     let (code, _, stderr) = run(setup

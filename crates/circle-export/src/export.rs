@@ -74,7 +74,7 @@ pub struct ExportReport {
 /// is left at `spec.out` (the spool and the partial archive are removed).
 pub async fn export(
     spec: ExportSpec<'_>,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: ha_plan::Progress<'_>,
 ) -> Result<ExportReport, Error> {
     let compression = validate(&spec)?;
     let started = Instant::now();
@@ -457,7 +457,7 @@ async fn copy_dump_dir(
     dir: &Path,
     spool: &WorkDir,
     files: &Mutex<Vec<FileEntry>>,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: ha_plan::Progress<'_>,
     meter: &Meter,
 ) -> Result<Vec<CollectionEntry>, Error> {
     let dumped = list_dump_dir(dir)?;

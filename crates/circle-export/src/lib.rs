@@ -22,6 +22,55 @@
 //! Memory stays bounded: every file is streamed in 1 MiB chunks; the only
 //! whole values held are single documents (≤ 16 MiB) and insert batches
 //! (≤ 8 MiB).
+//!
+//! # Example
+//!
+//! A restore onto typed targets (what `circle-export restore --config`
+//! builds from `ha.toml`), checked like the CLI checks it:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use circle_export::{Meter, MongoTarget, PgClient, PgConn, RestoreSpec};
+//!
+//! let mongo = MongoTarget {
+//!     hosts: vec!["mongo-1.internal:27017".to_owned(), "mongo-2.internal:27017".to_owned()],
+//!     replica_set: Some("circle".to_owned()),
+//!     user: "circle-admin".to_owned(),
+//!     password: "from your vault".to_owned().into(),
+//!     tls_ca_file: Some("pki/ca.pem".into()),
+//!     tls_certificate_key_file: None,
+//! }
+//! .connect()?;
+//! let postgres = PgClient::new(
+//!     PgConn {
+//!         host: "pg.internal".to_owned(),
+//!         port: 5432,
+//!         user: "circle".to_owned(),
+//!         password: Some("from your vault".to_owned().into()),
+//!         dbname: "postgres".to_owned(),
+//!         params: vec![
+//!             ("sslmode".to_owned(), "verify-full".to_owned()),
+//!             ("sslrootcert".to_owned(), "pki/ca.pem".to_owned()),
+//!         ],
+//!     },
+//!     None, // pg_dump and psql from PATH
+//! )?;
+//! let report = circle_export::restore(
+//!     RestoreSpec {
+//!         archive: "circle-export.tar.zst".into(),
+//!         mongo: Some((&mongo.client, mongo.replica_set)),
+//!         postgres: Some(&postgres),
+//!         drop: false,
+//!         dry_run: false,
+//!         parallel: 4,
+//!         meter: Meter::new(),
+//!     },
+//!     &|line| eprintln!("{line}"),
+//! )
+//! .await?;
+//! assert!(report.mismatches.is_empty());
+//! # Ok(()) }
+//! ```
 
 pub mod archive;
 pub mod count;
@@ -33,6 +82,7 @@ pub mod mongo;
 pub mod postgres;
 pub mod restore;
 pub mod spool;
+pub mod target;
 pub mod verify;
 
 pub use error::Error;
@@ -41,4 +91,5 @@ pub use manifest::Manifest;
 pub use meter::{Meter, Reading, Stage};
 pub use postgres::{PgClient, PgConn};
 pub use restore::{RestoreReport, RestoreSpec, restore};
+pub use target::{MongoConnection, MongoTarget, RestoreTargets, mongo_from_uri};
 pub use verify::{Inspection, Layout, inspect, inspect_metered};

@@ -95,7 +95,7 @@ struct PgItem {
 /// ([`Error::NotEmpty`]).
 pub async fn restore(
     spec: RestoreSpec<'_>,
-    progress: &(dyn Fn(&str) + Sync),
+    progress: ha_plan::Progress<'_>,
 ) -> Result<RestoreReport, Error> {
     let started = Instant::now();
     let work =

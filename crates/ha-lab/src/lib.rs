@@ -36,6 +36,7 @@
 
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod config;
 mod error;
 mod mongo;
 mod moto;
@@ -45,6 +46,7 @@ mod postgres;
 mod process;
 mod tools;
 
+pub use config::{LAB_SECRETS, LabHosts, lab_ha_toml, members_toml};
 pub use error::Error;
 pub use mongo::{MongoMember, MongoMemberOptions, MongoTls, TlsMode};
 pub use moto::{MOTO_ACCESS_KEY_ID, MOTO_REGION, MOTO_SECRET_ACCESS_KEY, Moto};

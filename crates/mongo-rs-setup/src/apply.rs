@@ -28,7 +28,10 @@ pub struct Applied {
 
 /// Observes and plans without changing anything (`--dry-run`). Waits for a
 /// primary like [`apply`] would.
-pub async fn dry_run(session: &Session<'_>, progress: &dyn Fn(&str)) -> Result<Plan, Error> {
+pub async fn dry_run(
+    session: &Session<'_>,
+    progress: ha_plan::Progress<'_>,
+) -> Result<Plan, Error> {
     let observed = observe(session, session.spec().wait_timeout, progress).await?;
     Ok(plan(session.spec(), &observed))
 }
@@ -38,7 +41,10 @@ pub async fn dry_run(session: &Session<'_>, progress: &dyn Fn(&str)) -> Result<P
 ///
 /// Problems found by the first observation are returned as
 /// [`Error::Blocked`] before anything changes.
-pub async fn apply(session: &Session<'_>, progress: &dyn Fn(&str)) -> Result<Applied, Error> {
+pub async fn apply(
+    session: &Session<'_>,
+    progress: ha_plan::Progress<'_>,
+) -> Result<Applied, Error> {
     let spec = session.spec();
     let mut applied = Applied::default();
     let observed = loop {
@@ -87,7 +93,7 @@ async fn execute(
     session: &Session<'_>,
     observed: &Observed,
     step: &Step,
-    progress: &dyn Fn(&str),
+    progress: ha_plan::Progress<'_>,
 ) -> Result<(), Error> {
     let spec = session.spec();
     let primary = || {

@@ -32,6 +32,53 @@
 //!
 //! Servers older than MongoDB 4.4 cannot be reached: the official Rust
 //! driver refuses them. Rendering a config works for any version.
+//!
+//! # Example
+//!
+//! From typed values, no `ha.toml`: check the spec, then bring the set to
+//! it and report in `ha-plan`'s vocabulary (the shape `mongo-rs-setup apply
+//! --json` prints).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//!
+//! use mongo_rs_setup::{MemberSpec, Reach, Session, SetSettings, SetSpec, TlsFiles, UserSpec};
+//!
+//! let user = |name: &str, password: &str| UserSpec {
+//!     name: name.to_owned(),
+//!     password: password.to_owned().into(),
+//! };
+//! let spec = SetSpec {
+//!     name: "circle".to_owned(),
+//!     members: ["mongo-1.internal:27017", "mongo-2.internal:27017", "mongo-3.internal:27017"]
+//!         .map(MemberSpec::new)
+//!         .to_vec(),
+//!     settings: SetSettings::default(),
+//!     site_admin: user("siteUserAdmin", "from your vault"),
+//!     admin: user("circle-admin", "from your vault"),
+//!     app: user("circle", "from your vault"),
+//!     app_databases: mongo_rs_setup::DEFAULT_APP_DATABASES.map(str::to_owned).to_vec(),
+//!     reach: Reach {
+//!         tls: Some(TlsFiles {
+//!             ca_file: "pki/ca.pem".into(),
+//!             certificate_key_file: None,
+//!         }),
+//!         ..Reach::default()
+//!     },
+//!     wait_timeout: Duration::from_secs(900),
+//! };
+//! // Every problem at once, before any server is contacted.
+//! let warnings = spec.validate()?;
+//! let session = Session::new(&spec);
+//! let progress = |line: &str| eprintln!("{line}");
+//! let plan = mongo_rs_setup::dry_run(&session, &progress).await?;
+//! print!("{plan}");
+//! let applied = mongo_rs_setup::apply(&session, &progress).await?;
+//! let report = ha_plan::Report::from_changes("my-tool", false, &applied.steps, warnings);
+//! println!("{}", report.to_json());
+//! # Ok(()) }
+//! ```
 
 pub mod apply;
 pub mod conf;
@@ -50,7 +97,8 @@ pub use error::Error;
 pub use observe::{Observed, observe};
 pub use plan::{Plan, Step, Via, plan};
 pub use spec::{
-    MemberSpec, Reach, Role, SetSettings, SetSpec, TlsFiles, UserKind, UserSpec, parse_member_host,
+    DEFAULT_APP_DATABASES, MAX_VOTERS, MemberSpec, Reach, Role, SetSettings, SetSpec, TlsFiles,
+    UserKind, UserSpec, check_app_database, check_members, check_set_name, parse_member_host,
 };
 pub use status::{MemberHealth, Status, status};
 pub use version::ServerVersion;

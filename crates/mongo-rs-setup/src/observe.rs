@@ -104,7 +104,7 @@ pub fn config_members(config: &Document) -> Vec<Document> {
 pub async fn observe(
     session: &Session<'_>,
     wait: Duration,
-    progress: &dyn Fn(&str),
+    progress: ha_plan::Progress<'_>,
 ) -> Result<Observed, Error> {
     let spec = session.spec();
     let hosts: Vec<String> = spec.members.iter().map(|m| m.host.clone()).collect();

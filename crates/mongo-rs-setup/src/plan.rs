@@ -79,9 +79,8 @@ pub enum Step {
     },
 }
 
-impl Step {
-    /// A stable kebab-case name for `--json`.
-    pub fn kind(&self) -> &'static str {
+impl ha_plan::Change for Step {
+    fn kind(&self) -> &'static str {
         match self {
             Step::Initiate { .. } => "initiate-replica-set",
             Step::CreateUser { .. } => "create-user",
@@ -93,8 +92,7 @@ impl Step {
         }
     }
 
-    /// What it changes, e.g. `user circle-admin@admin`.
-    pub fn target(&self) -> String {
+    fn target(&self) -> String {
         match self {
             Step::Initiate { host, .. }
             | Step::AddMember { host }
@@ -163,6 +161,25 @@ pub struct Plan {
     pub blockers: Vec<String>,
     /// Things the operator should know; they do not stop the run.
     pub warnings: Vec<String>,
+}
+
+/// One line per step, blocker and warning: what `--dry-run` shows.
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.steps.is_empty() && self.blockers.is_empty() {
+            writeln!(f, "nothing to do")?;
+        }
+        for step in &self.steps {
+            writeln!(f, "would: {step}")?;
+        }
+        for blocker in &self.blockers {
+            writeln!(f, "BLOCKED: {blocker}")?;
+        }
+        for warning in &self.warnings {
+            writeln!(f, "warning: {warning}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Computes the steps from `observed` to `spec`.

@@ -227,7 +227,7 @@ pub async fn wait_until_ready(
     session: &Session<'_>,
     primary: &str,
     hosts: &[String],
-    progress: &dyn Fn(&str),
+    progress: ha_plan::Progress<'_>,
 ) -> Result<(), Error> {
     let timeout = session.spec().wait_timeout;
     let started = Instant::now();

@@ -6,7 +6,134 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bson::{Document, doc};
+use ha_plan::{Problem, ProblemKind, Problems};
 use secrecy::SecretString;
+
+/// MongoDB allows at most this many voting members in a replica set.
+pub const MAX_VOTERS: usize = 7;
+
+/// The databases the app user gets `readWrite` on by default: every
+/// database the Services machine's five connection URIs use. (The
+/// runbook's `createUser` forgets `remote_containers_dev_ghe`, which its
+/// own `CIRCLE_SECRETS_MONGODB_REMOTE_CONTAINERS_URI` names.)
+pub const DEFAULT_APP_DATABASES: [&str; 4] = [
+    "circle_ghe",
+    "build_state_dev_ghe",
+    "containers_dev_ghe",
+    "remote_containers_dev_ghe",
+];
+
+/// Checks a replica-set name: non-empty ASCII letters, digits, `-`, `_`
+/// or `.`.
+pub fn check_set_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} must be non-empty ASCII letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+/// Checks a database name the app user is given: 1-63 characters without
+/// `/ \ . space " $ * < > : | ?` or control characters, and not `admin`,
+/// `local` or `config`.
+pub fn check_app_database(name: &str) -> Result<(), String> {
+    let bad = name.is_empty()
+        || name.len() > 63
+        || name
+            .chars()
+            .any(|c| "/\\. \"$*<>:|?".contains(c) || c.is_control())
+        || matches!(name, "admin" | "local" | "config");
+    if bad {
+        Err(format!(
+            "{name:?} is not a usable database name (1-63 characters without / \\ . space \" $ \
+             * < > : | ?, and not admin, local or config)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks the members against MongoDB's rules, every problem at once, each
+/// keyed `members[i].field`: addresses parse and are distinct, priority
+/// within 0–1000, votes 0 or 1, arbiters/hidden/non-voting members have
+/// priority 0, at most [`MAX_VOTERS`] voters, at least one electable
+/// member. Returns the warnings (an even number of voters) when it passes.
+pub fn check_members(members: &[MemberSpec]) -> Result<Vec<String>, Problems> {
+    let mut problems = Problems::new();
+    let mut warnings = Vec::new();
+    if members.is_empty() {
+        problems.push(Problem::new(
+            "members",
+            ProblemKind::Missing,
+            "is empty: list every member as { host = \"name:27017\" }",
+        ));
+    }
+    for (i, m) in members.iter().enumerate() {
+        let key = format!("members[{i}]");
+        if let Err(e) = parse_member_host(&m.host) {
+            problems.push(Problem::invalid(format!("{key}.host"), e));
+            continue;
+        }
+        if let Some(first) = members[..i]
+            .iter()
+            .position(|o| o.host.eq_ignore_ascii_case(&m.host))
+        {
+            problems.push(Problem::new(
+                format!("{key}.host"),
+                ProblemKind::Conflict,
+                format!("{:?} is listed twice (also members[{first}])", m.host),
+            ));
+            continue;
+        }
+        if !(0.0..=1000.0).contains(&m.priority) {
+            problems.push(Problem::invalid(
+                format!("{key}.priority"),
+                format!("{} must be between 0 and 1000", m.priority),
+            ));
+        }
+        if m.votes > 1 {
+            problems.push(Problem::invalid(
+                format!("{key}.votes"),
+                format!("{} must be 0 or 1", m.votes),
+            ));
+        }
+        if m.priority > 0.0 && (m.arbiter_only || m.hidden || m.votes == 0) {
+            problems.push(Problem::new(
+                key,
+                ProblemKind::Conflict,
+                ": an arbiter, a hidden member or a member with votes = 0 must have priority 0 \
+                 (MongoDB refuses the config otherwise)",
+            ));
+        }
+    }
+    let voters = members.iter().filter(|m| m.votes > 0).count();
+    if voters > MAX_VOTERS {
+        problems.push(Problem::invalid(
+            "members",
+            format!("has {voters} voting members; MongoDB allows at most {MAX_VOTERS}"),
+        ));
+    }
+    if !members.is_empty() && !members.iter().any(MemberSpec::electable) {
+        problems.push(Problem::invalid(
+            "members",
+            "has no member that can become primary",
+        ));
+    }
+    if voters > 0 && voters % 2 == 0 {
+        warnings.push(format!(
+            "members has {voters} voting members: an even number tolerates no more failures \
+             than {} would; add an arbiter (arbiter_only = true) or another member",
+            voters - 1
+        ));
+    }
+    problems.finish(warnings)
+}
 
 /// One member as the operator wants it.
 #[derive(Clone, Debug, PartialEq)]
@@ -209,6 +336,70 @@ pub struct SetSpec {
 }
 
 impl SetSpec {
+    /// Checks the whole spec before anything is sent to a server, every
+    /// problem at once (keys as in `ha.toml`'s `[mongo]`: `replica_set`,
+    /// `members[2].priority`, `users.app.databases`, `settings.…`): the set
+    /// name, [`check_members`], three distinct non-empty user names, the
+    /// app databases ([`check_app_database`]), positive settings. Returns
+    /// the warnings when it passes.
+    pub fn validate(&self) -> Result<Vec<String>, Problems> {
+        let mut problems = Problems::new();
+        if let Err(e) = check_set_name(&self.name) {
+            problems.push(Problem::invalid("replica_set", e));
+        }
+        let warnings = match check_members(&self.members) {
+            Ok(warnings) => warnings,
+            Err(e) => {
+                problems.extend(e);
+                Vec::new()
+            }
+        };
+        for kind in UserKind::ALL {
+            let name = &self.user(kind).name;
+            if name.is_empty() || name.len() > 1000 {
+                problems.push(Problem::invalid(
+                    format!("users.{}.name", kind.key()),
+                    "must not be empty",
+                ));
+            }
+        }
+        let mut names = [&self.site_admin.name, &self.admin.name, &self.app.name];
+        names.sort();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            problems.push(Problem::new(
+                "users",
+                ProblemKind::Conflict,
+                ": site_admin, admin and app must be three different users",
+            ));
+        }
+        if self.app_databases.is_empty() {
+            problems.push(Problem::invalid("users.app.databases", "is empty"));
+        }
+        for db in &self.app_databases {
+            if let Err(e) = check_app_database(db) {
+                problems.push(Problem::invalid("users.app.databases", format!(": {e}")));
+            }
+        }
+        for (key, value) in [
+            (
+                "election_timeout_millis",
+                self.settings.election_timeout_millis,
+            ),
+            (
+                "heartbeat_interval_millis",
+                self.settings.heartbeat_interval_millis,
+            ),
+        ] {
+            if value.is_some_and(|v| v <= 0) {
+                problems.push(Problem::invalid(
+                    format!("settings.{key}"),
+                    "must be positive",
+                ));
+            }
+        }
+        problems.finish(warnings)
+    }
+
     /// A user's name and password.
     pub fn user(&self, kind: UserKind) -> &UserSpec {
         match kind {

@@ -59,9 +59,8 @@ pub enum Step {
     },
 }
 
-impl Step {
-    /// A stable kebab-case name for `--json` output.
-    pub fn kind(&self) -> &'static str {
+impl ha_plan::Change for Step {
+    fn kind(&self) -> &'static str {
         match self {
             Step::CreateDatabase { .. } => "create-database",
             Step::CreateExtension { .. } => "create-extension",
@@ -72,8 +71,7 @@ impl Step {
         }
     }
 
-    /// What the step changes, for `--json` output.
-    pub fn target(&self) -> String {
+    fn target(&self) -> String {
         match self {
             Step::CreateDatabase { database, .. } | Step::SetDatabaseOwner { database, .. } => {
                 format!("database {database}")
@@ -86,7 +84,9 @@ impl Step {
             Step::GrantRole { role, member } => format!("role {role} to {member}"),
         }
     }
+}
 
+impl Step {
     /// The database the step must run in, if not the admin's maintenance
     /// database.
     pub(crate) fn database(&self) -> Option<&str> {

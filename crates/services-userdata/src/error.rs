@@ -42,6 +42,28 @@ pub enum Error {
         /// The SDK's words.
         detail: String,
     },
+    /// A bundle directory could not be written or read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The operating system's words.
+        source: std::io::Error,
+    },
+    /// A file could not be written atomically with its mode.
+    #[error(transparent)]
+    Write(#[from] ha_tls::Error),
+    /// The directory holds no rendered bundle.
+    #[error(
+        "{}: no rendered bundle there (no userdata.sh); run `services-userdata render --out {}` \
+         first",
+        dir.display(),
+        dir.display()
+    )]
+    NotRendered {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
     /// An existing `settings.conf` could not be read.
     #[error("{what}: {detail}")]
     Import {

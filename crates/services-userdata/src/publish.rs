@@ -52,12 +52,16 @@ pub enum Step {
     /// Create a launch-template version with the new user data (based on
     /// the latest version, so the AMI, instance type … stay).
     CreateVersion {
+        /// The launch template's name.
+        launch_template: String,
         /// The version it copies.
         source_version: i64,
     },
     /// Make a version the default: the one given, or the one the preceding
     /// `CreateVersion` made.
     SetDefaultVersion {
+        /// The launch template's name.
+        launch_template: String,
         /// An existing version, or `None` for the one just created.
         version: Option<i64>,
     },
@@ -65,14 +69,15 @@ pub enum Step {
     Upload {
         /// Its bundle path.
         path: String,
+        /// Where it goes: `s3://bucket/prefix/path`.
+        object: String,
         /// New or changed.
         reason: &'static str,
     },
 }
 
-impl Step {
-    /// A stable kebab-case name for `--json`.
-    pub fn kind(&self) -> &'static str {
+impl ha_plan::Change for Step {
+    fn kind(&self) -> &'static str {
         match self {
             Step::CreateVersion { .. } => "create-launch-template-version",
             Step::SetDefaultVersion { .. } => "set-default-version",
@@ -80,13 +85,17 @@ impl Step {
         }
     }
 
-    /// What it changes.
-    pub fn target(&self, target: &Target) -> String {
+    fn target(&self) -> String {
         match self {
-            Step::CreateVersion { .. } | Step::SetDefaultVersion { .. } => {
-                format!("launch template {}", target.launch_template)
+            Step::CreateVersion {
+                launch_template, ..
             }
-            Step::Upload { path, .. } => format!("s3://{}/{}{path}", target.bucket, target.prefix),
+            | Step::SetDefaultVersion {
+                launch_template, ..
+            } => {
+                format!("launch template {launch_template}")
+            }
+            Step::Upload { object, .. } => object.clone(),
         }
     }
 }
@@ -94,20 +103,21 @@ impl Step {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::CreateVersion { source_version } => write!(
+            Step::CreateVersion { source_version, .. } => write!(
                 f,
                 "create a launch template version from version {source_version} with the new user \
                  data"
             ),
             Step::SetDefaultVersion {
                 version: Some(version),
+                ..
             } => {
                 write!(f, "make launch template version {version} the default")
             }
-            Step::SetDefaultVersion { version: None } => {
+            Step::SetDefaultVersion { version: None, .. } => {
                 f.write_str("make the new launch template version the default")
             }
-            Step::Upload { path, reason } => {
+            Step::Upload { path, reason, .. } => {
                 write!(f, "upload {path} ({reason}, server-side encrypted)")
             }
         }
@@ -195,18 +205,21 @@ pub async fn observe(
 }
 
 /// The steps that make S3 and the launch template match `bundle`. Pure.
-pub fn plan(bundle: &Bundle, observed: &Observed) -> Vec<Step> {
+pub fn plan(target: &Target, bundle: &Bundle, observed: &Observed) -> Vec<Step> {
     let mut steps = Vec::new();
+    let object = |path: &str| format!("s3://{}/{}{path}", target.bucket, target.prefix);
     for file in &bundle.files {
         let sha = sha256_hex(&file.bytes);
         match observed.objects.get(&file.path) {
             Some(Some(recorded)) if *recorded == sha => {}
             Some(Some(_)) => steps.push(Step::Upload {
                 path: file.path.clone(),
+                object: object(&file.path),
                 reason: "changed",
             }),
             _ => steps.push(Step::Upload {
                 path: file.path.clone(),
+                object: object(&file.path),
                 reason: "new",
             }),
         }
@@ -216,15 +229,20 @@ pub fn plan(bundle: &Bundle, observed: &Observed) -> Vec<Step> {
             let is_default = observed.default_version == Some(*version);
             if !is_default {
                 steps.push(Step::SetDefaultVersion {
+                    launch_template: target.launch_template.clone(),
                     version: Some(*version),
                 });
             }
         }
         Some((version, _)) => {
             steps.push(Step::CreateVersion {
+                launch_template: target.launch_template.clone(),
                 source_version: *version,
             });
-            steps.push(Step::SetDefaultVersion { version: None });
+            steps.push(Step::SetDefaultVersion {
+                launch_template: target.launch_template.clone(),
+                version: None,
+            });
         }
         None => {}
     }
@@ -271,7 +289,7 @@ pub async fn apply(
                     detail: DisplayErrorContext(&e).to_string(),
                 })?;
             }
-            Step::CreateVersion { source_version } => {
+            Step::CreateVersion { source_version, .. } => {
                 let created = ec2
                     .create_launch_template_version()
                     .launch_template_name(&target.launch_template)
@@ -292,7 +310,7 @@ pub async fn apply(
                     .launch_template_version()
                     .and_then(|v| v.version_number());
             }
-            Step::SetDefaultVersion { version } => {
+            Step::SetDefaultVersion { version, .. } => {
                 let Some(version) = version.or(new_version) else {
                     continue;
                 };

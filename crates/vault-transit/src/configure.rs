@@ -139,6 +139,8 @@ pub enum Step {
     /// Create a periodic orphan token with only the policy, and write it to
     /// the token file.
     CreateToken {
+        /// The token's display name.
+        display_name: String,
         /// Why a new token is needed.
         reason: String,
     },
@@ -161,9 +163,8 @@ pub enum Step {
     },
 }
 
-impl Step {
-    /// A stable kebab-case name for `--json`.
-    pub fn kind(&self) -> &'static str {
+impl ha_plan::Change for Step {
+    fn kind(&self) -> &'static str {
         match self {
             Step::CreateToken { .. } => "create-token",
             Step::EnableTransit { .. } => "enable-transit",
@@ -172,10 +173,9 @@ impl Step {
         }
     }
 
-    /// What it changes.
-    pub fn target(&self, spec: &ConfigureSpec) -> String {
+    fn target(&self) -> String {
         match self {
-            Step::CreateToken { .. } => format!("token {}", spec.display_name),
+            Step::CreateToken { display_name, .. } => format!("token {display_name}"),
             Step::EnableTransit { mount } => format!("mount {mount}/"),
             Step::RevokeToken { accessor } => format!("token accessor {accessor}"),
             Step::WritePolicy { name, .. } => format!("policy {name}"),
@@ -186,7 +186,7 @@ impl Step {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::CreateToken { reason } => write!(
+            Step::CreateToken { reason, .. } => write!(
                 f,
                 "create a periodic orphan token with only the contexts policy ({reason})"
             ),
@@ -349,13 +349,16 @@ pub fn plan(spec: &ConfigureSpec, observed: &Observed) -> Plan {
     match &observed.token {
         TokenState::Valid { .. } => {}
         TokenState::NoFile => steps.push(Step::CreateToken {
+            display_name: spec.display_name.clone(),
             reason: "there is no token file yet".to_owned(),
         }),
         TokenState::Invalid(why) => steps.push(Step::CreateToken {
+            display_name: spec.display_name.clone(),
             reason: format!("the token in the file is not valid: {why}"),
         }),
         TokenState::Unsuitable { accessor, reasons } => {
             steps.push(Step::CreateToken {
+                display_name: spec.display_name.clone(),
                 reason: reasons.join("; "),
             });
             steps.push(Step::RevokeToken {
@@ -538,7 +541,7 @@ mod tests {
         observed.token = token_state(&lookup, &spec);
         let steps = plan(&spec, &observed).steps;
         assert_eq!(steps.len(), 2);
-        let Step::CreateToken { reason } = &steps[0] else {
+        let Step::CreateToken { reason, .. } = &steps[0] else {
             panic!("{steps:?}")
         };
         assert!(reason.contains("not an orphan") && reason.contains("[\"root\"]"));

@@ -25,6 +25,38 @@
 //! Every HTTP error becomes a message saying what state Vault is in (not
 //! initialised, sealed, standby, permission denied on which path). No key
 //! share or token ever appears in an error or a `Debug` output.
+//!
+//! # Example
+//!
+//! Init to key files, unseal from them, configure the transit mount and
+//! the app token, from typed values:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use vault_transit::{Client, ConfigureSpec, InitRequest, KeyFiles, Trust, configure};
+//!
+//! let address = "https://vault.internal:8200";
+//! let trust = Trust::Ca { pem: std::fs::read("pki/ca.pem")?, path: "pki/ca.pem".to_owned() };
+//! let client = Client::new(address, &trust)?;
+//! let request = InitRequest { secret_shares: 5, secret_threshold: 3, pgp_keys: None };
+//! request.validate()?;
+//! let keys = KeyFiles::new("secrets/vault");
+//! if !vault_transit::is_initialized(&client).await? {
+//!     keys.prepare(request.secret_shares, false)?; // writable before Vault is asked
+//!     let response = vault_transit::init(&client, &request).await?;
+//!     keys.write(address, response)?; // one 0600 file per share, and the root token
+//! }
+//! let mut shares = keys.read_keys()?.into_iter();
+//! vault_transit::unseal(&client, true, &mut |_status| shares.next().map(|(_, key)| key)).await?;
+//!
+//! let root = secrecy::SecretString::from(std::fs::read_to_string(keys.root_token_path())?);
+//! let spec = ConfigureSpec::new("transit", "1h");
+//! let observed = configure::observe(&client, &root, &spec, None).await?;
+//! let plan = configure::plan(&spec, &observed);
+//! let token_file = std::path::Path::new("secrets/vault/circleci-token");
+//! configure::apply(&client, &root, &spec, &plan, None, token_file).await?;
+//! # Ok(()) }
+//! ```
 
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 

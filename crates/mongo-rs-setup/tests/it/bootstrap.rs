@@ -1,6 +1,7 @@
 //! apply from a fresh set, a second run, drift, an interrupted run, and
 //! the problems apply must refuse or explain.
 
+use ha_plan::Change as _;
 use std::time::Duration;
 
 use bson::{Bson, Document, doc};

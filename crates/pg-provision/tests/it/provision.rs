@@ -1,5 +1,6 @@
 //! Observe, plan, apply and verify on real servers.
 
+use ha_plan::Change as _;
 use pg_provision::{Error, Login, SslMode, Step, apply, observe, plan, verify};
 use secrecy::SecretString;
 

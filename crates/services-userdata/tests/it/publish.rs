@@ -55,7 +55,7 @@ async fn publish_once(aws: &Aws, bundle: &services_userdata::Bundle) -> Vec<Step
     let observed = publish::observe(&aws.s3, &aws.ec2, &target(), bundle)
         .await
         .unwrap();
-    let steps = publish::plan(bundle, &observed);
+    let steps = publish::plan(&target(), bundle, &observed);
     publish::apply(&aws.s3, &aws.ec2, &target(), bundle, &steps)
         .await
         .unwrap();
@@ -72,7 +72,10 @@ async fn publish_uploads_and_versions_once_then_changes_nothing() {
         .filter(|s| matches!(s, Step::Upload { .. }))
         .count();
     assert_eq!(uploads, bundle.files.len());
-    assert!(steps.contains(&Step::CreateVersion { source_version: 1 }));
+    assert!(steps.contains(&Step::CreateVersion {
+        launch_template: "circleci-services".to_owned(),
+        source_version: 1
+    }));
 
     // Objects are there, encrypted, byte for byte.
     for file in &bundle.files {
@@ -141,7 +144,10 @@ async fn publish_uploads_and_versions_once_then_changes_nothing() {
         .unwrap();
     assert_eq!(
         publish_once(&aws, &bundle).await,
-        vec![Step::SetDefaultVersion { version: Some(2) }]
+        vec![Step::SetDefaultVersion {
+            launch_template: "circleci-services".to_owned(),
+            version: Some(2)
+        }]
     );
     assert_eq!(publish_once(&aws, &bundle).await, vec![]);
 
@@ -155,6 +161,7 @@ async fn publish_uploads_and_versions_once_then_changes_nothing() {
         steps,
         vec![Step::Upload {
             path: "circleconfig/shared/postgresql".to_owned(),
+            object: "s3://circleci-ha-config/circleconfig/shared/postgresql".to_owned(),
             reason: "changed"
         }]
     );

@@ -1,6 +1,7 @@
 //! The runbook's sequence: init → unseal → configure → verify → seal →
 //! unseal → verify, plus what goes wrong on the way.
 
+use ha_plan::Change as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use vault_transit::configure::{self, Step};
 use vault_transit::{ConfigureSpec, Error, InitRequest, KeyFiles};

@@ -1,4 +1,6 @@
-//! `circle-ha demo`: start the local lab and run the runbook over it.
+//! The circle-ha demo: start the local lab and run the runbook over it
+//! (`cargo xtask demo`, binary `circle-ha-demo`). Not shipped: it links
+//! `ha-lab`, which the production binaries never do.
 //!
 //! It starts the lab the tests use (a throw-away CA, PostgreSQL, OpenBao,
 //! the AWS API emulator, three TLS MongoDB members), talks to each through
@@ -19,8 +21,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use ha_config::HaConfig;
 use ha_lab::{
-    LabPki, MongoMember, MongoMemberOptions, Moto, OpenBao, Postgres, PostgresOptions, Toolbox,
+    LAB_SECRETS, LabHosts, LabPki, MongoMember, MongoMemberOptions, Moto, OpenBao, Postgres,
+    PostgresOptions, Toolbox, lab_ha_toml,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -172,7 +176,7 @@ pub async fn run(
     options: &DemoOptions,
     progress: &mut dyn FnMut(&Phase),
 ) -> anyhow::Result<Vec<Phase>> {
-    let generate = |_: &str| crate::secret::generate(32).map_err(anyhow::Error::msg);
+    let generate = |_: &str| ha_config::generate_secret(32).map_err(anyhow::Error::msg);
     let (phases, lab) = run_lab(tools, &generate, progress).await?;
     if options.keep {
         let env_file = write_keep_file(&lab)?;
@@ -452,109 +456,6 @@ async fn mongo_phase(tools: &Toolbox, pki: &LabPki, running: &mut Lab) -> anyhow
     ))
 }
 
-/// Where a lab's services listen, for [`lab_ha_toml`].
-#[derive(Clone, Copy, Debug)]
-pub struct LabHosts<'a> {
-    /// The MongoDB members, `host:port`; the first gets priority 2.
-    pub members: &'a [String],
-    /// The lab CA every service's certificate chains to.
-    pub ca_file: &'a Path,
-    /// PostgreSQL's port on localhost (127.0.0.1).
-    pub pg_port: u16,
-    /// PostgreSQL's superuser.
-    pub pg_admin: &'a str,
-    /// OpenBao's `https://localhost:PORT`.
-    pub vault_address: &'a str,
-}
-
-/// The names of the secrets [`lab_ha_toml`] refers to with `env:`.
-pub const LAB_SECRETS: [&str; 8] = [
-    "MONGO_SITE_ADMIN_PASSWORD",
-    "MONGO_ADMIN_PASSWORD",
-    "MONGO_APP_PASSWORD",
-    "PG_ADMIN_PASSWORD",
-    "PG_APP_PASSWORD",
-    "REPLICATED_PASSWORD",
-    "CIRCLE_SECRET_PASSPHRASE",
-    "GITHUB_CLIENT_SECRET",
-];
-
-/// The lines of `[mongo].members` for `hosts` (`host:port`), the first
-/// with priority 2 (it is where the set is initiated).
-pub fn members_toml(hosts: &[String]) -> String {
-    hosts
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let priority = if i == 0 { ", priority = 2" } else { "" };
-            format!("  {{ host = \"{host}\"{priority} }},\n")
-        })
-        .collect()
-}
-
-/// An ha.toml with every section for a lab (the demo's, the lab tests'):
-/// the three-member set `circle` with the runbook's users, PostgreSQL with
-/// the app role `circle`, Vault (3 shares, threshold 2, files under
-/// `secrets/vault`), and a Services bundle reading `license.rli` and
-/// `circle-data/` next to the file. Secrets are `env:` references named in
-/// [`LAB_SECRETS`].
-pub fn lab_ha_toml(lab: &LabHosts<'_>) -> String {
-    let members = members_toml(lab.members);
-    let ca = lab.ca_file.display();
-    format!(
-        r#"# A circle-ha lab. Secrets are env: references.
-[mongo]
-replica_set = "circle"
-server_version = "7.0"
-members = [
-{members}]
-tls = {{ ca_file = "{ca}" }}
-users.site_admin = {{ name = "siteUserAdmin", password = "env:MONGO_SITE_ADMIN_PASSWORD" }}
-users.admin = {{ name = "circle-admin", password = "env:MONGO_ADMIN_PASSWORD" }}
-users.app = {{ name = "circle", password = "env:MONGO_APP_PASSWORD" }}
-settings = {{ election_timeout_millis = 2000, heartbeat_interval_millis = 500 }}
-wait_timeout = 120
-
-[postgres]
-host = "localhost"
-hostaddr = "127.0.0.1"
-port = {pg_port}
-admin_user = "{pg_admin}"
-admin_password = "env:PG_ADMIN_PASSWORD"
-app_user = "circle"
-app_password = "env:PG_APP_PASSWORD"
-sslmode = "verify-full"
-ca_file = "{ca}"
-
-[vault]
-address = "{vault}"
-ca_file = "{ca}"
-secret_shares = 3
-secret_threshold = 2
-keys_dir = "secrets/vault"
-admin_token = "file:secrets/vault/root-token"
-app_token_file = "secrets/vault/circleci-token"
-transit_mount = "transit"
-token_period = "1h"
-
-[services]
-hostname = "circleci.example.com"
-aws_region = "us-east-1"
-s3_bucket = "circleci-ha-config"
-launch_template = "circleci-services"
-license_file = "license.rli"
-replicated_password = "env:REPLICATED_PASSWORD"
-secret_passphrase = "env:CIRCLE_SECRET_PASSPHRASE"
-github = {{ type = "github_type_public", client_id = "lab", client_secret = "env:GITHUB_CLIENT_SECRET" }}
-storage = {{ backend = "storage_backend_s3", bucket = "circleci-artifacts", sqs_queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/circleci" }}
-encryption_keys_dir = "circle-data"
-"#,
-        pg_port = lab.pg_port,
-        pg_admin = lab.pg_admin,
-        vault = lab.vault_address,
-    )
-}
-
 /// Writes the lab's ha.toml (every section, secrets as `env:` references
 /// to generated values) with a license and an encryption-keys directory
 /// for the bundle.
@@ -604,12 +505,12 @@ fn config_phase(
 }
 
 /// The demo's ha.toml and a lookup of its generated secrets.
-fn lab_config(running: &Lab) -> anyhow::Result<(crate::config::ConfigFile, PathBuf)> {
+fn lab_config(running: &Lab) -> anyhow::Result<(HaConfig, PathBuf)> {
     let work = running
         .work
         .as_ref()
         .context("the configuration phase did not run")?;
-    let file = crate::config::ConfigFile::load(&work.path().join("ha.toml"))?;
+    let file = HaConfig::load(&work.path().join("ha.toml"))?;
     Ok((file, work.path().join("bundle")))
 }
 
@@ -621,11 +522,11 @@ fn lookup<'a>(running: &'a Lab) -> impl Fn(&str) -> Option<String> + 'a {
 /// `unseal` from those files.
 async fn vault_phase(running: &Lab) -> anyhow::Result<String> {
     let (file, _) = lab_config(running)?;
-    let settings = crate::vault::settings(&file, false)?;
-    crate::vault::init(&settings).await?;
-    crate::vault::unseal(
+    let settings = file.vault(false)?;
+    circle_ha::vault::init(&settings).await?;
+    circle_ha::vault::unseal(
         &settings,
-        crate::vault::KeySource::Files,
+        circle_ha::vault::KeySource::Files,
         false,
         &mut |_| None,
         &mut |_| {},
@@ -642,16 +543,16 @@ async fn vault_phase(running: &Lab) -> anyhow::Result<String> {
 async fn apply_phase(running: &Lab, again: bool) -> anyhow::Result<String> {
     let (file, bundle_dir) = lab_config(running)?;
     let env = lookup(running);
-    let options = crate::apply::Options {
+    let options = circle_ha::apply::Options {
         only: Vec::new(),
         dry_run: false,
         bundle_dir,
     };
-    let report = crate::apply::apply(&file, &env, &options, &|_| {}).await?;
+    let report = circle_ha::apply::apply(&file, &env, &options, &|_| {}).await?;
     let per: Vec<String> = report
         .ran
         .iter()
-        .map(|(c, r)| format!("{} {}", c.name(), r.changed()))
+        .map(|(c, r)| format!("{c} {}", r.changed()))
         .collect();
     if again {
         anyhow::ensure!(
@@ -789,9 +690,10 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
     .await?;
     let env = lookup(running);
     let mut warnings = Vec::new();
-    let targets = crate::export::targets_from_config(&file, &env, &mut warnings)?;
+    let targets = file.restore_targets(&env, &mut warnings)?;
+    let target_mongo = targets.mongo.map(|t| t.connect()).transpose()?;
     let target_pg = match targets.postgres {
-        Some(conn) => Some(crate::export::pg_client(
+        Some(conn) => Some(circle_ha::export::pg_client(
             conn,
             Some(old_pg.bin_dir().to_owned()),
         )?),
@@ -800,7 +702,7 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
     let restored = circle_export::restore(
         circle_export::RestoreSpec {
             archive,
-            mongo: targets.mongo.as_ref().map(|(c, majority)| (c, *majority)),
+            mongo: target_mongo.as_ref().map(|m| (&m.client, m.replica_set)),
             postgres: target_pg.as_ref(),
             drop: false,
             dry_run: false,
@@ -848,7 +750,7 @@ async fn publish_phase(running: &Lab) -> anyhow::Result<String> {
     let sdk = moto.sdk_config();
     let s3 = moto.s3_client();
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let (target, _) = crate::services::target(&file)?;
+    let target = file.publish_target()?.target;
     ec2.create_launch_template()
         .launch_template_name(&target.launch_template)
         .launch_template_data(
@@ -859,14 +761,14 @@ async fn publish_phase(running: &Lab) -> anyhow::Result<String> {
         .send()
         .await
         .context("creating the demo's launch template")?;
-    let bundle = crate::services::read_bundle(&bundle_dir)?;
+    let bundle = circle_ha::services::read_bundle(&bundle_dir)?;
     let userdata = std::fs::metadata(bundle_dir.join("userdata.sh"))?.len();
     anyhow::ensure!(
         userdata < 16 * 1024,
         "userdata.sh is {userdata} bytes: EC2 takes at most 16 KB"
     );
-    let published = crate::services::publish(&target, &bundle, &s3, &ec2, false).await?;
-    let again = crate::services::publish(&target, &bundle, &s3, &ec2, false).await?;
+    let published = circle_ha::services::publish(&target, &bundle, &s3, &ec2, false).await?;
+    let again = circle_ha::services::publish(&target, &bundle, &s3, &ec2, false).await?;
     anyhow::ensure!(
         again.changed() == 0,
         "a second publish changed {} things",
@@ -884,13 +786,13 @@ async fn publish_phase(running: &Lab) -> anyhow::Result<String> {
 async fn status_phase(running: &Lab) -> anyhow::Result<String> {
     let (file, bundle_dir) = lab_config(running)?;
     let env = lookup(running);
-    let options = crate::status::Options {
+    let options = circle_ha::status::Options {
         max_lag: std::time::Duration::from_secs(30),
         bundle_dir,
     };
-    let checks = crate::status::status(&file, &env, &options).await?;
-    let (_, text, exit) = crate::status::report(&checks);
-    anyhow::ensure!(matches!(exit, crate::exit::Exit::Success), "{text}");
+    let checks = circle_ha::status::status(&file, &env, &options).await?;
+    let findings = circle_ha::status::report(&checks);
+    anyhow::ensure!(findings.healthy, "{}", findings.text);
     let names: Vec<&str> = checks.iter().map(|h| h.concern.name()).collect();
     Ok(format!("healthy: {}", names.join(", ")))
 }

@@ -128,7 +128,7 @@ impl SecretRef {
 /// `len` random ASCII letters and digits from the operating system's
 /// random source (through ring), for generated secrets. Fails rather than
 /// return a predictable value.
-pub fn generate(len: usize) -> Result<SecretString, String> {
+pub fn generate_secret(len: usize) -> Result<SecretString, String> {
     use ring::rand::SecureRandom as _;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let rng = ring::rand::SystemRandom::new();
@@ -159,8 +159,8 @@ mod tests {
 
     #[test]
     fn generated_secrets_are_alphanumeric_and_differ() {
-        let a = super::generate(40).unwrap();
-        let b = super::generate(40).unwrap();
+        let a = super::generate_secret(40).unwrap();
+        let b = super::generate_secret(40).unwrap();
         assert_eq!(a.expose_secret().len(), 40);
         assert!(a.expose_secret().chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a.expose_secret(), b.expose_secret());

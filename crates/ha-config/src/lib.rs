@@ -1,0 +1,370 @@
+//! `ha.toml`, read in one place: its schema, secret references, validation,
+//! and each section turned into the typed input of the crate that owns the
+//! concern.
+//!
+//! An operator describes the installation once, in `ha.toml` (see
+//! `docs/configuration.md` and `examples/ha.toml`). [`HaConfig::load`]
+//! parses it (unknown keys are errors, so a typo never passes silently);
+//! [`HaConfig::check`] and each per-section method validate, returning
+//! *every* problem at once as typed [`ha_plan::Problem`]s: the key path
+//! (`[mongo].members[2].priority`), a [`ha_plan::ProblemKind`] and a
+//! message. No message, a TOML syntax error included, ever quotes a value
+//! that could be a secret.
+//!
+//! Then one method per concern turns its section into that concern's input:
+//!
+//! | section | method | gives |
+//! |---|---|---|
+//! | `[pki]` | [`HaConfig::pki`] | [`PkiSettings`] (the certificates every host needs) |
+//! | `[mongo]` | [`HaConfig::mongo_layout`], [`HaConfig::mongo_setup`] | [`mongo_rs_setup::SetSpec`] and the mongod.conf layout |
+//! | `[postgres]` | [`HaConfig::postgres`] | [`pg_provision::Server`], the roles, [`pg_provision::DatabaseSpec`]s |
+//! | `[vault]` | [`HaConfig::vault`], [`HaConfig::vault_server`] | the client, [`vault_transit::ConfigureSpec`], [`vault_transit::KeyFiles`] |
+//! | `[services]` | [`HaConfig::bundle_spec`], [`HaConfig::publish_target`] | [`services_userdata::BundleSpec`] |
+//! | `[mongo]` + `[postgres]` | [`HaConfig::restore_targets`] | circle-export's restore targets |
+//!
+//! Secrets are written `env:NAME` or `file:PATH` ([`SecretRef`]); literal
+//! secrets are refused without being echoed. This crate never reads the
+//! environment itself: the caller passes a lookup function (the binaries
+//! pass `std::env::var`), so a program can resolve references from
+//! wherever it keeps them. Relative paths are resolved against the file's
+//! directory. Secret files readable by other users produce warnings.
+//!
+//! The concern crates do not depend on this one: a program without an
+//! `ha.toml` builds their inputs directly.
+//!
+//! # Example
+//!
+//! ```
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("ha.toml");
+//! std::fs::write(&path, r#"
+//! [postgres]
+//! host = "pg.internal"
+//! admin_password = "env:PG_ADMIN_PASSWORD"
+//! app_password = "env:PG_APP_PASSWORD"
+//! sslmode = "disable"
+//! "#)?;
+//! let config = ha_config::HaConfig::load(&path)?;
+//! let postgres = config.postgres(&ha_config::PostgresOverrides::default())?;
+//! assert_eq!(postgres.server.port, 5432);
+//! assert_eq!(postgres.databases.len(), 8); // the runbook's eight
+//!
+//! // Every problem at once, each with its key, none quoting a secret.
+//! std::fs::write(&path, "[postgres]\nadmin_password = \"hunter2\"\n")?;
+//! let config = ha_config::HaConfig::load(&path)?;
+//! let problems = config.check().unwrap_err();
+//! let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+//! assert!(keys.contains(&"[postgres].host"));
+//! assert!(keys.contains(&"[postgres].admin_password"));
+//! assert!(!problems.to_string().contains("hunter2"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+mod collect;
+mod export;
+mod mongo;
+mod pki;
+mod postgres;
+pub mod raw;
+mod secret;
+mod services;
+mod vault;
+
+use std::path::{Path, PathBuf};
+
+use ha_plan::{Problem, ProblemKind, Problems};
+
+pub use export::RestoreTargets;
+pub use mongo::{DEFAULT_APP_DATABASES, MongoLayout, MongoOptions, MongoSetup};
+pub use pki::{PkiSettings, WantedCertificate};
+pub use postgres::{PostgresOverrides, PostgresSettings};
+pub use secret::{Resolved, SecretRef, generate_secret};
+pub use services::PublishTarget;
+pub use vault::VaultSettings;
+
+use crate::raw::RawConfig;
+
+/// Looks an environment variable up, for `env:NAME` references. The
+/// binaries pass `|name| std::env::var(name).ok()`; tests pass a map.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// One section of `ha.toml`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    /// `[pki]`: the CA and host certificates.
+    Pki,
+    /// `[mongo]`: the replica set and its users.
+    Mongo,
+    /// `[postgres]`: the databases, extensions and app role.
+    Postgres,
+    /// `[vault]`: the transit mount, policy and app token.
+    Vault,
+    /// `[services]`: the Services machine's bundle.
+    Services,
+}
+
+impl Section {
+    /// Every section, in the runbook's order.
+    pub const ALL: [Section; 5] = [
+        Section::Pki,
+        Section::Mongo,
+        Section::Postgres,
+        Section::Vault,
+        Section::Services,
+    ];
+
+    /// How the file writes it: `[mongo]`.
+    pub fn header(self) -> &'static str {
+        match self {
+            Section::Pki => "[pki]",
+            Section::Mongo => "[mongo]",
+            Section::Postgres => "[postgres]",
+            Section::Vault => "[vault]",
+            Section::Services => "[services]",
+        }
+    }
+}
+
+/// A loaded `ha.toml`.
+#[derive(Clone, Debug)]
+pub struct HaConfig {
+    path: PathBuf,
+    raw: RawConfig,
+}
+
+impl HaConfig {
+    /// Reads and parses `path`. Every key must be one the schema knows and
+    /// of the right type: a typo never passes silently. When there are
+    /// unknown keys, every present section is checked too
+    /// ([`HaConfig::check`]), so that the first run shows the whole list.
+    /// Otherwise each section is checked when it is used (the per-section
+    /// methods), so that a command needs only the sections it reads: `pki
+    /// init` works before the passwords of `[postgres]` exist.
+    pub fn load(path: &Path) -> Result<HaConfig, Problems> {
+        HaConfig::load_overriding(path, None)
+    }
+
+    /// [`HaConfig::load`] for a command whose flags override `section`
+    /// (`--host` standing in for a missing `[postgres].host`): that section
+    /// is left to the caller, who checks it with the overrides applied.
+    pub fn load_overriding(path: &Path, section: Option<Section>) -> Result<HaConfig, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problem::new(
+                path.display().to_string(),
+                ProblemKind::Unreadable,
+                format!(": cannot read it: {e}"),
+            )
+        })?;
+        let (config, unknown) = HaConfig::parse_collecting(&text, path)?;
+        if unknown.is_empty() {
+            return Ok(config);
+        }
+        let mut problems = unknown;
+        if let Err(more) = config.check_sections(section) {
+            problems.extend(more);
+        }
+        Err(problems)
+    }
+
+    /// Parses `text` as if read from `path` (relative paths in it are
+    /// relative to `path`'s directory), without checking the sections.
+    /// Syntax errors and unknown keys are reported with the line and column,
+    /// never with the text around them (which may hold a secret).
+    pub fn parse(text: &str, path: &Path) -> Result<HaConfig, Problems> {
+        let (config, unknown) = HaConfig::parse_collecting(text, path)?;
+        unknown.finish(config)
+    }
+
+    /// Parses, returning the unknown keys apart.
+    fn parse_collecting(text: &str, path: &Path) -> Result<(HaConfig, Problems), Problems> {
+        let syntax = |e: toml::de::Error| {
+            let position = e
+                .span()
+                .map(|span| {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!(" line {line}, column {column}")
+                })
+                .unwrap_or_default();
+            Problems::one(Problem::new(
+                format!("{}{position}", path.display()),
+                ProblemKind::Invalid,
+                format!(": {}", redact_quoted(e.message().trim_end())),
+            ))
+        };
+        let deserializer = toml::Deserializer::parse(text).map_err(syntax)?;
+        let mut unknown = Vec::new();
+        let raw: RawConfig =
+            serde_ignored::deserialize(deserializer, |key| unknown.push(key_path(&key)))
+                .map_err(syntax)?;
+        let unknown = unknown
+            .into_iter()
+            .map(|key| Problem::new(key, ProblemKind::Invalid, ": unknown key (a typo?)"))
+            .collect();
+        Ok((
+            HaConfig {
+                path: path.to_owned(),
+                raw,
+            },
+            unknown,
+        ))
+    }
+
+    /// Checks every section present (values, ranges, rules, the syntax of
+    /// secret references), every problem at once. Files the sections name
+    /// need not exist yet and secrets are not resolved: the per-section
+    /// methods do that when the section is used.
+    pub fn check(&self) -> Result<(), Problems> {
+        self.check_sections(None)
+    }
+
+    fn check_sections(&self, skip: Option<Section>) -> Result<(), Problems> {
+        let mut problems = Problems::new();
+        if self.raw.pki.is_some()
+            && let Err(e) = self.pki()
+        {
+            problems.extend(e);
+        }
+        if self.raw.mongo.is_some()
+            && let Err(e) = self.mongo_layout()
+        {
+            problems.extend(e);
+        }
+        if self.raw.postgres.is_some()
+            && skip != Some(Section::Postgres)
+            && let Err(e) = self.postgres(&PostgresOverrides::default())
+        {
+            problems.extend(e);
+        }
+        if self.raw.vault.is_some() {
+            if skip != Some(Section::Vault)
+                && let Err(e) = self.vault(false)
+            {
+                problems.extend(e);
+            }
+            if self.raw.vault.as_ref().is_some_and(|v| v.server.is_some())
+                && let Err(e) = self.vault_server()
+            {
+                problems.extend(e);
+            }
+        }
+        if self.raw.services.is_some()
+            && let Err(e) = self.publish_target()
+        {
+            problems.extend(e);
+        }
+        // One problem reported by two sections' checks is one problem; a
+        // file that does not exist yet is checked when its section is used.
+        let mut unique = Problems::new();
+        for problem in problems {
+            if problem.kind != ProblemKind::Unreadable && !unique.iter().any(|p| *p == problem) {
+                unique.push(problem);
+            }
+        }
+        unique.finish(())
+    }
+
+    /// Where it was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file as written.
+    pub fn raw(&self) -> &RawConfig {
+        &self.raw
+    }
+
+    /// Whether `section` is present.
+    pub fn has(&self, section: Section) -> bool {
+        match section {
+            Section::Pki => self.raw.pki.is_some(),
+            Section::Mongo => self.raw.mongo.is_some(),
+            Section::Postgres => self.raw.postgres.is_some(),
+            Section::Vault => self.raw.vault.is_some(),
+            Section::Services => self.raw.services.is_some(),
+        }
+    }
+
+    /// The directory relative paths in the file are relative to.
+    pub fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Resolves a path from the file against its directory.
+    pub fn path_of(&self, path: &Path) -> PathBuf {
+        self.dir().join(path)
+    }
+
+    /// Resolves the secret reference at `key`, adding any warning (a loose
+    /// file mode) to `warnings`. The problem (one) never holds the secret.
+    pub fn resolve(
+        &self,
+        key: &str,
+        reference: &SecretRef,
+        env: EnvLookup<'_>,
+        warnings: &mut Vec<String>,
+    ) -> Result<secrecy::SecretString, Problems> {
+        let resolved = reference.resolve(env, &self.dir()).map_err(|why| {
+            Problem::new(
+                key,
+                ProblemKind::Unreadable,
+                format!("({reference}): {why}"),
+            )
+        })?;
+        warnings.extend(resolved.warning);
+        Ok(resolved.value)
+    }
+
+    fn no_section(&self, section: Section, hint: &str) -> Problems {
+        Problems::one(Problem::new(
+            section.header(),
+            ProblemKind::Missing,
+            format!("is missing from {}{hint}", self.path.display()),
+        ))
+    }
+}
+
+/// A parser message with every double-quoted part replaced by `"…"`: serde
+/// quotes the value it could not take (`invalid type: string "…"`), and
+/// that value may be a secret written in the wrong place.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    out.push_str(parts.next().unwrap_or_default());
+    let mut inside = true;
+    for part in parts {
+        if inside {
+            out.push_str("\"…\"");
+        } else {
+            out.push_str(part);
+        }
+        inside = !inside;
+    }
+    out
+}
+
+/// `mongo.members.0.host` as the file's reader sees it:
+/// `[mongo].members[0].host`.
+fn key_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        Path::Map { parent, key } => match key_path(parent) {
+            p if p.is_empty() => format!("[{key}]"),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_path(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests;

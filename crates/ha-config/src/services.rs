@@ -1,0 +1,372 @@
+//! `[services]`, with the connection details of `[mongo]`, `[postgres]`
+//! and `[vault]`: the Services machine's bundle, for services-userdata.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ha_plan::{ProblemKind, Problems};
+use secrecy::SecretString;
+use services_userdata::publish::Target;
+use services_userdata::{
+    Bundle, BundleSpec, GithubSpec, MongoSpec, PostgresSpec, StorageSpec, VaultSpec,
+};
+
+use crate::collect::Collect;
+use crate::raw::RawServices;
+use crate::{DEFAULT_APP_DATABASES, EnvLookup, HaConfig, Section};
+
+/// The start of the message for a missing Vault app token: `circle-ha
+/// apply` renders the bundle after its Vault step has written the token.
+pub(crate) const NO_APP_TOKEN: &str = "no Vault app token at";
+
+/// Where and how `publish` uploads the bundle.
+#[derive(Clone, Debug)]
+pub struct PublishTarget {
+    /// Bucket, prefix, launch template, KMS key.
+    pub target: Target,
+    /// `[services].aws_region`.
+    pub region: String,
+}
+
+impl HaConfig {
+    fn services_section(&self) -> Result<&RawServices, Problems> {
+        self.raw
+            .services
+            .as_ref()
+            .ok_or_else(|| self.no_section(Section::Services, ""))
+    }
+
+    /// Whether the only problem with the bundle is the Vault app token that
+    /// `vault-transit configure` has not written yet.
+    pub fn only_app_token_missing(problems: &Problems) -> bool {
+        !problems.is_empty()
+            && problems.iter().all(|p| {
+                p.key == "[vault].app_token_file"
+                    && p.message.starts_with(&format!(": {NO_APP_TOKEN}"))
+            })
+    }
+
+    /// The Services bundle's spec from `[services]` and the connection
+    /// details of `[mongo]`, `[postgres]` and `[vault]` (the app token that
+    /// `vault-transit configure` wrote), every problem at once. `out_dir`
+    /// is where an earlier render may have left a session cookie key to
+    /// keep.
+    pub fn bundle_spec(
+        &self,
+        env: EnvLookup<'_>,
+        out_dir: Option<&Path>,
+    ) -> Result<(BundleSpec, Vec<String>), Problems> {
+        let file = self;
+        let services = self.services_section()?;
+        let mut r = Collect::default();
+
+        let hostname = r.required("[services].hostname", services.hostname.as_ref());
+        let aws_region = r.required("[services].aws_region", services.aws_region.as_ref());
+        let s3_bucket = r.required("[services].s3_bucket", services.s3_bucket.as_ref());
+        let license = match &services.license_file {
+            Some(path) => r.read("[services].license_file", &self.path_of(path)),
+            None => {
+                r.missing("[services].license_file");
+                Vec::new()
+            }
+        };
+        let replicated_password = r.secret(
+            self,
+            env,
+            "[services].replicated_password",
+            services.replicated_password.as_deref(),
+        );
+        let secret_passphrase = r.secret(
+            self,
+            env,
+            "[services].secret_passphrase",
+            services.secret_passphrase.as_deref(),
+        );
+        let github = match &services.github {
+            Some(g) => GithubSpec {
+                kind: g
+                    .kind
+                    .clone()
+                    .unwrap_or_else(|| "github_type_public".to_owned()),
+                client_id: r.required("[services].github.client_id", g.client_id.as_ref()),
+                client_secret: r.secret(
+                    self,
+                    env,
+                    "[services].github.client_secret",
+                    g.client_secret.as_deref(),
+                ),
+            },
+            None => {
+                r.missing("[services].github");
+                GithubSpec {
+                    kind: String::new(),
+                    client_id: String::new(),
+                    client_secret: SecretString::from(String::new()),
+                }
+            }
+        };
+        let storage = match &services.storage {
+            Some(s) => StorageSpec {
+                backend: s
+                    .backend
+                    .clone()
+                    .unwrap_or_else(|| "storage_backend_s3".to_owned()),
+                bucket: r.required("[services].storage.bucket", s.bucket.as_ref()),
+                sqs_queue_url: r
+                    .required("[services].storage.sqs_queue_url", s.sqs_queue_url.as_ref()),
+            },
+            None => {
+                r.missing("[services].storage");
+                StorageSpec {
+                    backend: String::new(),
+                    bucket: String::new(),
+                    sqs_queue_url: String::new(),
+                }
+            }
+        };
+        let mut extra_settings = BTreeMap::new();
+        for (key, value) in services.extra_settings.iter().flatten() {
+            let resolved = if value.starts_with("env:") || value.starts_with("file:") {
+                r.secret(
+                    self,
+                    env,
+                    &format!("[services.extra_settings].{key}"),
+                    Some(value),
+                )
+            } else {
+                SecretString::from(value.clone())
+            };
+            extra_settings.insert(key.clone(), resolved);
+        }
+
+        // MongoDB: the app user and the members.
+        let mut mongo = MongoSpec {
+            replica_set: String::new(),
+            hosts: Vec::new(),
+            user: "circle".to_owned(),
+            password: SecretString::from(String::new()),
+            databases: DEFAULT_APP_DATABASES
+                .iter()
+                .map(|d| (*d).to_owned())
+                .collect(),
+            tls: false,
+        };
+        let mut ca_candidates: Vec<(String, PathBuf)> = Vec::new();
+        match &self.raw.mongo {
+            None => r.missing_because("[mongo]", "(the URIs need it)"),
+            Some(raw) => {
+                mongo.replica_set = r.required("[mongo].replica_set", raw.replica_set.as_ref());
+                mongo.hosts = raw.members.iter().map(|m| m.host.clone()).collect();
+                if mongo.hosts.is_empty() {
+                    r.invalid("[mongo].members", "is empty");
+                }
+                mongo.tls = raw.tls.is_some();
+                if let Some(path) = raw.tls.as_ref().and_then(|t| t.ca_file.clone()) {
+                    ca_candidates.push(("[mongo].tls.ca_file".to_owned(), path));
+                }
+                match raw.users.as_ref().and_then(|u| u.app.as_ref()) {
+                    Some(app) => {
+                        if let Some(name) = &app.name {
+                            mongo.user = name.clone();
+                        }
+                        mongo.password = r.secret(
+                            self,
+                            env,
+                            "[mongo].users.app.password",
+                            app.password.as_deref(),
+                        );
+                        if let Some(databases) = &app.databases {
+                            mongo.databases = databases.clone();
+                        }
+                    }
+                    None => r.missing("[mongo].users.app"),
+                }
+            }
+        }
+
+        // PostgreSQL.
+        let mut postgres = PostgresSpec {
+            host: String::new(),
+            port: 5432,
+            user: "circle".to_owned(),
+            password: SecretString::from(String::new()),
+        };
+        match &self.raw.postgres {
+            None => r.missing_because("[postgres]", "(the PostgreSQL file needs it)"),
+            Some(raw) => {
+                postgres.host = r.required("[postgres].host", raw.host.as_ref());
+                postgres.port = raw.port.unwrap_or(5432);
+                if let Some(user) = &raw.app_user {
+                    postgres.user = user.clone();
+                }
+                postgres.password = r.secret(
+                    self,
+                    env,
+                    "[postgres].app_password",
+                    raw.app_password.as_deref(),
+                );
+                if let Some(path) = &raw.ca_file {
+                    ca_candidates.push(("[postgres].ca_file".to_owned(), path.clone()));
+                }
+            }
+        }
+
+        // Vault: address and the app token `vault-transit configure` wrote.
+        let mut vault = VaultSpec {
+            scheme: "https".to_owned(),
+            host: String::new(),
+            port: 8200,
+            token: SecretString::from(String::new()),
+            transit_mount: "transit".to_owned(),
+        };
+        match &self.raw.vault {
+            None => r.missing_because("[vault]", "(the Vault file needs it)"),
+            Some(raw) => {
+                let address = raw.address.as_deref().unwrap_or_default();
+                match url::Url::parse(address) {
+                    Ok(url) if url.host_str().is_some() => {
+                        vault.scheme = url.scheme().to_owned();
+                        vault.host = url.host_str().unwrap_or_default().to_owned();
+                        vault.port = url.port_or_known_default().unwrap_or(8200);
+                    }
+                    _ => r.invalid(
+                        "[vault].address",
+                        format!("{address:?} is not a URL such as https://vault.internal:8200"),
+                    ),
+                }
+                if let Some(mount) = raw.transit_mount.as_deref() {
+                    vault.transit_mount = mount.trim_matches('/').to_owned();
+                }
+                let keys_dir = raw
+                    .keys_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("secrets/vault"));
+                let token_file = raw
+                    .app_token_file
+                    .clone()
+                    .unwrap_or_else(|| keys_dir.join("circleci-token"));
+                let token_path = file.path_of(&token_file);
+                match std::fs::read_to_string(&token_path) {
+                    Ok(token) if !token.trim().is_empty() => {
+                        vault.token = SecretString::from(token.trim().to_owned());
+                    }
+                    _ => r.push(
+                        "[vault].app_token_file",
+                        ProblemKind::Missing,
+                        format!(
+                            ": {NO_APP_TOKEN} {}: run `vault-transit configure` first",
+                            token_path.display()
+                        ),
+                    ),
+                }
+                if let Some(path) = &raw.ca_file {
+                    ca_candidates.push(("[vault].ca_file".to_owned(), path.clone()));
+                }
+            }
+        }
+
+        // CA certificates: distinct contents, in order.
+        let ca_paths: Vec<(String, PathBuf)> = match &services.ca_files {
+            Some(paths) => paths
+                .iter()
+                .map(|p| ("[services].ca_files".to_owned(), p.clone()))
+                .collect(),
+            None => ca_candidates,
+        };
+        let mut ca_certificates: Vec<String> = Vec::new();
+        for (key, path) in &ca_paths {
+            let bytes = r.read(key, &self.path_of(path));
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if !text.is_empty() && !ca_certificates.contains(&text) {
+                ca_certificates.push(text);
+            }
+        }
+
+        let mut encryption_keys = Vec::new();
+        if let Some(dir) = &services.encryption_keys_dir {
+            let dir = self.path_of(dir);
+            match std::fs::read_dir(&dir) {
+                Ok(entries) => {
+                    let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+                    names.sort();
+                    for path in names.into_iter().filter(|p| p.is_file()) {
+                        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                        let bytes = r.read("[services].encryption_keys_dir", &path);
+                        encryption_keys.push((name.unwrap_or_default(), bytes));
+                    }
+                }
+                Err(e) => r.unreadable(
+                    "[services].encryption_keys_dir",
+                    format!("{}: {e}", dir.display()),
+                ),
+            }
+        }
+
+        let session_cookie_key = match services.session_cookie_key.as_deref() {
+            Some(reference) => {
+                r.secret(self, env, "[services].session_cookie_key", Some(reference))
+            }
+            None => match out_dir.and_then(Bundle::session_cookie_key_in) {
+                Some(key) => key,
+                None => crate::secret::generate_secret(16).unwrap_or_else(|e| {
+                    r.push(
+                        "[services].session_cookie_key",
+                        ProblemKind::Missing,
+                        format!(
+                            ": cannot generate CIRCLE_SECRETS_SESSION_COOKIE_KEY ({e}); set it"
+                        ),
+                    );
+                    SecretString::from(String::new())
+                }),
+            },
+        };
+
+        let spec = BundleSpec {
+            hostname,
+            aws_region,
+            s3_bucket,
+            s3_prefix: services.s3_prefix.clone().unwrap_or_default(),
+            mongo,
+            postgres,
+            vault,
+            replicated_password,
+            replicated_log_level: services
+                .replicated_log_level
+                .clone()
+                .unwrap_or_else(|| "debug".to_owned()),
+            replicated_version: services.replicated_version.clone(),
+            secret_passphrase,
+            github,
+            storage,
+            extra_settings,
+            license,
+            ca_certificates,
+            encryption_keys,
+            session_cookie_key,
+        };
+        let warnings = std::mem::take(&mut r.warnings);
+        r.finish((spec, warnings))
+    }
+
+    /// Where `publish` puts the bundle: `[services]`'s bucket, prefix,
+    /// launch template and KMS key, and the AWS region.
+    pub fn publish_target(&self) -> Result<PublishTarget, Problems> {
+        let services = self.services_section()?;
+        let mut c = Collect::default();
+        let bucket = c.required("[services].s3_bucket", services.s3_bucket.as_ref());
+        let launch_template = c.required(
+            "[services].launch_template",
+            services.launch_template.as_ref(),
+        );
+        let region = c.required("[services].aws_region", services.aws_region.as_ref());
+        c.finish(PublishTarget {
+            target: Target {
+                bucket,
+                prefix: services.s3_prefix.clone().unwrap_or_default(),
+                launch_template,
+                kms_key_id: services.kms_key_id.clone(),
+            },
+            region,
+        })
+    }
+}

@@ -1,0 +1,98 @@
+use std::path::Path;
+
+use ha_plan::ProblemKind;
+
+use crate::HaConfig;
+
+fn parse(text: &str) -> Result<HaConfig, ha_plan::Problems> {
+    HaConfig::parse(text, Path::new("/etc/circle/ha.toml"))
+}
+
+#[test]
+fn every_unknown_key_is_reported_with_its_path() {
+    let problems = parse(
+        "[pki]\ncolour = \"blue\"\n[mongo]\nmembers = [{ host = \"a:1\", prio = 2 }]\n[mystery]\n",
+    )
+    .unwrap_err();
+    let mut keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["[mongo].members[0].prio", "[mystery]", "[pki].colour"]
+    );
+    assert!(problems.iter().all(|p| p.kind == ProblemKind::Invalid));
+}
+
+#[test]
+fn a_syntax_error_names_the_place_but_never_the_text() {
+    let problems = parse("[postgres]\nadmin_password = \"hunter2\n").unwrap_err();
+    let text = problems.to_string();
+    assert!(text.starts_with("/etc/circle/ha.toml line 2"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let problems = parse("[postgres]\nport = \"s3cr3t-value\"\n").unwrap_err();
+    assert!(!problems.to_string().contains("s3cr3t"), "{problems}");
+    assert!(problems.to_string().contains("expected u16"), "{problems}");
+}
+
+#[test]
+fn sections_report_every_problem_at_once_with_keys() {
+    let config = parse(
+        "[postgres]\nsslmode = \"prefer\"\nadmin_password = \"hunter2\"\n\
+         [mongo]\nreplica_set = \"bad name\"\nmembers = [{ host = \"m:1\", votes = 2 }, { host = \"M:1\" }]\n\
+         [vault]\naddress = \"vault:8200\"\n",
+    )
+    .unwrap();
+    let problems = config.check().unwrap_err();
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "[mongo].replica_set",
+        "[mongo].members[0].votes",
+        "[mongo].members[1].host",
+        "[postgres].host",
+        "[postgres].sslmode",
+        "[postgres].admin_password",
+        "[postgres].app_password",
+        "[vault].address",
+    ] {
+        assert!(keys.contains(&key), "{key} not in {keys:?}");
+    }
+    assert!(!problems.to_string().contains("hunter2"));
+    let duplicate = problems
+        .iter()
+        .find(|p| p.key == "[mongo].members[1].host")
+        .unwrap();
+    assert_eq!(duplicate.kind, ProblemKind::Conflict);
+}
+
+#[test]
+fn relative_paths_are_relative_to_the_file() {
+    let config = parse("[postgres]\nhost = \"pg\"\nsslmode = \"disable\"\n").unwrap();
+    assert_eq!(
+        config.path_of(Path::new("pki/ca.pem")),
+        Path::new("/etc/circle/pki/ca.pem")
+    );
+}
+
+#[test]
+fn a_typo_at_load_comes_with_every_other_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ha.toml");
+    std::fs::write(
+        &path,
+        "[pki]\ndir = \"pki\"\norganizational_unit = \"\"\ncolour = \"blue\"\n",
+    )
+    .unwrap();
+    let problems = HaConfig::load(&path).unwrap_err();
+    let text = problems.to_string();
+    for needle in [
+        "[pki].colour: unknown key",
+        "[pki].organization is missing",
+        "[pki].organizational_unit must be a non-empty string",
+    ] {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+    // Without a typo, load leaves each section to the command that uses it.
+    std::fs::write(&path, "[pki]\ndir = \"pki\"\n").unwrap();
+    let config = HaConfig::load(&path).unwrap();
+    assert_eq!(config.pki().unwrap_err().len(), 2);
+}

@@ -1,0 +1,36 @@
+//! The demo binary, run as a person would: every phase green, everything
+//! removed at the end.
+
+use std::process::Command;
+
+#[test]
+fn demo_starts_every_lab_service_and_exits_zero() {
+    let output = Command::new(env!("CARGO_BIN_EXE_circle-ha-demo"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    for phase in [
+        "certificates",
+        "PostgreSQL",
+        "OpenBao",
+        "AWS emulator",
+        "MongoDB members",
+        "ha.toml for the lab",
+        "Vault init + unseal",
+        "apply (every concern",
+        "apply again (changed: 0)",
+        "old machine seeded",
+        "export + restore (circle-export)",
+        "bundle published",
+        "status (circle-ha)",
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with("ok ") && l.contains(phase)),
+            "phase {phase} is not green:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("every service stopped"), "{stderr}");
+}

@@ -1,0 +1,342 @@
+//! Tidy checks: the workspace's shape, kept by tests (in the manner of
+//! rust-analyzer's `xtask/src/tidy.rs`). `cargo xtask tidy` runs them too.
+//!
+//! 1. **Dependency direction.** The concern crates never depend on the
+//!    binaries (`circle-ha`), on `ha-config` or on the demo, and use the
+//!    test lab (`ha-lab`) only as a dev-dependency: a program can link any
+//!    of them without `ha.toml` and without the lab. `ha-config` and the
+//!    binaries may link the concern crates, never the lab or the demo.
+//! 2. **One place builds TLS clients.** Outside `ha-tls` no source builds
+//!    a rustls client configuration (`ClientConfig::builder…`); everything
+//!    else asks `ha_tls::client_config`, whose verification is on unless a
+//!    variant named for the danger is chosen. mongo-sim, the stand-in for
+//!    mongod, is exempt: it must share nothing with the tools but the wire.
+//! 3. **Libraries neither print nor read the environment.** Library source
+//!    (`crates/*/src`, not `src/bin`) has no `print!`/`eprint!`/`dbg!` and
+//!    no `std::env::var*`/`args`: the binaries decide what is shown and
+//!    pass the environment in. `ha-lab` (test support) may print a
+//!    service's log while a test fails.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The crates a program links to do one concern of the runbook.
+const CONCERN_CRATES: &[&str] = &[
+    "circle-export",
+    "ha-plan",
+    "ha-tls",
+    "mongo-rs-setup",
+    "mongo-backup",
+    "pg-provision",
+    "services-userdata",
+    "vault-transit",
+];
+
+/// Packages a concern crate must never depend on, in any section.
+const NEVER_FOR_CONCERNS: &[&str] = &["circle-ha", "ha-config", "ha-demo"];
+
+/// Packages only tests and the demo may depend on (dev-dependencies).
+const TEST_ONLY: &[&str] = &["ha-lab", "ha-demo"];
+
+/// One broken rule, with where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Violation {
+    /// The file.
+    pub(crate) path: PathBuf,
+    /// What is wrong.
+    pub(crate) message: String,
+}
+
+/// The dependencies a manifest declares: `(section, name)`, where section
+/// is `dependencies`, `dev-dependencies` or `build-dependencies`
+/// (target-specific tables count as their kind).
+fn dependencies(manifest: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut section: Option<String> = None;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if line.starts_with('[') {
+            let header = line.trim_matches(['[', ']']).trim();
+            section = ["dev-dependencies", "build-dependencies", "dependencies"]
+                .iter()
+                .find(|kind| header == **kind || header.ends_with(&format!(".{kind}")))
+                .map(|kind| (*kind).to_owned());
+            // `[dependencies.foo]` names a dependency in its header.
+            if let Some(name) = header
+                .strip_prefix("dependencies.")
+                .or_else(|| header.strip_prefix("dev-dependencies."))
+            {
+                let kind = if header.starts_with("dev-") {
+                    "dev-dependencies"
+                } else {
+                    "dependencies"
+                };
+                out.push((kind.to_owned(), name.to_owned()));
+                section = None;
+            }
+            continue;
+        }
+        if let Some(kind) = &section {
+            let name = line
+                .split(['=', '.'])
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .trim_matches('"');
+            if !name.is_empty() {
+                out.push((kind.clone(), name.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Rule 1 for one package's manifest.
+pub(crate) fn check_manifest(package: &str, path: &Path, manifest: &str) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let mut violation = |message: String| {
+        found.push(Violation {
+            path: path.to_owned(),
+            message,
+        })
+    };
+    for (section, name) in dependencies(manifest) {
+        let normal = section != "dev-dependencies";
+        if CONCERN_CRATES.contains(&package) && NEVER_FOR_CONCERNS.contains(&name.as_str()) {
+            violation(format!(
+                "{package} (a concern crate) depends on {name} in [{section}]: concern crates \
+                 must be usable without ha.toml, the binaries or the demo"
+            ));
+        } else if normal
+            && TEST_ONLY.contains(&name.as_str())
+            && !["ha-demo", "ha-tests", "ha-benches"].contains(&package)
+        {
+            violation(format!(
+                "{package} depends on {name} in [{section}]: the test lab and the demo are \
+                 only ever dev-dependencies of shipped code"
+            ));
+        } else if package == "ha-config" && name == "circle-ha" {
+            violation("ha-config depends on circle-ha: libraries never depend on binaries".into());
+        }
+    }
+    found
+}
+
+/// Rules 2 and 3 for one library source file of `package`.
+pub(crate) fn check_source(package: &str, path: &Path, source: &str) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let in_bin = path.components().any(|c| c.as_os_str() == "bin")
+        || path.file_name().is_some_and(|n| n == "main.rs");
+    let test_file = path
+        .file_name()
+        .is_some_and(|n| n == "tests.rs" || n.to_string_lossy().ends_with("_tests.rs"));
+    if in_bin || test_file {
+        return found;
+    }
+    let mut in_tests = false;
+    for (number, line) in source.lines().enumerate() {
+        let code = line.trim_start();
+        if code.starts_with("#[cfg(test)]") {
+            // Unit tests sit at the end of a file, by this workspace's style.
+            in_tests = true;
+        }
+        if in_tests || code.starts_with("//") {
+            continue;
+        }
+        let mut violation = |message: &str| {
+            found.push(Violation {
+                path: path.to_owned(),
+                message: format!("line {}: {message}", number + 1),
+            })
+        };
+        if package != "ha-tls"
+            && package != "mongo-sim"
+            && (code.contains("ClientConfig::builder") || code.contains("ClientConfig {"))
+        {
+            violation(
+                "builds a rustls client configuration; use ha_tls::client_config (the one place \
+                 TLS verification is decided)",
+            );
+        }
+        if package == "ha-lab" {
+            continue;
+        }
+        for token in ["println!", "print!", "eprintln!", "eprint!", "dbg!"] {
+            if contains_macro(code, token) {
+                violation(&format!(
+                    "{token} in a library: return the text, the binaries print"
+                ));
+            }
+        }
+        for token in [
+            "env::var(",
+            "env::var_os(",
+            "env::vars(",
+            "env::vars_os(",
+            "env::args(",
+            "env::args_os(",
+        ] {
+            if code.contains(token) {
+                violation(&format!(
+                    "{token}…) in a library: take the value (or a lookup) from the caller"
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Whether `code` invokes the macro `token` (`print!` but not as part of
+/// `eprint!` or `sprint!`).
+fn contains_macro(code: &str, token: &str) -> bool {
+    code.match_indices(token).any(|(i, _)| {
+        i == 0
+            || !code[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+/// Every rule over the workspace at `root`.
+pub(crate) fn check_workspace(root: &Path) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let mut packages: Vec<PathBuf> = fs::read_dir(root.join("crates"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    packages.extend(["bins", "demo"].iter().map(|p| root.join(p)));
+    packages.sort();
+    for dir in packages {
+        let manifest_path = dir.join("Cargo.toml");
+        let Ok(manifest) = fs::read_to_string(&manifest_path) else {
+            continue;
+        };
+        let Some(package) = package_name(&manifest) else {
+            continue;
+        };
+        found.extend(check_manifest(&package, &manifest_path, &manifest));
+        if dir.parent() == Some(&root.join("crates")) {
+            for file in rust_files(&dir.join("src")) {
+                if let Ok(source) = fs::read_to_string(&file) {
+                    found.extend(check_source(&package, &file, &source));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn package_name(manifest: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && let Some(value) = line.strip_prefix("name") {
+            return Some(
+                value
+                    .trim_start()
+                    .trim_start_matches('=')
+                    .trim()
+                    .trim_matches('"')
+                    .to_owned(),
+            );
+        }
+    }
+    None
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        for entry in fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{check_manifest, check_source, check_workspace};
+
+    #[test]
+    fn the_workspace_keeps_its_shape() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let violations = check_workspace(root);
+        assert!(
+            violations.is_empty(),
+            "tidy:\n{}",
+            violations
+                .iter()
+                .map(|v| format!("  {}: {}", v.path.display(), v.message))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
+    #[test]
+    fn a_concern_crate_depending_on_config_or_binaries_is_caught() {
+        let path = Path::new("crates/pg-provision/Cargo.toml");
+        let manifest = "[package]\nname = \"pg-provision\"\n\n[dependencies]\nha-config.workspace = true\n\
+                        tokio.workspace = true\n\n[dev-dependencies]\ncircle-ha = { path = \"../../bins\" }\n\
+                        ha-lab.workspace = true\n";
+        let found = check_manifest("pg-provision", path, manifest);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0]
+                .message
+                .contains("depends on ha-config in [dependencies]")
+        );
+        assert!(
+            found[1]
+                .message
+                .contains("depends on circle-ha in [dev-dependencies]")
+        );
+    }
+
+    #[test]
+    fn the_lab_as_a_normal_dependency_is_caught() {
+        let path = Path::new("bins/Cargo.toml");
+        let manifest = "[dependencies]\nha-lab.workspace = true\n[dev-dependencies]\nha-lab.workspace = true\n";
+        let found = check_manifest("circle-ha", path, manifest);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("only ever dev-dependencies"));
+        let target = "[target.'cfg(unix)'.dependencies]\nha-lab = { path = \"x\" }\n";
+        assert_eq!(check_manifest("vault-transit", path, target).len(), 1);
+        assert!(check_manifest("ha-demo", path, manifest).is_empty());
+    }
+
+    #[test]
+    fn tls_clients_prints_and_env_reads_in_libraries_are_caught() {
+        let path = Path::new("crates/circle-export/src/mongo.rs");
+        let source = "fn f() {\n    let c = rustls::ClientConfig::builder();\n    eprintln!(\"x\");\n    \
+                      let v = std::env::var(\"HOME\");\n    // println!(\"in a comment\")\n    \
+                      let s = sprint!(x);\n}\n#[cfg(test)]\nmod tests { fn t() { println!(); } }\n";
+        let found = check_source("circle-export", path, source);
+        let messages: Vec<&str> = found.iter().map(|v| v.message.as_str()).collect();
+        assert_eq!(found.len(), 3, "{messages:?}");
+        assert!(messages[0].starts_with("line 2: builds a rustls client configuration"));
+        assert!(messages[1].starts_with("line 3: eprintln!"));
+        assert!(messages[2].starts_with("line 4: env::var("));
+        // The one place may build them; binaries may print.
+        assert!(
+            check_source("ha-tls", Path::new("crates/ha-tls/src/client.rs"), source).len() == 2
+        );
+        assert!(
+            check_source("circle-export", Path::new("crates/x/src/bin/x.rs"), source).is_empty()
+        );
+    }
+}
