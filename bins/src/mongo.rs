@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use ha_config::{HaConfig, MongoSetup};
-use ha_plan::{Action, Findings, Problems, Progress, Report};
+use ha_plan::{Findings, Problems, Progress, Report};
 use mongo_rs_setup::conf::{self, MemberConf};
-use mongo_rs_setup::{MemberSpec, Session, parse_member_host};
+use mongo_rs_setup::{MemberChange, MemberSpec, Session, parse_member_host};
 use serde_json::{Value, json};
 
 use crate::output::usage;
@@ -170,17 +170,6 @@ pub async fn status(setup: &MongoSetup, max_lag: Duration) -> Findings {
     Findings::new(status.healthy(), value, text)
 }
 
-/// Which single-member change to make.
-#[derive(Debug)]
-pub enum MemberChange {
-    /// `add-member`.
-    Add(MemberSpec),
-    /// `remove-member`.
-    Remove(String),
-    /// `set-priority`.
-    Priority(String, f64),
-}
-
 /// `add-member`, `remove-member`, `set-priority`: one reconfig on the
 /// primary, or nothing when the set already is that way.
 pub async fn change_member(
@@ -202,116 +191,12 @@ pub async fn change_member(
         )
         .into());
     }
-    let mut warnings = setup.warnings.clone();
     let session = Session::new(spec);
-    let observed = mongo_rs_setup::observe(&session, spec.wait_timeout, progress).await?;
-    let Some(primary) = observed.primary.clone() else {
-        anyhow::bail!(
-            "replica set {} has no primary: start it (and `mongo-rs-setup apply`) first",
-            spec.name
-        );
-    };
-    if !observed.logged_in(mongo_rs_setup::UserKind::Admin) {
-        anyhow::bail!(
-            "{primary}: {} cannot log in; reconfiguring needs it (check [mongo].users.admin)",
-            spec.admin.name
-        );
+    let plan = mongo_rs_setup::plan_member_change(&session, spec, &change, progress).await?;
+    if !dry_run {
+        mongo_rs_setup::apply_member_change(&session, &plan, progress).await?;
     }
-    let config = mongo_rs_setup::reconfig::current_config(&session, &primary).await?;
-    let current: Vec<bson::Document> = mongo_rs_setup::observe::config_members(&config);
-    let find = |host: &str| {
-        current
-            .iter()
-            .find(|m| {
-                m.get_str("host")
-                    .is_ok_and(|h| h.eq_ignore_ascii_case(host))
-            })
-            .cloned()
-    };
-    let mut actions = Vec::new();
-    match change {
-        MemberChange::Add(member) => {
-            if find(&member.host).is_none() {
-                let hello = session.hello(&member.host).await?;
-                if hello.set_name.is_some() || !hello.awaiting_config {
-                    anyhow::bail!(
-                        "{}: it must run with --replSet {} and have no replica-set config yet \
-                         (it reports set {:?})",
-                        member.host,
-                        spec.name,
-                        hello.set_name
-                    );
-                }
-                actions.push(Action::new(
-                    "add-member",
-                    format!("member {}", member.host),
-                    format!("add member {} and wait until it is SECONDARY", member.host),
-                ));
-                if !dry_run {
-                    mongo_rs_setup::reconfig::add_member(&session, &primary, &member).await?;
-                    mongo_rs_setup::reconfig::wait_until_ready(
-                        &session,
-                        &primary,
-                        std::slice::from_ref(&member.host),
-                        progress,
-                    )
-                    .await?;
-                }
-            }
-            if spec.member(&member.host).is_none() {
-                warnings.push(format!(
-                    "add {} to [mongo].members in ha.toml, or status will list it as not \
-                     configured and apply will warn about it",
-                    member.host
-                ));
-            }
-        }
-        MemberChange::Remove(host) => {
-            if find(&host).is_some() {
-                actions.push(Action::new(
-                    "remove-member",
-                    format!("member {host}"),
-                    format!("remove member {host} from the replica set"),
-                ));
-                if !dry_run {
-                    mongo_rs_setup::reconfig::remove_member(&session, &primary, &host).await?;
-                }
-            }
-        }
-        MemberChange::Priority(host, priority) => {
-            let Some(member) = find(&host) else {
-                anyhow::bail!("{host} is not a member of replica set {}", spec.name);
-            };
-            let mut wanted = spec
-                .member(&host)
-                .cloned()
-                .unwrap_or_else(|| MemberSpec::new(host.clone()));
-            wanted.votes = mongo_rs_setup::conn::number(member.get("votes")).unwrap_or(1) as u8;
-            wanted.hidden = member.get_bool("hidden").unwrap_or(false);
-            wanted.arbiter_only = member.get_bool("arbiterOnly").unwrap_or(false);
-            let configured = spec.member(&host).map(|m| m.priority);
-            wanted.priority = priority;
-            let changes = mongo_rs_setup::plan::member_changes(&member, &wanted);
-            if !changes.is_empty() {
-                actions.push(Action::new(
-                    "set-member-options",
-                    format!("member {host}"),
-                    format!("change member {host}: {}", changes.join(", ")),
-                ));
-                if !dry_run {
-                    mongo_rs_setup::reconfig::set_member_options(&session, &primary, &wanted)
-                        .await?;
-                }
-            }
-            if let Some(configured) = configured
-                && (configured - priority).abs() > f64::EPSILON
-            {
-                warnings.push(format!(
-                    "[mongo].members sets {host}'s priority to {configured}: the next apply \
-                     changes it back unless ha.toml is changed too"
-                ));
-            }
-        }
-    }
-    Ok(Report::new(TOOL, dry_run, actions, warnings))
+    let mut warnings = setup.warnings.clone();
+    warnings.extend(plan.warnings);
+    Ok(Report::from_changes(TOOL, dry_run, &plan.steps, warnings))
 }

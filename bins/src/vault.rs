@@ -22,22 +22,11 @@ fn app_token(settings: &VaultSettings) -> anyhow::Result<Option<SecretString>> {
     }
 }
 
-/// `vault-transit init`.
+/// `vault-transit init`: the key shares and root token into 0600 files.
 pub async fn init(settings: &VaultSettings) -> anyhow::Result<(Value, String)> {
     let client = settings.client()?;
-    let encrypted = settings.init.pgp_keys.is_some();
-    if vault_transit::is_initialized(&client).await? {
-        return Err(vault_transit::Error::AlreadyInitialized {
-            address: settings.address.clone(),
-        }
-        .into());
-    }
-    settings
-        .keys
-        .prepare(settings.init.secret_shares, encrypted)?;
-    let response = vault_transit::init(&client, &settings.init).await?;
-    let written = match settings.keys.write(&settings.address, response) {
-        Ok(written) => written,
+    let done = match vault_transit::init_to_files(&client, &settings.init, &settings.keys).await {
+        Ok(done) => done,
         Err(vault_transit::Error::KeysNotSaved {
             address,
             path,
@@ -61,7 +50,7 @@ pub async fn init(settings: &VaultSettings) -> anyhow::Result<(Value, String)> {
         "vault-transit: initialised {} with {} key shares, threshold {}\n",
         settings.address, settings.init.secret_shares, settings.init.secret_threshold
     );
-    for path in &written {
+    for path in &done.files {
         text.push_str(&format!("  wrote {} (0600)\n", path.display()));
     }
     text.push_str(
@@ -71,8 +60,8 @@ pub async fn init(settings: &VaultSettings) -> anyhow::Result<(Value, String)> {
     let value = json!({
         "changed": 1,
         "actions": [{"kind": "init", "target": format!("vault {}", settings.address)}],
-        "files": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "keys_encrypted": encrypted,
+        "files": done.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "keys_encrypted": done.keys_encrypted,
     });
     Ok((value, text))
 }
@@ -253,13 +242,12 @@ pub async fn unseal(
     source: KeySource,
     reset: bool,
     read_line: &mut (dyn FnMut(&vault_transit::SealStatus) -> Option<SecretString> + Send),
-    progress: &mut (dyn FnMut(&str) + Send),
+    progress: ha_plan::Progress<'_>,
 ) -> anyhow::Result<(Value, String)> {
     let client = settings.client()?;
     let outcome = match source {
         KeySource::Files => {
-            let keys = settings.keys.read_keys()?;
-            if keys.is_empty() {
+            if settings.keys.read_keys()?.is_empty() {
                 return Err(usage(
                     "[vault].keys_dir",
                     format!(
@@ -269,32 +257,13 @@ pub async fn unseal(
                 )
                 .into());
             }
-            let status = vault_transit::seal_status(&client).await?;
-            if keys.len() < status.threshold as usize {
-                return Err(usage(
-                    "[vault].keys_dir",
-                    format!(
-                        ": {} has {} unseal-key file(s) and {} shares are needed: pass --stdin \
-                         for the other key holders' shares",
-                        settings.keys.dir().display(),
-                        keys.len(),
-                        status.threshold
-                    ),
-                )
-                .into());
+            match vault_transit::unseal_from_files(&client, &settings.keys, progress).await {
+                // Nothing was touched: a matter of usage (exit 2).
+                Err(e @ vault_transit::Error::NotEnoughKeyFiles { .. }) => {
+                    return Err(usage("[vault].keys_dir", format!(": {e}")).into());
+                }
+                other => other?,
             }
-            let mut keys = keys.into_iter();
-            vault_transit::unseal(&client, true, &mut |status| {
-                let (path, key) = keys.next()?;
-                progress(&format!(
-                    "unseal progress {}/{}: submitting {}",
-                    status.progress,
-                    status.threshold,
-                    path.display()
-                ));
-                Some(key)
-            })
-            .await?
         }
         KeySource::Stdin => {
             vault_transit::unseal(&client, reset, &mut |status| {

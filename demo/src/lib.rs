@@ -529,7 +529,7 @@ async fn vault_phase(running: &Lab) -> anyhow::Result<String> {
         circle_ha::vault::KeySource::Files,
         false,
         &mut |_| None,
-        &mut |_| {},
+        &|_| {},
     )
     .await?;
     Ok(format!(

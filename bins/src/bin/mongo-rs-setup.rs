@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use circle_ha::cli;
 use circle_ha::exit::Exit;
-use circle_ha::mongo::{self, MemberChange};
+use circle_ha::mongo;
 use circle_ha::output::{emit, emit_findings, emit_report, usage};
 use clap::{Args, Parser, Subcommand};
 use ha_config::{HaConfig, MongoOptions, MongoSetup};
 use ha_plan::{Problem, Problems};
+use mongo_rs_setup::MemberChange;
 
 /// The long `--help` text (a plain string: it holds TOML that rustdoc
 /// would misread).
@@ -314,7 +315,12 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             if !(0.0..=1000.0).contains(&priority) {
                 return Err(usage("--priority", "must be between 0 and 1000").into());
             }
-            member_change(common, MemberChange::Priority(host, priority), dry_run).await
+            member_change(
+                common,
+                MemberChange::SetPriority { host, priority },
+                dry_run,
+            )
+            .await
         }
     }
 }

@@ -176,7 +176,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 source,
                 reset,
                 &mut |_| read_key_share(),
-                &mut |line| {
+                &|line| {
                     if !json {
                         eprintln!("vault-transit: {line}");
                     }

@@ -84,6 +84,7 @@ pub mod apply;
 pub mod conf;
 pub mod conn;
 pub mod error;
+pub mod members;
 pub mod observe;
 pub mod plan;
 pub mod reconfig;
@@ -94,6 +95,7 @@ pub mod version;
 pub use apply::{Applied, apply, dry_run};
 pub use conn::{Hello, Session, Who};
 pub use error::Error;
+pub use members::{MemberChange, MemberPlan, MemberStep, apply_member_change, plan_member_change};
 pub use observe::{Observed, observe};
 pub use plan::{Plan, Step, Via, plan};
 pub use spec::{

@@ -105,6 +105,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The key directory holds too few plain shares to unseal alone.
+    #[error(
+        "{} has {found} unseal-key file(s) and {threshold} shares are needed: the other key \
+         holders submit theirs one at a time (`vault-transit unseal --stdin`)",
+        dir.display()
+    )]
+    NotEnoughKeyFiles {
+        /// The key directory.
+        dir: PathBuf,
+        /// Plain shares found there.
+        found: usize,
+        /// Shares needed.
+        threshold: u32,
+    },
     /// Unsealing could not finish.
     #[error("{0}")]
     Unseal(String),

@@ -144,3 +144,77 @@ impl KeyFiles {
             .collect()
     }
 }
+
+/// What [`init_to_files`] did.
+#[derive(Debug)]
+pub struct Initialised {
+    /// The files written (each 0600): the shares, then the root token.
+    pub files: Vec<PathBuf>,
+    /// Whether the shares are PGP-encrypted to their holders.
+    pub keys_encrypted: bool,
+}
+
+/// The runbook's `vault init`, done so that no share can be lost: refuses
+/// an initialised server, checks that `keys` can take every file *before*
+/// Vault is asked (the response is the only copy of the shares), then
+/// writes one 0600 file per share and one for the root token. When a file
+/// cannot be written after all, the error is [`Error::KeysNotSaved`] and
+/// carries the whole response, so that the caller can still put it in the
+/// operator's hands.
+pub async fn init_to_files(
+    client: &crate::Client,
+    request: &crate::InitRequest,
+    keys: &KeyFiles,
+) -> Result<Initialised, Error> {
+    request.validate()?;
+    if crate::is_initialized(client).await? {
+        return Err(Error::AlreadyInitialized {
+            address: client.address().to_owned(),
+        });
+    }
+    let encrypted = request.pgp_keys.is_some();
+    keys.prepare(request.secret_shares, encrypted)?;
+    let response = crate::init(client, request).await?;
+    let keys_encrypted = response.keys_encrypted;
+    let files = keys.write(client.address(), response)?;
+    Ok(Initialised {
+        files,
+        keys_encrypted,
+    })
+}
+
+/// Unseals with the plain shares in `keys` alone. Refuses (before touching
+/// anything) when they are fewer than the threshold, since the other
+/// holders must then submit theirs ([`crate::unseal`] one at a time). An
+/// unfinished earlier attempt is discarded first: its shares are unknown,
+/// and the files hold enough. `progress` is told which file goes in.
+pub async fn unseal_from_files(
+    client: &crate::Client,
+    keys: &KeyFiles,
+    progress: ha_plan::Progress<'_>,
+) -> Result<crate::UnsealOutcome, Error> {
+    let shares = keys.read_keys()?;
+    let status = crate::seal_status(client).await?;
+    if !status.sealed {
+        return crate::unseal(client, false, &mut |_| None).await;
+    }
+    if shares.len() < status.threshold as usize {
+        return Err(Error::NotEnoughKeyFiles {
+            dir: keys.dir().to_owned(),
+            found: shares.len(),
+            threshold: status.threshold,
+        });
+    }
+    let mut shares = shares.into_iter();
+    crate::unseal(client, true, &mut |status| {
+        let (path, key) = shares.next()?;
+        progress(&format!(
+            "unseal progress {}/{}: submitting {}",
+            status.progress,
+            status.threshold,
+            path.display()
+        ));
+        Some(key)
+    })
+    .await
+}

@@ -42,12 +42,11 @@
 //! request.validate()?;
 //! let keys = KeyFiles::new("secrets/vault");
 //! if !vault_transit::is_initialized(&client).await? {
-//!     keys.prepare(request.secret_shares, false)?; // writable before Vault is asked
-//!     let response = vault_transit::init(&client, &request).await?;
-//!     keys.write(address, response)?; // one 0600 file per share, and the root token
+//!     // Checks the files can be written before Vault is asked; one 0600 file per share.
+//!     let done = vault_transit::init_to_files(&client, &request, &keys).await?;
+//!     eprintln!("wrote {} files", done.files.len());
 //! }
-//! let mut shares = keys.read_keys()?.into_iter();
-//! vault_transit::unseal(&client, true, &mut |_status| shares.next().map(|(_, key)| key)).await?;
+//! vault_transit::unseal_from_files(&client, &keys, &|line| eprintln!("{line}")).await?;
 //!
 //! let root = secrecy::SecretString::from(std::fs::read_to_string(keys.root_token_path())?);
 //! let spec = ConfigureSpec::new("transit", "1h");
@@ -71,7 +70,7 @@ mod verify;
 pub use client::{Client, Trust};
 pub use configure::ConfigureSpec;
 pub use error::Error;
-pub use keys::KeyFiles;
+pub use keys::{Initialised, KeyFiles, init_to_files, unseal_from_files};
 pub use render::{Flavor, RenderedConfig, ServerConfigSpec, Storage, render_server_config};
 pub use sys::{
     InitRequest, InitResponse, SealStatus, UnsealOutcome, init, is_initialized, reset_unseal, seal,

@@ -340,3 +340,77 @@ async fn pgp_encrypted_shares_are_written_and_unseal_once_decrypted() {
         .unwrap();
     assert!(!outcome.status.sealed);
 }
+
+/// The library's own init-to-files and unseal-from-files, as a program
+/// linking the crate calls them: files 0600, a second init refused
+/// without touching the files, too few files refused before anything is
+/// submitted, enough files unseal.
+#[tokio::test]
+async fn init_to_files_then_unseal_from_files_as_a_library() {
+    let lab = Lab::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = KeyFiles::new(dir.path().join("keys"));
+    let client = lab.client();
+    let done = vault_transit::init_to_files(&client, &request(), &keys)
+        .await
+        .unwrap();
+    assert_eq!(done.files.len(), 6, "{:?}", done.files);
+    assert!(!done.keys_encrypted);
+    for file in &done.files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    let before: Vec<Vec<u8>> = done
+        .files
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    let again = vault_transit::init_to_files(&client, &request(), &keys).await;
+    assert!(
+        matches!(again, Err(Error::AlreadyInitialized { .. })),
+        "{again:?}"
+    );
+    let after: Vec<Vec<u8>> = done
+        .files
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    assert_eq!(before, after, "a refused init must not touch the key files");
+
+    // Two of three needed shares: refused before any is submitted.
+    for file in &done.files[2..5] {
+        std::fs::rename(file, file.with_extension("away")).unwrap();
+    }
+    let short = vault_transit::unseal_from_files(&client, &keys, &|_| {}).await;
+    assert!(
+        matches!(
+            short,
+            Err(Error::NotEnoughKeyFiles {
+                found: 2,
+                threshold: 3,
+                ..
+            })
+        ),
+        "{short:?}"
+    );
+    assert_eq!(
+        vault_transit::seal_status(&client).await.unwrap().progress,
+        0
+    );
+
+    std::fs::rename(done.files[2].with_extension("away"), &done.files[2]).unwrap();
+    let lines = std::sync::Mutex::new(Vec::new());
+    let outcome = vault_transit::unseal_from_files(&client, &keys, &|line| {
+        lines.lock().unwrap().push(line.to_owned())
+    })
+    .await
+    .unwrap();
+    assert!(!outcome.status.sealed);
+    assert_eq!(outcome.submitted, 3);
+    let lines = lines.into_inner().unwrap();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains(root_token(&keys).expose_secret()))
+    );
+}
