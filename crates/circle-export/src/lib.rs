@@ -82,6 +82,7 @@ pub mod mongo;
 pub mod postgres;
 pub mod restore;
 pub mod spool;
+pub mod sqlscan;
 pub mod target;
 pub mod verify;
 

@@ -76,17 +76,143 @@ impl Manifest {
     }
 }
 
-/// The archive path of a collection's data (mongodump's layout).
+/// A database, collection or table name as one path component: `%`,
+/// `/`, `\\`, control characters and a leading `.` are percent-encoded
+/// (as mongodump escapes collection names), so a name can never climb out
+/// of its directory or hide as a dot file, whatever the source server held.
+/// Ordinary names are unchanged.
+pub fn path_component(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, c) in name.char_indices() {
+        if matches!(c, '%' | '/' | '\\') || c.is_control() || (i == 0 && c == '.') {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The archive path of a collection's data (mongodump's layout; names
+/// encoded by [`path_component`]).
 pub fn bson_path(db: &str, collection: &str) -> String {
-    format!("mongo/{db}/{collection}.bson")
+    format!(
+        "mongo/{}/{}.bson",
+        path_component(db),
+        path_component(collection)
+    )
 }
 
 /// The archive path of a collection's metadata (mongodump's layout).
 pub fn metadata_path(db: &str, collection: &str) -> String {
-    format!("mongo/{db}/{collection}.metadata.json")
+    format!(
+        "mongo/{}/{}.metadata.json",
+        path_component(db),
+        path_component(collection)
+    )
 }
 
 /// The archive path of a database's SQL.
 pub fn sql_path(db: &str) -> String {
-    format!("postgres/{db}.sql")
+    format!("postgres/{}.sql", path_component(db))
+}
+
+/// Checks a table name as pg_dump writes it in `COPY` (and as the manifest
+/// carries it): an identifier, optionally schema-qualified, each part
+/// either plain (`[A-Za-z_][A-Za-z0-9_$]*`) or double-quoted with `""` for
+/// a quote. Only such a name may ever be put into SQL.
+pub fn is_table_name(name: &str) -> bool {
+    let mut parts = 0;
+    let mut rest = name;
+    loop {
+        let Some(after) = identifier(rest) else {
+            return false;
+        };
+        parts += 1;
+        match after.strip_prefix('.') {
+            Some(next) if parts < 2 => rest = next,
+            Some(_) => return false,
+            None => return after.is_empty(),
+        }
+    }
+}
+
+/// Consumes one identifier at the start of `text`, returning what follows.
+fn identifier(text: &str) -> Option<&str> {
+    if let Some(quoted) = text.strip_prefix('"') {
+        let mut chars = quoted.char_indices();
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if quoted[i + 1..].starts_with('"') {
+                    chars.next();
+                    continue;
+                }
+                return (i > 0).then(|| &quoted[i + 1..]);
+            }
+            if c == '\0' {
+                return None;
+            }
+        }
+        return None;
+    }
+    let first = text.chars().next()?;
+    if !(first.is_alphabetic() || first == '_') {
+        return None;
+    }
+    let end = text
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .unwrap_or(text.len());
+    Some(&text[end..])
+}
+
+/// Every problem with the names a manifest carries, found before anything
+/// is read by name or put into SQL: empty names or names holding NUL,
+/// table names that are not identifiers, collections and databases whose
+/// data file the manifest does not list.
+pub fn check_names(manifest: &Manifest) -> Vec<String> {
+    let mut problems = Vec::new();
+    let listed = |path: &str| manifest.files.iter().any(|f| f.path == path);
+    let bad = |name: &str| name.is_empty() || name.contains('\0');
+    for c in &manifest.mongo {
+        if bad(&c.db) || bad(&c.collection) {
+            problems.push(format!(
+                "manifest: MongoDB collection {:?}.{:?} has an empty name or one holding NUL",
+                c.db, c.collection
+            ));
+        } else if !listed(&bson_path(&c.db, &c.collection)) {
+            problems.push(format!(
+                "manifest: collection {}.{} has no data file {} in the archive's file list",
+                c.db,
+                c.collection,
+                bson_path(&c.db, &c.collection)
+            ));
+        }
+    }
+    for d in &manifest.postgres {
+        if bad(&d.db) {
+            problems.push(format!(
+                "manifest: PostgreSQL database {:?} has an empty name or one holding NUL",
+                d.db
+            ));
+        } else if !listed(&sql_path(&d.db)) {
+            problems.push(format!(
+                "manifest: database {} has no SQL file {} in the archive's file list",
+                d.db,
+                sql_path(&d.db)
+            ));
+        }
+        for t in &d.tables {
+            if !is_table_name(&t.name) {
+                problems.push(format!(
+                    "manifest: database {}: {:?} is not a table name as pg_dump writes them \
+                     (schema.table, quoted where needed); refused before it reaches any SQL",
+                    d.db, t.name
+                ));
+            }
+        }
+    }
+    problems
 }

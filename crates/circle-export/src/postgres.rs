@@ -560,6 +560,13 @@ impl PgClient {
         if tables.is_empty() {
             return Ok(Vec::new());
         }
+        // Verify refuses manifests with other names; this keeps any that
+        // slipped past from ever reaching SQL.
+        if let Some(bad) = tables.iter().find(|t| !crate::manifest::is_table_name(t)) {
+            return Err(Error::Invalid(format!(
+                "database {db}: {bad:?} is not a table name; not counted"
+            )));
+        }
         let sql = tables
             .iter()
             .enumerate()

@@ -17,6 +17,7 @@ use crate::manifest::{
 };
 use crate::meter::{Meter, Stage};
 use crate::spool::{create_parents, hex};
+use crate::sqlscan::Scanner;
 
 /// The vendor script's top directory.
 pub const VENDOR_ROOT: &str = "circleci_export/";
@@ -157,6 +158,7 @@ fn inspect_inner(
             size: 0,
             bson: name.ends_with(".bson").then(BsonCounter::default),
             copy: (is_own_sql || is_vendor_sql).then(CopyCounter::default),
+            psql: (is_own_sql || is_vendor_sql).then(Scanner::default),
             kept: is_manifest.then(Vec::new),
             out,
         };
@@ -172,9 +174,22 @@ fn inspect_inner(
             size,
             bson,
             copy,
+            psql,
             kept,
             out,
         } = sink.map_err(Error::io(format!("unpacking {name}")))?;
+        for (line, command) in psql.map(Scanner::finish).unwrap_or_default() {
+            // Our own dumps hold one database each: `\connect` would load
+            // into another one. The vendor's pg_dumpall uses it between
+            // databases (restore splits the file there).
+            if is_vendor_sql && matches!(command.as_str(), "connect" | "c") {
+                continue;
+            }
+            problems.push(format!(
+                "{name} line {line}: psql would run the meta-command \\{command} outside COPY \
+                 data; a restore loads data and nothing else, so this archive is refused"
+            ));
+        }
         if let Some(mut out) = out {
             out.flush()
                 .map_err(Error::io(format!("unpacking {name}")))?;
@@ -208,6 +223,18 @@ fn inspect_inner(
     let vendor = manifest_bytes.is_none() && seen.keys().any(|k| k.starts_with(VENDOR_ROOT));
     if vendor {
         let manifest = vendor_manifest(&seen, &mut problems);
+        for (database, table) in manifest
+            .postgres
+            .iter()
+            .flat_map(|d| d.tables.iter().map(move |t| (&d.db, &t.name)))
+        {
+            if !crate::manifest::is_table_name(table) {
+                problems.push(format!(
+                    "{VENDOR_PG}: database {database}: {table:?} is not a table name as \
+                     pg_dump writes them; refused before it reaches any SQL"
+                ));
+            }
+        }
         return Ok(Inspection {
             layout: Layout::Vendor,
             manifest,
@@ -231,6 +258,7 @@ fn inspect_inner(
             Manifest::default()
         }
     };
+    problems.extend(crate::manifest::check_names(&manifest));
     compare(&manifest, &seen, &mut problems);
     Ok(Inspection {
         layout: Layout::Ours,
@@ -247,6 +275,7 @@ struct EntrySink {
     size: u64,
     bson: Option<BsonCounter>,
     copy: Option<CopyCounter>,
+    psql: Option<Scanner>,
     kept: Option<Vec<u8>>,
     out: Option<std::io::BufWriter<std::fs::File>>,
 }
@@ -260,6 +289,9 @@ impl EntrySink {
         }
         if let Some(counter) = &mut self.copy {
             counter.feed(chunk);
+        }
+        if let Some(scanner) = &mut self.psql {
+            scanner.feed(chunk);
         }
         if let Some(kept) = &mut self.kept
             && kept.len() < 64 << 20

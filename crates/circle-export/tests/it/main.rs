@@ -3,6 +3,7 @@
 //! types, damaged archives, and CircleCI's own archive layout.
 
 mod damage;
+mod hostile;
 mod resume;
 mod roundtrip;
 mod target;

@@ -1,0 +1,193 @@
+//! Archives an attacker builds, with checksums that match (they prove only
+//! that an archive is self-consistent): a restore loads data and nothing
+//! else, and refuses before it writes anything.
+
+use std::path::{Path, PathBuf};
+
+use circle_export::manifest::{DatabaseEntry, FileEntry, Manifest, TableEntry};
+use circle_export::{RestoreSpec, inspect, restore};
+use sha2::{Digest as _, Sha256};
+
+use crate::{Pg, progress};
+
+/// Writes `dir/name.tar` holding `manifest` (its `files` filled in from
+/// `files` with honest sizes and SHA-256s) and `files`.
+fn archive(dir: &Path, mut manifest: Manifest, files: &[(&str, &[u8])]) -> PathBuf {
+    manifest.format = circle_export::manifest::FORMAT;
+    manifest.tool = "circle-export 0.0.0".to_owned();
+    manifest.files = files
+        .iter()
+        .map(|(path, bytes)| FileEntry {
+            path: (*path).to_owned(),
+            size: bytes.len() as u64,
+            sha256: Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        })
+        .collect();
+    let path = dir.join("hostile.tar");
+    let mut tar = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    let json = serde_json::to_vec(&manifest).unwrap();
+    let mut add = |name: &str, bytes: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        header.set_cksum();
+        tar.append_data(&mut header, name, bytes).unwrap();
+    };
+    add("manifest.json", &json);
+    for (name, bytes) in files {
+        add(name, bytes);
+    }
+    tar.into_inner().unwrap();
+    path
+}
+
+fn one_database(db: &str, tables: &[(&str, u64)]) -> Manifest {
+    Manifest {
+        postgres: vec![DatabaseEntry {
+            db: db.to_owned(),
+            tables: tables
+                .iter()
+                .map(|(name, rows)| TableEntry {
+                    name: (*name).to_owned(),
+                    rows: *rows,
+                })
+                .collect(),
+        }],
+        ..Manifest::default()
+    }
+}
+
+fn spec<'a>(archive: PathBuf, pg: &'a circle_export::PgClient, dry_run: bool) -> RestoreSpec<'a> {
+    RestoreSpec {
+        archive,
+        mongo: None,
+        postgres: Some(pg),
+        drop: false,
+        dry_run,
+        parallel: 2,
+        meter: circle_export::Meter::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_psql_shell_escape_in_a_dump_is_refused_before_anything_runs() {
+    let pg = Pg::start();
+    let client = pg.provision(&["keep"]);
+    let dir = tempfile::tempdir().unwrap();
+    for (i, payload) in [
+        "\\! touch {marker}\n",
+        "SELECT 1; \\! touch {marker}\n",
+        "\\connect keep \\\\ \\! touch {marker}\n",
+        "SELECT E'a''b\\'c'; \\! touch {marker}\n",
+        "\\o |touch {marker}\nSELECT 1;\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let marker = dir.path().join(format!("pwned-{i}"));
+        let sql = format!(
+            "SET standard_conforming_strings = on;\nCREATE TABLE public.t (a int);\n{}",
+            payload.replace("{marker}", &marker.display().to_string())
+        );
+        let path = archive(
+            dir.path(),
+            one_database("keep", &[]),
+            &[("postgres/keep.sql", sql.as_bytes())],
+        );
+        let inspection = inspect(&path, None).unwrap();
+        assert!(
+            inspection
+                .problems
+                .iter()
+                .any(|p| p.contains("postgres/keep.sql line") && p.contains("meta-command")),
+            "{payload}: {:?}",
+            inspection.problems
+        );
+        let err = restore(spec(path, &client, false), &progress)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("meta-command"), "{err}");
+        assert!(!marker.exists(), "{payload}: the shell command ran");
+        assert_eq!(
+            pg.psql(
+                "keep",
+                "SELECT count(*) FROM pg_tables WHERE tablename = 't'"
+            ),
+            "0",
+            "{payload}: something was written"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_table_name_built_to_inject_sql_never_reaches_the_server_even_in_a_dry_run() {
+    let pg = Pg::start();
+    let client = pg.provision(&["keep"]);
+    pg.psql(
+        "keep",
+        "CREATE TABLE public.keep (a int); INSERT INTO public.keep VALUES (1)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sql = b"SET standard_conforming_strings = on;\n";
+    let path = archive(
+        dir.path(),
+        one_database("keep", &[("public.keep; DROP TABLE public.keep; --", 0)]),
+        &[("postgres/keep.sql", sql)],
+    );
+    let inspection = inspect(&path, None).unwrap();
+    assert!(
+        inspection
+            .problems
+            .iter()
+            .any(|p| p.contains("is not a table name")),
+        "{:?}",
+        inspection.problems
+    );
+    let err = restore(spec(path.clone(), &client, true), &progress).await;
+    assert!(err.is_err(), "the dry run accepted the archive");
+    assert_eq!(pg.psql("keep", "SELECT count(*) FROM public.keep"), "1");
+    // The count query itself refuses such a name, whoever calls it.
+    let refused = client
+        .count_rows(
+            "keep",
+            &["public.keep; DROP TABLE public.keep; --".to_owned()],
+        )
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(pg.psql("keep", "SELECT count(*) FROM public.keep"), "1");
+    // Quoted names that hold anything are names, and are counted as such.
+    pg.psql(
+        "keep",
+        "CREATE TABLE public.\"a (b; c\" (x int); ALTER TABLE public.\"a (b; c\" OWNER TO circle",
+    );
+    let counted = client
+        .count_rows("keep", &["public.\"a (b; c\"".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(counted, [("public.\"a (b; c\"".to_owned(), 0)]);
+}
+
+#[tokio::test]
+async fn manifest_names_cannot_reach_outside_the_archive_or_go_unlisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut manifest = one_database("../../../etc/passwd", &[]);
+    manifest.mongo = vec![circle_export::manifest::CollectionEntry {
+        db: "..".to_owned(),
+        collection: "../../x".to_owned(),
+        documents: 1,
+    }];
+    let path = archive(dir.path(), manifest, &[]);
+    let inspection = inspect(&path, None).unwrap();
+    let problems = inspection.problems.join("\n");
+    assert!(
+        problems.contains("collection ...../../x has no data file mongo/%2E./%2E.%2F..%2Fx.bson"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("has no SQL file postgres/%2E.%2F..%2F..%2Fetc%2Fpasswd.sql"),
+        "{problems}"
+    );
+}
