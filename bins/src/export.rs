@@ -53,8 +53,16 @@ pub fn resolve_uri(
 }
 
 /// A PostgreSQL connection from a `--pg-uri` value.
-pub fn pg_conn(flag: &str, uri: &SecretString) -> Result<PgConn, Problems> {
-    PgConn::parse_uri(uri.expose_secret()).map_err(|e| usage(flag, format!(": {e}")))
+/// A plain `--pg-uri` is verified TLS (`verify-full`); `sslmode=require`
+/// adds a warning to `warnings`.
+pub fn pg_conn(
+    flag: &str,
+    uri: &SecretString,
+    warnings: &mut Vec<String>,
+) -> Result<PgConn, Problems> {
+    let conn = PgConn::parse_uri(uri.expose_secret()).map_err(|e| usage(flag, format!(": {e}")))?;
+    warnings.extend(conn.tls_warning());
+    Ok(conn)
 }
 
 /// The PostgreSQL client programs: `--pg-bin-dir`, else PATH, else the

@@ -51,7 +51,7 @@ pub async fn apply(
     env: EnvLookup<'_>,
     dry_run: bool,
 ) -> anyhow::Result<Report> {
-    let mut warnings = Vec::new();
+    let mut warnings = settings.warnings.clone();
     let (admin, app) = logins(config, settings, env, &mut warnings)?;
     let desired = Desired {
         app_role: app.user,
@@ -79,6 +79,7 @@ pub async fn apply(
         )
         .await?;
     }
+    warnings.extend(plan.warnings.iter().cloned());
     Ok(Report::from_changes(
         "pg-provision",
         dry_run,
@@ -93,7 +94,7 @@ pub async fn verify(
     settings: &PostgresSettings,
     env: EnvLookup<'_>,
 ) -> anyhow::Result<Findings> {
-    let mut warnings = Vec::new();
+    let mut warnings = settings.warnings.clone();
     let password = config.resolve(
         "[postgres].app_password",
         &settings.app_password,

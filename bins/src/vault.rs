@@ -88,7 +88,7 @@ pub async fn configure(
     env: EnvLookup<'_>,
     dry_run: bool,
 ) -> anyhow::Result<Report> {
-    let mut warnings = Vec::new();
+    let mut warnings = settings.warnings.clone();
     let admin = config.vault_admin_token(settings, env, &mut warnings)?;
     let client = settings.client()?;
     let app = app_token(settings)?;

@@ -219,7 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 Some(uri) => {
                     let uri =
                         export::resolve_uri("--pg-uri", uri, &cli::env_var, &here, &mut warnings)?;
-                    let conn = export::pg_conn("--pg-uri", &uri)?;
+                    let conn = export::pg_conn("--pg-uri", &uri, &mut warnings)?;
                     Some(export::pg_client(
                         conn,
                         export::pg_bin_dir(common.pg_bin_dir.clone()),
@@ -305,7 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             if let Some(uri) = &pg_uri {
                 let uri =
                     export::resolve_uri("--pg-uri", uri, &cli::env_var, &here, &mut warnings)?;
-                pg_conn = Some(export::pg_conn("--pg-uri", &uri)?);
+                pg_conn = Some(export::pg_conn("--pg-uri", &uri, &mut warnings)?);
             }
             let pg = match pg_conn {
                 Some(conn) => Some(export::pg_client(

@@ -109,12 +109,17 @@ impl ArchiveWriter {
         let mut partial = path.as_os_str().to_owned();
         partial.push(".partial");
         let partial = PathBuf::from(partial);
+        // A file (or link) planted at the partial path would keep its owner
+        // and mode through the rename: remove it, then create ours anew.
+        match std::fs::remove_file(&partial) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let file = {
             use std::os::unix::fs::OpenOptionsExt as _;
             std::fs::OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(0o600)
                 .open(&partial)?
         };
@@ -222,4 +227,35 @@ pub fn open(path: &Path, meter: &Meter) -> io::Result<tar::Archive<Box<dyn Read 
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
     };
     Ok(tar::Archive::new(reader))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::{ArchiveWriter, Compression};
+
+    #[test]
+    fn a_file_or_link_planted_at_the_partial_path_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("export.tar");
+        let partial = dir.path().join("export.tar.partial");
+        std::fs::write(&partial, b"planted").unwrap();
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).unwrap();
+        ArchiveWriter::create(&out, Compression::None, 1)
+            .unwrap()
+            .finish()
+            .unwrap();
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the planted file's mode survived");
+
+        let elsewhere = dir.path().join("victim");
+        std::fs::write(&elsewhere, b"keep me").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &partial).unwrap();
+        ArchiveWriter::create(&out, Compression::None, 1)
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"keep me");
+    }
 }

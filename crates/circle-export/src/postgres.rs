@@ -64,6 +64,24 @@ const PARAMS: [&str; 9] = [
 ];
 
 impl PgConn {
+    /// A warning to repeat on every run when the connection is encrypted
+    /// but the server's certificate is not checked (`sslmode=require`).
+    pub fn tls_warning(&self) -> Option<String> {
+        let mode = self
+            .params
+            .iter()
+            .find(|(k, _)| k == "sslmode")
+            .map_or("verify-full", |(_, v)| v.as_str());
+        (mode == "require").then(|| {
+            format!(
+                "PostgreSQL {}:{}: sslmode=require encrypts but does not check the server's \
+                 certificate (anyone on the network path can pose as the server and read the \
+                 data); use verify-full with sslrootcert",
+                self.host, self.port
+            )
+        })
+    }
+
     /// Parses `postgres[ql]://[user[:password]@]host[:port][/dbname][?k=v&…]`
     /// (percent-encoding decoded). One host only. Errors never repeat the
     /// URI, which may hold a password.
@@ -130,7 +148,17 @@ impl PgConn {
                     PARAMS.join(", ")
                 ));
             }
-            params.push((k, decode(v, "parameter value")?));
+            let v = decode(v, "parameter value")?;
+            if k == "sslmode"
+                && !["disable", "require", "verify-ca", "verify-full"].contains(&v.as_str())
+            {
+                return Err(format!(
+                    "sslmode={v} is not accepted: it lets a man in the middle turn TLS off or go \
+                     unverified; use verify-full (the default), verify-ca, require (no \
+                     certificate check) or disable (plain)"
+                ));
+            }
+            params.push((k, v));
         }
         Ok(PgConn {
             host,
@@ -154,6 +182,11 @@ impl PgConn {
             ("PGPASSFILE".into(), passfile.into()),
             ("PGAPPNAME".into(), "circle-export".into()),
         ];
+        if !self.params.iter().any(|(k, _)| k == "sslmode") {
+            // libpq's own default, `prefer`, falls back to plain text and
+            // checks no certificate.
+            env.push(("PGSSLMODE".into(), "verify-full".into()));
+        }
         for (k, v) in &self.params {
             let var = match k.as_str() {
                 "sslmode" => "PGSSLMODE",
@@ -807,6 +840,23 @@ mod tests {
             "::1"
         );
         assert_eq!(passfile_field(r"a:b\c"), r"a\:b\\c");
+    }
+
+    #[test]
+    fn a_uri_without_sslmode_is_verified_tls_and_downgrades_are_refused() {
+        let conn = PgConn::parse_uri("postgresql://circle@pg.internal/circle").unwrap();
+        let env = conn.env("circle", std::path::Path::new("/tmp/pass"));
+        assert!(
+            env.contains(&("PGSSLMODE".into(), "verify-full".into())),
+            "{env:?}"
+        );
+        assert!(conn.tls_warning().is_none());
+        for mode in ["prefer", "allow", "bogus"] {
+            let err = PgConn::parse_uri(&format!("postgresql://pg/db?sslmode={mode}")).unwrap_err();
+            assert!(err.contains("not accepted"), "{mode}: {err}");
+        }
+        let require = PgConn::parse_uri("postgresql://pg/db?sslmode=require").unwrap();
+        assert!(require.tls_warning().unwrap().contains("does not check"));
     }
 
     #[test]

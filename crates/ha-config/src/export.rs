@@ -62,6 +62,7 @@ impl HaConfig {
             match self.postgres(&PostgresOverrides::default()) {
                 Err(problems) => c.extend(problems),
                 Ok(settings) => {
+                    c.warnings.extend(settings.warnings.iter().cloned());
                     let password = match self.resolve(
                         "[postgres].app_password",
                         &settings.app_password,

@@ -41,6 +41,9 @@ pub struct PostgresSettings {
     pub app_password: SecretRef,
     /// The databases.
     pub databases: Vec<DatabaseSpec>,
+    /// Things to tell the operator on every run (`sslmode = "require"`
+    /// checks no certificate).
+    pub warnings: Vec<String>,
 }
 
 impl HaConfig {
@@ -122,7 +125,16 @@ impl HaConfig {
                 "is empty; leave it out for the runbook's eight",
             );
         }
+        if sslmode == SslMode::Require {
+            c.warnings.push(
+                "[postgres].sslmode = \"require\" encrypts but does not check the server's \
+                 certificate: anyone on the network path can pose as the server and read every \
+                 password and row; use \"verify-full\" with ca_file"
+                    .to_owned(),
+            );
+        }
         let app_user = raw.app_user.clone().unwrap_or_else(|| "circle".to_owned());
+        let warnings = std::mem::take(&mut c.warnings);
         let mut problems = c.problems;
         let (Some(admin_password), Some(app_password)) = (admin_password, app_password) else {
             return Err(problems);
@@ -157,6 +169,7 @@ impl HaConfig {
             app_user,
             app_password,
             databases,
+            warnings,
         })
     }
 }

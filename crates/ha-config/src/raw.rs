@@ -199,6 +199,9 @@ pub struct RawVault {
     pub token_period: Option<String>,
     /// The server's own configuration, for `render-config`.
     pub server: Option<RawVaultServer>,
+    /// Accept an `http://` address: unseal shares and tokens then cross
+    /// the network in clear text. For a throw-away test server only.
+    pub danger_allow_plain_http: Option<bool>,
 }
 
 /// `[vault.server]` as written.

@@ -96,3 +96,38 @@ fn a_typo_at_load_comes_with_every_other_problem() {
     let config = HaConfig::load(&path).unwrap();
     assert_eq!(config.pki().unwrap_err().len(), 2);
 }
+
+#[test]
+fn plain_http_vault_needs_the_danger_opt_in_and_require_warns_every_run() {
+    let config = parse("[vault]\naddress = \"http://vault:8200\"\n").unwrap();
+    let problems = config.vault(false).unwrap_err();
+    assert!(problems.to_string().contains("plain HTTP"), "{problems}");
+    let config =
+        parse("[vault]\naddress = \"http://vault:8200\"\ndanger_allow_plain_http = true\n")
+            .unwrap();
+    let settings = config.vault(false).unwrap();
+    assert!(settings.warnings[0].contains("clear text"));
+
+    let config = parse(
+        "[postgres]\nhost = \"pg\"\nsslmode = \"require\"\nadmin_password = \"env:A\"\n\
+         app_password = \"env:B\"\n",
+    )
+    .unwrap();
+    let settings = config
+        .postgres(&crate::PostgresOverrides::default())
+        .unwrap();
+    assert!(settings.warnings[0].contains("does not check the server's certificate"));
+    for mode in ["prefer", "allow"] {
+        let config = parse(&format!(
+            "[postgres]\nhost = \"pg\"\nsslmode = \"{mode}\"\nadmin_password = \"env:A\"\n\
+             app_password = \"env:B\"\n"
+        ))
+        .unwrap();
+        assert!(
+            config
+                .postgres(&crate::PostgresOverrides::default())
+                .is_err(),
+            "{mode}"
+        );
+    }
+}

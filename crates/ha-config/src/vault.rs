@@ -28,6 +28,8 @@ pub struct VaultSettings {
     pub app_token_file: PathBuf,
     /// Mount, policy, period.
     pub spec: ConfigureSpec,
+    /// Things to tell the operator on every run (a plain-HTTP address).
+    pub warnings: Vec<String>,
 }
 
 impl VaultSettings {
@@ -51,15 +53,29 @@ impl HaConfig {
     pub fn vault(&self, danger_accept_any_certificate: bool) -> Result<VaultSettings, Problems> {
         let raw = self.vault_section()?;
         let mut c = Collect::default();
+        let plain_http = raw.danger_allow_plain_http.unwrap_or(false);
         let address = match raw.address.as_deref() {
-            Some(a) if a.starts_with("https://") || a.starts_with("http://") => {
+            Some(a) if a.starts_with("https://") => a.trim_end_matches('/').to_owned(),
+            Some(a) if a.starts_with("http://") && plain_http => {
+                c.warnings.push(format!(
+                    "[vault].address {a} is plain HTTP (danger_allow_plain_http): unseal shares \
+                     and tokens cross the network in clear text"
+                ));
                 a.trim_end_matches('/').to_owned()
             }
-            Some(a) => {
+            Some(a) if a.starts_with("http://") => {
                 c.invalid(
                     "[vault].address",
-                    format!("{a:?} must start with https:// (or http:// for a test server)"),
+                    format!(
+                        "{a:?} is plain HTTP: unseal shares and tokens would cross the network \
+                         in clear text. Use https://, or for a throw-away test server set \
+                         danger_allow_plain_http = true"
+                    ),
                 );
+                String::new()
+            }
+            Some(a) => {
+                c.invalid("[vault].address", format!("{a:?} must start with https://"));
                 String::new()
             }
             None => {
@@ -136,6 +152,7 @@ impl HaConfig {
         let Some(admin_token) = admin_token else {
             return Err(c.problems);
         };
+        let warnings = std::mem::take(&mut c.warnings);
         c.finish(VaultSettings {
             address,
             trust,
@@ -144,6 +161,7 @@ impl HaConfig {
             admin_token,
             app_token_file,
             spec,
+            warnings,
         })
     }
 

@@ -158,6 +158,10 @@ pub struct Plan {
     pub blockers: Vec<String>,
     /// The server's `server_version_num`, which decides the password format.
     pub server_version_num: i32,
+    /// Things the operator should know; they change nothing (a password
+    /// that could not be checked from here is reported, not reset on every
+    /// run).
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -185,6 +189,7 @@ impl fmt::Display for Plan {
 /// Computes the steps that bring `observed` to `desired`. Pure: no I/O, no
 /// clock.
 pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
+    let mut warnings = Vec::new();
     let admin = &observed.admin;
     let app = &desired.app_role;
     let mut steps = Vec::new();
@@ -211,7 +216,14 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                         Some("the server refused the configured password".to_owned())
                     }
                     PasswordState::Unknown(why) => {
-                        Some(format!("could not check the password: {why}"))
+                        // Setting it again would not make the next check
+                        // conclusive: every run would "change" it.
+                        warnings.push(format!(
+                            "could not check role {app}'s password from here ({why}); it was \
+                             left as it is. Check that the Services machine can log in \
+                             (pg-provision verify from there)"
+                        ));
+                        None
                     }
                 }
             };
@@ -348,5 +360,50 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         steps,
         blockers,
         server_version_num: observed.server_version_num,
+        warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::plan;
+    use crate::{AdminFacts, AppRoleFacts, Desired, Observed, PasswordState};
+
+    #[test]
+    fn a_password_that_cannot_be_checked_is_a_warning_not_a_change_every_run() {
+        let desired = Desired {
+            app_role: "circle".to_owned(),
+            app_password: "pw".to_owned().into(),
+            databases: Vec::new(),
+        };
+        let observed = |password| Observed {
+            server: "pg:5432".to_owned(),
+            server_version_num: 150000,
+            admin: AdminFacts {
+                name: "postgres".to_owned(),
+                superuser: true,
+                create_db: true,
+                create_role: true,
+                member_of_app_role: true,
+                rds_superuser: false,
+            },
+            app_role: Some(AppRoleFacts {
+                can_login: true,
+                password,
+            }),
+            databases: BTreeMap::new(),
+            available_extensions: BTreeSet::new(),
+        };
+        let unknown = plan(
+            &desired,
+            &observed(PasswordState::Unknown("pg_hba.conf rejects".to_owned())),
+        );
+        assert!(unknown.steps.is_empty(), "{unknown}");
+        assert!(unknown.warnings[0].contains("pg_hba.conf rejects"));
+        let different = plan(&desired, &observed(PasswordState::Different));
+        assert_eq!(different.steps.len(), 1);
+        assert!(different.warnings.is_empty());
     }
 }
