@@ -46,6 +46,24 @@ fn run_json(command: &mut Command) -> (i32, serde_json::Value, String) {
 
 #[test]
 fn usage_errors_exit_2() {
+    // clap's own path.
     let output = circle_ha().arg("no-such-command").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
+    // Ours: a configuration problem found before anything is touched, in
+    // text and in --json, naming the file and the key.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let (code, stdout, stderr) = run(circle_ha()
+        .args(["apply", "--json", "--config"])
+        .arg(&missing));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("nope.toml: cannot read it"), "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(value["exit_code"], 2, "{value}");
+    let config = dir.path().join("ha.toml");
+    std::fs::write(&config, "[postgres]\nhots = \"typo\"\n").unwrap();
+    let (code, _, stderr) = run(circle_ha().args(["status", "--config"]).arg(&config));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("[postgres].hots: unknown key"), "{stderr}");
+    assert!(stderr.contains("[postgres].host is missing"), "{stderr}");
 }

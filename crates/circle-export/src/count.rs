@@ -152,12 +152,11 @@ impl CopyCounter {
             && line.ends_with(b"FROM stdin;")
         {
             let text = String::from_utf8_lossy(rest);
-            let table = text
-                .split(" (")
-                .next()
-                .unwrap_or_default()
-                .trim_end_matches(" FROM stdin;")
-                .to_owned();
+            // Quote-aware: `"a (b"` is one name. A line that does not start
+            // with a name keeps its text, which verify then refuses.
+            let table = crate::manifest::leading_table_name(&text)
+                .map(str::to_owned)
+                .unwrap_or_else(|| text.trim_end_matches(" FROM stdin;").to_owned());
             self.current = Some((table, 0));
         } else if let Some(name) = connect_target(line) {
             self.close_database();
@@ -245,5 +244,17 @@ mod tests {
         let mut counter = CopyCounter::default();
         counter.feed(b"COPY public.t (a) FROM stdin;\n1\n");
         assert!(counter.finish().is_err());
+    }
+
+    #[test]
+    fn quoted_table_names_holding_a_parenthesis_are_one_name() {
+        let mut counter = CopyCounter::default();
+        counter.feed(
+            b"COPY public.\"a (b\" (x) FROM stdin;\n1\n2\n\\.\n\
+              COPY \"odd schema\".\"t\"\"q\" FROM stdin;\n1\n\\.\n",
+        );
+        let tables = counter.finish().unwrap();
+        assert_eq!(tables["public.\"a (b\""], 2, "{tables:?}");
+        assert_eq!(tables["\"odd schema\".\"t\"\"q\""], 1, "{tables:?}");
     }
 }

@@ -140,6 +140,18 @@ pub fn is_table_name(name: &str) -> bool {
     }
 }
 
+/// The schema-qualified table name at the start of `text` (`public."a (b"
+/// (x, y) FROM stdin;` → `public."a (b"`), read as [`is_table_name`]
+/// reads names, or `None`.
+pub fn leading_table_name(text: &str) -> Option<&str> {
+    let after_first = identifier(text)?;
+    let end = match after_first.strip_prefix('.') {
+        Some(rest) => identifier(rest)?,
+        None => after_first,
+    };
+    Some(&text[..text.len() - end.len()])
+}
+
 /// Consumes one identifier at the start of `text`, returning what follows.
 fn identifier(text: &str) -> Option<&str> {
     if let Some(quoted) = text.strip_prefix('"') {

@@ -25,21 +25,48 @@ const KNOWN: [&str; 11] = [
     "license_agreement",
 ];
 
+/// Keys with `url` in their name that CircleCI's settings use for
+/// addresses without credentials.
+const PUBLIC_URLS: [&str; 1] = ["sqs_queue_url"];
+
 /// Whether a settings key probably holds a secret.
 fn looks_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
+    // Erring toward secret costs an env: reference; erring the other way
+    // copies a password into a file that ends up in version control.
     [
         "secret",
-        "password",
-        "passphrase",
+        "pass",
+        "pwd",
         "token",
         "key",
         "credential",
         "private",
+        "auth",
+        "cookie",
+        "salt",
+        "signing",
+        "hmac",
+        "cert",
+        "dsn",
+        "uri",
+        "url",
     ]
     .iter()
     .any(|word| key.contains(word))
         && !key.ends_with("_id")
+        && !PUBLIC_URLS.contains(&key.as_str())
+}
+
+/// Whether a value carries credentials whatever its key: a URL with a
+/// password in its user info (`http://user:pw@proxy:3128`).
+fn holds_credentials(value: &str) -> bool {
+    value.split_once("://").is_some_and(|(_, rest)| {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        authority
+            .rsplit_once('@')
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    })
 }
 
 /// An environment variable name for a secret settings key.
@@ -135,7 +162,7 @@ pub fn import_settings(json: &str, what: &str) -> Result<(String, Vec<String>), 
     if !extras.is_empty() {
         out.push_str("\n[services.extra_settings]\n");
         for (key, value) in extras {
-            if looks_secret(key) && !value.is_empty() {
+            if (looks_secret(key) || holds_credentials(value)) && !value.is_empty() {
                 let name = env_name(key);
                 let _ = writeln!(out, "{} = \"env:{name}\"", toml_string(key));
                 env_vars.push(name);
@@ -178,5 +205,31 @@ mod tests {
         assert!(toml.contains("\"aws_access_key_id\" = \"AKIA1\""));
         assert!(toml.contains("\"https_proxy\" = \"http://proxy:3128\""));
         assert!(env.contains(&"CIRCLE_SETTING_AWS_SECRET_ACCESS_KEY".to_owned()));
+    }
+
+    #[test]
+    fn secret_looking_keys_and_credential_urls_are_never_copied() {
+        let json = r#"{
+          "hostname": {"value": "circleci.example.com"},
+          "smtp_pass": {"value": "do-not-copy-1"},
+          "db_pwd": {"value": "do-not-copy-2"},
+          "ldap_auth_bind": {"value": "do-not-copy-3"},
+          "session_cookie": {"value": "do-not-copy-4"},
+          "http_proxy": {"value": "http://user:do-not-copy-5@proxy:3128"},
+          "sqs_queue_url": {"value": "https://sqs.us-east-1.amazonaws.com/1/q"}
+        }"#;
+        let (toml, env) = import_settings(json, "settings.conf").unwrap();
+        assert!(!toml.contains("do-not-copy"), "{toml}");
+        assert_eq!(
+            env.iter()
+                .filter(|e| e.starts_with("CIRCLE_SETTING_"))
+                .count(),
+            5,
+            "{env:?}"
+        );
+        assert!(
+            toml.contains("https://sqs.us-east-1.amazonaws.com/1/q"),
+            "{toml}"
+        );
     }
 }
