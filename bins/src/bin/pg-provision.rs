@@ -110,15 +110,19 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Apply { common, dry_run } => {
-            let config = HaConfig::load_overriding(&common.args.config, Some(Section::Postgres))?;
-            let settings = config.postgres(&common.overrides())?;
+            let (config, settings) =
+                HaConfig::load_with(&common.args.config, Section::Postgres, |config| {
+                    config.postgres(&common.overrides())
+                })?;
             let report = postgres::apply(&config, &settings, &cli::env_var, dry_run).await?;
             emit_report(common.args.json, &report);
             Ok(Exit::Success)
         }
         Command::Verify { common } => {
-            let config = HaConfig::load_overriding(&common.args.config, Some(Section::Postgres))?;
-            let settings = config.postgres(&common.overrides())?;
+            let (config, settings) =
+                HaConfig::load_with(&common.args.config, Section::Postgres, |config| {
+                    config.postgres(&common.overrides())
+                })?;
             let findings = postgres::verify(&config, &settings, &cli::env_var).await?;
             Ok(emit_findings(common.args.json, &findings))
         }

@@ -133,9 +133,11 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let load = |common: &Common| -> anyhow::Result<(HaConfig, VaultSettings)> {
         // `--danger-accept-any-certificate` stands in for [vault].ca_file.
-        let config = HaConfig::load_overriding(&common.args.config, Some(Section::Vault))?;
-        let settings = config.vault(common.danger_accept_any_certificate)?;
-        Ok((config, settings))
+        Ok(HaConfig::load_with(
+            &common.args.config,
+            Section::Vault,
+            |config| config.vault(common.danger_accept_any_certificate),
+        )?)
     };
     match cli.command {
         Command::RenderConfig { config, out } => {

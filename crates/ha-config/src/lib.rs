@@ -143,13 +143,10 @@ impl HaConfig {
     /// methods), so that a command needs only the sections it reads: `pki
     /// init` works before the passwords of `[postgres]` exist.
     pub fn load(path: &Path) -> Result<HaConfig, Problems> {
-        HaConfig::load_overriding(path, None)
+        HaConfig::load_checked(path)
     }
 
-    /// [`HaConfig::load`] for a command whose flags override `section`
-    /// (`--host` standing in for a missing `[postgres].host`): that section
-    /// is left to the caller, who checks it with the overrides applied.
-    pub fn load_overriding(path: &Path, section: Option<Section>) -> Result<HaConfig, Problems> {
+    fn load_checked(path: &Path) -> Result<HaConfig, Problems> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Problem::new(
                 path.display().to_string(),
@@ -162,10 +159,43 @@ impl HaConfig {
             return Ok(config);
         }
         let mut problems = unknown;
-        if let Err(more) = config.check_sections(section) {
+        if let Err(more) = config.check() {
             problems.extend(more);
         }
         Err(problems)
+    }
+
+    /// [`HaConfig::load`] for a command whose flags override `section`
+    /// (`--host` standing in for a missing `[postgres].host`): `check`
+    /// reads that section with the overrides applied, and its problems come
+    /// together with any unknown keys and the other sections' problems.
+    pub fn load_with<T>(
+        path: &Path,
+        section: Section,
+        check: impl FnOnce(&HaConfig) -> Result<T, Problems>,
+    ) -> Result<(HaConfig, T), Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problem::new(
+                path.display().to_string(),
+                ProblemKind::Unreadable,
+                format!(": cannot read it: {e}"),
+            )
+        })?;
+        let (config, mut problems) = HaConfig::parse_collecting(&text, path)?;
+        let checked = check(&config);
+        if !problems.is_empty()
+            && let Err(more) = config.check_sections(Some(section))
+        {
+            problems.extend(more);
+        }
+        match checked {
+            Ok(value) if problems.is_empty() => Ok((config, value)),
+            Ok(_) => Err(problems),
+            Err(more) => {
+                problems.extend(more);
+                Err(problems)
+            }
+        }
     }
 
     /// Parses `text` as if read from `path` (relative paths in it are

@@ -131,3 +131,35 @@ fn plain_http_vault_needs_the_danger_opt_in_and_require_warns_every_run() {
         );
     }
 }
+
+#[test]
+fn a_command_with_overrides_sees_its_section_problems_with_the_typos() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ha.toml");
+    std::fs::write(&path, "[postgres]\nhots = \"pg\"\nsslmode = \"prefer\"\n").unwrap();
+    let problems = HaConfig::load_with(&path, crate::Section::Postgres, |config| {
+        config.postgres(&crate::PostgresOverrides::default())
+    })
+    .unwrap_err();
+    let text = problems.to_string();
+    for needle in [
+        "[postgres].hots: unknown key",
+        "[postgres].host is missing",
+        "\"prefer\"",
+    ] {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+    // An override stands in for a missing key.
+    std::fs::write(
+        &path,
+        "[postgres]\nsslmode = \"disable\"\nadmin_password = \"env:A\"\napp_password = \"env:B\"\n",
+    )
+    .unwrap();
+    let overrides = crate::PostgresOverrides {
+        host: Some("pg.internal".to_owned()),
+        ..crate::PostgresOverrides::default()
+    };
+    let (_, settings) =
+        HaConfig::load_with(&path, crate::Section::Postgres, |c| c.postgres(&overrides)).unwrap();
+    assert_eq!(settings.server.host, "pg.internal");
+}

@@ -90,7 +90,7 @@ impl HaConfig {
                 None => {
                     c.missing_because(
                         "[vault].ca_file",
-                        ": the CA that signed Vault's certificate (or pass \
+                        "(the CA that signed Vault's certificate; or pass \
                          --danger-accept-any-certificate to skip verification)",
                     );
                     Trust::DangerAcceptAnyCertificate
