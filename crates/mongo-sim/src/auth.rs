@@ -14,7 +14,7 @@ use crate::storage::{random_uuid, uuid_bson};
 
 /// What a command needs to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// `createCollection`.
     CreateCollection,
     /// `createIndex`.
@@ -61,7 +61,7 @@ pub enum Action {
 
 /// What an action applies to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Resource {
+pub(crate) enum Resource {
     /// A database.
     Db(String),
     /// The cluster.
@@ -125,7 +125,7 @@ const ADMIN_ROLES: &[&str] = &[
 ];
 
 /// Whether `role` exists on `db`.
-pub fn role_exists(role: &str, db: &str) -> bool {
+pub(crate) fn role_exists(role: &str, db: &str) -> bool {
     DB_ROLES.contains(&role) || (db == "admin" && ADMIN_ROLES.contains(&role))
 }
 
@@ -186,18 +186,18 @@ fn role_grants(role: &str, role_db: &str, action: Action, resource: &Resource) -
 
 /// An authenticated user.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
+pub(crate) struct Principal {
     /// The user name (for x509: the certificate subject).
-    pub user: String,
+    pub(crate) user: String,
     /// The authentication database.
-    pub db: String,
+    pub(crate) db: String,
     /// Roles as `(role, db)`.
-    pub roles: Vec<(String, String)>,
+    pub(crate) roles: Vec<(String, String)>,
 }
 
 impl Principal {
     /// The cluster-member identity (`__system@local`).
-    pub fn system() -> Principal {
+    pub(crate) fn system() -> Principal {
         Principal {
             user: "__system".to_owned(),
             db: "local".to_owned(),
@@ -206,7 +206,7 @@ impl Principal {
     }
 
     /// Whether this principal may perform `action` on `resource`.
-    pub fn allows(&self, action: Action, resource: &Resource) -> bool {
+    pub(crate) fn allows(&self, action: Action, resource: &Resource) -> bool {
         self.roles
             .iter()
             .any(|(role, db)| role_grants(role, db, action, resource))
@@ -214,7 +214,7 @@ impl Principal {
 
     /// Whether it holds any privilege on database `db` (what
     /// `listDatabases` with `authorizedDatabases` shows).
-    pub fn has_any_on(&self, db: &str) -> bool {
+    pub(crate) fn has_any_on(&self, db: &str) -> bool {
         let resource = Resource::Db(db.to_owned());
         [
             Action::Find,
@@ -229,7 +229,10 @@ impl Principal {
 
 /// Parses a `roles` array (strings mean roles on `default_db`), checking
 /// each role exists.
-pub fn parse_roles(value: &Bson, default_db: &str) -> Result<Vec<(String, String)>, CommandError> {
+pub(crate) fn parse_roles(
+    value: &Bson,
+    default_db: &str,
+) -> Result<Vec<(String, String)>, CommandError> {
     let Bson::Array(items) = value else {
         return Err(CommandError::type_mismatch("roles", "array"));
     };
@@ -265,7 +268,7 @@ pub fn parse_roles(value: &Bson, default_db: &str) -> Result<Vec<(String, String
 }
 
 /// The roles array of a user document.
-pub fn roles_to_bson(roles: &[(String, String)]) -> Bson {
+pub(crate) fn roles_to_bson(roles: &[(String, String)]) -> Bson {
     Bson::Array(
         roles
             .iter()
@@ -275,7 +278,7 @@ pub fn roles_to_bson(roles: &[(String, String)]) -> Bson {
 }
 
 /// Builds an `admin.system.users` document.
-pub fn user_document(
+pub(crate) fn user_document(
     user: &str,
     db: &str,
     password: Option<&str>,
@@ -304,7 +307,7 @@ pub fn user_document(
 }
 
 /// The principal a user document describes.
-pub fn principal_of(user_doc: &Document) -> Principal {
+pub(crate) fn principal_of(user_doc: &Document) -> Principal {
     let roles = user_doc
         .get_array("roles")
         .map(|items| {
@@ -328,7 +331,7 @@ pub fn principal_of(user_doc: &Document) -> Principal {
 }
 
 /// The mechanisms a user document has credentials for.
-pub fn mechanisms_of(user_doc: &Document) -> Vec<String> {
+pub(crate) fn mechanisms_of(user_doc: &Document) -> Vec<String> {
     user_doc
         .get_document("credentials")
         .map(|c| {

@@ -6,11 +6,9 @@ use bson::{Document, doc};
 /// MongoDB error codes the simulator returns, with their `codeName`s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Code {
+pub(crate) enum Code {
     /// 2.
     BadValue,
-    /// 4.
-    NoSuchKey,
     /// 334.
     MechanismUnavailable,
     /// 11.
@@ -47,8 +45,6 @@ pub enum Code {
     NodeNotFound,
     /// 76.
     NoReplicationEnabled,
-    /// 85.
-    IndexOptionsConflict,
     /// 86.
     IndexKeySpecsConflict,
     /// 9.
@@ -63,14 +59,10 @@ pub enum Code {
     NewReplicaSetConfigurationIncompatible,
     /// 104.
     NodeNotElectable,
-    /// 109.
-    ConfigurationInProgress,
     /// 262.
     ExceededTimeLimit,
     /// 10107.
     NotWritablePrimary,
-    /// 308.
-    CurrentConfigNotCommittedYet,
     /// 352.
     UnsupportedOpQueryCommand,
     /// 40324.
@@ -87,10 +79,9 @@ pub enum Code {
 
 impl Code {
     /// The numeric code.
-    pub fn number(self) -> i32 {
+    pub(crate) fn number(self) -> i32 {
         match self {
             Code::BadValue => 2,
-            Code::NoSuchKey => 4,
             Code::MechanismUnavailable => 334,
             Code::UserNotFound => 11,
             Code::Unauthorized => 13,
@@ -109,7 +100,6 @@ impl Code {
             Code::InvalidNamespace => 73,
             Code::NodeNotFound => 74,
             Code::NoReplicationEnabled => 76,
-            Code::IndexOptionsConflict => 85,
             Code::IndexKeySpecsConflict => 86,
             Code::FailedToParse => 9,
             Code::ShutdownInProgress => 91,
@@ -117,10 +107,8 @@ impl Code {
             Code::NotYetInitialized => 94,
             Code::NewReplicaSetConfigurationIncompatible => 103,
             Code::NodeNotElectable => 104,
-            Code::ConfigurationInProgress => 109,
             Code::ExceededTimeLimit => 262,
             Code::NotWritablePrimary => 10107,
-            Code::CurrentConfigNotCommittedYet => 308,
             Code::UnsupportedOpQueryCommand => 352,
             Code::UnrecognizedPipelineStage => 40324,
             Code::DuplicateKey => 11000,
@@ -132,10 +120,9 @@ impl Code {
 
     /// The `codeName`. `NotWritablePrimary` is spelled `NotMaster` before
     /// MongoDB 5.0 (see [`Code::name_for`]).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Code::BadValue => "BadValue",
-            Code::NoSuchKey => "NoSuchKey",
             Code::MechanismUnavailable => "MechanismUnavailable",
             Code::UserNotFound => "UserNotFound",
             Code::Unauthorized => "Unauthorized",
@@ -154,7 +141,6 @@ impl Code {
             Code::InvalidNamespace => "InvalidNamespace",
             Code::NodeNotFound => "NodeNotFound",
             Code::NoReplicationEnabled => "NoReplicationEnabled",
-            Code::IndexOptionsConflict => "IndexOptionsConflict",
             Code::IndexKeySpecsConflict => "IndexKeySpecsConflict",
             Code::FailedToParse => "FailedToParse",
             Code::ShutdownInProgress => "ShutdownInProgress",
@@ -164,10 +150,8 @@ impl Code {
                 "NewReplicaSetConfigurationIncompatible"
             }
             Code::NodeNotElectable => "NodeNotElectable",
-            Code::ConfigurationInProgress => "ConfigurationInProgress",
             Code::ExceededTimeLimit => "ExceededTimeLimit",
             Code::NotWritablePrimary => "NotWritablePrimary",
-            Code::CurrentConfigNotCommittedYet => "CurrentConfigNotCommittedYet",
             Code::UnsupportedOpQueryCommand => "UnsupportedOpQueryCommand",
             Code::UnrecognizedPipelineStage => "Location40324",
             Code::DuplicateKey => "DuplicateKey",
@@ -178,7 +162,7 @@ impl Code {
     }
 
     /// The `codeName` as a server of `major` version spells it.
-    pub fn name_for(self, major: u32) -> &'static str {
+    pub(crate) fn name_for(self, major: u32) -> &'static str {
         match (self, major) {
             (Code::NotWritablePrimary, m) if m < 5 => "NotMaster",
             (Code::NotPrimaryNoSecondaryOk, m) if m < 5 => "NotMasterNoSlaveOk",
@@ -189,18 +173,18 @@ impl Code {
 
 /// A failed command: `{ok: 0, errmsg, code, codeName}`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CommandError {
+pub(crate) struct CommandError {
     /// The code.
-    pub code: Code,
+    pub(crate) code: Code,
     /// The message.
-    pub message: String,
+    pub(crate) message: String,
     /// Extra reply fields (`info` of AlreadyInitialized …).
-    pub extra: Document,
+    pub(crate) extra: Document,
 }
 
 impl CommandError {
     /// An error with a code and a message.
-    pub fn new(code: Code, message: impl Into<String>) -> CommandError {
+    pub(crate) fn new(code: Code, message: impl Into<String>) -> CommandError {
         CommandError {
             code,
             message: message.into(),
@@ -209,13 +193,13 @@ impl CommandError {
     }
 
     /// Adds a field to the reply.
-    pub fn with(mut self, key: &str, value: impl Into<bson::Bson>) -> CommandError {
+    pub(crate) fn with(mut self, key: &str, value: impl Into<bson::Bson>) -> CommandError {
         self.extra.insert(key, value);
         self
     }
 
     /// The reply document for a server of major version `major`.
-    pub fn to_reply(&self, major: u32) -> Document {
+    pub(crate) fn to_reply(&self, major: u32) -> Document {
         let mut reply = doc! {
             "ok": 0.0,
             "errmsg": self.message.clone(),
@@ -229,21 +213,15 @@ impl CommandError {
     }
 
     /// `BadValue`.
-    pub fn bad_value(message: impl Into<String>) -> CommandError {
+    pub(crate) fn bad_value(message: impl Into<String>) -> CommandError {
         CommandError::new(Code::BadValue, message)
     }
 
     /// `TypeMismatch` for a field of the wrong type.
-    pub fn type_mismatch(field: &str, expected: &str) -> CommandError {
+    pub(crate) fn type_mismatch(field: &str, expected: &str) -> CommandError {
         CommandError::new(
             Code::TypeMismatch,
             format!("BSON field '{field}' is the wrong type, expected type '{expected}'"),
         )
-    }
-
-    /// `NotWritablePrimary` ("not primary"; "not master" before 5.0 — the
-    /// message is adjusted when the reply is built by the server).
-    pub fn not_primary() -> CommandError {
-        CommandError::new(Code::NotWritablePrimary, "not primary")
     }
 }

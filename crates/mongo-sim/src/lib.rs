@@ -9,7 +9,9 @@
 //! replication between member processes over TCP, elections when a primary
 //! dies; where unsure, stricter than mongod, never looser.
 //!
-//! What it implements, in modules:
+//! What it implements, in modules (only `options`, `wire`, `server` and
+//! `version` are public: the stand-in is used as a program, and its
+//! internals may change with mongod's behaviour):
 //!
 //! - [`options`]: mongod's command line and YAML config (`--config`), with
 //!   unknown or invalid options refused the way mongod refuses them, and the
@@ -19,14 +21,14 @@
 //! - [`server`]: listeners; TLS (rustls) in mongod's allow/prefer/require
 //!   modes on one port, client-certificate verification against
 //!   `tlsCAFile`;
-//! - [`auth`], [`scram`]: users in `admin.system.users`, SCRAM-SHA-1 and
+//! - `auth`, `scram`: users in `admin.system.users`, SCRAM-SHA-1 and
 //!   SCRAM-SHA-256, MONGODB-X509 (cluster members recognised by their
 //!   certificate's O/OU/DC), built-in roles checked per command, the
 //!   localhost exception;
-//! - [`replset`], [`replication`]: config validation and reconfig rules,
+//! - `replset`, `replication`: config validation and reconfig rules,
 //!   heartbeats, elections with terms and priorities, oplog replication with
 //!   `w: "majority"`, rollback of a diverged former primary;
-//! - [`storage`]: the oplog as a fsynced journal in `dbPath`, replayed at
+//! - `storage`: the oplog as a fsynced journal in `dbPath`, replayed at
 //!   start, so a member restarted (or started from a copy of its `dbPath`)
 //!   keeps its data.
 //!
@@ -35,18 +37,18 @@
 
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod auth;
-pub mod commands;
-pub mod error;
-pub mod log;
-pub mod node;
+pub(crate) mod auth;
+pub(crate) mod commands;
+pub(crate) mod error;
+pub(crate) mod log;
+pub(crate) mod node;
 pub mod options;
-pub mod peer;
-pub mod replication;
-pub mod replset;
-pub mod scram;
+pub(crate) mod peer;
+pub(crate) mod replication;
+pub(crate) mod replset;
+pub(crate) mod scram;
 pub mod server;
-pub mod storage;
-pub mod tls;
+pub(crate) mod storage;
+pub(crate) mod tls;
 pub mod version;
 pub mod wire;

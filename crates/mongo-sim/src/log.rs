@@ -8,20 +8,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where lines go.
 #[derive(Clone, Debug)]
-pub struct Logger {
+pub(crate) struct Logger {
     sink: Arc<Mutex<Option<File>>>,
 }
 
 impl Logger {
     /// Logs to standard output.
-    pub fn stdout() -> Logger {
+    pub(crate) fn stdout() -> Logger {
         Logger {
             sink: Arc::new(Mutex::new(None)),
         }
     }
 
     /// Logs to a file (appending, or truncating when `append` is false).
-    pub fn file(path: &Path, append: bool) -> std::io::Result<Logger> {
+    pub(crate) fn file(path: &Path, append: bool) -> std::io::Result<Logger> {
         let file = OpenOptions::new()
             .create(true)
             .write(true)
@@ -57,18 +57,13 @@ impl Logger {
     }
 
     /// An informational line.
-    pub fn info(&self, component: &str, message: &str) {
+    pub(crate) fn info(&self, component: &str, message: &str) {
         self.write("I", component, message);
     }
 
     /// A warning.
-    pub fn warn(&self, component: &str, message: &str) {
+    pub(crate) fn warn(&self, component: &str, message: &str) {
         self.write("W", component, message);
-    }
-
-    /// An error.
-    pub fn error(&self, component: &str, message: &str) {
-        self.write("E", component, message);
     }
 }
 

@@ -19,36 +19,36 @@ use crate::tls::TlsContext;
 
 /// What this node knows about another member, from heartbeats.
 #[derive(Clone, Debug)]
-pub struct PeerStatus {
+pub(crate) struct PeerStatus {
     /// Whether the last heartbeat succeeded.
-    pub healthy: bool,
+    pub(crate) healthy: bool,
     /// The state it reported.
-    pub state: MemberState,
+    pub(crate) state: MemberState,
     /// Its last applied optime.
-    pub applied: OpTime,
+    pub(crate) applied: OpTime,
     /// Its last durable optime.
-    pub durable: OpTime,
+    pub(crate) durable: OpTime,
     /// Its term.
-    pub term: i64,
+    pub(crate) term: i64,
     /// Its config version.
-    pub config_version: i32,
+    pub(crate) config_version: i32,
     /// When we last heard from it (successful heartbeat).
-    pub last_contact: Option<Instant>,
+    pub(crate) last_contact: Option<Instant>,
     /// Wall-clock time of the last heartbeat attempt.
-    pub last_heartbeat: Option<SystemTime>,
+    pub(crate) last_heartbeat: Option<SystemTime>,
     /// Wall-clock time we last received a heartbeat from it.
-    pub last_heartbeat_recv: Option<SystemTime>,
+    pub(crate) last_heartbeat_recv: Option<SystemTime>,
     /// Round-trip of the last heartbeat.
-    pub ping_ms: i64,
+    pub(crate) ping_ms: i64,
     /// Why the last heartbeat failed, or an info message.
-    pub message: String,
+    pub(crate) message: String,
     /// When its process started (uptime), as it reported.
-    pub uptime_secs: i64,
+    pub(crate) uptime_secs: i64,
     /// Its election time, when primary.
-    pub election_time: Option<OpTime>,
+    pub(crate) election_time: Option<OpTime>,
     /// The member it replicates from (heartbeat `syncingTo`), empty when
     /// none.
-    pub sync_source: String,
+    pub(crate) sync_source: String,
 }
 
 impl Default for PeerStatus {
@@ -74,7 +74,7 @@ impl Default for PeerStatus {
 
 /// An open cursor.
 #[derive(Debug)]
-pub enum Cursor {
+pub(crate) enum Cursor {
     /// Remaining documents of a query.
     Docs {
         /// `db.coll`.
@@ -91,53 +91,48 @@ pub enum Cursor {
 
 /// The mutable part of a node.
 #[derive(Debug)]
-pub struct Inner {
+pub(crate) struct Inner {
     /// All user data.
-    pub data: Data,
+    pub(crate) data: Data,
     /// The oplog, oldest first.
-    pub oplog: Vec<Entry>,
+    pub(crate) oplog: Vec<Entry>,
     pub(crate) store: Store,
     /// Config (raw), term and vote.
-    pub local: LocalState,
+    pub(crate) local: LocalState,
     /// The parsed config, if initiated.
-    pub config: Option<ReplConfig>,
+    pub(crate) config: Option<ReplConfig>,
     /// This node's member `_id` in the config.
-    pub self_id: Option<i32>,
+    pub(crate) self_id: Option<i32>,
     /// This node's state.
-    pub state: MemberState,
+    pub(crate) state: MemberState,
     /// The primary as far as this node knows.
-    pub primary_id: Option<i32>,
+    pub(crate) primary_id: Option<i32>,
     /// Other members, from heartbeats.
-    pub peers: BTreeMap<i32, PeerStatus>,
+    pub(crate) peers: BTreeMap<i32, PeerStatus>,
     /// Durable optimes reported by members (and this node's own).
-    pub positions: BTreeMap<i32, OpTime>,
+    pub(crate) positions: BTreeMap<i32, OpTime>,
     /// The majority commit point.
-    pub commit_point: OpTime,
+    pub(crate) commit_point: OpTime,
     /// When this node last heard from a primary (or became one).
-    pub last_primary_contact: Instant,
+    pub(crate) last_primary_contact: Instant,
     /// When this node won its election.
-    pub election_time: Option<OpTime>,
+    pub(crate) election_time: Option<OpTime>,
     /// No elections by this node until then (after a step-down).
-    pub step_down_until: Option<Instant>,
+    pub(crate) step_down_until: Option<Instant>,
     /// Open cursors.
-    pub cursors: HashMap<i64, Cursor>,
+    pub(crate) cursors: HashMap<i64, Cursor>,
     next_cursor: i64,
     last_ts: (u32, u32),
 }
 
 impl Inner {
     /// The last applied optime.
-    pub fn last_applied(&self) -> OpTime {
+    pub(crate) fn last_applied(&self) -> OpTime {
         self.oplog.last().map(|e| e.optime).unwrap_or_default()
     }
 
-    /// Whether this node is a replica-set member with a config.
-    pub fn is_member(&self) -> bool {
-        self.config.is_some() && self.self_id.is_some()
-    }
-
     /// Whether writes are accepted here.
-    pub fn is_writable(&self, repl_set: bool) -> bool {
+    pub(crate) fn is_writable(&self, repl_set: bool) -> bool {
         !repl_set || self.state == MemberState::Primary
     }
 
@@ -163,7 +158,7 @@ impl Inner {
     }
 
     /// Registers a cursor and returns its id.
-    pub fn add_cursor(&mut self, cursor: Cursor) -> i64 {
+    pub(crate) fn add_cursor(&mut self, cursor: Cursor) -> i64 {
         self.next_cursor += 1;
         let id = self.next_cursor;
         self.cursors.insert(id, cursor);
@@ -171,7 +166,7 @@ impl Inner {
     }
 
     /// Recomputes the majority commit point from member positions.
-    pub fn update_commit_point(&mut self) {
+    pub(crate) fn update_commit_point(&mut self) {
         let Some(config) = &self.config else {
             self.commit_point = self.last_applied();
             return;
@@ -191,7 +186,7 @@ impl Inner {
     }
 
     /// The electionId of the current term (`7fffffff` + term).
-    pub fn election_id(&self) -> ObjectId {
+    pub(crate) fn election_id(&self) -> ObjectId {
         let mut bytes = [0u8; 12];
         bytes[..4].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
         bytes[4..].copy_from_slice(&self.local.term.to_be_bytes());
@@ -201,32 +196,32 @@ impl Inner {
 
 /// A member process.
 #[derive(Debug)]
-pub struct Node {
+pub(crate) struct Node {
     /// How it was started.
-    pub opts: ServerOptions,
+    pub(crate) opts: ServerOptions,
     inner: Mutex<Inner>,
     /// Signalled when the oplog grows or the state changes.
-    pub oplog_changed: Notify,
+    pub(crate) oplog_changed: Notify,
     /// The majority commit point, for write-concern waiters.
-    pub commit_watch: watch::Sender<OpTime>,
+    pub(crate) commit_watch: watch::Sender<OpTime>,
     /// Signalled when the config changes (background tasks restart).
-    pub config_changed: Notify,
+    pub(crate) config_changed: Notify,
     /// TLS material, if TLS is on.
-    pub tls: Option<TlsContext>,
+    pub(crate) tls: Option<TlsContext>,
     /// The log.
-    pub log: Logger,
+    pub(crate) log: Logger,
     /// Set once shutdown has begun.
-    pub shutting_down: AtomicBool,
+    pub(crate) shutting_down: AtomicBool,
     connection_ids: AtomicI64,
     /// Process start.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// Host names that mean "this machine" (for matching config hosts).
-    pub local_names: Vec<String>,
+    pub(crate) local_names: Vec<String>,
 }
 
 impl Node {
     /// Opens the data directory and builds the node.
-    pub fn open(
+    pub(crate) fn open(
         opts: ServerOptions,
         tls: Option<TlsContext>,
         log: Logger,
@@ -309,28 +304,39 @@ impl Node {
         })
     }
 
-    /// Locks the state. Never held across an `.await`.
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// Locks the state. Never held across an `.await`. A poisoned lock (a
+    /// panic while it was held) means the state may be half-changed: the
+    /// process aborts, as mongod's fassert does, rather than serve it.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                self.log.warn(
+                    "CONTROL",
+                    "a thread panicked while holding the node's state; aborting",
+                );
+                std::process::abort()
+            }
+        }
     }
 
     /// A new connection id.
-    pub fn next_connection_id(&self) -> i64 {
+    pub(crate) fn next_connection_id(&self) -> i64 {
         self.connection_ids.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Whether started with `--replSet`.
-    pub fn is_repl(&self) -> bool {
+    pub(crate) fn is_repl(&self) -> bool {
         self.opts.repl_set.is_some()
     }
 
     /// The major version reported.
-    pub fn major(&self) -> u32 {
+    pub(crate) fn major(&self) -> u32 {
         self.opts.version.major
     }
 
     /// `not primary` in this version's words.
-    pub fn not_primary(&self) -> CommandError {
+    pub(crate) fn not_primary(&self) -> CommandError {
         let message = if self.major() >= 5 {
             "not primary"
         } else {
@@ -342,7 +348,7 @@ impl Node {
     /// Runs `f` with a writer that turns changes into oplog entries, applies
     /// them, journals them (fsync) and publishes them. Fails with
     /// `NotWritablePrimary` on a replica-set member that is not primary.
-    pub fn write<R>(
+    pub(crate) fn write<R>(
         &self,
         f: impl FnOnce(&mut Writer<'_>) -> R,
     ) -> Result<(R, OpTime), CommandError> {
@@ -355,7 +361,7 @@ impl Node {
 
     /// Like [`Node::write`] without the primary check: for the entries a
     /// member writes for itself (initiate, a new primary's no-op).
-    pub fn write_unchecked<R>(
+    pub(crate) fn write_unchecked<R>(
         &self,
         f: impl FnOnce(&mut Writer<'_>) -> R,
     ) -> Result<(R, OpTime), CommandError> {
@@ -364,7 +370,7 @@ impl Node {
     }
 
     /// Runs a write on an already locked state.
-    pub fn write_with<R>(
+    pub(crate) fn write_with<R>(
         &self,
         inner: &mut Inner,
         f: impl FnOnce(&mut Writer<'_>) -> R,
@@ -402,7 +408,7 @@ impl Node {
     }
 
     /// Applies entries fetched from the sync source (secondaries).
-    pub fn apply_replicated(&self, entries: Vec<Entry>) -> Result<OpTime, CommandError> {
+    pub(crate) fn apply_replicated(&self, entries: Vec<Entry>) -> Result<OpTime, CommandError> {
         let mut inner = self.lock();
         let mut fresh = Vec::new();
         for entry in entries {
@@ -417,7 +423,7 @@ impl Node {
 
     /// Drops oplog entries after `keep` and rebuilds the data from the rest
     /// (rollback).
-    pub fn truncate_oplog(&self, keep: usize) -> Result<(), CommandError> {
+    pub(crate) fn truncate_oplog(&self, keep: usize) -> Result<(), CommandError> {
         let mut inner = self.lock();
         inner.oplog.truncate(keep);
         let mut data = Data::default();
@@ -441,7 +447,7 @@ impl Node {
     }
 
     /// Saves config, term and vote.
-    pub fn save_local(&self, inner: &Inner) -> Result<(), CommandError> {
+    pub(crate) fn save_local(&self, inner: &Inner) -> Result<(), CommandError> {
         inner.store.save_local(&inner.local).map_err(|e| {
             CommandError::new(
                 Code::IllegalOperation,
@@ -451,7 +457,7 @@ impl Node {
     }
 
     /// Installs a config (initiate, reconfig, or learned from a peer).
-    pub fn install_config(
+    pub(crate) fn install_config(
         &self,
         inner: &mut Inner,
         config: ReplConfig,
@@ -486,7 +492,7 @@ impl Node {
 
     /// Waits until `optime` satisfies the write concern `wc` (`w: 1`,
     /// `w: N`, `w: "majority"`, with `wtimeout`).
-    pub async fn wait_for_write_concern(
+    pub(crate) async fn wait_for_write_concern(
         &self,
         optime: OpTime,
         wc: Option<&Document>,
@@ -551,7 +557,7 @@ impl Node {
     }
 
     /// `$clusterTime` and `operationTime` for replies of members.
-    pub fn gossip(&self, reply: &mut Document) {
+    pub(crate) fn gossip(&self, reply: &mut Document) {
         let last = {
             let inner = self.lock();
             if !self.is_repl() || inner.config.is_none() {
@@ -570,11 +576,6 @@ impl Node {
             },
         );
         reply.insert("operationTime", last.ts());
-    }
-
-    /// Whether `host` (`name:port` from a config) is this node.
-    pub fn is_self(&self, host: &str) -> bool {
-        host_is_self(host, self.opts.port, &self.local_names)
     }
 }
 
@@ -600,7 +601,7 @@ fn host_is_self(host: &str, port: u16, names: &[String]) -> bool {
 }
 
 /// This node's member `_id` in `config`.
-pub fn find_self(config: &ReplConfig, port: u16, names: &[String]) -> Option<i32> {
+pub(crate) fn find_self(config: &ReplConfig, port: u16, names: &[String]) -> Option<i32> {
     config
         .members
         .iter()
@@ -609,7 +610,7 @@ pub fn find_self(config: &ReplConfig, port: u16, names: &[String]) -> Option<i32
 }
 
 /// Collects a write's changes as oplog entries (see [`Node::write`]).
-pub struct Writer<'a> {
+pub(crate) struct Writer<'a> {
     inner: &'a mut Inner,
     entries: Vec<Entry>,
 }
@@ -618,7 +619,7 @@ impl Writer<'_> {
     /// Applies one change; on success it becomes an oplog entry. A write to
     /// a collection that does not exist yet first creates it (its own
     /// entry, carrying the new UUID, so every member agrees on it).
-    pub fn emit(
+    pub(crate) fn emit(
         &mut self,
         op: &str,
         ns: &str,
@@ -660,10 +661,5 @@ impl Writer<'_> {
         self.inner.data.apply(&entry)?;
         self.entries.push(entry);
         Ok(())
-    }
-
-    /// The data as changed so far.
-    pub fn data(&self) -> &Data {
-        &self.inner.data
     }
 }

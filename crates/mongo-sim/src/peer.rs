@@ -14,15 +14,15 @@ use crate::options::TlsMode;
 use crate::wire::{self, Header, OP_MSG};
 
 /// Anything a connection can run over.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// An open, authenticated connection to a peer.
-pub struct PeerConn {
+pub(crate) struct PeerConn {
     stream: Box<dyn Io>,
     next_id: i32,
     /// `host:port`.
-    pub host: String,
+    pub(crate) host: String,
 }
 
 impl std::fmt::Debug for PeerConn {
@@ -48,7 +48,11 @@ async fn resolve(host: &str) -> Result<Vec<std::net::SocketAddr>, String> {
 
 impl PeerConn {
     /// Connects to `host` within `timeout`.
-    pub async fn connect(node: &Node, host: &str, timeout: Duration) -> Result<PeerConn, String> {
+    pub(crate) async fn connect(
+        node: &Node,
+        host: &str,
+        timeout: Duration,
+    ) -> Result<PeerConn, String> {
         tokio::time::timeout(timeout, PeerConn::connect_inner(node, host))
             .await
             .map_err(|_| {
@@ -116,7 +120,11 @@ impl PeerConn {
 
     /// Sends a command to `db` and returns the reply document (which may
     /// say `ok: 0`).
-    pub async fn command(&mut self, db: &str, mut command: Document) -> Result<Document, String> {
+    pub(crate) async fn command(
+        &mut self,
+        db: &str,
+        mut command: Document,
+    ) -> Result<Document, String> {
         command.insert("$db", db);
         let raw = RawDocumentBuf::from_document(&command).map_err(|e| e.to_string())?;
         self.next_id += 1;
@@ -148,7 +156,7 @@ impl PeerConn {
     }
 
     /// Like [`PeerConn::command`] but an `ok: 0` reply becomes an error.
-    pub async fn run(&mut self, db: &str, command: Document) -> Result<Document, String> {
+    pub(crate) async fn run(&mut self, db: &str, command: Document) -> Result<Document, String> {
         let reply = self.command(db, command).await?;
         if reply.get_f64("ok").unwrap_or(0.0) == 1.0 || reply.get_i32("ok") == Ok(1) {
             Ok(reply)

@@ -17,7 +17,7 @@ use crate::storage::{Entry, OpTime};
 
 /// Starts the supervisor, which (re)starts the per-config tasks whenever
 /// the config changes.
-pub fn spawn(node: Arc<Node>) -> JoinHandle<()> {
+pub(crate) fn spawn(node: Arc<Node>) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let changed = node.config_changed.notified();

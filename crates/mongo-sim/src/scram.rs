@@ -16,17 +16,17 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// A stored credential.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// `SCRAM-SHA-1` or `SCRAM-SHA-256`.
-    pub mechanism: &'static str,
+    pub(crate) mechanism: &'static str,
     /// PBKDF2 iterations.
-    pub iterations: u32,
+    pub(crate) iterations: u32,
     /// The salt.
-    pub salt: Vec<u8>,
+    pub(crate) salt: Vec<u8>,
     /// `H(ClientKey)`.
-    pub stored_key: Vec<u8>,
+    pub(crate) stored_key: Vec<u8>,
     /// `HMAC(SaltedPassword, "Server Key")`.
-    pub server_key: Vec<u8>,
+    pub(crate) server_key: Vec<u8>,
 }
 
 struct Algorithms {
@@ -80,7 +80,7 @@ fn prepared_password(mechanism: &str, user: &str, password: &str) -> Vec<u8> {
 
 impl Credentials {
     /// Derives credentials for a new password with a fresh salt.
-    pub fn derive(mechanism: &str, user: &str, password: &str) -> Option<Credentials> {
+    pub(crate) fn derive(mechanism: &str, user: &str, password: &str) -> Option<Credentials> {
         let (name, algorithms, iterations, salt_len) = algorithms(mechanism)?;
         let salt = random_bytes::<28>()[..salt_len].to_vec();
         let salted = salted_password(
@@ -102,7 +102,7 @@ impl Credentials {
     }
 
     /// As stored in `credentials.<mechanism>`.
-    pub fn to_doc(&self) -> Document {
+    pub(crate) fn to_doc(&self) -> Document {
         doc! {
             "iterationCount": self.iterations as i32,
             "salt": B64.encode(&self.salt),
@@ -112,7 +112,7 @@ impl Credentials {
     }
 
     /// Reads `credentials.<mechanism>`.
-    pub fn from_doc(mechanism: &str, doc: &Document) -> Option<Credentials> {
+    pub(crate) fn from_doc(mechanism: &str, doc: &Document) -> Option<Credentials> {
         let (name, _, _, _) = algorithms(mechanism)?;
         Some(Credentials {
             mechanism: name,
@@ -140,26 +140,26 @@ fn salted_password(
 /// Why a SCRAM exchange failed (the client always sees `AuthenticationFailed`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ScramError(pub String);
+pub(crate) struct ScramError(pub String);
 
 /// A conversation after `saslStart`.
 #[derive(Debug, Clone)]
-pub struct Conversation {
+pub(crate) struct Conversation {
     /// The user name the client sent.
-    pub user: String,
+    pub(crate) user: String,
     mechanism: &'static str,
     client_first_bare: String,
     server_first: String,
     nonce: String,
     credentials: Credentials,
     /// Whether the final empty round trip is skipped.
-    pub skip_empty_exchange: bool,
+    pub(crate) skip_empty_exchange: bool,
     /// Whether the server signature was sent (the next step only ends it).
-    pub finished: bool,
+    pub(crate) finished: bool,
 }
 
 /// Reads the user name from a client-first message (to look credentials up).
-pub fn client_first_user(payload: &[u8]) -> Result<String, ScramError> {
+pub(crate) fn client_first_user(payload: &[u8]) -> Result<String, ScramError> {
     let (_, bare) = split_client_first(payload)?;
     let user = attribute(bare, 'n').ok_or_else(|| ScramError("missing user name".to_owned()))?;
     Ok(user.replace("=2C", ",").replace("=3D", "="))
@@ -193,7 +193,7 @@ fn attribute(message: &str, name: char) -> Option<&str> {
 
 /// Handles `saslStart`: returns the conversation and the server-first
 /// message.
-pub fn start(
+pub(crate) fn start(
     mechanism: &str,
     payload: &[u8],
     credentials: Credentials,
@@ -226,7 +226,10 @@ pub fn start(
 
 /// Handles the `saslContinue` with the client-final message: checks the
 /// proof and returns the server-final message.
-pub fn finish(conversation: &mut Conversation, payload: &[u8]) -> Result<Vec<u8>, ScramError> {
+pub(crate) fn finish(
+    conversation: &mut Conversation,
+    payload: &[u8],
+) -> Result<Vec<u8>, ScramError> {
     let (_, algorithms, _, _) = algorithms(conversation.mechanism)
         .ok_or_else(|| ScramError("unsupported mechanism".to_owned()))?;
     let text =

@@ -21,18 +21,18 @@ use crate::error::{Code, CommandError};
 
 /// A point in the oplog: term and timestamp. Ordered by term, then time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct OpTime {
+pub(crate) struct OpTime {
     /// The election term that wrote it.
-    pub term: i64,
+    pub(crate) term: i64,
     /// Seconds since the epoch.
-    pub secs: u32,
+    pub(crate) secs: u32,
     /// Ordinal within the second.
-    pub inc: u32,
+    pub(crate) inc: u32,
 }
 
 impl OpTime {
     /// The BSON timestamp.
-    pub fn ts(self) -> Timestamp {
+    pub(crate) fn ts(self) -> Timestamp {
         Timestamp {
             time: self.secs,
             increment: self.inc,
@@ -40,12 +40,12 @@ impl OpTime {
     }
 
     /// `{ts, t}` as replies show it.
-    pub fn to_doc(self) -> Document {
+    pub(crate) fn to_doc(self) -> Document {
         doc! {"ts": self.ts(), "t": self.term}
     }
 
     /// Reads `{ts, t}`.
-    pub fn from_doc(doc: &Document) -> Option<OpTime> {
+    pub(crate) fn from_doc(doc: &Document) -> Option<OpTime> {
         let ts = doc.get_timestamp("ts").ok()?;
         let term = doc.get_i64("t").ok()?;
         Some(OpTime {
@@ -56,28 +56,34 @@ impl OpTime {
     }
 
     /// The timestamp part alone, for comparisons by time.
-    pub fn time_key(self) -> (u32, u32) {
+    pub(crate) fn time_key(self) -> (u32, u32) {
         (self.secs, self.inc)
     }
 
     /// Wall-clock milliseconds of this optime.
-    pub fn millis(self) -> i64 {
+    pub(crate) fn millis(self) -> i64 {
         i64::from(self.secs) * 1000
     }
 }
 
 /// One oplog entry, parsed.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Its position.
-    pub optime: OpTime,
+    pub(crate) optime: OpTime,
     /// The entry document.
-    pub doc: Document,
+    pub(crate) doc: Document,
 }
 
 impl Entry {
     /// Builds an entry.
-    pub fn new(optime: OpTime, op: &str, ns: &str, o: Document, o2: Option<Document>) -> Entry {
+    pub(crate) fn new(
+        optime: OpTime,
+        op: &str,
+        ns: &str,
+        o: Document,
+        o2: Option<Document>,
+    ) -> Entry {
         let mut doc = doc! {
             "ts": optime.ts(),
             "t": optime.term,
@@ -94,7 +100,7 @@ impl Entry {
     }
 
     /// Parses an entry document.
-    pub fn from_doc(doc: Document) -> Option<Entry> {
+    pub(crate) fn from_doc(doc: Document) -> Option<Entry> {
         let optime = OpTime::from_doc(&doc)?;
         Some(Entry { optime, doc })
     }
@@ -103,11 +109,11 @@ impl Entry {
 /// An `_id` in a form that compares as MongoDB does for equality (numbers
 /// of different types but equal value are the same key).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct IdKey(Vec<u8>);
+pub(crate) struct IdKey(Vec<u8>);
 
 impl IdKey {
     /// The key of a BSON value.
-    pub fn of(value: &Bson) -> IdKey {
+    pub(crate) fn of(value: &Bson) -> IdKey {
         let mut out = Vec::new();
         let integral = |f: f64| f.fract() == 0.0 && f.abs() < 9.0e15;
         match value {
@@ -135,37 +141,37 @@ impl IdKey {
 
 /// A collection's contents.
 #[derive(Clone, Debug, Default)]
-pub struct Collection {
+pub(crate) struct Collection {
     /// Its UUID.
-    pub uuid: [u8; 16],
+    pub(crate) uuid: [u8; 16],
     /// Documents in insertion order, by sequence number.
     docs: BTreeMap<u64, Arc<RawDocumentBuf>>,
     by_id: HashMap<IdKey, u64>,
     next_seq: u64,
     /// Index specifications other than `_id_`.
-    pub indexes: Vec<Document>,
+    pub(crate) indexes: Vec<Document>,
     /// Bytes of document data.
-    pub data_size: u64,
+    pub(crate) data_size: u64,
 }
 
 impl Collection {
     /// Number of documents.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.docs.len()
     }
 
     /// Whether empty.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.docs.is_empty()
     }
 
     /// Documents in insertion order.
-    pub fn documents(&self) -> impl Iterator<Item = &Arc<RawDocumentBuf>> {
+    pub(crate) fn documents(&self) -> impl Iterator<Item = &Arc<RawDocumentBuf>> {
         self.docs.values()
     }
 
     /// The document with this `_id`.
-    pub fn get(&self, id: &Bson) -> Option<&Arc<RawDocumentBuf>> {
+    pub(crate) fn get(&self, id: &Bson) -> Option<&Arc<RawDocumentBuf>> {
         self.by_id
             .get(&IdKey::of(id))
             .and_then(|seq| self.docs.get(seq))
@@ -200,19 +206,19 @@ impl Collection {
 
 /// All databases.
 #[derive(Clone, Debug, Default)]
-pub struct Data {
+pub(crate) struct Data {
     /// Database name → collection name → collection.
-    pub dbs: BTreeMap<String, BTreeMap<String, Collection>>,
+    pub(crate) dbs: BTreeMap<String, BTreeMap<String, Collection>>,
 }
 
 /// Splits `db.coll` into its parts.
-pub fn split_ns(ns: &str) -> (&str, &str) {
+pub(crate) fn split_ns(ns: &str) -> (&str, &str) {
     ns.split_once('.').unwrap_or((ns, ""))
 }
 
 impl Data {
     /// The collection at `db.coll`.
-    pub fn collection(&self, db: &str, coll: &str) -> Option<&Collection> {
+    pub(crate) fn collection(&self, db: &str, coll: &str) -> Option<&Collection> {
         self.dbs.get(db).and_then(|d| d.get(coll))
     }
 
@@ -228,7 +234,7 @@ impl Data {
 
     /// Applies one oplog entry. Entries are produced by this server (or its
     /// sync source), so failures here mean a bug or a corrupted journal.
-    pub fn apply(&mut self, entry: &Entry) -> Result<(), CommandError> {
+    pub(crate) fn apply(&mut self, entry: &Entry) -> Result<(), CommandError> {
         let doc = &entry.doc;
         let op = doc.get_str("op").unwrap_or_default();
         let ns = doc.get_str("ns").unwrap_or_default();
@@ -306,7 +312,7 @@ impl Data {
 }
 
 /// A random version-4 UUID from the kernel.
-pub fn random_uuid() -> [u8; 16] {
+pub(crate) fn random_uuid() -> [u8; 16] {
     let mut bytes = random_bytes::<16>();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
@@ -314,7 +320,7 @@ pub fn random_uuid() -> [u8; 16] {
 }
 
 /// Random bytes from `/dev/urandom`.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     if let Ok(mut file) = File::open("/dev/urandom") {
         let _ = file.read_exact(&mut bytes);
@@ -323,7 +329,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// A UUID as BSON binary subtype 4.
-pub fn uuid_bson(uuid: [u8; 16]) -> Bson {
+pub(crate) fn uuid_bson(uuid: [u8; 16]) -> Bson {
     Bson::Binary(bson::Binary {
         subtype: BinarySubtype::Uuid,
         bytes: uuid.to_vec(),
@@ -332,15 +338,15 @@ pub fn uuid_bson(uuid: [u8; 16]) -> Bson {
 
 /// The persistent, node-local state that is not in the oplog.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct LocalState {
+pub(crate) struct LocalState {
     /// The installed replica-set config (`local.system.replset`).
-    pub config: Option<Document>,
+    pub(crate) config: Option<Document>,
     /// The current term.
-    pub term: i64,
+    pub(crate) term: i64,
     /// The member voted for in `voted_term`.
-    pub voted_for: Option<i32>,
+    pub(crate) voted_for: Option<i32>,
     /// The term of that vote.
-    pub voted_term: i64,
+    pub(crate) voted_term: i64,
 }
 
 impl LocalState {
@@ -367,7 +373,7 @@ impl LocalState {
 
 /// The files in `dbPath`.
 #[derive(Debug)]
-pub struct Store {
+pub(crate) struct Store {
     dir: PathBuf,
     journal: File,
     _lock: File,
@@ -375,23 +381,23 @@ pub struct Store {
 
 /// What `Store::open` found.
 #[derive(Debug)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The store.
-    pub store: Store,
+    pub(crate) store: Store,
     /// The oplog, in order.
-    pub oplog: Vec<Entry>,
+    pub(crate) oplog: Vec<Entry>,
     /// The data after replaying it.
-    pub data: Data,
+    pub(crate) data: Data,
     /// Config, term, vote.
-    pub local: LocalState,
+    pub(crate) local: LocalState,
     /// Bytes cut off a torn journal tail, if any.
-    pub truncated_tail: u64,
+    pub(crate) truncated_tail: u64,
 }
 
 /// Why `dbPath` cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// The directory or a file could not be opened or written.
     #[error("{action} {path}: {source}")]
     Io {
@@ -421,7 +427,7 @@ pub enum StoreError {
 impl Store {
     /// Opens (creating if needed) the files in `dir`, takes the lock, and
     /// replays the journal.
-    pub fn open(dir: &Path) -> Result<Loaded, StoreError> {
+    pub(crate) fn open(dir: &Path) -> Result<Loaded, StoreError> {
         let io = |action: &'static str, path: &Path| {
             let path = path.to_owned();
             move |source| StoreError::Io {
@@ -526,7 +532,7 @@ impl Store {
     }
 
     /// Appends entries to the journal and syncs it.
-    pub fn append(&mut self, entries: &[Entry]) -> std::io::Result<()> {
+    pub(crate) fn append(&mut self, entries: &[Entry]) -> std::io::Result<()> {
         let mut buf = Vec::new();
         for entry in entries {
             entry
@@ -539,7 +545,7 @@ impl Store {
     }
 
     /// Rewrites the journal to hold exactly `entries` (after a rollback).
-    pub fn rewrite(&mut self, entries: &[Entry]) -> std::io::Result<()> {
+    pub(crate) fn rewrite(&mut self, entries: &[Entry]) -> std::io::Result<()> {
         let path = self.dir.join("journal.bson");
         let tmp = self.dir.join("journal.bson.tmp");
         {
@@ -560,7 +566,7 @@ impl Store {
     }
 
     /// Saves config, term and vote atomically.
-    pub fn save_local(&self, local: &LocalState) -> std::io::Result<()> {
+    pub(crate) fn save_local(&self, local: &LocalState) -> std::io::Result<()> {
         let path = self.dir.join("local.bson");
         let tmp = self.dir.join("local.bson.tmp");
         let mut buf = Vec::new();
@@ -579,7 +585,7 @@ impl Store {
 
 /// Compares two BSON values the way MongoDB sorts them: by type bracket,
 /// then value.
-pub fn compare_bson(a: &Bson, b: &Bson) -> std::cmp::Ordering {
+pub(crate) fn compare_bson(a: &Bson, b: &Bson) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     fn bracket(value: &Bson) -> u8 {
         match value {

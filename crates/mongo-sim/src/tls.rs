@@ -15,14 +15,14 @@ use crate::options::ServerOptions;
 
 /// TLS material of a member.
 #[derive(Debug, Clone)]
-pub struct TlsContext {
+pub(crate) struct TlsContext {
     /// For accepting connections.
-    pub server: Arc<rustls::ServerConfig>,
+    pub(crate) server: Arc<rustls::ServerConfig>,
     /// For connecting to peers (presenting the cluster certificate).
-    pub client: Arc<rustls::ClientConfig>,
+    pub(crate) client: Arc<rustls::ClientConfig>,
     /// The O, OU and DC of this member's certificate: peers presenting the
     /// same are cluster members.
-    pub member_attributes: ha_tls::MembershipAttributes,
+    pub(crate) member_attributes: ha_tls::MembershipAttributes,
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
@@ -53,7 +53,7 @@ fn chain_and_key(
 
 impl TlsContext {
     /// Builds the TLS context from the options; `None` when TLS is off.
-    pub fn from_options(options: &ServerOptions) -> Result<Option<TlsContext>, String> {
+    pub(crate) fn from_options(options: &ServerOptions) -> Result<Option<TlsContext>, String> {
         let Some(cert_path) = &options.tls_certificate_key_file else {
             return Ok(None);
         };
@@ -117,7 +117,7 @@ impl TlsContext {
 
 /// A client certificate's subject in RFC 2253 form (`CN=…,OU=…,O=…`), as
 /// MongoDB names x509 users, and its O/OU/DC.
-pub fn client_identity(der: &[u8]) -> Option<(String, ha_tls::MembershipAttributes)> {
+pub(crate) fn client_identity(der: &[u8]) -> Option<(String, ha_tls::MembershipAttributes)> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     let mut parts = Vec::new();
     let rdns: Vec<_> = cert.subject().iter_rdn().collect();

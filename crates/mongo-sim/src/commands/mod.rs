@@ -17,26 +17,25 @@ use crate::replset::MemberState;
 use crate::scram;
 
 pub(crate) use repl::{adopt_term, become_secondary, fetch_config, sync_source};
-pub use repl::{handle_heartbeat, handle_request_votes};
 
 /// Per-connection state.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     /// `connectionId`.
-    pub connection_id: i64,
+    pub(crate) connection_id: i64,
     /// The client's address.
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// Who is authenticated on this connection.
-    pub principals: Vec<Principal>,
+    pub(crate) principals: Vec<Principal>,
     /// A SCRAM conversation in progress: id, database, state.
-    pub sasl: Option<(i32, String, scram::Conversation)>,
+    pub(crate) sasl: Option<(i32, String, scram::Conversation)>,
     /// The verified client certificate's subject and O/OU/DC.
-    pub client_cert: Option<(String, ha_tls::MembershipAttributes)>,
+    pub(crate) client_cert: Option<(String, ha_tls::MembershipAttributes)>,
 }
 
 impl Session {
     /// A session for a new connection.
-    pub fn new(
+    pub(crate) fn new(
         connection_id: i64,
         peer: SocketAddr,
         client_cert: Option<(String, ha_tls::MembershipAttributes)>,
@@ -58,7 +57,7 @@ impl Session {
 /// A reply: a document, or raw bytes (cursor batches are built raw so
 /// documents are never re-encoded).
 #[derive(Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// A document.
     Doc(Document),
     /// Raw BSON.
@@ -215,7 +214,7 @@ fn unauthorized(
 }
 
 /// Runs one command and returns the reply.
-pub async fn dispatch(
+pub(crate) async fn dispatch(
     node: &Arc<Node>,
     session: &mut Session,
     command: Document,

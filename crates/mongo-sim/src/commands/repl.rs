@@ -575,7 +575,10 @@ pub(super) async fn shutdown(
 
 /// `replSetHeartbeat` from another member (or from an initiating node's
 /// quorum check).
-pub fn handle_heartbeat(node: &Arc<Node>, command: &Document) -> Result<Document, CommandError> {
+pub(crate) fn handle_heartbeat(
+    node: &Arc<Node>,
+    command: &Document,
+) -> Result<Document, CommandError> {
     let Some(our_name) = node.opts.repl_set.clone() else {
         return Err(not_repl());
     };
@@ -699,7 +702,7 @@ pub(crate) async fn fetch_config(node: &Arc<Node>, host: &str) {
 }
 
 /// `replSetRequestVotes` from a candidate.
-pub fn handle_request_votes(
+pub(crate) fn handle_request_votes(
     node: &Arc<Node>,
     command: &Document,
 ) -> Result<Document, CommandError> {
