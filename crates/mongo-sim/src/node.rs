@@ -89,6 +89,26 @@ pub(crate) enum Cursor {
     },
 }
 
+/// Who opened a cursor and on what: `getMore` and `killCursors` must name
+/// the same namespace and come from the same authenticated users, as in
+/// mongod (`cursor id … was not created by the authenticated user`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CursorOwner {
+    /// `db.collection`.
+    pub(crate) ns: String,
+    /// The authenticated users, `user@db`, sorted.
+    pub(crate) users: Vec<String>,
+}
+
+/// Why a cursor may not be used by a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CursorMismatch {
+    /// It was opened on another namespace.
+    Namespace,
+    /// It was opened by other users.
+    User,
+}
+
 /// The mutable part of a node.
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -121,7 +141,8 @@ pub(crate) struct Inner {
     pub(crate) step_down_until: Option<Instant>,
     /// Open cursors.
     pub(crate) cursors: HashMap<i64, Cursor>,
-    next_cursor: i64,
+    /// Each open cursor's namespace and owner.
+    pub(crate) cursor_owners: HashMap<i64, CursorOwner>,
     last_ts: (u32, u32),
 }
 
@@ -157,12 +178,59 @@ impl Inner {
         }
     }
 
-    /// Registers a cursor and returns its id.
-    pub(crate) fn add_cursor(&mut self, cursor: Cursor) -> i64 {
-        self.next_cursor += 1;
-        let id = self.next_cursor;
+    /// Registers a cursor opened by `owner` and returns its id: a random,
+    /// positive 63-bit number, as unguessable as mongod's.
+    pub(crate) fn add_cursor(&mut self, cursor: Cursor, owner: CursorOwner) -> i64 {
+        use ring::rand::SecureRandom as _;
+        let rng = ring::rand::SystemRandom::new();
+        let id = loop {
+            let mut bytes = [0u8; 8];
+            if rng.fill(&mut bytes).is_err() {
+                // No randomness: refuse to hand out a guessable id.
+                std::process::abort();
+            }
+            let id = i64::from_le_bytes(bytes) & i64::MAX;
+            if id != 0 && !self.cursors.contains_key(&id) {
+                break id;
+            }
+        };
         self.cursors.insert(id, cursor);
+        self.cursor_owners.insert(id, owner);
         id
+    }
+
+    /// Takes cursor `id` out for a `getMore` on `ns` by `users`: refused
+    /// (and left in place) when it belongs to another namespace or other
+    /// users; `None` when there is no such cursor.
+    pub(crate) fn take_cursor(
+        &mut self,
+        id: i64,
+        ns: &str,
+        users: &[String],
+    ) -> Result<Option<Cursor>, CursorMismatch> {
+        let Some(owner) = self.cursor_owners.get(&id) else {
+            return Ok(None);
+        };
+        if owner.ns != ns {
+            return Err(CursorMismatch::Namespace);
+        }
+        if owner.users != users {
+            return Err(CursorMismatch::User);
+        }
+        Ok(self.cursors.remove(&id))
+    }
+
+    /// Puts a cursor taken with [`Inner::take_cursor`] back.
+    pub(crate) fn return_cursor(&mut self, id: i64, cursor: Cursor) {
+        if self.cursor_owners.contains_key(&id) {
+            self.cursors.insert(id, cursor);
+        }
+    }
+
+    /// Forgets a cursor that is exhausted.
+    pub(crate) fn drop_cursor(&mut self, id: i64) {
+        self.cursors.remove(&id);
+        self.cursor_owners.remove(&id);
     }
 
     /// Recomputes the majority commit point from member positions.
@@ -266,7 +334,7 @@ impl Node {
             election_time: None,
             step_down_until: None,
             cursors: HashMap::new(),
-            next_cursor: 0,
+            cursor_owners: HashMap::new(),
             last_ts: (0, 0),
         };
         let node_port = opts.port;

@@ -11,7 +11,7 @@ use bson::{Bson, Document, RawArrayBuf, RawBson, RawDocumentBuf, doc, oid::Objec
 use super::Reply;
 use crate::auth::{Action, Resource};
 use crate::error::{Code, CommandError};
-use crate::node::{Cursor, Node};
+use crate::node::{Cursor, CursorMismatch, CursorOwner, Node};
 use crate::storage::{OpTime, compare_bson, uuid_bson};
 use crate::wire::MAX_BSON_OBJECT_SIZE;
 
@@ -322,6 +322,7 @@ pub(super) async fn find(
     node: &Arc<Node>,
     db: &str,
     command: &Document,
+    users: &[String],
 ) -> Result<Reply, CommandError> {
     let coll = collection_name(command, "find")?;
     let ns = format!("{db}.{coll}");
@@ -367,7 +368,13 @@ pub(super) async fn find(
             } else {
                 after
             });
-            node.lock().add_cursor(Cursor::Oplog { after: next_after })
+            node.lock().add_cursor(
+                Cursor::Oplog { after: next_after },
+                CursorOwner {
+                    ns: ns.clone(),
+                    users: users.to_vec(),
+                },
+            )
         } else {
             0
         };
@@ -399,10 +406,16 @@ pub(super) async fn find(
     let id = if docs.is_empty() || single_batch {
         0
     } else {
-        node.lock().add_cursor(Cursor::Docs {
-            ns: ns.clone(),
-            remaining: docs,
-        })
+        node.lock().add_cursor(
+            Cursor::Docs {
+                ns: ns.clone(),
+                remaining: docs,
+            },
+            CursorOwner {
+                ns: ns.clone(),
+                users: users.to_vec(),
+            },
+        )
     };
     cursor_reply("firstBatch", &ns, id, &batch).map(Reply::Raw)
 }
@@ -443,6 +456,7 @@ pub(super) async fn get_more(
     node: &Arc<Node>,
     db: &str,
     command: &Document,
+    users: &[String],
 ) -> Result<Reply, CommandError> {
     let id = match command.get("getMore") {
         Some(Bson::Int64(id)) => *id,
@@ -453,32 +467,36 @@ pub(super) async fn get_more(
     let ns = format!("{db}.{coll}");
     let batch_size = int(command, "batchSize").map(|b| b.max(1) as usize);
     let not_found = || CommandError::new(Code::CursorNotFound, format!("cursor id {id} not found"));
-    let cursor = node.lock().cursors.remove(&id).ok_or_else(not_found)?;
+    let taken = node.lock().take_cursor(id, &ns, users);
+    let cursor = match taken {
+        Ok(Some(cursor)) => cursor,
+        Ok(None) => return Err(not_found()),
+        Err(CursorMismatch::Namespace) => {
+            return Err(CommandError::new(
+                Code::Unauthorized,
+                format!(
+                    "Requested getMore on namespace '{ns}', but cursor belongs to a different namespace"
+                ),
+            ));
+        }
+        Err(CursorMismatch::User) => {
+            return Err(CommandError::new(
+                Code::Unauthorized,
+                format!("cursor id {id} was not created by the authenticated user"),
+            ));
+        }
+    };
     match cursor {
         Cursor::Docs {
             ns: cursor_ns,
             mut remaining,
         } => {
-            if cursor_ns != ns {
-                node.lock().cursors.insert(
-                    id,
-                    Cursor::Docs {
-                        ns: cursor_ns,
-                        remaining,
-                    },
-                );
-                return Err(CommandError::new(
-                    Code::Unauthorized,
-                    format!(
-                        "Requested getMore on namespace '{ns}', but cursor belongs to a different namespace"
-                    ),
-                ));
-            }
             let batch = take_batch(&mut remaining, batch_size);
             let next_id = if remaining.is_empty() {
+                node.lock().drop_cursor(id);
                 0
             } else {
-                node.lock().cursors.insert(
+                node.lock().return_cursor(
                     id,
                     Cursor::Docs {
                         ns: cursor_ns,
@@ -509,28 +527,49 @@ pub(super) async fn get_more(
             };
             let next_after = last_optime_of(&batch).unwrap_or(after);
             node.lock()
-                .cursors
-                .insert(id, Cursor::Oplog { after: next_after });
+                .return_cursor(id, Cursor::Oplog { after: next_after });
             cursor_reply("nextBatch", &ns, id, &batch).map(Reply::Raw)
         }
     }
 }
 
-/// `killCursors`.
-pub(super) fn kill_cursors(node: &Node, command: &Document) -> Result<Document, CommandError> {
+/// `killCursors`: only cursors of this namespace that the same users
+/// opened; any other id in the list refuses the whole command.
+pub(super) fn kill_cursors(
+    node: &Node,
+    db: &str,
+    command: &Document,
+    users: &[String],
+) -> Result<Document, CommandError> {
+    let coll = collection_name(command, "killCursors")?;
+    let ns = format!("{db}.{coll}");
     let ids = command
         .get_array("cursors")
         .map_err(|_| CommandError::type_mismatch("cursors", "array"))?;
     let mut killed = Vec::new();
     let mut not_found = Vec::new();
     let mut inner = node.lock();
+    let ids: Vec<i64> = ids
+        .iter()
+        .filter_map(|id| match id {
+            Bson::Int64(i) => Some(*i),
+            Bson::Int32(i) => Some(i64::from(*i)),
+            _ => None,
+        })
+        .collect();
+    for id in &ids {
+        if let Some(owner) = inner.cursor_owners.get(id)
+            && (owner.ns != ns || owner.users != users)
+        {
+            return Err(CommandError::new(
+                Code::Unauthorized,
+                format!("not authorized to kill cursor {id} on {ns}"),
+            ));
+        }
+    }
     for id in ids {
-        let id = match id {
-            Bson::Int64(i) => *i,
-            Bson::Int32(i) => i64::from(*i),
-            _ => continue,
-        };
-        if inner.cursors.remove(&id).is_some() {
+        if inner.cursor_owners.contains_key(&id) {
+            inner.drop_cursor(id);
             killed.push(Bson::Int64(id));
         } else {
             not_found.push(Bson::Int64(id));

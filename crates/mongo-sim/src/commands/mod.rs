@@ -171,6 +171,17 @@ fn is_loopback(peer: &SocketAddr) -> bool {
     peer.ip().is_loopback()
 }
 
+/// The users a cursor opened on `session` belongs to, `user@db`, sorted.
+fn cursor_users(session: &Session) -> Vec<String> {
+    let mut users: Vec<String> = session
+        .principals
+        .iter()
+        .map(|p| format!("{}@{}", p.user, p.db))
+        .collect();
+    users.sort();
+    users
+}
+
 /// Whether the localhost exception applies: auth on, no user yet, a
 /// loopback client, and the bypass not disabled.
 fn localhost_exception(node: &Node, session: &Session) -> bool {
@@ -274,7 +285,10 @@ async fn run(
         ));
     }
     if node.opts.auth && !OPEN.contains(&name) && !session.is_system() {
+        // mongod grants createUser under the exception on `admin` and
+        // `$external` only (AuthorizationSession::getDefaultPrivileges).
         let allowed_by_exception = LOCALHOST_EXCEPTION.contains(&name)
+            && (name != "createUser" || matches!(db, "admin" | "$external"))
             && session.principals.is_empty()
             && localhost_exception(node, session);
         if !allowed_by_exception {
@@ -326,9 +340,11 @@ async fn run(
         }
         "usersInfo" => users::users_info(node, session, db, command).map(Reply::Doc),
         "insert" => crud::insert(node, db, command).await.map(Reply::Doc),
-        "find" => crud::find(node, db, command).await,
-        "getMore" => crud::get_more(node, db, command).await,
-        "killCursors" => crud::kill_cursors(node, command).map(Reply::Doc),
+        "find" => crud::find(node, db, command, &cursor_users(session)).await,
+        "getMore" => crud::get_more(node, db, command, &cursor_users(session)).await,
+        "killCursors" => {
+            crud::kill_cursors(node, db, command, &cursor_users(session)).map(Reply::Doc)
+        }
         "count" => crud::count(node, db, command).map(Reply::Doc),
         "aggregate" => crud::aggregate(node, db, command),
         "listDatabases" => crud::list_databases(node, session, command).map(Reply::Doc),

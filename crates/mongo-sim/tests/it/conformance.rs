@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use bson::{Bson, doc};
+use bson::{Bson, Document, doc};
 use ha_lab::MongoMember;
+use mongodb::Client;
 
 use crate::{admin, code, direct, hello, plain_options, tools, wait_for};
 
@@ -184,6 +185,14 @@ async fn users_roles_and_the_localhost_exception() {
     // Before any user: the exception allows only creating the first user.
     let err = admin(&anonymous, doc! {"usersInfo": 1}).await.unwrap_err();
     assert_eq!(code(&err), Some(13), "{err}");
+    // … and only in admin (mongod's getDefaultPrivileges under the
+    // exception: createUser and grantRole on admin, createUser on $external).
+    let err = anonymous
+        .database("circle_ghe")
+        .run_command(doc! {"createUser": "sneaky", "pwd": "x", "roles": []})
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Some(13), "{err}");
     admin(
         &anonymous,
         doc! {"createUser": "siteUserAdmin", "pwd": "p'w\"d$ü", "roles": [{"role": "userAdminAnyDatabase", "db": "admin"}]},
@@ -286,4 +295,81 @@ fn unknown_options_fail_at_start_with_exit_code_2() {
         text.contains("unrecognised option '--frobnicate'"),
         "{text}"
     );
+}
+
+/// A cursor is its opener's: another user, or the same user naming another
+/// collection, gets Unauthorized (13) from getMore and killCursors, and
+/// ids are random, so one cannot be guessed from another (as in mongod).
+#[tokio::test]
+async fn cursors_belong_to_their_namespace_and_user_and_ids_are_unguessable() {
+    let options = ha_lab::MongoMemberOptions {
+        auth: true,
+        ..plain_options(None)
+    };
+    let member = MongoMember::start(&tools(), options).unwrap();
+    let anonymous = direct(&member, None, None).await;
+    admin(
+        &anonymous,
+        doc! {"createUser": "root", "pwd": "pw", "roles": [{"role": "root", "db": "admin"}]},
+    )
+    .await
+    .unwrap();
+    let root = direct(&member, None, Some(("root", "pw"))).await;
+    for user in ["alice", "bob"] {
+        admin(
+            &root,
+            doc! {"createUser": user, "pwd": "pw", "roles": [{"role": "readWrite", "db": "app"}]},
+        )
+        .await
+        .unwrap();
+    }
+    let docs: Vec<Document> = (0..10).map(|i| doc! {"_id": i}).collect();
+    root.database("app")
+        .collection::<Document>("c")
+        .insert_many(docs)
+        .await
+        .unwrap();
+    let alice = direct(&member, None, Some(("alice", "pw"))).await;
+    let bob = direct(&member, None, Some(("bob", "pw"))).await;
+    let open = |client: Client| async move {
+        let reply = client
+            .database("app")
+            .run_command(doc! {"find": "c", "batchSize": 1})
+            .await
+            .unwrap();
+        reply.get_document("cursor").unwrap().get_i64("id").unwrap()
+    };
+    let first = open(alice.clone()).await;
+    let second = open(alice.clone()).await;
+    assert!(first > 1 << 20 && second > 1 << 20, "{first} {second}");
+    assert_ne!(first.abs_diff(second), 1, "sequential cursor ids");
+
+    let get_more = |client: Client, collection: &'static str, id: i64| async move {
+        client
+            .database("app")
+            .run_command(doc! {"getMore": id, "collection": collection, "batchSize": 1})
+            .await
+    };
+    let err = get_more(bob.clone(), "c", first).await.unwrap_err();
+    assert_eq!(code(&err), Some(13), "{err}");
+    let err = get_more(alice.clone(), "other", first).await.unwrap_err();
+    assert_eq!(code(&err), Some(13), "{err}");
+    let err = bob
+        .database("app")
+        .run_command(doc! {"killCursors": "c", "cursors": [first]})
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Some(13), "{err}");
+    // The owner still can.
+    let reply = get_more(alice.clone(), "c", first).await.unwrap();
+    assert_eq!(
+        reply.get_document("cursor").unwrap().get_i64("id"),
+        Ok(first)
+    );
+    let killed = alice
+        .database("app")
+        .run_command(doc! {"killCursors": "c", "cursors": [first, second]})
+        .await
+        .unwrap();
+    assert_eq!(killed.get_array("cursorsKilled").unwrap().len(), 2);
 }
