@@ -53,6 +53,9 @@ pub enum LogDestination {
 pub struct ServerOptions {
     /// `net.port`.
     pub port: u16,
+    /// `net.maxIncomingConnections` (`--maxConns`): connections beyond it
+    /// are closed at once.
+    pub max_incoming_connections: usize,
     /// `net.bindIp` (addresses or host names).
     pub bind_ip: Vec<String>,
     /// `storage.dbPath`.
@@ -86,6 +89,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             port: 27017,
+            max_incoming_connections: 1_000_000,
             bind_ip: vec!["127.0.0.1".to_owned()],
             dbpath: PathBuf::from("/data/db"),
             repl_set: None,
@@ -140,6 +144,7 @@ impl Value {
 /// The YAML keys the simulator understands, with the CLI flag each maps to.
 const KNOWN_KEYS: &[&str] = &[
     "net.port",
+    "net.maxIncomingConnections",
     "net.bindIp",
     "net.bindIpAll",
     "net.tls.mode",
@@ -171,6 +176,7 @@ const KNOWN_KEYS: &[&str] = &[
 /// Command-line flags: (flag, YAML key, takes a value).
 const FLAGS: &[(&str, &str, bool)] = &[
     ("--port", "net.port", true),
+    ("--maxConns", "net.maxIncomingConnections", true),
     ("--bind_ip", "net.bindIp", true),
     ("--bind_ip_all", "net.bindIpAll", false),
     ("--tlsMode", "net.tls.mode", true),
@@ -402,6 +408,19 @@ fn interpret(settings: &BTreeMap<String, Value>) -> Result<ServerOptions, Option
             .as_string()
             .parse()
             .map_err(|_| OptionsError(format!("Bad value for net.port: {}", value.as_string())))?;
+    }
+    if let Some(value) = get("net.maxIncomingConnections") {
+        options.max_incoming_connections = value
+            .as_string()
+            .parse()
+            .ok()
+            .filter(|n: &usize| *n > 0)
+            .ok_or_else(|| {
+                OptionsError(format!(
+                    "Bad value for net.maxIncomingConnections: {}",
+                    value.as_string()
+                ))
+            })?;
     }
     if let Some(value) = get("net.bindIp") {
         options.bind_ip = value

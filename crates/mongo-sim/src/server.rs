@@ -103,14 +103,34 @@ pub async fn run(options: ServerOptions) -> Result<(), StartError> {
     if options.repl_set.is_some() {
         crate::replication::spawn(node.clone());
     }
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for listener in listeners {
         let node = node.clone();
+        let open = open.clone();
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
+                        use std::sync::atomic::Ordering;
+                        let limit = node.opts.max_incoming_connections;
+                        if open.fetch_add(1, Ordering::AcqRel) >= limit {
+                            open.fetch_sub(1, Ordering::AcqRel);
+                            node.log.warn(
+                                "NETWORK",
+                                &format!(
+                                    "connection refused because too many open connections: \
+                                     {limit} (from {peer})"
+                                ),
+                            );
+                            drop(stream);
+                            continue;
+                        }
                         let node = node.clone();
-                        tokio::spawn(async move { serve_connection(node, stream, peer).await });
+                        let open = open.clone();
+                        tokio::spawn(async move {
+                            serve_connection(node, stream, peer).await;
+                            open.fetch_sub(1, Ordering::AcqRel);
+                        });
                     }
                     Err(e) => node.log.warn("NETWORK", &format!("accept failed: {e}")),
                 }
@@ -146,9 +166,13 @@ async fn wait_for_signal() {
 async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut first = [0u8; 1];
-    let tls_hello = match stream.peek(&mut first).await {
-        Ok(0) | Err(_) => return,
-        Ok(_) => first[0] == 0x16,
+    // A client that connects and never speaks, or never finishes its TLS
+    // handshake, is dropped after this long (stricter than mongod, which
+    // leaves such connections to the operating system).
+    const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(30);
+    let tls_hello = match tokio::time::timeout(HANDSHAKE, stream.peek(&mut first)).await {
+        Ok(Ok(0) | Err(_)) | Err(_) => return,
+        Ok(Ok(_)) => first[0] == 0x16,
     };
     let (io, client_cert): (Box<dyn Io>, Option<(String, ha_tls::MembershipAttributes)>) = match (
         &node.tls,
@@ -157,7 +181,15 @@ async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) 
     ) {
         (Some(tls), mode, true) if mode != TlsMode::Disabled => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
-            match acceptor.accept(stream).await {
+            let accepted = tokio::time::timeout(HANDSHAKE, acceptor.accept(stream))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the handshake did not finish in 30 s",
+                    ))
+                });
+            match accepted {
                 Ok(tls_stream) => {
                     let cert = tls_stream
                         .get_ref()
@@ -209,8 +241,20 @@ async fn message_loop(
             Err(e) => return Err(e.to_string()),
         }
         let header = Header::parse(&header_bytes).map_err(|e| e.to_string())?;
-        let mut body = vec![0u8; header.length as usize - 16];
-        io.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+        // Grown as bytes arrive: a bare header claiming 48 MB costs nothing.
+        let want = header.length as usize - 16;
+        let mut body = Vec::with_capacity(want.min(64 << 10));
+        (&mut io)
+            .take(want as u64)
+            .read_to_end(&mut body)
+            .await
+            .map_err(|e| e.to_string())?;
+        if body.len() != want {
+            return Err(format!(
+                "the connection closed {} bytes into a {want}-byte message",
+                body.len()
+            ));
+        }
         if header.op_code == wire::OP_MSG {
             wire::check_checksum(&header_bytes, &body).map_err(|e| e.to_string())?;
         }

@@ -174,11 +174,91 @@ fn read_document(
         .checked_add(len as usize)
         .filter(|end| *end <= bytes.len())
         .ok_or(WireError::Truncated(what))?;
+    check_depth(&bytes[at..end]).map_err(|detail| WireError::Bson { what, detail })?;
     let doc = Document::from_reader(&bytes[at..end]).map_err(|e| WireError::Bson {
         what,
         detail: e.to_string(),
     })?;
     Ok((doc, end))
+}
+
+/// mongod's default `maxBSONDepth`.
+pub const MAX_BSON_DEPTH: usize = 200;
+
+/// Walks a BSON document without recursion and refuses one nested deeper
+/// than [`MAX_BSON_DEPTH`], before a recursive decoder could overflow the
+/// stack on it. Structural errors are left to the decoder, except where
+/// they stop the walk.
+pub fn check_depth(doc: &[u8]) -> Result<(), String> {
+    let int = |at: usize| -> Result<usize, String> {
+        doc.get(at..at + 4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .filter(|n| *n >= 0)
+            .map(|n| n as usize)
+            .ok_or_else(|| "truncated length".to_owned())
+    };
+    let cstring_end = |at: usize| -> Result<usize, String> {
+        doc.get(at..)
+            .and_then(|rest| rest.iter().position(|b| *b == 0))
+            .map(|n| at + n + 1)
+            .ok_or_else(|| "unterminated name".to_owned())
+    };
+    // The end offset of every document being walked.
+    let mut ends = vec![int(0)?.min(doc.len())];
+    let mut at = 4;
+    while let Some(&end) = ends.last() {
+        if at >= end {
+            ends.pop();
+            continue;
+        }
+        let kind = doc[at];
+        if kind == 0 {
+            at += 1;
+            ends.pop();
+            continue;
+        }
+        at = cstring_end(at + 1)?;
+        let skip = |n: usize| at.checked_add(n).ok_or_else(|| "overflow".to_owned());
+        at = match kind {
+            0x03 | 0x04 => {
+                let len = int(at)?;
+                if ends.len() >= MAX_BSON_DEPTH {
+                    return Err(format!(
+                        "exceeds the maximum nested object depth of {MAX_BSON_DEPTH}"
+                    ));
+                }
+                ends.push(skip(len)?.min(end));
+                at + 4
+            }
+            0x0F => {
+                // Code with scope: total length, string, scope document.
+                let total = int(at)?;
+                let string_len = int(at + 4)?;
+                let scope = skip(8 + string_len)?;
+                if ends.len() >= MAX_BSON_DEPTH {
+                    return Err(format!(
+                        "exceeds the maximum nested object depth of {MAX_BSON_DEPTH}"
+                    ));
+                }
+                let scope_len = int(scope)?;
+                let _ = total;
+                ends.push(scope.checked_add(scope_len).ok_or("overflow")?.min(end));
+                scope + 4
+            }
+            0x01 | 0x09 | 0x11 | 0x12 => skip(8)?,
+            0x02 | 0x0D | 0x0E => skip(4 + int(at)?)?,
+            0x05 => skip(5 + int(at)?)?,
+            0x06 | 0x0A | 0x7F | 0xFF => at,
+            0x07 => skip(12)?,
+            0x08 => skip(1)?,
+            0x0B => cstring_end(cstring_end(at)?)?,
+            0x0C => skip(4 + int(at)? + 12)?,
+            0x10 => skip(4)?,
+            0x13 => skip(16)?,
+            other => return Err(format!("unknown element type {other:#04x}")),
+        };
+    }
+    Ok(())
 }
 
 fn parse_msg(body: &[u8]) -> Result<Request, WireError> {

@@ -243,3 +243,49 @@ fn corpus_and_mutations_never_panic() {
         }
     }
 }
+
+/// A document nested `depth` levels deep, built by hand (the bson crate
+/// itself would recurse): `{a: {a: … {} …}}`.
+pub(crate) fn nested(depth: usize) -> Vec<u8> {
+    // Each level: i32 length, 0x03, "a\0", <inner>, 0x00.
+    let mut doc = vec![5, 0, 0, 0, 0];
+    for _ in 0..depth {
+        let len = 4 + 1 + 2 + doc.len() + 1;
+        let mut outer = (len as i32).to_le_bytes().to_vec();
+        outer.push(0x03);
+        outer.extend_from_slice(b"a\0");
+        outer.extend_from_slice(&doc);
+        outer.push(0);
+        doc = outer;
+    }
+    doc
+}
+
+#[test]
+fn deep_nesting_is_refused_before_decoding_without_overflowing_the_stack() {
+    // About 20,000 levels in some 150 KB: a recursive decoder overflows.
+    let deep = nested(20_000);
+    assert!(deep.len() < 200_000);
+    let mut sections = vec![0];
+    sections.extend(&deep);
+    let (header, body) = msg_bytes(0, &sections);
+    let err = parse_body(&header, &body).unwrap_err();
+    assert!(
+        err.to_string().contains("maximum nested object depth"),
+        "{err}"
+    );
+    // mongod's limit itself is fine.
+    let ok = nested(MAX_BSON_DEPTH - 1);
+    assert!(check_depth(&ok).is_ok());
+    assert!(check_depth(&nested(MAX_BSON_DEPTH + 1)).is_err());
+    // Every element type still walks.
+    let all = doc_bytes(&doc! {
+        "d": 1.5, "s": "x", "o": {"a": [1, 2]}, "b": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![1, 2] },
+        "id": bson::oid::ObjectId::new(), "t": true, "dt": bson::DateTime::now(), "n": null,
+        "re": bson::Regex { pattern: "a".into(), options: "i".into() }, "js": bson::Bson::JavaScriptCode("1".into()),
+        "i": 1i32, "ts": bson::Timestamp { time: 1, increment: 2 }, "l": 1i64,
+        "dec": bson::Decimal128::from_bytes([0; 16]), "min": bson::Bson::MinKey, "max": bson::Bson::MaxKey,
+        "cws": bson::Bson::JavaScriptCodeWithScope(bson::JavaScriptCodeWithScope { code: "x".into(), scope: doc! {"a": {"b": 1}} }),
+    });
+    assert_eq!(check_depth(&all), Ok(()));
+}

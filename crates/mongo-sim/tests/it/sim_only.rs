@@ -133,3 +133,99 @@ fn a_7_0_config_file_with_journal_enabled_is_refused() {
             .contains("Unrecognized option: storage.journal.enabled")
     );
 }
+
+/// A ~150 KB message nested 20,000 levels deep is refused before it is
+/// decoded (it overflowed the stack and killed the process), and
+/// `--maxConns` bounds the open connections; the member keeps serving.
+#[tokio::test]
+async fn deep_nesting_and_too_many_connections_do_not_take_a_member_down() {
+    use std::io::{Read as _, Write as _};
+    let member = MongoMember::start(
+        &sim_tools(),
+        MongoMemberOptions {
+            extra_args: vec!["--maxConns".into(), "3".into()],
+            ..MongoMemberOptions::default()
+        },
+    )
+    .unwrap();
+    let port = member.port();
+    let connect = || {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+    };
+    let op_msg = |doc: &[u8]| {
+        let mut body = vec![0, 0, 0, 0, 0];
+        body.extend_from_slice(doc);
+        let mut out = ((16 + body.len()) as i32).to_le_bytes().to_vec();
+        out.extend(1i32.to_le_bytes());
+        out.extend(0i32.to_le_bytes());
+        out.extend(2013i32.to_le_bytes());
+        out.extend(body);
+        out
+    };
+    let mut deep = vec![5, 0, 0, 0, 0];
+    for _ in 0..20_000 {
+        let mut outer = ((4 + 1 + 2 + deep.len() + 1) as i32).to_le_bytes().to_vec();
+        outer.push(0x03);
+        outer.extend_from_slice(b"a\0");
+        outer.extend_from_slice(&deep);
+        outer.push(0);
+        deep = outer;
+    }
+    let mut stream = connect();
+    let _ = stream.write_all(&op_msg(&deep));
+    let mut reply = Vec::new();
+    let read = stream.read_to_end(&mut reply);
+    assert!(
+        read.is_ok()
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the member neither answered nor closed: {read:?}"
+    );
+    assert!(reply.is_empty(), "a reply to a refused message");
+    drop(stream);
+
+    let ping = {
+        let mut bytes = Vec::new();
+        doc! {"ping": 1, "$db": "admin"}
+            .to_writer(&mut bytes)
+            .unwrap();
+        op_msg(&bytes)
+    };
+    // Three connections are served; a fourth is closed unanswered.
+    let answered = |stream: &mut std::net::TcpStream| {
+        stream.write_all(&ping).is_ok() && {
+            let mut head = [0u8; 16];
+            stream.read_exact(&mut head).is_ok()
+        }
+    };
+    let mut held = Vec::new();
+    wait_for("three connections served", Duration::from_secs(30), || {
+        held.retain_mut(answered);
+        while held.len() < 3 {
+            let mut stream = connect();
+            if !answered(&mut stream) {
+                break;
+            }
+            held.push(stream);
+        }
+        let done = held.len() == 3;
+        async move { done }
+    })
+    .await;
+    let mut fourth = connect();
+    assert!(!answered(&mut fourth), "a fourth connection was served");
+    drop(held);
+    // The slots come back, and the member was never taken down.
+    wait_for("a connection served again", Duration::from_secs(30), || {
+        let ok = answered(&mut connect());
+        async move { ok }
+    })
+    .await;
+    let client = direct(&member, None, None).await;
+    admin(&client, doc! {"ping": 1}).await.unwrap();
+}
