@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use secrecy::{ExposeSecret as _, SecretString};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncReadExt as _;
 use tokio::process::Command;
 
 use crate::count::CopyCounter;
@@ -512,26 +512,6 @@ impl PgClient {
             .unwrap_or(0))
     }
 
-    /// Drops every schema object of `db` that a dump would create: tables,
-    /// views, sequences, functions, types and non-public schemas that do
-    /// not belong to an extension.
-    pub async fn drop_objects(&self, db: &str) -> Result<(), Error> {
-        let output = self
-            .command("psql", db)
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| self.spawn_error("psql", e))?;
-        run_with_input(
-            output,
-            DROP_OBJECTS.as_bytes(),
-            &format!("dropping objects in {db} at {}", self.conn),
-        )
-        .await
-    }
-
     /// Restores `sql` (a file written by [`PgClient::export_database`], or
     /// a section of a `pg_dumpall` script cleaned for the target) into `db`
     /// with `psql -v ON_ERROR_STOP=1` in one transaction, counting the
@@ -543,7 +523,18 @@ impl PgClient {
     /// process dies half-way, psql reads end-of-file without a `COMMIT`,
     /// exits, and the server rolls everything back — where
     /// `--single-transaction` would have committed a truncated restore.
-    pub async fn restore_database(&self, db: &str, sql: &Path, meter: &Meter) -> Result<(), Error> {
+    ///
+    /// With `replace`, every schema object a dump would create (tables,
+    /// views, sequences, functions, types, non-public schemas; not those of
+    /// extensions) is dropped first *in the same transaction*: a load that
+    /// fails or is killed leaves the database as it was.
+    pub async fn restore_database(
+        &self,
+        db: &str,
+        sql: &Path,
+        meter: &Meter,
+        replace: bool,
+    ) -> Result<(), Error> {
         let what = format!("restoring {db} at {} from {}", self.conn, sql.display());
         let mut child = self
             .command("psql", db)
@@ -568,7 +559,7 @@ impl PgClient {
         let fed = {
             let sql = sql.to_owned();
             let meter = meter.clone();
-            tokio::task::spawn_blocking(move || feed(&sql, stdin, &meter))
+            tokio::task::spawn_blocking(move || feed(&sql, stdin, &meter, replace))
                 .await
                 .map_err(|e| Error::Invalid(format!("the feeder of {what} panicked: {e}")))?
         };
@@ -622,17 +613,26 @@ impl PgClient {
     }
 }
 
-/// Feeds psql's standard input (a pipe): `BEGIN;`, `sql` in chunks
-/// (counted; `std::io::copy` moves file-to-pipe bytes with
-/// `sendfile`/`splice`), then `COMMIT;` — only once the whole file went
-/// through. A file that ends inside a statement turns the `COMMIT` into a
-/// syntax error, so nothing truncated is ever committed.
-fn feed(sql: &Path, stdin: std::os::fd::OwnedFd, meter: &Meter) -> std::io::Result<()> {
+/// Feeds psql's standard input (a pipe): `BEGIN;`, with `replace` the
+/// statements dropping the database's objects, `sql` in chunks (counted;
+/// `std::io::copy` moves file-to-pipe bytes with `sendfile`/`splice`),
+/// then `COMMIT;` — only once the whole file went through. A file that
+/// ends inside a statement turns the `COMMIT` into a syntax error, so
+/// nothing truncated is ever committed.
+fn feed(
+    sql: &Path,
+    stdin: std::os::fd::OwnedFd,
+    meter: &Meter,
+    replace: bool,
+) -> std::io::Result<()> {
     use std::io::{Read as _, Write as _};
     const CHUNK: u64 = 4 << 20;
     let mut input = std::fs::File::open(sql)?;
     let mut out = std::fs::File::from(stdin);
     out.write_all(b"BEGIN;\n")?;
+    if replace {
+        out.write_all(DROP_OBJECTS.as_bytes())?;
+    }
     loop {
         let n = std::io::copy(&mut (&mut input).take(CHUNK), &mut out)?;
         if n == 0 {
@@ -641,25 +641,6 @@ fn feed(sql: &Path, stdin: std::os::fd::OwnedFd, meter: &Meter) -> std::io::Resu
         meter.add(n);
     }
     out.write_all(b"\nCOMMIT;\n")
-}
-
-async fn run_with_input(
-    mut child: tokio::process::Child,
-    input: &[u8],
-    what: &str,
-) -> Result<(), Error> {
-    let mut stdin = child.stdin.take().expect("piped");
-    let _ = stdin.write_all(input).await;
-    drop(stdin);
-    let output = child.wait_with_output().await.map_err(Error::io(what))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Postgres {
-            what: what.to_owned(),
-            detail: tail(&output.stderr),
-        })
-    }
 }
 
 /// The last lines of a program's stderr.

@@ -355,10 +355,8 @@ pub async fn restore(
             return Ok::<(), Error>(());
         };
         for_each_parallel(pg_items, spec.parallel, |item| async move {
-            if spec.drop {
-                pg.drop_objects(&item.db).await?;
-            }
-            pg.restore_database(&item.db, &item.sql, meter).await?;
+            pg.restore_database(&item.db, &item.sql, meter, spec.drop)
+                .await?;
             progress(&format!("postgres {}: restored", item.db));
             Ok(())
         })

@@ -191,3 +191,36 @@ async fn manifest_names_cannot_reach_outside_the_archive_or_go_unlisted() {
         "{problems}"
     );
 }
+
+/// `--drop` replaces a database's objects in the load's own transaction: a
+/// load that fails leaves the old data where it was.
+#[tokio::test]
+async fn a_failing_load_with_drop_leaves_the_old_database_intact() {
+    let pg = Pg::start();
+    let client = pg.provision(&["keep"]);
+    pg.psql(
+        "keep",
+        "CREATE TABLE public.old (a int); INSERT INTO public.old VALUES (1); \
+         ALTER TABLE public.old OWNER TO circle",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sql =
+        b"SET standard_conforming_strings = on;\nCREATE TABLE public.t (a int);\nSELECT 1/0;\n";
+    let path = archive(
+        dir.path(),
+        one_database("keep", &[]),
+        &[("postgres/keep.sql", sql)],
+    );
+    let mut spec = spec(path, &client, false);
+    spec.drop = true;
+    let err = restore(spec, &progress).await.unwrap_err();
+    assert!(err.to_string().contains("division by zero"), "{err}");
+    assert_eq!(pg.psql("keep", "SELECT count(*) FROM public.old"), "1");
+    assert_eq!(
+        pg.psql(
+            "keep",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 't'"
+        ),
+        "0"
+    );
+}

@@ -76,7 +76,7 @@ async fn a_postgres_file_cut_short_commits_nothing() {
     )
     .unwrap();
     let err = client
-        .restore_database("circle", &sql, &circle_export::Meter::default())
+        .restore_database("circle", &sql, &circle_export::Meter::default(), false)
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -99,7 +99,7 @@ async fn a_postgres_file_cut_short_commits_nothing() {
     )
     .unwrap();
     client
-        .restore_database("circle", &sql, &circle_export::Meter::default())
+        .restore_database("circle", &sql, &circle_export::Meter::default(), false)
         .await
         .unwrap();
     assert_eq!(
