@@ -1,6 +1,8 @@
 //! `vault-transit`: `[vault]` (read by ha-config) turned into
 //! vault-transit calls.
 
+use std::path::{Path, PathBuf};
+
 use ha_config::{EnvLookup, HaConfig, VaultSettings};
 use ha_plan::{Findings, Report};
 use secrecy::SecretString;
@@ -33,16 +35,39 @@ pub async fn init(settings: &VaultSettings) -> anyhow::Result<(Value, String)> {
             keys,
             source,
         }) => {
-            // The only copy of the keys is in memory: showing them is better
-            // than losing them.
-            rescue_keys(&keys);
-            return Err(vault_transit::Error::KeysNotSaved {
+            // The only copy of the keys is in memory: a terminal may show
+            // them, a log never; else a 0600 file next to the key
+            // directory, here, or in the temporary directory.
+            use std::io::IsTerminal as _;
+            let mut dirs: Vec<PathBuf> = settings
+                .keys
+                .dir()
+                .parent()
+                .map(Path::to_owned)
+                .into_iter()
+                .collect();
+            dirs.push(PathBuf::from("."));
+            dirs.push(std::env::temp_dir());
+            let rescued = rescue_keys(&keys, std::io::stderr().is_terminal(), &dirs);
+            let error = anyhow::Error::from(vault_transit::Error::KeysNotSaved {
                 address,
                 path,
                 keys,
                 source,
-            }
-            .into());
+            });
+            return Err(match rescued {
+                Rescue::Shown => error.context("the key shares and root token are shown above"),
+                Rescue::File(file) => error.context(format!(
+                    "the key shares and root token were written to {} (0600): move them to \
+                     their holders and delete it",
+                    file.display()
+                )),
+                Rescue::Lost => error.context(
+                    "the key shares and root token could be neither shown (no terminal) nor \
+                     written anywhere: this Vault cannot be unsealed; wipe its storage and run \
+                     init again",
+                ),
+            });
         }
         Err(e) => return Err(e.into()),
     };
@@ -66,19 +91,57 @@ pub async fn init(settings: &VaultSettings) -> anyhow::Result<(Value, String)> {
     Ok((value, text))
 }
 
-/// Prints init's output to stderr when it could not be saved: the last
-/// chance to keep it.
-#[allow(clippy::print_stderr)]
-fn rescue_keys(response: &vault_transit::InitResponse) {
+/// Where the only copy of unsaved init output went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rescue {
+    /// Shown on the terminal (standard error is one).
+    Shown,
+    /// Written to this 0600 file (standard error is not a terminal, e.g. a
+    /// CI log, where secrets must never go).
+    File(PathBuf),
+    /// Nowhere: no terminal and no writable place.
+    Lost,
+}
+
+/// The last chance to keep init's output when its key files could not be
+/// written: shown on a terminal, else written 0600 to the first of
+/// `fallback_dirs` that takes it. The text never reaches a log.
+pub fn rescue_keys(
+    response: &vault_transit::InitResponse,
+    terminal: bool,
+    fallback_dirs: &[PathBuf],
+) -> Rescue {
     use secrecy::ExposeSecret as _;
-    eprintln!(
-        "\n!!! Vault is initialised but its key files could not be written. These lines are the\n\
-         !!! ONLY copy of the unseal key shares and root token. Store them safely NOW:"
+    let mut text = String::from(
+        "Vault is initialised but its key files could not be written. These lines are the ONLY \
+         copy of the unseal key shares and root token. Store them safely NOW:\n",
     );
     for (i, key) in response.keys.iter().enumerate() {
-        eprintln!("unseal-key-{}: {}", i + 1, key.expose_secret());
+        text.push_str(&format!("unseal-key-{}: {}\n", i + 1, key.expose_secret()));
     }
-    eprintln!("root-token: {}\n", response.root_token.expose_secret());
+    text.push_str(&format!(
+        "root-token: {}\n",
+        response.root_token.expose_secret()
+    ));
+    if terminal {
+        show_on_terminal(&text);
+        return Rescue::Shown;
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for dir in fallback_dirs {
+        let path = dir.join(format!("vault-init-rescue-{stamp}-{}", std::process::id()));
+        if ha_tls::write_file(&path, text.as_bytes(), 0o600).is_ok() {
+            return Rescue::File(path);
+        }
+    }
+    Rescue::Lost
+}
+
+#[allow(clippy::print_stderr)]
+fn show_on_terminal(text: &str) {
+    eprintln!("\n!!! {}", text.replace('\n', "\n!!! "));
 }
 
 /// `vault-transit configure`.
@@ -314,4 +377,34 @@ pub async fn unseal(
         "reset_stale_attempt": outcome.reset_stale_attempt,
     });
     Ok((value, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use secrecy::SecretString;
+
+    use super::{Rescue, rescue_keys};
+
+    #[test]
+    fn unsaved_keys_go_to_a_0600_file_when_there_is_no_terminal() {
+        let response = vault_transit::InitResponse {
+            keys: vec![SecretString::from("share-one-wörd".to_owned())],
+            keys_encrypted: false,
+            root_token: SecretString::from("root-token-wörd".to_owned()),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let unwritable = dir.path().join("missing/deeper");
+        let rescued = rescue_keys(&response, false, &[unwritable, dir.path().to_owned()]);
+        let Rescue::File(path) = rescued else {
+            panic!("{rescued:?}")
+        };
+        assert_eq!(path.parent(), Some(dir.path()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("share-one-wörd") && text.contains("root-token-wörd"));
+        assert_eq!(rescue_keys(&response, false, &[]), Rescue::Lost);
+    }
 }
