@@ -11,6 +11,7 @@
 //!    else asks `ha_tls::client_config`, whose verification is on unless a
 //!    variant named for the danger is chosen. mongo-sim, the stand-in for
 //!    mongod, is exempt: it must share nothing with the tools but the wire.
+//!    mongo-sim does not even depend on `ha-tls` outside its tests.
 //! 3. **Libraries neither print nor read the environment.** Library source
 //!    (`crates/*/src`, not `src/bin`) has no `print!`/`eprint!`/`dbg!` and
 //!    no `std::env::var*`/`args`: the binaries decide what is shown and
@@ -118,6 +119,13 @@ pub(crate) fn check_manifest(package: &str, path: &Path, manifest: &str) -> Vec<
                 "{package} depends on {name} in [{section}]: the test lab and the demo are \
                  only ever dev-dependencies of shipped code"
             ));
+        } else if package == "mongo-sim" && normal && name == "ha-tls" {
+            violation(
+                "mongo-sim depends on ha-tls in [dependencies]: the stand-in must share nothing \
+                 with the tools but the wire (its own TLS setup and x509 reading), or a \
+                 misreading of MongoDB's rules would pass both"
+                    .into(),
+            );
         } else if package == "ha-config" && name == "circle-ha" {
             violation("ha-config depends on circle-ha: libraries never depend on binaries".into());
         }
@@ -317,6 +325,10 @@ mod tests {
         let target = "[target.'cfg(unix)'.dependencies]\nha-lab = { path = \"x\" }\n";
         assert_eq!(check_manifest("vault-transit", path, target).len(), 1);
         assert!(check_manifest("ha-demo", path, manifest).is_empty());
+        let sim = "[dependencies]\nha-tls.workspace = true\n[dev-dependencies]\nha-tls.workspace = true\n";
+        let found = check_manifest("mongo-sim", path, sim);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("share nothing with the tools"));
     }
 
     #[test]

@@ -174,7 +174,7 @@ async fn serve_connection(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) 
         Ok(Ok(0) | Err(_)) | Err(_) => return,
         Ok(Ok(_)) => first[0] == 0x16,
     };
-    let (io, client_cert): (Box<dyn Io>, Option<(String, ha_tls::MembershipAttributes)>) = match (
+    let (io, client_cert): (Box<dyn Io>, Option<(String, crate::tls::MemberAttributes)>) = match (
         &node.tls,
         node.opts.tls_mode,
         tls_hello,

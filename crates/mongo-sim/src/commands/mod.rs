@@ -30,7 +30,7 @@ pub(crate) struct Session {
     /// A SCRAM conversation in progress: id, database, state.
     pub(crate) sasl: Option<(i32, String, scram::Conversation)>,
     /// The verified client certificate's subject and O/OU/DC.
-    pub(crate) client_cert: Option<(String, ha_tls::MembershipAttributes)>,
+    pub(crate) client_cert: Option<(String, crate::tls::MemberAttributes)>,
 }
 
 impl Session {
@@ -38,7 +38,7 @@ impl Session {
     pub(crate) fn new(
         connection_id: i64,
         peer: SocketAddr,
-        client_cert: Option<(String, ha_tls::MembershipAttributes)>,
+        client_cert: Option<(String, crate::tls::MemberAttributes)>,
     ) -> Session {
         Session {
             connection_id,
