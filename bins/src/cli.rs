@@ -20,14 +20,71 @@ pub fn run_main(
     json: bool,
     work: impl Future<Output = anyhow::Result<Exit>>,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("{tool}: error: cannot start the async runtime: {e}");
-            return Exit::Failure.into();
-        }
+    match runtime(tool) {
+        Some(runtime) => finish(tool, json, runtime.block_on(work)),
+        None => Exit::Failure.into(),
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn runtime(tool: &str) -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+        .inspect_err(|e| eprintln!("{tool}: error: cannot start the async runtime: {e}"))
+        .ok()
+}
+
+/// [`run_main`] for a command that holds files worth removing when it is
+/// stopped (circle-export's spool and unpack directories, the password
+/// file): on SIGINT or SIGTERM the work is dropped — its destructors remove
+/// what it created, its child processes are killed — and the process exits
+/// 130. (SIGKILL leaves no chance: the next run removes the leftovers.)
+#[allow(clippy::print_stderr)]
+pub fn run_main_interruptible(
+    tool: &str,
+    json: bool,
+    work: impl Future<Output = anyhow::Result<Exit>>,
+) -> ExitCode {
+    let Some(runtime) = runtime(tool) else {
+        return Exit::Failure.into();
     };
-    match runtime.block_on(work) {
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            res = work => Some(res),
+            () = interrupted() => None,
+        }
+    });
+    match outcome {
+        Some(res) => finish(tool, json, res),
+        None => {
+            runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+            eprintln!(
+                "{tool}: interrupted: stopped, and removed its working files; nothing half-done \
+                 stays committed — run the same command again to finish"
+            );
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (never, if they cannot be watched).
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+fn finish(tool: &str, json: bool, res: anyhow::Result<Exit>) -> ExitCode {
+    match res {
         Ok(exit) => exit.into(),
         Err(e) => {
             let exit = if e.chain().any(|cause| cause.is::<ha_plan::Problems>()) {

@@ -164,7 +164,7 @@ fn main() -> ExitCode {
         Command::Export { common, .. } | Command::Restore { common, .. } => common.json,
         Command::Verify { json, .. } => *json,
     };
-    cli::run_main("circle-export", json, run(cli))
+    cli::run_main_interruptible("circle-export", json, run(cli))
 }
 
 /// Progress lines on stderr (none with --json), with a bar for the long

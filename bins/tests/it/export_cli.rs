@@ -351,3 +351,60 @@ fn a_restore_killed_while_loading_commits_no_partial_database_and_the_rerun_fini
         "the primary key (post-data) is there"
     );
 }
+
+/// SIGTERM (or Ctrl-C) while circle-export waits on a server leaves no
+/// password file and no spool behind, and says so; exit 130.
+#[test]
+fn a_terminated_export_removes_its_password_file_and_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // A "server" that accepts and never answers: pg_dump waits on it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let out = dir.path().join("out.tar.zst");
+    let child = tool(&["export", "--pg-uri", "env:T_OLD_PG_URI", "--out"])
+        .arg(&out)
+        .env(
+            "T_OLD_PG_URI",
+            format!(
+                "postgresql://circle:{}@127.0.0.1:{port}/postgres?sslmode=disable",
+                enc(HOSTILE)
+            ),
+        )
+        .env("TMPDIR", &tmp)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let passfile_dirs = || {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("circle-export-pg-")
+            })
+            .count()
+    };
+    wait_until(
+        "the password file",
+        std::time::Duration::from_secs(60),
+        || passfile_dirs() == 1,
+    );
+    // The shell's own kill: no procps needed.
+    let killed = Command::new("sh")
+        .args(["-c", "kill -TERM \"$0\"", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(passfile_dirs(), 0, "the password file outlived the run");
+    let spool = dir.path().join("out.tar.zst.spool.d");
+    assert!(!spool.exists(), "the spool outlived the run");
+    assert!(!stderr.contains("wörd"), "{stderr}");
+    drop(silent);
+}

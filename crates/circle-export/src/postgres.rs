@@ -215,6 +215,48 @@ pub struct PgClient {
     _dir: tempfile::TempDir,
 }
 
+/// Password-file directories are `<prefix><pid>-<random>` in the
+/// temporary directory.
+const PASSFILE_DIR_PREFIX: &str = "circle-export-pg-";
+
+/// Removes the password-file directories in `tmp` whose process no longer
+/// runs. Only directories owned by this user, with our prefix and a pid,
+/// are touched.
+pub fn remove_stale_passfile_dirs(tmp: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    let me = current_uid();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PASSFILE_DIR_PREFIX))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me || pid == std::process::id() {
+            continue;
+        }
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// This process's user id, as the owner of `/proc/self`.
+fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}
+
 /// libpq password-file escaping: `\` and `:` are backslash-escaped.
 fn passfile_field(value: &str) -> String {
     value.replace('\\', "\\\\").replace(':', "\\:")
@@ -223,9 +265,15 @@ fn passfile_field(value: &str) -> String {
 impl PgClient {
     /// A client for `conn`, running programs from `bin_dir` (else from
     /// PATH). Writes the password file (0600) in a private temp dir.
+    ///
+    /// The directory is named after this process; directories of earlier
+    /// runs whose process is gone (killed with SIGKILL, which leaves no
+    /// chance to clean up) are removed first, so no password outlives the
+    /// next run.
     pub fn new(conn: PgConn, bin_dir: Option<PathBuf>) -> Result<PgClient, Error> {
+        remove_stale_passfile_dirs(&std::env::temp_dir());
         let dir = tempfile::Builder::new()
-            .prefix("circle-export-pg-")
+            .prefix(&format!("{PASSFILE_DIR_PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(Error::io("a temporary directory for the password file"))?;
         let passfile = dir.path().join("pgpass");
@@ -821,6 +869,27 @@ mod tests {
             "::1"
         );
         assert_eq!(passfile_field(r"a:b\c"), r"a\:b\\c");
+    }
+
+    #[test]
+    fn password_dirs_of_dead_runs_are_removed_and_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dead = (4_000_000u32..)
+            .find(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+            .unwrap();
+        let make = |name: String| {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("pgpass"), "*:*:*:u:secret\n").unwrap();
+            dir
+        };
+        let stale = make(format!("circle-export-pg-{dead}-abc"));
+        let live = make(format!("circle-export-pg-{}-def", std::process::id()));
+        let init = make("circle-export-pg-1-ghi".to_owned());
+        let other = make(format!("someone-else-{dead}"));
+        super::remove_stale_passfile_dirs(tmp.path());
+        assert!(!stale.exists(), "a dead run's password file survived");
+        assert!(live.exists() && init.exists() && other.exists());
     }
 
     #[test]
