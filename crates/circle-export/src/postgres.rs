@@ -740,13 +740,17 @@ SELECT format('DROP TYPE IF EXISTS %I.%I CASCADE', n.nspname, t.typname)
 "#;
 
 /// Passes a SQL script through, dropping the statements (whole lines
-/// outside COPY data) that `skip` rejects. COPY data passes untouched,
+/// that start a statement, outside quotes, dollar-quoted bodies, comments
+/// and COPY data) that `skip` rejects. COPY data passes untouched,
 /// whatever its line lengths.
 struct SqlFilter {
     skip: fn(&[u8]) -> bool,
     line: Vec<u8>,
     in_copy: bool,
     at_line_start: bool,
+    /// Reads what is passed on as psql would, to know where statements
+    /// start.
+    scanner: crate::sqlscan::Scanner,
 }
 
 impl SqlFilter {
@@ -756,7 +760,13 @@ impl SqlFilter {
             line: Vec::new(),
             in_copy: false,
             at_line_start: true,
+            scanner: crate::sqlscan::Scanner::default(),
         }
+    }
+
+    fn pass(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.scanner.feed(bytes);
+        out.extend_from_slice(bytes);
     }
 
     fn feed(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) {
@@ -765,12 +775,12 @@ impl SqlFilter {
                 // Mid-line in COPY data: pass through to the end of line.
                 match memchr::memchr(b'\n', chunk) {
                     Some(pos) => {
-                        out.extend_from_slice(&chunk[..=pos]);
+                        self.pass(&chunk[..=pos], out);
                         chunk = &chunk[pos + 1..];
                         self.at_line_start = true;
                     }
                     None => {
-                        out.extend_from_slice(chunk);
+                        self.pass(chunk, out);
                         return;
                     }
                 }
@@ -790,9 +800,9 @@ impl SqlFilter {
                 if self.line.starts_with(b"\\.\n") || self.line.starts_with(b"\\.\r") {
                     self.in_copy = false;
                 }
-                out.extend_from_slice(&self.line);
-                let ended = self.line.last() == Some(&b'\n');
-                self.line.clear();
+                let line = std::mem::take(&mut self.line);
+                self.pass(&line, out);
+                let ended = line.last() == Some(&b'\n');
                 self.at_line_start = ended;
                 continue;
             }
@@ -813,11 +823,15 @@ impl SqlFilter {
     }
 
     fn emit_statement_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
-        if (self.skip)(line) {
+        let starts_statement = self.scanner.at_statement_start();
+        if starts_statement && (self.skip)(line) {
             return;
         }
-        out.extend_from_slice(line);
-        if line.starts_with(b"COPY ") && line.trim_ascii_end().ends_with(b"FROM stdin;") {
+        self.pass(line, out);
+        if starts_statement
+            && line.starts_with(b"COPY ")
+            && line.trim_ascii_end().ends_with(b"FROM stdin;")
+        {
             self.in_copy = true;
             self.at_line_start = true;
         }
@@ -826,7 +840,7 @@ impl SqlFilter {
     fn finish(&mut self, out: &mut Vec<u8>) {
         let line = std::mem::take(&mut self.line);
         if self.in_copy {
-            out.extend_from_slice(&line);
+            self.pass(&line, out);
         } else if !line.is_empty() {
             self.emit_statement_line(&line, out);
         }
@@ -923,6 +937,36 @@ mod tests {
             assert_eq!(
                 String::from_utf8(out).unwrap(),
                 "SET x;\nCOPY public.t (a) FROM stdin;\nCOMMENT ON EXTENSION in data\n1\n\\.\nSELECT 1;\n",
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn lines_inside_function_bodies_strings_and_comments_are_never_filtered() {
+        let sql = "CREATE FUNCTION f() RETURNS void AS $body$\n\
+                   COMMENT ON EXTENSION pgcrypto IS 'kept';\n\
+                   COPY t FROM stdin;\n\
+                   $body$ LANGUAGE sql;\n\
+                   SELECT 'multi\n\
+                   COMMENT ON EXTENSION x IS ''kept too'';\n\
+                   ';\n\
+                   /*\n\
+                   COMMENT ON EXTENSION y IS 'in a comment';\n\
+                   */\n\
+                   COMMENT ON EXTENSION z IS 'dropped';\n\
+                   SELECT 2;\n";
+        for chunk in [1, 3, 7, 1000] {
+            let mut filter = SqlFilter::new(skip_for_own_dump);
+            let mut out = Vec::new();
+            for piece in sql.as_bytes().chunks(chunk) {
+                filter.feed(piece, &mut out);
+            }
+            filter.finish(&mut out);
+            let out = String::from_utf8(out).unwrap();
+            assert_eq!(
+                out,
+                sql.replace("COMMENT ON EXTENSION z IS 'dropped';\n", ""),
                 "chunk {chunk}"
             );
         }

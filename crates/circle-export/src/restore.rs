@@ -433,7 +433,10 @@ fn split_dumpall(
     let mut out: Option<std::io::BufWriter<std::fs::File>> = None;
     let mut files = Vec::new();
     let mut line = Vec::new();
-    let mut in_copy = false;
+    // Reads the script as psql would: only a line that starts a statement
+    // (not COPY data, a dollar-quoted body, a string or a comment) can be a
+    // `\connect` or a statement to leave out.
+    let mut scanner = crate::sqlscan::Scanner::default();
     loop {
         line.clear();
         let n = reader
@@ -442,10 +445,10 @@ fn split_dumpall(
         if n == 0 {
             break;
         }
-        if in_copy {
-            if line == b"\\.\n" || line == b"\\." {
-                in_copy = false;
-            }
+        let starts_statement = scanner.at_statement_start();
+        scanner.feed(&line);
+        if !starts_statement {
+            // Inside COPY data or a multi-line statement: passed on as is.
         } else if let Some(db) = connect_target(&line) {
             if let Some(mut done) = out.take() {
                 done.flush().map_err(Error::io(dir.display()))?;
@@ -465,8 +468,6 @@ fn split_dumpall(
             continue;
         } else if skip_for_vendor_dump(&line) {
             continue;
-        } else if line.starts_with(b"COPY ") && line.trim_ascii_end().ends_with(b"FROM stdin;") {
-            in_copy = true;
         }
         if let Some(out) = &mut out {
             out.write_all(&line).map_err(Error::io(dir.display()))?;

@@ -350,6 +350,17 @@ impl Scanner {
         self.statement.clear();
     }
 
+    /// Whether the next byte starts a new statement: outside quotes,
+    /// comments and COPY data, with nothing of a statement pending. Line
+    /// filters act only there (a line of a function body is never a
+    /// statement of its own).
+    pub fn at_statement_start(&self) -> bool {
+        self.state == State::Normal
+            && !self.reading_tag
+            && !self.copy_pending
+            && self.statement.iter().all(|b| *b == b' ')
+    }
+
     /// Ends the scan: every meta-command psql would run outside COPY data,
     /// with its line, except [`ALLOWED`] ones.
     pub fn finish(mut self) -> Vec<(u64, String)> {
