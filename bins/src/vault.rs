@@ -155,7 +155,9 @@ pub async fn configure(
     let admin = config.vault_admin_token(settings, env, &mut warnings)?;
     let client = settings.client()?;
     let app = app_token(settings)?;
-    let observed = configure::observe(&client, &admin, &settings.spec, app.as_ref()).await?;
+    let pending = configure::Pending::read(&settings.app_token_file)?;
+    let observed =
+        configure::observe(&client, &admin, &settings.spec, app.as_ref(), pending).await?;
     let plan = configure::plan(&settings.spec, &observed);
     if !plan.blockers.is_empty() {
         return Err(vault_transit::Error::Invalid(plan.blockers.join("; ")).into());

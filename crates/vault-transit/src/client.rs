@@ -164,6 +164,13 @@ impl Client {
         self.call(Method::GET, path, token, None).await
     }
 
+    /// `LIST /v1/<path>` (as `GET …?list=true`, which every version
+    /// accepts), returning the JSON body.
+    pub async fn list(&self, path: &str, token: Option<&SecretString>) -> Result<Value, Error> {
+        self.call(Method::GET, &format!("{path}?list=true"), token, None)
+            .await
+    }
+
     /// `PUT /v1/<path>` with a JSON body, returning the JSON body
     /// (`Value::Null` for 204).
     pub async fn put(

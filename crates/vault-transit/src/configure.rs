@@ -8,7 +8,7 @@
 //! service needs on the transit mount, and nothing else.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
@@ -120,6 +120,69 @@ pub enum TokenState {
     },
 }
 
+/// Work an interrupted `apply` left for the next run, recorded next to the
+/// token file (`<token file>.pending`, 0600) before the first change that
+/// could be lost: the accessors of tokens still to revoke, and the marker
+/// put on a token being created (an orphan a kill left behind, before its
+/// token was written to the file, is found by it and revoked).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    /// Accessors of tokens to revoke.
+    #[serde(default)]
+    pub revoke: Vec<String>,
+    /// The marker (`meta.circle_ha_create`) of a token being created.
+    #[serde(default)]
+    pub creating: Option<String>,
+}
+
+impl Pending {
+    /// Where the pending work of `token_file` is recorded.
+    pub fn path(token_file: &Path) -> PathBuf {
+        let mut name = token_file.as_os_str().to_owned();
+        name.push(".pending");
+        PathBuf::from(name)
+    }
+
+    /// Reads the pending work of `token_file` (none when there is no file).
+    pub fn read(token_file: &Path) -> Result<Pending, Error> {
+        let path = Pending::path(token_file);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Invalid(format!(
+                    "{}: not a pending-work record ({e}); remove it if nothing is pending",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Pending::default()),
+            Err(source) => Err(Error::File {
+                action: "cannot read",
+                path,
+                source,
+            }),
+        }
+    }
+
+    fn write(&self, token_file: &Path) -> Result<(), Error> {
+        let path = Pending::path(token_file);
+        if self == &Pending::default() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::File {
+                    action: "cannot remove",
+                    path,
+                    source: e,
+                }),
+                _ => Ok(()),
+            };
+        }
+        let json = serde_json::to_vec(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        ha_tls::write_file(&path, &json, 0o600).map_err(|e| Error::File {
+            action: "cannot record pending work in",
+            path,
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+}
+
 /// The current state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
@@ -131,6 +194,8 @@ pub struct Observed {
     pub policy: Option<String>,
     /// The app token.
     pub token: TokenState,
+    /// What an interrupted run left to do.
+    pub pending: Pending,
 }
 
 /// One change.
@@ -148,6 +213,12 @@ pub enum Step {
     EnableTransit {
         /// The mount path.
         mount: String,
+    },
+    /// Revoke the tokens an interrupted run created but never wrote to the
+    /// token file (found by the marker it put on them).
+    RevokeOrphans {
+        /// The marker (`meta.circle_ha_create`).
+        marker: String,
     },
     /// Revoke the old, unsuitable token (after its replacement is written).
     RevokeToken {
@@ -168,6 +239,7 @@ impl ha_plan::Change for Step {
         match self {
             Step::CreateToken { .. } => "create-token",
             Step::EnableTransit { .. } => "enable-transit",
+            Step::RevokeOrphans { .. } => "revoke-orphans",
             Step::RevokeToken { .. } => "revoke-token",
             Step::WritePolicy { .. } => "write-policy",
         }
@@ -177,6 +249,7 @@ impl ha_plan::Change for Step {
         match self {
             Step::CreateToken { display_name, .. } => format!("token {display_name}"),
             Step::EnableTransit { mount } => format!("mount {mount}/"),
+            Step::RevokeOrphans { marker } => format!("tokens marked {marker}"),
             Step::RevokeToken { accessor } => format!("token accessor {accessor}"),
             Step::WritePolicy { name, .. } => format!("policy {name}"),
         }
@@ -191,6 +264,10 @@ impl fmt::Display for Step {
                 "create a periodic orphan token with only the contexts policy ({reason})"
             ),
             Step::EnableTransit { mount } => write!(f, "mount the transit engine at {mount}/"),
+            Step::RevokeOrphans { marker } => write!(
+                f,
+                "revoke the tokens an interrupted run created but never saved (marker {marker})"
+            ),
             Step::RevokeToken { accessor } => {
                 write!(f, "revoke the old token (accessor {accessor})")
             }
@@ -213,12 +290,14 @@ pub struct Plan {
 }
 
 /// Reads the mount table, the policy and the app token's state, with the
-/// admin token. `app_token` is the token file's content, if it exists.
+/// admin token. `app_token` is the token file's content, if it exists;
+/// `pending` what an interrupted run recorded ([`Pending::read`]).
 pub async fn observe(
     client: &Client,
     admin_token: &SecretString,
     spec: &ConfigureSpec,
     app_token: Option<&SecretString>,
+    pending: Pending,
 ) -> Result<Observed, Error> {
     let mounts = client.get("sys/mounts", Some(admin_token)).await?;
     // Newer servers wrap the table in `data` (and repeat it at top level).
@@ -276,11 +355,29 @@ pub async fn observe(
         }
     };
 
+    // A pending creation whose token reached the file is finished: the
+    // marker is on the token in the file.
+    let mut pending = pending;
+    if let (Some(marker), Some(token)) = (&pending.creating, app_token) {
+        let lookup = client
+            .put(
+                "auth/token/lookup",
+                Some(admin_token),
+                &json!({ "token": token.expose_secret() }),
+            )
+            .await;
+        if let Ok(body) = lookup
+            && body["data"]["meta"]["circle_ha_create"].as_str() == Some(marker.as_str())
+        {
+            pending.creating = None;
+        }
+    }
     Ok(Observed {
         address: client.address().to_owned(),
         mount,
         policy,
         token,
+        pending,
     })
 }
 
@@ -366,6 +463,24 @@ pub fn plan(spec: &ConfigureSpec, observed: &Observed) -> Plan {
             });
         }
     }
+    // What an interrupted run left: its orphan before anything (a new
+    // token gets a marker of its own), old tokens after the new one.
+    if let Some(marker) = &observed.pending.creating {
+        steps.insert(
+            0,
+            Step::RevokeOrphans {
+                marker: marker.clone(),
+            },
+        );
+    }
+    for accessor in &observed.pending.revoke {
+        let step = Step::RevokeToken {
+            accessor: accessor.clone(),
+        };
+        if !steps.contains(&step) {
+            steps.push(step);
+        }
+    }
     Plan { steps, blockers }
 }
 
@@ -393,6 +508,17 @@ pub async fn apply(
     if !plan.blockers.is_empty() {
         return Err(Error::Invalid(plan.blockers.join("; ")));
     }
+    // Recorded before anything that a kill could lose: the tokens still to
+    // revoke, and the marker the new token will carry.
+    let mut pending = Pending::read(token_file)?;
+    for step in &plan.steps {
+        if let Step::RevokeToken { accessor } = step
+            && !pending.revoke.contains(accessor)
+        {
+            pending.revoke.push(accessor.clone());
+        }
+    }
+    pending.write(token_file)?;
     for step in &plan.steps {
         match step {
             Step::EnableTransit { mount } => {
@@ -420,6 +546,9 @@ pub async fn apply(
                     .await?;
             }
             Step::CreateToken { .. } => {
+                // A marker of its own, recorded before Vault is asked.
+                pending.creating = Some(new_marker()?);
+                pending.write(token_file)?;
                 let body = client
                     .put(
                         "auth/token/create-orphan",
@@ -430,7 +559,10 @@ pub async fn apply(
                             "period": spec.period,
                             "renewable": true,
                             "display_name": spec.display_name,
-                            "meta": { "created_by": "circle-ha vault-transit" },
+                            "meta": {
+                                "created_by": "circle-ha vault-transit",
+                                "circle_ha_create": pending.creating,
+                            },
                         }),
                     )
                     .await?;
@@ -444,15 +576,31 @@ pub async fn apply(
                         source: std::io::Error::other(e.to_string()),
                     },
                 )?;
+                pending.creating = None;
+                pending.write(token_file)?;
+            }
+            Step::RevokeOrphans { marker } => {
+                revoke_marked(client, admin_token, marker).await?;
+                if pending.creating.as_deref() == Some(marker.as_str()) {
+                    pending.creating = None;
+                }
+                pending.write(token_file)?;
             }
             Step::RevokeToken { accessor } => {
-                client
+                match client
                     .put(
                         "auth/token/revoke-accessor",
                         Some(admin_token),
                         &json!({ "accessor": accessor }),
                     )
-                    .await?;
+                    .await
+                {
+                    // Already gone (an earlier run got this far): done.
+                    Ok(_) | Err(Error::Api { status: 400, .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                pending.revoke.retain(|a| a != accessor);
+                pending.write(token_file)?;
             }
         }
     }
@@ -471,6 +619,59 @@ pub async fn apply(
         steps: plan.steps.clone(),
         renewed,
     })
+}
+
+/// A fresh marker for a token about to be created: 16 random bytes, hex.
+fn new_marker() -> Result<String, Error> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Invalid("the operating system's random source failed".to_owned()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Revokes every token whose `meta.circle_ha_create` is `marker` (lists
+/// the accessors: needs a root or sudo admin token).
+async fn revoke_marked(
+    client: &Client,
+    admin_token: &SecretString,
+    marker: &str,
+) -> Result<(), Error> {
+    let listed = client
+        .list("auth/token/accessors", Some(admin_token))
+        .await?;
+    let accessors: Vec<String> = listed["data"]["keys"]
+        .as_array()
+        .map(|keys| {
+            keys.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    for accessor in accessors {
+        let Ok(body) = client
+            .put(
+                "auth/token/lookup-accessor",
+                Some(admin_token),
+                &json!({ "accessor": accessor }),
+            )
+            .await
+        else {
+            continue;
+        };
+        if body["data"]["meta"]["circle_ha_create"].as_str() == Some(marker) {
+            client
+                .put(
+                    "auth/token/revoke-accessor",
+                    Some(admin_token),
+                    &json!({ "accessor": accessor }),
+                )
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Seconds from a JSON number or a duration string.
@@ -534,8 +735,26 @@ mod tests {
                 accessor: "a".to_owned(),
                 ttl: 3000,
             },
+            pending: Pending::default(),
         };
         assert_eq!(plan(&spec, &observed).steps, vec![]);
+        // What an interrupted run left is finished.
+        observed.pending = Pending {
+            revoke: vec!["old".to_owned()],
+            creating: Some("m1".to_owned()),
+        };
+        assert_eq!(
+            plan(&spec, &observed).steps,
+            vec![
+                Step::RevokeOrphans {
+                    marker: "m1".to_owned()
+                },
+                Step::RevokeToken {
+                    accessor: "old".to_owned()
+                }
+            ]
+        );
+        observed.pending = Pending::default();
 
         let lookup = json!({"accessor": "acc", "policies": ["root"], "period": 0, "orphan": false, "renewable": true});
         observed.token = token_state(&lookup, &spec);

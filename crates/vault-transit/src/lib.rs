@@ -50,9 +50,10 @@
 //!
 //! let root = secrecy::SecretString::from(std::fs::read_to_string(keys.root_token_path())?);
 //! let spec = ConfigureSpec::new("transit", "1h");
-//! let observed = configure::observe(&client, &root, &spec, None).await?;
-//! let plan = configure::plan(&spec, &observed);
 //! let token_file = std::path::Path::new("secrets/vault/circleci-token");
+//! let pending = configure::Pending::read(token_file)?; // what a killed run left
+//! let observed = configure::observe(&client, &root, &spec, None, pending).await?;
+//! let plan = configure::plan(&spec, &observed);
 //! configure::apply(&client, &root, &spec, &plan, None, token_file).await?;
 //! # Ok(()) }
 //! ```

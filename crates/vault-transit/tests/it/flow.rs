@@ -61,7 +61,8 @@ async fn configure_once(
 ) -> (Vec<Step>, bool) {
     let spec = ConfigureSpec::new("transit", "1h");
     let app = read_token(token_file);
-    let observed = configure::observe(&lab.client(), admin, &spec, app.as_ref())
+    let pending = configure::Pending::read(token_file).unwrap();
+    let observed = configure::observe(&lab.client(), admin, &spec, app.as_ref(), pending)
         .await
         .unwrap();
     let plan = configure::plan(&spec, &observed);
@@ -413,4 +414,92 @@ async fn init_to_files_then_unseal_from_files_as_a_library() {
             .iter()
             .all(|l| !l.contains(root_token(&keys).expose_secret()))
     );
+}
+
+/// A configure killed after Vault created the app token but before the
+/// token reached its file left a live orphan nobody knew; killed after the
+/// file was written but before the old token was revoked, the old token
+/// lived on. The pending-work record lets the next run finish both.
+#[tokio::test]
+async fn the_next_run_finishes_what_a_killed_configure_left() {
+    let lab = Lab::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let files = init(&lab, tmp.path()).await;
+    unseal_with(&lab, &files, &[1, 2, 3]).await.unwrap();
+    let admin = root_token(&files);
+    let client = lab.client();
+    let token_file = tmp.path().join("circleci-token");
+    let accessor_state = |accessor: String| {
+        let client = lab.client();
+        let admin = admin.clone();
+        async move {
+            client
+                .put(
+                    "auth/token/lookup-accessor",
+                    Some(&admin),
+                    &serde_json::json!({ "accessor": accessor }),
+                )
+                .await
+                .is_ok()
+        }
+    };
+
+    // 1. The orphan: Vault made a token carrying the marker, the process
+    //    died before writing it (the record says a creation was under way).
+    let orphan = client
+        .put(
+            "auth/token/create-orphan",
+            Some(&admin),
+            &serde_json::json!({"policies": ["default"], "meta": {"circle_ha_create": "marker-1"}}),
+        )
+        .await
+        .unwrap();
+    let orphan_accessor = orphan["auth"]["accessor"].as_str().unwrap().to_owned();
+    std::fs::write(
+        configure::Pending::path(&token_file),
+        r#"{"revoke": [], "creating": "marker-1"}"#,
+    )
+    .unwrap();
+    let (steps, _) = configure_once(&lab, &admin, &token_file).await;
+    let kinds: Vec<&str> = steps.iter().map(Step::kind).collect();
+    assert!(kinds.contains(&"revoke-orphans"), "{kinds:?}");
+    assert!(
+        !accessor_state(orphan_accessor).await,
+        "the orphan still lives"
+    );
+    assert!(!configure::Pending::path(&token_file).exists());
+
+    // 2. The old token: a new one was written, the process died before
+    //    revoking the old one (the record names it).
+    let old = client
+        .put(
+            "auth/token/create-orphan",
+            Some(&admin),
+            &serde_json::json!({"policies": ["default"]}),
+        )
+        .await
+        .unwrap();
+    let old_accessor = old["auth"]["accessor"].as_str().unwrap().to_owned();
+    std::fs::write(
+        configure::Pending::path(&token_file),
+        format!(r#"{{"revoke": ["{old_accessor}"]}}"#),
+    )
+    .unwrap();
+    let (steps, _) = configure_once(&lab, &admin, &token_file).await;
+    assert_eq!(
+        steps,
+        vec![Step::RevokeToken {
+            accessor: old_accessor.clone()
+        }]
+    );
+    assert!(
+        !accessor_state(old_accessor).await,
+        "the old token still lives"
+    );
+    assert!(!configure::Pending::path(&token_file).exists());
+
+    // Nothing is left: the next run changes nothing.
+    let (steps, renewed) = configure_once(&lab, &admin, &token_file).await;
+    assert_eq!(steps, vec![]);
+    assert!(renewed);
 }
