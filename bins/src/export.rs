@@ -118,8 +118,14 @@ pub fn export_report(report: &circle_export::ExportReport, started: Instant) -> 
         "rows": rows,
         "files": m.files.len(),
         "seconds": seconds,
+        "warnings": report.left_out,
     });
-    let text = format!(
+    let mut text: String = report
+        .left_out
+        .iter()
+        .map(|w| format!("circle-export: warning: {w}\n"))
+        .collect();
+    text += &format!(
         "circle-export: wrote {} — {} collections ({documents} documents), {} PostgreSQL databases \
          ({rows} rows), {} files; {} of data in {} ({:.1}s)\n",
         report.archive.display(),
@@ -191,8 +197,13 @@ pub fn verify_report(path: &Path, inspection: &circle_export::Inspection) -> Fin
         "collections": m.mongo.len(),
         "databases": m.postgres.len(),
         "problems": inspection.problems,
+        "warnings": inspection.warnings,
     });
-    let mut text = String::new();
+    let mut text: String = inspection
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {w}\n"))
+        .collect();
     for problem in &inspection.problems {
         text.push_str(&format!("problem: {problem}\n"));
     }

@@ -680,6 +680,7 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
             postgres: Some((&source_pg, Vec::new())),
             encryption_keys: Some(work.path().join("circle-data")),
             vault_data: None,
+            danger_include_vault_init_output: false,
             out: archive.clone(),
             parallel: 4,
             tool: format!("circle-ha demo {}", env!("CARGO_PKG_VERSION")),

@@ -99,9 +99,16 @@ enum Command {
         /// The encryption-keys directory to include.
         #[arg(long, value_name = "DIR")]
         encryption_keys: Option<PathBuf>,
-        /// The old contexts-Vault data directory to include.
+        /// The old contexts-Vault data directory to include. Files in it
+        /// holding Vault's init output (unseal keys, root token — CircleCI's
+        /// Vault container writes one) are left out, and the report says so.
         #[arg(long, value_name = "DIR")]
         vault_data: Option<PathBuf>,
+        /// Keep files of --vault-data that hold Vault init output: whoever
+        /// holds the archive can then unseal the old Vault and read every
+        /// context secret.
+        #[arg(long)]
+        danger_include_vault_init_output: bool,
         /// Reach every source and list what would be exported, with an
         /// estimate of its size; write nothing.
         #[arg(long)]
@@ -199,6 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             common,
             encryption_keys,
             vault_data,
+            danger_include_vault_init_output,
             dry_run,
         } => {
             let started = Instant::now();
@@ -249,6 +257,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 postgres: pg.as_ref().map(|p| (p, pg_databases)),
                 encryption_keys,
                 vault_data,
+                danger_include_vault_init_output,
                 out,
                 parallel: common.parallel,
                 tool: format!("circle-export {}", env!("CARGO_PKG_VERSION")),

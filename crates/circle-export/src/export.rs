@@ -45,7 +45,12 @@ pub struct ExportSpec<'a> {
     /// `encryption-keys/…`.
     pub encryption_keys: Option<PathBuf>,
     /// The old contexts-Vault data directory, stored as `vault-data/…`.
+    /// Files holding Vault init output (unseal keys, root token) are left
+    /// out unless `danger_include_vault_init_output`.
     pub vault_data: Option<PathBuf>,
+    /// Keep files of `vault_data` that hold Vault init output: whoever
+    /// holds the archive can then unseal the old storage.
+    pub danger_include_vault_init_output: bool,
     /// The archive to write (`.tar`, `.tar.gz`, `.tar.zst`).
     pub out: PathBuf,
     /// How many collections/databases to dump at once.
@@ -68,6 +73,9 @@ pub struct ExportReport {
     pub archive_bytes: u64,
     /// Bytes of data before compression.
     pub data_bytes: u64,
+    /// Files left out (Vault init output in the Vault data directory),
+    /// with why, for the operator.
+    pub left_out: Vec<String>,
 }
 
 /// Exports everything `spec` names into one archive. On failure nothing
@@ -168,12 +176,15 @@ pub async fn export(
     manifest.postgres_server_version = pg_version;
     manifest.mongo = sorted_collections(collections);
     manifest.postgres = sorted_databases(databases);
+    let mut left_out = Vec::new();
     for (dir, prefix) in [
         (&spec.encryption_keys, "encryption-keys"),
         (&spec.vault_data, "vault-data"),
     ] {
         if let Some(dir) = dir {
-            let entries = copy_tree(dir, prefix, &spool, meter).await?;
+            let leave_out_init = prefix == "vault-data" && !spec.danger_include_vault_init_output;
+            let entries =
+                copy_tree(dir, prefix, &spool, meter, leave_out_init, &mut left_out).await?;
             progress(&format!("{prefix}: {} files", entries.len()));
             files
                 .lock()
@@ -235,6 +246,7 @@ pub async fn export(
         manifest,
         archive_bytes,
         data_bytes,
+        left_out,
     })
 }
 
@@ -543,12 +555,34 @@ async fn copy_tree(
     prefix: &str,
     spool: &WorkDir,
     meter: &Meter,
+    leave_out_init: bool,
+    left_out: &mut Vec<String>,
 ) -> Result<Vec<FileEntry>, Error> {
     let files = list_tree(dir)?;
     meter.add_total(files.iter().map(|f| f.size).sum());
     let mut entries = Vec::new();
     for file in files {
+        if leave_out_init && holds_init_output_file(&file.path)? {
+            left_out.push(format!(
+                "{}: holds Vault init output (unseal keys, root token); left out of the archive \
+                 (--danger-include-vault-init-output keeps it)",
+                file.path.display()
+            ));
+            continue;
+        }
         entries.push(copy_file(&file.path, &format!("{prefix}/{}", file.relative), spool).await?);
     }
     Ok(entries)
+}
+
+fn holds_init_output_file(path: &Path) -> Result<bool, Error> {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(crate::vault_init::SCAN_LIMIT as u64)
+                .read_to_end(&mut head)
+        })
+        .map_err(Error::io(path.display()))?;
+    Ok(crate::vault_init::holds_init_output(&head))
 }

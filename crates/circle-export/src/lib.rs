@@ -84,6 +84,7 @@ pub mod restore;
 pub mod spool;
 pub mod sqlscan;
 pub mod target;
+pub mod vault_init;
 pub mod verify;
 
 pub use error::Error;

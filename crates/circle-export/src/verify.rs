@@ -45,6 +45,9 @@ pub struct Inspection {
     pub manifest: Manifest,
     /// Every problem; empty when the archive is intact.
     pub problems: Vec<String>,
+    /// What the operator should know of an intact archive: it carries
+    /// Vault init output (unseal keys, root token).
+    pub warnings: Vec<String>,
     /// Bytes read (uncompressed).
     pub bytes: u64,
 }
@@ -91,6 +94,7 @@ fn inspect_inner(
     meter: &Meter,
 ) -> Result<Inspection, Error> {
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
     let mut manifest_bytes: Option<Vec<u8>> = None;
     let mut bytes = 0u64;
@@ -159,7 +163,12 @@ fn inspect_inner(
             bson: name.ends_with(".bson").then(BsonCounter::default),
             copy: (is_own_sql || is_vendor_sql).then(CopyCounter::default),
             psql: (is_own_sql || is_vendor_sql).then(Scanner::default),
-            kept: is_manifest.then(Vec::new),
+            kept: (is_manifest || name.starts_with("vault-data/")).then(Vec::new),
+            kept_limit: if is_manifest {
+                64 << 20
+            } else {
+                crate::vault_init::SCAN_LIMIT
+            },
             out,
         };
         let (sink, read_error) = drain(&mut entry, sink);
@@ -177,6 +186,7 @@ fn inspect_inner(
             psql,
             kept,
             out,
+            ..
         } = sink.map_err(Error::io(format!("unpacking {name}")))?;
         for (line, command) in psql.map(Scanner::finish).unwrap_or_default() {
             // Our own dumps hold one database each: `\connect` would load
@@ -203,6 +213,13 @@ fn inspect_inner(
         if is_manifest {
             manifest_bytes = Some(kept);
             continue;
+        }
+        if name.starts_with("vault-data/") && crate::vault_init::holds_init_output(&kept) {
+            warnings.push(format!(
+                "{name} holds Vault init output (unseal keys, root token): whoever holds this \
+                 archive can unseal the old Vault and read every context secret; keep the \
+                 archive as secret as the keys, or export again without it"
+            ));
         }
         let (rows, sections) = match copy {
             Some(counter) if is_own_sql => (Some(counter.finish()), None),
@@ -239,6 +256,7 @@ fn inspect_inner(
             layout: Layout::Vendor,
             manifest,
             problems,
+            warnings,
             bytes,
         });
     }
@@ -264,6 +282,7 @@ fn inspect_inner(
         layout: Layout::Ours,
         manifest,
         problems,
+        warnings,
         bytes,
     })
 }
@@ -277,6 +296,8 @@ struct EntrySink {
     copy: Option<CopyCounter>,
     psql: Option<Scanner>,
     kept: Option<Vec<u8>>,
+    /// How much of the entry `kept` holds at most.
+    kept_limit: usize,
     out: Option<std::io::BufWriter<std::fs::File>>,
 }
 
@@ -294,9 +315,10 @@ impl EntrySink {
             scanner.feed(chunk);
         }
         if let Some(kept) = &mut self.kept
-            && kept.len() < 64 << 20
+            && kept.len() < self.kept_limit
         {
-            kept.extend_from_slice(chunk);
+            let room = self.kept_limit - kept.len();
+            kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
         if let Some(out) = &mut self.out {
             out.write_all(chunk)?;

@@ -224,3 +224,63 @@ async fn a_failing_load_with_drop_leaves_the_old_database_intact() {
         "0"
     );
 }
+
+/// CircleCI's Vault container writes `vault init` output (unseal keys,
+/// root token) into its data directory: export leaves such a file out and
+/// says so; kept on purpose, verify warns about it.
+#[tokio::test]
+async fn vault_init_output_is_left_out_of_an_export_unless_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("dump");
+    std::fs::create_dir(&dump).unwrap();
+    let vault = dir.path().join("vault");
+    std::fs::create_dir_all(vault.join("core")).unwrap();
+    std::fs::write(vault.join("core/_keyring"), b"{\"Value\":\"AAAA\"}").unwrap();
+    std::fs::write(
+        vault.join("init.txt"),
+        "Unseal Key 1: 4f3c-secret-share\nInitial Root Token: s.root-wörd\n",
+    )
+    .unwrap();
+    let export = |danger: bool, out: PathBuf| {
+        let dump = dump.clone();
+        let vault = vault.clone();
+        async move {
+            circle_export::export(
+                circle_export::ExportSpec {
+                    mongo: Some(circle_export::MongoSource::DumpDir(dump)),
+                    postgres: None,
+                    encryption_keys: None,
+                    vault_data: Some(vault),
+                    danger_include_vault_init_output: danger,
+                    out,
+                    parallel: 2,
+                    tool: "test".to_owned(),
+                    meter: circle_export::Meter::new(),
+                },
+                &progress,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let safe = export(false, dir.path().join("safe.tar")).await;
+    assert_eq!(safe.left_out.len(), 1, "{:?}", safe.left_out);
+    assert!(safe.left_out[0].contains("init.txt"));
+    let listed = crate::tar_list(&safe.archive);
+    assert!(
+        listed
+            .iter()
+            .any(|p| p.ends_with("vault-data/core/_keyring")),
+        "{listed:?}"
+    );
+    assert!(!listed.iter().any(|p| p.contains("init.txt")), "{listed:?}");
+    assert!(inspect(&safe.archive, None).unwrap().warnings.is_empty());
+
+    let kept = export(true, dir.path().join("kept.tar")).await;
+    assert!(kept.left_out.is_empty());
+    let inspection = inspect(&kept.archive, None).unwrap();
+    assert!(inspection.problems.is_empty(), "{:?}", inspection.problems);
+    assert_eq!(inspection.warnings.len(), 1, "{:?}", inspection.warnings);
+    assert!(inspection.warnings[0].contains("vault-data/init.txt"));
+    assert!(!inspection.warnings[0].contains("secret-share"));
+}

@@ -59,6 +59,7 @@ pub(crate) async fn export_one_database(client: &Client, db: &str, out: &Path) {
             postgres: None,
             encryption_keys: None,
             vault_data: None,
+            danger_include_vault_init_output: false,
             out: out.to_owned(),
             parallel: 2,
             meter: circle_export::Meter::default(),

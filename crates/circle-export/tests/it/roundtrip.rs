@@ -135,6 +135,7 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
             postgres: Some((&source_pg, Vec::new())),
             encryption_keys: Some(keys.clone()),
             vault_data: None,
+            danger_include_vault_init_output: false,
             out: out.clone(),
             parallel: 4,
             meter: export_meter.clone(),
