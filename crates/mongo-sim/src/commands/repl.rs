@@ -59,8 +59,11 @@ pub(super) async fn initiate(
         );
     }
     let mut info2 = None;
+    // As mongod's replSetInitiate: an empty or absent config object (the
+    // shell's `rs.initiate()` sends `{replSetInitiate: {}}`) means a
+    // default configuration: `_id` = replSetName, this member alone.
     let config_doc = match command.get("replSetInitiate") {
-        Some(Bson::Document(d)) => d.clone(),
+        Some(Bson::Document(d)) if !d.is_empty() => d.clone(),
         _ => {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_owned())

@@ -373,3 +373,34 @@ async fn cursors_belong_to_their_namespace_and_user_and_ids_are_unguessable() {
         .unwrap();
     assert_eq!(killed.get_array("cursorsKilled").unwrap().len(), 2);
 }
+
+/// The runbook's `rs.initiate()` with no argument: the shell sends an empty
+/// config, and mongod builds the default one (`_id` = replSetName, this
+/// member alone, named as the server names itself).
+#[tokio::test]
+async fn initiate_without_a_config_uses_the_default_one() {
+    let member = MongoMember::start(&tools(), plain_options(Some("rs0"))).unwrap();
+    let client = direct(&member, None, None).await;
+    let reply = admin(&client, doc! {"replSetInitiate": {}}).await.unwrap();
+    assert_eq!(
+        reply.get_str("info2"),
+        Ok("no configuration specified. Using a default configuration for the set"),
+        "{reply}"
+    );
+    wait_for("a primary", Duration::from_secs(60), || {
+        let client = client.clone();
+        async move {
+            hello(&client)
+                .await
+                .is_some_and(|h| h.get_bool("isWritablePrimary") == Ok(true))
+        }
+    })
+    .await;
+    let config = admin(&client, doc! {"replSetGetConfig": 1}).await.unwrap();
+    let config = config.get_document("config").unwrap();
+    assert_eq!(config.get_str("_id"), Ok("rs0"));
+    let members = config.get_array("members").unwrap();
+    assert_eq!(members.len(), 1);
+    let host = members[0].as_document().unwrap().get_str("host").unwrap();
+    assert!(host.ends_with(&format!(":{}", member.port())), "{host}");
+}
