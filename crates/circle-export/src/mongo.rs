@@ -230,14 +230,91 @@ pub struct RestoreItem {
 pub enum TargetState {
     /// Absent, or empty while the archive has documents: restore it.
     Empty,
-    /// Exists with exactly the archive's number of documents and every
-    /// index: an earlier restore finished it.
+    /// Holds exactly the archive's documents (compared by content, not
+    /// count) and every index: an earlier restore finished it.
     Restored,
     /// Exactly the archive's number of documents, but without these
     /// indexes: an earlier restore was stopped before building them.
     IndexesMissing(usize),
     /// Holds something else (this many documents).
     Occupied(u64),
+    /// Holds as many documents as the archive, but other ones.
+    Different(u64),
+}
+
+/// An order-independent digest of a set of raw BSON documents: the
+/// wrapping sum of each document's SHA-256 (first 16 bytes). Equal sets of
+/// documents, in any order, give equal digests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Digest(u128);
+
+impl Digest {
+    fn add(&mut self, document: &[u8]) {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(document);
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&hash[..16]);
+        self.0 = self.0.wrapping_add(u128::from_le_bytes(first));
+    }
+}
+
+/// The digest of the documents of a `.bson` file (verified before).
+async fn digest_of_file(path: &Path) -> Result<Digest, Error> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let mut input = std::io::BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(&path).map_err(Error::io(path.display()))?,
+        );
+        let mut digest = Digest::default();
+        let mut document = Vec::new();
+        loop {
+            let mut len = [0u8; 4];
+            match input.read_exact(&mut len) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(Error::io(path.display())(e)),
+            }
+            let n = i32::from_le_bytes(len);
+            if !(5..=MAX_DOCUMENT as i32).contains(&n) {
+                return Err(Error::Invalid(format!(
+                    "{}: a document of impossible length {n}",
+                    path.display()
+                )));
+            }
+            document.clear();
+            document.extend_from_slice(&len);
+            document.resize(n as usize, 0);
+            input
+                .read_exact(&mut document[4..])
+                .map_err(Error::io(path.display()))?;
+            digest.add(&document);
+        }
+        Ok(digest)
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("hashing an archive collection: {e}")))?
+}
+
+/// The digest of every document a target collection holds.
+async fn digest_of_collection(client: &Client, item: &RestoreItem) -> Result<Digest, Error> {
+    let what = format!("{}.{}", item.db, item.collection);
+    let mut cursor = client
+        .database(&item.db)
+        .collection::<RawDocumentBuf>(&item.collection)
+        .find(doc! {})
+        .await
+        .map_err(Error::mongo(format!("find on {what}")))?;
+    let mut digest = Digest::default();
+    while let Some(document) = cursor
+        .try_next()
+        .await
+        .map_err(Error::mongo(format!("reading {what}")))?
+    {
+        digest.add(document.as_bytes());
+    }
+    Ok(digest)
 }
 
 /// The state of the target collection for `item`, which should end up
@@ -263,6 +340,15 @@ pub async fn target_state(
         .count_documents(doc! {})
         .await
         .map_err(Error::mongo(format!("count on {what}")))?;
+    if n == documents && n > 0 {
+        // Same count is not the same data: compare the documents
+        // themselves (an order-independent digest of their bytes).
+        let archived = digest_of_file(&item.data).await?;
+        let present = digest_of_collection(client, item).await?;
+        if archived != present {
+            return Ok(TargetState::Different(n));
+        }
+    }
     Ok(if n == documents {
         let wanted = read_metadata(item).await?;
         let present: Vec<String> = client

@@ -257,6 +257,11 @@ pub async fn restore(
                     "MongoDB {}.{} holds {n} documents, the archive {documents}",
                     item.db, item.collection
                 )),
+                mongo::TargetState::Different(n) => occupied.push(format!(
+                    "MongoDB {}.{} holds {n} documents, as many as the archive, but not the \
+                     same ones",
+                    item.db, item.collection
+                )),
             }
         }
     }

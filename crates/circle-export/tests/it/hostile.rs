@@ -284,3 +284,46 @@ async fn vault_init_output_is_left_out_of_an_export_unless_asked_for() {
     assert!(inspection.warnings[0].contains("vault-data/init.txt"));
     assert!(!inspection.warnings[0].contains("secret-share"));
 }
+
+/// "Already restored" is decided by content: a target holding as many
+/// documents as the archive, but other ones, is not skipped as done.
+#[tokio::test]
+async fn a_target_with_the_same_count_but_other_documents_is_not_already_restored() {
+    use bson::doc;
+    let dir = tempfile::tempdir().unwrap();
+    let archived = bson::to_vec(&doc! {"_id": 1, "v": "archived"}).unwrap();
+    let manifest = Manifest {
+        mongo: vec![circle_export::manifest::CollectionEntry {
+            db: "app".to_owned(),
+            collection: "c".to_owned(),
+            documents: 1,
+        }],
+        ..Manifest::default()
+    };
+    let path = archive(dir.path(), manifest, &[("mongo/app/c.bson", &archived)]);
+    let (_member, target) = crate::old_mongo();
+    let c = target.database("app").collection::<bson::Document>("c");
+    c.insert_one(doc! {"_id": 2, "v": "unrelated"})
+        .await
+        .unwrap();
+    let spec = || RestoreSpec {
+        archive: path.clone(),
+        mongo: Some((&target, false)),
+        postgres: None,
+        drop: false,
+        dry_run: false,
+        parallel: 2,
+        meter: circle_export::Meter::new(),
+    };
+    let err = restore(spec(), &progress).await.unwrap_err();
+    assert!(err.to_string().contains("not the same ones"), "{err}");
+    assert_eq!(c.count_documents(doc! {}).await.unwrap(), 1);
+
+    // The same document: an earlier restore's work, skipped.
+    c.drop().await.unwrap();
+    c.insert_one(doc! {"_id": 1, "v": "archived"})
+        .await
+        .unwrap();
+    let report = restore(spec(), &progress).await.unwrap();
+    assert_eq!(report.skipped, ["mongo app.c"]);
+}
