@@ -147,13 +147,7 @@ impl HaConfig {
     }
 
     fn load_checked(path: &Path) -> Result<HaConfig, Problems> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Problem::new(
-                path.display().to_string(),
-                ProblemKind::Unreadable,
-                format!(": cannot read it: {e}"),
-            )
-        })?;
+        let text = read_file(path)?;
         let (config, unknown) = HaConfig::parse_collecting(&text, path)?;
         if unknown.is_empty() {
             return Ok(config);
@@ -174,13 +168,7 @@ impl HaConfig {
         section: Section,
         check: impl FnOnce(&HaConfig) -> Result<T, Problems>,
     ) -> Result<(HaConfig, T), Problems> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Problem::new(
-                path.display().to_string(),
-                ProblemKind::Unreadable,
-                format!(": cannot read it: {e}"),
-            )
-        })?;
+        let text = read_file(path)?;
         let (config, mut problems) = HaConfig::parse_collecting(&text, path)?;
         let checked = check(&config);
         if !problems.is_empty()
@@ -358,6 +346,17 @@ impl HaConfig {
             format!("is missing from {}{hint}", self.path.display()),
         ))
     }
+}
+
+/// The file's text, or the problem of reading it.
+fn read_file(path: &Path) -> Result<String, Problems> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Problems::one(Problem::new(
+            path.display().to_string(),
+            ProblemKind::Unreadable,
+            format!(": cannot read it: {e}"),
+        ))
+    })
 }
 
 /// A parser message with every double-quoted part replaced by `"…"`: serde

@@ -329,6 +329,7 @@ pub async fn observe(
         Err(e) => return Err(e),
     };
 
+    let mut pending = pending;
     let token = match app_token {
         None => TokenState::NoFile,
         Some(token) => {
@@ -340,7 +341,15 @@ pub async fn observe(
                 )
                 .await;
             match lookup {
-                Ok(body) => token_state(&body["data"], spec),
+                Ok(body) => {
+                    // A pending creation whose token reached the file is
+                    // finished: the marker is on the token in the file.
+                    let marker = body["data"]["meta"]["circle_ha_create"].as_str();
+                    if marker.is_some() && marker == pending.creating.as_deref() {
+                        pending.creating = None;
+                    }
+                    token_state(&body["data"], spec)
+                }
                 Err(Error::Api {
                     status: 400 | 403 | 404,
                     errors,
@@ -355,23 +364,6 @@ pub async fn observe(
         }
     };
 
-    // A pending creation whose token reached the file is finished: the
-    // marker is on the token in the file.
-    let mut pending = pending;
-    if let (Some(marker), Some(token)) = (&pending.creating, app_token) {
-        let lookup = client
-            .put(
-                "auth/token/lookup",
-                Some(admin_token),
-                &json!({ "token": token.expose_secret() }),
-            )
-            .await;
-        if let Ok(body) = lookup
-            && body["data"]["meta"]["circle_ha_create"].as_str() == Some(marker.as_str())
-        {
-            pending.creating = None;
-        }
-    }
     Ok(Observed {
         address: client.address().to_owned(),
         mount,
