@@ -1,38 +1,13 @@
 //! `[pki]` and the certificates the rest of the file calls for, for ha-tls.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ha_plan::Problems;
 
+pub use ha_tls::{PkiSpec as PkiSettings, WantedCert as WantedCertificate};
+
 use crate::collect::Collect;
 use crate::{HaConfig, Section};
-
-/// One certificate `ha.toml` calls for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WantedCertificate {
-    /// The file stem in the PKI directory (`<name>.crt/.key/.pem`).
-    pub name: String,
-    /// What it is for.
-    pub role: ha_tls::Role,
-    /// The host names it must cover (empty for a client).
-    pub hosts: Vec<String>,
-    /// Which `ha.toml` keys call for it, for messages.
-    pub used_by: Vec<String>,
-}
-
-/// `[pki]` and the certificates the rest of the file calls for.
-#[derive(Clone, Debug)]
-pub struct PkiSettings {
-    /// `[pki].dir`, resolved against the file's directory.
-    pub dir: PathBuf,
-    /// `[pki].organization`.
-    pub organization: String,
-    /// `[pki].organizational_unit` (the members'; clients get
-    /// `<ou> clients`).
-    pub organizational_unit: String,
-    /// Every certificate to issue, members first.
-    pub wanted: Vec<WantedCertificate>,
-}
 
 impl HaConfig {
     /// `[pki]`, and the hosts of `[mongo]`, `[postgres]` and `[vault]`

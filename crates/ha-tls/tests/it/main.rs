@@ -2,6 +2,7 @@
 //! linter on certificates made both by `ha-tls` and, for the broken ones, by
 //! `rcgen` directly.
 
+mod install;
 mod lint;
 mod store;
 
