@@ -58,27 +58,14 @@ pub async fn apply(
         app_password: app.password,
         databases: settings.databases.clone(),
     };
-    let observed =
-        pg_provision::observe(&settings.server, &admin, &settings.admin_database, &desired).await?;
-    let plan = pg_provision::plan(&desired, &observed);
-    if !plan.blockers.is_empty() {
-        // Reported as an error, before anything is changed.
-        return Err(pg_provision::Error::Blocked {
-            server: plan.server.clone(),
-            problems: plan.blockers.clone(),
-        }
-        .into());
-    }
-    if !dry_run {
-        pg_provision::apply(
-            &plan,
-            &desired,
-            &settings.server,
-            &admin,
-            &settings.admin_database,
-        )
-        .await?;
-    }
+    let plan = pg_provision::provision(
+        &settings.server,
+        &admin,
+        &settings.admin_database,
+        &desired,
+        dry_run,
+    )
+    .await?;
     warnings.extend(plan.warnings.iter().cloned());
     Ok(Report::from_changes(
         "pg-provision",

@@ -86,20 +86,7 @@ pub async fn publish(
     ec2: &aws_sdk_ec2::Client,
     dry_run: bool,
 ) -> anyhow::Result<Report> {
-    let observed = publish::observe(s3, ec2, target, bundle).await?;
-    if observed.latest.is_none() {
-        return Err(anyhow::anyhow!(
-            "launch template {} has no versions: create it (AMI, instance type, an instance \
-             profile that may read s3://{}/{}*) first",
-            target.launch_template,
-            target.bucket,
-            target.prefix
-        ));
-    }
-    let steps = publish::plan(target, bundle, &observed);
-    if !dry_run {
-        publish::apply(s3, ec2, target, bundle, &steps).await?;
-    }
+    let steps = publish::run(s3, ec2, target, bundle, dry_run).await?;
     Ok(Report::from_changes(TOOL, dry_run, &steps, Vec::new()))
 }
 

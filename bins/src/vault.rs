@@ -11,19 +11,6 @@ use vault_transit::configure;
 
 use crate::output::usage;
 
-/// Reads the app token `configure` wrote, if there is one.
-fn app_token(settings: &VaultSettings) -> anyhow::Result<Option<SecretString>> {
-    match std::fs::read_to_string(&settings.app_token_file) {
-        Ok(text) if !text.trim().is_empty() => Ok(Some(SecretString::from(text.trim().to_owned()))),
-        Ok(_) => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow::anyhow!(
-            "cannot read {}: {e}",
-            settings.app_token_file.display()
-        )),
-    }
-}
-
 /// `vault-transit init`: the key shares and root token into 0600 files.
 pub async fn init(settings: &VaultSettings) -> anyhow::Result<(Value, String)> {
     let client = settings.client()?;
@@ -154,31 +141,20 @@ pub async fn configure(
     let mut warnings = settings.warnings.clone();
     let admin = config.vault_admin_token(settings, env, &mut warnings)?;
     let client = settings.client()?;
-    let app = app_token(settings)?;
-    let pending = configure::Pending::read(&settings.app_token_file)?;
-    let observed =
-        configure::observe(&client, &admin, &settings.spec, app.as_ref(), pending).await?;
-    let plan = configure::plan(&settings.spec, &observed);
-    if !plan.blockers.is_empty() {
-        return Err(vault_transit::Error::Invalid(plan.blockers.join("; ")).into());
-    }
-    if !dry_run {
-        let applied = configure::apply(
-            &client,
-            &admin,
-            &settings.spec,
-            &plan,
-            app.as_ref(),
-            &settings.app_token_file,
-        )
-        .await?;
-        if applied.renewed {
-            warnings.push(format!(
-                "kept the existing app token in {} and renewed it for another {}",
-                settings.app_token_file.display(),
-                settings.spec.period
-            ));
-        }
+    let (plan, applied) = configure::run(
+        &client,
+        &admin,
+        &settings.spec,
+        &settings.app_token_file,
+        dry_run,
+    )
+    .await?;
+    if applied.is_some_and(|a| a.renewed) {
+        warnings.push(format!(
+            "kept the existing app token in {} and renewed it for another {}",
+            settings.app_token_file.display(),
+            settings.spec.period
+        ));
     }
     Ok(Report::from_changes(
         "vault-transit",
@@ -191,7 +167,7 @@ pub async fn configure(
 /// `vault-transit verify`.
 pub async fn verify(settings: &VaultSettings) -> anyhow::Result<Findings> {
     let client = settings.client()?;
-    let Some(app) = app_token(settings)? else {
+    let Some(app) = configure::read_token_file(&settings.app_token_file)? else {
         return Err(usage(
             "[vault].app_token_file",
             format!(

@@ -139,3 +139,29 @@ async fn run_step(
             source,
         })
 }
+
+/// The whole `pg-provision apply` in one call: observes `server` as
+/// `admin`, plans what `desired` still needs, refuses (before changing
+/// anything) when the plan has blockers, and applies it unless `dry_run`.
+/// Returns the plan: what was done, or with `dry_run` what would be.
+pub async fn provision(
+    server: &Server,
+    admin: &Login,
+    admin_database: &str,
+    desired: &Desired,
+    dry_run: bool,
+) -> Result<Plan, Error> {
+    desired.validate()?;
+    let observed = crate::observe(server, admin, admin_database, desired).await?;
+    let plan = crate::plan(desired, &observed);
+    if !plan.blockers.is_empty() {
+        return Err(Error::Blocked {
+            server: plan.server.clone(),
+            problems: plan.blockers.clone(),
+        });
+    }
+    if !dry_run {
+        apply(&plan, desired, server, admin, admin_database).await?;
+    }
+    Ok(plan)
+}

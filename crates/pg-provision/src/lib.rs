@@ -57,7 +57,7 @@ mod spec;
 pub mod sql;
 mod verify;
 
-pub use apply::apply;
+pub use apply::{apply, provision};
 pub use connect::{Login, Server, SslMode};
 pub use error::Error;
 pub use observe::{AdminFacts, AppRoleFacts, DatabaseFacts, Observed, PasswordState, observe};

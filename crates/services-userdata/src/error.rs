@@ -42,6 +42,19 @@ pub enum Error {
         /// The SDK's words.
         detail: String,
     },
+    /// The launch template to publish to has no version to start from.
+    #[error(
+        "launch template {template} has no versions: create it (AMI, instance type, an instance \
+         profile that may read s3://{bucket}/{prefix}*) first"
+    )]
+    NoLaunchTemplateVersion {
+        /// The launch template.
+        template: String,
+        /// The bundle's bucket.
+        bucket: String,
+        /// The key prefix in it.
+        prefix: String,
+    },
     /// A bundle directory could not be written or read.
     #[error("{}: {source}", path.display())]
     Io {

@@ -325,3 +325,30 @@ pub async fn apply(
     }
     Ok(())
 }
+
+/// The whole `services-userdata publish` in one call: observes the bucket
+/// and the launch template, plans, and applies unless `dry_run`. Refuses a
+/// launch template without versions (its AMI, instance type and instance
+/// profile are the operator's; this only adds user data). Returns the steps
+/// done, or with `dry_run` the steps that would be.
+pub async fn run(
+    s3: &aws_sdk_s3::Client,
+    ec2: &aws_sdk_ec2::Client,
+    target: &Target,
+    bundle: &Bundle,
+    dry_run: bool,
+) -> Result<Vec<Step>, Error> {
+    let observed = observe(s3, ec2, target, bundle).await?;
+    if observed.latest.is_none() {
+        return Err(Error::NoLaunchTemplateVersion {
+            template: target.launch_template.clone(),
+            bucket: target.bucket.clone(),
+            prefix: target.prefix.clone(),
+        });
+    }
+    let steps = plan(target, bundle, &observed);
+    if !dry_run {
+        apply(s3, ec2, target, bundle, &steps).await?;
+    }
+    Ok(steps)
+}

@@ -666,6 +666,54 @@ async fn revoke_marked(
     Ok(())
 }
 
+/// The token in `token_file`, if the file exists and is not empty.
+pub fn read_token_file(token_file: &Path) -> Result<Option<SecretString>, Error> {
+    match std::fs::read_to_string(token_file) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(SecretString::from(text.trim().to_owned()))),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::File {
+            action: "cannot read",
+            path: token_file.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The whole `vault-transit configure` in one call: reads the app token
+/// and the pending-work record next to `token_file`, observes, plans,
+/// refuses a plan with blockers (nothing changed), and applies it unless
+/// `dry_run`. Returns the plan and, when applied, what apply did (whether
+/// a kept token was renewed).
+pub async fn run(
+    client: &Client,
+    admin_token: &SecretString,
+    spec: &ConfigureSpec,
+    token_file: &Path,
+    dry_run: bool,
+) -> Result<(Plan, Option<Applied>), Error> {
+    let app_token = read_token_file(token_file)?;
+    let pending = Pending::read(token_file)?;
+    let observed = observe(client, admin_token, spec, app_token.as_ref(), pending).await?;
+    let plan = plan(spec, &observed);
+    if !plan.blockers.is_empty() {
+        return Err(Error::Invalid(plan.blockers.join("; ")));
+    }
+    if dry_run {
+        return Ok((plan, None));
+    }
+    let applied = apply(
+        client,
+        admin_token,
+        spec,
+        &plan,
+        app_token.as_ref(),
+        token_file,
+    )
+    .await?;
+    Ok((plan, Some(applied)))
+}
+
 /// Seconds from a JSON number or a duration string.
 fn seconds(value: &Value) -> Option<u64> {
     match value {

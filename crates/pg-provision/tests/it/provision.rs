@@ -6,14 +6,18 @@ use secrecy::SecretString;
 
 use crate::{Lab, app_login, desired};
 
-/// Observe, plan and apply once; returns the applied steps.
+/// Provisions once (the library's one-call form, after a dry run that must
+/// plan the same steps); returns the applied steps.
 async fn provision(lab: &Lab, admin: &Login, desired: &pg_provision::Desired) -> Vec<Step> {
     let server = lab.server();
-    let observed = observe(&server, admin, "postgres", desired).await.unwrap();
-    let plan = plan(desired, &observed);
-    apply(&plan, desired, &server, admin, "postgres")
+    let dry = pg_provision::provision(&server, admin, "postgres", desired, true)
         .await
-        .unwrap()
+        .unwrap();
+    let done = pg_provision::provision(&server, admin, "postgres", desired, false)
+        .await
+        .unwrap();
+    assert_eq!(dry.steps, done.steps, "the dry run planned other steps");
+    done.steps
 }
 
 async fn pending(lab: &Lab, admin: &Login, desired: &pg_provision::Desired) -> Vec<Step> {
@@ -151,6 +155,13 @@ async fn missing_privileges_block_the_plan_and_change_nothing() {
         .unwrap_err();
     assert!(matches!(err, Error::Blocked { .. }));
     assert!(err.to_string().contains("nothing was changed"), "{err}");
+    // The one-call form refuses the same way, dry run or not.
+    for dry_run in [true, false] {
+        let err = pg_provision::provision(&server, &admin, "postgres", &desired, dry_run)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Blocked { .. }), "{err}");
+    }
     assert_eq!(lab.databases().await, Vec::<String>::new());
 }
 

@@ -52,14 +52,9 @@ fn target() -> Target {
 }
 
 async fn publish_once(aws: &Aws, bundle: &services_userdata::Bundle) -> Vec<Step> {
-    let observed = publish::observe(&aws.s3, &aws.ec2, &target(), bundle)
+    publish::run(&aws.s3, &aws.ec2, &target(), bundle, false)
         .await
-        .unwrap();
-    let steps = publish::plan(&target(), bundle, &observed);
-    publish::apply(&aws.s3, &aws.ec2, &target(), bundle, &steps)
-        .await
-        .unwrap();
-    steps
+        .unwrap()
 }
 
 #[tokio::test]

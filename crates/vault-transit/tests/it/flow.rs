@@ -60,15 +60,11 @@ async fn configure_once(
     token_file: &std::path::Path,
 ) -> (Vec<Step>, bool) {
     let spec = ConfigureSpec::new("transit", "1h");
-    let app = read_token(token_file);
-    let pending = configure::Pending::read(token_file).unwrap();
-    let observed = configure::observe(&lab.client(), admin, &spec, app.as_ref(), pending)
+    let (plan, applied) = configure::run(&lab.client(), admin, &spec, token_file, false)
         .await
         .unwrap();
-    let plan = configure::plan(&spec, &observed);
-    let applied = configure::apply(&lab.client(), admin, &spec, &plan, app.as_ref(), token_file)
-        .await
-        .unwrap();
+    let applied = applied.expect("not a dry run");
+    assert_eq!(plan.steps, applied.steps);
     (applied.steps, applied.renewed)
 }
 
