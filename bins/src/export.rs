@@ -52,9 +52,9 @@ pub fn resolve_uri(
     Ok(SecretString::from(value.to_owned()))
 }
 
-/// A PostgreSQL connection from a `--pg-uri` value.
-/// A plain `--pg-uri` is verified TLS (`verify-full`); `sslmode=require`
-/// adds a warning to `warnings`.
+/// A PostgreSQL connection from a `--pg-uri` value: verified TLS
+/// (`verify-full`) unless the URI says otherwise; `sslmode=require` adds a
+/// warning to `warnings`.
 pub fn pg_conn(
     flag: &str,
     uri: &SecretString,

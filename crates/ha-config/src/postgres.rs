@@ -140,12 +140,7 @@ impl HaConfig {
             return Err(problems);
         };
         // The names and extensions follow pg-provision's own rules.
-        let desired_names = pg_provision::Desired {
-            app_role: app_user.clone(),
-            app_password: secrecy::SecretString::from("unchecked".to_owned()),
-            databases: databases.clone(),
-        };
-        if let Err(e) = desired_names.validate() {
+        if let Err(e) = pg_provision::check_names(&app_user, &databases) {
             problems.push(ha_plan::Problem::invalid("[postgres]", format!(": {e}")));
         }
         problems.finish(PostgresSettings {

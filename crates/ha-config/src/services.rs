@@ -246,10 +246,8 @@ impl HaConfig {
                     .clone()
                     .unwrap_or_else(|| keys_dir.join("circleci-token"));
                 let token_path = file.path_of(&token_file);
-                match std::fs::read_to_string(&token_path) {
-                    Ok(token) if !token.trim().is_empty() => {
-                        vault.token = SecretString::from(token.trim().to_owned());
-                    }
+                match vault_transit::configure::read_token_file(&token_path) {
+                    Ok(Some(token)) => vault.token = token,
                     _ => r.push(
                         "[vault].app_token_file",
                         ProblemKind::Missing,

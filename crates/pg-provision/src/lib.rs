@@ -62,5 +62,5 @@ pub use connect::{Login, Server, SslMode};
 pub use error::Error;
 pub use observe::{AdminFacts, AppRoleFacts, DatabaseFacts, Observed, PasswordState, observe};
 pub use plan::{Plan, Step, plan};
-pub use spec::{DatabaseSpec, Desired, default_databases};
+pub use spec::{DatabaseSpec, Desired, check_names, default_databases};
 pub use verify::{DatabaseCheck, Verification, verify};

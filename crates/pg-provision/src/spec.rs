@@ -57,33 +57,39 @@ impl Desired {
     /// identifier (1 to 63 bytes, no NUL), and database names must be
     /// unique. Quoting makes any other character safe.
     pub fn validate(&self) -> Result<(), Error> {
-        let mut problems = Vec::new();
-        check_identifier("role", &self.app_role, &mut problems);
-        let mut seen = std::collections::BTreeSet::new();
-        for database in &self.databases {
-            check_identifier("database", &database.name, &mut problems);
-            if !seen.insert(&database.name) {
-                problems.push(format!("database {:?} is listed twice", database.name));
-            }
-            for extension in &database.extensions {
-                check_identifier("extension", extension, &mut problems);
-            }
+        check_names(&self.app_role, &self.databases)
+    }
+}
+
+/// Checks the app role's and the databases' names (identifiers, no
+/// duplicates, no reserved or system role) without anything else of a
+/// [`Desired`]: what a configuration reader checks before any password
+/// exists.
+pub fn check_names(app_role: &str, databases: &[DatabaseSpec]) -> Result<(), Error> {
+    let mut problems = Vec::new();
+    check_identifier("role", app_role, &mut problems);
+    let mut seen = std::collections::BTreeSet::new();
+    for database in databases {
+        check_identifier("database", &database.name, &mut problems);
+        if !seen.insert(&database.name) {
+            problems.push(format!("database {:?} is listed twice", database.name));
         }
-        if matches!(
-            self.app_role.as_str(),
-            "postgres" | "public" | "pg_database_owner"
-        ) || self.app_role.starts_with("pg_")
-        {
-            problems.push(format!(
-                "role name {:?} is reserved or a system role; choose the app role's own name",
-                self.app_role
-            ));
+        for extension in &database.extensions {
+            check_identifier("extension", extension, &mut problems);
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::InvalidDesired { problems })
-        }
+    }
+    if matches!(app_role, "postgres" | "public" | "pg_database_owner")
+        || app_role.starts_with("pg_")
+    {
+        problems.push(format!(
+            "role name {:?} is reserved or a system role; choose the app role's own name",
+            app_role
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidDesired { problems })
     }
 }
 
