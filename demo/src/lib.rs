@@ -752,16 +752,14 @@ async fn publish_phase(running: &Lab) -> anyhow::Result<String> {
     let s3 = moto.s3_client();
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let target = file.publish_target()?.target;
-    ec2.create_launch_template()
-        .launch_template_name(&target.launch_template)
-        .launch_template_data(
-            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                .image_id("ami-12345678")
-                .build(),
-        )
-        .send()
-        .await
-        .context("creating the demo's launch template")?;
+    moto.create_launch_template(
+        &target.launch_template,
+        aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+            .image_id("ami-12345678")
+            .build(),
+    )
+    .await
+    .context("creating the demo's launch template")?;
     let bundle = circle_ha::services::read_bundle(&bundle_dir)?;
     let userdata = std::fs::metadata(bundle_dir.join("userdata.sh"))?.len();
     anyhow::ensure!(

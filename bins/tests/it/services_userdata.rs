@@ -140,24 +140,20 @@ fn render_twice_then_publish_twice() {
     let moto = Moto::start(&Toolbox::discover(std::env::vars_os())).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let sdk = moto.sdk_config();
         let s3 = moto.s3_client();
         s3.create_bucket()
             .bucket("circleci-ha-config")
             .send()
             .await
             .unwrap();
-        aws_sdk_ec2::Client::new(&sdk)
-            .create_launch_template()
-            .launch_template_name("circleci-services")
-            .launch_template_data(
-                aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                    .image_id("ami-12345678")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        moto.create_launch_template(
+            "circleci-services",
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id("ami-12345678")
+                .build(),
+        )
+        .await
+        .unwrap();
     });
     let publish = |extra: &[&str]| {
         let mut args = vec!["publish", "--json", "--dir", out_arg, "--endpoint-url"];

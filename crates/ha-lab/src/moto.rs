@@ -110,6 +110,22 @@ impl Moto {
         )
     }
 
+    /// Creates launch template `name` with one version holding `data`, as
+    /// an operator's AWS account has it before `publish` adds versions.
+    pub async fn create_launch_template(
+        &self,
+        name: &str,
+        data: aws_sdk_ec2::types::RequestLaunchTemplateData,
+    ) -> Result<(), aws_sdk_ec2::Error> {
+        aws_sdk_ec2::Client::new(&self.sdk_config())
+            .create_launch_template()
+            .launch_template_name(name)
+            .launch_template_data(data)
+            .send()
+            .await?;
+        Ok(())
+    }
+
     /// Stops the server. Also done on drop.
     pub fn stop(&mut self) {
         self.daemon.stop();

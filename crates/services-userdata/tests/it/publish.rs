@@ -24,17 +24,15 @@ async fn aws() -> Aws {
         .send()
         .await
         .unwrap();
-    ec2.create_launch_template()
-        .launch_template_name("circleci-services")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id("ami-12345678")
-                .instance_type(aws_sdk_ec2::types::InstanceType::M5Xlarge)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    moto.create_launch_template(
+        "circleci-services",
+        RequestLaunchTemplateData::builder()
+            .image_id("ami-12345678")
+            .instance_type(aws_sdk_ec2::types::InstanceType::M5Xlarge)
+            .build(),
+    )
+    .await
+    .unwrap();
     Aws {
         _moto: moto,
         s3,

@@ -47,6 +47,13 @@ fn root_token(files: &KeyFiles) -> SecretString {
     )
 }
 
+/// Initialises and unseals the lab's Vault, keys under `dir`; returns
+/// the root token.
+async fn unsealed(lab: &Lab, dir: &std::path::Path) -> SecretString {
+    let files = init(lab, dir).await;
+    unseal_with(lab, &files, &[1, 2, 3]).await.unwrap();
+    root_token(&files)
+}
 fn read_token(path: &std::path::Path) -> Option<SecretString> {
     std::fs::read_to_string(path)
         .ok()
@@ -219,9 +226,7 @@ async fn init_refuses_an_initialised_vault_and_existing_key_files() {
 async fn a_runbook_style_child_token_is_replaced_by_an_orphan_and_revoked() {
     let lab = Lab::start();
     let tmp = tempfile::tempdir().unwrap();
-    let files = init(&lab, tmp.path()).await;
-    unseal_with(&lab, &files, &[1, 2, 3]).await.unwrap();
-    let admin = root_token(&files);
+    let admin = unsealed(&lab, tmp.path()).await;
     let client = lab.client();
 
     // What the runbook's `vault token-create -period="1h"` as root makes.
@@ -420,9 +425,7 @@ async fn init_to_files_then_unseal_from_files_as_a_library() {
 async fn the_next_run_finishes_what_a_killed_configure_left() {
     let lab = Lab::start();
     let tmp = tempfile::tempdir().unwrap();
-    let files = init(&lab, tmp.path()).await;
-    unseal_with(&lab, &files, &[1, 2, 3]).await.unwrap();
-    let admin = root_token(&files);
+    let admin = unsealed(&lab, tmp.path()).await;
     let client = lab.client();
     let token_file = tmp.path().join("circleci-token");
     let accessor_state = |accessor: String| {
