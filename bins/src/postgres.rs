@@ -2,47 +2,9 @@
 //! pg-provision calls.
 
 use ha_config::{EnvLookup, HaConfig, PostgresSettings};
-use ha_plan::{Findings, Problems, Report};
-use pg_provision::{Desired, Login};
+use ha_plan::{Findings, Report};
+use pg_provision::Desired;
 use serde_json::json;
-
-/// Resolves the admin and app passwords, both problems at once.
-fn logins(
-    config: &HaConfig,
-    settings: &PostgresSettings,
-    env: EnvLookup<'_>,
-    warnings: &mut Vec<String>,
-) -> Result<(Login, Login), Problems> {
-    let admin = config.resolve(
-        "[postgres].admin_password",
-        &settings.admin_password,
-        env,
-        warnings,
-    );
-    let app = config.resolve(
-        "[postgres].app_password",
-        &settings.app_password,
-        env,
-        warnings,
-    );
-    match (admin, app) {
-        (Ok(admin), Ok(app)) => Ok((
-            Login {
-                user: settings.admin_user.clone(),
-                password: admin,
-            },
-            Login {
-                user: settings.app_user.clone(),
-                password: app,
-            },
-        )),
-        (admin, app) => Err([admin.err(), app.err()]
-            .into_iter()
-            .flatten()
-            .flatten()
-            .collect()),
-    }
-}
 
 /// `pg-provision apply`: observe, plan, and (unless `dry_run`) apply.
 pub async fn apply(
@@ -52,7 +14,7 @@ pub async fn apply(
     dry_run: bool,
 ) -> anyhow::Result<Report> {
     let mut warnings = settings.warnings.clone();
-    let (admin, app) = logins(config, settings, env, &mut warnings)?;
+    let (admin, app) = config.postgres_logins(settings, env, &mut warnings)?;
     let desired = Desired {
         app_role: app.user,
         app_password: app.password,
@@ -82,16 +44,7 @@ pub async fn verify(
     env: EnvLookup<'_>,
 ) -> anyhow::Result<Findings> {
     let mut warnings = settings.warnings.clone();
-    let password = config.resolve(
-        "[postgres].app_password",
-        &settings.app_password,
-        env,
-        &mut warnings,
-    )?;
-    let app = Login {
-        user: settings.app_user.clone(),
-        password,
-    };
+    let app = config.postgres_app_login(settings, env, &mut warnings)?;
     let report = pg_provision::verify(&settings.server, &app, &settings.databases).await;
     let mut text = String::new();
     for warning in &warnings {

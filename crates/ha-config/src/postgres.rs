@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ha_plan::Problems;
-use pg_provision::{DatabaseSpec, Server, SslMode};
+use pg_provision::{DatabaseSpec, Login, Server, SslMode};
 
 use crate::collect::Collect;
 use crate::secret::SecretRef;
-use crate::{HaConfig, Section};
+use crate::{EnvLookup, HaConfig, Section};
 
 /// Command-line values that override `[postgres]`.
 #[derive(Clone, Debug, Default)]
@@ -166,5 +166,56 @@ impl HaConfig {
             databases,
             warnings,
         })
+    }
+
+    /// `[postgres].app_user` with its password resolved: the login
+    /// `pg-provision verify` checks every database with.
+    pub fn postgres_app_login(
+        &self,
+        settings: &PostgresSettings,
+        env: EnvLookup<'_>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Login, Problems> {
+        let password = self.resolve(
+            "[postgres].app_password",
+            &settings.app_password,
+            env,
+            warnings,
+        )?;
+        Ok(Login {
+            user: settings.app_user.clone(),
+            password,
+        })
+    }
+
+    /// The admin login (`admin_user`, `admin_password`) and the app login,
+    /// both passwords resolved; a problem with either, or both, at once.
+    pub fn postgres_logins(
+        &self,
+        settings: &PostgresSettings,
+        env: EnvLookup<'_>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(Login, Login), Problems> {
+        let admin = self.resolve(
+            "[postgres].admin_password",
+            &settings.admin_password,
+            env,
+            warnings,
+        );
+        let app = self.postgres_app_login(settings, env, warnings);
+        match (admin, app) {
+            (Ok(password), Ok(app)) => Ok((
+                Login {
+                    user: settings.admin_user.clone(),
+                    password,
+                },
+                app,
+            )),
+            (admin, app) => Err([admin.err(), app.err()]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect()),
+        }
     }
 }

@@ -163,3 +163,31 @@ fn a_command_with_overrides_sees_its_section_problems_with_the_typos() {
         HaConfig::load_with(&path, crate::Section::Postgres, |c| c.postgres(&overrides)).unwrap();
     assert_eq!(settings.server.host, "pg.internal");
 }
+
+#[test]
+fn postgres_logins_resolve_both_passwords_or_name_every_missing_one() {
+    use secrecy::ExposeSecret as _;
+    let config = parse(
+        "[postgres]\nhost = \"pg\"\nsslmode = \"disable\"\n\
+         admin_password = \"env:PG_ADMIN\"\napp_password = \"env:PG_APP\"\n",
+    )
+    .unwrap();
+    let settings = config.postgres(&Default::default()).unwrap();
+    let nothing = |_: &str| None;
+    let problems = config
+        .postgres_logins(&settings, &nothing, &mut Vec::new())
+        .unwrap_err();
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["[postgres].admin_password", "[postgres].app_password"]
+    );
+    let both = |name: &str| Some(format!("{name}-secret"));
+    let (admin, app) = config
+        .postgres_logins(&settings, &both, &mut Vec::new())
+        .unwrap();
+    assert_eq!(admin.password.expose_secret(), "PG_ADMIN-secret");
+    assert_eq!(app.password.expose_secret(), "PG_APP-secret");
+    assert_eq!(app.user, settings.app_user);
+    assert_eq!(admin.user, settings.admin_user);
+}
