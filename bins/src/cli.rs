@@ -10,8 +10,8 @@ use clap::Args;
 use crate::exit::Exit;
 
 /// Runs `work` on a Tokio runtime and turns its outcome into the process
-/// exit code: its `Exit` on success; 2 for [`ha_plan::Problems`] anywhere in the
-/// error chain (bad usage or configuration, nothing touched); 1 for any
+/// exit code: its `Exit` on success; 2 for [`ha_plan::Problems`] (or an
+/// [`ha_config::Error`] that is one) anywhere in the error chain (bad usage or configuration, nothing touched); 1 for any
 /// other error. Errors go to stderr as `tool: error: …` with their whole
 /// cause chain, and with `json` also to stdout as `{"error": "…"}`.
 #[allow(clippy::print_stdout, clippy::print_stderr)]
@@ -87,7 +87,12 @@ fn finish(tool: &str, json: bool, res: anyhow::Result<Exit>) -> ExitCode {
     match res {
         Ok(exit) => exit.into(),
         Err(e) => {
-            let exit = if e.chain().any(|cause| cause.is::<ha_plan::Problems>()) {
+            let exit = if e.chain().any(|cause| {
+                cause.is::<ha_plan::Problems>()
+                    || cause
+                        .downcast_ref::<ha_config::Error>()
+                        .is_some_and(ha_config::Error::is_config)
+            }) {
                 Exit::Usage
             } else {
                 Exit::Failure

@@ -9,16 +9,11 @@
 //! Libraries below never print or read the environment; this crate does
 //! both, on their behalf.
 
-pub mod apply;
 pub mod aws;
 pub mod cli;
 pub mod exit;
 pub mod export;
-pub mod mongo;
 pub mod output;
-pub mod pki;
-pub mod postgres;
 pub mod progress;
 pub mod services;
-pub mod status;
 pub mod vault;

@@ -4,10 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use ha_config::{EnvLookup, HaConfig, VaultSettings};
-use ha_plan::{Findings, Report};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use vault_transit::configure;
 
 use crate::output::usage;
 
@@ -129,116 +127,6 @@ pub fn rescue_keys(
 #[allow(clippy::print_stderr)]
 fn show_on_terminal(text: &str) {
     eprintln!("\n!!! {}", text.replace('\n', "\n!!! "));
-}
-
-/// `vault-transit configure`.
-pub async fn configure(
-    config: &HaConfig,
-    settings: &VaultSettings,
-    env: EnvLookup<'_>,
-    dry_run: bool,
-) -> anyhow::Result<Report> {
-    let mut warnings = settings.warnings.clone();
-    let admin = config.vault_admin_token(settings, env, &mut warnings)?;
-    let client = settings.client()?;
-    let (plan, applied) = configure::run(
-        &client,
-        &admin,
-        &settings.spec,
-        &settings.app_token_file,
-        dry_run,
-    )
-    .await?;
-    if applied.is_some_and(|a| a.renewed) {
-        warnings.push(format!(
-            "kept the existing app token in {} and renewed it for another {}",
-            settings.app_token_file.display(),
-            settings.spec.period
-        ));
-    }
-    Ok(Report::from_changes(
-        "vault-transit",
-        dry_run,
-        &plan.steps,
-        warnings,
-    ))
-}
-
-/// `vault-transit verify`.
-pub async fn verify(settings: &VaultSettings) -> anyhow::Result<Findings> {
-    let client = settings.client()?;
-    let Some(app) = configure::read_token_file(&settings.app_token_file)? else {
-        return Err(usage(
-            "[vault].app_token_file",
-            format!(
-                ": no app token at {}: run `vault-transit configure` first",
-                settings.app_token_file.display()
-            ),
-        )
-        .into());
-    };
-    let report = vault_transit::verify(&client, &app, &settings.spec).await;
-    let mut text = String::new();
-    for check in &report.checks {
-        text.push_str(&format!(
-            "{:<5} {:<32} {}\n",
-            if check.ok { "ok" } else { "FAIL" },
-            check.name,
-            check.detail
-        ));
-    }
-    let healthy = report.is_healthy();
-    text.push_str(&format!(
-        "vault-transit: app token {}\n",
-        if healthy {
-            "works and is limited to the contexts policy"
-        } else {
-            "has problems"
-        }
-    ));
-    let value = json!({
-        "healthy": healthy,
-        "address": settings.address,
-        "checks": report.checks.iter().map(|c| json!({"name": c.name, "ok": c.ok, "detail": c.detail})).collect::<Vec<_>>(),
-    });
-    Ok(Findings::new(healthy, value, text))
-}
-
-/// `vault-transit status`.
-pub async fn status(settings: &VaultSettings) -> anyhow::Result<Findings> {
-    let client = settings.client()?;
-    let initialized = vault_transit::is_initialized(&client).await?;
-    let seal = vault_transit::seal_status(&client).await?;
-    let healthy = initialized && !seal.sealed;
-    let state = match (initialized, seal.sealed) {
-        (false, _) => "not initialised (run vault-transit init)".to_owned(),
-        (true, true) => format!(
-            "sealed, unseal progress {}/{} (run vault-transit unseal)",
-            seal.progress, seal.threshold
-        ),
-        (true, false) => "unsealed".to_owned(),
-    };
-    let shares = if initialized {
-        format!("; {} shares, threshold {}", seal.shares, seal.threshold)
-    } else {
-        String::new()
-    };
-    let text = format!(
-        "vault-transit: {} {}: {state}{shares}\n",
-        settings.address,
-        seal.version.as_deref().unwrap_or("(version unknown)"),
-    );
-    let value = json!({
-        "healthy": healthy,
-        "address": settings.address,
-        "initialized": initialized,
-        "sealed": seal.sealed,
-        "progress": seal.progress,
-        "threshold": seal.threshold,
-        "shares": seal.shares,
-        "version": seal.version,
-    });
-    Ok(Findings::new(healthy, value, text))
 }
 
 /// `vault-transit seal`.

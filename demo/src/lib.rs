@@ -523,15 +523,9 @@ fn lookup<'a>(running: &'a Lab) -> impl Fn(&str) -> Option<String> + 'a {
 async fn vault_phase(running: &Lab) -> anyhow::Result<String> {
     let (file, _) = lab_config(running)?;
     let settings = file.vault(false)?;
-    circle_ha::vault::init(&settings).await?;
-    circle_ha::vault::unseal(
-        &settings,
-        circle_ha::vault::KeySource::Files,
-        false,
-        &mut |_| None,
-        &|_| {},
-    )
-    .await?;
+    let client = settings.client()?;
+    vault_transit::init_to_files(&client, &settings.init, &settings.keys).await?;
+    vault_transit::unseal_from_files(&client, &settings.keys, &|_| {}).await?;
     Ok(format!(
         "initialised (3 shares, threshold 2; 0600 files in {}) and unsealed",
         settings.keys.dir().display()
@@ -543,12 +537,12 @@ async fn vault_phase(running: &Lab) -> anyhow::Result<String> {
 async fn apply_phase(running: &Lab, again: bool) -> anyhow::Result<String> {
     let (file, bundle_dir) = lab_config(running)?;
     let env = lookup(running);
-    let options = circle_ha::apply::Options {
+    let options = ha_config::install::ApplyOptions {
         only: Vec::new(),
         dry_run: false,
         bundle_dir,
     };
-    let report = circle_ha::apply::apply(&file, &env, &options, &|_| {}).await?;
+    let report = ha_config::install::apply(&file, &env, &options, &|_| {}).await?;
     let per: Vec<String> = report
         .ran
         .iter()
@@ -694,7 +688,7 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
     let targets = file.restore_targets(&env, &mut warnings)?;
     let target_mongo = targets.mongo.map(|t| t.connect()).transpose()?;
     let target_pg = match targets.postgres {
-        Some(conn) => Some(circle_ha::export::pg_client(
+        Some(conn) => Some(circle_export::PgClient::new(
             conn,
             Some(old_pg.bin_dir().to_owned()),
         )?),
@@ -760,24 +754,25 @@ async fn publish_phase(running: &Lab) -> anyhow::Result<String> {
     )
     .await
     .context("creating the demo's launch template")?;
-    let bundle = circle_ha::services::read_bundle(&bundle_dir)?;
+    let bundle = services_userdata::Bundle::read_from(&bundle_dir)?;
     let userdata = std::fs::metadata(bundle_dir.join("userdata.sh"))?.len();
     anyhow::ensure!(
         userdata < 16 * 1024,
         "userdata.sh is {userdata} bytes: EC2 takes at most 16 KB"
     );
-    let published = circle_ha::services::publish(&target, &bundle, &s3, &ec2, false).await?;
-    let again = circle_ha::services::publish(&target, &bundle, &s3, &ec2, false).await?;
+    let publish = services_userdata::publish::run;
+    let published = publish(&s3, &ec2, &target, &bundle, false).await?;
+    let again = publish(&s3, &ec2, &target, &bundle, false).await?;
     anyhow::ensure!(
-        again.changed() == 0,
+        again.is_empty(),
         "a second publish changed {} things",
-        again.changed()
+        again.len()
     );
     Ok(format!(
         "s3://{}/ and launch template {}: changed {}, again 0; userdata {userdata} bytes",
         target.bucket,
         target.launch_template,
-        published.changed()
+        published.len()
     ))
 }
 
@@ -785,12 +780,12 @@ async fn publish_phase(running: &Lab) -> anyhow::Result<String> {
 async fn status_phase(running: &Lab) -> anyhow::Result<String> {
     let (file, bundle_dir) = lab_config(running)?;
     let env = lookup(running);
-    let options = circle_ha::status::Options {
+    let options = ha_config::install::StatusOptions {
         max_lag: std::time::Duration::from_secs(30),
         bundle_dir,
     };
-    let checks = circle_ha::status::status(&file, &env, &options).await?;
-    let findings = circle_ha::status::report(&checks);
+    let checks = ha_config::install::status(&file, &env, &options).await?;
+    let findings = ha_config::install::status_findings(&checks);
     anyhow::ensure!(findings.healthy, "{}", findings.text);
     let names: Vec<&str> = checks.iter().map(|h| h.concern.name()).collect();
     Ok(format!("healthy: {}", names.join(", ")))

@@ -3,13 +3,13 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use circle_ha::apply::{self, Concern};
 use circle_ha::cli::{self, ConfigArgs};
 use circle_ha::exit::Exit;
 use circle_ha::output::{emit, emit_findings, emit_report};
-use circle_ha::{pki, status};
 use clap::{Parser, Subcommand};
 use ha_config::HaConfig;
+use ha_config::install::{self, Concern};
+use time::OffsetDateTime;
 
 /// Moves a CircleCI Server 2.0 installation onto highly available external
 /// databases.
@@ -148,9 +148,9 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let config = HaConfig::load(&common.config)?;
             let only = only
                 .iter()
-                .map(|name| Concern::parse(name))
+                .map(|name| Concern::parse(name).map_err(ha_plan::Problems::one))
                 .collect::<Result<Vec<_>, _>>()?;
-            let options = apply::Options {
+            let options = install::ApplyOptions {
                 only,
                 dry_run,
                 bundle_dir: bundle_dir.unwrap_or_else(|| config.path_of(Path::new("bundle"))),
@@ -161,7 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     eprintln!("circle-ha: {line}");
                 }
             };
-            let report = apply::apply(&config, &cli::env_var, &options, &progress).await?;
+            let report = install::apply(&config, &cli::env_var, &options, &progress).await?;
             emit(json, &report.to_text(), &report.to_json());
             Ok(Exit::Success)
         }
@@ -171,12 +171,15 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             bundle_dir,
         } => {
             let config = HaConfig::load(&common.config)?;
-            let options = status::Options {
+            let options = install::StatusOptions {
                 max_lag: std::time::Duration::from_secs(max_lag),
                 bundle_dir: bundle_dir.unwrap_or_else(|| config.path_of(Path::new("bundle"))),
             };
-            let checks = status::status(&config, &cli::env_var, &options).await?;
-            Ok(emit_findings(common.json, &status::report(&checks)))
+            let checks = install::status(&config, &cli::env_var, &options).await?;
+            Ok(emit_findings(
+                common.json,
+                &install::status_findings(&checks),
+            ))
         }
         Command::Pki(command) => {
             let (common, dry_run) = match &command {
@@ -187,11 +190,14 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             };
             let config = HaConfig::load(&common.config)?;
             let settings = config.pki()?;
+            let tool = Concern::Pki.tool();
+            let now = OffsetDateTime::now_utc();
             let report = match &command {
-                PkiCommand::Init { .. } => pki::init(&settings, dry_run)?,
-                PkiCommand::Issue { .. } => pki::issue(&settings, dry_run)?,
+                PkiCommand::Init { .. } => settings.init(tool, now, dry_run)?,
+                PkiCommand::Issue { .. } => settings.issue(tool, now, dry_run)?,
                 PkiCommand::Lint { .. } => {
-                    return Ok(emit_findings(common.json, &pki::lint(&settings)?));
+                    let findings = settings.lint_findings(tool, now)?;
+                    return Ok(emit_findings(common.json, &findings));
                 }
             };
             emit_report(common.json, &report);

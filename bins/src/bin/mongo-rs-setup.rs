@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use circle_ha::cli;
 use circle_ha::exit::Exit;
-use circle_ha::mongo;
 use circle_ha::output::{emit, emit_findings, emit_report, usage};
 use clap::{Args, Parser, Subcommand};
 use ha_config::{HaConfig, MongoOptions, MongoSetup};
@@ -254,7 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             out,
         } => {
             let config = HaConfig::load(&config)?;
-            let (text, warnings) = mongo::render_config(&config, &member)?;
+            let (text, warnings) = config.mongod_conf(&member)?;
             for warning in warnings {
                 eprintln!("mongo-rs-setup: warning: {warning}");
             }
@@ -278,7 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             bootstrap_via_localhost,
         } => {
             let setup = load(&common, bootstrap_via_localhost).await?;
-            let report = mongo::apply(setup, dry_run, &progress).await?;
+            let report = setup.apply(dry_run, &progress).await?;
             // Progress already said "done: …" for each step as it happened.
             let text = if dry_run {
                 report.to_text()
@@ -290,7 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Status { common, max_lag } => {
             let setup = load(&common, false).await?;
-            let findings = mongo::status(&setup, Duration::from_secs(max_lag)).await;
+            let findings = setup.status(Duration::from_secs(max_lag)).await;
             Ok(emit_findings(common.args.json, &findings))
         }
         Command::AddMember {
@@ -331,7 +330,7 @@ async fn member_change(
     dry_run: bool,
 ) -> anyhow::Result<Exit> {
     let setup = load(&common, false).await?;
-    let report = mongo::change_member(setup, change, dry_run, &progress).await?;
+    let report = setup.change_member(&change, dry_run, &progress).await?;
     emit_report(common.args.json, &report);
     Ok(Exit::Success)
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use circle_ha::exit::Exit;
 use circle_ha::output::{emit_findings, emit_report};
-use circle_ha::{cli, postgres};
+use circle_ha::cli;
 use clap::{Args, Parser, Subcommand};
 use ha_config::{HaConfig, PostgresOverrides, Section};
 
@@ -114,7 +114,9 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 HaConfig::load_with(&common.args.config, Section::Postgres, |config| {
                     config.postgres(&common.overrides())
                 })?;
-            let report = postgres::apply(&config, &settings, &cli::env_var, dry_run).await?;
+            let report = config
+                .postgres_apply(&settings, &cli::env_var, dry_run)
+                .await?;
             emit_report(common.args.json, &report);
             Ok(Exit::Success)
         }
@@ -123,7 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 HaConfig::load_with(&common.args.config, Section::Postgres, |config| {
                     config.postgres(&common.overrides())
                 })?;
-            let findings = postgres::verify(&config, &settings, &cli::env_var).await?;
+            let findings = config.postgres_verify(&settings, &cli::env_var).await?;
             Ok(emit_findings(common.args.json, &findings))
         }
     }

@@ -99,7 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Render { args, out, dry_run } => {
             let config = HaConfig::load(&args.config)?;
-            let report = services::render(&config, &cli::env_var, &out, dry_run)?;
+            let report = config.render_bundle(&cli::env_var, &out, dry_run)?;
             emit_report(args.json, &report);
         }
         Command::Publish {
@@ -110,7 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         } => {
             let config = HaConfig::load(&args.config)?;
             let publish = config.publish_target()?;
-            let bundle = services::read_bundle(&dir)?;
+            let bundle = services_userdata::Bundle::read_from(&dir)?;
             let sdk = aws::sdk_config(&publish.region, endpoint_url.as_deref()).await;
             let s3 = aws::s3_client(&sdk, endpoint_url.is_some());
             let ec2 = aws_sdk_ec2::Client::new(&sdk);

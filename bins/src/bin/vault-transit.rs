@@ -190,7 +190,9 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Configure { common, dry_run } => {
             let (file, settings) = load(&common)?;
-            let report = vault::configure(&file, &settings, &cli::env_var, dry_run).await?;
+            let report = file
+                .vault_configure(&settings, &cli::env_var, dry_run)
+                .await?;
             emit_report(common.args.json, &report);
             Ok(Exit::Success)
         }
@@ -198,14 +200,14 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let (_, settings) = load(&common)?;
             Ok(emit_findings(
                 common.args.json,
-                &vault::verify(&settings).await?,
+                &settings.verify().await?,
             ))
         }
         Command::Status(common) => {
             let (_, settings) = load(&common)?;
             Ok(emit_findings(
                 common.args.json,
-                &vault::status(&settings).await?,
+                &settings.server_health().await?,
             ))
         }
         Command::Seal(common) => {

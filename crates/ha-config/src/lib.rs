@@ -63,8 +63,10 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod collect;
+mod error;
 mod export;
 mod mongo;
+pub mod install;
 mod pki;
 mod postgres;
 pub mod raw;
@@ -76,6 +78,7 @@ use std::path::{Path, PathBuf};
 
 use ha_plan::{Problem, ProblemKind, Problems};
 
+pub use error::Error;
 pub use export::RestoreTargets;
 pub use mongo::{DEFAULT_APP_DATABASES, MongoLayout, MongoOptions, MongoSetup};
 pub use pki::{PkiSettings, WantedCertificate};

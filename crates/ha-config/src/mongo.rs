@@ -53,7 +53,118 @@ pub struct MongoSetup {
     pub warnings: Vec<String>,
 }
 
+impl MongoSetup {
+    /// `mongo-rs-setup apply` (or its `--dry-run`) as one call: observe,
+    /// plan, and unless `dry_run` bring the set to the spec; the report
+    /// carries this setup's warnings first.
+    pub async fn apply(
+        &self,
+        dry_run: bool,
+        progress: ha_plan::Progress<'_>,
+    ) -> Result<ha_plan::Report, mongo_rs_setup::Error> {
+        let session = mongo_rs_setup::Session::new(&self.spec);
+        mongo_rs_setup::run(
+            &session,
+            "mongo-rs-setup",
+            dry_run,
+            self.warnings.clone(),
+            progress,
+        )
+        .await
+    }
+
+    /// `add-member`, `remove-member`, `set-priority` as one call: one
+    /// reconfig on the primary, or nothing when the set already is that
+    /// way. Removing a member `[mongo].members` still lists is refused
+    /// (the next apply would add it back).
+    pub async fn change_member(
+        &self,
+        change: &mongo_rs_setup::MemberChange,
+        dry_run: bool,
+        progress: ha_plan::Progress<'_>,
+    ) -> Result<ha_plan::Report, crate::Error> {
+        if let mongo_rs_setup::MemberChange::Remove(host) = change
+            && self.spec.member(host).is_some()
+        {
+            return Err(Problems::one(Problem::invalid(
+                "--host",
+                format!(
+                    "{host} is listed in [mongo].members: take it out of ha.toml first, or the \
+                     next apply adds it back"
+                ),
+            ))
+            .into());
+        }
+        let session = mongo_rs_setup::Session::new(&self.spec);
+        let plan =
+            mongo_rs_setup::plan_member_change(&session, &self.spec, change, progress).await?;
+        if !dry_run {
+            mongo_rs_setup::apply_member_change(&session, &plan, progress).await?;
+        }
+        let mut warnings = self.warnings.clone();
+        warnings.extend(plan.warnings);
+        Ok(ha_plan::Report::from_changes(
+            "mongo-rs-setup",
+            dry_run,
+            &plan.steps,
+            warnings,
+        ))
+    }
+
+    /// `mongo-rs-setup status`: every member's state, lag, TLS and login,
+    /// unhealthy beyond `max_lag`. Never fails: what cannot be read is a
+    /// problem in the findings.
+    pub async fn status(&self, max_lag: Duration) -> ha_plan::Findings {
+        let session = mongo_rs_setup::Session::new(&self.spec);
+        let status = mongo_rs_setup::status(&session, max_lag).await;
+        let tls = self.spec.reach.tls.is_some();
+        status.to_findings("mongo-rs-setup", tls, &self.warnings)
+    }
+}
+
 impl HaConfig {
+    /// `mongo-rs-setup render-config`: the mongod.conf text for `member`
+    /// (`host:port`, or a host name listed once in `[mongo].members`) and
+    /// the warnings to show.
+    pub fn mongod_conf(&self, member: &str) -> Result<(String, Vec<String>), Problems> {
+        let layout = self.mongo_layout()?;
+        let matches: Vec<&MemberSpec> = layout
+            .members
+            .iter()
+            .filter(|m| {
+                m.host.eq_ignore_ascii_case(member)
+                    || parse_member_host(&m.host).is_ok_and(|(h, _)| h.eq_ignore_ascii_case(member))
+            })
+            .collect();
+        let chosen = match matches.as_slice() {
+            [one] => *one,
+            [] => {
+                let listed: Vec<&str> = layout.members.iter().map(|m| m.host.as_str()).collect();
+                return Err(Problems::one(Problem::invalid(
+                    "--member",
+                    format!("{member:?} is not in [mongo].members ({})", listed.join(", ")),
+                )));
+            }
+            _ => {
+                return Err(Problems::one(Problem::invalid(
+                    "--member",
+                    format!("{member:?} matches several members: give host:port"),
+                )));
+            }
+        };
+        let (host, port) = parse_member_host(&chosen.host)
+            .map_err(|e| Problems::one(Problem::invalid("--member", e)))?;
+        let text = mongo_rs_setup::conf::render(&mongo_rs_setup::conf::MemberConf {
+            replica_set: &layout.name,
+            version: layout.version,
+            host: &host,
+            port,
+            bind_ip: &layout.bind_ip,
+            paths: &layout.paths,
+        });
+        Ok((text, layout.warnings))
+    }
+
     fn mongo_section(&self) -> Result<&RawMongo, Problems> {
         self.raw
             .mongo

@@ -188,6 +188,52 @@ impl HaConfig {
         })
     }
 
+    /// `pg-provision apply` (or its `--dry-run`) as one call: both logins
+    /// resolved, then [`pg_provision::provision`]; the report carries the
+    /// settings' and the references' warnings first.
+    pub async fn postgres_apply(
+        &self,
+        settings: &PostgresSettings,
+        env: EnvLookup<'_>,
+        dry_run: bool,
+    ) -> Result<ha_plan::Report, crate::Error> {
+        let mut warnings = settings.warnings.clone();
+        let (admin, app) = self.postgres_logins(settings, env, &mut warnings)?;
+        let desired = pg_provision::Desired {
+            app_role: app.user,
+            app_password: app.password,
+            databases: settings.databases.clone(),
+        };
+        let plan = pg_provision::provision(
+            &settings.server,
+            &admin,
+            &settings.admin_database,
+            &desired,
+            dry_run,
+        )
+        .await?;
+        warnings.extend(plan.warnings.iter().cloned());
+        Ok(ha_plan::Report::from_changes(
+            "pg-provision",
+            dry_run,
+            &plan.steps,
+            warnings,
+        ))
+    }
+
+    /// `pg-provision verify`: logged in as the app role, every database,
+    /// its extensions and the right to create objects.
+    pub async fn postgres_verify(
+        &self,
+        settings: &PostgresSettings,
+        env: EnvLookup<'_>,
+    ) -> Result<ha_plan::Findings, crate::Error> {
+        let mut warnings = settings.warnings.clone();
+        let app = self.postgres_app_login(settings, env, &mut warnings)?;
+        let verification = pg_provision::verify(&settings.server, &app, &settings.databases).await;
+        Ok(verification.to_findings("pg-provision", &app.user, &warnings))
+    }
+
     /// The admin login (`admin_user`, `admin_password`) and the app login,
     /// both passwords resolved; a problem with either, or both, at once.
     pub fn postgres_logins(

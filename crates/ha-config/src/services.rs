@@ -46,6 +46,29 @@ impl HaConfig {
             })
     }
 
+    /// `services-userdata render` into `out` (or its `--dry-run`) as one
+    /// call: the spec, the rendered bundle, and the files that differ
+    /// written (0600 for secrets). Rendering problems are keyed under
+    /// `[services]`.
+    pub fn render_bundle(
+        &self,
+        env: EnvLookup<'_>,
+        out: &Path,
+        dry_run: bool,
+    ) -> Result<ha_plan::Report, crate::Error> {
+        let (spec, warnings) = self.bundle_spec(env, Some(out))?;
+        let bundle = services_userdata::render(&spec).map_err(|e| match e {
+            services_userdata::Error::Invalid { problems } => crate::Error::Config(
+                problems
+                    .into_iter()
+                    .map(|p| ha_plan::Problem::invalid("[services]", format!(": {p}")))
+                    .collect(),
+            ),
+            other => other.into(),
+        })?;
+        Ok(bundle.sync_to(out, "services-userdata", dry_run, warnings)?)
+    }
+
     /// The Services bundle's spec from `[services]` and the connection
     /// details of `[mongo]`, `[postgres]` and `[vault]` (the app token that
     /// `vault-transit configure` wrote), every problem at once. `out_dir`

@@ -37,6 +37,46 @@ impl VaultSettings {
     pub fn client(&self) -> Result<vault_transit::Client, vault_transit::Error> {
         vault_transit::Client::new(&self.address, &self.trust)
     }
+
+    /// `vault-transit status`: initialised and unsealed (no token needed).
+    pub async fn server_health(&self) -> Result<ha_plan::Findings, crate::Error> {
+        let client = self.client()?;
+        Ok(vault_transit::server_health(&client, "vault-transit").await?)
+    }
+
+    /// `vault-transit verify`: with the app token `configure` wrote, what
+    /// the contexts service will do, and that it can do nothing more. No
+    /// token file yet is a configuration problem.
+    pub async fn verify(&self) -> Result<ha_plan::Findings, crate::Error> {
+        let client = self.client()?;
+        let Some(app) = vault_transit::configure::read_token_file(&self.app_token_file)? else {
+            return Err(Problems::one(ha_plan::Problem::invalid(
+                "[vault].app_token_file",
+                format!(
+                    ": no app token at {}: run `vault-transit configure` first",
+                    self.app_token_file.display()
+                ),
+            ))
+            .into());
+        };
+        let report = vault_transit::verify(&client, &app, &self.spec).await;
+        Ok(report.to_findings("vault-transit", &self.address))
+    }
+
+    /// Seal state, then (unsealed) the app token's checks, as one finding
+    /// (`circle-ha status`). Never fails: errors are unhealthy findings.
+    pub async fn health(&self) -> ha_plan::Findings {
+        let server = crate::install::or_error(self.server_health().await);
+        if !server.healthy {
+            return server;
+        }
+        let verified = crate::install::or_error(self.verify().await);
+        ha_plan::Findings::new(
+            verified.healthy,
+            serde_json::json!({"server": server.json, "app_token": verified.json}),
+            format!("{}{}", server.text, verified.text),
+        )
+    }
 }
 
 impl HaConfig {
@@ -173,6 +213,41 @@ impl HaConfig {
         warnings: &mut Vec<String>,
     ) -> Result<secrecy::SecretString, Problems> {
         self.resolve("[vault].admin_token", &settings.admin_token, env, warnings)
+    }
+
+    /// `vault-transit configure` (or its `--dry-run`) as one call: the
+    /// admin token resolved, then [`vault_transit::configure::run`]; a kept
+    /// app token that was renewed is said in a warning.
+    pub async fn vault_configure(
+        &self,
+        settings: &VaultSettings,
+        env: EnvLookup<'_>,
+        dry_run: bool,
+    ) -> Result<ha_plan::Report, crate::Error> {
+        let mut warnings = settings.warnings.clone();
+        let admin = self.vault_admin_token(settings, env, &mut warnings)?;
+        let client = settings.client()?;
+        let (plan, applied) = vault_transit::configure::run(
+            &client,
+            &admin,
+            &settings.spec,
+            &settings.app_token_file,
+            dry_run,
+        )
+        .await?;
+        if applied.is_some_and(|a| a.renewed) {
+            warnings.push(format!(
+                "kept the existing app token in {} and renewed it for another {}",
+                settings.app_token_file.display(),
+                settings.spec.period
+            ));
+        }
+        Ok(ha_plan::Report::from_changes(
+            "vault-transit",
+            dry_run,
+            &plan.steps,
+            warnings,
+        ))
     }
 
     /// `[vault.server]` (and `[vault].address`): the server's own

@@ -84,6 +84,12 @@ pub enum Error {
         /// End of validity.
         not_after: String,
     },
+    /// Certificates were to be issued but the PKI directory has no CA yet.
+    #[error("no CA in {}: run `circle-ha pki init` first", dir.display())]
+    NoCa {
+        /// The PKI directory.
+        dir: PathBuf,
+    },
     /// The file loaded as the CA is not a CA certificate.
     #[error("{cert} is not a CA certificate (basicConstraints CA:TRUE is missing)")]
     NotCa {

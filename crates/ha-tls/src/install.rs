@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use ha_plan::{Findings, Report};
 use time::OffsetDateTime;
 
 use crate::{CaSpec, Certificate, Error, LeafSpec, LeafState, LintInput, PkiDir, Role, Severity};
@@ -224,6 +225,77 @@ impl PkiSpec {
             }
         }
         Ok(())
+    }
+
+    /// `circle-ha pki init` as one call: creates the CA unless one exists
+    /// (an existing one is loaded and checked, never replaced), and reports
+    /// it under `tool`'s name.
+    pub fn init(&self, tool: &str, now: OffsetDateTime, dry_run: bool) -> Result<Report, Error> {
+        let steps = self.plan_ca();
+        if !dry_run {
+            self.ensure_ca(now)?;
+        }
+        Ok(Report::from_changes(tool, dry_run, &steps, Vec::new()))
+    }
+
+    /// `circle-ha pki issue` as one call: issues each wanted certificate
+    /// that is missing or unfit and keeps the others byte for byte. Needs
+    /// the CA ([`Error::NoCa`]), except for a dry run, which plans every
+    /// certificate as after `init`.
+    pub fn issue(&self, tool: &str, now: OffsetDateTime, dry_run: bool) -> Result<Report, Error> {
+        if !dry_run && !self.plan_ca().is_empty() {
+            return Err(Error::NoCa {
+                dir: self.dir.clone(),
+            });
+        }
+        let steps = self.plan_certificates(now)?;
+        if !dry_run {
+            self.apply_certificates(&steps, now)?;
+        }
+        Ok(Report::from_changes(tool, dry_run, &steps, Vec::new()))
+    }
+
+    /// [`PkiSpec::lint`] as findings (`circle-ha pki lint`): healthy when
+    /// no finding is an error; JSON `{ok, checked, problems: [{file,
+    /// severity, rule, message}]}`.
+    pub fn lint_findings(&self, tool: &str, now: OffsetDateTime) -> Result<Findings, Error> {
+        let findings = self.lint(now)?;
+        let severity = |f: &PkiFinding| match f.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        let json = serde_json::json!({
+            "ok": errors == 0,
+            "checked": self.wanted.len(),
+            "problems": findings.iter().map(|f| serde_json::json!({
+                "file": f.file, "severity": severity(f), "rule": f.rule, "message": f.message
+            })).collect::<Vec<_>>(),
+        });
+        let mut text = String::new();
+        for f in &findings {
+            text.push_str(&format!(
+                "{}: {}: {} [{}]\n",
+                severity(f),
+                f.file,
+                f.message,
+                f.rule
+            ));
+        }
+        text.push_str(&if errors == 0 {
+            format!(
+                "{tool}: {} certificate(s) in {} pass ({} warning(s))\n",
+                self.wanted.len(),
+                self.dir.display(),
+                findings.len()
+            )
+        } else {
+            format!("{tool}: {errors} error(s)\n")
+        });
+        Ok(Findings::new(errors == 0, json, text))
     }
 
     /// Every wanted certificate against the CA and MongoDB's member rules,

@@ -36,6 +36,31 @@ pub async fn dry_run(
     Ok(plan(session.spec(), &observed))
 }
 
+/// `mongo-rs-setup apply` as one call: with `dry_run` the plan, else
+/// [`apply`], as a report under `tool`'s name; `warnings` (about the
+/// spec) come first in it. Blockers are [`Error::Blocked`] either way.
+pub async fn run(
+    session: &Session<'_>,
+    tool: &str,
+    dry_run: bool,
+    mut warnings: Vec<String>,
+    progress: ha_plan::Progress<'_>,
+) -> Result<ha_plan::Report, Error> {
+    let steps = if dry_run {
+        let plan = self::dry_run(session, progress).await?;
+        if !plan.blockers.is_empty() {
+            return Err(Error::Blocked(plan.blockers));
+        }
+        warnings.extend(plan.warnings);
+        plan.steps
+    } else {
+        let applied = apply(session, progress).await?;
+        warnings.extend(applied.warnings);
+        applied.steps
+    };
+    Ok(ha_plan::Report::from_changes(tool, dry_run, &steps, warnings))
+}
+
 /// Brings the replica set to the spec. `progress` hears about waits and
 /// about each step as it completes (`done: …`).
 ///

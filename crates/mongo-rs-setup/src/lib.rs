@@ -92,7 +92,7 @@ pub mod spec;
 pub mod status;
 pub mod version;
 
-pub use apply::{Applied, apply, dry_run};
+pub use apply::{Applied, apply, dry_run, run};
 pub use conn::{Hello, Session, Who};
 pub use error::Error;
 pub use members::{MemberChange, MemberPlan, MemberStep, apply_member_change, plan_member_change};

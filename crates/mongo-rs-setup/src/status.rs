@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use ha_plan::Findings;
+use serde_json::{Value, json};
 
 use crate::conn::Session;
 use crate::reconfig::{StatusEntry, set_status};
@@ -52,6 +54,80 @@ impl Status {
     /// No problems.
     pub fn healthy(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// The status as `mongo-rs-setup status` shows it: JSON `{healthy,
+    /// replica_set, primary, members: [{host, configured, state, healthy,
+    /// lag_seconds, sync_source, reachable, tls, auth_ok, problem}],
+    /// problems, warnings}` and an aligned table. `tls` says whether the
+    /// connections were made with TLS; `warnings` (about the spec) are
+    /// shown first.
+    pub fn to_findings(&self, tool: &str, tls: bool, warnings: &[String]) -> Findings {
+        let members: Vec<Value> = self
+            .members
+            .iter()
+            .map(|m| {
+                json!({
+                    "host": m.host,
+                    "configured": m.configured,
+                    "state": m.state,
+                    "healthy": m.problem.is_none() && m.configured,
+                    "lag_seconds": m.lag_seconds,
+                    "sync_source": m.sync_source,
+                    "reachable": m.reachable,
+                    "tls": tls && m.reachable,
+                    "auth_ok": m.auth_ok,
+                    "problem": m.problem,
+                })
+            })
+            .collect();
+        let value = json!({
+            "healthy": self.healthy(),
+            "replica_set": self.set_name,
+            "primary": self.primary,
+            "members": members,
+            "problems": self.problems,
+            "warnings": warnings,
+        });
+        let mut text = String::new();
+        for warning in warnings {
+            text.push_str(&format!("warning: {warning}\n"));
+        }
+        let width = self.members.iter().map(|m| m.host.len()).max().unwrap_or(4);
+        let state_width = self.members.iter().map(|m| m.state.len()).max().unwrap_or(9);
+        for m in &self.members {
+            let lag = m.lag_seconds.map_or("-".to_owned(), |l| format!("{l}s"));
+            let sync = m.sync_source.as_deref().unwrap_or("-");
+            let link = match (m.reachable, tls) {
+                _ if !m.configured => "not probed",
+                (false, _) => "unreachable",
+                (true, true) => "tls ok",
+                (true, false) => "plain",
+            };
+            let auth = match m.auth_ok {
+                Some(true) => "auth ok",
+                Some(false) => "AUTH FAILED",
+                None => "auth -",
+            };
+            let extra = if m.configured { "" } else { "  (not in ha.toml)" };
+            text.push_str(&format!(
+                "{:<width$}  {:<state_width$}  lag {:<6} sync {:<width$}  {link}, {auth}{extra}\n",
+                m.host, m.state, lag, sync,
+            ));
+        }
+        for problem in &self.problems {
+            text.push_str(&format!("problem: {problem}\n"));
+        }
+        text.push_str(&if self.healthy() {
+            format!("{tool}: replica set {} is healthy\n", self.set_name)
+        } else {
+            format!(
+                "{tool}: replica set {} is unhealthy ({} problem(s))\n",
+                self.set_name,
+                self.problems.len()
+            )
+        });
+        Findings::new(self.healthy(), value, text)
     }
 }
 

@@ -2,6 +2,7 @@
 //! as the app role.
 
 use futures_util::StreamExt as _;
+use ha_plan::Findings;
 
 use crate::connect::{Login, Server, SslMode};
 use crate::error::describe_pg_error;
@@ -30,6 +31,52 @@ impl Verification {
     /// Whether every database passed.
     pub fn is_healthy(&self) -> bool {
         self.databases.iter().all(|d| d.problems.is_empty())
+    }
+
+    /// The verification as `pg-provision verify` shows it, for the app
+    /// role `user`: JSON `{healthy, server, user, databases: [{name, ok,
+    /// problems}], warnings}` and one line per database; `warnings` come
+    /// first.
+    pub fn to_findings(&self, tool: &str, user: &str, warnings: &[String]) -> Findings {
+        let mut text = String::new();
+        for warning in warnings {
+            text.push_str(&format!("warning: {warning}\n"));
+        }
+        for database in &self.databases {
+            if database.problems.is_empty() {
+                text.push_str(&format!("ok    {}\n", database.database));
+            }
+            for problem in &database.problems {
+                text.push_str(&format!("FAIL  {}: {problem}\n", database.database));
+            }
+        }
+        let healthy = self.is_healthy();
+        let summary = if healthy {
+            format!(
+                "verified as {user} on {}: all {} databases reachable with their extensions",
+                self.server,
+                self.databases.len()
+            )
+        } else {
+            format!(
+                "problems found as {user} on {}: {} problem(s)",
+                self.server,
+                self.problems().len()
+            )
+        };
+        text.push_str(&format!("{tool}: {summary}\n"));
+        let json = serde_json::json!({
+            "healthy": healthy,
+            "server": self.server,
+            "user": user,
+            "databases": self.databases.iter().map(|d| serde_json::json!({
+                "name": d.database,
+                "ok": d.problems.is_empty(),
+                "problems": d.problems,
+            })).collect::<Vec<_>>(),
+            "warnings": warnings,
+        });
+        Findings::new(healthy, json, text)
     }
 
     /// Every problem, prefixed with its database.

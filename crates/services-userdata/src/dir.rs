@@ -48,6 +48,49 @@ impl Bundle {
             .collect()
     }
 
+    /// `services-userdata render` into `dir` as one call: writes the files
+    /// that differ (with `dry_run`, only lists them) and reports them under
+    /// `tool`'s name, with the bundle's warnings after `warnings` and one
+    /// more when the user data nears EC2's limit. A second call writes
+    /// nothing.
+    pub fn sync_to(
+        &self,
+        dir: &Path,
+        tool: &str,
+        dry_run: bool,
+        mut warnings: Vec<String>,
+    ) -> Result<ha_plan::Report, Error> {
+        warnings.extend(self.warnings.iter().cloned());
+        let actions = if dry_run {
+            self.changes_in(dir)
+                .into_iter()
+                .map(|target| {
+                    let shown = target.display().to_string();
+                    ha_plan::Action::new("write", shown.clone(), format!("write {shown}"))
+                })
+                .collect()
+        } else {
+            self.write_to(dir)?
+                .into_iter()
+                .map(|(path, len, mode)| {
+                    let shown = path.display().to_string();
+                    let detail = format!("write {shown} ({len} bytes, mode {mode:o})");
+                    ha_plan::Action::new("write", shown, detail)
+                })
+                .collect()
+        };
+        // Rendering refuses user data over the limit; say so early when it
+        // nears it.
+        let limit = crate::USERDATA_LIMIT;
+        if self.userdata.len() > limit / 4 * 3 {
+            warnings.push(format!(
+                "user data is {} bytes, near EC2's limit of {limit}",
+                self.userdata.len()
+            ));
+        }
+        Ok(ha_plan::Report::new(tool, dry_run, actions, warnings))
+    }
+
     /// Writes the bundle into `dir` (created 0700 as needed): secret files
     /// 0600, the others and `userdata.sh` 0644, each atomically. Files that
     /// already hold the right bytes are left alone; the ones written are

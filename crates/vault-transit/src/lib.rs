@@ -75,6 +75,6 @@ pub use keys::{Initialised, KeyFiles, init_to_files, unseal_from_files};
 pub use render::{Flavor, RenderedConfig, ServerConfigSpec, Storage, render_server_config};
 pub use sys::{
     InitRequest, InitResponse, SealStatus, UnsealOutcome, init, is_initialized, reset_unseal, seal,
-    seal_status, submit_unseal_key, unseal,
+    seal_status, server_health, submit_unseal_key, unseal,
 };
 pub use verify::{Check, PROBE_KEY, VerifyReport, verify};

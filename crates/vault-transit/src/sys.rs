@@ -47,6 +47,45 @@ pub async fn seal_status(client: &Client) -> Result<SealStatus, Error> {
         .map_err(|e| client.response_error("GET", "sys/seal-status", &e.to_string()))
 }
 
+/// Whether the server is initialised and unsealed, as `vault-transit
+/// status` shows it: healthy when both; JSON `{healthy, address,
+/// initialized, sealed, progress, threshold, shares, version}` and one
+/// line saying what to run next. No token needed.
+pub async fn server_health(client: &Client, tool: &str) -> Result<ha_plan::Findings, Error> {
+    let initialized = is_initialized(client).await?;
+    let seal = seal_status(client).await?;
+    let healthy = initialized && !seal.sealed;
+    let state = match (initialized, seal.sealed) {
+        (false, _) => "not initialised (run vault-transit init)".to_owned(),
+        (true, true) => format!(
+            "sealed, unseal progress {}/{} (run vault-transit unseal)",
+            seal.progress, seal.threshold
+        ),
+        (true, false) => "unsealed".to_owned(),
+    };
+    let shares = if initialized {
+        format!("; {} shares, threshold {}", seal.shares, seal.threshold)
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "{tool}: {} {}: {state}{shares}\n",
+        client.address(),
+        seal.version.as_deref().unwrap_or("(version unknown)"),
+    );
+    let value = json!({
+        "healthy": healthy,
+        "address": client.address(),
+        "initialized": initialized,
+        "sealed": seal.sealed,
+        "progress": seal.progress,
+        "threshold": seal.threshold,
+        "shares": seal.shares,
+        "version": seal.version,
+    });
+    Ok(ha_plan::Findings::new(healthy, value, text))
+}
+
 /// `GET sys/init` (no token needed).
 pub async fn is_initialized(client: &Client) -> Result<bool, Error> {
     let body = client.get("sys/init", None).await?;

@@ -34,6 +34,34 @@ impl VerifyReport {
     pub fn is_healthy(&self) -> bool {
         self.checks.iter().all(|c| c.ok)
     }
+
+    /// The checks as `vault-transit verify` shows them for the server at
+    /// `address`: JSON `{healthy, address, checks: [{name, ok, detail}]}`
+    /// and one line per check.
+    pub fn to_findings(&self, tool: &str, address: &str) -> ha_plan::Findings {
+        let mut text = String::new();
+        for check in &self.checks {
+            let mark = if check.ok { "ok" } else { "FAIL" };
+            text.push_str(&format!("{mark:<5} {:<32} {}\n", check.name, check.detail));
+        }
+        let healthy = self.is_healthy();
+        text.push_str(&format!(
+            "{tool}: app token {}\n",
+            if healthy {
+                "works and is limited to the contexts policy"
+            } else {
+                "has problems"
+            }
+        ));
+        let value = json!({
+            "healthy": healthy,
+            "address": address,
+            "checks": self.checks.iter().map(|c| json!({
+                "name": c.name, "ok": c.ok, "detail": c.detail
+            })).collect::<Vec<_>>(),
+        });
+        ha_plan::Findings::new(healthy, value, text)
+    }
 }
 
 /// With the app token: `lookup-self` shows a periodic, renewable orphan
