@@ -4,53 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use circle_export::{Layout, PgClient, PgConn};
-use ha_config::{EnvLookup, SecretRef};
-use ha_plan::{Findings, Problems};
+use circle_export::{PgClient, PgConn};
+use ha_plan::Problems;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
 use crate::output::usage;
-
-/// A connection-string flag: a secret reference (`env:NAME`,
-/// `file:PATH`), or a literal URI that holds no password (other users can
-/// read argv).
-pub fn resolve_uri(
-    flag: &str,
-    value: &str,
-    env: EnvLookup<'_>,
-    base: &Path,
-    warnings: &mut Vec<String>,
-) -> Result<SecretString, Problems> {
-    if value.starts_with("env:") || value.starts_with("file:") {
-        let reference = SecretRef::parse(value).map_err(|e| usage(flag, e))?;
-        let resolved = reference
-            .resolve(env, base)
-            .map_err(|e| usage(flag, format!("{reference}: {e}")))?;
-        warnings.extend(resolved.warning);
-        return Ok(SecretString::from(
-            resolved.value.expose_secret().trim().to_owned(),
-        ));
-    }
-    let authority = value
-        .split_once("://")
-        .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or_default())
-        .unwrap_or_default();
-    let has_password = authority
-        .rsplit_once('@')
-        .is_some_and(|(userinfo, _)| userinfo.contains(':'));
-    if has_password {
-        return Err(usage(
-            flag,
-            format!(
-                ": a URI with a password must not be given on the command line (other users \
-                 can read it in the process list); put it in an environment variable or a 0600 \
-                 file and pass {flag} env:NAME or {flag} file:PATH"
-            ),
-        ));
-    }
-    Ok(SecretString::from(value.to_owned()))
-}
 
 /// A PostgreSQL connection from a `--pg-uri` value: verified TLS
 /// (`verify-full`) unless the URI says otherwise; `sslmode=require` adds a
@@ -179,107 +138,4 @@ pub fn plan_report(out: &Path, plan: &circle_export::ExportPlan) -> (Value, Stri
         circle_export::export::human_bytes(plan.estimated_bytes)
     ));
     (value, text)
-}
-
-/// `verify`: JSON, text and exit code (3 when damaged).
-pub fn verify_report(path: &Path, inspection: &circle_export::Inspection) -> Findings {
-    let layout = match inspection.layout {
-        Layout::Ours => "circle-export",
-        Layout::Vendor => "circle-database-export",
-    };
-    let m = &inspection.manifest;
-    let ok = inspection.problems.is_empty();
-    let value = json!({
-        "ok": ok,
-        "archive": path.display().to_string(),
-        "layout": layout,
-        "files": m.files.len(),
-        "collections": m.mongo.len(),
-        "databases": m.postgres.len(),
-        "problems": inspection.problems,
-        "warnings": inspection.warnings,
-    });
-    let mut text: String = inspection
-        .warnings
-        .iter()
-        .map(|w| format!("warning: {w}\n"))
-        .collect();
-    for problem in &inspection.problems {
-        text.push_str(&format!("problem: {problem}\n"));
-    }
-    if ok {
-        text.push_str(&format!(
-            "circle-export: {} is intact ({layout} archive: {} files, {} collections, {} \
-             PostgreSQL databases{})\n",
-            path.display(),
-            m.files.len(),
-            m.mongo.len(),
-            m.postgres.len(),
-            if inspection.layout == Layout::Vendor {
-                "; it has no checksums, so only its structure and counts were checked"
-            } else {
-                "; every checksum and count matches"
-            }
-        ));
-    } else {
-        text.push_str(&format!(
-            "circle-export: {} is damaged ({} problem(s))\n",
-            path.display(),
-            inspection.problems.len()
-        ));
-    }
-    Findings::new(ok, value, text)
-}
-
-/// `restore`: JSON, text and exit code (3 when counts differ).
-pub fn restore_report(report: &circle_export::RestoreReport) -> Findings {
-    let actions: Vec<Value> = report
-        .restored
-        .iter()
-        .map(|target| {
-            let kind = if target.starts_with("mongo ") {
-                "restore-collection"
-            } else {
-                "restore-database"
-            };
-            json!({"kind": kind, "target": target})
-        })
-        .collect();
-    let planned = actions.len();
-    let value = json!({
-        "changed": if report.dry_run { 0 } else { planned },
-        "dry_run": report.dry_run,
-        "planned": planned,
-        "actions": actions,
-        "documents": report.documents,
-        "mismatches": report.mismatches,
-        "skipped": report.skipped,
-    });
-    let mut text = String::new();
-    for mismatch in &report.mismatches {
-        text.push_str(&format!("mismatch: {mismatch}\n"));
-    }
-    text.push_str(&if report.dry_run {
-        format!(
-            "circle-export: the archive is intact and the targets are ready; would restore {} \
-             collections and {} databases (--dry-run)\n",
-            report.collections, report.databases
-        )
-    } else if report.restored.is_empty() {
-        "circle-export: nothing to do: the targets already hold this archive's data (same \
-         counts); --drop restores it again (changed: 0)\n"
-            .to_owned()
-    } else if report.mismatches.is_empty() {
-        format!(
-            "circle-export: restored {} collections ({} documents) and {} databases; every count \
-             matches the archive\n",
-            report.collections, report.documents, report.databases
-        )
-    } else {
-        format!(
-            "circle-export: restored, but {} count(s) differ from the archive\n",
-            report.mismatches.len()
-        )
-    });
-    Findings::new(report.mismatches.is_empty(), value, text)
 }

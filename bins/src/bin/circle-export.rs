@@ -212,7 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let started = Instant::now();
             let mongo_client = match &mongo_uri {
                 Some(uri) => {
-                    let uri = export::resolve_uri(
+                    let uri = ha_config::uri_from_flag(
                         "--mongo-uri",
                         uri,
                         &cli::env_var,
@@ -225,8 +225,13 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             };
             let pg = match &pg_uri {
                 Some(uri) => {
-                    let uri =
-                        export::resolve_uri("--pg-uri", uri, &cli::env_var, &here, &mut warnings)?;
+                    let uri = ha_config::uri_from_flag(
+                        "--pg-uri",
+                        uri,
+                        &cli::env_var,
+                        &here,
+                        &mut warnings,
+                    )?;
                     let conn = export::pg_conn("--pg-uri", &uri, &mut warnings)?;
                     Some(export::pg_client(
                         conn,
@@ -285,10 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             })
             .await??;
             drop(bar);
-            Ok(emit_findings(
-                json,
-                &export::verify_report(&archive, &inspection),
-            ))
+            Ok(emit_findings(json, &inspection.to_findings(&archive)))
         }
         Command::Restore {
             archive,
@@ -307,13 +309,18 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 pg_conn = targets.postgres;
             }
             if let Some(uri) = &mongo_uri {
-                let uri =
-                    export::resolve_uri("--mongo-uri", uri, &cli::env_var, &here, &mut warnings)?;
+                let uri = ha_config::uri_from_flag(
+                    "--mongo-uri",
+                    uri,
+                    &cli::env_var,
+                    &here,
+                    &mut warnings,
+                )?;
                 mongo = Some(circle_export::mongo_from_uri(&uri).await?);
             }
             if let Some(uri) = &pg_uri {
                 let uri =
-                    export::resolve_uri("--pg-uri", uri, &cli::env_var, &here, &mut warnings)?;
+                    ha_config::uri_from_flag("--pg-uri", uri, &cli::env_var, &here, &mut warnings)?;
                 pg_conn = Some(export::pg_conn("--pg-uri", &uri, &mut warnings)?);
             }
             let pg = match pg_conn {
@@ -340,7 +347,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             )
             .await?;
             std::mem::drop(bar);
-            Ok(emit_findings(common.json, &export::restore_report(&report)))
+            Ok(emit_findings(common.json, &report.to_findings()))
         }
     }
 }

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use circle_ha::cli;
 use circle_ha::exit::Exit;
 use circle_ha::output::{emit_findings, emit_report};
-use circle_ha::cli;
 use clap::{Args, Parser, Subcommand};
 use ha_config::{HaConfig, PostgresOverrides, Section};
 

@@ -198,10 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Verify(common) => {
             let (_, settings) = load(&common)?;
-            Ok(emit_findings(
-                common.args.json,
-                &settings.verify().await?,
-            ))
+            Ok(emit_findings(common.args.json, &settings.verify().await?))
         }
         Command::Status(common) => {
             let (_, settings) = load(&common)?;

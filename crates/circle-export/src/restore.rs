@@ -64,6 +64,64 @@ pub struct RestoreReport {
     pub restored: Vec<String>,
 }
 
+impl RestoreReport {
+    /// The restore as `circle-export restore` shows it: healthy when every
+    /// count matches; JSON `{changed, dry_run, planned, actions: [{kind,
+    /// target}], documents, mismatches, skipped}`.
+    pub fn to_findings(&self) -> ha_plan::Findings {
+        let report = self;
+        let actions: Vec<serde_json::Value> = report
+            .restored
+            .iter()
+            .map(|target| {
+                let kind = if target.starts_with("mongo ") {
+                    "restore-collection"
+                } else {
+                    "restore-database"
+                };
+                serde_json::json!({"kind": kind, "target": target})
+            })
+            .collect();
+        let planned = actions.len();
+        let value = serde_json::json!({
+            "changed": if report.dry_run { 0 } else { planned },
+            "dry_run": report.dry_run,
+            "planned": planned,
+            "actions": actions,
+            "documents": report.documents,
+            "mismatches": report.mismatches,
+            "skipped": report.skipped,
+        });
+        let mut text = String::new();
+        for mismatch in &report.mismatches {
+            text.push_str(&format!("mismatch: {mismatch}\n"));
+        }
+        text.push_str(&if report.dry_run {
+            format!(
+                "circle-export: the archive is intact and the targets are ready; would restore {} \
+                 collections and {} databases (--dry-run)\n",
+                report.collections, report.databases
+            )
+        } else if report.restored.is_empty() {
+            "circle-export: nothing to do: the targets already hold this archive's data (same \
+             counts); --drop restores it again (changed: 0)\n"
+                .to_owned()
+        } else if report.mismatches.is_empty() {
+            format!(
+                "circle-export: restored {} collections ({} documents) and {} databases; every count \
+                 matches the archive\n",
+                report.collections, report.documents, report.databases
+            )
+        } else {
+            format!(
+                "circle-export: restored, but {} count(s) differ from the archive\n",
+                report.mismatches.len()
+            )
+        });
+        ha_plan::Findings::new(report.mismatches.is_empty(), value, text)
+    }
+}
+
 /// Statements left out when restoring CircleCI's `pg_dumpall -c` script
 /// into databases pg-provision made: the databases and roles exist
 /// already, and the restoring role owns what it creates.

@@ -215,7 +215,11 @@ pub async fn apply(
             Err(source) => {
                 return Err(Error::Stopped {
                     at: concern,
-                    finished: selected.iter().take_while(|c| **c != concern).copied().collect(),
+                    finished: selected
+                        .iter()
+                        .take_while(|c| **c != concern)
+                        .copied()
+                        .collect(),
                     not_run: selected
                         .iter()
                         .skip_while(|c| **c != concern)

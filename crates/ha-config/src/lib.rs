@@ -65,8 +65,8 @@
 mod collect;
 mod error;
 mod export;
-mod mongo;
 pub mod install;
+mod mongo;
 mod pki;
 mod postgres;
 pub mod raw;
@@ -83,7 +83,7 @@ pub use export::RestoreTargets;
 pub use mongo::{DEFAULT_APP_DATABASES, MongoLayout, MongoOptions, MongoSetup};
 pub use pki::{PkiSettings, WantedCertificate};
 pub use postgres::{PostgresOverrides, PostgresSettings};
-pub use secret::{Resolved, SecretRef, generate_secret};
+pub use secret::{Resolved, SecretRef, generate_secret, uri_from_flag};
 pub use services::PublishTarget;
 pub use vault::VaultSettings;
 

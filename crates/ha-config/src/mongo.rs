@@ -142,7 +142,10 @@ impl HaConfig {
                 let listed: Vec<&str> = layout.members.iter().map(|m| m.host.as_str()).collect();
                 return Err(Problems::one(Problem::invalid(
                     "--member",
-                    format!("{member:?} is not in [mongo].members ({})", listed.join(", ")),
+                    format!(
+                        "{member:?} is not in [mongo].members ({})",
+                        listed.join(", ")
+                    ),
                 )));
             }
             _ => {

@@ -11,7 +11,10 @@ use std::fmt;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use secrecy::SecretString;
+use ha_plan::Problems;
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::EnvLookup;
 
 /// A parsed secret reference.
 #[derive(Clone, PartialEq, Eq)]
@@ -147,6 +150,49 @@ pub fn generate_secret(len: usize) -> Result<SecretString, String> {
         );
     }
     Ok(SecretString::from(out))
+}
+
+/// A connection-string flag's value (`--pg-uri`, `--mongo-uri`): a secret
+/// reference (`env:NAME`, `file:PATH`, resolved against `base`), or a
+/// literal URI that holds no password — one with a password is refused,
+/// since other users can read a command line. Problems are keyed by
+/// `flag` and never quote the value.
+pub fn uri_from_flag(
+    flag: &str,
+    value: &str,
+    env: EnvLookup<'_>,
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<SecretString, Problems> {
+    if value.starts_with("env:") || value.starts_with("file:") {
+        let reference = SecretRef::parse(value)
+            .map_err(|e| Problems::one(ha_plan::Problem::invalid(flag, e)))?;
+        let resolved = reference.resolve(env, base).map_err(|e| {
+            Problems::one(ha_plan::Problem::invalid(flag, format!("{reference}: {e}")))
+        })?;
+        warnings.extend(resolved.warning);
+        return Ok(SecretString::from(
+            resolved.value.expose_secret().trim().to_owned(),
+        ));
+    }
+    let authority = value
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or_default())
+        .unwrap_or_default();
+    let has_password = authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'));
+    if has_password {
+        return Err(Problems::one(ha_plan::Problem::invalid(
+            flag,
+            format!(
+                ": a URI with a password must not be given on the command line (other users \
+                 can read it in the process list); put it in an environment variable or a 0600 \
+                 file and pass {flag} env:NAME or {flag} file:PATH"
+            ),
+        )));
+    }
+    Ok(SecretString::from(value.to_owned()))
 }
 
 #[cfg(test)]

@@ -58,7 +58,9 @@ pub async fn run(
         warnings.extend(applied.warnings);
         applied.steps
     };
-    Ok(ha_plan::Report::from_changes(tool, dry_run, &steps, warnings))
+    Ok(ha_plan::Report::from_changes(
+        tool, dry_run, &steps, warnings,
+    ))
 }
 
 /// Brings the replica set to the spec. `progress` hears about waits and

@@ -94,7 +94,12 @@ impl Status {
             text.push_str(&format!("warning: {warning}\n"));
         }
         let width = self.members.iter().map(|m| m.host.len()).max().unwrap_or(4);
-        let state_width = self.members.iter().map(|m| m.state.len()).max().unwrap_or(9);
+        let state_width = self
+            .members
+            .iter()
+            .map(|m| m.state.len())
+            .max()
+            .unwrap_or(9);
         for m in &self.members {
             let lag = m.lag_seconds.map_or("-".to_owned(), |l| format!("{l}s"));
             let sync = m.sync_source.as_deref().unwrap_or("-");
@@ -109,7 +114,11 @@ impl Status {
                 Some(false) => "AUTH FAILED",
                 None => "auth -",
             };
-            let extra = if m.configured { "" } else { "  (not in ha.toml)" };
+            let extra = if m.configured {
+                ""
+            } else {
+                "  (not in ha.toml)"
+            };
             text.push_str(&format!(
                 "{:<width$}  {:<state_width$}  lag {:<6} sync {:<width$}  {link}, {auth}{extra}\n",
                 m.host, m.state, lag, sync,
