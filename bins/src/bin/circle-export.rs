@@ -1,5 +1,8 @@
 //! `circle-export`: the old databases into one verified archive, and back
 //! onto the new hosts.
+// Doc comments here are clap's --help text: `[mongo]` is an ha.toml
+// section, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;

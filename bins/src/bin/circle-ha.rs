@@ -1,4 +1,7 @@
 //! `circle-ha`: one configuration, the whole runbook.
+// Doc comments here are clap's --help text: `[mongo]` is an ha.toml
+// section, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -1,4 +1,7 @@
 //! `mongo-rs-setup`: the MongoDB replica set of the runbook.
+// Doc comments here are clap's --help text: `[mongo]` is an ha.toml
+// section, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,5 +1,8 @@
 //! `pg-provision`: the eight CircleCI databases, their extensions and the
 //! app role.
+// Doc comments here are clap's --help text: `[mongo]` is an ha.toml
+// section, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

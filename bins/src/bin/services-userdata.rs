@@ -1,4 +1,7 @@
 //! `services-userdata`: the Services machine's recovery bundle.
+// Doc comments here are clap's --help text: `[mongo]` is an ha.toml
+// section, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

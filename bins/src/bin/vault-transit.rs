@@ -1,4 +1,7 @@
 //! `vault-transit`: Vault (or OpenBao) for the CircleCI contexts service.
+// Doc comments here are clap's --help text: `[mongo]` is an ha.toml
+// section, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::path::PathBuf;
