@@ -33,6 +33,8 @@ pub(crate) enum Action {
     GrantRole,
     /// `insert`.
     Insert,
+    /// `remove` (the `delete` command).
+    Remove,
     /// Replica-set member traffic (heartbeats, votes, oplog reads).
     Internal,
     /// `listCollections`.
@@ -74,6 +76,7 @@ const READ_WRITE: &[Action] = &[
     Action::ListCollections,
     Action::ListIndexes,
     Action::Insert,
+    Action::Remove,
     Action::CreateCollection,
     Action::CreateIndex,
     Action::DropCollection,

@@ -27,6 +27,8 @@ pub(crate) enum Code {
     InvalidBson,
     /// 23.
     AlreadyInitialized,
+    /// 16.
+    InvalidLength,
     /// 26.
     NamespaceNotFound,
     /// 31.
@@ -92,6 +94,7 @@ impl Code {
             Code::InvalidBson => 22,
             Code::AlreadyInitialized => 23,
             Code::NamespaceNotFound => 26,
+            Code::InvalidLength => 16,
             Code::RoleNotFound => 31,
             Code::CursorNotFound => 43,
             Code::NamespaceExists => 48,
@@ -132,6 +135,7 @@ impl Code {
             Code::IllegalOperation => "IllegalOperation",
             Code::InvalidBson => "InvalidBSON",
             Code::AlreadyInitialized => "AlreadyInitialized",
+            Code::InvalidLength => "InvalidLength",
             Code::NamespaceNotFound => "NamespaceNotFound",
             Code::RoleNotFound => "RoleNotFound",
             Code::CursorNotFound => "CursorNotFound",

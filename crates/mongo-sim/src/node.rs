@@ -713,6 +713,11 @@ impl Writer<'_> {
         self.emit_entry(op, ns, o, o2, uuid)
     }
 
+    /// The data as this write has left it so far.
+    pub(crate) fn data(&self) -> &crate::storage::Data {
+        &self.inner.data
+    }
+
     fn emit_entry(
         &mut self,
         op: &str,

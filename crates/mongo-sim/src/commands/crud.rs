@@ -756,12 +756,7 @@ pub(super) async fn insert(
     let documents = command
         .get_array("documents")
         .map_err(|_| CommandError::type_mismatch("documents", "array"))?;
-    if documents.len() > 100_000 {
-        return Err(CommandError::new(
-            Code::InvalidBson,
-            "Write batch sizes must be between 1 and 100000",
-        ));
-    }
+    check_batch_size(documents.len())?;
     let ordered = command.get_bool("ordered").unwrap_or(true);
     let ns = format!("{db}.{coll}");
     let mut prepared: Vec<Result<Document, CommandError>> = Vec::new();
@@ -833,6 +828,151 @@ pub(super) async fn insert(
                     e.insert("errmsg", error.message);
                 }
                 Bson::Document(e)
+            })
+            .collect();
+        reply.insert("writeErrors", write_errors);
+    }
+    if let Err(e) = node
+        .wait_for_write_concern(optime, command.get_document("writeConcern").ok())
+        .await
+    {
+        reply.insert("writeConcernError", doc! {"code": e.code.number(), "codeName": e.code.name(), "errmsg": e.message, "errInfo": e.extra.get_document("errInfo").cloned().unwrap_or_default()});
+    }
+    Ok(reply)
+}
+
+/// The `_id`s of the documents in `ns` that match `filter` (the first one
+/// only with `just_one`), for a delete.
+fn matching_ids(
+    data: &crate::storage::Data,
+    ns: &str,
+    filter: &Document,
+    just_one: bool,
+) -> Result<Vec<Bson>, CommandError> {
+    let (db, coll) = crate::storage::split_ns(ns);
+    let Some(collection) = data.collection(db, coll) else {
+        return Ok(Vec::new());
+    };
+    let mut ids = Vec::new();
+    for raw in collection.documents() {
+        let doc = raw
+            .to_document()
+            .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?;
+        if matches(&doc, filter)? {
+            ids.push(doc.get("_id").cloned().unwrap_or(Bson::Null));
+            if just_one {
+                break;
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// mongod's limit on the statements of one write command.
+fn check_batch_size(n: usize) -> Result<(), CommandError> {
+    if n == 0 || n > 100_000 {
+        return Err(CommandError::new(
+            Code::InvalidLength,
+            format!("Write batch sizes must be between 1 and 100000. Got {n} operations."),
+        ));
+    }
+    Ok(())
+}
+
+/// `delete`: `{delete: <coll>, deletes: [{q: <filter>, limit: 0 | 1}],
+/// ordered}`. Each removed document becomes a `d` oplog entry; the reply
+/// is `{n}` (documents removed), with `writeErrors` for statements that
+/// could not run, as mongod's.
+pub(super) async fn delete(
+    node: &Arc<Node>,
+    db: &str,
+    command: &Document,
+) -> Result<Document, CommandError> {
+    check_db_name(db)?;
+    let coll = collection_name(command, "delete")?.to_owned();
+    if coll.starts_with("system.") {
+        return Err(CommandError::new(
+            Code::InvalidNamespace,
+            format!("cannot write to '{db}.{coll}'"),
+        ));
+    }
+    let statements = command
+        .get_array("deletes")
+        .map_err(|_| CommandError::type_mismatch("deletes", "array"))?;
+    check_batch_size(statements.len())?;
+    let ordered = command.get_bool("ordered").unwrap_or(true);
+    let ns = format!("{db}.{coll}");
+    let mut parsed: Vec<Result<(Document, bool), CommandError>> = Vec::new();
+    for statement in statements {
+        let Bson::Document(statement) = statement else {
+            parsed.push(Err(CommandError::type_mismatch("deletes", "object")));
+            continue;
+        };
+        let Ok(filter) = statement.get_document("q") else {
+            parsed.push(Err(CommandError::new(
+                Code::FailedToParse,
+                "BSON field 'delete.deletes.q' is missing but a required field",
+            )));
+            continue;
+        };
+        let limit = match statement.get("limit") {
+            Some(value) => match value.as_i64().or_else(|| value.as_i32().map(i64::from)) {
+                Some(0) => false,
+                Some(1) => true,
+                _ => {
+                    parsed.push(Err(CommandError::new(
+                        Code::FailedToParse,
+                        "The limit field in delete objects must be 0 or 1.",
+                    )));
+                    continue;
+                }
+            },
+            None => {
+                parsed.push(Err(CommandError::new(
+                    Code::FailedToParse,
+                    "BSON field 'delete.deletes.limit' is missing but a required field",
+                )));
+                continue;
+            }
+        };
+        parsed.push(Ok((filter.clone(), limit)));
+    }
+    let (removed, errors, optime) = {
+        let ((removed, errors), optime) = node.write(|w| {
+            let mut removed = 0_i64;
+            let mut errors: Vec<(usize, CommandError)> = Vec::new();
+            for (index, statement) in parsed.into_iter().enumerate() {
+                let res = statement.and_then(|(filter, just_one)| {
+                    let ids = matching_ids(w.data(), &ns, &filter, just_one)?;
+                    for id in &ids {
+                        w.emit("d", &ns, doc! {"_id": id.clone()}, None)?;
+                    }
+                    Ok(ids.len() as i64)
+                });
+                match res {
+                    Ok(n) => removed += n,
+                    Err(e) => {
+                        errors.push((index, e));
+                        if ordered {
+                            break;
+                        }
+                    }
+                }
+            }
+            (removed, errors)
+        })?;
+        (removed, errors, optime)
+    };
+    let mut reply = doc! {"n": removed as i32};
+    if !errors.is_empty() {
+        let write_errors: Vec<Bson> = errors
+            .into_iter()
+            .map(|(index, error)| {
+                Bson::Document(doc! {
+                    "index": index as i32,
+                    "code": error.code.number(),
+                    "errmsg": error.message,
+                })
             })
             .collect();
         reply.insert("writeErrors", write_errors);

@@ -100,6 +100,7 @@ fn requirements(name: &str, db: &str, command: &Document) -> Vec<(Action, Resour
     let cluster = |action| vec![(action, Resource::Cluster)];
     match name {
         "insert" => on_db(Action::Insert),
+        "delete" => on_db(Action::Remove),
         "find" | "count" | "aggregate" | "getMore" | "killCursors" | "dbStats" => {
             if db == "local" && command.get_str(name).ok() == Some("oplog.rs") {
                 cluster(Action::Internal)
@@ -135,6 +136,7 @@ fn requirements(name: &str, db: &str, command: &Document) -> Vec<(Action, Resour
 /// Every command the simulator knows.
 const KNOWN: &[&str] = &[
     "insert",
+    "delete",
     "find",
     "getMore",
     "killCursors",
@@ -340,6 +342,7 @@ async fn run(
         }
         "usersInfo" => users::users_info(node, session, db, command).map(Reply::Doc),
         "insert" => crud::insert(node, db, command).await.map(Reply::Doc),
+        "delete" => crud::delete(node, db, command).await.map(Reply::Doc),
         "find" => crud::find(node, db, command, &cursor_users(session)).await,
         "getMore" => crud::get_more(node, db, command, &cursor_users(session)).await,
         "killCursors" => {
@@ -378,6 +381,7 @@ async fn run(
 /// Commands that write user data.
 const WRITES: &[&str] = &[
     "insert",
+    "delete",
     "createIndexes",
     "create",
     "drop",

@@ -1,5 +1,6 @@
 //! The same kind of set driven by pymongo, an independent client: initiate,
-//! authenticate, insert with `w: majority`, read back from a secondary.
+//! authenticate, insert and delete with `w: majority`, read back from a
+//! secondary.
 
 use std::time::Duration;
 
@@ -25,8 +26,24 @@ rs = pymongo.MongoClient(f"mongodb://{hosts}/?replicaSet=pyset", username="root"
                          serverSelectionTimeoutMS=30000, **tls)
 coll = rs.get_database("circle_ghe").get_collection("builds", write_concern=pymongo.WriteConcern(w="majority", wtimeout=30000))
 coll.insert_many([{"_id": i, "n": i} for i in range(50)])
+# delete: one, many by a range filter, and none; replicated like inserts.
+deleted = [coll.delete_one({"_id": 0}).deleted_count,
+           coll.delete_many({"n": {"$gte": 40}}).deleted_count,
+           coll.delete_many({"n": -1}).deleted_count]
+try:
+    rs.circle_ghe.command("delete", "builds", deletes=[])
+    empty_batch = None
+except pymongo.errors.OperationFailure as e:
+    empty_batch = [e.code, e.details.get("codeName")]
 secondary = rs.get_database("circle_ghe", read_preference=pymongo.ReadPreference.SECONDARY).builds
-count = secondary.count_documents({})
+# w: majority is two of three: the secondary read may be the third, a
+# moment behind; give it until a deadline to catch up.
+deadline = time.time() + 30
+while True:
+    count = secondary.count_documents({})
+    if count == 39 or time.time() > deadline:
+        break
+    time.sleep(0.1)
 # The primary learns the others' states from heartbeats, so its view may
 # lag the members' own for a heartbeat interval: wait for it to settle.
 deadline = time.time() + 60
@@ -35,12 +52,12 @@ while True:
     if states == ["PRIMARY", "SECONDARY", "SECONDARY"] or time.time() > deadline:
         break
     time.sleep(0.1)
-print(json.dumps({"count": count, "states": states,
+print(json.dumps({"count": count, "states": states, "deleted": deleted, "empty_batch": empty_batch,
                   "mechanisms": rs.admin.command("usersInfo", "root")["users"][0]["mechanisms"]}))
 "#;
 
 #[test]
-fn pymongo_initiates_authenticates_writes_and_reads_from_a_secondary() {
+fn pymongo_initiates_authenticates_writes_deletes_and_reads_from_a_secondary() {
     let pki = LabPki::new().unwrap();
     let members: Vec<MongoMember> = (0..3)
         .map(|_| MongoMember::start(&tools(), secure_options(&pki, "pyset")).unwrap())
@@ -59,7 +76,13 @@ fn pymongo_initiates_authenticates_writes_and_reads_from_a_secondary() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "pymongo script failed:\n{stderr}");
     let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(result["count"], 50, "{result}");
+    assert_eq!(result["count"], 39, "{result}");
+    assert_eq!(result["deleted"], serde_json::json!([1, 10, 0]), "{result}");
+    assert_eq!(
+        result["empty_batch"],
+        serde_json::json!([16, "InvalidLength"]),
+        "{result}"
+    );
     assert_eq!(
         result["states"],
         serde_json::json!(["PRIMARY", "SECONDARY", "SECONDARY"])
