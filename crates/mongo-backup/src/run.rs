@@ -1,0 +1,438 @@
+//! A snapshot run, end to end: guards, lock, stop, snapshot, start (always),
+//! catch-up, completion, retention.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mongo_rs_setup::Session;
+use time::OffsetDateTime;
+
+use crate::error::Restart;
+use crate::guard::{self, Cleared, Limits};
+use crate::observe::{observe, wait_caught_up};
+use crate::process::{MemberProcess, wait_stopped};
+use crate::snapshot::{Labels, Retention, Snapshot, expired};
+use crate::store::SnapshotStore;
+use crate::{Error, lock};
+
+/// What a snapshot run is asked to do, besides where the set is (the
+/// [`Session`]) and where snapshots go (the [`SnapshotStore`]).
+#[derive(Clone, Debug)]
+pub struct BackupSpec {
+    /// This member, `host:port` as in the set's config.
+    pub member: String,
+    /// The guards' limits.
+    pub limits: Limits,
+    /// The member's dbPath on this machine, to check that `mongod.lock`
+    /// was released (`None`: only the listener is checked).
+    pub db_path: Option<PathBuf>,
+    /// How long the lock is leased (longer than stop + snapshot +
+    /// catch-up: a crashed run's lock is taken over after it).
+    pub lease: Duration,
+    /// How long mongod may take to stop.
+    pub stop_timeout: Duration,
+    /// How long the restarted member may take to be a caught-up SECONDARY.
+    pub catch_up_timeout: Duration,
+    /// How long the snapshots may take to complete.
+    pub complete_timeout: Duration,
+    /// What to keep; older runs of this set are deleted after a good run.
+    pub retention: Retention,
+    /// How often to poll while waiting.
+    pub poll: Duration,
+    /// This tool's version, for the tags.
+    pub version: String,
+}
+
+/// One step of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Take the set's backup lock.
+    Lock {
+        /// The set.
+        set: String,
+    },
+    /// Stop mongod and wait until it has stopped.
+    StopMember {
+        /// The member.
+        member: String,
+    },
+    /// Snapshot one source.
+    Snapshot {
+        /// The volume or directory.
+        source: String,
+        /// The snapshot's id (empty in a plan).
+        id: String,
+    },
+    /// Start mongod again.
+    StartMember {
+        /// The member.
+        member: String,
+    },
+    /// Wait until the member is a caught-up SECONDARY.
+    WaitCaughtUp {
+        /// The member.
+        member: String,
+    },
+    /// Give the lock back.
+    Unlock {
+        /// The set.
+        set: String,
+    },
+    /// Delete a snapshot retention lets go.
+    DeleteSnapshot {
+        /// Its id.
+        id: String,
+        /// Its run.
+        group: String,
+    },
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Lock { set } => write!(f, "take replica set {set}'s backup lock"),
+            Step::StopMember { member } => {
+                write!(f, "stop mongod on {member} and wait until it has stopped")
+            }
+            Step::Snapshot { source, id } if id.is_empty() => write!(f, "snapshot {source}"),
+            Step::Snapshot { source, id } => write!(f, "snapshot {source} as {id}"),
+            Step::StartMember { member } => write!(f, "start mongod on {member}"),
+            Step::WaitCaughtUp { member } => {
+                write!(f, "wait until {member} is a caught-up SECONDARY")
+            }
+            Step::Unlock { set } => write!(f, "release replica set {set}'s backup lock"),
+            Step::DeleteSnapshot { id, group } => write!(f, "delete snapshot {id} (run {group})"),
+        }
+    }
+}
+
+impl ha_plan::Change for Step {
+    fn kind(&self) -> &'static str {
+        match self {
+            Step::Lock { .. } => "lock",
+            Step::StopMember { .. } => "stop-member",
+            Step::Snapshot { .. } => "snapshot",
+            Step::StartMember { .. } => "start-member",
+            Step::WaitCaughtUp { .. } => "wait-caught-up",
+            Step::Unlock { .. } => "unlock",
+            Step::DeleteSnapshot { .. } => "delete-snapshot",
+        }
+    }
+
+    fn target(&self) -> String {
+        match self {
+            Step::Lock { set } | Step::Unlock { set } => format!("replica set {set}"),
+            Step::StopMember { member }
+            | Step::StartMember { member }
+            | Step::WaitCaughtUp { member } => member.clone(),
+            Step::Snapshot { source, id } if id.is_empty() => source.clone(),
+            Step::Snapshot { id, .. } => id.clone(),
+            Step::DeleteSnapshot { id, .. } => id.clone(),
+        }
+    }
+}
+
+/// What a run did (or, in a dry run, would do).
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// The run's id (the snapshots' group).
+    pub group: String,
+    /// The member's position the snapshots hold.
+    pub cleared: Cleared,
+    /// The snapshots taken.
+    pub snapshots: Vec<Snapshot>,
+    /// Things the operator should know (a lock not released …).
+    pub warnings: Vec<String>,
+}
+
+/// A new run id: the UTC time and a random suffix (`20261130T031500Z-4f2a`).
+fn new_group() -> String {
+    let now = OffsetDateTime::now_utc();
+    let suffix = bson::oid::ObjectId::new().to_hex();
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        &suffix[suffix.len() - 6..]
+    )
+}
+
+/// Takes a snapshot of `spec.member`: checks the guards (every refusal at
+/// once, [`Error::Refused`], nothing touched), takes the set's lock, stops
+/// mongod through `process` and waits until it has stopped, snapshots every
+/// source of `store`, starts mongod again — **always**, whatever failed
+/// after the stop, and also when `cancel` resolves (the binaries pass
+/// SIGINT/SIGTERM) — waits until the member is a caught-up SECONDARY and
+/// the snapshots are complete, releases the lock and deletes what
+/// `spec.retention` lets go. With `dry_run`, checks the guards and returns
+/// the plan.
+pub async fn snapshot<P, S, C>(
+    session: &Session<'_>,
+    spec: &BackupSpec,
+    process: &mut P,
+    store: &S,
+    dry_run: bool,
+    cancel: C,
+    progress: ha_plan::Progress<'_>,
+) -> Result<Outcome, Error>
+where
+    P: MemberProcess,
+    S: SnapshotStore,
+    C: Future<Output = ()> + Send,
+{
+    let member = spec.member.clone();
+    let view = observe(session, &member).await?;
+    let cleared = guard::check(&view, &member, &spec.limits).map_err(Error::Refused)?;
+    let set = view.name.clone();
+    let primary = view.primary().map(|p| p.host.clone()).ok_or_else(|| {
+        Error::Refused(vec![guard::Refusal::Lagging {
+            member: member.clone(),
+            seconds: None,
+            limit: spec.limits.max_lag.as_secs(),
+        }])
+    })?;
+    let group = new_group();
+    let mut outcome = Outcome {
+        steps: Vec::new(),
+        group: group.clone(),
+        cleared,
+        snapshots: Vec::new(),
+        warnings: Vec::new(),
+    };
+    if dry_run {
+        outcome.steps.push(Step::Lock { set: set.clone() });
+        outcome.steps.push(Step::StopMember {
+            member: member.clone(),
+        });
+        for source in store.sources() {
+            outcome.steps.push(Step::Snapshot {
+                source,
+                id: String::new(),
+            });
+        }
+        outcome.steps.push(Step::StartMember {
+            member: member.clone(),
+        });
+        outcome.steps.push(Step::WaitCaughtUp {
+            member: member.clone(),
+        });
+        outcome.steps.push(Step::Unlock { set: set.clone() });
+        outcome
+            .steps
+            .extend(prune_steps(store, &set, &spec.retention).await?);
+        return Ok(outcome);
+    }
+
+    let holder = format!("{member} (pid {})", std::process::id());
+    let lease = lock::acquire(session, &primary, &set, &holder, spec.lease).await?;
+    outcome.steps.push(Step::Lock { set: set.clone() });
+    progress(&format!("took replica set {set}'s backup lock"));
+
+    let labels = Labels {
+        group: group.clone(),
+        set: set.clone(),
+        member: member.clone(),
+        optime: cleared.optime,
+        optime_millis: cleared.optime_millis,
+        version: spec.version.clone(),
+    };
+    let stopped = stop_and_snapshot(spec, process, store, &labels, cancel, progress).await;
+    let (stage, snapshots) = match stopped {
+        Ok(snapshots) => (None, snapshots),
+        Err((stage, error)) => (Some((stage, error)), Vec::new()),
+    };
+    if stage.as_ref().is_none_or(|(s, _)| *s != "stop") {
+        outcome.steps.push(Step::StopMember {
+            member: member.clone(),
+        });
+    }
+    for snapshot in &snapshots {
+        outcome.steps.push(Step::Snapshot {
+            source: snapshot.source.clone(),
+            id: snapshot.id.clone(),
+        });
+    }
+    outcome.snapshots = snapshots;
+
+    // Whatever happened after the stop: start it again.
+    progress(&format!("starting mongod on {member}"));
+    let restart = match process.start().await {
+        Err(e) => Restart::Failed(e.to_string()),
+        Ok(()) => {
+            outcome.steps.push(Step::StartMember {
+                member: member.clone(),
+            });
+            match wait_caught_up(
+                session,
+                &member,
+                spec.limits.max_lag,
+                spec.catch_up_timeout,
+                spec.poll,
+                progress,
+            )
+            .await
+            {
+                Ok(()) => {
+                    outcome.steps.push(Step::WaitCaughtUp {
+                        member: member.clone(),
+                    });
+                    progress(&format!("{member} is a caught-up SECONDARY again"));
+                    Restart::CaughtUp
+                }
+                Err(e) => Restart::Started(e.to_string()),
+            }
+        }
+    };
+    if let Some((stage, error)) = stage {
+        // The lock stays held when the member may be down, so that no
+        // other member is stopped on top of it before the lease runs out.
+        if !matches!(restart, Restart::Failed(_)) {
+            release(session, &member, &lease, &mut outcome).await;
+        }
+        return Err(match error {
+            None => Error::Interrupted { restart },
+            Some(source) => Error::AfterStop {
+                stage,
+                source: Box::new(source),
+                restart,
+            },
+        });
+    }
+    if restart != Restart::CaughtUp {
+        if matches!(restart, Restart::Started(_)) {
+            release(session, &member, &lease, &mut outcome).await;
+        }
+        return Err(Error::NotBack {
+            snapshots: outcome.snapshots.iter().map(|s| s.id.clone()).collect(),
+            restart,
+        });
+    }
+
+    let ids: Vec<String> = outcome.snapshots.iter().map(|s| s.id.clone()).collect();
+    progress(&format!(
+        "waiting for {} snapshot(s) to complete",
+        ids.len()
+    ));
+    store.wait_completed(&ids, spec.complete_timeout).await?;
+    release(session, &member, &lease, &mut outcome).await;
+    for step in prune_steps(store, &set, &spec.retention).await? {
+        if let Step::DeleteSnapshot { id, .. } = &step {
+            store.delete(id).await?;
+            progress(&format!("deleted {id}"));
+        }
+        outcome.steps.push(step);
+    }
+    Ok(outcome)
+}
+
+/// Releases the lock on whichever member is primary now.
+async fn release(session: &Session<'_>, member: &str, lease: &lock::Lease, outcome: &mut Outcome) {
+    let primary = match observe(session, member).await {
+        Ok(view) => view.primary().map(|p| p.host.clone()),
+        Err(_) => None,
+    };
+    let released = match primary {
+        Some(primary) => lock::release(session, &primary, lease).await,
+        None => Err(Error::Timeout {
+            what: "a primary to release the backup lock on".to_owned(),
+            waited: Duration::ZERO,
+            last: "no primary".to_owned(),
+        }),
+    };
+    match released {
+        Ok(()) => outcome.steps.push(Step::Unlock {
+            set: lease.set.clone(),
+        }),
+        Err(e) => outcome.warnings.push(format!(
+            "the backup lock was not released ({e}); it expires by itself"
+        )),
+    }
+}
+
+/// Stops the member, waits for the stop, snapshots. On failure: the stage
+/// and the error (`None`: cancelled).
+async fn stop_and_snapshot<P, S, C>(
+    spec: &BackupSpec,
+    process: &mut P,
+    store: &S,
+    labels: &Labels,
+    cancel: C,
+    progress: ha_plan::Progress<'_>,
+) -> Result<Vec<Snapshot>, (&'static str, Option<Error>)>
+where
+    P: MemberProcess,
+    S: SnapshotStore,
+    C: Future<Output = ()> + Send,
+{
+    let mut cancel = std::pin::pin!(cancel);
+    progress(&format!("stopping mongod on {}", spec.member));
+    tokio::select! {
+        res = process.stop() => res.map_err(|e| ("stop", Some(e)))?,
+        () = &mut cancel => return Err(("stop", None)),
+    }
+    tokio::select! {
+        res = wait_stopped(&spec.member, spec.db_path.as_deref(), spec.stop_timeout, spec.poll) => {
+            res.map_err(|e| ("waiting for the stop", Some(e)))?;
+        }
+        () = &mut cancel => return Err(("waiting for the stop", None)),
+    }
+    progress(&format!(
+        "mongod on {} has stopped; snapshotting {}",
+        spec.member,
+        store.describe()
+    ));
+    tokio::select! {
+        res = store.create(labels) => res.map_err(|e| ("snapshot", Some(e))),
+        () = &mut cancel => Err(("snapshot", None)),
+    }
+}
+
+/// The deletions `retention` calls for among `store`'s snapshots of `set`.
+pub async fn prune_steps<S: SnapshotStore>(
+    store: &S,
+    set: &str,
+    retention: &Retention,
+) -> Result<Vec<Step>, Error> {
+    let snapshots = store.list(set).await?;
+    Ok(
+        expired(&snapshots, set, retention, OffsetDateTime::now_utc())
+            .into_iter()
+            .flat_map(|group| {
+                group
+                    .snapshots
+                    .into_iter()
+                    .map(move |s| Step::DeleteSnapshot {
+                        id: s.id,
+                        group: group.id.clone(),
+                    })
+            })
+            .collect(),
+    )
+}
+
+/// Deletes what `retention` lets go (with `dry_run`, only says what).
+pub async fn prune<S: SnapshotStore>(
+    store: &S,
+    set: &str,
+    retention: &Retention,
+    dry_run: bool,
+) -> Result<Vec<Step>, Error> {
+    let steps = prune_steps(store, set, retention).await?;
+    if !dry_run {
+        for step in &steps {
+            if let Step::DeleteSnapshot { id, .. } = step {
+                store.delete(id).await?;
+            }
+        }
+    }
+    Ok(steps)
+}

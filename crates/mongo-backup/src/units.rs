@@ -1,0 +1,95 @@
+//! The systemd units that run `mongo-backup snapshot` on a schedule on each
+//! member. Every member gets the same timer; the set's lock and the guards
+//! decide which one actually stops (the others refuse and say why).
+
+/// What the units run and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitSpec {
+    /// The `mongo-backup` binary.
+    pub binary: String,
+    /// The `ha.toml` it reads.
+    pub config: String,
+    /// systemd `OnCalendar=` (e.g. `daily`, `*-*-* 03:00:00`).
+    pub on_calendar: String,
+    /// systemd `RandomizedDelaySec=`, seconds, so members do not all start
+    /// at once.
+    pub randomized_delay_secs: u32,
+}
+
+impl Default for UnitSpec {
+    fn default() -> UnitSpec {
+        UnitSpec {
+            binary: "/usr/local/bin/mongo-backup".to_owned(),
+            config: "/etc/circle-ha/ha.toml".to_owned(),
+            on_calendar: "*-*-* 03:00:00".to_owned(),
+            randomized_delay_secs: 900,
+        }
+    }
+}
+
+/// The unit files, `(file name, text)`: `mongo-backup.service` (a oneshot
+/// running `snapshot`) and `mongo-backup.timer`. Values with characters
+/// systemd would read differently (newlines, `%`, quotes) are refused.
+pub fn render_units(spec: &UnitSpec) -> Result<Vec<(String, String)>, String> {
+    for (name, value) in [
+        ("binary", &spec.binary),
+        ("config", &spec.config),
+        ("on_calendar", &spec.on_calendar),
+    ] {
+        if value.is_empty()
+            || value
+                .chars()
+                .any(|c| c.is_control() || matches!(c, '%' | '"' | '\'' | '\\' | '$'))
+        {
+            return Err(format!(
+                "{name}: {value:?} cannot go into a systemd unit (empty, or it has a control \
+                 character, %, a quote, \\ or $)"
+            ));
+        }
+    }
+    for (name, value) in [("binary", &spec.binary), ("config", &spec.config)] {
+        if !value.starts_with('/') || value.contains(' ') {
+            return Err(format!(
+                "{name}: {value:?} must be an absolute path without spaces"
+            ));
+        }
+    }
+    let service = format!(
+        "# Rendered by mongo-backup render-units.\n\
+         [Unit]\n\
+         Description=Snapshot this MongoDB member if the replica set can spare it (mongo-backup)\n\
+         After=network-online.target mongod.service\n\
+         Wants=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart={binary} snapshot --config {config}\n\
+         # Exit 3 means the guards refused (another member is backing up, this\n\
+         # one is the primary …): not a failure of the unit.\n\
+         SuccessExitStatus=3\n\
+         # The run restarts mongod itself whatever happens; give it time to.\n\
+         TimeoutStopSec=600\n\
+         KillMode=mixed\n",
+        binary = spec.binary,
+        config = spec.config,
+    );
+    let timer = format!(
+        "# Rendered by mongo-backup render-units.\n\
+         [Unit]\n\
+         Description=Daily snapshot of this MongoDB member (mongo-backup)\n\
+         \n\
+         [Timer]\n\
+         OnCalendar={calendar}\n\
+         RandomizedDelaySec={delay}\n\
+         Persistent=true\n\
+         \n\
+         [Install]\n\
+         WantedBy=timers.target\n",
+        calendar = spec.on_calendar,
+        delay = spec.randomized_delay_secs,
+    );
+    Ok(vec![
+        ("mongo-backup.service".to_owned(), service),
+        ("mongo-backup.timer".to_owned(), timer),
+    ])
+}

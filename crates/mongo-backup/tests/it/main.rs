@@ -1,0 +1,1 @@
+//! mongo-backup against a lab replica set.
