@@ -169,6 +169,34 @@ impl MongoMember {
         })
     }
 
+    /// Like [`MongoMember::start`], on a copy of `data` (a dbPath, e.g. a
+    /// snapshot of another member's): a restore drill.
+    pub fn start_with_data(
+        tools: &Toolbox,
+        options: MongoMemberOptions,
+        data: &Path,
+    ) -> Result<MongoMember, Error> {
+        let implementation = tools.mongo()?;
+        let dir = tempfile::Builder::new()
+            .prefix("ha-lab-mongo-")
+            .tempdir()
+            .map_err(Error::io("a temporary directory for a MongoDB member"))?;
+        let dbpath = dir.path().join("db");
+        copy_dir(data, &dbpath)?;
+        let (daemon, port) = with_port_retries(|| {
+            let port = free_port()?;
+            let daemon = spawn(&implementation, &options, port, dir.path())?;
+            Ok((daemon, port))
+        })?;
+        Ok(MongoMember {
+            daemon: Some(daemon),
+            dir,
+            port,
+            implementation,
+            options,
+        })
+    }
+
     /// `localhost:<port>`: the host string for replica-set configs and URIs.
     pub fn host(&self) -> String {
         format!("localhost:{}", self.port)
@@ -229,6 +257,20 @@ impl MongoMember {
         self.daemon = Some(daemon);
         Ok(())
     }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), Error> {
+    std::fs::create_dir(to).map_err(Error::io(to))?;
+    for entry in std::fs::read_dir(from).map_err(Error::io(from))? {
+        let entry = entry.map_err(Error::io(from))?;
+        let target = to.join(entry.file_name());
+        if entry.file_type().map_err(Error::io(entry.path()))?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(Error::io(entry.path()))?;
+        }
+    }
+    Ok(())
 }
 
 fn spawn(

@@ -237,12 +237,27 @@ where
     outcome.steps.push(Step::Lock { set: set.clone() });
     progress(&format!("took replica set {set}'s backup lock"));
 
+    // The member applies operations until it stops: read its position as
+    // late as possible, just before the stop. The snapshot holds at least
+    // everything up to it.
+    let (optime, optime_millis) = match observe(session, &member).await {
+        Ok(view) => view
+            .member(&member)
+            .map_or((cleared.optime, cleared.optime_millis), |m| {
+                (m.optime, m.optime_millis)
+            }),
+        Err(_) => (cleared.optime, cleared.optime_millis),
+    };
+    outcome.cleared = Cleared {
+        optime,
+        optime_millis,
+    };
     let labels = Labels {
         group: group.clone(),
         set: set.clone(),
         member: member.clone(),
-        optime: cleared.optime,
-        optime_millis: cleared.optime_millis,
+        optime,
+        optime_millis,
         version: spec.version.clone(),
     };
     let stopped = stop_and_snapshot(spec, process, store, &labels, cancel, progress).await;

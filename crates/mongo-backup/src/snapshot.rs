@@ -21,7 +21,9 @@ pub const TAG_MEMBER: &str = "circle-ha:member";
 pub const TAG_GROUP: &str = "circle-ha:group";
 /// How many volumes the group has.
 pub const TAG_VOLUMES: &str = "circle-ha:volumes";
-/// The member's last applied optime before it stopped (`secs.inc/term`).
+/// The member's last applied optime read immediately before it was
+/// stopped (`secs.inc/term`): the snapshot holds every operation up to it,
+/// and possibly the few the member applied in the instant before the stop.
 pub const TAG_OPTIME: &str = "circle-ha:optime";
 /// That optime's wall time (RFC 3339).
 pub const TAG_OPTIME_WALL: &str = "circle-ha:optime-wall";

@@ -1,0 +1,411 @@
+//! Whole runs against the lab set: a snapshot under `w: "majority"`
+//! writes and its restore drill; refusals that touch nothing; failures
+//! after the stop that still restart the member.
+
+use std::future::pending;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bson::{Bson, Document, Timestamp, doc};
+use ha_lab::{MongoMember, MongoMemberOptions};
+use mongo_backup::guard::Refusal;
+use mongo_backup::run::snapshot;
+use mongo_backup::{DirectoryStore, Error, Restart, SnapshotStore as _, lock};
+use mongo_rs_setup::Session;
+
+use crate::{Lab, LabProcess, progress, tools};
+
+const ALL_UP: [&str; 3] = ["PRIMARY", "SECONDARY", "SECONDARY"];
+
+/// Inserts `{_id: n}` one at a time with `w: "majority"` until told to
+/// stop; returns each acknowledged id with its `operationTime`, and every
+/// error.
+async fn writer(
+    client: mongodb::Client,
+    stop: Arc<AtomicBool>,
+) -> (Vec<(i64, Timestamp)>, Vec<String>) {
+    let mut acked = Vec::new();
+    let mut errors = Vec::new();
+    let mut n = 0_i64;
+    while !stop.load(Ordering::SeqCst) {
+        let reply = client
+            .database("circle_ghe")
+            .run_command(doc! {
+                "insert": "probe",
+                "documents": [{"_id": n}],
+                "writeConcern": {"w": "majority", "wtimeout": 30_000},
+            })
+            .await;
+        match reply {
+            Ok(reply)
+                if !reply.contains_key("writeErrors")
+                    && !reply.contains_key("writeConcernError") =>
+            {
+                acked.push((n, reply.get_timestamp("operationTime").unwrap()));
+            }
+            Ok(reply) => errors.push(format!("{n}: {reply}")),
+            Err(e) => errors.push(format!("{n}: {e}")),
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (acked, errors)
+}
+
+fn ids(docs: &[Document]) -> Vec<i64> {
+    let mut ids: Vec<i64> = docs.iter().filter_map(|d| d.get_i64("_id").ok()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_secondary_is_stopped_snapshotted_and_restarted_while_majority_writes_go_on() {
+    let lab = Lab::start("bk_run").await;
+    let i = lab.secondary_index().await;
+    let spec = lab.backup_spec(i);
+    let root = tempfile::tempdir().unwrap();
+    let store = DirectoryStore {
+        source: lab.members[i].lock().unwrap().dbpath(),
+        root: root.path().join("snapshots"),
+    };
+    let session = Session::new(&lab.spec);
+
+    // The plan first: nothing touched.
+    let planned = snapshot(
+        &session,
+        &spec,
+        &mut LabProcess(lab.members[i].clone()),
+        &store,
+        true,
+        pending(),
+        &progress,
+    )
+    .await
+    .unwrap();
+    let kinds: Vec<&str> = planned.steps.iter().map(ha_plan::Change::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "lock",
+            "stop-member",
+            "snapshot",
+            "start-member",
+            "wait-caught-up",
+            "unlock"
+        ]
+    );
+    assert!(store.list("bk_run").await.unwrap().is_empty());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = tokio::spawn(writer(lab.set_client(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let outcome = snapshot(
+        &session,
+        &spec,
+        &mut LabProcess(lab.members[i].clone()),
+        &store,
+        false,
+        pending(),
+        &progress,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (acked, errors) = writes.await.unwrap();
+
+    let kinds: Vec<&str> = outcome.steps.iter().map(ha_plan::Change::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "lock",
+            "stop-member",
+            "snapshot",
+            "start-member",
+            "wait-caught-up",
+            "unlock"
+        ]
+    );
+    assert!(
+        errors.is_empty(),
+        "majority writes failed during the backup: {errors:?}"
+    );
+    assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
+    assert_eq!(lab.settle(&ALL_UP).await, ALL_UP);
+
+    // No acknowledged write is lost.
+    let client = lab.set_client();
+    let on_set: Vec<Document> = {
+        use futures_util::TryStreamExt as _;
+        client
+            .database("circle_ghe")
+            .collection::<Document>("probe")
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    let on_set = ids(&on_set);
+    for (id, _) in &acked {
+        assert!(
+            on_set.binary_search(id).is_ok(),
+            "acknowledged write {id} lost"
+        );
+    }
+
+    // The snapshot is listed with the member's optime, and the lock is free.
+    let listed = store.list("bk_run").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let tagged = listed[0].labels.optime.expect("optime tag");
+    assert_eq!(listed[0].labels.member, spec.member);
+    let primary = lab.host(lab_primary(&lab).await);
+    let lease = lock::acquire(
+        &session,
+        &primary,
+        "bk_run",
+        "test",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    lock::release(&session, &primary, &lease).await.unwrap();
+
+    // Restore drill: a mongod started on the snapshot holds a prefix of
+    // the writes with everything up to the tagged optime.
+    let data = store.data_dir(&outcome.group).unwrap();
+    let restored =
+        MongoMember::start_with_data(&tools(), MongoMemberOptions::default(), &data).unwrap();
+    let plain = mongodb::Client::with_uri_str(format!(
+        "mongodb://localhost:{}/?directConnection=true",
+        restored.port()
+    ))
+    .await
+    .unwrap();
+    let in_snapshot: Vec<Document> = {
+        use futures_util::TryStreamExt as _;
+        plain
+            .database("circle_ghe")
+            .collection::<Document>("probe")
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    let in_snapshot = ids(&in_snapshot);
+    assert!(!in_snapshot.is_empty());
+    assert_eq!(
+        in_snapshot,
+        (0..in_snapshot.len() as i64).collect::<Vec<_>>(),
+        "the snapshot is not a prefix of the writes"
+    );
+    let up_to_tag: Vec<i64> = acked
+        .iter()
+        .filter(|(_, at)| (at.time, at.increment) <= (tagged.secs, tagged.inc))
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(!up_to_tag.is_empty());
+    for id in &up_to_tag {
+        assert!(
+            in_snapshot.binary_search(id).is_ok(),
+            "write {id} (before the tagged optime) missing from the snapshot"
+        );
+    }
+}
+
+async fn lab_primary(lab: &Lab) -> usize {
+    let session = Session::new(&lab.spec);
+    loop {
+        for i in 0..3 {
+            if session.hello(&lab.host(i)).await.is_ok_and(|h| h.primary) {
+                return i;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn refusals(res: Result<mongo_backup::Outcome, Error>) -> Vec<Refusal> {
+    match res {
+        Err(Error::Refused(refusals)) => refusals,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refusals_touch_nothing_on_the_primary_under_another_lock_and_with_a_member_down() {
+    let lab = Lab::start("bk_refuse").await;
+    let session = Session::new(&lab.spec);
+    let root = tempfile::tempdir().unwrap();
+    let p = lab_primary(&lab).await;
+    let s = lab.secondary_index().await;
+    let store = |i: usize| DirectoryStore {
+        source: lab.members[i].lock().unwrap().dbpath(),
+        root: root.path().to_owned(),
+    };
+
+    // On the primary.
+    let res = snapshot(
+        &session,
+        &lab.backup_spec(p),
+        &mut LabProcess(lab.members[p].clone()),
+        &store(p),
+        false,
+        pending(),
+        &progress,
+    )
+    .await;
+    assert!(refusals(res).contains(&Refusal::IsPrimary {
+        member: lab.host(p)
+    }));
+
+    // While another run holds the lock.
+    let primary = lab.host(p);
+    let lease = lock::acquire(
+        &session,
+        &primary,
+        "bk_refuse",
+        "mongo-9:27017 (pid 1)",
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
+    let res = snapshot(
+        &session,
+        &lab.backup_spec(s),
+        &mut LabProcess(lab.members[s].clone()),
+        &store(s),
+        false,
+        pending(),
+        &progress,
+    )
+    .await;
+    assert!(
+        matches!(refusals(res).as_slice(), [Refusal::Locked { holder, .. }] if holder.starts_with("mongo-9"))
+    );
+    lock::release(&session, &primary, &lease).await.unwrap();
+
+    // With the other secondary down.
+    let other = (0..3).find(|i| *i != p && *i != s).unwrap();
+    lab.members[other].lock().unwrap().stop();
+    let seen_down = lab
+        .settle(&["(not reachable/healthy)", "PRIMARY", "SECONDARY"])
+        .await;
+    assert_eq!(
+        seen_down,
+        ["(not reachable/healthy)", "PRIMARY", "SECONDARY"]
+    );
+    let res = snapshot(
+        &session,
+        &lab.backup_spec(s),
+        &mut LabProcess(lab.members[s].clone()),
+        &store(s),
+        false,
+        pending(),
+        &progress,
+    )
+    .await;
+    let found = refusals(res);
+    assert!(
+        found.iter().any(
+            |r| matches!(r, Refusal::OtherMemberDown { member, .. } if *member == lab.host(other))
+        ),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|r| matches!(r, Refusal::NoWriteMajority { .. })),
+        "{found:?}"
+    );
+
+    // Nothing was touched: no snapshot, the secondary never stopped.
+    assert!(std::fs::read_dir(root.path()).unwrap().next().is_none());
+    assert!(session.hello(&lab.host(s)).await.unwrap().secondary);
+    lab.members[other].lock().unwrap().restart().unwrap();
+    assert_eq!(lab.settle(&ALL_UP).await, ALL_UP);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_snapshot_or_an_interruption_after_the_stop_still_restarts_the_member() {
+    let lab = Lab::start("bk_fail").await;
+    let session = Session::new(&lab.spec);
+    let root = tempfile::tempdir().unwrap();
+    let s = lab.secondary_index().await;
+    let spec = lab.backup_spec(s);
+
+    // The snapshot call fails (its source is gone).
+    let broken = DirectoryStore {
+        source: root.path().join("no-such-dbpath"),
+        root: root.path().join("snapshots"),
+    };
+    let res = snapshot(
+        &session,
+        &spec,
+        &mut LabProcess(lab.members[s].clone()),
+        &broken,
+        false,
+        pending(),
+        &progress,
+    )
+    .await;
+    match res {
+        Err(Error::AfterStop {
+            stage: "snapshot",
+            restart: Restart::CaughtUp,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(session.hello(&lab.host(s)).await.unwrap().secondary);
+
+    // Interrupted (as SIGTERM does through the binary) once the member has
+    // stopped: started again, lock released (the next run may take it).
+    let store = DirectoryStore {
+        source: lab.members[s].lock().unwrap().dbpath(),
+        root: root.path().join("snapshots"),
+    };
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let progress_and_signal = move |line: &str| {
+        progress(line);
+        if line.contains("has stopped") {
+            let _ = tx.send(true);
+        }
+    };
+    let cancel = async move {
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    };
+    let res = snapshot(
+        &session,
+        &spec,
+        &mut LabProcess(lab.members[s].clone()),
+        &store,
+        false,
+        cancel,
+        &progress_and_signal,
+    )
+    .await;
+    match res {
+        Err(Error::Interrupted {
+            restart: Restart::CaughtUp,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(lab.settle(&ALL_UP).await, ALL_UP);
+    let primary = lab.host(lab_primary(&lab).await);
+    let lease = lock::acquire(
+        &session,
+        &primary,
+        "bk_fail",
+        "test",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    lock::release(&session, &primary, &lease).await.unwrap();
+    let _ = Bson::Null;
+}
