@@ -62,6 +62,7 @@
 
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod backup;
 mod collect;
 mod error;
 mod export;
@@ -78,6 +79,7 @@ use std::path::{Path, PathBuf};
 
 use ha_plan::{Problem, ProblemKind, Problems};
 
+pub use backup::{BackupSettings, BackupStore};
 pub use error::Error;
 pub use export::RestoreTargets;
 pub use mongo::{DEFAULT_APP_DATABASES, MongoLayout, MongoOptions, MongoSetup};
@@ -106,16 +108,19 @@ pub enum Section {
     Vault,
     /// `[services]`: the Services machine's bundle.
     Services,
+    /// `[backup]`: snapshots of a stopped MongoDB secondary.
+    Backup,
 }
 
 impl Section {
     /// Every section, in the runbook's order.
-    pub const ALL: [Section; 5] = [
+    pub const ALL: [Section; 6] = [
         Section::Pki,
         Section::Mongo,
         Section::Postgres,
         Section::Vault,
         Section::Services,
+        Section::Backup,
     ];
 
     /// How the file writes it: `[mongo]`.
@@ -126,6 +131,7 @@ impl Section {
             Section::Postgres => "[postgres]",
             Section::Vault => "[vault]",
             Section::Services => "[services]",
+            Section::Backup => "[backup]",
         }
     }
 }
@@ -277,6 +283,11 @@ impl HaConfig {
         {
             problems.extend(e);
         }
+        if self.raw.backup.is_some()
+            && let Err(e) = self.backup(None)
+        {
+            problems.extend(e);
+        }
         // One problem reported by two sections' checks is one problem; a
         // file that does not exist yet is checked when its section is used.
         let mut unique = Problems::new();
@@ -306,6 +317,7 @@ impl HaConfig {
             Section::Postgres => self.raw.postgres.is_some(),
             Section::Vault => self.raw.vault.is_some(),
             Section::Services => self.raw.services.is_some(),
+            Section::Backup => self.raw.backup.is_some(),
         }
     }
 

@@ -22,6 +22,45 @@ pub struct RawConfig {
     pub vault: Option<RawVault>,
     /// `[services]`.
     pub services: Option<RawServices>,
+    /// `[backup]`.
+    pub backup: Option<RawBackup>,
+}
+
+/// `[backup]` as written: snapshots of a stopped MongoDB secondary.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct RawBackup {
+    /// This machine's member, `host:port` as in `[mongo].members`
+    /// (`--member` overrides it).
+    pub member: Option<String>,
+    /// `ebs` (default) or `directory`.
+    pub store: Option<String>,
+    /// EBS: the volumes holding the dbPath (and journal/log if separate).
+    pub volumes: Option<Vec<String>>,
+    /// EBS: the region (default `[services].aws_region`).
+    pub aws_region: Option<String>,
+    /// Directory store: where copies go.
+    pub directory: Option<PathBuf>,
+    /// The dbPath on this machine (default `[mongo.server].db_path`).
+    pub db_path: Option<String>,
+    /// The stop command, as argv (default `systemctl stop mongod`).
+    pub stop_command: Option<Vec<String>>,
+    /// The start command, as argv (default `systemctl start mongod`).
+    pub start_command: Option<Vec<String>>,
+    /// The most a member may lag, seconds (default 30).
+    pub max_lag: Option<u64>,
+    /// Keep the newest N complete runs.
+    pub keep_last: Option<u32>,
+    /// Keep every run younger than this many days.
+    pub keep_days: Option<u32>,
+    /// `status` is unhealthy when the newest complete run is older than
+    /// this many hours (default 26).
+    pub max_age_hours: Option<u64>,
+    /// Back up this member even if the set has a hidden/priority-0 one.
+    pub any_member: Option<bool>,
+    /// How long a run may hold the set's lock, seconds (default 7200).
+    pub lease: Option<u64>,
+    /// systemd timer `OnCalendar=` (default `*-*-* 03:00:00`).
+    pub on_calendar: Option<String>,
 }
 
 /// `[postgres]` as written.

@@ -1,0 +1,219 @@
+//! `[backup]`: snapshots of a stopped MongoDB secondary, for mongo-backup.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ha_plan::Problems;
+use mongo_backup::guard::Limits;
+use mongo_backup::snapshot::Retention;
+use mongo_backup::units::UnitSpec;
+use mongo_backup::{BackupSpec, Commands};
+
+use crate::collect::Collect;
+use crate::{HaConfig, Section};
+
+/// Where snapshots go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackupStore {
+    /// EBS snapshots of these volumes, in this region.
+    Ebs {
+        /// `vol-…`.
+        volumes: Vec<String>,
+        /// The AWS region.
+        region: String,
+    },
+    /// Copies of the dbPath under this directory.
+    Directory {
+        /// Where copies go.
+        root: PathBuf,
+    },
+}
+
+/// `[backup]`, validated.
+#[derive(Clone, Debug)]
+pub struct BackupSettings {
+    /// What a run does (member, limits, timeouts, retention).
+    pub spec: BackupSpec,
+    /// Where snapshots go.
+    pub store: BackupStore,
+    /// How mongod is stopped and started.
+    pub commands: Commands,
+    /// `status`: the newest complete run may be at most this old.
+    pub max_age: Duration,
+    /// The systemd units' schedule.
+    pub units: UnitSpec,
+    /// Things to tell the operator.
+    pub warnings: Vec<String>,
+}
+
+impl HaConfig {
+    /// `[backup]` (with `[mongo]`'s members and dbPath, `[services]`'s
+    /// region as defaults), every problem at once. `member` is the
+    /// `--member` flag, overriding `[backup].member`.
+    pub fn backup(&self, member: Option<&str>) -> Result<BackupSettings, Problems> {
+        let raw = self
+            .raw
+            .backup
+            .as_ref()
+            .ok_or_else(|| self.no_section(Section::Backup, ""))?;
+        let mut c = Collect::default();
+        let layout = self.mongo_layout();
+        let member = match member.map(str::to_owned).or_else(|| raw.member.clone()) {
+            Some(member) => member,
+            None => {
+                c.missing_because(
+                    "[backup].member",
+                    "(this machine's member, host:port as in [mongo].members; or pass --member)",
+                );
+                String::new()
+            }
+        };
+        let (listed_host, port) = match &layout {
+            Ok(layout) if !member.is_empty() => {
+                match layout
+                    .members
+                    .iter()
+                    .find(|m| m.host.eq_ignore_ascii_case(&member))
+                {
+                    Some(m) => mongo_rs_setup::parse_member_host(&m.host)
+                        .map(|(h, p)| (h, p.to_string()))
+                        .unwrap_or_default(),
+                    None => {
+                        let listed: Vec<&str> =
+                            layout.members.iter().map(|m| m.host.as_str()).collect();
+                        c.invalid(
+                            "[backup].member",
+                            format!(": {member} is not in [mongo].members ({})", listed.join(", ")),
+                        );
+                        Default::default()
+                    }
+                }
+            }
+            Ok(_) => Default::default(),
+            Err(_) => {
+                c.missing_because("[mongo]", "([backup] backs up a member of [mongo].members)");
+                Default::default()
+            }
+        };
+        let db_path = raw
+            .db_path
+            .clone()
+            .or_else(|| layout.as_ref().ok().map(|l| l.paths.db_path.clone()))
+            .map(|p| p.replace("{host}", &listed_host).replace("{port}", &port));
+        if let Some(path) = &db_path
+            && !path.starts_with('/')
+        {
+            c.invalid("[backup].db_path", format!(": {path:?} must be an absolute path"));
+        }
+        let store = match raw.store.as_deref().unwrap_or("ebs") {
+            "ebs" => {
+                let volumes = raw.volumes.clone().unwrap_or_default();
+                if volumes.is_empty() {
+                    c.missing_because(
+                        "[backup].volumes",
+                        "(the EBS volumes that hold the dbPath, and the journal or log if separate)",
+                    );
+                }
+                for (i, volume) in volumes.iter().enumerate() {
+                    let id = volume.strip_prefix("vol-").unwrap_or_default();
+                    if id.is_empty() || !id.chars().all(|ch| ch.is_ascii_hexdigit()) {
+                        c.invalid(
+                            format!("[backup].volumes[{i}]"),
+                            format!(": {volume:?} is not an EBS volume id (vol-0123456789abcdef0)"),
+                        );
+                    }
+                }
+                let region = raw
+                    .aws_region
+                    .clone()
+                    .or_else(|| self.raw.services.as_ref().and_then(|s| s.aws_region.clone()));
+                if region.is_none() {
+                    c.missing_because("[backup].aws_region", "(or [services].aws_region)");
+                }
+                BackupStore::Ebs {
+                    volumes,
+                    region: region.unwrap_or_default(),
+                }
+            }
+            "directory" => match &raw.directory {
+                Some(dir) => BackupStore::Directory {
+                    root: self.path_of(dir),
+                },
+                None => {
+                    c.missing_because("[backup].directory", "(store = \"directory\" copies there)");
+                    BackupStore::Directory { root: PathBuf::new() }
+                }
+            },
+            other => {
+                c.invalid(
+                    "[backup].store",
+                    format!(": {other:?} is not a store (ebs, directory)"),
+                );
+                BackupStore::Directory { root: PathBuf::new() }
+            }
+        };
+        let defaults = Commands::default();
+        let mut command = |key: &str, value: &Option<Vec<String>>, default: Vec<String>| match value {
+            Some(argv) if argv.is_empty() || argv[0].trim().is_empty() => {
+                c.invalid(format!("[backup].{key}"), ": must name a program");
+                default
+            }
+            Some(argv) => argv.clone(),
+            None => default,
+        };
+        let commands = Commands {
+            stop: command("stop_command", &raw.stop_command, defaults.stop),
+            start: command("start_command", &raw.start_command, defaults.start),
+            timeout: defaults.timeout,
+        };
+        let max_lag = Duration::from_secs(raw.max_lag.unwrap_or(30));
+        let lease = Duration::from_secs(raw.lease.unwrap_or(7200));
+        if lease < Duration::from_secs(600) {
+            c.invalid("[backup].lease", ": must be at least 600 seconds");
+        }
+        if raw.keep_last == Some(0) {
+            c.invalid("[backup].keep_last", ": must keep at least 1 run");
+        }
+        if raw.keep_last.is_none() && raw.keep_days.is_none() {
+            c.warnings.push(
+                "[backup] sets neither keep_last nor keep_days: snapshots are never deleted"
+                    .to_owned(),
+            );
+        }
+        let units = UnitSpec {
+            config: self.path().display().to_string(),
+            on_calendar: raw
+                .on_calendar
+                .clone()
+                .unwrap_or_else(|| UnitSpec::default().on_calendar),
+            ..UnitSpec::default()
+        };
+        let spec = BackupSpec {
+            member,
+            limits: Limits {
+                max_lag,
+                any_member: raw.any_member.unwrap_or(false),
+            },
+            db_path: db_path.map(PathBuf::from),
+            lease,
+            stop_timeout: Duration::from_secs(600),
+            catch_up_timeout: Duration::from_secs(3600),
+            complete_timeout: Duration::from_secs(6 * 3600),
+            retention: Retention {
+                keep_last: raw.keep_last,
+                keep_days: raw.keep_days,
+            },
+            poll: Duration::from_secs(2),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let warnings = std::mem::take(&mut c.warnings);
+        c.finish(BackupSettings {
+            spec,
+            store,
+            commands,
+            max_age: Duration::from_secs(raw.max_age_hours.unwrap_or(26) * 3600),
+            units,
+            warnings,
+        })
+    }
+}
