@@ -67,7 +67,7 @@ pub fn run_main_interruptible(
 }
 
 /// Resolves on SIGINT or SIGTERM (never, if they cannot be watched).
-async fn interrupted() {
+pub async fn interrupted() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

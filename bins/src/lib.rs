@@ -10,6 +10,7 @@
 //! both, on their behalf.
 
 pub mod aws;
+pub mod backup;
 pub mod cli;
 pub mod exit;
 pub mod export;

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use circle_ha::backup::BackupCommand;
 use circle_ha::cli::{self, ConfigArgs};
 use circle_ha::exit::Exit;
 use circle_ha::output::{emit, emit_findings, emit_report};
@@ -94,6 +95,14 @@ enum Command {
     /// and combined PEMs are 0600, the directory 0700.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Snapshots of a stopped MongoDB secondary (as `mongo-backup`).
+    ///
+    /// Reads [backup] and [mongo]. `snapshot` refuses (exit 3, nothing
+    /// touched) unless the set can spare this member; once mongod is
+    /// stopped it is started again whatever happens. See `mongo-backup
+    /// --help`.
+    #[command(subcommand)]
+    Backup(BackupCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +145,7 @@ fn main() -> ExitCode {
             | PkiCommand::Issue { common, .. }
             | PkiCommand::Lint { common },
         ) => common.json,
+        Command::Backup(command) => command.json(),
     };
     cli::run_main("circle-ha", json, run(cli))
 }
@@ -184,6 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 &install::status_findings(&checks),
             ))
         }
+        Command::Backup(command) => circle_ha::backup::run("circle-ha backup", command).await,
         Command::Pki(command) => {
             let (common, dry_run) = match &command {
                 PkiCommand::Init { common, dry_run } | PkiCommand::Issue { common, dry_run } => {

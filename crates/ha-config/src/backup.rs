@@ -83,7 +83,10 @@ impl HaConfig {
                             layout.members.iter().map(|m| m.host.as_str()).collect();
                         c.invalid(
                             "[backup].member",
-                            format!(": {member} is not in [mongo].members ({})", listed.join(", ")),
+                            format!(
+                                ": {member} is not in [mongo].members ({})",
+                                listed.join(", ")
+                            ),
                         );
                         Default::default()
                     }
@@ -103,7 +106,10 @@ impl HaConfig {
         if let Some(path) = &db_path
             && !path.starts_with('/')
         {
-            c.invalid("[backup].db_path", format!(": {path:?} must be an absolute path"));
+            c.invalid(
+                "[backup].db_path",
+                format!(": {path:?} must be an absolute path"),
+            );
         }
         let store = match raw.store.as_deref().unwrap_or("ebs") {
             "ebs" => {
@@ -123,10 +129,12 @@ impl HaConfig {
                         );
                     }
                 }
-                let region = raw
-                    .aws_region
-                    .clone()
-                    .or_else(|| self.raw.services.as_ref().and_then(|s| s.aws_region.clone()));
+                let region = raw.aws_region.clone().or_else(|| {
+                    self.raw
+                        .services
+                        .as_ref()
+                        .and_then(|s| s.aws_region.clone())
+                });
                 if region.is_none() {
                     c.missing_because("[backup].aws_region", "(or [services].aws_region)");
                 }
@@ -141,7 +149,9 @@ impl HaConfig {
                 },
                 None => {
                     c.missing_because("[backup].directory", "(store = \"directory\" copies there)");
-                    BackupStore::Directory { root: PathBuf::new() }
+                    BackupStore::Directory {
+                        root: PathBuf::new(),
+                    }
                 }
             },
             other => {
@@ -149,11 +159,14 @@ impl HaConfig {
                     "[backup].store",
                     format!(": {other:?} is not a store (ebs, directory)"),
                 );
-                BackupStore::Directory { root: PathBuf::new() }
+                BackupStore::Directory {
+                    root: PathBuf::new(),
+                }
             }
         };
         let defaults = Commands::default();
-        let mut command = |key: &str, value: &Option<Vec<String>>, default: Vec<String>| match value {
+        let mut command = |key: &str, value: &Option<Vec<String>>, default: Vec<String>| match value
+        {
             Some(argv) if argv.is_empty() || argv[0].trim().is_empty() => {
                 c.invalid(format!("[backup].{key}"), ": must name a program");
                 default

@@ -122,6 +122,10 @@ pub enum Error {
         /// What happened when it was started again.
         restart: Restart,
     },
+    /// The run was cancelled (SIGINT, SIGTERM) before the member was
+    /// stopped: nothing was touched (a lock taken was released).
+    #[error("interrupted before the member was stopped: nothing was touched")]
+    Cancelled,
     /// The run was interrupted (SIGINT, SIGTERM) after the member was
     /// stopped; it was started again (or not: see `restart`).
     #[error("interrupted after the member was stopped; {restart}")]

@@ -24,6 +24,8 @@
 //!   says whether the member is back.
 //! - [`snapshot::expired`] (pure) and [`run::prune`]: retention by count
 //!   and age, over this tool's snapshots of this set only.
+//! - [`report`]: `list` and `status` (the newest complete run's age) as
+//!   findings.
 //! - [`units::render_units`]: the systemd service and timer.
 //!
 //! It does not decide which replica set or credentials: the caller passes
@@ -71,6 +73,7 @@ pub mod guard;
 pub mod lock;
 pub mod observe;
 pub mod process;
+pub mod report;
 pub mod run;
 pub mod snapshot;
 pub mod store;
@@ -79,5 +82,5 @@ pub mod units;
 pub use ebs::EbsStore;
 pub use error::{Error, Restart};
 pub use process::{Commands, MemberProcess, wait_stopped};
-pub use run::{BackupSpec, Outcome, Step};
+pub use run::{BackupSpec, Cancel, CancelHandle, Outcome, Step};
 pub use store::{DirectoryStore, SnapshotStore};

@@ -2,7 +2,6 @@
 //! catch-up, completion, retention.
 
 use std::fmt;
-use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +15,52 @@ use crate::process::{MemberProcess, wait_stopped};
 use crate::snapshot::{Labels, Retention, Snapshot, expired};
 use crate::store::SnapshotStore;
 use crate::{Error, lock};
+
+/// A request to stop a run early (the binaries trigger it on SIGINT and
+/// SIGTERM). Before the member is stopped, a cancelled run releases the
+/// lock and returns [`Error::Cancelled`]; after, it starts the member
+/// again first ([`Error::Interrupted`]).
+#[derive(Clone, Debug)]
+pub struct Cancel(tokio::sync::watch::Receiver<bool>);
+
+/// Triggers a [`Cancel`].
+#[derive(Debug)]
+pub struct CancelHandle(tokio::sync::watch::Sender<bool>);
+
+impl Cancel {
+    /// A cancel and the handle that triggers it.
+    pub fn new() -> (CancelHandle, Cancel) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (CancelHandle(tx), Cancel(rx))
+    }
+
+    /// A cancel that never fires.
+    pub fn never() -> Cancel {
+        let (handle, cancel) = Cancel::new();
+        // Keep the sender alive for ever, so the receiver never sees it
+        // closed (which would read as cancelled).
+        std::mem::forget(handle);
+        cancel
+    }
+
+    /// Whether it has fired.
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once it fires.
+    pub async fn cancelled(&self) {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|fired| *fired).await;
+    }
+}
+
+impl CancelHandle {
+    /// Fires the cancel.
+    pub fn cancel(&self) {
+        let _ = self.0.send(true);
+    }
+}
 
 /// What a snapshot run is asked to do, besides where the set is (the
 /// [`Session`]) and where snapshots go (the [`SnapshotStore`]).
@@ -170,24 +215,23 @@ fn new_group() -> String {
 /// once, [`Error::Refused`], nothing touched), takes the set's lock, stops
 /// mongod through `process` and waits until it has stopped, snapshots every
 /// source of `store`, starts mongod again — **always**, whatever failed
-/// after the stop, and also when `cancel` resolves (the binaries pass
+/// after the stop, and also when `cancel` fires (the binaries fire it on
 /// SIGINT/SIGTERM) — waits until the member is a caught-up SECONDARY and
 /// the snapshots are complete, releases the lock and deletes what
 /// `spec.retention` lets go. With `dry_run`, checks the guards and returns
 /// the plan.
-pub async fn snapshot<P, S, C>(
+pub async fn snapshot<P, S>(
     session: &Session<'_>,
     spec: &BackupSpec,
     process: &mut P,
     store: &S,
     dry_run: bool,
-    cancel: C,
+    cancel: &Cancel,
     progress: ha_plan::Progress<'_>,
 ) -> Result<Outcome, Error>
 where
     P: MemberProcess,
     S: SnapshotStore,
-    C: Future<Output = ()> + Send,
 {
     let member = spec.member.clone();
     let view = observe(session, &member).await?;
@@ -233,7 +277,10 @@ where
     }
 
     let holder = format!("{member} (pid {})", std::process::id());
-    let lease = lock::acquire(session, &primary, &set, &holder, spec.lease).await?;
+    let lease = tokio::select! {
+        lease = lock::acquire(session, &primary, &set, &holder, spec.lease) => lease?,
+        () = cancel.cancelled() => return Err(Error::Cancelled),
+    };
     outcome.steps.push(Step::Lock { set: set.clone() });
     progress(&format!("took replica set {set}'s backup lock"));
 
@@ -260,6 +307,10 @@ where
         optime_millis,
         version: spec.version.clone(),
     };
+    if cancel.is_cancelled() {
+        release(session, &member, &lease, &mut outcome).await;
+        return Err(Error::Cancelled);
+    }
     let stopped = stop_and_snapshot(spec, process, store, &labels, cancel, progress).await;
     let (stage, snapshots) = match stopped {
         Ok(snapshots) => (None, snapshots),
@@ -286,7 +337,9 @@ where
             outcome.steps.push(Step::StartMember {
                 member: member.clone(),
             });
-            match wait_caught_up(
+            // Not cancellable: after a stop, the member is seen back (or
+            // the wait times out) before the run ends.
+            let caught_up = wait_caught_up(
                 session,
                 &member,
                 spec.limits.max_lag,
@@ -294,8 +347,8 @@ where
                 spec.poll,
                 progress,
             )
-            .await
-            {
+            .await;
+            match caught_up {
                 Ok(()) => {
                     outcome.steps.push(Step::WaitCaughtUp {
                         member: member.clone(),
@@ -337,7 +390,14 @@ where
         "waiting for {} snapshot(s) to complete",
         ids.len()
     ));
-    store.wait_completed(&ids, spec.complete_timeout).await?;
+    let completed = tokio::select! {
+        res = store.wait_completed(&ids, spec.complete_timeout) => res,
+        () = cancel.cancelled() => Err(Error::Interrupted { restart: Restart::CaughtUp }),
+    };
+    if let Err(e) = completed {
+        release(session, &member, &lease, &mut outcome).await;
+        return Err(e);
+    }
     release(session, &member, &lease, &mut outcome).await;
     for step in prune_steps(store, &set, &spec.retention).await? {
         if let Step::DeleteSnapshot { id, .. } = &step {
@@ -375,30 +435,28 @@ async fn release(session: &Session<'_>, member: &str, lease: &lock::Lease, outco
 
 /// Stops the member, waits for the stop, snapshots. On failure: the stage
 /// and the error (`None`: cancelled).
-async fn stop_and_snapshot<P, S, C>(
+async fn stop_and_snapshot<P, S>(
     spec: &BackupSpec,
     process: &mut P,
     store: &S,
     labels: &Labels,
-    cancel: C,
+    cancel: &Cancel,
     progress: ha_plan::Progress<'_>,
 ) -> Result<Vec<Snapshot>, (&'static str, Option<Error>)>
 where
     P: MemberProcess,
     S: SnapshotStore,
-    C: Future<Output = ()> + Send,
 {
-    let mut cancel = std::pin::pin!(cancel);
     progress(&format!("stopping mongod on {}", spec.member));
     tokio::select! {
         res = process.stop() => res.map_err(|e| ("stop", Some(e)))?,
-        () = &mut cancel => return Err(("stop", None)),
+        () = cancel.cancelled() => return Err(("stop", None)),
     }
     tokio::select! {
         res = wait_stopped(&spec.member, spec.db_path.as_deref(), spec.stop_timeout, spec.poll) => {
             res.map_err(|e| ("waiting for the stop", Some(e)))?;
         }
-        () = &mut cancel => return Err(("waiting for the stop", None)),
+        () = cancel.cancelled() => return Err(("waiting for the stop", None)),
     }
     progress(&format!(
         "mongod on {} has stopped; snapshotting {}",
@@ -407,7 +465,7 @@ where
     ));
     tokio::select! {
         res = store.create(labels) => res.map_err(|e| ("snapshot", Some(e))),
-        () = &mut cancel => Err(("snapshot", None)),
+        () = cancel.cancelled() => Err(("snapshot", None)),
     }
 }
 

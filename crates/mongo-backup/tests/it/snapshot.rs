@@ -2,7 +2,6 @@
 //! writes and its restore drill; refusals that touch nothing; failures
 //! after the stop that still restart the member.
 
-use std::future::pending;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,7 +10,7 @@ use bson::{Bson, Document, Timestamp, doc};
 use ha_lab::{MongoMember, MongoMemberOptions};
 use mongo_backup::guard::Refusal;
 use mongo_backup::run::snapshot;
-use mongo_backup::{DirectoryStore, Error, Restart, SnapshotStore as _, lock};
+use mongo_backup::{Cancel, DirectoryStore, Error, Restart, SnapshotStore as _, lock};
 use mongo_rs_setup::Session;
 
 use crate::{Lab, LabProcess, progress, tools};
@@ -78,7 +77,7 @@ async fn a_secondary_is_stopped_snapshotted_and_restarted_while_majority_writes_
         &mut LabProcess(lab.members[i].clone()),
         &store,
         true,
-        pending(),
+        &Cancel::never(),
         &progress,
     )
     .await
@@ -106,7 +105,7 @@ async fn a_secondary_is_stopped_snapshotted_and_restarted_while_majority_writes_
         &mut LabProcess(lab.members[i].clone()),
         &store,
         false,
-        pending(),
+        &Cancel::never(),
         &progress,
     )
     .await
@@ -255,7 +254,7 @@ async fn refusals_touch_nothing_on_the_primary_under_another_lock_and_with_a_mem
         &mut LabProcess(lab.members[p].clone()),
         &store(p),
         false,
-        pending(),
+        &Cancel::never(),
         &progress,
     )
     .await;
@@ -280,7 +279,7 @@ async fn refusals_touch_nothing_on_the_primary_under_another_lock_and_with_a_mem
         &mut LabProcess(lab.members[s].clone()),
         &store(s),
         false,
-        pending(),
+        &Cancel::never(),
         &progress,
     )
     .await;
@@ -305,7 +304,7 @@ async fn refusals_touch_nothing_on_the_primary_under_another_lock_and_with_a_mem
         &mut LabProcess(lab.members[s].clone()),
         &store(s),
         false,
-        pending(),
+        &Cancel::never(),
         &progress,
     )
     .await;
@@ -349,7 +348,7 @@ async fn a_failed_snapshot_or_an_interruption_after_the_stop_still_restarts_the_
         &mut LabProcess(lab.members[s].clone()),
         &broken,
         false,
-        pending(),
+        &Cancel::never(),
         &progress,
     )
     .await;
@@ -369,15 +368,12 @@ async fn a_failed_snapshot_or_an_interruption_after_the_stop_still_restarts_the_
         source: lab.members[s].lock().unwrap().dbpath(),
         root: root.path().join("snapshots"),
     };
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let (handle, cancel) = Cancel::new();
     let progress_and_signal = move |line: &str| {
         progress(line);
         if line.contains("has stopped") {
-            let _ = tx.send(true);
+            handle.cancel();
         }
-    };
-    let cancel = async move {
-        let _ = rx.wait_for(|stopped| *stopped).await;
     };
     let res = snapshot(
         &session,
@@ -385,7 +381,7 @@ async fn a_failed_snapshot_or_an_interruption_after_the_stop_still_restarts_the_
         &mut LabProcess(lab.members[s].clone()),
         &store,
         false,
-        cancel,
+        &cancel,
         &progress_and_signal,
     )
     .await;

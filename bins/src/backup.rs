@@ -1,0 +1,359 @@
+//! `mongo-backup` and `circle-ha backup`: the command line of
+//! mongo-backup's library (one set of subcommands for both binaries).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use ha_config::{BackupSettings, BackupStore, HaConfig, MongoOptions};
+use mongo_backup::run::{Cancel, prune};
+use mongo_backup::{Commands, DirectoryStore, EbsStore, Error, SnapshotStore};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::cli::{self, ConfigArgs};
+use crate::exit::Exit;
+use crate::output::{emit, emit_findings, emit_report};
+
+/// The long `--help` text.
+pub const LONG_ABOUT: &str =
+    "Backs up the MongoDB replica set as CircleCI's runbook asks: stop mongod on
+one SECONDARY, wait until it has stopped completely, snapshot its volumes,
+start it again and let it catch up — never leaving the set short.
+
+Reads [backup] (and [mongo] for the members and the circle-admin login):
+
+  [backup]
+  member = \"mongo-3.internal:27017\"   # this machine's member (or --member)
+  store = \"ebs\"                       # ebs | directory
+  volumes = [\"vol-0123456789abcdef0\"]  # every volume of the dbPath (+journal/log)
+  aws_region = \"us-east-1\"            # default [services].aws_region
+  keep_last = 7                       # and/or keep_days = 14
+  # stop_command = [\"systemctl\", \"stop\", \"mongod\"], start_command = […]
+  # max_lag = 30, max_age_hours = 26, any_member = false, lease = 7200
+
+snapshot refuses (exit 3, nothing touched) unless this member is a healthy,
+caught-up SECONDARY, stopping it leaves a voting majority and enough
+caught-up members for w: \"majority\" writes, no other member is down, no
+other backup holds the set's lock, and (without --any-member) the set has no
+hidden/priority-0 member meant for backups. Once mongod is stopped, it is
+started again whatever happens (AWS error, timeout, SIGINT, SIGTERM).
+
+Run it from the systemd timer (render-units) on every member: the lock and
+the guards let one member at a time back up; the others refuse (exit 3,
+which the unit counts as success).
+
+Exit codes: 0 success; 1 runtime failure (the message says whether the
+member runs again); 2 bad usage or configuration; 3 refused, or status
+found the newest backup too old.";
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Stop this member, snapshot its volumes, start it again; then apply
+    /// retention.
+    Snapshot {
+        /// The configuration, the member, the AWS endpoint.
+        #[command(flatten)]
+        common: Common,
+        /// Back up this member even if the set has a hidden or priority-0
+        /// member meant for backups.
+        #[arg(long)]
+        any_member: bool,
+        /// Check the guards and show the plan; touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// This set's runs (snapshots this tool made), newest first.
+    List {
+        /// The configuration, the member, the AWS endpoint.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Exit 3 when the newest complete run is older than [backup].max_age_hours.
+    Status {
+        /// The configuration, the member, the AWS endpoint.
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Delete the runs retention lets go (only this tool's, of this set).
+    Prune {
+        /// The configuration, the member, the AWS endpoint.
+        #[command(flatten)]
+        common: Common,
+        /// List what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Create an EBS volume from one of this set's snapshots, to bring a
+    /// member back (see README, "Restoring a member from a snapshot").
+    RestoreVolume {
+        /// The configuration, the member, the AWS endpoint.
+        #[command(flatten)]
+        common: Common,
+        /// The snapshot (snap-…), from `list`.
+        snapshot: String,
+        /// Where the new volume goes (the member's instance's zone).
+        #[arg(long, value_name = "ZONE")]
+        availability_zone: String,
+    },
+    /// Write mongo-backup.service and mongo-backup.timer (systemd) for this
+    /// ha.toml into DIR (e.g. /etc/systemd/system).
+    RenderUnits {
+        /// The configuration, the member, the AWS endpoint.
+        #[command(flatten)]
+        common: Common,
+        /// Where the unit files go.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The mongo-backup binary the service runs.
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "/usr/local/bin/mongo-backup"
+        )]
+        binary: String,
+    },
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// `--config`, `--json`.
+    #[command(flatten)]
+    pub args: ConfigArgs,
+    /// This machine's member (host:port as in [mongo].members), overriding
+    /// [backup].member.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub member: Option<String>,
+    /// Send AWS requests here instead of AWS (a VPC endpoint, an emulator).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+impl BackupCommand {
+    /// Whether `--json` was given.
+    pub fn json(&self) -> bool {
+        match self {
+            BackupCommand::Snapshot { common, .. }
+            | BackupCommand::List { common }
+            | BackupCommand::Status { common }
+            | BackupCommand::Prune { common, .. }
+            | BackupCommand::RestoreVolume { common, .. }
+            | BackupCommand::RenderUnits { common, .. } => common.args.json,
+        }
+    }
+}
+
+/// Runs a subcommand.
+pub async fn run(tool: &str, command: BackupCommand) -> anyhow::Result<Exit> {
+    let json = command.json();
+    let (common, any_member) = match &command {
+        BackupCommand::Snapshot {
+            common, any_member, ..
+        } => (common, *any_member),
+        BackupCommand::List { common }
+        | BackupCommand::Status { common }
+        | BackupCommand::Prune { common, .. }
+        | BackupCommand::RestoreVolume { common, .. }
+        | BackupCommand::RenderUnits { common, .. } => (common, false),
+    };
+    let config = HaConfig::load(&common.args.config)?;
+    let mut settings = config.backup(common.member.as_deref())?;
+    settings.spec.limits.any_member |= any_member;
+    if let BackupCommand::RenderUnits { out, binary, .. } = &command {
+        return render_units(&settings, out, binary, json);
+    }
+    let set = config.mongo_layout()?.name;
+    match &settings.store {
+        BackupStore::Ebs { volumes, region } => {
+            let sdk = crate::aws::sdk_config(region, common.endpoint_url.as_deref()).await;
+            let store = EbsStore {
+                ec2: aws_sdk_ec2::Client::new(&sdk),
+                volumes: volumes.clone(),
+                poll: std::time::Duration::from_secs(15),
+            };
+            if let BackupCommand::RestoreVolume {
+                snapshot,
+                availability_zone,
+                ..
+            } = &command
+            {
+                let volume = store
+                    .restore_volume(&set, snapshot, availability_zone)
+                    .await?;
+                emit(
+                    json,
+                    &format!(
+                        "{tool}: created volume {volume} from {snapshot} in {availability_zone}\n"
+                    ),
+                    &json!({"changed": 1, "actions": [{"kind": "create-volume", "target": volume}], "volume": volume}),
+                );
+                return Ok(Exit::Success);
+            }
+            with_store(tool, &config, &settings, &set, &store, &command).await
+        }
+        BackupStore::Directory { root } => {
+            if matches!(command, BackupCommand::RestoreVolume { .. }) {
+                return Err(crate::output::usage(
+                    "restore-volume",
+                    "needs store = \"ebs\"; a directory snapshot is restored by copying its data/ \
+                     directory into the member's dbPath",
+                )
+                .into());
+            }
+            let store = DirectoryStore {
+                source: settings.spec.db_path.clone().unwrap_or_default(),
+                root: root.clone(),
+            };
+            with_store(tool, &config, &settings, &set, &store, &command).await
+        }
+    }
+}
+
+async fn with_store<S: SnapshotStore>(
+    tool: &str,
+    config: &HaConfig,
+    settings: &BackupSettings,
+    set: &str,
+    store: &S,
+    command: &BackupCommand,
+) -> anyhow::Result<Exit> {
+    let json = command.json();
+    let now = OffsetDateTime::now_utc();
+    match command {
+        BackupCommand::List { .. } => {
+            let groups = mongo_backup::snapshot::groups(&store.list(set).await?, set);
+            Ok(emit_findings(
+                json,
+                &mongo_backup::report::list_findings(set, &groups, now),
+            ))
+        }
+        BackupCommand::Status { .. } => {
+            let groups = mongo_backup::snapshot::groups(&store.list(set).await?, set);
+            Ok(emit_findings(
+                json,
+                &mongo_backup::report::status_findings(set, &groups, settings.max_age, now),
+            ))
+        }
+        BackupCommand::Prune { dry_run, .. } => {
+            let steps = prune(store, set, &settings.spec.retention, *dry_run).await?;
+            let report =
+                ha_plan::Report::from_changes(tool, *dry_run, &steps, settings.warnings.clone());
+            emit_report(json, &report);
+            Ok(Exit::Success)
+        }
+        BackupCommand::Snapshot { dry_run, .. } => {
+            snapshot(tool, config, settings, store, *dry_run, json).await
+        }
+        BackupCommand::RestoreVolume { .. } | BackupCommand::RenderUnits { .. } => {
+            unreachable!("handled before a store is built")
+        }
+    }
+}
+
+#[allow(clippy::print_stderr)]
+async fn snapshot<S: SnapshotStore>(
+    tool: &str,
+    config: &HaConfig,
+    settings: &BackupSettings,
+    store: &S,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let setup = config
+        .mongo_setup(&cli::env_var, &MongoOptions::default())
+        .await?;
+    let session = mongo_rs_setup::Session::new(&setup.spec);
+    let (handle, cancel) = Cancel::new();
+    let signals = tokio::spawn(async move {
+        cli::interrupted().await;
+        handle.cancel();
+    });
+    let progress = |line: &str| {
+        if !json {
+            eprintln!("{tool}: {line}");
+        }
+    };
+    let mut process: Commands = settings.commands.clone();
+    let res = mongo_backup::run::snapshot(
+        &session,
+        &settings.spec,
+        &mut process,
+        store,
+        dry_run,
+        &cancel,
+        &progress,
+    )
+    .await;
+    signals.abort();
+    let mut warnings = settings.warnings.clone();
+    match res {
+        Ok(outcome) => {
+            warnings.extend(outcome.warnings.iter().cloned());
+            let report = ha_plan::Report::from_changes(tool, dry_run, &outcome.steps, warnings);
+            let mut value = report.to_json();
+            value["run"] = json!(outcome.group);
+            value["optime"] = json!(outcome.cleared.optime.map(|o| o.to_string()));
+            value["snapshots"] = json!(outcome.snapshots.iter().map(|s| &s.id).collect::<Vec<_>>());
+            let text = if dry_run {
+                report.to_text()
+            } else {
+                report.to_summary_text()
+            };
+            emit(json, &text, &value);
+            Ok(Exit::Success)
+        }
+        Err(Error::Refused(refusals)) => {
+            let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+            let mut text: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
+            for reason in &reasons {
+                text.push_str(&format!("refused: {reason}\n"));
+            }
+            text.push_str(&format!("{tool}: refused, nothing touched (changed: 0)\n"));
+            emit(
+                json,
+                &text,
+                &json!({"changed": 0, "actions": [], "refused": reasons, "warnings": warnings}),
+            );
+            Ok(Exit::Unhealthy)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn render_units(
+    settings: &BackupSettings,
+    out: &std::path::Path,
+    binary: &str,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let spec = mongo_backup::units::UnitSpec {
+        binary: binary.to_owned(),
+        config: std::path::absolute(&settings.units.config)?
+            .display()
+            .to_string(),
+        ..settings.units.clone()
+    };
+    let units = mongo_backup::units::render_units(&spec)
+        .map_err(|e| crate::output::usage("render-units", e))?;
+    let mut actions = Vec::new();
+    for (name, text) in units {
+        let path = out.join(&name);
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            continue;
+        }
+        ha_tls::write_file(&path, text.as_bytes(), 0o644)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        let shown = path.display().to_string();
+        actions.push(ha_plan::Action::new(
+            "write",
+            shown.clone(),
+            format!("write {shown}"),
+        ));
+    }
+    emit_report(
+        json,
+        &ha_plan::Report::new("mongo-backup", false, actions, Vec::new()),
+    );
+    Ok(Exit::Success)
+}
