@@ -1,6 +1,7 @@
 //! End-to-end tests of the `circle-ha` binary, run as an operator would.
 
 mod apply_cli;
+mod backup_cli;
 mod export_cli;
 mod mongo_cli;
 mod pg_provision;

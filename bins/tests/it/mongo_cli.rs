@@ -266,7 +266,7 @@ fn a_run_killed_right_after_initiate_is_finished_by_the_next() {
 }
 
 /// The `hello` of the member on `port`, over TLS, if it answers.
-fn hello(port: u16, ca: &Path) -> Option<mongo_rs_setup::Hello> {
+pub(crate) fn hello(port: u16, ca: &Path) -> Option<mongo_rs_setup::Hello> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -76,25 +76,41 @@ pub(crate) async fn run(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| fail(format!("cannot run it: {e}")))?;
-    let mut stderr = child.stderr.take();
-    let waited = tokio::time::timeout(timeout, async {
+    let stderr = child.stderr.take();
+    // Read standard error alongside, so a chatty command cannot block on a
+    // full pipe; but do not wait for its end after the command has exited:
+    // a process it started in the background may hold the pipe open.
+    let reader = tokio::spawn(async move {
         let mut text = Vec::new();
-        if let Some(stderr) = stderr.as_mut() {
-            let _ = stderr.take(64 * 1024).read_to_end(&mut text).await;
+        if let Some(stderr) = stderr {
+            let mut limited = stderr.take(64 * 1024);
+            let mut chunk = [0_u8; 4096];
+            while let Ok(n) = limited.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                text.extend_from_slice(&chunk[..n]);
+            }
         }
-        (child.wait().await, text)
-    })
-    .await;
-    let (status, text) = waited.map_err(|_| {
-        fail(format!(
-            "still running after {}s; killed",
-            timeout.as_secs()
-        ))
-    })?;
-    let status = status.map_err(|e| fail(e.to_string()))?;
+        text
+    });
+    let status = tokio::time::timeout(timeout, child.wait())
+        .await
+        .map_err(|_| {
+            fail(format!(
+                "still running after {}s; killed",
+                timeout.as_secs()
+            ))
+        })?
+        .map_err(|e| fail(e.to_string()))?;
     if status.success() {
+        reader.abort();
         return Ok(());
     }
+    let text = match tokio::time::timeout(Duration::from_secs(1), reader).await {
+        Ok(Ok(text)) => text,
+        _ => Vec::new(),
+    };
     let text = String::from_utf8_lossy(&text);
     let tail: Vec<&str> = text.lines().rev().take(5).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();

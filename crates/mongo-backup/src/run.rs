@@ -329,6 +329,21 @@ where
     }
     outcome.snapshots = snapshots;
 
+    // Interrupted while mongod was stopping: let it finish stopping before
+    // starting it again (a start racing a shutdown fails on the port or the
+    // dbPath lock).
+    if matches!(&stage, Some(("stop" | "waiting for the stop", None))) {
+        progress(&format!(
+            "waiting for mongod on {member} to finish stopping"
+        ));
+        let _ = wait_stopped(
+            &member,
+            spec.db_path.as_deref(),
+            spec.stop_timeout,
+            spec.poll,
+        )
+        .await;
+    }
     // Whatever happened after the stop: start it again.
     progress(&format!("starting mongod on {member}"));
     let restart = match process.start().await {

@@ -1,0 +1,320 @@
+//! `mongo-backup` run as an operator would: a hand-written ha.toml with
+//! hostile passwords in the environment, a three-member TLS set with x509
+//! member authentication, stop and start commands that stop and start the
+//! member's process, a directory store; then the refusals, SIGTERM in the
+//! middle of a run, and bad configuration.
+
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ha_lab::{LabPki, MongoMember, MongoMemberOptions, Toolbox, members_toml};
+use serde_json::Value;
+
+use crate::mongo_cli::hello;
+use crate::run;
+
+const HOSTILE: &str = "b'\"$@:/?#%\\ `x` wörd–密";
+
+struct Set {
+    pki: LabPki,
+    members: Vec<MongoMember>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Set {
+    fn drop(&mut self) {
+        // A member the start script launched is not the lab's child.
+        for i in 0..self.members.len() {
+            if let Ok(pid) = std::fs::read_to_string(self.pidfile(i)) {
+                let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+            }
+        }
+    }
+}
+
+impl Set {
+    fn start() -> Set {
+        let pki = LabPki::new().unwrap();
+        let tools = Toolbox::discover(std::env::vars_os());
+        let members = (0..3)
+            .map(|_| {
+                MongoMember::start(&tools, MongoMemberOptions::secure(&pki, "circle"))
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        let set = Set {
+            pki,
+            members,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        set.write_config(None, "");
+        let (code, _, stderr) = run(&mut set.tool("mongo-rs-setup", &["apply"]));
+        assert_eq!(code, 0, "{stderr}");
+        set
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("ha.toml")
+    }
+
+    fn pidfile(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("member-{i}.pid"))
+    }
+
+    /// Stop and start scripts for member `i`, as `systemctl stop/start
+    /// mongod` would be on its machine.
+    fn scripts(&self, i: usize, slow_stop: bool) -> (PathBuf, PathBuf) {
+        let member = &self.members[i];
+        std::fs::write(self.pidfile(i), member.pid().unwrap().to_string()).unwrap();
+        let args: Vec<String> = MongoMemberOptions::secure(&self.pki, "circle")
+            .command_line(member.port(), &member.dbpath())
+            .iter()
+            .map(|a| format!("'{}'", a.to_string_lossy()))
+            .collect();
+        let start = self.dir.path().join(format!("start-{i}.sh"));
+        let stop = self.dir.path().join(format!("stop-{i}.sh"));
+        std::fs::write(
+            &start,
+            format!(
+                "nohup '{}' {} >> '{}' 2>&1 < /dev/null &\necho $! > '{}'\n",
+                member.implementation().program().display(),
+                args.join(" "),
+                self.dir.path().join(format!("member-{i}.log")).display(),
+                self.pidfile(i).display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            &stop,
+            format!(
+                "kill -TERM \"$(cat '{}')\"\n{}",
+                self.pidfile(i).display(),
+                if slow_stop { "sleep 5\n" } else { "" }
+            ),
+        )
+        .unwrap();
+        (stop, start)
+    }
+
+    fn write_config(&self, backup_member: Option<usize>, extra: &str) {
+        let hosts: Vec<String> = self.members.iter().map(MongoMember::host).collect();
+        let mut text = format!(
+            "[mongo]\nreplica_set = \"circle\"\nmembers = [\n{}]\n\
+             tls = {{ ca_file = \"{}\" }}\n\
+             users.site_admin = {{ name = \"siteUserAdmin\", password = \"env:T_SITE\" }}\n\
+             users.admin = {{ name = \"circle-admin\", password = \"env:T_ADMIN\" }}\n\
+             users.app = {{ name = \"circle\", password = \"env:T_APP\" }}\n\
+             settings = {{ election_timeout_millis = 2000, heartbeat_interval_millis = 500 }}\n\
+             connect_timeout = 5\nwait_timeout = 120\n",
+            members_toml(&hosts),
+            self.pki.ca_file().display()
+        );
+        if let Some(i) = backup_member {
+            let (stop, start) = self.scripts(i, extra.contains("slow-stop"));
+            text.push_str(&format!(
+                "\n[backup]\nmember = \"{}\"\nstore = \"directory\"\ndirectory = \"{}\"\n\
+                 db_path = \"{}\"\nstop_command = [\"sh\", \"{}\"]\nstart_command = [\"sh\", \"{}\"]\n\
+                 keep_last = 2\n",
+                self.members[i].host(),
+                self.dir.path().join("snapshots").display(),
+                self.members[i].dbpath().display(),
+                stop.display(),
+                start.display(),
+            ));
+        }
+        std::fs::write(self.config(), text).unwrap();
+    }
+
+    fn tool(&self, binary: &str, args: &[&str]) -> Command {
+        let path = match binary {
+            "mongo-rs-setup" => env!("CARGO_BIN_EXE_mongo-rs-setup"),
+            _ => env!("CARGO_BIN_EXE_mongo-backup"),
+        };
+        let mut command = Command::new(path);
+        command
+            .args(args)
+            .arg("--config")
+            .arg(self.config())
+            .env("T_SITE", format!("{HOSTILE}-s"))
+            .env("T_ADMIN", format!("{HOSTILE}-a"))
+            .env("T_APP", format!("{HOSTILE}-p"));
+        command
+    }
+
+    fn json(&self, args: &[&str]) -> (i32, Value, String) {
+        let (code, stdout, stderr) = run(self.tool("mongo-backup", args).arg("--json"));
+        assert_no_secret(&stdout);
+        assert_no_secret(&stderr);
+        (
+            code,
+            serde_json::from_str(&stdout).unwrap_or(Value::Null),
+            stderr,
+        )
+    }
+
+    fn hello(&self, i: usize) -> Option<mongo_rs_setup::Hello> {
+        hello(self.members[i].port(), &self.pki.ca_file())
+    }
+
+    fn index_where(&self, want: impl Fn(&mongo_rs_setup::Hello) -> bool) -> usize {
+        let started = Instant::now();
+        loop {
+            if let Some(i) = (0..3).find(|i| self.hello(*i).is_some_and(|h| want(&h))) {
+                return i;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no such member"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wait_all_up(&self) {
+        let started = Instant::now();
+        while !(0..3).all(|i| self.hello(i).is_some_and(|h| h.primary || h.secondary)) {
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "the set did not come back"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn assert_no_secret(text: &str) {
+    assert!(!text.contains(HOSTILE), "a password leaked:\n{text}");
+    assert!(!text.contains("wörd–密"), "a password leaked:\n{text}");
+}
+
+#[test]
+fn snapshot_twice_list_status_refusals_and_bad_config_as_an_operator_runs_them() {
+    let set = Set::start();
+    let s = set.index_where(|h| h.secondary);
+    let p = set.index_where(|h| h.primary);
+    set.write_config(Some(s), "");
+
+    // A dry run checks the guards and plans; nothing is touched.
+    let (code, plan, stderr) = set.json(&["snapshot", "--dry-run"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(plan["changed"], 0, "{plan}");
+    assert_eq!(plan["planned"], 6, "{plan}");
+
+    // Two runs: each stops the member through the script, snapshots,
+    // starts it again and waits until it has caught up.
+    for run in 1..=2 {
+        let (code, done, stderr) = set.json(&["snapshot"]);
+        assert_eq!(code, 0, "run {run}: {stderr}");
+        let kinds: Vec<&str> = done["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "lock",
+                "stop-member",
+                "snapshot",
+                "start-member",
+                "wait-caught-up",
+                "unlock"
+            ],
+            "{done}"
+        );
+        assert_eq!(done["snapshots"].as_array().unwrap().len(), 1, "{done}");
+        assert!(
+            done["optime"].as_str().is_some_and(|o| o.contains('/')),
+            "{done}"
+        );
+        set.wait_all_up();
+    }
+    let (code, list, stderr) = set.json(&["list"]);
+    assert_eq!(code, 0, "{stderr}");
+    let runs = list["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{list}");
+    assert!(
+        runs.iter()
+            .all(|r| r["state"] == "complete" && r["member"] == set.members[s].host())
+    );
+    let (code, status, stderr) = set.json(&["status"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(status["healthy"], true, "{status}");
+    let (code, pruned, _) = set.json(&["prune", "--dry-run"]);
+    assert_eq!(
+        (code, pruned["planned"].as_u64()),
+        (0, Some(0)),
+        "keep_last = 2 keeps both: {pruned}"
+    );
+
+    // On the primary: refused with the reason, exit 3, nothing touched.
+    let (code, refused, stderr) = set.json(&["snapshot", "--member", &set.members[p].host()]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(refused["changed"], 0);
+    assert!(
+        refused["refused"][0]
+            .as_str()
+            .unwrap()
+            .contains("is the PRIMARY"),
+        "{refused}"
+    );
+    let (_, text, _) = run(&mut set.tool(
+        "mongo-backup",
+        &["snapshot", "--member", &set.members[p].host()],
+    ));
+    assert!(text.is_empty());
+
+    // Bad configuration: exit 2, every problem, nothing touched.
+    std::fs::write(
+        set.config(),
+        std::fs::read_to_string(set.config()).unwrap().replace(
+            "store = \"directory\"",
+            "store = \"tape\"\nvolumes = [\"vol-xyz\"]",
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) =
+        run(&mut set.tool("mongo-backup", &["snapshot", "--member", "nowhere:1"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("[backup].store") && stderr.contains("[backup].member"),
+        "{stderr}"
+    );
+    assert_no_secret(&stderr);
+}
+
+#[test]
+fn sigterm_while_the_member_stops_still_starts_it_again() {
+    let set = Set::start();
+    let s = set.index_where(|h| h.secondary);
+    set.write_config(Some(s), "slow-stop");
+    let mut child = set
+        .tool("mongo-backup", &["snapshot"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains("stopping mongod on") {
+            // The stop script has sent SIGTERM to mongod and sleeps.
+            std::thread::sleep(Duration::from_millis(500));
+            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        }
+        lines.push(line);
+    }
+    let status = child.wait().unwrap();
+    let text = lines.join("\n");
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("interrupted after the member was stopped; the member was started again and has caught up"),
+        "{text}"
+    );
+    assert!(set.hello(s).is_some_and(|h| h.secondary), "{text}");
+    assert_no_secret(&text);
+}
