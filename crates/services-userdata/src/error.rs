@@ -66,6 +66,37 @@ pub enum Error {
     /// A file could not be written atomically with its mode.
     #[error(transparent)]
     Write(#[from] ha_tls::Error),
+    /// Restoring would replace encryption keys that differ from the stored
+    /// copy; nothing was written.
+    #[error(
+        "{}: {} differ(s) from the stored copy: nothing was written; compare them (keys verify), \
+         and pass --force only if the stored copy is the one to keep",
+        dir.display(),
+        names.join(", ")
+    )]
+    KeysDiffer {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The differing files.
+        names: Vec<String>,
+    },
+    /// An encryption-keys directory holds something that is not a plain
+    /// file.
+    #[error("{}: {problem}", path.display())]
+    KeyFile {
+        /// The entry.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The stored copy does not match the SHA-256 recorded with it.
+    #[error("s3://{bucket}/{key}: its content does not match the SHA-256 recorded with it")]
+    Corrupt {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
     /// The directory holds no rendered bundle.
     #[error(
         "{}: no rendered bundle there (no userdata.sh); run `services-userdata render --out {}` \

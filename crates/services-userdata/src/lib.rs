@@ -93,6 +93,7 @@
 mod dir;
 mod error;
 mod import;
+pub mod keys;
 pub mod publish;
 mod render;
 mod spec;

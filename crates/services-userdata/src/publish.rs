@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use crate::{Bundle, Error};
 
 /// The object metadata key holding each file's SHA-256.
-const SHA256_METADATA: &str = "circle-ha-sha256";
+pub(crate) const SHA256_METADATA: &str = "circle-ha-sha256";
 
 /// Where the bundle goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,7 +124,7 @@ impl fmt::Display for Step {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

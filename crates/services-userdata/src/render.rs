@@ -439,10 +439,15 @@ main() {{
         .iter()
         .any(|f| f.path.starts_with("circleci-encryption-keys/"))
     {
+        // The same place and modes as `circle-ha keys restore`.
+        let dir = crate::keys::KEYS_DIR;
         let _ = writeln!(
             script,
-            "  install -d -m 0700 /data/circle /data/circle/circleci-encryption-keys\n  \
-             fetch_dir 'circleci-encryption-keys/' '/data/circle/circleci-encryption-keys/'"
+            "  install -d -m 0700 /data/circle {dir}\n  \
+             fetch_dir '{prefix}' '{dir}/'\n  \
+             find {dir} -type f -exec chmod {mode:o} {{}} +",
+            prefix = crate::keys::KEYS_PREFIX,
+            mode = crate::keys::KEY_MODE,
         );
     }
     if !spec.ca_certificates.is_empty() {

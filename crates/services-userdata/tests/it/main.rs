@@ -1,6 +1,7 @@
 //! services-userdata: golden files, shell and URI round trips, publishing to
 //! moto.
 
+mod keys;
 mod publish;
 mod render;
 

@@ -84,6 +84,7 @@ main() {
   fetch_dir 'circleconfig/shared/' '/etc/circleconfig/shared/'
   install -d -m 0700 /data/circle /data/circle/circleci-encryption-keys
   fetch_dir 'circleci-encryption-keys/' '/data/circle/circleci-encryption-keys/'
+  find /data/circle/circleci-encryption-keys -type f -exec chmod 600 {} +
   log "installing the CA certificates"
   fetch 'ca.crt' '/usr/local/share/ca-certificates/circle-ha-ca.crt'
   chmod 0644 '/usr/local/share/ca-certificates/circle-ha-ca.crt'
