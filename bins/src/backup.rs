@@ -1,5 +1,8 @@
 //! `mongo-backup` and `circle-ha backup`: the command line of
 //! mongo-backup's library (one set of subcommands for both binaries).
+// Doc comments here are clap's --help text: `[backup]` is an ha.toml
+// section, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 

@@ -14,6 +14,7 @@ pub mod backup;
 pub mod cli;
 pub mod exit;
 pub mod export;
+pub mod keys;
 pub mod output;
 pub mod progress;
 pub mod services;

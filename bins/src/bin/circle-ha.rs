@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use circle_ha::backup::BackupCommand;
 use circle_ha::cli::{self, ConfigArgs};
 use circle_ha::exit::Exit;
+use circle_ha::keys::KeysCommand;
 use circle_ha::output::{emit, emit_findings, emit_report};
 use clap::{Parser, Subcommand};
 use ha_config::HaConfig;
@@ -103,6 +104,16 @@ enum Command {
     /// --help`.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// CircleCI's encryption keys (/data/circle/circleci-encryption-keys):
+    /// backup, verify, restore.
+    ///
+    /// Reads [services] (s3_bucket, s3_prefix, kms_key_id, aws_region): the
+    /// keys are stored where the Services bundle puts them and its user
+    /// data restores them from, before Replicated starts. Losing them makes
+    /// CircleCI's encrypted data unrecoverable. Output names files, never
+    /// their content.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +157,7 @@ fn main() -> ExitCode {
             | PkiCommand::Lint { common },
         ) => common.json,
         Command::Backup(command) => command.json(),
+        Command::Keys(command) => command.json(),
     };
     cli::run_main("circle-ha", json, run(cli))
 }
@@ -195,6 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             ))
         }
         Command::Backup(command) => circle_ha::backup::run("circle-ha backup", command).await,
+        Command::Keys(command) => circle_ha::keys::run(command).await,
         Command::Pki(command) => {
             let (common, dry_run) = match &command {
                 PkiCommand::Init { common, dry_run } | PkiCommand::Issue { common, dry_run } => {
