@@ -1,6 +1,6 @@
 //! Where snapshots go: the [`SnapshotStore`] trait, and [`DirectoryStore`]
 //! (a copy of the stopped member's dbPath, for labs and for operators who
-//! snapshot by other means). EBS is in [`crate::ebs`].
+//! snapshot by other means). EBS is [`crate::EbsStore`].
 
 use std::future::Future;
 use std::io::Write as _;
