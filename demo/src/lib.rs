@@ -272,7 +272,7 @@ pub async fn run_lab(
     phases.finish(result);
 
     // The runbook over the lab, as an operator runs it.
-    let steps: [&'static str; 8] = [
+    let steps: [&'static str; 10] = [
         "ha.toml for the lab",
         "Vault init + unseal (vault-transit)",
         "apply (every concern in ha.toml)",
@@ -281,6 +281,8 @@ pub async fn run_lab(
         "export + restore (circle-export)",
         "bundle published (S3, launch template)",
         "status (circle-ha)",
+        "backup of a secondary (mongo-backup)",
+        "encryption keys backed up and verified",
     ];
     for (i, name) in steps.into_iter().enumerate() {
         if phases.any_failed() {
@@ -296,7 +298,9 @@ pub async fn run_lab(
             4 => seed_phase(tools, &pki, &mut running).await,
             5 => migrate_phase(&running).await,
             6 => publish_phase(&running).await,
-            _ => status_phase(&running).await,
+            7 => status_phase(&running).await,
+            8 => backup_phase(&mut running).await,
+            _ => keys_phase(&running).await,
         };
         phases.finish(Outcome::from_result(result));
     }
@@ -773,6 +777,133 @@ async fn publish_phase(running: &Lab) -> anyhow::Result<String> {
         target.bucket,
         target.launch_template,
         published.len()
+    ))
+}
+
+/// Stops and starts a lab member as `systemctl` would stop and start
+/// mongod on its machine.
+struct LabMember<'a>(&'a mut MongoMember);
+
+impl mongo_backup::MemberProcess for LabMember<'_> {
+    async fn stop(&mut self) -> Result<(), mongo_backup::Error> {
+        self.0.stop();
+        Ok(())
+    }
+
+    async fn start(&mut self) -> Result<(), mongo_backup::Error> {
+        self.0.restart().map_err(|e| mongo_backup::Error::Command {
+            what: "start",
+            command: "restart the lab member".to_owned(),
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// `mongo-backup snapshot` of a secondary of the new set into a directory
+/// store: guards, lock, stop, snapshot, start, catch-up; the set is whole
+/// again afterwards.
+async fn backup_phase(running: &mut Lab) -> anyhow::Result<String> {
+    let (file, _) = lab_config(running)?;
+    let setup = {
+        let env = lookup(running);
+        file.mongo_setup(&env, &ha_config::MongoOptions::default())
+            .await?
+    };
+    let session = mongo_rs_setup::Session::new(&setup.spec);
+    let mut secondary = None;
+    for (i, member) in running.mongo.iter().enumerate() {
+        if session
+            .hello(&member.host())
+            .await
+            .is_ok_and(|h| h.secondary)
+        {
+            secondary = Some(i);
+            break;
+        }
+    }
+    let i = secondary.context("the new set has no SECONDARY to back up")?;
+    let work = running
+        .work
+        .as_ref()
+        .context("no lab directory")?
+        .path()
+        .to_owned();
+    let member = &mut running.mongo[i];
+    let spec = mongo_backup::BackupSpec {
+        member: member.host(),
+        limits: mongo_backup::guard::Limits {
+            max_lag: std::time::Duration::from_secs(30),
+            any_member: false,
+        },
+        db_path: Some(member.dbpath()),
+        lease: std::time::Duration::from_secs(600),
+        stop_timeout: std::time::Duration::from_secs(60),
+        catch_up_timeout: std::time::Duration::from_secs(120),
+        complete_timeout: std::time::Duration::from_secs(60),
+        retention: mongo_backup::snapshot::Retention {
+            keep_last: Some(3),
+            keep_days: None,
+        },
+        poll: std::time::Duration::from_millis(200),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let store = mongo_backup::DirectoryStore {
+        source: member.dbpath(),
+        root: work.join("mongo-snapshots"),
+    };
+    let outcome = mongo_backup::run::snapshot(
+        &session,
+        &spec,
+        &mut LabMember(member),
+        &store,
+        false,
+        &mongo_backup::Cancel::never(),
+        &|_| {},
+    )
+    .await?;
+    Ok(format!(
+        "{} stopped, snapshotted as {} (optime {}), started and caught up",
+        spec.member,
+        outcome.group,
+        outcome
+            .cleared
+            .optime
+            .map_or("-".to_owned(), |o| o.to_string())
+    ))
+}
+
+/// `circle-ha keys backup` then `keys verify` of the lab's encryption
+/// keys, against the emulated bucket.
+async fn keys_phase(running: &Lab) -> anyhow::Result<String> {
+    let (file, _) = lab_config(running)?;
+    let moto = running
+        .moto
+        .as_ref()
+        .context("the AWS emulator is not running")?;
+    let target = file.publish_target()?.target;
+    let store = services_userdata::keys::KeyStore {
+        bucket: target.bucket,
+        prefix: target.prefix,
+        kms_key_id: target.kms_key_id,
+    };
+    let dir = running
+        .work
+        .as_ref()
+        .context("no lab directory")?
+        .path()
+        .join("circle-data");
+    let s3 = moto.s3_client();
+    services_userdata::keys::backup(&s3, &store, &dir, false).await?;
+    let diff = services_userdata::keys::verify(&s3, &store, &dir).await?;
+    anyhow::ensure!(
+        diff.is_identical(),
+        "{}",
+        diff.to_findings("circle-ha keys", &dir).text
+    );
+    Ok(format!(
+        "{} key file(s) stored encrypted and identical to {}",
+        diff.same.len(),
+        dir.display()
     ))
 }
 

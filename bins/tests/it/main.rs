@@ -3,6 +3,7 @@
 mod apply_cli;
 mod backup_cli;
 mod export_cli;
+mod keys_cli;
 mod mongo_cli;
 mod pg_provision;
 mod pki_cli;
