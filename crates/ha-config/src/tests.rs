@@ -191,3 +191,51 @@ fn postgres_logins_resolve_both_passwords_or_name_every_missing_one() {
     assert_eq!(app.user, settings.app_user);
     assert_eq!(admin.user, settings.admin_user);
 }
+
+#[test]
+fn the_example_configuration_checks_clean_and_its_backup_section_reads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ha.toml");
+    let config = HaConfig::load(&path).unwrap();
+    config.check().unwrap();
+    let backup = config.backup(None).unwrap();
+    assert_eq!(backup.spec.member, "mongo-3.internal:27017");
+    assert_eq!(
+        backup.spec.db_path.as_deref(),
+        Some(Path::new("/mongo/data"))
+    );
+    assert_eq!(
+        backup.store,
+        crate::BackupStore::Ebs {
+            volumes: vec!["vol-0123456789abcdef0".to_owned()],
+            region: "us-east-1".to_owned()
+        }
+    );
+    assert_eq!(backup.commands.stop, ["systemctl", "stop", "mongod"]);
+}
+
+#[test]
+fn backup_problems_come_together_with_their_keys() {
+    let config = parse(
+        "[mongo]\nreplica_set = \"circle\"\nmembers = [{ host = \"m1:27017\" }]\n\
+         [backup]\nmember = \"m9:27017\"\nvolumes = [\"vol-xyz\"]\nkeep_last = 0\n\
+         stop_command = []\nlease = 5\n",
+    )
+    .unwrap();
+    let problems = config.backup(None).unwrap_err();
+    let mut keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "[backup].aws_region",
+            "[backup].keep_last",
+            "[backup].lease",
+            "[backup].member",
+            "[backup].stop_command",
+            "[backup].volumes[0]",
+        ]
+    );
+    // --member overrides the file.
+    let problems = config.backup(Some("m1:27017")).unwrap_err();
+    assert!(problems.iter().all(|p| p.key != "[backup].member"));
+}

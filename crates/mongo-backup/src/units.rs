@@ -93,3 +93,6 @@ pub fn render_units(spec: &UnitSpec) -> Result<Vec<(String, String)>, String> {
         ("mongo-backup.timer".to_owned(), timer),
     ])
 }
+
+#[cfg(test)]
+mod tests;

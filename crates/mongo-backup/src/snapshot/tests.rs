@@ -148,3 +148,25 @@ fn only_snapshots_tagged_by_this_tool_have_labels() {
             .is_none()
     );
 }
+
+#[test]
+fn status_is_unhealthy_when_the_newest_complete_run_is_too_old_or_missing() {
+    use crate::report::status_findings;
+    let all = daily(3, "circle");
+    let groups = groups(&all, "circle");
+    let max_age = std::time::Duration::from_secs(26 * 3600);
+    // The newest run was taken at 03:00 on day 2.
+    let fresh = status_findings(
+        "circle",
+        &groups,
+        max_age,
+        at(1_793_502_000 + 2 * 86_400 + 3600),
+    );
+    assert!(fresh.healthy, "{}", fresh.text);
+    let stale = status_findings("circle", &groups, max_age, at(1_793_502_000 + 4 * 86_400));
+    assert!(!stale.healthy);
+    assert!(stale.text.contains("TOO OLD"), "{}", stale.text);
+    let none = status_findings("circle", &[], max_age, at(1_793_502_000));
+    assert!(!none.healthy);
+    assert_eq!(none.json["newest"], serde_json::Value::Null);
+}
