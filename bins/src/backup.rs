@@ -289,37 +289,22 @@ async fn snapshot<S: SnapshotStore>(
     )
     .await;
     signals.abort();
-    let mut warnings = settings.warnings.clone();
     match res {
         Ok(outcome) => {
-            warnings.extend(outcome.warnings.iter().cloned());
-            let report = ha_plan::Report::from_changes(tool, dry_run, &outcome.steps, warnings);
-            let mut value = report.to_json();
-            value["run"] = json!(outcome.group);
-            value["optime"] = json!(outcome.cleared.optime.map(|o| o.to_string()));
-            value["snapshots"] = json!(outcome.snapshots.iter().map(|s| &s.id).collect::<Vec<_>>());
+            let report = outcome.to_report(tool, dry_run, settings.warnings.clone());
+            // Progress already said what happened as it happened.
             let text = if dry_run {
                 report.to_text()
             } else {
                 report.to_summary_text()
             };
-            emit(json, &text, &value);
+            emit(json, &text, &report.to_json());
             Ok(Exit::Success)
         }
-        Err(Error::Refused(refusals)) => {
-            let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-            let mut text: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
-            for reason in &reasons {
-                text.push_str(&format!("refused: {reason}\n"));
-            }
-            text.push_str(&format!("{tool}: refused, nothing touched (changed: 0)\n"));
-            emit(
-                json,
-                &text,
-                &json!({"changed": 0, "actions": [], "refused": reasons, "warnings": warnings}),
-            );
-            Ok(Exit::Unhealthy)
-        }
+        Err(Error::Refused(refusals)) => Ok(emit_findings(
+            json,
+            &mongo_backup::run::refusal_findings(tool, &refusals, &settings.warnings),
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -337,26 +322,13 @@ fn render_units(
             .to_string(),
         ..settings.units.clone()
     };
-    let units = mongo_backup::units::render_units(&spec)
-        .map_err(|e| crate::output::usage("render-units", e))?;
-    let mut actions = Vec::new();
-    for (name, text) in units {
-        let path = out.join(&name);
-        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
-            continue;
+    let report = match mongo_backup::units::write_units(&spec, out, "mongo-backup") {
+        // A value systemd would misread: a matter of configuration.
+        Err(e @ Error::Command { .. }) => {
+            return Err(crate::output::usage("render-units", e.to_string()).into());
         }
-        ha_tls::write_file(&path, text.as_bytes(), 0o644)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-        let shown = path.display().to_string();
-        actions.push(ha_plan::Action::new(
-            "write",
-            shown.clone(),
-            format!("write {shown}"),
-        ));
-    }
-    emit_report(
-        json,
-        &ha_plan::Report::new("mongo-backup", false, actions, Vec::new()),
-    );
+        other => other?,
+    };
+    emit_report(json, &report);
     Ok(Exit::Success)
 }

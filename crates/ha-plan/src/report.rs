@@ -64,6 +64,9 @@ pub struct Report {
     pub actions: Vec<Action>,
     /// Things to tell the operator that did not stop the run.
     pub warnings: Vec<String>,
+    /// Further fields of the `--json` object, after the standard ones
+    /// (the contract welcomes more fields).
+    pub details: serde_json::Map<String, Value>,
 }
 
 impl Report {
@@ -79,6 +82,7 @@ impl Report {
             dry_run,
             actions,
             warnings,
+            details: serde_json::Map::new(),
         }
     }
 
@@ -95,6 +99,12 @@ impl Report {
             steps.iter().map(Change::action).collect(),
             warnings,
         )
+    }
+
+    /// The report with one more `--json` field.
+    pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Report {
+        self.details.insert(key.to_owned(), value.into());
+        self
     }
 
     /// How many changes were applied: 0 for a dry run.
@@ -116,13 +126,19 @@ impl Report {
     /// The `--json` object: `{"changed", "dry_run", "planned", "actions":
     /// [{"kind", "target", "detail"}], "warnings"}`.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut value = json!({
             "changed": self.changed(),
             "dry_run": self.dry_run,
             "planned": self.planned(),
             "actions": self.actions,
             "warnings": self.warnings,
-        })
+        });
+        if let Value::Object(fields) = &mut value {
+            for (key, detail) in &self.details {
+                fields.entry(key.clone()).or_insert_with(|| detail.clone());
+            }
+        }
+        value
     }
 
     /// The human form for a run whose progress already listed each action

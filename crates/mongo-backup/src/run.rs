@@ -195,6 +195,50 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
+impl Outcome {
+    /// The run as `mongo-backup snapshot` reports it under `tool`'s name:
+    /// its steps, `warnings` then the run's own, and `run`, `optime`,
+    /// `snapshots` in `--json`.
+    pub fn to_report(
+        &self,
+        tool: &str,
+        dry_run: bool,
+        mut warnings: Vec<String>,
+    ) -> ha_plan::Report {
+        warnings.extend(self.warnings.iter().cloned());
+        ha_plan::Report::from_changes(tool, dry_run, &self.steps, warnings)
+            .with_detail("run", self.group.clone())
+            .with_detail("optime", self.cleared.optime.map(|o| o.to_string()))
+            .with_detail(
+                "snapshots",
+                self.snapshots
+                    .iter()
+                    .map(|s| s.id.clone())
+                    .collect::<Vec<_>>(),
+            )
+    }
+}
+
+/// A refusal as `mongo-backup snapshot` reports it: unhealthy (exit 3),
+/// every reason, `{changed: 0, actions: [], refused: […], warnings}`.
+pub fn refusal_findings(
+    tool: &str,
+    refusals: &[guard::Refusal],
+    warnings: &[String],
+) -> ha_plan::Findings {
+    let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+    let mut text: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
+    for reason in &reasons {
+        text.push_str(&format!("refused: {reason}\n"));
+    }
+    text.push_str(&format!("{tool}: refused, nothing touched (changed: 0)\n"));
+    ha_plan::Findings::new(
+        false,
+        serde_json::json!({"changed": 0, "actions": [], "refused": reasons, "warnings": warnings}),
+        text,
+    )
+}
+
 /// A new run id: the UTC time and a random suffix (`20261130T031500Z-4f2a`).
 fn new_group() -> String {
     let now = OffsetDateTime::now_utc();

@@ -94,5 +94,38 @@ pub fn render_units(spec: &UnitSpec) -> Result<Vec<(String, String)>, String> {
     ])
 }
 
+/// Writes the units into `dir` (0644), leaving identical files alone, as a
+/// report under `tool`'s name (a second run writes nothing).
+pub fn write_units(
+    spec: &UnitSpec,
+    dir: &std::path::Path,
+    tool: &str,
+) -> Result<ha_plan::Report, crate::Error> {
+    let units = render_units(spec).map_err(|detail| crate::Error::Command {
+        what: "render-units",
+        command: String::new(),
+        detail,
+    })?;
+    let mut actions = Vec::new();
+    for (name, text) in units {
+        let path = dir.join(&name);
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            continue;
+        }
+        std::fs::write(&path, &text).map_err(|source| crate::Error::Io {
+            action: "write",
+            path: path.clone(),
+            source,
+        })?;
+        let shown = path.display().to_string();
+        actions.push(ha_plan::Action::new(
+            "write",
+            shown.clone(),
+            format!("write {shown}"),
+        ));
+    }
+    Ok(ha_plan::Report::new(tool, false, actions, Vec::new()))
+}
+
 #[cfg(test)]
 mod tests;
