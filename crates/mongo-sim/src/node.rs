@@ -14,7 +14,7 @@ use crate::error::{Code, CommandError};
 use crate::log::Logger;
 use crate::options::ServerOptions;
 use crate::replset::{MemberState, ReplConfig};
-use crate::storage::{Data, Entry, LocalState, OpTime, Store, StoreError};
+use crate::storage::{Data, Entry, LocalState, OpTime, Pending, Store, StoreError};
 use crate::tls::TlsContext;
 
 /// What this node knows about another member, from heartbeats.
@@ -129,7 +129,7 @@ pub(crate) struct Inner {
     pub(crate) primary_id: Option<i32>,
     /// Other members, from heartbeats.
     pub(crate) peers: BTreeMap<i32, PeerStatus>,
-    /// Durable optimes reported by members (and this node's own).
+    /// Option<Pending> optimes reported by members (and this node's own).
     pub(crate) positions: BTreeMap<i32, OpTime>,
     /// The majority commit point.
     pub(crate) commit_point: OpTime,
@@ -414,17 +414,22 @@ impl Node {
     }
 
     /// Runs `f` with a writer that turns changes into oplog entries, applies
-    /// them, journals them (fsync) and publishes them. Fails with
+    /// them, journals them and publishes them, then — with the node's lock
+    /// released — syncs the journal before returning. Fails with
     /// `NotWritablePrimary` on a replica-set member that is not primary.
     pub(crate) fn write<R>(
         &self,
         f: impl FnOnce(&mut Writer<'_>) -> R,
     ) -> Result<(R, OpTime), CommandError> {
-        let mut inner = self.lock();
-        if !inner.is_writable(self.is_repl()) {
-            return Err(self.not_primary());
-        }
-        self.write_with(&mut inner, f)
+        let (res, last, durable) = {
+            let mut inner = self.lock();
+            if !inner.is_writable(self.is_repl()) {
+                return Err(self.not_primary());
+            }
+            self.write_locked(&mut inner, f)?
+        };
+        self.make_durable(durable);
+        Ok((res, last))
     }
 
     /// Like [`Node::write`] without the primary check: for the entries a
@@ -433,33 +438,81 @@ impl Node {
         &self,
         f: impl FnOnce(&mut Writer<'_>) -> R,
     ) -> Result<(R, OpTime), CommandError> {
-        let mut inner = self.lock();
-        self.write_with(&mut inner, f)
+        let (res, last, durable) = {
+            let mut inner = self.lock();
+            self.write_locked(&mut inner, f)?
+        };
+        self.make_durable(durable);
+        Ok((res, last))
     }
 
-    /// Runs a write on an already locked state.
+    /// Runs a write on an already locked state, durable when it returns
+    /// (the caller holds the lock through the sync: for rare writes only,
+    /// such as a new primary's no-op).
     pub(crate) fn write_with<R>(
         &self,
         inner: &mut Inner,
         f: impl FnOnce(&mut Writer<'_>) -> R,
     ) -> Result<(R, OpTime), CommandError> {
+        let (res, last, durable) = self.write_locked(inner, f)?;
+        self.make_durable(durable);
+        Ok((res, last))
+    }
+
+    /// Runs a write on a locked state; the journal still has to be synced
+    /// (outside the lock) with [`Node::make_durable`].
+    fn write_locked<R>(
+        &self,
+        inner: &mut Inner,
+        f: impl FnOnce(&mut Writer<'_>) -> R,
+    ) -> Result<(R, OpTime, Option<Pending>), CommandError> {
         let mut writer = Writer {
             inner,
             entries: Vec::new(),
         };
         let res = f(&mut writer);
         let entries = std::mem::take(&mut writer.entries);
-        let last = self.publish(inner, entries)?;
-        Ok((res, last))
+        let (last, durable) = self.publish(inner, entries)?;
+        Ok((res, last, durable))
+    }
+
+    /// Syncs the journal up to a write's end. A journal that cannot be
+    /// made durable means acknowledged writes could vanish: the process
+    /// aborts, as mongod's storage engine does on a failed log flush.
+    fn make_durable(&self, durable: Option<Pending>) {
+        if let Some(pending) = durable
+            && let Err(e) = pending.sync()
+        {
+            self.log.warn(
+                "STORAGE",
+                &format!("cannot sync the journal ({e}); aborting"),
+            );
+            std::process::abort();
+        }
     }
 
     /// Journals already-applied entries and makes them visible. Returns the
-    /// node's last optime.
-    fn publish(&self, inner: &mut Inner, entries: Vec<Entry>) -> Result<OpTime, CommandError> {
+    /// node's last optime and what to sync. A journal write that fails
+    /// aborts: the in-memory data already holds the entries, and serving
+    /// data the journal and the oplog do not have would diverge from every
+    /// other member.
+    fn publish(
+        &self,
+        inner: &mut Inner,
+        entries: Vec<Entry>,
+    ) -> Result<(OpTime, Option<Pending>), CommandError> {
+        let mut durable = None;
         if !entries.is_empty() {
-            inner.store.append(&entries).map_err(|e| {
-                CommandError::new(Code::IllegalOperation, format!("journal write failed: {e}"))
-            })?;
+            match inner.store.append(&entries) {
+                Ok(pending) => durable = Some(pending),
+                Err(e) => {
+                    self.log.warn(
+                        "STORAGE",
+                        &format!("cannot write the journal ({e}); aborting"),
+                    );
+                    std::process::abort();
+                }
+            }
             inner.oplog.extend(entries);
         }
         let last = inner.last_applied();
@@ -472,21 +525,25 @@ impl Node {
         }
         let _ = self.commit_watch.send(inner.commit_point);
         self.oplog_changed.notify_waiters();
-        Ok(last)
+        Ok((last, durable))
     }
 
     /// Applies entries fetched from the sync source (secondaries).
     pub(crate) fn apply_replicated(&self, entries: Vec<Entry>) -> Result<OpTime, CommandError> {
-        let mut inner = self.lock();
-        let mut fresh = Vec::new();
-        for entry in entries {
-            if entry.optime <= inner.last_applied() {
-                continue;
+        let (last, durable) = {
+            let mut inner = self.lock();
+            let mut fresh = Vec::new();
+            for entry in entries {
+                if entry.optime <= inner.last_applied() {
+                    continue;
+                }
+                inner.data.apply(&entry)?;
+                fresh.push(entry);
             }
-            inner.data.apply(&entry)?;
-            fresh.push(entry);
-        }
-        self.publish(&mut inner, fresh)
+            self.publish(&mut inner, fresh)?
+        };
+        self.make_durable(durable);
+        Ok(last)
     }
 
     /// Drops oplog entries after `keep` and rebuilds the data from the rest

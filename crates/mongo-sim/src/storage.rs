@@ -376,7 +376,57 @@ impl LocalState {
 pub(crate) struct Store {
     dir: PathBuf,
     journal: File,
+    sync: Arc<JournalSync>,
     _lock: File,
+}
+
+/// A journal write not yet synced: what a writer syncs, outside the
+/// node's lock, before acknowledging.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    sync: Arc<JournalSync>,
+    offset: u64,
+}
+
+impl Pending {
+    /// Makes the write durable.
+    pub(crate) fn sync(&self) -> std::io::Result<()> {
+        self.sync.sync_to(self.offset)
+    }
+}
+
+/// Making journal writes durable, apart from the node's lock: entries are
+/// written to the journal under the lock, and the writer then syncs after
+/// letting the lock go, so that heartbeats, votes and reads never wait
+/// behind an fsync. One sync covers every write before it (group commit).
+#[derive(Debug)]
+pub(crate) struct JournalSync {
+    file: File,
+    written: std::sync::atomic::AtomicU64,
+    synced: std::sync::Mutex<u64>,
+}
+
+impl JournalSync {
+    fn new(file: File, len: u64) -> Arc<JournalSync> {
+        Arc::new(JournalSync {
+            file,
+            written: std::sync::atomic::AtomicU64::new(len),
+            synced: std::sync::Mutex::new(len),
+        })
+    }
+
+    /// Makes the journal durable at least up to byte `offset`.
+    fn sync_to(&self, offset: u64) -> std::io::Result<()> {
+        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        if *synced >= offset {
+            return Ok(());
+        }
+        // Everything written before this load is covered by the sync.
+        let target = self.written.load(std::sync::atomic::Ordering::Acquire);
+        self.file.sync_data()?;
+        *synced = target;
+        Ok(())
+    }
 }
 
 /// What `Store::open` found.
@@ -518,10 +568,17 @@ impl Store {
                 .unwrap_or_default(),
             Err(_) => LocalState::default(),
         };
+        let sync = JournalSync::new(
+            journal
+                .try_clone()
+                .map_err(io("cannot open", &journal_path))?,
+            good_len,
+        );
         Ok(Loaded {
             store: Store {
                 dir: dir.to_owned(),
                 journal,
+                sync,
                 _lock: lock,
             },
             oplog,
@@ -531,8 +588,9 @@ impl Store {
         })
     }
 
-    /// Appends entries to the journal and syncs it.
-    pub(crate) fn append(&mut self, entries: &[Entry]) -> std::io::Result<()> {
+    /// Appends entries to the journal (written, not yet synced): returns
+    /// the sync handle and the offset to sync to before acknowledging them.
+    pub(crate) fn append(&mut self, entries: &[Entry]) -> std::io::Result<Pending> {
         let mut buf = Vec::new();
         for entry in entries {
             entry
@@ -541,7 +599,15 @@ impl Store {
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
         }
         self.journal.write_all(&buf)?;
-        self.journal.sync_data()
+        let offset = self
+            .sync
+            .written
+            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::AcqRel)
+            + buf.len() as u64;
+        Ok(Pending {
+            sync: self.sync.clone(),
+            offset,
+        })
     }
 
     /// Rewrites the journal to hold exactly `entries` (after a rollback).
@@ -562,6 +628,8 @@ impl Store {
         }
         fs::rename(&tmp, &path)?;
         self.journal = OpenOptions::new().append(true).read(true).open(&path)?;
+        let len = self.journal.metadata()?.len();
+        self.sync = JournalSync::new(self.journal.try_clone()?, len);
         Ok(())
     }
 
