@@ -17,6 +17,13 @@
 //!    no `std::env::var*`/`args`: the binaries decide what is shown and
 //!    pass the environment in. `ha-lab` (test support) may print a
 //!    service's log while a test fails.
+//! 4. **mongo-sim is layered without cycles.** Its modules reference only
+//!    modules of lower layers: wire and the leaves (errors, log, options,
+//!    version) → replica-set config → storage, TLS → SCRAM → auth → node (a
+//!    member's state and its transitions) → peer (member-to-member
+//!    connections) → commands and replication (neither uses the other) →
+//!    server. A command handler that needs a state transition calls the
+//!    node; replication never calls into a command handler.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -93,6 +100,68 @@ fn dependencies(manifest: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Rule 4: mongo-sim's modules by layer (a module may use only modules of a
+/// lower layer; `bin` and `lib` are the entry points).
+const MONGO_SIM_LAYERS: &[(&str, u8)] = &[
+    ("error", 0),
+    ("log", 0),
+    ("version", 0),
+    ("wire", 0),
+    ("options", 1),
+    ("replset", 1),
+    ("storage", 2),
+    ("tls", 2),
+    ("scram", 3),
+    ("auth", 4),
+    ("node", 5),
+    ("peer", 6),
+    ("commands", 7),
+    ("replication", 7),
+    ("server", 8),
+];
+
+/// Rule 4 for one mongo-sim source file (`module` is its top-level
+/// module: `commands` for `commands/repl.rs`).
+pub(crate) fn check_sim_layers(module: &str, path: &Path, source: &str) -> Vec<Violation> {
+    let rank = |name: &str| {
+        MONGO_SIM_LAYERS
+            .iter()
+            .find(|(m, _)| *m == name)
+            .map(|(_, r)| *r)
+    };
+    let Some(own) = rank(module) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for (number, line) in source.lines().enumerate() {
+        if line.trim_start().starts_with("//") {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let used: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if used != module
+                && let Some(theirs) = rank(&used)
+                && theirs >= own
+            {
+                found.push(Violation {
+                    path: path.to_owned(),
+                    message: format!(
+                        "line {}: mongo-sim's {module} (layer {own}) uses {used} (layer {theirs}): \
+                         modules use only lower layers (see xtask/src/tidy.rs, rule 4)",
+                        number + 1
+                    ),
+                });
+            }
+        }
+    }
+    found
 }
 
 /// Rule 1 for one package's manifest.
@@ -230,6 +299,14 @@ pub(crate) fn check_workspace(root: &Path) -> Vec<Violation> {
             for file in rust_files(&dir.join("src")) {
                 if let Ok(source) = fs::read_to_string(&file) {
                     found.extend(check_source(&package, &file, &source));
+                    if package == "mongo-sim"
+                        && let Ok(inside) = file.strip_prefix(dir.join("src"))
+                        && let Some(first) = inside.components().next()
+                    {
+                        let module = first.as_os_str().to_string_lossy();
+                        let module = module.trim_end_matches(".rs");
+                        found.extend(check_sim_layers(module, &file, &source));
+                    }
                 }
             }
         }
@@ -278,7 +355,25 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 mod tests {
     use std::path::Path;
 
-    use super::{check_manifest, check_source, check_workspace};
+    use super::{check_manifest, check_sim_layers, check_source, check_workspace};
+
+    #[test]
+    fn a_mongo_sim_module_using_a_higher_layer_is_caught() {
+        let path = Path::new("crates/mongo-sim/src/node.rs");
+        let source = "use crate::storage::Store;\nuse crate::commands::become_secondary;\n\
+                      // crate::server in a comment\nfn f() { crate::peer::connect(); crate::node::x(); }\n";
+        let found = check_sim_layers("node", path, source);
+        let messages: Vec<&str> = found.iter().map(|v| v.message.as_str()).collect();
+        assert_eq!(found.len(), 2, "{messages:?}");
+        assert!(messages[0].starts_with("line 2: mongo-sim's node (layer 5) uses commands"));
+        assert!(messages[1].starts_with("line 4: mongo-sim's node (layer 5) uses peer"));
+        // Commands and replication are one layer: neither may use the other.
+        assert_eq!(
+            check_sim_layers("replication", path, "use crate::commands::x;\n").len(),
+            1
+        );
+        assert!(check_sim_layers("server", path, "use crate::commands::x;\n").is_empty());
+    }
 
     #[test]
     fn the_workspace_keeps_its_shape() {

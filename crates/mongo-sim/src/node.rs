@@ -260,6 +260,16 @@ impl Inner {
         bytes[4..].copy_from_slice(&self.local.term.to_be_bytes());
         ObjectId::from_bytes(bytes)
     }
+
+    /// The member a secondary replicates from (the primary), as `(host, id)`.
+    pub(crate) fn sync_source(&self) -> Option<(String, i32)> {
+        if self.state == MemberState::Primary {
+            return None;
+        }
+        let id = self.primary_id?;
+        let host = self.config.as_ref()?.member(id)?.host.clone();
+        Some((host, id))
+    }
 }
 
 /// A member process.
@@ -370,6 +380,30 @@ impl Node {
             started: Instant::now(),
             local_names,
         })
+    }
+
+    /// Steps down: SECONDARY, no elections by this node for `freeze`.
+    pub(crate) fn become_secondary(&self, inner: &mut Inner, freeze: Duration, reason: &str) {
+        if inner.state == MemberState::Primary {
+            self.log
+                .info("REPL", &format!("stepping down from primary: {reason}"));
+            inner.state = MemberState::Secondary;
+            inner.primary_id = None;
+            inner.step_down_until = Some(Instant::now() + freeze);
+            inner.last_primary_contact = Instant::now();
+            self.oplog_changed.notify_waiters();
+        }
+    }
+
+    /// Adopts a higher term seen from another member (stepping down if
+    /// primary).
+    pub(crate) fn adopt_term(&self, inner: &mut Inner, term: i64) {
+        if term <= inner.local.term {
+            return;
+        }
+        inner.local.term = term;
+        let _ = self.save_local(inner);
+        self.become_secondary(inner, Duration::from_millis(0), "a newer term was seen");
     }
 
     /// Locks the state. Never held across an `.await`. A poisoned lock (a

@@ -2,6 +2,7 @@
 //! certificate when the node speaks TLS to peers, MONGODB-X509
 //! authentication with `clusterAuthMode: x509`, then OP_MSG commands.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bson::{Document, RawDocumentBuf, doc};
@@ -11,6 +12,7 @@ use tokio::net::TcpStream;
 
 use crate::node::Node;
 use crate::options::TlsMode;
+use crate::replset::{MemberState, ReplConfig};
 use crate::wire::{self, Header, OP_MSG};
 
 /// Anything a connection can run over.
@@ -129,7 +131,7 @@ impl PeerConn {
         let raw = RawDocumentBuf::from_document(&command).map_err(|e| e.to_string())?;
         self.next_id += 1;
         let message = wire::encode_msg(self.next_id, 0, 0, &raw);
-        crate::server::send(&mut self.stream, &message)
+        crate::wire::send(&mut self.stream, &message)
             .await
             .map_err(|e| format!("{}: {e}", self.host))?;
         let mut header_bytes = [0u8; 16];
@@ -168,5 +170,44 @@ impl PeerConn {
                 reply.get_str("codeName").unwrap_or("")
             ))
         }
+    }
+}
+
+/// Fetches a newer config from `host` and installs it if it is newer and
+/// valid (how a new member learns the config, and how changes spread).
+pub(crate) async fn fetch_config(node: &Arc<Node>, host: &str) {
+    let result = async {
+        let mut conn = PeerConn::connect(node, host, Duration::from_secs(10)).await?;
+        let reply = conn.run("admin", doc! {"replSetGetConfig": 1}).await?;
+        let doc = reply
+            .get_document("config")
+            .map_err(|e| e.to_string())?
+            .clone();
+        ReplConfig::parse(&doc)
+    }
+    .await;
+    match result {
+        Ok(config) => {
+            let mut inner = node.lock();
+            let newer = inner
+                .config
+                .as_ref()
+                .is_none_or(|c| config.version > c.version);
+            if newer && Some(&config.name) == node.opts.repl_set.as_ref() {
+                let version = config.version;
+                if inner.oplog.is_empty() {
+                    inner.state = MemberState::Startup2;
+                }
+                if node.install_config(&mut inner, config).is_ok() {
+                    node.log.info(
+                        "REPL",
+                        &format!("installed config version {version} from {host}"),
+                    );
+                }
+            }
+        }
+        Err(e) => node
+            .log
+            .warn("REPL", &format!("cannot fetch the config from {host}: {e}")),
     }
 }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 use bson::{Bson, Document, doc};
 use tokio::task::JoinHandle;
 
-use crate::commands::{adopt_term, become_secondary, fetch_config, sync_source};
 use crate::node::Node;
 use crate::peer::PeerConn;
+use crate::peer::fetch_config;
 use crate::replset::{MemberState, ReplConfig};
 use crate::storage::{Entry, OpTime};
 
@@ -145,7 +145,7 @@ fn on_heartbeat_reply(node: &Arc<Node>, id: i32, host: &str, reply: &Document, r
     {
         let mut inner = node.lock();
         if term > inner.local.term {
-            adopt_term(node, &mut inner, term);
+            node.adopt_term(&mut inner, term);
         }
         let my_version = inner.config.as_ref().map_or(-2, |c| c.version);
         if version > my_version {
@@ -171,8 +171,7 @@ fn on_heartbeat_reply(node: &Arc<Node>, id: i32, host: &str, reply: &Document, r
         }
         if state == MemberState::Primary && term >= inner.local.term {
             if inner.state == MemberState::Primary && inner.self_id != Some(id) {
-                become_secondary(
-                    node,
+                node.become_secondary(
                     &mut inner,
                     Duration::from_millis(0),
                     "another primary in the same term",
@@ -310,7 +309,7 @@ async fn election_loop(node: Arc<Node>, config: ReplConfig) {
             Decision::Nothing => {}
             Decision::StepDown(reason) => {
                 let mut inner = node.lock();
-                become_secondary(&node, &mut inner, Duration::from_millis(0), &reason);
+                node.become_secondary(&mut inner, Duration::from_millis(0), &reason);
             }
             Decision::Elect { takeover } => {
                 run_election(&node, &config, takeover, election_timeout).await;
@@ -385,7 +384,7 @@ async fn run_election(
     let (yes, seen) = request_votes(node, config, term + 1, true, takeover, timeout).await;
     if seen > term + 1 {
         let mut inner = node.lock();
-        adopt_term(node, &mut inner, seen);
+        node.adopt_term(&mut inner, seen);
         return;
     }
     if yes < needed {
@@ -407,7 +406,7 @@ async fn run_election(
     let (yes, seen) = request_votes(node, config, new_term, false, takeover, timeout).await;
     let mut inner = node.lock();
     if seen > new_term {
-        adopt_term(node, &mut inner, seen);
+        node.adopt_term(&mut inner, seen);
         return;
     }
     if yes < needed || inner.local.term != new_term || inner.state != MemberState::Secondary {
@@ -449,7 +448,7 @@ async fn fetcher_loop(node: Arc<Node>) {
                 inner.state,
                 MemberState::Secondary | MemberState::Startup2 | MemberState::Recovering
             );
-            if syncing { sync_source(&inner) } else { None }
+            if syncing { inner.sync_source() } else { None }
         };
         let Some((host, source_id)) = source else {
             tokio::time::sleep(Duration::from_millis(100)).await;

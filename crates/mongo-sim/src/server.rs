@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bson::{Bson, RawDocumentBuf};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncReadExt as _;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::commands::{self, Reply, Session};
@@ -296,21 +296,10 @@ async fn message_loop(
         } else {
             wire::encode_msg(next_id, header.request_id, 0, &raw)
         };
-        send(&mut io, &bytes).await.map_err(|e| e.to_string())?;
+        crate::wire::send(&mut io, &bytes)
+            .await
+            .map_err(|e| e.to_string())?;
     }
-}
-
-/// Writes one whole message and flushes it. The flush matters with TLS:
-/// tokio-rustls may return from a write with the tail of the message still
-/// encrypted in its buffer when the socket is full, and only a flush (or a
-/// later write) sends it — without one, a client waiting for the end of a
-/// large reply waits for ever (mongod always sends the whole reply).
-pub(crate) async fn send<W>(io: &mut W, message: &[u8]) -> std::io::Result<()>
-where
-    W: tokio::io::AsyncWrite + Unpin + ?Sized,
-{
-    io.write_all(message).await?;
-    io.flush().await
 }
 
 #[cfg(test)]
@@ -325,7 +314,7 @@ mod tests {
 
     /// A message much larger than the transport's buffer, sent over TLS
     /// to a reader that only starts reading once the sender is done,
-    /// arrives whole. Without the flush in [`super::send`] its tail stays
+    /// arrives whole. Without the flush in [`crate::wire::send`] its tail stays
     /// in tokio-rustls's buffer and this test times out.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_large_message_over_tls_is_sent_whole_before_send_returns() {
@@ -369,7 +358,7 @@ mod tests {
         let expected = message.clone();
         let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
         let sender = tokio::spawn(async move {
-            super::send(&mut server, &message).await.unwrap();
+            crate::wire::send(&mut server, &message).await.unwrap();
             let _ = sent_tx.send(());
             // Keep the connection open, as a server waiting for the next
             // request does.

@@ -452,3 +452,17 @@ impl Default for Crc32c {
 
 #[cfg(test)]
 mod tests;
+
+/// Writes one whole message and flushes it. The flush matters with TLS:
+/// tokio-rustls may return from a write with the tail of the message still
+/// encrypted in its buffer when the socket is full, and only a flush (or a
+/// later write) sends it — without one, a client waiting for the end of a
+/// large reply waits for ever (mongod always sends the whole reply).
+pub(crate) async fn send<W>(io: &mut W, message: &[u8]) -> std::io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin + ?Sized,
+{
+    use tokio::io::AsyncWriteExt as _;
+    io.write_all(message).await?;
+    io.flush().await
+}

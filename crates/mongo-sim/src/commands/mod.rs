@@ -16,8 +16,6 @@ use crate::node::Node;
 use crate::replset::MemberState;
 use crate::scram;
 
-pub(crate) use repl::{adopt_term, become_secondary, fetch_config, sync_source};
-
 /// Per-connection state.
 #[derive(Debug)]
 pub(crate) struct Session {

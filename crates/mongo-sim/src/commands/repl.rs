@@ -184,7 +184,7 @@ pub(super) fn get_status(node: &Node) -> Result<Document, CommandError> {
             optime_fields("optime", applied, &mut m);
             m.insert("lastAppliedWallTime", date(applied.millis()));
             m.insert("lastDurableWallTime", date(applied.millis()));
-            let source = sync_source(&inner);
+            let source = inner.sync_source();
             m.insert(
                 "syncSourceHost",
                 source.as_ref().map(|(h, _)| h.clone()).unwrap_or_default(),
@@ -258,7 +258,7 @@ pub(super) fn get_status(node: &Node) -> Result<Document, CommandError> {
     let commit = inner.commit_point;
     let voters = config.voters().count() as i32;
     let writable_voters = config.voters().filter(|m| !m.arbiter_only).count() as i32;
-    let source = sync_source(&inner);
+    let source = inner.sync_source();
     Ok(doc! {
         "set": &config.name,
         "date": system_date(now),
@@ -282,16 +282,6 @@ pub(super) fn get_status(node: &Node) -> Result<Document, CommandError> {
         },
         "members": members,
     })
-}
-
-/// The member a secondary replicates from (the primary), as `(host, id)`.
-pub(crate) fn sync_source(inner: &Inner) -> Option<(String, i32)> {
-    if inner.state == MemberState::Primary {
-        return None;
-    }
-    let id = inner.primary_id?;
-    let host = inner.config.as_ref()?.member(id)?.host.clone();
-    Some((host, id))
 }
 
 /// `replSetGetConfig`.
@@ -445,19 +435,6 @@ async fn wait_for_caught_up_secondary(node: &Node, timeout: Duration) -> bool {
     }
 }
 
-/// Steps down: SECONDARY, no elections by this node for `freeze`.
-pub(crate) fn become_secondary(node: &Node, inner: &mut Inner, freeze: Duration, reason: &str) {
-    if inner.state == MemberState::Primary {
-        node.log
-            .info("REPL", &format!("stepping down from primary: {reason}"));
-        inner.state = MemberState::Secondary;
-        inner.primary_id = None;
-        inner.step_down_until = Some(Instant::now() + freeze);
-        inner.last_primary_contact = Instant::now();
-        node.oplog_changed.notify_waiters();
-    }
-}
-
 /// `replSetStepDown`.
 pub(super) async fn step_down(node: &Node, command: &Document) -> Result<Document, CommandError> {
     if !node.is_repl() {
@@ -506,12 +483,7 @@ pub(super) async fn step_down(node: &Node, command: &Document) -> Result<Documen
         ));
     }
     let mut inner = node.lock();
-    become_secondary(
-        node,
-        &mut inner,
-        Duration::from_secs_f64(secs),
-        "replSetStepDown",
-    );
+    node.become_secondary(&mut inner, Duration::from_secs_f64(secs), "replSetStepDown");
     Ok(doc! {})
 }
 
@@ -564,7 +536,7 @@ pub(super) async fn shutdown(
             ));
         }
         let mut inner = node.lock();
-        become_secondary(node, &mut inner, Duration::from_secs(60), "shutdown");
+        node.become_secondary(&mut inner, Duration::from_secs(60), "shutdown");
     }
     node.log
         .info("CONTROL", "shutting down on request (shutdown command)");
@@ -606,7 +578,7 @@ pub(crate) fn handle_heartbeat(
             peer.last_heartbeat_recv = Some(SystemTime::now());
         }
         if their_term > inner.local.term {
-            adopt_term(node, &mut inner, their_term);
+            node.adopt_term(&mut inner, their_term);
         }
         let my_version = inner.config.as_ref().map_or(-2, |c| c.version);
         if their_version > my_version
@@ -633,7 +605,7 @@ pub(crate) fn handle_heartbeat(
             "opTime": applied.to_doc(),
             "wallTime": date(applied.millis()),
             "uptime": node.started.elapsed().as_secs() as i64,
-            "syncingTo": sync_source(&inner).map(|(host, _)| host).unwrap_or_default(),
+            "syncingTo": inner.sync_source().map(|(host, _)| host).unwrap_or_default(),
         };
         if inner.state == MemberState::Primary
             && let Some(election) = inner.election_time
@@ -644,64 +616,9 @@ pub(crate) fn handle_heartbeat(
     };
     if let Some(host) = fetch_from {
         let node = node.clone();
-        tokio::spawn(async move { fetch_config(&node, &host).await });
+        tokio::spawn(async move { crate::peer::fetch_config(&node, &host).await });
     }
     Ok(reply)
-}
-
-/// Adopts a higher term seen from another member (stepping down if
-/// primary).
-pub(crate) fn adopt_term(node: &Node, inner: &mut Inner, term: i64) {
-    if term <= inner.local.term {
-        return;
-    }
-    inner.local.term = term;
-    let _ = node.save_local(inner);
-    become_secondary(
-        node,
-        inner,
-        Duration::from_millis(0),
-        "a newer term was seen",
-    );
-}
-
-/// Fetches a newer config from `host` and installs it if it is newer and
-/// valid (how a new member learns the config, and how changes spread).
-pub(crate) async fn fetch_config(node: &Arc<Node>, host: &str) {
-    let result = async {
-        let mut conn = PeerConn::connect(node, host, Duration::from_secs(10)).await?;
-        let reply = conn.run("admin", doc! {"replSetGetConfig": 1}).await?;
-        let doc = reply
-            .get_document("config")
-            .map_err(|e| e.to_string())?
-            .clone();
-        ReplConfig::parse(&doc)
-    }
-    .await;
-    match result {
-        Ok(config) => {
-            let mut inner = node.lock();
-            let newer = inner
-                .config
-                .as_ref()
-                .is_none_or(|c| config.version > c.version);
-            if newer && Some(&config.name) == node.opts.repl_set.as_ref() {
-                let version = config.version;
-                if inner.oplog.is_empty() {
-                    inner.state = MemberState::Startup2;
-                }
-                if node.install_config(&mut inner, config).is_ok() {
-                    node.log.info(
-                        "REPL",
-                        &format!("installed config version {version} from {host}"),
-                    );
-                }
-            }
-        }
-        Err(e) => node
-            .log
-            .warn("REPL", &format!("cannot fetch the config from {host}: {e}")),
-    }
 }
 
 /// `replSetRequestVotes` from a candidate.
@@ -765,7 +682,7 @@ pub(crate) fn handle_request_votes(
         return Ok(answer(&inner, true, ""));
     }
     if term > inner.local.term {
-        adopt_term(node, &mut inner, term);
+        node.adopt_term(&mut inner, term);
     }
     if inner.local.voted_term == term && inner.local.voted_for.is_some_and(|v| v != candidate) {
         return Ok(answer(
