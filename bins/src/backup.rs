@@ -27,7 +27,7 @@ Reads [backup] (and [mongo] for the members and the circle-admin login):
 
   [backup]
   member = \"mongo-3.internal:27017\"   # this machine's member (or --member)
-  store = \"ebs\"                       # ebs | directory
+  store = \"ebs\"                       # ebs | directory | command
   volumes = [\"vol-0123456789abcdef0\"]  # every volume of the dbPath (+journal/log)
   aws_region = \"us-east-1\"            # default [services].aws_region
   keep_last = 7                       # and/or keep_days = 14
@@ -193,6 +193,26 @@ pub async fn run(tool: &str, command: BackupCommand) -> anyhow::Result<Exit> {
                 );
                 return Ok(Exit::Success);
             }
+            with_store(tool, &config, &settings, &set, &store, &command).await
+        }
+        BackupStore::Command { command: argv } => {
+            if matches!(command, BackupCommand::RestoreVolume { .. }) {
+                return Err(crate::output::usage(
+                    "restore-volume",
+                    "needs store = \"ebs\"; restore a snapshot taken by [backup].snapshot_command \
+                     with the same tool",
+                )
+                .into());
+            }
+            let store = mongo_backup::CommandStore {
+                command: argv.clone(),
+                source: settings
+                    .spec
+                    .db_path
+                    .as_ref()
+                    .map_or_else(|| "the dbPath".to_owned(), |p| p.display().to_string()),
+                timeout: std::time::Duration::from_secs(3600),
+            };
             with_store(tool, &config, &settings, &set, &store, &command).await
         }
         BackupStore::Directory { root } => {

@@ -27,6 +27,12 @@ pub enum BackupStore {
         /// Where copies go.
         root: PathBuf,
     },
+    /// An operator's command (LVM, ZFS, a SAN's CLI), speaking
+    /// [`mongo_backup::CommandStore`]'s protocol.
+    Command {
+        /// Its argv (`create`, `list`, `delete ID` are appended).
+        command: Vec<String>,
+    },
 }
 
 /// `[backup]`, validated.
@@ -154,10 +160,26 @@ impl HaConfig {
                     }
                 }
             },
+            "command" => match &raw.snapshot_command {
+                Some(argv) if !argv.is_empty() && !argv[0].trim().is_empty() => {
+                    BackupStore::Command {
+                        command: argv.clone(),
+                    }
+                }
+                _ => {
+                    c.missing_because(
+                        "[backup].snapshot_command",
+                        "(store = \"command\" runs it with create, list, delete ID)",
+                    );
+                    BackupStore::Command {
+                        command: Vec::new(),
+                    }
+                }
+            },
             other => {
                 c.invalid(
                     "[backup].store",
-                    format!(": {other:?} is not a store (ebs, directory)"),
+                    format!(": {other:?} is not a store (ebs, directory, command)"),
                 );
                 BackupStore::Directory {
                     root: PathBuf::new(),

@@ -32,7 +32,7 @@ pub struct RawBackup {
     /// This machine's member, `host:port` as in `[mongo].members`
     /// (`--member` overrides it).
     pub member: Option<String>,
-    /// `ebs` (default) or `directory`.
+    /// `ebs` (default), `directory` or `command`.
     pub store: Option<String>,
     /// EBS: the volumes holding the dbPath (and journal/log if separate).
     pub volumes: Option<Vec<String>>,
@@ -40,6 +40,8 @@ pub struct RawBackup {
     pub aws_region: Option<String>,
     /// Directory store: where copies go.
     pub directory: Option<PathBuf>,
+    /// Command store: the operator's snapshot command (argv).
+    pub snapshot_command: Option<Vec<String>>,
     /// The dbPath on this machine (default `[mongo.server].db_path`).
     pub db_path: Option<String>,
     /// The stop command, as argv (default `systemctl stop mongod`).

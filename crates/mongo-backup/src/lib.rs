@@ -15,7 +15,8 @@
 //!   [`Commands`] runs `systemctl stop mongod` …) and [`wait_stopped`]
 //!   (no listener, `mongod.lock` released).
 //! - [`store`]: where snapshots go ([`SnapshotStore`]): [`EbsStore`]
-//!   (aws-sdk-ec2) or [`DirectoryStore`] (a copy of the dbPath); each
+//!   (aws-sdk-ec2), [`DirectoryStore`] (a copy of the dbPath) or
+//!   [`CommandStore`] (an operator's LVM/ZFS/SAN command); each
 //!   snapshot tagged with the set, the member, its last applied optime and
 //!   wall time, and the run ([`snapshot::Labels`]).
 //! - [`run::snapshot`]: the whole run. Whatever fails after the stop —
@@ -70,6 +71,7 @@
 mod ebs;
 mod error;
 pub mod guard;
+mod hook;
 pub mod lock;
 pub mod observe;
 pub mod process;
@@ -81,6 +83,7 @@ pub mod units;
 
 pub use ebs::EbsStore;
 pub use error::{Error, Restart};
+pub use hook::CommandStore;
 pub use process::{Commands, MemberProcess, wait_stopped};
 pub use run::{BackupSpec, Cancel, CancelHandle, Outcome, Step};
 pub use store::{DirectoryStore, SnapshotStore};

@@ -405,3 +405,91 @@ async fn a_failed_snapshot_or_an_interruption_after_the_stop_still_restarts_the_
     lock::release(&session, &primary, &lease).await.unwrap();
     let _ = Bson::Null;
 }
+
+/// An operator's snapshot command (as an LVM or ZFS wrapper would be):
+/// copies the dbPath, keeps the tags it was given, lists and deletes.
+const HOOK: &str = r#"#!/bin/sh
+set -eu
+root="$HOOK_ROOT"
+case "$1" in
+create)
+  id="snap-$(date +%s%N)"
+  mkdir -p "$root/$id"
+  cp -R "$HOOK_SOURCE" "$root/$id/data"
+  printf '%s' "$CIRCLE_HA_TAGS" > "$root/$id/tags.json"
+  date +%s > "$root/$id/created"
+  echo "$id"
+  ;;
+list)
+  printf '['
+  sep=''
+  for dir in "$root"/snap-*; do
+    [ -d "$dir" ] || continue
+    printf '%s{"id":"%s","created":%s,"state":"completed","tags":%s}' \
+      "$sep" "$(basename "$dir")" "$(cat "$dir/created")" "$(cat "$dir/tags.json")"
+    sep=','
+  done
+  printf ']'
+  ;;
+delete)
+  rm -rf "$root/$2"
+  ;;
+*) echo "unknown: $1" >&2; exit 2 ;;
+esac
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_hook_takes_lists_and_prunes_snapshots_with_the_runs_tags() {
+    let lab = Lab::start("bk_hook").await;
+    let session = Session::new(&lab.spec);
+    let s = lab.secondary_index().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hook = dir.path().join("snap.sh");
+    std::fs::write(&hook, HOOK).unwrap();
+    let root = dir.path().join("snapshots");
+    std::fs::create_dir(&root).unwrap();
+    // The hook reads its own settings from its environment, as an
+    // operator's wrapper script would from its configuration.
+    let store = mongo_backup::CommandStore {
+        command: vec![
+            "env".to_owned(),
+            format!("HOOK_ROOT={}", root.display()),
+            format!(
+                "HOOK_SOURCE={}",
+                lab.members[s].lock().unwrap().dbpath().display()
+            ),
+            "sh".to_owned(),
+            hook.display().to_string(),
+        ],
+        source: "lab dbPath".to_owned(),
+        timeout: Duration::from_secs(60),
+    };
+    let mut spec = lab.backup_spec(s);
+    spec.retention = mongo_backup::snapshot::Retention {
+        keep_last: Some(1),
+        keep_days: None,
+    };
+    for _ in 0..2 {
+        let outcome = snapshot(
+            &session,
+            &spec,
+            &mut LabProcess(lab.members[s].clone()),
+            &store,
+            false,
+            &Cancel::never(),
+            &progress,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome.snapshots.len(), 1);
+        assert!(outcome.snapshots[0].id.starts_with("snap-"));
+    }
+    // Retention kept the newest run only, in the hook's own storage too.
+    let listed = store.list("bk_hook").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1);
+    assert!(listed[0].labels.optime.is_some());
+    assert_eq!(listed[0].labels.member, spec.member);
+    assert!(store.list("another_set").await.unwrap().is_empty());
+    assert_eq!(lab.settle(&ALL_UP).await, ALL_UP);
+}
