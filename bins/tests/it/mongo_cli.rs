@@ -442,3 +442,160 @@ fn the_example_config_renders_a_member_config() {
     // Three voters: no warning.
     assert!(!stderr.contains("warning"), "{stderr}");
 }
+
+/// The runbook's MongoDB steps as an operator types them into `mongosh`
+/// (comments are the runbook's step numbers). Passwords come from the
+/// environment, so they never appear in a command line.
+const RUNBOOK_USERS: &str = r#"
+// 3. On the initial PRIMARY, with ssl, auth and replication commented
+//    out: mongo, then `use admin`.
+db = db.getSiblingDB("admin");
+// 4. siteUserAdmin.
+db.createUser({ user: "siteUserAdmin", pwd: process.env.SITE_PW,
+                roles: [ { role: "userAdminAnyDatabase", db: "admin" } ] });
+// 5. circle-admin.
+db.createUser({ user: 'circle-admin', pwd: process.env.ADMIN_PW,
+                roles: [{ role: 'root', db: 'admin' }, { role: 'dbAdmin', db: 'admin' }] });
+print("users: " + db.getUsers().users.map(u => u.user).sort().join(","));
+"#;
+
+const RUNBOOK_SET: &str = r#"
+// 5 (cont.). Reconnect as circle-admin and rs.initiate().
+db = db.getSiblingDB("admin");
+db.auth("circle-admin", process.env.ADMIN_PW);
+printjson(rs.initiate());
+const deadline = Date.now() + 60000;
+while (!db.hello().isWritablePrimary) {
+  if (Date.now() > deadline) throw new Error("no primary after rs.initiate()");
+  sleep(100);
+}
+// The runbook's note: if the PRIMARY adopted a name the other hosts cannot
+// use, rename it before extending the set.
+let cfg = rs.conf();
+if (cfg.members[0].host !== process.env.FIRST) {
+  print("renaming " + cfg.members[0].host + " to " + process.env.FIRST);
+  cfg.members[0].host = process.env.FIRST;
+  printjson(rs.reconfig(cfg));
+}
+// 6. The remaining two hosts.
+printjson(rs.add(process.env.SECOND));
+printjson(rs.add(process.env.THIRD));
+// 7. The application user, exactly as the runbook writes it (without
+//    remote_containers_dev_ghe, which its own URIs use).
+db.createUser({ user: "circle", pwd: process.env.APP_PW,
+                roles: [ { role: "readWrite", db: "circle_ghe" },
+                         { role: "readWrite", db: "build_state_dev_ghe" },
+                         { role: "readWrite", db: "containers_dev_ghe" } ] });
+print("members: " + rs.status().members.map(m => m.name).join(","));
+"#;
+
+fn mongosh(script: &str, port: u16, ca: Option<&Path>, dir: &Path) -> (i32, String, String) {
+    let tools = Toolbox::discover(std::env::vars_os());
+    let mongosh = tools.mongosh().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join(format!("step-{port}.js"));
+    std::fs::write(&file, script).unwrap();
+    let mut command = Command::new(mongosh);
+    command.args(["--quiet", "--norc"]);
+    if let Some(ca) = ca {
+        command.arg("--tls").arg("--tlsCAFile").arg(ca);
+    }
+    command
+        .arg(format!("mongodb://localhost:{port}/?directConnection=true"))
+        .arg("--file")
+        .arg(&file)
+        .env("DO_NOT_TRACK", "1")
+        .env("HOME", dir)
+        .env("SITE_PW", format!("{HOSTILE}-s"))
+        .env("ADMIN_PW", format!("{HOSTILE}-a"))
+        .env("APP_PW", format!("{HOSTILE}-p"));
+    run(&mut command)
+}
+
+#[test]
+fn the_runbooks_mongosh_steps_build_a_set_that_apply_adopts_and_completes() {
+    let tools = Toolbox::discover(std::env::vars_os());
+    let pki = LabPki::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // 3-5: the first host started without TLS, auth or replication; the
+    // two users created from the shell.
+    let mut plain = MongoMember::start(&tools, MongoMemberOptions::default()).unwrap();
+    let (code, stdout, stderr) = mongosh(RUNBOOK_USERS, plain.port(), None, dir.path());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("users: circle-admin,siteUserAdmin"),
+        "{stdout}"
+    );
+    // "Uncomment the configuration and restart": the same data, with the
+    // runbook's TLS, auth and replication settings.
+    plain.stop();
+    let first = MongoMember::start_with_data(&tools, secure(&pki), &plain.dbpath()).unwrap();
+    drop(plain);
+    let others: Vec<MongoMember> = (0..2)
+        .map(|_| MongoMember::start(&tools, secure(&pki)).unwrap())
+        .collect();
+    let (code, stdout, stderr) = {
+        let mut command_env = vec![
+            ("FIRST", first.host()),
+            ("SECOND", others[0].host()),
+            ("THIRD", others[1].host()),
+        ];
+        let script = command_env
+            .drain(..)
+            .map(|(k, v)| format!("process.env.{k} = {v:?};\n"))
+            .collect::<String>()
+            + RUNBOOK_SET;
+        mongosh(&script, first.port(), Some(&pki.ca_file()), dir.path())
+    };
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_no_secret(&stdout);
+    assert_no_secret(&stderr);
+    assert!(
+        stdout.contains(&format!(
+            "members: {},{},{}",
+            first.host(),
+            others[0].host(),
+            others[1].host()
+        )),
+        "{stdout}"
+    );
+
+    // mongo-rs-setup adopts the hand-built set: the same users, members
+    // and passwords, so only what the runbook got wrong is changed — the
+    // app user's missing database — and a second run changes nothing.
+    let set = Set {
+        pki,
+        members: std::iter::once(first).chain(others).collect(),
+        dir,
+    };
+    set.write_config("");
+    let (code, done, stderr) = set.json(&["apply"]);
+    assert_eq!(code, 0, "{stderr}");
+    let actions: Vec<String> = done["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["kind"].as_str().unwrap(),
+                a["target"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.contains("circle") && a.starts_with("grant-roles")),
+        "{actions:?}"
+    );
+    assert!(
+        !actions.iter().any(|a| a.starts_with("initiate")
+            || a.starts_with("add-member")
+            || a.starts_with("create-user")),
+        "{actions:?}"
+    );
+    let (code, again, _) = set.json(&["apply"]);
+    assert_eq!((code, again["changed"].as_u64()), (0, Some(0)), "{again}");
+    let (code, status, _) = set.json(&["status"]);
+    assert_eq!(code, 0, "{status}");
+}

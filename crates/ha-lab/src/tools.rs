@@ -8,7 +8,8 @@ use crate::Error;
 
 /// How to get every tool the lab needs; repeated in each "missing" error.
 pub const INSTALL_HINT: &str = "run `cargo xtask install` (or `cargo xtask test`) once: it \
-     installs PostgreSQL with apt-get and bao, moto_server and pymongo into target/ha-tools/venv";
+     installs PostgreSQL and Node.js with apt-get, bao, moto_server and pymongo into \
+     target/ha-tools/venv, and mongosh into target/ha-tools/npm";
 
 /// Where `cargo xtask install` puts the Python tools, relative to the
 /// workspace root.
@@ -164,6 +165,20 @@ impl Toolbox {
                 hint: INSTALL_HINT,
             })
         }
+    }
+
+    /// `mongosh`, the shell operators type the runbook's MongoDB steps
+    /// into: `PATH`, else `target/ha-tools/npm` (where `cargo xtask
+    /// install` puts it).
+    pub fn mongosh(&self) -> Result<PathBuf, Error> {
+        let installed = self.tools_dir.join("npm/node_modules/.bin/mongosh");
+        self.find("mongosh")
+            .or_else(|| is_executable(&installed).then_some(installed.clone()))
+            .ok_or_else(|| Error::ToolMissing {
+                tool: "mongosh",
+                searched: format!("looked on PATH and for {}", installed.display()),
+                hint: INSTALL_HINT,
+            })
     }
 
     /// The directory holding PostgreSQL's server programs (`initdb`,
