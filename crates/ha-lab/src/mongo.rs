@@ -148,24 +148,8 @@ impl MongoMember {
     /// `mongod` first, else `mongo-sim`) and waits until it accepts TCP
     /// connections.
     pub fn start(tools: &Toolbox, options: MongoMemberOptions) -> Result<MongoMember, Error> {
-        let implementation = tools.mongo()?;
-        let dir = tempfile::Builder::new()
-            .prefix("ha-lab-mongo-")
-            .tempdir()
-            .map_err(Error::io("a temporary directory for a MongoDB member"))?;
-        let dbpath = dir.path().join("db");
-        std::fs::create_dir(&dbpath).map_err(Error::io(&dbpath))?;
-        let (daemon, port) = with_port_retries(|| {
-            let port = free_port()?;
-            let daemon = spawn(&implementation, &options, port, dir.path())?;
-            Ok((daemon, port))
-        })?;
-        Ok(MongoMember {
-            daemon: Some(daemon),
-            dir,
-            port,
-            implementation,
-            options,
+        MongoMember::start_in(tools, options, |dbpath| {
+            std::fs::create_dir(dbpath).map_err(Error::io(dbpath))
         })
     }
 
@@ -176,13 +160,22 @@ impl MongoMember {
         options: MongoMemberOptions,
         data: &Path,
     ) -> Result<MongoMember, Error> {
+        MongoMember::start_in(tools, options, |dbpath| copy_dir(data, dbpath))
+    }
+
+    /// Makes a member's directory, lets `fill` create its dbPath, starts
+    /// it and waits until it accepts TCP connections.
+    fn start_in(
+        tools: &Toolbox,
+        options: MongoMemberOptions,
+        fill: impl FnOnce(&Path) -> Result<(), Error>,
+    ) -> Result<MongoMember, Error> {
         let implementation = tools.mongo()?;
         let dir = tempfile::Builder::new()
             .prefix("ha-lab-mongo-")
             .tempdir()
             .map_err(Error::io("a temporary directory for a MongoDB member"))?;
-        let dbpath = dir.path().join("db");
-        copy_dir(data, &dbpath)?;
+        fill(&dir.path().join("db"))?;
         let (daemon, port) = with_port_retries(|| {
             let port = free_port()?;
             let daemon = spawn(&implementation, &options, port, dir.path())?;

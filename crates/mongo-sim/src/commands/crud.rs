@@ -745,18 +745,7 @@ pub(super) async fn insert(
     db: &str,
     command: &Document,
 ) -> Result<Document, CommandError> {
-    check_db_name(db)?;
-    let coll = collection_name(command, "insert")?.to_owned();
-    if coll.starts_with("system.") {
-        return Err(CommandError::new(
-            Code::InvalidNamespace,
-            format!("cannot write to '{db}.{coll}'"),
-        ));
-    }
-    let documents = command
-        .get_array("documents")
-        .map_err(|_| CommandError::type_mismatch("documents", "array"))?;
-    check_batch_size(documents.len())?;
+    let (coll, documents) = write_batch(db, command, "insert", "documents")?;
     let ordered = command.get_bool("ordered").unwrap_or(true);
     let ns = format!("{db}.{coll}");
     let mut prepared: Vec<Result<Document, CommandError>> = Vec::new();
@@ -868,15 +857,34 @@ fn matching_ids(
     Ok(ids)
 }
 
-/// mongod's limit on the statements of one write command.
-fn check_batch_size(n: usize) -> Result<(), CommandError> {
+/// A write command's target collection and its statements (`documents`,
+/// `deletes` …), checked as mongod checks them: a valid namespace, not a
+/// `system.` collection, between 1 and 100,000 statements.
+fn write_batch<'a>(
+    db: &str,
+    command: &'a Document,
+    name: &str,
+    field: &str,
+) -> Result<(String, &'a bson::Array), CommandError> {
+    check_db_name(db)?;
+    let coll = collection_name(command, name)?.to_owned();
+    if coll.starts_with("system.") {
+        return Err(CommandError::new(
+            Code::InvalidNamespace,
+            format!("cannot write to '{db}.{coll}'"),
+        ));
+    }
+    let statements = command
+        .get_array(field)
+        .map_err(|_| CommandError::type_mismatch(field, "array"))?;
+    let n = statements.len();
     if n == 0 || n > 100_000 {
         return Err(CommandError::new(
             Code::InvalidLength,
             format!("Write batch sizes must be between 1 and 100000. Got {n} operations."),
         ));
     }
-    Ok(())
+    Ok((coll, statements))
 }
 
 /// `delete`: `{delete: <coll>, deletes: [{q: <filter>, limit: 0 | 1}],
@@ -888,18 +896,7 @@ pub(super) async fn delete(
     db: &str,
     command: &Document,
 ) -> Result<Document, CommandError> {
-    check_db_name(db)?;
-    let coll = collection_name(command, "delete")?.to_owned();
-    if coll.starts_with("system.") {
-        return Err(CommandError::new(
-            Code::InvalidNamespace,
-            format!("cannot write to '{db}.{coll}'"),
-        ));
-    }
-    let statements = command
-        .get_array("deletes")
-        .map_err(|_| CommandError::type_mismatch("deletes", "array"))?;
-    check_batch_size(statements.len())?;
+    let (coll, statements) = write_batch(db, command, "delete", "deletes")?;
     let ordered = command.get_bool("ordered").unwrap_or(true);
     let ns = format!("{db}.{coll}");
     let mut parsed: Vec<Result<(Document, bool), CommandError>> = Vec::new();
