@@ -52,7 +52,18 @@ async fn writer(
     (acked, errors)
 }
 
-fn ids(docs: &[Document]) -> Vec<i64> {
+/// The `_id`s of `circle_ghe.probe`, sorted.
+async fn probe_ids(client: &mongodb::Client) -> Vec<i64> {
+    use futures_util::TryStreamExt as _;
+    let docs: Vec<Document> = client
+        .database("circle_ghe")
+        .collection::<Document>("probe")
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
     let mut ids: Vec<i64> = docs.iter().filter_map(|d| d.get_i64("_id").ok()).collect();
     ids.sort_unstable();
     ids
@@ -134,20 +145,7 @@ async fn a_secondary_is_stopped_snapshotted_and_restarted_while_majority_writes_
     assert_eq!(lab.settle(&ALL_UP).await, ALL_UP);
 
     // No acknowledged write is lost.
-    let client = lab.set_client();
-    let on_set: Vec<Document> = {
-        use futures_util::TryStreamExt as _;
-        client
-            .database("circle_ghe")
-            .collection::<Document>("probe")
-            .find(doc! {})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
-    };
-    let on_set = ids(&on_set);
+    let on_set = probe_ids(&lab.set_client()).await;
     for (id, _) in &acked {
         assert!(
             on_set.binary_search(id).is_ok(),
@@ -183,19 +181,7 @@ async fn a_secondary_is_stopped_snapshotted_and_restarted_while_majority_writes_
     ))
     .await
     .unwrap();
-    let in_snapshot: Vec<Document> = {
-        use futures_util::TryStreamExt as _;
-        plain
-            .database("circle_ghe")
-            .collection::<Document>("probe")
-            .find(doc! {})
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap()
-    };
-    let in_snapshot = ids(&in_snapshot);
+    let in_snapshot = probe_ids(&plain).await;
     assert!(!in_snapshot.is_empty());
     assert_eq!(
         in_snapshot,
