@@ -607,9 +607,22 @@ impl PgClient {
         let fed = {
             let sql = sql.to_owned();
             let meter = meter.clone();
-            tokio::task::spawn_blocking(move || feed(&sql, stdin, &meter, replace))
-                .await
-                .map_err(|e| Error::Invalid(format!("the feeder of {what} panicked: {e}")))?
+            let (res, stdin) = tokio::task::spawn_blocking(move || {
+                let mut out = std::fs::File::from(stdin);
+                let res = feed(&sql, &mut out, &meter, replace);
+                (res, out)
+            })
+            .await
+            .map_err(|e| Error::Invalid(format!("the feeder of {what} panicked: {e}")))?;
+            if let Err(e) = &res
+                && e.kind() == std::io::ErrorKind::InvalidData
+            {
+                // Killed while its input is still open: psql must not see
+                // the end of its input, or it would run a partial last line.
+                let _ = child.start_kill();
+            }
+            drop(stdin);
+            res
         };
         let status = child.wait().await.map_err(Error::io(&what))?;
         let stderr = errors.await.unwrap_or_default();
@@ -667,26 +680,46 @@ impl PgClient {
 /// then `COMMIT;` — only once the whole file went through. A file that
 /// ends inside a statement turns the `COMMIT` into a syntax error, so
 /// nothing truncated is ever committed.
-fn feed(
+/// Feeds one database's SQL to psql in a transaction. Verification has
+/// refused every file with a meta-command psql would run; as a second
+/// line of defence each chunk is scanned again before psql gets it, and a
+/// meta-command found (or one being read that cannot be an allowed one)
+/// stops the feed with `InvalidData` before that chunk is written — the
+/// caller then kills psql without closing its input, so nothing runs and
+/// nothing commits.
+fn feed<W: std::io::Write>(
     sql: &Path,
-    stdin: std::os::fd::OwnedFd,
+    out: &mut W,
     meter: &Meter,
     replace: bool,
 ) -> std::io::Result<()> {
-    use std::io::{Read as _, Write as _};
-    const CHUNK: u64 = 4 << 20;
+    use std::io::Read as _;
+    const CHUNK: usize = 4 << 20;
     let mut input = std::fs::File::open(sql)?;
-    let mut out = std::fs::File::from(stdin);
+    let mut scanner = crate::sqlscan::Scanner::default();
     out.write_all(b"BEGIN;\n")?;
     if replace {
         out.write_all(DROP_OBJECTS.as_bytes())?;
     }
+    let mut chunk = vec![0_u8; CHUNK];
     loop {
-        let n = std::io::copy(&mut (&mut input).take(CHUNK), &mut out)?;
+        let n = input.read(&mut chunk)?;
         if n == 0 {
             break;
         }
-        meter.add(n);
+        scanner.feed(&chunk[..n]);
+        if let Some(meta) = scanner.refuses() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{}: the psql meta-command {meta} was refused while loading; nothing was \
+                     committed",
+                    sql.display()
+                ),
+            ));
+        }
+        out.write_all(&chunk[..n])?;
+        meter.add(n as u64);
     }
     out.write_all(b"\nCOMMIT;\n")
 }
@@ -857,6 +890,32 @@ pub fn skip_for_own_dump(line: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_meta_command_that_slipped_past_verification_stops_the_load_before_psql_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sql = dir.path().join("vms.sql");
+        // A harmless start, then `\!` split over the scanner's view: the
+        // loader must stop before writing the line that holds it.
+        let mut text = String::from("CREATE TABLE t (a int);\n");
+        text.push_str("COPY t (a) FROM stdin;\n1\n\\! not a command inside COPY data\n\\.\n");
+        text.push_str("SELECT 1; \\! touch /tmp/pwned\n");
+        std::fs::write(&sql, &text).unwrap();
+        let mut out = Vec::new();
+        let error = feed(&sql, &mut out, &Meter::new(), false).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("\\! at line 6"), "{error}");
+        let written = String::from_utf8(out).unwrap();
+        assert!(!written.contains("touch"), "{written}");
+        assert!(!written.contains("COMMIT"), "{written}");
+
+        // Allowed meta-commands and COPY data pass whole, in one transaction.
+        std::fs::write(&sql, "\\connect vms\nCOPY t (a) FROM stdin;\n\\!x\n\\.\n").unwrap();
+        let mut out = Vec::new();
+        feed(&sql, &mut out, &Meter::new(), false).unwrap();
+        let written = String::from_utf8(out).unwrap();
+        assert!(written.starts_with("BEGIN;\n\\connect vms\n") && written.ends_with("COMMIT;\n"));
+    }
 
     #[test]
     fn uris_parse_with_hostile_passwords_and_never_echo_them() {

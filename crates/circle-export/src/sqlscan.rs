@@ -361,6 +361,27 @@ impl Scanner {
             && self.statement.iter().all(|b| *b == b' ')
     }
 
+    /// Whether what was fed so far holds a meta-command psql would run
+    /// other than [`ALLOWED`] — or one being read whose name can no longer
+    /// become an allowed one (`\!` before its line ends). The loader checks
+    /// this before handing each chunk to psql.
+    pub fn refuses(&self) -> Option<String> {
+        if let Some((line, name)) = self
+            .found
+            .iter()
+            .find(|(_, name)| !ALLOWED.contains(&name.as_str()))
+        {
+            return Some(format!("\\{name} at line {line}"));
+        }
+        if self.state == State::Meta {
+            let so_far = String::from_utf8_lossy(&self.meta).trim().to_owned();
+            if !so_far.is_empty() && !ALLOWED.iter().any(|a| a.starts_with(so_far.as_str())) {
+                return Some(format!("\\{so_far} at line {}", self.meta_line));
+            }
+        }
+        None
+    }
+
     /// Ends the scan: every meta-command psql would run outside COPY data,
     /// with its line, except [`ALLOWED`] ones.
     pub fn finish(mut self) -> Vec<(u64, String)> {
