@@ -91,6 +91,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod dir;
+pub mod envfile;
 mod error;
 mod import;
 pub mod keys;
