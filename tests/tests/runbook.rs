@@ -17,7 +17,13 @@
 //! - the app token encrypts and decrypts, is periodic, and cannot read
 //!   `sys/mounts`;
 //! - the `circle-ha` binary's `apply` changes nothing, twice, and `status`
-//!   calls everything healthy.
+//!   calls everything healthy;
+//! - `circle-ha doctor` on the rendered bundle finds nothing, and finds
+//!   exactly the one cause when one thing is broken: a wrong password, a
+//!   malformed URI, a member name that does not resolve, a member reached
+//!   by another loopback address than the one it listens on, a wrong
+//!   `replicaSet`, a CA that did not sign the servers, a missing file, a
+//!   missing PostgreSQL extension, a sealed Vault.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -97,6 +103,7 @@ async fn the_runbook_runs_end_to_end_and_every_phase_did_what_it_says() {
     app_role_reaches_every_database(&lab, &config).await;
     app_token_encrypts_and_is_confined(&lab, &config).await;
     binary_applies_nothing_and_reports_healthy(&lab);
+    doctor_names_each_cause_and_nothing_else(&lab).await;
 }
 
 /// What the test reads from the lab's `ha.toml`.
@@ -638,4 +645,208 @@ fn circle_ha_bin() -> PathBuf {
                 candidates[1].display()
             )
         })
+}
+
+/// Copies the rendered bundle into a fresh directory and lets `edit`
+/// break one thing in it.
+fn bundle_variant(
+    bundle: &std::path::Path,
+    edit: impl FnOnce(&std::path::Path),
+) -> tempfile::TempDir {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(bundle, dir.path());
+    edit(dir.path());
+    dir
+}
+
+/// Rewrites the MAIN URI line of the customizations file.
+fn edit_main_uri(dir: &std::path::Path, edit: impl Fn(&str) -> String) {
+    let path = dir.join("circle-installation-customizations");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.starts_with("export CIRCLE_SECRETS_MONGODB_MAIN_URI=") {
+                edit(line)
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&path, text.join("\n") + "\n").unwrap();
+}
+
+async fn doctor(dir: &std::path::Path) -> ha_doctor::Report {
+    let options = ha_doctor::Options {
+        step_timeout: std::time::Duration::from_secs(5),
+        read_only: false,
+    };
+    ha_doctor::doctor(&ha_doctor::Machine::bundle(dir), &options).await
+}
+
+/// Asserts that the report holds only `cause`, on `what` (a prefix), at
+/// least once, and no secret.
+fn only(report: &ha_doctor::Report, cause: ha_doctor::Cause, what: &str, case: &str) {
+    let text = report.to_findings().text;
+    assert!(
+        !text.contains("wörd"),
+        "{case}: a secret in the report:\n{text}"
+    );
+    assert!(!report.findings.is_empty(), "{case}: nothing found");
+    for finding in &report.findings {
+        assert!(
+            finding.cause == cause && finding.what.starts_with(what),
+            "{case}: expected only {cause} on {what}, got:\n{text}"
+        );
+    }
+}
+
+async fn doctor_names_each_cause_and_nothing_else(lab: &Lab) {
+    use ha_doctor::Cause;
+    let bundle = lab.dir().expect("lab dir").join("bundle");
+    let healthy = doctor(&bundle).await;
+    assert!(healthy.is_healthy(), "{}", healthy.to_findings().text);
+    assert!(healthy.checked.len() >= 12, "{:?}", healthy.checked);
+    let main = "CIRCLE_SECRETS_MONGODB_MAIN_URI";
+    let members: Vec<String> = lab.mongo_members().iter().map(|m| m.host()).collect();
+
+    let wrong_password = bundle_variant(&bundle, |dir| {
+        edit_main_uri(dir, |line| {
+            let start = line.find("://").unwrap() + 3;
+            let colon = start + line[start..].find(':').unwrap();
+            let at = colon + line[colon..].find('@').unwrap();
+            format!("{}wrong{}", &line[..=colon], &line[at..])
+        })
+    });
+    only(
+        &doctor(wrong_password.path()).await,
+        Cause::Credentials,
+        main,
+        "wrong password",
+    );
+
+    let malformed = bundle_variant(&bundle, |dir| {
+        edit_main_uri(dir, |line| line.replace("mongodb://", "mongodb:/"))
+    });
+    only(
+        &doctor(malformed.path()).await,
+        Cause::MalformedUri,
+        main,
+        "malformed URI",
+    );
+
+    let first_port = members[0].rsplit_once(':').unwrap().1.to_owned();
+    let unresolvable = bundle_variant(&bundle, |dir| {
+        edit_main_uri(dir, |line| {
+            line.replace(&members[0], &format!("mongo-9.invalid:{first_port}"))
+        })
+    });
+    only(
+        &doctor(unresolvable.path()).await,
+        Cause::Network,
+        main,
+        "unresolvable member",
+    );
+
+    let localhost_only = bundle_variant(&bundle, |dir| {
+        edit_main_uri(dir, |line| {
+            line.replace(&members[0], &format!("127.0.0.2:{first_port}"))
+        })
+    });
+    only(
+        &doctor(localhost_only.path()).await,
+        Cause::LocalhostOnly,
+        main,
+        "bound to localhost",
+    );
+
+    let wrong_set = bundle_variant(&bundle, |dir| {
+        edit_main_uri(dir, |line| {
+            let start = line.find("replicaSet=").unwrap() + "replicaSet=".len();
+            let end = start + line[start..].find('&').unwrap();
+            format!("{}wrong_set{}", &line[..start], &line[end..])
+        })
+    });
+    only(
+        &doctor(wrong_set.path()).await,
+        Cause::DatabaseConfiguration,
+        main,
+        "wrong replicaSet",
+    );
+
+    let other_ca = ha_lab::LabPki::new().unwrap();
+    let wrong_ca = bundle_variant(&bundle, |dir| {
+        std::fs::copy(other_ca.ca_file(), dir.join("ca.crt")).unwrap();
+    });
+    only(
+        &doctor(wrong_ca.path()).await,
+        Cause::Tls,
+        "",
+        "a CA that did not sign the servers",
+    );
+
+    let missing = bundle_variant(&bundle, |dir| {
+        std::fs::remove_file(dir.join("circleconfig/shared/vault")).unwrap();
+    });
+    only(
+        &doctor(missing.path()).await,
+        Cause::MachineSetup,
+        &missing
+            .path()
+            .join("circleconfig/shared/vault")
+            .display()
+            .to_string(),
+        "missing file",
+    );
+
+    // A missing extension, then put back.
+    let postgres = lab.postgres().expect("postgres");
+    let psql = |sql: &str| {
+        let status = Command::new(postgres.bin_dir().join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .envs(postgres.libpq_env("vms").unwrap())
+            .status()
+            .unwrap();
+        assert!(status.success(), "psql {sql}");
+    };
+    psql("DROP EXTENSION \"uuid-ossp\"");
+    only(
+        &doctor(&bundle).await,
+        Cause::DatabaseConfiguration,
+        "postgresql",
+        "missing extension",
+    );
+    psql("CREATE EXTENSION \"uuid-ossp\"");
+
+    // A sealed Vault, then unsealed from its key files.
+    let config = ha_config::HaConfig::load(&lab.config_file().unwrap()).unwrap();
+    let settings = config.vault(false).unwrap();
+    let client = settings.client().unwrap();
+    let env = |name: &str| lab.secret(name).map(|v| v.expose_secret().to_owned());
+    let admin = config
+        .vault_admin_token(&settings, &env, &mut Vec::new())
+        .unwrap();
+    vault_transit::seal(&client, &admin).await.unwrap();
+    only(
+        &doctor(&bundle).await,
+        Cause::DatabaseConfiguration,
+        "vault",
+        "sealed Vault",
+    );
+    vault_transit::unseal_from_files(&client, &settings.keys, &|_| {})
+        .await
+        .unwrap();
+    assert!(doctor(&bundle).await.is_healthy());
 }

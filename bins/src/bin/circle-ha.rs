@@ -114,6 +114,37 @@ enum Command {
     /// their content.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The runbook's troubleshooting list, checked from the Services
+    /// machine with the files and credentials CircleCI will use.
+    ///
+    /// Run on the Services machine (or against a rendered bundle with
+    /// --bundle-dir). Checks: the files exist, parse as sh/JSON and agree;
+    /// the CA is installed; the encryption keys are there; each of the five
+    /// MongoDB URIs parses, its hosts resolve and answer (or only on
+    /// localhost), TLS against the installed CA, the set's name, the set's
+    /// own member names reachable from here, the login, a write (a probe
+    /// document inserted and removed; --read-only skips it); PostgreSQL's
+    /// eight databases as the app role with their extensions; Vault
+    /// reachable, unsealed, the token valid, periodic and renewable,
+    /// encrypt/decrypt on the transit mount. Each problem is classified as
+    /// the runbook's causes (network, malformed-uri, credentials,
+    /// database-configuration, localhost-only) or tls / machine-setup,
+    /// with what to do next. Never prints a secret. Exit 0 healthy, 3
+    /// problems, 2 bad input.
+    Doctor {
+        /// A rendered bundle to check instead of the installed files.
+        #[arg(long, value_name = "DIR")]
+        bundle_dir: Option<std::path::PathBuf>,
+        /// Skip the MongoDB write probe.
+        #[arg(long)]
+        read_only: bool,
+        /// Seconds each network step may take.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        timeout: u64,
+        /// Print one JSON object on stdout instead of text on stderr.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +189,7 @@ fn main() -> ExitCode {
         ) => common.json,
         Command::Backup(command) => command.json(),
         Command::Keys(command) => command.json(),
+        Command::Doctor { json, .. } => *json,
     };
     cli::run_main("circle-ha", json, run(cli))
 }
@@ -208,6 +240,30 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Backup(command) => circle_ha::backup::run("circle-ha backup", command).await,
         Command::Keys(command) => circle_ha::keys::run(command).await,
+        Command::Doctor {
+            bundle_dir,
+            read_only,
+            timeout,
+            json,
+        } => {
+            let machine = match &bundle_dir {
+                Some(dir) if !dir.is_dir() => {
+                    return Err(circle_ha::output::usage(
+                        "--bundle-dir",
+                        format!("{}: not a directory", dir.display()),
+                    )
+                    .into());
+                }
+                Some(dir) => ha_doctor::Machine::bundle(dir),
+                None => ha_doctor::Machine::installed(),
+            };
+            let options = ha_doctor::Options {
+                step_timeout: std::time::Duration::from_secs(timeout.max(1)),
+                read_only,
+            };
+            let report = ha_doctor::doctor(&machine, &options).await;
+            Ok(emit_findings(json, &report.to_findings()))
+        }
         Command::Pki(command) => {
             let (common, dry_run) = match &command {
                 PkiCommand::Init { common, dry_run } | PkiCommand::Issue { common, dry_run } => {

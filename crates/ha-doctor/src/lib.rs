@@ -1,0 +1,249 @@
+//! `circle-ha doctor`: the runbook's troubleshooting list, checked from the
+//! Services machine's point of view, with the files and credentials
+//! CircleCI itself will use.
+//!
+//! When CircleCI "seems stuck", the runbook says to check the MongoDB and
+//! PostgreSQL URIs for a network issue, a malformed URI, invalid
+//! credentials, improper database configuration, or a database restricted
+//! to localhost. [`doctor`] reads what the Services machine holds (a
+//! [`Machine`]: the installed files, or a rendered bundle directory) and
+//! checks each thing CircleCI connects to, exactly as it will: every
+//! finding names the [`Cause`] and the one thing to do next.
+//!
+//! It is read-only except for a probe document it writes to and removes
+//! from a scratch collection of each app database; it never prints a
+//! secret; a check that cannot run does not stop the others; every
+//! network step has a deadline.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() {
+//! let machine = ha_doctor::Machine::bundle(std::path::Path::new("bundle"));
+//! let report = ha_doctor::doctor(&machine, &ha_doctor::Options::default()).await;
+//! for finding in report.problems() {
+//!     println!("{}: {} — {}", finding.cause, finding.what, finding.message);
+//! }
+//! # }
+//! ```
+
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+mod files;
+mod mongo;
+mod other;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+
+pub use files::MachineFiles;
+
+/// The runbook's causes, plus TLS and the Services machine's own setup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Cause {
+    /// The Services machine's files: missing, unreadable, invalid, or
+    /// disagreeing with each other.
+    MachineSetup,
+    /// A URI that does not parse.
+    MalformedUri,
+    /// A name that does not resolve, a port that does not answer.
+    Network,
+    /// A database that refuses connections from outside (bound to
+    /// localhost).
+    LocalhostOnly,
+    /// A certificate the client does not accept, or a TLS setting that
+    /// does not match.
+    Tls,
+    /// A login that fails.
+    Credentials,
+    /// A database set up other than CircleCI needs (a missing role,
+    /// extension, replica-set name, a sealed Vault …).
+    DatabaseConfiguration,
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Cause {
+    /// The stable name used in `--json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::MachineSetup => "machine-setup",
+            Cause::MalformedUri => "malformed-uri",
+            Cause::Network => "network",
+            Cause::LocalhostOnly => "localhost-only",
+            Cause::Tls => "tls",
+            Cause::Credentials => "credentials",
+            Cause::DatabaseConfiguration => "database-configuration",
+        }
+    }
+}
+
+/// One problem found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// Its cause.
+    pub cause: Cause,
+    /// What was checked (`CIRCLE_SECRETS_MONGODB_MAIN_URI`,
+    /// `/etc/circleconfig/shared/postgresql`, `vault`).
+    pub what: String,
+    /// Where (a host, a database, a file line), when it helps.
+    pub target: String,
+    /// What is wrong and what to do next. Never a secret.
+    pub message: String,
+}
+
+/// Where the Services machine's files are.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    /// The files.
+    pub files: MachineFiles,
+}
+
+impl Machine {
+    /// The files at their installed paths on the Services machine.
+    pub fn installed() -> Machine {
+        Machine {
+            files: MachineFiles::installed(),
+        }
+    }
+
+    /// The files of a bundle rendered by `services-userdata render` (or
+    /// `circle-ha apply`) into `dir`.
+    pub fn bundle(dir: &Path) -> Machine {
+        Machine {
+            files: MachineFiles::bundle(dir),
+        }
+    }
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The deadline of each network step (connect, handshake, command).
+    pub step_timeout: Duration,
+    /// Skip the MongoDB write probe (insert and delete of one document).
+    pub read_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            step_timeout: Duration::from_secs(5),
+            read_only: false,
+        }
+    }
+}
+
+/// Everything [`doctor`] checked and found.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// What was checked, in order (`what`, `target`), each with the
+    /// findings for it (none: healthy).
+    pub checked: Vec<(String, String)>,
+    /// Every problem.
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    /// The problems.
+    pub fn problems(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// Whether nothing is wrong.
+    pub fn is_healthy(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    fn check(&mut self, what: &str, target: &str) {
+        self.checked.push((what.to_owned(), target.to_owned()));
+    }
+
+    fn find(&mut self, cause: Cause, what: &str, target: &str, message: impl Into<String>) {
+        self.findings.push(Finding {
+            cause,
+            what: what.to_owned(),
+            target: target.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// As `circle-ha doctor` shows it: healthy when nothing was found;
+    /// JSON `{healthy, checked, problems: [{cause, what, target, message}]}`.
+    pub fn to_findings(&self) -> ha_plan::Findings {
+        let mut text = String::new();
+        for f in &self.findings {
+            let target = if f.target.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", f.target)
+            };
+            text.push_str(&format!(
+                "{:<22} {}{target}: {}\n",
+                f.cause.name(),
+                f.what,
+                f.message
+            ));
+        }
+        text.push_str(&if self.is_healthy() {
+            format!(
+                "circle-ha doctor: {} check(s), nothing wrong\n",
+                self.checked.len()
+            )
+        } else {
+            format!(
+                "circle-ha doctor: {} problem(s) in {} check(s)\n",
+                self.findings.len(),
+                self.checked.len()
+            )
+        });
+        ha_plan::Findings::new(
+            self.is_healthy(),
+            json!({
+                "healthy": self.is_healthy(),
+                "checked": self.checked.iter().map(|(w, t)| json!({"what": w, "target": t})).collect::<Vec<_>>(),
+                "problems": self.findings.iter().map(|f| json!({
+                    "cause": f.cause.name(), "what": f.what, "target": f.target, "message": f.message,
+                })).collect::<Vec<_>>(),
+            }),
+            text,
+        )
+    }
+}
+
+/// Runs every check: the machine's files, then each MongoDB URI,
+/// PostgreSQL and Vault with the credentials the files hold.
+pub async fn doctor(machine: &Machine, options: &Options) -> Report {
+    let mut report = Report::default();
+    let read = files::check(&machine.files, &mut report);
+    let ca = read.ca.clone();
+    for (name, uri) in &read.mongo_uris {
+        mongo::check_uri(name, uri, ca.as_ref(), options, &mut report).await;
+    }
+    if let Some(pg) = &read.postgres {
+        other::check_postgres(pg, ca.as_ref(), options, &mut report).await;
+    }
+    if let Some(vault) = &read.vault {
+        other::check_vault(vault, ca.as_ref(), options, &mut report).await;
+    }
+    report
+}
+
+/// The CA bundle CircleCI's services trust for the databases: the files
+/// installed into `/usr/local/share/ca-certificates` (the bundle's
+/// `ca*.crt`).
+#[derive(Clone, Debug)]
+pub struct Ca {
+    /// The PEM bytes, all files together.
+    pub pem: Vec<u8>,
+    /// A file holding them (for the MongoDB driver, which takes a path).
+    pub path: PathBuf,
+}
