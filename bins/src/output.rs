@@ -5,14 +5,16 @@
 
 use serde_json::Value;
 
-/// Prints a report: JSON on stdout with `json`, else text on stderr.
-#[allow(clippy::print_stdout, clippy::print_stderr)]
+/// Prints a report: JSON on stdout with `json`, else text on stderr. A
+/// reader that went away (`| head`) is not an error worth a panic: the
+/// output is simply cut.
 pub fn emit(json: bool, text: &str, value: &Value) {
-    if json {
-        println!("{value}");
+    use std::io::Write as _;
+    let _ = if json {
+        writeln!(std::io::stdout().lock(), "{value}")
     } else {
-        eprint!("{text}");
-    }
+        write!(std::io::stderr().lock(), "{text}")
+    };
 }
 
 /// Prints a change report.
