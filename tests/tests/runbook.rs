@@ -849,4 +849,60 @@ async fn doctor_names_each_cause_and_nothing_else(lab: &Lab) {
         .await
         .unwrap();
     assert!(doctor(&bundle).await.is_healthy());
+
+    // The app user without readWrite on one of its databases, then back.
+    let setup = config
+        .mongo_setup(&env, &ha_config::MongoOptions::default())
+        .await
+        .unwrap();
+    let session = mongo_rs_setup::Session::new(&setup.spec);
+    let mut primary = None;
+    for member in &members {
+        if session.hello(member).await.is_ok_and(|h| h.primary) {
+            primary = Some(member.clone());
+        }
+    }
+    let primary = primary.expect("a primary");
+    let admin_user = mongo_rs_setup::Who::User(mongo_rs_setup::UserKind::Admin);
+    let role = bson::doc! {"role": "readWrite", "db": "remote_containers_dev_ghe"};
+    let app = setup.spec.app.name.clone();
+    session
+        .command(
+            &primary,
+            admin_user,
+            bson::doc! {"revokeRolesFromUser": &app, "roles": [role.clone()], "writeConcern": {"w": "majority"}},
+        )
+        .await
+        .unwrap();
+    only(
+        &doctor(&bundle).await,
+        Cause::DatabaseConfiguration,
+        "CIRCLE_SECRETS_MONGODB_REMOTE_CONTAINERS_URI",
+        "app user without readWrite",
+    );
+    session
+        .command(
+            &primary,
+            admin_user,
+            bson::doc! {"grantRolesToUser": &app, "roles": [role], "writeConcern": {"w": "majority"}},
+        )
+        .await
+        .unwrap();
+
+    // A revoked token (last: the lab's Vault stays without an app token).
+    let token = std::fs::read_to_string(&settings.app_token_file).unwrap();
+    client
+        .put(
+            "auth/token/revoke",
+            Some(&admin),
+            &json!({ "token": token.trim() }),
+        )
+        .await
+        .unwrap();
+    only(
+        &doctor(&bundle).await,
+        Cause::Credentials,
+        "vault",
+        "revoked token",
+    );
 }

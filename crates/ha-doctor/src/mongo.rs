@@ -165,6 +165,39 @@ async fn reach(host: &str, timeout: Duration) -> Reach {
     }
 }
 
+/// A TLS handshake with `host` (`name:port`) against the installed CA, as
+/// the services' client will do it: `None` when it succeeds, else the
+/// reason (unknown issuer, wrong name, expired …). Quick where the
+/// driver's server selection would wait out its whole timeout.
+async fn tls_handshake(host: &str, ca: Option<&Ca>, timeout: Duration) -> Option<String> {
+    let ca = ca?;
+    let config = match ha_tls::client_config(
+        Some((&ca.pem, &ca.path.display().to_string())),
+        ha_tls::ServerVerification::Full,
+        None,
+    ) {
+        Ok(config) => config,
+        Err(e) => return Some(e.to_string()),
+    };
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let Ok(server_name) = rustls::pki_types::ServerName::try_from(name.to_owned()) else {
+        return Some(format!("{name} is not a host name TLS can check"));
+    };
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect(host).await.map_err(|e| e.to_string())?;
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(server_name, stream)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(format!("no TLS handshake within {}s", timeout.as_secs())),
+    }
+}
+
 fn classify(error: &mongodb::error::Error) -> Cause {
     let text = error.to_string().to_ascii_lowercase();
     match &*error.kind {
@@ -271,6 +304,20 @@ pub(crate) async fn check_uri(
     let Some(first) = open.first() else {
         return;
     };
+    if parts.tls
+        && let Some(why) = tls_handshake(first, ca, options.step_timeout).await
+    {
+        report.find(
+            Cause::Tls,
+            name,
+            first,
+            format!(
+                "the TLS handshake against the installed CA fails ({why}): the server's \
+                 certificate must be signed by that CA, name this host and be valid now"
+            ),
+        );
+        return;
+    }
     // The set as its member describes it, over TLS, without logging in.
     let mut direct = client_options(&parts, ca, options);
     direct.hosts = vec![ServerAddress::parse(first).unwrap_or_else(|_| ServerAddress::default())];
