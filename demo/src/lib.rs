@@ -272,7 +272,7 @@ pub async fn run_lab(
     phases.finish(result);
 
     // The runbook over the lab, as an operator runs it.
-    let steps: [&'static str; 10] = [
+    let steps: [&'static str; 11] = [
         "ha.toml for the lab",
         "Vault init + unseal (vault-transit)",
         "apply (every concern in ha.toml)",
@@ -283,6 +283,7 @@ pub async fn run_lab(
         "status (circle-ha)",
         "backup of a secondary (mongo-backup)",
         "encryption keys backed up and verified",
+        "doctor on the bundle (circle-ha doctor)",
     ];
     for (i, name) in steps.into_iter().enumerate() {
         if phases.any_failed() {
@@ -300,7 +301,8 @@ pub async fn run_lab(
             6 => publish_phase(&running).await,
             7 => status_phase(&running).await,
             8 => backup_phase(&mut running).await,
-            _ => keys_phase(&running).await,
+            9 => keys_phase(&running).await,
+            _ => doctor_phase(&running).await,
         };
         phases.finish(Outcome::from_result(result));
     }
@@ -905,6 +907,19 @@ async fn keys_phase(running: &Lab) -> anyhow::Result<String> {
         diff.same.len(),
         dir.display()
     ))
+}
+
+/// `circle-ha doctor` on the rendered bundle: everything the Services
+/// machine will use works, as it will use it.
+async fn doctor_phase(running: &Lab) -> anyhow::Result<String> {
+    let (_, bundle_dir) = lab_config(running)?;
+    let report = ha_doctor::doctor(
+        &ha_doctor::Machine::bundle(&bundle_dir),
+        &ha_doctor::Options::default(),
+    )
+    .await;
+    anyhow::ensure!(report.is_healthy(), "{}", report.to_findings().text);
+    Ok(format!("{} checks, nothing wrong", report.checked.len()))
 }
 
 /// `circle-ha status`: every concern healthy.

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 /// The crates a program links to do one concern of the runbook.
 const CONCERN_CRATES: &[&str] = &[
     "circle-export",
+    "ha-doctor",
     "ha-plan",
     "ha-tls",
     "mongo-rs-setup",

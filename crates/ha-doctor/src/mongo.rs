@@ -184,7 +184,9 @@ async fn tls_handshake(host: &str, ca: Option<&Ca>, timeout: Duration) -> Option
         return Some(format!("{name} is not a host name TLS can check"));
     };
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect(host).await.map_err(|e| e.to_string())?;
+        let stream = tokio::net::TcpStream::connect(host)
+            .await
+            .map_err(|e| e.to_string())?;
         tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
             .connect(server_name, stream)
             .await
