@@ -736,6 +736,25 @@ async fn doctor_names_each_cause_and_nothing_else(lab: &Lab) {
         main,
         "wrong password",
     );
+    // The binary: exit 0 on the healthy bundle, 3 naming the cause, 2 for
+    // a directory that is not there; JSON only on stdout, no secret.
+    let doctor_bin = |dir: &std::path::Path| {
+        let output = Command::new(circle_ha_bin())
+            .args(["doctor", "--json", "--bundle-dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(!stdout.contains("wörd"), "a secret leaked from doctor");
+        let json: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+        (output.status.code(), json)
+    };
+    let (code, json) = doctor_bin(&bundle);
+    assert_eq!((code, &json["healthy"]), (Some(0), &json!(true)), "{json}");
+    let (code, json) = doctor_bin(wrong_password.path());
+    assert_eq!(code, Some(3), "{json}");
+    assert_eq!(json["problems"][0]["cause"], "credentials", "{json}");
+    assert_eq!(doctor_bin(&bundle.join("no-such-dir")).0, Some(2));
 
     let malformed = bundle_variant(&bundle, |dir| {
         edit_main_uri(dir, |line| line.replace("mongodb://", "mongodb:/"))
@@ -796,6 +815,49 @@ async fn doctor_names_each_cause_and_nothing_else(lab: &Lab) {
         "",
         "a CA that did not sign the servers",
     );
+
+    // An expired server certificate (from the right CA) on a member the
+    // URI names.
+    let lab_pki = ha_lab::LabPki::in_dir(lab.ca_file().parent().unwrap()).unwrap();
+    let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(800);
+    let spec = ha_tls::LeafSpec::host(&["localhost", "127.0.0.1"], "Lab", "Expired").unwrap();
+    let expired = lab_pki.ca().issue(&spec, long_ago).unwrap();
+    let expired_dir = tempfile::tempdir().unwrap();
+    let expired_pem = expired_dir.path().join("expired.pem");
+    std::fs::write(
+        &expired_pem,
+        format!("{}{}", expired.cert_pem, expired.key_pem.expose_secret()),
+    )
+    .unwrap();
+    let tools = ha_lab::Toolbox::discover(std::env::vars_os());
+    let stale = ha_lab::MongoMember::start(
+        &tools,
+        ha_lab::MongoMemberOptions {
+            tls: Some(ha_lab::MongoTls {
+                mode: ha_lab::TlsMode::Require,
+                certificate_key_file: expired_pem,
+                ca_file: lab.ca_file(),
+                cluster_file: None,
+                allow_connections_without_certificates: true,
+            }),
+            ..ha_lab::MongoMemberOptions::default()
+        },
+    )
+    .unwrap();
+    let expired_cert = bundle_variant(&bundle, |dir| {
+        edit_main_uri(dir, |line| {
+            let start = line.find('@').unwrap() + 1;
+            let end = start + line[start..].find('/').unwrap();
+            format!("{}{}{}", &line[..start], stale.host(), &line[end..])
+        })
+    });
+    only(
+        &doctor(expired_cert.path()).await,
+        Cause::Tls,
+        main,
+        "an expired server certificate",
+    );
+    drop(stale);
 
     let missing = bundle_variant(&bundle, |dir| {
         std::fs::remove_file(dir.join("circleconfig/shared/vault")).unwrap();
