@@ -225,14 +225,87 @@ pub async fn doctor(machine: &Machine, options: &Options) -> Report {
     let mut report = Report::default();
     let read = files::check(&machine.files, &mut report);
     let ca = read.ca.clone();
-    for (name, uri) in &read.mongo_uris {
-        mongo::check_uri(name, uri, ca.as_ref(), options, &mut report).await;
-    }
-    if let Some(pg) = &read.postgres {
-        other::check_postgres(pg, ca.as_ref(), options, &mut report).await;
-    }
-    if let Some(vault) = &read.vault {
-        other::check_vault(vault, ca.as_ref(), options, &mut report).await;
+    let reached = mongo::reach_all(&read.mongo_uris, options.step_timeout).await;
+    // Every URI, PostgreSQL and Vault at the same time, each into its own
+    // report (merged in this order): a hung server costs one deadline.
+    let uris = futures_util::future::join_all(read.mongo_uris.iter().map(|(name, uri)| {
+        let (ca, reached) = (ca.as_ref(), &reached);
+        async move {
+            let mut part = Report::default();
+            // Every step has its own deadline; this bounds the sum.
+            let limit = options.step_timeout * 6;
+            let checked = tokio::time::timeout(
+                limit,
+                mongo::check_uri(name, uri, ca, reached, options, &mut part),
+            )
+            .await;
+            if checked.is_err() {
+                part.find(
+                    Cause::Network,
+                    name,
+                    "",
+                    format!("no complete answer within {}s", limit.as_secs()),
+                );
+            }
+            part
+        }
+    }));
+    let postgres = async {
+        let mut part = Report::default();
+        if let Some(pg) = &read.postgres {
+            // A server that accepts and never answers holds libpq's
+            // startup past its connect timeout.
+            let limit = options.step_timeout * 3;
+            let checked = tokio::time::timeout(
+                limit,
+                other::check_postgres(pg, ca.as_ref(), options, &mut part),
+            )
+            .await;
+            if checked.is_err() {
+                part.find(
+                    Cause::Network,
+                    "postgresql",
+                    &format!("{}:{}", pg.host, pg.port),
+                    format!(
+                        "no answer within {}s: PostgreSQL hung, a firewall, or the address in \
+                         POSTGRES_HOST/POSTGRES_PORT",
+                        limit.as_secs()
+                    ),
+                );
+            }
+        }
+        part
+    };
+    let vault = async {
+        let mut part = Report::default();
+        if let Some(vault) = &read.vault {
+            // The HTTP client's own timeouts are generous; the doctor's
+            // are not.
+            let limit = options.step_timeout * 3;
+            let checked = tokio::time::timeout(
+                limit,
+                other::check_vault(vault, ca.as_ref(), options, &mut part),
+            )
+            .await;
+            if checked.is_err() {
+                part.find(
+                    Cause::Network,
+                    "vault",
+                    &vault.address,
+                    format!(
+                        "no answer within {}s: Vault down, a firewall, or the address in \
+                         VAULT__HOST/VAULT__PORT",
+                        limit.as_secs()
+                    ),
+                );
+            }
+        }
+        part
+    };
+    let (uris, postgres, vault) = tokio::join!(uris, postgres, vault);
+    for part in uris.into_iter().chain([postgres, vault]) {
+        report.checked.extend(part.checked);
+        report.findings.extend(part.findings);
     }
     report
 }
@@ -247,3 +320,6 @@ pub struct Ca {
     /// A file holding them (for the MongoDB driver, which takes a path).
     pub path: PathBuf,
 }
+
+#[cfg(test)]
+mod tests;

@@ -123,12 +123,30 @@ fn redact(text: &str, password: Option<&str>) -> String {
 }
 
 /// How a member answers a TCP connection from here.
-enum Reach {
+#[derive(Clone, Debug)]
+pub(crate) enum Reach {
     Open,
     Unresolved(String),
     /// Refused, or no answer: why, and whether 127.0.0.1 on the same port
     /// answers (the member is listening on localhost only).
     Closed(String, bool),
+}
+
+/// The hosts of every URI that parses, each reached once, all at the same
+/// time: a dead network costs one deadline, not one per host and URI.
+pub(crate) async fn reach_all(
+    uris: &[(String, SecretString)],
+    timeout: Duration,
+) -> std::collections::HashMap<String, Reach> {
+    let mut hosts: Vec<String> = uris
+        .iter()
+        .filter_map(|(_, uri)| parse(uri.expose_secret()).ok())
+        .flat_map(|parts| parts.hosts)
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    let reached = futures_util::future::join_all(hosts.iter().map(|h| reach(h, timeout))).await;
+    hosts.into_iter().zip(reached).collect()
 }
 
 async fn reach(host: &str, timeout: Duration) -> Reach {
@@ -244,6 +262,7 @@ pub(crate) async fn check_uri(
     name: &str,
     uri: &SecretString,
     ca: Option<&Ca>,
+    reached: &std::collections::HashMap<String, Reach>,
     options: &Options,
     report: &mut Report,
 ) {
@@ -275,7 +294,11 @@ pub(crate) async fn check_uri(
     }
     let mut open = Vec::new();
     for host in &parts.hosts {
-        match reach(host, options.step_timeout).await {
+        let reach = match reached.get(host) {
+            Some(known) => known.clone(),
+            None => reach(host, options.step_timeout).await,
+        };
+        match reach {
             Reach::Open => open.push(host.clone()),
             Reach::Unresolved(why) => report.find(
                 Cause::Network,

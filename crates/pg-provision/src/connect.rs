@@ -145,17 +145,24 @@ impl Server {
         if let Some(addr) = self.hostaddr {
             config.hostaddr(addr);
         }
-        let (client, connection) =
-            config
-                .connect(self.tls()?)
-                .await
-                .map_err(|source| Error::Connect {
-                    user: login.user.clone(),
-                    server: self.describe(),
-                    database: database.to_owned(),
-                    detail: describe_pg_error(&source),
-                    source,
-                })?;
+        // libpq's connect timeout covers the TCP connect only; a server
+        // that accepts and then says nothing would hold the startup for ever.
+        let limit = self.connect_timeout * 2;
+        let (client, connection) = tokio::time::timeout(limit, config.connect(self.tls()?))
+            .await
+            .map_err(|_| Error::ConnectTimeout {
+                user: login.user.clone(),
+                server: self.describe(),
+                database: database.to_owned(),
+                seconds: limit.as_secs(),
+            })?
+            .map_err(|source| Error::Connect {
+                user: login.user.clone(),
+                server: self.describe(),
+                database: database.to_owned(),
+                detail: describe_pg_error(&source),
+                source,
+            })?;
         tokio::spawn(connection);
         Ok(client)
     }

@@ -27,6 +27,23 @@ pub enum Error {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The server accepted the connection but did not finish the TLS
+    /// handshake and login in time (a hung server, or something else
+    /// listening on the port).
+    #[error(
+        "cannot connect as {user} to database {database} on {server}: connected, then no answer \
+         within {seconds}s (a hung server, or not PostgreSQL listening there)"
+    )]
+    ConnectTimeout {
+        /// The role.
+        user: String,
+        /// `host:port`.
+        server: String,
+        /// The database.
+        database: String,
+        /// How long it waited.
+        seconds: u64,
+    },
     /// Building the TLS configuration failed (unreadable CA file …).
     #[error("TLS settings for PostgreSQL are unusable")]
     Tls(#[source] ha_tls::Error),
