@@ -821,12 +821,7 @@ pub(super) async fn insert(
             .collect();
         reply.insert("writeErrors", write_errors);
     }
-    if let Err(e) = node
-        .wait_for_write_concern(optime, command.get_document("writeConcern").ok())
-        .await
-    {
-        reply.insert("writeConcernError", doc! {"code": e.code.number(), "codeName": e.code.name(), "errmsg": e.message, "errInfo": e.extra.get_document("errInfo").cloned().unwrap_or_default()});
-    }
+    wait_for_write_concern(node, optime, command, &mut reply).await;
     Ok(reply)
 }
 
@@ -855,6 +850,30 @@ fn matching_ids(
         }
     }
     Ok(ids)
+}
+
+/// Waits for the command's write concern; a failure becomes the reply's
+/// `writeConcernError` (the writes themselves stand), as mongod reports it.
+async fn wait_for_write_concern(
+    node: &Node,
+    optime: crate::storage::OpTime,
+    command: &Document,
+    reply: &mut Document,
+) {
+    if let Err(e) = node
+        .wait_for_write_concern(optime, command.get_document("writeConcern").ok())
+        .await
+    {
+        reply.insert(
+            "writeConcernError",
+            doc! {
+                "code": e.code.number(),
+                "codeName": e.code.name(),
+                "errmsg": e.message,
+                "errInfo": e.extra.get_document("errInfo").cloned().unwrap_or_default(),
+            },
+        );
+    }
 }
 
 /// A write command's target collection and its statements (`documents`,
@@ -974,12 +993,7 @@ pub(super) async fn delete(
             .collect();
         reply.insert("writeErrors", write_errors);
     }
-    if let Err(e) = node
-        .wait_for_write_concern(optime, command.get_document("writeConcern").ok())
-        .await
-    {
-        reply.insert("writeConcernError", doc! {"code": e.code.number(), "codeName": e.code.name(), "errmsg": e.message, "errInfo": e.extra.get_document("errInfo").cloned().unwrap_or_default()});
-    }
+    wait_for_write_concern(node, optime, command, &mut reply).await;
     Ok(reply)
 }
 
