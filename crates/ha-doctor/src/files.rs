@@ -99,23 +99,30 @@ fn shown(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn read_env(path: &Path, report: &mut Report) -> Option<EnvFile> {
+/// A file's text, or a finding saying why it cannot be read.
+fn read_file(path: &Path, why_needed: &str, report: &mut Report) -> Option<String> {
     report.check("file", &shown(path));
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
         Err(e) => {
             report.find(
                 Cause::MachineSetup,
                 &shown(path),
                 "",
-                format!(
-                    "cannot read it ({e}): it must be on the Services machine before Replicated \
-                     is installed (the user data fetches it from the bundle)"
-                ),
+                format!("cannot read it ({e}): {why_needed}"),
             );
-            return None;
+            None
         }
-    };
+    }
+}
+
+fn read_env(path: &Path, report: &mut Report) -> Option<EnvFile> {
+    let text = read_file(
+        path,
+        "it must be on the Services machine before Replicated is installed (the user data \
+         fetches it from the bundle)",
+        report,
+    )?;
     match parse_env(&text) {
         Ok(file) => Some(file),
         Err(problems) => {
@@ -153,19 +160,7 @@ fn var(file: &EnvFile, name: &str, path: &Path, report: &mut Report) -> Option<S
 }
 
 fn read_json(path: &Path, report: &mut Report) -> Option<serde_json::Value> {
-    report.check("file", &shown(path));
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) => {
-            report.find(
-                Cause::MachineSetup,
-                &shown(path),
-                "",
-                format!("cannot read it ({e}): Replicated reads it when it is installed"),
-            );
-            return None;
-        }
-    };
+    let text = read_file(path, "Replicated reads it when it is installed", report)?;
     match serde_json::from_str(&text) {
         Ok(value) => Some(value),
         Err(e) => {

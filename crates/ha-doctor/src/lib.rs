@@ -228,79 +228,48 @@ pub async fn doctor(machine: &Machine, options: &Options) -> Report {
     let reached = mongo::reach_all(&read.mongo_uris, options.step_timeout).await;
     // Every URI, PostgreSQL and Vault at the same time, each into its own
     // report (merged in this order): a hung server costs one deadline.
+    let step = options.step_timeout;
     let uris = futures_util::future::join_all(read.mongo_uris.iter().map(|(name, uri)| {
         let (ca, reached) = (ca.as_ref(), &reached);
-        async move {
+        // Every step has its own deadline; this bounds the sum.
+        bounded(step * 6, name, String::new(), "", async move {
             let mut part = Report::default();
-            // Every step has its own deadline; this bounds the sum.
-            let limit = options.step_timeout * 6;
-            let checked = tokio::time::timeout(
-                limit,
-                mongo::check_uri(name, uri, ca, reached, options, &mut part),
-            )
-            .await;
-            if checked.is_err() {
-                part.find(
-                    Cause::Network,
-                    name,
-                    "",
-                    format!("no complete answer within {}s", limit.as_secs()),
-                );
-            }
+            mongo::check_uri(name, uri, ca, reached, options, &mut part).await;
             part
-        }
+        })
     }));
     let postgres = async {
-        let mut part = Report::default();
-        if let Some(pg) = &read.postgres {
-            // A server that accepts and never answers holds libpq's
-            // startup past its connect timeout.
-            let limit = options.step_timeout * 3;
-            let checked = tokio::time::timeout(
-                limit,
-                other::check_postgres(pg, ca.as_ref(), options, &mut part),
-            )
-            .await;
-            if checked.is_err() {
-                part.find(
-                    Cause::Network,
-                    "postgresql",
-                    &format!("{}:{}", pg.host, pg.port),
-                    format!(
-                        "no answer within {}s: PostgreSQL hung, a firewall, or the address in \
-                         POSTGRES_HOST/POSTGRES_PORT",
-                        limit.as_secs()
-                    ),
-                );
-            }
-        }
-        part
+        let Some(pg) = &read.postgres else {
+            return Report::default();
+        };
+        // A server that accepts and never answers would hold libpq's
+        // startup past its connect timeout.
+        let why = ": PostgreSQL hung, a firewall, or the address in POSTGRES_HOST/POSTGRES_PORT";
+        bounded(
+            step * 3,
+            "postgresql",
+            format!("{}:{}", pg.host, pg.port),
+            why,
+            async {
+                let mut part = Report::default();
+                other::check_postgres(pg, ca.as_ref(), options, &mut part).await;
+                part
+            },
+        )
+        .await
     };
     let vault = async {
-        let mut part = Report::default();
-        if let Some(vault) = &read.vault {
-            // The HTTP client's own timeouts are generous; the doctor's
-            // are not.
-            let limit = options.step_timeout * 3;
-            let checked = tokio::time::timeout(
-                limit,
-                other::check_vault(vault, ca.as_ref(), options, &mut part),
-            )
-            .await;
-            if checked.is_err() {
-                part.find(
-                    Cause::Network,
-                    "vault",
-                    &vault.address,
-                    format!(
-                        "no answer within {}s: Vault down, a firewall, or the address in \
-                         VAULT__HOST/VAULT__PORT",
-                        limit.as_secs()
-                    ),
-                );
-            }
-        }
-        part
+        let Some(vault) = &read.vault else {
+            return Report::default();
+        };
+        // The HTTP client's own timeouts are generous; the doctor's are not.
+        let why = ": Vault down, a firewall, or the address in VAULT__HOST/VAULT__PORT";
+        bounded(step * 3, "vault", vault.address.clone(), why, async {
+            let mut part = Report::default();
+            other::check_vault(vault, ca.as_ref(), options, &mut part).await;
+            part
+        })
+        .await
     };
     let (uris, postgres, vault) = tokio::join!(uris, postgres, vault);
     for part in uris.into_iter().chain([postgres, vault]) {
@@ -308,6 +277,31 @@ pub async fn doctor(machine: &Machine, options: &Options) -> Report {
         report.findings.extend(part.findings);
     }
     report
+}
+
+/// Runs one check, for at most `limit`: one that does not finish in time
+/// is a network finding on `what`/`target`.
+async fn bounded(
+    limit: Duration,
+    what: &str,
+    target: String,
+    why: &str,
+    check: impl std::future::Future<Output = Report>,
+) -> Report {
+    match tokio::time::timeout(limit, check).await {
+        Ok(part) => part,
+        Err(_) => {
+            let mut part = Report::default();
+            part.check(what, &target);
+            part.find(
+                Cause::Network,
+                what,
+                &target,
+                format!("no complete answer within {}s{why}", limit.as_secs()),
+            );
+            part
+        }
+    }
 }
 
 /// The CA bundle CircleCI's services trust for the databases: the files
