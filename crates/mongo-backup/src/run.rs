@@ -21,7 +21,12 @@ use crate::{Error, lock};
 /// lock and returns [`Error::Cancelled`]; after, it starts the member
 /// again first ([`Error::Interrupted`]).
 #[derive(Clone, Debug)]
-pub struct Cancel(tokio::sync::watch::Receiver<bool>);
+pub struct Cancel {
+    fired: tokio::sync::watch::Receiver<bool>,
+    /// For [`Cancel::never`]: the sender, kept so that the channel never
+    /// reads as closed (which would look like a cancel).
+    _keep: Option<std::sync::Arc<tokio::sync::watch::Sender<bool>>>,
+}
 
 /// Triggers a [`Cancel`].
 #[derive(Debug)]
@@ -31,27 +36,36 @@ impl Cancel {
     /// A cancel and the handle that triggers it.
     pub fn new() -> (CancelHandle, Cancel) {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        (CancelHandle(tx), Cancel(rx))
+        (
+            CancelHandle(tx),
+            Cancel {
+                fired: rx,
+                _keep: None,
+            },
+        )
     }
 
     /// A cancel that never fires.
     pub fn never() -> Cancel {
-        let (handle, cancel) = Cancel::new();
-        // Keep the sender alive for ever, so the receiver never sees it
-        // closed (which would read as cancelled).
-        std::mem::forget(handle);
-        cancel
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        Cancel {
+            fired: rx,
+            _keep: Some(std::sync::Arc::new(tx)),
+        }
     }
 
     /// Whether it has fired.
     pub fn is_cancelled(&self) -> bool {
-        *self.0.borrow()
+        *self.fired.borrow()
     }
 
-    /// Resolves once it fires.
+    /// Resolves once it fires. A handle dropped without firing never
+    /// fires.
     pub async fn cancelled(&self) {
-        let mut rx = self.0.clone();
-        let _ = rx.wait_for(|fired| *fired).await;
+        let mut rx = self.fired.clone();
+        if rx.wait_for(|fired| *fired).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -328,16 +342,23 @@ where
     outcome.steps.push(Step::Lock { set: set.clone() });
     progress(&format!("took replica set {set}'s backup lock"));
 
-    // The member applies operations until it stops: read its position as
-    // late as possible, just before the stop. The snapshot holds at least
-    // everything up to it.
+    // With the lock held, the guards once more on a fresh view: another
+    // member may have gone down since the first look. The member applies
+    // operations until it stops: its position is read here, as late as
+    // possible. The snapshot holds at least everything up to it.
     let (optime, optime_millis) = match observe(session, &member).await {
-        Ok(view) => view
-            .member(&member)
-            .map_or((cleared.optime, cleared.optime_millis), |m| {
-                (m.optime, m.optime_millis)
-            }),
-        Err(_) => (cleared.optime, cleared.optime_millis),
+        Ok(view) => match guard::check(&view, &member, &spec.limits) {
+            Ok(now) => (now.optime, now.optime_millis),
+            Err(refusals) => {
+                release(session, &member, &lease, &mut outcome).await;
+                return Err(Error::Refused(refusals));
+            }
+        },
+        // Not knowing the set's state now is no state to stop a member in.
+        Err(e) => {
+            release(session, &member, &lease, &mut outcome).await;
+            return Err(e);
+        }
     };
     outcome.cleared = Cleared {
         optime,
