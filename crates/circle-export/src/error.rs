@@ -13,7 +13,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// MongoDB refused or failed.
-    #[error("MongoDB, {what}: {source}")]
+    #[error("MongoDB, {what}: {}", describe_mongo(source))]
     Mongo {
         /// The database/collection and operation.
         what: String,
@@ -58,5 +58,90 @@ impl Error {
             what,
             source: Box::new(source),
         }
+    }
+}
+
+/// A driver error in a line: for a write that failed, the server's code,
+/// code name and message of the first write error (and how many there
+/// were) instead of the driver's dump of the whole batch result.
+pub(crate) fn describe_mongo(error: &mongodb::error::Error) -> String {
+    use mongodb::error::ErrorKind;
+    let first_write_error = |errors: &[mongodb::error::IndexedWriteError]| {
+        errors.first().map(|e| {
+            let more = if errors.len() > 1 {
+                format!(" (and {} more)", errors.len() - 1)
+            } else {
+                String::new()
+            };
+            // mongod's writeErrors carry no codeName; the driver may fill it.
+            let code = match e.code_name.as_deref() {
+                Some(name) if !name.is_empty() => format!("{} {name}", e.code),
+                _ => e.code.to_string(),
+            };
+            format!(
+                "{} (code {code}) at document {} of the batch{more}",
+                e.message, e.index
+            )
+        })
+    };
+    match &*error.kind {
+        ErrorKind::InsertMany(failure) => {
+            if let Some(text) = failure.write_errors.as_deref().and_then(first_write_error) {
+                return text;
+            }
+            if let Some(wc) = &failure.write_concern_error {
+                return format!(
+                    "write concern not satisfied: {} (code {} {})",
+                    wc.message, wc.code, wc.code_name
+                );
+            }
+            "the batch failed".to_owned()
+        }
+        ErrorKind::Command(command) => format!(
+            "{} (code {} {})",
+            command.message, command.code, command.code_name
+        ),
+        _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bson::doc;
+
+    use super::describe_mongo;
+
+    #[tokio::test]
+    async fn a_failed_batch_is_one_line_with_the_servers_code_not_a_dump() {
+        let tools = ha_lab::Toolbox::discover(std::env::vars_os());
+        let member =
+            ha_lab::MongoMember::start(&tools, ha_lab::MongoMemberOptions::default()).unwrap();
+        let client = mongodb::Client::with_uri_str(format!(
+            "mongodb://localhost:{}/?directConnection=true",
+            member.port()
+        ))
+        .await
+        .unwrap();
+        let collection = client.database("t").collection::<bson::RawDocumentBuf>("c");
+        let raw = |id: i32| bson::RawDocumentBuf::from_document(&doc! {"_id": id}).unwrap();
+        collection.insert_one(raw(1)).await.unwrap();
+        let error = collection
+            .insert_many([raw(2), raw(1), raw(3), raw(1)])
+            .ordered(false)
+            .await
+            .unwrap_err();
+        let text = describe_mongo(&error);
+        assert!(
+            text.contains("E11000") && text.contains("(code 11000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("at document 1 of the batch (and 1 more)"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("RawDocumentBuf") && text.lines().count() == 1,
+            "{text}"
+        );
     }
 }
