@@ -24,30 +24,13 @@ pub fn pg_conn(
     Ok(conn)
 }
 
-/// The PostgreSQL client programs: `--pg-bin-dir`, else PATH, else the
-/// newest `/usr/lib/postgresql/<N>/bin` (Debian's layout, where `pg_dump`
-/// of the newest major dumps every older server).
+/// The PostgreSQL client programs: `--pg-bin-dir`, else
+/// [`PgClient::find_bin_dir`] along this process's `PATH`.
 pub fn pg_bin_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
-    if flag.is_some() {
-        return flag;
-    }
-    let on_path = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join("pg_dump").is_file()));
-    if on_path {
-        return None;
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let n = e.file_name().to_string_lossy().parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("pg_dump").is_file().then_some((n, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, bin)| bin)
+    let path: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect())
+        .unwrap_or_default();
+    flag.or_else(|| PgClient::find_bin_dir(&path))
 }
 
 /// A PostgreSQL client for `conn`.

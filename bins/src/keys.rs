@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use ha_config::HaConfig;
 use ha_plan::Report;
-use services_userdata::keys::{self, KEYS_DIR, KeyStore};
+use services_userdata::keys::{self, KEYS_DIR};
 
 use crate::cli::ConfigArgs;
 use crate::exit::Exit;
@@ -94,14 +94,9 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<Exit> {
     let common = command.common();
     let json = common.args.json;
     let config = HaConfig::load(&common.args.config)?;
-    let publish = config.publish_target()?;
-    let store = KeyStore {
-        bucket: publish.target.bucket.clone(),
-        prefix: publish.target.prefix.clone(),
-        kms_key_id: publish.target.kms_key_id.clone(),
-    };
+    let (store, region) = config.key_store()?;
     let endpoint = common.endpoint_url.as_deref();
-    let sdk = crate::aws::sdk_config(&publish.region, endpoint).await;
+    let sdk = crate::aws::sdk_config(&region, endpoint).await;
     let s3 = crate::aws::s3_client(&sdk, endpoint.is_some());
     match &command {
         KeysCommand::Backup { from, dry_run, .. } => {

@@ -882,12 +882,7 @@ async fn keys_phase(running: &Lab) -> anyhow::Result<String> {
         .moto
         .as_ref()
         .context("the AWS emulator is not running")?;
-    let target = file.publish_target()?.target;
-    let store = services_userdata::keys::KeyStore {
-        bucket: target.bucket,
-        prefix: target.prefix,
-        kms_key_id: target.kms_key_id,
-    };
+    let (store, _) = file.key_store()?;
     let dir = running
         .work
         .as_ref()

@@ -263,6 +263,29 @@ fn passfile_field(value: &str) -> String {
 }
 
 impl PgClient {
+    /// Where `pg_dump` and `psql` are, for [`PgClient::new`]'s `bin_dir`:
+    /// `None` when `search_path` (the caller's `PATH`) has `pg_dump`, else
+    /// the newest `/usr/lib/postgresql/<N>/bin` that has it (Debian's
+    /// layout, where the newest major's `pg_dump` dumps every older
+    /// server), else `None` (and running them will say they are missing).
+    pub fn find_bin_dir(search_path: &[PathBuf]) -> Option<PathBuf> {
+        if search_path.iter().any(|dir| dir.join("pg_dump").is_file()) {
+            return None;
+        }
+        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().parse().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("pg_dump").is_file().then_some((n, bin))
+            })
+            .collect();
+        versions.sort();
+        versions.pop().map(|(_, bin)| bin)
+    }
+
     /// A client for `conn`, running programs from `bin_dir` (else from
     /// PATH). Writes the password file (0600) in a private temp dir.
     ///

@@ -369,6 +369,20 @@ impl HaConfig {
         r.finish((spec, warnings))
     }
 
+    /// Where `circle-ha keys` keeps CircleCI's encryption keys: the bundle's
+    /// bucket, prefix and KMS key (`[services]`), and the region.
+    pub fn key_store(&self) -> Result<(services_userdata::keys::KeyStore, String), Problems> {
+        let publish = self.publish_target()?;
+        Ok((
+            services_userdata::keys::KeyStore {
+                bucket: publish.target.bucket,
+                prefix: publish.target.prefix,
+                kms_key_id: publish.target.kms_key_id,
+            },
+            publish.region,
+        ))
+    }
+
     /// Where `publish` puts the bundle: `[services]`'s bucket, prefix,
     /// launch template and KMS key, and the AWS region.
     pub fn publish_target(&self) -> Result<PublishTarget, Problems> {
