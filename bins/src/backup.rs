@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use ha_config::{BackupSettings, BackupStore, HaConfig, MongoOptions};
 use mongo_backup::run::{Cancel, prune};
-use mongo_backup::{Commands, DirectoryStore, EbsStore, Error, SnapshotStore};
+use mongo_backup::{Commands, Error, SnapshotStore};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -167,70 +167,37 @@ pub async fn run(tool: &str, command: BackupCommand) -> anyhow::Result<Exit> {
         return render_units(&settings, out, binary, json);
     }
     let set = config.mongo_layout()?.name;
-    match &settings.store {
-        BackupStore::Ebs { volumes, region } => {
+    let ec2 = match &settings.store {
+        BackupStore::Ebs { region, .. } => {
             let sdk = crate::aws::sdk_config(region, common.endpoint_url.as_deref()).await;
-            let store = EbsStore {
-                ec2: aws_sdk_ec2::Client::new(&sdk),
-                volumes: volumes.clone(),
-                poll: std::time::Duration::from_secs(15),
-            };
-            if let BackupCommand::RestoreVolume {
-                snapshot,
-                availability_zone,
-                ..
-            } = &command
-            {
-                let volume = store
-                    .restore_volume(&set, snapshot, availability_zone)
-                    .await?;
-                emit(
-                    json,
-                    &format!(
-                        "{tool}: created volume {volume} from {snapshot} in {availability_zone}\n"
-                    ),
-                    &json!({"changed": 1, "actions": [{"kind": "create-volume", "target": volume}], "volume": volume}),
-                );
-                return Ok(Exit::Success);
-            }
-            with_store(tool, &config, &settings, &set, &store, &command).await
+            Some(aws_sdk_ec2::Client::new(&sdk))
         }
-        BackupStore::Command { command: argv } => {
-            if matches!(command, BackupCommand::RestoreVolume { .. }) {
-                return Err(crate::output::usage(
-                    "restore-volume",
-                    "needs store = \"ebs\"; restore a snapshot taken by [backup].snapshot_command \
-                     with the same tool",
-                )
-                .into());
+        _ => None,
+    };
+    let store = settings.snapshot_store(ec2)?;
+    if let BackupCommand::RestoreVolume {
+        snapshot,
+        availability_zone,
+        ..
+    } = &command
+    {
+        let volume = match store
+            .restore_volume(&set, snapshot, availability_zone)
+            .await
+        {
+            Err(e @ Error::RestoreNotEbs { .. }) => {
+                return Err(crate::output::usage("restore-volume", e.to_string()).into());
             }
-            let store = mongo_backup::CommandStore {
-                command: argv.clone(),
-                source: settings
-                    .spec
-                    .db_path
-                    .as_ref()
-                    .map_or_else(|| "the dbPath".to_owned(), |p| p.display().to_string()),
-                timeout: std::time::Duration::from_secs(3600),
-            };
-            with_store(tool, &config, &settings, &set, &store, &command).await
-        }
-        BackupStore::Directory { root } => {
-            if matches!(command, BackupCommand::RestoreVolume { .. }) {
-                return Err(crate::output::usage(
-                    "restore-volume",
-                    "needs store = \"ebs\"; a directory snapshot is restored by copying its data/ \
-                     directory into the member's dbPath",
-                )
-                .into());
-            }
-            let store = DirectoryStore {
-                source: settings.spec.db_path.clone().unwrap_or_default(),
-                root: root.clone(),
-            };
-            with_store(tool, &config, &settings, &set, &store, &command).await
-        }
+            other => other?,
+        };
+        emit(
+            json,
+            &format!("{tool}: created volume {volume} from {snapshot} in {availability_zone}\n"),
+            &json!({"changed": 1, "actions": [{"kind": "create-volume", "target": volume}], "volume": volume}),
+        );
+        return Ok(Exit::Success);
     }
+    with_store(tool, &config, &settings, &set, &store, &command).await
 }
 
 async fn with_store<S: SnapshotStore>(

@@ -52,6 +52,47 @@ pub struct BackupSettings {
     pub warnings: Vec<String>,
 }
 
+impl BackupSettings {
+    /// The store `[backup].store` names, ready to use. `ec2` is the EC2
+    /// client for `BackupStore::Ebs`'s region (the program builds it:
+    /// credentials, endpoint); the other stores need none. An EBS store
+    /// without a client is a problem keyed `[backup].store`.
+    pub fn snapshot_store(
+        &self,
+        ec2: Option<aws_sdk_ec2::Client>,
+    ) -> Result<mongo_backup::AnyStore, Problems> {
+        let db_path = self.spec.db_path.clone().unwrap_or_default();
+        Ok(match &self.store {
+            BackupStore::Ebs { volumes, .. } => {
+                let ec2 = ec2.ok_or_else(|| {
+                    Problems::one(ha_plan::Problem::invalid(
+                        "[backup].store",
+                        ": \"ebs\" needs an EC2 client",
+                    ))
+                })?;
+                mongo_backup::AnyStore::Ebs(mongo_backup::EbsStore {
+                    ec2,
+                    volumes: volumes.clone(),
+                    poll: Duration::from_secs(15),
+                })
+            }
+            BackupStore::Directory { root } => {
+                mongo_backup::AnyStore::Directory(mongo_backup::DirectoryStore {
+                    source: db_path,
+                    root: root.clone(),
+                })
+            }
+            BackupStore::Command { command } => {
+                mongo_backup::AnyStore::Command(mongo_backup::CommandStore {
+                    command: command.clone(),
+                    source: db_path.display().to_string(),
+                    timeout: Duration::from_secs(3600),
+                })
+            }
+        })
+    }
+}
+
 impl HaConfig {
     /// `[backup]` (with `[mongo]`'s members and dbPath, `[services]`'s
     /// region as defaults), every problem at once. `member` is the

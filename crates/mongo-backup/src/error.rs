@@ -93,6 +93,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `restore-volume` asked of a store that is not EBS.
+    #[error("restore-volume needs store = \"ebs\"; {how}")]
+    RestoreNotEbs {
+        /// How this store's snapshots are restored instead.
+        how: &'static str,
+    },
     /// A snapshot name given to a command is not one of this tool's.
     #[error("{id}: not a snapshot this tool made for replica set {set}")]
     UnknownSnapshot {

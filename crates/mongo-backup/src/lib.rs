@@ -86,4 +86,4 @@ pub use error::{Error, Restart};
 pub use hook::CommandStore;
 pub use process::{Commands, MemberProcess, wait_stopped};
 pub use run::{BackupSpec, Cancel, CancelHandle, Outcome, Step};
-pub use store::{DirectoryStore, SnapshotStore};
+pub use store::{AnyStore, DirectoryStore, SnapshotStore};

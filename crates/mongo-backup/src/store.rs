@@ -260,3 +260,92 @@ fn parse_meta(id: &str, dir: &Path, text: &str) -> Option<Snapshot> {
         volumes,
     })
 }
+
+/// Any of this crate's stores, chosen at run time (from `[backup].store`,
+/// say) without the caller writing the dispatch.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// EBS snapshots.
+    Ebs(crate::EbsStore),
+    /// Copies of the dbPath.
+    Directory(DirectoryStore),
+    /// An operator's snapshot command.
+    Command(crate::CommandStore),
+}
+
+impl AnyStore {
+    /// [`crate::EbsStore::restore_volume`]; the other stores restore by
+    /// their own means, said in the error.
+    pub async fn restore_volume(
+        &self,
+        set: &str,
+        snapshot_id: &str,
+        availability_zone: &str,
+    ) -> Result<String, Error> {
+        match self {
+            AnyStore::Ebs(store) => {
+                store
+                    .restore_volume(set, snapshot_id, availability_zone)
+                    .await
+            }
+            AnyStore::Directory(_) => Err(Error::RestoreNotEbs {
+                how: "a directory snapshot is restored by copying its data/ directory into the \
+                      member's dbPath",
+            }),
+            AnyStore::Command(_) => Err(Error::RestoreNotEbs {
+                how: "restore a snapshot taken by the snapshot command with the same tool",
+            }),
+        }
+    }
+}
+
+impl SnapshotStore for AnyStore {
+    fn describe(&self) -> String {
+        match self {
+            AnyStore::Ebs(s) => s.describe(),
+            AnyStore::Directory(s) => s.describe(),
+            AnyStore::Command(s) => s.describe(),
+        }
+    }
+
+    fn sources(&self) -> Vec<String> {
+        match self {
+            AnyStore::Ebs(s) => s.sources(),
+            AnyStore::Directory(s) => s.sources(),
+            AnyStore::Command(s) => s.sources(),
+        }
+    }
+
+    async fn create(&self, labels: &Labels) -> Result<Vec<Snapshot>, Error> {
+        match self {
+            AnyStore::Ebs(s) => s.create(labels).await,
+            AnyStore::Directory(s) => s.create(labels).await,
+            AnyStore::Command(s) => s.create(labels).await,
+        }
+    }
+
+    async fn wait_completed(&self, ids: &[String], timeout: Duration) -> Result<(), Error> {
+        match self {
+            AnyStore::Ebs(s) => s.wait_completed(ids, timeout).await,
+            AnyStore::Directory(s) => s.wait_completed(ids, timeout).await,
+            AnyStore::Command(s) => s.wait_completed(ids, timeout).await,
+        }
+    }
+
+    async fn list(&self, set: &str) -> Result<Vec<Snapshot>, Error> {
+        match self {
+            AnyStore::Ebs(s) => s.list(set).await,
+            AnyStore::Directory(s) => s.list(set).await,
+            AnyStore::Command(s) => s.list(set).await,
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), Error> {
+        match self {
+            AnyStore::Ebs(s) => s.delete(id).await,
+            AnyStore::Directory(s) => s.delete(id).await,
+            AnyStore::Command(s) => s.delete(id).await,
+        }
+    }
+}
