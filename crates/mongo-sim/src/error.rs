@@ -65,6 +65,12 @@ pub(crate) enum Code {
     ExceededTimeLimit,
     /// 10107.
     NotWritablePrimary,
+    /// 72.
+    InvalidOptions,
+    /// 189.
+    PrimarySteppedDown,
+    /// 225.
+    TransactionTooOld,
     /// 352.
     UnsupportedOpQueryCommand,
     /// 40324.
@@ -112,6 +118,9 @@ impl Code {
             Code::NodeNotElectable => 104,
             Code::ExceededTimeLimit => 262,
             Code::NotWritablePrimary => 10107,
+            Code::InvalidOptions => 72,
+            Code::PrimarySteppedDown => 189,
+            Code::TransactionTooOld => 225,
             Code::UnsupportedOpQueryCommand => 352,
             Code::UnrecognizedPipelineStage => 40324,
             Code::DuplicateKey => 11000,
@@ -156,6 +165,9 @@ impl Code {
             Code::NodeNotElectable => "NodeNotElectable",
             Code::ExceededTimeLimit => "ExceededTimeLimit",
             Code::NotWritablePrimary => "NotWritablePrimary",
+            Code::InvalidOptions => "InvalidOptions",
+            Code::PrimarySteppedDown => "PrimarySteppedDown",
+            Code::TransactionTooOld => "TransactionTooOld",
             Code::UnsupportedOpQueryCommand => "UnsupportedOpQueryCommand",
             Code::UnrecognizedPipelineStage => "Location40324",
             Code::DuplicateKey => "DuplicateKey",

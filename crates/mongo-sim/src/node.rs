@@ -246,8 +246,14 @@ impl Inner {
             .collect();
         durable.sort_unstable_by(|a, b| b.cmp(a));
         let needed = config.write_majority_count();
+        // A primary never moves the commit point to an entry before the
+        // first of its own term (mongod's
+        // `updateLastCommittedOpTimeAndWallTime`): an earlier entry a
+        // majority seems to hold may be on a branch an old primary wrote.
+        let own_term_only = self.state == MemberState::Primary;
         if let Some(point) = durable.get(needed.saturating_sub(1))
             && *point > self.commit_point
+            && (!own_term_only || point.term == self.local.term)
         {
             self.commit_point = *point;
         }
@@ -503,6 +509,7 @@ impl Node {
         let mut writer = Writer {
             inner,
             entries: Vec::new(),
+            statement: None,
         };
         let res = f(&mut writer);
         let entries = std::mem::take(&mut writer.entries);
@@ -515,7 +522,7 @@ impl Node {
     /// aborts, as mongod's storage engine does on a failed log flush.
     fn make_durable(&self, durable: Option<Pending>) {
         if let Some(pending) = durable
-            && let Err(e) = pending.sync()
+            && let Err(e) = sync_off_the_runtime(&pending)
         {
             self.log.warn(
                 "STORAGE",
@@ -680,10 +687,25 @@ impl Node {
                 _ => true,
             }
         };
+        // A member that is no longer primary in the write's term cannot
+        // say whether the write will survive: mongod answers
+        // PrimarySteppedDown, which drivers retry (on the new primary,
+        // where a retryable write is recognised and not run twice).
+        let stepped_down = |node: &Node| -> bool {
+            let inner = node.lock();
+            node.is_repl()
+                && (inner.state != MemberState::Primary || inner.local.term != optime.term)
+        };
         let mut watcher = self.commit_watch.subscribe();
         loop {
             if satisfied(self) {
                 return Ok(());
+            }
+            if stepped_down(self) {
+                return Err(CommandError::new(
+                    Code::PrimarySteppedDown,
+                    "Primary stepped down while waiting for replication",
+                ));
             }
             let wait = async {
                 let changed = watcher.changed();
@@ -738,6 +760,19 @@ impl Node {
     }
 }
 
+/// Syncs the journal; on a multi-threaded runtime the worker hands its
+/// other tasks (heartbeats, votes, reads) to another thread first, so an
+/// fsync never holds them up.
+fn sync_off_the_runtime(pending: &Pending) -> std::io::Result<()> {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| pending.sync())
+    } else {
+        pending.sync()
+    }
+}
+
 /// Members whose durable optime reached `optime`.
 fn acknowledged(inner: &Inner, optime: OpTime) -> usize {
     inner
@@ -772,9 +807,18 @@ pub(crate) fn find_self(config: &ReplConfig, port: u16, names: &[String]) -> Opt
 pub(crate) struct Writer<'a> {
     inner: &'a mut Inner,
     entries: Vec<Entry>,
+    statement: Option<crate::storage::Statement>,
 }
 
 impl Writer<'_> {
+    /// The retryable-write statement the next data changes belong to
+    /// (`None` outside a retryable write): their oplog entries carry its
+    /// `lsid`, `txnNumber` and `stmtId`, which is how every member learns
+    /// that it was executed.
+    pub(crate) fn set_statement(&mut self, statement: Option<crate::storage::Statement>) {
+        self.statement = statement;
+    }
+
     /// Applies one change; on success it becomes an oplog entry. A write to
     /// a collection that does not exist yet first creates it (its own
     /// entry, carrying the new UUID, so every member agrees on it).
@@ -821,6 +865,11 @@ impl Writer<'_> {
         let mut entry = Entry::new(optime, op, ns, o, o2);
         if let Some(uuid) = uuid {
             entry.doc.insert("ui", crate::storage::uuid_bson(uuid));
+        }
+        if let Some(statement) = &self.statement
+            && matches!(op, "i" | "u" | "d")
+        {
+            statement.tag(&mut entry.doc);
         }
         self.inner.data.apply(&entry)?;
         self.entries.push(entry);

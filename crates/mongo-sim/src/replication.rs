@@ -72,41 +72,60 @@ async fn heartbeat_loop(node: Arc<Node>, id: i32, host: String, config: ReplConf
     let mut conn: Option<PeerConn> = None;
     loop {
         let started = Instant::now();
-        let request = heartbeat_request(&node, &config);
-        let attempt = async {
-            if conn.is_none() {
-                conn = Some(PeerConn::connect(&node, &host, timeout).await?);
+        // As mongod: a failed heartbeat is retried at once, up to
+        // `MAX_HEARTBEAT_RETRIES` times while the round is within the
+        // heartbeat timeout, before the member is marked down.
+        let mut retries = 0;
+        loop {
+            let attempt_started = Instant::now();
+            let request = heartbeat_request(&node, &config);
+            let attempt = async {
+                if conn.is_none() {
+                    conn = Some(PeerConn::connect(&node, &host, timeout).await?);
+                }
+                match conn.as_mut() {
+                    Some(c) => c.command("admin", request).await,
+                    None => Err("no connection".to_owned()),
+                }
+            };
+            let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(50));
+            let result = match tokio::time::timeout(left, attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("heartbeat to {host} timed out")),
+            };
+            let failure = match result {
+                Ok(reply) if reply.get_f64("ok").unwrap_or(0.0) == 1.0 => {
+                    on_heartbeat_reply(&node, id, &host, &reply, attempt_started.elapsed());
+                    None
+                }
+                Ok(reply) => Some(
+                    reply
+                        .get_str("errmsg")
+                        .unwrap_or("heartbeat failed")
+                        .to_owned(),
+                ),
+                Err(e) => {
+                    conn = None;
+                    Some(e)
+                }
+            };
+            let Some(message) = failure else {
+                break;
+            };
+            if retries < MAX_HEARTBEAT_RETRIES && started.elapsed() < timeout {
+                retries += 1;
+                continue;
             }
-            match conn.as_mut() {
-                Some(c) => c.command("admin", request).await,
-                None => Err("no connection".to_owned()),
-            }
-        };
-        let result = match tokio::time::timeout(timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("heartbeat to {host} timed out")),
-        };
-        let rtt = started.elapsed();
-        match result {
-            Ok(reply) if reply.get_f64("ok").unwrap_or(0.0) == 1.0 => {
-                on_heartbeat_reply(&node, id, &host, &reply, rtt)
-            }
-            Ok(reply) => {
-                let message = reply
-                    .get_str("errmsg")
-                    .unwrap_or("heartbeat failed")
-                    .to_owned();
-                mark_unhealthy(&node, id, message);
-            }
-            Err(e) => {
-                conn = None;
-                mark_unhealthy(&node, id, e);
-            }
+            mark_unhealthy(&node, id, message);
+            break;
         }
         let next = started + interval;
         tokio::time::sleep_until(next.into()).await;
     }
 }
+
+/// mongod's `kMaxHeartbeatRetries`.
+const MAX_HEARTBEAT_RETRIES: u32 = 2;
 
 fn mark_unhealthy(node: &Node, id: i32, message: String) {
     let mut inner = node.lock();
@@ -328,7 +347,7 @@ async fn request_votes(
     dry_run: bool,
     takeover: bool,
     timeout: Duration,
-) -> (usize, i64) {
+) -> Votes {
     let (self_id, last_applied) = {
         let inner = node.lock();
         (inner.self_id.unwrap_or(-1), inner.last_applied())
@@ -348,6 +367,7 @@ async fn request_votes(
             "lastAppliedOpTime": last_applied.to_doc(),
             "takeover": takeover,
         };
+        let id = member.id;
         tasks.push(tokio::spawn(async move {
             let ask = async {
                 let mut conn = PeerConn::connect(&node, &host, timeout).await?;
@@ -357,19 +377,34 @@ async fn request_votes(
                 .await
                 .ok()
                 .and_then(Result::ok)
+                .map(|reply| (id, reply))
         }));
     }
-    let mut yes = 1;
-    let mut highest_term = term;
+    let mut votes = Votes {
+        yes: 1,
+        highest_term: term,
+        responders: Vec::new(),
+    };
     for task in tasks {
-        if let Ok(Some(reply)) = task.await {
+        if let Ok(Some((id, reply))) = task.await {
+            votes.responders.push(id);
             if reply.get_bool("voteGranted").unwrap_or(false) {
-                yes += 1;
+                votes.yes += 1;
             }
-            highest_term = highest_term.max(reply.get_i64("term").unwrap_or(0));
+            votes.highest_term = votes.highest_term.max(reply.get_i64("term").unwrap_or(0));
         }
     }
-    (yes, highest_term)
+    votes
+}
+
+/// The answers to one round of vote requests.
+struct Votes {
+    /// Votes granted, this member's own included.
+    yes: usize,
+    /// The highest term a voter answered with.
+    highest_term: i64,
+    /// The members that answered at all.
+    responders: Vec<i32>,
 }
 
 async fn run_election(
@@ -381,13 +416,15 @@ async fn run_election(
     let timeout = election_timeout.min(Duration::from_secs(10));
     let needed = config.majority_vote_count();
     let term = node.lock().local.term;
-    let (yes, seen) = request_votes(node, config, term + 1, true, takeover, timeout).await;
-    if seen > term + 1 {
+    // The dry run asks in the current term, without changing it (mongod's
+    // `ElectionState::start`); only the real election increments it.
+    let dry = request_votes(node, config, term, true, takeover, timeout).await;
+    if dry.highest_term > term {
         let mut inner = node.lock();
-        node.adopt_term(&mut inner, seen);
+        node.adopt_term(&mut inner, dry.highest_term);
         return;
     }
-    if yes < needed {
+    if dry.yes < needed {
         return;
     }
     let new_term = {
@@ -403,14 +440,22 @@ async fn run_election(
         }
         term + 1
     };
-    let (yes, seen) = request_votes(node, config, new_term, false, takeover, timeout).await;
+    let real = request_votes(node, config, new_term, false, takeover, timeout).await;
     let mut inner = node.lock();
-    if seen > new_term {
-        node.adopt_term(&mut inner, seen);
+    if real.highest_term > new_term {
+        node.adopt_term(&mut inner, real.highest_term);
         return;
     }
-    if yes < needed || inner.local.term != new_term || inner.state != MemberState::Secondary {
+    if real.yes < needed || inner.local.term != new_term || inner.state != MemberState::Secondary
+    {
         return;
+    }
+    // Every member that answered is alive: a new primary does not step down
+    // at once for want of a recent heartbeat (mongod's
+    // `resetMemberTimeouts` with the vote requester's responders).
+    let now = Instant::now();
+    for id in &real.responders {
+        inner.peers.entry(*id).or_default().last_contact = Some(now);
     }
     inner.state = MemberState::Primary;
     inner.primary_id = inner.self_id;
@@ -484,7 +529,21 @@ async fn sync_from(node: &Arc<Node>, host: &str, source_id: i32) -> Result<(), S
         }
         entries.remove(0);
     }
-    apply_batch(node, &mut conn, entries).await?;
+    // Positions are reported after every batch applied, and at least every
+    // half election timeout without one (mongod's sync source feedback
+    // keepalive), so that a primary under load hears from this member.
+    let keepalive = {
+        let inner = node.lock();
+        let timeout = inner
+            .config
+            .as_ref()
+            .map_or(10_000, |c| c.settings.election_timeout_ms.max(100));
+        Duration::from_millis(timeout as u64 / 2)
+    };
+    let mut last_report = Instant::now();
+    if apply_batch(node, &mut conn, entries, false).await? {
+        last_report = Instant::now();
+    }
     if cursor_id == 0 {
         return Ok(());
     }
@@ -499,17 +558,32 @@ async fn sync_from(node: &Arc<Node>, host: &str, source_id: i32) -> Result<(), S
         let reply = conn
             .run("local", doc! {"getMore": cursor_id, "collection": "oplog.rs", "maxTimeMS": 500_i64, "batchSize": 1000})
             .await?;
+        // A batch from the primary is news from the primary: as mongod's
+        // oplog fetcher, it puts the election timeout off like a heartbeat.
+        {
+            let mut inner = node.lock();
+            if inner.primary_id == Some(source_id) {
+                inner.last_primary_contact = Instant::now();
+            }
+        }
         let cursor = reply.get_document("cursor").map_err(|e| e.to_string())?;
         let entries = entries_of(cursor.get_array("nextBatch").map_err(|e| e.to_string())?);
-        apply_batch(node, &mut conn, entries).await?;
+        let due = last_report.elapsed() >= keepalive;
+        if apply_batch(node, &mut conn, entries, due).await? {
+            last_report = Instant::now();
+        }
     }
 }
 
+/// Applies a batch and reports this member's position to the source when
+/// the batch had entries or `report` asks for it; returns whether it
+/// reported.
 async fn apply_batch(
     node: &Arc<Node>,
     conn: &mut PeerConn,
     entries: Vec<Entry>,
-) -> Result<(), String> {
+    report: bool,
+) -> Result<bool, String> {
     let had_entries = !entries.is_empty();
     let applied = node.apply_replicated(entries).map_err(|e| e.message)?;
     let (self_id, version) = {
@@ -522,7 +596,7 @@ async fn apply_batch(
             inner.config.as_ref().map_or(0, |c| c.version),
         )
     };
-    if had_entries {
+    if had_entries || report {
         conn.run(
             "admin",
             doc! {"replSetUpdatePosition": 1, "optimes": [{
@@ -536,7 +610,7 @@ async fn apply_batch(
         )
         .await?;
     }
-    Ok(())
+    Ok(had_entries || report)
 }
 
 /// This member's oplog diverged from the source's (it was primary and wrote

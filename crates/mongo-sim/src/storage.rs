@@ -209,6 +209,68 @@ impl Collection {
 pub(crate) struct Data {
     /// Database name → collection name → collection.
     pub(crate) dbs: BTreeMap<String, BTreeMap<String, Collection>>,
+    /// Retryable writes: per logical session (its `lsid.id`), the newest
+    /// transaction number and the statements of it already executed. Built
+    /// from the `lsid`/`txnNumber`/`stmtId` fields of the oplog entries
+    /// themselves, so it replicates, survives a restart and follows a
+    /// rollback as the data does (mongod keeps it in `config.transactions`,
+    /// written with the same oplog entries).
+    pub(crate) sessions: BTreeMap<Vec<u8>, SessionRecord>,
+}
+
+/// What a session's retryable writes have executed (see [`Data::sessions`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SessionRecord {
+    /// The newest transaction number seen.
+    pub(crate) txn_number: i64,
+    /// Statement ids of `txn_number` already executed.
+    pub(crate) statements: std::collections::BTreeSet<i32>,
+}
+
+/// The statement of a retryable write an oplog entry belongs to.
+#[derive(Clone, Debug)]
+pub(crate) struct Statement {
+    /// The session's `lsid` document, as the client sent it.
+    pub(crate) lsid: Document,
+    /// The session's key in [`Data::sessions`].
+    pub(crate) key: Vec<u8>,
+    /// The transaction number.
+    pub(crate) txn_number: i64,
+    /// The statement id within it.
+    pub(crate) stmt_id: i32,
+}
+
+impl Statement {
+    /// The session key of an `lsid` document: its `id` (a UUID), or the
+    /// whole document's bytes when it has none.
+    pub(crate) fn key_of(lsid: &Document) -> Vec<u8> {
+        match lsid.get("id") {
+            Some(Bson::Binary(b)) => b.bytes.clone(),
+            _ => {
+                let mut bytes = Vec::new();
+                let _ = lsid.to_writer(&mut bytes);
+                bytes
+            }
+        }
+    }
+
+    /// Reads the statement an oplog entry carries, if any.
+    fn of_entry(doc: &Document) -> Option<Statement> {
+        let lsid = doc.get_document("lsid").ok()?;
+        Some(Statement {
+            key: Statement::key_of(lsid),
+            lsid: lsid.clone(),
+            txn_number: doc.get_i64("txnNumber").ok()?,
+            stmt_id: doc.get_i32("stmtId").ok()?,
+        })
+    }
+
+    /// Adds this statement's fields to an oplog entry.
+    pub(crate) fn tag(&self, doc: &mut Document) {
+        doc.insert("lsid", self.lsid.clone());
+        doc.insert("txnNumber", self.txn_number);
+        doc.insert("stmtId", self.stmt_id);
+    }
 }
 
 /// Splits `db.coll` into its parts.
@@ -235,6 +297,39 @@ impl Data {
     /// Applies one oplog entry. Entries are produced by this server (or its
     /// sync source), so failures here mean a bug or a corrupted journal.
     pub(crate) fn apply(&mut self, entry: &Entry) -> Result<(), CommandError> {
+        self.apply_op(entry)?;
+        if let Some(statement) = Statement::of_entry(&entry.doc) {
+            self.record(&statement);
+        }
+        Ok(())
+    }
+
+    /// Records that `statement` was executed.
+    fn record(&mut self, statement: &Statement) {
+        let record = self.sessions.entry(statement.key.clone()).or_default();
+        if statement.txn_number > record.txn_number {
+            record.txn_number = statement.txn_number;
+            record.statements.clear();
+        }
+        if statement.txn_number == record.txn_number {
+            record.statements.insert(statement.stmt_id);
+        }
+    }
+
+    /// Whether `stmt_id` of transaction `txn_number` of session `key` was
+    /// already executed; `Err(newest)` when a newer transaction number has
+    /// been seen on the session (the retry is too old to be answered).
+    pub(crate) fn executed(&self, key: &[u8], txn_number: i64, stmt_id: i32) -> Result<bool, i64> {
+        match self.sessions.get(key) {
+            None => Ok(false),
+            Some(record) if record.txn_number > txn_number => Err(record.txn_number),
+            Some(record) => {
+                Ok(record.txn_number == txn_number && record.statements.contains(&stmt_id))
+            }
+        }
+    }
+
+    fn apply_op(&mut self, entry: &Entry) -> Result<(), CommandError> {
         let doc = &entry.doc;
         let op = doc.get_str("op").unwrap_or_default();
         let ns = doc.get_str("ns").unwrap_or_default();

@@ -12,7 +12,7 @@ use super::Reply;
 use crate::auth::{Action, Resource};
 use crate::error::{Code, CommandError};
 use crate::node::{Cursor, CursorMismatch, CursorOwner, Node};
-use crate::storage::{OpTime, compare_bson, uuid_bson};
+use crate::storage::{OpTime, Statement, compare_bson, uuid_bson};
 use crate::wire::MAX_BSON_OBJECT_SIZE;
 
 /// Room left in a reply for the envelope.
@@ -739,6 +739,107 @@ pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Rep
     cursor_reply("firstBatch", &format!("{db}.{coll}"), 0, &batch).map(Reply::Raw)
 }
 
+/// A write command sent as a retryable write: `lsid` + `txnNumber` (drivers
+/// add them on replica sets once `hello` shows
+/// `logicalSessionTimeoutMinutes`). Statement `i` of the batch has
+/// statement id `stmtIds[i]`, or `stmtId + i`, or `i`, as mongod numbers
+/// them.
+struct Retryable {
+    lsid: Document,
+    key: Vec<u8>,
+    txn_number: i64,
+    stmt_ids: Option<Vec<i32>>,
+    first_stmt_id: i32,
+}
+
+impl Retryable {
+    /// Reads the command's session fields; `None` for a plain write.
+    fn of(node: &Node, command: &Document) -> Result<Option<Retryable>, CommandError> {
+        let Some(txn) = command.get("txnNumber") else {
+            return Ok(None);
+        };
+        let txn_number = match txn {
+            Bson::Int64(n) => *n,
+            Bson::Int32(n) => i64::from(*n),
+            _ => return Err(CommandError::type_mismatch("txnNumber", "long")),
+        };
+        if !node.is_repl() {
+            return Err(CommandError::new(
+                Code::IllegalOperation,
+                "Transaction numbers are only allowed on a replica set member or mongos",
+            ));
+        }
+        let lsid = command.get_document("lsid").map_err(|_| {
+            CommandError::new(
+                Code::InvalidOptions,
+                "Transaction number requires a session ID to also be specified",
+            )
+        })?;
+        let stmt_ids = match command.get("stmtIds") {
+            None => None,
+            Some(Bson::Array(ids)) => Some(
+                ids.iter()
+                    .map(|id| match id {
+                        Bson::Int32(n) => Ok(*n),
+                        _ => Err(CommandError::type_mismatch("stmtIds", "int")),
+                    })
+                    .collect::<Result<Vec<i32>, _>>()?,
+            ),
+            Some(_) => return Err(CommandError::type_mismatch("stmtIds", "array")),
+        };
+        Ok(Some(Retryable {
+            key: Statement::key_of(lsid),
+            lsid: lsid.clone(),
+            txn_number,
+            stmt_ids,
+            first_stmt_id: command.get_i32("stmtId").unwrap_or(0),
+        }))
+    }
+
+    /// Statement `index` of the batch.
+    fn statement(&self, index: usize) -> Statement {
+        let stmt_id = match &self.stmt_ids {
+            Some(ids) => ids.get(index).copied().unwrap_or(-1),
+            None => self.first_stmt_id.saturating_add(index as i32),
+        };
+        Statement {
+            lsid: self.lsid.clone(),
+            key: self.key.clone(),
+            txn_number: self.txn_number,
+            stmt_id,
+        }
+    }
+
+    /// Fails when a newer transaction number has already started on the
+    /// session (mongod's TransactionTooOld).
+    fn check_not_too_old(&self, data: &crate::storage::Data) -> Result<(), CommandError> {
+        match data.executed(&self.key, self.txn_number, i32::MIN) {
+            Ok(_) => Ok(()),
+            Err(newest) => Err(CommandError::new(
+                Code::TransactionTooOld,
+                format!(
+                    "Retryable write with txnNumber {} is prohibited on session because a \
+                     newer retryable write with txnNumber {newest} has already started on \
+                     this session.",
+                    self.txn_number
+                ),
+            )),
+        }
+    }
+
+    /// Whether statement `index` already ran; if not, tags the writer's
+    /// next entries with it.
+    fn begin(&self, w: &mut crate::node::Writer<'_>, index: usize) -> bool {
+        let statement = self.statement(index);
+        let done = w
+            .data()
+            .executed(&statement.key, statement.txn_number, statement.stmt_id)
+            .unwrap_or(false);
+        w.set_statement((!done).then_some(statement));
+        done
+    }
+}
+
 /// `insert`.
 pub(super) async fn insert(
     node: &Arc<Node>,
@@ -772,9 +873,18 @@ pub(super) async fn insert(
         }
         prepared.push(Ok(doc));
     }
+    let retry = Retryable::of(node, command)?;
     let (errors, optime) = node.write(|w| {
         let mut errors: Vec<(usize, CommandError, Option<Bson>)> = Vec::new();
+        if let Some(retry) = &retry {
+            retry.check_not_too_old(w.data())?;
+        }
         for (index, doc) in prepared.into_iter().enumerate() {
+            // A statement a retried batch already ran (here or on the
+            // primary before a failover) counts as done and runs no more.
+            if retry.as_ref().is_some_and(|r| r.begin(w, index)) {
+                continue;
+            }
             let res = match doc {
                 Ok(doc) => {
                     let id = doc.get("_id").cloned();
@@ -789,8 +899,9 @@ pub(super) async fn insert(
                 }
             }
         }
-        errors
+        Ok(errors)
     })?;
+    let errors = errors?;
     let attempted = documents.len();
     let failed_or_skipped = if ordered {
         errors.first().map_or(0, |(i, _, _)| attempted - i)
@@ -953,11 +1064,27 @@ pub(super) async fn delete(
         };
         parsed.push(Ok((filter.clone(), limit)));
     }
+    let retry = Retryable::of(node, command)?;
+    if retry.is_some() && parsed.iter().any(|p| matches!(p, Ok((_, false)))) {
+        return Err(CommandError::new(
+            Code::InvalidOptions,
+            "Cannot use (or request) retryable writes with limit=0",
+        ));
+    }
     let (removed, errors, optime) = {
-        let ((removed, errors), optime) = node.write(|w| {
+        let (result, optime) = node.write(|w| {
             let mut removed = 0_i64;
             let mut errors: Vec<(usize, CommandError)> = Vec::new();
+            if let Some(retry) = &retry {
+                retry.check_not_too_old(w.data())?;
+            }
             for (index, statement) in parsed.into_iter().enumerate() {
+                // A retried single delete that already ran removed its
+                // one document then.
+                if retry.as_ref().is_some_and(|r| r.begin(w, index)) {
+                    removed += 1;
+                    continue;
+                }
                 let res = statement.and_then(|(filter, just_one)| {
                     let ids = matching_ids(w.data(), &ns, &filter, just_one)?;
                     for id in &ids {
@@ -975,8 +1102,9 @@ pub(super) async fn delete(
                     }
                 }
             }
-            (removed, errors)
+            Ok((removed, errors))
         })?;
+        let (removed, errors) = result?;
         (removed, errors, optime)
     };
     let mut reply = doc! {"n": removed as i32};

@@ -650,6 +650,12 @@ pub(crate) fn handle_request_votes(
             "candidate's set name differs from mine",
         ));
     }
+    // A real election's term is adopted before the vote itself is decided
+    // (mongod updates its term first): a primary that sees it steps down
+    // even when it refuses the vote.
+    if !dry_run && term > inner.local.term {
+        node.adopt_term(&mut inner, term);
+    }
     if term < inner.local.term {
         return Ok(answer(&inner, false, "candidate's term is lower than mine"));
     }
@@ -667,29 +673,41 @@ pub(crate) fn handle_request_votes(
             "candidate's data is staler than mine",
         ));
     }
-    if dry_run {
-        // A dry run does not change the term or cast a vote; a healthy
-        // primary in a newer-or-equal term is a reason to refuse.
-        if inner.state == MemberState::Primary
-            && term <= inner.local.term + 1
-            && !command.get_bool("takeover").unwrap_or(false)
-        {
-            let sees_majority = true;
-            if sees_majority && term == inner.local.term {
-                return Ok(answer(&inner, false, "I am the primary in this term"));
-            }
-        }
-        return Ok(answer(&inner, true, ""));
-    }
-    if term > inner.local.term {
-        node.adopt_term(&mut inner, term);
-    }
-    if inner.local.voted_term == term && inner.local.voted_for.is_some_and(|v| v != candidate) {
+    if !dry_run
+        && inner.local.voted_term == term
+        && inner.local.voted_for.is_some_and(|v| v != candidate)
+    {
         return Ok(answer(
             &inner,
             false,
             "already voted for another candidate in this term",
         ));
+    }
+    // An arbiter that still sees a healthy primary of equal or greater
+    // priority than the candidate says no, so that a partition cannot make
+    // the primary flap (mongod's `_findHealthyPrimaryOfEqualOrGreaterPriority`).
+    if let Some(config) = inner.config.as_ref()
+        && inner
+            .self_id
+            .and_then(|id| config.member(id))
+            .is_some_and(|me| me.arbiter_only)
+    {
+        let candidate_priority = config.member(candidate).map_or(0.0, |m| m.priority);
+        let better_primary = inner.primary_id.is_some_and(|p| {
+            inner.peers.get(&p).is_some_and(|peer| peer.healthy)
+                && config.member(p).is_some_and(|m| m.priority >= candidate_priority)
+        });
+        if better_primary {
+            return Ok(answer(
+                &inner,
+                false,
+                "can see a healthy primary of equal or greater priority",
+            ));
+        }
+    }
+    if dry_run {
+        // A dry run neither changes the term nor records a vote.
+        return Ok(answer(&inner, true, ""));
     }
     inner.local.voted_term = term;
     inner.local.voted_for = Some(candidate);
@@ -708,6 +726,12 @@ pub(super) fn update_position(node: &Node, command: &Document) -> Result<Documen
             let Ok(id) = d.get_i32("memberId") else {
                 continue;
             };
+            // A position report is a sign of life, as a heartbeat reply is
+            // (mongod's MemberData updates `lastUpdate` for both): a
+            // primary under load hears from its secondaries this way.
+            if Some(id) != inner.self_id && inner.peers.contains_key(&id) {
+                inner.peers.entry(id).or_default().last_contact = Some(std::time::Instant::now());
+            }
             if let Some(durable) = d
                 .get_document("durableOpTime")
                 .ok()

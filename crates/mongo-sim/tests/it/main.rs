@@ -7,6 +7,7 @@ mod cluster;
 mod conformance;
 mod data;
 mod hostile;
+mod load;
 mod pymongo;
 mod sim_only;
 

@@ -1,0 +1,368 @@
+//! Failover under write load (issue #17): four writers doing `w: majority`
+//! batches for a minute on a healthy three-member set — the primary and the
+//! term must not change — then `kill -9` of the primary: a new primary
+//! within 15 s that stays primary, every acknowledged write found exactly
+//! once, and no duplicate-key error seen by the writers (a batch the
+//! failover cut is retried by the driver with the same `lsid` +
+//! `txnNumber`, and the server must not run what it already ran). Once with
+//! the Rust driver, once with pymongo, whose retry logic is independent of
+//! ours. Timings follow mongod's: `electionTimeoutMillis` 2000 with the
+//! default 2000 ms heartbeat interval, the edge where a member that does not
+//! count replication traffic as a sign of life sees the primary vanish.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bson::{Document, doc};
+use ha_lab::MongoMember;
+use mongodb::Client;
+use mongodb::options::{Acknowledgment, ClientOptions, ServerAddress, WriteConcern};
+
+use crate::{admin, direct, hello, plain_options, tools, wait_for};
+
+/// How long the healthy set is loaded before the primary is killed.
+const HEALTHY: Duration = Duration::from_secs(60);
+/// How long the new primary is watched after it is elected.
+const SETTLED: Duration = Duration::from_secs(10);
+/// The deadline for a new primary after the kill.
+const NEW_PRIMARY: Duration = Duration::from_secs(15);
+/// Writers, and the documents in each of their batches.
+const WRITERS: usize = 4;
+const BATCH: usize = 50;
+
+/// Starts three plain members as set `name` and returns them once one of
+/// them is primary.
+async fn start_set(name: &str) -> Vec<MongoMember> {
+    let members: Vec<MongoMember> = (0..3)
+        .map(|_| MongoMember::start(&tools(), plain_options(Some(name))).unwrap())
+        .collect();
+    let first = direct(&members[0], None, None).await;
+    let config = doc! {
+        "_id": name,
+        "members": members.iter().enumerate().map(|(i, m)| doc! {"_id": i as i32, "host": m.host()}).collect::<Vec<Document>>(),
+        "settings": {"electionTimeoutMillis": 2000},
+    };
+    admin(&first, doc! {"replSetInitiate": config})
+        .await
+        .unwrap();
+    let clients = member_clients(&members).await;
+    wait_for("the first primary", Duration::from_secs(60), || async {
+        primary(&clients).await.is_some()
+    })
+    .await;
+    members
+}
+
+async fn member_clients(members: &[MongoMember]) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for member in members {
+        clients.push(direct(member, None, None).await);
+    }
+    clients
+}
+
+/// The member that says it is a writable primary, as `(index, term)`.
+async fn primary(clients: &[Client]) -> Option<(usize, i64)> {
+    for (i, client) in clients.iter().enumerate() {
+        let Some(reply) = hello(client).await else {
+            continue;
+        };
+        if reply.get_bool("isWritablePrimary") == Ok(true) {
+            let status = admin(client, doc! {"replSetGetStatus": 1}).await.ok()?;
+            return Some((i, status.get_i64("term").ok()?));
+        }
+    }
+    None
+}
+
+/// Watches the set for `how_long` and returns every primary seen, in order
+/// (`None` for a moment without one).
+async fn watch(clients: &[Client], how_long: Duration) -> Vec<Option<(usize, i64)>> {
+    let mut seen: Vec<Option<(usize, i64)>> = Vec::new();
+    let until = Instant::now() + how_long;
+    while Instant::now() < until {
+        let now = primary(clients).await;
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    seen
+}
+
+#[derive(Default)]
+struct Outcome {
+    acknowledged: Vec<String>,
+    errors: Vec<String>,
+    duplicate_keys: usize,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_writers_keep_the_primary_and_a_killed_primary_is_replaced_without_lost_or_repeated_writes()
+ {
+    let mut members = start_set("load").await;
+    let clients = member_clients(&members).await;
+    let options = ClientOptions::builder()
+        .hosts(
+            members
+                .iter()
+                .map(|m| ServerAddress::Tcp {
+                    host: "localhost".to_owned(),
+                    port: Some(m.port()),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .repl_set_name("load".to_owned())
+        .server_selection_timeout(Duration::from_secs(30))
+        .build();
+    let set = Client::with_options(options).unwrap();
+    let majority = WriteConcern::builder()
+        .w(Acknowledgment::Majority)
+        .w_timeout(Duration::from_secs(30))
+        .build();
+    let outcome = Arc::new(Mutex::new(Outcome::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let coll = set.database("load").collection::<Document>("docs");
+        let (outcome, stop, majority) = (outcome.clone(), stop.clone(), majority.clone());
+        writers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ids: Vec<String> = (n..n + BATCH).map(|i| format!("{w}-{i}")).collect();
+                n += BATCH;
+                let docs = ids.iter().map(|id| doc! {"_id": id, "writer": w as i32});
+                let result = coll
+                    .insert_many(docs)
+                    .write_concern(majority.clone())
+                    .await;
+                {
+                    let mut outcome = outcome.lock().unwrap();
+                    match result {
+                        Ok(_) => outcome.acknowledged.extend(ids),
+                        Err(e) => {
+                            let text = e.to_string();
+                            if text.contains("E11000") || text.contains("11000") {
+                                outcome.duplicate_keys += 1;
+                            }
+                            outcome.errors.push(text.chars().take(300).collect());
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+
+    let first = primary(&clients).await.expect("a primary before the load");
+    let healthy = watch(&clients, HEALTHY).await;
+    assert_eq!(
+        healthy,
+        vec![Some(first)],
+        "the primary or its term changed under write load alone"
+    );
+
+    members[first.0].kill();
+    let killed = Instant::now();
+    let survivors: Vec<Client> = clients
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != first.0)
+        .map(|(_, c)| c.clone())
+        .collect();
+    wait_for(
+        "a new primary after the kill",
+        NEW_PRIMARY,
+        || async { primary(&survivors).await.is_some() },
+    )
+    .await;
+    let elected_after = killed.elapsed();
+    let new = primary(&survivors).await.expect("the new primary");
+    let after = watch(&survivors, SETTLED).await;
+    assert_eq!(
+        after,
+        vec![Some(new)],
+        "the new primary (elected {elected_after:?} after the kill) did not stay primary"
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let outcome = std::mem::take(&mut *outcome.lock().unwrap());
+    assert_eq!(
+        outcome.duplicate_keys, 0,
+        "a retried batch hit documents its first attempt wrote: {:?}",
+        outcome.errors
+    );
+    // The driver retries once; a batch may still fail if the retry found
+    // no primary yet, but never more than once per writer.
+    assert!(
+        outcome.errors.len() <= WRITERS,
+        "writes failed: {:?}",
+        outcome.errors
+    );
+    let stored: Vec<Document> = {
+        use futures_util::TryStreamExt as _;
+        let coll = set.database("load").collection::<Document>("docs");
+        coll.find(doc! {}).await.unwrap().try_collect().await.unwrap()
+    };
+    let stored_ids: BTreeSet<String> = stored
+        .iter()
+        .map(|d| d.get_str("_id").unwrap().to_owned())
+        .collect();
+    assert_eq!(stored_ids.len(), stored.len(), "a document is stored twice");
+    let missing: Vec<&String> = outcome
+        .acknowledged
+        .iter()
+        .filter(|id| !stored_ids.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged writes are missing after the failover, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(
+        outcome.acknowledged.len() > 1000,
+        "too few writes to mean anything: {}",
+        outcome.acknowledged.len()
+    );
+}
+
+const PYMONGO_WRITERS: &str = r#"
+import json, sys, threading, time
+import pymongo
+from pymongo.errors import PyMongoError
+ports = [int(p) for p in sys.argv[1].split(",")]
+healthy, settled, new_primary = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+writers, batch = int(sys.argv[5]), int(sys.argv[6])
+hosts = ",".join(f"localhost:{p}" for p in ports)
+rs = pymongo.MongoClient(f"mongodb://{hosts}/?replicaSet=pyload", serverSelectionTimeoutMS=30000)
+members = [pymongo.MongoClient(f"mongodb://localhost:{p}/?directConnection=true", serverSelectionTimeoutMS=1000)
+           for p in ports]
+
+def primary(indexes):
+    for i in indexes:
+        try:
+            if members[i].admin.command("hello").get("isWritablePrimary"):
+                return [i, members[i].admin.command("replSetGetStatus")["term"]]
+        except PyMongoError:
+            pass
+    return None
+
+def watch(indexes, seconds):
+    seen, until = [], time.time() + seconds
+    while time.time() < until:
+        now = primary(indexes)
+        if not seen or seen[-1] != now:
+            seen.append(now)
+        time.sleep(0.25)
+    return seen
+
+stop, acked, errors, dups, lock = False, [], [], 0, threading.Lock()
+def writer(w):
+    global dups
+    coll = rs.load.get_collection("docs", write_concern=pymongo.WriteConcern(w="majority", wtimeout=30000))
+    n = 0
+    while not stop:
+        ids = [f"{w}-{i}" for i in range(n, n + batch)]
+        n += batch
+        try:
+            coll.insert_many([{"_id": i, "writer": w} for i in ids])
+            with lock:
+                acked.extend(ids)
+        except PyMongoError as e:
+            with lock:
+                errors.append(str(e)[:300])
+                if "E11000" in str(e):
+                    dups += 1
+        time.sleep(0.02)
+
+first = primary(range(3))
+threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+for t in threads:
+    t.start()
+before = watch(range(3), healthy)
+print(json.dumps({"kill": first[0]}), flush=True)
+assert sys.stdin.readline().strip() == "killed"
+killed = time.time()
+survivors = [i for i in range(3) if i != first[0]]
+while primary(survivors) is None and time.time() - killed < new_primary:
+    time.sleep(0.1)
+elected_after = time.time() - killed
+after = watch(survivors, settled)
+stop = True
+for t in threads:
+    t.join()
+stored = [d["_id"] for d in rs.load.docs.find({}, {"_id": 1})]
+print(json.dumps({"first": first, "before": before, "elected_after": elected_after, "after": after,
+                  "acked": len(acked), "missing": len(set(acked) - set(stored)),
+                  "stored": len(stored), "distinct": len(set(stored)), "errors": errors, "dups": dups}), flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_with_pymongo_as_the_writer() {
+    let mut members = start_set("pyload").await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("writers.py");
+    std::fs::write(&script, PYMONGO_WRITERS).unwrap();
+    let ports: Vec<String> = members.iter().map(|m| m.port().to_string()).collect();
+    let mut child = std::process::Command::new(tools().python().unwrap())
+        .arg(&script)
+        .arg(ports.join(","))
+        .arg(HEALTHY.as_secs().to_string())
+        .arg(SETTLED.as_secs().to_string())
+        .arg(NEW_PRIMARY.as_secs().to_string())
+        .arg(WRITERS.to_string())
+        .arg(BATCH.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut lines, kill_line) = tokio::task::spawn_blocking(move || {
+        let line = lines.next();
+        (lines, line)
+    })
+    .await
+    .unwrap();
+    let kill: serde_json::Value =
+        serde_json::from_str(&kill_line.expect("the script's kill request").unwrap()).unwrap();
+    let victim = kill["kill"].as_u64().expect("which member to kill") as usize;
+    members[victim].kill();
+    writeln!(stdin, "killed").unwrap();
+    let result = tokio::task::spawn_blocking(move || lines.next())
+        .await
+        .unwrap()
+        .expect("the script's result")
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the pymongo script failed: {result}");
+    let result: serde_json::Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(
+        result["before"],
+        serde_json::json!([result["first"]]),
+        "the primary or its term changed under pymongo's write load alone: {result}"
+    );
+    assert!(
+        result["elected_after"].as_f64().unwrap() < NEW_PRIMARY.as_secs_f64(),
+        "no new primary within {NEW_PRIMARY:?}: {result}"
+    );
+    let after = result["after"].as_array().unwrap();
+    assert!(
+        after.len() == 1 && !after[0].is_null(),
+        "the new primary did not stay primary: {result}"
+    );
+    assert_eq!(result["dups"], 0, "pymongo's retry hit a duplicate key: {result}");
+    assert_eq!(result["missing"], 0, "acknowledged writes are missing: {result}");
+    assert_eq!(result["stored"], result["distinct"], "{result}");
+    assert!(
+        result["errors"].as_array().unwrap().len() <= WRITERS,
+        "writes failed: {result}"
+    );
+    assert!(result["acked"].as_u64().unwrap() > 1000, "{result}");
+}
