@@ -181,6 +181,7 @@ fn main() {
                 dry_run: false,
                 parallel: 4,
                 meter: circle_export::Meter::default(),
+                failover_wait: std::time::Duration::from_secs(60),
             },
             &trace,
         ))
@@ -240,6 +241,7 @@ fn main() {
                 dry_run: false,
                 parallel: 4,
                 meter: circle_export::Meter::default(),
+                failover_wait: std::time::Duration::from_secs(60),
             },
             &trace,
         ))

@@ -709,6 +709,7 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
             dry_run: false,
             parallel: 4,
             meter: circle_export::Meter::default(),
+            failover_wait: std::time::Duration::from_secs(60),
         },
         &|_| {},
     )

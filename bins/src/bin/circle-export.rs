@@ -142,12 +142,22 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Replace collections and database objects the target already
-        /// holds (needed to finish an interrupted restore).
+        /// holds. Not needed to finish an interrupted restore: MongoDB
+        /// collections resume (documents already there and identical to
+        /// the archive's count as restored; a different one stops the
+        /// restore, naming its _id), and a PostgreSQL database is committed
+        /// whole or not at all.
         #[arg(long)]
         drop: bool,
         /// Verify the archive and check the targets; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// When the MongoDB replica set loses its primary mid-restore (a
+        /// failover), wait this long for a new one, then send the cut
+        /// batch again; past it, stop with exit 1 and say so (a rerun
+        /// resumes).
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        failover_wait: u64,
         #[command(flatten)]
         common: Common,
     },
@@ -302,6 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             config,
             drop,
             dry_run,
+            failover_wait,
             common,
         } => {
             let (mut mongo, mut pg_conn) = (None, None);
@@ -345,6 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     dry_run,
                     parallel: common.parallel,
                     meter,
+                    failover_wait: std::time::Duration::from_secs(failover_wait),
                 },
                 &|line| bar.line(line),
             )

@@ -7,6 +7,7 @@ mod keys_cli;
 mod mongo_cli;
 mod pg_provision;
 mod pki_cli;
+mod restore_failover;
 mod services_userdata;
 mod vault_transit;
 

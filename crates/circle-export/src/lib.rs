@@ -64,6 +64,7 @@
 //!         dry_run: false,
 //!         parallel: 4,
 //!         meter: Meter::new(),
+//!         failover_wait: std::time::Duration::from_secs(60),
 //!     },
 //!     &|line| eprintln!("{line}"),
 //! )
@@ -76,6 +77,7 @@ pub mod archive;
 pub mod count;
 pub mod error;
 pub mod export;
+pub mod failover;
 pub mod manifest;
 pub mod meter;
 pub mod mongo;

@@ -12,6 +12,7 @@ use tokio::io::AsyncReadExt as _;
 
 use crate::count::MAX_DOCUMENT;
 use crate::error::Error;
+use crate::failover::Failover;
 use crate::manifest::{CollectionEntry, FileEntry, bson_path, metadata_path};
 use crate::meter::Meter;
 use crate::spool::{HashedFile, WorkDir, write_whole};
@@ -236,6 +237,10 @@ pub enum TargetState {
     /// Exactly the archive's number of documents, but without these
     /// indexes: an earlier restore was stopped before building them.
     IndexesMissing(usize),
+    /// Holds fewer documents than the archive (this many), every one of
+    /// them the archive's: an earlier restore stopped (killed, or a
+    /// failover it could not wait out). The restore resumes.
+    Partial(u64),
     /// Holds something else (this many documents).
     Occupied(u64),
     /// Holds as many documents as the archive, but other ones.
@@ -258,39 +263,88 @@ impl Digest {
     }
 }
 
+/// Calls `each` with every document of a `.bson` file (verified before).
+fn for_each_document(path: &Path, mut each: impl FnMut(&[u8])) -> Result<(), Error> {
+    use std::io::Read as _;
+    let mut input = std::io::BufReader::with_capacity(
+        1 << 20,
+        std::fs::File::open(path).map_err(Error::io(path.display()))?,
+    );
+    let mut document = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        match input.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(Error::io(path.display())(e)),
+        }
+        let n = i32::from_le_bytes(len);
+        if !(5..=MAX_DOCUMENT as i32).contains(&n) {
+            return Err(Error::Invalid(format!(
+                "{}: a document of impossible length {n}",
+                path.display()
+            )));
+        }
+        document.clear();
+        document.extend_from_slice(&len);
+        document.resize(n as usize, 0);
+        input
+            .read_exact(&mut document[4..])
+            .map_err(Error::io(path.display()))?;
+        each(&document);
+    }
+    Ok(())
+}
+
+/// A 64-bit key of a document's bytes (the first 8 bytes of its SHA-256).
+fn document_key(document: &[u8]) -> u64 {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(document);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// Whether every document the target collection holds is, byte for byte,
+/// one of the archive's: what a stopped restore leaves, as opposed to other
+/// data. Memory: 8 bytes per target document.
+async fn target_is_part_of_archive(client: &Client, item: &RestoreItem) -> Result<bool, Error> {
+    let what = format!("{}.{}", item.db, item.collection);
+    let mut cursor = client
+        .database(&item.db)
+        .collection::<RawDocumentBuf>(&item.collection)
+        .find(doc! {})
+        .await
+        .map_err(Error::mongo(format!("find on {what}")))?;
+    let mut keys = Vec::new();
+    while let Some(document) = cursor
+        .try_next()
+        .await
+        .map_err(Error::mongo(format!("reading {what}")))?
+    {
+        keys.push(document_key(document.as_bytes()));
+    }
+    keys.sort_unstable();
+    let path = item.data.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut found = vec![false; keys.len()];
+        for_each_document(&path, |document| {
+            if let Ok(i) = keys.binary_search(&document_key(document)) {
+                found[i] = true;
+            }
+        })?;
+        Ok(found.iter().all(|f| *f))
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("comparing {what} with the archive: {e}")))?
+}
+
 /// The digest of the documents of a `.bson` file (verified before).
 async fn digest_of_file(path: &Path) -> Result<Digest, Error> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
-        use std::io::Read as _;
-        let mut input = std::io::BufReader::with_capacity(
-            1 << 20,
-            std::fs::File::open(&path).map_err(Error::io(path.display()))?,
-        );
         let mut digest = Digest::default();
-        let mut document = Vec::new();
-        loop {
-            let mut len = [0u8; 4];
-            match input.read_exact(&mut len) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(Error::io(path.display())(e)),
-            }
-            let n = i32::from_le_bytes(len);
-            if !(5..=MAX_DOCUMENT as i32).contains(&n) {
-                return Err(Error::Invalid(format!(
-                    "{}: a document of impossible length {n}",
-                    path.display()
-                )));
-            }
-            document.clear();
-            document.extend_from_slice(&len);
-            document.resize(n as usize, 0);
-            input
-                .read_exact(&mut document[4..])
-                .map_err(Error::io(path.display()))?;
-            digest.add(&document);
-        }
+        for_each_document(&path, |document| digest.add(document))?;
         Ok(digest)
     })
     .await
@@ -371,6 +425,8 @@ pub async fn target_state(
         }
     } else if n == 0 {
         TargetState::Empty
+    } else if n < documents && target_is_part_of_archive(client, item).await? {
+        TargetState::Partial(n)
     } else {
         TargetState::Occupied(n)
     })
@@ -387,31 +443,36 @@ const BATCH_DOCUMENTS: usize = 1000;
 /// How many bytes go into one insert (the driver splits further at
 /// 48 MB messages).
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// How many batches of one collection are being inserted at once.
+const IN_FLIGHT: usize = 3;
 
 /// Restores one collection: drops it first with `drop`, creates it with
 /// its options, inserts the documents in unordered batches (`w:
 /// majority` when `majority`), then builds its indexes. Returns the
-/// number of documents inserted.
+/// number of documents restored. Documents already there and identical to
+/// the archive's (an earlier run that stopped, or a batch sent again after
+/// a failover) count as restored; a different one stops it, naming its
+/// `_id`. A lost primary is waited for as `failover` says.
 pub async fn restore_collection(
     client: &Client,
     item: &RestoreItem,
     drop: bool,
     majority: bool,
     meter: &Meter,
+    failover: &Failover<'_>,
 ) -> Result<u64, Error> {
     let what = format!("{}.{}", item.db, item.collection);
     let database = client.database(&item.db);
     let metadata = read_metadata(item).await?;
     if item.only_indexes {
-        build_indexes(&database, &item.collection, &metadata).await?;
+        build_indexes(&database, &item.collection, &metadata, failover).await?;
         return Ok(0);
     }
     if drop {
-        database
-            .collection::<Document>(&item.collection)
-            .drop()
-            .await
-            .map_err(Error::mongo(format!("drop {what}")))?;
+        let target = database.collection::<Document>(&item.collection);
+        failover
+            .command(&format!("drop {what}"), || target.drop())
+            .await?;
     }
     let options = metadata
         .get_document("options")
@@ -421,12 +482,24 @@ pub async fn restore_collection(
     for (k, v) in options {
         create.insert(k, v);
     }
-    if let Err(e) = database.run_command(create).await {
-        // 48 NamespaceExists: created by an earlier, interrupted run.
-        if !matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 48) {
-            return Err(Error::mongo(format!("create {what}"))(e));
-        }
-    }
+    failover
+        .command(&format!("create {what}"), || {
+            let create = create.clone();
+            let database = database.clone();
+            async move {
+                match database.run_command(create).await {
+                    Ok(_) => Ok(()),
+                    // 48 NamespaceExists: created by an earlier run.
+                    Err(e)
+                        if matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 48) =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .await?;
     let collection = database.collection::<RawDocumentBuf>(&item.collection);
     let concern = if majority {
         WriteConcern::builder()
@@ -442,48 +515,39 @@ pub async fn restore_collection(
             .await
             .map_err(Error::io(item.data.display()))?,
     );
-    let mut inserted = 0u64;
-    let mut pending: Option<tokio::task::JoinHandle<Result<u64, Error>>> = None;
-    loop {
-        let batch = read_batch(&mut reader, &item.data).await?;
-        if let Some(previous) = pending.take() {
-            inserted += previous
-                .await
-                .map_err(|e| Error::Invalid(e.to_string()))??;
-        }
-        if batch.is_empty() {
-            break;
-        }
-        // Insert this batch while the next one is read.
-        let collection = collection.clone();
-        let concern = concern.clone();
-        let what = what.clone();
-        let meter = meter.clone();
-        pending = Some(tokio::spawn(async move {
-            let n = batch.len() as u64;
+    // Up to IN_FLIGHT batches are inserted at once (unordered inserts of
+    // distinct documents commute), so the set's replication latency for
+    // `w: majority` overlaps instead of adding up; reading stays one pass.
+    let insert = |batch: Vec<RawDocumentBuf>| {
+        let (collection, concern, what) = (&collection, &concern, &what);
+        async move {
             let bytes: u64 = batch.iter().map(|d| d.as_bytes().len() as u64).sum();
-            collection
-                .insert_many(batch)
-                .ordered(false)
-                .write_concern(concern)
-                .await
-                .map_err(|e| {
-                    if is_replication_timeout(&e) {
-                        Error::Invalid(format!(
-                            "insert into {what}: the secondaries did not confirm a batch within \
-                             {}s (w: majority); the set is not replicating — check it with \
-                             `mongo-rs-setup status`, then re-run the restore with --drop",
-                            MAJORITY_TIMEOUT.as_secs()
-                        ))
-                    } else {
-                        Error::mongo(format!("insert into {what}"))(e)
-                    }
-                })?;
-            meter.add(bytes);
-            Ok(n)
-        }));
+            let n = failover
+                .insert_batch(collection, &batch, concern, what)
+                .await?;
+            Ok::<_, Error>((n, bytes))
+        }
+    };
+    let mut inserted = 0u64;
+    let mut in_flight = futures_util::stream::FuturesUnordered::new();
+    let mut reading = true;
+    loop {
+        while reading && in_flight.len() < IN_FLIGHT {
+            let batch = read_batch(&mut reader, &item.data).await?;
+            if batch.is_empty() {
+                reading = false;
+            } else {
+                in_flight.push(insert(batch));
+            }
+        }
+        let Some(done) = in_flight.next().await else {
+            break;
+        };
+        let (n, bytes) = done?;
+        inserted += n;
+        meter.add(bytes);
     }
-    build_indexes(&database, &item.collection, &metadata).await?;
+    build_indexes(&database, &item.collection, &metadata, failover).await?;
     Ok(inserted)
 }
 
@@ -528,33 +592,20 @@ async fn build_indexes(
     database: &mongodb::Database,
     collection: &str,
     metadata: &Document,
+    failover: &Failover<'_>,
 ) -> Result<(), Error> {
     let indexes = index_specs(metadata);
     if indexes.is_empty() {
         return Ok(());
     }
-    database
-        .run_command(doc! {"createIndexes": collection, "indexes": indexes})
-        .await
-        .map_err(Error::mongo(format!(
-            "createIndexes on {}.{collection}",
-            database.name()
-        )))?;
+    let command = doc! {"createIndexes": collection, "indexes": indexes};
+    failover
+        .command(
+            &format!("createIndexes on {}.{collection}", database.name()),
+            || database.run_command(command.clone()),
+        )
+        .await?;
     Ok(())
-}
-
-/// Whether `error` is a write concern timeout (code 64,
-/// WriteConcernFailed / "waiting for replication timed out").
-fn is_replication_timeout(error: &mongodb::error::Error) -> bool {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    match &*error.kind {
-        ErrorKind::InsertMany(failure) => failure
-            .write_concern_error
-            .as_ref()
-            .is_some_and(|w| w.code == 64),
-        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => w.code == 64,
-        _ => false,
-    }
 }
 
 async fn read_batch(

@@ -37,6 +37,11 @@ pub struct RestoreSpec<'a> {
     /// Counts bytes of the archive read ([`Stage::Verifying`]) and of the
     /// files loaded into the targets ([`Stage::Loading`]).
     pub meter: Meter,
+    /// How long a MongoDB write waits for a new primary when the set loses
+    /// its own (a failover) before the restore gives up; the restore says
+    /// when it starts waiting. Sixty seconds covers an election with
+    /// mongod's defaults several times over.
+    pub failover_wait: std::time::Duration,
 }
 
 /// What a restore did (or, with `dry_run`, would do).
@@ -294,8 +299,11 @@ pub async fn restore(
                 .iter()
                 .find(|c| c.db == item.db && c.collection == item.collection)
                 .map_or(0, |c| c.documents);
+            if spec.drop {
+                mongo_todo.push(item);
+                continue;
+            }
             match mongo::target_state(client, &item, documents).await? {
-                _ if spec.drop => mongo_todo.push(item),
                 mongo::TargetState::Empty => mongo_todo.push(item),
                 mongo::TargetState::Restored => {
                     skipped.push(format!("mongo {}.{}", item.db, item.collection));
@@ -312,7 +320,8 @@ pub async fn restore(
                     });
                 }
                 mongo::TargetState::Occupied(n) => occupied.push(format!(
-                    "MongoDB {}.{} holds {n} documents, the archive {documents}",
+                    "MongoDB {}.{} holds {n} documents, the archive {documents}, and not only \
+                     the archive's",
                     item.db, item.collection
                 )),
                 mongo::TargetState::Different(n) => occupied.push(format!(
@@ -320,6 +329,17 @@ pub async fn restore(
                      same ones",
                     item.db, item.collection
                 )),
+                // Fewer, every one of them the archive's: an earlier
+                // restore stopped. Resume: documents already there count
+                // as restored.
+                mongo::TargetState::Partial(n) => {
+                    progress(&format!(
+                        "mongo {}.{}: {n} of the archive's {documents} documents are already \
+                         there (an earlier restore stopped): resuming",
+                        item.db, item.collection
+                    ));
+                    mongo_todo.push(item);
+                }
             }
         }
     }
@@ -393,8 +413,13 @@ pub async fn restore(
         let counts = for_each_parallel(mongo_items.clone(), spec.parallel, |item| {
             let done = &done;
             async move {
+                let failover = crate::failover::Failover {
+                    wait: spec.failover_wait,
+                    progress,
+                };
                 let n =
-                    mongo::restore_collection(client, &item, spec.drop, majority, meter).await?;
+                    mongo::restore_collection(client, &item, spec.drop, majority, meter, &failover)
+                        .await?;
                 let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 if item.only_indexes {
                     progress(&format!(

@@ -88,7 +88,9 @@ async fn heartbeat_loop(node: Arc<Node>, id: i32, host: String, config: ReplConf
                     None => Err("no connection".to_owned()),
                 }
             };
-            let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(50));
+            let left = timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(50));
             let result = match tokio::time::timeout(left, attempt).await {
                 Ok(result) => result,
                 Err(_) => Err(format!("heartbeat to {host} timed out")),
@@ -446,8 +448,7 @@ async fn run_election(
         node.adopt_term(&mut inner, real.highest_term);
         return;
     }
-    if real.yes < needed || inner.local.term != new_term || inner.state != MemberState::Secondary
-    {
+    if real.yes < needed || inner.local.term != new_term || inner.state != MemberState::Secondary {
         return;
     }
     // Every member that answered is alive: a new primary does not step down

@@ -55,6 +55,7 @@ async fn a_flipped_byte_is_caught_and_nothing_is_restored() {
             dry_run: false,
             parallel: 2,
             meter: circle_export::Meter::default(),
+            failover_wait: std::time::Duration::from_secs(60),
         },
         &progress,
     )

@@ -69,6 +69,7 @@ fn spec<'a>(archive: PathBuf, pg: &'a circle_export::PgClient, dry_run: bool) ->
         dry_run,
         parallel: 2,
         meter: circle_export::Meter::new(),
+        failover_wait: std::time::Duration::from_secs(60),
     }
 }
 
@@ -314,6 +315,7 @@ async fn a_target_with_the_same_count_but_other_documents_is_not_already_restore
         dry_run: false,
         parallel: 2,
         meter: circle_export::Meter::new(),
+        failover_wait: std::time::Duration::from_secs(60),
     };
     let err = restore(spec(), &progress).await.unwrap_err();
     assert!(err.to_string().contains("not the same ones"), "{err}");

@@ -196,6 +196,7 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
         dry_run,
         parallel: 4,
         meter: restore_meter.clone(),
+        failover_wait: std::time::Duration::from_secs(60),
     };
     let dry = restore(spec(false, true), &progress).await.unwrap();
     assert_eq!((dry.collections, dry.databases), (2, 2));

@@ -59,6 +59,7 @@ async fn a_missing_database_is_created_by_a_role_that_may_and_explained_to_one_t
         dry_run: false,
         parallel: 2,
         meter: circle_export::Meter::default(),
+        failover_wait: std::time::Duration::from_secs(60),
     };
 
     let plain = client("plain");

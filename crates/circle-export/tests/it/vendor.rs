@@ -143,6 +143,7 @@ async fn circleci_s_own_export_archive_restores() {
             dry_run: false,
             parallel: 2,
             meter: circle_export::Meter::default(),
+            failover_wait: std::time::Duration::from_secs(60),
         },
         &progress,
     )

@@ -183,6 +183,19 @@ fn select(
     let Some(collection) = inner.data.collection(db, coll) else {
         return Ok(Vec::new());
     };
+    if sort.is_none_or(|s| s.is_empty())
+        && let Some(ids) = id_lookup(filter)
+    {
+        // `{_id: v}` and `{_id: {$in: [...]}}` go through the _id index,
+        // as mongod's IXSCAN does, and come back in its order.
+        let mut found: Vec<(&Bson, Arc<RawDocumentBuf>)> = ids
+            .iter()
+            .filter_map(|id| collection.get(id).map(|raw| (*id, raw.clone())))
+            .collect();
+        found.sort_by(|a, b| compare_bson(a.0, b.0));
+        found.dedup_by(|a, b| Arc::ptr_eq(&a.1, &b.1));
+        return Ok(found.into_iter().map(|(_, raw)| raw).collect());
+    }
     let mut selected: Vec<(Option<Document>, Arc<RawDocumentBuf>)> = Vec::new();
     for raw in collection.documents() {
         if filter.is_empty() && sort.is_none_or(|s| s.is_empty()) {
@@ -221,6 +234,30 @@ fn select(
         });
     }
     Ok(selected.into_iter().map(|(_, raw)| raw).collect())
+}
+
+/// The `_id` values a filter that only names `_id` by equality or `$in`
+/// asks for; `None` for any other filter (a regex, an operator, a
+/// subdocument that could be an operator expression, other fields).
+fn id_lookup(filter: &Document) -> Option<Vec<&Bson>> {
+    if filter.len() != 1 {
+        return None;
+    }
+    let value = filter.get("_id")?;
+    let plain = |v: &Bson| {
+        !matches!(
+            v,
+            Bson::Document(_) | Bson::RegularExpression(_) | Bson::Array(_)
+        )
+    };
+    match value {
+        Bson::Document(d) if d.len() == 1 => match d.get("$in") {
+            Some(Bson::Array(values)) if values.iter().all(plain) => Some(values.iter().collect()),
+            _ => None,
+        },
+        v if plain(v) => Some(vec![v]),
+        _ => None,
+    }
 }
 
 fn int(command: &Document, field: &str) -> Option<i64> {

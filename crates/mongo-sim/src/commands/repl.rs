@@ -695,7 +695,9 @@ pub(crate) fn handle_request_votes(
         let candidate_priority = config.member(candidate).map_or(0.0, |m| m.priority);
         let better_primary = inner.primary_id.is_some_and(|p| {
             inner.peers.get(&p).is_some_and(|peer| peer.healthy)
-                && config.member(p).is_some_and(|m| m.priority >= candidate_priority)
+                && config
+                    .member(p)
+                    .is_some_and(|m| m.priority >= candidate_priority)
         });
         if better_primary {
             return Ok(answer(

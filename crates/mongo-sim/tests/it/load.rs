@@ -134,10 +134,7 @@ async fn four_writers_keep_the_primary_and_a_killed_primary_is_replaced_without_
                 let ids: Vec<String> = (n..n + BATCH).map(|i| format!("{w}-{i}")).collect();
                 n += BATCH;
                 let docs = ids.iter().map(|id| doc! {"_id": id, "writer": w as i32});
-                let result = coll
-                    .insert_many(docs)
-                    .write_concern(majority.clone())
-                    .await;
+                let result = coll.insert_many(docs).write_concern(majority.clone()).await;
                 {
                     let mut outcome = outcome.lock().unwrap();
                     match result {
@@ -172,11 +169,9 @@ async fn four_writers_keep_the_primary_and_a_killed_primary_is_replaced_without_
         .filter(|(i, _)| *i != first.0)
         .map(|(_, c)| c.clone())
         .collect();
-    wait_for(
-        "a new primary after the kill",
-        NEW_PRIMARY,
-        || async { primary(&survivors).await.is_some() },
-    )
+    wait_for("a new primary after the kill", NEW_PRIMARY, || async {
+        primary(&survivors).await.is_some()
+    })
     .await;
     let elected_after = killed.elapsed();
     let new = primary(&survivors).await.expect("the new primary");
@@ -207,7 +202,12 @@ async fn four_writers_keep_the_primary_and_a_killed_primary_is_replaced_without_
     let stored: Vec<Document> = {
         use futures_util::TryStreamExt as _;
         let coll = set.database("load").collection::<Document>("docs");
-        coll.find(doc! {}).await.unwrap().try_collect().await.unwrap()
+        coll.find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
     };
     let stored_ids: BTreeSet<String> = stored
         .iter()
@@ -357,8 +357,14 @@ async fn the_same_with_pymongo_as_the_writer() {
         after.len() == 1 && !after[0].is_null(),
         "the new primary did not stay primary: {result}"
     );
-    assert_eq!(result["dups"], 0, "pymongo's retry hit a duplicate key: {result}");
-    assert_eq!(result["missing"], 0, "acknowledged writes are missing: {result}");
+    assert_eq!(
+        result["dups"], 0,
+        "pymongo's retry hit a duplicate key: {result}"
+    );
+    assert_eq!(
+        result["missing"], 0,
+        "acknowledged writes are missing: {result}"
+    );
     assert_eq!(result["stored"], result["distinct"], "{result}");
     assert!(
         result["errors"].as_array().unwrap().len() <= WRITERS,
