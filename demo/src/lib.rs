@@ -692,7 +692,10 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
     let env = lookup(running);
     let mut warnings = Vec::new();
     let targets = file.restore_targets(&env, &mut warnings)?;
-    let target_mongo = targets.mongo.map(|t| t.connect()).transpose()?;
+    let target_mongo = targets
+        .mongo
+        .map(|t| t.connect(std::time::Duration::from_secs(60)))
+        .transpose()?;
     let target_pg = match targets.postgres {
         Some(conn) => Some(circle_export::PgClient::new(
             conn,

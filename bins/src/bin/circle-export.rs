@@ -7,7 +7,7 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use circle_export::{ExportSpec, Meter, MongoSource, RestoreSpec};
 use circle_ha::cli;
@@ -232,7 +232,11 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                         &here,
                         &mut warnings,
                     )?;
-                    Some(circle_export::mongo_from_uri(&uri).await?.client)
+                    Some(
+                        circle_export::mongo_from_uri(&uri, Duration::from_secs(30))
+                            .await?
+                            .client,
+                    )
                 }
                 None => None,
             };
@@ -316,10 +320,13 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             common,
         } => {
             let (mut mongo, mut pg_conn) = (None, None);
+            // The driver's own wait for a primary is part of the failover
+            // wait: never longer than it.
+            let selection = Duration::from_secs(failover_wait.clamp(1, 30));
             if let Some(path) = &config {
                 let config = HaConfig::load(path)?;
                 let targets = config.restore_targets(&cli::env_var, &mut warnings)?;
-                mongo = targets.mongo.map(|t| t.connect()).transpose()?;
+                mongo = targets.mongo.map(|t| t.connect(selection)).transpose()?;
                 pg_conn = targets.postgres;
             }
             if let Some(uri) = &mongo_uri {
@@ -330,7 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     &here,
                     &mut warnings,
                 )?;
-                mongo = Some(circle_export::mongo_from_uri(&uri).await?);
+                mongo = Some(circle_export::mongo_from_uri(&uri, selection).await?);
             }
             if let Some(uri) = &pg_uri {
                 let uri =

@@ -101,7 +101,10 @@ pub(crate) fn describe_mongo(error: &mongodb::error::Error) -> String {
             "{} (code {} {})",
             command.message, command.code, command.code_name
         ),
-        _ => error.to_string(),
+        // The kind alone: the driver's full text adds its labels and
+        // an empty source.
+        ErrorKind::Io(e) => format!("network error: {e}"),
+        _ => error.kind.to_string(),
     }
 }
 

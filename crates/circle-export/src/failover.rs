@@ -244,12 +244,13 @@ impl Failover<'_> {
                 self.wait.as_secs()
             ));
         }
-        if since.elapsed() >= self.wait {
+        let waited = since.elapsed();
+        if waited >= self.wait {
             return Err(Error::Invalid(format!(
                 "{what}: no primary for {} s ({lost}): the replica set cannot elect one — \
                  bring its members back (check with `mongo-rs-setup status`), then run the \
                  same restore again: it resumes where it stopped, without --drop",
-                self.wait.as_secs()
+                waited.as_secs()
             )));
         }
         Ok(since)

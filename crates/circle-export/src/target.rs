@@ -55,8 +55,10 @@ pub struct MongoConnection {
 }
 
 impl MongoTarget {
-    /// The driver client for this target (no connection is made yet).
-    pub fn connect(&self) -> Result<MongoConnection, Error> {
+    /// The driver client for this target (no connection is made yet). An
+    /// operation waits at most `server_selection` for a member it can use
+    /// (the primary, for writes) before failing.
+    pub fn connect(&self, server_selection: Duration) -> Result<MongoConnection, Error> {
         let mut hosts = Vec::new();
         for host in &self.hosts {
             hosts.push(ServerAddress::parse(host).map_err(|_| {
@@ -69,7 +71,7 @@ impl MongoTarget {
             .hosts(hosts)
             .repl_set_name(self.replica_set.clone())
             .app_name("circle-export".to_owned())
-            .server_selection_timeout(Duration::from_secs(60))
+            .server_selection_timeout(server_selection)
             .build();
         if let Some(ca_file) = &self.tls_ca_file {
             options.tls = Some(Tls::Enabled(
@@ -97,9 +99,14 @@ impl MongoTarget {
     }
 }
 
-/// A MongoDB client from a connection string. The error never quotes the
-/// URI (it may hold a password).
-pub async fn mongo_from_uri(uri: &SecretString) -> Result<MongoConnection, Error> {
+/// A MongoDB client from a connection string. An operation waits at most
+/// `server_selection` for a member it can use, unless the URI sets its own
+/// `serverSelectionTimeoutMS`. The error never quotes the URI (it may hold
+/// a password).
+pub async fn mongo_from_uri(
+    uri: &SecretString,
+    server_selection: Duration,
+) -> Result<MongoConnection, Error> {
     let mut options = ClientOptions::parse(uri.expose_secret())
         .await
         .map_err(|e| {
@@ -113,7 +120,7 @@ pub async fn mongo_from_uri(uri: &SecretString) -> Result<MongoConnection, Error
         })?;
     options.app_name = Some("circle-export".to_owned());
     if options.server_selection_timeout.is_none() {
-        options.server_selection_timeout = Some(Duration::from_secs(30));
+        options.server_selection_timeout = Some(server_selection);
     }
     let replica_set = options.repl_set_name.is_some();
     let client = Client::with_options(options).map_err(|e| Error::Mongo {

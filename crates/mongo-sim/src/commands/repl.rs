@@ -714,6 +714,10 @@ pub(crate) fn handle_request_votes(
     inner.local.voted_term = term;
     inner.local.voted_for = Some(candidate);
     node.save_local(&inner)?;
+    // Having voted for a candidate, this member gives it an election
+    // timeout to take office before standing itself (mongod reschedules
+    // its election timer when it grants a vote, as Raft does).
+    inner.last_primary_contact = std::time::Instant::now();
     Ok(answer(&inner, true, ""))
 }
 

@@ -372,3 +372,55 @@ async fn the_same_with_pymongo_as_the_writer() {
     );
     assert!(result["acked"].as_u64().unwrap() > 1000, "{result}");
 }
+
+/// "election succeeded" lines in every member's log (mongod writes
+/// "Election succeeded, assuming primary role" too).
+fn elections_won(members: &[MongoMember]) -> usize {
+    members
+        .iter()
+        .map(|m| {
+            std::fs::read_to_string(m.log_file())
+                .unwrap_or_default()
+                .to_lowercase()
+                .matches("election succeeded")
+                .count()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_members_restarted_together_elect_one_primary_that_stays() {
+    let mut members = start_set("restart2").await;
+    let clients = member_clients(&members).await;
+    let (first, _) = primary(&clients).await.expect("a primary");
+    let other = (0..3).find(|i| *i != first).unwrap();
+    members[first].kill();
+    members[other].kill();
+    let survivor = (0..3).find(|i| *i != first && *i != other).unwrap();
+    let lone = vec![clients[survivor].clone()];
+    wait_for(
+        "the lone survivor to step down",
+        Duration::from_secs(30),
+        || async { primary(&lone).await.is_none() },
+    )
+    .await;
+    let before = elections_won(&members);
+    members[first].restart().unwrap();
+    members[other].restart().unwrap();
+    let clients = member_clients(&members).await;
+    wait_for("a primary after the restart", NEW_PRIMARY, || async {
+        primary(&clients).await.is_some()
+    })
+    .await;
+    let elected = primary(&clients).await.expect("the new primary");
+    let seen = watch(&clients, Duration::from_secs(6)).await;
+    assert_eq!(seen, vec![Some(elected)], "the new primary did not stay");
+    // Both restarted members time out together; the one that voted for
+    // the other must give it an election timeout to take office (mongod
+    // resets its election timer when it grants a vote), not depose it.
+    assert_eq!(
+        elections_won(&members) - before,
+        1,
+        "more than one election was won after the restart"
+    );
+}
