@@ -36,15 +36,19 @@ postgres/<db>.sql per database (plain SQL without owners or privileges,
 restorable with psql), encryption-keys/ and vault-data/. It is written
 0600 and appears under its name only when complete.
 
-restore reads and verifies the whole archive before it writes anything,
-refuses targets that hold data unless --drop, restores collections and
-databases in parallel, and compares every count. Each PostgreSQL database
-is one transaction, committed only after its whole file went in: a
-restore killed half-way leaves none half-done. Re-running skips what is
-complete (same counts), builds indexes a stopped run did not get to, and
-asks for --drop where a collection was left half-filled. It also takes
-the circleci_export.tar.gz of CircleCI's own circle-database-export
-script.
+restore reads the archive once. It verifies the manifest and the MongoDB
+part, refuses targets that hold other data unless --drop, then loads each
+PostgreSQL database while its part is still being read, in one
+transaction committed only once that part matched the manifest (SHA-256,
+row counts): nothing becomes visible before its own part is verified, a
+damaged part is rolled back, and the parts verified before it stay
+restored (the error lists both). A restore killed half-way leaves no
+database half-done. Re-running skips what is complete (same counts),
+builds indexes a stopped run did not get to, and resumes a collection it
+had begun (documents already there and identical count as restored). A
+replica-set failover mid-restore is waited out (--failover-wait). It also
+takes the circleci_export.tar.gz of CircleCI's own circle-database-export
+script (verified whole before anything is written, as is --dry-run).
 Targets come from --mongo-uri/--pg-uri or from ha.toml: [mongo] as
 circle-admin, [postgres] as the app role (which owns the databases
 pg-provision made). A database missing on the target is created, owned by
@@ -58,9 +62,9 @@ URIs holding a password are never accepted on the command line: pass
 env:NAME or file:PATH. MongoDB sources the driver cannot read (the old
 embedded 3.x) are exported from a mongodump directory: --mongo-dump DIR.
 
-Exit codes: 0 success; 1 failure (nothing restored from a damaged archive
-or into an occupied target); 2 bad usage; 3 verify found damage, or
-restore found counts that differ.";
+Exit codes: 0 success; 1 failure (nothing restored from a damaged part
+of the archive, nothing into an occupied target); 2 bad usage; 3 verify
+found damage, or restore found counts that differ.";
 
 /// Exports the old databases into one verified archive and restores it.
 #[derive(Debug, Parser)]

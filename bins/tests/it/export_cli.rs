@@ -228,7 +228,7 @@ fn export_verify_restore_twice_and_refuse_damage() {
         refused["error"]
             .as_str()
             .unwrap()
-            .contains("nothing was restored"),
+            .contains("nothing from a damaged part was restored"),
         "{refused}"
     );
     assert_eq!(

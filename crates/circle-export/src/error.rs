@@ -28,9 +28,10 @@ pub enum Error {
         /// Its stderr (last lines) or exit status.
         detail: String,
     },
-    /// The archive is damaged or is not what it claims; nothing was
-    /// written.
-    #[error("the archive is damaged or incomplete; nothing was restored:\n  - {}", .0.join("\n  - "))]
+    /// The archive is damaged or is not what it claims. Nothing from a
+    /// damaged part was written; parts verified on their own before the
+    /// damage was found may have been restored (the list says which).
+    #[error("the archive is damaged or incomplete; nothing from a damaged part was restored:\n  - {}", .0.join("\n  - "))]
     Damaged(Vec<String>),
     /// The target is not empty and `--drop` was not given; nothing was
     /// written.

@@ -40,7 +40,7 @@
 //!     tls_ca_file: Some("pki/ca.pem".into()),
 //!     tls_certificate_key_file: None,
 //! }
-//! .connect()?;
+//! .connect(std::time::Duration::from_secs(60))?;
 //! let postgres = PgClient::new(
 //!     PgConn {
 //!         host: "pg.internal".to_owned(),

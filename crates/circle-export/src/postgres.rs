@@ -607,6 +607,47 @@ impl PgClient {
         replace: bool,
     ) -> Result<(), Error> {
         let what = format!("restoring {db} at {} from {}", self.conn, sql.display());
+        let sql = sql.to_owned();
+        let meter = meter.clone();
+        self.load(db, what, move |out| feed(&sql, out, &meter, replace))
+            .await
+    }
+
+    /// [`PgClient::restore_database`] from a member still being unpacked:
+    /// psql gets the bytes as they are written, and the `COMMIT` only once
+    /// the member ended verified; a damaged member is never committed (psql
+    /// is killed with its input open: the server rolls back).
+    pub(crate) async fn restore_database_growing(
+        &self,
+        db: &str,
+        growing: std::sync::Arc<crate::verify::Growing>,
+        meter: &Meter,
+        replace: bool,
+    ) -> Result<(), Error> {
+        let what = format!(
+            "restoring {db} at {} from {}",
+            self.conn,
+            growing.path.display()
+        );
+        let meter = meter.clone();
+        self.load(db, what, move |out| {
+            let mut source = GrowingReader {
+                growing,
+                file: None,
+                offset: 0,
+            };
+            feed_from(&mut source, out, &meter, replace)
+        })
+        .await
+    }
+
+    /// Runs psql on `db` with what `feeder` writes to its input.
+    async fn load(
+        &self,
+        db: &str,
+        what: String,
+        feeder: impl FnOnce(&mut std::fs::File) -> std::io::Result<()> + Send + 'static,
+    ) -> Result<(), Error> {
         let mut child = self
             .command("psql", db)
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
@@ -628,11 +669,9 @@ impl PgClient {
             text
         });
         let fed = {
-            let sql = sql.to_owned();
-            let meter = meter.clone();
             let (res, stdin) = tokio::task::spawn_blocking(move || {
                 let mut out = std::fs::File::from(stdin);
-                let res = feed(&sql, &mut out, &meter, replace);
+                let res = feeder(&mut out);
                 (res, out)
             })
             .await
@@ -716,9 +755,57 @@ fn feed<W: std::io::Write>(
     meter: &Meter,
     replace: bool,
 ) -> std::io::Result<()> {
-    use std::io::Read as _;
-    const CHUNK: usize = 4 << 20;
     let mut input = std::fs::File::open(sql)?;
+    feed_from(&mut input, out, meter, replace).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            std::io::Error::new(e.kind(), format!("{}: {e}", sql.display()))
+        } else {
+            e
+        }
+    })
+}
+
+/// A member being unpacked, read as it grows: a read waits for more bytes,
+/// returns 0 at the end of a verified member, and fails with `InvalidData`
+/// when the member turned out damaged (so that the load is not committed).
+struct GrowingReader {
+    growing: std::sync::Arc<crate::verify::Growing>,
+    file: Option<std::fs::File>,
+    offset: u64,
+}
+
+impl std::io::Read for GrowingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use crate::verify::Grown;
+        let until = match self.growing.wait_beyond(self.offset) {
+            Grown::Until(until) => until,
+            Grown::Verified => return Ok(0),
+            Grown::Damaged => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "its part of the archive is damaged; nothing of it was committed",
+                ));
+            }
+        };
+        if self.file.is_none() {
+            self.file = Some(std::fs::File::open(&self.growing.path)?);
+        }
+        let want = buf.len().min((until - self.offset) as usize);
+        let file = self.file.as_mut().expect("opened above");
+        let n = file.read(&mut buf[..want])?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// [`feed`] from any reader.
+fn feed_from<R: std::io::Read, W: std::io::Write>(
+    input: &mut R,
+    out: &mut W,
+    meter: &Meter,
+    replace: bool,
+) -> std::io::Result<()> {
+    const CHUNK: usize = 4 << 20;
     let mut scanner = crate::sqlscan::Scanner::default();
     out.write_all(b"BEGIN;\n")?;
     if replace {
@@ -735,9 +822,8 @@ fn feed<W: std::io::Write>(
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!(
-                    "{}: the psql meta-command {meta} was refused while loading; nothing was \
-                     committed",
-                    sql.display()
+                    "the psql meta-command {meta} was refused while loading; nothing was \
+                     committed"
                 ),
             ));
         }

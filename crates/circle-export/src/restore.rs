@@ -2,6 +2,7 @@
 //! that holds data (unless `--drop`), then restore MongoDB collections and
 //! PostgreSQL databases in parallel and compare the counts.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,7 +16,9 @@ use crate::meter::{Meter, Stage};
 use crate::mongo::{self, RestoreItem, for_each_parallel};
 use crate::postgres::PgClient;
 use crate::spool::WorkDir;
-use crate::verify::{Layout, VENDOR_MONGO, VENDOR_PG, inspect_metered};
+use crate::verify::{
+    Event, Growing, Layout, VENDOR_MONGO, VENDOR_PG, inspect_metered, inspect_streaming,
+};
 
 /// What to restore where.
 pub struct RestoreSpec<'a> {
@@ -151,11 +154,23 @@ pub fn skip_for_vendor_dump(line: &[u8]) -> bool {
 struct PgItem {
     db: String,
     sql: PathBuf,
+    /// Its member in the archive (ours), for loading while it is read.
+    member: Option<String>,
 }
 
-/// Restores `spec.archive`. Nothing is written when the archive is damaged
-/// ([`Error::Damaged`]) or a target holds data without `drop`
-/// ([`Error::NotEmpty`]).
+/// Restores `spec.archive`.
+///
+/// The archive is read once. In an archive circle-export wrote, the
+/// manifest comes first and every MongoDB member before the PostgreSQL
+/// ones: the targets are checked once the MongoDB members are verified
+/// (nothing is written to a target that holds other data without `drop`:
+/// [`Error::NotEmpty`]), and each PostgreSQL database is loaded while its
+/// member is still being read, in a transaction committed only once that
+/// member matched the manifest. So nothing becomes visible before its own
+/// part of the archive is verified; a damaged member is never committed,
+/// and the parts verified before it stay restored ([`Error::Damaged`] names
+/// both). A damaged MongoDB member, CircleCI's own archive and `dry_run`
+/// verify the whole archive before anything is written.
 pub async fn restore(
     spec: RestoreSpec<'_>,
     progress: ha_plan::Progress<'_>,
@@ -164,27 +179,175 @@ pub async fn restore(
     let work =
         WorkDir::create(&spec.archive, "restore").map_err(Error::io("the unpack directory"))?;
     let unpack = work.path().join("files");
-    let archive = spec.archive.clone();
-    progress(&format!("reading and verifying {}", archive.display()));
-    let inspection = {
-        let unpack = unpack.clone();
-        let meter = spec.meter.clone();
-        tokio::task::spawn_blocking(move || inspect_metered(&archive, Some(&unpack), &meter))
-            .await
-            .map_err(|e| Error::Invalid(format!("the archive reader panicked: {e}")))??
-    };
-    if !inspection.problems.is_empty() {
-        return Err(Error::Damaged(inspection.problems));
+    progress(&format!("reading and verifying {}", spec.archive.display()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tell, mut events) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let streaming = !spec.dry_run;
+    let mut reader = Some({
+        let (archive, unpack, stop) = (spec.archive.clone(), unpack.clone(), stop.clone());
+        // Streaming, the bar follows the loads; the read has its own meter.
+        let meter = if streaming {
+            Meter::default()
+        } else {
+            spec.meter.clone()
+        };
+        tokio::task::spawn_blocking(move || {
+            if streaming {
+                let watch = move |event: Event| {
+                    let _ = tell.send(event);
+                };
+                inspect_streaming(&archive, &unpack, &meter, &watch, &stop)
+            } else {
+                drop(tell);
+                inspect_metered(&archive, Some(&unpack), &meter)
+            }
+        })
+    });
+    let result = restore_reading(
+        &spec,
+        progress,
+        started,
+        &work,
+        &unpack,
+        &mut events,
+        &mut reader,
+    )
+    .await;
+    // Whatever happened, the reader is stopped and waited for before its
+    // directory goes.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(events);
+    if let Some(reader) = reader {
+        let _ = reader.await;
     }
-    progress(&format!(
-        "archive intact: {} files, {} collections, {} PostgreSQL databases ({:.1}s)",
-        inspection.manifest.files.len(),
-        inspection.manifest.mongo.len(),
-        inspection.manifest.postgres.len(),
-        started.elapsed().as_secs_f64()
-    ));
-    let manifest = inspection.manifest;
-    let layout = inspection.layout;
+    drop(work);
+    result
+}
+
+type Reader = tokio::task::JoinHandle<Result<crate::verify::Inspection, Error>>;
+
+/// Waits for the archive reader's verdict on the whole archive.
+async fn finish_reading(reader: &mut Option<Reader>) -> Result<crate::verify::Inspection, Error> {
+    match reader.take() {
+        Some(handle) => handle
+            .await
+            .map_err(|e| Error::Invalid(format!("the archive reader panicked: {e}")))?,
+        None => Err(Error::Invalid("the archive was read already".to_owned())),
+    }
+}
+
+/// The members being unpacked that loaders wait for, by name.
+#[derive(Default)]
+struct Members {
+    growing: std::sync::Mutex<BTreeMap<String, std::sync::Arc<Growing>>>,
+    /// Set once the reader is done: a member not seen by then never comes.
+    done: std::sync::atomic::AtomicBool,
+    changed: tokio::sync::Notify,
+}
+
+impl Members {
+    fn add(&self, name: String, growing: std::sync::Arc<Growing>) {
+        self.growing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, growing);
+        self.changed.notify_waiters();
+    }
+
+    fn close(&self) {
+        self.done.store(true, std::sync::atomic::Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// The member `name`, once it starts; `None` if the archive ended
+    /// without it.
+    async fn wait(&self, name: &str) -> Option<std::sync::Arc<Growing>> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(g) = self
+                .growing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+            {
+                return Some(g.clone());
+            }
+            if self.done.load(std::sync::atomic::Ordering::Acquire) {
+                return None;
+            }
+            changed.await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn restore_reading(
+    spec: &RestoreSpec<'_>,
+    progress: ha_plan::Progress<'_>,
+    started: Instant,
+    work: &WorkDir,
+    unpack: &Path,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    reader: &mut Option<Reader>,
+) -> Result<RestoreReport, Error> {
+    // Streaming: the manifest, then every MongoDB member (they come before
+    // the PostgreSQL ones), each verified on its own.
+    let members = Members::default();
+    let mut streamed = None;
+    if let Some(Event::Manifest(manifest)) = events.recv().await {
+        let mut pending: BTreeSet<String> = manifest
+            .files
+            .iter()
+            .filter(|f| f.path.starts_with("mongo/"))
+            .map(|f| f.path.clone())
+            .collect();
+        let mut sound = true;
+        while sound && !pending.is_empty() {
+            match events.recv().await {
+                Some(Event::Started(name, growing)) => members.add(name, growing),
+                Some(Event::Finished(name, verified)) => {
+                    sound = verified || !name.starts_with("mongo/");
+                    pending.remove(&name);
+                }
+                Some(Event::Manifest(_)) => {}
+                None => sound = false,
+            }
+        }
+        if sound {
+            streamed = Some(manifest);
+        }
+    }
+    let streaming = streamed.is_some();
+    let (manifest, layout) = match streamed {
+        Some(manifest) => {
+            progress(&format!(
+                "manifest and MongoDB part verified: {} files, {} collections, {} PostgreSQL \
+                 databases ({:.1}s); each database is loaded as its part is read, and committed \
+                 once that part is verified",
+                manifest.files.len(),
+                manifest.mongo.len(),
+                manifest.postgres.len(),
+                started.elapsed().as_secs_f64()
+            ));
+            (manifest, Layout::Ours)
+        }
+        None => {
+            let inspection = finish_reading(reader).await?;
+            if !inspection.problems.is_empty() {
+                return Err(Error::Damaged(inspection.problems));
+            }
+            progress(&format!(
+                "archive intact: {} files, {} collections, {} PostgreSQL databases ({:.1}s)",
+                inspection.manifest.files.len(),
+                inspection.manifest.mongo.len(),
+                inspection.manifest.postgres.len(),
+                started.elapsed().as_secs_f64()
+            ));
+            (inspection.manifest, inspection.layout)
+        }
+    };
 
     let mongo_items: Vec<RestoreItem> = manifest
         .mongo
@@ -219,6 +382,7 @@ pub async fn restore(
             .map(|d| PgItem {
                 db: d.db.clone(),
                 sql: unpack.join(sql_path(&d.db)),
+                member: Some(sql_path(&d.db)),
             })
             .collect(),
         Layout::Vendor => {
@@ -229,7 +393,11 @@ pub async fn restore(
                 &wanted,
             )?
             .into_iter()
-            .map(|(db, sql)| PgItem { db, sql })
+            .map(|(db, sql)| PgItem {
+                db,
+                sql,
+                member: None,
+            })
             .collect()
         }
     };
@@ -397,10 +565,20 @@ pub async fn restore(
         }
     }
     let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    // A member still being read has the size the manifest gives it.
+    let listed = |member: &Option<String>, path: &Path| {
+        member
+            .as_ref()
+            .and_then(|m| report.manifest.files.iter().find(|f| f.path == *m))
+            .map_or_else(|| size(path), |f| f.size)
+    };
     spec.meter.begin(
         Stage::Loading,
         mongo_items.iter().map(|i| size(&i.data)).sum::<u64>()
-            + pg_items.iter().map(|i| size(&i.sql)).sum::<u64>(),
+            + pg_items
+                .iter()
+                .map(|i| listed(&i.member, &i.sql))
+                .sum::<u64>(),
     );
     let meter = &spec.meter;
 
@@ -438,22 +616,86 @@ pub async fn restore(
         .await?;
         Ok(counts.into_iter().sum())
     };
+    let members = &members;
     let pg_part = async {
         let Some(pg) = spec.postgres else {
-            return Ok::<(), Error>(());
+            return Ok::<Vec<String>, Error>(Vec::new());
         };
-        for_each_parallel(pg_items, spec.parallel, |item| async move {
-            pg.restore_database(&item.db, &item.sql, meter, spec.drop)
-                .await?;
-            progress(&format!("postgres {}: restored", item.db));
-            Ok(())
+        let outcomes = for_each_parallel(pg_items, spec.parallel, |item| async move {
+            let member = item.member.as_ref().filter(|_| streaming);
+            let Some(member) = member else {
+                pg.restore_database(&item.db, &item.sql, meter, spec.drop)
+                    .await?;
+                progress(&format!("postgres {}: restored", item.db));
+                return Ok(None);
+            };
+            let Some(growing) = members.wait(member).await else {
+                return Ok(Some(format!(
+                    "postgres {}: not restored: {member} is not in the archive",
+                    item.db
+                )));
+            };
+            match pg
+                .restore_database_growing(&item.db, growing.clone(), meter, spec.drop)
+                .await
+            {
+                Ok(()) => {
+                    progress(&format!("postgres {}: restored", item.db));
+                    Ok(None)
+                }
+                // Its part of the archive is damaged: rolled back, the
+                // others go on.
+                Err(_) if growing.damaged() => Ok(Some(format!(
+                    "postgres {}: not restored (rolled back): {member} is damaged",
+                    item.db
+                ))),
+                Err(e) => Err(e),
+            }
         })
-        .await
-        .map(drop)
+        .await?;
+        Ok(outcomes.into_iter().flatten().collect())
     };
-    let (documents, ()) = futures_util::try_join!(mongo_part, pg_part)?;
+    // While loads run, members that start being read are handed to them.
+    let pump = async {
+        if streaming {
+            while let Some(event) = events.recv().await {
+                if let Event::Started(name, growing) = event {
+                    members.add(name, growing);
+                }
+            }
+        }
+        members.close();
+    };
+    let (loaded, ()) = tokio::join!(async { futures_util::try_join!(mongo_part, pg_part) }, pump);
+    let (documents, not_restored) = loaded?;
     meter.end();
     report.documents = documents;
+    if streaming {
+        // The reader's verdict on the whole archive: damage found after
+        // some parts were committed is reported with what was restored.
+        let inspection = finish_reading(reader).await?;
+        if !inspection.problems.is_empty() || !not_restored.is_empty() {
+            let mut problems = inspection.problems;
+            problems.extend(not_restored.iter().cloned());
+            let kept: Vec<String> = report
+                .restored
+                .iter()
+                .filter(|r| {
+                    !not_restored
+                        .iter()
+                        .any(|n| n.starts_with(&format!("{}:", r.trim_end_matches(" (created)"))))
+                })
+                .cloned()
+                .collect();
+            if !kept.is_empty() {
+                problems.push(format!(
+                    "restored, each from its own verified part: {}",
+                    kept.join(", ")
+                ));
+            }
+            return Err(Error::Damaged(problems));
+        }
+    }
 
     // Counts on the target against the archive.
     if let Some((client, _)) = spec.mongo {

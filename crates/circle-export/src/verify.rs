@@ -119,6 +119,96 @@ struct Seen {
     sections: Option<Result<Sections, String>>,
 }
 
+/// A member of the archive being unpacked while a loader already reads it
+/// (see [`inspect_streaming`]): how far the file is written, and whether
+/// the member ended verified (matching the manifest) or damaged.
+#[derive(Debug)]
+pub(crate) struct Growing {
+    /// Where it is unpacked.
+    pub(crate) path: std::path::PathBuf,
+    state: std::sync::Mutex<GrowState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GrowState {
+    written: u64,
+    /// `Some(true)`: complete and verified; `Some(false)`: damaged (or the
+    /// read stopped); `None`: still being unpacked.
+    end: Option<bool>,
+}
+
+/// What [`Growing::wait_beyond`] found.
+pub(crate) enum Grown {
+    /// Bytes up to this offset are in the file.
+    Until(u64),
+    /// The member is complete and verified; nothing past the offset asked.
+    Verified,
+    /// The member is damaged or the read stopped: it must not be committed.
+    Damaged,
+}
+
+impl Growing {
+    fn new(path: std::path::PathBuf) -> std::sync::Arc<Growing> {
+        std::sync::Arc::new(Growing {
+            path,
+            state: std::sync::Mutex::default(),
+            changed: std::sync::Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GrowState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wrote(&self, n: u64) {
+        self.lock().written += n;
+        self.changed.notify_all();
+    }
+
+    /// Marks the member ended (the first call wins).
+    pub(crate) fn end(&self, verified: bool) {
+        let mut state = self.lock();
+        if state.end.is_none() {
+            state.end = Some(verified);
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Whether the member ended damaged (or the read stopped in it).
+    pub(crate) fn damaged(&self) -> bool {
+        self.lock().end == Some(false)
+    }
+
+    /// Blocks until the file holds bytes past `offset`, or the member
+    /// ended.
+    pub(crate) fn wait_beyond(&self, offset: u64) -> Grown {
+        let mut state = self.lock();
+        loop {
+            match state.end {
+                Some(false) => return Grown::Damaged,
+                Some(true) if state.written <= offset => return Grown::Verified,
+                _ if state.written > offset => return Grown::Until(state.written),
+                _ => {
+                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
+}
+
+/// What [`inspect_streaming`] reports as it reads.
+pub(crate) enum Event {
+    /// The manifest, read first and sound (its names pass
+    /// [`crate::manifest::check_names`]).
+    Manifest(Manifest),
+    /// A PostgreSQL member starts being unpacked.
+    Started(String, std::sync::Arc<Growing>),
+    /// A member ended: whether it matched the manifest.
+    Finished(String, bool),
+}
+
 /// Reads the whole archive at `path`, checking every entry; with
 /// `extract_to`, also writes each file there (0600, directories 0700).
 /// Only I/O errors on `path` itself are `Err`; damage is reported in
@@ -138,16 +228,46 @@ pub fn inspect_metered(
         .map_err(Error::io(path.display()))?
         .len();
     meter.begin(Stage::Verifying, size);
-    let inspection = inspect_inner(path, extract_to, meter);
+    let inspection = inspect_inner(path, extract_to, meter, None);
     meter.end();
     inspection
 }
+
+/// [`inspect_metered`] unpacking to `extract_to`, telling `watch` about the
+/// manifest (when it is the first entry, as in every archive circle-export
+/// writes) and then about every member as it starts and ends, so that a
+/// restore can load a member while the rest of the archive is read. Stops
+/// reading (the result then says so) once `stop` is set.
+pub(crate) fn inspect_streaming(
+    path: &Path,
+    extract_to: &Path,
+    meter: &Meter,
+    watch: &(dyn Fn(Event) + Sync),
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Inspection, Error> {
+    let size = std::fs::metadata(path)
+        .map_err(Error::io(path.display()))?
+        .len();
+    meter.begin(Stage::Verifying, size);
+    let inspection = inspect_inner(path, Some(extract_to), meter, Some((watch, stop)));
+    meter.end();
+    inspection
+}
+
+type Watch<'a> = (
+    &'a (dyn Fn(Event) + Sync),
+    &'a std::sync::atomic::AtomicBool,
+);
 
 fn inspect_inner(
     path: &Path,
     extract_to: Option<&Path>,
     meter: &Meter,
+    watch: Option<Watch<'_>>,
 ) -> Result<Inspection, Error> {
+    // The manifest, once read as the first entry (streaming only).
+    let mut early: Option<Manifest> = None;
+    let mut first = true;
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
@@ -157,6 +277,11 @@ fn inspect_inner(
     let entries = archive.entries().map_err(Error::io(path.display()))?;
     let mut last = "the start".to_owned();
     for entry in entries {
+        if watch.is_some_and(|(_, stop)| stop.load(std::sync::atomic::Ordering::Relaxed)) {
+            problems.push("the restore stopped reading the archive".to_owned());
+            break;
+        }
+        let is_first = std::mem::replace(&mut first, false);
         let mut entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
@@ -212,7 +337,16 @@ fn inspect_inner(
         let is_manifest = name == MANIFEST_PATH;
         let is_own_sql = name.starts_with("postgres/") && name.ends_with(".sql");
         let is_vendor_sql = name == VENDOR_PG;
+        let growing = match (watch, &early, extract_to) {
+            (Some((tell, _)), Some(_), Some(dir)) if is_own_sql => {
+                let growing = Growing::new(dir.join(&name));
+                tell(Event::Started(name.clone(), growing.clone()));
+                Some(growing)
+            }
+            _ => None,
+        };
         let sink = EntrySink {
+            growing: growing.clone(),
             hasher: Sha256::new(),
             size: 0,
             bson: name.ends_with(".bson").then(BsonCounter::default),
@@ -262,10 +396,21 @@ fn inspect_inner(
         let kept = kept.unwrap_or_default();
         bytes += size;
         if failed {
+            if let Some(g) = &growing {
+                g.end(false);
+            }
             break;
         }
         last = name.clone();
         if is_manifest {
+            if let Some((tell, _)) = watch
+                && is_first
+                && let Ok(manifest) = serde_json::from_slice::<Manifest>(&kept)
+                && crate::manifest::check_names(&manifest).is_empty()
+            {
+                tell(Event::Manifest(manifest.clone()));
+                early = Some(manifest);
+            }
             manifest_bytes = Some(kept);
             continue;
         }
@@ -288,6 +433,21 @@ fn inspect_inner(
             rows,
             sections,
         };
+        if let (Some((tell, _)), Some(manifest)) = (watch, &early) {
+            let mut own = member_problems(manifest, &name, &record);
+            if seen.contains_key(&name) {
+                own.push(format!("{name}: appears twice in the archive"));
+            }
+            // Refusals found in this member (meta-commands) were pushed
+            // above with its name.
+            let prefix = format!("{name} ");
+            let refused = problems.iter().any(|p| p.starts_with(&prefix));
+            let verified = own.is_empty() && !refused;
+            if let Some(g) = &growing {
+                g.end(verified);
+            }
+            tell(Event::Finished(name.clone(), verified));
+        }
         if seen.insert(name.clone(), record).is_some() {
             problems.push(format!("{name}: appears twice in the archive"));
         }
@@ -345,6 +505,9 @@ fn inspect_inner(
 /// Where one entry's bytes go: hashed, counted, kept (the manifest) and
 /// written (when unpacking).
 struct EntrySink {
+    /// Told of every chunk written (flushed first), for a loader reading
+    /// the file as it grows.
+    growing: Option<std::sync::Arc<Growing>>,
     hasher: Sha256,
     size: u64,
     bson: Option<BsonCounter>,
@@ -377,6 +540,10 @@ impl EntrySink {
         }
         if let Some(out) = &mut self.out {
             out.write_all(chunk)?;
+            if let Some(growing) = &self.growing {
+                out.flush()?;
+                growing.wrote(chunk.len() as u64);
+            }
         }
         Ok(())
     }
@@ -426,6 +593,57 @@ fn drain(
             .unwrap_or_else(|_| Err(std::io::Error::other("the unpacking thread panicked")));
         (sink, read_error)
     })
+}
+
+/// How member `name`, as read, differs from what `manifest` says of it:
+/// not listed, size, SHA-256, document or row counts.
+fn member_problems(manifest: &Manifest, name: &str, s: &Seen) -> Vec<String> {
+    let mut problems = Vec::new();
+    match manifest.files.iter().find(|f| f.path == name) {
+        None => problems.push(format!("{name}: in the archive but not in the manifest")),
+        Some(file) if s.size != file.size => problems.push(format!(
+            "{}: {} bytes, the manifest says {}",
+            file.path, s.size, file.size
+        )),
+        Some(file) if s.sha256 != file.sha256 => problems.push(format!(
+            "{}: SHA-256 {} differs from the manifest's {}",
+            file.path, s.sha256, file.sha256
+        )),
+        Some(_) => {}
+    }
+    if let Some(c) = manifest
+        .mongo
+        .iter()
+        .find(|c| bson_path(&c.db, &c.collection) == name)
+    {
+        match s.documents.as_ref() {
+            Some(Ok(n)) if *n == c.documents => {}
+            Some(Ok(n)) => problems.push(format!(
+                "{name}: {n} documents, the manifest says {}",
+                c.documents
+            )),
+            Some(Err(e)) => problems.push(format!("{name}: {e}")),
+            None => {}
+        }
+    }
+    if let Some(d) = manifest.postgres.iter().find(|d| sql_path(&d.db) == name) {
+        match s.rows.as_ref() {
+            Some(Ok(rows)) => {
+                for t in &d.tables {
+                    let n = rows.get(&t.name).copied().unwrap_or(0);
+                    if n != t.rows {
+                        problems.push(format!(
+                            "{name}: table {} has {n} rows, the manifest says {}",
+                            t.name, t.rows
+                        ));
+                    }
+                }
+            }
+            Some(Err(e)) => problems.push(format!("{name}: {e}")),
+            None => {}
+        }
+    }
+    problems
 }
 
 fn compare(manifest: &Manifest, seen: &BTreeMap<String, Seen>, problems: &mut Vec<String>) {
