@@ -310,20 +310,11 @@ fn document_key(document: &[u8]) -> u64 {
 /// data. Memory: 8 bytes per target document.
 async fn target_is_part_of_archive(client: &Client, item: &RestoreItem) -> Result<bool, Error> {
     let what = format!("{}.{}", item.db, item.collection);
-    let mut cursor = client
-        .database(&item.db)
-        .collection::<RawDocumentBuf>(&item.collection)
-        .find(doc! {})
-        .await
-        .map_err(Error::mongo(format!("find on {what}")))?;
     let mut keys = Vec::new();
-    while let Some(document) = cursor
-        .try_next()
-        .await
-        .map_err(Error::mongo(format!("reading {what}")))?
-    {
-        keys.push(document_key(document.as_bytes()));
-    }
+    for_each_target_document(client, item, |document| {
+        keys.push(document_key(document));
+    })
+    .await?;
     keys.sort_unstable();
     let path = item.data.clone();
     tokio::task::spawn_blocking(move || {
@@ -353,6 +344,18 @@ async fn digest_of_file(path: &Path) -> Result<Digest, Error> {
 
 /// The digest of every document a target collection holds.
 async fn digest_of_collection(client: &Client, item: &RestoreItem) -> Result<Digest, Error> {
+    let mut digest = Digest::default();
+    for_each_target_document(client, item, |document| digest.add(document)).await?;
+    Ok(digest)
+}
+
+/// Calls `each` with the bytes of every document the target collection of
+/// `item` holds.
+async fn for_each_target_document(
+    client: &Client,
+    item: &RestoreItem,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(), Error> {
     let what = format!("{}.{}", item.db, item.collection);
     let mut cursor = client
         .database(&item.db)
@@ -360,15 +363,14 @@ async fn digest_of_collection(client: &Client, item: &RestoreItem) -> Result<Dig
         .find(doc! {})
         .await
         .map_err(Error::mongo(format!("find on {what}")))?;
-    let mut digest = Digest::default();
     while let Some(document) = cursor
         .try_next()
         .await
         .map_err(Error::mongo(format!("reading {what}")))?
     {
-        digest.add(document.as_bytes());
+        each(document.as_bytes());
     }
-    Ok(digest)
+    Ok(())
 }
 
 /// The state of the target collection for `item`, which should end up
