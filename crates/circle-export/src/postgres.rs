@@ -586,8 +586,8 @@ impl PgClient {
     /// Restores `sql` (a file written by [`PgClient::export_database`], or
     /// a section of a `pg_dumpall` script cleaned for the target) into `db`
     /// with `psql -v ON_ERROR_STOP=1` in one transaction, counting the
-    /// bytes fed to it into `meter`. The file goes to psql untouched,
-    /// through the kernel (no copy through this process).
+    /// bytes fed to it into `meter`. The file goes to psql unchanged, in
+    /// chunks each scanned again for psql meta-commands first.
     ///
     /// The transaction is opened and committed by what is fed (`BEGIN;`,
     /// the file, `COMMIT;`), not by `--single-transaction`: if this
@@ -737,8 +737,7 @@ impl PgClient {
 }
 
 /// Feeds psql's standard input (a pipe): `BEGIN;`, with `replace` the
-/// statements dropping the database's objects, `sql` in chunks (counted;
-/// `std::io::copy` moves file-to-pipe bytes with `sendfile`/`splice`),
+/// statements dropping the database's objects, `sql` in counted chunks,
 /// then `COMMIT;` — only once the whole file went through. A file that
 /// ends inside a statement turns the `COMMIT` into a syntax error, so
 /// nothing truncated is ever committed.
@@ -793,6 +792,14 @@ impl std::io::Read for GrowingReader {
         let want = buf.len().min((until - self.offset) as usize);
         let file = self.file.as_mut().expect("opened above");
         let n = file.read(&mut buf[..want])?;
+        if n == 0 && want > 0 {
+            // The file is shorter than what was written to it: never let
+            // that look like the end (the feed would then commit).
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the unpacked file is shorter than what was written; nothing was committed",
+            ));
+        }
         self.offset += n as u64;
         Ok(n)
     }
