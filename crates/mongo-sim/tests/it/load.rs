@@ -424,3 +424,69 @@ async fn two_members_restarted_together_elect_one_primary_that_stays() {
         "more than one election was won after the restart"
     );
 }
+
+/// Retryable writes seen through mongosh, the shell operators use (its own
+/// driver, independent of ours and pymongo's): a batch sent again with the
+/// same `lsid` + `txnNumber` — on the new primary, after a step-down — is
+/// answered as done and not run twice; an older `txnNumber` is refused.
+const MONGOSH_RETRY: &str = r#"
+const lsid = {id: UUID()};
+const r = db.getSiblingDB("retry");
+const cmd = (docs, txn) => r.runCommand({insert: "c", documents: docs, lsid: lsid,
+                                         txnNumber: NumberLong(String(txn)), writeConcern: {w: "majority"}});
+const first = cmd([{_id: 1}, {_id: 2}], 1);
+const before = db.hello().me;
+try { db.adminCommand({replSetStepDown: 30, secondaryCatchUpPeriodSecs: 20}); } catch (e) {}
+let t = Date.now();
+while (true) {
+  try { if (db.hello().isWritablePrimary && db.hello().me !== before) break; } catch (e) {}
+  if (Date.now() - t > 30000) throw new Error("no new primary");
+  sleep(200);
+}
+const again = cmd([{_id: 1}, {_id: 2}], 1);
+const next = cmd([{_id: 3}], 2);
+let old;
+try { old = cmd([{_id: 4}], 1).code; } catch (e) { old = e.codeName; }
+const plain = r.runCommand({insert: "c", documents: [{_id: 1}]});
+print(JSON.stringify({first: first.n, again: again.n, againErrors: (again.writeErrors || []).length,
+                      next: next.n, old: old, plain: plain.writeErrors ? plain.writeErrors[0].code : 0,
+                      moved: db.hello().me !== before, count: r.c.countDocuments({})}));
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mongosh_sees_a_retried_batch_answered_once_on_the_new_primary() {
+    let members = start_set("shretry").await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("retry.js");
+    std::fs::write(&script, MONGOSH_RETRY).unwrap();
+    let hosts: Vec<String> = members.iter().map(MongoMember::host).collect();
+    let output = std::process::Command::new(tools().mongosh().unwrap_or_else(|e| panic!("{e}")))
+        .args(["--quiet", "--norc"])
+        .arg(format!(
+            "mongodb://{}/?replicaSet=shretry&retryWrites=false",
+            hosts.join(",")
+        ))
+        .arg("--file")
+        .arg(&script)
+        .env("DO_NOT_TRACK", "1")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "mongosh failed: {stdout}\n{stderr}"
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    let result: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    assert_eq!(
+        result,
+        serde_json::json!({
+            "first": 2, "again": 2, "againErrors": 0, "next": 1, "old": "TransactionTooOld",
+            "plain": 11000, "moved": true, "count": 3
+        }),
+        "{stderr}"
+    );
+}
