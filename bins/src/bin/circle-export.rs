@@ -146,11 +146,10 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Replace collections and database objects the target already
-        /// holds. Not needed to finish an interrupted restore: MongoDB
-        /// collections resume (documents already there and identical to
-        /// the archive's count as restored; a different one stops the
-        /// restore, naming its _id), and a PostgreSQL database is committed
-        /// whole or not at all.
+        /// holds. Not needed to finish an interrupted restore: a MongoDB
+        /// collection holding fewer documents than the archive, every one
+        /// of them the archive's, resumes (other data is refused), and a
+        /// PostgreSQL database is committed whole or not at all.
         #[arg(long)]
         drop: bool,
         /// Verify the archive and check the targets; write nothing.
