@@ -390,6 +390,21 @@ impl Data {
             }
         } else if o.contains_key("dropDatabase") {
             self.dbs.remove(db);
+        } else if let Ok(from) = o.get_str("renameCollection") {
+            // The collection moves whole (UUID, documents, indexes); a
+            // target it replaces (dropTarget) is gone.
+            let (from_db, from_coll) = split_ns(from);
+            let (to_db, to_coll) = split_ns(o.get_str("to").unwrap_or_default());
+            let moved = self.dbs.get_mut(from_db).and_then(|d| d.remove(from_coll));
+            if self.dbs.get(from_db).is_some_and(BTreeMap::is_empty) {
+                self.dbs.remove(from_db);
+            }
+            if let Some(collection) = moved {
+                self.dbs
+                    .entry(to_db.to_owned())
+                    .or_default()
+                    .insert(to_coll.to_owned(), collection);
+            }
         } else if let Ok(coll) = o.get_str("createIndexes") {
             let spec = o.get_document("spec").cloned().unwrap_or_default();
             let collection = self.ensure(db, coll, ui);

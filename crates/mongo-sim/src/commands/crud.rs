@@ -1454,6 +1454,80 @@ pub(super) async fn drop(
     .await
 }
 
+/// `renameCollection` (on `admin`): `{renameCollection: "db.from", to:
+/// "db.to", dropTarget}`, one `c` oplog entry as mongod writes it; the
+/// collection keeps its UUID, documents and indexes. Errors as mongod's:
+/// run elsewhere than `admin`, a source that does not exist, a target
+/// that exists without `dropTarget`, a rename onto itself.
+pub(super) async fn rename_collection(
+    node: &Arc<Node>,
+    db: &str,
+    command: &Document,
+) -> Result<Document, CommandError> {
+    if db != "admin" {
+        return Err(CommandError::new(
+            Code::Unauthorized,
+            "renameCollection may only be run against the admin database.",
+        ));
+    }
+    let namespace = |field: &str| -> Result<(String, String), CommandError> {
+        let full = command
+            .get_str(field)
+            .map_err(|_| CommandError::type_mismatch(field, "string"))?;
+        match full.split_once('.') {
+            Some((d, c)) if !d.is_empty() && !c.is_empty() => {
+                check_db_name(d)?;
+                Ok((d.to_owned(), c.to_owned()))
+            }
+            _ => Err(CommandError::new(
+                Code::InvalidNamespace,
+                format!("Invalid {field} namespace: {full}"),
+            )),
+        }
+    };
+    let (from_db, from_coll) = namespace("renameCollection")?;
+    let (to_db, to_coll) = namespace("to")?;
+    let drop_target = command.get_bool("dropTarget").unwrap_or(false);
+    let (from, to) = (
+        format!("{from_db}.{from_coll}"),
+        format!("{to_db}.{to_coll}"),
+    );
+    if from == to {
+        return Err(CommandError::new(
+            Code::IllegalOperation,
+            "Can't rename a collection to itself",
+        ));
+    }
+    if from_coll.starts_with("system.") || to_coll.starts_with("system.") {
+        return Err(CommandError::new(
+            Code::IllegalOperation,
+            format!("error with source namespace: cannot rename {from} to {to}"),
+        ));
+    }
+    let (res, optime) = node.write(|w| {
+        if w.data().collection(&from_db, &from_coll).is_none() {
+            return Err(CommandError::new(
+                Code::NamespaceNotFound,
+                format!("Source collection {from} does not exist"),
+            ));
+        }
+        if w.data().collection(&to_db, &to_coll).is_some() && !drop_target {
+            return Err(CommandError::new(
+                Code::NamespaceExists,
+                "target namespace exists",
+            ));
+        }
+        w.emit(
+            "c",
+            &format!("{from_db}.$cmd"),
+            doc! {"renameCollection": &from, "to": &to, "stayTemp": false, "dropTarget": drop_target},
+            None,
+        )
+    })?;
+    res?;
+    finish_write(node, optime, command, doc! {}).await
+}
+
 /// `dropDatabase`.
 pub(super) async fn drop_database(
     node: &Arc<Node>,

@@ -112,6 +112,26 @@ fn requirements(name: &str, db: &str, command: &Document) -> Vec<(Action, Resour
         "create" => on_db(Action::CreateCollection),
         "drop" => on_db(Action::DropCollection),
         "dropDatabase" => on_db(Action::DropDatabase),
+        "renameCollection" => {
+            // As mongod asks for a rename across databases: read and drop
+            // the source, insert and index into the target (and drop it,
+            // with dropTarget).
+            let ns = |field: &str| {
+                let full = command.get_str(field).unwrap_or_default();
+                full.split_once('.').map_or(full, |(d, _)| d).to_owned()
+            };
+            let (from, to) = (ns("renameCollection"), ns("to"));
+            let mut needs = vec![
+                (Action::Find, Resource::Db(from.clone())),
+                (Action::DropCollection, Resource::Db(from)),
+                (Action::Insert, Resource::Db(to.clone())),
+                (Action::CreateIndex, Resource::Db(to.clone())),
+            ];
+            if command.get_bool("dropTarget").unwrap_or(false) {
+                needs.push((Action::DropCollection, Resource::Db(to)));
+            }
+            needs
+        }
         "listDatabases" => Vec::new(),
         "createUser" => on_db(Action::CreateUser),
         "updateUser" => on_db(Action::UpdateUser),
@@ -146,6 +166,7 @@ const KNOWN: &[&str] = &[
     "createIndexes",
     "create",
     "drop",
+    "renameCollection",
     "dropDatabase",
     "dbStats",
     "createUser",
@@ -356,6 +377,9 @@ async fn run(
             .map(Reply::Doc),
         "create" => crud::create(node, db, command).await.map(Reply::Doc),
         "drop" => crud::drop(node, db, command).await.map(Reply::Doc),
+        "renameCollection" => crud::rename_collection(node, db, command)
+            .await
+            .map(Reply::Doc),
         "dropDatabase" => crud::drop_database(node, db, command).await.map(Reply::Doc),
         "dbStats" => crud::db_stats(node, db).map(Reply::Doc),
         "serverStatus" => doc(hello::server_status(node)),
@@ -383,6 +407,7 @@ const WRITES: &[&str] = &[
     "createIndexes",
     "create",
     "drop",
+    "renameCollection",
     "dropDatabase",
     "createUser",
     "updateUser",

@@ -52,7 +52,20 @@ while True:
     if states == ["PRIMARY", "SECONDARY", "SECONDARY"] or time.time() > deadline:
         break
     time.sleep(0.1)
+# renameCollection (pymongo sends it to admin): refused onto an existing
+# target, then with dropTarget the staging collection replaces it whole.
+db = rs.get_database("circle_ghe", write_concern=pymongo.WriteConcern(w="majority", wtimeout=30000))
+db.staging.insert_many([{"_id": i} for i in range(3)])
+db.final.insert_one({"_id": "old"})
+try:
+    db.staging.rename("final")
+    exists = None
+except pymongo.errors.OperationFailure as e:
+    exists = [e.code, e.details.get("codeName")]
+db.staging.rename("final", dropTarget=True)
+renamed = [sorted(d["_id"] for d in db.final.find()), "staging" in db.list_collection_names()]
 print(json.dumps({"count": count, "states": states, "deleted": deleted, "empty_batch": empty_batch,
+                  "rename_exists": exists, "renamed": renamed,
                   "mechanisms": rs.admin.command("usersInfo", "root")["users"][0]["mechanisms"]}))
 "#;
 
@@ -86,6 +99,16 @@ fn pymongo_initiates_authenticates_writes_deletes_and_reads_from_a_secondary() {
     assert_eq!(
         result["states"],
         serde_json::json!(["PRIMARY", "SECONDARY", "SECONDARY"])
+    );
+    assert_eq!(
+        result["rename_exists"],
+        serde_json::json!([48, "NamespaceExists"]),
+        "{result}"
+    );
+    assert_eq!(
+        result["renamed"],
+        serde_json::json!([[0, 1, 2], false]),
+        "{result}"
     );
     assert_eq!(
         result["mechanisms"],
