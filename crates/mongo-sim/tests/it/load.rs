@@ -393,6 +393,16 @@ async fn two_members_restarted_together_elect_one_primary_that_stays() {
     let mut members = start_set("restart2").await;
     let clients = member_clients(&members).await;
     let (first, _) = primary(&clients).await.expect("a primary");
+    // Every member holds every entry (w: 3): none of the restarted ones is
+    // ahead of the others, so one election is all it takes (a member with
+    // entries the others lack would rightly stand again and win).
+    clients[first]
+        .database("restart2")
+        .collection::<Document>("c")
+        .insert_one(doc! {"_id": 1})
+        .write_concern(WriteConcern::builder().w(Acknowledgment::Nodes(3)).build())
+        .await
+        .unwrap();
     let other = (0..3).find(|i| *i != first).unwrap();
     members[first].kill();
     members[other].kill();
