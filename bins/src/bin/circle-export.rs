@@ -325,7 +325,9 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let (mut mongo, mut pg_conn) = (None, None);
             // The driver's own wait for a primary is part of the failover
             // wait: never longer than it.
-            let selection = Duration::from_secs(failover_wait.clamp(1, 30));
+            let selection = circle_export::failover::Failover::server_selection(
+                Duration::from_secs(failover_wait),
+            );
             if let Some(path) = &config {
                 let config = HaConfig::load(path)?;
                 let targets = config.restore_targets(&cli::env_var, &mut warnings)?;

@@ -142,6 +142,14 @@ fn cause(error: &mongodb::error::Error) -> String {
 }
 
 impl Failover<'_> {
+    /// How long the driver itself may wait for a primary (its server
+    /// selection timeout) when writes wait `wait` for a failover: never
+    /// longer than the wait, at most 30 s, at least 1 s. Give it to
+    /// [`crate::MongoTarget::connect`] or [`crate::mongo_from_uri`].
+    pub fn server_selection(wait: Duration) -> Duration {
+        wait.clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
+
     /// Inserts `batch` into `collection` (unordered, with `concern`), as
     /// many times as a lost primary takes. Returns how many documents the
     /// batch had. `what` names the collection in messages.
