@@ -189,7 +189,10 @@ pub(crate) fn send_signal(pid: u32, signal: i32) {
     }
 }
 
-/// The last 40 lines of a log file (or a note that it cannot be read).
+/// The last 40 lines of a log file (or a note that it cannot be read),
+/// with a run of lines that differ only in their timestamp shown once and
+/// counted, so that the first of a loop of errors is not pushed out by its
+/// repetitions.
 pub(crate) fn log_tail(path: &Path) -> String {
     let mut text = String::new();
     match File::open(path) {
@@ -198,9 +201,50 @@ pub(crate) fn log_tail(path: &Path) -> String {
         }
         Err(e) => return format!("(cannot read {}: {e})", path.display()),
     }
-    let lines: Vec<&str> = text.lines().collect();
+    let lines = collapse_repeats(&text);
     let start = lines.len().saturating_sub(40);
     lines[start..].join("\n")
+}
+
+/// The lines of `text`, each run of lines equal but for a leading
+/// `{"t":{"$date":...}}` timestamp given as its first line followed by
+/// "(N more like it until <last line's timestamp>)".
+fn collapse_repeats(text: &str) -> Vec<String> {
+    fn without_time(line: &str) -> &str {
+        match line.split_once("},") {
+            Some((head, rest)) if head.starts_with("{\"t\":") => rest,
+            _ => line,
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut run: Option<(&str, usize, &str)> = None;
+    let flush = |out: &mut Vec<String>, run: Option<(&str, usize, &str)>| {
+        if let Some((first, more, last)) = run {
+            out.push(first.to_owned());
+            let time = last
+                .strip_prefix("{\"t\":{\"$date\":\"")
+                .and_then(|rest| rest.split_once('"'))
+                .map(|(time, _)| time);
+            match time {
+                _ if more == 0 => {}
+                Some(time) => out.push(format!("    ({more} more like it, the last at {time})")),
+                None => out.push(format!("    ({more} more like it)")),
+            }
+        }
+    };
+    for line in text.lines() {
+        match run {
+            Some((first, more, _)) if without_time(first) == without_time(line) => {
+                run = Some((first, more + 1, line));
+            }
+            _ => {
+                flush(&mut out, run.take());
+                run = Some((line, 0, line));
+            }
+        }
+    }
+    flush(&mut out, run);
+    out
 }
 
 /// Whether a log file contains `needle`.
@@ -283,3 +327,6 @@ pub(crate) fn with_port_retries<T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -67,6 +67,8 @@ pub(crate) enum Code {
     NotWritablePrimary,
     /// 72.
     InvalidOptions,
+    /// 136.
+    CappedPositionLost,
     /// 189.
     PrimarySteppedDown,
     /// 225.
@@ -119,6 +121,7 @@ impl Code {
             Code::ExceededTimeLimit => 262,
             Code::NotWritablePrimary => 10107,
             Code::InvalidOptions => 72,
+            Code::CappedPositionLost => 136,
             Code::PrimarySteppedDown => 189,
             Code::TransactionTooOld => 225,
             Code::UnsupportedOpQueryCommand => 352,
@@ -166,6 +169,7 @@ impl Code {
             Code::ExceededTimeLimit => "ExceededTimeLimit",
             Code::NotWritablePrimary => "NotWritablePrimary",
             Code::InvalidOptions => "InvalidOptions",
+            Code::CappedPositionLost => "CappedPositionLost",
             Code::PrimarySteppedDown => "PrimarySteppedDown",
             Code::TransactionTooOld => "TransactionTooOld",
             Code::UnsupportedOpQueryCommand => "UnsupportedOpQueryCommand",

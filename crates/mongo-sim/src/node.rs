@@ -86,6 +86,8 @@ pub(crate) enum Cursor {
     Oplog {
         /// The optime after which entries are returned next.
         after: OpTime,
+        /// The node's rollback count when the cursor was opened.
+        rollbacks: u64,
     },
 }
 
@@ -143,6 +145,10 @@ pub(crate) struct Inner {
     pub(crate) cursors: HashMap<i64, Cursor>,
     /// Each open cursor's namespace and owner.
     pub(crate) cursor_owners: HashMap<i64, CursorOwner>,
+    /// How many rollbacks truncated this node's oplog since it started:
+    /// an oplog cursor opened before one is dead (mongod's tailing
+    /// readers lose their position in the truncated capped collection).
+    pub(crate) rollbacks: u64,
     last_ts: (u32, u32),
 }
 
@@ -351,6 +357,7 @@ impl Node {
             step_down_until: None,
             cursors: HashMap::new(),
             cursor_owners: HashMap::new(),
+            rollbacks: 0,
             last_ts: (0, 0),
         };
         let node_port = opts.port;
@@ -570,21 +577,41 @@ impl Node {
     }
 
     /// Applies entries fetched from the sync source (secondaries).
+    /// An entry that cannot be applied stops the batch there: the entries
+    /// before it are applied and in the oplog (the data never holds an
+    /// entry the oplog does not), and the error names the entry.
     pub(crate) fn apply_replicated(&self, entries: Vec<Entry>) -> Result<OpTime, CommandError> {
-        let (last, durable) = {
+        let (last, durable, failed) = {
             let mut inner = self.lock();
             let mut fresh = Vec::new();
+            let mut failed = None;
             for entry in entries {
                 if entry.optime <= inner.last_applied() {
                     continue;
                 }
-                inner.data.apply(&entry)?;
+                if let Err(e) = inner.data.apply(&entry) {
+                    failed = Some(CommandError::new(
+                        e.code,
+                        format!(
+                            "cannot apply the oplog entry of {} ({} on {}): {}",
+                            entry.optime,
+                            entry.doc.get_str("op").unwrap_or("?"),
+                            entry.doc.get_str("ns").unwrap_or("?"),
+                            e.message
+                        ),
+                    ));
+                    break;
+                }
                 fresh.push(entry);
             }
-            self.publish(&mut inner, fresh)?
+            let (last, durable) = self.publish(&mut inner, fresh)?;
+            (last, durable, failed)
         };
         self.make_durable(durable);
-        Ok(last)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(last),
+        }
     }
 
     /// Drops oplog entries after `keep` and rebuilds the data from the rest
@@ -592,6 +619,7 @@ impl Node {
     pub(crate) fn truncate_oplog(&self, keep: usize) -> Result<(), CommandError> {
         let mut inner = self.lock();
         inner.oplog.truncate(keep);
+        inner.rollbacks += 1;
         let mut data = Data::default();
         for entry in &inner.oplog {
             data.apply(entry)?;

@@ -30,6 +30,17 @@ pub(crate) struct OpTime {
     pub(crate) inc: u32,
 }
 
+impl std::fmt::Display for OpTime {
+    /// As mongod logs an optime: `{ ts: Timestamp(secs, inc), t: term }`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{{ ts: Timestamp({}, {}), t: {} }}",
+            self.secs, self.inc, self.term
+        )
+    }
+}
+
 impl OpTime {
     /// The BSON timestamp.
     pub(crate) fn ts(self) -> Timestamp {

@@ -321,7 +321,7 @@ fn oplog_entries_after(
     after: OpTime,
     inclusive: bool,
     limit: usize,
-) -> Vec<Arc<RawDocumentBuf>> {
+) -> (Vec<Arc<RawDocumentBuf>>, u64) {
     let inner = node.lock();
     let start = inner.oplog.partition_point(|e| {
         if inclusive {
@@ -346,7 +346,7 @@ fn oplog_entries_after(
         bytes += len;
         batch.push(Arc::new(raw));
     }
-    batch
+    (batch, inner.rollbacks)
 }
 
 fn last_optime_of(batch: &[Arc<RawDocumentBuf>]) -> Option<OpTime> {
@@ -392,7 +392,7 @@ pub(super) async fn find(
             Err(_) => (OpTime::default(), true),
         };
         let limit = int(command, "batchSize").unwrap_or(1000).max(1) as usize;
-        let batch = oplog_entries_after(node, after, inclusive, limit);
+        let (batch, rollbacks) = oplog_entries_after(node, after, inclusive, limit);
         let tailable = command.get_bool("tailable").unwrap_or(false);
         let id = if tailable {
             let next_after = last_optime_of(&batch).unwrap_or(if inclusive {
@@ -406,7 +406,10 @@ pub(super) async fn find(
                 after
             });
             node.lock().add_cursor(
-                Cursor::Oplog { after: next_after },
+                Cursor::Oplog {
+                    after: next_after,
+                    rollbacks,
+                },
                 CursorOwner {
                     ns: ns.clone(),
                     users: users.to_vec(),
@@ -544,7 +547,7 @@ pub(super) async fn get_more(
             };
             cursor_reply("nextBatch", &ns, next_id, &batch).map(Reply::Raw)
         }
-        Cursor::Oplog { after } => {
+        Cursor::Oplog { after, rollbacks } => {
             let wait = Duration::from_millis(
                 int(command, "maxTimeMS").unwrap_or(1000).clamp(0, 60_000) as u64,
             );
@@ -554,7 +557,21 @@ pub(super) async fn get_more(
                 let notified = node.oplog_changed.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                let batch = oplog_entries_after(node, after, false, limit);
+                let (batch, now_rollbacks) = oplog_entries_after(node, after, false, limit);
+                if now_rollbacks != rollbacks {
+                    // A rollback truncated the oplog under this cursor: what
+                    // follows its position is another history. The reader
+                    // must look for its common point again.
+                    node.lock().drop_cursor(id);
+                    return Err(CommandError::new(
+                        Code::CappedPositionLost,
+                        format!(
+                            "CollectionScan died due to position in capped collection being \
+                             deleted. Last seen record id: RecordId({})",
+                            (i64::from(after.secs) << 32) | i64::from(after.inc)
+                        ),
+                    ));
+                }
                 if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
                     break batch;
                 }
@@ -563,8 +580,13 @@ pub(super) async fn get_more(
                 }
             };
             let next_after = last_optime_of(&batch).unwrap_or(after);
-            node.lock()
-                .return_cursor(id, Cursor::Oplog { after: next_after });
+            node.lock().return_cursor(
+                id,
+                Cursor::Oplog {
+                    after: next_after,
+                    rollbacks,
+                },
+            );
             cursor_reply("nextBatch", &ns, id, &batch).map(Reply::Raw)
         }
     }

@@ -500,3 +500,90 @@ async fn mongosh_sees_a_retried_batch_answered_once_on_the_new_primary() {
         "{stderr}"
     );
 }
+
+/// A member that rolls back ends the oplog cursors opened on it before the
+/// rollback: what follows their position is another history (mongod's
+/// tailing readers die with `CappedPositionLost` when the capped oplog is
+/// truncated under them, and its oplog fetcher checks the source's rollback
+/// id). A member tailing a former primary that rolls back must look for its
+/// common point again — carrying on would apply the new history on top of
+/// the old one (the E11000 loop #17's restore test once met).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_that_rolls_back_ends_the_oplog_cursors_opened_on_it() {
+    let mut members = start_set("rbcursor").await;
+    let clients = member_clients(&members).await;
+    let (old, _) = primary(&clients).await.expect("a primary");
+    // The other two go: what the primary writes now reaches no one.
+    for i in (0..3).filter(|i| *i != old) {
+        members[i].kill();
+    }
+    let lonely = clients[old]
+        .database("rbcursor")
+        .collection::<Document>("c");
+    lonely
+        .insert_many((0..5).map(|i| doc! {"_id": i}))
+        .write_concern(WriteConcern::builder().w(Acknowledgment::Nodes(1)).build())
+        .await
+        .expect("a w: 1 write to the primary before it notices it is alone");
+    let alone = vec![clients[old].clone()];
+    wait_for(
+        "the lone primary to step down",
+        Duration::from_secs(30),
+        || async { primary(&alone).await.is_none() },
+    )
+    .await;
+    // It must not stand again (it is ahead of the others and would win).
+    admin(&clients[old], doc! {"replSetFreeze": 600})
+        .await
+        .unwrap();
+    let local = clients[old].database("local");
+    let opened = local
+        .run_command(doc! {
+            "find": "oplog.rs",
+            "filter": {"ts": {"$gte": bson::Timestamp { time: 0, increment: 0 }}},
+            "tailable": true,
+            "awaitData": true,
+            "batchSize": 1,
+        })
+        .await
+        .unwrap();
+    let cursor = opened
+        .get_document("cursor")
+        .unwrap()
+        .get_i64("id")
+        .unwrap();
+    assert_ne!(cursor, 0, "{opened}");
+
+    for i in (0..3).filter(|i| *i != old) {
+        members[i].restart().unwrap();
+    }
+    // The others elect one of them; the old primary then finds its last
+    // entries missing there and rolls them back.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let code = loop {
+        let reply = local
+            .run_command(doc! {"getMore": cursor, "collection": "oplog.rs", "maxTimeMS": 500_i64})
+            .await;
+        match reply {
+            Ok(_) if Instant::now() < deadline => continue,
+            Ok(reply) => panic!("the cursor outlived the rollback: {reply}"),
+            Err(e) => match *e.kind {
+                mongodb::error::ErrorKind::Command(ref c) => break (c.code, c.code_name.clone()),
+                _ => panic!("getMore failed otherwise: {e}"),
+            },
+        }
+    };
+    assert_eq!(code, (136, "CappedPositionLost".to_owned()));
+    wait_for(
+        "the rolled-back documents to be gone",
+        Duration::from_secs(30),
+        || async { lonely.count_documents(doc! {}).await.ok() == Some(0) },
+    )
+    .await;
+    assert!(
+        std::fs::read_to_string(members[old].log_file())
+            .unwrap_or_default()
+            .contains("rolled back"),
+        "the old primary did not roll back"
+    );
+}
