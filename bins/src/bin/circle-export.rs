@@ -55,6 +55,19 @@ pg-provision made). A database missing on the target is created, owned by
 the restoring role, if that role may (CREATEDB); otherwise restore says so
 before writing anything.
 
+transfer does both at once, from the old machine straight to the new
+hosts, with the archive written alongside as the record of what moved:
+
+  circle-export transfer --mongo-uri mongodb://localhost:27017 \\
+      --pg-uri env:OLD_PG_URI --config ha.toml --out circle-export.tar.zst
+
+Every target is checked first, as restore checks it. Each PostgreSQL
+database is loaded while pg_dump still writes it, in one transaction
+committed only once the dump finished whole; each MongoDB collection is
+loaded once dumped. Killed at any point, no database is left
+half-committed, and the same command again finishes the job (what is
+complete is skipped: changed 0 on a second run).
+
 On a terminal a progress bar shows bytes done, bytes/s and the time left;
 --json prints only the result.
 
@@ -164,6 +177,67 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Move the old databases straight into the new hosts, writing the
+    /// archive alongside: each PostgreSQL database is loaded while pg_dump
+    /// still writes it (committed once the dump finished whole), each
+    /// MongoDB collection once dumped.
+    Transfer {
+        /// The archive written alongside, the verified record of what was
+        /// moved: .tar, .tar.gz or .tar.zst.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The MongoDB source (4.4+): a URI without password, or env:NAME /
+        /// file:PATH holding one.
+        #[arg(long, value_name = "URI|REF")]
+        mongo_uri: Option<String>,
+        /// Only these MongoDB databases (default: all but admin, local,
+        /// config).
+        #[arg(long, value_name = "DB,...", value_delimiter = ',')]
+        mongo_databases: Vec<String>,
+        /// The PostgreSQL source: a URI without password, or env:NAME /
+        /// file:PATH holding one.
+        #[arg(long, value_name = "URI|REF")]
+        pg_uri: Option<String>,
+        /// Only these PostgreSQL databases (default: all but postgres and
+        /// templates).
+        #[arg(long, value_name = "DB,...", value_delimiter = ',')]
+        pg_databases: Vec<String>,
+        /// The MongoDB target (default: the mongo section of --config as
+        /// circle-admin).
+        #[arg(long, value_name = "URI|REF")]
+        to_mongo_uri: Option<String>,
+        /// The PostgreSQL target (default: the postgres section of --config
+        /// as the app role).
+        #[arg(long, value_name = "URI|REF")]
+        to_pg_uri: Option<String>,
+        /// ha.toml, for targets not given as URIs.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The encryption-keys directory to archive.
+        #[arg(long, value_name = "DIR")]
+        encryption_keys: Option<PathBuf>,
+        /// The old contexts-Vault data directory to archive (Vault init
+        /// output in it is left out).
+        #[arg(long, value_name = "DIR")]
+        vault_data: Option<PathBuf>,
+        /// Keep files of --vault-data that hold Vault init output.
+        #[arg(long)]
+        danger_include_vault_init_output: bool,
+        /// Replace collections and database objects the targets already
+        /// hold. Not needed to finish an interrupted transfer.
+        #[arg(long)]
+        drop: bool,
+        /// Reach the sources, check the targets and list what would move;
+        /// write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// When the MongoDB replica set loses its primary, wait this long
+        /// for a new one.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        failover_wait: u64,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -184,7 +258,9 @@ struct Common {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = match &cli.command {
-        Command::Export { common, .. } | Command::Restore { common, .. } => common.json,
+        Command::Export { common, .. }
+        | Command::Restore { common, .. }
+        | Command::Transfer { common, .. } => common.json,
         Command::Verify { json, .. } => *json,
     };
     cli::run_main_interruptible("circle-export", json, run(cli))
@@ -209,7 +285,6 @@ fn warn(warnings: &[String]) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let here = PathBuf::from(".");
     let mut warnings = Vec::new();
     match cli.command {
         Command::Export {
@@ -226,40 +301,14 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             dry_run,
         } => {
             let started = Instant::now();
-            let mongo_client = match &mongo_uri {
-                Some(uri) => {
-                    let uri = ha_config::uri_from_flag(
-                        "--mongo-uri",
-                        uri,
-                        &cli::env_var,
-                        &here,
-                        &mut warnings,
-                    )?;
-                    Some(
-                        circle_export::mongo_from_uri(&uri, Duration::from_secs(30))
-                            .await?
-                            .client,
-                    )
-                }
-                None => None,
-            };
-            let pg = match &pg_uri {
-                Some(uri) => {
-                    let uri = ha_config::uri_from_flag(
-                        "--pg-uri",
-                        uri,
-                        &cli::env_var,
-                        &here,
-                        &mut warnings,
-                    )?;
-                    let conn = export::pg_conn("--pg-uri", &uri, &mut warnings)?;
-                    Some(export::pg_client(
-                        conn,
-                        export::pg_bin_dir(common.pg_bin_dir.clone()),
-                    )?)
-                }
-                None => None,
-            };
+            let (mongo_connection, pg) = sources(
+                mongo_uri.as_deref(),
+                pg_uri.as_deref(),
+                &common,
+                &mut warnings,
+            )
+            .await?;
+            let mongo_client = mongo_connection.map(|m| m.client);
             if mongo_client.is_none() && mongo_dump.is_none() && pg.is_none() {
                 return Err(usage(
                     "--mongo-uri",
@@ -322,40 +371,17 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             failover_wait,
             common,
         } => {
-            let (mut mongo, mut pg_conn) = (None, None);
-            // The driver's own wait for a primary is part of the failover
-            // wait: never longer than it.
-            let selection = circle_export::failover::Failover::server_selection(
-                Duration::from_secs(failover_wait),
-            );
-            if let Some(path) = &config {
-                let config = HaConfig::load(path)?;
-                let targets = config.restore_targets(&cli::env_var, &mut warnings)?;
-                mongo = targets.mongo.map(|t| t.connect(selection)).transpose()?;
-                pg_conn = targets.postgres;
-            }
-            if let Some(uri) = &mongo_uri {
-                let uri = ha_config::uri_from_flag(
-                    "--mongo-uri",
-                    uri,
-                    &cli::env_var,
-                    &here,
-                    &mut warnings,
-                )?;
-                mongo = Some(circle_export::mongo_from_uri(&uri, selection).await?);
-            }
-            if let Some(uri) = &pg_uri {
-                let uri =
-                    ha_config::uri_from_flag("--pg-uri", uri, &cli::env_var, &here, &mut warnings)?;
-                pg_conn = Some(export::pg_conn("--pg-uri", &uri, &mut warnings)?);
-            }
-            let pg = match pg_conn {
-                Some(conn) => Some(export::pg_client(
-                    conn,
-                    export::pg_bin_dir(common.pg_bin_dir.clone()),
-                )?),
-                None => None,
-            };
+            let (mongo, pg) = targets(
+                Flags {
+                    config: config.as_deref(),
+                    mongo: mongo_uri.as_deref().map(|u| ("--mongo-uri", u)),
+                    pg: pg_uri.as_deref().map(|u| ("--pg-uri", u)),
+                },
+                failover_wait,
+                &common,
+                &mut warnings,
+            )
+            .await?;
             warn(&warnings);
             let meter = Meter::new();
             let bar = progress_bar(&meter, common.json);
@@ -376,5 +402,197 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             std::mem::drop(bar);
             Ok(emit_findings(common.json, &report.to_findings()))
         }
+        Command::Transfer {
+            out,
+            mongo_uri,
+            mongo_databases,
+            pg_uri,
+            pg_databases,
+            to_mongo_uri,
+            to_pg_uri,
+            config,
+            encryption_keys,
+            vault_data,
+            danger_include_vault_init_output,
+            drop,
+            dry_run,
+            failover_wait,
+            common,
+        } => {
+            let (source_mongo, source_pg) = sources(
+                mongo_uri.as_deref(),
+                pg_uri.as_deref(),
+                &common,
+                &mut warnings,
+            )
+            .await?;
+            let (target_mongo, target_pg) = targets(
+                Flags {
+                    config: config.as_deref(),
+                    mongo: to_mongo_uri.as_deref().map(|u| ("--to-mongo-uri", u)),
+                    pg: to_pg_uri.as_deref().map(|u| ("--to-pg-uri", u)),
+                },
+                failover_wait,
+                &common,
+                &mut warnings,
+            )
+            .await?;
+            let mongo = match (&source_mongo, &target_mongo) {
+                (Some(source), Some(target)) => Some(circle_export::TransferMongo {
+                    source: &source.client,
+                    databases: mongo_databases,
+                    target: &target.client,
+                    majority: target.replica_set,
+                }),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(usage(
+                        "--to-mongo-uri",
+                        ": a MongoDB source needs a target: give --to-mongo-uri or --config",
+                    )
+                    .into());
+                }
+                (None, Some(_)) if mongo_uri.is_none() && to_mongo_uri.is_some() => {
+                    return Err(usage(
+                        "--mongo-uri",
+                        ": --to-mongo-uri needs a MongoDB source: give --mongo-uri",
+                    )
+                    .into());
+                }
+                (None, Some(_)) => None,
+            };
+            let postgres = match (&source_pg, &target_pg) {
+                (Some(source), Some(target)) => Some(circle_export::TransferPostgres {
+                    source,
+                    databases: pg_databases,
+                    target,
+                }),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(usage(
+                        "--to-pg-uri",
+                        ": a PostgreSQL source needs a target: give --to-pg-uri or --config",
+                    )
+                    .into());
+                }
+                (None, Some(_)) if pg_uri.is_none() && to_pg_uri.is_some() => {
+                    return Err(usage(
+                        "--pg-uri",
+                        ": --to-pg-uri needs a PostgreSQL source: give --pg-uri",
+                    )
+                    .into());
+                }
+                (None, Some(_)) => None,
+            };
+            if mongo.is_none() && postgres.is_none() {
+                return Err(usage(
+                    "--mongo-uri",
+                    ": nothing to transfer: give --mongo-uri and/or --pg-uri, and the targets",
+                )
+                .into());
+            }
+            warn(&warnings);
+            let meter = Meter::new();
+            let bar = progress_bar(&meter, common.json);
+            let report = circle_export::transfer(
+                circle_export::TransferSpec {
+                    mongo,
+                    postgres,
+                    encryption_keys,
+                    vault_data,
+                    danger_include_vault_init_output,
+                    out,
+                    drop,
+                    dry_run,
+                    parallel: common.parallel,
+                    meter,
+                    failover_wait: Duration::from_secs(failover_wait),
+                    tool: format!("circle-export {}", env!("CARGO_PKG_VERSION")),
+                },
+                &|line| bar.line(line),
+            )
+            .await?;
+            std::mem::drop(bar);
+            Ok(emit_findings(common.json, &report.to_findings()))
+        }
     }
+}
+
+/// Target flags: `--config`, and the URI flags with their names.
+struct Flags<'f> {
+    config: Option<&'f std::path::Path>,
+    mongo: Option<(&'static str, &'f str)>,
+    pg: Option<(&'static str, &'f str)>,
+}
+
+/// The targets: from ha.toml (`[mongo]` as circle-admin, `[postgres]` as
+/// the app role), each overridden by its URI flag. The driver's own wait
+/// for a primary is part of the failover wait: never longer than it.
+async fn targets(
+    flags: Flags<'_>,
+    failover_wait: u64,
+    common: &Common,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<(
+    Option<circle_export::MongoConnection>,
+    Option<circle_export::PgClient>,
+)> {
+    let here = PathBuf::from(".");
+    let (mut mongo, mut pg_conn) = (None, None);
+    let selection =
+        circle_export::failover::Failover::server_selection(Duration::from_secs(failover_wait));
+    if let Some(path) = flags.config {
+        let config = HaConfig::load(path)?;
+        let targets = config.restore_targets(&cli::env_var, warnings)?;
+        mongo = targets.mongo.map(|t| t.connect(selection)).transpose()?;
+        pg_conn = targets.postgres;
+    }
+    if let Some((flag, uri)) = flags.mongo {
+        let uri = ha_config::uri_from_flag(flag, uri, &cli::env_var, &here, warnings)?;
+        mongo = Some(circle_export::mongo_from_uri(&uri, selection).await?);
+    }
+    if let Some((flag, uri)) = flags.pg {
+        let uri = ha_config::uri_from_flag(flag, uri, &cli::env_var, &here, warnings)?;
+        pg_conn = Some(export::pg_conn(flag, &uri, warnings)?);
+    }
+    let pg = match pg_conn {
+        Some(conn) => Some(export::pg_client(
+            conn,
+            export::pg_bin_dir(common.pg_bin_dir.clone()),
+        )?),
+        None => None,
+    };
+    Ok((mongo, pg))
+}
+
+/// The sources of an export or a transfer, from their URI flags.
+async fn sources(
+    mongo_uri: Option<&str>,
+    pg_uri: Option<&str>,
+    common: &Common,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<(
+    Option<circle_export::MongoConnection>,
+    Option<circle_export::PgClient>,
+)> {
+    let here = PathBuf::from(".");
+    let mongo = match mongo_uri {
+        Some(uri) => {
+            let uri = ha_config::uri_from_flag("--mongo-uri", uri, &cli::env_var, &here, warnings)?;
+            Some(circle_export::mongo_from_uri(&uri, Duration::from_secs(30)).await?)
+        }
+        None => None,
+    };
+    let pg = match pg_uri {
+        Some(uri) => {
+            let uri = ha_config::uri_from_flag("--pg-uri", uri, &cli::env_var, &here, warnings)?;
+            let conn = export::pg_conn("--pg-uri", &uri, warnings)?;
+            Some(export::pg_client(
+                conn,
+                export::pg_bin_dir(common.pg_bin_dir.clone()),
+            )?)
+        }
+        None => None,
+    };
+    Ok((mongo, pg))
 }

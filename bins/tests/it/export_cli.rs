@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use crate::run_json;
 
-const HOSTILE: &str = "p'\"$@:/?#%\\ `x` wörd–密";
+pub(crate) const HOSTILE: &str = "p'\"$@:/?#%\\ `x` wörd–密";
 
-fn tool(args: &[&str]) -> Command {
+pub(crate) fn tool(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_circle-export"));
     command.args(args);
     command
@@ -22,7 +22,7 @@ fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-fn pg_uri(pg: &Postgres, user: &str, password: &str) -> String {
+pub(crate) fn pg_uri(pg: &Postgres, user: &str, password: &str) -> String {
     format!(
         "postgresql://{}:{}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}&hostaddr=127.0.0.1",
         enc(user),
@@ -32,7 +32,7 @@ fn pg_uri(pg: &Postgres, user: &str, password: &str) -> String {
     )
 }
 
-fn psql(pg: &Postgres, db: &str, sql: &str) -> String {
+pub(crate) fn psql(pg: &Postgres, db: &str, sql: &str) -> String {
     let output = Command::new(pg.bin_dir().join("psql"))
         .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .env_clear()
@@ -49,7 +49,7 @@ fn psql(pg: &Postgres, db: &str, sql: &str) -> String {
 
 /// The new PostgreSQL as pg-provision leaves it: the app role `circle`
 /// (hostile password) owning the database `circle`.
-fn new_target(tools: &Toolbox, pki: &LabPki) -> Postgres {
+pub(crate) fn new_target(tools: &Toolbox, pki: &LabPki) -> Postgres {
     let pg = Postgres::start(tools, pki, PostgresOptions::default()).unwrap();
     psql(
         &pg,
@@ -63,7 +63,7 @@ fn new_target(tools: &Toolbox, pki: &LabPki) -> Postgres {
     pg
 }
 
-fn json(command: &mut Command) -> (i32, Value, String) {
+pub(crate) fn json(command: &mut Command) -> (i32, Value, String) {
     run_json(command.arg("--json"))
 }
 
@@ -238,7 +238,11 @@ fn export_verify_restore_twice_and_refuse_damage() {
 }
 
 /// Polls `condition` every 20 ms until it holds or `deadline` passes.
-fn wait_until(what: &str, deadline: std::time::Duration, mut condition: impl FnMut() -> bool) {
+pub(crate) fn wait_until(
+    what: &str,
+    deadline: std::time::Duration,
+    mut condition: impl FnMut() -> bool,
+) {
     let start = std::time::Instant::now();
     while !condition() {
         assert!(start.elapsed() < deadline, "timed out waiting for {what}");

@@ -9,6 +9,7 @@ mod pg_provision;
 mod pki_cli;
 mod restore_failover;
 mod services_userdata;
+mod transfer_cli;
 mod vault_transit;
 
 use std::process::{Command, Output};

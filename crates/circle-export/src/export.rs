@@ -2,7 +2,7 @@
 //! archive with the manifest first.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mongodb::Client;
@@ -12,12 +12,13 @@ use crate::count::BsonCounter;
 use crate::error::Error;
 use crate::manifest::{
     CollectionEntry, DatabaseEntry, FORMAT, FileEntry, MANIFEST_PATH, Manifest, bson_path,
-    metadata_path,
+    metadata_path, sql_path,
 };
 use crate::meter::{Meter, Stage};
 use crate::mongo;
 use crate::postgres::PgClient;
 use crate::spool::{HashedFile, WorkDir};
+use crate::verify::Growing;
 
 /// Where the MongoDB data comes from.
 pub enum MongoSource<'a> {
@@ -86,6 +87,62 @@ pub async fn export(
 ) -> Result<ExportReport, Error> {
     let compression = validate(&spec)?;
     let started = Instant::now();
+    let dumped = dump(&spec, progress, &Hooks::default()).await?;
+    let archive = write_archive(&spec.out, compression, &dumped, &spec.meter).await?;
+    spec.meter.end();
+    let archive_bytes = std::fs::metadata(&archive)
+        .map_err(Error::io(archive.display()))?
+        .len();
+    progress(&format!(
+        "wrote {} ({} of data) in {:.1}s",
+        human_bytes(archive_bytes),
+        human_bytes(dumped.data_bytes),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(ExportReport {
+        archive,
+        manifest: dumped.manifest,
+        archive_bytes,
+        data_bytes: dumped.data_bytes,
+        left_out: dumped.left_out,
+    })
+}
+
+/// What the dump phase of an export wants told as it goes (a transfer
+/// loads each part into its target while the rest is still dumped).
+#[derive(Default)]
+#[allow(clippy::type_complexity)]
+pub(crate) struct Hooks<'h> {
+    /// A PostgreSQL database starts being dumped into this spool file: a
+    /// [`Growing`] returned is told of every byte written and, at the end,
+    /// whether the dump finished whole (pg_dump exited 0, every COPY block
+    /// closed).
+    pub(crate) postgres_started: Option<&'h (dyn Fn(&str, &Path) -> Option<Arc<Growing>> + Sync)>,
+    /// A MongoDB collection was dumped whole into the spool (this
+    /// directory, under its archive paths).
+    pub(crate) mongo_finished: Option<&'h (dyn Fn(&CollectionEntry, &Path) + Sync)>,
+}
+
+/// The dump phase's result: every part in the spool, and the manifest.
+pub(crate) struct Dumped {
+    /// The spool holding every part under its archive path.
+    pub(crate) spool: Arc<WorkDir>,
+    /// The manifest of what was dumped.
+    pub(crate) manifest: Manifest,
+    /// Bytes dumped.
+    pub(crate) data_bytes: u64,
+    /// Files left out, with why.
+    pub(crate) left_out: Vec<String>,
+}
+
+/// Dumps every source of `spec` into a spool next to `spec.out`, in
+/// parallel, telling `hooks` as parts start and end.
+pub(crate) async fn dump(
+    spec: &ExportSpec<'_>,
+    progress: ha_plan::Progress<'_>,
+    hooks: &Hooks<'_>,
+) -> Result<Dumped, Error> {
+    let started = Instant::now();
     let spool = WorkDir::create(&spec.out, "spool")
         .map_err(Error::io("the spool directory"))?
         .with_meter(spec.meter.clone());
@@ -128,6 +185,9 @@ pub async fn export(
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .extend(entries);
+                        if let Some(finished) = hooks.mongo_finished {
+                            finished(&counted, spool.path());
+                        }
                         Ok(counted)
                     }
                 })
@@ -136,6 +196,11 @@ pub async fn export(
             }
             Some(MongoSource::DumpDir(dir)) => {
                 let counted = copy_dump_dir(dir, &spool, files, progress, meter).await?;
+                if let Some(finished) = hooks.mongo_finished {
+                    for collection in &counted {
+                        finished(collection, spool.path());
+                    }
+                }
                 Ok((None, counted))
             }
         }
@@ -154,7 +219,11 @@ pub async fn export(
                 let results = mongo::for_each_parallel(databases, spec.parallel, |db| {
                     let spool = &spool;
                     async move {
-                        let (entry, counted) = pg.export_database(&db, spool).await?;
+                        let growing = hooks
+                            .postgres_started
+                            .and_then(|started| started(&db, &spool.join(&sql_path(&db))));
+                        let (entry, counted) =
+                            pg.export_database_growing(&db, spool, growing).await?;
                         let rows: u64 = counted.tables.iter().map(|t| t.rows).sum();
                         progress(&format!(
                             "postgres {db}: {} tables, {rows} rows, {}",
@@ -205,54 +274,51 @@ pub async fn export(
         started.elapsed().as_secs_f64(),
         spec.out.display()
     ));
-
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
-    let out = spec.out.clone();
-    let manifest_for_archive = manifest.clone();
-    meter.begin(Stage::Archiving, data_bytes);
-    let archive_meter = meter.clone();
-    let archive = tokio::task::spawn_blocking(move || -> Result<PathBuf, Error> {
-        let what = || format!("writing {}", out.display());
-        let mut writer =
-            ArchiveWriter::create(&out, compression, threads).map_err(Error::io(what()))?;
-        let json = serde_json::to_vec_pretty(&manifest_for_archive)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        writer
-            .append_bytes(MANIFEST_PATH, &json)
-            .map_err(Error::io(what()))?;
-        for file in &manifest_for_archive.files {
-            writer
-                .append_file(&file.path, &spool.join(&file.path), &archive_meter)
-                .map_err(Error::io(what()))?;
-        }
-        let path = writer.finish().map_err(Error::io(what()))?;
-        drop(spool);
-        Ok(path)
-    })
-    .await
-    .map_err(|e| Error::Invalid(format!("the archive writer panicked: {e}")))??;
-    meter.end();
-    let archive_bytes = std::fs::metadata(&archive)
-        .map_err(Error::io(archive.display()))?
-        .len();
-    progress(&format!(
-        "wrote {} ({} of data) in {:.1}s",
-        human_bytes(archive_bytes),
-        human_bytes(data_bytes),
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(ExportReport {
-        archive,
+    Ok(Dumped {
+        spool: Arc::new(spool),
         manifest,
-        archive_bytes,
         data_bytes,
         left_out,
     })
 }
 
+/// Writes the archive at `out` from the spool of `dumped`: the manifest
+/// first, then every file it lists.
+pub(crate) async fn write_archive(
+    out: &Path,
+    compression: Compression,
+    dumped: &Dumped,
+    meter: &Meter,
+) -> Result<PathBuf, Error> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+    let out = out.to_owned();
+    let manifest = dumped.manifest.clone();
+    let spool = dumped.spool.clone();
+    meter.begin(Stage::Archiving, dumped.data_bytes);
+    let archive_meter = meter.clone();
+    tokio::task::spawn_blocking(move || -> Result<PathBuf, Error> {
+        let what = || format!("writing {}", out.display());
+        let mut writer =
+            ArchiveWriter::create(&out, compression, threads).map_err(Error::io(what()))?;
+        let json =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
+        writer
+            .append_bytes(MANIFEST_PATH, &json)
+            .map_err(Error::io(what()))?;
+        for file in &manifest.files {
+            writer
+                .append_file(&file.path, &spool.join(&file.path), &archive_meter)
+                .map_err(Error::io(what()))?;
+        }
+        writer.finish().map_err(Error::io(what()))
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("the archive writer panicked: {e}")))?
+}
+
 /// Checks `spec` before anything is read or written: the archive name
 /// chooses a known compression, there is a source, the directories exist.
-fn validate(spec: &ExportSpec<'_>) -> Result<Compression, Error> {
+pub(crate) fn validate(spec: &ExportSpec<'_>) -> Result<Compression, Error> {
     let compression = Compression::from_path(&spec.out).map_err(Error::Invalid)?;
     if spec.mongo.is_none() && spec.postgres.is_none() {
         return Err(Error::Invalid(

@@ -86,6 +86,7 @@ pub mod restore;
 pub mod spool;
 pub mod sqlscan;
 pub mod target;
+pub mod transfer;
 pub mod vault_init;
 pub mod verify;
 
@@ -96,4 +97,5 @@ pub use meter::{Meter, Reading, Stage};
 pub use postgres::{PgClient, PgConn};
 pub use restore::{RestoreReport, RestoreSpec, restore};
 pub use target::{MongoConnection, MongoTarget, RestoreTargets, mongo_from_uri};
+pub use transfer::{TransferMongo, TransferPostgres, TransferReport, TransferSpec, transfer};
 pub use verify::{Inspection, Layout, inspect, inspect_metered};

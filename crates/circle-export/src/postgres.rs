@@ -455,6 +455,29 @@ impl PgClient {
         db: &str,
         dir: &WorkDir,
     ) -> Result<(FileEntry, DatabaseEntry), Error> {
+        self.export_database_growing(db, dir, None).await
+    }
+
+    /// [`PgClient::export_database`], telling `growing` of every byte in
+    /// the spool file as it is written and, at the end, whether the dump
+    /// finished whole (pg_dump exited 0 and every COPY block closed) — a
+    /// loader reading the file as it grows commits only then.
+    pub(crate) async fn export_database_growing(
+        &self,
+        db: &str,
+        dir: &WorkDir,
+        growing: Option<std::sync::Arc<crate::verify::Growing>>,
+    ) -> Result<(FileEntry, DatabaseEntry), Error> {
+        /// Ends the member as not whole unless it was ended whole first.
+        struct EndOnDrop(Option<std::sync::Arc<crate::verify::Growing>>);
+        impl Drop for EndOnDrop {
+            fn drop(&mut self) {
+                if let Some(growing) = &self.0 {
+                    growing.end(false);
+                }
+            }
+        }
+        let growing = EndOnDrop(growing);
         let what = format!("pg_dump of {db} at {}", self.conn);
         let mut child = self
             .command("pg_dump", db)
@@ -498,6 +521,12 @@ impl PgClient {
             file.write(&out)
                 .await
                 .map_err(Error::io(format!("spool file for {db}")))?;
+            if let Some(growing) = &growing.0 {
+                file.flush()
+                    .await
+                    .map_err(Error::io(format!("spool file for {db}")))?;
+                growing.wrote(out.len() as u64);
+            }
             if n == 0 {
                 break;
             }
@@ -518,6 +547,9 @@ impl PgClient {
             .finish()
             .await
             .map_err(Error::io(format!("spool file for {db}")))?;
+        if let Some(growing) = &growing.0 {
+            growing.end(true);
+        }
         Ok((
             entry,
             DatabaseEntry {
@@ -542,6 +574,20 @@ impl PgClient {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The user tables of `db` named as pg_dump's `COPY` lines name them
+    /// (`schema.table`, each part quoted only where it must be), sorted.
+    pub async fn table_names(&self, db: &str) -> Result<Vec<String>, Error> {
+        let sql = "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') \
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%' \
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e') \
+             ORDER BY 1";
+        let mut names = self.query(db, sql).await?;
+        names.retain(|n| !n.is_empty());
+        Ok(names)
     }
 
     /// Checks, before anything is written, that the connecting role may

@@ -467,47 +467,10 @@ async fn restore_reading(
                 .iter()
                 .find(|c| c.db == item.db && c.collection == item.collection)
                 .map_or(0, |c| c.documents);
-            if spec.drop {
-                mongo_todo.push(item);
-                continue;
-            }
-            match mongo::target_state(client, &item, documents).await? {
-                mongo::TargetState::Empty => mongo_todo.push(item),
-                mongo::TargetState::Restored => {
-                    skipped.push(format!("mongo {}.{}", item.db, item.collection));
-                }
-                mongo::TargetState::IndexesMissing(n) => {
-                    progress(&format!(
-                        "mongo {}.{}: every document is there but {n} index(es) are not (an \
-                         earlier restore stopped before them): building them",
-                        item.db, item.collection
-                    ));
-                    mongo_todo.push(mongo::RestoreItem {
-                        only_indexes: true,
-                        ..item
-                    });
-                }
-                mongo::TargetState::Occupied(n) => occupied.push(format!(
-                    "MongoDB {}.{} holds {n} documents, the archive {documents}, and not only \
-                     the archive's",
-                    item.db, item.collection
-                )),
-                mongo::TargetState::Different(n) => occupied.push(format!(
-                    "MongoDB {}.{} holds {n} documents, as many as the archive, but not the \
-                     same ones",
-                    item.db, item.collection
-                )),
-                // Fewer, every one of them the archive's: an earlier
-                // restore stopped. Resume: documents already there count
-                // as restored.
-                mongo::TargetState::Partial(n) => {
-                    progress(&format!(
-                        "mongo {}.{}: {n} of the archive's {documents} documents are already \
-                         there (an earlier restore stopped): resuming",
-                        item.db, item.collection
-                    ));
-                    mongo_todo.push(item);
-                }
+            match plan_collection(client, item, documents, spec.drop, progress).await? {
+                CollectionPlan::Load(item) => mongo_todo.push(item),
+                CollectionPlan::Skip(what) => skipped.push(what),
+                CollectionPlan::Refuse(why) => occupied.push(why),
             }
         }
     }
@@ -698,33 +661,52 @@ async fn restore_reading(
     }
 
     // Counts on the target against the archive.
-    if let Some((client, _)) = spec.mongo {
-        for c in &report.manifest.mongo {
+    report.mismatches =
+        count_mismatches(&report.manifest, spec.mongo.map(|(c, _)| c), spec.postgres).await?;
+    progress(&format!(
+        "restored {} collections ({} documents) and {} databases in {:.1}s",
+        report.collections,
+        report.documents,
+        report.databases,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(report)
+}
+
+/// Every collection's document count and every table's row count on the
+/// targets that differ from `manifest`'s, one line each.
+pub(crate) async fn count_mismatches(
+    manifest: &Manifest,
+    mongo: Option<&Client>,
+    postgres: Option<&PgClient>,
+) -> Result<Vec<String>, Error> {
+    let mut mismatches = Vec::new();
+    if let Some(client) = mongo {
+        for c in &manifest.mongo {
             let n = mongo::count(client, &c.db, &c.collection).await?;
             if n != c.documents {
-                report.mismatches.push(format!(
+                mismatches.push(format!(
                     "MongoDB {}.{}: {n} documents, the archive has {}",
                     c.db, c.collection, c.documents
                 ));
             }
         }
     }
-    if let Some(pg) = spec.postgres {
-        let counted = futures_util::future::try_join_all(report.manifest.postgres.iter().map(
-            |d| async move {
+    if let Some(pg) = postgres {
+        let counted =
+            futures_util::future::try_join_all(manifest.postgres.iter().map(|d| async move {
                 let tables: Vec<String> = d.tables.iter().map(|t| t.name.clone()).collect();
                 pg.count_rows(&d.db, &tables).await
-            },
-        ))
-        .await?;
-        for (d, counts) in report.manifest.postgres.iter().zip(counted) {
+            }))
+            .await?;
+        for (d, counts) in manifest.postgres.iter().zip(counted) {
             for t in &d.tables {
                 let n = counts
                     .iter()
                     .find(|(name, _)| *name == t.name)
                     .map(|(_, n)| *n);
                 if n != Some(t.rows) {
-                    report.mismatches.push(format!(
+                    mismatches.push(format!(
                         "PostgreSQL {}.{}: {} rows, the archive has {}",
                         d.db,
                         t.name,
@@ -735,14 +717,70 @@ async fn restore_reading(
             }
         }
     }
-    progress(&format!(
-        "restored {} collections ({} documents) and {} databases in {:.1}s",
-        report.collections,
-        report.documents,
-        report.databases,
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(report)
+    Ok(mismatches)
+}
+
+/// What to do with one target collection.
+pub(crate) enum CollectionPlan {
+    /// Load it (documents, or only the indexes a stopped run did not
+    /// build).
+    Load(RestoreItem),
+    /// It already holds the archive's documents and indexes; named for
+    /// the report.
+    Skip(String),
+    /// It holds other data: why, for the refusal.
+    Refuse(String),
+}
+
+/// Decides from what the target holds whether `item` (with `documents`
+/// in the archive) is loaded, resumed, skipped or refused (without
+/// `drop`; with it, always loaded).
+pub(crate) async fn plan_collection(
+    client: &Client,
+    item: RestoreItem,
+    documents: u64,
+    drop: bool,
+    progress: ha_plan::Progress<'_>,
+) -> Result<CollectionPlan, Error> {
+    if drop {
+        return Ok(CollectionPlan::Load(item));
+    }
+    Ok(match mongo::target_state(client, &item, documents).await? {
+        mongo::TargetState::Empty => CollectionPlan::Load(item),
+        mongo::TargetState::Restored => {
+            CollectionPlan::Skip(format!("mongo {}.{}", item.db, item.collection))
+        }
+        mongo::TargetState::IndexesMissing(n) => {
+            progress(&format!(
+                "mongo {}.{}: every document is there but {n} index(es) are not (an earlier \
+                 restore stopped before them): building them",
+                item.db, item.collection
+            ));
+            CollectionPlan::Load(mongo::RestoreItem {
+                only_indexes: true,
+                ..item
+            })
+        }
+        mongo::TargetState::Occupied(n) => CollectionPlan::Refuse(format!(
+            "MongoDB {}.{} holds {n} documents, the archive {documents}, and not only the \
+             archive's",
+            item.db, item.collection
+        )),
+        mongo::TargetState::Different(n) => CollectionPlan::Refuse(format!(
+            "MongoDB {}.{} holds {n} documents, as many as the archive, but not the same ones",
+            item.db, item.collection
+        )),
+        // Fewer, every one of them the archive's: an earlier restore
+        // stopped. Resume: documents already there count as restored.
+        mongo::TargetState::Partial(n) => {
+            progress(&format!(
+                "mongo {}.{}: {n} of the archive's {documents} documents are already there (an \
+                 earlier restore stopped): resuming",
+                item.db, item.collection
+            ));
+            CollectionPlan::Load(item)
+        }
+    })
 }
 
 /// Splits a `pg_dumpall` script at its `\connect` lines into one file per

@@ -117,6 +117,12 @@ impl HashedFile {
         self.out.write_all(bytes).await
     }
 
+    /// Hands what is buffered to the file, so that a reader of the file
+    /// sees every byte written so far.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush().await
+    }
+
     /// Bytes written so far.
     pub fn size(&self) -> u64 {
         self.size

@@ -149,7 +149,8 @@ pub(crate) enum Grown {
 }
 
 impl Growing {
-    fn new(path: std::path::PathBuf) -> std::sync::Arc<Growing> {
+    /// A member about to be written at `path`.
+    pub(crate) fn new(path: std::path::PathBuf) -> std::sync::Arc<Growing> {
         std::sync::Arc::new(Growing {
             path,
             state: std::sync::Mutex::default(),
@@ -161,7 +162,8 @@ impl Growing {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn wrote(&self, n: u64) {
+    /// `n` more bytes are in the file (flushed).
+    pub(crate) fn wrote(&self, n: u64) {
         self.lock().written += n;
         self.changed.notify_all();
     }
