@@ -1,5 +1,14 @@
 //! The archive file: a tar stream, optionally gzip- or zstd-compressed
 //! (chosen by the file name), written atomically and read as a stream.
+//!
+//! A `.tar.zst` is written as a series of zstd frames, a new one at every
+//! member of at least [`FRAME_MIN`] bytes, followed by a skippable frame
+//! holding a seek index (member name → offset of its frame in the file).
+//! To `zstd -d` and `tar --zstd` it is one ordinary compressed tar stream
+//! (concatenated frames decode as one; skippable frames are skipped); a
+//! restore uses the index to read several members at once, each from its
+//! own offset ([`seek_index`], [`open_member`]). Archives without an index
+//! (older ones, `.tar`, `.tar.gz`) are read as a stream.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -65,10 +74,121 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// Members this large or larger start a zstd frame of their own and are
+/// listed in the seek index.
+pub const FRAME_MIN: u64 = 1 << 20;
+
+/// The skippable frame's magic number (zstd reserves 0x184D2A50–5F).
+const SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;
+/// The last eight bytes of an archive with a seek index.
+const INDEX_MAGIC: &[u8; 8] = b"CXSEEK01";
+/// The most a seek index may take (a hostile file cannot make a reader
+/// allocate more).
+const INDEX_MAX: u64 = 16 << 20;
+
+/// Where members start in a `.tar.zst` archive.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SeekIndex {
+    /// Members with a frame of their own, in archive order.
+    pub members: Vec<IndexEntry>,
+}
+
+/// One member's place.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexEntry {
+    /// The member's path in the archive.
+    pub name: String,
+    /// The byte offset in the file of the zstd frame that starts with the
+    /// member's tar header.
+    pub offset: u64,
+}
+
+/// A writer that counts the bytes it passes on.
+struct Counted<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// zstd frames, one per large member, and the index of where they start.
+struct ZstdSink {
+    encoder: Option<zstd::stream::write::Encoder<'static, Counted<BufWriter<File>>>>,
+    threads: u32,
+    index: SeekIndex,
+}
+
+impl ZstdSink {
+    fn encoder(
+        out: Counted<BufWriter<File>>,
+        threads: u32,
+    ) -> io::Result<zstd::stream::write::Encoder<'static, Counted<BufWriter<File>>>> {
+        let mut encoder = zstd::stream::write::Encoder::new(out, 3)?;
+        if threads > 1 {
+            encoder.multithread(threads)?;
+        }
+        Ok(encoder)
+    }
+
+    fn current(
+        &mut self,
+    ) -> io::Result<&mut zstd::stream::write::Encoder<'static, Counted<BufWriter<File>>>> {
+        self.encoder
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the archive's compressor is gone after an error"))
+    }
+
+    /// Ends the current frame and starts the next one for member `name`.
+    fn new_frame(&mut self, name: &str) -> io::Result<()> {
+        let encoder = self
+            .encoder
+            .take()
+            .ok_or_else(|| io::Error::other("the archive's compressor is gone after an error"))?;
+        let out = encoder.finish()?;
+        self.index.members.push(IndexEntry {
+            name: name.to_owned(),
+            offset: out.written,
+        });
+        self.encoder = Some(ZstdSink::encoder(out, self.threads)?);
+        Ok(())
+    }
+
+    /// Ends the last frame and appends the index as a skippable frame:
+    /// magic, size, the JSON index, its length (u32 LE) and `CXSEEK01`.
+    fn finish(mut self) -> io::Result<BufWriter<File>> {
+        let encoder = self
+            .encoder
+            .take()
+            .ok_or_else(|| io::Error::other("the archive's compressor is gone after an error"))?;
+        let mut out = encoder.finish()?.inner;
+        let json = serde_json::to_vec(&self.index).map_err(io::Error::other)?;
+        let payload = json.len() + 4 + INDEX_MAGIC.len();
+        let too_big = || io::Error::other("the archive's seek index is too large");
+        let payload_len = u32::try_from(payload).map_err(|_| too_big())?;
+        let json_len = u32::try_from(json.len()).map_err(|_| too_big())?;
+        out.write_all(&SKIPPABLE_MAGIC.to_le_bytes())?;
+        out.write_all(&payload_len.to_le_bytes())?;
+        out.write_all(&json)?;
+        out.write_all(&json_len.to_le_bytes())?;
+        out.write_all(INDEX_MAGIC)?;
+        Ok(out)
+    }
+}
+
 enum Sink {
     Plain(BufWriter<File>),
     Gzip(flate2::write::GzEncoder<BufWriter<File>>),
-    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+    Zstd(ZstdSink),
 }
 
 impl Write for Sink {
@@ -76,7 +196,7 @@ impl Write for Sink {
         match self {
             Sink::Plain(w) => w.write(buf),
             Sink::Gzip(w) => w.write(buf),
-            Sink::Zstd(w) => w.write(buf),
+            Sink::Zstd(w) => w.current()?.write(buf),
         }
     }
 
@@ -84,7 +204,7 @@ impl Write for Sink {
         match self {
             Sink::Plain(w) => w.flush(),
             Sink::Gzip(w) => w.flush(),
-            Sink::Zstd(w) => w.flush(),
+            Sink::Zstd(w) => w.current()?.flush(),
         }
     }
 }
@@ -131,11 +251,15 @@ impl ArchiveWriter {
                 flate2::Compression::fast(),
             )),
             Compression::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(out, 3)?;
-                if threads > 1 {
-                    encoder.multithread(threads)?;
-                }
-                Sink::Zstd(encoder)
+                let out = Counted {
+                    inner: out,
+                    written: 0,
+                };
+                Sink::Zstd(ZstdSink {
+                    encoder: Some(ZstdSink::encoder(out, threads)?),
+                    threads,
+                    index: SeekIndex::default(),
+                })
             }
         };
         let mut builder = tar::Builder::new(sink);
@@ -160,9 +284,16 @@ impl ArchiveWriter {
     }
 
     /// Appends the file at `source` as `name` (mode 0600), streaming it.
+    /// In a `.tar.zst`, a file of [`FRAME_MIN`] bytes or more starts a
+    /// frame of its own, listed in the seek index.
     pub fn append_file(&mut self, name: &str, source: &Path, meter: &Meter) -> io::Result<()> {
         let file = File::open(source)?;
         let size = file.metadata()?.len();
+        if size >= FRAME_MIN
+            && let Sink::Zstd(sink) = self.builder().get_mut()
+        {
+            sink.new_frame(name)?;
+        }
         let mut header = header(size);
         let reader =
             CountingReader::new(BufReader::with_capacity(1 << 20, file), meter.clone()).take(size);
@@ -187,7 +318,7 @@ impl ArchiveWriter {
         let out = match sink {
             Sink::Plain(w) => w,
             Sink::Gzip(w) => w.finish()?,
-            Sink::Zstd(w) => w.finish()?,
+            Sink::Zstd(sink) => sink.finish()?,
         };
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
@@ -229,11 +360,179 @@ pub fn open(path: &Path, meter: &Meter) -> io::Result<tar::Archive<Box<dyn Read 
     Ok(tar::Archive::new(reader))
 }
 
+/// The seek index at the end of the `.tar.zst` archive at `path`, if it
+/// has one (older archives, `.tar` and `.tar.gz` do not). An index that is
+/// present but malformed is `None` too: the archive is then read as a
+/// stream, and every member is still checked against the manifest.
+pub fn seek_index(path: &Path) -> io::Result<Option<SeekIndex>> {
+    use std::io::Seek as _;
+    if Compression::sniff(path)? != Compression::Zstd {
+        return Ok(None);
+    }
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let tail = (4 + INDEX_MAGIC.len()) as u64;
+    if len < tail + 8 {
+        return Ok(None);
+    }
+    let mut footer = [0u8; 12];
+    file.seek(io::SeekFrom::Start(len - tail))?;
+    file.read_exact(&mut footer)?;
+    if &footer[4..] != INDEX_MAGIC {
+        return Ok(None);
+    }
+    let json_len = u64::from(u32::from_le_bytes([
+        footer[0], footer[1], footer[2], footer[3],
+    ]));
+    if json_len > INDEX_MAX || json_len + tail + 8 > len {
+        return Ok(None);
+    }
+    let start = len - tail - json_len;
+    let mut frame = [0u8; 8];
+    file.seek(io::SeekFrom::Start(start - 8))?;
+    file.read_exact(&mut frame)?;
+    let magic = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+    let size = u64::from(u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]));
+    if magic != SKIPPABLE_MAGIC || size != json_len + tail {
+        return Ok(None);
+    }
+    let mut json = vec![0u8; json_len as usize];
+    file.read_exact(&mut json)?;
+    let Ok(index) = serde_json::from_slice::<SeekIndex>(&json) else {
+        return Ok(None);
+    };
+    // Offsets must lie inside the compressed data, in order.
+    let sound = index
+        .members
+        .windows(2)
+        .all(|pair| pair[0].offset < pair[1].offset)
+        && index.members.iter().all(|m| m.offset < start - 8);
+    Ok(sound.then_some(index))
+}
+
+/// Reads member `entry.name` of the `.tar.zst` at `path` on its own, from
+/// the frame the index says it starts: its tar header is read and checked
+/// (a regular file of that name; a GNU long name is followed), and the
+/// reader returned yields exactly its bytes. Whether they are the right
+/// bytes is for the caller to check against the manifest.
+pub fn open_member(path: &Path, entry: &IndexEntry) -> io::Result<impl Read + Send + use<>> {
+    use std::io::Seek as _;
+    let mut file = File::open(path)?;
+    file.seek(io::SeekFrom::Start(entry.offset))?;
+    let mut decoder =
+        zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file))?;
+    let wrong = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: the seek index points at {what}", entry.name),
+        )
+    };
+    let mut long_name: Option<Vec<u8>> = None;
+    for _ in 0..2 {
+        let mut header = tar::Header::new_old();
+        decoder.read_exact(header.as_mut_bytes())?;
+        let size = header.size()?;
+        match header.entry_type() {
+            tar::EntryType::GNULongName if long_name.is_none() && size <= 4096 => {
+                let mut name = vec![0u8; size as usize];
+                decoder.read_exact(&mut name)?;
+                let padding = (512 - size % 512) % 512;
+                io::copy(&mut (&mut decoder).take(padding), &mut io::sink())?;
+                while name.last() == Some(&0) {
+                    name.pop();
+                }
+                long_name = Some(name);
+            }
+            tar::EntryType::Regular => {
+                let name = long_name.unwrap_or_else(|| header.path_bytes().into_owned());
+                if name != entry.name.as_bytes() {
+                    return Err(wrong(format!(
+                        "member {:?}",
+                        String::from_utf8_lossy(&name)
+                    )));
+                }
+                return Ok(decoder.take(size));
+            }
+            other => return Err(wrong(format!("a {other:?} entry"))),
+        }
+    }
+    Err(wrong("two long names in a row".to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::{ArchiveWriter, Compression};
+
+    #[test]
+    fn large_members_start_frames_of_their_own_and_are_read_alone_or_as_one_stream() {
+        use std::io::Read as _;
+        let dir = tempfile::tempdir().unwrap();
+        let big = |seed: u8| -> Vec<u8> {
+            (0..(super::FRAME_MIN as usize + 12_345))
+                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                .collect()
+        };
+        let (a, b) = (big(1), big(2));
+        std::fs::write(dir.path().join("a"), &a).unwrap();
+        std::fs::write(dir.path().join("b"), &b).unwrap();
+        let out = dir.path().join("x.tar.zst");
+        let mut writer = ArchiveWriter::create(&out, Compression::Zstd, 2).unwrap();
+        writer.append_bytes("manifest.json", b"{}").unwrap();
+        let meter = crate::meter::Meter::default();
+        writer
+            .append_file("postgres/a.sql", &dir.path().join("a"), &meter)
+            .unwrap();
+        writer.append_bytes("small", b"tiny").unwrap();
+        let long = format!("postgres/{}.sql", "l".repeat(150));
+        writer
+            .append_file(&long, &dir.path().join("b"), &meter)
+            .unwrap();
+        writer.finish().unwrap();
+
+        let index = super::seek_index(&out).unwrap().expect("an index");
+        let names: Vec<&str> = index.members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["postgres/a.sql", long.as_str()]);
+        for (entry, want) in index.members.iter().zip([&a, &b]) {
+            let mut got = Vec::new();
+            super::open_member(&out, entry)
+                .unwrap()
+                .read_to_end(&mut got)
+                .unwrap();
+            assert!(got == *want, "{} read alone differs", entry.name);
+        }
+        // An index entry naming another member is refused.
+        let wrong = super::IndexEntry {
+            name: "postgres/other.sql".to_owned(),
+            offset: index.members[0].offset,
+        };
+        assert!(super::open_member(&out, &wrong).is_err());
+        // As one stream (what tar --zstd and older readers see): every
+        // member, the index frame skipped.
+        let mut archive = super::open(&out, &meter).unwrap();
+        let mut seen = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            seen.push((entry.path().unwrap().display().to_string(), bytes.len()));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("manifest.json".to_owned(), 2),
+                ("postgres/a.sql".to_owned(), a.len()),
+                ("small".to_owned(), 4),
+                (long.clone(), b.len()),
+            ]
+        );
+        // A file without the footer has no index.
+        let plain = dir.path().join("y.tar.zst");
+        let bytes = std::fs::read(&out).unwrap();
+        std::fs::write(&plain, &bytes[..bytes.len() - 3]).unwrap();
+        assert_eq!(super::seek_index(&plain).unwrap(), None);
+    }
 
     #[test]
     fn a_file_or_link_planted_at_the_partial_path_is_not_reused() {

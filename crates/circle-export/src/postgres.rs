@@ -687,6 +687,32 @@ impl PgClient {
         .await
     }
 
+    /// [`PgClient::restore_database`] from a reader `open` gives (on a
+    /// blocking thread): the `COMMIT` is sent only once the reader ended
+    /// (`Ok(0)`); a reader that fails — a damaged member, see
+    /// `verify::VerifyingReader` — gets psql killed with its input open,
+    /// and the server rolls back. `source` names it in messages.
+    pub(crate) async fn restore_database_reading<R: std::io::Read>(
+        &self,
+        db: &str,
+        source: &str,
+        open: impl FnOnce() -> std::io::Result<R> + Send + 'static,
+        meter: &Meter,
+        replace: bool,
+    ) -> Result<(), Error> {
+        let what = format!("restoring {db} at {} from {source}", self.conn);
+        let meter = meter.clone();
+        self.load(db, what, move |out| {
+            let mut input = match open() {
+                Ok(input) => input,
+                // Nothing may reach psql's input: kill it.
+                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            };
+            feed_from(&mut input, out, &meter, replace)
+        })
+        .await
+    }
+
     /// Runs psql on `db` with what `feeder` writes to its input.
     async fn load(
         &self,

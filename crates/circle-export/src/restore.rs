@@ -183,8 +183,22 @@ pub async fn restore(
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (tell, mut events) = tokio::sync::mpsc::unbounded_channel::<Event>();
     let streaming = !spec.dry_run;
+    // An archive with a seek index has its PostgreSQL members read each by
+    // a loader of its own, in parallel: the reader reads past them.
+    let index = if streaming {
+        crate::archive::seek_index(&spec.archive).map_err(Error::io(spec.archive.display()))?
+    } else {
+        None
+    };
+    let direct: BTreeSet<String> = index
+        .iter()
+        .flat_map(|i| i.members.iter())
+        .filter(|m| m.name.starts_with("postgres/") && m.name.ends_with(".sql"))
+        .map(|m| m.name.clone())
+        .collect();
     let mut reader = Some({
         let (archive, unpack, stop) = (spec.archive.clone(), unpack.clone(), stop.clone());
+        let direct = direct.clone();
         // Streaming, the bar follows the loads; the read has its own meter.
         let meter = if streaming {
             Meter::default()
@@ -196,7 +210,7 @@ pub async fn restore(
                 let watch = move |event: Event| {
                     let _ = tell.send(event);
                 };
-                inspect_streaming(&archive, &unpack, &meter, &watch, &stop)
+                inspect_streaming(&archive, &unpack, &meter, &watch, &stop, &direct)
             } else {
                 drop(tell);
                 inspect_metered(&archive, Some(&unpack), &meter)
@@ -211,6 +225,7 @@ pub async fn restore(
         &unpack,
         &mut events,
         &mut reader,
+        index.as_ref().filter(|_| !direct.is_empty()),
     )
     .await;
     // Whatever happened, the reader is stopped and waited for before its
@@ -291,6 +306,7 @@ async fn restore_reading(
     unpack: &Path,
     events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
     reader: &mut Option<Reader>,
+    index: Option<&crate::archive::SeekIndex>,
 ) -> Result<RestoreReport, Error> {
     // Streaming: the manifest, then every MongoDB member (they come before
     // the PostgreSQL ones), each verified on its own.
@@ -580,12 +596,63 @@ async fn restore_reading(
         Ok(counts.into_iter().sum())
     };
     let members = &members;
+    let shared_manifest = std::sync::Arc::new(report.manifest.clone());
+    let shared_manifest = &shared_manifest;
     let pg_part = async {
         let Some(pg) = spec.postgres else {
             return Ok::<Vec<String>, Error>(Vec::new());
         };
         let outcomes = for_each_parallel(pg_items, spec.parallel, |item| async move {
             let member = item.member.as_ref().filter(|_| streaming);
+            let indexed =
+                member.and_then(|m| index.and_then(|i| i.members.iter().find(|e| e.name == *m)));
+            if let (Some(member), Some(entry)) = (member, indexed) {
+                // Read on its own from the archive, checked as it passes,
+                // committed only once it matched the manifest.
+                let verdict = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+                let open = {
+                    let (path, entry, manifest, verdict) = (
+                        spec.archive.clone(),
+                        entry.clone(),
+                        shared_manifest.clone(),
+                        verdict.clone(),
+                    );
+                    move || {
+                        let member =
+                            crate::archive::open_member(&path, &entry).inspect_err(|e| {
+                                *verdict.lock().unwrap_or_else(|e| e.into_inner()) =
+                                    Some(format!("{}: {e}", entry.name));
+                            })?;
+                        Ok(crate::verify::VerifyingReader::new(
+                            member,
+                            &entry.name,
+                            manifest,
+                            verdict,
+                        ))
+                    }
+                };
+                let source = format!("{} ({member})", spec.archive.display());
+                return match pg
+                    .restore_database_reading(&item.db, &source, open, meter, spec.drop)
+                    .await
+                {
+                    Ok(()) => {
+                        progress(&format!("postgres {}: restored", item.db));
+                        Ok(None)
+                    }
+                    Err(e) => {
+                        let why = verdict.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        match why {
+                            Some(why) => Ok(Some(format!(
+                                "postgres {}: not restored (rolled back): {member} is damaged \
+                                 ({why})",
+                                item.db
+                            ))),
+                            None => Err(e),
+                        }
+                    }
+                };
+            }
             let Some(member) = member else {
                 pg.restore_database(&item.db, &item.sql, meter, spec.drop)
                     .await?;

@@ -200,6 +200,105 @@ impl Growing {
     }
 }
 
+/// Member `name` of an archive, read on its own (see
+/// [`crate::archive::open_member`]) and checked as it passes: SHA-256,
+/// size, COPY rows per table and psql meta-commands. At its end they are
+/// compared with the manifest, and the reader ends (`Ok(0)`) only when
+/// every one matches; otherwise — or on any read error — it fails with
+/// `InvalidData` and records why in `verdict`, so that a load fed from it
+/// is never committed.
+pub(crate) struct VerifyingReader<R> {
+    inner: R,
+    name: String,
+    manifest: std::sync::Arc<Manifest>,
+    hasher: Sha256,
+    size: u64,
+    copy: Option<CopyCounter>,
+    psql: Option<Scanner>,
+    verdict: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl<R> VerifyingReader<R> {
+    /// Checks `inner`, member `name`, against `manifest`; problems found
+    /// are written to `verdict`.
+    pub(crate) fn new(
+        inner: R,
+        name: &str,
+        manifest: std::sync::Arc<Manifest>,
+        verdict: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    ) -> VerifyingReader<R> {
+        VerifyingReader {
+            inner,
+            name: name.to_owned(),
+            manifest,
+            hasher: Sha256::new(),
+            size: 0,
+            copy: Some(CopyCounter::default()),
+            psql: Some(Scanner::default()),
+            verdict,
+        }
+    }
+
+    fn refuse(&self, problems: String) -> std::io::Error {
+        *self.verdict.lock().unwrap_or_else(|e| e.into_inner()) = Some(problems.clone());
+        std::io::Error::new(std::io::ErrorKind::InvalidData, problems)
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                return Err(self.refuse(format!(
+                    "{}: the archive is truncated or corrupt here: {e}",
+                    self.name
+                )));
+            }
+        };
+        if n > 0 {
+            let chunk = &buf[..n];
+            self.hasher.update(chunk);
+            self.size += n as u64;
+            if let Some(counter) = &mut self.copy {
+                counter.feed(chunk);
+            }
+            if let Some(scanner) = &mut self.psql {
+                scanner.feed(chunk);
+                if let Some(meta) = scanner.refuses() {
+                    return Err(self.refuse(format!(
+                        "{}: psql would run the meta-command {meta} outside COPY data",
+                        self.name
+                    )));
+                }
+            }
+            return Ok(n);
+        }
+        let Some(counter) = self.copy.take() else {
+            return Ok(0);
+        };
+        let seen = Seen {
+            size: self.size,
+            sha256: hex(&std::mem::take(&mut self.hasher).finalize()),
+            documents: None,
+            rows: Some(counter.finish()),
+            sections: None,
+        };
+        let mut problems = member_problems(&self.manifest, &self.name, &seen);
+        for (line, command) in self.psql.take().map(Scanner::finish).unwrap_or_default() {
+            problems.push(format!(
+                "{} line {line}: psql would run the meta-command \\{command} outside COPY data",
+                self.name
+            ));
+        }
+        if problems.is_empty() {
+            Ok(0)
+        } else {
+            Err(self.refuse(problems.join("; ")))
+        }
+    }
+}
+
 /// What [`inspect_streaming`] reports as it reads.
 pub(crate) enum Event {
     /// The manifest, read first and sound (its names pass
@@ -230,7 +329,13 @@ pub fn inspect_metered(
         .map_err(Error::io(path.display()))?
         .len();
     meter.begin(Stage::Verifying, size);
-    let inspection = inspect_inner(path, extract_to, meter, None);
+    let inspection = inspect_inner(
+        path,
+        extract_to,
+        meter,
+        None,
+        &std::collections::BTreeSet::new(),
+    );
     meter.end();
     inspection
 }
@@ -240,18 +345,22 @@ pub fn inspect_metered(
 /// writes) and then about every member as it starts and ends, so that a
 /// restore can load a member while the rest of the archive is read. Stops
 /// reading (the result then says so) once `stop` is set.
+///
+/// Members named in `direct` are loaded by readers of their own (see
+/// [`VerifyingReader`]), which check them: here they are only read past.
 pub(crate) fn inspect_streaming(
     path: &Path,
     extract_to: &Path,
     meter: &Meter,
     watch: &(dyn Fn(Event) + Sync),
     stop: &std::sync::atomic::AtomicBool,
+    direct: &std::collections::BTreeSet<String>,
 ) -> Result<Inspection, Error> {
     let size = std::fs::metadata(path)
         .map_err(Error::io(path.display()))?
         .len();
     meter.begin(Stage::Verifying, size);
-    let inspection = inspect_inner(path, Some(extract_to), meter, Some((watch, stop)));
+    let inspection = inspect_inner(path, Some(extract_to), meter, Some((watch, stop)), direct);
     meter.end();
     inspection
 }
@@ -266,6 +375,7 @@ fn inspect_inner(
     extract_to: Option<&Path>,
     meter: &Meter,
     watch: Option<Watch<'_>>,
+    direct: &std::collections::BTreeSet<String>,
 ) -> Result<Inspection, Error> {
     // The manifest, once read as the first entry (streaming only).
     let mut early: Option<Manifest> = None;
@@ -318,6 +428,33 @@ fn inspect_inner(
             continue;
         }
         let name = name.trim_start_matches("./").to_owned();
+        if direct.contains(&name)
+            && let Some(file) = early
+                .as_ref()
+                .and_then(|m| m.files.iter().find(|f| f.path == name))
+        {
+            // Checked by its own reader; here only read past. (One that
+            // appears twice is still reported.)
+            if let Err(e) = std::io::copy(&mut entry, &mut std::io::sink()) {
+                problems.push(format!(
+                    "{name}: the archive is truncated or corrupt here: {e}"
+                ));
+                break;
+            }
+            bytes += file.size;
+            last = name.clone();
+            let record = Seen {
+                size: file.size,
+                sha256: file.sha256.clone(),
+                documents: None,
+                rows: None,
+                sections: None,
+            };
+            if seen.insert(name.clone(), record).is_some() {
+                problems.push(format!("{name}: appears twice in the archive"));
+            }
+            continue;
+        }
         let out = match extract_to {
             Some(dir) => {
                 let target = dir.join(&name);
