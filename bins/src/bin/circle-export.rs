@@ -34,7 +34,11 @@ count, every table's row count), mongo/<db>/<collection>.bson and
 .metadata.json in mongodump's layout (mongorestore --dir reads it),
 postgres/<db>.sql per database (plain SQL without owners or privileges,
 restorable with psql), encryption-keys/ and vault-data/. It is written
-0600 and appears under its name only when complete.
+0600 and appears under its name only when complete. A .tar.zst starts a
+zstd frame at every member of 1 MiB or more and ends with an index of
+them in a skippable frame: zstd and tar --zstd read it as usual, and
+restore loads those PostgreSQL databases in parallel, each read straight
+from its place in the archive.
 
 restore reads the archive once. It verifies the manifest and the MongoDB
 part, refuses targets that hold other data unless --drop, then loads each
