@@ -441,53 +441,29 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 &mut warnings,
             )
             .await?;
-            let mongo = match (&source_mongo, &target_mongo) {
-                (Some(source), Some(target)) => Some(circle_export::TransferMongo {
-                    source: &source.client,
-                    databases: mongo_databases,
-                    target: &target.client,
-                    majority: target.replica_set,
-                }),
-                (None, None) => None,
-                (Some(_), None) => {
-                    return Err(usage(
-                        "--to-mongo-uri",
-                        ": a MongoDB source needs a target: give --to-mongo-uri or --config",
-                    )
-                    .into());
-                }
-                (None, Some(_)) if mongo_uri.is_none() && to_mongo_uri.is_some() => {
-                    return Err(usage(
-                        "--mongo-uri",
-                        ": --to-mongo-uri needs a MongoDB source: give --mongo-uri",
-                    )
-                    .into());
-                }
-                (None, Some(_)) => None,
-            };
-            let postgres = match (&source_pg, &target_pg) {
-                (Some(source), Some(target)) => Some(circle_export::TransferPostgres {
-                    source,
-                    databases: pg_databases,
-                    target,
-                }),
-                (None, None) => None,
-                (Some(_), None) => {
-                    return Err(usage(
-                        "--to-pg-uri",
-                        ": a PostgreSQL source needs a target: give --to-pg-uri or --config",
-                    )
-                    .into());
-                }
-                (None, Some(_)) if pg_uri.is_none() && to_pg_uri.is_some() => {
-                    return Err(usage(
-                        "--pg-uri",
-                        ": --to-pg-uri needs a PostgreSQL source: give --pg-uri",
-                    )
-                    .into());
-                }
-                (None, Some(_)) => None,
-            };
+            let mongo = pair(
+                source_mongo.as_ref(),
+                target_mongo.as_ref(),
+                ("MongoDB", "--mongo-uri", "--to-mongo-uri"),
+                to_mongo_uri.is_some(),
+            )?
+            .map(|(source, target)| circle_export::TransferMongo {
+                source: &source.client,
+                databases: mongo_databases,
+                target: &target.client,
+                majority: target.replica_set,
+            });
+            let postgres = pair(
+                source_pg.as_ref(),
+                target_pg.as_ref(),
+                ("PostgreSQL", "--pg-uri", "--to-pg-uri"),
+                to_pg_uri.is_some(),
+            )?
+            .map(|(source, target)| circle_export::TransferPostgres {
+                source,
+                databases: pg_databases,
+                target,
+            });
             if mongo.is_none() && postgres.is_none() {
                 return Err(usage(
                     "--mongo-uri",
@@ -519,6 +495,34 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             std::mem::drop(bar);
             Ok(emit_findings(common.json, &report.to_findings()))
         }
+    }
+}
+
+/// A source and its target for a transfer: both, or neither. A source
+/// without a target, or a target flag without a source, is a usage error
+/// naming the missing flag; a target that only `--config` gives, with no
+/// source of its kind, is left unused. `flags` is (what, the source flag,
+/// the target flag).
+fn pair<S, T>(
+    source: Option<S>,
+    target: Option<T>,
+    flags: (&str, &'static str, &'static str),
+    target_flag_given: bool,
+) -> anyhow::Result<Option<(S, T)>> {
+    let (what, source_flag, target_flag) = flags;
+    match (source, target) {
+        (Some(source), Some(target)) => Ok(Some((source, target))),
+        (Some(_), None) => Err(usage(
+            target_flag,
+            format!(": a {what} source needs a target: give {target_flag} or --config"),
+        )
+        .into()),
+        (None, Some(_)) if target_flag_given => Err(usage(
+            source_flag,
+            format!(": {target_flag} needs a {what} source: give {source_flag}"),
+        )
+        .into()),
+        _ => Ok(None),
     }
 }
 

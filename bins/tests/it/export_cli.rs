@@ -294,46 +294,7 @@ fn a_restore_killed_while_loading_commits_no_partial_database_and_the_rerun_fini
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it while the rows stream in.
-    wait_until(
-        "the restore's COPY to start",
-        std::time::Duration::from_secs(120),
-        || {
-            psql(
-                &new_pg,
-                "postgres",
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'circle' AND query LIKE 'COPY%'",
-            ) != "0"
-        },
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // psql reads end of input without a COMMIT and leaves; the server rolls
-    // back. (Were the kill to land after the last byte, the database would
-    // be complete: never partial.)
-    wait_until(
-        "the orphaned psql session to end",
-        std::time::Duration::from_secs(120),
-        || {
-            psql(
-                &new_pg,
-                "postgres",
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'circle'",
-            ) == "0"
-        },
-    );
-    let tables = psql(
-        &new_pg,
-        "circle",
-        "SELECT count(*) FROM pg_tables WHERE tablename = 'builds'",
-    );
-    if tables != "0" {
-        assert_eq!(
-            psql(&new_pg, "circle", "SELECT count(*) FROM builds"),
-            "300000",
-            "a killed restore committed part of a database"
-        );
-    }
+    kill_while_copying(&mut child, &new_pg, &["circle"], 300_000);
 
     let (code, rerun, stderr) = json(&mut restore());
     assert_eq!(code, 0, "{stderr}");
@@ -354,6 +315,61 @@ fn a_restore_killed_while_loading_commits_no_partial_database_and_the_rerun_fini
         "1",
         "the primary key (post-data) is there"
     );
+}
+
+/// Kills `child` once its COPY into `circle` on `pg` runs, waits for the
+/// psql sessions it left on `databases` to end (psql reads the end of its
+/// input without a COMMIT and leaves; the server rolls back), and checks
+/// that `circle.builds` is either absent or whole (`rows`): were the kill
+/// to land after the last byte, the database would be complete — never
+/// partial.
+pub(crate) fn kill_while_copying(
+    child: &mut std::process::Child,
+    pg: &Postgres,
+    databases: &[&str],
+    rows: u32,
+) {
+    wait_until(
+        "the COPY into circle to start",
+        std::time::Duration::from_secs(120),
+        || {
+            psql(
+                pg,
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'circle' AND query LIKE 'COPY%'",
+            ) != "0"
+        },
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let names = databases
+        .iter()
+        .map(|d| format!("'{d}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    wait_until(
+        "the orphaned psql sessions to end",
+        std::time::Duration::from_secs(120),
+        || {
+            psql(
+                pg,
+                "postgres",
+                &format!("SELECT count(*) FROM pg_stat_activity WHERE datname IN ({names})"),
+            ) == "0"
+        },
+    );
+    let tables = psql(
+        pg,
+        "circle",
+        "SELECT count(*) FROM pg_tables WHERE tablename = 'builds'",
+    );
+    if tables != "0" {
+        assert_eq!(
+            psql(pg, "circle", "SELECT count(*) FROM builds"),
+            rows.to_string(),
+            "a killed run committed part of a database"
+        );
+    }
 }
 
 /// SIGTERM (or Ctrl-C) while circle-export waits on a server leaves no

@@ -11,7 +11,7 @@ use std::process::Command;
 use ha_lab::{LabPki, MongoMember, MongoMemberOptions, Postgres, PostgresOptions, Toolbox};
 use secrecy::ExposeSecret as _;
 
-use crate::export_cli::{HOSTILE, json, new_target, pg_uri, psql, tool, wait_until};
+use crate::export_cli::{HOSTILE, json, kill_while_copying, new_target, pg_uri, psql, tool};
 
 /// The old PostgreSQL: `circle` (`builds`, `rows` rows) and `vms`
 /// (`machines`, 300 rows).
@@ -205,42 +205,7 @@ fn a_transfer_killed_while_loading_commits_no_partial_database_and_the_rerun_fin
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_until(
-        "the transfer's COPY into circle to start",
-        std::time::Duration::from_secs(120),
-        || {
-            psql(
-                &new_pg,
-                "postgres",
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'circle' AND query LIKE 'COPY%'",
-            ) != "0"
-        },
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    wait_until(
-        "the orphaned psql sessions to end",
-        std::time::Duration::from_secs(120),
-        || {
-            psql(
-                &new_pg,
-                "postgres",
-                "SELECT count(*) FROM pg_stat_activity WHERE datname IN ('circle', 'vms')",
-            ) == "0"
-        },
-    );
-    let tables = psql(
-        &new_pg,
-        "circle",
-        "SELECT count(*) FROM pg_tables WHERE tablename = 'builds'",
-    );
-    if tables != "0" {
-        assert_eq!(
-            psql(&new_pg, "circle", "SELECT count(*) FROM builds"),
-            "300000",
-            "a killed transfer committed part of a database"
-        );
-    }
+    kill_while_copying(&mut child, &new_pg, &["circle", "vms"], 300_000);
 
     let (code, rerun, stderr) = json(&mut transfer(&old_pg, &new_pg, None, &archive));
     assert_eq!(code, 0, "{stderr}");
@@ -254,4 +219,55 @@ fn a_transfer_killed_while_loading_commits_no_partial_database_and_the_rerun_fin
     );
     assert_eq!(psql(&new_pg, "vms", "SELECT count(*) FROM machines"), "300");
     assert!(archive.exists());
+}
+
+#[test]
+fn usage_errors_exit_2_before_anything_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("moved.tar.zst");
+    let out = archive.display().to_string();
+    let (code, none, _) = json(&mut tool(&["transfer", "--out", &out]));
+    assert_eq!(code, 2, "{none}");
+    assert!(
+        none["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing to transfer"),
+        "{none}"
+    );
+    let (code, half, _) = json(
+        tool(&["transfer", "--out", &out, "--pg-uri", "env:OLD_PG_URI"]).env(
+            "OLD_PG_URI",
+            "postgresql://old@localhost:1/postgres?sslmode=disable",
+        ),
+    );
+    assert_eq!(code, 2, "{half}");
+    assert!(
+        half["error"]
+            .as_str()
+            .unwrap()
+            .contains("a PostgreSQL source needs a target: give --to-pg-uri or --config"),
+        "{half}"
+    );
+    let (code, argv, _) = json(
+        tool(&[
+            "transfer",
+            "--out",
+            &out,
+            "--pg-uri",
+            "env:OLD_PG_URI",
+            "--to-pg-uri",
+            &format!("postgresql://circle:{HOSTILE}@localhost/circle"),
+        ])
+        .env(
+            "OLD_PG_URI",
+            "postgresql://old@localhost:1/postgres?sslmode=disable",
+        ),
+    );
+    assert_eq!(code, 2, "{argv}");
+    assert!(
+        argv["error"].as_str().unwrap().contains("env:NAME"),
+        "{argv}"
+    );
+    assert!(!archive.exists());
 }
