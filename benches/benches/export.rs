@@ -333,7 +333,7 @@ fn main() {
         secs(baseline_export) / secs(tool_export)
     );
     println!(
-        "restore  circle-export {:>7.1}s  (PostgreSQL part: verify + unpack + parallel psql; peak RSS {} MiB)",
+        "restore  circle-export {:>7.1}s  (PostgreSQL part: each database read from its place in the archive and verified as it loads, in parallel; peak RSS {} MiB)",
         secs(tool_pg_restore),
         tool_restore_rss / 1024
     );
