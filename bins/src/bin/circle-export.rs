@@ -46,7 +46,9 @@ PostgreSQL database while its part is still being read, in one
 transaction committed only once that part matched the manifest (SHA-256,
 row counts): nothing becomes visible before its own part is verified, a
 damaged part is rolled back, and the parts verified before it stay
-restored (the error lists both). A restore killed half-way leaves no
+restored (the error lists both). A collection whose part is damaged is
+left out (nothing of it is written) and the other collections are
+restored. A restore killed half-way leaves no
 database half-done. Re-running skips what is complete (same counts),
 builds indexes a stopped run did not get to, and resumes a collection it
 had begun (documents already there and identical count as restored). A

@@ -169,8 +169,11 @@ struct PgItem {
 /// member matched the manifest. So nothing becomes visible before its own
 /// part of the archive is verified; a damaged member is never committed,
 /// and the parts verified before it stay restored ([`Error::Damaged`] names
-/// both). A damaged MongoDB member, CircleCI's own archive and `dry_run`
-/// verify the whole archive before anything is written.
+/// both). A collection whose member is damaged is left out (the MongoDB
+/// part is checked before any of it is loaded: nothing of it is written)
+/// and the others are restored. An archive whose MongoDB part cannot be
+/// read through (truncated), CircleCI's own archive and `dry_run` verify
+/// the whole archive before anything is written.
 pub async fn restore(
     spec: RestoreSpec<'_>,
     progress: ha_plan::Progress<'_>,
@@ -312,6 +315,10 @@ async fn restore_reading(
     // the PostgreSQL ones), each verified on its own.
     let members = Members::default();
     let mut streamed = None;
+    // MongoDB members that ended not matching the manifest: their
+    // collections are left out (nothing of them is written), the others
+    // are restored, and the error names both.
+    let mut damaged_mongo: BTreeSet<String> = BTreeSet::new();
     if let Some(Event::Manifest(manifest)) = events.recv().await {
         let mut pending: BTreeSet<String> = manifest
             .files
@@ -324,7 +331,9 @@ async fn restore_reading(
             match events.recv().await {
                 Some(Event::Started(name, growing)) => members.add(name, growing),
                 Some(Event::Finished(name, verified)) => {
-                    sound = verified || !name.starts_with("mongo/");
+                    if !verified && name.starts_with("mongo/") {
+                        damaged_mongo.insert(name.clone());
+                    }
                     pending.remove(&name);
                 }
                 Some(Event::Manifest(_)) => {}
@@ -389,6 +398,24 @@ async fn restore_reading(
                 metadata: meta.exists().then_some(meta),
                 only_indexes: false,
             }
+        })
+        .collect();
+    let mut mongo_not_restored = Vec::new();
+    let mongo_items: Vec<RestoreItem> = mongo_items
+        .into_iter()
+        .filter(|item| {
+            let bson = bson_path(&item.db, &item.collection);
+            let metadata = metadata_path(&item.db, &item.collection);
+            let damaged = [&bson, &metadata]
+                .into_iter()
+                .find(|member| damaged_mongo.contains(*member));
+            if let Some(member) = damaged {
+                mongo_not_restored.push(format!(
+                    "mongo {}.{}: not restored (nothing of it was written): {member} is damaged",
+                    item.db, item.collection
+                ));
+            }
+            damaged.is_none()
         })
         .collect();
     let pg_items: Vec<PgItem> = match layout {
@@ -697,7 +724,8 @@ async fn restore_reading(
         members.close();
     };
     let (loaded, ()) = tokio::join!(async { futures_util::try_join!(mongo_part, pg_part) }, pump);
-    let (documents, not_restored) = loaded?;
+    let (documents, mut not_restored) = loaded?;
+    not_restored.splice(0..0, mongo_not_restored);
     meter.end();
     report.documents = documents;
     if streaming {

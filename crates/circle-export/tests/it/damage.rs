@@ -255,3 +255,114 @@ async fn read_in_parallel_from_a_seekable_archive_a_damaged_database_is_rolled_b
     // Its own loader's verdict, with why.
     assert!(text.contains("postgres/vms.sql is damaged ("), "{text}");
 }
+
+/// An archive of the format before the seek index (one zstd frame, no
+/// index) restores as before, through the streaming path: made here by
+/// re-compressing a current archive's tar stream as a single frame.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archive_without_a_seek_index_restores_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let current = dir.path().join("current.tar.zst");
+    two_databases_exported(40_000, &"-padding".repeat(4), &current).await;
+    assert!(
+        circle_export::archive::seek_index(&current)
+            .unwrap()
+            .is_some()
+    );
+    let tar = zstd::decode_all(std::fs::File::open(&current).unwrap()).unwrap();
+    let old = dir.path().join("old.tar.zst");
+    std::fs::write(&old, zstd::encode_all(tar.as_slice(), 3).unwrap()).unwrap();
+    assert_eq!(circle_export::archive::seek_index(&old).unwrap(), None);
+
+    let target = crate::Pg::start();
+    let client = target.provision(&["circle", "vms"]);
+    let report = restore(
+        RestoreSpec {
+            archive: old,
+            mongo: None,
+            postgres: Some(&client),
+            drop: false,
+            dry_run: false,
+            parallel: 2,
+            meter: circle_export::Meter::default(),
+            failover_wait: std::time::Duration::from_secs(60),
+        },
+        &progress,
+    )
+    .await
+    .unwrap();
+    assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
+    for db in ["circle", "vms"] {
+        assert_eq!(target.psql(db, "SELECT count(*) FROM t"), "40000");
+    }
+}
+
+/// A byte flipped in one MongoDB collection's member: the MongoDB part is
+/// read and checked before anything is loaded, so that collection is left
+/// out — nothing of it is written — while the others are restored, and the
+/// error names both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_mongo_collection_is_left_out_and_the_others_are_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_member, old) = old_mongo();
+    for (name, marker) in [("builds", "BUILD"), ("projects", "PROJT")] {
+        old.database("circle_ghe")
+            .collection::<Document>(name)
+            .insert_many((0..300).map(
+                |i| doc! {"_id": i, "marker": format!("{marker}-{i:04}"), "pad": "z".repeat(300)},
+            ))
+            .await
+            .unwrap();
+    }
+    let archive = dir.path().join("two.tar");
+    export_one_database(&old, "circle_ghe", &archive).await;
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let at = bytes
+        .windows(10)
+        .position(|w| w == b"BUILD-0150")
+        .expect("the marker is in the plain tar");
+    bytes[at + 6] ^= 0x01;
+    std::fs::write(&archive, &bytes).unwrap();
+
+    let (_target_member, target) = old_mongo();
+    let err = restore(
+        RestoreSpec {
+            archive: archive.clone(),
+            mongo: Some((&target, false)),
+            postgres: None,
+            drop: false,
+            dry_run: false,
+            parallel: 2,
+            meter: circle_export::Meter::default(),
+            failover_wait: std::time::Duration::from_secs(60),
+        },
+        &progress,
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Damaged(_)), "{text}");
+    assert!(
+        text.contains("mongo circle_ghe.builds: not restored (nothing of it was written)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("restored, each from its own verified part: mongo circle_ghe.projects"),
+        "{text}"
+    );
+    let names = target
+        .database("circle_ghe")
+        .list_collection_names()
+        .await
+        .unwrap();
+    assert_eq!(names, ["projects"], "only the sound collection is there");
+    assert_eq!(
+        target
+            .database("circle_ghe")
+            .collection::<Document>("projects")
+            .count_documents(doc! {})
+            .await
+            .unwrap(),
+        300
+    );
+}
