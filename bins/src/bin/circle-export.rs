@@ -100,41 +100,14 @@ enum Command {
         /// The archive to write: .tar, .tar.gz or .tar.zst (multithreaded).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        /// The MongoDB source (4.4+): a URI without password, or env:NAME /
-        /// file:PATH holding one.
-        #[arg(long, value_name = "URI|REF", conflicts_with = "mongo_dump")]
-        mongo_uri: Option<String>,
-        /// A mongodump directory instead (DB/COLLECTION.bson), for
-        /// servers the driver cannot read.
-        #[arg(long, value_name = "DIR")]
+        #[command(flatten)]
+        sources: Sources,
+        /// A mongodump directory instead of --mongo-uri
+        /// (DB/COLLECTION.bson), for servers the driver cannot read.
+        #[arg(long, value_name = "DIR", conflicts_with = "mongo_uri")]
         mongo_dump: Option<PathBuf>,
-        /// Only these MongoDB databases (default: all but admin, local,
-        /// config).
-        #[arg(long, value_name = "DB,...", value_delimiter = ',')]
-        mongo_databases: Vec<String>,
-        /// The PostgreSQL source: a URI without password, or env:NAME /
-        /// file:PATH holding one.
-        #[arg(long, value_name = "URI|REF")]
-        pg_uri: Option<String>,
-        /// Only these PostgreSQL databases (default: all but postgres and
-        /// templates).
-        #[arg(long, value_name = "DB,...", value_delimiter = ',')]
-        pg_databases: Vec<String>,
         #[command(flatten)]
         common: Common,
-        /// The encryption-keys directory to include.
-        #[arg(long, value_name = "DIR")]
-        encryption_keys: Option<PathBuf>,
-        /// The old contexts-Vault data directory to include. Files in it
-        /// holding Vault's init output (unseal keys, root token — CircleCI's
-        /// Vault container writes one) are left out, and the report says so.
-        #[arg(long, value_name = "DIR")]
-        vault_data: Option<PathBuf>,
-        /// Keep files of --vault-data that hold Vault init output: whoever
-        /// holds the archive can then unseal the old Vault and read every
-        /// context secret.
-        #[arg(long)]
-        danger_include_vault_init_output: bool,
         /// Reach every source and list what would be exported, with an
         /// estimate of its size; write nothing.
         #[arg(long)]
@@ -192,22 +165,8 @@ enum Command {
         /// moved: .tar, .tar.gz or .tar.zst.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        /// The MongoDB source (4.4+): a URI without password, or env:NAME /
-        /// file:PATH holding one.
-        #[arg(long, value_name = "URI|REF")]
-        mongo_uri: Option<String>,
-        /// Only these MongoDB databases (default: all but admin, local,
-        /// config).
-        #[arg(long, value_name = "DB,...", value_delimiter = ',')]
-        mongo_databases: Vec<String>,
-        /// The PostgreSQL source: a URI without password, or env:NAME /
-        /// file:PATH holding one.
-        #[arg(long, value_name = "URI|REF")]
-        pg_uri: Option<String>,
-        /// Only these PostgreSQL databases (default: all but postgres and
-        /// templates).
-        #[arg(long, value_name = "DB,...", value_delimiter = ',')]
-        pg_databases: Vec<String>,
+        #[command(flatten)]
+        sources: Sources,
         /// The MongoDB target (default: the mongo section of --config as
         /// circle-admin).
         #[arg(long, value_name = "URI|REF")]
@@ -219,16 +178,6 @@ enum Command {
         /// ha.toml, for targets not given as URIs.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// The encryption-keys directory to archive.
-        #[arg(long, value_name = "DIR")]
-        encryption_keys: Option<PathBuf>,
-        /// The old contexts-Vault data directory to archive (Vault init
-        /// output in it is left out).
-        #[arg(long, value_name = "DIR")]
-        vault_data: Option<PathBuf>,
-        /// Keep files of --vault-data that hold Vault init output.
-        #[arg(long)]
-        danger_include_vault_init_output: bool,
         /// Replace collections and database objects the targets already
         /// hold. Not needed to finish an interrupted transfer.
         #[arg(long)]
@@ -244,6 +193,41 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// What export and transfer read from the old machine.
+#[derive(Debug, Args)]
+struct Sources {
+    /// The MongoDB source (4.4+): a URI without password, or env:NAME /
+    /// file:PATH holding one.
+    #[arg(long, value_name = "URI|REF")]
+    mongo_uri: Option<String>,
+    /// Only these MongoDB databases (default: all but admin, local,
+    /// config).
+    #[arg(long, value_name = "DB,...", value_delimiter = ',')]
+    mongo_databases: Vec<String>,
+    /// The PostgreSQL source: a URI without password, or env:NAME /
+    /// file:PATH holding one.
+    #[arg(long, value_name = "URI|REF")]
+    pg_uri: Option<String>,
+    /// Only these PostgreSQL databases (default: all but postgres and
+    /// templates).
+    #[arg(long, value_name = "DB,...", value_delimiter = ',')]
+    pg_databases: Vec<String>,
+    /// The encryption-keys directory to include in the archive.
+    #[arg(long, value_name = "DIR")]
+    encryption_keys: Option<PathBuf>,
+    /// The old contexts-Vault data directory to include in the archive.
+    /// Files in it holding Vault's init output (unseal keys, root token —
+    /// CircleCI's Vault container writes one) are left out, and the report
+    /// says so.
+    #[arg(long, value_name = "DIR")]
+    vault_data: Option<PathBuf>,
+    /// Keep files of --vault-data that hold Vault init output: whoever
+    /// holds the archive can then unseal the old Vault and read every
+    /// context secret.
+    #[arg(long)]
+    danger_include_vault_init_output: bool,
 }
 
 #[derive(Debug, Args)]
@@ -295,19 +279,22 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Export {
             out,
-            mongo_uri,
+            sources,
             mongo_dump,
-            mongo_databases,
-            pg_uri,
-            pg_databases,
             common,
-            encryption_keys,
-            vault_data,
-            danger_include_vault_init_output,
             dry_run,
         } => {
+            let Sources {
+                mongo_uri,
+                mongo_databases,
+                pg_uri,
+                pg_databases,
+                encryption_keys,
+                vault_data,
+                danger_include_vault_init_output,
+            } = sources;
             let started = Instant::now();
-            let (mongo_connection, pg) = sources(
+            let (mongo_connection, pg) = connect_sources(
                 mongo_uri.as_deref(),
                 pg_uri.as_deref(),
                 &common,
@@ -410,22 +397,25 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Transfer {
             out,
-            mongo_uri,
-            mongo_databases,
-            pg_uri,
-            pg_databases,
+            sources,
             to_mongo_uri,
             to_pg_uri,
             config,
-            encryption_keys,
-            vault_data,
-            danger_include_vault_init_output,
             drop,
             dry_run,
             failover_wait,
             common,
         } => {
-            let (source_mongo, source_pg) = sources(
+            let Sources {
+                mongo_uri,
+                mongo_databases,
+                pg_uri,
+                pg_databases,
+                encryption_keys,
+                vault_data,
+                danger_include_vault_init_output,
+            } = sources;
+            let (source_mongo, source_pg) = connect_sources(
                 mongo_uri.as_deref(),
                 pg_uri.as_deref(),
                 &common,
@@ -576,7 +566,7 @@ async fn targets(
 }
 
 /// The sources of an export or a transfer, from their URI flags.
-async fn sources(
+async fn connect_sources(
     mongo_uri: Option<&str>,
     pg_uri: Option<&str>,
     common: &Common,
