@@ -7,13 +7,13 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use circle_export::{ExportSpec, Meter, MongoSource, RestoreSpec};
 use circle_ha::cli;
 use circle_ha::exit::Exit;
 use circle_ha::export;
-use circle_ha::output::{emit, emit_findings, usage};
+use circle_ha::output::{emit_findings, usage};
 use circle_ha::progress::ProgressBar;
 use clap::{Args, Parser, Subcommand};
 use ha_config::HaConfig;
@@ -293,7 +293,6 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 vault_data,
                 danger_include_vault_init_output,
             } = sources;
-            let started = Instant::now();
             let (mongo_connection, pg) = connect_sources(
                 mongo_uri.as_deref(),
                 pg_uri.as_deref(),
@@ -332,16 +331,12 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             };
             if dry_run {
                 let plan = circle_export::export::plan(&spec).await?;
-                let (value, text) = export::plan_report(&spec.out, &plan);
-                emit(common.json, &text, &value);
-                return Ok(Exit::Success);
+                return Ok(emit_findings(common.json, &plan.to_findings(&spec.out)));
             }
             let bar = progress_bar(&meter, common.json);
             let report = circle_export::export(spec, &|line| bar.line(line)).await?;
             drop(bar);
-            let (value, text) = export::export_report(&report, started);
-            emit(common.json, &text, &value);
-            Ok(Exit::Success)
+            Ok(emit_findings(common.json, &report.to_findings()))
         }
         Command::Verify { archive, json } => {
             let path = archive.clone();
