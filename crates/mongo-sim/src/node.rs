@@ -857,23 +857,49 @@ impl Writer<'_> {
         o: Document,
         o2: Option<Document>,
     ) -> Result<(), CommandError> {
-        let (db, coll) = crate::storage::split_ns(ns);
-        if matches!(op, "i" | "u") && self.inner.data.collection(db, coll).is_none() {
-            let uuid = crate::storage::random_uuid();
-            self.emit_entry(
-                "c",
-                &format!("{db}.$cmd"),
-                doc! {"create": coll},
-                None,
-                Some(uuid),
-            )?;
+        if matches!(op, "i" | "u") {
+            self.create_if_missing(ns)?;
         }
+        let (db, coll) = crate::storage::split_ns(ns);
         let uuid = self.inner.data.collection(db, coll).map(|c| c.uuid);
         let uuid = match (op, o.get_str("create")) {
             ("c", Ok(_)) => Some(crate::storage::random_uuid()),
             _ => uuid,
         };
-        self.emit_entry(op, ns, o, o2, uuid)
+        self.emit_entry(op, ns, o, o2, uuid, None)
+    }
+
+    /// [`Writer::emit`] of an insert whose document the caller has already
+    /// encoded (`raw` is `o` as BSON — an insert encodes it to check its
+    /// size), so it is not encoded again to be stored.
+    pub(crate) fn emit_insert(
+        &mut self,
+        ns: &str,
+        o: Document,
+        raw: bson::RawDocumentBuf,
+    ) -> Result<(), CommandError> {
+        self.create_if_missing(ns)?;
+        let (db, coll) = crate::storage::split_ns(ns);
+        let uuid = self.inner.data.collection(db, coll).map(|c| c.uuid);
+        self.emit_entry("i", ns, o, None, uuid, Some(raw))
+    }
+
+    /// A write to a collection that does not exist yet first creates it
+    /// (its own entry, carrying the new UUID, so every member agrees on it).
+    fn create_if_missing(&mut self, ns: &str) -> Result<(), CommandError> {
+        let (db, coll) = crate::storage::split_ns(ns);
+        if self.inner.data.collection(db, coll).is_some() {
+            return Ok(());
+        }
+        let uuid = crate::storage::random_uuid();
+        self.emit_entry(
+            "c",
+            &format!("{db}.$cmd"),
+            doc! {"create": coll},
+            None,
+            Some(uuid),
+            None,
+        )
     }
 
     /// The data as this write has left it so far.
@@ -888,6 +914,7 @@ impl Writer<'_> {
         o: Document,
         o2: Option<Document>,
         uuid: Option<[u8; 16]>,
+        raw: Option<bson::RawDocumentBuf>,
     ) -> Result<(), CommandError> {
         let optime = self.inner.next_optime();
         let mut entry = Entry::new(optime, op, ns, o, o2);
@@ -899,7 +926,7 @@ impl Writer<'_> {
         {
             statement.tag(&mut entry.doc);
         }
-        self.inner.data.apply(&entry)?;
+        self.inner.data.apply_with(&entry, raw)?;
         self.entries.push(entry);
         Ok(())
     }

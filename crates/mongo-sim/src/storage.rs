@@ -308,7 +308,17 @@ impl Data {
     /// Applies one oplog entry. Entries are produced by this server (or its
     /// sync source), so failures here mean a bug or a corrupted journal.
     pub(crate) fn apply(&mut self, entry: &Entry) -> Result<(), CommandError> {
-        self.apply_op(entry)?;
+        self.apply_with(entry, None)
+    }
+
+    /// [`Data::apply`], for an insert whose document the caller has already
+    /// encoded (`raw` is `o` as BSON), so it is not encoded twice.
+    pub(crate) fn apply_with(
+        &mut self,
+        entry: &Entry,
+        raw: Option<RawDocumentBuf>,
+    ) -> Result<(), CommandError> {
+        self.apply_op(entry, raw)?;
         if let Some(statement) = Statement::of_entry(&entry.doc) {
             self.record(&statement);
         }
@@ -340,11 +350,12 @@ impl Data {
         }
     }
 
-    fn apply_op(&mut self, entry: &Entry) -> Result<(), CommandError> {
+    fn apply_op(&mut self, entry: &Entry, raw: Option<RawDocumentBuf>) -> Result<(), CommandError> {
         let doc = &entry.doc;
         let op = doc.get_str("op").unwrap_or_default();
         let ns = doc.get_str("ns").unwrap_or_default();
-        let o = doc.get_document("o").cloned().unwrap_or_default();
+        let empty = Document::new();
+        let o = doc.get_document("o").unwrap_or(&empty);
         let (db, coll) = split_ns(ns);
         let ui = match doc.get("ui") {
             Some(Bson::Binary(b)) => <[u8; 16]>::try_from(b.bytes.as_slice()).ok(),
@@ -354,8 +365,11 @@ impl Data {
             "n" => Ok(()),
             "i" => {
                 let id = o.get("_id").cloned().unwrap_or(Bson::Null);
-                let raw = RawDocumentBuf::from_document(&o)
-                    .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?;
+                let raw = match raw {
+                    Some(raw) => raw,
+                    None => RawDocumentBuf::from_document(o)
+                        .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?,
+                };
                 self.ensure(db, coll, ui).insert(raw, &id)
             }
             "u" => {
@@ -366,7 +380,7 @@ impl Data {
                     .unwrap_or(Bson::Null);
                 let collection = self.ensure(db, coll, ui);
                 collection.remove(&id);
-                let raw = RawDocumentBuf::from_document(&o)
+                let raw = RawDocumentBuf::from_document(o)
                     .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?;
                 collection.insert(raw, &id)
             }
@@ -377,7 +391,7 @@ impl Data {
                 }
                 Ok(())
             }
-            "c" => self.apply_command(db, &o, ui),
+            "c" => self.apply_command(db, o, ui),
             other => Err(CommandError::bad_value(format!(
                 "unknown oplog op {other:?}"
             ))),

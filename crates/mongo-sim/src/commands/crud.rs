@@ -656,6 +656,60 @@ pub(super) fn count(node: &Node, db: &str, command: &Document) -> Result<Documen
 /// `aggregate` for the pipeline shapes drivers build (`countDocuments`:
 /// `$match`, `$skip`, `$limit`, `$group` with `$sum`), plus `$sort` and
 /// `$count`.
+/// The documents flowing through an aggregation pipeline: as stored until
+/// a stage needs their fields, then parsed.
+enum Rows {
+    Stored(Vec<Arc<RawDocumentBuf>>),
+    Parsed(Vec<Document>),
+}
+
+impl Default for Rows {
+    fn default() -> Rows {
+        Rows::Parsed(Vec::new())
+    }
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Stored(stored) => stored.len(),
+            Rows::Parsed(docs) => docs.len(),
+        }
+    }
+
+    fn skip(&mut self, n: usize) {
+        match self {
+            Rows::Stored(stored) => {
+                stored.drain(..n.min(stored.len()));
+            }
+            Rows::Parsed(docs) => {
+                docs.drain(..n.min(docs.len()));
+            }
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        match self {
+            Rows::Stored(stored) => stored.truncate(n),
+            Rows::Parsed(docs) => docs.truncate(n),
+        }
+    }
+
+    /// The documents with their fields, for a stage that reads them.
+    fn parsed(self) -> Result<Vec<Document>, CommandError> {
+        match self {
+            Rows::Stored(stored) => stored
+                .iter()
+                .map(|raw| {
+                    raw.to_document()
+                        .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))
+                })
+                .collect(),
+            Rows::Parsed(docs) => Ok(docs),
+        }
+    }
+}
+
 pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Reply, CommandError> {
     let coll = collection_name(command, "aggregate")?;
     if !command.contains_key("cursor") {
@@ -667,13 +721,9 @@ pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Rep
     let pipeline = command
         .get_array("pipeline")
         .map_err(|_| CommandError::type_mismatch("pipeline", "array"))?;
-    let mut docs: Vec<Document> = select(node, db, coll, &Document::new(), None)?
-        .iter()
-        .map(|raw| {
-            raw.to_document()
-                .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))
-        })
-        .collect::<Result<_, _>>()?;
+    // The documents stay as stored until a stage needs their fields (a
+    // count — the drivers' countDocuments — needs none of them).
+    let mut rows = Rows::Stored(select(node, db, coll, &Document::new(), None)?);
     for stage in pipeline {
         let stage = stage
             .as_document()
@@ -685,13 +735,16 @@ pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Rep
         match name.as_str() {
             "$match" => {
                 let filter = spec.as_document().cloned().unwrap_or_default();
+                if filter.is_empty() {
+                    continue;
+                }
                 let mut kept = Vec::new();
-                for doc in docs {
+                for doc in rows.parsed()? {
                     if matches(&doc, &filter)? {
                         kept.push(doc);
                     }
                 }
-                docs = kept;
+                rows = Rows::Parsed(kept);
             }
             "$skip" => {
                 let n = spec
@@ -699,7 +752,7 @@ pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Rep
                     .or_else(|| spec.as_i32().map(i64::from))
                     .unwrap_or(0)
                     .max(0) as usize;
-                docs.drain(..n.min(docs.len()));
+                rows.skip(n);
             }
             "$limit" => {
                 let n = spec
@@ -707,10 +760,11 @@ pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Rep
                     .or_else(|| spec.as_i32().map(i64::from))
                     .unwrap_or(0)
                     .max(0) as usize;
-                docs.truncate(n);
+                rows.truncate(n);
             }
             "$sort" => {
                 let sort = spec.as_document().cloned().unwrap_or_default();
+                let mut docs = rows.parsed()?;
                 docs.sort_by(|a, b| {
                     for (key, direction) in &sort {
                         let null = Bson::Null;
@@ -728,10 +782,11 @@ pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Rep
                     }
                     Ordering::Equal
                 });
+                rows = Rows::Parsed(docs);
             }
             "$count" => {
                 let field = spec.as_str().unwrap_or("count");
-                docs = vec![doc! {field: docs.len() as i32}];
+                rows = Rows::Parsed(vec![doc! {field: rows.len() as i32}]);
             }
             "$group" => {
                 let spec = spec.as_document().cloned().unwrap_or_default();
@@ -741,10 +796,11 @@ pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Rep
                         "mongo-sim supports $group with a constant _id only",
                     ));
                 }
-                if docs.is_empty() {
+                if rows.len() == 0 {
                     continue;
                 }
                 let mut out = doc! {"_id": id};
+                let mut parsed: Option<Vec<Document>> = None;
                 for (field, accumulator) in spec.iter().filter(|(k, _)| *k != "_id") {
                     let sum = accumulator
                         .as_document()
@@ -753,19 +809,26 @@ pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Rep
                             CommandError::bad_value("mongo-sim supports the $sum accumulator only")
                         })?;
                     let total: i64 = match sum {
-                        Bson::String(path) if path.starts_with('$') => docs
-                            .iter()
-                            .filter_map(|d| {
-                                lookup(d, &path[1..])
-                                    .and_then(|v| v.as_i64().or_else(|| v.as_i32().map(i64::from)))
-                            })
-                            .sum(),
+                        Bson::String(path) if path.starts_with('$') => {
+                            if parsed.is_none() {
+                                parsed = Some(std::mem::take(&mut rows).parsed()?);
+                            }
+                            parsed
+                                .iter()
+                                .flatten()
+                                .filter_map(|d| {
+                                    lookup(d, &path[1..]).and_then(|v| {
+                                        v.as_i64().or_else(|| v.as_i32().map(i64::from))
+                                    })
+                                })
+                                .sum()
+                        }
                         other => {
                             other
                                 .as_i64()
                                 .or_else(|| other.as_i32().map(i64::from))
                                 .unwrap_or(0)
-                                * docs.len() as i64
+                                * parsed.as_ref().map_or(rows.len(), Vec::len) as i64
                         }
                     };
                     out.insert(
@@ -777,7 +840,7 @@ pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Rep
                         },
                     );
                 }
-                docs = vec![out];
+                rows = Rows::Parsed(vec![out]);
             }
             other => {
                 return Err(CommandError::new(
@@ -787,14 +850,17 @@ pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Rep
             }
         }
     }
-    let batch: Vec<Arc<RawDocumentBuf>> = docs
-        .iter()
-        .map(|d| {
-            RawDocumentBuf::from_document(d)
-                .map(Arc::new)
-                .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))
-        })
-        .collect::<Result<_, _>>()?;
+    let batch: Vec<Arc<RawDocumentBuf>> = match rows {
+        Rows::Stored(stored) => stored,
+        Rows::Parsed(docs) => docs
+            .iter()
+            .map(|d| {
+                RawDocumentBuf::from_document(d)
+                    .map(Arc::new)
+                    .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))
+            })
+            .collect::<Result<_, _>>()?,
+    };
     cursor_reply("firstBatch", &format!("{db}.{coll}"), 0, &batch).map(Reply::Raw)
 }
 
@@ -908,7 +974,7 @@ pub(super) async fn insert(
     let (coll, documents) = write_batch(db, command, "insert", "documents")?;
     let ordered = command.get_bool("ordered").unwrap_or(true);
     let ns = format!("{db}.{coll}");
-    let mut prepared: Vec<Result<Document, CommandError>> = Vec::new();
+    let mut prepared: Vec<Result<(Document, RawDocumentBuf), CommandError>> = Vec::new();
     for item in documents {
         let Bson::Document(doc) = item else {
             prepared.push(Err(CommandError::type_mismatch("documents", "object")));
@@ -921,16 +987,22 @@ pub(super) async fn insert(
             with_id.extend(doc.clone());
             with_id
         };
-        let mut size = Vec::new();
-        let _ = doc.to_writer(&mut size);
-        if size.len() > MAX_BSON_OBJECT_SIZE {
+        let raw = match RawDocumentBuf::from_document(&doc) {
+            Ok(raw) => raw,
+            Err(e) => {
+                prepared.push(Err(CommandError::new(Code::InvalidBson, e.to_string())));
+                continue;
+            }
+        };
+        let size = raw.as_bytes().len();
+        if size > MAX_BSON_OBJECT_SIZE {
             prepared.push(Err(CommandError::new(
                 Code::BadValue,
-                format!("object to insert too large. size in bytes: {}, max size: {MAX_BSON_OBJECT_SIZE}", size.len()),
+                format!("object to insert too large. size in bytes: {size}, max size: {MAX_BSON_OBJECT_SIZE}"),
             )));
             continue;
         }
-        prepared.push(Ok(doc));
+        prepared.push(Ok((doc, raw)));
     }
     let retry = Retryable::of(node, command)?;
     let (errors, optime) = node.write(|w| {
@@ -945,9 +1017,9 @@ pub(super) async fn insert(
                 continue;
             }
             let res = match doc {
-                Ok(doc) => {
+                Ok((doc, raw)) => {
                     let id = doc.get("_id").cloned();
-                    w.emit("i", &ns, doc, None).map_err(|e| (e, id))
+                    w.emit_insert(&ns, doc, raw).map_err(|e| (e, id))
                 }
                 Err(e) => Err((e, None)),
             };

@@ -48,6 +48,45 @@ async fn insert_find_in_batches_count_aggregate_and_the_catalog() {
         10
     );
     assert_eq!(builds.estimated_document_count().await.unwrap(), 1000);
+    // Pipelines: stages that need no fields ($match {}, $skip, $limit,
+    // $count, a constant $sum) and stages that read them.
+    let aggregate = |pipeline: Vec<Document>| {
+        let builds = builds.clone();
+        async move {
+            builds
+                .aggregate(pipeline)
+                .await
+                .unwrap()
+                .try_collect::<Vec<Document>>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        aggregate(vec![
+            doc! {"$match": {}},
+            doc! {"$skip": 10},
+            doc! {"$limit": 25},
+            doc! {"$count": "n"}
+        ])
+        .await,
+        [doc! {"n": 25}]
+    );
+    assert_eq!(
+        aggregate(vec![
+            doc! {"$match": {"tag": "odd"}},
+            doc! {"$group": {"_id": 1, "n": {"$sum": 1}, "total": {"$sum": "$n"}}}
+        ])
+        .await,
+        [doc! {"_id": 1, "n": 500, "total": 250_000}]
+    );
+    let first = aggregate(vec![doc! {"$sort": {"n": -1}}, doc! {"$limit": 2}]).await;
+    let ns: Vec<i32> = first.iter().map(|d| d.get_i32("n").unwrap()).collect();
+    assert_eq!(ns, [999, 998]);
+    assert_eq!(first[0].get_i32("_id"), Ok(0));
+    let stored = aggregate(vec![doc! {"$match": {}}, doc! {"$limit": 1}]).await;
+    assert_eq!(stored[0].get_i32("_id"), Ok(999), "insertion order");
+    assert!(matches!(stored[0].get("blob"), Some(Bson::Binary(b)) if b.bytes.len() == 512));
     let found = builds.find_one(doc! {"_id": 5}).await.unwrap().unwrap();
     assert_eq!(found.get_i32("n"), Ok(994));
 
