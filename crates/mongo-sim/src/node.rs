@@ -595,8 +595,8 @@ impl Node {
                         format!(
                             "cannot apply the oplog entry of {} ({} on {}): {}",
                             entry.optime,
-                            entry.doc.get_str("op").unwrap_or("?"),
-                            entry.doc.get_str("ns").unwrap_or("?"),
+                            entry.op(),
+                            entry.ns(),
                             e.message
                         ),
                     ));
@@ -869,19 +869,18 @@ impl Writer<'_> {
         self.emit_entry(op, ns, o, o2, uuid, None)
     }
 
-    /// [`Writer::emit`] of an insert whose document the caller has already
-    /// encoded (`raw` is `o` as BSON — an insert encodes it to check its
-    /// size), so it is not encoded again to be stored.
+    /// [`Writer::emit`] of an insert of `raw`, a document the caller has
+    /// already encoded (an insert encodes it to check its size), so it is
+    /// not encoded again to be stored, journaled or replicated.
     pub(crate) fn emit_insert(
         &mut self,
         ns: &str,
-        o: Document,
         raw: bson::RawDocumentBuf,
     ) -> Result<(), CommandError> {
         self.create_if_missing(ns)?;
         let (db, coll) = crate::storage::split_ns(ns);
         let uuid = self.inner.data.collection(db, coll).map(|c| c.uuid);
-        self.emit_entry("i", ns, o, None, uuid, Some(raw))
+        self.emit_entry("i", ns, Document::new(), None, uuid, Some(raw))
     }
 
     /// A write to a collection that does not exist yet first creates it
@@ -916,17 +915,18 @@ impl Writer<'_> {
         uuid: Option<[u8; 16]>,
         raw: Option<bson::RawDocumentBuf>,
     ) -> Result<(), CommandError> {
+        let o = match raw {
+            Some(raw) => raw,
+            None => bson::RawDocumentBuf::from_document(&o)
+                .map_err(|e| CommandError::new(crate::error::Code::InvalidBson, e.to_string()))?,
+        };
+        let statement = self
+            .statement
+            .as_ref()
+            .filter(|_| matches!(op, "i" | "u" | "d"));
         let optime = self.inner.next_optime();
-        let mut entry = Entry::new(optime, op, ns, o, o2);
-        if let Some(uuid) = uuid {
-            entry.doc.insert("ui", crate::storage::uuid_bson(uuid));
-        }
-        if let Some(statement) = &self.statement
-            && matches!(op, "i" | "u" | "d")
-        {
-            statement.tag(&mut entry.doc);
-        }
-        self.inner.data.apply_with(&entry, raw)?;
+        let entry = Entry::new(optime, op, ns, &o, o2.as_ref(), uuid, statement)?;
+        self.inner.data.apply_with(&entry, Some(o))?;
         self.entries.push(entry);
         Ok(())
     }

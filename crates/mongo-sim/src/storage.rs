@@ -77,44 +77,135 @@ impl OpTime {
     }
 }
 
-/// One oplog entry, parsed.
+/// One oplog entry, kept as its BSON bytes: what the journal holds and what
+/// an oplog read returns, so neither encodes it again.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Entry {
     /// Its position.
     pub(crate) optime: OpTime,
-    /// The entry document.
-    pub(crate) doc: Document,
+    /// The entry document: `{ts, t, v, op, ns, wall, o, o2?, ui?, lsid?,
+    /// txnNumber?, stmtId?}`, in mongod's field order.
+    pub(crate) raw: RawDocumentBuf,
 }
 
 impl Entry {
-    /// Builds an entry.
+    /// Builds an entry of `op` on `ns` with the change `o` (already BSON),
+    /// `o2`, the collection's UUID and the retryable-write statement it
+    /// belongs to.
     pub(crate) fn new(
         optime: OpTime,
         op: &str,
         ns: &str,
-        o: Document,
-        o2: Option<Document>,
-    ) -> Entry {
-        let mut doc = doc! {
-            "ts": optime.ts(),
-            "t": optime.term,
-            "v": 2_i64,
-            "op": op,
-            "ns": ns,
-            "wall": bson::DateTime::from_millis(optime.millis()),
-            "o": o,
+        o: &bson::RawDocument,
+        o2: Option<&Document>,
+        ui: Option<[u8; 16]>,
+        statement: Option<&Statement>,
+    ) -> Result<Entry, CommandError> {
+        let encode = |doc: &Document| {
+            RawDocumentBuf::from_document(doc)
+                .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))
         };
-        if let Some(o2) = o2 {
-            doc.insert("o2", o2);
+        let o2 = o2.map(encode).transpose()?;
+        let lsid = statement.map(|s| encode(&s.lsid)).transpose()?;
+        // Written field by field into one buffer sized up front: the
+        // entry is mostly `o`, already encoded, copied once.
+        let mut out = BsonWriter(Vec::with_capacity(
+            128 + ns.len()
+                + o.as_bytes().len()
+                + o2.as_ref().map_or(0, |d| d.as_bytes().len())
+                + lsid.as_ref().map_or(0, |d| d.as_bytes().len()),
+        ));
+        out.0.extend_from_slice(&[0; 4]);
+        out.element(
+            0x11,
+            "ts",
+            &(u64::from(optime.secs) << 32 | u64::from(optime.inc)).to_le_bytes(),
+        );
+        out.element(0x12, "t", &optime.term.to_le_bytes());
+        out.element(0x12, "v", &2_i64.to_le_bytes());
+        out.string("op", op);
+        out.string("ns", ns);
+        out.element(0x09, "wall", &optime.millis().to_le_bytes());
+        out.element(0x03, "o", o.as_bytes());
+        if let Some(o2) = &o2 {
+            out.element(0x03, "o2", o2.as_bytes());
         }
-        Entry { optime, doc }
+        if let Some(uuid) = ui {
+            let mut binary = Vec::with_capacity(21);
+            binary.extend_from_slice(&16_i32.to_le_bytes());
+            binary.push(0x04);
+            binary.extend_from_slice(&uuid);
+            out.element(0x05, "ui", &binary);
+        }
+        if let (Some(statement), Some(lsid)) = (statement, &lsid) {
+            out.element(0x03, "lsid", lsid.as_bytes());
+            out.element(0x12, "txnNumber", &statement.txn_number.to_le_bytes());
+            out.element(0x10, "stmtId", &statement.stmt_id.to_le_bytes());
+        }
+        out.0.push(0);
+        let len = i32::try_from(out.0.len())
+            .map_err(|_| CommandError::new(Code::BadValue, "oplog entry too large"))?;
+        out.0[..4].copy_from_slice(&len.to_le_bytes());
+        let raw = RawDocumentBuf::from_bytes(out.0)
+            .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?;
+        Ok(Entry { optime, raw })
     }
 
-    /// Parses an entry document.
-    pub(crate) fn from_doc(doc: Document) -> Option<Entry> {
-        let optime = OpTime::from_doc(&doc)?;
-        Some(Entry { optime, doc })
+    /// An entry from its bytes (`None` without a valid `ts` and `t`).
+    pub(crate) fn from_raw(raw: RawDocumentBuf) -> Option<Entry> {
+        let ts = raw.get_timestamp("ts").ok()?;
+        let term = raw.get_i64("t").ok()?;
+        let optime = OpTime {
+            term,
+            secs: ts.time,
+            inc: ts.increment,
+        };
+        Some(Entry { optime, raw })
     }
+
+    /// An entry from a parsed document (as a sync source's reply brings it).
+    pub(crate) fn from_doc(doc: Document) -> Option<Entry> {
+        Entry::from_raw(RawDocumentBuf::from_document(&doc).ok()?)
+    }
+
+    /// Its `op`.
+    pub(crate) fn op(&self) -> &str {
+        self.raw.get_str("op").unwrap_or_default()
+    }
+
+    /// Its `ns`.
+    pub(crate) fn ns(&self) -> &str {
+        self.raw.get_str("ns").unwrap_or_default()
+    }
+}
+
+/// Appends BSON elements (type byte, key, value bytes) to a buffer.
+struct BsonWriter(Vec<u8>);
+
+impl BsonWriter {
+    fn element(&mut self, kind: u8, key: &str, value: &[u8]) {
+        self.0.push(kind);
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.push(0);
+        self.0.extend_from_slice(value);
+    }
+
+    fn string(&mut self, key: &str, value: &str) {
+        self.0.push(0x02);
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.push(0);
+        let len = value.len() as i32 + 1;
+        self.0.extend_from_slice(&len.to_le_bytes());
+        self.0.extend_from_slice(value.as_bytes());
+        self.0.push(0);
+    }
+}
+
+/// An owned copy of a raw BSON value (`Null` for one that cannot be read).
+fn owned(value: Option<bson::RawBsonRef<'_>>) -> Bson {
+    value
+        .and_then(|v| Bson::try_from(v.to_raw_bson()).ok())
+        .unwrap_or(Bson::Null)
 }
 
 /// An `_id` in a form that compares as MongoDB does for equality (numbers
@@ -266,21 +357,14 @@ impl Statement {
     }
 
     /// Reads the statement an oplog entry carries, if any.
-    fn of_entry(doc: &Document) -> Option<Statement> {
-        let lsid = doc.get_document("lsid").ok()?;
+    fn of_entry(raw: &bson::RawDocument) -> Option<Statement> {
+        let lsid = Document::try_from(raw.get_document("lsid").ok()?).ok()?;
         Some(Statement {
-            key: Statement::key_of(lsid),
-            lsid: lsid.clone(),
-            txn_number: doc.get_i64("txnNumber").ok()?,
-            stmt_id: doc.get_i32("stmtId").ok()?,
+            key: Statement::key_of(&lsid),
+            lsid,
+            txn_number: raw.get_i64("txnNumber").ok()?,
+            stmt_id: raw.get_i32("stmtId").ok()?,
         })
-    }
-
-    /// Adds this statement's fields to an oplog entry.
-    pub(crate) fn tag(&self, doc: &mut Document) {
-        doc.insert("lsid", self.lsid.clone());
-        doc.insert("txnNumber", self.txn_number);
-        doc.insert("stmtId", self.stmt_id);
     }
 }
 
@@ -319,7 +403,7 @@ impl Data {
         raw: Option<RawDocumentBuf>,
     ) -> Result<(), CommandError> {
         self.apply_op(entry, raw)?;
-        if let Some(statement) = Statement::of_entry(&entry.doc) {
+        if let Some(statement) = Statement::of_entry(&entry.raw) {
             self.record(&statement);
         }
         Ok(())
@@ -351,47 +435,45 @@ impl Data {
     }
 
     fn apply_op(&mut self, entry: &Entry, raw: Option<RawDocumentBuf>) -> Result<(), CommandError> {
-        let doc = &entry.doc;
-        let op = doc.get_str("op").unwrap_or_default();
-        let ns = doc.get_str("ns").unwrap_or_default();
-        let empty = Document::new();
-        let o = doc.get_document("o").unwrap_or(&empty);
+        let doc = &entry.raw;
+        let op = entry.op();
+        let ns = entry.ns();
+        let empty = RawDocumentBuf::new();
+        let o: &bson::RawDocument = doc.get_document("o").unwrap_or(&empty);
         let (db, coll) = split_ns(ns);
         let ui = match doc.get("ui") {
-            Some(Bson::Binary(b)) => <[u8; 16]>::try_from(b.bytes.as_slice()).ok(),
+            Ok(Some(bson::RawBsonRef::Binary(b))) => <[u8; 16]>::try_from(b.bytes).ok(),
             _ => None,
         };
         match op {
             "n" => Ok(()),
             "i" => {
-                let id = o.get("_id").cloned().unwrap_or(Bson::Null);
-                let raw = match raw {
-                    Some(raw) => raw,
-                    None => RawDocumentBuf::from_document(o)
-                        .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?,
-                };
+                let id = owned(o.get("_id").ok().flatten());
+                let raw = raw.unwrap_or_else(|| o.to_raw_document_buf());
                 self.ensure(db, coll, ui).insert(raw, &id)
             }
             "u" => {
-                let id = doc
-                    .get_document("o2")
-                    .ok()
-                    .and_then(|o2| o2.get("_id").cloned())
-                    .unwrap_or(Bson::Null);
+                let id = owned(
+                    doc.get_document("o2")
+                        .ok()
+                        .and_then(|o2| o2.get("_id").ok().flatten()),
+                );
                 let collection = self.ensure(db, coll, ui);
                 collection.remove(&id);
-                let raw = RawDocumentBuf::from_document(o)
-                    .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?;
-                collection.insert(raw, &id)
+                collection.insert(o.to_raw_document_buf(), &id)
             }
             "d" => {
-                let id = o.get("_id").cloned().unwrap_or(Bson::Null);
+                let id = owned(o.get("_id").ok().flatten());
                 if let Some(collection) = self.dbs.get_mut(db).and_then(|d| d.get_mut(coll)) {
                     collection.remove(&id);
                 }
                 Ok(())
             }
-            "c" => self.apply_command(db, o, ui),
+            "c" => {
+                let o = Document::try_from(o)
+                    .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?;
+                self.apply_command(db, &o, ui)
+            }
             other => Err(CommandError::bad_value(format!(
                 "unknown oplog op {other:?}"
             ))),
@@ -671,10 +753,14 @@ impl Store {
                 if reader.read_exact(&mut buf[4..]).is_err() {
                     break;
                 }
-                let Ok(doc) = Document::from_reader(&buf[..]) else {
+                // Read whole once, so a damaged entry ends the replay here.
+                if Document::from_reader(&buf[..]).is_err() {
                     break;
-                };
-                let Some(entry) = Entry::from_doc(doc) else {
+                }
+                let Some(entry) = RawDocumentBuf::from_bytes(buf)
+                    .ok()
+                    .and_then(Entry::from_raw)
+                else {
                     break;
                 };
                 data.apply(&entry).map_err(|e| StoreError::Corrupt {
@@ -728,10 +814,7 @@ impl Store {
     pub(crate) fn append(&mut self, entries: &[Entry]) -> std::io::Result<Pending> {
         let mut buf = Vec::new();
         for entry in entries {
-            entry
-                .doc
-                .to_writer(&mut buf)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            buf.extend_from_slice(entry.raw.as_bytes());
         }
         self.journal.write_all(&buf)?;
         let offset = self
@@ -753,10 +836,7 @@ impl Store {
             let mut file = File::create(&tmp)?;
             let mut buf = Vec::new();
             for entry in entries {
-                entry
-                    .doc
-                    .to_writer(&mut buf)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                buf.extend_from_slice(entry.raw.as_bytes());
             }
             file.write_all(&buf)?;
             file.sync_all()?;
@@ -856,3 +936,6 @@ pub(crate) fn compare_bson(a: &Bson, b: &Bson) -> std::cmp::Ordering {
         _ => Ordering::Equal,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -335,10 +335,7 @@ fn oplog_entries_after(
     let mut batch = Vec::new();
     let mut bytes = 0;
     for entry in inner.oplog[start..].iter().take(limit) {
-        let Ok(raw) = RawDocumentBuf::from_document(&entry.doc) else {
-            // Never skip an entry: a gap would leave the reader diverged.
-            break;
-        };
+        let raw = entry.raw.clone();
         let len = raw.as_bytes().len();
         if !batch.is_empty() && bytes + len > BATCH_BYTES {
             break;
@@ -974,20 +971,22 @@ pub(super) async fn insert(
     let (coll, documents) = write_batch(db, command, "insert", "documents")?;
     let ordered = command.get_bool("ordered").unwrap_or(true);
     let ns = format!("{db}.{coll}");
-    let mut prepared: Vec<Result<(Document, RawDocumentBuf), CommandError>> = Vec::new();
+    let mut prepared: Vec<Result<(Option<Bson>, RawDocumentBuf), CommandError>> = Vec::new();
     for item in documents {
         let Bson::Document(doc) = item else {
             prepared.push(Err(CommandError::type_mismatch("documents", "object")));
             continue;
         };
+        let with_id;
         let doc = if doc.contains_key("_id") {
-            doc.clone()
+            doc
         } else {
-            let mut with_id = doc! {"_id": ObjectId::new()};
-            with_id.extend(doc.clone());
-            with_id
+            let mut fresh = doc! {"_id": ObjectId::new()};
+            fresh.extend(doc.clone());
+            with_id = fresh;
+            &with_id
         };
-        let raw = match RawDocumentBuf::from_document(&doc) {
+        let raw = match RawDocumentBuf::from_document(doc) {
             Ok(raw) => raw,
             Err(e) => {
                 prepared.push(Err(CommandError::new(Code::InvalidBson, e.to_string())));
@@ -1002,7 +1001,7 @@ pub(super) async fn insert(
             )));
             continue;
         }
-        prepared.push(Ok((doc, raw)));
+        prepared.push(Ok((doc.get("_id").cloned(), raw)));
     }
     let retry = Retryable::of(node, command)?;
     let (errors, optime) = node.write(|w| {
@@ -1017,10 +1016,7 @@ pub(super) async fn insert(
                 continue;
             }
             let res = match doc {
-                Ok((doc, raw)) => {
-                    let id = doc.get("_id").cloned();
-                    w.emit_insert(&ns, doc, raw).map_err(|e| (e, id))
-                }
+                Ok((id, raw)) => w.emit_insert(&ns, raw).map_err(|e| (e, id)),
                 Err(e) => Err((e, None)),
             };
             if let Err((e, id)) = res {
