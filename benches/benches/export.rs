@@ -6,7 +6,8 @@
 //!   czf` of the MongoDB dump directory (the mongodump layout, taken from
 //!   circle-export's own archive, because no mongodump exists here — which
 //!   spares the baseline the dumping of MongoDB altogether);
-//! - restore, into durable servers (fsync on): circle-export's PostgreSQL
+//! - restore, each load into a freshly initialised durable cluster (fsync
+//!   on), as onto a new host: circle-export's PostgreSQL
 //!   restore (verify + unpack + parallel `psql`) against `psql -f` of the
 //!   same plain dumps, already decompressed, one after another (the
 //!   strictest baseline), and against `gzip -dc <db>.sql.gz | psql` one
@@ -141,18 +142,24 @@ fn main() {
         durable: true,
         ..PostgresOptions::default()
     };
-    let new_pg = Postgres::start(&tools, &pki, durable()).expect("PostgreSQL");
-    let base_pg = Postgres::start(&tools, &pki, durable()).expect("PostgreSQL");
-    for pg in [&new_pg, &base_pg] {
-        psql(pg, "postgres", "CREATE ROLE circle LOGIN PASSWORD 'bench'");
+    // Every load, the tool's and the baselines', goes into a freshly
+    // initialised cluster, as onto a new host: a cluster's first load also
+    // creates its WAL segments (measured: ~0.5 s of a 4 s load), so a
+    // cluster loaded before would favour whoever comes second.
+    let fresh_pg = || {
+        let pg = Postgres::start(&tools, &pki, durable()).expect("PostgreSQL");
+        psql(&pg, "postgres", "CREATE ROLE circle LOGIN PASSWORD 'bench'");
         for db in PG_DATABASES {
             psql(
-                pg,
+                &pg,
                 "postgres",
                 &format!("CREATE DATABASE {db} OWNER circle"),
             );
         }
-    }
+        pg
+    };
+    let new_pg = fresh_pg();
+    let base_pg = fresh_pg();
     let new_mongo =
         MongoMember::start(&tools, MongoMemberOptions::default()).expect("mongo member");
     let new_mongo_client = runtime.block_on(direct(new_mongo.port()));
@@ -222,21 +229,27 @@ fn main() {
     });
     let baseline_pg_restore = started.elapsed();
 
+    drop(base_pg);
+
     // Baseline as an operator restores the baseline's own archive: each
     // `<db>.sql.gz` through gunzip into psql, one after another.
-    recreate_databases(&base_pg);
+    let gunzip_pg = fresh_pg();
+    let gunzip_env = gunzip_pg.libpq_env("postgres").expect("libpq env");
     let started = Instant::now();
-    for_each_database(&base_env, |db| {
+    for_each_database(&gunzip_env, |db| {
         format!(
             "set -o pipefail; gzip -dc {}/{db}.sql.gz | {}/psql -X -q -v ON_ERROR_STOP=1 -d {db} > /dev/null",
             base_dir.display(),
-            base_pg.bin_dir().display(),
+            gunzip_pg.bin_dir().display(),
         )
     });
     let baseline_gunzip_restore = started.elapsed();
+    drop(gunzip_pg);
+    drop(new_pg);
 
-    // The full restore (MongoDB and PostgreSQL) into fresh databases.
-    recreate_databases(&new_pg);
+    // The full restore (MongoDB and PostgreSQL).
+    let full_pg = fresh_pg();
+    let target_pg = pg_client(&full_pg, "circle", "bench");
     let started = Instant::now();
     let full = runtime
         .block_on(circle_export::restore(
@@ -259,8 +272,10 @@ fn main() {
     // --- transfer: the old servers straight into fresh targets, the
     // archive written alongside. PostgreSQL only first (like for like with
     // the vendor's PostgreSQL window), then everything.
+    drop(full_pg);
     let transfer = |mongo: Option<circle_export::TransferMongo<'_>>, out: &str| {
-        recreate_databases(&new_pg);
+        let pg = fresh_pg();
+        let target_pg = pg_client(&pg, "circle", "bench");
         reset_peak_rss();
         let started = Instant::now();
         let report = runtime
@@ -466,18 +481,6 @@ fn seed_pg(pg: &Postgres, mib: u64) {
                  jsonb_build_object('g', g, 'h', md5(g::text)) \
                  FROM generate_series(1, {rows}) g"
             ),
-        );
-    }
-}
-
-/// Drops and recreates the bench's databases, owned by `circle`.
-fn recreate_databases(pg: &Postgres) {
-    for db in PG_DATABASES {
-        psql(pg, "postgres", &format!("DROP DATABASE {db}"));
-        psql(
-            pg,
-            "postgres",
-            &format!("CREATE DATABASE {db} OWNER circle"),
         );
     }
 }
