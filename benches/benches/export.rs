@@ -273,6 +273,9 @@ fn main() {
     // archive written alongside. PostgreSQL only first (like for like with
     // the vendor's PostgreSQL window), then everything.
     drop(full_pg);
+    // Its memory (every document, and the oplog) is not needed any more.
+    drop(new_mongo_client);
+    drop(new_mongo);
     let transfer = |mongo: Option<circle_export::TransferMongo<'_>>, out: &str| {
         let pg = fresh_pg();
         let target_pg = pg_client(&pg, "circle", "bench");

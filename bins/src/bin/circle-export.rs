@@ -236,7 +236,8 @@ struct Common {
     #[arg(long, value_name = "N", default_value_t = 4)]
     parallel: usize,
     /// Where psql and pg_dump live (default: PATH, else the newest
-    /// /usr/lib/postgresql/N/bin).
+    /// /usr/lib/postgresql/N/bin — also when PATH's are Debian's
+    /// pg_wrapper, which would run that same binary).
     #[arg(long, value_name = "DIR")]
     pg_bin_dir: Option<PathBuf>,
     /// Print one JSON object on stdout (no progress) instead of text on

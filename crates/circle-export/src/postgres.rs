@@ -268,8 +268,23 @@ impl PgClient {
     /// the newest `/usr/lib/postgresql/<N>/bin` that has it (Debian's
     /// layout, where the newest major's `pg_dump` dumps every older
     /// server), else `None` (and running them will say they are missing).
+    ///
+    /// A `pg_dump` on the path that is Debian's `pg_wrapper`
+    /// (postgresql-common: `/usr/bin/psql` and `/usr/bin/pg_dump` are links
+    /// to it) counts as absent: the wrapper is a Perl script that, with
+    /// `PGHOST` set — as this client always sets it — runs the newest
+    /// installed version's binary (pg_wrapper(1)), which is what this
+    /// finds; running it directly spares a Perl start-up (~30 ms of CPU)
+    /// on every call, and a restore makes a dozen.
     pub fn find_bin_dir(search_path: &[PathBuf]) -> Option<PathBuf> {
-        if search_path.iter().any(|dir| dir.join("pg_dump").is_file()) {
+        let is_wrapper = |path: &Path| {
+            std::fs::canonicalize(path)
+                .is_ok_and(|real| real.file_name().is_some_and(|n| n == "pg_wrapper"))
+        };
+        if search_path.iter().any(|dir| {
+            let pg_dump = dir.join("pg_dump");
+            pg_dump.is_file() && !is_wrapper(&pg_dump)
+        }) {
             return None;
         }
         let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -1078,6 +1093,35 @@ pub fn skip_for_own_dump(line: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `pg_dump` on the path is used, unless it is Debian's pg_wrapper:
+    /// then the newest `/usr/lib/postgresql/<N>/bin` (the test command
+    /// installs PostgreSQL there).
+    #[test]
+    fn debians_pg_wrapper_on_the_path_gives_way_to_the_binary_it_would_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join("own");
+        std::fs::create_dir(&own).unwrap();
+        std::fs::write(own.join("pg_dump"), "#!/bin/sh\n").unwrap();
+        assert_eq!(PgClient::find_bin_dir(std::slice::from_ref(&own)), None);
+
+        let debian = dir.path().join("debian");
+        std::fs::create_dir_all(debian.join("share")).unwrap();
+        std::fs::write(debian.join("share/pg_wrapper"), "#!/usr/bin/perl\n").unwrap();
+        let bin = debian.join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::os::unix::fs::symlink("../share/pg_wrapper", bin.join("pg_dump")).unwrap();
+        let found = PgClient::find_bin_dir(&[bin]).expect(
+            "no /usr/lib/postgresql/<N>/bin/pg_dump: run `cargo xtask test`, which installs \
+             PostgreSQL",
+        );
+        assert!(
+            found.starts_with("/usr/lib/postgresql"),
+            "{}",
+            found.display()
+        );
+        assert!(found.join("pg_dump").is_file());
+    }
 
     #[test]
     fn a_meta_command_that_slipped_past_verification_stops_the_load_before_psql_sees_it() {
