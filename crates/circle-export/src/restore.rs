@@ -625,6 +625,10 @@ async fn restore_reading(
     let members = &members;
     let shared_manifest = std::sync::Arc::new(report.manifest.clone());
     let shared_manifest = &shared_manifest;
+    // Each database's row counts, taken as soon as it is loaded (while the
+    // others still load) rather than all at the end.
+    let counted_cell = std::sync::Mutex::new(PgCounts::new());
+    let counted = &counted_cell;
     let pg_part = async {
         let Some(pg) = spec.postgres else {
             return Ok::<Vec<String>, Error>(Vec::new());
@@ -665,6 +669,7 @@ async fn restore_reading(
                 {
                     Ok(()) => {
                         progress(&format!("postgres {}: restored", item.db));
+                        count_loaded(pg, shared_manifest, &item.db, counted).await?;
                         Ok(None)
                     }
                     Err(e) => {
@@ -684,6 +689,7 @@ async fn restore_reading(
                 pg.restore_database(&item.db, &item.sql, meter, spec.drop)
                     .await?;
                 progress(&format!("postgres {}: restored", item.db));
+                count_loaded(pg, shared_manifest, &item.db, counted).await?;
                 return Ok(None);
             };
             let Some(growing) = members.wait(member).await else {
@@ -698,6 +704,7 @@ async fn restore_reading(
             {
                 Ok(()) => {
                     progress(&format!("postgres {}: restored", item.db));
+                    count_loaded(pg, shared_manifest, &item.db, counted).await?;
                     Ok(None)
                 }
                 // Its part of the archive is damaged: rolled back, the
@@ -756,8 +763,14 @@ async fn restore_reading(
     }
 
     // Counts on the target against the archive.
-    report.mismatches =
-        count_mismatches(&report.manifest, spec.mongo.map(|(c, _)| c), spec.postgres).await?;
+    let counted = counted_cell.into_inner().unwrap_or_else(|e| e.into_inner());
+    report.mismatches = count_mismatches(
+        &report.manifest,
+        spec.mongo.map(|(c, _)| c),
+        spec.postgres,
+        &counted,
+    )
+    .await?;
     progress(&format!(
         "restored {} collections ({} documents) and {} databases in {:.1}s",
         report.collections,
@@ -768,12 +781,39 @@ async fn restore_reading(
     Ok(report)
 }
 
+/// Counts the rows of `db`'s tables (as `manifest` lists them) on the
+/// target into `counted`.
+async fn count_loaded(
+    pg: &PgClient,
+    manifest: &Manifest,
+    db: &str,
+    counted: &std::sync::Mutex<PgCounts>,
+) -> Result<(), Error> {
+    let tables: Vec<String> = manifest
+        .postgres
+        .iter()
+        .find(|d| d.db == db)
+        .map(|d| d.tables.iter().map(|t| t.name.clone()).collect())
+        .unwrap_or_default();
+    let counts = pg.count_rows(db, &tables).await?;
+    counted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(db.to_owned(), counts);
+    Ok(())
+}
+
+/// Row counts already taken, by database: (table, rows).
+pub(crate) type PgCounts = std::collections::HashMap<String, Vec<(String, u64)>>;
+
 /// Every collection's document count and every table's row count on the
-/// targets that differ from `manifest`'s, one line each.
+/// targets that differ from `manifest`'s, one line each (the databases in
+/// `counted` from those counts, the others counted now).
 pub(crate) async fn count_mismatches(
     manifest: &Manifest,
     mongo: Option<&Client>,
     postgres: Option<&PgClient>,
+    counted: &PgCounts,
 ) -> Result<Vec<String>, Error> {
     let mut mismatches = Vec::new();
     if let Some(client) = mongo {
@@ -790,6 +830,9 @@ pub(crate) async fn count_mismatches(
     if let Some(pg) = postgres {
         let counted =
             futures_util::future::try_join_all(manifest.postgres.iter().map(|d| async move {
+                if let Some(counts) = counted.get(&d.db) {
+                    return Ok(counts.clone());
+                }
                 let tables: Vec<String> = d.tables.iter().map(|t| t.name.clone()).collect();
                 pg.count_rows(&d.db, &tables).await
             }))

@@ -325,6 +325,7 @@ pub async fn transfer(
         &dumped.manifest,
         spec.mongo.as_ref().map(|m| m.target),
         spec.postgres.as_ref().map(|p| p.target),
+        &Default::default(),
     )
     .await?;
     report.manifest = dumped.manifest;
