@@ -650,13 +650,12 @@ pub(super) fn count(node: &Node, db: &str, command: &Document) -> Result<Documen
     Ok(doc! {"n": n as i32})
 }
 
-/// `aggregate` for the pipeline shapes drivers build (`countDocuments`:
-/// `$match`, `$skip`, `$limit`, `$group` with `$sum`), plus `$sort` and
-/// `$count`.
 /// The documents flowing through an aggregation pipeline: as stored until
 /// a stage needs their fields, then parsed.
 enum Rows {
+    /// As stored (what a reply sends back unchanged).
     Stored(Vec<Arc<RawDocumentBuf>>),
+    /// Decoded, for stages that read fields or make new documents.
     Parsed(Vec<Document>),
 }
 
@@ -707,6 +706,9 @@ impl Rows {
     }
 }
 
+/// `aggregate` for the pipeline shapes drivers build (`countDocuments`:
+/// `$match`, `$skip`, `$limit`, `$group` with `$sum`), plus `$sort` and
+/// `$count`.
 pub(super) fn aggregate(node: &Node, db: &str, command: &Document) -> Result<Reply, CommandError> {
     let coll = collection_name(command, "aggregate")?;
     if !command.contains_key("cursor") {
