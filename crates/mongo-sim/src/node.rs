@@ -831,6 +831,12 @@ pub(crate) fn find_self(config: &ReplConfig, port: u16, names: &[String]) -> Opt
         .map(|m| m.id)
 }
 
+/// A change document as BSON.
+fn encode(doc: &Document) -> Result<bson::RawDocumentBuf, CommandError> {
+    bson::RawDocumentBuf::from_document(doc)
+        .map_err(|e| CommandError::new(crate::error::Code::InvalidBson, e.to_string()))
+}
+
 /// Collects a write's changes as oplog entries (see [`Node::write`]).
 pub(crate) struct Writer<'a> {
     inner: &'a mut Inner,
@@ -866,7 +872,7 @@ impl Writer<'_> {
             ("c", Ok(_)) => Some(crate::storage::random_uuid()),
             _ => uuid,
         };
-        self.emit_entry(op, ns, o, o2, uuid, None)
+        self.emit_entry(op, ns, encode(&o)?, o2, uuid)
     }
 
     /// [`Writer::emit`] of an insert of `raw`, a document the caller has
@@ -880,7 +886,7 @@ impl Writer<'_> {
         self.create_if_missing(ns)?;
         let (db, coll) = crate::storage::split_ns(ns);
         let uuid = self.inner.data.collection(db, coll).map(|c| c.uuid);
-        self.emit_entry("i", ns, Document::new(), None, uuid, Some(raw))
+        self.emit_entry("i", ns, raw, None, uuid)
     }
 
     /// A write to a collection that does not exist yet first creates it
@@ -894,10 +900,9 @@ impl Writer<'_> {
         self.emit_entry(
             "c",
             &format!("{db}.$cmd"),
-            doc! {"create": coll},
+            encode(&doc! {"create": coll})?,
             None,
             Some(uuid),
-            None,
         )
     }
 
@@ -910,16 +915,10 @@ impl Writer<'_> {
         &mut self,
         op: &str,
         ns: &str,
-        o: Document,
+        o: bson::RawDocumentBuf,
         o2: Option<Document>,
         uuid: Option<[u8; 16]>,
-        raw: Option<bson::RawDocumentBuf>,
     ) -> Result<(), CommandError> {
-        let o = match raw {
-            Some(raw) => raw,
-            None => bson::RawDocumentBuf::from_document(&o)
-                .map_err(|e| CommandError::new(crate::error::Code::InvalidBson, e.to_string()))?,
-        };
         let statement = self
             .statement
             .as_ref()
