@@ -22,6 +22,26 @@ fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// Seeds `circle_ghe.builds` on `member` with 250 documents `{_id: i,
+/// n: i}` (through the driver the library uses) and returns the member's
+/// URI.
+pub(crate) fn mongo_with_builds(member: &MongoMember) -> String {
+    let uri = format!(
+        "mongodb://localhost:{}/?directConnection=true",
+        member.port()
+    );
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+        client
+            .database("circle_ghe")
+            .collection::<bson::Document>("builds")
+            .insert_many((0..250).map(|i| bson::doc! {"_id": i, "n": i}))
+            .await
+            .unwrap();
+    });
+    uri
+}
+
 pub(crate) fn pg_uri(pg: &Postgres, user: &str, password: &str) -> String {
     format!(
         "postgresql://{}:{}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}&hostaddr=127.0.0.1",
@@ -80,21 +100,7 @@ fn export_verify_restore_twice_and_refuse_damage() {
         "CREATE TABLE builds (id int PRIMARY KEY, body text); \
          INSERT INTO builds SELECT g, repeat('b', g) FROM generate_series(1, 400) g",
     );
-    // Seed Mongo through the library's own driver dependency.
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let mongo_uri = format!(
-        "mongodb://localhost:{}/?directConnection=true",
-        old_mongo.port()
-    );
-    runtime.block_on(async {
-        let client = mongodb::Client::with_uri_str(&mongo_uri).await.unwrap();
-        client
-            .database("circle_ghe")
-            .collection::<bson::Document>("builds")
-            .insert_many((0..250).map(|i| bson::doc! {"_id": i, "n": i}))
-            .await
-            .unwrap();
-    });
+    let mongo_uri = mongo_with_builds(&old_mongo);
     let old_password = old_pg.superuser_password().expose_secret().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("circle-export.tar.zst");

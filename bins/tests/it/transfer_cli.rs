@@ -11,7 +11,9 @@ use std::process::Command;
 use ha_lab::{LabPki, MongoMember, MongoMemberOptions, Postgres, PostgresOptions, Toolbox};
 use secrecy::ExposeSecret as _;
 
-use crate::export_cli::{HOSTILE, json, kill_while_copying, new_target, pg_uri, psql, tool};
+use crate::export_cli::{
+    HOSTILE, json, kill_while_copying, mongo_with_builds, new_target, pg_uri, psql, tool,
+};
 
 /// The old PostgreSQL: `circle` (`builds`, `rows` rows) and `vms`
 /// (`machines`, 300 rows).
@@ -73,20 +75,8 @@ fn transfer_twice_the_archive_verifies_and_other_data_is_refused_first() {
     let pki = LabPki::new().unwrap();
     let old_pg = old_postgres(&tools, &pki, 400);
     let old_mongo = MongoMember::start(&tools, MongoMemberOptions::default()).unwrap();
-    let old_mongo_uri = format!(
-        "mongodb://localhost:{}/?directConnection=true",
-        old_mongo.port()
-    );
+    let old_mongo_uri = mongo_with_builds(&old_mongo);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let client = mongodb::Client::with_uri_str(&old_mongo_uri).await.unwrap();
-        client
-            .database("circle_ghe")
-            .collection::<bson::Document>("builds")
-            .insert_many((0..250).map(|i| bson::doc! {"_id": i, "n": i}))
-            .await
-            .unwrap();
-    });
     // The new hosts: `circle` exists (pg-provision's), `vms` does not and
     // the app role may create it.
     let new_pg = new_target(&tools, &pki);

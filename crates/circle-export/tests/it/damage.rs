@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use bson::{Document, doc};
-use circle_export::{Error, RestoreSpec, inspect, restore};
+use circle_export::{Error, inspect, restore};
 
-use crate::{export_one_database, old_mongo, progress, tar_list};
+use crate::{export_one_database, old_mongo, progress, restore_spec, tar_list};
 
 /// Exports a small MongoDB-only archive to `name` in `dir`.
 async fn small_archive(dir: &Path, name: &str) -> PathBuf {
@@ -47,16 +47,7 @@ async fn a_flipped_byte_is_caught_and_nothing_is_restored() {
     // restore refuses before touching the target.
     let (_target_member, target) = old_mongo();
     let err = restore(
-        RestoreSpec {
-            archive: archive.clone(),
-            mongo: Some((&target, false)),
-            postgres: None,
-            drop: false,
-            dry_run: false,
-            parallel: 2,
-            meter: circle_export::Meter::default(),
-            failover_wait: std::time::Duration::from_secs(60),
-        },
+        restore_spec(archive.clone(), Some((&target, false)), None),
         &progress,
     )
     .await
@@ -193,16 +184,7 @@ async fn restore_two_databases_with_vms_damaged(archive: &std::path::Path, rows:
     let target = crate::Pg::start();
     let client = target.provision(&["circle", "vms"]);
     let err = restore(
-        RestoreSpec {
-            archive: archive.to_owned(),
-            mongo: None,
-            postgres: Some(&client),
-            drop: false,
-            dry_run: false,
-            parallel: 2,
-            meter: circle_export::Meter::default(),
-            failover_wait: std::time::Duration::from_secs(60),
-        },
+        restore_spec(archive.to_owned(), None, Some(&client)),
         &progress,
     )
     .await
@@ -276,21 +258,9 @@ async fn an_archive_without_a_seek_index_restores_as_before() {
 
     let target = crate::Pg::start();
     let client = target.provision(&["circle", "vms"]);
-    let report = restore(
-        RestoreSpec {
-            archive: old,
-            mongo: None,
-            postgres: Some(&client),
-            drop: false,
-            dry_run: false,
-            parallel: 2,
-            meter: circle_export::Meter::default(),
-            failover_wait: std::time::Duration::from_secs(60),
-        },
-        &progress,
-    )
-    .await
-    .unwrap();
+    let report = restore(restore_spec(old, None, Some(&client)), &progress)
+        .await
+        .unwrap();
     assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
     for db in ["circle", "vms"] {
         assert_eq!(target.psql(db, "SELECT count(*) FROM t"), "40000");
@@ -326,16 +296,7 @@ async fn a_damaged_mongo_collection_is_left_out_and_the_others_are_restored() {
 
     let (_target_member, target) = old_mongo();
     let err = restore(
-        RestoreSpec {
-            archive: archive.clone(),
-            mongo: Some((&target, false)),
-            postgres: None,
-            drop: false,
-            dry_run: false,
-            parallel: 2,
-            meter: circle_export::Meter::default(),
-            failover_wait: std::time::Duration::from_secs(60),
-        },
+        restore_spec(archive.clone(), Some((&target, false)), None),
         &progress,
     )
     .await

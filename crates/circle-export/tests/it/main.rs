@@ -24,6 +24,25 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 pub(crate) const HOSTILE: &str = "p'\"$@:/?#%&=+ \\wörd`;";
 
+/// A plain restore of `archive` into these targets: nothing dropped, not
+/// a dry run, two at a time, a 60 s failover wait.
+pub(crate) fn restore_spec<'a>(
+    archive: std::path::PathBuf,
+    mongo: Option<(&'a Client, bool)>,
+    postgres: Option<&'a PgClient>,
+) -> circle_export::RestoreSpec<'a> {
+    circle_export::RestoreSpec {
+        archive,
+        mongo,
+        postgres,
+        drop: false,
+        dry_run: false,
+        parallel: 2,
+        meter: circle_export::Meter::default(),
+        failover_wait: Duration::from_secs(60),
+    }
+}
+
 pub(crate) fn tools() -> Toolbox {
     Toolbox::discover(std::env::vars_os())
 }

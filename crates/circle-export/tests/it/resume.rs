@@ -4,9 +4,9 @@
 //! run.
 
 use bson::{Document, doc};
-use circle_export::{RestoreSpec, restore};
+use circle_export::restore;
 
-use crate::{Pg, export_one_database, old_mongo, progress};
+use crate::{Pg, export_one_database, old_mongo, progress, restore_spec};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_collection_stopped_before_its_indexes_gets_them_on_the_next_run() {
@@ -29,16 +29,7 @@ async fn a_collection_stopped_before_its_indexes_gets_them_on_the_next_run() {
     export_one_database(&old, "circle_ghe", &archive).await;
 
     let (_new_member, new) = old_mongo();
-    let spec = || RestoreSpec {
-        archive: archive.clone(),
-        mongo: Some((&new, false)),
-        postgres: None,
-        drop: false,
-        dry_run: false,
-        parallel: 2,
-        meter: circle_export::Meter::default(),
-        failover_wait: std::time::Duration::from_secs(60),
-    };
+    let spec = || restore_spec(archive.clone(), Some((&new, false)), None);
     // What a run killed after its inserts, before its indexes, leaves.
     let target = new.database("circle_ghe").collection::<Document>("builds");
     target
@@ -127,16 +118,7 @@ async fn a_stopped_mongo_restore_resumes_without_drop_and_other_data_is_refused(
     export_one_database(&old, "circle_ghe", &archive).await;
 
     let (_new_member, new) = old_mongo();
-    let spec = || RestoreSpec {
-        archive: archive.clone(),
-        mongo: Some((&new, false)),
-        postgres: None,
-        drop: false,
-        dry_run: false,
-        parallel: 2,
-        meter: circle_export::Meter::default(),
-        failover_wait: std::time::Duration::from_secs(60),
-    };
+    let spec = || restore_spec(archive.clone(), Some((&new, false)), None);
     let target = new.database("circle_ghe").collection::<Document>("builds");
     // What a run stopped after 120 documents leaves: resumed, not refused.
     target.insert_many(docs(0..120)).await.unwrap();

@@ -4,7 +4,7 @@
 
 use circle_export::{Error, ExportSpec, PgClient, PgConn, RestoreSpec, export, restore};
 
-use crate::{HOSTILE, Pg, progress};
+use crate::{HOSTILE, Pg, progress, restore_spec};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_database_is_created_by_a_role_that_may_and_explained_to_one_that_may_not() {
@@ -51,16 +51,7 @@ async fn a_missing_database_is_created_by_a_role_that_may_and_explained_to_one_t
         )
         .unwrap()
     };
-    let spec = |pg| RestoreSpec {
-        archive: archive.clone(),
-        mongo: None,
-        postgres: Some(pg),
-        drop: false,
-        dry_run: false,
-        parallel: 2,
-        meter: circle_export::Meter::default(),
-        failover_wait: std::time::Duration::from_secs(60),
-    };
+    let spec = |pg| restore_spec(archive.clone(), None, Some(pg));
 
     let plain = client("plain");
     let dry = restore(

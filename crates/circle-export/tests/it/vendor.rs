@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::Command;
 
 use bson::{Document, doc};
-use circle_export::{Layout, RestoreSpec, inspect, restore};
+use circle_export::{Layout, inspect, restore};
 
-use crate::{Pg, old_mongo, progress, raw_documents};
+use crate::{Pg, old_mongo, progress, raw_documents, restore_spec};
 
 fn append(builder: &mut tar::Builder<impl std::io::Write>, path: &str, bytes: &[u8]) {
     let mut header = tar::Header::new_gnu();
@@ -135,16 +135,7 @@ async fn circleci_s_own_export_archive_restores() {
     let new_pg = Pg::start();
     let pg = new_pg.provision(&["circle", "conductor_production"]);
     let report = restore(
-        RestoreSpec {
-            archive: archive.clone(),
-            mongo: Some((&target, false)),
-            postgres: Some(&pg),
-            drop: false,
-            dry_run: false,
-            parallel: 2,
-            meter: circle_export::Meter::default(),
-            failover_wait: std::time::Duration::from_secs(60),
-        },
+        restore_spec(archive.clone(), Some((&target, false)), Some(&pg)),
         &progress,
     )
     .await
