@@ -85,20 +85,10 @@ impl BsonCounter {
     }
 }
 
-/// The database a `\connect` line of a `pg_dumpall` script switches to:
-/// `\connect -reuse-previous=on "dbname='x'"` (pg_dumpall 12+) or
-/// `\connect x` / `\connect "x"` (older).
+/// The database a `\connect` line of a `pg_dumpall` script switches to
+/// (see [`crate::sqlsplit::connect_target`], which restore splits by).
 pub fn connect_target(line: &[u8]) -> Option<String> {
-    let rest = line.strip_prefix(b"\\connect ")?;
-    let text = String::from_utf8_lossy(rest);
-    let text = text.trim_end();
-    Some(
-        text.split("dbname='")
-            .nth(1)
-            .and_then(|t| t.split('\'').next())
-            .map(str::to_owned)
-            .unwrap_or_else(|| text.trim().trim_matches('"').to_owned()),
-    )
+    crate::sqlsplit::connect_target(line)
 }
 
 /// How much of a line [`CopyCounter`] keeps: enough for a COPY header

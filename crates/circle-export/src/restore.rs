@@ -130,30 +130,11 @@ impl RestoreReport {
     }
 }
 
-/// Statements left out when restoring CircleCI's `pg_dumpall -c` script
-/// into databases pg-provision made: the databases and roles exist
-/// already, and the restoring role owns what it creates.
-pub fn skip_for_vendor_dump(line: &[u8]) -> bool {
-    const PREFIXES: [&[u8]; 11] = [
-        b"COMMENT ON EXTENSION ",
-        b"DROP DATABASE ",
-        b"CREATE DATABASE ",
-        b"ALTER DATABASE ",
-        b"\\connect ",
-        b"CREATE ROLE ",
-        b"ALTER ROLE ",
-        b"DROP ROLE ",
-        b"GRANT ",
-        b"REVOKE ",
-        b"SET SESSION AUTHORIZATION ",
-    ];
-    PREFIXES.iter().any(|p| line.starts_with(p))
-        || (line.starts_with(b"ALTER ") && line.windows(10).any(|w| w == b" OWNER TO "))
-}
-
 struct PgItem {
     db: String,
     sql: PathBuf,
+    /// Whose dump it is (what may be left out of it).
+    dialect: crate::sqlsplit::Dialect,
     /// Its member in the archive (ours), for loading while it is read.
     member: Option<String>,
 }
@@ -424,6 +405,7 @@ async fn restore_reading(
             .iter()
             .map(|d| PgItem {
                 db: d.db.clone(),
+                dialect: crate::sqlsplit::Dialect::Own,
                 sql: unpack.join(sql_path(&d.db)),
                 member: Some(sql_path(&d.db)),
             })
@@ -438,6 +420,7 @@ async fn restore_reading(
             .into_iter()
             .map(|(db, sql)| PgItem {
                 db,
+                dialect: crate::sqlsplit::Dialect::Vendor,
                 sql,
                 member: None,
             })
@@ -664,7 +647,14 @@ async fn restore_reading(
                 };
                 let source = format!("{} ({member})", spec.archive.display());
                 return match pg
-                    .restore_database_reading(&item.db, &source, open, meter, spec.drop)
+                    .restore_database_reading(
+                        &item.db,
+                        &source,
+                        open,
+                        meter,
+                        spec.drop,
+                        crate::sqlsplit::Dialect::Own,
+                    )
                     .await
                 {
                     Ok(()) => {
@@ -686,7 +676,7 @@ async fn restore_reading(
                 };
             }
             let Some(member) = member else {
-                pg.restore_database(&item.db, &item.sql, meter, spec.drop)
+                pg.restore_database(&item.db, &item.sql, meter, spec.drop, item.dialect)
                     .await?;
                 progress(&format!("postgres {}: restored", item.db));
                 count_loaded(pg, shared_manifest, &item.db, counted).await?;
@@ -923,10 +913,12 @@ pub(crate) async fn plan_collection(
 
 /// Splits a `pg_dumpall` script at its `\connect` lines into one file per
 /// database in `wanted` (other sections — globals, `template1`,
-/// `postgres` — are left out), leaving out the statements
-/// [`skip_for_vendor_dump`] names. COPY data is never mistaken for a
-/// `\connect` or a statement (in COPY text a leading backslash is
-/// doubled).
+/// `postgres` — are left out). Only a `\connect` line where a statement
+/// may start splits (never one inside COPY data, a string or a body); what
+/// a section may hold is judged when it is loaded
+/// ([`crate::sqlsplit::Dialect::Vendor`]: its roles, databases, grants and
+/// ownership are left out, anything else outside the allow-list refuses
+/// it).
 fn split_dumpall(
     script: &Path,
     dir: &Path,
@@ -942,7 +934,7 @@ fn split_dumpall(
     // Reads the script as psql would: only a line that starts a statement
     // (not COPY data, a dollar-quoted body, a string or a comment) can be a
     // `\connect` or a statement to leave out.
-    let mut scanner = crate::sqlscan::Scanner::default();
+    let mut scanner = crate::sqlscan::Scanner::new(crate::sqlsplit::Dialect::Vendor);
     loop {
         line.clear();
         let n = reader
@@ -971,8 +963,6 @@ fn split_dumpall(
                 out = Some(std::io::BufWriter::with_capacity(1 << 20, file));
                 files.push((db, path));
             }
-            continue;
-        } else if skip_for_vendor_dump(&line) {
             continue;
         }
         if let Some(out) = &mut out {

@@ -234,7 +234,7 @@ impl<R> VerifyingReader<R> {
             hasher: Sha256::new(),
             size: 0,
             copy: Some(CopyCounter::default()),
-            psql: Some(Scanner::default()),
+            psql: Some(Scanner::new(crate::sqlsplit::Dialect::Own)),
             verdict,
         }
     }
@@ -266,10 +266,7 @@ impl<R: std::io::Read> std::io::Read for VerifyingReader<R> {
             if let Some(scanner) = &mut self.psql {
                 scanner.feed(chunk);
                 if let Some(meta) = scanner.refuses() {
-                    return Err(self.refuse(format!(
-                        "{}: psql would run the meta-command {meta} outside COPY data",
-                        self.name
-                    )));
+                    return Err(self.refuse(format!("{}: a restore refuses {meta}", self.name)));
                 }
             }
             return Ok(n);
@@ -287,7 +284,7 @@ impl<R: std::io::Read> std::io::Read for VerifyingReader<R> {
         let mut problems = member_problems(&self.manifest, &self.name, &seen);
         for (line, command) in self.psql.take().map(Scanner::finish).unwrap_or_default() {
             problems.push(format!(
-                "{} line {line}: psql would run the meta-command \\{command} outside COPY data",
+                "{} line {line}: a restore refuses this: {command}",
                 self.name
             ));
         }
@@ -490,7 +487,13 @@ fn inspect_inner(
             size: 0,
             bson: name.ends_with(".bson").then(BsonCounter::default),
             copy: (is_own_sql || is_vendor_sql).then(CopyCounter::default),
-            psql: (is_own_sql || is_vendor_sql).then(Scanner::default),
+            psql: (is_own_sql || is_vendor_sql).then(|| {
+                Scanner::new(if is_vendor_sql {
+                    crate::sqlsplit::Dialect::Vendor
+                } else {
+                    crate::sqlsplit::Dialect::Own
+                })
+            }),
             kept: (is_manifest || name.starts_with("vault-data/")).then(Vec::new),
             kept_limit: if is_manifest {
                 64 << 20
@@ -516,16 +519,13 @@ fn inspect_inner(
             out,
             ..
         } = sink.map_err(Error::io(format!("unpacking {name}")))?;
+        // Our own dumps hold one database each (`\connect` is refused); the
+        // vendor's pg_dumpall uses it between databases (restore splits
+        // the file there).
         for (line, command) in psql.map(Scanner::finish).unwrap_or_default() {
-            // Our own dumps hold one database each: `\connect` would load
-            // into another one. The vendor's pg_dumpall uses it between
-            // databases (restore splits the file there).
-            if is_vendor_sql && matches!(command.as_str(), "connect" | "c") {
-                continue;
-            }
             problems.push(format!(
-                "{name} line {line}: psql would run the meta-command \\{command} outside COPY \
-                 data; a restore loads data and nothing else, so this archive is refused"
+                "{name} line {line}: {command}; a restore loads data and nothing else, so this \
+                 archive is refused"
             ));
         }
         if let Some(mut out) = out {

@@ -107,8 +107,12 @@ impl Server {
         format!("{}:{}", self.host, self.port)
     }
 
-    /// The TLS connector for this server's mode.
-    pub(crate) fn tls(&self) -> Result<MakeRustlsConnect, Error> {
+    /// The TLS connector for this server's mode, presenting `identity`
+    /// (a client certificate) when given.
+    pub(crate) fn tls_with(
+        &self,
+        identity: Option<&ha_tls::ClientIdentity>,
+    ) -> Result<MakeRustlsConnect, Error> {
         let ca = self
             .ca
             .as_ref()
@@ -123,20 +127,24 @@ impl Server {
                 ha_tls::ServerVerification::DangerAcceptAnyCertificate
             }
         };
-        let config = ha_tls::client_config(ca, verification, None).map_err(Error::Tls)?;
+        let config = ha_tls::client_config(ca, verification, identity).map_err(Error::Tls)?;
         Ok(MakeRustlsConnect::new(config))
     }
 
-    /// Connects as `login` to `database` and spawns the connection task.
-    pub async fn connect(&self, login: &Login, database: &str) -> Result<Client, Error> {
-        let mut config = tokio_postgres::Config::new();
+    /// Connects with `config` — which names the user, password, database
+    /// and any other session setting — to this server (host, port,
+    /// `hostaddr`, TLS mode and timeout are this server's, whatever
+    /// `config` says), presenting `identity` when given, and spawns the
+    /// connection task. For callers that log in otherwise than with a
+    /// [`Login`] (no password, a client certificate, startup options).
+    pub async fn connect_with(
+        &self,
+        mut config: tokio_postgres::Config,
+        identity: Option<&ha_tls::ClientIdentity>,
+    ) -> Result<Client, Error> {
         config
             .host(&self.host)
             .port(self.port)
-            .user(&login.user)
-            .password(login.password.expose_secret())
-            .dbname(database)
-            .application_name("pg-provision")
             .connect_timeout(self.connect_timeout)
             .ssl_mode(match self.sslmode {
                 SslMode::Disable => tokio_postgres::config::SslMode::Disable,
@@ -145,25 +153,39 @@ impl Server {
         if let Some(addr) = self.hostaddr {
             config.hostaddr(addr);
         }
+        let user = config.get_user().unwrap_or_default().to_owned();
+        let database = config.get_dbname().unwrap_or_default().to_owned();
         // libpq's connect timeout covers the TCP connect only; a server
         // that accepts and then says nothing would hold the startup for ever.
         let limit = self.connect_timeout * 2;
-        let (client, connection) = tokio::time::timeout(limit, config.connect(self.tls()?))
-            .await
-            .map_err(|_| Error::ConnectTimeout {
-                user: login.user.clone(),
-                server: self.describe(),
-                database: database.to_owned(),
-                seconds: limit.as_secs(),
-            })?
-            .map_err(|source| Error::Connect {
-                user: login.user.clone(),
-                server: self.describe(),
-                database: database.to_owned(),
-                detail: describe_pg_error(&source),
-                source,
-            })?;
+        let (client, connection) =
+            tokio::time::timeout(limit, config.connect(self.tls_with(identity)?))
+                .await
+                .map_err(|_| Error::ConnectTimeout {
+                    user: user.clone(),
+                    server: self.describe(),
+                    database: database.clone(),
+                    seconds: limit.as_secs(),
+                })?
+                .map_err(|source| Error::Connect {
+                    user,
+                    server: self.describe(),
+                    database,
+                    detail: describe_pg_error(&source),
+                    source,
+                })?;
         tokio::spawn(connection);
         Ok(client)
+    }
+
+    /// Connects as `login` to `database` and spawns the connection task.
+    pub async fn connect(&self, login: &Login, database: &str) -> Result<Client, Error> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .user(&login.user)
+            .password(login.password.expose_secret())
+            .dbname(database)
+            .application_name("pg-provision");
+        self.connect_with(config, None).await
     }
 }

@@ -107,7 +107,7 @@ impl Error {
 
 /// Turns a driver error into words: the server's message with SQLSTATE,
 /// detail and hint, or the network/TLS cause chain.
-pub(crate) fn describe_pg_error(error: &tokio_postgres::Error) -> String {
+pub fn describe_pg_error(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         let mut text = format!("{} ({})", db.message(), db.code().code());
         if let Some(detail) = db.detail() {

@@ -59,7 +59,7 @@ mod verify;
 
 pub use apply::{apply, provision};
 pub use connect::{Login, Server, SslMode};
-pub use error::Error;
+pub use error::{Error, describe_pg_error};
 pub use observe::{AdminFacts, AppRoleFacts, DatabaseFacts, Observed, PasswordState, observe};
 pub use plan::{Plan, Step, plan};
 pub use spec::{DatabaseSpec, Desired, check_names, default_databases};

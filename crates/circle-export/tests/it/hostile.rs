@@ -103,14 +103,19 @@ async fn a_psql_shell_escape_in_a_dump_is_refused_before_anything_runs() {
             inspection
                 .problems
                 .iter()
-                .any(|p| p.contains("postgres/keep.sql line") && p.contains("meta-command")),
+                .any(|p| p.contains("postgres/keep.sql line")
+                    && (p.contains("meta-command") || p.contains("backslash"))),
             "{payload}: {:?}",
             inspection.problems
         );
         let err = restore(spec(path, &client, false), &progress)
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("meta-command"), "{err}");
+        let err = err.to_string();
+        assert!(
+            err.contains("meta-command") || err.contains("backslash"),
+            "{err}"
+        );
         assert!(!marker.exists(), "{payload}: the shell command ran");
         assert_eq!(
             pg.psql(
@@ -205,8 +210,8 @@ async fn a_failing_load_with_drop_leaves_the_old_database_intact() {
          ALTER TABLE public.old OWNER TO circle",
     );
     let dir = tempfile::tempdir().unwrap();
-    let sql =
-        b"SET standard_conforming_strings = on;\nCREATE TABLE public.t (a int);\nSELECT 1/0;\n";
+    let sql = b"SET standard_conforming_strings = on;\nCREATE TABLE public.t (a int);\n\
+                INSERT INTO public.t VALUES (1/0);\n";
     let path = archive(
         dir.path(),
         one_database("keep", &[]),

@@ -68,11 +68,17 @@ async fn a_postgres_file_cut_short_commits_nothing() {
     )
     .unwrap();
     let err = client
-        .restore_database("circle", &sql, &circle_export::Meter::default(), false)
+        .restore_database(
+            "circle",
+            &sql,
+            &circle_export::Meter::default(),
+            false,
+            circle_export::sqlsplit::Dialect::Own,
+        )
         .await
         .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("syntax error"), "{text}");
+    assert!(text.contains("no closing semicolon"), "{text}");
     assert!(!text.contains(crate::HOSTILE), "{text}");
     assert_eq!(
         pg.psql(
@@ -91,7 +97,13 @@ async fn a_postgres_file_cut_short_commits_nothing() {
     )
     .unwrap();
     client
-        .restore_database("circle", &sql, &circle_export::Meter::default(), false)
+        .restore_database(
+            "circle",
+            &sql,
+            &circle_export::Meter::default(),
+            false,
+            circle_export::sqlsplit::Dialect::Own,
+        )
         .await
         .unwrap();
     assert_eq!(
