@@ -85,8 +85,14 @@ pub const FRAME_MIN: u64 = 1 << 20;
 /// The size of one multithreaded compression job.
 const JOB_SIZE: u32 = 1 << 20;
 
-/// The skippable frame's magic number (zstd reserves 0x184D2A50–5F).
-const SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;
+/// The skippable frame's magic number (zstd reserves 0x184D2A50–5F for
+/// skippable frames). Not 0x184D2A5E: that one is the Zstandard *seekable
+/// format*'s seek table, whose readers would find this index, misread its
+/// layout and reject the file.
+const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
+
+/// The magic archives written before the change above used; still read.
+const OLD_SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;
 /// The last eight bytes of an archive with a seek index.
 const INDEX_MAGIC: &[u8; 8] = b"CXSEEK01";
 /// The most a seek index may take (a hostile file cannot make a reader
@@ -407,7 +413,7 @@ pub fn seek_index(path: &Path) -> io::Result<Option<SeekIndex>> {
     file.read_exact(&mut frame)?;
     let magic = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
     let size = u64::from(u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]));
-    if magic != SKIPPABLE_MAGIC || size != json_len + tail {
+    if !(magic == SKIPPABLE_MAGIC || magic == OLD_SKIPPABLE_MAGIC) || size != json_len + tail {
         return Ok(None);
     }
     let mut json = vec![0u8; json_len as usize];
@@ -478,6 +484,39 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::{ArchiveWriter, Compression};
+
+    #[test]
+    fn the_seek_index_frame_is_not_the_seekable_formats_and_old_archives_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..(super::FRAME_MIN as usize + 10))
+            .map(|i| i as u8)
+            .collect();
+        std::fs::write(dir.path().join("a"), &big).unwrap();
+        let out = dir.path().join("x.tar.zst");
+        let mut writer = ArchiveWriter::create(&out, Compression::Zstd, 1).unwrap();
+        writer.append_bytes("manifest.json", b"{}").unwrap();
+        writer
+            .append_file(
+                "postgres/a.sql",
+                &dir.path().join("a"),
+                &crate::meter::Meter::default(),
+            )
+            .unwrap();
+        writer.finish().unwrap();
+        let mut bytes = std::fs::read(&out).unwrap();
+        let seekable = 0x184D_2A5E_u32.to_le_bytes();
+        let ours = 0x184D_2A50_u32.to_le_bytes();
+        let at = bytes
+            .windows(4)
+            .rposition(|w| w == ours)
+            .expect("the index's skippable frame");
+        assert!(!bytes.windows(4).any(|w| w == seekable));
+        assert!(super::seek_index(&out).unwrap().is_some());
+        // An archive written with the seekable format's magic still reads.
+        bytes[at..at + 4].copy_from_slice(&seekable);
+        std::fs::write(&out, &bytes).unwrap();
+        assert!(super::seek_index(&out).unwrap().is_some());
+    }
 
     #[test]
     fn large_members_start_frames_of_their_own_and_are_read_alone_or_as_one_stream() {

@@ -180,19 +180,36 @@ fn identifier(text: &str) -> Option<&str> {
     Some(&text[end..])
 }
 
+/// MongoDB databases a restore never writes: users, roles, the oplog,
+/// sessions and cluster state live there (export and the vendor path leave
+/// them out too).
+pub const SYSTEM_DATABASES: [&str; 3] = ["admin", "local", "config"];
+
 /// Every problem with the names a manifest carries, found before anything
-/// is read by name or put into SQL: empty names or names holding NUL,
-/// table names that are not identifiers, collections and databases whose
-/// data file the manifest does not list.
+/// is read by name or put into SQL: empty, overlong or NUL-holding names,
+/// MongoDB's system namespaces (`admin`, `local`, `config`, `*.system.*`:
+/// a restore with `--drop` there could delete the target's users), table
+/// names that are not identifiers, collections and databases whose data
+/// file the manifest does not list. Names are cut short in the messages.
 pub fn check_names(manifest: &Manifest) -> Vec<String> {
     let mut problems = Vec::new();
     let listed = |path: &str| manifest.files.iter().any(|f| f.path == path);
-    let bad = |name: &str| name.is_empty() || name.contains('\0');
+    let bad = |name: &str, max: usize| name.is_empty() || name.contains('\0') || name.len() > max;
+    let shown = |name: &str| crate::sqlsplit::cut(name, 80);
     for c in &manifest.mongo {
-        if bad(&c.db) || bad(&c.collection) {
+        if bad(&c.db, 64) || bad(&c.collection, 255) {
             problems.push(format!(
-                "manifest: MongoDB collection {:?}.{:?} has an empty name or one holding NUL",
-                c.db, c.collection
+                "manifest: MongoDB collection {:?}.{:?} has an empty or overlong name, or one \
+                 holding NUL",
+                shown(&c.db),
+                shown(&c.collection)
+            ));
+        } else if SYSTEM_DATABASES.contains(&c.db.as_str()) || c.collection.starts_with("system.") {
+            problems.push(format!(
+                "manifest: MongoDB collection {}.{} is a system namespace (users, roles, the \
+                 oplog or cluster state); a restore never writes one, so this archive is refused",
+                shown(&c.db),
+                shown(&c.collection)
             ));
         } else if !listed(&bson_path(&c.db, &c.collection)) {
             problems.push(format!(
@@ -204,10 +221,11 @@ pub fn check_names(manifest: &Manifest) -> Vec<String> {
         }
     }
     for d in &manifest.postgres {
-        if bad(&d.db) {
+        if bad(&d.db, 63) {
             problems.push(format!(
-                "manifest: PostgreSQL database {:?} has an empty name or one holding NUL",
-                d.db
+                "manifest: PostgreSQL database {:?} has an empty or overlong name, or one \
+                 holding NUL",
+                shown(&d.db)
             ));
         } else if !listed(&sql_path(&d.db)) {
             problems.push(format!(
@@ -221,7 +239,8 @@ pub fn check_names(manifest: &Manifest) -> Vec<String> {
                 problems.push(format!(
                     "manifest: database {}: {:?} is not a table name as pg_dump writes them \
                      (schema.table, quoted where needed); refused before it reaches any SQL",
-                    d.db, t.name
+                    d.db,
+                    shown(&t.name)
                 ));
             }
         }

@@ -18,6 +18,7 @@ use crate::manifest::{
 use crate::meter::{Meter, Stage};
 use crate::spool::{create_parents, hex};
 use crate::sqlscan::Scanner;
+use crate::sqlsplit::cut;
 
 /// The vendor script's top directory.
 pub const VENDOR_ROOT: &str = "circleci_export/";
@@ -260,6 +261,14 @@ impl<R: std::io::Read> std::io::Read for VerifyingReader<R> {
             let chunk = &buf[..n];
             self.hasher.update(chunk);
             self.size += n as u64;
+            let listed = self.manifest.file(&self.name).map_or(0, |f| f.size);
+            if self.size > listed {
+                return Err(self.refuse(format!(
+                    "{}: longer than the {listed} bytes the manifest gives it; refused as soon as \
+                     it passed them",
+                    self.name
+                )));
+            }
             if let Some(counter) = &mut self.copy {
                 counter.feed(chunk);
             }
@@ -367,6 +376,34 @@ type Watch<'a> = (
     &'a std::sync::atomic::AtomicBool,
 );
 
+/// The largest GNU long-name or PAX header accepted (a longer name is no
+/// member of ours, and the tar reader would buffer it whole).
+const MAX_NAME_HEADER: u64 = 4096;
+
+/// The largest manifest accepted.
+const MAX_MANIFEST: u64 = 64 << 20;
+
+/// The `path` record of a PAX extended header (`"<len> path=<value>\n"`
+/// records), if any.
+fn pax_path(data: &[u8]) -> Option<String> {
+    let mut rest = data;
+    let mut path = None;
+    while !rest.is_empty() {
+        let space = rest.iter().position(|b| *b == b' ')?;
+        let len: usize = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
+        if len <= space + 1 || len > rest.len() {
+            return None;
+        }
+        let record = &rest[space + 1..len];
+        let record = record.strip_suffix(b"\n").unwrap_or(record);
+        if let Some(value) = record.strip_prefix(b"path=") {
+            path = Some(String::from_utf8_lossy(value).into_owned());
+        }
+        rest = &rest[len..];
+    }
+    path
+}
+
 fn inspect_inner(
     path: &Path,
     extract_to: Option<&Path>,
@@ -383,29 +420,77 @@ fn inspect_inner(
     let mut manifest_bytes: Option<Vec<u8>> = None;
     let mut bytes = 0u64;
     let mut archive = archive::open(path, meter).map_err(Error::io(path.display()))?;
-    let entries = archive.entries().map_err(Error::io(path.display()))?;
+    // Raw entries: GNU long names and PAX headers are read here, bounded,
+    // instead of being buffered whole by the tar reader.
+    let entries = archive
+        .entries()
+        .map_err(Error::io(path.display()))?
+        .raw(true);
     let mut last = "the start".to_owned();
+    // The next entry's name, from a GNU long-name or PAX header before it.
+    let mut long_name: Option<String> = None;
+    // The manifest, when it came first: members it does not list, or whose
+    // header gives another size, are refused at their header (nothing of
+    // them is unpacked), so what is written never exceeds its sizes.
+    let mut limits: Option<Manifest> = None;
     for entry in entries {
         if watch.is_some_and(|(_, stop)| stop.load(std::sync::atomic::Ordering::Relaxed)) {
             problems.push("the restore stopped reading the archive".to_owned());
             break;
         }
-        let is_first = std::mem::replace(&mut first, false);
         let mut entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
                 problems.push(format!(
-                    "the archive is truncated or corrupt after {last}: {e}"
+                    "the archive is truncated or corrupt after {}: {e}",
+                    cut(&last, 120)
                 ));
                 break;
             }
         };
-        let name = match entry.path() {
-            Ok(p) => p.to_string_lossy().into_owned(),
-            Err(e) => {
-                problems.push(format!("an entry after {last} has an unreadable name: {e}"));
+        let kind = entry.header().entry_type();
+        let size = entry.header().size().unwrap_or(u64::MAX);
+        if matches!(
+            kind,
+            tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
+                | tar::EntryType::XHeader
+                | tar::EntryType::XGlobalHeader
+        ) {
+            if size > MAX_NAME_HEADER {
+                problems.push(format!(
+                    "an entry after {} has a {kind:?} header of {size} bytes (at most \
+                     {MAX_NAME_HEADER}); the archive is refused there",
+                    cut(&last, 120)
+                ));
                 break;
             }
+            let mut data = Vec::with_capacity(size as usize);
+            if let Err(e) = std::io::Read::read_to_end(&mut entry, &mut data) {
+                problems.push(format!(
+                    "the archive is truncated or corrupt after {}: {e}",
+                    cut(&last, 120)
+                ));
+                break;
+            }
+            match kind {
+                tar::EntryType::GNULongName => {
+                    let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+                    long_name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
+                }
+                tar::EntryType::XHeader => {
+                    if let Some(path) = pax_path(&data) {
+                        long_name = Some(path);
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let is_first = std::mem::replace(&mut first, false);
+        let name = match long_name.take() {
+            Some(name) => name,
+            None => String::from_utf8_lossy(&entry.header().path_bytes()).into_owned(),
         };
         let safe = Path::new(&name)
             .components()
@@ -425,6 +510,35 @@ fn inspect_inner(
             continue;
         }
         let name = name.trim_start_matches("./").to_owned();
+        if name == MANIFEST_PATH && size > MAX_MANIFEST {
+            problems.push(format!(
+                "{MANIFEST_PATH}: {size} bytes (at most {MAX_MANIFEST}); refused at its header"
+            ));
+            break;
+        }
+        if let Some(manifest) = &limits {
+            let listed = manifest.files.iter().find(|f| f.path == name);
+            match listed {
+                None => {
+                    problems.push(format!(
+                        "{}: not listed in the manifest; refused at its header, and the archive \
+                         is not read further",
+                        cut(&name, 120)
+                    ));
+                    break;
+                }
+                Some(file) if file.size != size => {
+                    problems.push(format!(
+                        "{}: its header says {size} bytes, the manifest {}; refused at its \
+                         header, and the archive is not read further",
+                        cut(&name, 120),
+                        file.size
+                    ));
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
         if direct.contains(&name)
             && let Some(file) = early
                 .as_ref()
@@ -542,6 +656,9 @@ fn inspect_inner(
         }
         last = name.clone();
         if is_manifest {
+            if is_first && let Ok(manifest) = serde_json::from_slice::<Manifest>(&kept) {
+                limits = Some(manifest);
+            }
             if let Some((tell, _)) = watch
                 && is_first
                 && let Ok(manifest) = serde_json::from_slice::<Manifest>(&kept)
