@@ -2,6 +2,7 @@
 //! with MONGOD_BIN): round trips of every BSON type and many PostgreSQL
 //! types, damaged archives, and CircleCI's own archive layout.
 
+mod audit;
 mod damage;
 mod hostile;
 mod resume;
