@@ -302,8 +302,18 @@ fn sigterm_while_the_member_stops_still_starts_it_again() {
     for line in std::io::BufReader::new(stderr).lines() {
         let line = line.unwrap();
         if line.contains("stopping mongod on") {
-            // The stop script has sent SIGTERM to mongod and sleeps.
-            std::thread::sleep(Duration::from_millis(500));
+            // Once the stop script has stopped mongod (it then sleeps),
+            // interrupt the tool. Waiting on the member itself, not on a
+            // fixed delay: on a busy machine the script can take longer
+            // than any delay to run.
+            let started = Instant::now();
+            while set.hello(s).is_some() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "the stop script did not stop the member"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
             Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         }
         lines.push(line);
@@ -315,6 +325,13 @@ fn sigterm_while_the_member_stops_still_starts_it_again() {
         text.contains("interrupted after the member was stopped; the member was started again and has caught up"),
         "{text}"
     );
-    assert!(set.hello(s).is_some_and(|h| h.secondary), "{text}");
+    let started = Instant::now();
+    while !set.hello(s).is_some_and(|h| h.secondary) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the member is not a secondary again: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_no_secret(&text);
 }
