@@ -5,6 +5,7 @@
 mod audit;
 mod damage;
 mod hostile;
+mod oracle;
 mod resume;
 mod roundtrip;
 mod target;
