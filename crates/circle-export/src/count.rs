@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use sha2::{Digest as _, Sha256};
+
 /// The largest document a `.bson` file may hold: MongoDB's 16 MiB limit
 /// plus the 16 KiB the server allows internally for oplog entries.
 pub const MAX_DOCUMENT: usize = 16 * 1024 * 1024 + 16 * 1024;
@@ -91,6 +93,63 @@ pub fn connect_target(line: &[u8]) -> Option<String> {
     crate::sqlsplit::connect_target(line)
 }
 
+/// An order-independent digest of a table's rows: the wrapping sum of the
+/// first 128 bits of each row's SHA-256, where a row is one line of COPY
+/// text without its newline. The same rows in any order give the same
+/// digest; one row changed, added or dropped gives another. Written in
+/// the manifest by export and compared with the target's rows (read back
+/// with `COPY … TO STDOUT`) before a restore or transfer calls a table
+/// "already restored".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RowDigest(u128);
+
+impl RowDigest {
+    /// Adds a row, given its SHA-256.
+    pub fn add_hash(&mut self, sha256: &[u8]) {
+        let mut first = [0_u8; 16];
+        first.copy_from_slice(&sha256[..16]);
+        self.0 = self.0.wrapping_add(u128::from_be_bytes(first));
+    }
+
+    /// Adds a row.
+    pub fn add(&mut self, row: &[u8]) {
+        self.add_hash(&Sha256::digest(row));
+    }
+
+    /// 32 lowercase hex digits.
+    pub fn hex(&self) -> String {
+        format!("{:032x}", self.0)
+    }
+}
+
+/// Digests of a COPY text stream (what `COPY … TO STDOUT` sends), one row
+/// per line, fed in chunks of any size.
+#[derive(Debug, Default)]
+pub struct RowDigester {
+    row: Sha256,
+    digest: RowDigest,
+    rows: u64,
+}
+
+impl RowDigester {
+    /// Feeds the next chunk.
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        while let Some(pos) = memchr::memchr(b'\n', chunk) {
+            self.row.update(&chunk[..pos]);
+            let hash = std::mem::take(&mut self.row).finalize();
+            self.digest.add_hash(&hash);
+            self.rows += 1;
+            chunk = &chunk[pos + 1..];
+        }
+        self.row.update(chunk);
+    }
+
+    /// The rows seen and their digest.
+    pub fn finish(self) -> (u64, RowDigest) {
+        (self.rows, self.digest)
+    }
+}
+
 /// How much of a line [`CopyCounter`] keeps: enough for a COPY header
 /// with hundreds of columns.
 const LINE_PREFIX: usize = 64 * 1024;
@@ -106,35 +165,54 @@ pub struct CopyCounter {
     /// The `\connect` target of the current section (pg_dumpall scripts).
     database: Option<String>,
     per_database: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The current COPY row's hash so far.
+    row: Sha256,
+    /// Each table's [`RowDigest`], like `tables`.
+    digests: BTreeMap<String, RowDigest>,
+    per_database_digests: BTreeMap<String, BTreeMap<String, RowDigest>>,
+    /// The current COPY block's digest.
+    digest: RowDigest,
 }
 
 impl CopyCounter {
     /// Feeds the next chunk.
     pub fn feed(&mut self, chunk: &[u8]) {
         let mut rest = chunk;
-        while let Some(pos) = memchr::memchr(b'\n', rest) {
-            if self.line.is_empty() {
-                self.handle_line(&rest[..pos]);
-            } else {
-                self.line.extend_from_slice(&rest[..pos]);
-                let line = std::mem::take(&mut self.line);
-                self.handle_line(&line);
+        loop {
+            let (segment, ended) = match memchr::memchr(b'\n', rest) {
+                Some(pos) => (&rest[..pos], Some(pos)),
+                None => (rest, None),
+            };
+            if self.current.is_some() {
+                self.row.update(segment);
             }
+            // Only the start of a line matters for counting (COPY data
+            // lines can be huge): keep at most a prefix, long enough for
+            // any COPY header; rows are hashed whole above.
+            let room = LINE_PREFIX.saturating_sub(self.line.len());
+            self.line
+                .extend_from_slice(&segment[..segment.len().min(room)]);
+            let Some(pos) = ended else {
+                return;
+            };
+            let line = std::mem::take(&mut self.line);
+            self.handle_line(&line);
             rest = &rest[pos + 1..];
         }
-        // Only the start of a line matters (COPY data lines can be huge):
-        // keep at most a prefix, long enough for any COPY header.
-        let room = LINE_PREFIX.saturating_sub(self.line.len());
-        self.line.extend_from_slice(&rest[..rest.len().min(room)]);
     }
 
     fn handle_line(&mut self, line: &[u8]) {
         if let Some((_, rows)) = &mut self.current {
+            let hash = std::mem::take(&mut self.row).finalize();
             if line == b"\\." {
                 let (table, rows) = self.current.take().unwrap_or_default();
+                let digest = std::mem::take(&mut self.digest);
+                let total = self.digests.entry(table.clone()).or_default();
+                total.0 = total.0.wrapping_add(digest.0);
                 *self.tables.entry(table).or_default() += rows;
             } else {
                 *rows += 1;
+                self.digest.add_hash(&hash);
             }
             return;
         }
@@ -157,8 +235,34 @@ impl CopyCounter {
     fn close_database(&mut self) {
         if let Some(db) = self.database.take() {
             let tables = std::mem::take(&mut self.tables);
-            self.per_database.entry(db).or_default().extend(tables);
+            self.per_database
+                .entry(db.clone())
+                .or_default()
+                .extend(tables);
+            let digests = std::mem::take(&mut self.digests);
+            self.per_database_digests
+                .entry(db)
+                .or_default()
+                .extend(digests);
         }
+    }
+
+    /// Each table's [`RowDigest`] so far (like [`CopyCounter::finish`]'s
+    /// counts; call before it).
+    pub fn digests(&self) -> BTreeMap<String, RowDigest> {
+        self.digests.clone()
+    }
+
+    /// Each table's [`RowDigest`] per `\connect` section, for `pg_dumpall`
+    /// scripts (call before [`CopyCounter::finish_sections`]).
+    pub fn section_digests(&self) -> BTreeMap<String, BTreeMap<String, RowDigest>> {
+        let mut all = self.per_database_digests.clone();
+        if let Some(db) = &self.database {
+            all.entry(db.clone())
+                .or_default()
+                .extend(self.digests.clone());
+        }
+        all
     }
 
     /// Rows per table (`schema.table` as the dump names it), or an error
@@ -234,6 +338,38 @@ mod tests {
         let mut counter = CopyCounter::default();
         counter.feed(b"COPY public.t (a) FROM stdin;\n1\n");
         assert!(counter.finish().is_err());
+    }
+
+    #[test]
+    fn row_digests_ignore_order_and_chunking_and_see_every_changed_row() {
+        let digest_of = |rows: &[&str], chunk: usize| {
+            let mut sql = String::from("COPY public.t (a, b) FROM stdin;\n");
+            for row in rows {
+                sql.push_str(row);
+                sql.push('\n');
+            }
+            sql.push_str("\\.\n");
+            let mut counter = CopyCounter::default();
+            for piece in sql.as_bytes().chunks(chunk) {
+                counter.feed(piece);
+            }
+            counter.digests()["public.t"]
+        };
+        let long = "x".repeat(100_000);
+        let rows = ["1\ta", "2\tb", long.as_str()];
+        let d = digest_of(&rows, 1000);
+        for chunk in [1, 3, 7, 65_536] {
+            assert_eq!(digest_of(&rows, chunk), d, "chunk {chunk}");
+        }
+        assert_eq!(digest_of(&[long.as_str(), "2\tb", "1\ta"], 5), d);
+        assert_ne!(digest_of(&["1\ta", "2\tc", long.as_str()], 5), d);
+        assert_ne!(digest_of(&["1\ta", "2\tb"], 5), d);
+        // What COPY … TO STDOUT sends digests the same.
+        let mut digester = RowDigester::default();
+        for piece in format!("2\tb\n{long}\n1\ta\n").as_bytes().chunks(9) {
+            digester.feed(piece);
+        }
+        assert_eq!(digester.finish(), (3, d));
     }
 
     #[test]

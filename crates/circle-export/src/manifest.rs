@@ -67,6 +67,11 @@ pub struct TableEntry {
     pub name: String,
     /// Its rows in the dump.
     pub rows: u64,
+    /// Its rows' [`crate::count::RowDigest`], 32 hex digits (absent in
+    /// archives written before it existed: a restore then cannot call the
+    /// table already restored on its counts alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 impl Manifest {

@@ -687,6 +687,7 @@ impl PgClient {
                 detail: tail(&stderr),
             });
         }
+        let digests = counter.digests();
         let tables = counter.finish().map_err(|e| Error::Postgres {
             what: what.clone(),
             detail: e,
@@ -704,7 +705,11 @@ impl PgClient {
                 db: db.to_owned(),
                 tables: tables
                     .into_iter()
-                    .map(|(name, rows)| TableEntry { name, rows })
+                    .map(|(name, rows)| TableEntry {
+                        digest: Some(digests.get(&name).copied().unwrap_or_default().hex()),
+                        name,
+                        rows,
+                    })
                     .collect(),
             },
         ))
@@ -855,6 +860,54 @@ impl PgClient {
         let what = format!("restoring {db} at {}", self.conn);
         let client = self.connect(db).await?;
         crate::pgload::load(client, &what, source, open, meter, replace, dialect).await
+    }
+
+    /// Row counts and [`crate::count::RowDigest`]s of `tables` (names as
+    /// the dump wrote them) in `db`, read with `COPY … TO STDOUT` under the
+    /// settings pg_dump uses (ISO dates, `postgres` intervals, 3 extra
+    /// float digits), streamed: no table is held in memory. Values whose
+    /// text differs between the two servers (floats across PostgreSQL 12,
+    /// `timestamptz` under another `TimeZone`) give another digest, so such
+    /// a table is never mistaken for the same rows — it is refused as
+    /// different, and `--drop` replaces it.
+    pub async fn table_digests(
+        &self,
+        db: &str,
+        tables: &[String],
+    ) -> Result<Vec<(String, u64, crate::count::RowDigest)>, Error> {
+        use futures_util::StreamExt as _;
+        if let Some(bad) = tables.iter().find(|t| !crate::manifest::is_table_name(t)) {
+            return Err(Error::Invalid(format!(
+                "database {db}: {:?} is not a table name; not read",
+                crate::sqlsplit::cut(bad, 80)
+            )));
+        }
+        let client = self.connect(db).await?;
+        let failed = |e: tokio_postgres::Error| Error::Postgres {
+            what: format!("reading the rows of {db} at {}", self.conn),
+            detail: describe(&e),
+        };
+        client
+            .batch_execute(
+                "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3",
+            )
+            .await
+            .map_err(failed)?;
+        let mut out = Vec::new();
+        for table in tables {
+            let stream = client
+                .copy_out(&format!("COPY {table} TO STDOUT"))
+                .await
+                .map_err(failed)?;
+            let mut stream = std::pin::pin!(stream);
+            let mut digester = crate::count::RowDigester::default();
+            while let Some(chunk) = stream.next().await {
+                digester.feed(&chunk.map_err(failed)?);
+            }
+            let (rows, digest) = digester.finish();
+            out.push((table.clone(), rows, digest));
+        }
+        Ok(out)
     }
 
     /// Row counts of `tables` (names as the dump wrote them) in `db`.

@@ -468,15 +468,38 @@ async fn restore_reading(
             let names: Vec<String> = wanted
                 .map(|d| d.tables.iter().map(|t| t.name.clone()).collect())
                 .unwrap_or_default();
+            // Already restored only when every table holds the archive's
+            // rows — same count and same row digest — not on counts alone.
+            let digested = wanted.is_some_and(|d| d.tables.iter().all(|t| t.digest.is_some()));
             let counts = pg.count_rows(&item.db, &names).await.unwrap_or_default();
-            let same = wanted.is_some_and(|d| {
+            let same_counts = wanted.is_some_and(|d| {
                 d.tables.len() == counts.len()
                     && d.tables
                         .iter()
                         .all(|t| counts.iter().any(|(n, c)| *n == t.name && *c == t.rows))
             });
+            let same = digested
+                && same_counts
+                && match pg.table_digests(&item.db, &names).await {
+                    Ok(held) => wanted.is_some_and(|d| {
+                        d.tables.iter().all(|t| {
+                            held.iter().any(|(n, rows, digest)| {
+                                *n == t.name
+                                    && *rows == t.rows
+                                    && t.digest.as_deref() == Some(digest.hex().as_str())
+                            })
+                        })
+                    }),
+                    Err(_) => false,
+                };
             if same {
                 skipped.push(format!("postgres {}", item.db));
+            } else if same_counts && !digested {
+                occupied.push(format!(
+                    "PostgreSQL {} holds {tables} table(s) with the archive's row counts, but \
+                     this archive (written before row digests) cannot show they hold its rows",
+                    item.db
+                ));
             } else {
                 occupied.push(format!(
                     "PostgreSQL {} holds {tables} table(s) whose rows differ from the archive's",

@@ -351,8 +351,8 @@ pub async fn transfer(
 
 /// Decides what a transfer does with PostgreSQL database `db` of the
 /// source: create it, load it, leave it (the target holds the source's
-/// row counts), or — pushed to `refused` — refuse it (other data, without
-/// `drop`).
+/// rows: the same counts and row digests), or — pushed to `refused` —
+/// refuse it (other data, without `drop`).
 async fn plan_database(
     pg: &TransferPostgres<'_>,
     db: &str,
@@ -372,8 +372,16 @@ async fn plan_database(
         pg.source.count_rows(db, &tables),
         pg.target.count_rows(db, &tables)
     )?;
+    // Same counts first (cheap), then the same rows: each table's row
+    // digest on both sides, not counts alone.
     if !tables.is_empty() && source == target && held == tables.len() as u64 {
-        return Ok(Some(DatabasePlan::Skip));
+        let (source, target) = futures_util::try_join!(
+            pg.source.table_digests(db, &tables),
+            pg.target.table_digests(db, &tables)
+        )?;
+        if source == target {
+            return Ok(Some(DatabasePlan::Skip));
+        }
     }
     refused.push(format!(
         "PostgreSQL {db} holds {held} table(s) whose rows differ from the source's"

@@ -9,7 +9,7 @@ use std::path::{Component, Path};
 use sha2::{Digest as _, Sha256};
 
 use crate::archive;
-use crate::count::{BsonCounter, CopyCounter};
+use crate::count::{BsonCounter, CopyCounter, RowDigest};
 use crate::error::Error;
 use crate::manifest::{
     CollectionEntry, DatabaseEntry, FileEntry, MANIFEST_PATH, Manifest, TableEntry, bson_path,
@@ -118,6 +118,10 @@ struct Seen {
     documents: Option<Result<u64, String>>,
     rows: Option<Result<BTreeMap<String, u64>, String>>,
     sections: Option<Result<Sections, String>>,
+    /// Each table's row digest (our own dumps), or per section (the
+    /// vendor's script).
+    digests: BTreeMap<String, RowDigest>,
+    section_digests: BTreeMap<String, BTreeMap<String, RowDigest>>,
 }
 
 /// A member of the archive being unpacked while a loader already reads it
@@ -287,8 +291,10 @@ impl<R: std::io::Read> std::io::Read for VerifyingReader<R> {
             size: self.size,
             sha256: hex(&std::mem::take(&mut self.hasher).finalize()),
             documents: None,
+            digests: counter.digests(),
             rows: Some(counter.finish()),
             sections: None,
+            section_digests: BTreeMap::new(),
         };
         let mut problems = member_problems(&self.manifest, &self.name, &seen);
         for (line, command) in self.psql.take().map(Scanner::finish).unwrap_or_default() {
@@ -557,9 +563,7 @@ fn inspect_inner(
             let record = Seen {
                 size: file.size,
                 sha256: file.sha256.clone(),
-                documents: None,
-                rows: None,
-                sections: None,
+                ..Seen::default()
             };
             if seen.insert(name.clone(), record).is_some() {
                 problems.push(format!("{name}: appears twice in the archive"));
@@ -677,10 +681,27 @@ fn inspect_inner(
                  archive as secret as the keys, or export again without it"
             ));
         }
-        let (rows, sections) = match copy {
-            Some(counter) if is_own_sql => (Some(counter.finish()), None),
-            Some(counter) => (None, Some(counter.finish_sections())),
-            None => (None, None),
+        let (rows, sections, digests, section_digests) = match copy {
+            Some(counter) if is_own_sql => (
+                Some(counter.digests()).map(|d| (counter.finish(), d)),
+                None,
+                BTreeMap::new(),
+                BTreeMap::new(),
+            ),
+            Some(counter) => {
+                let sections = counter.section_digests();
+                (
+                    None,
+                    Some(counter.finish_sections()),
+                    BTreeMap::new(),
+                    sections,
+                )
+            }
+            None => (None, None, BTreeMap::new(), BTreeMap::new()),
+        };
+        let (rows, digests) = match rows {
+            Some((rows, d)) => (Some(rows), d),
+            None => (None, digests),
         };
         let record = Seen {
             size,
@@ -688,6 +709,8 @@ fn inspect_inner(
             documents: bson.map(BsonCounter::finish),
             rows,
             sections,
+            digests,
+            section_digests,
         };
         if let (Some((tell, _)), Some(manifest)) = (watch, &early) {
             let mut own = member_problems(manifest, &name, &record);
@@ -893,6 +916,15 @@ fn member_problems(manifest: &Manifest, name: &str, s: &Seen) -> Vec<String> {
                             t.name, t.rows
                         ));
                     }
+                    let digest = s.digests.get(&t.name).copied().unwrap_or_default().hex();
+                    if let Some(listed) = &t.digest
+                        && *listed != digest
+                    {
+                        problems.push(format!(
+                            "{name}: table {}'s rows differ from the manifest's digest",
+                            t.name
+                        ));
+                    }
                 }
             }
             Some(Err(e)) => problems.push(format!("{name}: {e}")),
@@ -954,6 +986,14 @@ fn vendor_manifest(seen: &BTreeMap<String, Seen>, problems: &mut Vec<String>) ->
                                 .map(|(name, rows)| TableEntry {
                                     name: name.clone(),
                                     rows: *rows,
+                                    digest: Some(
+                                        s.section_digests
+                                            .get(db)
+                                            .and_then(|d| d.get(name))
+                                            .copied()
+                                            .unwrap_or_default()
+                                            .hex(),
+                                    ),
                                 })
                                 .collect(),
                         });

@@ -69,6 +69,7 @@ fn keep_manifest(rows: u64) -> Manifest {
             tables: vec![TableEntry {
                 name: "public.t".to_owned(),
                 rows,
+                digest: None,
             }],
         }],
         ..Manifest::default()
@@ -259,5 +260,117 @@ fn oversized_name_headers_and_members_are_refused_at_their_header() {
     assert!(
         problems.contains("not listed in the manifest"),
         "{problems}"
+    );
+}
+
+/// 7. A target table with the archive's row count but other rows is not
+/// "already restored": restore and transfer refuse it without `--drop`;
+/// the same rows (after a real restore, or a transfer) are left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn equal_counts_but_other_rows_are_refused_by_restore_and_transfer() {
+    let old = Pg::start();
+    let new = Pg::start();
+    let source = old.superuser_client();
+    old.psql("postgres", "CREATE DATABASE keep");
+    old.psql(
+        "keep",
+        "CREATE TABLE public.t (a int, b text); INSERT INTO public.t VALUES (1, 'x'), (2, 'y')",
+    );
+    let target = new.provision(&["keep"]);
+    new.psql(
+        "keep",
+        "CREATE TABLE public.t (a int, b text); INSERT INTO public.t VALUES (98, 'x'), (99, 'y'); \
+         ALTER TABLE public.t OWNER TO circle",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("keep.tar.zst");
+    let export = circle_export::export(
+        circle_export::ExportSpec {
+            mongo: None,
+            postgres: Some((&source, vec!["keep".to_owned()])),
+            encryption_keys: None,
+            vault_data: None,
+            danger_include_vault_init_output: false,
+            out: out.clone(),
+            parallel: 2,
+            tool: "circle-export test".to_owned(),
+            meter: circle_export::Meter::default(),
+        },
+        &progress,
+    )
+    .await
+    .unwrap();
+    let table = &export.manifest.postgres[0].tables[0];
+    assert_eq!(table.rows, 2);
+    assert_eq!(table.digest.as_deref().map(str::len), Some(32));
+
+    let err = restore(restore_spec(out.clone(), None, Some(&target)), &progress)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rows differ from the archive's"), "{err}");
+    assert_eq!(
+        new.psql(
+            "keep",
+            "SELECT string_agg(a::text, ',' ORDER BY a) FROM public.t"
+        ),
+        "98,99"
+    );
+
+    let transfer = |drop: bool, name: &str| circle_export::TransferSpec {
+        mongo: None,
+        postgres: Some(circle_export::TransferPostgres {
+            source: &source,
+            databases: vec!["keep".to_owned()],
+            target: &target,
+        }),
+        encryption_keys: None,
+        vault_data: None,
+        danger_include_vault_init_output: false,
+        out: dir.path().join(name),
+        drop,
+        dry_run: false,
+        parallel: 2,
+        meter: circle_export::Meter::default(),
+        failover_wait: std::time::Duration::from_secs(60),
+        tool: "circle-export test".to_owned(),
+    };
+    let err = circle_export::transfer(transfer(false, "t1.tar.zst"), &progress)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rows differ from the source's"), "{err}");
+    assert_eq!(
+        new.psql(
+            "keep",
+            "SELECT string_agg(a::text, ',' ORDER BY a) FROM public.t"
+        ),
+        "98,99"
+    );
+
+    // With --drop the archive's rows replace them; then both see the same
+    // rows and leave them.
+    let mut spec = restore_spec(out.clone(), None, Some(&target));
+    spec.drop = true;
+    restore(spec, &progress).await.unwrap();
+    assert_eq!(
+        new.psql(
+            "keep",
+            "SELECT string_agg(a::text, ',' ORDER BY a) FROM public.t"
+        ),
+        "1,2"
+    );
+    let again = restore(restore_spec(out, None, Some(&target)), &progress)
+        .await
+        .unwrap();
+    assert!(again.restored.is_empty(), "{:?}", again.restored);
+    assert_eq!(again.skipped, ["postgres keep"]);
+    let again = circle_export::transfer(transfer(false, "t2.tar.zst"), &progress)
+        .await
+        .unwrap();
+    assert!(
+        again.restore.restored.is_empty(),
+        "{:?}",
+        again.restore.restored
     );
 }

@@ -53,6 +53,7 @@ fn one_database(db: &str, tables: &[(&str, u64)]) -> Manifest {
                 .map(|(name, rows)| TableEntry {
                     name: (*name).to_owned(),
                     rows: *rows,
+                    digest: None,
                 })
                 .collect(),
         }],
