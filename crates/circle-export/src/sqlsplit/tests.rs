@@ -375,3 +375,32 @@ fn copy_data_ends_only_at_a_whole_backslash_dot_line() {
         ]
     );
 }
+
+/// Random text from the lexer's interesting bytes never panics, and any
+/// chunking gives the same pieces or the same error (the fuzz target
+/// `fuzz/fuzz_targets/sqlsplit.rs` does the same without bounds).
+#[test]
+fn random_text_never_panics_and_chunking_never_changes_the_split() {
+    const ALPHABET: &[u8] = b"'\"$;()\\\n\r -/*eEuUxXbBnN&a1._:\t\x80\xc3\xa9begin end case create function copy from stdin";
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for _ in 0..3000 {
+        let len = next(60);
+        let bytes: Vec<u8> = (0..len).map(|_| ALPHABET[next(ALPHABET.len())]).collect();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let whole = split_chunks(&text, Dialect::Vendor, usize::MAX);
+        for chunk in [1, 2, 5] {
+            let chunked = split_chunks(&text, Dialect::Vendor, chunk);
+            assert_eq!(
+                chunked.as_ref().map_err(|e| e.line),
+                whole.as_ref().map_err(|e| e.line),
+                "chunks of {chunk} of {text:?}"
+            );
+        }
+    }
+}

@@ -374,3 +374,97 @@ async fn equal_counts_but_other_rows_are_refused_by_restore_and_transfer() {
         again.restore.restored
     );
 }
+
+/// Restore and transfer start no `psql`: every PostgreSQL program the
+/// client starts comes from its bin dir, here wrappers that log their name
+/// and run the real program. Export and transfer start `pg_dump` (it reads
+/// the source); nothing starts `psql`.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_and_transfer_start_no_psql() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let old = Pg::start();
+    let new = Pg::start();
+    old.psql("postgres", "CREATE DATABASE keep");
+    old.psql(
+        "keep",
+        "CREATE TABLE public.t (a int); INSERT INTO public.t SELECT generate_series(1, 1000)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let wrappers = dir.path().join("bin");
+    std::fs::create_dir(&wrappers).unwrap();
+    let log = dir.path().join("started.log");
+    for program in ["pg_dump", "psql", "pg_dumpall", "pg_restore"] {
+        let path = wrappers.join(program);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho {program} >> '{}'\nexec '{}' \"$@\"\n",
+                log.display(),
+                old.server.bin_dir().join(program).display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let wrap = |client: circle_export::PgClient| {
+        circle_export::PgClient::new(client.conn().clone(), Some(wrappers.clone())).unwrap()
+    };
+    let source = wrap(old.superuser_client());
+    let target = wrap(new.provision(&[]));
+    new.psql("postgres", "ALTER ROLE circle CREATEDB");
+    let out = dir.path().join("keep.tar.zst");
+    circle_export::export(
+        circle_export::ExportSpec {
+            mongo: None,
+            postgres: Some((&source, vec!["keep".to_owned()])),
+            encryption_keys: None,
+            vault_data: None,
+            danger_include_vault_init_output: false,
+            out: out.clone(),
+            parallel: 2,
+            tool: "circle-export test".to_owned(),
+            meter: circle_export::Meter::default(),
+        },
+        &progress,
+    )
+    .await
+    .unwrap();
+    let started = |what: &str| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!text.contains("psql"), "{what} started psql: {text}");
+        std::fs::remove_file(&log).ok();
+        text
+    };
+    assert!(started("export").contains("pg_dump"));
+    restore(restore_spec(out, None, Some(&target)), &progress)
+        .await
+        .unwrap();
+    assert_eq!(started("restore"), "");
+    assert_eq!(new.psql("keep", "SELECT count(*) FROM public.t"), "1000");
+    new.psql("postgres", "DROP DATABASE keep");
+    circle_export::transfer(
+        circle_export::TransferSpec {
+            mongo: None,
+            postgres: Some(circle_export::TransferPostgres {
+                source: &source,
+                databases: vec!["keep".to_owned()],
+                target: &target,
+            }),
+            encryption_keys: None,
+            vault_data: None,
+            danger_include_vault_init_output: false,
+            out: dir.path().join("moved.tar.zst"),
+            drop: false,
+            dry_run: false,
+            parallel: 2,
+            meter: circle_export::Meter::default(),
+            failover_wait: std::time::Duration::from_secs(60),
+            tool: "circle-export test".to_owned(),
+        },
+        &progress,
+    )
+    .await
+    .unwrap();
+    assert!(started("transfer").contains("pg_dump"));
+    assert_eq!(new.psql("keep", "SELECT count(*) FROM public.t"), "1000");
+}
