@@ -30,10 +30,11 @@ restores it onto the new hosts — the outage window of the runbook.
 
 The archive (.tar, .tar.gz or .tar.zst, by its name) holds manifest.json
 (versions, every file's size and SHA-256, every collection's document
-count, every table's row count), mongo/<db>/<collection>.bson and
+count, every table's row count and row digest), mongo/<db>/<collection>.bson and
 .metadata.json in mongodump's layout (mongorestore --dir reads it),
 postgres/<db>.sql per database (plain SQL without owners or privileges,
-restorable with psql), encryption-keys/ and vault-data/. It is written
+restorable with psql; restore loads it through the protocol, statement
+by statement, against an allow-list), encryption-keys/ and vault-data/. It is written
 0600 and appears under its name only when complete. A .tar.zst starts a
 zstd frame at every member of 1 MiB or more and ends with an index of
 them in a skippable frame: zstd and tar --zstd read it as usual, and
@@ -235,7 +236,7 @@ struct Common {
     /// Collections and databases handled at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
     parallel: usize,
-    /// Where psql and pg_dump live (default: PATH, else the newest
+    /// Where pg_dump lives (default: PATH, else the newest
     /// /usr/lib/postgresql/N/bin — also when PATH's are Debian's
     /// pg_wrapper, which would run that same binary).
     #[arg(long, value_name = "DIR")]

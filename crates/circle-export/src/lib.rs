@@ -13,8 +13,10 @@
 //! missing, extra or miscounted entry. [`restore()`] unpacks and verifies
 //! the whole archive before it writes anything, refuses targets that hold
 //! data unless told to replace it, restores collections (unordered batched
-//! inserts, indexes after the data) and databases (`psql` in one
-//! transaction with `ON_ERROR_STOP`) in parallel, and compares the
+//! inserts, indexes after the data) and databases (through the protocol,
+//! never `psql`: every statement judged against an allow-list, one
+//! transaction per database — see [`sqlsplit`] and [`pgload`]) in
+//! parallel, and compares the
 //! target's counts with the archive's. It also restores the
 //! `circleci_export.tar.gz` CircleCI's own `circle-database-export` script
 //! writes.
@@ -53,7 +55,7 @@
 //!             ("sslrootcert".to_owned(), "pki/ca.pem".to_owned()),
 //!         ],
 //!     },
-//!     None, // pg_dump and psql from PATH
+//!     None, // pg_dump from PATH (the export's only client program)
 //! )?;
 //! let report = circle_export::restore(
 //!     RestoreSpec {
