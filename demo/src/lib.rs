@@ -837,6 +837,9 @@ async fn backup_phase(running: &mut Lab) -> anyhow::Result<String> {
     let member = &mut running.mongo[i];
     let spec = mongo_backup::BackupSpec {
         member: member.host(),
+        // The stop command stops this member's own process: the local
+        // mongod the run asks is the one it guards.
+        local_port: Some(member.port()),
         limits: mongo_backup::guard::Limits {
             max_lag: std::time::Duration::from_secs(30),
             any_member: false,

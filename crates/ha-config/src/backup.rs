@@ -105,16 +105,12 @@ impl HaConfig {
             .ok_or_else(|| self.no_section(Section::Backup, ""))?;
         let mut c = Collect::default();
         let layout = self.mongo_layout();
-        let member = match member.map(str::to_owned).or_else(|| raw.member.clone()) {
-            Some(member) => member,
-            None => {
-                c.missing_because(
-                    "[backup].member",
-                    "(this machine's member, host:port as in [mongo].members; or pass --member)",
-                );
-                String::new()
-            }
-        };
+        // No member named: the run backs up whatever member this
+        // machine's mongod says it is.
+        let member = member
+            .map(str::to_owned)
+            .or_else(|| raw.member.clone())
+            .unwrap_or_default();
         let (listed_host, port) = match &layout {
             Ok(layout) if !member.is_empty() => {
                 match layout
@@ -148,8 +144,23 @@ impl HaConfig {
         let db_path = raw
             .db_path
             .clone()
-            .or_else(|| layout.as_ref().ok().map(|l| l.paths.db_path.clone()))
-            .map(|p| p.replace("{host}", &listed_host).replace("{port}", &port));
+            .or_else(|| layout.as_ref().ok().map(|l| l.paths.db_path.clone()));
+        if member.is_empty()
+            && db_path
+                .as_ref()
+                .is_some_and(|p| p.contains("{host}") || p.contains("{port}"))
+        {
+            c.missing_because(
+                "[backup].member",
+                "(the dbPath names {host}/{port}: name this machine's member, host:port as in \
+                 [mongo].members, or pass --member)",
+            );
+        }
+        let db_path = db_path.map(|p| p.replace("{host}", &listed_host).replace("{port}", &port));
+        let local_port = raw
+            .local_port
+            .or_else(|| port.parse().ok())
+            .unwrap_or(27017);
         if let Some(path) = &db_path
             && !path.starts_with('/')
         {
@@ -266,6 +277,7 @@ impl HaConfig {
         };
         let spec = BackupSpec {
             member,
+            local_port: Some(local_port),
             limits: Limits {
                 max_lag,
                 any_member: raw.any_member.unwrap_or(false),

@@ -30,8 +30,12 @@ pub struct RawConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct RawBackup {
     /// This machine's member, `host:port` as in `[mongo].members`
-    /// (`--member` overrides it).
+    /// (`--member` overrides it); absent: whatever this machine's mongod
+    /// says it is.
     pub member: Option<String>,
+    /// The port this machine's mongod listens on (default: the member's
+    /// port, else 27017): asked who it is before anything is stopped.
+    pub local_port: Option<u16>,
     /// `ebs` (default), `directory` or `command`.
     pub store: Option<String>,
     /// EBS: the volumes holding the dbPath (and journal/log if separate).

@@ -42,6 +42,14 @@ pub enum Error {
     /// Talking to the replica set failed.
     #[error(transparent)]
     Mongo(Box<mongo_rs_setup::Error>),
+    /// This machine's mongod could not be asked who it is.
+    #[error("this machine's mongod at {address}: {detail}")]
+    Local {
+        /// Where it was asked.
+        address: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// A reply from the set could not be read.
     #[error("{host}: unexpected {command} reply: {detail}")]
     Reply {

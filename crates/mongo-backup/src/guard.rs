@@ -184,6 +184,18 @@ pub enum Refusal {
         /// The backup member.
         member: String,
     },
+    /// The mongod this machine runs (the one the stop command stops) is
+    /// not the member the guards checked: with one `ha.toml` shared by
+    /// the hosts, a run on another host would stop its own mongod — maybe
+    /// the primary — while guarding this member.
+    NotThisMachine {
+        /// The member the run guards.
+        member: String,
+        /// What the local mongod says it is (`hello.me`), if it answered.
+        local: Option<String>,
+        /// Where it was asked (`127.0.0.1:<port>`).
+        address: String,
+    },
     /// Another run holds the set's backup lock.
     Locked {
         /// Who holds it (member and process).
@@ -247,6 +259,26 @@ impl fmt::Display for Refusal {
                 f,
                 "{member} is the set's backup member (hidden or priority 0) and healthy: back up \
                  there, or pass --any-member"
+            ),
+            Refusal::NotThisMachine {
+                member,
+                local: Some(local),
+                address,
+            } => write!(
+                f,
+                "this machine's mongod ({address}) is {local}, not {member}: the stop command \
+                 would stop {local} while the guards checked {member}; run the backup on \
+                 {member}'s own host, or set [backup].member (or --member) to {local}"
+            ),
+            Refusal::NotThisMachine {
+                member,
+                local: None,
+                address,
+            } => write!(
+                f,
+                "no mongod answers on {address} on this machine, so it cannot be {member}: run \
+                 the backup on {member}'s own host, or set [backup].local_port to the port its \
+                 mongod listens on"
             ),
             Refusal::Locked { holder, expires } => write!(
                 f,

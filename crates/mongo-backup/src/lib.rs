@@ -72,6 +72,7 @@ mod ebs;
 mod error;
 pub mod guard;
 mod hook;
+pub mod local;
 pub mod lock;
 pub mod observe;
 pub mod process;

@@ -76,12 +76,45 @@ impl CancelHandle {
     }
 }
 
+/// The member this machine runs: asks `127.0.0.1:<port>` for `hello.me`
+/// (anonymously; TLS verifies the chain to the set's CA but not the host
+/// name, since the member's certificate names its host, not the
+/// loopback). Refuses unless it is `member` (any, when `member` is empty).
+async fn local_identity(session: &Session<'_>, member: &str, port: u16) -> Result<String, Error> {
+    let address = format!("127.0.0.1:{port}");
+    let reach = &session.spec().reach;
+    let local = crate::local::local_me(port, reach.tls.as_ref(), reach.connect_timeout)
+        .await
+        .ok()
+        .flatten();
+    match local {
+        Some(me) if member.is_empty() || me.eq_ignore_ascii_case(member) => Ok(me),
+        local => Err(Error::Refused(vec![guard::Refusal::NotThisMachine {
+            member: if member.is_empty() {
+                "the member to back up".to_owned()
+            } else {
+                member.to_owned()
+            },
+            local,
+            address,
+        }])),
+    }
+}
+
 /// What a snapshot run is asked to do, besides where the set is (the
 /// [`Session`]) and where snapshots go (the [`SnapshotStore`]).
 #[derive(Clone, Debug)]
 pub struct BackupSpec {
-    /// This member, `host:port` as in the set's config.
+    /// This member, `host:port` as in the set's config; empty: whatever
+    /// the local mongod (see `local_port`) says it is (`hello.me`).
     pub member: String,
+    /// The port this machine's mongod listens on — the mongod the stop
+    /// command stops. Before anything is touched, `127.0.0.1:<port>` is
+    /// asked who it is (`hello.me`), and the run refuses
+    /// ([`guard::Refusal::NotThisMachine`]) unless it is `member`. `None`
+    /// skips the check (a caller whose stop command provably stops
+    /// `member`).
+    pub local_port: Option<u16>,
     /// The guards' limits.
     pub limits: Limits,
     /// The member's dbPath on this machine, to check that `mongod.lock`
@@ -291,7 +324,10 @@ where
     P: MemberProcess,
     S: SnapshotStore,
 {
-    let member = spec.member.clone();
+    let member = match spec.local_port {
+        Some(port) => local_identity(session, &spec.member, port).await?,
+        None => spec.member.clone(),
+    };
     let view = observe(session, &member).await?;
     let cleared = guard::check(&view, &member, &spec.limits).map_err(Error::Refused)?;
     let set = view.name.clone();

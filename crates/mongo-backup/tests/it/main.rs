@@ -159,6 +159,7 @@ impl Lab {
         let member = self.members[i].lock().unwrap();
         BackupSpec {
             member: member.host(),
+            local_port: Some(member.port()),
             limits: mongo_backup::guard::Limits {
                 max_lag: Duration::from_secs(30),
                 any_member: false,

@@ -274,6 +274,79 @@ async fn refusals_touch_nothing_on_the_primary_under_another_lock_and_with_a_mem
     );
     lock::release(&session, &primary, &lease).await.unwrap();
 
+    // One ha.toml shared by the hosts: the primary's host runs the timer
+    // guarding the secondary. Its stop command would stop the primary's
+    // mongod; the local mongod says it is the primary, so nothing stops.
+    let mut shared = lab.backup_spec(s);
+    shared.local_port = Some(lab.members[p].lock().unwrap().port());
+    let res = snapshot(
+        &session,
+        &shared,
+        &mut LabProcess(lab.members[p].clone()),
+        &store(s),
+        false,
+        &Cancel::never(),
+        &progress,
+    )
+    .await;
+    assert_eq!(
+        refusals(res),
+        [Refusal::NotThisMachine {
+            member: lab.host(s),
+            local: Some(lab.host(p)),
+            address: format!("127.0.0.1:{}", lab.members[p].lock().unwrap().port()),
+        }]
+    );
+    assert!(session.hello(&lab.host(p)).await.unwrap().primary);
+    // A host where no mongod answers on the port cannot be the member.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    shared.local_port = Some(free);
+    let found = refusals(
+        snapshot(
+            &session,
+            &shared,
+            &mut LabProcess(lab.members[p].clone()),
+            &store(s),
+            false,
+            &Cancel::never(),
+            &progress,
+        )
+        .await,
+    );
+    assert!(
+        matches!(
+            found.as_slice(),
+            [Refusal::NotThisMachine { local: None, .. }]
+        ),
+        "{found:?}"
+    );
+    // No member named: the run takes the local mongod's own name (here
+    // the primary's, which the guards then refuse to stop).
+    let mut unnamed = lab.backup_spec(p);
+    unnamed.member = String::new();
+    let found = refusals(
+        snapshot(
+            &session,
+            &unnamed,
+            &mut LabProcess(lab.members[p].clone()),
+            &store(p),
+            false,
+            &Cancel::never(),
+            &progress,
+        )
+        .await,
+    );
+    assert!(
+        found.contains(&Refusal::IsPrimary {
+            member: lab.host(p)
+        }),
+        "{found:?}"
+    );
+
     // With the other secondary down.
     let other = (0..3).find(|i| *i != p && *i != s).unwrap();
     lab.members[other].lock().unwrap().stop();
