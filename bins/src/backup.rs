@@ -66,6 +66,15 @@ pub enum BackupCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Finish a run that was killed while this member was stopped (the
+    /// service's ExecStopPost= runs it): start mongod if it is down, wait
+    /// until it is a caught-up SECONDARY, release the set's lock. Nothing
+    /// to do: changed 0.
+    Recover {
+        /// The configuration, the member, the AWS endpoint.
+        #[command(flatten)]
+        common: Common,
+    },
     /// This set's runs (snapshots this tool made), newest first.
     List {
         /// The configuration, the member, the AWS endpoint.
@@ -138,6 +147,7 @@ impl BackupCommand {
     pub fn json(&self) -> bool {
         match self {
             BackupCommand::Snapshot { common, .. }
+            | BackupCommand::Recover { common }
             | BackupCommand::List { common }
             | BackupCommand::Status { common }
             | BackupCommand::Prune { common, .. }
@@ -155,6 +165,7 @@ pub async fn run(tool: &str, command: BackupCommand) -> anyhow::Result<Exit> {
             common, any_member, ..
         } => (common, *any_member),
         BackupCommand::List { common }
+        | BackupCommand::Recover { common }
         | BackupCommand::Status { common }
         | BackupCommand::Prune { common, .. }
         | BackupCommand::RestoreVolume { common, .. }
@@ -164,7 +175,17 @@ pub async fn run(tool: &str, command: BackupCommand) -> anyhow::Result<Exit> {
     let mut settings = config.backup(common.member.as_deref())?;
     settings.spec.limits.any_member |= any_member;
     if let BackupCommand::RenderUnits { out, binary, .. } = &command {
-        return render_units(&settings, out, binary, json);
+        return render_units(
+            &config,
+            &settings,
+            common.member.as_deref(),
+            out,
+            binary,
+            json,
+        );
+    }
+    if let BackupCommand::Recover { .. } = &command {
+        return recover(tool, &config, &settings, json).await;
     }
     let set = config.mongo_layout()?.name;
     let ec2 = match &settings.store {
@@ -235,7 +256,9 @@ async fn with_store<S: SnapshotStore>(
         BackupCommand::Snapshot { dry_run, .. } => {
             snapshot(tool, config, settings, store, *dry_run, json).await
         }
-        BackupCommand::RestoreVolume { .. } | BackupCommand::RenderUnits { .. } => {
+        BackupCommand::RestoreVolume { .. }
+        | BackupCommand::RenderUnits { .. }
+        | BackupCommand::Recover { .. } => {
             unreachable!("handled before a store is built")
         }
     }
@@ -296,8 +319,34 @@ async fn snapshot<S: SnapshotStore>(
     }
 }
 
-fn render_units(
+#[allow(clippy::print_stderr)]
+async fn recover(
+    tool: &str,
+    config: &HaConfig,
     settings: &BackupSettings,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let setup = config
+        .mongo_setup(&cli::env_var, &MongoOptions::default())
+        .await?;
+    let session = mongo_rs_setup::Session::new(&setup.spec);
+    let progress = |line: &str| {
+        if !json {
+            eprintln!("{tool}: {line}");
+        }
+    };
+    let mut process: Commands = settings.commands.clone();
+    let steps =
+        mongo_backup::run::recover(&session, &settings.spec, &mut process, &progress).await?;
+    let report = ha_plan::Report::from_changes(tool, false, &steps, settings.warnings.clone());
+    emit_report(json, &report);
+    Ok(Exit::Success)
+}
+
+fn render_units(
+    config: &HaConfig,
+    settings: &BackupSettings,
+    member: Option<&str>,
     out: &std::path::Path,
     binary: &str,
     json: bool,
@@ -307,8 +356,13 @@ fn render_units(
         config: std::path::absolute(&settings.units.config)?
             .display()
             .to_string(),
+        member: member.map(str::to_owned),
         ..settings.units.clone()
     };
+    // The service must be able to read the secrets the run needs.
+    if let Err(problem) = config.backup_unit_secrets(&spec) {
+        return Err(crate::output::usage("render-units", problem).into());
+    }
     let report = match mongo_backup::units::write_units(&spec, out, "mongo-backup") {
         // A value systemd would misread: a matter of configuration.
         Err(e @ Error::Command { .. }) => {

@@ -840,6 +840,7 @@ async fn backup_phase(running: &mut Lab) -> anyhow::Result<String> {
         // The stop command stops this member's own process: the local
         // mongod the run asks is the one it guards.
         local_port: Some(member.port()),
+        state_dir: Some(work.join("backup-state")),
         limits: mongo_backup::guard::Limits {
             max_lag: std::time::Duration::from_secs(30),
             any_member: false,

@@ -116,12 +116,13 @@ impl Set {
             text.push_str(&format!(
                 "\n[backup]\nmember = \"{}\"\nstore = \"directory\"\ndirectory = \"{}\"\n\
                  db_path = \"{}\"\nstop_command = [\"sh\", \"{}\"]\nstart_command = [\"sh\", \"{}\"]\n\
-                 keep_last = 2\n",
+                 keep_last = 2\nstate_dir = \"{}\"\n",
                 self.members[i].host(),
                 self.dir.path().join("snapshots").display(),
                 self.members[i].dbpath().display(),
                 stop.display(),
                 start.display(),
+                self.dir.path().join("state").display(),
             ));
         }
         std::fs::write(self.config(), text).unwrap();

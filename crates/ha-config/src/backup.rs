@@ -52,6 +52,50 @@ pub struct BackupSettings {
     pub warnings: Vec<String>,
 }
 
+impl HaConfig {
+    /// Whether the backup service `units` describe can read the secrets a
+    /// run needs — the `[mongo].users` passwords: an `env:NAME` reference
+    /// needs `[backup].environment_file` (`EnvironmentFile=`), a
+    /// `cred:NAME` one a `[backup].credentials` entry for NAME
+    /// (`LoadCredential=`). The problem names the user and the reference,
+    /// never a value.
+    pub fn backup_unit_secrets(&self, units: &UnitSpec) -> Result<(), String> {
+        let users = self.raw.mongo.as_ref().and_then(|m| m.users.as_ref());
+        let refs = users.into_iter().flat_map(|u| {
+            [
+                ("site_admin", &u.site_admin),
+                ("admin", &u.admin),
+                ("app", &u.app),
+            ]
+        });
+        for (who, user) in refs {
+            let Some(reference) = user.as_ref().and_then(|u| u.password.as_deref()) else {
+                continue;
+            };
+            match crate::secret::SecretRef::parse(reference) {
+                Ok(crate::secret::SecretRef::Env(name)) if units.environment_file.is_none() => {
+                    return Err(format!(
+                        "[mongo].users.{who}.password is env:{name}, but the service would run \
+                         without it: set [backup].environment_file to a 0600 file with \
+                         {name}=… (EnvironmentFile=), or use cred:NAME with \
+                         [backup].credentials"
+                    ));
+                }
+                Ok(crate::secret::SecretRef::Credential(name))
+                    if !units.credentials.iter().any(|(n, _)| *n == name) =>
+                {
+                    return Err(format!(
+                        "[mongo].users.{who}.password is cred:{name}, but [backup].credentials \
+                         has no {name}:PATH entry (LoadCredential=)"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 impl BackupSettings {
     /// The store `[backup].store` names, ready to use. `ec2` is the EC2
     /// client for `BackupStore::Ebs`'s region (the program builds it:
@@ -267,17 +311,40 @@ impl HaConfig {
                     .to_owned(),
             );
         }
+        let mut credentials = Vec::new();
+        for (i, entry) in raw.credentials.iter().flatten().enumerate() {
+            match entry.split_once(':') {
+                Some((name, path)) if !name.is_empty() && path.starts_with('/') => {
+                    credentials.push((name.to_owned(), path.to_owned()));
+                }
+                _ => c.invalid(
+                    format!("[backup].credentials[{i}]"),
+                    format!(": {entry:?} is not NAME:/absolute/path"),
+                ),
+            }
+        }
         let units = UnitSpec {
             config: self.path().display().to_string(),
             on_calendar: raw
                 .on_calendar
                 .clone()
                 .unwrap_or_else(|| UnitSpec::default().on_calendar),
+            environment_file: raw
+                .environment_file
+                .as_ref()
+                .map(|f| self.path_of(f).display().to_string()),
+            credentials,
+            on_failure: raw.on_failure.clone(),
             ..UnitSpec::default()
         };
+        let state_dir = raw.state_dir.as_ref().map_or_else(
+            || PathBuf::from("/var/lib/mongo-backup"),
+            |d| self.path_of(d),
+        );
         let spec = BackupSpec {
             member,
             local_port: Some(local_port),
+            state_dir: Some(state_dir),
             limits: Limits {
                 max_lag,
                 any_member: raw.any_member.unwrap_or(false),

@@ -36,6 +36,17 @@ pub struct RawBackup {
     /// The port this machine's mongod listens on (default: the member's
     /// port, else 27017): asked who it is before anything is stopped.
     pub local_port: Option<u16>,
+    /// Where a run keeps its marker while the member is stopped (default
+    /// `/var/lib/mongo-backup`).
+    pub state_dir: Option<PathBuf>,
+    /// systemd: a file of `NAME=value` lines the units load
+    /// (`EnvironmentFile=`), for `env:` secret references.
+    pub environment_file: Option<PathBuf>,
+    /// systemd: `NAME:PATH` credentials the units load (`LoadCredential=`),
+    /// for `cred:NAME` secret references.
+    pub credentials: Option<Vec<String>>,
+    /// systemd: a unit to start when a run fails (`OnFailure=`).
+    pub on_failure: Option<String>,
     /// `ebs` (default), `directory` or `command`.
     pub store: Option<String>,
     /// EBS: the volumes holding the dbPath (and journal/log if separate).

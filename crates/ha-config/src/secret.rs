@@ -2,8 +2,11 @@
 //! it.
 //!
 //! A secret is written as `env:NAME` (the value of environment variable
-//! NAME) or `file:PATH` (the contents of a file, one trailing newline
-//! removed; a relative PATH is relative to the config file's directory).
+//! NAME), `file:PATH` (the contents of a file, one trailing newline
+//! removed; a relative PATH is relative to the config file's directory) or
+//! `cred:NAME` (a systemd credential: the file NAME in
+//! `$CREDENTIALS_DIRECTORY`, which `LoadCredential=` fills for a unit).
+//! Files are read up to 1 MiB.
 //! Literal secrets are refused: a password written into `ha.toml` ends up in
 //! backups, version control and terminal scrollback.
 
@@ -23,7 +26,12 @@ pub enum SecretRef {
     Env(String),
     /// `file:PATH`.
     File(PathBuf),
+    /// `cred:NAME`: `$CREDENTIALS_DIRECTORY/NAME`.
+    Credential(String),
 }
+
+/// The largest secret file read.
+const MAX_SECRET_FILE: u64 = 1 << 20;
 
 impl fmt::Debug for SecretRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -36,6 +44,7 @@ impl fmt::Display for SecretRef {
         match self {
             SecretRef::Env(name) => write!(f, "env:{name}"),
             SecretRef::File(path) => write!(f, "file:{}", path.display()),
+            SecretRef::Credential(name) => write!(f, "cred:{name}"),
         }
     }
 }
@@ -50,7 +59,7 @@ pub struct Resolved {
 }
 
 impl SecretRef {
-    /// Parses `env:NAME` or `file:PATH`. The error never repeats the input,
+    /// Parses `env:NAME`, `file:PATH` or `cred:NAME`. The error never repeats the input,
     /// which may be a secret pasted in by mistake.
     pub fn parse(text: &str) -> Result<SecretRef, String> {
         if let Some(name) = text.strip_prefix("env:") {
@@ -66,6 +75,22 @@ impl SecretRef {
                 )
             };
         }
+        if let Some(name) = text.strip_prefix("cred:") {
+            let valid = !name.is_empty()
+                && name.len() <= 255
+                && !name.starts_with('.')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            return if valid {
+                Ok(SecretRef::Credential(name.to_owned()))
+            } else {
+                Err(
+                    "cred: must be followed by a systemd credential name (letters, digits, _ - .)"
+                        .to_owned(),
+                )
+            };
+        }
         if let Some(path) = text.strip_prefix("file:") {
             return if path.is_empty() {
                 Err("file: must be followed by a path".to_owned())
@@ -74,7 +99,7 @@ impl SecretRef {
             };
         }
         Err(
-            "must be a secret reference, env:NAME or file:PATH; literal secrets are not \
+            "must be a secret reference, env:NAME, file:PATH or cred:NAME; literal secrets are not \
              accepted (they end up in backups and version control)"
                 .to_owned(),
         )
@@ -96,36 +121,58 @@ impl SecretRef {
                 Some(_) => Err(format!("environment variable {name} is empty")),
                 None => Err(format!("environment variable {name} is not set")),
             },
-            SecretRef::File(path) => {
-                let path = base_dir.join(path);
-                let metadata = std::fs::metadata(&path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let mut text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                if text.ends_with('\n') {
-                    text.pop();
-                    if text.ends_with('\r') {
-                        text.pop();
-                    }
-                }
-                if text.is_empty() {
-                    return Err(format!("{} is empty", path.display()));
-                }
-                let mode = metadata.permissions().mode() & 0o777;
-                let warning = (mode & 0o077 != 0).then(|| {
-                    format!(
-                        "secret file {} is readable by other users (mode {mode:o}); run chmod 600 \
-                         on it",
-                        path.display()
-                    )
-                });
-                Ok(Resolved {
-                    value: SecretString::from(text),
-                    warning,
-                })
-            }
+            SecretRef::File(path) => read_secret_file(&base_dir.join(path)),
+            SecretRef::Credential(name) => match env("CREDENTIALS_DIRECTORY") {
+                Some(dir) if !dir.is_empty() => read_secret_file(&Path::new(&dir).join(name)),
+                _ => Err(format!(
+                    "cred:{name} names a systemd credential, but CREDENTIALS_DIRECTORY is not \
+                     set (run from a unit with LoadCredential={name}:PATH, or use file:PATH)"
+                )),
+            },
         }
     }
+}
+
+/// A secret file's text (one trailing newline removed), at most
+/// [`MAX_SECRET_FILE`] bytes, with a warning when others may read it.
+fn read_secret_file(path: &Path) -> Result<Resolved, String> {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if metadata.len() > MAX_SECRET_FILE {
+        return Err(format!(
+            "{} is {} bytes; a secret file holds at most {MAX_SECRET_FILE}",
+            path.display(),
+            metadata.len()
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    let mode = metadata.permissions().mode() & 0o777;
+    let warning = (mode & 0o077 != 0).then(|| {
+        format!(
+            "secret file {} is readable by other users (mode {mode:o}); run chmod 600 on it",
+            path.display()
+        )
+    });
+    Ok(Resolved {
+        value: SecretString::from(text),
+        warning,
+    })
 }
 
 /// `len` random ASCII letters and digits from the operating system's
@@ -164,7 +211,7 @@ pub fn uri_from_flag(
     base: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<SecretString, Problems> {
-    if value.starts_with("env:") || value.starts_with("file:") {
+    if value.starts_with("env:") || value.starts_with("file:") || value.starts_with("cred:") {
         let reference = SecretRef::parse(value)
             .map_err(|e| Problems::one(ha_plan::Problem::invalid(flag, e)))?;
         let resolved = reference.resolve(env, base).map_err(|e| {
@@ -251,5 +298,30 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err, "environment variable NOPE is not set");
+    }
+
+    #[test]
+    fn systemd_credentials_are_read_from_the_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mongo-admin"), "p'\"$@:/?#%wörd\n").unwrap();
+        let reference = SecretRef::parse("cred:mongo-admin").unwrap();
+        assert_eq!(reference.to_string(), "cred:mongo-admin");
+        let creds = dir.path().display().to_string();
+        let env = |name: &str| (name == "CREDENTIALS_DIRECTORY").then(|| creds.clone());
+        let resolved = reference.resolve(&env, Path::new("/")).unwrap();
+        assert_eq!(resolved.value.expose_secret(), "p'\"$@:/?#%wörd");
+        let err = reference.resolve(&|_| None, Path::new("/")).err().unwrap();
+        assert!(err.contains("CREDENTIALS_DIRECTORY"), "{err}");
+        for bad in ["cred:", "cred:../x", "cred:a/b", "cred:.hidden"] {
+            assert!(SecretRef::parse(bad).is_err(), "{bad}");
+        }
+        // A secret file over 1 MiB is refused before it is read.
+        std::fs::write(dir.path().join("big"), vec![b'x'; (1 << 20) + 1]).unwrap();
+        let err = SecretRef::parse("file:big")
+            .unwrap()
+            .resolve(&|_| None, dir.path())
+            .err()
+            .unwrap();
+        assert!(err.contains("at most"), "{err}");
     }
 }

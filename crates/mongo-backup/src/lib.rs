@@ -74,6 +74,7 @@ pub mod guard;
 mod hook;
 pub mod local;
 pub mod lock;
+pub mod marker;
 pub mod observe;
 pub mod process;
 pub mod report;

@@ -14,7 +14,7 @@ use crate::observe::{observe, wait_caught_up};
 use crate::process::{MemberProcess, wait_stopped};
 use crate::snapshot::{Labels, Retention, Snapshot, expired};
 use crate::store::SnapshotStore;
-use crate::{Error, lock};
+use crate::{Error, lock, marker};
 
 /// A request to stop a run early (the binaries trigger it on SIGINT and
 /// SIGTERM). Before the member is stopped, a cancelled run releases the
@@ -115,6 +115,11 @@ pub struct BackupSpec {
     /// skips the check (a caller whose stop command provably stops
     /// `member`).
     pub local_port: Option<u16>,
+    /// Where a run keeps its marker while the member is stopped
+    /// ([`crate::marker`]); a run killed after the stop is then finished
+    /// by [`recover`] or the next [`snapshot`]. `None`: no marker (a
+    /// killed run leaves mongod down until someone starts it).
+    pub state_dir: Option<PathBuf>,
     /// The guards' limits.
     pub limits: Limits,
     /// The member's dbPath on this machine, to check that `mongod.lock`
@@ -328,6 +333,19 @@ where
         Some(port) => local_identity(session, &spec.member, port).await?,
         None => spec.member.clone(),
     };
+    let resolved = BackupSpec {
+        member: member.clone(),
+        ..spec.clone()
+    };
+    let spec = &resolved;
+    // A run before this one was killed while the member was stopped:
+    // finish it first (start mongod, wait, release the lock).
+    if !dry_run
+        && let Some(dir) = &spec.state_dir
+        && marker::read(dir, &member)?.is_some()
+    {
+        recover(session, spec, process, progress).await?;
+    }
     let view = observe(session, &member).await?;
     let cleared = guard::check(&view, &member, &spec.limits).map_err(Error::Refused)?;
     let set = view.name.clone();
@@ -412,6 +430,17 @@ where
         release(session, &member, &lease, &mut outcome).await;
         return Err(Error::Cancelled);
     }
+    if let Some(dir) = &spec.state_dir {
+        let left = marker::Marker {
+            member: member.clone(),
+            lease: lease.clone(),
+            pid: std::process::id(),
+        };
+        if let Err(e) = marker::write(dir, &left) {
+            release(session, &member, &lease, &mut outcome).await;
+            return Err(e);
+        }
+    }
     let stopped = stop_and_snapshot(spec, process, store, &labels, cancel, progress).await;
     let (stage, snapshots) = match stopped {
         Ok(snapshots) => (None, snapshots),
@@ -476,6 +505,13 @@ where
             }
         }
     };
+    // The member runs again: nothing is left for a later run to finish.
+    if restart == Restart::CaughtUp
+        && let Some(dir) = &spec.state_dir
+        && let Err(e) = marker::remove(dir, &member)
+    {
+        outcome.warnings.push(e.to_string());
+    }
     if let Some((stage, error)) = stage {
         // The lock stays held when the member may be down, so that no
         // other member is stopped on top of it before the lease runs out.
@@ -525,21 +561,129 @@ where
     Ok(outcome)
 }
 
-/// Releases the lock on whichever member is primary now.
-async fn release(session: &Session<'_>, member: &str, lease: &lock::Lease, outcome: &mut Outcome) {
+/// Finishes a run that was killed while its member was stopped (see
+/// [`crate::marker`]): when this machine's mongod does not answer, waits
+/// until the old one has finished stopping and starts it; then waits until
+/// the member is a caught-up SECONDARY, releases the lease the run held and
+/// removes the marker. Nothing to do (no marker, or no `state_dir`):
+/// `Ok` with no steps. A member that cannot be started keeps its marker
+/// and the lock, so no other member is stopped on top of it.
+pub async fn recover<P: MemberProcess>(
+    session: &Session<'_>,
+    spec: &BackupSpec,
+    process: &mut P,
+    progress: ha_plan::Progress<'_>,
+) -> Result<Vec<Step>, Error> {
+    let Some(dir) = &spec.state_dir else {
+        return Ok(Vec::new());
+    };
+    let member = match spec.local_port {
+        Some(port) if spec.member.is_empty() => {
+            // The member is down: its name comes from the marker, if one
+            // is there.
+            let found = std::fs::read_dir(dir).ok().and_then(|entries| {
+                entries.flatten().find_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with("stopped-").then_some(name)
+                })
+            });
+            match found {
+                None => return Ok(Vec::new()),
+                Some(_) => {
+                    let reach = &session.spec().reach;
+                    crate::local::local_me(port, reach.tls.as_ref(), reach.connect_timeout)
+                        .await
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default()
+                }
+            }
+        }
+        _ => spec.member.clone(),
+    };
+    let Some(left) = marker::read(dir, &member)? else {
+        return Ok(Vec::new());
+    };
+    let member = left.member.clone();
+    progress(&format!(
+        "a run (pid {}) stopped mongod on {member} and did not finish; finishing it",
+        left.pid
+    ));
+    let mut steps = Vec::new();
+    let answers = match spec.local_port {
+        Some(port) => {
+            let reach = &session.spec().reach;
+            crate::local::local_me(port, reach.tls.as_ref(), reach.connect_timeout)
+                .await
+                .is_ok()
+        }
+        None => session.hello(&member).await.is_ok(),
+    };
+    if !answers {
+        progress(&format!(
+            "waiting for mongod on {member} to finish stopping, then starting it"
+        ));
+        let _ = wait_stopped(
+            &member,
+            spec.db_path.as_deref(),
+            spec.stop_timeout,
+            spec.poll,
+        )
+        .await;
+        process.start().await?;
+        steps.push(Step::StartMember {
+            member: member.clone(),
+        });
+    }
+    wait_caught_up(
+        session,
+        &member,
+        spec.limits.max_lag,
+        spec.catch_up_timeout,
+        spec.poll,
+        progress,
+    )
+    .await?;
+    steps.push(Step::WaitCaughtUp {
+        member: member.clone(),
+    });
+    progress(&format!("{member} is a caught-up SECONDARY again"));
+    match release_on_primary(session, &member, &left.lease).await {
+        Ok(()) => steps.push(Step::Unlock {
+            set: left.lease.set.clone(),
+        }),
+        Err(e) => progress(&format!(
+            "the backup lock was not released ({e}); it expires by itself"
+        )),
+    }
+    marker::remove(dir, &member)?;
+    Ok(steps)
+}
+
+/// Releases `lease` on whichever member is primary now (as `member`
+/// sees it).
+async fn release_on_primary(
+    session: &Session<'_>,
+    member: &str,
+    lease: &lock::Lease,
+) -> Result<(), Error> {
     let primary = match observe(session, member).await {
         Ok(view) => view.primary().map(|p| p.host.clone()),
         Err(_) => None,
     };
-    let released = match primary {
+    match primary {
         Some(primary) => lock::release(session, &primary, lease).await,
         None => Err(Error::Timeout {
             what: "a primary to release the backup lock on".to_owned(),
             waited: Duration::ZERO,
             last: "no primary".to_owned(),
         }),
-    };
-    match released {
+    }
+}
+
+/// Releases the lock on whichever member is primary now.
+async fn release(session: &Session<'_>, member: &str, lease: &lock::Lease, outcome: &mut Outcome) {
+    match release_on_primary(session, member, lease).await {
         Ok(()) => outcome.steps.push(Step::Unlock {
             set: lease.set.clone(),
         }),

@@ -160,6 +160,7 @@ impl Lab {
         BackupSpec {
             member: member.host(),
             local_port: Some(member.port()),
+            state_dir: None,
             limits: mongo_backup::guard::Limits {
                 max_lag: Duration::from_secs(30),
                 any_member: false,
