@@ -336,3 +336,124 @@ fn sigterm_while_the_member_stops_still_starts_it_again() {
     }
     assert_no_secret(&text);
 }
+
+/// SIGKILL after the stop (no handler runs): mongod stays down and the
+/// lease held; `recover` (the unit's ExecStopPost=) brings the member back
+/// and releases the lease, and the next `snapshot` finishes a killed run
+/// before its own.
+#[test]
+fn sigkill_after_the_stop_is_finished_by_recover_or_by_the_next_run() {
+    let set = Set::start();
+    let s = set.index_where(|h| h.secondary);
+    set.write_config(Some(s), "slow-stop");
+    let kill_after_stop = || {
+        let mut child = set
+            .tool("mongo-backup", &["snapshot"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let stderr = child.stderr.take().unwrap();
+        for line in std::io::BufReader::new(stderr).lines() {
+            if line.unwrap().contains("stopping mongod on") {
+                let started = Instant::now();
+                while set.hello(s).is_some() {
+                    assert!(started.elapsed() < Duration::from_secs(60), "never stopped");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+                break;
+            }
+        }
+        child.wait().unwrap();
+        assert!(
+            set.hello(s).is_none(),
+            "the member must be down after the kill"
+        );
+    };
+
+    kill_after_stop();
+    let (code, done, stderr) = set.json(&["recover"]);
+    assert_eq!(code, 0, "{stderr}");
+    let kinds: Vec<&str> = done["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["start-member", "wait-caught-up", "unlock"],
+        "{done}"
+    );
+    assert!(set.hello(s).is_some_and(|h| h.secondary));
+    // Nothing left to finish: a second recover changes nothing.
+    let (code, again, stderr) = set.json(&["recover"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(again["changed"], 0, "{again}");
+
+    // Killed again; this time the next snapshot finishes it first, then
+    // takes its own (the lock was released, or it would refuse).
+    kill_after_stop();
+    set.write_config(Some(s), "");
+    let (code, done, stderr) = set.json(&["snapshot"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("did not finish; finishing it") || done.to_string().contains("lock"),
+        "{stderr}"
+    );
+    assert_eq!(done["snapshots"].as_array().unwrap().len(), 1, "{done}");
+    set.wait_all_up();
+    assert_no_secret(&stderr);
+}
+
+/// render-units: --member reaches the unit; a unit that could not read
+/// the env: passwords is refused (exit 2); with an EnvironmentFile= it is
+/// written, with ExecStopPost= recovery.
+#[test]
+fn render_units_carries_the_member_and_the_secrets_mechanism() {
+    let set = Set::start();
+    let s = set.index_where(|h| h.secondary);
+    set.write_config(Some(s), "");
+    let out = set.dir.path().join("units");
+    std::fs::create_dir(&out).unwrap();
+    let member = set.members[s].host();
+    let out_arg = out.display().to_string();
+    let args = [
+        "render-units",
+        "--out",
+        out_arg.as_str(),
+        "--member",
+        member.as_str(),
+    ];
+    let (code, _, stderr) = set.json(&args);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("environment_file"), "{stderr}");
+    let config = std::fs::read_to_string(set.config()).unwrap();
+    std::fs::write(
+        set.config(),
+        config.replace(
+            "[backup]\n",
+            "[backup]\nenvironment_file = \"/etc/circle-ha/backup.env\"\n",
+        ),
+    )
+    .unwrap();
+    let (code, report, stderr) = set.json(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["changed"], 2, "{report}");
+    let service = std::fs::read_to_string(out.join("mongo-backup.service")).unwrap();
+    assert!(
+        service.contains(&format!(
+            "snapshot --config {} --member {member}\n",
+            set.config().display()
+        )),
+        "{service}"
+    );
+    assert!(service.contains("ExecStopPost="), "{service}");
+    assert!(
+        service.contains("EnvironmentFile=/etc/circle-ha/backup.env\n"),
+        "{service}"
+    );
+    let (code, again, _) = set.json(&args);
+    assert_eq!((code, again["changed"].as_i64()), (0, Some(0)));
+}

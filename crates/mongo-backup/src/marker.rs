@@ -134,6 +134,34 @@ pub fn read(dir: &Path, member: &str) -> Result<Option<Marker>, Error> {
     }))
 }
 
+/// The marker a run left in `dir` for `member`, or, with `member` empty
+/// (the member is "whatever this machine runs"), for any member.
+pub fn find(dir: &Path, member: &str) -> Result<Option<Marker>, Error> {
+    if !member.is_empty() {
+        return read(dir, member);
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(None);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("stopped-") && name.ends_with(".json") {
+            let path = entry.path();
+            let mut text = String::new();
+            if std::fs::File::open(&path)
+                .and_then(|f| f.take(64 * 1024).read_to_string(&mut text))
+                .is_ok()
+                && let Some(member) = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("member").and_then(|m| m.as_str()).map(str::to_owned))
+            {
+                return read(dir, &member);
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Removes `member`'s marker (absent already is fine).
 pub fn remove(dir: &Path, member: &str) -> Result<(), Error> {
     let file_path = path(dir, member);

@@ -329,6 +329,15 @@ where
     P: MemberProcess,
     S: SnapshotStore,
 {
+    // A run before this one was killed while the member was stopped:
+    // finish it first (start mongod, wait, release the lock) — before the
+    // local mongod, down since then, is asked who it is.
+    if !dry_run
+        && let Some(dir) = &spec.state_dir
+        && marker::find(dir, &spec.member)?.is_some()
+    {
+        recover(session, spec, process, progress).await?;
+    }
     let member = match spec.local_port {
         Some(port) => local_identity(session, &spec.member, port).await?,
         None => spec.member.clone(),
@@ -338,14 +347,6 @@ where
         ..spec.clone()
     };
     let spec = &resolved;
-    // A run before this one was killed while the member was stopped:
-    // finish it first (start mongod, wait, release the lock).
-    if !dry_run
-        && let Some(dir) = &spec.state_dir
-        && marker::read(dir, &member)?.is_some()
-    {
-        recover(session, spec, process, progress).await?;
-    }
     let view = observe(session, &member).await?;
     let cleared = guard::check(&view, &member, &spec.limits).map_err(Error::Refused)?;
     let set = view.name.clone();
@@ -577,31 +578,7 @@ pub async fn recover<P: MemberProcess>(
     let Some(dir) = &spec.state_dir else {
         return Ok(Vec::new());
     };
-    let member = match spec.local_port {
-        Some(port) if spec.member.is_empty() => {
-            // The member is down: its name comes from the marker, if one
-            // is there.
-            let found = std::fs::read_dir(dir).ok().and_then(|entries| {
-                entries.flatten().find_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    name.starts_with("stopped-").then_some(name)
-                })
-            });
-            match found {
-                None => return Ok(Vec::new()),
-                Some(_) => {
-                    let reach = &session.spec().reach;
-                    crate::local::local_me(port, reach.tls.as_ref(), reach.connect_timeout)
-                        .await
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default()
-                }
-            }
-        }
-        _ => spec.member.clone(),
-    };
-    let Some(left) = marker::read(dir, &member)? else {
+    let Some(left) = marker::find(dir, &spec.member)? else {
         return Ok(Vec::new());
     };
     let member = left.member.clone();
