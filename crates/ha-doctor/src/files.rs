@@ -36,6 +36,10 @@ pub struct MachineFiles {
     pub ca_dir: (PathBuf, String),
     /// `/data/circle/circleci-encryption-keys`.
     pub keys_dir: PathBuf,
+    /// The system's trusted roots (`/etc/ssl/certs/ca-certificates.crt`),
+    /// what the services verify against when no CA of ours is installed;
+    /// `None` for a bundle.
+    pub system_roots: Option<PathBuf>,
 }
 
 impl MachineFiles {
@@ -52,6 +56,7 @@ impl MachineFiles {
                 "circle-ha-ca".into(),
             ),
             keys_dir: services_userdata::keys::KEYS_DIR.into(),
+            system_roots: Some("/etc/ssl/certs/ca-certificates.crt".into()),
         }
     }
 
@@ -65,6 +70,7 @@ impl MachineFiles {
             settings_conf: dir.join("settings.conf"),
             ca_dir: (dir.to_owned(), "ca".into()),
             keys_dir: dir.join("circleci-encryption-keys"),
+            system_roots: None,
         }
     }
 }
@@ -278,13 +284,25 @@ pub(crate) fn check(files: &MachineFiles, report: &mut Report) -> Read {
                 path: first.clone(),
             });
         }
-        None => report.find(
-            Cause::Tls,
-            &shown(dir),
-            &format!("{prefix}*.crt"),
-            "no CA certificate installed: the services cannot verify the databases' \
-             certificates (the user data installs it with update-ca-certificates)",
-        ),
+        None => {
+            report.find(
+                Cause::Tls,
+                &shown(dir),
+                &format!("{prefix}*.crt"),
+                "no CA certificate installed: the services cannot verify the databases' \
+                 certificates (the user data installs it with update-ca-certificates)",
+            );
+            // Then verify as the services would: against the system's roots.
+            if let Some(roots) = &files.system_roots
+                && let Ok(pem) = std::fs::read(roots)
+                && !pem.is_empty()
+            {
+                read.ca = Some(Ca {
+                    pem,
+                    path: roots.clone(),
+                });
+            }
+        }
     }
     report.check("encryption keys", &shown(&files.keys_dir));
     let keys = services_userdata::keys::read_keys(&files.keys_dir);

@@ -36,16 +36,24 @@ pub(crate) async fn check_postgres(
 ) {
     let target = format!("{}:{}", pg.host, pg.port);
     report.check("postgresql", &target);
+    // The password goes only to a server whose certificate was verified.
+    let Some(ca) = ca else {
+        report.find(
+            Cause::Tls,
+            "postgresql",
+            &target,
+            "not checked: with no CA certificate to verify the server against, doctor does not \
+             send the password (a server posing as PostgreSQL would receive it); install the CA \
+             (/usr/local/share/ca-certificates, update-ca-certificates)",
+        );
+        return;
+    };
     let server = pg_provision::Server {
         host: pg.host.clone(),
         hostaddr: None,
         port: pg.port,
-        sslmode: if ca.is_some() {
-            pg_provision::SslMode::VerifyFull
-        } else {
-            pg_provision::SslMode::Require
-        },
-        ca: ca.map(|c| (c.pem.clone(), c.path.display().to_string())),
+        sslmode: pg_provision::SslMode::VerifyFull,
+        ca: Some((ca.pem.clone(), ca.path.display().to_string())),
         connect_timeout: options.step_timeout,
     };
     let login = pg_provision::Login {
@@ -89,12 +97,31 @@ pub(crate) async fn check_vault(
 ) {
     let _ = options;
     report.check("vault", &vault.address);
-    let trust = match ca {
-        Some(ca) => vault_transit::Trust::Ca {
-            pem: ca.pem.clone(),
-            path: ca.path.display().to_string(),
-        },
-        None => vault_transit::Trust::DangerAcceptAnyCertificate,
+    // The token goes only to a server whose certificate was verified.
+    if vault.address.starts_with("http://") {
+        report.find(
+            Cause::Tls,
+            "vault",
+            &vault.address,
+            "VAULT__SCHEME=http: the contexts service sends its token and every context secret \
+             in plain text; serve Vault over TLS and set VAULT__SCHEME=https (doctor does not \
+             send the token over plain HTTP, so the token was not checked)",
+        );
+        return;
+    }
+    let Some(ca) = ca else {
+        report.find(
+            Cause::Tls,
+            "vault",
+            &vault.address,
+            "not checked: with no CA certificate to verify the server against, doctor does not \
+             send the token (a server posing as Vault would receive it); install the CA",
+        );
+        return;
+    };
+    let trust = vault_transit::Trust::Ca {
+        pem: ca.pem.clone(),
+        path: ca.path.display().to_string(),
     };
     let client = match vault_transit::Client::new(&vault.address, &trust) {
         Ok(client) => client,
@@ -153,11 +180,41 @@ pub(crate) async fn check_vault(
             return;
         }
     }
+    // The round trip uses a key that exists already (the contexts
+    // service's): encrypt and decrypt write nothing, and nothing is
+    // created. No key yet (contexts-service creates its own on first
+    // use): the listing itself is what is checked.
+    let listed = client
+        .list(&format!("{}/keys", vault.mount), Some(token))
+        .await;
+    let key = match &listed {
+        Ok(body) => body["data"]["keys"]
+            .as_array()
+            .and_then(|keys| keys.first())
+            .and_then(|k| k.as_str())
+            .map(str::to_owned),
+        Err(e) if e.status() == Some(404) => None,
+        Err(e) => {
+            report.find(
+                Cause::DatabaseConfiguration,
+                "vault",
+                &vault.mount,
+                format!(
+                    "listing the transit keys fails ({e}): check VAULT__TRANSIT_MOUNT and the \
+                     token's policy"
+                ),
+            );
+            return;
+        }
+    };
+    let Some(key) = key else {
+        return;
+    };
     let plaintext = "Y2lyY2xlLWhhIGRvY3Rvcg=="; // "circle-ha doctor"
     let round_trip = async {
         let encrypted = client
             .put(
-                &format!("{}/encrypt/circle-ha-doctor", vault.mount),
+                &format!("{}/encrypt/{key}", vault.mount),
                 Some(token),
                 &json!({ "plaintext": plaintext }),
             )
@@ -168,7 +225,7 @@ pub(crate) async fn check_vault(
             .to_owned();
         let decrypted = client
             .put(
-                &format!("{}/decrypt/circle-ha-doctor", vault.mount),
+                &format!("{}/decrypt/{key}", vault.mount),
                 Some(token),
                 &json!({ "ciphertext": ciphertext }),
             )
