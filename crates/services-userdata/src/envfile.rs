@@ -89,8 +89,30 @@ pub fn parse_env(text: &str) -> Result<EnvFile, Vec<EnvProblem>> {
     }
 }
 
-/// One shell word (the value of an assignment), expanded.
+/// The longest value an assignment may expand to: far above any URI or
+/// password, and low enough that a file whose lines each double the
+/// previous one (`A2="$A1$A1"`, …) is refused after a few lines instead of
+/// taking gigabytes.
+pub const MAX_VALUE: usize = 1 << 20;
+
+/// One shell word (the value of an assignment), expanded; at most
+/// [`MAX_VALUE`] bytes.
 fn expand(word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let value = expand_unbounded(word, lookup)?;
+    if value.len() > MAX_VALUE {
+        return Err(too_long());
+    }
+    Ok(value)
+}
+
+fn too_long() -> String {
+    format!(
+        "expands to more than {} KiB (a variable expanded into itself over and over?)",
+        MAX_VALUE >> 10
+    )
+}
+
+fn expand_unbounded(word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::new();
     let mut chars = word.chars().peekable();
     let variable =
@@ -117,6 +139,15 @@ fn expand(word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String,
             lookup(&name)
                 .ok_or_else(|| format!("uses ${name}, which no earlier line of the file sets"))
         };
+    // Expansions are checked before they are appended: the value never
+    // grows past the limit.
+    let append = |out: &mut String, text: &str| {
+        if out.len() + text.len() > MAX_VALUE {
+            return Err(too_long());
+        }
+        out.push_str(text);
+        Ok(())
+    };
     while let Some(c) = chars.next() {
         match c {
             '\'' => loop {
@@ -137,7 +168,7 @@ fn expand(word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String,
                         }
                         None => return Err("has a \" that is never closed".to_owned()),
                     },
-                    Some('$') => out.push_str(&variable(&mut chars)?),
+                    Some('$') => append(&mut out, &variable(&mut chars)?)?,
                     Some('`') => return Err("runs a command (`…`): not a plain value".to_owned()),
                     Some(c) => out.push(c),
                     None => return Err("has a \" that is never closed".to_owned()),
@@ -150,7 +181,7 @@ fn expand(word: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String,
             '$' if chars.peek() == Some(&'(') => {
                 return Err("runs a command ($(…)): not a plain value".to_owned());
             }
-            '$' => out.push_str(&variable(&mut chars)?),
+            '$' => append(&mut out, &variable(&mut chars)?)?,
             '`' => return Err("runs a command (`…`): not a plain value".to_owned()),
             c if c.is_whitespace() => {
                 // `NAME=value more`: sh would run `more` as a command.

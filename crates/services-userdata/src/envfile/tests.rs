@@ -52,3 +52,23 @@ fn lines_sh_would_not_read_as_assignments_are_named_without_their_values() {
         assert!(!problem.message.contains("s3cr3t"), "{problem:?}");
     }
 }
+
+#[test]
+fn a_file_that_doubles_a_value_line_after_line_is_refused_quickly_and_small() {
+    let mut text = String::from("A0=\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"\n");
+    for i in 1..=25 {
+        text.push_str(&format!("A{i}=\"$A{}$A{}\"\n", i - 1, i - 1));
+    }
+    assert!(text.len() < 1024);
+    let started = std::time::Instant::now();
+    let problems = parse_env(&text).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // 32 bytes doubled: line 17 is the first over 1 MiB; the lines after
+    // it use a variable that was never set.
+    assert_eq!(problems[0].line, 17, "{problems:?}");
+    assert!(
+        problems[0].message.contains("more than 1024 KiB"),
+        "{problems:?}"
+    );
+    assert!(problems.iter().all(|p| !p.message.contains("xxxx")));
+}
