@@ -104,15 +104,19 @@ pub async fn run(options: ServerOptions) -> Result<(), StartError> {
         crate::replication::spawn(node.clone());
     }
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let limit = connection_limit(node.opts.max_incoming_connections);
     for listener in listeners {
         let node = node.clone();
         let open = open.clone();
         tokio::spawn(async move {
+            // Accept errors (EMFILE, ENFILE, ENOBUFS) back off, doubling up
+            // to a second, and are logged once per burst.
+            let mut backoff = std::time::Duration::ZERO;
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
                         use std::sync::atomic::Ordering;
-                        let limit = node.opts.max_incoming_connections;
+                        backoff = std::time::Duration::ZERO;
                         if open.fetch_add(1, Ordering::AcqRel) >= limit {
                             open.fetch_sub(1, Ordering::AcqRel);
                             node.log.warn(
@@ -132,7 +136,18 @@ pub async fn run(options: ServerOptions) -> Result<(), StartError> {
                             open.fetch_sub(1, Ordering::AcqRel);
                         });
                     }
-                    Err(e) => node.log.warn("NETWORK", &format!("accept failed: {e}")),
+                    Err(e) => {
+                        if backoff.is_zero() {
+                            node.log.warn(
+                                "NETWORK",
+                                &format!("accept failed: {e}; backing off until it works again"),
+                            );
+                        }
+                        backoff = (backoff * 2)
+                            .max(std::time::Duration::from_millis(10))
+                            .min(std::time::Duration::from_secs(1));
+                        tokio::time::sleep(backoff).await;
+                    }
                 }
             }
         });
@@ -160,6 +175,35 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
+    }
+}
+
+/// What the message bodies of unauthenticated connections (on a server
+/// with authorization on) may hold at once, in KiB: 128 MiB. A connection
+/// waits for its share before it reads a body, so ten anonymous clients
+/// sending 48 MB each cannot make the member hold 480 MB (stricter than
+/// mongod, which reads them all at once).
+static UNAUTHENTICATED_BODIES: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(128 << 10);
+
+/// How long a connection that has not authenticated (on a server with
+/// authorization on) may stay idle between messages.
+const UNAUTHENTICATED_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The open-file limit (`ulimit -n`), from `/proc/self/limits`.
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The connection limit: the configured one, at most 80 % of the
+/// open-file limit, as mongod does ("maxConns … 80% of the open-file
+/// limit" at start-up) — beyond it `accept` would fail with EMFILE.
+fn connection_limit(configured: usize) -> usize {
+    match open_file_limit() {
+        Some(files) => configured.min((files * 4 / 5).max(1)),
+        None => configured,
     }
 }
 
@@ -235,7 +279,25 @@ async fn message_loop(
     let mut next_id: i32 = 1;
     loop {
         let mut header_bytes = [0u8; 16];
-        match io.read_exact(&mut header_bytes).await {
+        // A connection that has not authenticated on a server with
+        // authorization on may wait this long between messages (stricter
+        // than mongod, which waits for ever): idle unauthenticated
+        // connections cannot pile up.
+        let read = io.read_exact(&mut header_bytes);
+        let read = if node.opts.auth && session.principals.is_empty() {
+            match tokio::time::timeout(UNAUTHENTICATED_IDLE, read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    return Err(format!(
+                        "closed after {} s without authenticating",
+                        UNAUTHENTICATED_IDLE.as_secs()
+                    ));
+                }
+            }
+        } else {
+            read.await
+        };
+        match read {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e.to_string()),
@@ -243,12 +305,29 @@ async fn message_loop(
         let header = Header::parse(&header_bytes).map_err(|e| e.to_string())?;
         // Grown as bytes arrive: a bare header claiming 48 MB costs nothing.
         let want = header.length as usize - 16;
+        let unauthenticated = node.opts.auth && session.principals.is_empty();
+        let _share = if unauthenticated {
+            let kib = u32::try_from(want.div_ceil(1024)).unwrap_or(u32::MAX);
+            Some(
+                UNAUTHENTICATED_BODIES
+                    .acquire_many(kib)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        };
         let mut body = Vec::with_capacity(want.min(64 << 10));
-        (&mut io)
-            .take(want as u64)
-            .read_to_end(&mut body)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut limited = (&mut io).take(want as u64);
+        let read = limited.read_to_end(&mut body);
+        if unauthenticated {
+            tokio::time::timeout(UNAUTHENTICATED_IDLE, read)
+                .await
+                .map_err(|_| "an unauthenticated message took too long to arrive".to_owned())?
+        } else {
+            read.await
+        }
+        .map_err(|e| e.to_string())?;
         if body.len() != want {
             return Err(format!(
                 "the connection closed {} bytes into a {want}-byte message",
@@ -258,7 +337,16 @@ async fn message_loop(
         if header.op_code == wire::OP_MSG {
             wire::check_checksum(&header_bytes, &body).map_err(|e| e.to_string())?;
         }
-        let request = wire::parse_body(&header, &body).map_err(|e| format!("bad message: {e}"))?;
+        let request = if unauthenticated {
+            wire::parse_body_unauthenticated(&header, &body)
+        } else {
+            wire::parse_body(&header, &body)
+        }
+        .map_err(|e| format!("bad message: {e}"))?;
+        // The body is parsed: its bytes (and an unauthenticated share)
+        // go before the command runs.
+        drop(body);
+        drop(_share);
         let (reply, legacy, more_to_come) = match request {
             Request::Msg { command, flags } => (
                 commands::dispatch(node, session, command, false).await,

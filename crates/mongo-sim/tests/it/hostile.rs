@@ -117,3 +117,97 @@ fn send_one(port: u16, bytes: &[u8]) -> Document {
     stream.read_exact(&mut body).unwrap();
     Document::from_reader(&body[5..]).unwrap()
 }
+
+/// Sends `bytes` and reads one reply message (the member keeps the
+/// connection open).
+fn request(port: u16, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut head = [0_u8; 16];
+    stream.read_exact(&mut head).unwrap();
+    let length = i32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let mut rest = vec![0_u8; length.saturating_sub(16)];
+    stream.read_exact(&mut rest).unwrap();
+    rest
+}
+
+/// Peak resident memory of process `pid` (VmHWM), bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+/// Before authentication, a kind-1 sequence is not decoded: ten parallel
+/// 48 MB `insert` messages whose sequence holds ~9.6 million empty
+/// documents each are answered Unauthorized and cost the member no more
+/// than their bytes; an authenticated client is served all along.
+#[tokio::test(flavor = "multi_thread")]
+async fn document_sequences_before_authentication_cost_no_memory() {
+    let options = ha_lab::MongoMemberOptions {
+        auth: true,
+        ..crate::plain_options(None)
+    };
+    let member = MongoMember::start(&tools(), options).unwrap();
+    let anonymous = direct(&member, None, None).await;
+    admin(
+        &anonymous,
+        doc! {"createUser": "root", "pwd": "p'w\"d", "roles": [{"role": "root", "db": "admin"}]},
+    )
+    .await
+    .unwrap();
+    let root = direct(&member, None, Some(("root", "p'w\"d"))).await;
+    admin(&root, doc! {"ping": 1}).await.unwrap();
+    let pid = member.pid().expect("the member's pid");
+    let before = peak_rss(pid);
+
+    // OP_MSG: flags, the body {insert: "c", $db: "circle_ghe"}, then one
+    // kind-1 section "documents" of empty documents up to ~48 MB.
+    let mut body = vec![0, 0, 0, 0, 0];
+    doc! {"insert": "c", "$db": "circle_ghe"}
+        .to_writer(&mut body)
+        .unwrap();
+    let empties = (47_000_000 - body.len()) / 5;
+    let mut sequence = vec![1];
+    let size = 4 + b"documents\0".len() + empties * 5;
+    sequence.extend((size as i32).to_le_bytes());
+    sequence.extend(b"documents\0");
+    for _ in 0..empties {
+        sequence.extend([5, 0, 0, 0, 0]);
+    }
+    body.extend(sequence);
+    let mut message = header((16 + body.len()) as i32, 2013);
+    message.extend(body);
+    let message = std::sync::Arc::new(message);
+    let port = member.port();
+    let senders: Vec<_> = (0..10)
+        .map(|_| {
+            let message = message.clone();
+            std::thread::spawn(move || request(port, &message))
+        })
+        .collect();
+    // Served while the hostile messages arrive.
+    admin(&root, doc! {"ping": 1}).await.unwrap();
+    for sender in senders {
+        let reply = sender.join().unwrap();
+        // The member answered each: Unauthorized, as mongod does.
+        let text = String::from_utf8_lossy(&reply);
+        assert!(text.contains("Unauthorized"), "{text}");
+    }
+    let grew = peak_rss(pid).saturating_sub(before);
+    assert!(
+        peak_rss(pid) < 256 << 20,
+        "peak RSS {} MiB (grew {} MiB)",
+        peak_rss(pid) >> 20,
+        grew >> 20
+    );
+    admin(&root, doc! {"ping": 1}).await.unwrap();
+}
