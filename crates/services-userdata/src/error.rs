@@ -89,6 +89,15 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// More, or larger, key files than an encryption-key directory holds
+    /// (CircleCI's is a handful of small files).
+    #[error("{what}: {detail}; refused before it is read")]
+    TooLarge {
+        /// The file or object.
+        what: String,
+        /// How large, and the limit.
+        detail: String,
+    },
     /// The stored copy does not match the SHA-256 recorded with it.
     #[error("s3://{bucket}/{key}: its content does not match the SHA-256 recorded with it")]
     Corrupt {

@@ -31,6 +31,11 @@ pub const KEYS_DIR: &str = "/data/circle/circleci-encryption-keys";
 pub const KEYS_PREFIX: &str = "circleci-encryption-keys/";
 /// The mode key files are written with.
 pub const KEY_MODE: u32 = 0o600;
+/// The largest key file read or fetched (CircleCI's are a few hundred
+/// bytes).
+pub const MAX_KEY_FILE: u64 = 1 << 20;
+/// The most key files read or fetched.
+pub const MAX_KEY_FILES: usize = 1000;
 
 /// Where the stored copy lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,7 +131,24 @@ pub fn read_keys(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, Error> {
             path: path.clone(),
             problem,
         })?;
-        keys.insert(name, std::fs::read(&path).map_err(io(&path))?);
+        let size = entry.metadata().map_err(io(&path))?.len();
+        if size > MAX_KEY_FILE || keys.len() >= MAX_KEY_FILES {
+            return Err(Error::TooLarge {
+                what: path.display().to_string(),
+                detail: format!(
+                    "{size} bytes, file {} of the directory (at most {MAX_KEY_FILE} bytes and \
+                     {MAX_KEY_FILES} files)",
+                    keys.len() + 1
+                ),
+            });
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::fs::File::open(&path).map_err(io(&path))?, MAX_KEY_FILE),
+            &mut bytes,
+        )
+        .map_err(io(&path))?;
+        keys.insert(name, bytes);
     }
     Ok(keys)
 }
@@ -162,9 +184,24 @@ pub async fn stored_keys(
             .map_err(|e| store.s3_error("ListObjectsV2", &prefix, &e))?;
         for object in page.contents() {
             let Some(key) = object.key() else { continue };
-            let name = &key[prefix.len()..];
+            // A listing entry outside the prefix (a store that ignores it)
+            // is not ours.
+            let Some(name) = key.strip_prefix(prefix.as_str()) else {
+                continue;
+            };
             if check_name(name).is_err() {
                 continue;
+            }
+            let size = object.size().unwrap_or(0).max(0) as u64;
+            if size > MAX_KEY_FILE || keys.len() >= MAX_KEY_FILES {
+                return Err(Error::TooLarge {
+                    what: format!("s3://{}/{key}", store.bucket),
+                    detail: format!(
+                        "{size} bytes, object {} of the backup (at most {MAX_KEY_FILE} bytes and \
+                         {MAX_KEY_FILES} objects)",
+                        keys.len() + 1
+                    ),
+                });
             }
             let got = s3
                 .get_object()
@@ -174,6 +211,14 @@ pub async fn stored_keys(
                 .await
                 .map_err(|e| store.s3_error("GetObject", key, &e))?;
             let recorded = got.metadata().and_then(|m| m.get(SHA256_METADATA)).cloned();
+            // The listing's size may be stale: the object's own length is
+            // checked too, before its body is read.
+            if got.content_length().unwrap_or(0).max(0) as u64 > MAX_KEY_FILE {
+                return Err(Error::TooLarge {
+                    what: format!("s3://{}/{key}", store.bucket),
+                    detail: format!("more than {MAX_KEY_FILE} bytes"),
+                });
+            }
             let bytes = got
                 .body
                 .collect()
@@ -439,4 +484,24 @@ pub async fn restore(
         std::fs::rename(&tmp, path).map_err(io(path))?;
     }
     Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_file_over_the_limit_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("aes.key"), "k").unwrap();
+        assert_eq!(read_keys(dir.path()).unwrap().len(), 1);
+        std::fs::write(
+            dir.path().join("huge.key"),
+            vec![0_u8; MAX_KEY_FILE as usize + 1],
+        )
+        .unwrap();
+        let err = read_keys(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("huge.key"), "{err}");
+    }
 }
