@@ -7,7 +7,9 @@
 //!   `CIRCLE_HA_TAGS`; the command prints one snapshot id per line and
 //!   keeps the tags with the snapshots.
 //! - `<argv> list`: prints a JSON array of `{"id", "source", "created"
-//!   (Unix seconds), "state" ("pending" | "completed" | "error"), "tags"}`
+//!   (Unix seconds), "state" ("pending" | "completed" | "error"), "tags"}`;
+//!   an entry with another state or no `created` counts as pending: never
+//!   complete, never deleted (retention fails closed)
 //!   for every snapshot it keeps; this tool keeps only those with its tags.
 //! - `<argv> delete ID`: deletes one.
 //!
@@ -199,10 +201,18 @@ impl SnapshotStore for CommandStore {
             let Some(id) = item.get("id").and_then(|v| v.as_str()) else {
                 continue;
             };
-            let state = match item.get("state").and_then(|v| v.as_str()) {
-                Some("pending") => SnapshotState::Pending,
-                Some("error") => SnapshotState::Error,
-                _ => SnapshotState::Completed,
+            // Retention fails closed: a snapshot whose state this tool
+            // cannot read, or that has no creation time, counts as pending
+            // — never complete (so it pushes no good run out under
+            // keep_last) and never deleted.
+            let created = item
+                .get("created")
+                .and_then(serde_json::Value::as_i64)
+                .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
+            let state = match (item.get("state").and_then(|v| v.as_str()), created) {
+                (Some("completed"), Some(_)) => SnapshotState::Completed,
+                (Some("error"), Some(_)) => SnapshotState::Error,
+                _ => SnapshotState::Pending,
             };
             snapshots.push(Snapshot {
                 id: id.to_owned(),
@@ -211,11 +221,7 @@ impl SnapshotStore for CommandStore {
                     .and_then(|v| v.as_str())
                     .unwrap_or(&self.source)
                     .to_owned(),
-                created: item
-                    .get("created")
-                    .and_then(serde_json::Value::as_i64)
-                    .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                created: created.unwrap_or(OffsetDateTime::UNIX_EPOCH),
                 state,
                 labels,
                 volumes,

@@ -552,3 +552,66 @@ async fn a_command_hook_takes_lists_and_prunes_snapshots_with_the_runs_tags() {
     assert!(store.list("another_set").await.unwrap().is_empty());
     assert_eq!(lab.settle(&ALL_UP).await, ALL_UP);
 }
+
+/// Retention with an operator's command fails closed: a run the command
+/// reports in a state this tool cannot read, or without a creation time,
+/// is kept and never counted as complete — it cannot push the good runs
+/// out under keep_last.
+#[tokio::test]
+async fn retention_keeps_good_runs_when_the_command_reports_an_unreadable_one() {
+    use mongo_backup::snapshot::{Labels, Retention};
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |group: &str, created: Option<i64>, state: &str| {
+        let labels = Labels {
+            group: group.to_owned(),
+            set: "bk_fail_closed".to_owned(),
+            member: "mongo-2:27017".to_owned(),
+            optime: None,
+            optime_millis: None,
+            version: "test".to_owned(),
+        };
+        let tags: serde_json::Map<String, serde_json::Value> = labels
+            .tags(1)
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        let mut item = serde_json::json!({"id": format!("snap-{group}"), "source": "lv", "state": state, "tags": tags});
+        if let Some(created) = created {
+            item["created"] = serde_json::json!(created);
+        }
+        item
+    };
+    let listing = serde_json::json!([
+        entry("g4", Some(4_000), "half-done"),
+        entry("g3", None, "completed"),
+        entry("g2", Some(2_000), "completed"),
+        entry("g1", Some(1_000), "completed"),
+    ]);
+    let file = dir.path().join("listing.json");
+    std::fs::write(&file, listing.to_string()).unwrap();
+    let store = mongo_backup::CommandStore {
+        command: vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("cat '{}'", file.display()),
+            "hook".to_owned(),
+        ],
+        source: "lv".to_owned(),
+        timeout: Duration::from_secs(30),
+    };
+    let steps = mongo_backup::run::prune(
+        &store,
+        "bk_fail_closed",
+        &Retention {
+            keep_last: Some(1),
+            keep_days: None,
+        },
+        true,
+    )
+    .await
+    .unwrap();
+    let deleted: Vec<String> = steps.iter().map(|s| s.to_string()).collect();
+    // g2 is the newest complete run and stays; g4 and g3 are unreadable
+    // and stay; only g1 goes.
+    assert_eq!(deleted, ["delete snapshot snap-g1 (run g1)"], "{deleted:?}");
+}
