@@ -376,19 +376,27 @@ fn read_file(path: &Path) -> Result<String, Problems> {
 
 /// A parser message with every double-quoted part replaced by `"…"`: serde
 /// quotes the value it could not take (`invalid type: string "…"`), and
-/// that value may be a secret written in the wrong place.
+/// that value may be a secret written in the wrong place. Quoted parts are
+/// read as Rust's `{:?}` writes them — `\"` and `\\` inside do not end
+/// them — and an unterminated one is redacted to the end.
 fn redact_quoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    let mut parts = message.split('"');
-    out.push_str(parts.next().unwrap_or_default());
-    let mut inside = true;
-    for part in parts {
-        if inside {
-            out.push_str("\"…\"");
-        } else {
-            out.push_str(part);
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            out.push(c);
+            continue;
         }
-        inside = !inside;
+        out.push_str("\"…\"");
+        while let Some(inner) = chars.next() {
+            match inner {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => break,
+                _ => {}
+            }
+        }
     }
     out
 }

@@ -239,3 +239,22 @@ fn backup_problems_come_together_with_their_keys() {
     let problems = config.backup(Some("m1:27017")).unwrap_err();
     assert!(problems.iter().all(|p| p.key != "[backup].member"));
 }
+
+#[test]
+fn parser_messages_never_show_any_part_of_a_quoted_value() {
+    let leaked =
+        super::redact_quoted(r#"invalid type: string "p\"ass\\wörd\"tail", expected a table"#);
+    assert_eq!(leaked, r#"invalid type: string "…", expected a table"#);
+    assert_eq!(super::redact_quoted(r#"a "x" b "y""#), r#"a "…" b "…""#);
+    assert_eq!(super::redact_quoted(r#"cut "secret"#), r#"cut "…""#);
+    // Through the loader: a secret literal where a table belongs.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ha.toml");
+    std::fs::write(
+        &path,
+        "[postgres]\nhost = \"pg\"\nadmin_password = { x = 1 }\n[mongo]\nusers = \"s3cr\\\"et-tail\"\n",
+    )
+    .unwrap();
+    let err = crate::HaConfig::load(&path).err().unwrap().to_string();
+    assert!(!err.contains("et-tail") && !err.contains("s3cr"), "{err}");
+}
