@@ -31,7 +31,7 @@
 //! Each statement is sent on its own with the extended protocol, which
 //! refuses a message holding two statements: a boundary this splitter got
 //! wrong makes the load fail, it cannot smuggle a statement past the
-//! [`judge`].
+//! allow-list (see [`Verdict`]).
 
 use std::fmt;
 
@@ -429,7 +429,7 @@ impl Splitter {
         emit: &mut dyn FnMut(Piece<'_>) -> Result<(), E>,
     ) -> Result<bool, E> {
         match self.state.clone() {
-            State::Initial => return self.initial(b, emit),
+            State::Initial => self.initial(b, emit),
             State::Word => {
                 if ident_cont(b) {
                     if self.word.len() < 64 {
@@ -457,25 +457,25 @@ impl Splitter {
                 self.word = word;
                 self.end_word();
                 self.state = State::Initial;
-                return Ok(false);
+                Ok(false)
             }
             State::UAmp => {
                 // `U&'…'` and `U&"…"`; otherwise `u` was an identifier and
                 // `&` an operator.
                 match b {
-                    b'\'' => return self.open_quote(QuoteKind::Plain, b).map_err(E::from),
+                    b'\'' => self.open_quote(QuoteKind::Plain, b).map_err(E::from),
                     b'"' => {
                         self.push(b)?;
                         self.literal.clear();
                         self.state = State::Ident;
-                        return Ok(true);
+                        Ok(true)
                     }
                     _ => {
                         self.word = b"u".to_vec();
                         self.end_word();
                         self.skeleton_token("&".to_owned());
                         self.state = State::Initial;
-                        return Ok(false);
+                        Ok(false)
                     }
                 }
             }
@@ -516,7 +516,7 @@ impl Splitter {
                 }
                 self.skeleton_token("0".to_owned());
                 self.state = State::Initial;
-                return Ok(false);
+                Ok(false)
             }
             State::Dash => {
                 if b == b'-' {
@@ -532,7 +532,7 @@ impl Splitter {
                 }
                 self.skeleton_token("-".to_owned());
                 self.state = State::Initial;
-                return Ok(false);
+                Ok(false)
             }
             State::Slash => {
                 if b == b'*' {
@@ -542,7 +542,7 @@ impl Splitter {
                 }
                 self.skeleton_token("/".to_owned());
                 self.state = State::Initial;
-                return Ok(false);
+                Ok(false)
             }
             State::DollarTag => {
                 if dolq_cont(b) && !(self.tag.is_empty() && b.is_ascii_digit()) {
@@ -580,7 +580,7 @@ impl Splitter {
                     self.end_word();
                 }
                 self.state = State::Initial;
-                return Ok(false);
+                Ok(false)
             }
             State::Param => {
                 if b.is_ascii_digit() {
@@ -594,7 +594,7 @@ impl Splitter {
                 }
                 self.skeleton_token("$0".to_owned());
                 self.state = State::Initial;
-                return Ok(false);
+                Ok(false)
             }
             State::Quote(kind) => {
                 self.push(b)?;
@@ -611,12 +611,12 @@ impl Splitter {
                 } else if self.literal.len() < 64 {
                     self.literal.push(b.to_ascii_lowercase());
                 }
-                return Ok(true);
+                Ok(true)
             }
             State::QuoteEscape => {
                 self.push(b)?;
                 self.state = State::Quote(QuoteKind::Escapes);
-                return Ok(true);
+                Ok(true)
             }
             State::AfterQuote {
                 kind,
@@ -719,7 +719,7 @@ impl Splitter {
                 } else if self.literal.len() < 64 {
                     self.literal.push(b);
                 }
-                return Ok(true);
+                Ok(true)
             }
             State::IdentQuote => {
                 if b == b'"' {
@@ -732,7 +732,7 @@ impl Splitter {
                 self.literal.clear();
                 self.skeleton_token(name);
                 self.state = State::Initial;
-                return Ok(false);
+                Ok(false)
             }
             State::DollarBody { closing } => {
                 self.push(b)?;
@@ -759,14 +759,14 @@ impl Splitter {
                     }
                 };
                 self.state = State::DollarBody { closing };
-                return Ok(true);
+                Ok(true)
             }
             State::LineComment => {
                 if b == b'\n' || b == b'\r' {
                     self.state = State::Initial;
                     return Ok(false);
                 }
-                return Ok(true);
+                Ok(true)
             }
             State::BlockComment { depth, prev } => {
                 self.push(b)?;
@@ -787,7 +787,7 @@ impl Splitter {
                 } else {
                     State::BlockComment { depth, prev: b }
                 };
-                return Ok(true);
+                Ok(true)
             }
             State::Meta => {
                 if b == b'\n' {
@@ -801,7 +801,7 @@ impl Splitter {
                         .into());
                 }
                 self.meta.push(b);
-                return Ok(true);
+                Ok(true)
             }
             State::CopyLineRest => {
                 match b {
@@ -817,7 +817,7 @@ impl Splitter {
                             .into());
                     }
                 }
-                return Ok(true);
+                Ok(true)
             }
             State::CopyData { .. } => unreachable!("COPY data is read by copy_data"),
         }
@@ -1290,7 +1290,7 @@ fn judge(skeleton: &Skeleton, dialect: Dialect) -> Verdict {
         {
             Verdict::Skip
         }
-        _ => Verdict::Refuse(format!("{}", words[0].to_uppercase())),
+        _ => Verdict::Refuse(words[0].to_uppercase().to_string()),
     }
 }
 
