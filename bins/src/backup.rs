@@ -264,7 +264,6 @@ async fn with_store<S: SnapshotStore>(
     }
 }
 
-#[allow(clippy::print_stderr)]
 async fn snapshot<S: SnapshotStore>(
     tool: &str,
     config: &HaConfig,
@@ -282,11 +281,7 @@ async fn snapshot<S: SnapshotStore>(
         cli::interrupted().await;
         handle.cancel();
     });
-    let progress = |line: &str| {
-        if !json {
-            eprintln!("{tool}: {line}");
-        }
-    };
+    let progress = printer(tool, json);
     let mut process: Commands = settings.commands.clone();
     let res = mongo_backup::run::snapshot(
         &session,
@@ -319,7 +314,16 @@ async fn snapshot<S: SnapshotStore>(
     }
 }
 
+/// Progress lines on stderr, as `tool: line` (none with `--json`).
 #[allow(clippy::print_stderr)]
+fn printer(tool: &str, json: bool) -> impl Fn(&str) + '_ {
+    move |line: &str| {
+        if !json {
+            eprintln!("{tool}: {line}");
+        }
+    }
+}
+
 async fn recover(
     tool: &str,
     config: &HaConfig,
@@ -330,14 +334,10 @@ async fn recover(
         .mongo_setup(&cli::env_var, &MongoOptions::default())
         .await?;
     let session = mongo_rs_setup::Session::new(&setup.spec);
-    let progress = |line: &str| {
-        if !json {
-            eprintln!("{tool}: {line}");
-        }
-    };
     let mut process: Commands = settings.commands.clone();
     let steps =
-        mongo_backup::run::recover(&session, &settings.spec, &mut process, &progress).await?;
+        mongo_backup::run::recover(&session, &settings.spec, &mut process, &printer(tool, json))
+            .await?;
     let report = ha_plan::Report::from_changes(tool, false, &steps, settings.warnings.clone());
     emit_report(json, &report);
     Ok(Exit::Success)

@@ -287,11 +287,14 @@ fn snapshot_twice_list_status_refusals_and_bad_config_as_an_operator_runs_them()
     assert_no_secret(&stderr);
 }
 
-#[test]
-fn sigterm_while_the_member_stops_still_starts_it_again() {
-    let set = Set::start();
-    let s = set.index_where(|h| h.secondary);
-    set.write_config(Some(s), "slow-stop");
+/// Runs `snapshot` and sends it `signal` once the stop script has stopped
+/// the member (polled, 60 s deadline: never a fixed delay, which a busy
+/// machine outlasts); returns its exit status and stderr lines.
+fn signal_once_stopped(
+    set: &Set,
+    s: usize,
+    signal: &str,
+) -> (std::process::ExitStatus, Vec<String>) {
     let mut child = set
         .tool("mongo-backup", &["snapshot"])
         .stderr(Stdio::piped())
@@ -300,13 +303,10 @@ fn sigterm_while_the_member_stops_still_starts_it_again() {
     let pid = child.id().to_string();
     let stderr = child.stderr.take().unwrap();
     let mut lines = Vec::new();
+    let mut sent = false;
     for line in std::io::BufReader::new(stderr).lines() {
         let line = line.unwrap();
-        if line.contains("stopping mongod on") {
-            // Once the stop script has stopped mongod (it then sleeps),
-            // interrupt the tool. Waiting on the member itself, not on a
-            // fixed delay: on a busy machine the script can take longer
-            // than any delay to run.
+        if !sent && line.contains("stopping mongod on") {
             let started = Instant::now();
             while set.hello(s).is_some() {
                 assert!(
@@ -315,11 +315,20 @@ fn sigterm_while_the_member_stops_still_starts_it_again() {
                 );
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+            Command::new("kill").args([signal, &pid]).status().unwrap();
+            sent = true;
         }
         lines.push(line);
     }
-    let status = child.wait().unwrap();
+    (child.wait().unwrap(), lines)
+}
+
+#[test]
+fn sigterm_while_the_member_stops_still_starts_it_again() {
+    let set = Set::start();
+    let s = set.index_where(|h| h.secondary);
+    set.write_config(Some(s), "slow-stop");
+    let (status, lines) = signal_once_stopped(&set, s, "-TERM");
     let text = lines.join("\n");
     assert_eq!(status.code(), Some(1), "{text}");
     assert!(
@@ -347,25 +356,7 @@ fn sigkill_after_the_stop_is_finished_by_recover_or_by_the_next_run() {
     let s = set.index_where(|h| h.secondary);
     set.write_config(Some(s), "slow-stop");
     let kill_after_stop = || {
-        let mut child = set
-            .tool("mongo-backup", &["snapshot"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id().to_string();
-        let stderr = child.stderr.take().unwrap();
-        for line in std::io::BufReader::new(stderr).lines() {
-            if line.unwrap().contains("stopping mongod on") {
-                let started = Instant::now();
-                while set.hello(s).is_some() {
-                    assert!(started.elapsed() < Duration::from_secs(60), "never stopped");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Command::new("kill").args(["-KILL", &pid]).status().unwrap();
-                break;
-            }
-        }
-        child.wait().unwrap();
+        signal_once_stopped(&set, s, "-KILL");
         assert!(
             set.hello(s).is_none(),
             "the member must be down after the kill"

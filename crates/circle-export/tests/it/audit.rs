@@ -16,20 +16,8 @@ use crate::{Pg, progress, restore_spec};
 /// Writes `dir/name` (its extension chooses the compression) holding
 /// `manifest`, its `files` filled in from `files` with honest sizes and
 /// SHA-256s, then `files`.
-fn archive(dir: &Path, name: &str, mut manifest: Manifest, files: &[(&str, &[u8])]) -> PathBuf {
-    manifest.format = circle_export::manifest::FORMAT;
-    manifest.tool = "circle-export 0.0.0".to_owned();
-    manifest.files = files
-        .iter()
-        .map(|(path, bytes)| FileEntry {
-            path: (*path).to_owned(),
-            size: bytes.len() as u64,
-            sha256: Sha256::digest(bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        })
-        .collect();
+fn archive(dir: &Path, name: &str, manifest: Manifest, files: &[(&str, &[u8])]) -> PathBuf {
+    let manifest = crate::honest_manifest(manifest, files);
     let path = dir.join(name);
     let compression = Compression::from_path(&path).unwrap();
     let mut writer = ArchiveWriter::create(&path, compression, 1).unwrap();
@@ -46,6 +34,54 @@ fn archive(dir: &Path, name: &str, mut manifest: Manifest, files: &[(&str, &[u8]
             .unwrap();
     }
     writer.finish().unwrap()
+}
+
+/// Exports database `keep` of `source` alone to `out`.
+async fn export_keep(source: &circle_export::PgClient, out: &Path) -> circle_export::ExportReport {
+    circle_export::export(
+        circle_export::ExportSpec {
+            mongo: None,
+            postgres: Some((source, vec!["keep".to_owned()])),
+            encryption_keys: None,
+            vault_data: None,
+            danger_include_vault_init_output: false,
+            out: out.to_owned(),
+            parallel: 2,
+            tool: "circle-export test".to_owned(),
+            meter: circle_export::Meter::default(),
+        },
+        &progress,
+    )
+    .await
+    .unwrap()
+}
+
+/// A transfer of database `keep` from `source` to `target`, the archive
+/// written to `out`.
+fn transfer_keep<'a>(
+    source: &'a circle_export::PgClient,
+    target: &'a circle_export::PgClient,
+    out: PathBuf,
+    drop: bool,
+) -> circle_export::TransferSpec<'a> {
+    circle_export::TransferSpec {
+        mongo: None,
+        postgres: Some(circle_export::TransferPostgres {
+            source,
+            databases: vec!["keep".to_owned()],
+            target,
+        }),
+        encryption_keys: None,
+        vault_data: None,
+        danger_include_vault_init_output: false,
+        out,
+        drop,
+        dry_run: false,
+        parallel: 2,
+        meter: circle_export::Meter::default(),
+        failover_wait: std::time::Duration::from_secs(60),
+        tool: "circle-export test".to_owned(),
+    }
 }
 
 /// A dump of database `keep` large enough (> 1 MiB) for the seek index to
@@ -284,22 +320,7 @@ async fn equal_counts_but_other_rows_are_refused_by_restore_and_transfer() {
     );
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("keep.tar.zst");
-    let export = circle_export::export(
-        circle_export::ExportSpec {
-            mongo: None,
-            postgres: Some((&source, vec!["keep".to_owned()])),
-            encryption_keys: None,
-            vault_data: None,
-            danger_include_vault_init_output: false,
-            out: out.clone(),
-            parallel: 2,
-            tool: "circle-export test".to_owned(),
-            meter: circle_export::Meter::default(),
-        },
-        &progress,
-    )
-    .await
-    .unwrap();
+    let export = export_keep(&source, &out).await;
     let table = &export.manifest.postgres[0].tables[0];
     assert_eq!(table.rows, 2);
     assert_eq!(table.digest.as_deref().map(str::len), Some(32));
@@ -317,24 +338,8 @@ async fn equal_counts_but_other_rows_are_refused_by_restore_and_transfer() {
         "98,99"
     );
 
-    let transfer = |drop: bool, name: &str| circle_export::TransferSpec {
-        mongo: None,
-        postgres: Some(circle_export::TransferPostgres {
-            source: &source,
-            databases: vec!["keep".to_owned()],
-            target: &target,
-        }),
-        encryption_keys: None,
-        vault_data: None,
-        danger_include_vault_init_output: false,
-        out: dir.path().join(name),
-        drop,
-        dry_run: false,
-        parallel: 2,
-        meter: circle_export::Meter::default(),
-        failover_wait: std::time::Duration::from_secs(60),
-        tool: "circle-export test".to_owned(),
-    };
+    let transfer =
+        |drop: bool, name: &str| transfer_keep(&source, &target, dir.path().join(name), drop);
     let err = circle_export::transfer(transfer(false, "t1.tar.zst"), &progress)
         .await
         .unwrap_err()
@@ -413,22 +418,7 @@ async fn restore_and_transfer_start_no_psql() {
     let target = wrap(new.provision(&[]));
     new.psql("postgres", "ALTER ROLE circle CREATEDB");
     let out = dir.path().join("keep.tar.zst");
-    circle_export::export(
-        circle_export::ExportSpec {
-            mongo: None,
-            postgres: Some((&source, vec!["keep".to_owned()])),
-            encryption_keys: None,
-            vault_data: None,
-            danger_include_vault_init_output: false,
-            out: out.clone(),
-            parallel: 2,
-            tool: "circle-export test".to_owned(),
-            meter: circle_export::Meter::default(),
-        },
-        &progress,
-    )
-    .await
-    .unwrap();
+    export_keep(&source, &out).await;
     let started = |what: &str| {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(!text.contains("psql"), "{what} started psql: {text}");
@@ -443,24 +433,7 @@ async fn restore_and_transfer_start_no_psql() {
     assert_eq!(new.psql("keep", "SELECT count(*) FROM public.t"), "1000");
     new.psql("postgres", "DROP DATABASE keep");
     circle_export::transfer(
-        circle_export::TransferSpec {
-            mongo: None,
-            postgres: Some(circle_export::TransferPostgres {
-                source: &source,
-                databases: vec!["keep".to_owned()],
-                target: &target,
-            }),
-            encryption_keys: None,
-            vault_data: None,
-            danger_include_vault_init_output: false,
-            out: dir.path().join("moved.tar.zst"),
-            drop: false,
-            dry_run: false,
-            parallel: 2,
-            meter: circle_export::Meter::default(),
-            failover_wait: std::time::Duration::from_secs(60),
-            tool: "circle-export test".to_owned(),
-        },
+        transfer_keep(&source, &target, dir.path().join("moved.tar.zst"), false),
         &progress,
     )
     .await

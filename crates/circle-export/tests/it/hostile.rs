@@ -4,28 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
-use circle_export::manifest::{DatabaseEntry, FileEntry, Manifest, TableEntry};
+use circle_export::manifest::{DatabaseEntry, Manifest, TableEntry};
 use circle_export::{RestoreSpec, inspect, restore};
-use sha2::{Digest as _, Sha256};
 
 use crate::{Pg, progress};
 
 /// Writes `dir/name.tar` holding `manifest` (its `files` filled in from
 /// `files` with honest sizes and SHA-256s) and `files`.
-fn archive(dir: &Path, mut manifest: Manifest, files: &[(&str, &[u8])]) -> PathBuf {
-    manifest.format = circle_export::manifest::FORMAT;
-    manifest.tool = "circle-export 0.0.0".to_owned();
-    manifest.files = files
-        .iter()
-        .map(|(path, bytes)| FileEntry {
-            path: (*path).to_owned(),
-            size: bytes.len() as u64,
-            sha256: Sha256::digest(bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        })
-        .collect();
+fn archive(dir: &Path, manifest: Manifest, files: &[(&str, &[u8])]) -> PathBuf {
+    let manifest = crate::honest_manifest(manifest, files);
     let path = dir.join("hostile.tar");
     let mut tar = tar::Builder::new(std::fs::File::create(&path).unwrap());
     let json = serde_json::to_vec(&manifest).unwrap();

@@ -45,6 +45,29 @@ pub(crate) fn restore_spec<'a>(
     }
 }
 
+/// `manifest` made to describe `files` honestly (format, tool, every
+/// file's size and SHA-256), as an attacker who recomputes them would.
+pub(crate) fn honest_manifest(
+    mut manifest: circle_export::Manifest,
+    files: &[(&str, &[u8])],
+) -> circle_export::Manifest {
+    use sha2::Digest as _;
+    manifest.format = circle_export::manifest::FORMAT;
+    manifest.tool = "circle-export 0.0.0".to_owned();
+    manifest.files = files
+        .iter()
+        .map(|(path, bytes)| circle_export::manifest::FileEntry {
+            path: (*path).to_owned(),
+            size: bytes.len() as u64,
+            sha256: sha2::Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        })
+        .collect();
+    manifest
+}
+
 pub(crate) fn tools() -> Toolbox {
     Toolbox::discover(std::env::vars_os())
 }
