@@ -229,3 +229,107 @@ async fn deep_nesting_and_too_many_connections_do_not_take_a_member_down() {
     let client = direct(&member, None, None).await;
     admin(&client, doc! {"ping": 1}).await.unwrap();
 }
+
+/// With `ulimit -n 64`, 120 idle connections neither make the accept loop
+/// spin on EMFILE nor flood the log: connections past 80 % of the
+/// open-file limit are closed at once (as mongod caps maxConns), accept
+/// errors back off and are logged once per burst, and once the clients go
+/// the member serves again.
+#[test]
+fn a_low_open_file_limit_caps_connections_without_a_spinning_accept_loop() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dbpath = dir.path().join("db");
+    std::fs::create_dir(&dbpath).unwrap();
+    let log = dir.path().join("member.log");
+    let mut member = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec '{}' --port {port} --bind_ip 127.0.0.1 --dbpath '{}' > '{}' 2>&1",
+            env!("CARGO_BIN_EXE_mongo-sim"),
+            dbpath.display(),
+            log.display()
+        ))
+        .spawn()
+        .unwrap();
+    let ping = || -> bool {
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut body = vec![0, 0, 0, 0, 0];
+        doc! {"ping": 1, "$db": "admin"}
+            .to_writer(&mut body)
+            .unwrap();
+        let mut message = ((16 + body.len()) as i32).to_le_bytes().to_vec();
+        message.extend(1_i32.to_le_bytes());
+        message.extend(0_i32.to_le_bytes());
+        message.extend(2013_i32.to_le_bytes());
+        message.extend(body);
+        if stream.write_all(&message).is_err() {
+            return false;
+        }
+        let mut head = [0_u8; 16];
+        stream.read_exact(&mut head).is_ok()
+    };
+    let started = std::time::Instant::now();
+    while !ping() {
+        assert!(started.elapsed() < Duration::from_secs(60), "never served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let held: Vec<std::net::TcpStream> = (0..120)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert_eq!(
+        held.len(),
+        120,
+        "the kernel queues connections past the member"
+    );
+    // Wait until the member has met its limit: a connection over the cap
+    // refused, or an accept failing (other files use descriptors too).
+    let started = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("too many open connections") || text.contains("accept failed") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Then, watched for two seconds: no spinning (little CPU) and no
+    // flood (a small log).
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", member.id())).unwrap();
+        let after_name = stat.rsplit(')').next().unwrap().to_owned();
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // utime and stime (fields 14 and 15 of stat), clock ticks.
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let (before, watched) = (cpu(), std::time::Instant::now());
+    while watched.elapsed() < Duration::from_secs(2) {
+        let size = std::fs::metadata(&log).unwrap().len();
+        assert!(size < 256 << 10, "the log grew to {size} bytes");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ticks = cpu() - before;
+    assert!(
+        ticks < 100,
+        "{ticks} clock ticks of CPU in 2 s: the accept loop spins"
+    );
+    drop(held);
+    let started = std::time::Instant::now();
+    while !ping() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not served after the clients left"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = member.kill();
+    let _ = member.wait();
+}
