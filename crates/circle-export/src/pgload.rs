@@ -44,8 +44,12 @@ impl From<SplitError> for Stop {
     }
 }
 
-/// COPY data is sent in pieces of about this size.
-const COPY_PIECE: usize = 1 << 20;
+/// COPY data is sent in pieces of about this size (with the channel's
+/// few slots, what one load holds in flight stays around a MiB).
+const COPY_PIECE: usize = 256 << 10;
+
+/// Pieces the reader may run ahead of the loader.
+const IN_FLIGHT: usize = 2;
 
 /// Statements that drop what a plain dump creates, leaving extensions
 /// (and what they own) alone: each query's rows are statements to run,
@@ -114,7 +118,7 @@ pub(crate) async fn load<R: Read + 'static>(
             }
         }
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Op>(8);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Op>(IN_FLIGHT);
     let meter = meter.clone();
     let reader = tokio::task::spawn_blocking(move || read(open, &tx, &meter, dialect));
     let sent = run(&client, &mut rx).await;
@@ -250,7 +254,7 @@ fn read<R: Read>(
             }
         }
     };
-    let mut buf = vec![0_u8; 1 << 20];
+    let mut buf = vec![0_u8; COPY_PIECE];
     loop {
         let n = input.read(&mut buf).map_err(Stop::Read)?;
         if n == 0 {
