@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest as _, Sha256};
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 /// The largest document a `.bson` file may hold: MongoDB's 16 MiB limit
 /// plus the 16 KiB the server allows internally for oplog entries.
@@ -93,9 +93,11 @@ pub fn connect_target(line: &[u8]) -> Option<String> {
     crate::sqlsplit::connect_target(line)
 }
 
-/// An order-independent digest of a table's rows: the wrapping sum of the
-/// first 128 bits of each row's SHA-256, where a row is one line of COPY
-/// text without its newline. The same rows in any order give the same
+/// An order-independent digest of a table's rows: the wrapping sum of each
+/// row's XXH3-128 (seed 0), where a row is one line of COPY text without
+/// its newline. Not a security check — an archive that lies about it can
+/// at most make a restore leave the target as it is — but a fast one: it
+/// is computed for every row an export dumps. The same rows in any order give the same
 /// digest; one row changed, added or dropped gives another. Written in
 /// the manifest by export and compared with the target's rows (read back
 /// with `COPY … TO STDOUT`) before a restore or transfer calls a table
@@ -104,16 +106,14 @@ pub fn connect_target(line: &[u8]) -> Option<String> {
 pub struct RowDigest(u128);
 
 impl RowDigest {
-    /// Adds a row, given its SHA-256.
-    pub fn add_hash(&mut self, sha256: &[u8]) {
-        let mut first = [0_u8; 16];
-        first.copy_from_slice(&sha256[..16]);
-        self.0 = self.0.wrapping_add(u128::from_be_bytes(first));
+    /// Adds a row, given its XXH3-128.
+    pub fn add_hash(&mut self, hash: u128) {
+        self.0 = self.0.wrapping_add(hash);
     }
 
     /// Adds a row.
     pub fn add(&mut self, row: &[u8]) {
-        self.add_hash(&Sha256::digest(row));
+        self.add_hash(xxh3_128(row));
     }
 
     /// 32 lowercase hex digits.
@@ -122,11 +122,50 @@ impl RowDigest {
     }
 }
 
+/// One row's hash as its bytes arrive: a row inside one chunk is hashed
+/// in one call; one that spans chunks streams through a hasher (never
+/// buffered, whatever its length).
+#[derive(Default)]
+struct RowHasher {
+    spanning: Option<Box<Xxh3>>,
+}
+
+impl std::fmt::Debug for RowHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RowHasher")
+    }
+}
+
+impl RowHasher {
+    /// A row's last (or only) part: its hash.
+    fn finish(&mut self, last: &[u8]) -> u128 {
+        match self.spanning.take() {
+            None => xxh3_128(last),
+            Some(mut hasher) => {
+                hasher.update(last);
+                hasher.digest128()
+            }
+        }
+    }
+
+    /// A part of a row that goes on in the next chunk.
+    fn part(&mut self, part: &[u8]) {
+        self.spanning
+            .get_or_insert_with(|| Box::new(Xxh3::new()))
+            .update(part);
+    }
+
+    /// Drops a row begun (the line was not a row after all).
+    fn reset(&mut self) {
+        self.spanning = None;
+    }
+}
+
 /// Digests of a COPY text stream (what `COPY … TO STDOUT` sends), one row
 /// per line, fed in chunks of any size.
 #[derive(Debug, Default)]
 pub struct RowDigester {
-    row: Sha256,
+    row: RowHasher,
     digest: RowDigest,
     rows: u64,
 }
@@ -135,13 +174,14 @@ impl RowDigester {
     /// Feeds the next chunk.
     pub fn feed(&mut self, mut chunk: &[u8]) {
         while let Some(pos) = memchr::memchr(b'\n', chunk) {
-            self.row.update(&chunk[..pos]);
-            let hash = std::mem::take(&mut self.row).finalize();
-            self.digest.add_hash(&hash);
+            let hash = self.row.finish(&chunk[..pos]);
+            self.digest.add_hash(hash);
             self.rows += 1;
             chunk = &chunk[pos + 1..];
         }
-        self.row.update(chunk);
+        if !chunk.is_empty() {
+            self.row.part(chunk);
+        }
     }
 
     /// The rows seen and their digest.
@@ -166,7 +206,7 @@ pub struct CopyCounter {
     database: Option<String>,
     per_database: BTreeMap<String, BTreeMap<String, u64>>,
     /// The current COPY row's hash so far.
-    row: Sha256,
+    row: RowHasher,
     /// Each table's [`RowDigest`], like `tables`.
     digests: BTreeMap<String, RowDigest>,
     per_database_digests: BTreeMap<String, BTreeMap<String, RowDigest>>,
@@ -179,12 +219,14 @@ impl CopyCounter {
     pub fn feed(&mut self, chunk: &[u8]) {
         let mut rest = chunk;
         loop {
+            // The current row's bytes in this chunk, if in COPY data.
+            let mut pending: Option<&[u8]> = None;
             let (segment, ended) = match memchr::memchr(b'\n', rest) {
                 Some(pos) => (&rest[..pos], Some(pos)),
                 None => (rest, None),
             };
             if self.current.is_some() {
-                self.row.update(segment);
+                pending = Some(segment);
             }
             // Only the start of a line matters for counting (COPY data
             // lines can be huge): keep at most a prefix, long enough for
@@ -193,18 +235,23 @@ impl CopyCounter {
             self.line
                 .extend_from_slice(&segment[..segment.len().min(room)]);
             let Some(pos) = ended else {
+                if let Some(part) = pending.filter(|p| !p.is_empty()) {
+                    self.row.part(part);
+                }
                 return;
             };
             let line = std::mem::take(&mut self.line);
-            self.handle_line(&line);
+            self.handle_line(&line, pending.unwrap_or_default());
             rest = &rest[pos + 1..];
         }
     }
 
-    fn handle_line(&mut self, line: &[u8]) {
+    /// A whole line; `last` is its part in the current chunk (the rest was
+    /// fed to the row hasher already).
+    fn handle_line(&mut self, line: &[u8], last: &[u8]) {
         if let Some((_, rows)) = &mut self.current {
-            let hash = std::mem::take(&mut self.row).finalize();
             if line == b"\\." {
+                self.row.reset();
                 let (table, rows) = self.current.take().unwrap_or_default();
                 let digest = std::mem::take(&mut self.digest);
                 let total = self.digests.entry(table.clone()).or_default();
@@ -212,7 +259,8 @@ impl CopyCounter {
                 *self.tables.entry(table).or_default() += rows;
             } else {
                 *rows += 1;
-                self.digest.add_hash(&hash);
+                let hash = self.row.finish(last);
+                self.digest.add_hash(hash);
             }
             return;
         }
@@ -270,7 +318,7 @@ impl CopyCounter {
     pub fn finish(mut self) -> Result<BTreeMap<String, u64>, String> {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
-            self.handle_line(&line);
+            self.handle_line(&line, &[]);
         }
         if let Some((table, _)) = &self.current {
             return Err(format!("truncated: the data of {table} does not end"));
