@@ -87,11 +87,10 @@ impl BsonCounter {
     }
 }
 
-/// The database a `\connect` line of a `pg_dumpall` script switches to
-/// (see [`crate::sqlsplit::connect_target`], which restore splits by).
-pub fn connect_target(line: &[u8]) -> Option<String> {
-    crate::sqlsplit::connect_target(line)
-}
+/// The database a `\connect` line of a `pg_dumpall` script switches to:
+/// the rule restore splits the script by, re-exported where the row
+/// counter always had it.
+pub use crate::sqlsplit::connect_target;
 
 /// An order-independent digest of a table's rows: the wrapping sum of each
 /// row's XXH3-128 (seed 0), where a row is one line of COPY text without

@@ -9,13 +9,13 @@ use std::time::Instant;
 
 use mongodb::Client;
 
-use crate::count::connect_target;
 use crate::error::Error;
 use crate::manifest::{Manifest, bson_path, metadata_path, sql_path};
 use crate::meter::{Meter, Stage};
 use crate::mongo::{self, RestoreItem, for_each_parallel};
 use crate::postgres::PgClient;
 use crate::spool::WorkDir;
+use crate::sqlsplit::connect_target;
 use crate::verify::{
     Event, Growing, Layout, VENDOR_MONGO, VENDOR_PG, inspect_metered, inspect_streaming,
 };

@@ -82,11 +82,7 @@ impl CancelHandle {
 /// loopback). Refuses unless it is `member` (any, when `member` is empty).
 async fn local_identity(session: &Session<'_>, member: &str, port: u16) -> Result<String, Error> {
     let address = format!("127.0.0.1:{port}");
-    let reach = &session.spec().reach;
-    let local = crate::local::local_me(port, reach.tls.as_ref(), reach.connect_timeout)
-        .await
-        .ok()
-        .flatten();
+    let local = ask_local(session, port).await.ok().flatten();
     match local {
         Some(me) if member.is_empty() || me.eq_ignore_ascii_case(member) => Ok(me),
         local => Err(Error::Refused(vec![guard::Refusal::NotThisMachine {
@@ -99,6 +95,13 @@ async fn local_identity(session: &Session<'_>, member: &str, port: u16) -> Resul
             address,
         }])),
     }
+}
+
+/// `hello.me` of this machine's mongod on `port`, reached as the set's
+/// spec says (TLS, connect timeout).
+async fn ask_local(session: &Session<'_>, port: u16) -> Result<Option<String>, Error> {
+    let reach = &session.spec().reach;
+    crate::local::local_me(port, reach.tls.as_ref(), reach.connect_timeout).await
 }
 
 /// What a snapshot run is asked to do, besides where the set is (the
@@ -588,12 +591,7 @@ pub async fn recover<P: MemberProcess>(
     ));
     let mut steps = Vec::new();
     let answers = match spec.local_port {
-        Some(port) => {
-            let reach = &session.spec().reach;
-            crate::local::local_me(port, reach.tls.as_ref(), reach.connect_timeout)
-                .await
-                .is_ok()
-        }
+        Some(port) => ask_local(session, port).await.is_ok(),
         None => session.hello(&member).await.is_ok(),
     };
     if !answers {
