@@ -86,6 +86,7 @@ pub mod mongo;
 pub mod pgload;
 pub mod postgres;
 pub mod restore;
+pub mod seal;
 pub mod spool;
 pub mod sqlscan;
 pub mod sqlsplit;

@@ -8,6 +8,7 @@ mod hostile;
 mod oracle;
 mod resume;
 mod roundtrip;
+mod seal;
 mod target;
 mod vendor;
 
