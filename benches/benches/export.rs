@@ -94,6 +94,7 @@ fn main() {
                 vault_data: None,
                 danger_include_vault_init_output: false,
                 out: archive.clone(),
+                seal: None,
                 parallel: 4,
                 meter: circle_export::Meter::default(),
                 tool: "circle-export bench".to_owned(),
@@ -176,6 +177,7 @@ fn main() {
                 vault_data: None,
                 danger_include_vault_init_output: false,
                 out: pg_archive.clone(),
+                seal: None,
                 parallel: 4,
                 meter: circle_export::Meter::default(),
                 tool: "circle-export bench".to_owned(),
@@ -189,6 +191,7 @@ fn main() {
         .block_on(circle_export::restore(
             RestoreSpec {
                 archive: pg_archive,
+                unsealing: None,
                 mongo: None,
                 postgres: Some(&target_pg),
                 drop: false,
@@ -255,6 +258,7 @@ fn main() {
         .block_on(circle_export::restore(
             RestoreSpec {
                 archive: archive.clone(),
+                unsealing: None,
                 mongo: Some((&new_mongo_client, false)),
                 postgres: Some(&target_pg),
                 drop: false,
@@ -294,6 +298,7 @@ fn main() {
                     vault_data: None,
                     danger_include_vault_init_output: false,
                     out: work.path().join(out),
+                    seal: None,
                     drop: false,
                     dry_run: false,
                     parallel: 4,
@@ -540,8 +545,10 @@ fn run_shell(script: &str, env: &[(std::ffi::OsString, std::ffi::OsString)]) {
 
 /// The MongoDB part of the archive as a mongodump directory.
 fn extract_mongo_layout(archive: &Path, into: &Path) {
-    let mut reader =
-        circle_export::archive::open(archive, &circle_export::Meter::default()).expect("archive");
+    let mut reader = circle_export::archive::Source::open(archive, None)
+        .unwrap()
+        .open_tar(&circle_export::Meter::default())
+        .expect("archive");
     for entry in reader.entries().expect("entries") {
         let mut entry = entry.expect("entry");
         let path: PathBuf = entry.path().expect("path").into_owned();

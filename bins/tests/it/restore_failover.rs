@@ -69,6 +69,7 @@ async fn archive_of(documents: i64, dir: &std::path::Path) -> (std::path::PathBu
             vault_data: None,
             danger_include_vault_init_output: false,
             out: archive.clone(),
+            seal: None,
             parallel: 2,
             meter: circle_export::Meter::default(),
             tool: "circle-export test".to_owned(),

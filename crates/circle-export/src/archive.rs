@@ -7,14 +7,21 @@
 //! To `zstd -d` and `tar --zstd` it is one ordinary compressed tar stream
 //! (concatenated frames decode as one; skippable frames are skipped); a
 //! restore uses the index to read several members at once, each from its
-//! own offset ([`seek_index`], [`open_member`]). Archives without an index
-//! (older ones, `.tar`, `.tar.gz`) are read as a stream.
+//! own offset ([`Source::seek_index`], [`Source::open_member`]). Archives
+//! without an index (older ones, `.tar`, `.tar.gz`) are read as a stream.
+//!
+//! Any of them may be sealed: written through an age file
+//! ([`crate::seal`]), named with a further `.age`. A [`Source`] opens
+//! either kind; a sealed one reads as its plaintext, at any offset, so the
+//! seek index works the same inside it (its offsets are the plaintext's).
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek as _, Write};
 use std::path::{Path, PathBuf};
 
+use crate::error::Error;
 use crate::meter::{CountingReader, Meter};
+use crate::seal::{FileKey, SealWriter, SealedReader, Sealing, Unsealing};
 
 /// How the tar stream is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,12 +40,14 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// From the file name: `.tar`, `.tar.gz`/`.tgz`, `.tar.zst`.
+    /// From the file name: `.tar`, `.tar.gz`/`.tgz`, `.tar.zst`, each
+    /// optionally followed by `.age` (sealed; see [`is_sealed_name`]).
     pub fn from_path(path: &Path) -> Result<Compression, String> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
+        let name = name.strip_suffix(".age").unwrap_or(&name);
         if name.ends_with(".tar.zst") || name.ends_with(".tzst") {
             Ok(Compression::Zstd)
         } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
@@ -48,23 +57,28 @@ impl Compression {
         } else {
             Err(format!(
                 "{}: the archive name must end in .tar, .tar.gz or .tar.zst (it chooses the \
-                 compression)",
+                 compression), followed by .age when it is sealed",
                 path.display()
             ))
         }
     }
 
-    /// Detects the compression of an existing file from its first bytes.
-    pub fn sniff(path: &Path) -> io::Result<Compression> {
+    /// Detects the compression of a tar stream from its first bytes.
+    fn sniff(reader: &mut impl Read) -> io::Result<Compression> {
         let mut magic = [0u8; 4];
-        let mut file = File::open(path)?;
-        let n = read_up_to(&mut file, &mut magic)?;
+        let n = read_up_to(reader, &mut magic)?;
         Ok(match &magic[..n] {
             [0x1f, 0x8b, ..] => Compression::Gzip,
             [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
             _ => Compression::None,
         })
     }
+}
+
+/// Whether `path`'s name says it is sealed (ends in `.age`).
+pub fn is_sealed_name(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().to_ascii_lowercase().ends_with(".age"))
 }
 
 fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -116,6 +130,39 @@ pub struct IndexEntry {
     pub offset: u64,
 }
 
+/// The file an archive is written to: plain, or through an age file.
+enum Out {
+    Plain(BufWriter<File>),
+    Sealed(Box<SealWriter<BufWriter<File>>>),
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Out::Plain(w) => w.write(buf),
+            Out::Sealed(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Out::Plain(w) => w.flush(),
+            Out::Sealed(w) => w.flush(),
+        }
+    }
+}
+
+impl Out {
+    /// Seals the last chunk (if sealed) and flushes: the file, complete.
+    fn finish(self) -> io::Result<File> {
+        let buffered = match self {
+            Out::Plain(w) => w,
+            Out::Sealed(w) => (*w).finish()?,
+        };
+        buffered.into_inner().map_err(|e| e.into_error())
+    }
+}
+
 /// A writer that counts the bytes it passes on.
 struct Counted<W> {
     inner: W,
@@ -139,16 +186,16 @@ const ZSTD_LEVEL: i32 = 1;
 
 /// zstd frames, one per large member, and the index of where they start.
 struct ZstdSink {
-    encoder: Option<zstd::stream::write::Encoder<'static, Counted<BufWriter<File>>>>,
+    encoder: Option<zstd::stream::write::Encoder<'static, Counted<Out>>>,
     threads: u32,
     index: SeekIndex,
 }
 
 impl ZstdSink {
     fn encoder(
-        out: Counted<BufWriter<File>>,
+        out: Counted<Out>,
         threads: u32,
-    ) -> io::Result<zstd::stream::write::Encoder<'static, Counted<BufWriter<File>>>> {
+    ) -> io::Result<zstd::stream::write::Encoder<'static, Counted<Out>>> {
         let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
         if threads > 1 {
             encoder.multithread(threads)?;
@@ -160,9 +207,7 @@ impl ZstdSink {
         Ok(encoder)
     }
 
-    fn current(
-        &mut self,
-    ) -> io::Result<&mut zstd::stream::write::Encoder<'static, Counted<BufWriter<File>>>> {
+    fn current(&mut self) -> io::Result<&mut zstd::stream::write::Encoder<'static, Counted<Out>>> {
         self.encoder
             .as_mut()
             .ok_or_else(|| io::Error::other("the archive's compressor is gone after an error"))
@@ -185,7 +230,7 @@ impl ZstdSink {
 
     /// Ends the last frame and appends the index as a skippable frame:
     /// magic, size, the JSON index, its length (u32 LE) and `CXSEEK01`.
-    fn finish(mut self) -> io::Result<BufWriter<File>> {
+    fn finish(mut self) -> io::Result<Out> {
         let encoder = self
             .encoder
             .take()
@@ -206,8 +251,8 @@ impl ZstdSink {
 }
 
 enum Sink {
-    Plain(BufWriter<File>),
-    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+    Plain(Out),
+    Gzip(flate2::write::GzEncoder<Out>),
     Zstd(ZstdSink),
 }
 
@@ -240,11 +285,13 @@ pub struct ArchiveWriter {
 
 impl ArchiveWriter {
     /// Starts an archive at `path` with `compression`, using up to
-    /// `threads` compression threads (zstd only).
+    /// `threads` compression threads (zstd only), sealed as `seal` says
+    /// (the whole file one age file) or plain.
     pub fn create(
         path: &Path,
         compression: Compression,
         threads: u32,
+        seal: Option<&Sealing>,
     ) -> io::Result<ArchiveWriter> {
         let mut partial = path.as_os_str().to_owned();
         partial.push(".partial");
@@ -264,6 +311,10 @@ impl ArchiveWriter {
                 .open(&partial)?
         };
         let out = BufWriter::with_capacity(1 << 20, file);
+        let out = match seal {
+            Some(sealing) => Out::Sealed(Box::new(SealWriter::new(out, sealing)?)),
+            None => Out::Plain(out),
+        };
         let sink = match compression {
             Compression::None => Sink::Plain(out),
             Compression::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(
@@ -340,7 +391,7 @@ impl ArchiveWriter {
             Sink::Gzip(w) => w.finish()?,
             Sink::Zstd(sink) => sink.finish()?,
         };
-        let file = out.into_inner().map_err(|e| e.into_error())?;
+        let file = out.finish()?;
         file.sync_all()?;
         std::fs::rename(&self.partial, &self.path)?;
         Ok(self.path.clone())
@@ -364,119 +415,209 @@ fn header(size: u64) -> tar::Header {
     header
 }
 
-/// Opens an archive for reading, whatever its compression, counting the
-/// bytes of the file read into `meter`.
-pub fn open(path: &Path, meter: &Meter) -> io::Result<tar::Archive<Box<dyn Read + Send>>> {
-    let compression = Compression::sniff(path)?;
-    let file = BufReader::with_capacity(
-        1 << 20,
-        CountingReader::new(File::open(path)?, meter.clone()),
-    );
-    let reader: Box<dyn Read + Send> = match compression {
-        Compression::None => Box::new(file),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
-    };
-    Ok(tar::Archive::new(reader))
+/// Something readable and seekable: the archive file, or its plaintext.
+trait ReadSeek: Read + io::Seek + Send {}
+impl<T: Read + io::Seek + Send> ReadSeek for T {}
+
+/// An archive file opened for reading: plain, or sealed and unlocked
+/// (its file key kept, so each further reader opens it without the
+/// identity or another scrypt run). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Source {
+    path: PathBuf,
+    key: Option<FileKey>,
 }
 
-/// The seek index at the end of the `.tar.zst` archive at `path`, if it
-/// has one (older archives, `.tar` and `.tar.gz` do not). An index that is
-/// present but malformed is `None` too: the archive is then read as a
-/// stream, and every member is still checked against the manifest.
-pub fn seek_index(path: &Path) -> io::Result<Option<SeekIndex>> {
-    use std::io::Seek as _;
-    if Compression::sniff(path)? != Compression::Zstd {
-        return Ok(None);
+impl Source {
+    /// Opens the archive at `path`. A sealed one (an age file, whatever
+    /// its name) needs `unsealing`: without it, or when it does not open
+    /// the file, the error says so ([`Error::Sealed`]); a plain archive
+    /// ignores it. Reads the header only: the payload is checked as it is
+    /// read (or all at once, [`Source::authenticate`]).
+    pub fn open(path: &Path, unsealing: Option<&Unsealing>) -> Result<Source, Error> {
+        let sealed = |source| Error::Sealed {
+            archive: path.display().to_string(),
+            source,
+        };
+        let mut file = File::open(path).map_err(Error::io(path.display()))?;
+        let key = if crate::seal::is_sealed(&mut file).map_err(Error::io(path.display()))? {
+            let unsealing = unsealing.ok_or_else(|| sealed(crate::seal::SealError::KeyNeeded))?;
+            let (_, key) = SealedReader::open(file, unsealing).map_err(sealed)?;
+            Some(key)
+        } else {
+            None
+        };
+        Ok(Source {
+            path: path.to_owned(),
+            key,
+        })
     }
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let tail = (4 + INDEX_MAGIC.len()) as u64;
-    if len < tail + 8 {
-        return Ok(None);
-    }
-    let mut footer = [0u8; 12];
-    file.seek(io::SeekFrom::Start(len - tail))?;
-    file.read_exact(&mut footer)?;
-    if &footer[4..] != INDEX_MAGIC {
-        return Ok(None);
-    }
-    let json_len = u64::from(u32::from_le_bytes([
-        footer[0], footer[1], footer[2], footer[3],
-    ]));
-    if json_len > INDEX_MAX || json_len + tail + 8 > len {
-        return Ok(None);
-    }
-    let start = len - tail - json_len;
-    let mut frame = [0u8; 8];
-    file.seek(io::SeekFrom::Start(start - 8))?;
-    file.read_exact(&mut frame)?;
-    let magic = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
-    let size = u64::from(u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]));
-    if !(magic == SKIPPABLE_MAGIC || magic == OLD_SKIPPABLE_MAGIC) || size != json_len + tail {
-        return Ok(None);
-    }
-    let mut json = vec![0u8; json_len as usize];
-    file.read_exact(&mut json)?;
-    let Ok(index) = serde_json::from_slice::<SeekIndex>(&json) else {
-        return Ok(None);
-    };
-    // Offsets must lie inside the compressed data, in order.
-    let sound = index
-        .members
-        .windows(2)
-        .all(|pair| pair[0].offset < pair[1].offset)
-        && index.members.iter().all(|m| m.offset < start - 8);
-    Ok(sound.then_some(index))
-}
 
-/// Reads member `entry.name` of the `.tar.zst` at `path` on its own, from
-/// the frame the index says it starts: its tar header is read and checked
-/// (a regular file of that name; a GNU long name is followed), and the
-/// reader returned yields exactly its bytes. Whether they are the right
-/// bytes is for the caller to check against the manifest.
-pub fn open_member(path: &Path, entry: &IndexEntry) -> io::Result<impl Read + Send + use<>> {
-    use std::io::Seek as _;
-    let mut file = File::open(path)?;
-    file.seek(io::SeekFrom::Start(entry.offset))?;
-    let mut decoder =
-        zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file))?;
-    let wrong = |what: String| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: the seek index points at {what}", entry.name),
-        )
-    };
-    let mut long_name: Option<Vec<u8>> = None;
-    for _ in 0..2 {
-        let mut header = tar::Header::new_old();
-        decoder.read_exact(header.as_mut_bytes())?;
-        let size = header.size()?;
-        match header.entry_type() {
-            tar::EntryType::GNULongName if long_name.is_none() && size <= 4096 => {
-                let mut name = vec![0u8; size as usize];
-                decoder.read_exact(&mut name)?;
-                let padding = (512 - size % 512) % 512;
-                io::copy(&mut (&mut decoder).take(padding), &mut io::sink())?;
-                while name.last() == Some(&0) {
-                    name.pop();
-                }
-                long_name = Some(name);
-            }
-            tar::EntryType::Regular => {
-                let name = long_name.unwrap_or_else(|| header.path_bytes().into_owned());
-                if name != entry.name.as_bytes() {
-                    return Err(wrong(format!(
-                        "member {:?}",
-                        String::from_utf8_lossy(&name)
-                    )));
-                }
-                return Ok(decoder.take(size));
-            }
-            other => return Err(wrong(format!("a {other:?} entry"))),
+    /// The archive's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether it is sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// A new reader of the plaintext, from its start.
+    fn reader(&self) -> io::Result<Box<dyn ReadSeek>> {
+        let file = File::open(&self.path)?;
+        Ok(match &self.key {
+            Some(key) => Box::new(SealedReader::with_file_key(file, key)?),
+            None => Box::new(file),
+        })
+    }
+
+    /// The length of the archive's plaintext (the file's, unsealed).
+    pub fn len(&self) -> io::Result<u64> {
+        let mut reader = self.reader()?;
+        reader.seek(io::SeekFrom::End(0))
+    }
+
+    /// Whether the archive holds no byte.
+    pub fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The tar stream's compression, from its first bytes.
+    pub fn compression(&self) -> io::Result<Compression> {
+        Compression::sniff(&mut self.reader()?)
+    }
+
+    /// Decrypts the whole payload of a sealed archive once, start to end,
+    /// telling `meter` the bytes as they pass, and fails at the first
+    /// chunk that is not authentic: run before a restore writes anything,
+    /// it makes sure no byte of the file was changed. Nothing to do for a
+    /// plain archive (whose checksums prove nothing about who wrote it).
+    pub fn authenticate(&self, meter: &Meter) -> Result<(), Error> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let file = File::open(&self.path).map_err(Error::io(self.path.display()))?;
+        let sealed = |source| Error::Sealed {
+            archive: self.path.display().to_string(),
+            source,
+        };
+        let mut reader = SealedReader::with_file_key(file, key).map_err(sealed)?;
+        reader
+            .authenticate(&mut |bytes| meter.add(bytes))
+            .map_err(sealed)
+    }
+
+    /// The whole archive as a tar stream, whatever its compression,
+    /// counting the bytes read (of the plaintext, sealed) into `meter`.
+    pub fn open_tar(&self, meter: &Meter) -> io::Result<tar::Archive<Box<dyn Read + Send>>> {
+        let compression = self.compression()?;
+        let file =
+            BufReader::with_capacity(1 << 20, CountingReader::new(self.reader()?, meter.clone()));
+        let reader: Box<dyn Read + Send> = match compression {
+            Compression::None => Box::new(file),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
+        };
+        Ok(tar::Archive::new(reader))
+    }
+
+    /// The seek index at the end of a `.tar.zst` archive, if it
+    /// has one (older archives, `.tar` and `.tar.gz` do not). An index that is
+    /// present but malformed is `None` too: the archive is then read as a
+    /// stream, and every member is still checked against the manifest.
+    pub fn seek_index(&self) -> io::Result<Option<SeekIndex>> {
+        if self.compression()? != Compression::Zstd {
+            return Ok(None);
         }
+        let mut file = self.reader()?;
+        let len = file.seek(io::SeekFrom::End(0))?;
+        let tail = (4 + INDEX_MAGIC.len()) as u64;
+        if len < tail + 8 {
+            return Ok(None);
+        }
+        let mut footer = [0u8; 12];
+        file.seek(io::SeekFrom::Start(len - tail))?;
+        file.read_exact(&mut footer)?;
+        if &footer[4..] != INDEX_MAGIC {
+            return Ok(None);
+        }
+        let json_len = u64::from(u32::from_le_bytes([
+            footer[0], footer[1], footer[2], footer[3],
+        ]));
+        if json_len > INDEX_MAX || json_len + tail + 8 > len {
+            return Ok(None);
+        }
+        let start = len - tail - json_len;
+        let mut frame = [0u8; 8];
+        file.seek(io::SeekFrom::Start(start - 8))?;
+        file.read_exact(&mut frame)?;
+        let magic = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        let size = u64::from(u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]));
+        if !(magic == SKIPPABLE_MAGIC || magic == OLD_SKIPPABLE_MAGIC) || size != json_len + tail {
+            return Ok(None);
+        }
+        let mut json = vec![0u8; json_len as usize];
+        file.read_exact(&mut json)?;
+        let Ok(index) = serde_json::from_slice::<SeekIndex>(&json) else {
+            return Ok(None);
+        };
+        // Offsets must lie inside the compressed data, in order.
+        let sound = index
+            .members
+            .windows(2)
+            .all(|pair| pair[0].offset < pair[1].offset)
+            && index.members.iter().all(|m| m.offset < start - 8);
+        Ok(sound.then_some(index))
     }
-    Err(wrong("two long names in a row".to_owned()))
+
+    /// Reads member `entry.name` of a `.tar.zst` archive on its own, from
+    /// the frame the index says it starts: its tar header is read and checked
+    /// (a regular file of that name; a GNU long name is followed), and the
+    /// reader returned yields exactly its bytes. Whether they are the right
+    /// bytes is for the caller to check against the manifest.
+    pub fn open_member(&self, entry: &IndexEntry) -> io::Result<impl Read + Send + use<>> {
+        let mut file = self.reader()?;
+        file.seek(io::SeekFrom::Start(entry.offset))?;
+        let mut decoder =
+            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file))?;
+        let wrong = |what: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: the seek index points at {what}", entry.name),
+            )
+        };
+        let mut long_name: Option<Vec<u8>> = None;
+        for _ in 0..2 {
+            let mut header = tar::Header::new_old();
+            decoder.read_exact(header.as_mut_bytes())?;
+            let size = header.size()?;
+            match header.entry_type() {
+                tar::EntryType::GNULongName if long_name.is_none() && size <= 4096 => {
+                    let mut name = vec![0u8; size as usize];
+                    decoder.read_exact(&mut name)?;
+                    let padding = (512 - size % 512) % 512;
+                    io::copy(&mut (&mut decoder).take(padding), &mut io::sink())?;
+                    while name.last() == Some(&0) {
+                        name.pop();
+                    }
+                    long_name = Some(name);
+                }
+                tar::EntryType::Regular => {
+                    let name = long_name.unwrap_or_else(|| header.path_bytes().into_owned());
+                    if name != entry.name.as_bytes() {
+                        return Err(wrong(format!(
+                            "member {:?}",
+                            String::from_utf8_lossy(&name)
+                        )));
+                    }
+                    return Ok(decoder.take(size));
+                }
+                other => return Err(wrong(format!("a {other:?} entry"))),
+            }
+        }
+        Err(wrong("two long names in a row".to_owned()))
+    }
 }
 
 #[cfg(test)]
@@ -493,7 +634,7 @@ mod tests {
             .collect();
         std::fs::write(dir.path().join("a"), &big).unwrap();
         let out = dir.path().join("x.tar.zst");
-        let mut writer = ArchiveWriter::create(&out, Compression::Zstd, 1).unwrap();
+        let mut writer = ArchiveWriter::create(&out, Compression::Zstd, 1, None).unwrap();
         writer.append_bytes("manifest.json", b"{}").unwrap();
         writer
             .append_file(
@@ -511,15 +652,40 @@ mod tests {
             .rposition(|w| w == ours)
             .expect("the index's skippable frame");
         assert!(!bytes.windows(4).any(|w| w == seekable));
-        assert!(super::seek_index(&out).unwrap().is_some());
+        assert!(
+            super::Source::open(&out, None)
+                .unwrap()
+                .seek_index()
+                .unwrap()
+                .is_some()
+        );
         // An archive written with the seekable format's magic still reads.
         bytes[at..at + 4].copy_from_slice(&seekable);
         std::fs::write(&out, &bytes).unwrap();
-        assert!(super::seek_index(&out).unwrap().is_some());
+        assert!(
+            super::Source::open(&out, None)
+                .unwrap()
+                .seek_index()
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
     fn large_members_start_frames_of_their_own_and_are_read_alone_or_as_one_stream() {
+        let identity = crate::seal::Identity::generate().unwrap();
+        let sealing = crate::seal::Sealing::Recipients(vec![identity.recipient()]);
+        let unsealing = crate::seal::Unsealing::Identities(vec![identity]);
+        members_are_read_alone_or_as_one_stream("x.tar.zst", None, None);
+        // Sealed: the same index, its offsets the plaintext's.
+        members_are_read_alone_or_as_one_stream("x.tar.zst.age", Some(&sealing), Some(&unsealing));
+    }
+
+    fn members_are_read_alone_or_as_one_stream(
+        name: &str,
+        sealing: Option<&crate::seal::Sealing>,
+        unsealing: Option<&crate::seal::Unsealing>,
+    ) {
         use std::io::Read as _;
         let dir = tempfile::tempdir().unwrap();
         let big = |seed: u8| -> Vec<u8> {
@@ -530,8 +696,8 @@ mod tests {
         let (a, b) = (big(1), big(2));
         std::fs::write(dir.path().join("a"), &a).unwrap();
         std::fs::write(dir.path().join("b"), &b).unwrap();
-        let out = dir.path().join("x.tar.zst");
-        let mut writer = ArchiveWriter::create(&out, Compression::Zstd, 2).unwrap();
+        let out = dir.path().join(name);
+        let mut writer = ArchiveWriter::create(&out, Compression::Zstd, 2, sealing).unwrap();
         writer.append_bytes("manifest.json", b"{}").unwrap();
         let meter = crate::meter::Meter::default();
         writer
@@ -544,12 +710,15 @@ mod tests {
             .unwrap();
         writer.finish().unwrap();
 
-        let index = super::seek_index(&out).unwrap().expect("an index");
+        let source = super::Source::open(&out, unsealing).unwrap();
+        assert_eq!(source.is_sealed(), sealing.is_some());
+        let index = source.seek_index().unwrap().expect("an index");
         let names: Vec<&str> = index.members.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["postgres/a.sql", long.as_str()]);
         for (entry, want) in index.members.iter().zip([&a, &b]) {
             let mut got = Vec::new();
-            super::open_member(&out, entry)
+            source
+                .open_member(entry)
                 .unwrap()
                 .read_to_end(&mut got)
                 .unwrap();
@@ -560,10 +729,10 @@ mod tests {
             name: "postgres/other.sql".to_owned(),
             offset: index.members[0].offset,
         };
-        assert!(super::open_member(&out, &wrong).is_err());
+        assert!(source.open_member(&wrong).is_err());
         // As one stream (what tar --zstd and older readers see): every
         // member, the index frame skipped.
-        let mut archive = super::open(&out, &meter).unwrap();
+        let mut archive = source.open_tar(&meter).unwrap();
         let mut seen = Vec::new();
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
@@ -580,11 +749,17 @@ mod tests {
                 (long.clone(), b.len()),
             ]
         );
+        if sealing.is_some() {
+            // Without a key it does not open; nothing reads it as plain.
+            assert!(super::Source::open(&out, None).unwrap_err().is_key_needed());
+            return;
+        }
         // A file without the footer has no index.
         let plain = dir.path().join("y.tar.zst");
         let bytes = std::fs::read(&out).unwrap();
         std::fs::write(&plain, &bytes[..bytes.len() - 3]).unwrap();
-        assert_eq!(super::seek_index(&plain).unwrap(), None);
+        let cut = super::Source::open(&plain, None).unwrap();
+        assert_eq!(cut.seek_index().unwrap(), None);
     }
 
     #[test]
@@ -594,7 +769,7 @@ mod tests {
         let partial = dir.path().join("export.tar.partial");
         std::fs::write(&partial, b"planted").unwrap();
         std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).unwrap();
-        ArchiveWriter::create(&out, Compression::None, 1)
+        ArchiveWriter::create(&out, Compression::None, 1, None)
             .unwrap()
             .finish()
             .unwrap();
@@ -604,7 +779,7 @@ mod tests {
         let elsewhere = dir.path().join("victim");
         std::fs::write(&elsewhere, b"keep me").unwrap();
         std::os::unix::fs::symlink(&elsewhere, &partial).unwrap();
-        ArchiveWriter::create(&out, Compression::None, 1)
+        ArchiveWriter::create(&out, Compression::None, 1, None)
             .unwrap()
             .finish()
             .unwrap();

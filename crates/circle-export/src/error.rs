@@ -40,9 +40,40 @@ pub enum Error {
         .0.join("\n  - ")
     )]
     NotEmpty(Vec<String>),
+    /// A sealed archive could not be opened (no key given, or none that
+    /// opens it) or is not authentic (changed or cut after it was
+    /// sealed). Nothing was written.
+    #[error("{archive}: {source}")]
+    Sealed {
+        /// The archive.
+        archive: String,
+        /// Why.
+        source: crate::seal::SealError,
+    },
     /// Bad input found before anything was touched.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl Error {
+    /// Whether the archive was refused as not opening with the key given,
+    /// or as changed after it was sealed (exit 3 at the command line),
+    /// rather than for a failure to read or write.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Error::Sealed { source, .. } if source.is_refusal())
+    }
+
+    /// Whether a sealed archive was given without any key to open it (a
+    /// usage error at the command line).
+    pub fn is_key_needed(&self) -> bool {
+        matches!(
+            self,
+            Error::Sealed {
+                source: crate::seal::SealError::KeyNeeded,
+                ..
+            }
+        )
+    }
 }
 
 impl Error {

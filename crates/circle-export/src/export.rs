@@ -52,8 +52,12 @@ pub struct ExportSpec<'a> {
     /// Keep files of `vault_data` that hold Vault init output: whoever
     /// holds the archive can then unseal the old storage.
     pub danger_include_vault_init_output: bool,
-    /// The archive to write (`.tar`, `.tar.gz`, `.tar.zst`).
+    /// The archive to write (`.tar`, `.tar.gz`, `.tar.zst`; followed by
+    /// `.age` when sealed).
     pub out: PathBuf,
+    /// Seal the archive (an age file, see [`crate::seal`]): whoever
+    /// restores it can then tell it was not changed since.
+    pub seal: Option<&'a crate::seal::Sealing>,
     /// How many collections/databases to dump at once.
     pub parallel: usize,
     /// `circle-export <version>`, for the manifest.
@@ -79,6 +83,8 @@ pub struct ExportReport {
     pub left_out: Vec<String>,
     /// How long the export took, in seconds.
     pub seconds: f64,
+    /// Whether the archive is sealed.
+    pub sealed: bool,
 }
 
 impl ExportReport {
@@ -107,6 +113,7 @@ impl ExportReport {
             "rows": rows,
             "files": m.files.len(),
             "seconds": report.seconds,
+            "sealed": report.sealed,
             "warnings": report.left_out,
         });
         let mut text: String = report
@@ -138,7 +145,7 @@ pub async fn export(
     let compression = validate(&spec)?;
     let started = Instant::now();
     let dumped = dump(&spec, progress, &Hooks::default()).await?;
-    let archive = write_archive(&spec.out, compression, &dumped, &spec.meter).await?;
+    let archive = write_archive(&spec.out, compression, spec.seal, &dumped, &spec.meter).await?;
     spec.meter.end();
     let archive_bytes = std::fs::metadata(&archive)
         .map_err(Error::io(archive.display()))?
@@ -156,6 +163,7 @@ pub async fn export(
         data_bytes: dumped.data_bytes,
         left_out: dumped.left_out,
         seconds: started.elapsed().as_secs_f64(),
+        sealed: spec.seal.is_some(),
     })
 }
 
@@ -338,9 +346,11 @@ pub(crate) async fn dump(
 pub(crate) async fn write_archive(
     out: &Path,
     compression: Compression,
+    seal: Option<&crate::seal::Sealing>,
     dumped: &Dumped,
     meter: &Meter,
 ) -> Result<PathBuf, Error> {
+    let seal = seal.cloned();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
     let out = out.to_owned();
     let manifest = dumped.manifest.clone();
@@ -349,8 +359,8 @@ pub(crate) async fn write_archive(
     let archive_meter = meter.clone();
     tokio::task::spawn_blocking(move || -> Result<PathBuf, Error> {
         let what = || format!("writing {}", out.display());
-        let mut writer =
-            ArchiveWriter::create(&out, compression, threads).map_err(Error::io(what()))?;
+        let mut writer = ArchiveWriter::create(&out, compression, threads, seal.as_ref())
+            .map_err(Error::io(what()))?;
         let json =
             serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
         writer
@@ -371,6 +381,25 @@ pub(crate) async fn write_archive(
 /// chooses a known compression, there is a source, the directories exist.
 pub(crate) fn validate(spec: &ExportSpec<'_>) -> Result<Compression, Error> {
     let compression = Compression::from_path(&spec.out).map_err(Error::Invalid)?;
+    match (
+        spec.seal.is_some(),
+        crate::archive::is_sealed_name(&spec.out),
+    ) {
+        (true, false) => {
+            return Err(Error::Invalid(format!(
+                "{}: a sealed archive's name ends in .age (e.g. circle-export.tar.zst.age)",
+                spec.out.display()
+            )));
+        }
+        (false, true) => {
+            return Err(Error::Invalid(format!(
+                "{}: a name ending in .age is for a sealed archive: give recipients or a \
+                 passphrase to seal it, or drop the .age",
+                spec.out.display()
+            )));
+        }
+        _ => {}
+    }
     if spec.mongo.is_none() && spec.postgres.is_none() {
         return Err(Error::Invalid(
             "nothing to export: give a MongoDB source, a PostgreSQL source, or both".to_owned(),

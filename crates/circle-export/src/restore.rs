@@ -24,6 +24,10 @@ use crate::verify::{
 pub struct RestoreSpec<'a> {
     /// The archive (ours or CircleCI's `circleci_export.tar.gz`).
     pub archive: PathBuf,
+    /// The identities or passphrase that open a sealed archive (see
+    /// [`crate::seal`]); `None` for a plain one. A sealed archive is
+    /// authenticated whole before anything is written.
+    pub unsealing: Option<&'a crate::seal::Unsealing>,
     /// The MongoDB target and whether to insert with `w: majority` (a
     /// replica set).
     pub mongo: Option<(&'a Client, bool)>,
@@ -70,6 +74,22 @@ pub struct RestoreReport {
     /// What was (or, with `dry_run`, would be) restored: `mongo db.coll`,
     /// `postgres db`.
     pub restored: Vec<String>,
+    /// Whether the archive was sealed (and so proven unchanged since it
+    /// was sealed).
+    pub sealed: bool,
+    /// Risks the operator should know of, such as restoring an archive
+    /// that is not sealed.
+    pub warnings: Vec<String>,
+}
+
+/// The warning a restore of an unsealed archive gives.
+pub(crate) fn unsealed_warning(archive: &Path) -> String {
+    format!(
+        "{} is not sealed: its checksums prove only that it is whole, not who wrote it — \
+         anyone who could write to it could have changed what it loads (seal archives: \
+         export --encrypt-to)",
+        archive.display()
+    )
 }
 
 impl RestoreReport {
@@ -99,8 +119,14 @@ impl RestoreReport {
             "documents": report.documents,
             "mismatches": report.mismatches,
             "skipped": report.skipped,
+            "sealed": report.sealed,
+            "warnings": report.warnings,
         });
-        let mut text = String::new();
+        let mut text: String = report
+            .warnings
+            .iter()
+            .map(|w| format!("circle-export: warning: {w}\n"))
+            .collect();
         for mismatch in &report.mismatches {
             text.push_str(&format!("mismatch: {mismatch}\n"));
         }
@@ -160,6 +186,24 @@ pub async fn restore(
     progress: ha_plan::Progress<'_>,
 ) -> Result<RestoreReport, Error> {
     let started = Instant::now();
+    let source = crate::archive::Source::open(&spec.archive, spec.unsealing)?;
+    if source.is_sealed() {
+        // Every chunk authenticated before anything is written: a byte
+        // changed anywhere in the file refuses the whole restore.
+        progress(&format!(
+            "authenticating the sealed archive {}",
+            spec.archive.display()
+        ));
+        let (source, meter) = (source.clone(), spec.meter.clone());
+        tokio::task::spawn_blocking(move || {
+            meter.begin(Stage::Verifying, source.len().unwrap_or(0));
+            let authentic = source.authenticate(&meter);
+            meter.end();
+            authentic
+        })
+        .await
+        .map_err(|e| Error::Invalid(format!("the archive reader panicked: {e}")))??;
+    }
     let work =
         WorkDir::create(&spec.archive, "restore").map_err(Error::io("the unpack directory"))?;
     let unpack = work.path().join("files");
@@ -170,7 +214,9 @@ pub async fn restore(
     // An archive with a seek index has its PostgreSQL members read each by
     // a loader of its own, in parallel: the reader reads past them.
     let index = if streaming {
-        crate::archive::seek_index(&spec.archive).map_err(Error::io(spec.archive.display()))?
+        source
+            .seek_index()
+            .map_err(Error::io(spec.archive.display()))?
     } else {
         None
     };
@@ -181,7 +227,7 @@ pub async fn restore(
         .map(|m| m.name.clone())
         .collect();
     let mut reader = Some({
-        let (archive, unpack, stop) = (spec.archive.clone(), unpack.clone(), stop.clone());
+        let (archive, unpack, stop) = (source.clone(), unpack.clone(), stop.clone());
         let direct = direct.clone();
         // Streaming, the bar follows the loads; the read has its own meter.
         let meter = if streaming {
@@ -209,9 +255,21 @@ pub async fn restore(
         &unpack,
         &mut events,
         &mut reader,
-        index.as_ref().filter(|_| !direct.is_empty()),
+        index
+            .as_ref()
+            .filter(|_| !direct.is_empty())
+            .map(|index| (&source, index)),
     )
-    .await;
+    .await
+    .map(|mut report| {
+        report.sealed = source.is_sealed();
+        if !report.sealed {
+            let warning = unsealed_warning(&spec.archive);
+            progress(&format!("warning: {warning}"));
+            report.warnings.push(warning);
+        }
+        report
+    });
     // Whatever happened, the reader is stopped and waited for before its
     // directory goes.
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -290,7 +348,7 @@ async fn restore_reading(
     unpack: &Path,
     events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
     reader: &mut Option<Reader>,
-    index: Option<&crate::archive::SeekIndex>,
+    index: Option<(&crate::archive::Source, &crate::archive::SeekIndex)>,
 ) -> Result<RestoreReport, Error> {
     // Streaming: the manifest, then every MongoDB member (they come before
     // the PostgreSQL ones), each verified on its own.
@@ -545,6 +603,8 @@ async fn restore_reading(
         databases: pg_items.len(),
         mismatches: Vec::new(),
         skipped,
+        sealed: false,
+        warnings: Vec::new(),
         restored: mongo_items
             .iter()
             .map(|i| {
@@ -641,25 +701,27 @@ async fn restore_reading(
         };
         let outcomes = for_each_parallel(pg_items, spec.parallel, |item| async move {
             let member = item.member.as_ref().filter(|_| streaming);
-            let indexed =
-                member.and_then(|m| index.and_then(|i| i.members.iter().find(|e| e.name == *m)));
-            if let (Some(member), Some(entry)) = (member, indexed) {
+            let indexed = member.and_then(|m| {
+                index.and_then(|(source, i)| {
+                    i.members.iter().find(|e| e.name == *m).map(|e| (source, e))
+                })
+            });
+            if let (Some(member), Some((source, entry))) = (member, indexed) {
                 // Read on its own from the archive, checked as it passes,
                 // committed only once it matched the manifest.
                 let verdict = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
                 let open = {
                     let (path, entry, manifest, verdict) = (
-                        spec.archive.clone(),
+                        source.clone(),
                         entry.clone(),
                         shared_manifest.clone(),
                         verdict.clone(),
                     );
                     move || {
-                        let member =
-                            crate::archive::open_member(&path, &entry).inspect_err(|e| {
-                                *verdict.lock().unwrap_or_else(|e| e.into_inner()) =
-                                    Some(format!("{}: {e}", entry.name));
-                            })?;
+                        let member = path.open_member(&entry).inspect_err(|e| {
+                            *verdict.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(format!("{}: {e}", entry.name));
+                        })?;
                         Ok(crate::verify::VerifyingReader::new(
                             member,
                             &entry.name,

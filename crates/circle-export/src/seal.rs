@@ -241,7 +241,7 @@ impl fmt::Debug for Identity {
 }
 
 /// How an archive is sealed when written.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Sealing {
     /// To these X25519 recipients (at least one): any of their identities

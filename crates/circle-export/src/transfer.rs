@@ -67,8 +67,11 @@ pub struct TransferSpec<'a> {
     pub vault_data: Option<PathBuf>,
     /// Keep Vault init output found in `vault_data` in the archive.
     pub danger_include_vault_init_output: bool,
-    /// The archive written alongside (`.tar`, `.tar.gz`, `.tar.zst`).
+    /// The archive written alongside (`.tar`, `.tar.gz`, `.tar.zst`;
+    /// followed by `.age` when sealed).
     pub out: PathBuf,
+    /// Seal the archive written alongside (see [`crate::seal`]).
+    pub seal: Option<&'a crate::seal::Sealing>,
     /// Replace what the targets already hold.
     pub drop: bool,
     /// Check the sources and the targets; write nothing.
@@ -160,6 +163,7 @@ pub async fn transfer(
         vault_data: spec.vault_data.clone(),
         danger_include_vault_init_output: spec.danger_include_vault_init_output,
         out: spec.out.clone(),
+        seal: spec.seal,
         parallel: spec.parallel,
         tool: spec.tool.clone(),
         meter: spec.meter.clone(),
@@ -235,6 +239,8 @@ pub async fn transfer(
         mismatches: Vec::new(),
         skipped,
         restored: loading,
+        sealed: spec.seal.is_some(),
+        warnings: Vec::new(),
     };
     if spec.dry_run {
         return Ok(TransferReport {
@@ -288,7 +294,8 @@ pub async fn transfer(
             };
             export::dump(export_spec, progress, &hooks).await?
         };
-        let archive = export::write_archive(&spec.out, compression, &dumped, &spec.meter).await?;
+        let archive =
+            export::write_archive(&spec.out, compression, spec.seal, &dumped, &spec.meter).await?;
         Ok::<_, Error>((dumped, archive))
     };
     let load_meter = Meter::new();

@@ -8,7 +8,6 @@ use std::path::{Component, Path};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::archive;
 use crate::count::{BsonCounter, CopyCounter, RowDigest};
 use crate::error::Error;
 use crate::manifest::{
@@ -322,27 +321,32 @@ pub(crate) enum Event {
     Finished(String, bool),
 }
 
-/// Reads the whole archive at `path`, checking every entry; with
+/// Reads the whole (plain) archive at `path`, checking every entry; with
 /// `extract_to`, also writes each file there (0600, directories 0700).
 /// Only I/O errors on `path` itself are `Err`; damage is reported in
-/// [`Inspection::problems`].
+/// [`Inspection::problems`]. A sealed archive is opened with
+/// [`crate::archive::Source::open`] and read with [`inspect_metered`].
 pub fn inspect(path: &Path, extract_to: Option<&Path>) -> Result<Inspection, Error> {
-    inspect_metered(path, extract_to, &Meter::default())
+    inspect_metered(
+        &crate::archive::Source::open(path, None)?,
+        extract_to,
+        &Meter::default(),
+    )
 }
 
-/// [`inspect`], counting the bytes of the archive file read into `meter`
-/// ([`Stage::Verifying`]).
+/// [`inspect`] of an opened archive, plain or sealed, counting the bytes
+/// of the archive read into `meter` ([`Stage::Verifying`]). Every sealed
+/// chunk is authenticated as it is read: a changed one is reported as
+/// damage where it lies.
 pub fn inspect_metered(
-    path: &Path,
+    archive: &crate::archive::Source,
     extract_to: Option<&Path>,
     meter: &Meter,
 ) -> Result<Inspection, Error> {
-    let size = std::fs::metadata(path)
-        .map_err(Error::io(path.display()))?
-        .len();
+    let size = archive.len().map_err(Error::io(archive.path().display()))?;
     meter.begin(Stage::Verifying, size);
     let inspection = inspect_inner(
-        path,
+        archive,
         extract_to,
         meter,
         None,
@@ -361,18 +365,22 @@ pub fn inspect_metered(
 /// Members named in `direct` are loaded by readers of their own (see
 /// [`VerifyingReader`]), which check them: here they are only read past.
 pub(crate) fn inspect_streaming(
-    path: &Path,
+    archive: &crate::archive::Source,
     extract_to: &Path,
     meter: &Meter,
     watch: &(dyn Fn(Event) + Sync),
     stop: &std::sync::atomic::AtomicBool,
     direct: &std::collections::BTreeSet<String>,
 ) -> Result<Inspection, Error> {
-    let size = std::fs::metadata(path)
-        .map_err(Error::io(path.display()))?
-        .len();
+    let size = archive.len().map_err(Error::io(archive.path().display()))?;
     meter.begin(Stage::Verifying, size);
-    let inspection = inspect_inner(path, Some(extract_to), meter, Some((watch, stop)), direct);
+    let inspection = inspect_inner(
+        archive,
+        Some(extract_to),
+        meter,
+        Some((watch, stop)),
+        direct,
+    );
     meter.end();
     inspection
 }
@@ -411,7 +419,7 @@ fn pax_path(data: &[u8]) -> Option<String> {
 }
 
 fn inspect_inner(
-    path: &Path,
+    source: &crate::archive::Source,
     extract_to: Option<&Path>,
     meter: &Meter,
     watch: Option<Watch<'_>>,
@@ -425,7 +433,8 @@ fn inspect_inner(
     let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
     let mut manifest_bytes: Option<Vec<u8>> = None;
     let mut bytes = 0u64;
-    let mut archive = archive::open(path, meter).map_err(Error::io(path.display()))?;
+    let path = source.path();
+    let mut archive = source.open_tar(meter).map_err(Error::io(path.display()))?;
     // Raw entries: GNU long names and PAX headers are read here, bounded,
     // instead of being buffered whole by the tar reader.
     let entries = archive

@@ -8,7 +8,7 @@ use crate::Error;
 
 /// How to get every tool the lab needs; repeated in each "missing" error.
 pub const INSTALL_HINT: &str = "run `cargo xtask install` (or `cargo xtask test`) once: it \
-     installs PostgreSQL and Node.js with apt-get, bao, moto_server and pymongo into \
+     installs PostgreSQL, Node.js and age with apt-get, bao, moto_server and pymongo into \
      target/ha-tools/venv, and mongosh into target/ha-tools/npm";
 
 /// Where `cargo xtask install` puts the Python tools, relative to the
@@ -149,6 +149,17 @@ impl Toolbox {
         self.find("moto_server").ok_or_else(|| Error::ToolMissing {
             tool: "moto_server",
             searched: self.searched("moto_server"),
+            hint: INSTALL_HINT,
+        })
+    }
+
+    /// `age`, the Go reference implementation of the age format (Debian
+    /// package `age`, with `age-keygen` beside it): an independent reader
+    /// and writer of sealed archives.
+    pub fn age(&self) -> Result<PathBuf, Error> {
+        self.find("age").ok_or_else(|| Error::ToolMissing {
+            tool: "age",
+            searched: self.searched("age"),
             hint: INSTALL_HINT,
         })
     }

@@ -20,7 +20,7 @@ fn archive(dir: &Path, name: &str, manifest: Manifest, files: &[(&str, &[u8])]) 
     let manifest = crate::honest_manifest(manifest, files);
     let path = dir.join(name);
     let compression = Compression::from_path(&path).unwrap();
-    let mut writer = ArchiveWriter::create(&path, compression, 1).unwrap();
+    let mut writer = ArchiveWriter::create(&path, compression, 1, None).unwrap();
     writer
         .append_bytes("manifest.json", &serde_json::to_vec(&manifest).unwrap())
         .unwrap();
@@ -46,6 +46,7 @@ async fn export_keep(source: &circle_export::PgClient, out: &Path) -> circle_exp
             vault_data: None,
             danger_include_vault_init_output: false,
             out: out.to_owned(),
+            seal: None,
             parallel: 2,
             tool: "circle-export test".to_owned(),
             meter: circle_export::Meter::default(),
@@ -75,6 +76,7 @@ fn transfer_keep<'a>(
         vault_data: None,
         danger_include_vault_init_output: false,
         out,
+        seal: None,
         drop,
         dry_run: false,
         parallel: 2,
@@ -141,7 +143,10 @@ async fn shell_lexer_and_role_payloads_are_refused_on_both_paths_and_nothing_is_
                 &[("postgres/keep.sql", &sql)],
             );
             if name.ends_with(".zst") {
-                let index = circle_export::archive::seek_index(&path).unwrap();
+                let index = circle_export::archive::Source::open(&path, None)
+                    .unwrap()
+                    .seek_index()
+                    .unwrap();
                 assert!(
                     index.is_some_and(|i| i.members.iter().any(|m| m.name == "postgres/keep.sql")),
                     "the test must take the seek-index path"

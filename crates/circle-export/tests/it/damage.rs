@@ -80,8 +80,10 @@ async fn a_missing_file_is_caught() {
     // Rebuild the archive without the metadata file.
     let rebuilt = dir.path().join("c.tar");
     {
-        let mut input =
-            circle_export::archive::open(&archive, &circle_export::Meter::default()).unwrap();
+        let mut input = circle_export::archive::Source::open(&archive, None)
+            .unwrap()
+            .open_tar(&circle_export::Meter::default())
+            .unwrap();
         let mut output = tar::Builder::new(std::fs::File::create(&rebuilt).unwrap());
         for entry in input.entries().unwrap() {
             let mut entry = entry.unwrap();
@@ -167,6 +169,7 @@ async fn two_databases_exported(rows: u32, pad: &str, archive: &std::path::Path)
             vault_data: None,
             danger_include_vault_init_output: false,
             out: archive.to_owned(),
+            seal: None,
             parallel: 2,
             meter: circle_export::Meter::default(),
             tool: "circle-export test".to_owned(),
@@ -224,7 +227,9 @@ async fn read_in_parallel_from_a_seekable_archive_a_damaged_database_is_rolled_b
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("pg.tar.zst");
     two_databases_exported(40_000, &"-padding".repeat(4), &archive).await;
-    let index = circle_export::archive::seek_index(&archive)
+    let index = circle_export::archive::Source::open(&archive, None)
+        .unwrap()
+        .seek_index()
         .unwrap()
         .expect("a seek index");
     let names: Vec<&str> = index.members.iter().map(|m| m.name.as_str()).collect();
@@ -247,14 +252,22 @@ async fn an_archive_without_a_seek_index_restores_as_before() {
     let current = dir.path().join("current.tar.zst");
     two_databases_exported(40_000, &"-padding".repeat(4), &current).await;
     assert!(
-        circle_export::archive::seek_index(&current)
+        circle_export::archive::Source::open(&current, None)
+            .unwrap()
+            .seek_index()
             .unwrap()
             .is_some()
     );
     let tar = zstd::decode_all(std::fs::File::open(&current).unwrap()).unwrap();
     let old = dir.path().join("old.tar.zst");
     std::fs::write(&old, zstd::encode_all(tar.as_slice(), 3).unwrap()).unwrap();
-    assert_eq!(circle_export::archive::seek_index(&old).unwrap(), None);
+    assert_eq!(
+        circle_export::archive::Source::open(&old, None)
+            .unwrap()
+            .seek_index()
+            .unwrap(),
+        None
+    );
 
     let target = crate::Pg::start();
     let client = target.provision(&["circle", "vms"]);

@@ -51,6 +51,7 @@ fn one_database(db: &str, tables: &[(&str, u64)]) -> Manifest {
 fn spec<'a>(archive: PathBuf, pg: &'a circle_export::PgClient, dry_run: bool) -> RestoreSpec<'a> {
     RestoreSpec {
         archive,
+        unsealing: None,
         mongo: None,
         postgres: Some(pg),
         drop: false,
@@ -247,6 +248,7 @@ async fn vault_init_output_is_left_out_of_an_export_unless_asked_for() {
                     vault_data: Some(vault),
                     danger_include_vault_init_output: danger,
                     out,
+                    seal: None,
                     parallel: 2,
                     tool: "test".to_owned(),
                     meter: circle_export::Meter::new(),
@@ -302,6 +304,7 @@ async fn a_target_with_the_same_count_but_other_documents_is_not_already_restore
         .unwrap();
     let spec = || RestoreSpec {
         archive: path.clone(),
+        unsealing: None,
         mongo: Some((&target, false)),
         postgres: None,
         drop: false,

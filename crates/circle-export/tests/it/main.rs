@@ -36,6 +36,7 @@ pub(crate) fn restore_spec<'a>(
 ) -> circle_export::RestoreSpec<'a> {
     circle_export::RestoreSpec {
         archive,
+        unsealing: None,
         mongo,
         postgres,
         drop: false,
@@ -106,6 +107,7 @@ pub(crate) async fn export_one_database(client: &Client, db: &str, out: &Path) {
             vault_data: None,
             danger_include_vault_init_output: false,
             out: out.to_owned(),
+            seal: None,
             parallel: 2,
             meter: circle_export::Meter::default(),
             tool: "circle-export test".to_owned(),

@@ -137,6 +137,7 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
             vault_data: None,
             danger_include_vault_init_output: false,
             out: out.clone(),
+            seal: None,
             parallel: 4,
             meter: export_meter.clone(),
             tool: "circle-export test".to_owned(),
@@ -190,6 +191,7 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
     let restore_meter = circle_export::Meter::new();
     let spec = |drop: bool, dry_run: bool| RestoreSpec {
         archive: out.clone(),
+        unsealing: None,
         mongo: Some((&new.client, true)),
         postgres: Some(&target_pg),
         drop,

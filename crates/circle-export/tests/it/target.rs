@@ -25,6 +25,7 @@ async fn a_missing_database_is_created_by_a_role_that_may_and_explained_to_one_t
             vault_data: None,
             danger_include_vault_init_output: false,
             out: archive.clone(),
+            seal: None,
             parallel: 2,
             tool: "circle-export test".to_owned(),
             meter: circle_export::Meter::default(),
