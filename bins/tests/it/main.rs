@@ -8,6 +8,7 @@ mod mongo_cli;
 mod pg_provision;
 mod pki_cli;
 mod restore_failover;
+mod seal_cli;
 mod services_userdata;
 mod transfer_cli;
 mod vault_transit;

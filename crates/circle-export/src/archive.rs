@@ -81,6 +81,23 @@ pub fn is_sealed_name(path: &Path) -> bool {
         .is_some_and(|n| n.to_string_lossy().to_ascii_lowercase().ends_with(".age"))
 }
 
+/// Checks that an archive about to be written is named as what it is: a
+/// sealed one ends in `.age`, and only a sealed one does.
+pub fn check_sealed_name(path: &Path, sealed: bool) -> Result<(), String> {
+    match (sealed, is_sealed_name(path)) {
+        (true, false) => Err(format!(
+            "{}: a sealed archive's name ends in .age (e.g. circle-export.tar.zst.age)",
+            path.display()
+        )),
+        (false, true) => Err(format!(
+            "{}: a name ending in .age is for a sealed archive: give recipients or a \
+             passphrase to seal it, or drop the .age",
+            path.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {

@@ -381,25 +381,7 @@ pub(crate) async fn write_archive(
 /// chooses a known compression, there is a source, the directories exist.
 pub(crate) fn validate(spec: &ExportSpec<'_>) -> Result<Compression, Error> {
     let compression = Compression::from_path(&spec.out).map_err(Error::Invalid)?;
-    match (
-        spec.seal.is_some(),
-        crate::archive::is_sealed_name(&spec.out),
-    ) {
-        (true, false) => {
-            return Err(Error::Invalid(format!(
-                "{}: a sealed archive's name ends in .age (e.g. circle-export.tar.zst.age)",
-                spec.out.display()
-            )));
-        }
-        (false, true) => {
-            return Err(Error::Invalid(format!(
-                "{}: a name ending in .age is for a sealed archive: give recipients or a \
-                 passphrase to seal it, or drop the .age",
-                spec.out.display()
-            )));
-        }
-        _ => {}
-    }
+    crate::archive::check_sealed_name(&spec.out, spec.seal.is_some()).map_err(Error::Invalid)?;
     if spec.mongo.is_none() && spec.postgres.is_none() {
         return Err(Error::Invalid(
             "nothing to export: give a MongoDB source, a PostgreSQL source, or both".to_owned(),
