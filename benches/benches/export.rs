@@ -106,6 +106,44 @@ fn main() {
     let tool_export_rss = peak_rss_kib();
     let tool_export_children = children_maxrss_kib().max(children_before);
 
+    // --- export, sealed (to an X25519 recipient), between two unsealed
+    // runs of the same export so that neither kind gets the warmer caches.
+    let identity = circle_export::seal::Identity::generate().expect("identity");
+    let sealing = circle_export::seal::Sealing::Recipients(vec![identity.recipient()]);
+    let unsealing = circle_export::seal::Unsealing::Identities(vec![identity]);
+    let timed_export = |out: &Path, seal: Option<&circle_export::seal::Sealing>| {
+        reset_peak_rss();
+        let started = Instant::now();
+        runtime
+            .block_on(circle_export::export(
+                ExportSpec {
+                    mongo: Some(MongoSource::Server {
+                        client: &mongo_client,
+                        databases: Vec::new(),
+                    }),
+                    postgres: Some((&source_pg, Vec::new())),
+                    encryption_keys: None,
+                    vault_data: None,
+                    danger_include_vault_init_output: false,
+                    out: out.to_owned(),
+                    seal,
+                    parallel: 4,
+                    meter: circle_export::Meter::default(),
+                    tool: "circle-export bench".to_owned(),
+                },
+                &trace,
+            ))
+            .expect("export");
+        (started.elapsed(), peak_rss_kib())
+    };
+    let sealed_archive = work.path().join("export.tar.zst.age");
+    let (tool_sealed_export, tool_sealed_export_rss) =
+        timed_export(&sealed_archive, Some(&sealing));
+    let again = work.path().join("again.tar.zst");
+    let (tool_export_again, _) = timed_export(&again, None);
+    std::fs::remove_file(&again).expect("remove the second archive");
+    std::fs::remove_file(&sealed_archive).expect("remove the sealed archive");
+
     // --- export: baseline
     let base_dir = work.path().join("baseline");
     std::fs::create_dir_all(&base_dir).expect("baseline dir");
@@ -210,6 +248,57 @@ fn main() {
         "{:?}",
         pg_report.mismatches
     );
+    drop(new_pg);
+
+    // The same, sealed: authenticated whole first, then read from the
+    // seek index's offsets inside the payload.
+    let sealed_pg_archive = work.path().join("pg-only.tar.zst.age");
+    runtime
+        .block_on(circle_export::export(
+            ExportSpec {
+                mongo: None,
+                postgres: Some((&source_pg, Vec::new())),
+                encryption_keys: None,
+                vault_data: None,
+                danger_include_vault_init_output: false,
+                out: sealed_pg_archive.clone(),
+                seal: Some(&sealing),
+                parallel: 4,
+                meter: circle_export::Meter::default(),
+                tool: "circle-export bench".to_owned(),
+            },
+            &trace,
+        ))
+        .expect("sealed pg-only export");
+    let sealed_pg = fresh_pg();
+    let sealed_target = pg_client(&sealed_pg, "circle", "bench");
+    reset_peak_rss();
+    let started = Instant::now();
+    let sealed_report = runtime
+        .block_on(circle_export::restore(
+            RestoreSpec {
+                archive: sealed_pg_archive,
+                unsealing: Some(&unsealing),
+                mongo: None,
+                postgres: Some(&sealed_target),
+                drop: false,
+                dry_run: false,
+                parallel: 4,
+                meter: circle_export::Meter::default(),
+                failover_wait: std::time::Duration::from_secs(60),
+            },
+            &trace,
+        ))
+        .expect("sealed restore");
+    let tool_sealed_pg_restore = started.elapsed();
+    let tool_sealed_restore_rss = peak_rss_kib();
+    assert!(
+        sealed_report.mismatches.is_empty() && sealed_report.sealed,
+        "{:?}",
+        sealed_report.mismatches
+    );
+    drop(sealed_target);
+    drop(sealed_pg);
 
     // Baseline: psql of the same plain dumps, one after another.
     let plain = work.path().join("plain");
@@ -248,7 +337,6 @@ fn main() {
     });
     let baseline_gunzip_restore = started.elapsed();
     drop(gunzip_pg);
-    drop(new_pg);
 
     // The full restore (MongoDB and PostgreSQL).
     let full_pg = fresh_pg();
@@ -355,10 +443,25 @@ fn main() {
         "export   ratio         {:>7.2}x faster",
         secs(baseline_export) / secs(tool_export)
     );
+    let unsealed_mean = (secs(tool_export) + secs(tool_export_again)) / 2.0;
+    println!(
+        "export   sealed        {:>7.1}s  (to one X25519 recipient; unsealed {:.1}s and {:.1}s around it: {:+.1} % against their mean; peak RSS {} MiB)",
+        secs(tool_sealed_export),
+        secs(tool_export),
+        secs(tool_export_again),
+        (secs(tool_sealed_export) / unsealed_mean - 1.0) * 100.0,
+        tool_sealed_export_rss / 1024
+    );
     println!(
         "restore  circle-export {:>7.1}s  (PostgreSQL part: each database read from its place in the archive and verified as it loads, in parallel; peak RSS {} MiB)",
         secs(tool_pg_restore),
         tool_restore_rss / 1024
+    );
+    println!(
+        "restore  sealed        {:>7.1}s  (the same PostgreSQL part sealed: authenticated whole, then loaded; {:+.1} % against unsealed; peak RSS {} MiB)",
+        secs(tool_sealed_pg_restore),
+        (secs(tool_sealed_pg_restore) / secs(tool_pg_restore) - 1.0) * 100.0,
+        tool_sealed_restore_rss / 1024
     );
     println!(
         "restore  baseline      {:>7.1}s  (psql -f of the same plain dumps, one after another)",
