@@ -121,6 +121,73 @@ fn finish(tool: &str, json: bool, res: anyhow::Result<Exit>) -> ExitCode {
     }
 }
 
+/// The environment variable through which `cargo xtask dist` asks a
+/// binary for its shell completions and man pages.
+pub const DIST_DOCS: &str = "CIRCLE_HA_DIST_DOCS";
+
+/// Parses this process's command line into `C`, the arguments of the
+/// binary `name`. When [`DIST_DOCS`] names a directory (as `cargo xtask
+/// dist` sets it), writes the binary's shell completions
+/// (`completions/NAME.bash`, `completions/_NAME` for zsh,
+/// `completions/NAME.fish`) and man pages (`man/NAME.1` and one per
+/// subcommand) there instead, and exits.
+#[allow(clippy::print_stderr)]
+pub fn parse<C: clap::Parser>(name: &'static str) -> C {
+    if let Some(dir) = std::env::var_os(DIST_DOCS) {
+        let dir = PathBuf::from(dir);
+        std::process::exit(match write_docs(C::command().name(name), name, &dir) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!(
+                    "{name}: error: cannot write completions and man pages to {}: {e}",
+                    dir.display()
+                );
+                1
+            }
+        });
+    }
+    // Named after the binary (clap would name every one after the
+    // package), so that `--version` and usage lines say which it is.
+    let matches = C::command().name(name).bin_name(name).get_matches();
+    C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+fn write_docs(
+    command: clap::Command,
+    name: &'static str,
+    dir: &std::path::Path,
+) -> std::io::Result<()> {
+    let mut command = command.bin_name(name);
+    let completions = dir.join("completions");
+    std::fs::create_dir_all(&completions)?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut command, name, &completions)?;
+    }
+    let man = dir.join("man");
+    std::fs::create_dir_all(&man)?;
+    command.build();
+    man_pages(&command, name, &man)
+}
+
+/// `NAME.1` for `command` and `NAME-SUB.1` for each of its subcommands
+/// (clap's own `help` subcommand left out), recursively.
+fn man_pages(command: &clap::Command, name: &str, dir: &std::path::Path) -> std::io::Result<()> {
+    // Built, a subcommand's display name is already `NAME-SUB`.
+    let mut out = std::fs::File::create(dir.join(format!("{name}.1")))?;
+    clap_mangen::Man::new(command.clone()).render(&mut out)?;
+    for sub in command.get_subcommands() {
+        if sub.get_name() == "help" || sub.is_hide_set() {
+            continue;
+        }
+        man_pages(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+    }
+    Ok(())
+}
+
 /// Environment lookup for secret references (`env:NAME`).
 pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()

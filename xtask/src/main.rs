@@ -10,6 +10,9 @@
 //! - `test`: `install`, then the whole gate: `cargo fmt --check`, clippy with
 //!   `-D warnings`, rustdoc with `-D warnings`, and every workspace test, with
 //!   the venv's tools on `PATH`.
+//! - `dist`: release binaries that need no glibc newer than 2.17, checked
+//!   and packed with completions, man pages, LICENSE and README (see
+//!   `dist.rs`).
 //! - `demo [ARGS]`: `install`, then the demo (`circle-ha-demo ARGS`, package
 //!   `ha-demo`) through cargo.
 //!
@@ -23,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod dist;
 mod tidy;
 
 /// Debian packages the tests need, with a file that proves each is there.
@@ -62,13 +66,16 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("demo") => demo(&args[1..]),
         Some("tidy") => tidy(),
+        Some("dist") => dist::dist(&workspace_root()).map(|_| ()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <install|test|demo [ARGS]|tidy>\n\n  install  install test \
+                "usage: cargo xtask <install|test|demo [ARGS]|tidy|dist>\n\n  install  install test \
                  prerequisites (apt-get, pip venv under target/ha-tools)\n  test     install, \
                  then fmt check, clippy -D warnings, rustdoc, all tests\n  demo     install, \
                  then run the demo (circle-ha-demo ARGS)\n  tidy     check the \
-                 workspace's shape (dependency direction, TLS, quiet libraries)"
+                 workspace's shape (dependency direction, TLS, quiet libraries)\n  dist     \
+                 release binaries for glibc 2.17+ (cargo zigbuild), checked, with completions, \
+                 man pages, LICENSE and README, in target/dist/*.tar.gz"
             );
             return ExitCode::from(2);
         }

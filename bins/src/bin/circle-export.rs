@@ -302,7 +302,7 @@ struct Common {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = circle_ha::cli::parse("circle-export");
     let json = match &cli.command {
         Command::Export { common, .. }
         | Command::Restore { common, .. }

@@ -179,7 +179,7 @@ enum PkiCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = circle_ha::cli::parse("circle-ha");
     let json = match &cli.command {
         Command::Apply { common, .. } | Command::Status { common, .. } => common.json,
         Command::Pki(

@@ -19,7 +19,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = circle_ha::cli::parse("mongo-backup");
     cli::run_main(
         "mongo-backup",
         cli.command.json(),

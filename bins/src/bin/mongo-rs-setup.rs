@@ -221,7 +221,7 @@ impl MemberArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = circle_ha::cli::parse("mongo-rs-setup");
     let json = match &cli.command {
         Command::RenderConfig { .. } => false,
         Command::Apply { common, .. }

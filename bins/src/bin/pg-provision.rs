@@ -103,7 +103,7 @@ impl Common {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = circle_ha::cli::parse("pg-provision");
     let json = match &cli.command {
         Command::Apply { common, .. } | Command::Verify { common } => common.args.json,
     };

@@ -90,7 +90,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = circle_ha::cli::parse("services-userdata");
     let json = match &cli.command {
         Command::Render { args, .. } | Command::Publish { args, .. } => args.json,
         Command::ImportSettings { .. } => false,

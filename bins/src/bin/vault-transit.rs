@@ -120,7 +120,7 @@ struct Common {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = circle_ha::cli::parse("vault-transit");
     let json = match &cli.command {
         Command::RenderConfig { .. } => false,
         Command::Init(common)

@@ -437,12 +437,25 @@ async fn restore_and_transfer_start_no_psql() {
     assert_eq!(started("restore"), "");
     assert_eq!(new.psql("keep", "SELECT count(*) FROM public.t"), "1000");
     new.psql("postgres", "DROP DATABASE keep");
-    circle_export::transfer(
-        transfer_keep(&source, &target, dir.path().join("moved.tar.zst"), false),
-        &progress,
-    )
-    .await
-    .unwrap();
+    // The transfer's archive, sealed: it opens with the identity only.
+    let identity = circle_export::seal::Identity::generate().unwrap();
+    let sealing = circle_export::seal::Sealing::Recipients(vec![identity.recipient()]);
+    let moved = dir.path().join("moved.tar.zst.age");
+    let mut spec = transfer_keep(&source, &target, moved.clone(), false);
+    spec.seal = Some(&sealing);
+    let report = circle_export::transfer(spec, &progress).await.unwrap();
+    assert!(report.restore.sealed);
     assert!(started("transfer").contains("pg_dump"));
     assert_eq!(new.psql("keep", "SELECT count(*) FROM public.t"), "1000");
+    assert!(
+        circle_export::archive::Source::open(&moved, None)
+            .unwrap_err()
+            .is_key_needed()
+    );
+    let unsealing = circle_export::seal::Unsealing::Identities(vec![identity]);
+    let source = circle_export::archive::Source::open(&moved, Some(&unsealing)).unwrap();
+    let inspection =
+        circle_export::inspect_metered(&source, None, &circle_export::Meter::default()).unwrap();
+    assert!(inspection.problems.is_empty(), "{:?}", inspection.problems);
+    assert_eq!(inspection.manifest.postgres[0].tables[0].rows, 1000);
 }
