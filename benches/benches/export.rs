@@ -197,108 +197,65 @@ fn main() {
         }
         pg
     };
-    let new_pg = fresh_pg();
     let base_pg = fresh_pg();
     let new_mongo =
         MongoMember::start(&tools, MongoMemberOptions::default()).expect("mongo member");
     let new_mongo_client = runtime.block_on(direct(new_mongo.port()));
-    let target_pg = pg_client(&new_pg, "circle", "bench");
 
-    // PostgreSQL only, for the like-for-like ratio.
-    let pg_archive = work.path().join("pg-only.tar.zst");
-    runtime
-        .block_on(circle_export::export(
-            ExportSpec {
-                mongo: None,
-                postgres: Some((&source_pg, Vec::new())),
-                encryption_keys: None,
-                vault_data: None,
-                danger_include_vault_init_output: false,
-                out: pg_archive.clone(),
-                seal: None,
-                parallel: 4,
-                meter: circle_export::Meter::default(),
-                tool: "circle-export bench".to_owned(),
-            },
-            &trace,
-        ))
-        .expect("pg-only export");
-    reset_peak_rss();
-    let started = Instant::now();
-    let pg_report = runtime
-        .block_on(circle_export::restore(
-            RestoreSpec {
-                archive: pg_archive,
-                unsealing: None,
-                mongo: None,
-                postgres: Some(&target_pg),
-                drop: false,
-                dry_run: false,
-                parallel: 4,
-                meter: circle_export::Meter::default(),
-                failover_wait: std::time::Duration::from_secs(60),
-            },
-            &trace,
-        ))
-        .expect("restore");
-    let tool_pg_restore = started.elapsed();
-    let tool_restore_rss = peak_rss_kib();
-    assert!(
-        pg_report.mismatches.is_empty(),
-        "{:?}",
-        pg_report.mismatches
-    );
-    drop(new_pg);
-
-    // The same, sealed: authenticated whole first, then read from the
-    // seek index's offsets inside the payload.
-    let sealed_pg_archive = work.path().join("pg-only.tar.zst.age");
-    runtime
-        .block_on(circle_export::export(
-            ExportSpec {
-                mongo: None,
-                postgres: Some((&source_pg, Vec::new())),
-                encryption_keys: None,
-                vault_data: None,
-                danger_include_vault_init_output: false,
-                out: sealed_pg_archive.clone(),
-                seal: Some(&sealing),
-                parallel: 4,
-                meter: circle_export::Meter::default(),
-                tool: "circle-export bench".to_owned(),
-            },
-            &trace,
-        ))
-        .expect("sealed pg-only export");
-    let sealed_pg = fresh_pg();
-    let sealed_target = pg_client(&sealed_pg, "circle", "bench");
-    reset_peak_rss();
-    let started = Instant::now();
-    let sealed_report = runtime
-        .block_on(circle_export::restore(
-            RestoreSpec {
-                archive: sealed_pg_archive,
-                unsealing: Some(&unsealing),
-                mongo: None,
-                postgres: Some(&sealed_target),
-                drop: false,
-                dry_run: false,
-                parallel: 4,
-                meter: circle_export::Meter::default(),
-                failover_wait: std::time::Duration::from_secs(60),
-            },
-            &trace,
-        ))
-        .expect("sealed restore");
-    let tool_sealed_pg_restore = started.elapsed();
-    let tool_sealed_restore_rss = peak_rss_kib();
-    assert!(
-        sealed_report.mismatches.is_empty() && sealed_report.sealed,
-        "{:?}",
-        sealed_report.mismatches
-    );
-    drop(sealed_target);
-    drop(sealed_pg);
+    // PostgreSQL only, for the like-for-like ratio: exported, then
+    // restored into a fresh cluster, timed; plain, then sealed (the sealed
+    // archive authenticated whole first, then read from the seek index's
+    // offsets inside the payload).
+    let pg_only = |name: &str,
+                   seal: Option<&circle_export::seal::Sealing>,
+                   unsealing: Option<&circle_export::seal::Unsealing>| {
+        let archive = work.path().join(name);
+        runtime
+            .block_on(circle_export::export(
+                ExportSpec {
+                    mongo: None,
+                    postgres: Some((&source_pg, Vec::new())),
+                    encryption_keys: None,
+                    vault_data: None,
+                    danger_include_vault_init_output: false,
+                    out: archive.clone(),
+                    seal,
+                    parallel: 4,
+                    meter: circle_export::Meter::default(),
+                    tool: "circle-export bench".to_owned(),
+                },
+                &trace,
+            ))
+            .expect("pg-only export");
+        let pg = fresh_pg();
+        let target = pg_client(&pg, "circle", "bench");
+        reset_peak_rss();
+        let started = Instant::now();
+        let report = runtime
+            .block_on(circle_export::restore(
+                RestoreSpec {
+                    archive,
+                    unsealing,
+                    mongo: None,
+                    postgres: Some(&target),
+                    drop: false,
+                    dry_run: false,
+                    parallel: 4,
+                    meter: circle_export::Meter::default(),
+                    failover_wait: std::time::Duration::from_secs(60),
+                },
+                &trace,
+            ))
+            .expect("restore");
+        let elapsed = started.elapsed();
+        let rss = peak_rss_kib();
+        assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
+        assert_eq!(report.sealed, seal.is_some());
+        (elapsed, rss)
+    };
+    let (tool_pg_restore, tool_restore_rss) = pg_only("pg-only.tar.zst", None, None);
+    let (tool_sealed_pg_restore, tool_sealed_restore_rss) =
+        pg_only("pg-only.tar.zst.age", Some(&sealing), Some(&unsealing));
 
     // Baseline: psql of the same plain dumps, one after another.
     let plain = work.path().join("plain");

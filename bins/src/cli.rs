@@ -148,8 +148,42 @@ pub fn parse<C: clap::Parser>(name: &'static str) -> C {
     }
     // Named after the binary (clap would name every one after the
     // package), so that `--version` and usage lines say which it is.
-    let matches = C::command().name(name).bin_name(name).get_matches();
-    C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let parsed = C::command()
+        .name(name)
+        .bin_name(name)
+        .try_get_matches()
+        .and_then(|matches| C::from_arg_matches(&matches));
+    parsed.unwrap_or_else(|e| usage_exit(name, &e))
+}
+
+/// Ends the process for a clap error: help and `--version` as clap prints
+/// them; a usage error as clap prints it on stderr (exit 2) and, when the
+/// command line asked for `--json`, also as `{"error", "exit_code": 2}` on
+/// stdout, as every other failure is.
+#[allow(clippy::print_stdout)]
+fn usage_exit(name: &str, error: &clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    if json && !informational {
+        // clap's first line, without its "error: " prefix.
+        let text = error.render().to_string();
+        let first = text.lines().next().unwrap_or("bad usage");
+        let message = first.strip_prefix("error: ").unwrap_or(first);
+        println!(
+            "{}",
+            serde_json::json!({
+                "error": format!("{name}: {message}"),
+                "exit_code": Exit::Usage.code(),
+            })
+        );
+    }
+    error.exit()
 }
 
 fn write_docs(

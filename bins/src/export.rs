@@ -55,7 +55,9 @@ fn secret_flag(
 
 /// How `export`/`transfer` seal the archive `out`: to the `--encrypt-to`
 /// recipients (`age1…`), or with the `--passphrase` reference; `None`
-/// without either. `out`'s name must say which (`.age`).
+/// without either. `out`'s name must choose a compression and say
+/// whether it is sealed (`.age`): a usage error otherwise, before anything
+/// is touched.
 pub fn sealing(
     out: &std::path::Path,
     encrypt_to: &[String],
@@ -63,7 +65,13 @@ pub fn sealing(
     warnings: &mut Vec<String>,
 ) -> Result<Option<circle_export::seal::Sealing>, Problems> {
     use circle_export::seal::{Recipient, Sealing};
-    circle_export::archive::check_sealed_name(out, passphrase.is_some() || !encrypt_to.is_empty())
+    circle_export::archive::Compression::from_path(out)
+        .and_then(|_| {
+            circle_export::archive::check_sealed_name(
+                out,
+                passphrase.is_some() || !encrypt_to.is_empty(),
+            )
+        })
         .map_err(|e| usage("--out", format!(": {e}")))?;
     if let Some(reference) = passphrase {
         return Ok(Some(Sealing::Passphrase(secret_flag(

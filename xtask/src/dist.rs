@@ -122,35 +122,11 @@ pub(crate) fn dist(root: &Path) -> Result<PathBuf, String> {
 }
 
 fn install_tools(root: &Path) -> Result<PathBuf, String> {
-    let venv = root.join("target/ha-tools/dist-venv");
-    let bin = venv.join("bin");
-    let stamp = venv.join("circle-ha-requirements.txt");
-    let wanted = DIST_REQUIREMENTS.join("\n");
-    if fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) && bin.join("cargo-zigbuild").exists()
-    {
-        return Ok(bin);
-    }
-    eprintln!(
-        "xtask: installing {} into {}",
-        DIST_REQUIREMENTS.join(" "),
-        venv.display()
-    );
-    if !bin.join("python3").exists() {
-        crate::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    crate::run(
-        Command::new(bin.join("python3"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(DIST_REQUIREMENTS),
-    )?;
-    fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
-    Ok(bin)
+    crate::install_venv_at(
+        &root.join("target/ha-tools/dist-venv"),
+        DIST_REQUIREMENTS,
+        &["cargo-zigbuild", "python3"],
+    )
 }
 
 fn workspace_version(root: &Path) -> Result<String, String> {

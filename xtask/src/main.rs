@@ -59,6 +59,11 @@ const PIP_REQUIREMENTS: &[&str] = &[
     "pymongo==4.20.1",
 ];
 
+/// pymongo 3.13, the last line that speaks to MongoDB 3.6: the
+/// independent client of mongo-sim's 3.6 profile, in a venv of its own
+/// (`target/ha-tools/pymongo3-venv`) beside the modern one.
+const PIP_PYMONGO3: &[&str] = &["pymongo==3.13.0"];
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let res = match args.first().map(String::as_str) {
@@ -105,6 +110,11 @@ fn install() -> Result<OsString, String> {
     let started = Instant::now();
     install_apt_packages()?;
     let venv_bin = install_venv()?;
+    install_venv_at(
+        &tools_dir().join("pymongo3-venv"),
+        PIP_PYMONGO3,
+        &["python3"],
+    )?;
     let npm_bin = install_npm()?;
     let mut path = vec![venv_bin, npm_bin];
     path.extend(env::split_paths(&env::var_os("PATH").unwrap_or_default()));
@@ -165,25 +175,37 @@ fn run_apt(sudo: &[&str], args: &[&str]) -> Result<(), String> {
 }
 
 fn install_venv() -> Result<PathBuf, String> {
-    let venv = tools_dir().join("venv");
+    install_venv_at(
+        &tools_dir().join("venv"),
+        PIP_REQUIREMENTS,
+        &["bao", "moto_server", "python3"],
+    )
+}
+
+/// A venv at `venv` holding `requirements` (pinned), made or updated when
+/// its stamp differs or one of `programs` is missing from its `bin`;
+/// returns that `bin`.
+fn install_venv_at(
+    venv: &Path,
+    requirements: &[&str],
+    programs: &[&str],
+) -> Result<PathBuf, String> {
     let bin = venv.join("bin");
     let stamp = venv.join("circle-ha-requirements.txt");
-    let wanted = PIP_REQUIREMENTS.join("\n");
+    let wanted = requirements.join("\n");
     let ready = fs::read_to_string(&stamp).is_ok_and(|s| s == wanted)
-        && ["bao", "moto_server", "python3"]
-            .iter()
-            .all(|tool| bin.join(tool).exists());
+        && programs.iter().all(|tool| bin.join(tool).exists());
     if ready {
         return Ok(bin);
     }
     eprintln!(
         "xtask: installing {} into {}",
-        PIP_REQUIREMENTS.join(" "),
+        requirements.join(" "),
         venv.display()
     );
     if !bin.join("python3").exists() {
         fs::create_dir_all(tools_dir()).map_err(|e| format!("{}: {e}", tools_dir().display()))?;
-        run(Command::new(python3()).args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(python3()).args(["-m", "venv"]).arg(venv))?;
     }
     run(Command::new(bin.join("python3"))
         .args([
@@ -193,7 +215,7 @@ fn install_venv() -> Result<PathBuf, String> {
             "--quiet",
             "--disable-pip-version-check",
         ])
-        .args(PIP_REQUIREMENTS))?;
+        .args(requirements))?;
     fs::write(&stamp, wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
     Ok(bin)
 }

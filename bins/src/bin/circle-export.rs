@@ -105,7 +105,7 @@ the key given or was changed (nothing written).";
 
 /// Exports the old databases into one verified archive and restores it.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = LONG_ABOUT, verbatim_doc_comment)]
+#[command(version, long_about = LONG_ABOUT, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

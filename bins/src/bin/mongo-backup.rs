@@ -12,7 +12,7 @@ use clap::Parser;
 
 /// Snapshots a stopped MongoDB secondary without leaving the set short.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = LONG_ABOUT, verbatim_doc_comment)]
+#[command(version, long_about = LONG_ABOUT, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: BackupCommand,

@@ -54,7 +54,7 @@ Exit codes: 0 success; 1 runtime failure; 2 bad usage or configuration
 
 /// Sets up the MongoDB replica set for CircleCI Server 2.0.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = LONG_ABOUT, verbatim_doc_comment)]
+#[command(version, long_about = LONG_ABOUT, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

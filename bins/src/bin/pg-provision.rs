@@ -42,7 +42,7 @@ problems.";
 
 /// Creates the CircleCI PostgreSQL databases, their extensions and app role.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = LONG_ABOUT, verbatim_doc_comment)]
+#[command(version, long_about = LONG_ABOUT, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -42,7 +42,7 @@ Exit codes: 0 success; 1 runtime failure; 2 bad usage or configuration.";
 
 /// Renders and publishes the Services machine's recovery bundle.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = LONG_ABOUT)]
+#[command(version, long_about = LONG_ABOUT)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

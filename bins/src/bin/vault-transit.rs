@@ -45,7 +45,7 @@ status found a problem.";
 
 /// Sets up Vault (or OpenBao) for CircleCI's contexts service.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = LONG_ABOUT, verbatim_doc_comment)]
+#[command(version, long_about = LONG_ABOUT, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -54,6 +54,24 @@ fn usage_errors_exit_2() {
     // clap's own path.
     let output = circle_ha().arg("no-such-command").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    // ... which under --json also prints the error as JSON on stdout.
+    let (code, stdout, stderr) = run(circle_ha().args(["status", "--json", "--no-such-flag"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--no-such-flag"), "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(value["exit_code"], 2, "{value}");
+    assert!(
+        value["error"].as_str().unwrap().contains("--no-such-flag"),
+        "{value}"
+    );
+    // Help is not an error.
+    let output = circle_ha()
+        .args(["status", "--json", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("exit_code"));
     // Ours: a configuration problem found before anything is touched, in
     // text and in --json, naming the file and the key.
     let dir = tempfile::tempdir().unwrap();

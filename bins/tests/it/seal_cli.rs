@@ -113,6 +113,10 @@ fn sealed_archives_round_trip_refuse_wrong_keys_and_changes_and_read_with_age() 
     assert_eq!(code, 2, "{refused}");
     let (code, refused, _) = json(&mut export(&sealed_arg, &["--encrypt-to", "age1nope"]));
     assert_eq!(code, 2, "{refused}");
+    // An unknown compression is bad usage too, found before anything.
+    let xz = dir.path().join("x.tar.xz").display().to_string();
+    let (code, refused, _) = json(&mut export(&xz, &[]));
+    assert_eq!(code, 2, "{refused}");
 
     let (code, exported, stderr) = json(&mut export(&sealed_arg, &["--encrypt-to", &recipient]));
     assert_eq!(code, 0, "{stderr}");

@@ -9,7 +9,8 @@ use crate::Error;
 /// How to get every tool the lab needs; repeated in each "missing" error.
 pub const INSTALL_HINT: &str = "run `cargo xtask install` (or `cargo xtask test`) once: it \
      installs PostgreSQL, Node.js and age with apt-get, bao, moto_server and pymongo into \
-     target/ha-tools/venv, and mongosh into target/ha-tools/npm";
+     target/ha-tools/venv, pymongo 3.13 into target/ha-tools/pymongo3-venv, and mongosh into \
+     target/ha-tools/npm";
 
 /// Where `cargo xtask install` puts the Python tools, relative to the
 /// workspace root.
@@ -172,6 +173,21 @@ impl Toolbox {
         } else {
             Err(Error::ToolMissing {
                 tool: "python3 with pymongo",
+                searched: format!("looked for {}", python.display()),
+                hint: INSTALL_HINT,
+            })
+        }
+    }
+
+    /// A Python interpreter that imports pymongo 3.13 (the last pymongo
+    /// that speaks to MongoDB 3.6): `target/ha-tools/pymongo3-venv`'s.
+    pub fn python_pymongo3(&self) -> Result<PathBuf, Error> {
+        let python = self.tools_dir.join("pymongo3-venv/bin/python3");
+        if is_executable(&python) {
+            Ok(python)
+        } else {
+            Err(Error::ToolMissing {
+                tool: "python3 with pymongo 3.13",
                 searched: format!("looked for {}", python.display()),
                 hint: INSTALL_HINT,
             })

@@ -15,7 +15,10 @@
 //!
 //! - [`options`]: mongod's command line and YAML config (`--config`), with
 //!   unknown or invalid options refused the way mongod refuses them, and the
-//!   sim-only `--simServerVersion 4.4|5.0|6.0|7.0|8.0` profile switch;
+//!   sim-only `--simServerVersion 3.6|4.4|5.0|6.0|7.0|8.0` profile switch
+//!   (3.6 is mongod 3.6.6: wire 6, `isMaster` only, SCRAM-SHA-1 only, no
+//!   `nameOnly` on `listCollections`; `--simFeatureCompatibilityVersion
+//!   3.4` for data without collection UUIDs or sessions);
 //! - [`wire`]: OP_MSG (body and document-sequence sections, checksums),
 //!   OP_QUERY handshakes and OP_REPLY; OP_COMPRESSED is never negotiated;
 //! - [`server`]: listeners; TLS (rustls) in mongod's allow/prefer/require

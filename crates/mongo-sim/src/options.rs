@@ -83,6 +83,11 @@ pub struct ServerOptions {
     /// The server version the simulator reports (sim-only
     /// `--simServerVersion`).
     pub version: Version,
+    /// The 3.6 profile's featureCompatibilityVersion (sim-only
+    /// `--simFeatureCompatibilityVersion 3.4|3.6`, default 3.6): data
+    /// upgraded from 3.4 and left at FCV 3.4 has no collection UUIDs, and
+    /// `isMaster` then carries no `logicalSessionTimeoutMinutes`.
+    pub fcv_34: bool,
 }
 
 impl Default for ServerOptions {
@@ -103,6 +108,7 @@ impl Default for ServerOptions {
             localhost_auth_bypass: true,
             log: LogDestination::Stdout,
             version: Version::default(),
+            fcv_34: false,
         }
     }
 }
@@ -213,6 +219,11 @@ const FLAGS: &[(&str, &str, bool)] = &[
     ("--auth", "security.authorization", false),
     ("--clusterAuthMode", "security.clusterAuthMode", true),
     ("--simServerVersion", "sim.serverVersion", true),
+    (
+        "--simFeatureCompatibilityVersion",
+        "sim.featureCompatibilityVersion",
+        true,
+    ),
 ];
 
 /// Parses mongod-style arguments (without the program name).
@@ -388,6 +399,19 @@ fn interpret(settings: &BTreeMap<String, Value>) -> Result<ServerOptions, Option
                 Version::SUPPORTED.join(", ")
             ))
         })?;
+    }
+    if let Some(value) = get("sim.featureCompatibilityVersion") {
+        options.fcv_34 = match (options.version.major, value.as_string().as_str()) {
+            (3, "3.4") => true,
+            (3, "3.6") => false,
+            _ => {
+                return Err(OptionsError(format!(
+                    "Bad value for --simFeatureCompatibilityVersion: {} (3.4 or 3.6, with \
+                     --simServerVersion 3.6 only)",
+                    value.as_string()
+                )));
+            }
+        };
     }
     if let Some(value) = get("storage.journal.enabled") {
         if !options.version.accepts_journal_option() {

@@ -17,8 +17,9 @@ impl Default for Version {
 }
 
 impl Version {
-    /// The profiles `--simServerVersion` accepts.
-    pub const SUPPORTED: [&'static str; 5] = ["4.4", "5.0", "6.0", "7.0", "8.0"];
+    /// The profiles `--simServerVersion` accepts. 3.6 is mongod 3.6.6, the
+    /// Services machine's (MONGO-FACTS §8).
+    pub const SUPPORTED: [&'static str; 6] = ["3.6", "4.4", "5.0", "6.0", "7.0", "8.0"];
 
     /// Parses `4.4`, `7.0` … (a patch level is ignored).
     pub fn parse(text: &str) -> Option<Version> {
@@ -34,6 +35,7 @@ impl Version {
     /// The full version string `buildInfo` reports.
     pub fn string(self) -> String {
         let patch = match (self.major, self.minor) {
+            (3, 6) => 6,
             (4, 4) => 29,
             (5, 0) => 30,
             (6, 0) => 19,
@@ -46,6 +48,7 @@ impl Version {
     /// `maxWireVersion` (the specification's wire-version list).
     pub fn max_wire_version(self) -> i32 {
         match (self.major, self.minor) {
+            (3, 6) => 6,
             (4, 4) => 9,
             (5, 0) => 13,
             (6, 0) => 17,
@@ -58,6 +61,24 @@ impl Version {
     /// 6.1: mongod then refuses it as unrecognised).
     pub fn accepts_journal_option(self) -> bool {
         (self.major, self.minor) < (6, 1)
+    }
+
+    /// Whether `hello` exists: 4.4.2+ (backported to 3.6.21, 4.0.21 and
+    /// 4.2.10; not in 3.6.6, which answers 59 CommandNotFound).
+    pub fn has_hello(self) -> bool {
+        (self.major, self.minor) >= (4, 4)
+    }
+
+    /// Whether SCRAM-SHA-256 and `isMaster`'s `saslSupportedMechs` exist
+    /// (4.0+); 3.6 knows SCRAM-SHA-1 only.
+    pub fn has_scram_sha256(self) -> bool {
+        (self.major, self.minor) >= (4, 0)
+    }
+
+    /// Whether `listCollections` honours `nameOnly` (4.0+; 3.6 ignores it
+    /// and answers whole entries).
+    pub fn list_collections_name_only(self) -> bool {
+        (self.major, self.minor) >= (4, 0)
     }
 
     /// Whether a non-force reconfig may change at most one voting member

@@ -17,7 +17,8 @@ Takes mongod's options (and a YAML config file with --config):
   --logpath F --logappend  --setParameter enableLocalhostAuthBypass=0|1
   --config F | -f F        --version
 Sim-only:
-  --simServerVersion 4.4|5.0|6.0|7.0|8.0   the version reported (default 7.0)
+  --simServerVersion 3.6|4.4|5.0|6.0|7.0|8.0   the version reported (default 7.0)
+  --simFeatureCompatibilityVersion 3.4|3.6     with 3.6: FCV 3.4 data (no collection UUIDs, no sessions)
 
 Exit codes as mongod: 0 clean shutdown, 2 bad options, 48 address in use,
 100 data directory unusable.";

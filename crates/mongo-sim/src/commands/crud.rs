@@ -1316,7 +1316,9 @@ pub(super) fn list_collections(
     db: &str,
     command: &Document,
 ) -> Result<Reply, CommandError> {
-    let name_only = command.get_bool("nameOnly").unwrap_or(false);
+    // 3.6 ignores nameOnly (4.0+) and answers whole entries.
+    let name_only = command.get_bool("nameOnly").unwrap_or(false)
+        && node.opts.version.list_collections_name_only();
     let filter = command.get_document("filter").cloned().unwrap_or_default();
     let inner = node.lock();
     let mut batch = Vec::new();
@@ -1325,11 +1327,17 @@ pub(super) fn list_collections(
             let entry = if name_only {
                 doc! {"name": name, "type": "collection"}
             } else {
+                // Collections have UUIDs from FCV 3.6 on.
+                let info = if node.opts.fcv_34 {
+                    doc! {"readOnly": false}
+                } else {
+                    doc! {"readOnly": false, "uuid": uuid_bson(collection.uuid)}
+                };
                 doc! {
                     "name": name,
                     "type": "collection",
                     "options": {},
-                    "info": {"readOnly": false, "uuid": uuid_bson(collection.uuid)},
+                    "info": info,
                     "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"},
                 }
             };

@@ -102,10 +102,16 @@ pub(super) fn hello(node: &Node, session: &Session, command: &Document, legacy: 
         }
     }
     drop(inner);
-    if command.get_bool("helloOk").unwrap_or(false) {
+    let version = node.opts.version;
+    // helloOk came with hello (4.4.2 and its backports).
+    if version.has_hello() && command.get_bool("helloOk").unwrap_or(false) {
         reply.insert("helloOk", true);
     }
-    if let Ok(user) = command.get_str("saslSupportedMechs") {
+    if let Some(user) = command
+        .get_str("saslSupportedMechs")
+        .ok()
+        .filter(|_| version.has_scram_sha256())
+    {
         let inner = node.lock();
         if let Some(user_doc) = inner
             .data
@@ -124,7 +130,10 @@ pub(super) fn hello(node: &Node, session: &Session, command: &Document, legacy: 
     reply.insert("maxMessageSizeBytes", MAX_MESSAGE_SIZE as i32);
     reply.insert("maxWriteBatchSize", 100_000_i32);
     reply.insert("localTime", bson::DateTime::now());
-    reply.insert("logicalSessionTimeoutMinutes", 30_i32);
+    // Sessions exist at FCV 3.6 and later only.
+    if !node.opts.fcv_34 {
+        reply.insert("logicalSessionTimeoutMinutes", 30_i32);
+    }
     reply.insert("connectionId", session.connection_id as i32);
     reply.insert("minWireVersion", 0_i32);
     reply.insert("maxWireVersion", node.opts.version.max_wire_version());

@@ -299,6 +299,29 @@ async fn run(
             ),
         ));
     }
+    if name == "hello" && !node.opts.version.has_hello() {
+        return Err(CommandError::new(
+            Code::CommandNotFound,
+            format!("no such command: '{name}'"),
+        ));
+    }
+    if node.opts.version.major < 4
+        && node.opts.auth
+        && !OPEN.contains(&name)
+        && session.principals.is_empty()
+        && !session.is_system()
+        && command.contains_key("lsid")
+    {
+        // 3.6 derives a session's owner from the logged-in user before a
+        // command that requires auth runs: with auth on, such a command
+        // carrying an lsid before login fails — the localhost exception's
+        // createUser included (MONGO-FACTS §8). Commands open to anyone
+        // (isMaster, saslStart) skip the session.
+        return Err(CommandError::new(
+            Code::Unauthorized,
+            "there are no users authenticated",
+        ));
+    }
     if !OPEN.contains(&name) && !KNOWN.contains(&name) {
         return Err(CommandError::new(
             Code::CommandNotFound,

@@ -50,6 +50,11 @@ pub(super) fn sasl_start(
     command: &Document,
 ) -> Result<Document, CommandError> {
     let mechanism = command.get_str("mechanism").unwrap_or_default();
+    if mechanism == "SCRAM-SHA-256" && !node.opts.version.has_scram_sha256() {
+        return Err(CommandError::bad_value(
+            "Unsupported mechanism SCRAM-SHA-256",
+        ));
+    }
     if mechanism != "SCRAM-SHA-1" && mechanism != "SCRAM-SHA-256" {
         return Err(CommandError::new(
             Code::MechanismUnavailable,
@@ -260,7 +265,16 @@ pub(super) async fn create_user(
     if password.is_some_and(str::is_empty) {
         return Err(CommandError::bad_value("Password cannot be empty"));
     }
-    let mechanisms = mechanisms(command)?;
+    let mechanisms = if node.opts.version.has_scram_sha256() {
+        mechanisms(command)?
+    } else if command.contains_key("mechanisms") {
+        // 3.6's createUser knows no mechanisms field.
+        return Err(CommandError::bad_value(
+            "\"mechanisms\" is not a valid argument to createUser",
+        ));
+    } else {
+        vec!["SCRAM-SHA-1"]
+    };
     if command.get_bool("digestPassword") == Ok(false) && mechanisms.contains(&"SCRAM-SHA-256") {
         return Err(CommandError::bad_value(
             "Use of SCRAM-SHA-256 requires undigested passwords",

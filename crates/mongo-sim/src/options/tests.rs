@@ -63,6 +63,26 @@ fn unknown_or_invalid_options_fail_like_mongod() {
     );
     assert!(parse_args(&["--clusterAuthMode", "keyFile"]).is_err());
     assert!(parse_args(&["--simServerVersion", "3.2"]).is_err());
+    // FCV 3.4 is the 3.6 profile's only.
+    assert!(parse_args(&["--simFeatureCompatibilityVersion", "3.4"]).is_err());
+    assert!(
+        parse_args(&[
+            "--simServerVersion",
+            "3.6",
+            "--simFeatureCompatibilityVersion",
+            "3.2"
+        ])
+        .is_err()
+    );
+    assert!(
+        parse_args(&[
+            "--simServerVersion",
+            "3.6",
+            "--simFeatureCompatibilityVersion",
+            "3.4"
+        ])
+        .is_ok()
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod conformance;
 mod data;
 mod hostile;
 mod load;
+mod profile36;
 mod pymongo;
 mod sim_only;
 
