@@ -186,8 +186,10 @@ fn sealed_archives_round_trip_refuse_wrong_keys_and_changes_and_read_with_age() 
         refused["error"]
             .as_str()
             .unwrap()
-            .contains("none of the 1 identity"),
-        "{refused}"
+            .matches("none of the 1 identity")
+            .count()
+            == 1,
+        "said once, not repeated by the cause chain: {refused}"
     );
     assert_eq!(target_state(&new_pg, &new_mongo_uri), untouched);
 

@@ -452,9 +452,9 @@ impl Source {
     /// ignores it. Reads the header only: the payload is checked as it is
     /// read (or all at once, [`Source::authenticate`]).
     pub fn open(path: &Path, unsealing: Option<&Unsealing>) -> Result<Source, Error> {
-        let sealed = |source| Error::Sealed {
+        let sealed = |reason| Error::Sealed {
             archive: path.display().to_string(),
-            source,
+            reason,
         };
         let mut file = File::open(path).map_err(Error::io(path.display()))?;
         let key = if crate::seal::is_sealed(&mut file).map_err(Error::io(path.display()))? {
@@ -515,9 +515,9 @@ impl Source {
             return Ok(());
         };
         let file = File::open(&self.path).map_err(Error::io(self.path.display()))?;
-        let sealed = |source| Error::Sealed {
+        let sealed = |reason| Error::Sealed {
             archive: self.path.display().to_string(),
-            source,
+            reason,
         };
         let mut reader = SealedReader::with_file_key(file, key).map_err(sealed)?;
         reader

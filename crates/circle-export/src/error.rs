@@ -43,12 +43,13 @@ pub enum Error {
     /// A sealed archive could not be opened (no key given, or none that
     /// opens it) or is not authentic (changed or cut after it was
     /// sealed). Nothing was written.
-    #[error("{archive}: {source}")]
+    #[error("{archive}: {reason}")]
     Sealed {
         /// The archive.
         archive: String,
-        /// Why.
-        source: crate::seal::SealError,
+        /// Why (in the message already, so not a `source`: a cause chain
+        /// would print it twice).
+        reason: crate::seal::SealError,
     },
     /// Bad input found before anything was touched.
     #[error("{0}")]
@@ -60,7 +61,7 @@ impl Error {
     /// or as changed after it was sealed (exit 3 at the command line),
     /// rather than for a failure to read or write.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Error::Sealed { source, .. } if source.is_refusal())
+        matches!(self, Error::Sealed { reason, .. } if reason.is_refusal())
     }
 
     /// Whether a sealed archive was given without any key to open it (a
@@ -69,7 +70,7 @@ impl Error {
         matches!(
             self,
             Error::Sealed {
-                source: crate::seal::SealError::KeyNeeded,
+                reason: crate::seal::SealError::KeyNeeded,
                 ..
             }
         )

@@ -70,7 +70,7 @@ const SCRYPT_LABEL: &[u8] = b"age-encryption.org/v1/scrypt";
 #[non_exhaustive]
 pub enum SealError {
     /// Reading or writing the file failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     /// The file is sealed and no identity or passphrase was given.
     #[error("the archive is sealed (age); give the identity file or passphrase that opens it")]
