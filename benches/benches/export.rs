@@ -77,44 +77,13 @@ fn main() {
         old_pg.superuser_password().expose_secret(),
     );
 
-    // --- export: circle-export
-    let archive = work.path().join("export.tar.zst");
-    reset_peak_rss();
-    let children_before = children_maxrss_kib();
-    let started = Instant::now();
-    let report = runtime
-        .block_on(circle_export::export(
-            ExportSpec {
-                mongo: Some(MongoSource::Server {
-                    client: &mongo_client,
-                    databases: Vec::new(),
-                }),
-                postgres: Some((&source_pg, Vec::new())),
-                encryption_keys: None,
-                vault_data: None,
-                danger_include_vault_init_output: false,
-                out: archive.clone(),
-                seal: None,
-                parallel: 4,
-                meter: circle_export::Meter::default(),
-                tool: "circle-export bench".to_owned(),
-            },
-            &trace,
-        ))
-        .expect("export");
-    let tool_export = started.elapsed();
-    let tool_export_rss = peak_rss_kib();
-    let tool_export_children = children_maxrss_kib().max(children_before);
-
-    // --- export, sealed (to an X25519 recipient), between two unsealed
-    // runs of the same export so that neither kind gets the warmer caches.
-    let identity = circle_export::seal::Identity::generate().expect("identity");
-    let sealing = circle_export::seal::Sealing::Recipients(vec![identity.recipient()]);
-    let unsealing = circle_export::seal::Unsealing::Identities(vec![identity]);
+    // --- export: circle-export. Timed with its peak RSS; also sealed (to
+    // an X25519 recipient), between two unsealed runs of the same export
+    // so that neither kind gets the warmer caches.
     let timed_export = |out: &Path, seal: Option<&circle_export::seal::Sealing>| {
         reset_peak_rss();
         let started = Instant::now();
-        runtime
+        let report = runtime
             .block_on(circle_export::export(
                 ExportSpec {
                     mongo: Some(MongoSource::Server {
@@ -134,13 +103,20 @@ fn main() {
                 &trace,
             ))
             .expect("export");
-        (started.elapsed(), peak_rss_kib())
+        (started.elapsed(), peak_rss_kib(), report)
     };
+    let archive = work.path().join("export.tar.zst");
+    let children_before = children_maxrss_kib();
+    let (tool_export, tool_export_rss, report) = timed_export(&archive, None);
+    let tool_export_children = children_maxrss_kib().max(children_before);
+    let identity = circle_export::seal::Identity::generate().expect("identity");
+    let sealing = circle_export::seal::Sealing::Recipients(vec![identity.recipient()]);
+    let unsealing = circle_export::seal::Unsealing::Identities(vec![identity]);
     let sealed_archive = work.path().join("export.tar.zst.age");
-    let (tool_sealed_export, tool_sealed_export_rss) =
+    let (tool_sealed_export, tool_sealed_export_rss, _) =
         timed_export(&sealed_archive, Some(&sealing));
     let again = work.path().join("again.tar.zst");
-    let (tool_export_again, _) = timed_export(&again, None);
+    let (tool_export_again, _, _) = timed_export(&again, None);
     std::fs::remove_file(&again).expect("remove the second archive");
     std::fs::remove_file(&sealed_archive).expect("remove the sealed archive");
 

@@ -60,6 +60,7 @@
 //! let report = circle_export::restore(
 //!     RestoreSpec {
 //!         archive: "circle-export.tar.zst".into(),
+//!         unsealing: None, // or Some(&Unsealing::Identities(…)) for a sealed one
 //!         mongo: Some((&mongo.client, mongo.replica_set)),
 //!         postgres: Some(&postgres),
 //!         drop: false,
