@@ -23,9 +23,12 @@
 //! Peak RSS: circle-export's own (VmHWM, reset before each phase) and its
 //! children's (pg_dump/psql, from getrusage); the baseline's largest child.
 //!
-//! Run: `cargo bench -p ha-benches --bench export` (SIZE_MIB=n for another
-//! size, default 1024; BENCH_TRACE=1 to see the tool's progress lines with
-//! their times).
+//! Run: `cargo build --profile bench -p mongo-sim && cargo bench -p
+//! ha-benches --bench export` (SIZE_MIB=n for another size, default 1024;
+//! BENCH_TRACE=1 to see the tool's progress lines with their times). The
+//! members run the optimised `target/release/mongo-sim`; built with the
+//! bench profile it shares the benchmark's dependencies (the release
+//! profile's LTO build would compile them all again).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
