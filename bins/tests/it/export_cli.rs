@@ -83,23 +83,31 @@ pub(crate) fn new_target(tools: &Toolbox, pki: &LabPki) -> Postgres {
     pg
 }
 
+/// The old machine: a MongoDB member and a PostgreSQL whose database
+/// `circle` holds `builds (id int PRIMARY KEY, body text)` filled by
+/// `rows` (a `SELECT` giving id and body).
+pub(crate) fn old_machine(rows: &str) -> (Toolbox, LabPki, MongoMember, Postgres) {
+    let tools = Toolbox::discover(std::env::vars_os());
+    let pki = LabPki::new().unwrap();
+    let mongo = MongoMember::start(&tools, MongoMemberOptions::default()).unwrap();
+    let pg = Postgres::start(&tools, &pki, PostgresOptions::default()).unwrap();
+    psql(&pg, "postgres", "CREATE DATABASE circle");
+    psql(
+        &pg,
+        "circle",
+        &format!("CREATE TABLE builds (id int PRIMARY KEY, body text); INSERT INTO builds {rows}"),
+    );
+    (tools, pki, mongo, pg)
+}
+
 pub(crate) fn json(command: &mut Command) -> (i32, Value, String) {
     run_json(command.arg("--json"))
 }
 
 #[test]
 fn export_verify_restore_twice_and_refuse_damage() {
-    let tools = Toolbox::discover(std::env::vars_os());
-    let pki = LabPki::new().unwrap();
-    let old_mongo = MongoMember::start(&tools, MongoMemberOptions::default()).unwrap();
-    let old_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).unwrap();
-    psql(&old_pg, "postgres", "CREATE DATABASE circle");
-    psql(
-        &old_pg,
-        "circle",
-        "CREATE TABLE builds (id int PRIMARY KEY, body text); \
-         INSERT INTO builds SELECT g, repeat('b', g) FROM generate_series(1, 400) g",
-    );
+    let (tools, pki, old_mongo, old_pg) =
+        old_machine("SELECT g, repeat('b', g) FROM generate_series(1, 400) g");
     let mongo_uri = mongo_with_builds(&old_mongo);
     let old_password = old_pg.superuser_password().expose_secret().to_owned();
     let dir = tempfile::tempdir().unwrap();

@@ -9,10 +9,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use ha_lab::{LabPki, MongoMember, MongoMemberOptions, Postgres, PostgresOptions, Toolbox};
+use ha_lab::{MongoMember, MongoMemberOptions, Postgres, Toolbox};
 use secrecy::ExposeSecret as _;
 
-use crate::export_cli::{HOSTILE, json, mongo_with_builds, new_target, pg_uri, psql, tool};
+use crate::export_cli::{
+    HOSTILE, json, mongo_with_builds, new_target, old_machine, pg_uri, psql, tool,
+};
 
 fn age_tool(tools: &Toolbox, name: &str) -> Command {
     let age = tools.age().unwrap_or_else(|e| panic!("{e}"));
@@ -63,19 +65,10 @@ fn target_state(pg: &Postgres, mongo_uri: &str) -> (String, u64) {
 
 #[test]
 fn sealed_archives_round_trip_refuse_wrong_keys_and_changes_and_read_with_age() {
-    let tools = Toolbox::discover(std::env::vars_os());
-    let pki = LabPki::new().unwrap();
-    let old_mongo = MongoMember::start(&tools, MongoMemberOptions::default()).unwrap();
-    let old_pg = Postgres::start(&tools, &pki, PostgresOptions::default()).unwrap();
-    psql(&old_pg, "postgres", "CREATE DATABASE circle");
     // Over 1 MiB: the dump gets a frame of its own and a seek-index entry,
     // so the sealed restore reads it from its offset inside the payload.
-    psql(
-        &old_pg,
-        "circle",
-        "CREATE TABLE builds (id int PRIMARY KEY, body text); \
-         INSERT INTO builds SELECT g, md5(g::text) || repeat('b', 1000) FROM generate_series(1, 3000) g",
-    );
+    let (tools, pki, old_mongo, old_pg) =
+        old_machine("SELECT g, md5(g::text) || repeat('b', 1000) FROM generate_series(1, 3000) g");
     let want_rows = psql(
         &old_pg,
         "circle",
