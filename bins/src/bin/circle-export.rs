@@ -414,6 +414,12 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             )?;
             warn(&warnings);
             let source = circle_export::archive::Source::open(&archive, unsealing.as_ref())?;
+            if unsealing.is_some() && !source.is_sealed() {
+                warn(&[format!(
+                    "{} is not sealed: --identity/--passphrase was not needed",
+                    archive.display()
+                )]);
+            }
             let meter = Meter::new();
             let bar = progress_bar(&meter, json);
             let inspection = tokio::task::spawn_blocking(move || {

@@ -236,6 +236,16 @@ fn sealed_archives_round_trip_refuse_wrong_keys_and_changes_and_read_with_age() 
             .contains("is not sealed"),
         "{plain_restore}"
     );
+    // A key given for it is said to be unneeded.
+    let (code, with_key, stderr) = json(&mut restore(&plain_arg, &["--identity", &key]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        with_key["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("the key given to open it was not needed"),
+        "{with_key}"
+    );
     let by_age = dir.path().join("by-age.tar.zst.age");
     ok(age_tool(&tools, "age")
         .arg("-r")

@@ -264,7 +264,10 @@ pub async fn restore(
     .map(|mut report| {
         report.sealed = source.is_sealed();
         if !report.sealed {
-            let warning = unsealed_warning(&spec.archive);
+            let mut warning = unsealed_warning(&spec.archive);
+            if spec.unsealing.is_some() {
+                warning.push_str("; the key given to open it was not needed");
+            }
             progress(&format!("warning: {warning}"));
             report.warnings.push(warning);
         }
