@@ -186,6 +186,23 @@ fn usage_exit(name: &str, error: &clap::Error) -> ! {
     error.exit()
 }
 
+/// Writes the completion script of `C`, the binary `name`'s command line,
+/// for `shell` to stdout; a reader that stops early (`| head`) is not an
+/// error.
+pub fn print_completions<C: clap::CommandFactory>(
+    name: &'static str,
+    shell: clap_complete::Shell,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut command = C::command().name(name).bin_name(name);
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 fn write_docs(
     command: clap::Command,
     name: &'static str,

@@ -145,6 +145,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print circle-ha's shell completion script on stdout, e.g.
+    /// `circle-ha completions bash > /etc/bash_completion.d/circle-ha`
+    /// (`cargo xtask dist` ships every binary's for bash, zsh and fish).
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,12 +198,17 @@ fn main() -> ExitCode {
         Command::Backup(command) => command.json(),
         Command::Keys(command) => command.json(),
         Command::Doctor { json, .. } => *json,
+        Command::Completions { .. } => false,
     };
     cli::run_main("circle-ha", json, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
+        Command::Completions { shell } => {
+            cli::print_completions::<Cli>("circle-ha", shell)?;
+            Ok(Exit::Success)
+        }
         Command::Apply {
             common,
             dry_run,

@@ -50,6 +50,25 @@ fn run_json(command: &mut Command) -> (i32, serde_json::Value, String) {
 }
 
 #[test]
+fn completions_are_printed_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _circle__ha"),
+        ("zsh", "#compdef circle-ha"),
+        ("fish", "complete -c circle-ha"),
+    ] {
+        let (code, stdout, stderr) = run(circle_ha().args(["completions", shell]));
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        assert!(stdout.contains(marker), "{shell}: {stdout}");
+        assert!(
+            stdout.contains("apply") && stdout.contains("status"),
+            "{shell}"
+        );
+    }
+    let (code, _, stderr) = run(circle_ha().args(["completions", "tcsh"]));
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     // clap's own path.
     let output = circle_ha().arg("no-such-command").output().unwrap();
