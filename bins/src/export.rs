@@ -115,3 +115,20 @@ pub fn unsealing(
         .map_err(|e| usage("--identity", format!(": {reference}: {e}")))?;
     Ok(Some(Unsealing::Identities(identities)))
 }
+
+/// A sealed archive given without a key, said with the flags that give one
+/// (a usage error, exit 2); any other error unchanged.
+pub fn name_key_flags(error: circle_export::Error) -> anyhow::Error {
+    if error.is_key_needed() {
+        usage(
+            "--identity",
+            format!(
+                ": {error}: give --identity file:PATH (an age-keygen identity file) or \
+                 --passphrase env:NAME"
+            ),
+        )
+        .into()
+    } else {
+        error.into()
+    }
+}

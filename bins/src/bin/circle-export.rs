@@ -413,7 +413,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 &mut warnings,
             )?;
             warn(&warnings);
-            let source = circle_export::archive::Source::open(&archive, unsealing.as_ref())?;
+            let source = circle_export::archive::Source::open(&archive, unsealing.as_ref())
+                .map_err(export::name_key_flags)?;
             if unsealing.is_some() && !source.is_sealed() {
                 warn(&[format!(
                     "{} is not sealed: --identity/--passphrase was not needed",
@@ -473,7 +474,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 },
                 &|line| bar.line(line),
             )
-            .await?;
+            .await
+            .map_err(export::name_key_flags)?;
             std::mem::drop(bar);
             Ok(emit_findings(common.json, &report.to_findings()))
         }

@@ -138,7 +138,11 @@ fn sealed_archives_round_trip_refuse_wrong_keys_and_changes_and_read_with_age() 
     // verify: no key is a usage error, a wrong one exit 3, the right one 0.
     let (code, v, _) = json(&mut tool(&["verify", &sealed_arg]));
     assert_eq!(code, 2, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("sealed"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("sealed")
+            && v["error"].as_str().unwrap().contains("--identity"),
+        "{v}"
+    );
     let (code, v, _) = json(&mut tool(&[
         "verify",
         &sealed_arg,

@@ -73,7 +73,7 @@ pub enum SealError {
     #[error(transparent)]
     Io(#[from] io::Error),
     /// The file is sealed and no identity or passphrase was given.
-    #[error("the archive is sealed (age); give the identity file or passphrase that opens it")]
+    #[error("the archive is sealed (age) and no identity or passphrase to open it was given")]
     KeyNeeded,
     /// No identity given opens the file (or the passphrase is wrong).
     #[error("{0}")]
