@@ -36,21 +36,20 @@ pub fn pg_client(conn: PgConn, bin_dir: Option<PathBuf>) -> anyhow::Result<PgCli
     Ok(PgClient::new(conn, bin_dir)?)
 }
 
-/// A secret flag's value (`--passphrase`, `--identity`): an `env:`,
-/// `file:` or `cred:` reference, resolved; problems are keyed by `flag`
-/// and never quote the value.
+/// A secret flag's value, read as [`ha_config::secret_from_flag`] reads
+/// it, from this process's environment and working directory.
 fn secret_flag(
     flag: &str,
     value: &str,
     warnings: &mut Vec<String>,
 ) -> Result<SecretString, Problems> {
-    let reference = ha_config::SecretRef::parse(value)
-        .map_err(|e| Problems::one(ha_plan::Problem::invalid(flag, e)))?;
-    let resolved = reference
-        .resolve(&crate::cli::env_var, std::path::Path::new("."))
-        .map_err(|e| Problems::one(ha_plan::Problem::invalid(flag, format!("{reference}: {e}"))))?;
-    warnings.extend(resolved.warning);
-    Ok(resolved.value)
+    ha_config::secret_from_flag(
+        flag,
+        value,
+        &crate::cli::env_var,
+        std::path::Path::new("."),
+        warnings,
+    )
 }
 
 /// How `export`/`transfer` seal the archive `out`: to the `--encrypt-to`

@@ -85,7 +85,7 @@ pub use export::RestoreTargets;
 pub use mongo::{DEFAULT_APP_DATABASES, MongoLayout, MongoOptions, MongoSetup};
 pub use pki::{PkiSettings, WantedCertificate};
 pub use postgres::{PostgresOverrides, PostgresSettings};
-pub use secret::{Resolved, SecretRef, generate_secret, uri_from_flag};
+pub use secret::{Resolved, SecretRef, generate_secret, secret_from_flag, uri_from_flag};
 pub use services::PublishTarget;
 pub use vault::VaultSettings;
 

@@ -199,6 +199,27 @@ pub fn generate_secret(len: usize) -> Result<SecretString, String> {
     Ok(SecretString::from(out))
 }
 
+/// A secret flag's value (`--passphrase`, `--identity`): an `env:`,
+/// `file:` or `cred:` reference (a relative `file:` path resolved against
+/// `base`), read; a literal is refused. Problems are keyed by `flag` and
+/// never quote the value; a warning (a secret file others may read) goes
+/// to `warnings`.
+pub fn secret_from_flag(
+    flag: &str,
+    value: &str,
+    env: EnvLookup<'_>,
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<SecretString, Problems> {
+    let reference =
+        SecretRef::parse(value).map_err(|e| Problems::one(ha_plan::Problem::invalid(flag, e)))?;
+    let resolved = reference
+        .resolve(env, base)
+        .map_err(|e| Problems::one(ha_plan::Problem::invalid(flag, format!("{reference}: {e}"))))?;
+    warnings.extend(resolved.warning);
+    Ok(resolved.value)
+}
+
 /// A connection-string flag's value (`--pg-uri`, `--mongo-uri`): a secret
 /// reference (`env:NAME`, `file:PATH`, resolved against `base`), or a
 /// literal URI that holds no password — one with a password is refused,
@@ -212,14 +233,9 @@ pub fn uri_from_flag(
     warnings: &mut Vec<String>,
 ) -> Result<SecretString, Problems> {
     if value.starts_with("env:") || value.starts_with("file:") || value.starts_with("cred:") {
-        let reference = SecretRef::parse(value)
-            .map_err(|e| Problems::one(ha_plan::Problem::invalid(flag, e)))?;
-        let resolved = reference.resolve(env, base).map_err(|e| {
-            Problems::one(ha_plan::Problem::invalid(flag, format!("{reference}: {e}")))
-        })?;
-        warnings.extend(resolved.warning);
+        let resolved = secret_from_flag(flag, value, env, base, warnings)?;
         return Ok(SecretString::from(
-            resolved.value.expose_secret().trim().to_owned(),
+            resolved.expose_secret().trim().to_owned(),
         ));
     }
     let authority = value
