@@ -90,7 +90,7 @@ fn main() {
             .block_on(circle_export::export(
                 ExportSpec {
                     mongo: Some(MongoSource::Server {
-                        client: &mongo_client,
+                        reader: &mongo_client.clone().into(),
                         databases: Vec::new(),
                     }),
                     postgres: Some((&source_pg, Vec::new())),
@@ -344,9 +344,10 @@ fn main() {
     let transfer_mongo =
         MongoMember::start(&tools, MongoMemberOptions::default()).expect("mongo member");
     let transfer_mongo_client = runtime.block_on(direct(transfer_mongo.port()));
+    let mongo_reader = circle_export::MongoReader::from(mongo_client.clone());
     let (tool_full_transfer, tool_full_transfer_rss, transferred_documents) = transfer(
         Some(circle_export::TransferMongo {
-            source: &mongo_client,
+            source: &mongo_reader,
             databases: Vec::new(),
             target: &transfer_mongo_client,
             majority: false,

@@ -680,7 +680,7 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
     let exported = circle_export::export(
         circle_export::ExportSpec {
             mongo: Some(circle_export::MongoSource::Server {
-                client: &source_mongo,
+                reader: &source_mongo.clone().into(),
                 databases: Vec::new(),
             }),
             postgres: Some((&source_pg, Vec::new())),

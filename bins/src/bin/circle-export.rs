@@ -363,8 +363,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 &mut warnings,
             )
             .await?;
-            let mongo_client = mongo_connection.map(|m| m.client);
-            if mongo_client.is_none() && mongo_dump.is_none() && pg.is_none() {
+            if mongo_connection.is_none() && mongo_dump.is_none() && pg.is_none() {
                 return Err(usage(
                     "--mongo-uri",
                     ": nothing to export: give --mongo-uri or --mongo-dump, and/or --pg-uri",
@@ -372,9 +371,9 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 .into());
             }
             warn(&warnings);
-            let mongo = match (&mongo_client, mongo_dump) {
-                (Some(client), _) => Some(MongoSource::Server {
-                    client,
+            let mongo = match (&mongo_connection, mongo_dump) {
+                (Some(reader), _) => Some(MongoSource::Server {
+                    reader,
                     databases: mongo_databases,
                 }),
                 (None, Some(dir)) => Some(MongoSource::DumpDir(dir)),
@@ -531,7 +530,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 to_mongo_uri.is_some(),
             )?
             .map(|(source, target)| circle_export::TransferMongo {
-                source: &source.client,
+                source,
                 databases: mongo_databases,
                 target: &target.client,
                 majority: target.replica_set,
@@ -664,14 +663,14 @@ async fn connect_sources(
     common: &Common,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<(
-    Option<circle_export::MongoConnection>,
+    Option<circle_export::MongoReader>,
     Option<circle_export::PgClient>,
 )> {
     let here = PathBuf::from(".");
     let mongo = match mongo_uri {
         Some(uri) => {
             let uri = ha_config::uri_from_flag("--mongo-uri", uri, &cli::env_var, &here, warnings)?;
-            Some(circle_export::mongo_from_uri(&uri, Duration::from_secs(30)).await?)
+            Some(circle_export::MongoReader::from_uri(&uri, Duration::from_secs(30)).await?)
         }
         None => None,
     };

@@ -61,7 +61,7 @@ async fn archive_of(documents: i64, dir: &std::path::Path) -> (std::path::PathBu
     circle_export::export(
         circle_export::ExportSpec {
             mongo: Some(circle_export::MongoSource::Server {
-                client: &old_client,
+                reader: &old_client.clone().into(),
                 databases: vec!["circle_ghe".to_owned()],
             }),
             postgres: None,

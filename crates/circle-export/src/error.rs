@@ -51,6 +51,17 @@ pub enum Error {
         /// would print it twice).
         reason: crate::seal::SealError,
     },
+    /// An old MongoDB server (3.6 to 4.2, read without the driver)
+    /// refused, failed or answered something unreadable.
+    #[error("MongoDB {server}, {what}: {source}")]
+    Wire {
+        /// The server (`host:port`, or the URI's hosts).
+        server: String,
+        /// The database/collection and operation.
+        what: String,
+        /// What went wrong.
+        source: crate::wire::WireError,
+    },
     /// Bad input found before anything was touched.
     #[error("{0}")]
     Invalid(String),

@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use mongodb::Client;
-
 use crate::archive::{ArchiveWriter, Compression};
 use crate::count::BsonCounter;
 use crate::error::Error;
@@ -18,21 +16,22 @@ use crate::meter::{Meter, Stage};
 use crate::mongo;
 use crate::postgres::PgClient;
 use crate::spool::{HashedFile, WorkDir};
+use crate::target::MongoReader;
 use crate::verify::Growing;
 
 /// Where the MongoDB data comes from.
 pub enum MongoSource<'a> {
-    /// A server the driver can read (MongoDB 4.4+), every database but
+    /// A server (MongoDB 3.6 and later, through the reader
+    /// [`MongoReader::from_uri`] chose), every database but
     /// admin/local/config, or only these.
     Server {
-        /// A client for it.
-        client: &'a Client,
+        /// The server and what reads it.
+        reader: &'a MongoReader,
         /// Only these databases (empty: all).
         databases: Vec<String>,
     },
     /// A directory `mongodump` wrote (`<db>/<collection>.bson` and
-    /// `.metadata.json`), e.g. on the old Services machine whose MongoDB
-    /// 3.x the driver cannot read.
+    /// `.metadata.json`).
     DumpDir(PathBuf),
 }
 
@@ -218,20 +217,19 @@ pub(crate) async fn dump(
     let mongo_part = async {
         match &spec.mongo {
             None => Ok::<_, Error>((None, Vec::new())),
-            Some(MongoSource::Server { client, databases }) => {
-                let version = mongo::server_version(client).await?;
-                let collections = mongo::list_collections(client, databases).await?;
+            Some(MongoSource::Server { reader, databases }) => {
+                let version = reader.server_version().await?;
+                let collections = reader.list_collections(databases).await?;
                 let mut dbs: Vec<String> = collections.iter().map(|c| c.db.clone()).collect();
                 dbs.dedup();
-                meter.add_total(mongo::estimate_bytes(client, &dbs).await);
+                meter.add_total(reader.estimate_bytes(&dbs).await);
                 let total = collections.len();
                 let done = std::sync::atomic::AtomicUsize::new(0);
                 let results = mongo::for_each_parallel(collections, spec.parallel, |c| {
                     let spool = &spool;
                     let done = &done;
                     async move {
-                        let (entries, counted) =
-                            mongo::export_collection(client, &c, spool).await?;
+                        let (entries, counted) = reader.export_collection(&c, spool).await?;
                         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                         progress(&format!(
                             "mongo {}.{}: {} documents, {} ({n}/{total})",
@@ -479,11 +477,11 @@ pub async fn plan(spec: &ExportSpec<'_>) -> Result<ExportPlan, Error> {
     };
     match &spec.mongo {
         None => {}
-        Some(MongoSource::Server { client, databases }) => {
-            let collections = mongo::list_collections(client, databases).await?;
+        Some(MongoSource::Server { reader, databases }) => {
+            let collections = reader.list_collections(databases).await?;
             let mut dbs: Vec<String> = collections.iter().map(|c| c.db.clone()).collect();
             dbs.dedup();
-            plan.estimated_bytes += mongo::estimate_bytes(client, &dbs).await;
+            plan.estimated_bytes += reader.estimate_bytes(&dbs).await;
             plan.collections = collections.into_iter().map(|c| (c.db, c.name)).collect();
         }
         Some(MongoSource::DumpDir(dir)) => {

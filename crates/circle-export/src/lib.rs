@@ -95,6 +95,7 @@ pub mod target;
 pub mod transfer;
 pub mod vault_init;
 pub mod verify;
+pub mod wire;
 
 pub use error::Error;
 pub use export::{ExportPlan, ExportReport, ExportSpec, MongoSource, export};
@@ -102,6 +103,6 @@ pub use manifest::Manifest;
 pub use meter::{Meter, Reading, Stage};
 pub use postgres::{PgClient, PgConn};
 pub use restore::{RestoreReport, RestoreSpec, restore};
-pub use target::{MongoConnection, MongoTarget, RestoreTargets, mongo_from_uri};
+pub use target::{MongoConnection, MongoReader, MongoTarget, RestoreTargets, mongo_from_uri};
 pub use transfer::{TransferMongo, TransferPostgres, TransferReport, TransferSpec, transfer};
 pub use verify::{Inspection, Layout, inspect, inspect_metered};

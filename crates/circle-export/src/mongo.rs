@@ -16,6 +16,7 @@ use crate::failover::Failover;
 use crate::manifest::{CollectionEntry, FileEntry, bson_path, metadata_path};
 use crate::meter::Meter;
 use crate::spool::{HashedFile, WorkDir, write_whole};
+use crate::wire::WireSource;
 
 /// Databases never exported (users come from mongo-rs-setup).
 pub const SYSTEM_DATABASES: [&str; 3] = ["admin", "local", "config"];
@@ -71,19 +72,8 @@ pub async fn list_collections(
         .list_database_names()
         .await
         .map_err(Error::mongo("listDatabases"))?;
-    for wanted in only {
-        if !names.contains(wanted) {
-            return Err(Error::Invalid(format!(
-                "MongoDB database {wanted:?} does not exist on the source (it has: {})",
-                names.join(", ")
-            )));
-        }
-    }
     let mut out = Vec::new();
-    for db in names {
-        if SYSTEM_DATABASES.contains(&db.as_str()) || (!only.is_empty() && !only.contains(&db)) {
-            continue;
-        }
+    for db in databases_to_export(&names, only)? {
         let reply = client
             .database(&db)
             .run_command(doc! {"listCollections": 1})
@@ -94,33 +84,182 @@ pub async fn list_collections(
             .and_then(|c| c.get_array("firstBatch"))
             .cloned()
             .unwrap_or_default();
-        for entry in batch.iter().filter_map(Bson::as_document) {
-            let Ok(name) = entry.get_str("name") else {
-                continue;
-            };
-            if name.starts_with("system.")
-                || entry.get_str("type").unwrap_or("collection") != "collection"
-            {
-                continue;
-            }
-            let uuid = entry
-                .get_document("info")
-                .ok()
-                .and_then(|i| i.get("uuid"))
-                .and_then(|u| match u {
-                    Bson::Binary(b) => Some(crate::spool::hex(&b.bytes)),
-                    _ => None,
-                });
-            out.push(SourceCollection {
-                db: db.clone(),
-                name: name.to_owned(),
-                options: entry.get_document("options").cloned().unwrap_or_default(),
-                uuid,
-            });
-        }
+        let entries: Vec<Document> = batch
+            .iter()
+            .filter_map(Bson::as_document)
+            .cloned()
+            .collect();
+        out.extend(collections_to_export(&db, &entries));
     }
     out.sort_by(|a, b| (&a.db, &a.name).cmp(&(&b.db, &b.name)));
     Ok(out)
+}
+
+/// The same as [`list_collections`], from an old server read by
+/// [`crate::wire`].
+pub async fn list_collections_wire(
+    source: &WireSource,
+    only: &[String],
+) -> Result<Vec<SourceCollection>, Error> {
+    let names = source.database_names().await?;
+    let mut out = Vec::new();
+    for db in databases_to_export(&names, only)? {
+        let entries = source.collections(&db).await?;
+        out.extend(collections_to_export(&db, &entries));
+    }
+    out.sort_by(|a, b| (&a.db, &a.name).cmp(&(&b.db, &b.name)));
+    Ok(out)
+}
+
+/// Of the source's databases `names`, those to export: `only` (each of
+/// which must exist), or all but admin/local/config.
+fn databases_to_export(names: &[String], only: &[String]) -> Result<Vec<String>, Error> {
+    for wanted in only {
+        if !names.contains(wanted) {
+            return Err(Error::Invalid(format!(
+                "MongoDB database {wanted:?} does not exist on the source (it has: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(names
+        .iter()
+        .filter(|db| {
+            !SYSTEM_DATABASES.contains(&db.as_str()) && (only.is_empty() || only.contains(db))
+        })
+        .cloned()
+        .collect())
+}
+
+/// Of `listCollections` `entries` of `db`, the collections to export:
+/// not `system.*`, not views.
+fn collections_to_export(db: &str, entries: &[Document]) -> Vec<SourceCollection> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let Ok(name) = entry.get_str("name") else {
+            continue;
+        };
+        if name.starts_with("system.")
+            || entry.get_str("type").unwrap_or("collection") != "collection"
+        {
+            continue;
+        }
+        let uuid = entry
+            .get_document("info")
+            .ok()
+            .and_then(|i| i.get("uuid"))
+            .and_then(|u| match u {
+                Bson::Binary(b) => Some(crate::spool::hex(&b.bytes)),
+                _ => None,
+            });
+        out.push(SourceCollection {
+            db: db.to_owned(),
+            name: name.to_owned(),
+            options: entry.get_document("options").cloned().unwrap_or_default(),
+            uuid,
+        });
+    }
+    out
+}
+
+/// Dumps one collection of an old server read by [`crate::wire`] into
+/// `dir`, as [`export_collection`] does with the driver: the `.bson` holds
+/// each document's bytes as the batch carried them, the
+/// `.metadata.json` is mongodump 3.6's (`options`, the `listIndexes`
+/// specs as the server gave them, `uuid` only when the collection has
+/// one). The number of documents read is checked against an exact count
+/// on the server; a dump stopped half-way kills its cursor.
+pub async fn export_collection_wire(
+    source: &WireSource,
+    collection: &SourceCollection,
+    dir: &WorkDir,
+) -> Result<(Vec<FileEntry>, CollectionEntry), Error> {
+    let what = format!("{}.{}", collection.db, collection.name);
+    let indexes = source.indexes(&collection.db, &collection.name).await?;
+    let mut metadata = doc! {
+        "options": collection.options.clone(),
+        "indexes": indexes,
+    };
+    if let Some(uuid) = &collection.uuid {
+        metadata.insert("uuid", uuid);
+    }
+    let json = Bson::Document(metadata)
+        .into_canonical_extjson()
+        .to_string();
+    let meta_entry = write_whole(
+        dir,
+        &metadata_path(&collection.db, &collection.name),
+        json.as_bytes(),
+    )
+    .await
+    .map_err(Error::io(format!("spool file for {what}")))?;
+
+    let mut file = HashedFile::create(dir, &bson_path(&collection.db, &collection.name))
+        .await
+        .map_err(Error::io(format!("spool file for {what}")))?;
+    let find = doc! {"find": &collection.name, "batchSize": 1000};
+    let mut cursor = source
+        .cursor(&collection.db, find)
+        .await
+        .map_err(crate::wire::failed(
+            source.address(),
+            format!("find on {what}"),
+        ))?;
+    let mut documents = 0u64;
+    loop {
+        let batch = match cursor.next_batch().await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => break,
+            Err(e) => {
+                cursor.kill().await;
+                return Err(crate::wire::failed(
+                    source.address(),
+                    format!("reading {what}"),
+                )(e));
+            }
+        };
+        let written: Result<u64, Error> = async {
+            let mut n = 0;
+            for document in crate::wire::batch_documents(&batch).map_err(crate::wire::failed(
+                source.address(),
+                format!("reading {what}"),
+            ))? {
+                file.write(document.as_bytes())
+                    .await
+                    .map_err(Error::io(format!("spool file for {what}")))?;
+                n += 1;
+            }
+            Ok(n)
+        }
+        .await;
+        match written {
+            Ok(n) => documents += n,
+            Err(e) => {
+                cursor.kill().await;
+                return Err(e);
+            }
+        }
+    }
+    let data_entry = file
+        .finish()
+        .await
+        .map_err(Error::io(format!("spool file for {what}")))?;
+    let counted = source.count(&collection.db, &collection.name).await?;
+    if counted != documents {
+        return Err(Error::Invalid(format!(
+            "MongoDB {}, {what}: the cursor gave {documents} documents but the collection holds \
+             {counted}: something wrote to it during the export (stop CircleCI's services first)",
+            source.address()
+        )));
+    }
+    Ok((
+        vec![data_entry, meta_entry],
+        CollectionEntry {
+            db: collection.db.clone(),
+            collection: collection.name.clone(),
+            documents,
+        },
+    ))
 }
 
 /// Dumps one collection into `dir`: its `.bson` (the documents' bytes as
@@ -669,4 +808,54 @@ where
         .buffer_unordered(parallel.max(1))
         .try_collect()
         .await
+}
+
+/// The export's view of a source, whichever reader reads it.
+impl crate::target::MongoReader {
+    /// The server's version.
+    pub(crate) async fn server_version(&self) -> Result<String, Error> {
+        match self {
+            Self::Driver(client) => server_version(client).await,
+            Self::Wire(source) => source.server_version().await,
+        }
+    }
+
+    /// The collections to export (see [`list_collections`]).
+    pub(crate) async fn list_collections(
+        &self,
+        only: &[String],
+    ) -> Result<Vec<SourceCollection>, Error> {
+        match self {
+            Self::Driver(client) => list_collections(client, only).await,
+            Self::Wire(source) => list_collections_wire(source, only).await,
+        }
+    }
+
+    /// Roughly how many bytes of BSON `databases` hold.
+    pub(crate) async fn estimate_bytes(&self, databases: &[String]) -> u64 {
+        match self {
+            Self::Driver(client) => estimate_bytes(client, databases).await,
+            Self::Wire(source) => source.estimate_bytes(databases).await,
+        }
+    }
+
+    /// The number of documents in `db.collection`.
+    pub(crate) async fn count(&self, db: &str, collection: &str) -> Result<u64, Error> {
+        match self {
+            Self::Driver(client) => count(client, db, collection).await,
+            Self::Wire(source) => source.count(db, collection).await,
+        }
+    }
+
+    /// Dumps one collection into `dir`.
+    pub(crate) async fn export_collection(
+        &self,
+        collection: &SourceCollection,
+        dir: &WorkDir,
+    ) -> Result<(Vec<FileEntry>, CollectionEntry), Error> {
+        match self {
+            Self::Driver(client) => export_collection(client, collection, dir).await,
+            Self::Wire(source) => export_collection_wire(source, collection, dir).await,
+        }
+    }
 }

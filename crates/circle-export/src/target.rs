@@ -12,6 +12,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::error::Error;
 use crate::postgres::PgConn;
+use crate::wire::{WireOptions, WireSource};
 
 /// A MongoDB target described by its parts (what `ha.toml`'s `[mongo]`
 /// gives): the members, the set, a user authenticating against `admin`,
@@ -107,6 +108,17 @@ pub async fn mongo_from_uri(
     uri: &SecretString,
     server_selection: Duration,
 ) -> Result<MongoConnection, Error> {
+    let options = parse_uri(uri, server_selection).await?;
+    let replica_set = options.repl_set_name.is_some();
+    let client = driver_client(options)?;
+    Ok(MongoConnection {
+        client,
+        replica_set,
+    })
+}
+
+/// The driver's options from a connection string, never quoting it.
+async fn parse_uri(uri: &SecretString, server_selection: Duration) -> Result<ClientOptions, Error> {
     let mut options = ClientOptions::parse(uri.expose_secret())
         .await
         .map_err(|e| {
@@ -122,14 +134,76 @@ pub async fn mongo_from_uri(
     if options.server_selection_timeout.is_none() {
         options.server_selection_timeout = Some(server_selection);
     }
-    let replica_set = options.repl_set_name.is_some();
-    let client = Client::with_options(options).map_err(|e| Error::Mongo {
+    Ok(options)
+}
+
+/// A MongoDB server to export from, with what reads it: the driver for
+/// MongoDB 4.4 and later, [`crate::wire`] for 3.6 to 4.2 (wire versions 6
+/// to 8), which the driver refuses — the old Services machine runs 3.6.
+pub enum MongoReader {
+    /// Read through the driver.
+    Driver(Client),
+    /// Read through the old-server reader.
+    Wire(Box<WireSource>),
+}
+
+impl fmt::Debug for MongoReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MongoReader::Driver(_) => f.write_str("MongoReader::Driver"),
+            MongoReader::Wire(source) => f.debug_tuple("MongoReader::Wire").field(source).finish(),
+        }
+    }
+}
+
+impl From<Client> for MongoReader {
+    fn from(client: Client) -> MongoReader {
+        MongoReader::Driver(client)
+    }
+}
+
+impl MongoReader {
+    /// The reader for the server a connection string names, chosen from
+    /// the `maxWireVersion` of an `isMaster` handshake (over OP_QUERY,
+    /// which every version answers): below 9 the old-server reader, else
+    /// the driver. A URI only the driver can use (a Unix socket,
+    /// SCRAM-SHA-256 or X.509 credentials, TLS without `tlsCAFile`) goes
+    /// to the driver without a probe. The error never quotes the URI.
+    pub async fn from_uri(
+        uri: &SecretString,
+        server_selection: Duration,
+    ) -> Result<MongoReader, Error> {
+        let options = parse_uri(uri, server_selection).await?;
+        let Ok(wire) = WireOptions::from_client_options(&options) else {
+            return driver_client(options).map(MongoReader::Driver);
+        };
+        let source = WireSource::probe(wire).await?;
+        if source.hello().max_wire_version >= crate::wire::DRIVER_WIRE_VERSION {
+            return driver_client(options).map(MongoReader::Driver);
+        }
+        if source.hello().max_wire_version < crate::wire::MIN_WIRE_VERSION {
+            return Err(Error::Wire {
+                server: source.address().to_string(),
+                what: "the handshake".to_owned(),
+                source: crate::wire::WireError::TooOld(source.hello().max_wire_version),
+            });
+        }
+        Ok(MongoReader::Wire(Box::new(source)))
+    }
+
+    /// Which reader reads the server, in words.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            MongoReader::Driver(_) => "the MongoDB driver (4.4 and later)",
+            MongoReader::Wire(_) => "the old-server reader (MongoDB 3.6 to 4.2)",
+        }
+    }
+}
+
+fn driver_client(options: ClientOptions) -> Result<Client, Error> {
+    Client::with_options(options).map_err(|e| Error::Mongo {
         what: "client from the URI".to_owned(),
         source: Box::new(e),
-    })?;
-    Ok(MongoConnection {
-        client,
-        replica_set,
     })
 }
 

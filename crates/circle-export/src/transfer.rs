@@ -32,10 +32,10 @@ use crate::postgres::PgClient;
 use crate::restore::{CollectionPlan, RestoreReport, count_mismatches, plan_collection};
 use crate::verify::{Growing, Layout};
 
-/// MongoDB to move: from a server the driver reads (4.4+) to the new set.
+/// MongoDB to move: from the old server (3.6 and later) to the new set.
 pub struct TransferMongo<'a> {
-    /// The old server.
-    pub source: &'a Client,
+    /// The old server, and what reads it.
+    pub source: &'a crate::target::MongoReader,
     /// Only these databases (empty: all but admin, local, config).
     pub databases: Vec<String>,
     /// The new set (as circle-admin).
@@ -152,7 +152,7 @@ pub async fn transfer(
     let started = Instant::now();
     let export_spec = ExportSpec {
         mongo: spec.mongo.as_ref().map(|m| MongoSource::Server {
-            client: m.source,
+            reader: m.source,
             databases: m.databases.clone(),
         }),
         postgres: spec
@@ -194,12 +194,12 @@ pub async fn transfer(
     }
     let mut collections = Vec::new();
     if let Some(m) = &spec.mongo {
-        for c in mongo::list_collections(m.source, &m.databases).await? {
+        for c in m.source.list_collections(&m.databases).await? {
             let held = mongo::count(m.target, &c.db, &c.name).await?;
             if held > 0 && !spec.drop {
                 // Decided once dumped (resume, skip or refuse, by content);
                 // more documents than the source can only be other data.
-                let source = mongo::count(m.source, &c.db, &c.name).await?;
+                let source = m.source.count(&c.db, &c.name).await?;
                 if held > source {
                     refused.push(format!(
                         "MongoDB {}.{} holds {held} documents, the source {source}",

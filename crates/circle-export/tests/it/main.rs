@@ -99,7 +99,7 @@ pub(crate) async fn export_one_database(client: &Client, db: &str, out: &Path) {
     circle_export::export(
         circle_export::ExportSpec {
             mongo: Some(circle_export::MongoSource::Server {
-                client,
+                reader: &client.clone().into(),
                 databases: vec![db.to_owned()],
             }),
             postgres: None,

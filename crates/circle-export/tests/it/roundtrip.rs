@@ -129,7 +129,7 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
     let report = export(
         ExportSpec {
             mongo: Some(MongoSource::Server {
-                client: &old,
+                reader: &old.clone().into(),
                 databases: Vec::new(),
             }),
             postgres: Some((&source_pg, Vec::new())),
