@@ -273,6 +273,8 @@ pub enum WireError {
     Options(String),
     /// The server is older than MongoDB 3.6.
     TooOld(i32),
+    /// No server could be used; what each said.
+    NoServer(String),
 }
 
 impl fmt::Display for WireError {
@@ -297,6 +299,7 @@ impl fmt::Display for WireError {
             } => write!(f, "{message} (code {code} {code_name})"),
             WireError::Auth(e) => write!(f, "authentication failed: {e}"),
             WireError::Options(e) => write!(f, "cannot be used with this server: {e}"),
+            WireError::NoServer(tried) => write!(f, "no server could be used: {tried}"),
             WireError::TooOld(v) => write!(
                 f,
                 "wire version {v}: MongoDB older than 3.6 (wire 6) is not read; dump it with its own mongodump and give --mongo-dump"
@@ -366,7 +369,7 @@ impl WireSource {
             {
                 Ok(ok) => ok,
                 Err(e) => {
-                    tried.push(format!("{address}: {e}"));
+                    tried.push((address, e));
                     continue;
                 }
             };
@@ -374,12 +377,13 @@ impl WireSource {
                 return Ok(Self::chosen(options, tls, connection, hello));
             };
             if hello.set_name.as_deref() != Some(set) {
-                tried.push(format!(
-                    "{address}: not a member of replica set {set:?} (it says {})",
-                    hello
-                        .set_name
-                        .as_deref()
-                        .map_or("it is in none".to_owned(), |s| format!("{s:?}"))
+                let says = hello
+                    .set_name
+                    .as_deref()
+                    .map_or("it is in none".to_owned(), |s| format!("it is in {s:?}"));
+                tried.push((
+                    address,
+                    WireError::Reply(format!("not a member of replica set {set:?} ({says})")),
                 ));
                 continue;
             }
@@ -387,20 +391,31 @@ impl WireSource {
                 return Ok(Self::chosen(options, tls, connection, hello));
             }
             match hello.primary.as_deref().and_then(Address::parse) {
-                Some(primary) if !queue.contains(&primary) => {
-                    tried.push(format!("{address}: a secondary; the primary is {primary}"));
-                    queue.push(primary);
-                }
-                _ => tried.push(format!("{address}: not the primary")),
+                Some(primary) if !queue.contains(&primary) => queue.push(primary),
+                _ => tried.push((address, WireError::Reply("not the primary".to_owned()))),
             }
         }
-        Err(crate::Error::Wire {
-            server: list(&options.hosts),
-            what: match &options.replica_set {
-                Some(set) => format!("finding the primary of replica set {set:?}"),
-                None => "connecting".to_owned(),
+        let what = match &options.replica_set {
+            Some(set) => format!("finding the primary of replica set {set:?}"),
+            None => "the handshake".to_owned(),
+        };
+        Err(match <[_; 1]>::try_from(tried) {
+            Ok([(address, source)]) => crate::Error::Wire {
+                server: address.to_string(),
+                what,
+                source,
             },
-            source: WireError::Io(tried.join("; ")),
+            Err(tried) => crate::Error::Wire {
+                server: list(&options.hosts),
+                what,
+                source: WireError::NoServer(
+                    tried
+                        .iter()
+                        .map(|(address, e)| format!("{address}: {e}"))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            },
         })
     }
 

@@ -81,6 +81,13 @@ impl Version {
         (self.major, self.minor) >= (4, 0)
     }
 
+    /// Whether index specs carry their namespace `ns` (`listIndexes`
+    /// answers it below 4.4; SERVER-41696 removed it in 4.3.x, SPEC-1399 /
+    /// DRIVERS-731 told the drivers).
+    pub fn index_specs_have_ns(self) -> bool {
+        (self.major, self.minor) < (4, 4)
+    }
+
     /// Whether a non-force reconfig may change at most one voting member
     /// (4.4+). Always true for the supported profiles.
     pub fn single_voter_reconfig_rule(self) -> bool {

@@ -5,6 +5,7 @@
 mod audit;
 mod damage;
 mod hostile;
+mod old_mongo;
 mod oracle;
 mod resume;
 mod roundtrip;

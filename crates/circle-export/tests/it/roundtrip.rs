@@ -15,7 +15,7 @@ use crate::{Pg, new_mongo, old_mongo, progress, raw_documents};
 /// A document with every BSON type a driver can write (DBPointer cannot be
 /// built through the Rust driver; everything else is here), unicode keys
 /// and nested arrays.
-fn everything(id: i32) -> Document {
+pub(crate) fn everything(id: i32) -> Document {
     doc! {
         "_id": id,
         "double": 1.5_f64,

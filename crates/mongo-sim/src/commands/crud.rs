@@ -1371,14 +1371,27 @@ pub(super) fn list_indexes(
             format!("ns does not exist: {db}.{coll}"),
         )
     })?;
-    let mut batch = vec![Arc::new(
-        RawDocumentBuf::from_document(&doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"})
-            .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))?,
-    )];
+    // Below 4.4 every spec names its namespace after `name`.
+    let ns = node
+        .opts
+        .version
+        .index_specs_have_ns()
+        .then(|| format!("{db}.{coll}"));
+    let spec = |index: &Document| {
+        let mut out = Document::new();
+        for (k, v) in index {
+            out.insert(k.clone(), v.clone());
+            if let (Some(ns), "name") = (&ns, k.as_str()) {
+                out.insert("ns", ns.as_str());
+            }
+        }
+        RawDocumentBuf::from_document(&out)
+            .map(Arc::new)
+            .map_err(|e| CommandError::new(Code::InvalidBson, e.to_string()))
+    };
+    let mut batch = vec![spec(&doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"})?];
     for index in &collection.indexes {
-        batch.push(Arc::new(RawDocumentBuf::from_document(index).map_err(
-            |e| CommandError::new(Code::InvalidBson, e.to_string()),
-        )?));
+        batch.push(spec(index)?);
     }
     cursor_reply("firstBatch", &format!("{db}.{coll}"), 0, &batch).map(Reply::Raw)
 }

@@ -98,6 +98,7 @@ out["decimal"] = str(got[7]["d"])
 entries = db.command("listCollections", nameOnly=True)["cursor"]["firstBatch"]
 out["collections"] = [[e["name"], "options" in e, "uuid" in e.get("info", {})] for e in entries]
 out["indexes"] = sorted(ix["name"] for ix in db.builds.list_indexes())
+out["index_ns"] = sorted(set(ix.get("ns") for ix in db.builds.list_indexes()))
 out["databases"] = sorted(d["name"] for d in client.admin.command("listDatabases", nameOnly=True)["databases"])
 print(json.dumps(out))
 "#;
@@ -150,6 +151,12 @@ fn pymongo_3_13_reads_and_writes_the_3_6_profile_without_auth() {
         "{out}"
     );
     assert_eq!(out["indexes"], serde_json::json!(["_id_", "n_1"]), "{out}");
+    // Index specs name their namespace below 4.4 (SERVER-41696).
+    assert_eq!(
+        out["index_ns"],
+        serde_json::json!(["circle_ghe.builds"]),
+        "{out}"
+    );
     assert_eq!(out["databases"], serde_json::json!(["circle_ghe"]), "{out}");
 }
 

@@ -1,0 +1,504 @@
+//! Export from the old Services machine's MongoDB as it is: mongod 3.6.6
+//! (mongo-sim's 3.6 profile, MONGO-FACTS §8), which the driver refuses,
+//! read by [`circle_export::wire`]. The data is written, and its digests
+//! taken, by pymongo 3.13 — a client of that era, independent of the
+//! reader — and compared with what the restore put on a modern server, read
+//! back by the Rust driver.
+
+use std::ffi::OsString;
+use std::io::{Read as _, Write as _};
+use std::time::{Duration, Instant};
+
+use bson::{Document, doc};
+use circle_export::{ExportSpec, MongoReader, MongoSource};
+use ha_lab::{MongoMember, MongoMemberOptions, Toolbox};
+use secrecy::SecretString;
+
+use crate::{HOSTILE, old_mongo, progress, raw_documents, restore_spec};
+
+/// The lab's tools with mongo-sim as MongoDB, whatever MONGOD_BIN or PATH
+/// say: a real mongod is no 3.6.
+fn sim_tools() -> Toolbox {
+    let vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != "MONGOD_BIN")
+        .map(|(k, v)| {
+            if k == "PATH" {
+                let dirs = std::env::split_paths(&v).filter(|d| !d.join("mongod").exists());
+                (k, std::env::join_paths(dirs).unwrap_or_default())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    Toolbox::discover(vars)
+}
+
+fn member36(tools: &Toolbox, auth: bool, fcv: &str) -> MongoMember {
+    MongoMember::start(
+        tools,
+        MongoMemberOptions {
+            auth,
+            extra_args: vec![
+                "--simServerVersion".into(),
+                "3.6".into(),
+                "--simFeatureCompatibilityVersion".into(),
+                fcv.into(),
+            ],
+            ..MongoMemberOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Seeds the 3.6 member through pymongo 3.13 (documents given as raw BSON
+/// in `everything.bson`, written as they are; more generated), then prints
+/// per collection its count, a digest of its documents' bytes and its
+/// indexes, as pymongo reads them.
+const SEED: &str = r#"
+import hashlib, json, sys, datetime
+import pymongo
+from bson.raw_bson import RawBSONDocument
+from bson.codec_options import CodecOptions
+from bson.decimal128 import Decimal128
+port, auth, everything = int(sys.argv[1]), sys.argv[2] == "auth", sys.argv[3]
+password = sys.stdin.read()
+uri = "mongodb://localhost:%d/?directConnection=true" % port
+if auth:
+    pymongo.MongoClient(uri, serverSelectionTimeoutMS=20000).admin.command(
+        "createUser", "circle-export", pwd=password, roles=["root"])
+    client = pymongo.MongoClient(uri, username="circle-export", password=password,
+                                 authSource="admin", authMechanism="SCRAM-SHA-1",
+                                 serverSelectionTimeoutMS=20000)
+else:
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=20000)
+raw = []
+data = open(everything, "rb").read()
+at = 0
+while at < len(data):
+    n = int.from_bytes(data[at:at + 4], "little")
+    raw.append(RawBSONDocument(data[at:at + n]))
+    at += n
+ghe = client.circle_ghe
+ghe.everything.insert_many(raw)
+far = datetime.datetime(2100, 1, 1)
+ghe.builds.insert_many([{"_id": i, "n": i, "a": i % 7, "b": "b%d" % (i % 11),
+                         "d": Decimal128("%d.%02d" % (i, i % 100)), "expires": far,
+                         "s": u"ü" * (i % 50)} for i in range(5000)])
+ghe.builds.create_index([("n", 1)], unique=True, name="n_unique")
+ghe.builds.create_index([("expires", 1)], expireAfterSeconds=3600, name="expires_ttl")
+ghe.builds.create_index([("a", 1), ("b", -1)], name="a_b")
+ghe.builds.create_index([("b", 1)], partialFilterExpression={"n": {"$gt": 100}}, name="b_partial")
+ghe.big.insert_one({"_id": "big", "blob": b"x" * (16 * 1024 * 1024 - 200)})
+state = client.build_state
+for name in ["steps", "outputs"]:
+    state[name].insert_many([{"k": "%s-%d" % (name, i)} for i in range(300)])
+client.contexts.empty_with_index.create_index([("name", 1)], unique=True, name="name_1")
+out = {}
+options = CodecOptions(document_class=RawBSONDocument)
+for db in ["circle_ghe", "build_state", "contexts"]:
+    for name in client[db].list_collection_names():
+        c = client[db].get_collection(name, codec_options=options)
+        hashes = sorted(hashlib.sha256(d.raw).digest() for d in c.find({}))
+        indexes = []
+        for ix in client[db][name].list_indexes():
+            indexes.append({k: ix[k] for k in ["name", "key", "unique", "expireAfterSeconds",
+                                                "partialFilterExpression"] if k in ix})
+        out["%s.%s" % (db, name)] = {
+            "count": len(hashes),
+            "digest": hashlib.sha256(b"".join(hashes)).hexdigest(),
+            "indexes": json.loads(json.dumps(sorted(indexes, key=lambda i: i["name"]), default=str)),
+        }
+print(json.dumps(out))
+"#;
+
+/// Seeds `member`, returning what pymongo read back per collection.
+fn seed(tools: &Toolbox, member: &MongoMember, password: Option<&str>) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("seed.py");
+    std::fs::write(&script, SEED).unwrap();
+    let everything = dir.path().join("everything.bson");
+    let mut bytes = Vec::new();
+    for id in 0..200 {
+        bson::to_document(&crate::roundtrip::everything(id))
+            .unwrap()
+            .to_writer(&mut bytes)
+            .unwrap();
+    }
+    std::fs::write(&everything, bytes).unwrap();
+    let python = tools.python_pymongo3().unwrap_or_else(|e| panic!("{e}"));
+    let mut child = std::process::Command::new(python)
+        .arg(&script)
+        .arg(member.port().to_string())
+        .arg(if password.is_some() { "auth" } else { "noauth" })
+        .arg(&everything)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.unwrap_or("").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the pymongo 3.13 seed failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// What the target holds, shaped as the seed's output.
+async fn read_target(client: &mongodb::Client, wanted: &serde_json::Value) -> serde_json::Value {
+    use sha2::Digest as _;
+    let mut out = serde_json::Map::new();
+    for name in wanted.as_object().unwrap().keys() {
+        let (db, collection) = name.split_once('.').unwrap();
+        let mut hashes: Vec<[u8; 32]> = raw_documents(client, db, collection)
+            .await
+            .iter()
+            .map(|d| sha2::Sha256::digest(d).into())
+            .collect();
+        hashes.sort();
+        let mut indexes: Vec<serde_json::Value> = Vec::new();
+        let reply = client
+            .database(db)
+            .run_command(doc! {"listIndexes": collection})
+            .await
+            .unwrap();
+        for ix in reply
+            .get_document("cursor")
+            .unwrap()
+            .get_array("firstBatch")
+            .unwrap()
+        {
+            let ix = ix.as_document().unwrap();
+            let mut kept = Document::new();
+            for k in [
+                "name",
+                "key",
+                "unique",
+                "expireAfterSeconds",
+                "partialFilterExpression",
+            ] {
+                if let Some(v) = ix.get(k) {
+                    kept.insert(k, v.clone());
+                }
+            }
+            indexes.push(bson::Bson::Document(kept).into_relaxed_extjson());
+        }
+        indexes.sort_by_key(|i| i["name"].as_str().unwrap().to_owned());
+        out.insert(
+            name.clone(),
+            serde_json::json!({
+                "count": hashes.len(),
+                "digest": hashes.iter().fold(sha2::Sha256::new(), |h, d| h.chain_update(d))
+                    .finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+                "indexes": indexes,
+            }),
+        );
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Numbers as pymongo's `json.dumps` and relaxed extended JSON both write
+/// them: 3600 and 3600.0 are the same index option.
+fn normalize(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Number(n) => serde_json::json!(n.as_f64().unwrap()),
+        serde_json::Value::Array(a) => a.iter().map(normalize).collect(),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| (k.clone(), normalize(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        other => other.clone(),
+    }
+}
+
+async fn export_and_restore(
+    port: u16,
+    user: Option<&str>,
+    wanted: &serde_json::Value,
+    fcv36: bool,
+) {
+    let uri = match user {
+        None => format!("mongodb://localhost:{port}/?directConnection=true"),
+        Some(password) => format!(
+            "mongodb://circle-export:{}@localhost:{port}/?directConnection=true&authMechanism=SCRAM-SHA-1",
+            percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC)
+        ),
+    };
+    let reader = MongoReader::from_uri(&SecretString::from(uri), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(matches!(reader, MongoReader::Wire(_)), "{reader:?}");
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("old.tar.zst");
+    let report = circle_export::export(
+        ExportSpec {
+            mongo: Some(MongoSource::Server {
+                reader: &reader,
+                databases: Vec::new(),
+            }),
+            postgres: None,
+            encryption_keys: None,
+            vault_data: None,
+            danger_include_vault_init_output: false,
+            out: out.clone(),
+            seal: None,
+            parallel: 3,
+            meter: circle_export::Meter::default(),
+            tool: "circle-export test".to_owned(),
+        },
+        &progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.manifest.mongo_server_version.as_deref(),
+        Some("3.6.6")
+    );
+    let inspection = circle_export::inspect(&out, None).unwrap();
+    assert!(inspection.problems.is_empty(), "{:?}", inspection.problems);
+    // mongodump 3.6's metadata: options, indexes as listIndexes gave
+    // them (with ns), uuid only where the collection has one.
+    let metadata = member_text(&out, "mongo/circle_ghe/builds.metadata.json");
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+    let mut keys: Vec<&str> = metadata
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    let expected: &[&str] = if fcv36 {
+        &["indexes", "options", "uuid"]
+    } else {
+        &["indexes", "options"]
+    };
+    assert_eq!(keys, expected, "{metadata}");
+    assert_eq!(
+        metadata["indexes"][0]["ns"], "circle_ghe.builds",
+        "{metadata}"
+    );
+
+    let (_target, target) = old_mongo();
+    let restored =
+        circle_export::restore(restore_spec(out, Some((&target, false)), None), &progress)
+            .await
+            .unwrap();
+    assert!(restored.mismatches.is_empty(), "{:?}", restored.mismatches);
+    let got = read_target(&target, wanted).await;
+    for (name, expected) in wanted.as_object().unwrap() {
+        assert_eq!(
+            normalize(&got[name]),
+            normalize(expected),
+            "{name}: the target differs from what pymongo 3.13 read on the 3.6 source"
+        );
+    }
+}
+
+/// The text of one member of a `.tar.zst` archive.
+fn member_text(archive: &std::path::Path, path: &str) -> String {
+    let file = std::fs::File::open(archive).unwrap();
+    let mut tar = tar::Archive::new(zstd::Decoder::new(file).unwrap());
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some(path) {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).unwrap();
+            return text;
+        }
+    }
+    panic!("{path} is not in {}", archive.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_3_6_server_without_auth_at_fcv_3_6_is_exported_byte_for_byte() {
+    let tools = sim_tools();
+    let member = member36(&tools, false, "3.6");
+    let wanted = seed(&tools, &member, None);
+    assert_eq!(wanted["circle_ghe.builds"]["count"], 5000, "{wanted}");
+    assert_eq!(wanted["circle_ghe.big"]["count"], 1, "{wanted}");
+    export_and_restore(member.port(), None, &wanted, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_3_6_server_with_scram_sha_1_at_fcv_3_4_is_exported_byte_for_byte() {
+    let tools = sim_tools();
+    let member = member36(&tools, true, "3.4");
+    let password = format!("{HOSTILE}ü");
+    let wanted = seed(&tools, &member, Some(&password));
+    export_and_restore(member.port(), Some(&password), &wanted, false).await;
+
+    // A wrong password is an authentication error naming the server, not
+    // the password.
+    let uri = format!(
+        "mongodb://circle-export:wrong@localhost:{}/?directConnection=true",
+        member.port()
+    );
+    let reader = MongoReader::from_uri(&SecretString::from(uri), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let error = circle_export::export::plan(&ExportSpec {
+        mongo: Some(MongoSource::Server {
+            reader: &reader,
+            databases: Vec::new(),
+        }),
+        postgres: None,
+        encryption_keys: None,
+        vault_data: None,
+        danger_include_vault_init_output: false,
+        out: tempfile::tempdir().unwrap().path().join("x.tar"),
+        seal: None,
+        parallel: 1,
+        meter: circle_export::Meter::default(),
+        tool: "t".to_owned(),
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("authentication failed")
+            && error.contains(&format!("localhost:{}", member.port())),
+        "{error}"
+    );
+    assert!(
+        !error.contains("wrong") && !error.contains(HOSTILE),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_modern_server_is_still_read_by_the_driver() {
+    let (member, _) = old_mongo();
+    let uri = format!(
+        "mongodb://localhost:{}/?directConnection=true",
+        member.port()
+    );
+    let reader = MongoReader::from_uri(&SecretString::from(uri), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(matches!(reader, MongoReader::Driver(_)), "{reader:?}");
+}
+
+/// A fake server answering the handshake with `reply` (then silence).
+async fn fake_server(reply: Vec<u8>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 1024];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(&reply).await;
+                // Hold the connection open without a further byte.
+                tokio::time::sleep(Duration::from_secs(120)).await;
+            });
+        }
+    });
+    port
+}
+
+fn options(port: u16) -> circle_export::wire::WireOptions {
+    circle_export::wire::WireOptions {
+        hosts: vec![circle_export::wire::Address {
+            host: "127.0.0.1".to_owned(),
+            port,
+        }],
+        replica_set: None,
+        credential: None,
+        tls: None,
+        connect_timeout: Duration::from_secs(10),
+        socket_timeout: Duration::from_secs(3),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_answering_garbage_or_too_much_gets_an_error_naming_it_within_the_timeout() {
+    let header = |length: i32, response_to: i32, op: i32| {
+        let mut h = Vec::new();
+        for v in [length, 99, response_to, op] {
+            h.extend_from_slice(&v.to_le_bytes());
+        }
+        h
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "2 GiB announced",
+            header(i32::MAX, 1, 1),
+            "impossible length 2147483647",
+        ),
+        ("negative length", header(-5, 1, 1), "impossible length -5"),
+        (
+            "49 MB announced",
+            header(49_000_000, 1, 1),
+            "impossible length 49000000",
+        ),
+        (
+            "text",
+            b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(),
+            "impossible length",
+        ),
+        (
+            "another request's reply",
+            header(36, 7, 1),
+            "reply to request 7",
+        ),
+        ("compressed", header(36, 1, 2012), "compressed"),
+        (
+            "a body shorter than announced",
+            header(1000, 1, 1),
+            "no answer within 3 s",
+        ),
+        ("nothing", Vec::new(), "no answer within 3 s"),
+        (
+            "a reply of two documents",
+            {
+                let mut m = header(16 + 20, 1, 1);
+                m.extend_from_slice(&[0; 16]);
+                m.extend_from_slice(&2i32.to_le_bytes());
+                m
+            },
+            "2 documents",
+        ),
+        (
+            "a document longer than the message",
+            {
+                let mut m = header(16 + 16 + 4 + 5, 1, 1);
+                m.extend_from_slice(&[0; 16]);
+                m.extend_from_slice(&1i32.to_le_bytes());
+                m.extend_from_slice(&1000i32.to_le_bytes());
+                m.push(0);
+                m
+            },
+            "length 1000",
+        ),
+    ];
+    for (what, reply, expected) in cases {
+        let port = fake_server(reply).await;
+        let started = Instant::now();
+        let error = circle_export::wire::WireSource::probe(options(port))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(expected) && error.contains(&format!("127.0.0.1:{port}")),
+            "{what}: {error}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
+    }
+}
