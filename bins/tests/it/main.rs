@@ -5,6 +5,7 @@ mod backup_cli;
 mod export_cli;
 mod keys_cli;
 mod mongo_cli;
+mod old_machine_cli;
 mod pg_provision;
 mod pki_cli;
 mod restore_failover;

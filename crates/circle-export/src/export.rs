@@ -219,6 +219,10 @@ pub(crate) async fn dump(
             None => Ok::<_, Error>((None, Vec::new())),
             Some(MongoSource::Server { reader, databases }) => {
                 let version = reader.server_version().await?;
+                progress(&format!(
+                    "mongo: MongoDB {version}, read by {}",
+                    reader.describe()
+                ));
                 let collections = reader.list_collections(databases).await?;
                 let mut dbs: Vec<String> = collections.iter().map(|c| c.db.clone()).collect();
                 dbs.dedup();

@@ -110,6 +110,15 @@ impl Toolbox {
         }
     }
 
+    /// This toolbox with `mongo-sim` as its MongoDB whatever `MONGOD_BIN`
+    /// or `PATH` say: for the sim-only profiles (`--simServerVersion 3.6`
+    /// is no real mongod on this machine). Other tools are found as before.
+    pub fn simulator_only(mut self) -> Toolbox {
+        self.mongod_bin = None;
+        self.search_path.retain(|dir| !dir.join("mongod").exists());
+        self
+    }
+
     /// The directory `cargo xtask install` fills (`target/ha-tools`).
     pub fn tools_dir(&self) -> &Path {
         &self.tools_dir

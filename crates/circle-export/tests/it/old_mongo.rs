@@ -5,7 +5,6 @@
 //! reader — and compared with what the restore put on a modern server, read
 //! back by the Rust driver.
 
-use std::ffi::OsString;
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
@@ -16,21 +15,9 @@ use secrecy::SecretString;
 
 use crate::{HOSTILE, old_mongo, progress, raw_documents, restore_spec};
 
-/// The lab's tools with mongo-sim as MongoDB, whatever MONGOD_BIN or PATH
-/// say: a real mongod is no 3.6.
+/// The lab's tools with mongo-sim as MongoDB: a real mongod is no 3.6.
 fn sim_tools() -> Toolbox {
-    let vars: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k != "MONGOD_BIN")
-        .map(|(k, v)| {
-            if k == "PATH" {
-                let dirs = std::env::split_paths(&v).filter(|d| !d.join("mongod").exists());
-                (k, std::env::join_paths(dirs).unwrap_or_default())
-            } else {
-                (k, v)
-            }
-        })
-        .collect();
-    Toolbox::discover(vars)
+    Toolbox::discover(std::env::vars_os()).simulator_only()
 }
 
 fn member36(tools: &Toolbox, auth: bool, fcv: &str) -> MongoMember {

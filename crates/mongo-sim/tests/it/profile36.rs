@@ -10,22 +10,12 @@ use ha_lab::{MongoMember, MongoMemberOptions, Toolbox};
 /// The lab's tools, always with this package's simulator: a real mongod
 /// (MONGOD_BIN, or on PATH) is no 3.6.
 fn sim_tools() -> Toolbox {
-    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| k != "MONGOD_BIN")
-        .map(|(k, v)| {
-            if k == "PATH" {
-                let dirs = std::env::split_paths(&v).filter(|d| !d.join("mongod").exists());
-                (k, std::env::join_paths(dirs).unwrap_or_default())
-            } else {
-                (k, v)
-            }
-        })
-        .collect();
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     vars.push((
         "CIRCLE_HA_TEST_MONGO_SIM".into(),
         env!("CARGO_BIN_EXE_mongo-sim").into(),
     ));
-    Toolbox::discover(vars)
+    Toolbox::discover(vars).simulator_only()
 }
 
 fn member36(tools: &Toolbox, auth: bool, fcv: &str) -> MongoMember {
