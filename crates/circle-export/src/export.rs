@@ -9,8 +9,8 @@ use crate::archive::{ArchiveWriter, Compression};
 use crate::count::BsonCounter;
 use crate::error::Error;
 use crate::manifest::{
-    CollectionEntry, DatabaseEntry, FORMAT, FileEntry, MANIFEST_PATH, Manifest, bson_path,
-    metadata_path, sql_path,
+    CollectionEntry, DatabaseEntry, FORMAT, FileEntry, MANIFEST_PATH, Manifest, ViewEntry,
+    bson_path, metadata_path, sql_path,
 };
 use crate::meter::{Meter, Stage};
 use crate::mongo;
@@ -216,17 +216,38 @@ pub(crate) async fn dump(
 
     let mongo_part = async {
         match &spec.mongo {
-            None => Ok::<_, Error>((None, Vec::new())),
+            None => Ok::<_, Error>((None, Vec::new(), Vec::new())),
             Some(MongoSource::Server { reader, databases }) => {
                 let version = reader.server_version().await?;
                 progress(&format!(
                     "mongo: MongoDB {version}, read by {}",
                     reader.describe()
                 ));
-                let collections = reader.list_collections(databases).await?;
+                let (views, collections): (Vec<_>, Vec<_>) = reader
+                    .list_collections(databases)
+                    .await?
+                    .into_iter()
+                    .partition(|c| c.view);
                 let mut dbs: Vec<String> = collections.iter().map(|c| c.db.clone()).collect();
                 dbs.dedup();
                 meter.add_total(reader.estimate_bytes(&dbs).await);
+                for view in &views {
+                    let entry = mongo::export_view(view, &spool).await?;
+                    files.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+                    progress(&format!(
+                        "mongo {}.{}: a view on {}, its definition",
+                        view.db,
+                        view.name,
+                        view.options.get_str("viewOn").unwrap_or("?")
+                    ));
+                }
+                let views: Vec<ViewEntry> = views
+                    .into_iter()
+                    .map(|v| ViewEntry {
+                        db: v.db,
+                        view: v.name,
+                    })
+                    .collect();
                 let total = collections.len();
                 let done = std::sync::atomic::AtomicUsize::new(0);
                 let results = mongo::for_each_parallel(collections, spec.parallel, |c| {
@@ -253,7 +274,7 @@ pub(crate) async fn dump(
                     }
                 })
                 .await?;
-                Ok((Some(version), results))
+                Ok((Some(version), results, views))
             }
             Some(MongoSource::DumpDir(dir)) => {
                 let counted = copy_dump_dir(dir, &spool, files, progress, meter).await?;
@@ -262,7 +283,7 @@ pub(crate) async fn dump(
                         finished(collection, spool.path());
                     }
                 }
-                Ok((None, counted))
+                Ok((None, counted, Vec::new()))
             }
         }
     };
@@ -300,8 +321,9 @@ pub(crate) async fn dump(
             }
         }
     };
-    let ((mongo_version, collections), (pg_version, databases)) =
+    let ((mongo_version, collections, views), (pg_version, databases)) =
         futures_util::try_join!(mongo_part, pg_part)?;
+    manifest.mongo_views = views;
     manifest.mongo_server_version = mongo_version;
     manifest.postgres_server_version = pg_version;
     manifest.mongo = sorted_collections(collections);

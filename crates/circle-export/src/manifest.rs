@@ -25,6 +25,12 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
     /// Every exported collection.
     pub mongo: Vec<CollectionEntry>,
+    /// Every exported view: its definition only, in
+    /// `mongo/<db>/<view>.metadata.json` (`options.viewOn`,
+    /// `options.pipeline`), as mongodump writes a view. Absent in archives
+    /// written before views were exported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mongo_views: Vec<ViewEntry>,
     /// Every exported PostgreSQL database.
     pub postgres: Vec<DatabaseEntry>,
 }
@@ -49,6 +55,15 @@ pub struct CollectionEntry {
     pub collection: String,
     /// How many documents its `.bson` file holds.
     pub documents: u64,
+}
+
+/// One view: a definition, no documents.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewEntry {
+    /// The database.
+    pub db: String,
+    /// The view.
+    pub view: String,
 }
 
 /// One PostgreSQL database.
@@ -222,6 +237,29 @@ pub fn check_names(manifest: &Manifest) -> Vec<String> {
                 c.db,
                 c.collection,
                 bson_path(&c.db, &c.collection)
+            ));
+        }
+    }
+    for v in &manifest.mongo_views {
+        if bad(&v.db, 64) || bad(&v.view, 255) {
+            problems.push(format!(
+                "manifest: MongoDB view {:?}.{:?} has an empty or overlong name, or one holding NUL",
+                shown(&v.db),
+                shown(&v.view)
+            ));
+        } else if SYSTEM_DATABASES.contains(&v.db.as_str()) || v.view.starts_with("system.") {
+            problems.push(format!(
+                "manifest: MongoDB view {}.{} is in a system namespace; a restore never writes one, \
+                 so this archive is refused",
+                shown(&v.db),
+                shown(&v.view)
+            ));
+        } else if !listed(&metadata_path(&v.db, &v.view)) {
+            problems.push(format!(
+                "manifest: view {}.{} has no definition {} in the archive's file list",
+                v.db,
+                v.view,
+                metadata_path(&v.db, &v.view)
             ));
         }
     }

@@ -32,6 +32,8 @@ pub struct SourceCollection {
     pub options: Document,
     /// `info.uuid` as hex, when the server has one.
     pub uuid: Option<String>,
+    /// A view (`type: "view"`): exported as its definition only.
+    pub view: bool,
 }
 
 /// The server's version (`buildInfo`).
@@ -131,17 +133,17 @@ fn databases_to_export(names: &[String], only: &[String]) -> Result<Vec<String>,
         .collect())
 }
 
-/// Of `listCollections` `entries` of `db`, the collections to export:
-/// not `system.*`, not views.
+/// Of `listCollections` `entries` of `db`, the collections and views to
+/// export: not `system.*` (users, roles, `system.views` itself, profiling
+/// data), not other kinds (4.4+'s `timeseries` buckets).
 fn collections_to_export(db: &str, entries: &[Document]) -> Vec<SourceCollection> {
     let mut out = Vec::new();
     for entry in entries {
         let Ok(name) = entry.get_str("name") else {
             continue;
         };
-        if name.starts_with("system.")
-            || entry.get_str("type").unwrap_or("collection") != "collection"
-        {
+        let kind = entry.get_str("type").unwrap_or("collection");
+        if name.starts_with("system.") || !matches!(kind, "collection" | "view") {
             continue;
         }
         let uuid = entry
@@ -157,9 +159,27 @@ fn collections_to_export(db: &str, entries: &[Document]) -> Vec<SourceCollection
             name: name.to_owned(),
             options: entry.get_document("options").cloned().unwrap_or_default(),
             uuid,
+            view: kind == "view",
         });
     }
     out
+}
+
+/// Writes a view's definition into `dir` as mongodump does:
+/// `<db>/<view>.metadata.json` holding `{"options": {"viewOn", "pipeline",
+/// …}, "indexes": []}` and no documents (reading the view would copy its
+/// source's data a second time).
+pub async fn export_view(view: &SourceCollection, dir: &WorkDir) -> Result<FileEntry, Error> {
+    let metadata = doc! {"options": view.options.clone(), "indexes": []};
+    let json = Bson::Document(metadata)
+        .into_canonical_extjson()
+        .to_string();
+    write_whole(dir, &metadata_path(&view.db, &view.name), json.as_bytes())
+        .await
+        .map_err(Error::io(format!(
+            "spool file for the view {}.{}",
+            view.db, view.name
+        )))
 }
 
 /// Dumps one collection of an old server read by [`crate::wire`] into
@@ -693,7 +713,7 @@ pub async fn restore_collection(
 }
 
 /// The `.metadata.json` of `item` as a document (empty without one).
-async fn read_metadata(item: &RestoreItem) -> Result<Document, Error> {
+pub(crate) async fn read_metadata(item: &RestoreItem) -> Result<Document, Error> {
     let Some(path) = &item.metadata else {
         return Ok(Document::new());
     };
@@ -858,4 +878,189 @@ impl crate::target::MongoReader {
             Self::Wire(source) => export_collection_wire(source, collection, dir).await,
         }
     }
+}
+
+/// Query and aggregation operators whose argument is JavaScript the server
+/// runs. An archive is data: a validator, index filter or view holding one
+/// would run the archive's code on the new set at every write or read, so
+/// a restore refuses it (MongoDB 3.6 allows none of them there anyway:
+/// `$where` is refused in validators and pipelines, `$function` and
+/// `$accumulator` are 4.4+).
+pub const SERVER_CODE: [&str; 3] = ["$where", "$function", "$accumulator"];
+
+/// The first operator of [`SERVER_CODE`] anywhere in `value`, with its path.
+pub fn server_code(value: &Bson, path: &str) -> Option<String> {
+    match value {
+        Bson::Document(d) => d.iter().find_map(|(k, v)| {
+            if SERVER_CODE.contains(&k.as_str()) {
+                Some(format!("{path}.{k}"))
+            } else {
+                server_code(v, &format!("{path}.{k}"))
+            }
+        }),
+        Bson::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| server_code(v, &format!("{path}.{i}"))),
+        Bson::JavaScriptCode(_) | Bson::JavaScriptCodeWithScope(_) => Some(path.to_owned()),
+        _ => None,
+    }
+}
+
+/// Refuses `metadata` (a collection's or view's `.metadata.json`) when its
+/// options or index specs hold server-side code.
+pub(crate) fn refuse_server_code(what: &str, metadata: &Document) -> Result<(), Error> {
+    for key in ["options", "indexes"] {
+        if let Some(value) = metadata.get(key)
+            && let Some(at) = server_code(value, key)
+        {
+            return Err(Error::Damaged(vec![format!(
+                "mongo {what}: {at} is JavaScript the server would run; a restore loads data and \
+                 definitions, never code, so nothing was restored"
+            )]));
+        }
+    }
+    Ok(())
+}
+
+/// A view to restore: its definition file.
+#[derive(Clone, Debug)]
+pub struct ViewItem {
+    /// Target database.
+    pub db: String,
+    /// The view.
+    pub view: String,
+    /// Its `.metadata.json`.
+    pub metadata: PathBuf,
+}
+
+/// A view's definition, read from its metadata and checked.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ViewDefinition {
+    view_on: String,
+    pipeline: Vec<Bson>,
+    collation: Option<Document>,
+}
+
+/// What a restore does with a view.
+pub(crate) enum ViewPlan {
+    /// Create it (after dropping what holds its name, when `true`).
+    Create(ViewItem, ViewDefinition, bool),
+    /// The target has it already, the same: named for the report.
+    Skip(String),
+    /// The target holds something else under its name: why.
+    Refuse(String),
+}
+
+/// The definition in `item`'s metadata: `options.viewOn` a collection of
+/// the same database that is not `system.*`, `options.pipeline` stages
+/// without server-side code.
+async fn view_definition(item: &ViewItem) -> Result<ViewDefinition, Error> {
+    let what = format!("{}.{}", item.db, item.view);
+    let metadata = read_metadata(&RestoreItem {
+        db: item.db.clone(),
+        collection: item.view.clone(),
+        data: PathBuf::new(),
+        metadata: Some(item.metadata.clone()),
+        only_indexes: false,
+    })
+    .await?;
+    refuse_server_code(&what, &metadata)?;
+    let options = metadata.get_document("options").ok();
+    let damaged = |why: &str| Error::Damaged(vec![format!("mongo view {what}: {why}")]);
+    let view_on = options
+        .and_then(|o| o.get_str("viewOn").ok())
+        .ok_or_else(|| damaged("its definition has no options.viewOn"))?;
+    if view_on.is_empty() || view_on.starts_with("system.") || view_on.contains('\0') {
+        return Err(damaged(
+            "options.viewOn names no collection a view may read",
+        ));
+    }
+    let pipeline = match options.and_then(|o| o.get("pipeline")) {
+        None => Vec::new(),
+        Some(Bson::Array(stages)) if stages.iter().all(|s| matches!(s, Bson::Document(_))) => {
+            stages.clone()
+        }
+        Some(_) => return Err(damaged("options.pipeline is not a list of stages")),
+    };
+    Ok(ViewDefinition {
+        view_on: view_on.to_owned(),
+        pipeline,
+        collation: options.and_then(|o| o.get_document("collation").ok().cloned()),
+    })
+}
+
+/// Decides from the target whether `item` is created, left (the same view
+/// is there), replaced (`drop`) or refused.
+pub(crate) async fn plan_view(
+    client: &Client,
+    item: ViewItem,
+    drop: bool,
+) -> Result<ViewPlan, Error> {
+    let definition = view_definition(&item).await?;
+    let what = format!("{}.{}", item.db, item.view);
+    let reply = client
+        .database(&item.db)
+        .run_command(doc! {"listCollections": 1, "filter": {"name": &item.view}})
+        .await
+        .map_err(Error::mongo(format!("listCollections on {}", item.db)))?;
+    let existing = reply
+        .get_document("cursor")
+        .and_then(|c| c.get_array("firstBatch"))
+        .ok()
+        .and_then(|batch| batch.iter().find_map(Bson::as_document).cloned());
+    let Some(existing) = existing else {
+        return Ok(ViewPlan::Create(item, definition, false));
+    };
+    let options = existing.get_document("options").ok();
+    let same = existing.get_str("type") == Ok("view")
+        && options.and_then(|o| o.get_str("viewOn").ok()) == Some(definition.view_on.as_str())
+        && options
+            .and_then(|o| o.get_array("pipeline").ok())
+            .map_or(definition.pipeline.is_empty(), |p| {
+                *p == definition.pipeline
+            });
+    Ok(if same {
+        ViewPlan::Skip(format!("mongo {what} (view)"))
+    } else if drop {
+        ViewPlan::Create(item, definition, true)
+    } else {
+        ViewPlan::Refuse(format!(
+            "MongoDB {what} exists and is not the archive's view on {}",
+            definition.view_on
+        ))
+    })
+}
+
+/// Creates a planned view (dropping what held its name first, when
+/// planned so), riding through a failover.
+pub(crate) async fn create_view(
+    client: &Client,
+    item: &ViewItem,
+    definition: &ViewDefinition,
+    replace: bool,
+    failover: &Failover<'_>,
+) -> Result<(), Error> {
+    let what = format!("{}.{}", item.db, item.view);
+    let database = client.database(&item.db);
+    if replace {
+        let target = database.collection::<Document>(&item.view);
+        failover
+            .command(&format!("drop {what}"), || target.drop())
+            .await?;
+    }
+    let mut create = doc! {
+        "create": &item.view,
+        "viewOn": &definition.view_on,
+        "pipeline": definition.pipeline.clone(),
+    };
+    if let Some(collation) = &definition.collation {
+        create.insert("collation", collation.clone());
+    }
+    failover
+        .command(&format!("create the view {what}"), || {
+            database.run_command(create.clone())
+        })
+        .await?;
+    Ok(())
 }

@@ -489,8 +489,22 @@ async fn restore_reading(
         }
     };
 
+    let view_items: Vec<mongo::ViewItem> = match layout {
+        Layout::Ours => manifest
+            .mongo_views
+            .iter()
+            .filter(|v| !damaged_mongo.contains(&metadata_path(&v.db, &v.view)))
+            .map(|v| mongo::ViewItem {
+                db: v.db.clone(),
+                view: v.view.clone(),
+                metadata: unpack.join(metadata_path(&v.db, &v.view)),
+            })
+            .collect(),
+        Layout::Vendor => Vec::new(),
+    };
+
     // Targets: given where needed, existing, empty (or --drop).
-    if !mongo_items.is_empty() && spec.mongo.is_none() {
+    if (!mongo_items.is_empty() || !view_items.is_empty()) && spec.mongo.is_none() {
         return Err(Error::Invalid(format!(
             "the archive holds {} MongoDB collections: give the target (--mongo-uri)",
             mongo_items.len()
@@ -584,6 +598,18 @@ async fn restore_reading(
             }
         }
     }
+    let mut views_todo = Vec::new();
+    if let Some((client, _)) = spec.mongo {
+        for item in view_items {
+            match mongo::plan_view(client, item, spec.drop).await? {
+                mongo::ViewPlan::Create(item, definition, replace) => {
+                    views_todo.push((item, definition, replace));
+                }
+                mongo::ViewPlan::Skip(what) => skipped.push(what),
+                mongo::ViewPlan::Refuse(why) => occupied.push(why),
+            }
+        }
+    }
     if !occupied.is_empty() {
         return Err(Error::NotEmpty(occupied));
     }
@@ -618,6 +644,11 @@ async fn restore_reading(
                     if i.only_indexes { " (indexes)" } else { "" }
                 )
             })
+            .chain(
+                views_todo
+                    .iter()
+                    .map(|(v, _, _)| format!("mongo {}.{} (view)", v.db, v.view)),
+            )
             .chain(pg_items.iter().map(|i| {
                 if to_create.contains(&i.db) {
                     format!("postgres {} (created)", i.db)
@@ -630,6 +661,16 @@ async fn restore_reading(
     };
     if spec.dry_run {
         return Ok(report);
+    }
+    if let Some((client, _)) = spec.mongo {
+        let failover = crate::failover::Failover {
+            wait: spec.failover_wait,
+            progress,
+        };
+        for (item, definition, replace) in &views_todo {
+            mongo::create_view(client, item, definition, *replace, &failover).await?;
+            progress(&format!("mongo {}.{}: view created", item.db, item.view));
+        }
     }
     if let Some(pg) = spec.postgres {
         for db in &to_create {
@@ -958,6 +999,10 @@ pub(crate) async fn plan_collection(
     drop: bool,
     progress: ha_plan::Progress<'_>,
 ) -> Result<CollectionPlan, Error> {
+    mongo::refuse_server_code(
+        &format!("{}.{}", item.db, item.collection),
+        &mongo::read_metadata(&item).await?,
+    )?;
     if drop {
         return Ok(CollectionPlan::Load(item));
     }

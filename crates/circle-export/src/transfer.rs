@@ -194,7 +194,11 @@ pub async fn transfer(
     }
     let mut collections = Vec::new();
     if let Some(m) = &spec.mongo {
+        // Views are created once dumped (their definitions only).
         for c in m.source.list_collections(&m.databases).await? {
+            if c.view {
+                continue;
+            }
             let held = mongo::count(m.target, &c.db, &c.name).await?;
             if held > 0 && !spec.drop {
                 // Decided once dumped (resume, skip or refuse, by content);
@@ -323,6 +327,30 @@ pub async fn transfer(
         futures_util::try_join!(dump_then_archive, loads)?;
     spec.meter.end();
     report.documents = documents;
+    if let Some(m) = &spec.mongo {
+        let failover = crate::failover::Failover {
+            wait: spec.failover_wait,
+            progress,
+        };
+        for v in &dumped.manifest.mongo_views {
+            let item = mongo::ViewItem {
+                db: v.db.clone(),
+                view: v.view.clone(),
+                metadata: dumped.spool.join(&metadata_path(&v.db, &v.view)),
+            };
+            match mongo::plan_view(m.target, item, spec.drop).await? {
+                mongo::ViewPlan::Create(item, definition, replace) => {
+                    mongo::create_view(m.target, &item, &definition, replace, &failover).await?;
+                    progress(&format!("mongo {}.{}: view created", v.db, v.view));
+                    report
+                        .restored
+                        .push(format!("mongo {}.{} (view)", v.db, v.view));
+                }
+                mongo::ViewPlan::Skip(what) => report.skipped.push(what),
+                mongo::ViewPlan::Refuse(why) => return Err(Error::NotEmpty(vec![why])),
+            }
+        }
+    }
     for skip in later_skipped {
         report.restored.retain(|r| *r != skip);
         report.collections -= 1;

@@ -69,6 +69,8 @@ pub(crate) enum Code {
     InvalidOptions,
     /// 136.
     CappedPositionLost,
+    /// 166.
+    CommandNotSupportedOnView,
     /// 189.
     PrimarySteppedDown,
     /// 225.
@@ -122,6 +124,7 @@ impl Code {
             Code::NotWritablePrimary => 10107,
             Code::InvalidOptions => 72,
             Code::CappedPositionLost => 136,
+            Code::CommandNotSupportedOnView => 166,
             Code::PrimarySteppedDown => 189,
             Code::TransactionTooOld => 225,
             Code::UnsupportedOpQueryCommand => 352,
@@ -170,6 +173,7 @@ impl Code {
             Code::NotWritablePrimary => "NotWritablePrimary",
             Code::InvalidOptions => "InvalidOptions",
             Code::CappedPositionLost => "CappedPositionLost",
+            Code::CommandNotSupportedOnView => "CommandNotSupportedOnView",
             Code::PrimarySteppedDown => "PrimarySteppedDown",
             Code::TransactionTooOld => "TransactionTooOld",
             Code::UnsupportedOpQueryCommand => "UnsupportedOpQueryCommand",

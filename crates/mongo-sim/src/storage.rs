@@ -252,11 +252,20 @@ pub(crate) struct Collection {
     next_seq: u64,
     /// Index specifications other than `_id_`.
     pub(crate) indexes: Vec<Document>,
+    /// The options it was created with, as `listCollections` shows them
+    /// (`capped`/`size`/`max`, `validator`, `collation`, … or, for a
+    /// view, `viewOn`/`pipeline`).
+    pub(crate) options: Document,
     /// Bytes of document data.
     pub(crate) data_size: u64,
 }
 
 impl Collection {
+    /// Whether this is a view (created with `viewOn`).
+    pub(crate) fn is_view(&self) -> bool {
+        self.options.contains_key("viewOn")
+    }
+
     /// Number of documents.
     pub(crate) fn len(&self) -> usize {
         self.docs.len()
@@ -487,7 +496,12 @@ impl Data {
         ui: Option<[u8; 16]>,
     ) -> Result<(), CommandError> {
         if let Ok(coll) = o.get_str("create") {
-            self.ensure(db, coll, ui);
+            let collection = self.ensure(db, coll, ui);
+            collection.options = o
+                .iter()
+                .filter(|(k, _)| k.as_str() != "create")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
         } else if let Ok(coll) = o.get_str("drop") {
             if let Some(collections) = self.dbs.get_mut(db) {
                 collections.remove(coll);

@@ -80,10 +80,19 @@ state = client.build_state
 for name in ["steps", "outputs"]:
     state[name].insert_many([{"k": "%s-%d" % (name, i)} for i in range(300)])
 client.contexts.empty_with_index.create_index([("name", 1)], unique=True, name="name_1")
+log = ghe.create_collection("log", capped=True, size=100000, max=500)
+log.insert_many([{"line": i} for i in range(100)])
+checked = ghe.create_collection("checked", validator={"n": {"$type": "int"}}, validationAction="error")
+checked.insert_many([{"n": i} for i in range(10)])
+ghe.command("create", "recent", viewOn="builds", pipeline=[{"$match": {"n": {"$gte": 4990}}}])
 out = {}
 options = CodecOptions(document_class=RawBSONDocument)
 for db in ["circle_ghe", "build_state", "contexts"]:
-    for name in client[db].list_collection_names():
+    for entry in client[db].command("listCollections")["cursor"]["firstBatch"]:
+        name = entry["name"]
+        if entry["type"] == "view":
+            out["%s.%s" % (db, name)] = {"type": "view", "options": json.loads(json.dumps(entry["options"], default=str))}
+            continue
         c = client[db].get_collection(name, codec_options=options)
         hashes = sorted(hashlib.sha256(d.raw).digest() for d in c.find({}))
         indexes = []
@@ -91,6 +100,8 @@ for db in ["circle_ghe", "build_state", "contexts"]:
             indexes.append({k: ix[k] for k in ["name", "key", "unique", "expireAfterSeconds",
                                                 "partialFilterExpression"] if k in ix})
         out["%s.%s" % (db, name)] = {
+            "type": "collection",
+            "options": json.loads(json.dumps(entry["options"], default=str)),
             "count": len(hashes),
             "digest": hashlib.sha256(b"".join(hashes)).hexdigest(),
             "indexes": json.loads(json.dumps(sorted(indexes, key=lambda i: i["name"]), default=str)),
@@ -142,8 +153,31 @@ fn seed(tools: &Toolbox, member: &MongoMember, password: Option<&str>) -> serde_
 async fn read_target(client: &mongodb::Client, wanted: &serde_json::Value) -> serde_json::Value {
     use sha2::Digest as _;
     let mut out = serde_json::Map::new();
-    for name in wanted.as_object().unwrap().keys() {
+    for (name, expected) in wanted.as_object().unwrap() {
         let (db, collection) = name.split_once('.').unwrap();
+        let listed = client
+            .database(db)
+            .run_command(doc! {"listCollections": 1, "filter": {"name": collection}})
+            .await
+            .unwrap();
+        let entry = listed
+            .get_document("cursor")
+            .unwrap()
+            .get_array("firstBatch")
+            .unwrap()
+            .first()
+            .and_then(|e| e.as_document())
+            .unwrap_or_else(|| panic!("{name} is not on the target"))
+            .clone();
+        let options = bson::Bson::Document(entry.get_document("options").unwrap().clone())
+            .into_relaxed_extjson();
+        if expected["type"] == "view" {
+            out.insert(
+                name.clone(),
+                serde_json::json!({"type": entry.get_str("type").unwrap(), "options": options}),
+            );
+            continue;
+        }
         let mut hashes: Vec<[u8; 32]> = raw_documents(client, db, collection)
             .await
             .iter()
@@ -181,6 +215,8 @@ async fn read_target(client: &mongodb::Client, wanted: &serde_json::Value) -> se
         out.insert(
             name.clone(),
             serde_json::json!({
+                "type": entry.get_str("type").unwrap(),
+                "options": options,
                 "count": hashes.len(),
                 "digest": hashes.iter().fold(sha2::Sha256::new(), |h, d| h.chain_update(d))
                     .finalize()
@@ -314,6 +350,22 @@ async fn a_3_6_server_without_auth_at_fcv_3_6_is_exported_byte_for_byte() {
     let wanted = seed(&tools, &member, None);
     assert_eq!(wanted["circle_ghe.builds"]["count"], 5000, "{wanted}");
     assert_eq!(wanted["circle_ghe.big"]["count"], 1, "{wanted}");
+    // mongod rounds a capped size up to a multiple of 256.
+    assert_eq!(
+        wanted["circle_ghe.log"]["options"],
+        serde_json::json!({"capped": true, "size": 100096, "max": 500}),
+        "{wanted}"
+    );
+    assert_eq!(wanted["circle_ghe.log"]["count"], 100, "{wanted}");
+    assert_eq!(wanted["circle_ghe.recent"]["type"], "view", "{wanted}");
+    assert_eq!(
+        wanted["circle_ghe.recent"]["options"]["viewOn"], "builds",
+        "{wanted}"
+    );
+    assert!(
+        wanted["circle_ghe.checked"]["options"]["validator"].is_object(),
+        "{wanted}"
+    );
     export_and_restore(member.port(), None, &wanted, true).await;
 }
 

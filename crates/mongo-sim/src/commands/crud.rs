@@ -359,6 +359,8 @@ pub(super) async fn find(
     users: &[String],
 ) -> Result<Reply, CommandError> {
     let coll = collection_name(command, "find")?;
+    // Reading a view runs its pipeline in mongod; nothing here reads one.
+    refuse_view(node, db, coll)?;
     let ns = format!("{db}.{coll}");
     let filter = command.get_document("filter").cloned().unwrap_or_default();
     if db == "local" && coll == "oplog.rs" {
@@ -971,6 +973,7 @@ pub(super) async fn insert(
     command: &Document,
 ) -> Result<Document, CommandError> {
     let (coll, documents) = write_batch(db, command, "insert", "documents")?;
+    refuse_view(node, db, &coll)?;
     let ordered = command.get_bool("ordered").unwrap_or(true);
     let ns = format!("{db}.{coll}");
     let mut prepared: Vec<Result<(Option<Bson>, RawDocumentBuf), CommandError>> = Vec::new();
@@ -1156,6 +1159,7 @@ pub(super) async fn delete(
     command: &Document,
 ) -> Result<Document, CommandError> {
     let (coll, statements) = write_batch(db, command, "delete", "deletes")?;
+    refuse_view(node, db, &coll)?;
     let ordered = command.get_bool("ordered").unwrap_or(true);
     let ns = format!("{db}.{coll}");
     let mut parsed: Vec<Result<(Document, bool), CommandError>> = Vec::new();
@@ -1324,8 +1328,20 @@ pub(super) fn list_collections(
     let mut batch = Vec::new();
     if let Some(collections) = inner.data.dbs.get(db) {
         for (name, collection) in collections {
+            let kind = if collection.is_view() {
+                "view"
+            } else {
+                "collection"
+            };
             let entry = if name_only {
-                doc! {"name": name, "type": "collection"}
+                doc! {"name": name, "type": kind}
+            } else if collection.is_view() {
+                doc! {
+                    "name": name,
+                    "type": "view",
+                    "options": collection.options.clone(),
+                    "info": {"readOnly": true},
+                }
             } else {
                 // Collections have UUIDs from FCV 3.6 on.
                 let info = if node.opts.fcv_34 {
@@ -1333,12 +1349,16 @@ pub(super) fn list_collections(
                 } else {
                     doc! {"readOnly": false, "uuid": uuid_bson(collection.uuid)}
                 };
+                let mut id_index = doc! {"v": 2, "key": {"_id": 1}, "name": "_id_"};
+                if node.opts.version.index_specs_have_ns() {
+                    id_index.insert("ns", format!("{db}.{name}"));
+                }
                 doc! {
                     "name": name,
                     "type": "collection",
-                    "options": {},
+                    "options": collection.options.clone(),
                     "info": info,
-                    "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"},
+                    "idIndex": id_index,
                 }
             };
             if matches(&entry, &filter)? {
@@ -1364,6 +1384,7 @@ pub(super) fn list_indexes(
     command: &Document,
 ) -> Result<Reply, CommandError> {
     let coll = collection_name(command, "listIndexes")?;
+    refuse_view(node, db, coll)?;
     let inner = node.lock();
     let collection = inner.data.collection(db, coll).ok_or_else(|| {
         CommandError::new(
@@ -1422,6 +1443,7 @@ pub(super) async fn create_indexes(
 ) -> Result<Document, CommandError> {
     check_db_name(db)?;
     let coll = collection_name(command, "createIndexes")?.to_owned();
+    refuse_view(node, db, &coll)?;
     let specs = command
         .get_array("indexes")
         .map_err(|_| CommandError::type_mismatch("indexes", "array"))?;
@@ -1514,7 +1536,120 @@ pub(super) async fn create_indexes(
     finish_write(node, optime, command, reply).await
 }
 
-/// `create`.
+/// A view cannot be written to, indexed or listed as a collection:
+/// mongod's 166 CommandNotSupportedOnView.
+fn refuse_view(node: &Node, db: &str, coll: &str) -> Result<(), CommandError> {
+    if node
+        .lock()
+        .data
+        .collection(db, coll)
+        .is_some_and(|c| c.is_view())
+    {
+        return Err(CommandError::new(
+            Code::CommandNotSupportedOnView,
+            format!("Namespace {db}.{coll} is a view, not a collection"),
+        ));
+    }
+    Ok(())
+}
+
+/// The options of a `create` as mongod stores them
+/// (`CollectionOptions::parse`/`toBSON`): a capped collection's `size`
+/// rounded up to a multiple of 256, `max` only when given; a view's
+/// `viewOn` and `pipeline`; `validator`, `validationLevel`,
+/// `validationAction`, `collation`, `storageEngine` and
+/// `indexOptionDefaults` as given. Anything else that is not a generic
+/// command argument is 72 InvalidOptions.
+fn collection_options(command: &Document) -> Result<Document, CommandError> {
+    const GENERIC: [&str; 12] = [
+        "create",
+        "$db",
+        "lsid",
+        "txnNumber",
+        "writeConcern",
+        "comment",
+        "$readPreference",
+        "$clusterTime",
+        "maxTimeMS",
+        "apiVersion",
+        "apiStrict",
+        "apiDeprecationErrors",
+    ];
+    const PASSED: [&str; 6] = [
+        "validator",
+        "validationLevel",
+        "validationAction",
+        "collation",
+        "storageEngine",
+        "indexOptionDefaults",
+    ];
+    let invalid = |m: String| CommandError::new(Code::InvalidOptions, m);
+    let number = |key: &str| match command.get(key) {
+        Some(Bson::Int32(i)) => Some(i64::from(*i)),
+        Some(Bson::Int64(i)) => Some(*i),
+        Some(Bson::Double(d)) => Some(*d as i64),
+        _ => None,
+    };
+    let mut options = Document::new();
+    if let Some(view_on) = command.get("viewOn") {
+        let Bson::String(view_on) = view_on else {
+            return Err(CommandError::type_mismatch("viewOn", "string"));
+        };
+        if command.get_bool("capped").unwrap_or(false) {
+            return Err(invalid(
+                "'capped' is not a valid option for a view".to_owned(),
+            ));
+        }
+        options.insert("viewOn", view_on.as_str());
+        let pipeline = match command.get("pipeline") {
+            None => Vec::new(),
+            Some(Bson::Array(stages)) => stages.clone(),
+            Some(_) => return Err(CommandError::type_mismatch("pipeline", "array")),
+        };
+        options.insert("pipeline", pipeline);
+    } else if command.contains_key("pipeline") {
+        return Err(invalid(
+            "'pipeline' requires 'viewOn' to also be specified".to_owned(),
+        ));
+    }
+    if command.get_bool("capped").unwrap_or(false) {
+        let Some(size) = number("size") else {
+            return Err(invalid(
+                "the 'size' field is required when 'capped' is true".to_owned(),
+            ));
+        };
+        if size < 0 {
+            return Err(CommandError::bad_value("size has to be >= 0".to_owned()));
+        }
+        let size = (size + 0xff) & !0xff;
+        options.insert("capped", true);
+        match i32::try_from(size) {
+            Ok(size) => options.insert("size", size),
+            Err(_) => options.insert("size", size),
+        };
+        if let Some(max) = number("max").filter(|m| *m > 0) {
+            match i32::try_from(max) {
+                Ok(max) => options.insert("max", max),
+                Err(_) => options.insert("max", max),
+            };
+        }
+    }
+    for (key, value) in command {
+        if PASSED.contains(&key.as_str()) {
+            options.insert(key.clone(), value.clone());
+        } else if !GENERIC.contains(&key.as_str())
+            && !["viewOn", "pipeline", "capped", "size", "max", "autoIndexId"]
+                .contains(&key.as_str())
+        {
+            return Err(invalid(format!(
+                "The field '{key}' is not a valid collection option. Options: {command}"
+            )));
+        }
+    }
+    Ok(options)
+}
+
+/// `create`: a collection (with its options) or a view.
 pub(super) async fn create(
     node: &Arc<Node>,
     db: &str,
@@ -1522,8 +1657,9 @@ pub(super) async fn create(
 ) -> Result<Document, CommandError> {
     check_db_name(db)?;
     let coll = collection_name(command, "create")?.to_owned();
-    if node.lock().data.collection(db, &coll).is_some() {
-        if node.major() >= 7 {
+    let options = collection_options(command)?;
+    if let Some(existing) = node.lock().data.collection(db, &coll) {
+        if node.major() >= 7 && existing.options == options {
             return Ok(doc! {});
         }
         return Err(CommandError::new(
@@ -1531,8 +1667,9 @@ pub(super) async fn create(
             format!("Collection {db}.{coll} already exists."),
         ));
     }
-    let (res, optime) =
-        node.write(|w| w.emit("c", &format!("{db}.$cmd"), doc! {"create": &coll}, None))?;
+    let mut entry = doc! {"create": &coll};
+    entry.extend(options);
+    let (res, optime) = node.write(|w| w.emit("c", &format!("{db}.$cmd"), entry, None))?;
     res?;
     finish_write(node, optime, command, doc! {}).await
 }
