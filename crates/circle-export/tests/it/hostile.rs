@@ -325,3 +325,97 @@ async fn a_target_with_the_same_count_but_other_documents_is_not_already_restore
     let report = restore(spec(), &progress).await.unwrap();
     assert_eq!(report.skipped, ["mongo app.c"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_side_javascript_in_options_indexes_or_views_is_refused_before_anything_is_written()
+{
+    use bson::doc;
+    let data = bson::to_vec(&doc! {"_id": 1}).unwrap();
+    let collection = |db: &str, c: &str| circle_export::manifest::CollectionEntry {
+        db: db.to_owned(),
+        collection: c.to_owned(),
+        documents: 1,
+    };
+    let view = |db: &str, v: &str| circle_export::manifest::ViewEntry {
+        db: db.to_owned(),
+        view: v.to_owned(),
+    };
+    let cases: Vec<(&str, Manifest, Vec<(&str, String)>, &str)> = vec![
+        (
+            "a validator running $where on every insert",
+            Manifest {
+                mongo: vec![collection("app", "c")],
+                ..Manifest::default()
+            },
+            vec![(
+                "mongo/app/c.metadata.json",
+                r#"{"options":{"validator":{"$where":"sleep(1) || true"}},"indexes":[]}"#.to_owned(),
+            )],
+            "options.validator.$where",
+        ),
+        (
+            "a partial index filter with $function",
+            Manifest {
+                mongo: vec![collection("app", "c")],
+                ..Manifest::default()
+            },
+            vec![(
+                "mongo/app/c.metadata.json",
+                r#"{"options":{},"indexes":[{"v":2,"key":{"a":1},"name":"a","partialFilterExpression":{"$expr":{"$function":{"body":"x","args":[],"lang":"js"}}}}]}"#.to_owned(),
+            )],
+            "indexes.0.partialFilterExpression.$expr.$function",
+        ),
+        (
+            "a view whose pipeline runs $accumulator",
+            Manifest {
+                mongo: vec![collection("app", "c")],
+                mongo_views: vec![view("app", "v")],
+                ..Manifest::default()
+            },
+            vec![
+                ("mongo/app/c.metadata.json", r#"{"options":{},"indexes":[]}"#.to_owned()),
+                (
+                    "mongo/app/v.metadata.json",
+                    r#"{"options":{"viewOn":"c","pipeline":[{"$group":{"_id":1,"x":{"$accumulator":{"init":"function(){}"}}}}]},"indexes":[]}"#.to_owned(),
+                ),
+            ],
+            "options.pipeline.0.$group.x.$accumulator",
+        ),
+        (
+            "a view on the users",
+            Manifest {
+                mongo_views: vec![view("app", "v")],
+                ..Manifest::default()
+            },
+            vec![(
+                "mongo/app/v.metadata.json",
+                r#"{"options":{"viewOn":"system.users","pipeline":[]},"indexes":[]}"#.to_owned(),
+            )],
+            "names no collection a view may read",
+        ),
+    ];
+    let (_member, target) = crate::old_mongo();
+    for (what, manifest, extra, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files: Vec<(&str, &[u8])> = extra.iter().map(|(n, b)| (*n, b.as_bytes())).collect();
+        if !manifest.mongo.is_empty() {
+            files.push(("mongo/app/c.bson", &data));
+        }
+        let path = archive(dir.path(), manifest, &files);
+        for dry_run in [true, false] {
+            let err = restore(
+                RestoreSpec {
+                    dry_run,
+                    ..crate::restore_spec(path.clone(), Some((&target, false)), None)
+                },
+                &progress,
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(expected), "{what}: {err}");
+        }
+        let names = target.list_database_names().await.unwrap();
+        assert!(!names.contains(&"app".to_owned()), "{what}: {names:?}");
+    }
+}
