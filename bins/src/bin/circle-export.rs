@@ -31,7 +31,8 @@ restores it onto the new hosts — the outage window of the runbook.
 The archive (.tar, .tar.gz or .tar.zst, by its name) holds manifest.json
 (versions, every file's size and SHA-256, every collection's document
 count, every table's row count and row digest), mongo/<db>/<collection>.bson and
-.metadata.json in mongodump's layout (mongorestore --dir reads it),
+.metadata.json in mongodump's layout (mongorestore --dir reads it; a
+view is its .metadata.json alone),
 postgres/<db>.sql per database (plain SQL without owners or privileges,
 restorable with psql; restore loads it through the protocol, statement
 by statement, against an allow-list), encryption-keys/ and vault-data/. It is written
@@ -40,6 +41,12 @@ zstd frame at every member of 1 MiB or more and ends with an index of
 them in a skippable frame: zstd and tar --zstd read it as usual, and
 restore loads those PostgreSQL databases in parallel, each read straight
 from its place in the archive.
+
+The MongoDB source may be the old machine's 3.6 itself: the handshake's
+wire version picks the reader (the driver for 4.4 and later, circle-export's
+own for 3.6 to 4.2), and the progress names it. Each collection's documents
+are copied as the server sent them and their number is checked against an
+exact count on the server; a view is kept as its definition.
 
 restore reads the archive once. It verifies the manifest and the MongoDB
 part, refuses targets that hold other data unless --drop, then loads each
@@ -123,7 +130,7 @@ enum Command {
         #[command(flatten)]
         seal: SealArgs,
         /// A mongodump directory instead of --mongo-uri
-        /// (DB/COLLECTION.bson), for servers the driver cannot read.
+        /// (DB/COLLECTION.bson), for a server this machine cannot reach.
         #[arg(long, value_name = "DIR", conflicts_with = "mongo_uri")]
         mongo_dump: Option<PathBuf>,
         #[command(flatten)]
@@ -253,7 +260,9 @@ struct UnsealArgs {
 /// What export and transfer read from the old machine.
 #[derive(Debug, Args)]
 struct Sources {
-    /// The MongoDB source (4.4+): a URI without password, or env:NAME /
+    /// The MongoDB source (3.6 and later: 3.6 to 4.2 are read by
+    /// circle-export's own reader, chosen from the handshake; SCRAM-SHA-1
+    /// when the URI names a user): a URI without password, or env:NAME /
     /// file:PATH holding one.
     #[arg(long, value_name = "URI|REF")]
     mongo_uri: Option<String>,
