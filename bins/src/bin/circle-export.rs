@@ -278,6 +278,16 @@ struct Sources {
     /// templates).
     #[arg(long, value_name = "DB,...", value_delimiter = ',')]
     pg_databases: Vec<String>,
+    /// Run pg_dump through this command, words separated by spaces (no
+    /// shell, no quoting): where the old Services machine has it, in its
+    /// postgres container, e.g. "docker exec -i -e PGPASSWORD postgres".
+    /// The connection goes as one --dbname argument (never the password);
+    /// the password as PGPASSWORD in the command's environment, which
+    /// `docker exec` passes in only with `-e PGPASSWORD`. The archive
+    /// records that pg_dump's version; restore translates what pg_dump 9.5
+    /// writes for PostgreSQL 12 and later.
+    #[arg(long, value_name = "COMMAND", requires = "pg_uri")]
+    pg_dump_command: Option<String>,
     /// The encryption-keys directory to include in the archive.
     #[arg(long, value_name = "DIR")]
     encryption_keys: Option<PathBuf>,
@@ -361,6 +371,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 mongo_databases,
                 pg_uri,
                 pg_databases,
+                pg_dump_command,
                 encryption_keys,
                 vault_data,
                 danger_include_vault_init_output,
@@ -368,6 +379,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let (mongo_connection, pg) = connect_sources(
                 mongo_uri.as_deref(),
                 pg_uri.as_deref(),
+                pg_dump_command.as_deref(),
                 &common,
                 &mut warnings,
             )
@@ -504,6 +516,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 mongo_databases,
                 pg_uri,
                 pg_databases,
+                pg_dump_command,
                 encryption_keys,
                 vault_data,
                 danger_include_vault_init_output,
@@ -517,6 +530,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let (source_mongo, source_pg) = connect_sources(
                 mongo_uri.as_deref(),
                 pg_uri.as_deref(),
+                pg_dump_command.as_deref(),
                 &common,
                 &mut warnings,
             )
@@ -669,6 +683,7 @@ async fn targets(
 async fn connect_sources(
     mongo_uri: Option<&str>,
     pg_uri: Option<&str>,
+    pg_dump_command: Option<&str>,
     common: &Common,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<(
@@ -687,10 +702,13 @@ async fn connect_sources(
         Some(uri) => {
             let uri = ha_config::uri_from_flag("--pg-uri", uri, &cli::env_var, &here, warnings)?;
             let conn = export::pg_conn("--pg-uri", &uri, warnings)?;
-            Some(export::pg_client(
-                conn,
-                export::pg_bin_dir(common.pg_bin_dir.clone()),
-            )?)
+            let client = export::pg_client(conn, export::pg_bin_dir(common.pg_bin_dir.clone()))?;
+            Some(match pg_dump_command {
+                Some(words) => client
+                    .with_dump_command(words.split_whitespace().map(str::to_owned).collect())
+                    .map_err(|e| usage("--pg-dump-command", format!(": {e}")))?,
+                None => client,
+            })
         }
         None => None,
     };

@@ -189,6 +189,20 @@ impl RowDigester {
     }
 }
 
+/// Whether a name read by [`crate::manifest::leading_table_name`] has a
+/// schema part: a `.` outside double quotes.
+fn qualified(name: &str) -> bool {
+    let mut quoted = false;
+    for c in name.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '.' if !quoted => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// How much of a line [`CopyCounter`] keeps: enough for a COPY header
 /// with hundreds of columns.
 const LINE_PREFIX: usize = 64 * 1024;
@@ -211,6 +225,9 @@ pub struct CopyCounter {
     per_database_digests: BTreeMap<String, BTreeMap<String, RowDigest>>,
     /// The current COPY block's digest.
     digest: RowDigest,
+    /// The schema of the last `SET search_path = <schema>, pg_catalog;`
+    /// (pg_dump before 10 names tables unqualified after it).
+    schema: Option<String>,
 }
 
 impl CopyCounter {
@@ -269,13 +286,26 @@ impl CopyCounter {
             let text = String::from_utf8_lossy(rest);
             // Quote-aware: `"a (b"` is one name. A line that does not start
             // with a name keeps its text, which verify then refuses.
-            let table = crate::manifest::leading_table_name(&text)
-                .map(str::to_owned)
-                .unwrap_or_else(|| text.trim_end_matches(" FROM stdin;").to_owned());
+            let table = match crate::manifest::leading_table_name(&text) {
+                // pg_dump 9.x: `COPY builds (…)` after `SET search_path =
+                // public, pg_catalog;` — named as pg_dump 10+ names it.
+                Some(name) if !qualified(name) => match &self.schema {
+                    Some(schema) => format!("{schema}.{name}"),
+                    None => name.to_owned(),
+                },
+                Some(name) => name.to_owned(),
+                None => text.trim_end_matches(" FROM stdin;").to_owned(),
+            };
             self.current = Some((table, 0));
+        } else if let Some(rest) = line.strip_prefix(b"SET search_path = ") {
+            let text = String::from_utf8_lossy(rest);
+            self.schema = crate::manifest::leading_table_name(&text)
+                .filter(|s| !qualified(s) && text[s.len()..].starts_with([',', ';']))
+                .map(str::to_owned);
         } else if let Some(name) = connect_target(line) {
             self.close_database();
             self.database = Some(name);
+            self.schema = None;
         }
     }
 
@@ -429,5 +459,27 @@ mod tests {
         let tables = counter.finish().unwrap();
         assert_eq!(tables["public.\"a (b\""], 2, "{tables:?}");
         assert_eq!(tables["\"odd schema\".\"t\"\"q\""], 1, "{tables:?}");
+    }
+
+    #[test]
+    fn pg_dump_9_5_names_tables_after_its_search_path_and_they_are_qualified() {
+        // pg_backup_archiver.c (9.5), _selectOutputSchema: `SET search_path
+        // = <schema>, pg_catalog;` before the objects of a schema, whose
+        // COPY then names the table alone.
+        let mut counter = CopyCounter::default();
+        counter.feed(
+            b"SET search_path = public, pg_catalog;\nCOPY builds (id) FROM stdin;\n1\n2\n\\.\n\
+              SET search_path = \"Odd\"\"s\", pg_catalog;\nCOPY \"T\" (a) FROM stdin;\n1\n\\.\n\
+              COPY public.q (a) FROM stdin;\n\\.\n",
+        );
+        let tables = counter.finish().unwrap();
+        assert_eq!(
+            tables.into_iter().collect::<Vec<_>>(),
+            [
+                ("\"Odd\"\"s\".\"T\"".to_owned(), 1),
+                ("public.builds".to_owned(), 2),
+                ("public.q".to_owned(), 0)
+            ]
+        );
     }
 }

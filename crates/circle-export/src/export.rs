@@ -289,9 +289,13 @@ pub(crate) async fn dump(
     };
     let pg_part = async {
         match &spec.postgres {
-            None => Ok::<_, Error>((None, Vec::new())),
+            None => Ok::<_, Error>((None, None, Vec::new())),
             Some((pg, only)) => {
                 let version = pg.server_version().await?;
+                let dump_version = pg.dump_version().await?;
+                progress(&format!(
+                    "postgres: server {version}, dumped by {dump_version}"
+                ));
                 let databases = pg.databases(only).await?;
                 let sizes = futures_util::future::join_all(
                     databases.iter().map(|db| pg.estimate_bytes(db)),
@@ -317,15 +321,16 @@ pub(crate) async fn dump(
                     }
                 })
                 .await?;
-                Ok((Some(version), results))
+                Ok((Some(version), Some(dump_version), results))
             }
         }
     };
-    let ((mongo_version, collections, views), (pg_version, databases)) =
+    let ((mongo_version, collections, views), (pg_version, dump_version, databases)) =
         futures_util::try_join!(mongo_part, pg_part)?;
     manifest.mongo_views = views;
     manifest.mongo_server_version = mongo_version;
     manifest.postgres_server_version = pg_version;
+    manifest.postgres_dump_version = dump_version;
     manifest.mongo = sorted_collections(collections);
     manifest.postgres = sorted_databases(databases);
     let mut left_out = Vec::new();

@@ -21,6 +21,11 @@ pub struct Manifest {
     pub mongo_server_version: Option<String>,
     /// The PostgreSQL source's version.
     pub postgres_server_version: Option<String>,
+    /// The `pg_dump` that wrote the PostgreSQL part (`pg_dump
+    /// (PostgreSQL) 9.5.25` when it ran in the old machine's container).
+    /// Absent in archives written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_dump_version: Option<String>,
     /// Every file in the archive except the manifest.
     pub files: Vec<FileEntry>,
     /// Every exported collection.

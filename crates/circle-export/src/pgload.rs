@@ -82,7 +82,9 @@ const DROP_OBJECTS: [&str; 4] = [
 /// database in one transaction, committed only once the reader ended
 /// whole; see the module docs. `what` names the load and `source` the
 /// dump in messages. With `replace`, the database's objects are dropped
-/// first, in the same transaction.
+/// first, in the same transaction. Returns what the operator should know of
+/// a load that committed: tables a pg_dump before 12 created WITH OIDS,
+/// loaded without them.
 pub(crate) async fn load<R: Read + 'static>(
     client: tokio_postgres::Client,
     what: &str,
@@ -91,7 +93,7 @@ pub(crate) async fn load<R: Read + 'static>(
     meter: &Meter,
     replace: bool,
     dialect: Dialect,
-) -> Result<(), Error> {
+) -> Result<Vec<String>, Error> {
     let server = |detail: String| Error::Postgres {
         what: what.to_owned(),
         detail,
@@ -128,12 +130,21 @@ pub(crate) async fn load<R: Read + 'static>(
         .await
         .map_err(|e| Error::Invalid(format!("the reader of {what} panicked: {e}")))?;
     match (read, sent) {
-        (Ok(()), Ok(())) => {
+        (Ok(oid_tables), Ok(())) => {
             client
                 .batch_execute("COMMIT")
                 .await
                 .map_err(|e| server(crate::postgres::describe(&e)))?;
-            Ok(())
+            Ok(if oid_tables.is_empty() {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "{what}: {} had OIDs on the old server (created WITH OIDS; the dump says \
+                     SET default_with_oids = true); PostgreSQL 12 and later have no table OIDs: \
+                     loaded without the hidden oid column",
+                    oid_tables.join(", ")
+                )]
+            })
         }
         // What the reader found explains a server error that followed it.
         (Err(Stop::Refused(e)), _) => Err(Error::Damaged(vec![format!(
@@ -203,9 +214,14 @@ fn read<R: Read>(
     tx: &tokio::sync::mpsc::Sender<Op>,
     meter: &Meter,
     dialect: Dialect,
-) -> Result<(), Stop> {
+) -> Result<Vec<String>, Stop> {
     let mut input = open().map_err(Stop::Read)?;
     let mut splitter = Splitter::new(dialect);
+    // Whether pg_dump 9.x said the next tables have OIDs, and which did.
+    let mut with_oids = false;
+    let mut oid_tables = Vec::new();
+    // pg_dump 9.x names tables after `SET search_path = <schema>, …`.
+    let mut schema: Option<String> = None;
     let mut copy = BytesMut::new();
     let send = |op: Op| tx.blocking_send(op).map_err(|_| Stop::Gone);
     let mut emit = |piece: Piece<'_>| -> Result<(), Stop> {
@@ -217,6 +233,20 @@ fn read<R: Read>(
                 copy: is_copy,
             } => match verdict {
                 Verdict::Run => {
+                    if let Some(on) = sets_default_with_oids(text) {
+                        with_oids = on;
+                    } else if let Some(path) = text.strip_prefix(b"SET search_path = ") {
+                        schema = std::str::from_utf8(path)
+                            .ok()
+                            .and_then(crate::manifest::leading_table_name)
+                            .filter(|s| !s.contains('.'))
+                            .map(str::to_owned);
+                    } else if with_oids && let Some(table) = created_table(text) {
+                        oid_tables.push(match (&schema, table.contains('.')) {
+                            (Some(schema), false) => format!("{schema}.{table}"),
+                            _ => table,
+                        });
+                    }
                     let text = String::from_utf8(text.to_vec()).map_err(|_| {
                         Stop::Refused(SplitError {
                             line,
@@ -229,7 +259,12 @@ fn read<R: Read>(
                         Op::Statement { text, line }
                     })
                 }
-                Verdict::Skip => Ok(()),
+                Verdict::Skip => {
+                    if let Some(on) = sets_default_with_oids(text) {
+                        with_oids = on;
+                    }
+                    Ok(())
+                }
                 Verdict::Refuse(why) => Err(Stop::Refused(SplitError {
                     line,
                     message: format!("{why}: {:?}", cut(&String::from_utf8_lossy(text), 80)),
@@ -258,9 +293,47 @@ fn read<R: Read>(
     loop {
         let n = input.read(&mut buf).map_err(Stop::Read)?;
         if n == 0 {
-            return splitter.finish(&mut emit);
+            splitter.finish(&mut emit)?;
+            break;
         }
         meter.add(n as u64);
         splitter.feed(&buf[..n], &mut emit)?;
     }
+    drop(emit);
+    Ok(oid_tables)
+}
+
+/// `Some(on)` for `SET default_with_oids = on|off` (any case, `true` and
+/// `false` too), else `None`.
+fn sets_default_with_oids(text: &[u8]) -> Option<bool> {
+    let text = std::str::from_utf8(text).ok()?.to_ascii_lowercase();
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == ';' || c == '=' || c == '\'')
+        .filter(|w| !w.is_empty())
+        .collect();
+    match words.as_slice() {
+        ["set", "default_with_oids", "to" | "", value] | ["set", "default_with_oids", value] => {
+            match *value {
+                "true" | "on" => Some(true),
+                "false" | "off" => Some(false),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The table a `CREATE TABLE` statement creates, as it names it.
+fn created_table(text: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(text).ok()?;
+    let mut rest = text.trim_start();
+    for word in ["create", "table"] {
+        let (head, tail) = rest.split_at_checked(word.len())?;
+        if !head.eq_ignore_ascii_case(word) {
+            return None;
+        }
+        rest = tail.trim_start();
+    }
+    let name = crate::manifest::leading_table_name(rest)?;
+    Some(name.to_owned())
 }

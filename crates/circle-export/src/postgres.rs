@@ -290,6 +290,33 @@ impl PgConn {
     /// The environment a libpq program needs for database `db`, with the
     /// password file `passfile` (already written) and no other `PG*`
     /// variable of ours.
+    /// libpq's conninfo string for `db` (`host='…' port='…' user='…'
+    /// dbname='…'` and the TLS parameters, each value quoted): one argument
+    /// that reaches a `pg_dump` in a container, where no environment of
+    /// ours does. Never the password.
+    fn conninfo(&self, db: &str) -> String {
+        let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        let mut out = format!(
+            "host={} port={} user={} dbname={} application_name='circle-export'",
+            quote(&self.host),
+            self.port,
+            quote(&self.user),
+            quote(db)
+        );
+        if !self.params.iter().any(|(k, _)| k == "sslmode") {
+            out.push_str(" sslmode='verify-full'");
+        }
+        for (k, v) in &self.params {
+            if matches!(
+                k.as_str(),
+                "sslmode" | "sslrootcert" | "sslcert" | "sslkey" | "hostaddr" | "connect_timeout"
+            ) {
+                out.push_str(&format!(" {k}={}", quote(v)));
+            }
+        }
+        out
+    }
+
     fn env(&self, db: &str, passfile: &Path) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> = vec![
             ("PGHOST".into(), self.host.clone().into()),
@@ -327,6 +354,9 @@ impl PgConn {
 pub struct PgClient {
     conn: PgConn,
     bin_dir: Option<PathBuf>,
+    /// An argv prefix `pg_dump` runs through (`docker exec -i postgres`);
+    /// empty: run it here.
+    dump_command: Vec<String>,
     passfile: PathBuf,
     // Removed with the client.
     _dir: tempfile::TempDir,
@@ -455,9 +485,87 @@ impl PgClient {
         Ok(PgClient {
             conn,
             bin_dir,
+            dump_command: Vec::new(),
             passfile,
             _dir: dir,
         })
+    }
+
+    /// Runs `pg_dump` through `prefix` (an argv, no shell: `["docker",
+    /// "exec", "-i", "-e", "PGPASSWORD", "postgres"]`) — where the old
+    /// Services machine has it, inside its `postgres` container, whose
+    /// pg_dump is the server's own version (9.5 writes the dialect
+    /// [`crate::sqlsplit`] translates on restore). The connection goes as
+    /// one `--dbname` conninfo argument (host, port, user, database and
+    /// the TLS parameters; never the password), the password as
+    /// `PGPASSWORD` in the environment of `prefix`'s program, which must
+    /// pass it on (`docker exec -e PGPASSWORD` does). Other queries (the
+    /// database list, the server version) still go straight to the server.
+    pub fn with_dump_command(mut self, prefix: Vec<String>) -> Result<PgClient, Error> {
+        if prefix.first().is_none_or(|p| p.is_empty()) || prefix.iter().any(String::is_empty) {
+            return Err(Error::Invalid(
+                "the pg_dump command prefix names no program, or has an empty word".to_owned(),
+            ));
+        }
+        self.dump_command = prefix;
+        Ok(self)
+    }
+
+    /// `pg_dump`, here or through the prefix, ready for `db`'s dump
+    /// arguments.
+    fn dump_program(&self, db: &str) -> Command {
+        if self.dump_command.is_empty() {
+            return self.command("pg_dump", db);
+        }
+        let mut command = Command::new(&self.dump_command[0]);
+        command.args(&self.dump_command[1..]).arg("pg_dump");
+        for (var, _) in std::env::vars_os() {
+            if var.to_string_lossy().starts_with("PG") {
+                command.env_remove(var);
+            }
+        }
+        if let Some(password) = &self.conn.password {
+            command.env("PGPASSWORD", password.expose_secret());
+        }
+        command.arg(format!("--dbname={}", self.conn.conninfo(db)));
+        command.kill_on_drop(true);
+        command
+    }
+
+    /// The `pg_dump` that dumps (`pg_dump (PostgreSQL) 9.5.25`), here or
+    /// through the prefix.
+    pub async fn dump_version(&self) -> Result<String, Error> {
+        let mut command = if self.dump_command.is_empty() {
+            self.command("pg_dump", "postgres")
+        } else {
+            let mut c = Command::new(&self.dump_command[0]);
+            c.args(&self.dump_command[1..]).arg("pg_dump");
+            c.kill_on_drop(true);
+            c
+        };
+        let output = command
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| self.spawn_error("pg_dump", e))?;
+        let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if !output.status.success() || !text.starts_with("pg_dump") {
+            return Err(Error::Postgres {
+                what: format!("pg_dump --version{}", self.dump_command_shown()),
+                detail: tail(&output.stderr),
+            });
+        }
+        Ok(text)
+    }
+
+    /// ` through <prefix>` for messages, or nothing.
+    fn dump_command_shown(&self) -> String {
+        if self.dump_command.is_empty() {
+            String::new()
+        } else {
+            format!(" through {}", self.dump_command.join(" "))
+        }
     }
 
     /// The connection (for messages).
@@ -628,7 +736,7 @@ impl PgClient {
         let growing = EndOnDrop(growing);
         let what = format!("pg_dump of {db} at {}", self.conn);
         let mut child = self
-            .command("pg_dump", db)
+            .dump_program(db)
             .args([
                 "--format=plain",
                 "--no-owner",
@@ -788,6 +896,8 @@ impl PgClient {
     /// whole file went through ([`crate::pgload`]), counting the bytes
     /// read into `meter`. Every statement is judged before it runs; a
     /// refused one stops the load ([`Error::Damaged`], naming the line).
+    /// Returns warnings for the operator (tables pg_dump 9.x created WITH
+    /// OIDS, loaded without them).
     ///
     /// With `replace`, every schema object a dump would create (tables,
     /// views, sequences, functions, types, non-public schemas; not those of
@@ -800,7 +910,7 @@ impl PgClient {
         meter: &Meter,
         replace: bool,
         dialect: Dialect,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<String>, Error> {
         let source = sql.display().to_string();
         let path = sql.to_owned();
         self.restore_database_reading(
@@ -824,7 +934,7 @@ impl PgClient {
         growing: std::sync::Arc<crate::verify::Growing>,
         meter: &Meter,
         replace: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<String>, Error> {
         let source = growing.path.display().to_string();
         self.restore_database_reading(
             db,
@@ -856,7 +966,7 @@ impl PgClient {
         meter: &Meter,
         replace: bool,
         dialect: Dialect,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<String>, Error> {
         let what = format!("restoring {db} at {}", self.conn);
         let client = self.connect(db).await?;
         crate::pgload::load(client, &what, source, open, meter, replace, dialect).await

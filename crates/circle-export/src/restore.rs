@@ -739,6 +739,17 @@ async fn restore_reading(
     // others still load) rather than all at the end.
     let counted_cell = std::sync::Mutex::new(PgCounts::new());
     let counted = &counted_cell;
+    // What the loads found that the operator should know (tables with
+    // OIDs in a pg_dump 9.x file).
+    let load_warnings_cell = std::sync::Mutex::new(Vec::<String>::new());
+    let load_warnings = &load_warnings_cell;
+    let noted = |notes: Vec<String>| {
+        load_warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(notes);
+    };
+    let noted = &noted;
     let pg_part = async {
         let Some(pg) = spec.postgres else {
             return Ok::<Vec<String>, Error>(Vec::new());
@@ -786,7 +797,8 @@ async fn restore_reading(
                     )
                     .await
                 {
-                    Ok(()) => {
+                    Ok(notes) => {
+                        noted(notes);
                         progress(&format!("postgres {}: restored", item.db));
                         count_loaded(pg, shared_manifest, &item.db, counted).await?;
                         Ok(None)
@@ -805,8 +817,10 @@ async fn restore_reading(
                 };
             }
             let Some(member) = member else {
-                pg.restore_database(&item.db, &item.sql, meter, spec.drop, item.dialect)
-                    .await?;
+                noted(
+                    pg.restore_database(&item.db, &item.sql, meter, spec.drop, item.dialect)
+                        .await?,
+                );
                 progress(&format!("postgres {}: restored", item.db));
                 count_loaded(pg, shared_manifest, &item.db, counted).await?;
                 return Ok(None);
@@ -821,7 +835,8 @@ async fn restore_reading(
                 .restore_database_growing(&item.db, growing.clone(), meter, spec.drop)
                 .await
             {
-                Ok(()) => {
+                Ok(notes) => {
+                    noted(notes);
                     progress(&format!("postgres {}: restored", item.db));
                     count_loaded(pg, shared_manifest, &item.db, counted).await?;
                     Ok(None)
@@ -851,6 +866,12 @@ async fn restore_reading(
     };
     let (loaded, ()) = tokio::join!(async { futures_util::try_join!(mongo_part, pg_part) }, pump);
     let (documents, mut not_restored) = loaded?;
+    report.warnings.extend(
+        load_warnings_cell
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..),
+    );
     not_restored.splice(0..0, mongo_not_restored);
     meter.end();
     report.documents = documents;

@@ -1138,6 +1138,18 @@ fn judge(skeleton: &Skeleton, dialect: Dialect) -> Verdict {
                     refuse("it changes client_encoding (the load is UTF-8)")
                 }
                 "transaction" | "constraints" => refuse("it changes the load's transaction"),
+                // pg_dump before 12 (pg_backup_archiver.c, _setWithOids)
+                // sets it before each table created WITH OIDS; 12 and later
+                // refuse `true`. The tables are created without OIDs (the
+                // loader names them in a warning).
+                "default_with_oids"
+                    if !matches!(
+                        value.as_slice(),
+                        ["false"] | ["off"] | ["'false'"] | ["'off'"]
+                    ) =>
+                {
+                    Verdict::Skip
+                }
                 _ => Verdict::Run,
             }
         }

@@ -442,7 +442,10 @@ async fn load(
                 .restore_database_growing(&db, growing.clone(), meter, spec.drop)
                 .await
             {
-                Ok(()) => {
+                Ok(notes) => {
+                    for note in notes {
+                        progress(&format!("warning: {note}"));
+                    }
                     progress(&format!("postgres {db}: moved"));
                     Ok(Some((0, String::new())))
                 }

@@ -7,6 +7,7 @@ mod damage;
 mod hostile;
 mod old_mongo;
 mod oracle;
+mod pg95;
 mod resume;
 mod roundtrip;
 mod seal;
