@@ -150,7 +150,8 @@ impl Lab {
         self.moto.as_ref()
     }
 
-    /// The old machine's lone MongoDB (no auth, no TLS), once seeded.
+    /// The old machine's lone MongoDB — 3.6.6 (mongo-sim's 3.6 profile), no
+    /// auth, no TLS, as on the Services machine — once seeded.
     pub fn old_mongo(&self) -> Option<&MongoMember> {
         self.old_mongo.as_ref()
     }
@@ -571,15 +572,33 @@ async fn apply_phase(running: &Lab, again: bool) -> anyhow::Result<String> {
     }
 }
 
-/// Seeds the "old Services machine": a lone MongoDB member without auth
-/// (as the embedded one) holding builds and build states, and a
-/// PostgreSQL holding `circle` and `vms` tables.
+/// Seeds the "old Services machine" as it is: a lone MongoDB 3.6.6
+/// without auth (mongo-sim's 3.6 profile, which the driver refuses, so it
+/// is written through circle-export's own old-server connection) holding
+/// builds and build states, and a PostgreSQL loaded from dumps shaped as
+/// the machine's pg_dump 9.5 writes them (`SET search_path = public,
+/// pg_catalog;`, `SET default_with_oids`, unqualified `COPY`), through
+/// the same loader a restore uses: `circle` and `vms` tables.
 async fn seed_phase(tools: &Toolbox, pki: &LabPki, running: &mut Lab) -> anyhow::Result<String> {
-    let member = MongoMember::start(tools, MongoMemberOptions::default())?;
-    let client = mongodb::Client::with_uri_str(format!(
-        "mongodb://localhost:{}/?directConnection=true",
-        member.port()
-    ))
+    use circle_export::wire::{Address, WireOptions, WireSource};
+    let member = MongoMember::start(
+        &tools.clone().simulator_only(),
+        MongoMemberOptions {
+            extra_args: vec!["--simServerVersion".into(), "3.6".into()],
+            ..MongoMemberOptions::default()
+        },
+    )?;
+    let source = WireSource::probe(WireOptions {
+        hosts: vec![Address {
+            host: "localhost".to_owned(),
+            port: member.port(),
+        }],
+        replica_set: None,
+        credential: None,
+        tls: None,
+        connect_timeout: std::time::Duration::from_secs(10),
+        socket_timeout: std::time::Duration::from_secs(60),
+    })
     .await?;
     let builds: Vec<bson::Document> = (0..2000)
         .map(|i| {
@@ -587,52 +606,112 @@ async fn seed_phase(tools: &Toolbox, pki: &LabPki, running: &mut Lab) -> anyhow:
             "outcome": if i % 7 == 0 { "failed" } else { "success" }, "start_time": bson::DateTime::from_millis(1_500_000_000_000 + i64::from(i) * 60_000)}
         })
         .collect();
-    client
-        .database("circle_ghe")
-        .collection::<bson::Document>("builds")
-        .insert_many(builds)
+    source
+        .command(
+            "circle_ghe",
+            bson::doc! {"insert": "builds", "documents": builds},
+        )
+        .await?;
+    source
+        .command(
+            "circle_ghe",
+            bson::doc! {"createIndexes": "builds", "indexes": [{"key": {"build_num": 1}, "name": "build_num_1", "unique": true}]},
+        )
         .await?;
     let states: Vec<bson::Document> = (0..1000)
-        .map(|i| bson::doc! {"build": i, "state": "finished", "steps": [{"name": "checkout"}, {"name": "test"}]})
+        .map(|i| bson::doc! {"_id": bson::oid::ObjectId::from_bytes([0, 0, 0, 1, 0, 0, 0, 0, 0, 0, (i / 256) as u8, (i % 256) as u8]), "build": i, "state": "finished", "steps": [{"name": "checkout"}, {"name": "test"}]})
         .collect();
-    client
-        .database("build_state_dev_ghe")
-        .collection::<bson::Document>("states")
-        .insert_many(states)
+    source
+        .command(
+            "build_state_dev_ghe",
+            bson::doc! {"insert": "states", "documents": states},
+        )
         .await?;
     let pg = Postgres::start(tools, pki, PostgresOptions::default())?;
     let old = old_pg_client(&pg)?;
-    for (db, sql) in [
-        (
-            "circle",
-            "CREATE TABLE projects (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL, \
-             settings jsonb, created_at timestamptz DEFAULT now()); \
-             INSERT INTO projects (name, settings) SELECT 'project-' || g, \
-             jsonb_build_object('parallelism', g % 4) FROM generate_series(1, 500) g",
-        ),
-        (
-            "vms",
-            "CREATE TABLE machines (id bigserial PRIMARY KEY, image text, booted_at timestamptz); \
-             INSERT INTO machines (image, booted_at) SELECT 'ubuntu-2004:' || g, \
-             timestamptz '2020-01-01' + g * interval '1 hour' FROM generate_series(1, 1500) g",
-        ),
-    ] {
+    let dumps = tempfile::tempdir()?;
+    for (db, dump) in [("circle", dump_95_circle()), ("vms", dump_95_vms())] {
         old.query("postgres", &format!("CREATE DATABASE {db}"))
             .await?;
-        if db == "circle" {
-            old.query(db, "CREATE EXTENSION IF NOT EXISTS pgcrypto")
-                .await?;
-        }
-        old.query(db, sql).await?;
+        let path = dumps.path().join(format!("{db}.sql"));
+        std::fs::write(&path, dump)?;
+        old.restore_database(
+            db,
+            &path,
+            &circle_export::Meter::default(),
+            false,
+            circle_export::sqlsplit::Dialect::Own,
+        )
+        .await?;
     }
     running.seeded = (3000, 2000);
     running.old_mongo = Some(member);
     running.old_postgres = Some(pg);
     Ok(
-        "lone MongoDB (3000 documents in circle_ghe, build_state_dev_ghe) and PostgreSQL \
-        (circle, vms: 2000 rows)"
+        "MongoDB 3.6.6 without auth (3000 documents in circle_ghe, build_state_dev_ghe) and \
+         PostgreSQL loaded from pg_dump 9.5-shaped dumps (circle, vms: 2000 rows)"
             .to_owned(),
     )
+}
+
+/// The header and fixed settings pg_dump 9.5 starts a plain dump with
+/// (`pg_backup_archiver.c`, `_doSetFixedOutputState`), then `SET
+/// search_path = public, pg_catalog;` as `_selectOutputSchema` writes it.
+const DUMP_95_HEAD: &str = "--\n-- PostgreSQL database dump\n--\n\n\
+-- Dumped from database version 9.5.25\n-- Dumped by pg_dump version 9.5.25\n\n\
+SET statement_timeout = 0;\nSET lock_timeout = 0;\nSET client_encoding = 'UTF8';\n\
+SET standard_conforming_strings = on;\nSET check_function_bodies = false;\n\
+SET client_min_messages = warning;\nSET row_security = off;\n\n\
+CREATE EXTENSION IF NOT EXISTS plpgsql WITH SCHEMA pg_catalog;\n\n\
+SET search_path = public, pg_catalog;\n\nSET default_tablespace = '';\n\n\
+SET default_with_oids = false;\n\n";
+
+/// `circle` as pg_dump 9.5 dumps it: `projects` (500 rows).
+fn dump_95_circle() -> String {
+    let mut sql = DUMP_95_HEAD.to_owned();
+    sql.push_str(
+        "CREATE TABLE projects (\n    id uuid NOT NULL,\n    name text NOT NULL,\n    \
+         settings jsonb,\n    created_at timestamp with time zone DEFAULT now()\n);\n\n\
+         COPY projects (id, name, settings, created_at) FROM stdin;\n",
+    );
+    for g in 1..=500u32 {
+        sql.push_str(&format!(
+            "00000000-0000-4000-8000-{g:012x}\tproject-{g}\t{{\"parallelism\": {}}}\t2017-06-01 12:00:00+00\n",
+            g % 4
+        ));
+    }
+    sql.push_str(
+        "\\.\n\n\nALTER TABLE ONLY projects\n    ADD CONSTRAINT projects_pkey PRIMARY KEY (id);\n\n\
+         --\n-- PostgreSQL database dump complete\n--\n\n",
+    );
+    sql
+}
+
+/// `vms` as pg_dump 9.5 dumps it: `machines` (1500 rows) and its sequence.
+fn dump_95_vms() -> String {
+    let mut sql = DUMP_95_HEAD.to_owned();
+    sql.push_str(
+        "CREATE TABLE machines (\n    id bigint NOT NULL,\n    image text,\n    \
+         booted_at timestamp with time zone\n);\n\n\
+         CREATE SEQUENCE machines_id_seq\n    START WITH 1\n    INCREMENT BY 1\n    \
+         NO MINVALUE\n    NO MAXVALUE\n    CACHE 1;\n\n\
+         ALTER SEQUENCE machines_id_seq OWNED BY machines.id;\n\n\
+         ALTER TABLE ONLY machines ALTER COLUMN id SET DEFAULT \
+         nextval('machines_id_seq'::regclass);\n\n\
+         COPY machines (id, image, booted_at) FROM stdin;\n",
+    );
+    for g in 1..=1500u32 {
+        sql.push_str(&format!(
+            "{g}\tubuntu-1604:{g}\t2020-01-{:02} {:02}:00:00+00\n",
+            1 + g / 24 % 28,
+            g % 24
+        ));
+    }
+    sql.push_str(
+        "\\.\n\n\nSELECT pg_catalog.setval('machines_id_seq', 1500, true);\n\n\
+         ALTER TABLE ONLY machines\n    ADD CONSTRAINT machines_pkey PRIMARY KEY (id);\n\n",
+    );
+    sql
 }
 
 fn old_pg_client(pg: &Postgres) -> anyhow::Result<circle_export::PgClient> {
@@ -671,16 +750,26 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
     let identity = circle_export::seal::Identity::generate()?;
     let sealing = circle_export::seal::Sealing::Recipients(vec![identity.recipient()]);
     let unsealing = circle_export::seal::Unsealing::Identities(vec![identity]);
-    let source_mongo = mongodb::Client::with_uri_str(format!(
-        "mongodb://localhost:{}/?directConnection=true",
-        old_mongo.port()
-    ))
+    // The driver refuses 3.6: the handshake picks the old-server reader.
+    let source_mongo = circle_export::MongoReader::from_uri(
+        &format!(
+            "mongodb://localhost:{}/?directConnection=true",
+            old_mongo.port()
+        )
+        .into(),
+        std::time::Duration::from_secs(30),
+    )
     .await?;
+    anyhow::ensure!(
+        matches!(source_mongo, circle_export::MongoReader::Wire(_)),
+        "the old machine's MongoDB 3.6 should be read by the old-server reader, not {}",
+        source_mongo.describe()
+    );
     let source_pg = old_pg_client(old_pg)?;
     let exported = circle_export::export(
         circle_export::ExportSpec {
             mongo: Some(circle_export::MongoSource::Server {
-                reader: &source_mongo.clone().into(),
+                reader: &source_mongo,
                 databases: Vec::new(),
             }),
             postgres: Some((&source_pg, Vec::new())),
@@ -744,7 +833,14 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
         running.seeded.1
     );
     Ok(format!(
-        "archive {} ({}, verified); restored {} documents and {rows} rows, every count matches",
+        "MongoDB {} read by {}; archive {} ({}, verified); restored {} documents and {rows} \
+         rows, every count matches",
+        exported
+            .manifest
+            .mongo_server_version
+            .as_deref()
+            .unwrap_or("?"),
+        source_mongo.describe(),
         exported.archive.display(),
         circle_export::export::human_bytes(exported.archive_bytes),
         restored.documents

@@ -32,5 +32,11 @@ fn demo_starts_every_lab_service_and_exits_zero() {
             "phase {phase} is not green:\n{stderr}"
         );
     }
+    // The old machine is the old machine: MongoDB 3.6, read by the
+    // old-server reader.
+    assert!(
+        stderr.contains("MongoDB 3.6.6 read by the old-server reader"),
+        "{stderr}"
+    );
     assert!(stderr.contains("every service stopped"), "{stderr}");
 }
