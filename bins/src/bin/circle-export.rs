@@ -379,7 +379,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let (mongo_connection, pg) = connect_sources(
                 mongo_uri.as_deref(),
                 pg_uri.as_deref(),
-                pg_dump_command.as_deref(),
+                dump_argv(pg_dump_command.as_deref()),
                 &common,
                 &mut warnings,
             )
@@ -527,10 +527,16 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 seal.passphrase.as_deref(),
                 &mut warnings,
             )?;
+            // The flag, else [export].pg_dump_command of --config.
+            let pg_dump_command = match (dump_argv(pg_dump_command.as_deref()), &config) {
+                (Some(argv), _) => Some(argv),
+                (None, Some(path)) => HaConfig::load(path)?.export_pg_dump_command()?,
+                (None, None) => None,
+            };
             let (source_mongo, source_pg) = connect_sources(
                 mongo_uri.as_deref(),
                 pg_uri.as_deref(),
-                pg_dump_command.as_deref(),
+                pg_dump_command,
                 &common,
                 &mut warnings,
             )
@@ -679,11 +685,16 @@ async fn targets(
     Ok((mongo, pg))
 }
 
+/// `--pg-dump-command`'s words: split on spaces, no shell, no quoting.
+fn dump_argv(flag: Option<&str>) -> Option<Vec<String>> {
+    flag.map(|words| words.split_whitespace().map(str::to_owned).collect())
+}
+
 /// The sources of an export or a transfer, from their URI flags.
 async fn connect_sources(
     mongo_uri: Option<&str>,
     pg_uri: Option<&str>,
-    pg_dump_command: Option<&str>,
+    pg_dump_command: Option<Vec<String>>,
     common: &Common,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<(
@@ -704,8 +715,8 @@ async fn connect_sources(
             let conn = export::pg_conn("--pg-uri", &uri, warnings)?;
             let client = export::pg_client(conn, export::pg_bin_dir(common.pg_bin_dir.clone()))?;
             Some(match pg_dump_command {
-                Some(words) => client
-                    .with_dump_command(words.split_whitespace().map(str::to_owned).collect())
+                Some(argv) => client
+                    .with_dump_command(argv)
                     .map_err(|e| usage("--pg-dump-command", format!(": {e}")))?,
                 None => client,
             })

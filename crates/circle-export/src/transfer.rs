@@ -306,27 +306,28 @@ pub async fn transfer(
     let load_meter = &load_meter;
     let loads = async {
         let stream = futures_util::stream::poll_fn(|cx| queue.poll_recv(cx));
-        let results: Vec<Result<Option<(u64, String)>, Error>> = stream
+        let results: Vec<Result<Option<Loaded>, Error>> = stream
             .map(|job| async move { load(spec, job, load_meter, progress).await })
             .buffer_unordered(spec.parallel.max(1))
             .collect()
             .await;
         let mut documents = 0;
         let mut skipped = Vec::new();
+        let mut warnings = Vec::new();
         for result in results {
-            if let Some((n, skip)) = result? {
-                documents += n;
-                if !skip.is_empty() {
-                    skipped.push(skip);
-                }
+            if let Some(loaded) = result? {
+                documents += loaded.documents;
+                skipped.extend(loaded.skipped);
+                warnings.extend(loaded.warnings);
             }
         }
-        Ok::<_, Error>((documents, skipped))
+        Ok::<_, Error>((documents, skipped, warnings))
     };
-    let ((dumped, archive), (documents, later_skipped)) =
+    let ((dumped, archive), (documents, later_skipped, load_warnings)) =
         futures_util::try_join!(dump_then_archive, loads)?;
     spec.meter.end();
     report.documents = documents;
+    report.warnings.extend(load_warnings);
     if let Some(m) = &spec.mongo {
         let failover = crate::failover::Failover {
             wait: spec.failover_wait,
@@ -424,14 +425,24 @@ async fn plan_database(
     Ok(None)
 }
 
-/// Runs one load; returns the documents loaded and, for a collection
-/// found already complete, its name for the report's `skipped`.
+/// What one load did.
+#[derive(Default)]
+struct Loaded {
+    /// Documents loaded.
+    documents: u64,
+    /// A collection found already complete, named for the report.
+    skipped: Option<String>,
+    /// What the operator should know (tables a pg_dump 9.x made WITH OIDS).
+    warnings: Vec<String>,
+}
+
+/// Runs one load.
 async fn load(
     spec: &TransferSpec<'_>,
     job: Job,
     meter: &Meter,
     progress: ha_plan::Progress<'_>,
-) -> Result<Option<(u64, String)>, Error> {
+) -> Result<Option<Loaded>, Error> {
     match job {
         Job::Postgres(db, growing) => {
             let Some(pg) = &spec.postgres else {
@@ -442,12 +453,12 @@ async fn load(
                 .restore_database_growing(&db, growing.clone(), meter, spec.drop)
                 .await
             {
-                Ok(notes) => {
-                    for note in notes {
-                        progress(&format!("warning: {note}"));
-                    }
+                Ok(warnings) => {
                     progress(&format!("postgres {db}: moved"));
-                    Ok(Some((0, String::new())))
+                    Ok(Some(Loaded {
+                        warnings,
+                        ..Loaded::default()
+                    }))
                 }
                 Err(e) if growing.damaged() => Err(Error::Invalid(format!(
                     "postgres {db}: not moved (rolled back): its dump did not finish ({e})"
@@ -470,7 +481,12 @@ async fn load(
             let item =
                 match plan_collection(m.target, item, c.documents, spec.drop, progress).await? {
                     CollectionPlan::Load(item) => item,
-                    CollectionPlan::Skip(what) => return Ok(Some((0, what))),
+                    CollectionPlan::Skip(what) => {
+                        return Ok(Some(Loaded {
+                            skipped: Some(what),
+                            ..Loaded::default()
+                        }));
+                    }
                     CollectionPlan::Refuse(why) => return Err(Error::NotEmpty(vec![why])),
                 };
             let failover = crate::failover::Failover {
@@ -484,7 +500,10 @@ async fn load(
                 "mongo {}.{}: {n} documents moved",
                 c.db, c.collection
             ));
-            Ok(Some((n, String::new())))
+            Ok(Some(Loaded {
+                documents: n,
+                ..Loaded::default()
+            }))
         }
     }
 }

@@ -103,3 +103,29 @@ impl HaConfig {
         c.finish(targets)
     }
 }
+
+impl HaConfig {
+    /// `[export].pg_dump_command`: the argv prefix `pg_dump` runs through
+    /// on the old machine (see `circle_export::PgClient::with_dump_command`),
+    /// or `None` when the section or key is absent. Every word must be
+    /// non-empty and the first name a program.
+    pub fn export_pg_dump_command(&self) -> Result<Option<Vec<String>>, Problems> {
+        let Some(argv) = self
+            .raw
+            .export
+            .as_ref()
+            .and_then(|e| e.pg_dump_command.clone())
+        else {
+            return Ok(None);
+        };
+        let mut c = Collect::default();
+        if argv.is_empty() || argv.iter().any(|w| w.trim().is_empty()) {
+            c.invalid(
+                "[export].pg_dump_command",
+                ": an argv (e.g. [\"docker\", \"exec\", \"-i\", \"-e\", \"PGPASSWORD\", \"postgres\"]) \
+                 without empty words",
+            );
+        }
+        c.finish(Some(argv))
+    }
+}

@@ -288,6 +288,9 @@ impl HaConfig {
         {
             problems.extend(e);
         }
+        if let Err(e) = self.export_pg_dump_command() {
+            problems.extend(e);
+        }
         // One problem reported by two sections' checks is one problem; a
         // file that does not exist yet is checked when its section is used.
         let mut unique = Problems::new();

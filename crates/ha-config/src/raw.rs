@@ -24,6 +24,16 @@ pub struct RawConfig {
     pub services: Option<RawServices>,
     /// `[backup]`.
     pub backup: Option<RawBackup>,
+    /// `[export]`.
+    pub export: Option<RawExport>,
+}
+
+/// `[export]` as written: how `circle-export` reads the old machine.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct RawExport {
+    /// An argv prefix `pg_dump` runs through, no shell (`["docker",
+    /// "exec", "-i", "-e", "PGPASSWORD", "postgres"]`).
+    pub pg_dump_command: Option<Vec<String>>,
 }
 
 /// `[backup]` as written: snapshots of a stopped MongoDB secondary.

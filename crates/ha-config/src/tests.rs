@@ -258,3 +258,27 @@ fn parser_messages_never_show_any_part_of_a_quoted_value() {
     let err = crate::HaConfig::load(&path).err().unwrap().to_string();
     assert!(!err.contains("et-tail") && !err.contains("s3cr"), "{err}");
 }
+
+#[test]
+fn export_pg_dump_command_is_an_argv_without_empty_words() {
+    let config =
+        parse("[export]\npg_dump_command = [\"docker\", \"exec\", \"-i\", \"-e\", \"PGPASSWORD\", \"postgres\"]\n")
+            .unwrap();
+    assert_eq!(
+        config.export_pg_dump_command().unwrap().unwrap(),
+        ["docker", "exec", "-i", "-e", "PGPASSWORD", "postgres"]
+    );
+    assert_eq!(parse("").unwrap().export_pg_dump_command().unwrap(), None);
+    for bad in ["[]", "[\"docker\", \"\"]", "[\" \"]"] {
+        let config = parse(&format!("[export]\npg_dump_command = {bad}\n")).unwrap();
+        let problems = config.export_pg_dump_command().unwrap_err();
+        assert_eq!(
+            problems.iter().next().unwrap().key,
+            "[export].pg_dump_command",
+            "{bad}"
+        );
+        assert!(config.check().is_err(), "{bad}");
+    }
+    let problems = parse("[export]\npg_dump = [\"x\"]\n").unwrap_err();
+    assert_eq!(problems.iter().next().unwrap().key, "[export].pg_dump");
+}

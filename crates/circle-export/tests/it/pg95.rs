@@ -182,4 +182,47 @@ async fn a_pg_dump_9_5_file_restores_into_postgres_15_with_identical_rows() {
         .unwrap();
     assert_eq!(third.skipped, ["postgres circle"], "{:?}", third.restored);
     assert!(third.restored.is_empty(), "{:?}", third.restored);
+
+    // A transfer through the same container says the same.
+    let moved = Pg::start();
+    let target = moved.superuser_client();
+    let report = circle_export::transfer(
+        circle_export::TransferSpec {
+            mongo: None,
+            postgres: Some(circle_export::TransferPostgres {
+                source: &source,
+                databases: vec!["circle".to_owned()],
+                target: &target,
+            }),
+            encryption_keys: None,
+            vault_data: None,
+            danger_include_vault_init_output: false,
+            out: dir.path().join("moved.tar.zst"),
+            seal: None,
+            drop: false,
+            dry_run: false,
+            parallel: 2,
+            meter: circle_export::Meter::default(),
+            failover_wait: std::time::Duration::from_secs(60),
+            tool: "circle-export test".to_owned(),
+        },
+        &progress,
+    )
+    .await
+    .unwrap();
+    assert!(
+        report.restore.mismatches.is_empty(),
+        "{:?}",
+        report.restore.mismatches
+    );
+    assert!(
+        report
+            .restore
+            .warnings
+            .iter()
+            .any(|w| w.contains("public.flags had OIDs")),
+        "{:?}",
+        report.restore.warnings
+    );
+    assert_eq!(moved.psql("circle", "SELECT count(*) FROM builds"), "3");
 }
