@@ -500,7 +500,15 @@ async fn restore_reading(
                 metadata: unpack.join(metadata_path(&v.db, &v.view)),
             })
             .collect(),
-        Layout::Vendor => Vec::new(),
+        Layout::Vendor => manifest
+            .mongo_views
+            .iter()
+            .map(|v| mongo::ViewItem {
+                db: v.db.clone(),
+                view: v.view.clone(),
+                metadata: unpack.join(format!("{VENDOR_MONGO}{}/{}.metadata.json", v.db, v.view)),
+            })
+            .collect(),
     };
 
     // Targets: given where needed, existing, empty (or --drop).

@@ -981,6 +981,19 @@ fn vendor_manifest(seen: &BTreeMap<String, Seen>, problems: &mut Vec<String>) ->
                 None => {}
             }
         }
+        // mongodump writes a view as its `.metadata.json` alone.
+        if let Some(rest) = name.strip_prefix(VENDOR_MONGO)
+            && let Some((db, file)) = rest.split_once('/')
+            && let Some(view) = file.strip_suffix(".metadata.json")
+            && db != "admin"
+            && !view.starts_with("system.")
+            && !seen.contains_key(&format!("{VENDOR_MONGO}{db}/{view}.bson"))
+        {
+            manifest.mongo_views.push(crate::manifest::ViewEntry {
+                db: db.to_owned(),
+                view: view.to_owned(),
+            });
+        }
         if let Some(sections) = &s.sections {
             match sections {
                 Ok(sections) => {

@@ -346,7 +346,6 @@ async fn export_and_restore(
         .as_object()
         .unwrap()
         .iter()
-        .filter(|(_, v)| v["type"] == "collection")
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let collections = serde_json::Value::Object(collections);
@@ -360,24 +359,11 @@ async fn export_and_restore(
     }
 }
 
-/// CircleCI's `circleci_export.tar.gz` holding the collections of our
-/// archive `from` as its mongodump directory (views, which the vendor
-/// restore does not know, left out) and an empty PostgreSQL part.
+/// CircleCI's `circleci_export.tar.gz` holding the collections and views
+/// of our archive `from` as its mongodump directory (a view as its
+/// `.metadata.json` alone, as mongodump writes it) and an empty PostgreSQL
+/// part.
 fn vendor_from(from: &std::path::Path, to: &std::path::Path) {
-    let mut tar =
-        tar::Archive::new(zstd::Decoder::new(std::fs::File::open(from).unwrap()).unwrap());
-    let manifest: circle_export::Manifest = {
-        let mut entries = tar.entries().unwrap();
-        let mut first = entries.next().unwrap().unwrap();
-        let mut text = String::new();
-        first.read_to_string(&mut text).unwrap();
-        serde_json::from_str(&text).unwrap()
-    };
-    let views: Vec<String> = manifest
-        .mongo_views
-        .iter()
-        .map(|v| format!("mongo/{}/{}.metadata.json", v.db, v.view))
-        .collect();
     let mut tar =
         tar::Archive::new(zstd::Decoder::new(std::fs::File::open(from).unwrap()).unwrap());
     let gz = flate2::write::GzEncoder::new(
@@ -391,9 +377,6 @@ fn vendor_from(from: &std::path::Path, to: &std::path::Path) {
         let Some(rest) = path.strip_prefix("mongo/") else {
             continue;
         };
-        if views.contains(&path) {
-            continue;
-        }
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).unwrap();
         let mut header = tar::Header::new_gnu();
