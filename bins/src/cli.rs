@@ -113,7 +113,9 @@ fn finish(tool: &str, json: bool, res: anyhow::Result<Exit>) -> ExitCode {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "error": message, "exit_code": exit.code() })
+                    crate::output::envelope(
+                        &serde_json::json!({ "error": message, "exit_code": exit.code() })
+                    )
                 );
             }
             exit.into()
@@ -133,6 +135,7 @@ pub const DIST_DOCS: &str = "CIRCLE_HA_DIST_DOCS";
 /// subcommand) there instead, and exits.
 #[allow(clippy::print_stderr)]
 pub fn parse<C: clap::Parser>(name: &'static str) -> C {
+    crate::output::set_tool(name);
     if let Some(dir) = std::env::var_os(DIST_DOCS) {
         let dir = PathBuf::from(dir);
         std::process::exit(match write_docs(C::command().name(name), name, &dir) {
@@ -177,10 +180,10 @@ fn usage_exit(name: &str, error: &clap::Error) -> ! {
         let message = first.strip_prefix("error: ").unwrap_or(first);
         println!(
             "{}",
-            serde_json::json!({
+            crate::output::envelope(&serde_json::json!({
                 "error": format!("{name}: {message}"),
                 "exit_code": Exit::Usage.code(),
-            })
+            }))
         );
     }
     error.exit()

@@ -1,19 +1,59 @@
-//! What commands print: human lines on stderr, or one JSON object on stdout
-//! with `--json` (`{"changed": N, "actions": [{"kind", "target"}, …]}`,
-//! more fields welcome; see `docs/cli.md`). The reports themselves are
-//! `ha-plan`'s.
+//! What commands print: results on stdout — human lines, or with `--json`
+//! one JSON object (`{"schema_version": 1, "tool": "<name> <version>",
+//! "changed": N, "actions": [{"kind", "target"}, …]}` for a change,
+//! `healthy` for a check, more fields welcome; see `docs/cli.md`) —
+//! diagnostics and progress on stderr (DESIGN.md, "Command-line
+//! contract"). The reports themselves are `ha-plan`'s.
+
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// Prints a report: JSON on stdout with `json`, else text on stderr. A
-/// reader that went away (`| head`) is not an error worth a panic: the
-/// output is simply cut.
+/// The version of the `--json` documents' shape: it changes only when a
+/// field is removed or changes meaning (new fields keep it).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `<binary> <version>`, set once by [`crate::cli::parse`].
+static TOOL: OnceLock<String> = OnceLock::new();
+
+/// Names the running binary for every JSON document's `tool`.
+pub fn set_tool(name: &str) {
+    let _ = TOOL.set(format!("{name} {}", env!("CARGO_PKG_VERSION")));
+}
+
+/// `value` with `schema_version` and `tool` first (an object; anything
+/// else is left as it is).
+pub fn envelope(value: &Value) -> Value {
+    let Value::Object(fields) = value else {
+        return value.clone();
+    };
+    let mut out = serde_json::Map::new();
+    out.insert("schema_version".to_owned(), SCHEMA_VERSION.into());
+    out.insert(
+        "tool".to_owned(),
+        TOOL.get()
+            .cloned()
+            .unwrap_or_else(|| format!("circle-ha {}", env!("CARGO_PKG_VERSION")))
+            .into(),
+    );
+    for (k, v) in fields {
+        if k != "schema_version" && k != "tool" {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// Prints a result on stdout: the JSON document (with its envelope) with
+/// `json`, else the text. A reader that went away (`| head`) is not an
+/// error worth a panic: the output is simply cut.
 pub fn emit(json: bool, text: &str, value: &Value) {
     use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
     let _ = if json {
-        writeln!(std::io::stdout().lock(), "{value}")
+        writeln!(out, "{}", envelope(value))
     } else {
-        write!(std::io::stderr().lock(), "{text}")
+        write!(out, "{text}")
     };
 }
 

@@ -262,11 +262,13 @@ fn snapshot_twice_list_status_refusals_and_bad_config_as_an_operator_runs_them()
             .contains("is the PRIMARY"),
         "{refused}"
     );
-    let (_, text, _) = run(&mut set.tool(
+    // Without --json the refusal is the result, on stdout.
+    let (code, text, _) = run(&mut set.tool(
         "mongo-backup",
         &["snapshot", "--member", &set.members[p].host()],
     ));
-    assert!(text.is_empty());
+    assert_eq!(code, 3);
+    assert!(text.contains("is the PRIMARY"), "{text}");
 
     // Bad configuration: exit 2, every problem, nothing touched.
     std::fs::write(

@@ -173,7 +173,7 @@ fn export_verify_restore_twice_and_refuse_damage() {
 
     let (code, verified, _) = json(&mut tool(&["verify", &archive_arg]));
     assert_eq!(code, 0, "{verified}");
-    assert_eq!(verified["ok"], true);
+    assert_eq!(verified["healthy"], true);
 
     // The new hosts.
     let new_mongo = MongoMember::start(&tools, MongoMemberOptions::default()).unwrap();

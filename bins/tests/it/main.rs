@@ -110,3 +110,59 @@ fn usage_errors_exit_2() {
     assert!(stderr.contains("[postgres].hots: unknown key"), "{stderr}");
     assert!(stderr.contains("[postgres].host is missing"), "{stderr}");
 }
+
+/// Every binary's `--json` documents carry the contract's envelope
+/// (DESIGN.md: `schema_version`, `tool` = `<binary> <version>`), also for
+/// a usage error clap finds and for an error found later.
+#[test]
+fn every_json_document_names_its_schema_version_and_tool() {
+    let version = env!("CARGO_PKG_VERSION");
+    for (binary, path) in [
+        ("circle-ha", env!("CARGO_BIN_EXE_circle-ha")),
+        ("circle-export", env!("CARGO_BIN_EXE_circle-export")),
+        ("mongo-rs-setup", env!("CARGO_BIN_EXE_mongo-rs-setup")),
+        ("mongo-backup", env!("CARGO_BIN_EXE_mongo-backup")),
+        ("pg-provision", env!("CARGO_BIN_EXE_pg-provision")),
+        ("vault-transit", env!("CARGO_BIN_EXE_vault-transit")),
+        ("services-userdata", env!("CARGO_BIN_EXE_services-userdata")),
+    ] {
+        let (code, stdout, stderr) = run(Command::new(path).args(["--json", "--no-such-flag"]));
+        assert_eq!(code, 2, "{binary}: {stderr}");
+        let value: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{binary}: {e}: {stdout:?}"));
+        assert_eq!(value["schema_version"], 1, "{binary}: {value}");
+        assert_eq!(
+            value["tool"],
+            format!("{binary} {version}"),
+            "{binary}: {value}"
+        );
+        assert_eq!(value["exit_code"], 2, "{binary}: {value}");
+    }
+    // An error of ours, and a document that is not an error.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.tar.zst");
+    let (code, value, stderr) = run_json(
+        Command::new(env!("CARGO_BIN_EXE_circle-export"))
+            .args(["verify", "--json"])
+            .arg(&missing),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(value["schema_version"], 1, "{value}");
+    assert_eq!(value["tool"], format!("circle-export {version}"), "{value}");
+    let config = dir.path().join("ha.toml");
+    std::fs::write(
+        &config,
+        "[pki]\ndir = \"pki\"\norganization = \"Example\"\norganizational_unit = \"CircleCI\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("pki")).unwrap();
+    let (code, value, stderr) = run_json(
+        circle_ha()
+            .args(["pki", "lint", "--json", "--config"])
+            .arg(&config),
+    );
+    assert_eq!(code, 3, "{value} {stderr}");
+    assert_eq!(value["schema_version"], 1, "{value}");
+    assert_eq!(value["healthy"], false, "{value}");
+    assert_eq!(value["tool"], format!("circle-ha {version}"), "{value}");
+}

@@ -178,7 +178,7 @@ fn apply_bootstraps_a_fresh_set_twice_status_follows_a_member_down_and_back() {
     );
 
     // Human output: one line per member.
-    let (code, _, text) = run(&mut set.tool(&["status"]));
+    let (code, text, _) = run(&mut set.tool(&["status"]));
     assert_eq!(code, 0);
     assert_eq!(
         text.lines().filter(|l| l.starts_with("localhost:")).count(),

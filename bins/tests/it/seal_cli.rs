@@ -152,7 +152,7 @@ fn sealed_archives_round_trip_refuse_wrong_keys_and_changes_and_read_with_age() 
     assert_eq!(code, 3, "{v}");
     let (code, v, stderr) = json(&mut tool(&["verify", &sealed_arg, "--identity", &key]));
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["healthy"], true, "{v}");
 
     let new_mongo = MongoMember::start(&tools, MongoMemberOptions::default()).unwrap();
     let new_pg = new_target(&tools, &pki);
@@ -260,7 +260,7 @@ fn sealed_archives_round_trip_refuse_wrong_keys_and_changes_and_read_with_age() 
     let by_age_arg = by_age.display().to_string();
     let (code, v, stderr) = json(&mut tool(&["verify", &by_age_arg, "--identity", &key]));
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["healthy"], true, "{v}");
     let (code, again, stderr) = json(&mut restore(&by_age_arg, &["--identity", &key]));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(again["changed"], 0, "{again}");
@@ -280,5 +280,5 @@ fn sealed_archives_round_trip_refuse_wrong_keys_and_changes_and_read_with_age() 
     let (code, v, stderr) =
         json(tool(&["verify", &by_pass, "--passphrase", "env:P"]).env("P", &passphrase));
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["healthy"], true, "{v}");
 }

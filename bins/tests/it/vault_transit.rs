@@ -108,8 +108,9 @@ fn the_runbook_from_init_to_sealed_and_back() {
 
     let (code, stdout, stderr) = run(&mut setup.vault_transit(&["unseal"]));
     assert_eq!(code, 0, "{stderr}");
+    // Progress on stderr, the result on stdout.
     assert!(stderr.contains("unseal progress 2/3"), "{stderr}");
-    assert!(stderr.contains("unsealed"), "{stderr}");
+    assert!(stdout.contains("unsealed"), "{stdout}");
     let (code, stdout2, _) = run(&mut setup.vault_transit(&["unseal", "--json"]));
     assert_eq!(code, 0);
     assert_eq!(json(&stdout2)["changed"], 0);
@@ -141,12 +142,12 @@ fn the_runbook_from_init_to_sealed_and_back() {
 
     let (code, _, stderr) = run(&mut setup.vault_transit(&["seal"]));
     assert_eq!(code, 0, "{stderr}");
-    let (code, _, stderr) = run(&mut setup.vault_transit(&["status"]));
+    let (code, stdout, _) = run(&mut setup.vault_transit(&["status"]));
     assert_eq!(code, 3);
-    assert!(stderr.contains("sealed, unseal progress 0/3"), "{stderr}");
-    let (code, _, stderr) = run(&mut setup.vault_transit(&["verify"]));
+    assert!(stdout.contains("sealed, unseal progress 0/3"), "{stdout}");
+    let (code, stdout, _) = run(&mut setup.vault_transit(&["verify"]));
     assert_eq!(code, 3);
-    assert!(stderr.contains("Vault is sealed"), "{stderr}");
+    assert!(stdout.contains("Vault is sealed"), "{stdout}");
 
     // Key holders pipe their shares in.
     let shares: Vec<String> = [2, 3, 5]

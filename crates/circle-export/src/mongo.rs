@@ -170,16 +170,37 @@ fn collections_to_export(db: &str, entries: &[Document]) -> Vec<SourceCollection
 /// …}, "indexes": []}` and no documents (reading the view would copy its
 /// source's data a second time).
 pub async fn export_view(view: &SourceCollection, dir: &WorkDir) -> Result<FileEntry, Error> {
-    let metadata = doc! {"options": view.options.clone(), "indexes": []};
+    write_metadata(
+        dir,
+        view,
+        doc! {"options": view.options.clone(), "indexes": []},
+    )
+    .await
+}
+
+/// Writes `metadata` (with the collection's `uuid`, when it has one) as
+/// the `.metadata.json` of `collection`, in canonical extended JSON.
+async fn write_metadata(
+    dir: &WorkDir,
+    collection: &SourceCollection,
+    mut metadata: Document,
+) -> Result<FileEntry, Error> {
+    if let Some(uuid) = &collection.uuid {
+        metadata.insert("uuid", uuid);
+    }
     let json = Bson::Document(metadata)
         .into_canonical_extjson()
         .to_string();
-    write_whole(dir, &metadata_path(&view.db, &view.name), json.as_bytes())
-        .await
-        .map_err(Error::io(format!(
-            "spool file for the view {}.{}",
-            view.db, view.name
-        )))
+    write_whole(
+        dir,
+        &metadata_path(&collection.db, &collection.name),
+        json.as_bytes(),
+    )
+    .await
+    .map_err(Error::io(format!(
+        "spool file for {}.{}",
+        collection.db, collection.name
+    )))
 }
 
 /// Dumps one collection of an old server read by [`crate::wire`] into
@@ -196,24 +217,11 @@ pub async fn export_collection_wire(
 ) -> Result<(Vec<FileEntry>, CollectionEntry), Error> {
     let what = format!("{}.{}", collection.db, collection.name);
     let indexes = source.indexes(&collection.db, &collection.name).await?;
-    let mut metadata = doc! {
+    let metadata = doc! {
         "options": collection.options.clone(),
         "indexes": indexes,
     };
-    if let Some(uuid) = &collection.uuid {
-        metadata.insert("uuid", uuid);
-    }
-    let json = Bson::Document(metadata)
-        .into_canonical_extjson()
-        .to_string();
-    let meta_entry = write_whole(
-        dir,
-        &metadata_path(&collection.db, &collection.name),
-        json.as_bytes(),
-    )
-    .await
-    .map_err(Error::io(format!("spool file for {what}")))?;
-
+    let meta_entry = write_metadata(dir, collection, metadata).await?;
     let mut file = HashedFile::create(dir, &bson_path(&collection.db, &collection.name))
         .await
         .map_err(Error::io(format!("spool file for {what}")))?;
@@ -315,26 +323,13 @@ pub async fn export_collection(
             spec
         })
         .collect();
-    let mut metadata = doc! {
+    let metadata = doc! {
         "indexes": indexes,
         "collectionName": &source.name,
         "type": "collection",
         "options": source.options.clone(),
     };
-    if let Some(uuid) = &source.uuid {
-        metadata.insert("uuid", uuid);
-    }
-    let json = Bson::Document(metadata)
-        .into_canonical_extjson()
-        .to_string();
-    let meta_entry = write_whole(
-        dir,
-        &metadata_path(&source.db, &source.name),
-        json.as_bytes(),
-    )
-    .await
-    .map_err(Error::io(format!("spool file for {what}")))?;
-
+    let meta_entry = write_metadata(dir, source, metadata).await?;
     let mut file = HashedFile::create(dir, &bson_path(&source.db, &source.name))
         .await
         .map_err(Error::io(format!("spool file for {what}")))?;

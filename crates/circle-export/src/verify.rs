@@ -54,7 +54,7 @@ pub struct Inspection {
 
 impl Inspection {
     /// The inspection of the archive at `path` as `circle-export verify`
-    /// shows it: healthy when intact; JSON `{ok, archive, layout, files,
+    /// shows it: healthy when intact; JSON `{healthy, archive, layout, files,
     /// collections, databases, problems, warnings}`.
     pub fn to_findings(&self, path: &Path) -> ha_plan::Findings {
         let inspection = self;
@@ -65,7 +65,7 @@ impl Inspection {
         let m = &inspection.manifest;
         let ok = inspection.problems.is_empty();
         let value = serde_json::json!({
-            "ok": ok,
+            "healthy": ok,
             "archive": path.display().to_string(),
             "layout": layout,
             "files": m.files.len(),

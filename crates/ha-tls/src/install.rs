@@ -256,7 +256,7 @@ impl PkiSpec {
     }
 
     /// [`PkiSpec::lint`] as findings (`circle-ha pki lint`): healthy when
-    /// no finding is an error; JSON `{ok, checked, problems: [{file,
+    /// no finding is an error; JSON `{healthy, checked, problems: [{file,
     /// severity, rule, message}]}`.
     pub fn lint_findings(&self, tool: &str, now: OffsetDateTime) -> Result<Findings, Error> {
         let findings = self.lint(now)?;
@@ -269,7 +269,7 @@ impl PkiSpec {
             .filter(|f| f.severity == Severity::Error)
             .count();
         let json = serde_json::json!({
-            "ok": errors == 0,
+            "healthy": errors == 0,
             "checked": self.wanted.len(),
             "problems": findings.iter().map(|f| serde_json::json!({
                 "file": f.file, "severity": severity(f), "rule": f.rule, "message": f.message
