@@ -299,7 +299,6 @@ fn read<R: Read>(
         meter.add(n as u64);
         splitter.feed(&buf[..n], &mut emit)?;
     }
-    drop(emit);
     Ok(oid_tables)
 }
 

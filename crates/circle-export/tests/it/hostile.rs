@@ -340,7 +340,9 @@ async fn server_side_javascript_in_options_indexes_or_views_is_refused_before_an
         db: db.to_owned(),
         view: v.to_owned(),
     };
-    let cases: Vec<(&str, Manifest, Vec<(&str, String)>, &str)> = vec![
+    /// What, the manifest, its files, what the refusal names.
+    type Case<'a> = (&'a str, Manifest, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             "a validator running $where on every insert",
             Manifest {
