@@ -1,7 +1,8 @@
-//! A progress bar on standard error for the long stages of circle-export:
-//! bytes done of the total, bytes/s over the last seconds, and the time
-//! left. Drawn only on a terminal; `--json` and redirected output get the
-//! plain progress lines (or nothing) instead.
+//! Progress on standard error for the long stages of circle-export: bytes
+//! done of the total, bytes/s over the last seconds, and the time left. On
+//! a terminal, a bar redrawn in place; elsewhere (nohup, cron, systemd,
+//! `| tee`) a plain line every [`PERIOD`] or every 5 % of a stage,
+//! whichever comes first; with `--json`, nothing but the result.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,10 @@ use circle_export::{Meter, Reading, Stage};
 const TICK: Duration = Duration::from_millis(250);
 /// The window the rate is measured over.
 const WINDOW: Duration = Duration::from_secs(5);
+/// Off a terminal: the longest time between two progress lines.
+pub const PERIOD: Duration = Duration::from_secs(30);
+/// Off a terminal: a line each time a stage is this much further (‰).
+const STEP_PER_MILLE: u64 = 50;
 
 /// Draws a [`Meter`] on standard error until dropped, and prints progress
 /// lines above it.
@@ -31,10 +36,50 @@ struct Shared {
     quiet: bool,
 }
 
+/// When the next periodic line is due (off a terminal).
+#[derive(Default)]
+struct Due {
+    epoch: u64,
+    last: Option<Instant>,
+    /// The last ‰ of the stage a line was printed at.
+    step: u64,
+}
+
+impl Due {
+    /// Whether a line is due for `reading` at `now`: a stage's first
+    /// reading with bytes done, then every [`PERIOD`], or when the stage
+    /// went another 5 % of its total.
+    fn check(&mut self, reading: &Reading, now: Instant) -> bool {
+        if reading.stage == Stage::Idle || reading.done == 0 {
+            return false;
+        }
+        if reading.epoch != self.epoch {
+            *self = Due {
+                epoch: reading.epoch,
+                ..Due::default()
+            };
+        }
+        let per_mille = (reading.total > 0)
+            .then(|| reading.done.min(reading.total) * 1000 / reading.total)
+            .unwrap_or(0);
+        let due = match self.last {
+            None => true,
+            Some(last) => {
+                now.duration_since(last) >= PERIOD || per_mille >= self.step + STEP_PER_MILLE
+            }
+        };
+        if due {
+            self.last = Some(now);
+            self.step = per_mille - per_mille % STEP_PER_MILLE;
+        }
+        due
+    }
+}
+
 impl ProgressBar {
-    /// Starts drawing `meter` when `bar` (standard error is a terminal and
-    /// output is not JSON). With `quiet`, [`ProgressBar::line`] prints
-    /// nothing.
+    /// Starts showing `meter`: as a bar when `bar` (standard error is a
+    /// terminal), else as periodic lines. With `quiet` (`--json`), nothing:
+    /// neither the meter nor [`ProgressBar::line`].
     pub fn start(prefix: &'static str, meter: Meter, bar: bool, quiet: bool) -> ProgressBar {
         let shared = Arc::new(Shared {
             drawn: Mutex::new(false),
@@ -42,9 +87,15 @@ impl ProgressBar {
             bar: bar && !quiet,
             quiet,
         });
-        let ticker = shared.bar.then(|| {
+        let ticker = (!quiet).then(|| {
             let shared = Arc::clone(&shared);
-            std::thread::spawn(move || tick(&shared, &meter))
+            std::thread::spawn(move || {
+                if shared.bar {
+                    tick(&shared, &meter);
+                } else {
+                    periodic(prefix, &shared, &meter);
+                }
+            })
         });
         ProgressBar {
             prefix,
@@ -105,6 +156,58 @@ fn tick(shared: &Shared, meter: &Meter) {
         let _ = err.flush();
         *drawn = true;
     }
+}
+
+/// Off a terminal: a line (`<prefix>: dumping 412.0 MiB / ~1.0 GiB (40 %)
+/// 85.3 MiB/s ETA 0:00:07`) when one is due.
+fn periodic(prefix: &str, shared: &Shared, meter: &Meter) {
+    let mut rate = Rate::default();
+    let mut due = Due::default();
+    while !shared.stop.load(Ordering::Relaxed) {
+        std::thread::park_timeout(TICK);
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let reading = meter.read();
+        let now = Instant::now();
+        let bytes_per_second = rate.sample(&reading, now);
+        if due.check(&reading, now) {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{prefix}: {}",
+                render_plain(&reading, bytes_per_second)
+            );
+        }
+    }
+}
+
+/// A progress line without a bar: stage, bytes, share, rate, time left.
+fn render_plain(reading: &Reading, bytes_per_second: Option<f64>) -> String {
+    let human = circle_export::export::human_bytes;
+    let estimate = reading.stage == Stage::Dumping;
+    let known = reading.total > 0 && reading.done <= reading.total;
+    let mut line = format!("{} {}", reading.stage.name(), human(reading.done));
+    if known {
+        line.push_str(&format!(
+            " / {}{} ({} %)",
+            if estimate { "~" } else { "" },
+            human(reading.total),
+            reading.done * 100 / reading.total
+        ));
+    }
+    if let Some(rate) = bytes_per_second {
+        line.push_str(&format!(", {}/s", human(rate as u64)));
+        if known && rate > 0.0 {
+            let left = ((reading.total - reading.done) as f64 / rate).min(99.0 * 3600.0) as u64;
+            line.push_str(&format!(
+                ", ETA {}:{:02}:{:02}",
+                left / 3600,
+                left / 60 % 60,
+                left % 60
+            ));
+        }
+    }
+    line
 }
 
 /// Bytes per second over the last [`WINDOW`], restarted with each stage.
@@ -205,6 +308,52 @@ mod tests {
         let over = render(&reading(Stage::Dumping, 200 << 20, 100 << 20), Some(1e6));
         assert!(!over.contains("ETA") && !over.contains('['), "{over}");
         assert!(over.contains("200.0 MiB"), "{over}");
+    }
+
+    #[test]
+    fn off_a_terminal_a_line_every_period_or_five_percent() {
+        let mut due = Due::default();
+        let t0 = Instant::now();
+        assert!(!due.check(&reading(Stage::Dumping, 0, 1000), t0));
+        assert!(
+            due.check(&reading(Stage::Dumping, 10, 1000), t0),
+            "the first bytes"
+        );
+        assert!(!due.check(
+            &reading(Stage::Dumping, 40, 1000),
+            t0 + Duration::from_secs(1)
+        ));
+        assert!(
+            due.check(
+                &reading(Stage::Dumping, 51, 1000),
+                t0 + Duration::from_secs(2)
+            ),
+            "5 %"
+        );
+        assert!(!due.check(
+            &reading(Stage::Dumping, 60, 1000),
+            t0 + Duration::from_secs(3)
+        ));
+        assert!(
+            due.check(
+                &reading(Stage::Dumping, 61, 1000),
+                t0 + Duration::from_secs(2) + PERIOD
+            ),
+            "30 s"
+        );
+        let mut next = reading(Stage::Archiving, 1, 1000);
+        next.epoch = 2;
+        assert!(
+            due.check(&next, t0 + Duration::from_secs(40)),
+            "a new stage"
+        );
+        assert_eq!(
+            render_plain(
+                &reading(Stage::Loading, 512 << 20, 1 << 30),
+                Some(64.0 * 1024.0 * 1024.0)
+            ),
+            "loading 512.0 MiB / 1.0 GiB (50 %), 64.0 MiB/s, ETA 0:00:08"
+        );
     }
 
     #[test]

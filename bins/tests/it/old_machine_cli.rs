@@ -132,6 +132,12 @@ fn an_export_from_mongodb_3_6_killed_at_any_moment_finishes_when_run_again() {
         !stderr.contains("wörd") && !stderr.contains(HOSTILE),
         "{stderr}"
     );
+    // Off a terminal, the progress is periodic lines (every 5 % here).
+    let periodic = stderr
+        .lines()
+        .filter(|l| l.starts_with("circle-export: dumping ") && l.contains(" %)"))
+        .count();
+    assert!(periodic >= 2, "{stderr}");
     // The result on stdout, the progress on stderr.
     assert!(
         stdout.contains("2 collections (20002 documents)"),
