@@ -171,7 +171,7 @@ pub async fn run(tool: &str, command: BackupCommand) -> anyhow::Result<Exit> {
         | BackupCommand::RestoreVolume { common, .. }
         | BackupCommand::RenderUnits { common, .. } => (common, false),
     };
-    let config = HaConfig::load(&common.args.config)?;
+    let config = HaConfig::load(&common.args.config_path())?;
     let mut settings = config.backup(common.member.as_deref())?;
     settings.spec.limits.any_member |= any_member;
     if let BackupCommand::RenderUnits { out, binary, .. } = &command {

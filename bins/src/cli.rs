@@ -250,10 +250,87 @@ pub fn env_var(name: &str) -> Option<String> {
 /// The options every command that reads `ha.toml` takes.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// The configuration file.
-    #[arg(long, value_name = "FILE", default_value = "ha.toml")]
-    pub config: PathBuf,
-    /// Print one JSON object on stdout instead of text on stderr.
+    /// The configuration file (default: $CIRCLE_HA_CONFIG, else ./ha.toml,
+    /// else /etc/circle-ha/ha.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+impl ConfigArgs {
+    /// The configuration file to read: see [`discover_config`].
+    pub fn config_path(&self) -> PathBuf {
+        config_path(self.config.as_deref())
+    }
+}
+
+/// The environment variable naming `ha.toml` when `--config` does not.
+pub const CONFIG_ENV: &str = "CIRCLE_HA_CONFIG";
+
+/// [`discover_config`] for this process: its environment, the root `/`.
+pub fn config_path(flag: Option<&std::path::Path>) -> PathBuf {
+    discover_config(
+        flag,
+        std::env::var_os(CONFIG_ENV),
+        std::path::Path::new("/"),
+    )
+}
+
+/// Where `ha.toml` is: `--config` (`flag`), else `$CIRCLE_HA_CONFIG`
+/// (`env`), else `./ha.toml` when it exists, else
+/// `<root>/etc/circle-ha/ha.toml` when it exists, else `./ha.toml` (whose
+/// absence the error then names).
+pub fn discover_config(
+    flag: Option<&std::path::Path>,
+    env: Option<std::ffi::OsString>,
+    root: &std::path::Path,
+) -> PathBuf {
+    if let Some(flag) = flag {
+        return flag.to_owned();
+    }
+    if let Some(env) = env.filter(|e| !e.is_empty()) {
+        return PathBuf::from(env);
+    }
+    let here = PathBuf::from("ha.toml");
+    let system = root.join("etc/circle-ha/ha.toml");
+    if !here.exists() && system.exists() {
+        return system;
+    }
+    here
+}
+
+#[cfg(test)]
+mod discovery_tests {
+    use std::path::{Path, PathBuf};
+
+    use super::discover_config;
+
+    #[test]
+    fn config_is_the_flag_then_the_environment_then_here_then_etc() {
+        let root = tempfile::tempdir().unwrap();
+        let flag = Path::new("/srv/ha.toml");
+        assert_eq!(
+            discover_config(Some(flag), Some("/env/ha.toml".into()), root.path()),
+            flag
+        );
+        assert_eq!(
+            discover_config(None, Some("/env/ha.toml".into()), root.path()),
+            PathBuf::from("/env/ha.toml")
+        );
+        // Tests run in bins/, which has no ha.toml; nothing in the root.
+        assert!(!Path::new("ha.toml").exists());
+        assert_eq!(
+            discover_config(None, Some("".into()), root.path()),
+            PathBuf::from("ha.toml")
+        );
+        let etc = root.path().join("etc/circle-ha");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("ha.toml"), "").unwrap();
+        assert_eq!(
+            discover_config(None, None, root.path()),
+            etc.join("ha.toml")
+        );
+    }
 }

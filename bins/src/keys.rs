@@ -93,7 +93,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<Exit> {
     const TOOL: &str = "circle-ha keys";
     let common = command.common();
     let json = common.args.json;
-    let config = HaConfig::load(&common.args.config)?;
+    let config = HaConfig::load(&common.args.config_path())?;
     let (store, region) = config.key_store()?;
     let endpoint = common.endpoint_url.as_deref();
     let sdk = crate::aws::sdk_config(&region, endpoint).await;

@@ -215,7 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             only,
             bundle_dir,
         } => {
-            let config = HaConfig::load(&common.config)?;
+            let config = HaConfig::load(&common.config_path())?;
             let only = only
                 .iter()
                 .map(|name| Concern::parse(name).map_err(ha_plan::Problems::one))
@@ -240,7 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             max_lag,
             bundle_dir,
         } => {
-            let config = HaConfig::load(&common.config)?;
+            let config = HaConfig::load(&common.config_path())?;
             let options = install::StatusOptions {
                 max_lag: std::time::Duration::from_secs(max_lag),
                 bundle_dir: bundle_dir.unwrap_or_else(|| config.path_of(Path::new("bundle"))),
@@ -284,7 +284,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 }
                 PkiCommand::Lint { common } => (common, false),
             };
-            let config = HaConfig::load(&common.config)?;
+            let config = HaConfig::load(&common.config_path())?;
             let settings = config.pki()?;
             let tool = Concern::Pki.tool();
             let now = OffsetDateTime::now_utc();

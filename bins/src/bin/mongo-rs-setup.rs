@@ -73,9 +73,10 @@ enum Command {
     /// net.bindIp is localhost plus the member's host name unless
     /// [mongo.server].bind_ip says otherwise.
     RenderConfig {
-        /// The configuration file.
-        #[arg(long, value_name = "FILE", default_value = "ha.toml")]
-        config: PathBuf,
+        /// The configuration file (default: $CIRCLE_HA_CONFIG, else
+        /// ./ha.toml, else /etc/circle-ha/ha.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// The member, as host:port from [mongo].members (or its host name
         /// when that is unique).
         #[arg(long, value_name = "HOST:PORT")]
@@ -239,7 +240,7 @@ fn progress(line: &str) {
 }
 
 async fn load(common: &Common, bootstrap_via_localhost: bool) -> anyhow::Result<MongoSetup> {
-    let config = HaConfig::load(&common.args.config)?;
+    let config = HaConfig::load(&common.args.config_path())?;
     let options = MongoOptions {
         bootstrap_via_localhost,
         wait_timeout: common.wait_timeout.map(Duration::from_secs),
@@ -255,7 +256,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             member,
             out,
         } => {
-            let config = HaConfig::load(&config)?;
+            let config = HaConfig::load(&cli::config_path(config.as_deref()))?;
             let (text, warnings) = config.mongod_conf(&member)?;
             for warning in warnings {
                 eprintln!("mongo-rs-setup: warning: {warning}");

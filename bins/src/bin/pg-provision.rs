@@ -114,7 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Apply { common, dry_run } => {
             let (config, settings) =
-                HaConfig::load_with(&common.args.config, Section::Postgres, |config| {
+                HaConfig::load_with(&common.args.config_path(), Section::Postgres, |config| {
                     config.postgres(&common.overrides())
                 })?;
             let report = config
@@ -125,7 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Verify { common } => {
             let (config, settings) =
-                HaConfig::load_with(&common.args.config, Section::Postgres, |config| {
+                HaConfig::load_with(&common.args.config_path(), Section::Postgres, |config| {
                     config.postgres(&common.overrides())
                 })?;
             let findings = config.postgres_verify(&settings, &cli::env_var).await?;

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Render { args, out, dry_run } => {
-            let config = HaConfig::load(&args.config)?;
+            let config = HaConfig::load(&args.config_path())?;
             let report = config.render_bundle(&cli::env_var, &out, dry_run)?;
             emit_report(args.json, &report);
         }
@@ -111,7 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             endpoint_url,
             dry_run,
         } => {
-            let config = HaConfig::load(&args.config)?;
+            let config = HaConfig::load(&args.config_path())?;
             let publish = config.publish_target()?;
             let bundle = services_userdata::Bundle::read_from(&dir)?;
             let sdk = aws::sdk_config(&publish.region, endpoint_url.as_deref()).await;

@@ -56,9 +56,10 @@ enum Command {
     /// Print (or write) the server's configuration file: one valid storage
     /// stanza, a TLS listener, api_addr and cluster_addr.
     RenderConfig {
-        /// The configuration file.
-        #[arg(long, value_name = "FILE", default_value = "ha.toml")]
-        config: PathBuf,
+        /// The configuration file (default: $CIRCLE_HA_CONFIG, else
+        /// ./ha.toml, else /etc/circle-ha/ha.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Write here instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -137,14 +138,14 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let load = |common: &Common| -> anyhow::Result<(HaConfig, VaultSettings)> {
         // `--danger-accept-any-certificate` stands in for [vault].ca_file.
         Ok(HaConfig::load_with(
-            &common.args.config,
+            &common.args.config_path(),
             Section::Vault,
             |config| config.vault(common.danger_accept_any_certificate),
         )?)
     };
     match cli.command {
         Command::RenderConfig { config, out } => {
-            let config = HaConfig::load(&config)?;
+            let config = HaConfig::load(&cli::config_path(config.as_deref()))?;
             let rendered = config.vault_server()?;
             for warning in &rendered.warnings {
                 eprintln!("vault-transit: warning: {warning}");

@@ -164,5 +164,17 @@ fn every_json_document_names_its_schema_version_and_tool() {
     assert_eq!(code, 3, "{value} {stderr}");
     assert_eq!(value["schema_version"], 1, "{value}");
     assert_eq!(value["healthy"], false, "{value}");
+    // The same file found through CIRCLE_HA_CONFIG, without --config.
+    let (code, found, stderr) = run_json(
+        circle_ha()
+            .args(["pki", "lint", "--json"])
+            .env("CIRCLE_HA_CONFIG", &config)
+            .current_dir(dir.path().join("pki")),
+    );
+    assert_eq!(
+        (code, &found["checked"]),
+        (3, &value["checked"]),
+        "{found} {stderr}"
+    );
     assert_eq!(value["tool"], format!("circle-ha {version}"), "{value}");
 }
