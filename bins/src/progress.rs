@@ -59,9 +59,11 @@ impl Due {
                 ..Due::default()
             };
         }
-        let per_mille = (reading.total > 0)
-            .then(|| reading.done.min(reading.total) * 1000 / reading.total)
-            .unwrap_or(0);
+        let per_mille = if reading.total > 0 {
+            reading.done.min(reading.total) * 1000 / reading.total
+        } else {
+            0
+        };
         let due = match self.last {
             None => true,
             Some(last) => {
