@@ -59,11 +59,9 @@ impl Due {
                 ..Due::default()
             };
         }
-        let per_mille = if reading.total > 0 {
-            reading.done.min(reading.total) * 1000 / reading.total
-        } else {
-            0
-        };
+        let per_mille = (reading.done.min(reading.total) * 1000)
+            .checked_div(reading.total)
+            .unwrap_or(0);
         let due = match self.last {
             None => true,
             Some(last) => {
