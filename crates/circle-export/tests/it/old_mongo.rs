@@ -312,15 +312,24 @@ async fn export_and_restore(
         "{metadata}"
     );
 
-    let (_target, target) = old_mongo();
+    // Onto the lab's new set (three TLS members, x509, auth, w:
+    // majority) with auth on the source; else onto a lone member.
+    let (lone, set);
+    let (target, majority) = if user.is_some() {
+        set = crate::new_mongo().await;
+        (&set.client, true)
+    } else {
+        lone = old_mongo();
+        (&lone.1, false)
+    };
     let restored = circle_export::restore(
-        restore_spec(out.clone(), Some((&target, false)), None),
+        restore_spec(out.clone(), Some((target, majority)), None),
         &progress,
     )
     .await
     .unwrap();
     assert!(restored.mismatches.is_empty(), "{:?}", restored.mismatches);
-    let got = read_target(&target, wanted).await;
+    let got = read_target(target, wanted).await;
     for (name, expected) in wanted.as_object().unwrap() {
         assert_eq!(
             normalize(&got[name]),
