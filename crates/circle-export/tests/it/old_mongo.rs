@@ -625,3 +625,78 @@ async fn a_server_answering_garbage_or_too_much_gets_an_error_naming_it_within_t
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_3_6_server_behind_tls_is_read_with_its_ca_and_refused_with_another() {
+    let pki = ha_lab::LabPki::new().unwrap();
+    let other = ha_lab::LabPki::new().unwrap();
+    let tools = sim_tools();
+    let member = MongoMember::start(
+        &tools,
+        MongoMemberOptions {
+            tls: Some(ha_lab::MongoTls {
+                mode: ha_lab::TlsMode::Require,
+                certificate_key_file: pki.server().combined.clone(),
+                ca_file: pki.ca_file(),
+                cluster_file: None,
+                allow_connections_without_certificates: true,
+            }),
+            extra_args: vec!["--simServerVersion".into(), "3.6".into()],
+            ..MongoMemberOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let uri = |ca: &std::path::Path| {
+        SecretString::from(format!(
+            "mongodb://localhost:{}/?directConnection=true&tls=true&tlsCAFile={}",
+            member.port(),
+            percent_encoding::utf8_percent_encode(
+                &ca.display().to_string(),
+                percent_encoding::NON_ALPHANUMERIC
+            )
+        ))
+    };
+    let reader = MongoReader::from_uri(&uri(&pki.ca_file()), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let MongoReader::Wire(source) = &reader else {
+        panic!("{reader:?}");
+    };
+    source
+        .command(
+            "circle_ghe",
+            doc! {"insert": "builds", "documents": [{"_id": 1}, {"_id": 2}]},
+        )
+        .await
+        .unwrap();
+    let plan = circle_export::export::plan(&ExportSpec {
+        mongo: Some(MongoSource::Server {
+            reader: &reader,
+            databases: Vec::new(),
+        }),
+        postgres: None,
+        encryption_keys: None,
+        vault_data: None,
+        danger_include_vault_init_output: false,
+        out: tempfile::tempdir().unwrap().path().join("x.tar"),
+        seal: None,
+        parallel: 1,
+        meter: circle_export::Meter::default(),
+        tool: "t".to_owned(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        plan.collections,
+        [("circle_ghe".to_owned(), "builds".to_owned())]
+    );
+    // Another CA: the certificate is refused, naming the server.
+    let error = MongoReader::from_uri(&uri(&other.ca_file()), Duration::from_secs(30))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("TLS") && error.contains(&format!("localhost:{}", member.port())),
+        "{error}"
+    );
+}
