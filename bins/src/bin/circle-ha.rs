@@ -145,6 +145,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check ha.toml offline, or print an example to start from.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print circle-ha's shell completion script on stdout, e.g.
     /// `circle-ha completions bash > /etc/bash_completion.d/circle-ha`
     /// (`cargo xtask dist` ships every binary's for bash, zsh and fish).
@@ -153,6 +156,21 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check every section of ha.toml without touching a server: unknown
+    /// keys, values, ranges, the rules between them, the syntax of secret
+    /// references (not their values). Lists every problem; exit 2 when
+    /// there is one, 0 when there is none.
+    Check {
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// Print an example ha.toml (every section, commented) on stdout:
+    /// `circle-ha config example > ha.toml`.
+    Example,
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,7 +216,8 @@ fn main() -> ExitCode {
         Command::Backup(command) => command.json(),
         Command::Keys(command) => command.json(),
         Command::Doctor { json, .. } => *json,
-        Command::Completions { .. } => false,
+        Command::Config(ConfigCommand::Check { common }) => common.json,
+        Command::Completions { .. } | Command::Config(ConfigCommand::Example) => false,
     };
     cli::run_main("circle-ha", json, run(cli))
 }
@@ -208,6 +227,43 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Completions { shell } => {
             cli::print_completions::<Cli>("circle-ha", shell)?;
             Ok(Exit::Success)
+        }
+        Command::Config(ConfigCommand::Example) => {
+            use std::io::Write as _;
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(include_str!("../../../examples/ha.toml").as_bytes());
+            Ok(Exit::Success)
+        }
+        Command::Config(ConfigCommand::Check { common }) => {
+            let path = common.config_path();
+            let config = HaConfig::load(&path)?;
+            config.check()?;
+            let sections: Vec<&str> = ha_config::Section::ALL
+                .iter()
+                .filter(|s| config.has(**s))
+                .map(|s| s.header())
+                .collect();
+            Ok(emit_findings(
+                common.json,
+                &ha_plan::Findings::new(
+                    true,
+                    serde_json::json!({
+                        "healthy": true,
+                        "config": path.display().to_string(),
+                        "sections": sections,
+                    }),
+                    format!(
+                        "circle-ha: {}: no problem found in {}\n",
+                        path.display(),
+                        if sections.is_empty() {
+                            "(no section)".to_owned()
+                        } else {
+                            sections.join(", ")
+                        }
+                    ),
+                ),
+            ))
         }
         Command::Apply {
             common,

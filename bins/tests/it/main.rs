@@ -178,3 +178,41 @@ fn every_json_document_names_its_schema_version_and_tool() {
     );
     assert_eq!(value["tool"], format!("circle-ha {version}"), "{value}");
 }
+
+#[test]
+fn config_example_passes_config_check_and_a_broken_file_lists_every_problem_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, example, stderr) = run(circle_ha().args(["config", "example"]));
+    assert_eq!(code, 0, "{stderr}");
+    let config = dir.path().join("ha.toml");
+    std::fs::write(&config, &example).unwrap();
+    let (code, value, stderr) = run_json(
+        circle_ha()
+            .args(["config", "check", "--json", "--config"])
+            .arg(&config),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(value["healthy"], true, "{value}");
+    assert_eq!(value["sections"].as_array().unwrap().len(), 6, "{value}");
+    // Broken, with servers that do not exist: every problem, exit 2,
+    // nothing contacted.
+    std::fs::write(
+        &config,
+        "[postgres]\nhots = \"x\"\nhost = \"pg.invalid\"\nsslmode = \"prefer\"\n\
+         [mongo]\nreplica_set = \"circle\"\nmembers = [{ host = \"a\" }]\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = run(circle_ha()
+        .args(["config", "check", "--config"])
+        .arg(&config));
+    assert_eq!(code, 2, "{stderr}");
+    for needle in [
+        "[postgres].hots: unknown key",
+        "[postgres].sslmode \"prefer\"",
+        "[mongo].members[0].host \"a\" has no port",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?}: {stderr}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
