@@ -215,4 +215,15 @@ fn config_example_passes_config_check_and_a_broken_file_lists_every_problem_offl
         assert!(stderr.contains(needle), "missing {needle:?}: {stderr}");
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // A file that configures nothing: status has nothing to check and
+    // says so (exit 2), never `healthy`.
+    std::fs::write(&config, "").unwrap();
+    let (code, value, stderr) = run_json(
+        circle_ha()
+            .args(["status", "--json", "--config"])
+            .arg(&config),
+    );
+    assert_eq!(code, 2, "{value} {stderr}");
+    assert!(value.get("healthy").is_none(), "{value}");
+    assert!(stderr.contains("nothing to check"), "{stderr}");
 }
