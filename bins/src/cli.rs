@@ -108,7 +108,16 @@ fn finish(tool: &str, json: bool, res: anyhow::Result<Exit>) -> ExitCode {
             } else {
                 Exit::Failure
             };
-            let message = format!("{e:#}");
+            // The cause chain, each cause once: an error that already
+            // quotes its cause (`{what}: {source}`) does not repeat it.
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1) {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message.push_str(": ");
+                    message.push_str(&text);
+                }
+            }
             eprintln!("{tool}: error: {message}");
             if json {
                 println!(
