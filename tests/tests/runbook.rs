@@ -301,62 +301,95 @@ fn shell_unquote(value: &str) -> String {
     inner.replace("'\\''", "'")
 }
 
-/// Every collection of every database of the old machine, document by
-/// document in `_id` order, and its index names, read back from the
-/// replica set as CircleCI reads them (the app user, through the
-/// published URI).
+/// Every collection of every database of the old machine (MongoDB 3.6,
+/// which the Rust driver refuses: read by pymongo 3.13, a client of that
+/// era independent of circle-export's reader), document by document in
+/// `_id` order as raw BSON, and its index names, against the replica set as
+/// CircleCI reads it (the app user, through the published URI).
 async fn restored_mongo_equals_seeded(
     lab: &Lab,
     uris: &BTreeMap<String, mongodb::options::ClientOptions>,
 ) {
+    const READ_OLD: &str = r#"
+import json, sys, pymongo
+from bson.raw_bson import RawBSONDocument
+from bson.codec_options import CodecOptions
+c = pymongo.MongoClient("mongodb://localhost:%s/?directConnection=true" % sys.argv[1],
+                        serverSelectionTimeoutMS=20000)
+raw = CodecOptions(document_class=RawBSONDocument)
+out = {}
+for db in sorted(d for d in c.list_database_names() if d not in ("admin", "local", "config")):
+    out[db] = {}
+    for name in sorted(c[db].list_collection_names()):
+        coll = c[db].get_collection(name, codec_options=raw)
+        out[db][name] = {
+            "docs": [d.raw.hex() for d in coll.find({}).sort("_id", 1)],
+            "indexes": sorted(i["name"] for i in c[db][name].list_indexes()),
+        }
+print(json.dumps(out))
+"#;
     let old = lab.old_mongo().expect("the old machine was seeded");
-    let old = mongodb::Client::with_uri_str(format!(
-        "mongodb://localhost:{}/?directConnection=true",
-        old.port()
-    ))
-    .await
-    .unwrap();
-    let mut databases = old.list_database_names().await.unwrap();
-    databases.retain(|d| !["admin", "local", "config"].contains(&d.as_str()));
-    databases.sort();
+    let python = ha_lab::Toolbox::discover(std::env::vars_os())
+        .python_pymongo3()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let output = Command::new(python)
+        .args(["-c", READ_OLD, &old.port().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "pymongo 3.13 could not read the old machine: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seeded: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let databases: Vec<&String> = seeded.as_object().unwrap().keys().collect();
     assert_eq!(databases, ["build_state_dev_ghe", "circle_ghe"]);
     let mut documents = 0;
-    for name in &databases {
+    for (name, collections) in seeded.as_object().unwrap() {
         let new = mongodb::Client::with_options(uris[name].clone()).unwrap();
-        let (old_db, new_db) = (old.database(name), new.database(name));
-        let mut collections = old_db.list_collection_names().await.unwrap();
-        collections.sort();
+        let new_db = new.database(name);
         let mut restored = new_db.list_collection_names().await.unwrap();
         restored.sort();
-        assert_eq!(restored, collections, "collections of {name}");
-        for collection in &collections {
-            let read = |db: &mongodb::Database| {
-                let c = db.collection::<Document>(collection);
-                async move {
-                    let docs: Vec<Document> = c
-                        .find(bson::doc! {})
-                        .sort(bson::doc! {"_id": 1})
-                        .await
-                        .unwrap()
-                        .try_collect()
-                        .await
-                        .unwrap();
-                    let mut indexes = c.list_index_names().await.unwrap();
-                    indexes.sort();
-                    (docs, indexes)
-                }
-            };
-            let (seeded, seeded_indexes) = read(&old_db).await;
-            let (got, got_indexes) = read(&new_db).await;
-            assert_eq!(got.len(), seeded.len(), "{name}.{collection}");
-            if let Some(i) = (0..seeded.len()).find(|&i| seeded[i] != got[i]) {
+        let wanted: Vec<&String> = collections.as_object().unwrap().keys().collect();
+        assert_eq!(
+            restored.iter().collect::<Vec<_>>(),
+            wanted,
+            "collections of {name}"
+        );
+        for (collection, old) in collections.as_object().unwrap() {
+            let c = new_db.collection::<bson::RawDocumentBuf>(collection);
+            let got: Vec<String> = c
+                .find(bson::doc! {})
+                .sort(bson::doc! {"_id": 1})
+                .await
+                .unwrap()
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+                .iter()
+                .map(|d| d.as_bytes().iter().map(|b| format!("{b:02x}")).collect())
+                .collect();
+            let seeded_docs: Vec<&str> = old["docs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_str().unwrap())
+                .collect();
+            assert_eq!(got.len(), seeded_docs.len(), "{name}.{collection}");
+            if let Some(i) = (0..got.len()).find(|&i| got[i] != seeded_docs[i]) {
                 panic!(
                     "{name}.{collection}: document {i} differs:\nseeded   {}\nrestored {}",
-                    seeded[i], got[i]
+                    seeded_docs[i], got[i]
                 );
             }
-            assert_eq!(got_indexes, seeded_indexes, "{name}.{collection}");
-            documents += seeded.len() as u64;
+            let mut indexes = c.list_index_names().await.unwrap();
+            indexes.sort();
+            assert_eq!(
+                serde_json::to_value(&indexes).unwrap(),
+                old["indexes"],
+                "{name}.{collection}"
+            );
+            documents += got.len() as u64;
         }
     }
     assert_eq!(documents, lab.seeded().0, "documents compared");
