@@ -519,10 +519,28 @@ impl PgClient {
         }
         let mut command = Command::new(&self.dump_command[0]);
         command.args(&self.dump_command[1..]).arg("pg_dump");
-        for (var, _) in std::env::vars_os() {
-            if var.to_string_lossy().starts_with("PG") {
-                command.env_remove(var);
-            }
+        // Only what --dbname says: none of libpq's variables of ours.
+        for var in [
+            "PGHOST",
+            "PGHOSTADDR",
+            "PGPORT",
+            "PGDATABASE",
+            "PGUSER",
+            "PGPASSWORD",
+            "PGPASSFILE",
+            "PGSERVICE",
+            "PGSERVICEFILE",
+            "PGOPTIONS",
+            "PGSSLMODE",
+            "PGSSLROOTCERT",
+            "PGSSLCERT",
+            "PGSSLKEY",
+            "PGSSLCRL",
+            "PGAPPNAME",
+            "PGCONNECT_TIMEOUT",
+            "PGTARGETSESSIONATTRS",
+        ] {
+            command.env_remove(var);
         }
         if let Some(password) = &self.conn.password {
             command.env("PGPASSWORD", password.expose_secret());
