@@ -57,6 +57,23 @@ pub fn emit(json: bool, text: &str, value: &Value) {
     };
 }
 
+/// Writes `text` as `dir/name` for node_exporter's textfile collector:
+/// into a hidden temporary file in `dir` first, then renamed over `name`,
+/// so the collector never reads half a file. 0644: metrics hold no secret.
+pub fn write_textfile(dir: &std::path::Path, name: &str, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .tempfile_in(dir)?;
+    file.write_all(text.as_bytes())?;
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    file.as_file().sync_all()?;
+    file.persist(dir.join(name)).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Prints a change report.
 pub fn emit_report(json: bool, report: &ha_plan::Report) {
     emit(json, &report.to_text(), &report.to_json());

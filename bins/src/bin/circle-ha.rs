@@ -84,6 +84,12 @@ enum Command {
         /// to the configuration file).
         #[arg(long, value_name = "DIR")]
         bundle_dir: Option<std::path::PathBuf>,
+        /// Also write the result for node_exporter's textfile collector:
+        /// DIR/circle_ha.prom (circle_ha_healthy, circle_ha_concern_healthy
+        /// per concern, circle_ha_status_last_run_timestamp_seconds),
+        /// replaced atomically.
+        #[arg(long, value_name = "DIR")]
+        textfile: Option<std::path::PathBuf>,
     },
     /// The CA and the certificates of every host ha.toml names.
     ///
@@ -295,6 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             common,
             max_lag,
             bundle_dir,
+            textfile,
         } => {
             let path = common.config_path();
             let config = HaConfig::load(&path)?;
@@ -316,6 +323,16 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 bundle_dir: bundle_dir.unwrap_or_else(|| config.path_of(Path::new("bundle"))),
             };
             let checks = install::status(&config, &cli::env_var, &options).await?;
+            if let Some(dir) = &textfile {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                circle_ha::output::write_textfile(
+                    dir,
+                    "circle_ha.prom",
+                    &install::status_metrics(&checks, now),
+                )?;
+            }
             Ok(emit_findings(
                 common.json,
                 &install::status_findings(&checks),

@@ -227,3 +227,97 @@ fn config_example_passes_config_check_and_a_broken_file_lists_every_problem_offl
     assert!(value.get("healthy").is_none(), "{value}");
     assert!(stderr.contains("nothing to check"), "{stderr}");
 }
+
+/// One line of the Prometheus text exposition format (0.0.4): a comment
+/// (`# HELP`/`# TYPE name gauge`) or `name{label="value",…} value`.
+/// A sample: its metric name, its labels, its value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+fn exposition_line(line: &str) -> Option<Sample> {
+    if line.starts_with('#') {
+        let words: Vec<&str> = line.split(' ').collect();
+        assert!(
+            matches!(words.get(1), Some(&"HELP" | &"TYPE")) && words.len() >= 4,
+            "{line}"
+        );
+        return None;
+    }
+    let name_ok = |n: &str| {
+        n.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+        }) && !n.is_empty()
+    };
+    let (series, value) = line.rsplit_once(' ').expect(line);
+    let value: f64 = value.parse().expect(line);
+    let (name, labels) = match series.split_once('{') {
+        None => (series, Vec::new()),
+        Some((name, rest)) => {
+            let body = rest.strip_suffix('}').expect(line);
+            let labels = body
+                .split(',')
+                .map(|pair| {
+                    let (k, v) = pair.split_once('=').expect(line);
+                    assert!(name_ok(k), "{line}");
+                    let v = v
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .expect(line);
+                    (k.to_owned(), v.to_owned())
+                })
+                .collect();
+            (name, labels)
+        }
+    };
+    assert!(name_ok(name), "{line}");
+    Some((name.to_owned(), labels, value))
+}
+
+#[test]
+fn status_writes_prometheus_text_for_the_textfile_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ha.toml");
+    std::fs::write(
+        &config,
+        "[pki]\ndir = \"pki\"\norganization = \"Example\"\norganizational_unit = \"CircleCI\"\n",
+    )
+    .unwrap();
+    let textfile = dir.path().join("node_exporter");
+    std::fs::create_dir(&textfile).unwrap();
+    let (code, _, stderr) = run(circle_ha()
+        .args(["status", "--config"])
+        .arg(&config)
+        .arg("--textfile")
+        .arg(&textfile));
+    assert_eq!(code, 3, "{stderr}");
+    let names: Vec<_> = std::fs::read_dir(&textfile)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["circle_ha.prom"], "no temporary file left");
+    let text = std::fs::read_to_string(textfile.join("circle_ha.prom")).unwrap();
+    let series: Vec<_> = text.lines().filter_map(exposition_line).collect();
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        series
+            .iter()
+            .find(|(n, l, _)| {
+                n == name
+                    && l.len() == labels.len()
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(a, b)| a == k && b == v))
+            })
+            .map(|(_, _, v)| *v)
+    };
+    assert_eq!(value("circle_ha_healthy", &[]), Some(0.0), "{text}");
+    assert_eq!(
+        value("circle_ha_concern_healthy", &[("concern", "pki")]),
+        Some(0.0),
+        "{text}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let ran = value("circle_ha_status_last_run_timestamp_seconds", &[]).unwrap();
+    assert!((now - ran).abs() < 600.0, "{text}");
+}

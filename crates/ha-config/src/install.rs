@@ -381,6 +381,49 @@ fn bundle_health(config: &HaConfig, env: EnvLookup<'_>, dir: &std::path::Path) -
     }
 }
 
+/// `circle-ha status` for Prometheus' node_exporter textfile collector
+/// (the text exposition format, version 0.0.4): `circle_ha_healthy` (1 when
+/// every concern is as `ha.toml` describes), `circle_ha_concern_healthy`
+/// per concern, and `circle_ha_status_last_run_timestamp_seconds` (`now`,
+/// seconds since the epoch) so that a check that stopped running shows.
+pub fn status_metrics(checks: &[Health], now: u64) -> String {
+    let gauge = |out: &mut String, name: &str, help: &str| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+    };
+    let flag = |b: bool| u8::from(b);
+    let mut out = String::new();
+    gauge(
+        &mut out,
+        "circle_ha_healthy",
+        "Whether every configured concern is as ha.toml describes (circle-ha status).",
+    );
+    out.push_str(&format!(
+        "circle_ha_healthy {}\n",
+        flag(checks.iter().all(|h| h.findings.healthy))
+    ));
+    gauge(
+        &mut out,
+        "circle_ha_concern_healthy",
+        "Whether one concern (pki, mongo, postgres, vault, userdata) is as ha.toml describes.",
+    );
+    for h in checks {
+        out.push_str(&format!(
+            "circle_ha_concern_healthy{{concern=\"{}\"}} {}\n",
+            h.concern.name(),
+            flag(h.findings.healthy)
+        ));
+    }
+    gauge(
+        &mut out,
+        "circle_ha_status_last_run_timestamp_seconds",
+        "When circle-ha status last ran, in seconds since the epoch.",
+    );
+    out.push_str(&format!(
+        "circle_ha_status_last_run_timestamp_seconds {now}\n"
+    ));
+    out
+}
+
 /// The combined findings of [`status`]: unhealthy when any concern is;
 /// JSON `{healthy, concerns: [{concern, healthy, detail}]}`.
 pub fn status_findings(checks: &[Health]) -> Findings {
