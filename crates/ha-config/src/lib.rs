@@ -73,6 +73,7 @@ mod postgres;
 pub mod raw;
 mod secret;
 mod services;
+mod suggest;
 mod vault;
 
 use std::path::{Path, PathBuf};
@@ -229,7 +230,13 @@ impl HaConfig {
                 .map_err(syntax)?;
         let unknown = unknown
             .into_iter()
-            .map(|key| Problem::new(key, ProblemKind::Invalid, ": unknown key (a typo?)"))
+            .map(|key| {
+                let hint = match suggest::did_you_mean(&key) {
+                    Some(known) => format!(": unknown key (did you mean {known}?)"),
+                    None => ": unknown key (a typo?)".to_owned(),
+                };
+                Problem::new(key, ProblemKind::Invalid, hint)
+            })
             .collect();
         Ok((
             HaConfig {
