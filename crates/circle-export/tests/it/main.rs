@@ -96,28 +96,36 @@ pub(crate) fn old_mongo() -> (MongoMember, Client) {
     (member, Client::with_options(options).unwrap())
 }
 
+/// An export of these sources to `out`: no files, unsealed, two at a time.
+pub(crate) fn export_spec<'a>(
+    mongo: Option<circle_export::MongoSource<'a>>,
+    postgres: Option<(&'a PgClient, Vec<String>)>,
+    out: &Path,
+) -> circle_export::ExportSpec<'a> {
+    circle_export::ExportSpec {
+        mongo,
+        postgres,
+        encryption_keys: None,
+        vault_data: None,
+        danger_include_vault_init_output: false,
+        out: out.to_owned(),
+        seal: None,
+        parallel: 2,
+        meter: circle_export::Meter::default(),
+        tool: "circle-export test".to_owned(),
+    }
+}
+
 /// Exports database `db` of `client` alone to `out`.
 pub(crate) async fn export_one_database(client: &Client, db: &str, out: &Path) {
-    circle_export::export(
-        circle_export::ExportSpec {
-            mongo: Some(circle_export::MongoSource::Server {
-                reader: &client.clone().into(),
-                databases: vec![db.to_owned()],
-            }),
-            postgres: None,
-            encryption_keys: None,
-            vault_data: None,
-            danger_include_vault_init_output: false,
-            out: out.to_owned(),
-            seal: None,
-            parallel: 2,
-            meter: circle_export::Meter::default(),
-            tool: "circle-export test".to_owned(),
-        },
-        &progress,
-    )
-    .await
-    .unwrap();
+    let reader = client.clone().into();
+    let mongo = circle_export::MongoSource::Server {
+        reader: &reader,
+        databases: vec![db.to_owned()],
+    };
+    circle_export::export(export_spec(Some(mongo), None, out), &progress)
+        .await
+        .unwrap();
 }
 
 /// A new three-member replica set (TLS, x509 members, auth) bootstrapped

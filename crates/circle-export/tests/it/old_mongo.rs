@@ -9,7 +9,7 @@ use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
 use bson::{Document, doc};
-use circle_export::{ExportSpec, MongoReader, MongoSource};
+use circle_export::{MongoReader, MongoSource};
 use ha_lab::{MongoMember, MongoMemberOptions, Toolbox};
 use secrecy::SecretString;
 
@@ -265,21 +265,14 @@ async fn export_and_restore(
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("old.tar.zst");
     let report = circle_export::export(
-        ExportSpec {
-            mongo: Some(MongoSource::Server {
+        crate::export_spec(
+            Some(MongoSource::Server {
                 reader: &reader,
                 databases: Vec::new(),
             }),
-            postgres: None,
-            encryption_keys: None,
-            vault_data: None,
-            danger_include_vault_init_output: false,
-            out: out.clone(),
-            seal: None,
-            parallel: 3,
-            meter: circle_export::Meter::default(),
-            tool: "circle-export test".to_owned(),
-        },
+            None,
+            &out,
+        ),
         &progress,
     )
     .await
@@ -470,21 +463,14 @@ async fn a_3_6_server_with_scram_sha_1_at_fcv_3_4_is_exported_byte_for_byte() {
     let reader = MongoReader::from_uri(&SecretString::from(uri), Duration::from_secs(30))
         .await
         .unwrap();
-    let error = circle_export::export::plan(&ExportSpec {
-        mongo: Some(MongoSource::Server {
+    let error = circle_export::export::plan(&crate::export_spec(
+        Some(MongoSource::Server {
             reader: &reader,
             databases: Vec::new(),
         }),
-        postgres: None,
-        encryption_keys: None,
-        vault_data: None,
-        danger_include_vault_init_output: false,
-        out: tempfile::tempdir().unwrap().path().join("x.tar"),
-        seal: None,
-        parallel: 1,
-        meter: circle_export::Meter::default(),
-        tool: "t".to_owned(),
-    })
+        None,
+        &tempfile::tempdir().unwrap().path().join("x.tar"),
+    ))
     .await
     .unwrap_err()
     .to_string();
@@ -669,21 +655,14 @@ async fn a_3_6_server_behind_tls_is_read_with_its_ca_and_refused_with_another() 
         )
         .await
         .unwrap();
-    let plan = circle_export::export::plan(&ExportSpec {
-        mongo: Some(MongoSource::Server {
+    let plan = circle_export::export::plan(&crate::export_spec(
+        Some(MongoSource::Server {
             reader: &reader,
             databases: Vec::new(),
         }),
-        postgres: None,
-        encryption_keys: None,
-        vault_data: None,
-        danger_include_vault_init_output: false,
-        out: tempfile::tempdir().unwrap().path().join("x.tar"),
-        seal: None,
-        parallel: 1,
-        meter: circle_export::Meter::default(),
-        tool: "t".to_owned(),
-    })
+        None,
+        &tempfile::tempdir().unwrap().path().join("x.tar"),
+    ))
     .await
     .unwrap();
     assert_eq!(

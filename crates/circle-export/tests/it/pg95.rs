@@ -30,7 +30,7 @@
 
 use std::path::Path;
 
-use circle_export::{ExportSpec, restore};
+use circle_export::restore;
 use secrecy::ExposeSecret as _;
 
 use crate::{Pg, progress, restore_spec};
@@ -74,18 +74,7 @@ async fn a_pg_dump_9_5_file_restores_into_postgres_15_with_identical_rows() {
         .unwrap();
     let out = dir.path().join("old.tar.zst");
     let report = circle_export::export(
-        ExportSpec {
-            mongo: None,
-            postgres: Some((&source, vec!["circle".to_owned()])),
-            encryption_keys: None,
-            vault_data: None,
-            danger_include_vault_init_output: false,
-            out: out.clone(),
-            seal: None,
-            parallel: 2,
-            meter: circle_export::Meter::default(),
-            tool: "circle-export test".to_owned(),
-        },
+        crate::export_spec(None, Some((&source, vec!["circle".to_owned()])), &out),
         &progress,
     )
     .await
