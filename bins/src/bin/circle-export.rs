@@ -314,10 +314,13 @@ struct Common {
     /// pg_wrapper, which would run that same binary).
     #[arg(long, value_name = "DIR")]
     pg_bin_dir: Option<PathBuf>,
-    /// Print one JSON object on stdout (no progress) instead of text on
-    /// stderr.
+    /// Print one JSON object on stdout (no progress) instead of text.
     #[arg(long)]
     json: bool,
+    /// No progress on stderr (neither the stage lines nor the bar or the
+    /// periodic lines); warnings and errors still.
+    #[arg(long, short = 'q')]
+    quiet: bool,
 }
 
 fn main() -> ExitCode {
@@ -331,14 +334,14 @@ fn main() -> ExitCode {
     cli::run_main_interruptible("circle-export", json, run(cli))
 }
 
-/// Progress lines on stderr (none with --json), with a bar for the long
-/// stages when stderr is a terminal.
-fn progress_bar(meter: &Meter, json: bool) -> ProgressBar {
+/// Progress on stderr — the stage lines, and a bar on a terminal or
+/// periodic lines elsewhere — unless `silent` (`--json`, `--quiet`).
+fn progress_bar(meter: &Meter, silent: bool) -> ProgressBar {
     ProgressBar::start(
         "circle-export",
         meter.clone(),
         std::io::stderr().is_terminal(),
-        json,
+        silent,
     )
 }
 
@@ -417,7 +420,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 let plan = circle_export::export::plan(&spec).await?;
                 return Ok(emit_findings(common.json, &plan.to_findings(&spec.out)));
             }
-            let bar = progress_bar(&meter, common.json);
+            let bar = progress_bar(&meter, common.json || common.quiet);
             let report = circle_export::export(spec, &|line| bar.line(line)).await?;
             drop(bar);
             Ok(emit_findings(common.json, &report.to_findings()))
@@ -479,7 +482,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             )?;
             warn(&warnings);
             let meter = Meter::new();
-            let bar = progress_bar(&meter, common.json);
+            let bar = progress_bar(&meter, common.json || common.quiet);
             let report = circle_export::restore(
                 RestoreSpec {
                     archive,
@@ -584,7 +587,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             }
             warn(&warnings);
             let meter = Meter::new();
-            let bar = progress_bar(&meter, common.json);
+            let bar = progress_bar(&meter, common.json || common.quiet);
             let report = circle_export::transfer(
                 circle_export::TransferSpec {
                     mongo,

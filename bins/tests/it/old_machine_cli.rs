@@ -145,6 +145,16 @@ fn an_export_from_mongodb_3_6_killed_at_any_moment_finishes_when_run_again() {
     );
     assert!(!spool.exists(), "the spool outlived a finished export");
 
+    // --quiet: the result, and nothing on stderr.
+    let output = export().arg("--quiet").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("2 collections (20002 documents)"));
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
     let (code, verified, stderr) = json(tool(&["verify"]).arg(&out));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(verified["healthy"], true, "{verified}");
