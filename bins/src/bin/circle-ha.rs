@@ -303,21 +303,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             bundle_dir,
             textfile,
         } => {
-            let path = common.config_path();
-            let config = HaConfig::load(&path)?;
-            // Nothing to check is not healthy: it is a configuration that
-            // describes nothing (exit 2).
-            if !ha_config::Section::ALL.iter().any(|s| config.has(*s)) {
-                return Err(circle_ha::output::usage(
-                    "--config",
-                    format!(
-                        ": {} configures no section, so status has nothing to check (see \
-                         `circle-ha config example`)",
-                        path.display()
-                    ),
-                )
-                .into());
-            }
+            let config = HaConfig::load(&common.config_path())?;
             let options = install::StatusOptions {
                 max_lag: std::time::Duration::from_secs(max_lag),
                 bundle_dir: bundle_dir.unwrap_or_else(|| config.path_of(Path::new("bundle"))),

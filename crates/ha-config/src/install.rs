@@ -283,7 +283,8 @@ pub struct Health {
 }
 
 /// `circle-ha status`: every configured concern's health, in the
-/// runbook's order. Bad configuration is [`Problems`] (all at once); a
+/// runbook's order. Bad configuration is [`Problems`] (all at once), and so
+/// is a file that configures no concern (nothing checked is not healthy); a
 /// concern that cannot be reached is unhealthy with the reason, and the
 /// others are still checked. [`status_findings`] combines the result.
 pub async fn status(
@@ -323,6 +324,16 @@ pub async fn status(
             Ok(findings) => checks.push(Health { concern, findings }),
             Err(e) => problems.extend(e),
         }
+    }
+    // Nothing checked is not healthy: the file describes nothing status
+    // can check.
+    if checks.is_empty() && problems.is_empty() {
+        problems.push(Problem::new(
+            config.path.display().to_string(),
+            ha_plan::ProblemKind::Invalid,
+            ": configures none of [pki], [mongo], [postgres], [vault], [services], so status has \
+             nothing to check (see `circle-ha config example`)",
+        ));
     }
     problems.finish(checks)
 }
