@@ -517,9 +517,19 @@ impl PgClient {
         if self.dump_command.is_empty() {
             return self.command("pg_dump", db);
         }
+        let mut command = self.prefixed_pg_dump();
+        if let Some(password) = &self.conn.password {
+            command.env("PGPASSWORD", password.expose_secret());
+        }
+        command.arg(format!("--dbname={}", self.conn.conninfo(db)));
+        command
+    }
+
+    /// `<prefix…> pg_dump`, with none of libpq's variables of ours: only
+    /// what its arguments say reaches it.
+    fn prefixed_pg_dump(&self) -> Command {
         let mut command = Command::new(&self.dump_command[0]);
         command.args(&self.dump_command[1..]).arg("pg_dump");
-        // Only what --dbname says: none of libpq's variables of ours.
         for var in [
             "PGHOST",
             "PGHOSTADDR",
@@ -542,10 +552,6 @@ impl PgClient {
         ] {
             command.env_remove(var);
         }
-        if let Some(password) = &self.conn.password {
-            command.env("PGPASSWORD", password.expose_secret());
-        }
-        command.arg(format!("--dbname={}", self.conn.conninfo(db)));
         command.kill_on_drop(true);
         command
     }
@@ -556,10 +562,7 @@ impl PgClient {
         let mut command = if self.dump_command.is_empty() {
             self.command("pg_dump", "postgres")
         } else {
-            let mut c = Command::new(&self.dump_command[0]);
-            c.args(&self.dump_command[1..]).arg("pg_dump");
-            c.kill_on_drop(true);
-            c
+            self.prefixed_pg_dump()
         };
         let output = command
             .arg("--version")
