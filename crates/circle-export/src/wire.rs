@@ -587,12 +587,10 @@ impl WireSource {
             let mut n = 0;
             while let Some(batch) = cursor.next_batch().await? {
                 for document in batch_documents(&batch)? {
-                    n += match document.get("n") {
-                        Ok(Some(RawBsonRef::Int32(i))) => u64::try_from(i).unwrap_or(0),
-                        Ok(Some(RawBsonRef::Int64(i))) => u64::try_from(i).unwrap_or(0),
-                        Ok(Some(RawBsonRef::Double(d))) => d as u64,
-                        _ => return Err(WireError::Reply("a count without n".to_owned())),
+                    let Some(counted) = integer(document, "n") else {
+                        return Err(WireError::Reply("a count without n".to_owned()));
                     };
+                    n += u64::try_from(counted).unwrap_or(0);
                 }
             }
             Ok(n)
@@ -607,12 +605,7 @@ impl WireSource {
         let mut total = 0u64;
         for db in databases {
             if let Ok(stats) = self.command(db, doc! {"dbStats": 1}).await {
-                total += match stats.get("dataSize") {
-                    Ok(Some(RawBsonRef::Double(d))) => d as u64,
-                    Ok(Some(RawBsonRef::Int32(i))) => u64::try_from(i).unwrap_or(0),
-                    Ok(Some(RawBsonRef::Int64(i))) => u64::try_from(i).unwrap_or(0),
-                    _ => 0,
-                };
+                total += integer(&stats, "dataSize").map_or(0, |n| u64::try_from(n).unwrap_or(0));
             }
         }
         total
@@ -687,6 +680,17 @@ impl Cursor<'_> {
         if let Ok(connection) = done {
             self.source.give_back(connection);
         }
+    }
+}
+
+/// The number `key` holds in `document`, whichever of BSON's number types
+/// the server chose (3.6 answers counts and sizes as int32, int64 or double).
+pub(crate) fn integer(document: &RawDocument, key: &str) -> Option<i64> {
+    match document.get(key) {
+        Ok(Some(RawBsonRef::Int32(i))) => Some(i64::from(i)),
+        Ok(Some(RawBsonRef::Int64(i))) => Some(i),
+        Ok(Some(RawBsonRef::Double(d))) => Some(d as i64),
+        _ => None,
     }
 }
 

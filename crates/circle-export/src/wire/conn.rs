@@ -129,12 +129,7 @@ impl Connection {
         let message = frame::op_query(id, "admin", &to_vec(&command)?);
         let reply = self.exchange(id, &message, frame::OP_REPLY).await?;
         let reply = checked(reply)?;
-        let int = |key: &str| match reply.get(key) {
-            Ok(Some(bson::RawBsonRef::Int32(i))) => Some(i),
-            Ok(Some(bson::RawBsonRef::Int64(i))) => i32::try_from(i).ok(),
-            Ok(Some(bson::RawBsonRef::Double(d))) => Some(d as i32),
-            _ => None,
-        };
+        let int = |key: &str| super::integer(&reply, key).and_then(|n| i32::try_from(n).ok());
         let flag = |key: &str| matches!(reply.get_bool(key), Ok(true));
         let text = |key: &str| reply.get_str(key).ok().map(str::to_owned);
         Ok(Hello {
@@ -289,12 +284,9 @@ fn checked(reply: RawDocumentBuf) -> Result<RawDocumentBuf, WireError> {
     if ok {
         return Ok(reply);
     }
-    let code = match reply.get("code") {
-        Ok(Some(bson::RawBsonRef::Int32(i))) => i,
-        Ok(Some(bson::RawBsonRef::Int64(i))) => i as i32,
-        Ok(Some(bson::RawBsonRef::Double(d))) => d as i32,
-        _ => 0,
-    };
+    let code = super::integer(&reply, "code")
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(0);
     let text = |key: &str| {
         reply
             .get_str(key)
