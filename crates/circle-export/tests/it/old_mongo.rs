@@ -463,17 +463,7 @@ async fn a_3_6_server_with_scram_sha_1_at_fcv_3_4_is_exported_byte_for_byte() {
     let reader = MongoReader::from_uri(&SecretString::from(uri), Duration::from_secs(30))
         .await
         .unwrap();
-    let error = circle_export::export::plan(&crate::export_spec(
-        Some(MongoSource::Server {
-            reader: &reader,
-            databases: Vec::new(),
-        }),
-        None,
-        &tempfile::tempdir().unwrap().path().join("x.tar"),
-    ))
-    .await
-    .unwrap_err()
-    .to_string();
+    let error = plan_of(&reader).await.unwrap_err().to_string();
     assert!(
         error.contains("authentication failed")
             && error.contains(&format!("localhost:{}", member.port())),
@@ -496,6 +486,21 @@ async fn a_modern_server_is_still_read_by_the_driver() {
         .await
         .unwrap();
     assert!(matches!(reader, MongoReader::Driver(_)), "{reader:?}");
+}
+
+/// The dry run of an export of every database `reader` reads.
+async fn plan_of(reader: &MongoReader) -> Result<circle_export::ExportPlan, circle_export::Error> {
+    let out = tempfile::tempdir().unwrap();
+    let mongo = MongoSource::Server {
+        reader,
+        databases: Vec::new(),
+    };
+    circle_export::export::plan(&crate::export_spec(
+        Some(mongo),
+        None,
+        &out.path().join("x.tar"),
+    ))
+    .await
 }
 
 /// A fake server answering the handshake with `reply` (then silence).
@@ -655,16 +660,7 @@ async fn a_3_6_server_behind_tls_is_read_with_its_ca_and_refused_with_another() 
         )
         .await
         .unwrap();
-    let plan = circle_export::export::plan(&crate::export_spec(
-        Some(MongoSource::Server {
-            reader: &reader,
-            databases: Vec::new(),
-        }),
-        None,
-        &tempfile::tempdir().unwrap().path().join("x.tar"),
-    ))
-    .await
-    .unwrap();
+    let plan = plan_of(&reader).await.unwrap();
     assert_eq!(
         plan.collections,
         [("circle_ghe".to_owned(), "builds".to_owned())]
