@@ -10,12 +10,11 @@ use clap::{Args, Subcommand};
 use ha_config::{BackupSettings, BackupStore, HaConfig, MongoOptions};
 use mongo_backup::run::{Cancel, prune};
 use mongo_backup::{Commands, Error, SnapshotStore};
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::cli::{self, ConfigArgs};
 use crate::exit::Exit;
-use crate::output::{emit, emit_findings, emit_report};
+use crate::output::print;
 
 /// The long `--help` text.
 pub const LONG_ABOUT: &str =
@@ -211,12 +210,10 @@ pub async fn run(tool: &str, command: BackupCommand) -> anyhow::Result<Exit> {
             }
             other => other?,
         };
-        emit(
+        return Ok(print(
             json,
-            &format!("{tool}: created volume {volume} from {snapshot} in {availability_zone}\n"),
-            &json!({"changed": 1, "actions": [{"kind": "create-volume", "target": volume}], "volume": volume}),
-        );
-        return Ok(Exit::Success);
+            &mongo_backup::RestoredVolume::new(tool, &volume, snapshot, availability_zone),
+        ));
     }
     with_store(tool, &config, &settings, &set, &store, &command).await
 }
@@ -234,14 +231,14 @@ async fn with_store<S: SnapshotStore>(
     match command {
         BackupCommand::List { .. } => {
             let groups = mongo_backup::snapshot::groups(&store.list(set).await?, set);
-            Ok(emit_findings(
+            Ok(print(
                 json,
                 &mongo_backup::report::list_findings(set, &groups, now),
             ))
         }
         BackupCommand::Status { .. } => {
             let groups = mongo_backup::snapshot::groups(&store.list(set).await?, set);
-            Ok(emit_findings(
+            Ok(print(
                 json,
                 &mongo_backup::report::status_findings(set, &groups, settings.max_age, now),
             ))
@@ -250,8 +247,7 @@ async fn with_store<S: SnapshotStore>(
             let steps = prune(store, set, &settings.spec.retention, *dry_run).await?;
             let report =
                 ha_plan::Report::from_changes(tool, *dry_run, &steps, settings.warnings.clone());
-            emit_report(json, &report);
-            Ok(Exit::Success)
+            Ok(print(json, &report))
         }
         BackupCommand::Snapshot { dry_run, .. } => {
             snapshot(tool, config, settings, store, *dry_run, json).await
@@ -295,18 +291,11 @@ async fn snapshot<S: SnapshotStore>(
     .await;
     signals.abort();
     match res {
-        Ok(outcome) => {
-            let report = outcome.to_report(tool, dry_run, settings.warnings.clone());
-            // Progress already said what happened as it happened.
-            let text = if dry_run {
-                report.to_text()
-            } else {
-                report.to_summary_text()
-            };
-            emit(json, &text, &report.to_json());
-            Ok(Exit::Success)
-        }
-        Err(Error::Refused(refusals)) => Ok(emit_findings(
+        Ok(outcome) => Ok(print(
+            json,
+            &outcome.to_report(tool, dry_run, settings.warnings.clone()),
+        )),
+        Err(Error::Refused(refusals)) => Ok(print(
             json,
             &mongo_backup::run::refusal_findings(tool, &refusals, &settings.warnings),
         )),
@@ -339,8 +328,7 @@ async fn recover(
         mongo_backup::run::recover(&session, &settings.spec, &mut process, &printer(tool, json))
             .await?;
     let report = ha_plan::Report::from_changes(tool, false, &steps, settings.warnings.clone());
-    emit_report(json, &report);
-    Ok(Exit::Success)
+    Ok(print(json, &report))
 }
 
 fn render_units(
@@ -370,6 +358,5 @@ fn render_units(
         }
         other => other?,
     };
-    emit_report(json, &report);
-    Ok(Exit::Success)
+    Ok(print(json, &report))
 }

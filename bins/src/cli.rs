@@ -120,12 +120,7 @@ fn finish(tool: &str, json: bool, res: anyhow::Result<Exit>) -> ExitCode {
             }
             eprintln!("{tool}: error: {message}");
             if json {
-                println!(
-                    "{}",
-                    crate::output::envelope(
-                        &serde_json::json!({ "error": message, "exit_code": exit.code() })
-                    )
-                );
+                crate::output::print_error(message, exit);
             }
             exit.into()
         }
@@ -187,13 +182,7 @@ fn usage_exit(name: &str, error: &clap::Error) -> ! {
         let text = error.render().to_string();
         let first = text.lines().next().unwrap_or("bad usage");
         let message = first.strip_prefix("error: ").unwrap_or(first);
-        println!(
-            "{}",
-            crate::output::envelope(&serde_json::json!({
-                "error": format!("{name}: {message}"),
-                "exit_code": Exit::Usage.code(),
-            }))
-        );
+        crate::output::print_error(format!("{name}: {message}"), Exit::Usage);
     }
     error.exit()
 }

@@ -29,17 +29,6 @@ impl Exit {
     }
 }
 
-impl Exit {
-    /// 0 for healthy findings, 3 otherwise.
-    pub fn of(findings: &ha_plan::Findings) -> Exit {
-        if findings.healthy {
-            Exit::Success
-        } else {
-            Exit::Unhealthy
-        }
-    }
-}
-
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> ExitCode {
         ExitCode::from(exit.code())

@@ -14,7 +14,7 @@ use services_userdata::keys::{self, KEYS_DIR};
 
 use crate::cli::ConfigArgs;
 use crate::exit::Exit;
-use crate::output::{emit, emit_findings, emit_report};
+use crate::output::print;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -111,36 +111,26 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<Exit> {
                     )
                 })
                 .collect();
-            emit_report(
+            Ok(print(
                 json,
                 &Report::from_changes(TOOL, *dry_run, &done.steps, warnings),
-            );
-            Ok(Exit::Success)
+            ))
         }
         KeysCommand::Verify { dir, .. } => {
             let diff = keys::verify(&s3, &store, dir).await?;
-            Ok(emit_findings(json, &diff.to_findings(TOOL, dir)))
+            Ok(print(json, &diff.to_findings(TOOL, dir)))
         }
         KeysCommand::Restore {
             to, force, dry_run, ..
         } => match keys::restore(&s3, &store, to, *force, *dry_run).await {
-            Ok(steps) => {
-                emit_report(
-                    json,
-                    &Report::from_changes(TOOL, *dry_run, &steps, Vec::new()),
-                );
-                Ok(Exit::Success)
-            }
-            Err(ref e @ services_userdata::Error::KeysDiffer { ref names, .. }) => {
-                emit(
-                    json,
-                    &format!("{TOOL}: refused: {e}\n"),
-                    &serde_json::json!({
-                        "changed": 0, "actions": [], "refused": e.to_string(), "different": names,
-                    }),
-                );
-                Ok(Exit::Unhealthy)
-            }
+            Ok(steps) => Ok(print(
+                json,
+                &Report::from_changes(TOOL, *dry_run, &steps, Vec::new()),
+            )),
+            Err(ref e @ services_userdata::Error::KeysDiffer { ref names, .. }) => Ok(print(
+                json,
+                &keys::RestoreRefused::new(TOOL, e.to_string(), names.clone()),
+            )),
             Err(e) => Err(e.into()),
         },
     }

@@ -1,17 +1,16 @@
 //! What commands print: results on stdout — human lines, or with `--json`
 //! one JSON object (`{"schema_version": 1, "tool": "<name> <version>",
 //! "changed": N, "actions": [{"kind", "target"}, …]}` for a change,
-//! `healthy` for a check, more fields welcome; see `docs/cli.md`) —
-//! diagnostics and progress on stderr (DESIGN.md, "Command-line
-//! contract"). The reports themselves are `ha-plan`'s.
+//! `healthy` for a check, more fields welcome; see `docs/cli.md` and the
+//! schemas in `docs/schema/`) — diagnostics and progress on stderr
+//! (DESIGN.md, "Command-line contract"). Every result is a typed
+//! [`ha_plan::Document`] of a concern crate, printed by [`print`].
 
 use std::sync::OnceLock;
 
-use serde_json::Value;
+use ha_plan::{Document, Envelope, ErrorDocument};
 
-/// The version of the `--json` documents' shape: it changes only when a
-/// field is removed or changes meaning (new fields keep it).
-pub const SCHEMA_VERSION: u32 = 1;
+use crate::exit::Exit;
 
 /// `<binary> <version>`, set once by [`crate::cli::parse`].
 static TOOL: OnceLock<String> = OnceLock::new();
@@ -21,40 +20,47 @@ pub fn set_tool(name: &str) {
     let _ = TOOL.set(format!("{name} {}", env!("CARGO_PKG_VERSION")));
 }
 
-/// `value` with `schema_version` and `tool` first (an object; anything
-/// else is left as it is).
-pub fn envelope(value: &Value) -> Value {
-    let Value::Object(fields) = value else {
-        return value.clone();
-    };
-    let mut out = serde_json::Map::new();
-    out.insert("schema_version".to_owned(), SCHEMA_VERSION.into());
-    out.insert(
-        "tool".to_owned(),
-        TOOL.get()
-            .cloned()
-            .unwrap_or_else(|| format!("circle-ha {}", env!("CARGO_PKG_VERSION")))
-            .into(),
-    );
-    for (k, v) in fields {
-        if k != "schema_version" && k != "tool" {
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(out)
+/// The running binary and its version, as every JSON document names it.
+pub fn tool() -> &'static str {
+    TOOL.get_or_init(|| format!("circle-ha {}", env!("CARGO_PKG_VERSION")))
 }
 
-/// Prints a result on stdout: the JSON document (with its envelope) with
-/// `json`, else the text. A reader that went away (`| head`) is not an
+/// Prints a command's result on stdout — with `json` the document in its
+/// envelope (`schema_version`, `tool`, then its fields) on one line, else
+/// its text — and returns the exit code it calls for: 3 for a check that
+/// is not healthy, else 0. A reader that went away (`| head`) is not an
 /// error worth a panic: the output is simply cut.
-pub fn emit(json: bool, text: &str, value: &Value) {
+pub fn print<T: Document>(json: bool, document: &T) -> Exit {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = if json {
-        writeln!(out, "{}", envelope(value))
+        match serde_json::to_string(&Envelope::new(tool(), document)) {
+            Ok(line) => writeln!(out, "{line}"),
+            Err(e) => writeln!(
+                out,
+                "{}",
+                serde_json::json!({"error": format!("cannot print the result as JSON: {e}"), "exit_code": 1})
+            ),
+        }
     } else {
-        write!(out, "{text}")
+        write!(out, "{}", document.to_text())
     };
+    match document.healthy() {
+        Some(false) => Exit::Unhealthy,
+        _ => Exit::Success,
+    }
+}
+
+/// Prints an error as `--json` shows it (`{"error", "exit_code"}` in the
+/// envelope) on stdout.
+pub fn print_error(message: String, exit: Exit) {
+    print(
+        true,
+        &ErrorDocument {
+            error: message,
+            exit_code: i32::from(exit.code()),
+        },
+    );
 }
 
 /// Writes `text` as `dir/name` for node_exporter's textfile collector:
@@ -72,18 +78,6 @@ pub fn write_textfile(dir: &std::path::Path, name: &str, text: &str) -> std::io:
     file.as_file().sync_all()?;
     file.persist(dir.join(name)).map_err(|e| e.error)?;
     Ok(())
-}
-
-/// Prints a change report.
-pub fn emit_report(json: bool, report: &ha_plan::Report) {
-    emit(json, &report.to_text(), &report.to_json());
-}
-
-/// Prints findings and returns the exit code they call for (3 when not
-/// healthy).
-pub fn emit_findings(json: bool, findings: &ha_plan::Findings) -> crate::exit::Exit {
-    emit(json, &findings.text, &findings.json);
-    crate::exit::Exit::of(findings)
 }
 
 /// A bad flag or flag combination (exit 2), as a problem keyed by the flag.

@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 
 use ha_config::{EnvLookup, HaConfig, VaultSettings};
 use secrecy::SecretString;
-use serde_json::{Value, json};
 
 use crate::output::usage;
 
 /// `vault-transit init`: the key shares and root token into 0600 files.
-pub async fn init(settings: &VaultSettings) -> anyhow::Result<(Value, String)> {
+pub async fn init(settings: &VaultSettings) -> anyhow::Result<vault_transit::InitReport> {
     let client = settings.client()?;
     let done = match vault_transit::init_to_files(&client, &settings.init, &settings.keys).await {
         Ok(done) => done,
@@ -56,24 +55,12 @@ pub async fn init(settings: &VaultSettings) -> anyhow::Result<(Value, String)> {
         }
         Err(e) => return Err(e.into()),
     };
-    let mut text = format!(
-        "vault-transit: initialised {} with {} key shares, threshold {}\n",
-        settings.address, settings.init.secret_shares, settings.init.secret_threshold
-    );
-    for path in &done.files {
-        text.push_str(&format!("  wrote {} (0600)\n", path.display()));
-    }
-    text.push_str(
-        "Hand each unseal-key file to a different key holder and remove it from this machine; \
-         keep the root token offline once `configure` has run.\n",
-    );
-    let value = json!({
-        "changed": 1,
-        "actions": [{"kind": "init", "target": format!("vault {}", settings.address)}],
-        "files": done.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "keys_encrypted": done.keys_encrypted,
-    });
-    Ok((value, text))
+    Ok(vault_transit::InitReport::new(
+        &settings.address,
+        settings.init.secret_shares,
+        settings.init.secret_threshold,
+        &done,
+    ))
 }
 
 /// Where the only copy of unsaved init output went.
@@ -134,23 +121,14 @@ pub async fn seal(
     config: &HaConfig,
     settings: &VaultSettings,
     env: EnvLookup<'_>,
-) -> anyhow::Result<(Value, String)> {
+) -> anyhow::Result<vault_transit::SealReport> {
     let client = settings.client()?;
     if vault_transit::seal_status(&client).await?.sealed {
-        return Ok((
-            json!({"changed": 0, "actions": [], "sealed": true}),
-            format!(
-                "vault-transit: {} is already sealed (changed: 0)\n",
-                settings.address
-            ),
-        ));
+        return Ok(vault_transit::SealReport::new(&settings.address, false));
     }
     let admin = config.vault_admin_token(settings, env, &mut Vec::new())?;
     vault_transit::seal(&client, &admin).await?;
-    Ok((
-        json!({"changed": 1, "actions": [{"kind": "seal", "target": format!("vault {}", settings.address)}], "sealed": true}),
-        format!("vault-transit: sealed {} (changed: 1)\n", settings.address),
-    ))
+    Ok(vault_transit::SealReport::new(&settings.address, true))
 }
 
 /// Where unseal key shares come from.
@@ -172,7 +150,7 @@ pub async fn unseal(
     reset: bool,
     read_line: &mut (dyn FnMut(&vault_transit::SealStatus) -> Option<SecretString> + Send),
     progress: ha_plan::Progress<'_>,
-) -> anyhow::Result<(Value, String)> {
+) -> anyhow::Result<vault_transit::UnsealReport> {
     let client = settings.client()?;
     let outcome = match source {
         KeySource::Files => {
@@ -205,44 +183,10 @@ pub async fn unseal(
             .await?
         }
     };
-    let changed = usize::from(outcome.submitted > 0);
-    let text = if outcome.status.sealed {
-        format!(
-            "vault-transit: {} is still sealed: unseal progress {}/{} after {} share(s) from this \
-             run; {} more needed (other key holders run `vault-transit unseal --stdin`)\n",
-            settings.address,
-            outcome.status.progress,
-            outcome.status.threshold,
-            outcome.submitted,
-            outcome.status.threshold - outcome.status.progress
-        )
-    } else if outcome.was_sealed {
-        format!(
-            "vault-transit: unsealed {} with {} key shares{} (changed: 1)\n",
-            settings.address,
-            outcome.submitted,
-            if outcome.reset_stale_attempt {
-                " after resetting an unfinished earlier attempt"
-            } else {
-                ""
-            }
-        )
-    } else {
-        format!(
-            "vault-transit: {} is already unsealed (changed: 0)\n",
-            settings.address
-        )
-    };
-    let value = json!({
-        "changed": changed,
-        "actions": if changed > 0 { json!([{"kind": "unseal", "target": format!("vault {}", settings.address)}]) } else { json!([]) },
-        "sealed": outcome.status.sealed,
-        "progress": outcome.status.progress,
-        "threshold": outcome.status.threshold,
-        "submitted": outcome.submitted,
-        "reset_stale_attempt": outcome.reset_stale_attempt,
-    });
-    Ok((value, text))
+    Ok(vault_transit::UnsealReport::new(
+        &settings.address,
+        &outcome,
+    ))
 }
 
 #[cfg(test)]

@@ -1007,7 +1007,7 @@ async fn keys_phase(running: &Lab) -> anyhow::Result<String> {
     anyhow::ensure!(
         diff.is_identical(),
         "{}",
-        diff.to_findings("circle-ha keys", &dir).text
+        ha_plan::Document::to_text(&diff.to_findings("circle-ha keys", &dir))
     );
     Ok(format!(
         "{} key file(s) stored encrypted and identical to {}",
@@ -1025,7 +1025,11 @@ async fn doctor_phase(running: &Lab) -> anyhow::Result<String> {
         &ha_doctor::Options::default(),
     )
     .await;
-    anyhow::ensure!(report.is_healthy(), "{}", report.to_findings().text);
+    anyhow::ensure!(
+        report.is_healthy(),
+        "{}",
+        ha_plan::Document::to_text(&report)
+    );
     Ok(format!("{} checks, nothing wrong", report.checked.len()))
 }
 
@@ -1039,7 +1043,11 @@ async fn status_phase(running: &Lab) -> anyhow::Result<String> {
     };
     let checks = ha_config::install::status(&file, &env, &options).await?;
     let findings = ha_config::install::status_findings(&checks);
-    anyhow::ensure!(findings.healthy, "{}", findings.text);
+    anyhow::ensure!(
+        findings.healthy,
+        "{}",
+        ha_plan::Document::to_text(&findings)
+    );
     let names: Vec<&str> = checks.iter().map(|h| h.concern.name()).collect();
     Ok(format!("healthy: {}", names.join(", ")))
 }

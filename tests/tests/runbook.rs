@@ -732,7 +732,7 @@ async fn doctor(dir: &std::path::Path) -> ha_doctor::Report {
 /// Asserts that the report holds only `cause`, on `what` (a prefix), at
 /// least once, and no secret.
 fn only(report: &ha_doctor::Report, cause: ha_doctor::Cause, what: &str, case: &str) {
-    let text = report.to_findings().text;
+    let text = ha_plan::Document::to_text(report);
     assert!(
         !text.contains("wörd"),
         "{case}: a secret in the report:\n{text}"
@@ -750,7 +750,11 @@ async fn doctor_names_each_cause_and_nothing_else(lab: &Lab) {
     use ha_doctor::Cause;
     let bundle = lab.dir().expect("lab dir").join("bundle");
     let healthy = doctor(&bundle).await;
-    assert!(healthy.is_healthy(), "{}", healthy.to_findings().text);
+    assert!(
+        healthy.is_healthy(),
+        "{}",
+        ha_plan::Document::to_text(&healthy)
+    );
     assert!(healthy.checked.len() >= 12, "{:?}", healthy.checked);
     let main = "CIRCLE_SECRETS_MONGODB_MAIN_URI";
     let members: Vec<String> = lab.mongo_members().iter().map(|m| m.host()).collect();

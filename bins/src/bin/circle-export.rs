@@ -13,7 +13,7 @@ use circle_export::{ExportSpec, Meter, MongoSource, RestoreSpec};
 use circle_ha::cli;
 use circle_ha::exit::Exit;
 use circle_ha::export;
-use circle_ha::output::{emit_findings, usage};
+use circle_ha::output::{print, usage};
 use circle_ha::progress::ProgressBar;
 use clap::{Args, Parser, Subcommand};
 use ha_config::HaConfig;
@@ -418,12 +418,12 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             };
             if dry_run {
                 let plan = circle_export::export::plan(&spec).await?;
-                return Ok(emit_findings(common.json, &plan.to_findings(&spec.out)));
+                return Ok(print(common.json, &plan.to_findings(&spec.out)));
             }
             let bar = progress_bar(&meter, common.json || common.quiet);
             let report = circle_export::export(spec, &|line| bar.line(line)).await?;
             drop(bar);
-            Ok(emit_findings(common.json, &report.to_findings()))
+            Ok(print(common.json, &report.to_findings()))
         }
         Command::Verify {
             archive,
@@ -451,7 +451,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             })
             .await??;
             drop(bar);
-            Ok(emit_findings(json, &inspection.to_findings(&archive)))
+            Ok(print(json, &inspection.to_findings(&archive)))
         }
         Command::Restore {
             archive,
@@ -500,7 +500,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             .await
             .map_err(export::name_key_flags)?;
             std::mem::drop(bar);
-            Ok(emit_findings(common.json, &report.to_findings()))
+            Ok(print(common.json, &report.to_findings()))
         }
         Command::Transfer {
             out,
@@ -608,7 +608,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             )
             .await?;
             std::mem::drop(bar);
-            Ok(emit_findings(common.json, &report.to_findings()))
+            Ok(print(common.json, &report.to_findings()))
         }
     }
 }

@@ -10,7 +10,7 @@ use circle_ha::backup::BackupCommand;
 use circle_ha::cli::{self, ConfigArgs};
 use circle_ha::exit::Exit;
 use circle_ha::keys::KeysCommand;
-use circle_ha::output::{emit, emit_findings, emit_report};
+use circle_ha::output::print;
 use clap::{Parser, Subcommand};
 use ha_config::HaConfig;
 use ha_config::install::{self, Concern};
@@ -244,32 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Config(ConfigCommand::Check { common }) => {
             let path = common.config_path();
             let config = HaConfig::load(&path)?;
-            config.check()?;
-            let sections: Vec<&str> = ha_config::Section::ALL
-                .iter()
-                .filter(|s| config.has(**s))
-                .map(|s| s.header())
-                .collect();
-            Ok(emit_findings(
-                common.json,
-                &ha_plan::Findings::new(
-                    true,
-                    serde_json::json!({
-                        "healthy": true,
-                        "config": path.display().to_string(),
-                        "sections": sections,
-                    }),
-                    format!(
-                        "circle-ha: {}: no problem found in {}\n",
-                        path.display(),
-                        if sections.is_empty() {
-                            "(no section)".to_owned()
-                        } else {
-                            sections.join(", ")
-                        }
-                    ),
-                ),
-            ))
+            Ok(print(common.json, &config.check_report()?))
         }
         Command::Apply {
             common,
@@ -294,8 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 }
             };
             let report = install::apply(&config, &cli::env_var, &options, &progress).await?;
-            emit(json, &report.to_text(), &report.to_json());
-            Ok(Exit::Success)
+            Ok(print(json, &report))
         }
         Command::Status {
             common,
@@ -319,10 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     &install::status_metrics(&checks, now),
                 )?;
             }
-            Ok(emit_findings(
-                common.json,
-                &install::status_findings(&checks),
-            ))
+            Ok(print(common.json, &install::status_findings(&checks)))
         }
         Command::Backup(command) => circle_ha::backup::run("circle-ha backup", command).await,
         Command::Keys(command) => circle_ha::keys::run(command).await,
@@ -348,7 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 read_only,
             };
             let report = ha_doctor::doctor(&machine, &options).await;
-            Ok(emit_findings(json, &report.to_findings()))
+            Ok(print(json, &report))
         }
         Command::Pki(command) => {
             let (common, dry_run) = match &command {
@@ -366,11 +337,10 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 PkiCommand::Issue { .. } => settings.issue(tool, now, dry_run)?,
                 PkiCommand::Lint { .. } => {
                     let findings = settings.lint_findings(tool, now)?;
-                    return Ok(emit_findings(common.json, &findings));
+                    return Ok(print(common.json, &findings));
                 }
             };
-            emit_report(common.json, &report);
-            Ok(Exit::Success)
+            Ok(print(common.json, &report))
         }
     }
 }

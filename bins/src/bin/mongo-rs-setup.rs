@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use circle_ha::cli;
 use circle_ha::exit::Exit;
-use circle_ha::output::{emit, emit_findings, emit_report, usage};
+use circle_ha::output::{print, usage};
 use clap::{Args, Parser, Subcommand};
 use ha_config::{HaConfig, MongoOptions, MongoSetup};
 use ha_plan::{Problem, Problems};
@@ -283,18 +283,12 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let setup = load(&common, bootstrap_via_localhost).await?;
             let report = setup.apply(dry_run, &progress).await?;
             // Progress already said "done: …" for each step as it happened.
-            let text = if dry_run {
-                report.to_text()
-            } else {
-                report.to_summary_text()
-            };
-            emit(common.args.json, &text, &report.to_json());
-            Ok(Exit::Success)
+            Ok(print(common.args.json, &ha_plan::Summarised(&report)))
         }
         Command::Status { common, max_lag } => {
             let setup = load(&common, false).await?;
             let findings = setup.status(Duration::from_secs(max_lag)).await;
-            Ok(emit_findings(common.args.json, &findings))
+            Ok(print(common.args.json, &findings))
         }
         Command::AddMember {
             common,
@@ -335,6 +329,6 @@ async fn member_change(
 ) -> anyhow::Result<Exit> {
     let setup = load(&common, false).await?;
     let report = setup.change_member(&change, dry_run, &progress).await?;
-    emit_report(common.args.json, &report);
+    print(common.args.json, &report);
     Ok(Exit::Success)
 }

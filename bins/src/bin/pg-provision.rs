@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use circle_ha::cli;
 use circle_ha::exit::Exit;
-use circle_ha::output::{emit_findings, emit_report};
+use circle_ha::output::print;
 use clap::{Args, Parser, Subcommand};
 use ha_config::{HaConfig, PostgresOverrides, Section};
 
@@ -120,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let report = config
                 .postgres_apply(&settings, &cli::env_var, dry_run)
                 .await?;
-            emit_report(common.args.json, &report);
+            print(common.args.json, &report);
             Ok(Exit::Success)
         }
         Command::Verify { common } => {
@@ -129,7 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     config.postgres(&common.overrides())
                 })?;
             let findings = config.postgres_verify(&settings, &cli::env_var).await?;
-            Ok(emit_findings(common.args.json, &findings))
+            Ok(print(common.args.json, &findings))
         }
     }
 }

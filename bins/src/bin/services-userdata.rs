@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use circle_ha::exit::Exit;
-use circle_ha::output::emit_report;
+use circle_ha::output::print;
 use circle_ha::{aws, cli, services};
 use clap::{Parser, Subcommand};
 use ha_config::HaConfig;
@@ -103,7 +103,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Render { args, out, dry_run } => {
             let config = HaConfig::load(&args.config_path())?;
             let report = config.render_bundle(&cli::env_var, &out, dry_run)?;
-            emit_report(args.json, &report);
+            print(args.json, &report);
         }
         Command::Publish {
             args,
@@ -118,7 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let s3 = aws::s3_client(&sdk, endpoint_url.is_some());
             let ec2 = aws_sdk_ec2::Client::new(&sdk);
             let report = services::publish(&publish.target, &bundle, &s3, &ec2, dry_run).await?;
-            emit_report(args.json, &report);
+            print(args.json, &report);
         }
         Command::ImportSettings { file } => {
             let (toml, note) = services::import_settings(&file)?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use circle_ha::exit::Exit;
-use circle_ha::output::{emit, emit_findings, emit_report};
+use circle_ha::output::print;
 use circle_ha::{cli, vault};
 use clap::{Args, Parser, Subcommand};
 use ha_config::{HaConfig, Section, VaultSettings};
@@ -161,9 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Init(common) => {
             let (_, settings) = load(&common)?;
-            let (value, text) = vault::init(&settings).await?;
-            emit(common.args.json, &text, &value);
-            Ok(Exit::Success)
+            Ok(print(common.args.json, &vault::init(&settings).await?))
         }
         Command::Unseal {
             common,
@@ -177,7 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 vault::KeySource::Files
             };
             let json = common.args.json;
-            let (value, text) = vault::unseal(
+            let report = vault::unseal(
                 &settings,
                 source,
                 reset,
@@ -189,33 +187,29 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 },
             )
             .await?;
-            emit(common.args.json, &text, &value);
-            Ok(Exit::Success)
+            Ok(print(common.args.json, &report))
         }
         Command::Configure { common, dry_run } => {
             let (file, settings) = load(&common)?;
             let report = file
                 .vault_configure(&settings, &cli::env_var, dry_run)
                 .await?;
-            emit_report(common.args.json, &report);
-            Ok(Exit::Success)
+            Ok(print(common.args.json, &report))
         }
         Command::Verify(common) => {
             let (_, settings) = load(&common)?;
-            Ok(emit_findings(common.args.json, &settings.verify().await?))
+            Ok(print(common.args.json, &settings.verify().await?))
         }
         Command::Status(common) => {
             let (_, settings) = load(&common)?;
-            Ok(emit_findings(
-                common.args.json,
-                &settings.server_health().await?,
-            ))
+            Ok(print(common.args.json, &settings.server_health().await?))
         }
         Command::Seal(common) => {
             let (file, settings) = load(&common)?;
-            let (value, text) = vault::seal(&file, &settings, &cli::env_var).await?;
-            emit(common.args.json, &text, &value);
-            Ok(Exit::Success)
+            Ok(print(
+                common.args.json,
+                &vault::seal(&file, &settings, &cli::env_var).await?,
+            ))
         }
     }
 }

@@ -86,55 +86,6 @@ pub struct ExportReport {
     pub sealed: bool,
 }
 
-impl ExportReport {
-    /// The report as `circle-export export` shows it: JSON `{changed: 1,
-    /// actions: [write-archive], archive, archive_bytes, data_bytes,
-    /// collections, documents, databases, rows, files, seconds, warnings}`
-    /// and a line of text (after one warning line per file left out).
-    pub fn to_findings(&self) -> ha_plan::Findings {
-        let report = self;
-        let m = &report.manifest;
-        let documents: u64 = m.mongo.iter().map(|c| c.documents).sum();
-        let rows: u64 = m
-            .postgres
-            .iter()
-            .flat_map(|d| d.tables.iter().map(|t| t.rows))
-            .sum();
-        let value = serde_json::json!({
-            "changed": 1,
-            "actions": [{"kind": "write-archive", "target": report.archive.display().to_string()}],
-            "archive": report.archive.display().to_string(),
-            "archive_bytes": report.archive_bytes,
-            "data_bytes": report.data_bytes,
-            "collections": m.mongo.len(),
-            "documents": documents,
-            "databases": m.postgres.len(),
-            "rows": rows,
-            "files": m.files.len(),
-            "seconds": report.seconds,
-            "sealed": report.sealed,
-            "warnings": report.left_out,
-        });
-        let mut text: String = report
-            .left_out
-            .iter()
-            .map(|w| format!("circle-export: warning: {w}\n"))
-            .collect();
-        text += &format!(
-            "circle-export: wrote {} — {} collections ({documents} documents), {} PostgreSQL \
-             databases ({rows} rows), {} files; {} of data in {} ({:.1}s)\n",
-            report.archive.display(),
-            m.mongo.len(),
-            m.postgres.len(),
-            m.files.len(),
-            human_bytes(report.data_bytes),
-            human_bytes(report.archive_bytes),
-            report.seconds
-        );
-        ha_plan::Findings::new(true, value, text)
-    }
-}
-
 /// Exports everything `spec` names into one archive. On failure nothing
 /// is left at `spec.out` (the spool and the partial archive are removed).
 pub async fn export(
@@ -444,56 +395,6 @@ pub struct ExportPlan {
     /// Roughly how many bytes the dumps will take (the servers' data
     /// sizes; the files' sizes).
     pub estimated_bytes: u64,
-}
-
-impl ExportPlan {
-    /// The plan as `circle-export export --dry-run` shows it for an
-    /// archive at `out`: JSON `{changed: 0, dry_run, planned, actions
-    /// (export-collection, export-database, write-archive), collections,
-    /// databases, files, estimated_bytes}` and one line per part.
-    pub fn to_findings(&self, out: &Path) -> ha_plan::Findings {
-        let plan = self;
-        let mut actions: Vec<serde_json::Value> = plan
-            .collections
-            .iter()
-            .map(|(db, c)| {
-                serde_json::json!({"kind": "export-collection", "target": format!("mongo {db}.{c}")})
-            })
-            .chain(plan.databases.iter().map(|db| {
-                serde_json::json!({"kind": "export-database", "target": format!("postgres {db}")})
-            }))
-            .collect();
-        actions.push(
-            serde_json::json!({"kind": "write-archive", "target": out.display().to_string()}),
-        );
-        let value = serde_json::json!({
-            "changed": 0,
-            "dry_run": true,
-            "planned": actions.len(),
-            "actions": actions,
-            "collections": plan.collections.len(),
-            "databases": plan.databases.len(),
-            "files": plan.files,
-            "estimated_bytes": plan.estimated_bytes,
-        });
-        let mut text = String::new();
-        for (db, c) in &plan.collections {
-            text.push_str(&format!("would export: mongo {db}.{c}\n"));
-        }
-        for db in &plan.databases {
-            text.push_str(&format!("would export: postgres {db}\n"));
-        }
-        text.push_str(&format!(
-            "circle-export: would write {} — {} collections, {} PostgreSQL databases, {} other \
-             files, about {} of data (--dry-run: nothing written)\n",
-            out.display(),
-            plan.collections.len(),
-            plan.databases.len(),
-            plan.files,
-            human_bytes(plan.estimated_bytes)
-        ));
-        ha_plan::Findings::new(true, value, text)
-    }
 }
 
 /// Lists what [`export()`] would dump for `spec` (the `--dry-run`):

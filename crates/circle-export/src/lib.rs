@@ -91,6 +91,7 @@ pub mod seal;
 pub mod spool;
 pub mod sqlscan;
 pub mod sqlsplit;
+mod summary;
 pub mod target;
 pub mod transfer;
 pub mod vault_init;
@@ -103,6 +104,9 @@ pub use manifest::Manifest;
 pub use meter::{Meter, Reading, Stage};
 pub use postgres::{PgClient, PgConn};
 pub use restore::{RestoreReport, RestoreSpec, restore};
+pub use summary::{
+    ExportPlanSummary, ExportSummary, InspectionSummary, RestoreSummary, TransferSummary,
+};
 pub use target::{MongoConnection, MongoReader, MongoTarget, RestoreTargets, mongo_from_uri};
 pub use transfer::{TransferMongo, TransferPostgres, TransferReport, TransferSpec, transfer};
 pub use verify::{Inspection, Layout, inspect, inspect_metered};

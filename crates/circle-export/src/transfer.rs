@@ -98,33 +98,6 @@ pub struct TransferReport {
     pub archive_bytes: u64,
 }
 
-impl TransferReport {
-    /// The report as the CLI shows it: the restore's JSON (`changed`,
-    /// `actions`, `documents`, `mismatches`, `skipped`) plus `archive` and
-    /// `archive_bytes`; healthy when every count matches.
-    pub fn to_findings(&self) -> ha_plan::Findings {
-        let mut findings = self.restore.to_findings();
-        if let Some(object) = findings.json.as_object_mut() {
-            object.insert(
-                "archive".to_owned(),
-                serde_json::json!(self.archive.as_ref().map(|a| a.display().to_string())),
-            );
-            object.insert(
-                "archive_bytes".to_owned(),
-                serde_json::json!(self.archive_bytes),
-            );
-        }
-        if let Some(archive) = &self.archive {
-            findings.text.push_str(&format!(
-                "circle-export: the archive of what was moved: {} ({})\n",
-                archive.display(),
-                human_bytes(self.archive_bytes)
-            ));
-        }
-        findings
-    }
-}
-
 /// What a transfer does with one PostgreSQL database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DatabasePlan {

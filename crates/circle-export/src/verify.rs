@@ -52,61 +52,6 @@ pub struct Inspection {
     pub bytes: u64,
 }
 
-impl Inspection {
-    /// The inspection of the archive at `path` as `circle-export verify`
-    /// shows it: healthy when intact; JSON `{healthy, archive, layout, files,
-    /// collections, databases, problems, warnings}`.
-    pub fn to_findings(&self, path: &Path) -> ha_plan::Findings {
-        let inspection = self;
-        let layout = match inspection.layout {
-            Layout::Ours => "circle-export",
-            Layout::Vendor => "circle-database-export",
-        };
-        let m = &inspection.manifest;
-        let ok = inspection.problems.is_empty();
-        let value = serde_json::json!({
-            "healthy": ok,
-            "archive": path.display().to_string(),
-            "layout": layout,
-            "files": m.files.len(),
-            "collections": m.mongo.len(),
-            "databases": m.postgres.len(),
-            "problems": inspection.problems,
-            "warnings": inspection.warnings,
-        });
-        let mut text: String = inspection
-            .warnings
-            .iter()
-            .map(|w| format!("warning: {w}\n"))
-            .collect();
-        for problem in &inspection.problems {
-            text.push_str(&format!("problem: {problem}\n"));
-        }
-        if ok {
-            text.push_str(&format!(
-                "circle-export: {} is intact ({layout} archive: {} files, {} collections, {} \
-                 PostgreSQL databases{})\n",
-                path.display(),
-                m.files.len(),
-                m.mongo.len(),
-                m.postgres.len(),
-                if inspection.layout == Layout::Vendor {
-                    "; it has no checksums, so only its structure and counts were checked"
-                } else {
-                    "; every checksum and count matches"
-                }
-            ));
-        } else {
-            text.push_str(&format!(
-                "circle-export: {} is damaged ({} problem(s))\n",
-                path.display(),
-                inspection.problems.len()
-            ));
-        }
-        ha_plan::Findings::new(ok, value, text)
-    }
-}
-
 /// Rows per table per `\connect` section of a `pg_dumpall` script.
 type Sections = BTreeMap<String, BTreeMap<String, u64>>;
 

@@ -18,8 +18,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ha_plan::{Action, Combined, Findings, Problem, Problems, Progress, Report};
-use serde_json::json;
+use ha_plan::{
+    Action, Checked, Combined, Document, JsonSchema, Problem, Problems, Progress, Report,
+};
+use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::{EnvLookup, Error, HaConfig, MongoOptions, PostgresOverrides, Section};
@@ -108,7 +110,7 @@ pub struct ApplyOptions {
 }
 
 /// A selected concern's settings, checked up front.
-enum Checked {
+enum Selected {
     Pki(crate::PkiSettings),
     Mongo(crate::MongoSetup),
     Postgres(crate::PostgresSettings),
@@ -159,23 +161,23 @@ pub async fn apply(
     let mut checked = Vec::new();
     for concern in &selected {
         let res = match concern {
-            Concern::Pki => config.pki().map(Checked::Pki),
+            Concern::Pki => config.pki().map(Selected::Pki),
             Concern::Mongo => config
                 .mongo_setup(env, &MongoOptions::default())
                 .await
-                .map(Checked::Mongo),
+                .map(Selected::Mongo),
             Concern::Postgres => config
                 .postgres(&PostgresOverrides::default())
-                .map(Checked::Postgres),
-            Concern::Vault => config.vault(false).map(Checked::Vault),
+                .map(Selected::Postgres),
+            Concern::Vault => config.vault(false).map(Selected::Vault),
             Concern::Userdata => match config.bundle_spec(env, Some(&options.bundle_dir)) {
-                Ok(_) => Ok(Checked::Userdata),
+                Ok(_) => Ok(Selected::Userdata),
                 // [vault] runs first and writes the app token.
                 Err(e)
                     if selected.contains(&Concern::Vault)
                         && HaConfig::only_app_token_missing(&e) =>
                 {
-                    Ok(Checked::Userdata)
+                    Ok(Selected::Userdata)
                 }
                 Err(e) => Err(e),
             },
@@ -192,7 +194,7 @@ pub async fn apply(
         let header = concern.section().header();
         progress(&format!("{header} …"));
         let res = match settings {
-            Checked::Pki(settings) => {
+            Selected::Pki(settings) => {
                 let now = OffsetDateTime::now_utc();
                 settings
                     .init(concern.tool(), now, dry_run)
@@ -202,10 +204,10 @@ pub async fn apply(
                     })
                     .map_err(Error::from)
             }
-            Checked::Mongo(setup) => setup.apply(dry_run, progress).await.map_err(Error::from),
-            Checked::Postgres(settings) => config.postgres_apply(&settings, env, dry_run).await,
-            Checked::Vault(settings) => config.vault_configure(&settings, env, dry_run).await,
-            Checked::Userdata => render_bundle(config, env, options),
+            Selected::Mongo(setup) => setup.apply(dry_run, progress).await.map_err(Error::from),
+            Selected::Postgres(settings) => config.postgres_apply(&settings, env, dry_run).await,
+            Selected::Vault(settings) => config.vault_configure(&settings, env, dry_run).await,
+            Selected::Userdata => render_bundle(config, env, options),
         };
         match res {
             Ok(done) => {
@@ -273,13 +275,89 @@ pub struct StatusOptions {
 }
 
 /// One concern's health.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Health {
     /// Which concern.
     pub concern: Concern,
-    /// What its check found (its JSON is the concern tool's `--json`, or
-    /// `{"error": …}`).
-    pub findings: Findings,
+    /// What its check found.
+    pub findings: ConcernHealth,
+}
+
+impl Health {
+    /// Whether the concern is as `ha.toml` describes.
+    pub fn healthy(&self) -> bool {
+        self.findings.healthy() == Some(true)
+    }
+}
+
+/// What one concern's check found: the concern tool's own findings (its
+/// `--json`), or the error that kept it from checking (`{"error"}`).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ConcernHealth {
+    /// `[pki]`: `circle-ha pki lint`.
+    Pki(Checked<ha_tls::LintFindings>),
+    /// `[mongo]`: `mongo-rs-setup status`.
+    Mongo(mongo_rs_setup::SetFindings),
+    /// `[postgres]`: `pg-provision verify`.
+    Postgres(Checked<pg_provision::VerifyFindings>),
+    /// `[vault]`: `vault-transit status`, then `verify`.
+    Vault(crate::vault::VaultHealth),
+    /// `[services]`: whether the rendered bundle matches `ha.toml`.
+    Userdata(Checked<BundleHealth>),
+}
+
+impl Document for ConcernHealth {
+    fn to_text(&self) -> String {
+        match self {
+            ConcernHealth::Pki(c) => c.to_text(),
+            ConcernHealth::Mongo(c) => c.to_text(),
+            ConcernHealth::Postgres(c) => c.to_text(),
+            ConcernHealth::Vault(c) => c.to_text(),
+            ConcernHealth::Userdata(c) => c.to_text(),
+        }
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        match self {
+            ConcernHealth::Pki(c) => c.healthy(),
+            ConcernHealth::Mongo(c) => c.healthy(),
+            ConcernHealth::Postgres(c) => c.healthy(),
+            ConcernHealth::Vault(c) => c.healthy(),
+            ConcernHealth::Userdata(c) => c.healthy(),
+        }
+    }
+}
+
+/// Whether the Services bundle rendered by `apply` matches `ha.toml`.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct BundleHealth {
+    /// Fresh: rendering again would change nothing.
+    pub healthy: bool,
+    /// The bundle directory.
+    pub bundle: String,
+    /// Same as `healthy`.
+    pub fresh: bool,
+    /// The files that differ from what `ha.toml` renders.
+    pub stale: Vec<String>,
+}
+
+impl Document for BundleHealth {
+    fn to_text(&self) -> String {
+        if self.fresh {
+            format!("bundle {} matches ha.toml\n", self.bundle)
+        } else {
+            format!(
+                "bundle {} is stale: {} file(s) differ from ha.toml (run circle-ha apply)\n",
+                self.bundle,
+                self.stale.len()
+            )
+        }
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.healthy)
+    }
 }
 
 /// `circle-ha status`: every configured concern's health, in the
@@ -300,25 +378,29 @@ pub async fn status(
         }
         let findings = match concern {
             Concern::Pki => config.pki().map(|settings| {
-                or_error(
-                    settings
-                        .lint_findings(concern.tool(), OffsetDateTime::now_utc())
-                        .map_err(Error::from),
-                )
+                ConcernHealth::Pki(Checked::of(
+                    settings.lint_findings(concern.tool(), OffsetDateTime::now_utc()),
+                ))
             }),
             Concern::Mongo => match config.mongo_setup(env, &MongoOptions::default()).await {
-                Ok(setup) => Ok(setup.status(options.max_lag).await),
+                Ok(setup) => Ok(ConcernHealth::Mongo(setup.status(options.max_lag).await)),
                 Err(e) => Err(e),
             },
             Concern::Postgres => match config.postgres(&PostgresOverrides::default()) {
-                Ok(settings) => Ok(or_error(config.postgres_verify(&settings, env).await)),
+                Ok(settings) => Ok(ConcernHealth::Postgres(Checked::of(
+                    config.postgres_verify(&settings, env).await,
+                ))),
                 Err(e) => Err(e),
             },
             Concern::Vault => match config.vault(false) {
-                Ok(settings) => Ok(settings.health().await),
+                Ok(settings) => Ok(ConcernHealth::Vault(settings.health().await)),
                 Err(e) => Err(e),
             },
-            Concern::Userdata => Ok(bundle_health(config, env, &options.bundle_dir)),
+            Concern::Userdata => Ok(ConcernHealth::Userdata(Checked::of(bundle_health(
+                config,
+                env,
+                &options.bundle_dir,
+            )))),
         };
         match findings {
             Ok(findings) => checks.push(Health { concern, findings }),
@@ -338,58 +420,19 @@ pub async fn status(
     problems.finish(checks)
 }
 
-/// Findings for an error: unhealthy, `{"error": …}` with the whole cause
-/// chain.
-pub fn or_error(res: Result<Findings, Error>) -> Findings {
-    res.unwrap_or_else(|e| {
-        let message = chain(&e);
-        Findings::new(
-            false,
-            json!({ "error": message }),
-            format!("error: {message}\n"),
-        )
-    })
-}
-
-/// An error and its causes, `: `-separated (as `{:#}` of anyhow shows
-/// them).
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let shown = cause.to_string();
-        if !text.ends_with(&shown) {
-            text.push_str(": ");
-            text.push_str(&shown);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// The bundle is fresh when rendering ha.toml again would change nothing.
-fn bundle_health(config: &HaConfig, env: EnvLookup<'_>, dir: &std::path::Path) -> Findings {
-    let shown = dir.display().to_string();
-    match config.render_bundle(env, dir, true) {
-        Ok(report) if report.actions.is_empty() => Findings::new(
-            true,
-            json!({"bundle": shown, "fresh": true}),
-            format!("bundle {shown} matches ha.toml\n"),
-        ),
-        Ok(report) => Findings::new(
-            false,
-            json!({
-                "bundle": shown,
-                "fresh": false,
-                "stale": report.actions.iter().map(|a| a.target.clone()).collect::<Vec<_>>(),
-            }),
-            format!(
-                "bundle {shown} is stale: {} file(s) differ from ha.toml (run circle-ha apply)\n",
-                report.actions.len()
-            ),
-        ),
-        Err(e) => or_error(Err(e)),
-    }
+fn bundle_health(
+    config: &HaConfig,
+    env: EnvLookup<'_>,
+    dir: &std::path::Path,
+) -> Result<BundleHealth, Error> {
+    let report = config.render_bundle(env, dir, true)?;
+    Ok(BundleHealth {
+        healthy: report.actions.is_empty(),
+        bundle: dir.display().to_string(),
+        fresh: report.actions.is_empty(),
+        stale: report.actions.iter().map(|a| a.target.clone()).collect(),
+    })
 }
 
 /// `circle-ha status` for Prometheus' node_exporter textfile collector
@@ -410,7 +453,7 @@ pub fn status_metrics(checks: &[Health], now: u64) -> String {
     );
     out.push_str(&format!(
         "circle_ha_healthy {}\n",
-        flag(checks.iter().all(|h| h.findings.healthy))
+        flag(checks.iter().all(Health::healthy))
     ));
     gauge(
         &mut out,
@@ -421,7 +464,7 @@ pub fn status_metrics(checks: &[Health], now: u64) -> String {
         out.push_str(&format!(
             "circle_ha_concern_healthy{{concern=\"{}\"}} {}\n",
             h.concern.name(),
-            flag(h.findings.healthy)
+            flag(h.healthy())
         ));
     }
     gauge(
@@ -437,34 +480,71 @@ pub fn status_metrics(checks: &[Health], now: u64) -> String {
 
 /// The combined findings of [`status`]: unhealthy when any concern is;
 /// JSON `{healthy, concerns: [{concern, healthy, detail}]}`.
-pub fn status_findings(checks: &[Health]) -> Findings {
-    let healthy = checks.iter().all(|h| h.findings.healthy);
-    let value = json!({
-        "healthy": healthy,
-        "concerns": checks.iter().map(|h| json!({
-            "concern": h.concern.name(),
-            "healthy": h.findings.healthy,
-            "detail": h.findings.json,
-        })).collect::<Vec<_>>(),
-    });
-    let mut text = String::new();
-    for h in checks {
-        let mark = if h.findings.healthy { "ok" } else { "FAIL" };
-        text.push_str(&format!("{mark:<5} {}\n", h.concern.section().header()));
-        for line in h.findings.text.lines() {
-            text.push_str(&format!("      {line}\n"));
-        }
-    }
-    let verdict = if healthy {
-        "everything is as ha.toml describes".to_owned()
-    } else {
-        let failing: Vec<&str> = checks
+pub fn status_findings(checks: &[Health]) -> StatusFindings {
+    StatusFindings {
+        healthy: checks.iter().all(Health::healthy),
+        concerns: checks
             .iter()
-            .filter(|h| !h.findings.healthy)
-            .map(|h| h.concern.name())
-            .collect();
-        format!("unhealthy: {}", failing.join(", "))
-    };
-    text.push_str(&format!("circle-ha status: {verdict}\n"));
-    Findings::new(healthy, value, text)
+            .map(|h| ConcernStatus {
+                concern: h.concern.name().to_owned(),
+                healthy: h.healthy(),
+                detail: h.findings.clone(),
+                header: h.concern.section().header().to_owned(),
+            })
+            .collect(),
+    }
+}
+
+/// `circle-ha status`: every configured concern's health.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct StatusFindings {
+    /// Every concern is as `ha.toml` describes.
+    pub healthy: bool,
+    /// Each configured concern, in the runbook's order.
+    pub concerns: Vec<ConcernStatus>,
+}
+
+/// One concern of [`StatusFindings`].
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct ConcernStatus {
+    /// `pki`, `mongo`, `postgres`, `vault` or `userdata`.
+    pub concern: String,
+    /// Whether it is as `ha.toml` describes.
+    pub healthy: bool,
+    /// What its check found: the concern tool's own `--json`, or
+    /// `{"error"}`.
+    pub detail: ConcernHealth,
+    /// Its `ha.toml` section, for the text.
+    #[serde(skip)]
+    pub header: String,
+}
+
+impl Document for StatusFindings {
+    fn to_text(&self) -> String {
+        let mut text = String::new();
+        for c in &self.concerns {
+            let mark = if c.healthy { "ok" } else { "FAIL" };
+            text.push_str(&format!("{mark:<5} {}\n", c.header));
+            for line in c.detail.to_text().lines() {
+                text.push_str(&format!("      {line}\n"));
+            }
+        }
+        let verdict = if self.healthy {
+            "everything is as ha.toml describes".to_owned()
+        } else {
+            let failing: Vec<&str> = self
+                .concerns
+                .iter()
+                .filter(|c| !c.healthy)
+                .map(|c| c.concern.as_str())
+                .collect();
+            format!("unhealthy: {}", failing.join(", "))
+        };
+        text.push_str(&format!("circle-ha status: {verdict}\n"));
+        text
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.healthy)
+    }
 }

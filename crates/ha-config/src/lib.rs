@@ -96,6 +96,35 @@ use crate::raw::RawConfig;
 /// binaries pass `|name| std::env::var(name).ok()`; tests pass a map.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// `circle-ha config check`: the file holds no problem.
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ConfigCheck {
+    /// Always true: a problem is reported as an error (exit 2).
+    pub healthy: bool,
+    /// The file checked.
+    pub config: String,
+    /// The sections it holds (`[mongo]` …).
+    pub sections: Vec<String>,
+}
+
+impl ha_plan::Document for ConfigCheck {
+    fn to_text(&self) -> String {
+        format!(
+            "circle-ha: {}: no problem found in {}\n",
+            self.config,
+            if self.sections.is_empty() {
+                "(no section)".to_owned()
+            } else {
+                self.sections.join(", ")
+            }
+        )
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.healthy)
+    }
+}
+
 /// One section of `ha.toml`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
@@ -253,6 +282,21 @@ impl HaConfig {
     /// methods do that when the section is used.
     pub fn check(&self) -> Result<(), Problems> {
         self.check_sections(None)
+    }
+
+    /// [`HaConfig::check`] as `circle-ha config check` reports it: the
+    /// file and the sections it holds, healthy (a problem is an error).
+    pub fn check_report(&self) -> Result<ConfigCheck, Problems> {
+        self.check()?;
+        Ok(ConfigCheck {
+            healthy: true,
+            config: self.path.display().to_string(),
+            sections: Section::ALL
+                .iter()
+                .filter(|s| self.has(**s))
+                .map(|s| s.header().to_owned())
+                .collect(),
+        })
     }
 
     fn check_sections(&self, skip: Option<Section>) -> Result<(), Problems> {

@@ -114,7 +114,7 @@ impl MongoSetup {
     /// `mongo-rs-setup status`: every member's state, lag, TLS and login,
     /// unhealthy beyond `max_lag`. Never fails: what cannot be read is a
     /// problem in the findings.
-    pub async fn status(&self, max_lag: Duration) -> ha_plan::Findings {
+    pub async fn status(&self, max_lag: Duration) -> mongo_rs_setup::SetFindings {
         let session = mongo_rs_setup::Session::new(&self.spec);
         let status = mongo_rs_setup::status(&session, max_lag).await;
         let tls = self.spec.reach.tls.is_some();

@@ -227,7 +227,7 @@ impl HaConfig {
         &self,
         settings: &PostgresSettings,
         env: EnvLookup<'_>,
-    ) -> Result<ha_plan::Findings, crate::Error> {
+    ) -> Result<pg_provision::VerifyFindings, crate::Error> {
         let mut warnings = settings.warnings.clone();
         let app = self.postgres_app_login(settings, env, &mut warnings)?;
         let verification = pg_provision::verify(&settings.server, &app, &settings.databases).await;

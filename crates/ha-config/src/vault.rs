@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ha_plan::Problems;
+use ha_plan::{Checked, Document, Problems};
 use vault_transit::{ConfigureSpec, Flavor, KeyFiles, ServerConfigSpec, Storage, Trust};
 
 use crate::collect::Collect;
@@ -39,7 +39,7 @@ impl VaultSettings {
     }
 
     /// `vault-transit status`: initialised and unsealed (no token needed).
-    pub async fn server_health(&self) -> Result<ha_plan::Findings, crate::Error> {
+    pub async fn server_health(&self) -> Result<vault_transit::ServerHealth, crate::Error> {
         let client = self.client()?;
         Ok(vault_transit::server_health(&client, "vault-transit").await?)
     }
@@ -47,7 +47,7 @@ impl VaultSettings {
     /// `vault-transit verify`: with the app token `configure` wrote, what
     /// the contexts service will do, and that it can do nothing more. No
     /// token file yet is a configuration problem.
-    pub async fn verify(&self) -> Result<ha_plan::Findings, crate::Error> {
+    pub async fn verify(&self) -> Result<vault_transit::TokenFindings, crate::Error> {
         let client = self.client()?;
         let Some(app) = vault_transit::configure::read_token_file(&self.app_token_file)? else {
             return Err(Problems::one(ha_plan::Problem::invalid(
@@ -65,16 +65,44 @@ impl VaultSettings {
 
     /// Seal state, then (unsealed) the app token's checks, as one finding
     /// (`circle-ha status`). Never fails: errors are unhealthy findings.
-    pub async fn health(&self) -> ha_plan::Findings {
-        let server = crate::install::or_error(self.server_health().await);
-        if !server.healthy {
-            return server;
+    pub async fn health(&self) -> VaultHealth {
+        let server = Checked::of(self.server_health().await);
+        let app_token = if server.healthy() == Some(true) {
+            Some(Checked::of(self.verify().await))
+        } else {
+            None
+        };
+        VaultHealth { server, app_token }
+    }
+}
+
+/// `[vault]`'s part of `circle-ha status`: the server's seal state, then,
+/// once it is unsealed, the app token's checks.
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct VaultHealth {
+    /// Initialised and unsealed (`vault-transit status`).
+    pub server: Checked<vault_transit::ServerHealth>,
+    /// The app token's checks (`vault-transit verify`); absent while the
+    /// server is not healthy.
+    pub app_token: Option<Checked<vault_transit::TokenFindings>>,
+}
+
+impl Document for VaultHealth {
+    fn to_text(&self) -> String {
+        let mut text = self.server.to_text();
+        if let Some(app_token) = &self.app_token {
+            text.push_str(&app_token.to_text());
         }
-        let verified = crate::install::or_error(self.verify().await);
-        ha_plan::Findings::new(
-            verified.healthy,
-            serde_json::json!({"server": server.json, "app_token": verified.json}),
-            format!("{}{}", server.text, verified.text),
+        text
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(
+            self.server.healthy() == Some(true)
+                && self
+                    .app_token
+                    .as_ref()
+                    .is_some_and(|a| a.healthy() == Some(true)),
         )
     }
 }

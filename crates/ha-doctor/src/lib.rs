@@ -37,12 +37,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::json;
-
 pub use files::MachineFiles;
 
 /// The runbook's causes, plus TLS and the Services machine's own setup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Cause {
     /// The Services machine's files: missing, unreadable, invalid, or
@@ -87,7 +88,7 @@ impl Cause {
 }
 
 /// One problem found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Finding {
     /// Its cause.
     pub cause: Cause,
@@ -142,12 +143,14 @@ impl Default for Options {
     }
 }
 
-/// Everything [`doctor`] checked and found.
+/// Everything [`doctor`] checked and found, as `circle-ha doctor` shows
+/// it: healthy when nothing was found; JSON `{healthy, checked: [{what,
+/// target}], problems: [{cause, what, target, message}]}`.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
-    /// What was checked, in order (`what`, `target`), each with the
-    /// findings for it (none: healthy).
-    pub checked: Vec<(String, String)>,
+    /// What was checked, in order, each with the findings for it (none:
+    /// healthy).
+    pub checked: Vec<Checked>,
     /// Every problem.
     pub findings: Vec<Finding>,
 }
@@ -164,7 +167,10 @@ impl Report {
     }
 
     fn check(&mut self, what: &str, target: &str) {
-        self.checked.push((what.to_owned(), target.to_owned()));
+        self.checked.push(Checked {
+            what: what.to_owned(),
+            target: target.to_owned(),
+        });
     }
 
     fn find(&mut self, cause: Cause, what: &str, target: &str, message: impl Into<String>) {
@@ -175,10 +181,51 @@ impl Report {
             message: message.into(),
         });
     }
+}
 
-    /// As `circle-ha doctor` shows it: healthy when nothing was found;
-    /// JSON `{healthy, checked, problems: [{cause, what, target, message}]}`.
-    pub fn to_findings(&self) -> ha_plan::Findings {
+/// One thing [`doctor`] checked.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct Checked {
+    /// What (`CIRCLE_SECRETS_MONGODB_MAIN_URI`, `vault` …).
+    pub what: String,
+    /// Where, when it helps.
+    pub target: String,
+}
+
+/// [`Report`] as `--json` shows it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "DoctorReport")]
+struct ReportView<'a> {
+    /// Nothing was found wrong.
+    healthy: bool,
+    /// Everything checked, in order.
+    checked: &'a [Checked],
+    /// Every problem found.
+    problems: &'a [Finding],
+}
+
+impl serde::Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ReportView {
+            healthy: self.is_healthy(),
+            checked: &self.checked,
+            problems: &self.findings,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl schemars::JsonSchema for Report {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DoctorReport".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        ReportView::json_schema(generator)
+    }
+}
+
+impl ha_plan::Document for Report {
+    fn to_text(&self) -> String {
         let mut text = String::new();
         for f in &self.findings {
             let target = if f.target.is_empty() {
@@ -205,17 +252,11 @@ impl Report {
                 self.checked.len()
             )
         });
-        ha_plan::Findings::new(
-            self.is_healthy(),
-            json!({
-                "healthy": self.is_healthy(),
-                "checked": self.checked.iter().map(|(w, t)| json!({"what": w, "target": t})).collect::<Vec<_>>(),
-                "problems": self.findings.iter().map(|f| json!({
-                    "cause": f.cause.name(), "what": f.what, "target": f.target, "message": f.message,
-                })).collect::<Vec<_>>(),
-            }),
-            text,
-        )
+        text
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.is_healthy())
     }
 }
 

@@ -120,7 +120,7 @@ async fn a_dead_network_costs_a_few_deadlines_not_one_per_host_and_uri() {
     let report = doctor(&Machine::bundle(dir.path()), &options).await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    let text = report.to_findings().text;
+    let text = ha_plan::Document::to_text(&report);
     assert!(!report.findings.is_empty());
     for finding in &report.findings {
         assert!(
@@ -173,7 +173,7 @@ async fn servers_that_accept_and_never_answer_cost_one_deadline_each_at_most() {
     let started = Instant::now();
     let report = doctor(&Machine::bundle(dir.path()), &options).await;
     let took = started.elapsed();
-    let text = report.to_findings().text;
+    let text = ha_plan::Document::to_text(&report);
     assert!(took < Duration::from_secs(12), "took {took:?}:\n{text}");
     assert!(report.findings.len() >= 7, "{text}");
     assert!(!text.contains(":pw@"), "{text}");
@@ -286,7 +286,7 @@ async fn credentials_never_reach_a_server_doctor_cannot_verify() {
     let dir = tempfile::tempdir().unwrap();
     write_bundle(dir.path(), "https");
     let report = doctor(&Machine::bundle(dir.path()), &options).await;
-    let text = report.to_findings().text;
+    let text = ha_plan::Document::to_text(&report);
     assert!(!leaked(), "a credential reached the impostor:\n{text}");
     for what in ["postgresql", "vault"] {
         assert!(
@@ -303,7 +303,7 @@ async fn credentials_never_reach_a_server_doctor_cannot_verify() {
     write_bundle(dir.path(), "https");
     std::fs::remove_file(dir.path().join("ca.crt")).unwrap();
     let report = doctor(&Machine::bundle(dir.path()), &options).await;
-    let text = report.to_findings().text;
+    let text = ha_plan::Document::to_text(&report);
     assert!(!leaked(), "a credential reached the impostor:\n{text}");
     assert!(text.contains("does not send the password"), "{text}");
     assert!(text.contains("does not send the token"), "{text}");
@@ -312,7 +312,7 @@ async fn credentials_never_reach_a_server_doctor_cannot_verify() {
     let dir = tempfile::tempdir().unwrap();
     write_bundle(dir.path(), "http");
     let report = doctor(&Machine::bundle(dir.path()), &options).await;
-    let text = report.to_findings().text;
+    let text = ha_plan::Document::to_text(&report);
     assert!(text.contains("VAULT__SCHEME=http"), "{text}");
     assert!(!leaked(), "a credential reached the impostor:\n{text}");
 }

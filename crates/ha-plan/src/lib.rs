@@ -18,8 +18,12 @@
 //!   the key it is at, its [`ProblemKind`] and a message; every problem is
 //!   collected before anything is touched, and the list is an error type of
 //!   its own (the binaries exit 2 for it).
-//! - [`Findings`]: what a status or verify command found, healthy or not,
-//!   with its JSON and text forms.
+//! - [`Document`]: what a command prints — a typed value with a JSON form
+//!   (`Serialize`, described by `JsonSchema`) and a text form; checks
+//!   (`status`, `verify`, `lint`) say whether they are healthy. [`Envelope`]
+//!   is the `--json` line around it, [`Checked`] a check that ran or the
+//!   error that stopped it, [`Refused`] a command that refused to start,
+//!   [`ErrorDocument`] any other failure.
 //! - [`Progress`]: the callback long operations report through; `Send +
 //!   Sync`, so it may be called from any task.
 //!
@@ -66,11 +70,16 @@
 
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+mod document;
 mod problem;
 mod report;
 
+pub use document::{
+    Checked, Document, Envelope, ErrorDocument, Refused, SCHEMA_VERSION, error_chain, schema_of,
+};
 pub use problem::{Problem, ProblemKind, Problems};
-pub use report::{Action, Change, Combined, Findings, Report};
+pub use report::{Action, Change, Combined, Report, Summarised};
+pub use schemars::JsonSchema;
 
 /// The callback long operations report their progress through: one human
 /// line at a time ("waiting for mongo-2:27017 to become SECONDARY …").

@@ -2,8 +2,11 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use crate::Document;
 
 /// A step of a concern's plan, as the outside sees it.
 ///
@@ -28,7 +31,7 @@ pub trait Change: fmt::Display {
 }
 
 /// One planned or applied change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Action {
     /// Stable kebab-case kind, e.g. `create-database`.
     pub kind: String,
@@ -64,9 +67,6 @@ pub struct Report {
     pub actions: Vec<Action>,
     /// Things to tell the operator that did not stop the run.
     pub warnings: Vec<String>,
-    /// Further fields of the `--json` object, after the standard ones
-    /// (the contract welcomes more fields).
-    pub details: serde_json::Map<String, Value>,
 }
 
 impl Report {
@@ -82,7 +82,6 @@ impl Report {
             dry_run,
             actions,
             warnings,
-            details: serde_json::Map::new(),
         }
     }
 
@@ -99,12 +98,6 @@ impl Report {
             steps.iter().map(Change::action).collect(),
             warnings,
         )
-    }
-
-    /// The report with one more `--json` field.
-    pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Report {
-        self.details.insert(key.to_owned(), value.into());
-        self
     }
 
     /// How many changes were applied: 0 for a dry run.
@@ -126,19 +119,7 @@ impl Report {
     /// The `--json` object: `{"changed", "dry_run", "planned", "actions":
     /// [{"kind", "target", "detail"}], "warnings"}`.
     pub fn to_json(&self) -> Value {
-        let mut value = json!({
-            "changed": self.changed(),
-            "dry_run": self.dry_run,
-            "planned": self.planned(),
-            "actions": self.actions,
-            "warnings": self.warnings,
-        });
-        if let Value::Object(fields) = &mut value {
-            for (key, detail) in &self.details {
-                fields.entry(key.clone()).or_insert_with(|| detail.clone());
-            }
-        }
-        value
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
     /// The human form for a run whose progress already listed each action
@@ -158,6 +139,51 @@ impl Report {
         }
         text.push_str(&summary_line(&self.tool, self.dry_run, self.planned()));
         text
+    }
+}
+
+/// [`Report`] as `--json` shows it.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Report")]
+struct ReportView<'a> {
+    /// Changes made: 0 for a dry run (a second run of an idempotent
+    /// command reports 0 too).
+    changed: usize,
+    /// Whether this was a dry run.
+    dry_run: bool,
+    /// Changes planned (or made).
+    planned: usize,
+    /// The planned or applied changes, in order.
+    actions: &'a [Action],
+    /// Things the operator should know that did not stop the run.
+    warnings: &'a [String],
+}
+
+impl Serialize for Report {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ReportView {
+            changed: self.changed(),
+            dry_run: self.dry_run,
+            planned: self.planned(),
+            actions: &self.actions,
+            warnings: &self.warnings,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl JsonSchema for Report {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Report".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        ReportView::json_schema(generator)
+    }
+}
+
+impl Document for Report {
+    fn to_text(&self) -> String {
+        Report::to_text(self)
     }
 }
 
@@ -215,37 +241,7 @@ impl Combined {
     /// [{"concern", "kind", "target", "detail"}], "concerns": [{"concern",
     /// "changed", "planned"} | {"concern", "skipped"}], "warnings"}`.
     pub fn to_json(&self) -> Value {
-        let actions: Vec<Value> = self
-            .ran
-            .iter()
-            .flat_map(|(concern, report)| {
-                report.actions.iter().map(move |a| {
-                    json!({
-                        "concern": concern,
-                        "kind": a.kind,
-                        "target": a.target,
-                        "detail": a.detail,
-                    })
-                })
-            })
-            .collect();
-        json!({
-            "changed": self.changed(),
-            "dry_run": self.dry_run,
-            "planned": actions.len(),
-            "actions": actions,
-            "concerns": self.ran.iter().map(|(c, r)| json!({
-                "concern": c,
-                "changed": r.changed(),
-                "planned": r.planned(),
-            })).chain(self.skipped.iter().map(|(c, why)| json!({
-                "concern": c,
-                "skipped": why,
-            }))).collect::<Vec<_>>(),
-            "warnings": self.ran.iter().flat_map(|(c, r)| {
-                r.warnings.iter().map(move |w| format!("{c}: {w}"))
-            }).collect::<Vec<_>>(),
-        })
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
     /// The human text: each concern's warnings and actions, what was
@@ -267,25 +263,144 @@ impl Combined {
     }
 }
 
-/// What a status or verify command found: healthy or not, as JSON and as
-/// text. The binaries exit 3 when it is not healthy.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Findings {
-    /// Whether everything checked is as it should be.
-    pub healthy: bool,
-    /// The `--json` object.
-    pub json: Value,
-    /// The human text (lines ending in `\n`).
-    pub text: String,
+/// [`Combined`] as `--json` shows it.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Combined")]
+struct CombinedView<'a> {
+    /// Changes made by every concern together: 0 for a dry run.
+    changed: usize,
+    /// Whether it only planned.
+    dry_run: bool,
+    /// Changes planned (or made) by every concern together.
+    planned: usize,
+    /// Every concern's actions, in the order they ran.
+    actions: Vec<ConcernAction<'a>>,
+    /// Each concern: how much it changed, or why it was skipped.
+    concerns: Vec<ConcernOutcome<'a>>,
+    /// Every concern's warnings, each prefixed `<concern>: `.
+    warnings: Vec<String>,
 }
 
-impl Findings {
-    /// Findings of a check.
-    pub fn new(healthy: bool, json: Value, text: String) -> Findings {
-        Findings {
-            healthy,
-            json,
-            text,
+/// One action of [`Combined`], with the concern that made it.
+#[derive(Serialize, JsonSchema)]
+struct ConcernAction<'a> {
+    /// The concern (`pki`, `mongo`, `postgres`, `vault`, `userdata`).
+    concern: &'a str,
+    /// The action's stable kebab-case kind.
+    kind: &'a str,
+    /// What it changes.
+    target: &'a str,
+    /// A human description.
+    detail: &'a str,
+}
+
+/// What one concern of [`Combined`] did.
+#[derive(Serialize, JsonSchema)]
+#[serde(untagged)]
+enum ConcernOutcome<'a> {
+    /// It ran.
+    Ran {
+        /// The concern.
+        concern: &'a str,
+        /// Changes made.
+        changed: usize,
+        /// Changes planned (or made).
+        planned: usize,
+    },
+    /// It was left out.
+    Skipped {
+        /// The concern.
+        concern: &'a str,
+        /// Why ("not configured", "not in --only").
+        skipped: &'a str,
+    },
+}
+
+impl Serialize for Combined {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let actions: Vec<ConcernAction<'_>> = self
+            .ran
+            .iter()
+            .flat_map(|(concern, report)| {
+                report.actions.iter().map(move |a| ConcernAction {
+                    concern,
+                    kind: &a.kind,
+                    target: &a.target,
+                    detail: &a.detail,
+                })
+            })
+            .collect();
+        CombinedView {
+            changed: self.changed(),
+            dry_run: self.dry_run,
+            planned: actions.len(),
+            actions,
+            concerns: self
+                .ran
+                .iter()
+                .map(|(concern, r)| ConcernOutcome::Ran {
+                    concern,
+                    changed: r.changed(),
+                    planned: r.planned(),
+                })
+                .chain(
+                    self.skipped
+                        .iter()
+                        .map(|(concern, skipped)| ConcernOutcome::Skipped { concern, skipped }),
+                )
+                .collect(),
+            warnings: self
+                .ran
+                .iter()
+                .flat_map(|(c, r)| r.warnings.iter().map(move |w| format!("{c}: {w}")))
+                .collect(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl JsonSchema for Combined {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Combined".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        CombinedView::json_schema(generator)
+    }
+}
+
+impl Document for Combined {
+    fn to_text(&self) -> String {
+        Combined::to_text(self)
+    }
+}
+
+/// A [`Report`] whose steps were already shown as progress while they ran
+/// (`done: …` lines on stderr): its text is the warnings and the summary
+/// line only; its JSON is the report's.
+#[derive(Clone, Copy, Debug)]
+pub struct Summarised<'a>(pub &'a Report);
+
+impl Serialize for Summarised<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl JsonSchema for Summarised<'_> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        Report::schema_name()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Report::json_schema(generator)
+    }
+}
+
+impl Document for Summarised<'_> {
+    fn to_text(&self) -> String {
+        if self.0.dry_run {
+            self.0.to_text()
+        } else {
+            self.0.to_summary_text()
         }
     }
 }

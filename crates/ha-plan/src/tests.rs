@@ -112,3 +112,28 @@ fn problems_carry_their_key_and_read_as_sentences() {
         json!({"key": "[a].b", "kind": "missing", "message": "is missing"})
     );
 }
+
+#[test]
+fn a_documents_schema_holds_the_envelope_and_its_own_fields() {
+    let schema = serde_json::to_value(crate::schema_of::<Report>()).unwrap();
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for field in [
+        "schema_version",
+        "tool",
+        "changed",
+        "dry_run",
+        "planned",
+        "actions",
+    ] {
+        assert!(required.contains(&field), "{field} not required: {schema}");
+    }
+    assert_eq!(
+        schema["properties"]["actions"]["items"]["$ref"],
+        "#/$defs/Action"
+    );
+}

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use ha_plan::{Findings, Report};
+use ha_plan::{Document, Report};
 use time::OffsetDateTime;
 
 use crate::{CaSpec, Certificate, Error, LeafSpec, LeafState, LintInput, PkiDir, Role, Severity};
@@ -123,7 +123,7 @@ impl fmt::Display for PkiStep {
 }
 
 /// One lint finding of [`PkiSpec::lint`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct PkiFinding {
     /// The file.
     pub file: String,
@@ -133,6 +133,66 @@ pub struct PkiFinding {
     pub rule: String,
     /// What is wrong and what to do.
     pub message: String,
+}
+
+/// `circle-ha pki lint`: every certificate `ha.toml` wants, checked.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct LintFindings {
+    /// No finding is an error.
+    pub healthy: bool,
+    /// Certificates checked.
+    pub checked: usize,
+    /// Every finding, errors and warnings.
+    pub problems: Vec<PkiFinding>,
+    /// The tool named in the summary line.
+    #[serde(skip)]
+    pub tool: String,
+    /// The PKI directory.
+    #[serde(skip)]
+    pub dir: String,
+}
+
+impl Document for LintFindings {
+    fn to_text(&self) -> String {
+        let mut text = String::new();
+        for f in &self.problems {
+            text.push_str(&format!(
+                "{}: {}: {} [{}]\n",
+                severity_name(f.severity),
+                f.file,
+                f.message,
+                f.rule
+            ));
+        }
+        let errors = self
+            .problems
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        text.push_str(&if errors == 0 {
+            format!(
+                "{}: {} certificate(s) in {} pass ({} warning(s))\n",
+                self.tool,
+                self.checked,
+                self.dir,
+                self.problems.len()
+            )
+        } else {
+            format!("{}: {errors} error(s)\n", self.tool)
+        });
+        text
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.healthy)
+    }
+}
+
+fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
 }
 
 impl PkiSpec {
@@ -258,44 +318,15 @@ impl PkiSpec {
     /// [`PkiSpec::lint`] as findings (`circle-ha pki lint`): healthy when
     /// no finding is an error; JSON `{healthy, checked, problems: [{file,
     /// severity, rule, message}]}`.
-    pub fn lint_findings(&self, tool: &str, now: OffsetDateTime) -> Result<Findings, Error> {
-        let findings = self.lint(now)?;
-        let severity = |f: &PkiFinding| match f.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        let errors = findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count();
-        let json = serde_json::json!({
-            "healthy": errors == 0,
-            "checked": self.wanted.len(),
-            "problems": findings.iter().map(|f| serde_json::json!({
-                "file": f.file, "severity": severity(f), "rule": f.rule, "message": f.message
-            })).collect::<Vec<_>>(),
-        });
-        let mut text = String::new();
-        for f in &findings {
-            text.push_str(&format!(
-                "{}: {}: {} [{}]\n",
-                severity(f),
-                f.file,
-                f.message,
-                f.rule
-            ));
-        }
-        text.push_str(&if errors == 0 {
-            format!(
-                "{tool}: {} certificate(s) in {} pass ({} warning(s))\n",
-                self.wanted.len(),
-                self.dir.display(),
-                findings.len()
-            )
-        } else {
-            format!("{tool}: {errors} error(s)\n")
-        });
-        Ok(Findings::new(errors == 0, json, text))
+    pub fn lint_findings(&self, tool: &str, now: OffsetDateTime) -> Result<LintFindings, Error> {
+        let problems = self.lint(now)?;
+        Ok(LintFindings {
+            healthy: !problems.iter().any(|f| f.severity == Severity::Error),
+            checked: self.wanted.len(),
+            problems,
+            tool: tool.to_owned(),
+            dir: self.dir.display().to_string(),
+        })
     }
 
     /// Every wanted certificate against the CA and MongoDB's member rules,

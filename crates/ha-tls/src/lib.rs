@@ -56,6 +56,6 @@ pub use ca::{Ca, CaSpec, IssuedCert, LeafKind, LeafSpec};
 pub use cert::{Certificate, ExtendedKeyUsage, KeyUsage, MembershipAttributes};
 pub use client::{ClientIdentity, ServerVerification, client_config, crypto_provider, root_store};
 pub use error::Error;
-pub use install::{PkiFinding, PkiSpec, PkiStep, WantedCert};
+pub use install::{LintFindings, PkiFinding, PkiSpec, PkiStep, WantedCert};
 pub use lint::{LintInput, Problem, Role, Rule, Severity, lint};
 pub use store::{CaPaths, LeafPaths, LeafState, Outcome, PkiDir, write_file};

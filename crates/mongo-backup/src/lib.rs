@@ -87,5 +87,5 @@ pub use ebs::EbsStore;
 pub use error::{Error, Restart};
 pub use hook::CommandStore;
 pub use process::{Commands, MemberProcess, wait_stopped};
-pub use run::{BackupSpec, Cancel, CancelHandle, Outcome, Step};
+pub use run::{BackupSpec, Cancel, CancelHandle, Outcome, RestoredVolume, SnapshotReport, Step};
 pub use store::{AnyStore, DirectoryStore, SnapshotStore};

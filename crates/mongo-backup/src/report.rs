@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use ha_plan::Findings;
-use serde_json::{Value, json};
+use ha_plan::Document;
+use schemars::JsonSchema;
+use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::snapshot::{Group, rfc3339_millis};
@@ -28,57 +29,125 @@ fn state(group: &Group) -> &'static str {
     }
 }
 
-fn run_json(group: &Group, now: OffsetDateTime) -> Value {
-    let labels = group.labels();
-    json!({
-        "run": group.id,
-        "created": group.created.unix_timestamp(),
-        "age_seconds": (now - group.created).whole_seconds(),
-        "state": state(group),
-        "member": labels.map(|l| l.member.clone()),
-        "optime": labels.and_then(|l| l.optime).map(|o| o.to_string()),
-        "optime_wall": labels.and_then(|l| l.optime_millis).and_then(rfc3339_millis),
-        "snapshots": group.snapshots.iter().map(|s| json!({
-            "id": s.id, "source": s.source, "state": s.state.to_string(),
-        })).collect::<Vec<_>>(),
-    })
+/// One backup run as `list` and `status` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct RunSummary {
+    /// The run's id.
+    pub run: String,
+    /// When its first snapshot was taken, seconds since the epoch.
+    pub created: i64,
+    /// How old it is, in seconds.
+    pub age_seconds: i64,
+    /// `complete`, `pending` or `failed`.
+    pub state: String,
+    /// The stopped member.
+    pub member: Option<String>,
+    /// The member's last applied optime the snapshots hold.
+    pub optime: Option<String>,
+    /// That optime's wall time (RFC 3339).
+    pub optime_wall: Option<String>,
+    /// Its snapshots.
+    pub snapshots: Vec<SnapshotSummary>,
+}
+
+/// One snapshot of a [`RunSummary`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct SnapshotSummary {
+    /// The store's id.
+    pub id: String,
+    /// What was snapshotted.
+    pub source: String,
+    /// Its progress.
+    pub state: String,
+}
+
+impl RunSummary {
+    /// `group` as seen at `now`.
+    pub fn of(group: &Group, now: OffsetDateTime) -> RunSummary {
+        let labels = group.labels();
+        RunSummary {
+            run: group.id.clone(),
+            created: group.created.unix_timestamp(),
+            age_seconds: (now - group.created).whole_seconds(),
+            state: state(group).to_owned(),
+            member: labels.map(|l| l.member.clone()),
+            optime: labels.and_then(|l| l.optime).map(|o| o.to_string()),
+            optime_wall: labels
+                .and_then(|l| l.optime_millis)
+                .and_then(rfc3339_millis),
+            snapshots: group
+                .snapshots
+                .iter()
+                .map(|s| SnapshotSummary {
+                    id: s.id.clone(),
+                    source: s.source.clone(),
+                    state: s.state.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `mongo-backup list`: every run of a replica set, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct RunList {
+    /// The replica set.
+    pub replica_set: String,
+    /// Its runs, newest first.
+    pub runs: Vec<RunSummary>,
 }
 
 /// `mongo-backup list`: every run of `set`, newest first (`groups` as
 /// [`crate::snapshot::groups`] returns them).
-pub fn list_findings(set: &str, groups: &[Group], now: OffsetDateTime) -> Findings {
-    let mut text = String::new();
-    for group in groups {
-        let labels = group.labels();
-        text.push_str(&format!(
-            "{:<28} {:<8} {:>5} ago  {}  optime {}  {}\n",
-            group.id,
-            state(group),
-            age_text((now - group.created).whole_seconds()),
-            labels.map_or("-", |l| l.member.as_str()),
-            labels
-                .and_then(|l| l.optime)
-                .map_or("-".to_owned(), |o| o.to_string()),
-            group
-                .snapshots
-                .iter()
-                .map(|s| s.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        ));
+pub fn list_findings(set: &str, groups: &[Group], now: OffsetDateTime) -> RunList {
+    RunList {
+        replica_set: set.to_owned(),
+        runs: groups.iter().map(|g| RunSummary::of(g, now)).collect(),
     }
-    text.push_str(&format!(
-        "mongo-backup: {} run(s) of replica set {set}\n",
-        groups.len()
-    ));
-    Findings::new(
-        true,
-        json!({
-            "replica_set": set,
-            "runs": groups.iter().map(|g| run_json(g, now)).collect::<Vec<_>>(),
-        }),
-        text,
-    )
+}
+
+impl Document for RunList {
+    fn to_text(&self) -> String {
+        let mut text = String::new();
+        for run in &self.runs {
+            text.push_str(&format!(
+                "{:<28} {:<8} {:>5} ago  {}  optime {}  {}\n",
+                run.run,
+                run.state,
+                age_text(run.age_seconds),
+                run.member.as_deref().unwrap_or("-"),
+                run.optime.as_deref().unwrap_or("-"),
+                run.snapshots
+                    .iter()
+                    .map(|s| s.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        }
+        text.push_str(&format!(
+            "mongo-backup: {} run(s) of replica set {}\n",
+            self.runs.len(),
+            self.replica_set
+        ));
+        text
+    }
+}
+
+/// `mongo-backup status`: whether the newest complete run is recent enough.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct BackupHealth {
+    /// The newest complete run is at most `max_age_seconds` old.
+    pub healthy: bool,
+    /// The replica set.
+    pub replica_set: String,
+    /// The newest complete run.
+    pub newest: Option<RunSummary>,
+    /// Its age in seconds.
+    pub age_seconds: Option<i64>,
+    /// The limit.
+    pub max_age_seconds: i64,
+    /// Runs found, complete or not.
+    pub runs: usize,
 }
 
 /// `mongo-backup status`: healthy when the newest complete run of `set`
@@ -88,31 +157,36 @@ pub fn status_findings(
     groups: &[Group],
     max_age: Duration,
     now: OffsetDateTime,
-) -> Findings {
+) -> BackupHealth {
     let newest = groups.iter().find(|g| g.is_complete());
     let age = newest.map(|g| (now - g.created).whole_seconds());
     let limit = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
-    let healthy = age.is_some_and(|a| a <= limit);
-    let text = match (newest, age) {
-        (Some(group), Some(age)) => format!(
-            "mongo-backup: newest complete backup of {set} is {} ({} old, limit {}){}\n",
-            group.id,
-            age_text(age),
-            age_text(limit),
-            if healthy { "" } else { ": TOO OLD" }
-        ),
-        _ => format!("mongo-backup: no complete backup of {set}\n"),
-    };
-    Findings::new(
-        healthy,
-        json!({
-            "healthy": healthy,
-            "replica_set": set,
-            "newest": newest.map(|g| run_json(g, now)),
-            "age_seconds": age,
-            "max_age_seconds": limit,
-            "runs": groups.len(),
-        }),
-        text,
-    )
+    BackupHealth {
+        healthy: age.is_some_and(|a| a <= limit),
+        replica_set: set.to_owned(),
+        newest: newest.map(|g| RunSummary::of(g, now)),
+        age_seconds: age,
+        max_age_seconds: limit,
+        runs: groups.len(),
+    }
+}
+
+impl Document for BackupHealth {
+    fn to_text(&self) -> String {
+        let set = &self.replica_set;
+        match (&self.newest, self.age_seconds) {
+            (Some(run), Some(age)) => format!(
+                "mongo-backup: newest complete backup of {set} is {} ({} old, limit {}){}\n",
+                run.run,
+                age_text(age),
+                age_text(self.max_age_seconds),
+                if self.healthy { "" } else { ": TOO OLD" }
+            ),
+            _ => format!("mongo-backup: no complete backup of {set}\n"),
+        }
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.healthy)
+    }
 }

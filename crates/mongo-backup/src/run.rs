@@ -259,18 +259,75 @@ impl Outcome {
         tool: &str,
         dry_run: bool,
         mut warnings: Vec<String>,
-    ) -> ha_plan::Report {
+    ) -> SnapshotReport {
         warnings.extend(self.warnings.iter().cloned());
-        ha_plan::Report::from_changes(tool, dry_run, &self.steps, warnings)
-            .with_detail("run", self.group.clone())
-            .with_detail("optime", self.cleared.optime.map(|o| o.to_string()))
-            .with_detail(
-                "snapshots",
-                self.snapshots
-                    .iter()
-                    .map(|s| s.id.clone())
-                    .collect::<Vec<_>>(),
-            )
+        SnapshotReport {
+            report: ha_plan::Report::from_changes(tool, dry_run, &self.steps, warnings),
+            run: self.group.clone(),
+            optime: self.cleared.optime.map(|o| o.to_string()),
+            snapshots: self.snapshots.iter().map(|s| s.id.clone()).collect(),
+        }
+    }
+}
+
+/// `mongo-backup snapshot`: the steps of one backup run, and what it made.
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct SnapshotReport {
+    /// The steps.
+    #[serde(flatten)]
+    pub report: ha_plan::Report,
+    /// The run's id (the snapshots' group).
+    pub run: String,
+    /// The member's last applied optime the snapshots hold.
+    pub optime: Option<String>,
+    /// The snapshots taken.
+    pub snapshots: Vec<String>,
+}
+
+impl ha_plan::Document for SnapshotReport {
+    /// A dry run lists the steps it would take; a run only warns and sums
+    /// up (its progress lines said what happened as it happened).
+    fn to_text(&self) -> String {
+        ha_plan::Summarised(&self.report).to_text()
+    }
+}
+
+/// `mongo-backup restore-volume`: the volume made from a snapshot.
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct RestoredVolume {
+    /// One `create-volume` action.
+    #[serde(flatten)]
+    pub report: ha_plan::Report,
+    /// The new volume's id.
+    pub volume: String,
+}
+
+impl RestoredVolume {
+    /// `volume`, created by `tool` from `snapshot` in `zone`.
+    pub fn new(tool: &str, volume: &str, snapshot: &str, zone: &str) -> RestoredVolume {
+        RestoredVolume {
+            report: ha_plan::Report::new(
+                tool,
+                false,
+                vec![ha_plan::Action::new(
+                    "create-volume",
+                    volume,
+                    format!("created volume {volume} from {snapshot} in {zone}"),
+                )],
+                Vec::new(),
+            ),
+            volume: volume.to_owned(),
+        }
+    }
+}
+
+impl ha_plan::Document for RestoredVolume {
+    fn to_text(&self) -> String {
+        self.report
+            .actions
+            .iter()
+            .map(|a| format!("{}: {}\n", self.report.tool, a.detail))
+            .collect()
     }
 }
 
@@ -280,17 +337,11 @@ pub fn refusal_findings(
     tool: &str,
     refusals: &[guard::Refusal],
     warnings: &[String],
-) -> ha_plan::Findings {
-    let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-    let mut text: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
-    for reason in &reasons {
-        text.push_str(&format!("refused: {reason}\n"));
-    }
-    text.push_str(&format!("{tool}: refused, nothing touched (changed: 0)\n"));
-    ha_plan::Findings::new(
-        false,
-        serde_json::json!({"changed": 0, "actions": [], "refused": reasons, "warnings": warnings}),
-        text,
+) -> ha_plan::Refused {
+    ha_plan::Refused::new(
+        tool,
+        refusals.iter().map(ToString::to_string).collect(),
+        warnings.to_vec(),
     )
 }
 

@@ -102,5 +102,5 @@ pub use spec::{
     DEFAULT_APP_DATABASES, MAX_VOTERS, MemberSpec, Reach, Role, SetSettings, SetSpec, TlsFiles,
     UserKind, UserSpec, check_app_database, check_members, check_set_name, parse_member_host,
 };
-pub use status::{MemberHealth, Status, status};
+pub use status::{MemberFinding, MemberHealth, SetFindings, Status, status};
 pub use version::ServerVersion;

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use ha_plan::Findings;
-use serde_json::{Value, json};
+use ha_plan::Document;
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::conn::Session;
 use crate::reconfig::{StatusEntry, set_status};
@@ -62,35 +63,85 @@ impl Status {
     /// problems, warnings}` and an aligned table. `tls` says whether the
     /// connections were made with TLS; `warnings` (about the spec) are
     /// shown first.
-    pub fn to_findings(&self, tool: &str, tls: bool, warnings: &[String]) -> Findings {
-        let members: Vec<Value> = self
-            .members
-            .iter()
-            .map(|m| {
-                json!({
-                    "host": m.host,
-                    "configured": m.configured,
-                    "state": m.state,
-                    "healthy": m.problem.is_none() && m.configured,
-                    "lag_seconds": m.lag_seconds,
-                    "sync_source": m.sync_source,
-                    "reachable": m.reachable,
-                    "tls": tls && m.reachable,
-                    "auth_ok": m.auth_ok,
-                    "problem": m.problem,
+    pub fn to_findings(&self, tool: &str, tls: bool, warnings: &[String]) -> SetFindings {
+        SetFindings {
+            healthy: self.healthy(),
+            replica_set: self.set_name.clone(),
+            primary: self.primary.clone(),
+            members: self
+                .members
+                .iter()
+                .map(|m| MemberFinding {
+                    host: m.host.clone(),
+                    configured: m.configured,
+                    state: m.state.clone(),
+                    healthy: m.problem.is_none() && m.configured,
+                    lag_seconds: m.lag_seconds,
+                    sync_source: m.sync_source.clone(),
+                    reachable: m.reachable,
+                    tls: tls && m.reachable,
+                    auth_ok: m.auth_ok,
+                    problem: m.problem.clone(),
                 })
-            })
-            .collect();
-        let value = json!({
-            "healthy": self.healthy(),
-            "replica_set": self.set_name,
-            "primary": self.primary,
-            "members": members,
-            "problems": self.problems,
-            "warnings": warnings,
-        });
+                .collect(),
+            problems: self.problems.clone(),
+            warnings: warnings.to_vec(),
+            tool: tool.to_owned(),
+        }
+    }
+}
+
+/// `mongo-rs-setup status`: the replica set's health, member by member.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct SetFindings {
+    /// No problems.
+    pub healthy: bool,
+    /// The replica set's name.
+    pub replica_set: String,
+    /// The primary, if there is one.
+    pub primary: Option<String>,
+    /// Each member: the configured ones in spec order, then those the set
+    /// has that the spec does not list.
+    pub members: Vec<MemberFinding>,
+    /// Everything that makes the set unhealthy.
+    pub problems: Vec<String>,
+    /// Things to know about the spec.
+    pub warnings: Vec<String>,
+    /// The tool named in the summary line.
+    #[serde(skip)]
+    pub tool: String,
+}
+
+/// One member of [`SetFindings`].
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct MemberFinding {
+    /// `host:port`.
+    pub host: String,
+    /// Whether `[mongo].members` lists it.
+    pub configured: bool,
+    /// `PRIMARY`, `SECONDARY` …, `UNREACHABLE`, `NOT IN SET`.
+    pub state: String,
+    /// Configured and without a problem.
+    pub healthy: bool,
+    /// Seconds behind the primary.
+    pub lag_seconds: Option<i64>,
+    /// The member it replicates from.
+    pub sync_source: Option<String>,
+    /// Whether a connection could be made from here.
+    pub reachable: bool,
+    /// Whether that connection used TLS.
+    pub tls: bool,
+    /// Whether `circle-admin` could log in (absent for arbiters and
+    /// unreachable members).
+    pub auth_ok: Option<bool>,
+    /// What is wrong with it.
+    pub problem: Option<String>,
+}
+
+impl Document for SetFindings {
+    fn to_text(&self) -> String {
         let mut text = String::new();
-        for warning in warnings {
+        for warning in &self.warnings {
             text.push_str(&format!("warning: {warning}\n"));
         }
         let width = self.members.iter().map(|m| m.host.len()).max().unwrap_or(4);
@@ -103,7 +154,7 @@ impl Status {
         for m in &self.members {
             let lag = m.lag_seconds.map_or("-".to_owned(), |l| format!("{l}s"));
             let sync = m.sync_source.as_deref().unwrap_or("-");
-            let link = match (m.reachable, tls) {
+            let link = match (m.reachable, m.tls) {
                 _ if !m.configured => "not probed",
                 (false, _) => "unreachable",
                 (true, true) => "tls ok",
@@ -127,16 +178,24 @@ impl Status {
         for problem in &self.problems {
             text.push_str(&format!("problem: {problem}\n"));
         }
-        text.push_str(&if self.healthy() {
-            format!("{tool}: replica set {} is healthy\n", self.set_name)
+        text.push_str(&if self.healthy {
+            format!(
+                "{}: replica set {} is healthy\n",
+                self.tool, self.replica_set
+            )
         } else {
             format!(
-                "{tool}: replica set {} is unhealthy ({} problem(s))\n",
-                self.set_name,
+                "{}: replica set {} is unhealthy ({} problem(s))\n",
+                self.tool,
+                self.replica_set,
                 self.problems.len()
             )
         });
-        Findings::new(self.healthy(), value, text)
+        text
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.healthy)
     }
 }
 

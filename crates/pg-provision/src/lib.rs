@@ -63,4 +63,4 @@ pub use error::{Error, describe_pg_error};
 pub use observe::{AdminFacts, AppRoleFacts, DatabaseFacts, Observed, PasswordState, observe};
 pub use plan::{Plan, Step, plan};
 pub use spec::{DatabaseSpec, Desired, check_names, default_databases};
-pub use verify::{DatabaseCheck, Verification, verify};
+pub use verify::{DatabaseCheck, DatabaseFinding, Verification, VerifyFindings, verify};

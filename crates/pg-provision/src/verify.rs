@@ -2,7 +2,9 @@
 //! as the app role.
 
 use futures_util::StreamExt as _;
-use ha_plan::Findings;
+use ha_plan::Document;
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::connect::{Login, Server, SslMode};
 use crate::error::describe_pg_error;
@@ -16,6 +18,76 @@ pub struct DatabaseCheck {
     pub database: String,
     /// Every problem found; empty when all is well.
     pub problems: Vec<String>,
+}
+
+/// `pg-provision verify`: what the app role found, database by database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct VerifyFindings {
+    /// Whether every database passed.
+    pub healthy: bool,
+    /// `host:port`.
+    pub server: String,
+    /// The app role checked as.
+    pub user: String,
+    /// One entry per database, in the desired order.
+    pub databases: Vec<DatabaseFinding>,
+    /// Things the operator should know (loose TLS …).
+    pub warnings: Vec<String>,
+    /// The tool named in the summary line.
+    #[serde(skip)]
+    pub tool: String,
+}
+
+/// One database of [`VerifyFindings`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct DatabaseFinding {
+    /// The database.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// Every problem found.
+    pub problems: Vec<String>,
+}
+
+impl Document for VerifyFindings {
+    fn to_text(&self) -> String {
+        let mut text = String::new();
+        for warning in &self.warnings {
+            text.push_str(&format!("warning: {warning}\n"));
+        }
+        for database in &self.databases {
+            if database.problems.is_empty() {
+                text.push_str(&format!("ok    {}\n", database.name));
+            }
+            for problem in &database.problems {
+                text.push_str(&format!("FAIL  {}: {problem}\n", database.name));
+            }
+        }
+        let summary = if self.healthy {
+            format!(
+                "verified as {} on {}: all {} databases reachable with their extensions",
+                self.user,
+                self.server,
+                self.databases.len()
+            )
+        } else {
+            format!(
+                "problems found as {} on {}: {} problem(s)",
+                self.user,
+                self.server,
+                self.databases
+                    .iter()
+                    .map(|d| d.problems.len())
+                    .sum::<usize>()
+            )
+        };
+        text.push_str(&format!("{}: {summary}\n", self.tool));
+        text
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.healthy)
+    }
 }
 
 /// The result of [`verify`].
@@ -37,46 +109,23 @@ impl Verification {
     /// role `user`: JSON `{healthy, server, user, databases: [{name, ok,
     /// problems}], warnings}` and one line per database; `warnings` come
     /// first.
-    pub fn to_findings(&self, tool: &str, user: &str, warnings: &[String]) -> Findings {
-        let mut text = String::new();
-        for warning in warnings {
-            text.push_str(&format!("warning: {warning}\n"));
+    pub fn to_findings(&self, tool: &str, user: &str, warnings: &[String]) -> VerifyFindings {
+        VerifyFindings {
+            healthy: self.is_healthy(),
+            server: self.server.clone(),
+            user: user.to_owned(),
+            databases: self
+                .databases
+                .iter()
+                .map(|d| DatabaseFinding {
+                    name: d.database.clone(),
+                    ok: d.problems.is_empty(),
+                    problems: d.problems.clone(),
+                })
+                .collect(),
+            warnings: warnings.to_vec(),
+            tool: tool.to_owned(),
         }
-        for database in &self.databases {
-            if database.problems.is_empty() {
-                text.push_str(&format!("ok    {}\n", database.database));
-            }
-            for problem in &database.problems {
-                text.push_str(&format!("FAIL  {}: {problem}\n", database.database));
-            }
-        }
-        let healthy = self.is_healthy();
-        let summary = if healthy {
-            format!(
-                "verified as {user} on {}: all {} databases reachable with their extensions",
-                self.server,
-                self.databases.len()
-            )
-        } else {
-            format!(
-                "problems found as {user} on {}: {} problem(s)",
-                self.server,
-                self.problems().len()
-            )
-        };
-        text.push_str(&format!("{tool}: {summary}\n"));
-        let json = serde_json::json!({
-            "healthy": healthy,
-            "server": self.server,
-            "user": user,
-            "databases": self.databases.iter().map(|d| serde_json::json!({
-                "name": d.database,
-                "ok": d.problems.is_empty(),
-                "problems": d.problems,
-            })).collect::<Vec<_>>(),
-            "warnings": warnings,
-        });
-        Findings::new(healthy, json, text)
     }
 
     /// Every problem, prefixed with its database.

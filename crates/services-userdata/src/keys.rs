@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
-use ha_plan::Findings;
-use serde_json::json;
+use ha_plan::Document;
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::Error;
 use crate::publish::{SHA256_METADATA, sha256_hex};
@@ -318,7 +319,7 @@ pub async fn backup(
 }
 
 /// How a directory compares with the stored copy (names only).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct KeyDiff {
     /// The same in both.
     pub same: Vec<String>,
@@ -341,49 +342,94 @@ impl KeyDiff {
 
     /// As `circle-ha keys verify` shows it for `dir` (file names only):
     /// healthy when identical.
-    pub fn to_findings(&self, tool: &str, dir: &Path) -> Findings {
+    pub fn to_findings(&self, tool: &str, dir: &Path) -> KeyCheck {
+        KeyCheck {
+            healthy: self.is_identical(),
+            dir: dir.display().to_string(),
+            diff: self.clone(),
+            tool: tool.to_owned(),
+        }
+    }
+}
+
+/// `circle-ha keys verify`: the key directory against its stored copy,
+/// by file name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct KeyCheck {
+    /// Identical, and not empty.
+    pub healthy: bool,
+    /// The key directory.
+    pub dir: String,
+    /// The names, by how they compare.
+    #[serde(flatten)]
+    pub diff: KeyDiff,
+    /// The tool named in the summary line.
+    #[serde(skip)]
+    pub tool: String,
+}
+
+impl Document for KeyCheck {
+    fn to_text(&self) -> String {
+        let (d, tool, dir) = (&self.diff, &self.tool, &self.dir);
         let mut text = String::new();
         for (label, names) in [
-            ("DIFFERENT from the stored copy", &self.different),
-            ("MISSING here (only in the stored copy)", &self.missing_here),
-            ("NOT BACKED UP (only here)", &self.not_stored),
+            ("DIFFERENT from the stored copy", &d.different),
+            ("MISSING here (only in the stored copy)", &d.missing_here),
+            ("NOT BACKED UP (only here)", &d.not_stored),
         ] {
             for name in names {
                 text.push_str(&format!("{label}: {name}\n"));
             }
         }
-        let healthy = self.is_identical();
-        text.push_str(&if healthy {
+        text.push_str(&if self.healthy {
             format!(
-                "{tool}: {} matches the stored copy ({} key file(s))\n",
-                dir.display(),
-                self.same.len()
+                "{tool}: {dir} matches the stored copy ({} key file(s))\n",
+                d.same.len()
             )
-        } else if self.same.is_empty() && self.different.is_empty() && self.missing_here.is_empty()
-        {
-            format!(
-                "{tool}: no stored copy of the keys in {}: run keys backup\n",
-                dir.display()
-            )
+        } else if d.same.is_empty() && d.different.is_empty() && d.missing_here.is_empty() {
+            format!("{tool}: no stored copy of the keys in {dir}: run keys backup\n")
         } else {
             format!(
-                "{tool}: {} does not match the stored copy ({} difference(s))\n",
-                dir.display(),
-                self.different.len() + self.missing_here.len() + self.not_stored.len()
+                "{tool}: {dir} does not match the stored copy ({} difference(s))\n",
+                d.different.len() + d.missing_here.len() + d.not_stored.len()
             )
         });
-        Findings::new(
-            healthy,
-            json!({
-                "healthy": healthy,
-                "dir": dir.display().to_string(),
-                "same": self.same,
-                "different": self.different,
-                "missing_here": self.missing_here,
-                "not_stored": self.not_stored,
-            }),
-            text,
-        )
+        text
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.healthy)
+    }
+}
+
+/// `circle-ha keys restore` refused: the directory holds keys that differ
+/// from the stored copy (and `--force` was not given); nothing touched.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct RestoreRefused {
+    /// No actions; `refused` holds the reason.
+    #[serde(flatten)]
+    pub refused: ha_plan::Refused,
+    /// The files that differ (names only).
+    pub different: Vec<String>,
+}
+
+impl RestoreRefused {
+    /// `tool` refused for `reason`; `different` names the files.
+    pub fn new(tool: &str, reason: String, different: Vec<String>) -> RestoreRefused {
+        RestoreRefused {
+            refused: ha_plan::Refused::new(tool, vec![reason], Vec::new()),
+            different,
+        }
+    }
+}
+
+impl Document for RestoreRefused {
+    fn to_text(&self) -> String {
+        self.refused.to_text()
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(false)
     }
 }
 

@@ -65,6 +65,7 @@ pub mod configure;
 mod error;
 mod keys;
 mod render;
+mod report;
 mod sys;
 mod verify;
 
@@ -73,8 +74,9 @@ pub use configure::ConfigureSpec;
 pub use error::Error;
 pub use keys::{Initialised, KeyFiles, init_to_files, unseal_from_files};
 pub use render::{Flavor, RenderedConfig, ServerConfigSpec, Storage, render_server_config};
+pub use report::{InitReport, SealReport, UnsealReport};
 pub use sys::{
-    InitRequest, InitResponse, SealStatus, UnsealOutcome, init, is_initialized, reset_unseal, seal,
-    seal_status, server_health, submit_unseal_key, unseal,
+    InitRequest, InitResponse, SealStatus, ServerHealth, UnsealOutcome, init, is_initialized,
+    reset_unseal, seal, seal_status, server_health, submit_unseal_key, unseal,
 };
-pub use verify::{Check, PROBE_KEY, VerifyReport, verify};
+pub use verify::{Check, PROBE_KEY, TokenFindings, VerifyReport, verify};

@@ -51,39 +51,73 @@ pub async fn seal_status(client: &Client) -> Result<SealStatus, Error> {
 /// status` shows it: healthy when both; JSON `{healthy, address,
 /// initialized, sealed, progress, threshold, shares, version}` and one
 /// line saying what to run next. No token needed.
-pub async fn server_health(client: &Client, tool: &str) -> Result<ha_plan::Findings, Error> {
+pub async fn server_health(client: &Client, tool: &str) -> Result<ServerHealth, Error> {
     let initialized = is_initialized(client).await?;
     let seal = seal_status(client).await?;
-    let healthy = initialized && !seal.sealed;
-    let state = match (initialized, seal.sealed) {
-        (false, _) => "not initialised (run vault-transit init)".to_owned(),
-        (true, true) => format!(
-            "sealed, unseal progress {}/{} (run vault-transit unseal)",
-            seal.progress, seal.threshold
-        ),
-        (true, false) => "unsealed".to_owned(),
-    };
-    let shares = if initialized {
-        format!("; {} shares, threshold {}", seal.shares, seal.threshold)
-    } else {
-        String::new()
-    };
-    let text = format!(
-        "{tool}: {} {}: {state}{shares}\n",
-        client.address(),
-        seal.version.as_deref().unwrap_or("(version unknown)"),
-    );
-    let value = json!({
-        "healthy": healthy,
-        "address": client.address(),
-        "initialized": initialized,
-        "sealed": seal.sealed,
-        "progress": seal.progress,
-        "threshold": seal.threshold,
-        "shares": seal.shares,
-        "version": seal.version,
-    });
-    Ok(ha_plan::Findings::new(healthy, value, text))
+    Ok(ServerHealth {
+        healthy: initialized && !seal.sealed,
+        address: client.address().to_owned(),
+        initialized,
+        sealed: seal.sealed,
+        progress: seal.progress,
+        threshold: seal.threshold,
+        shares: seal.shares,
+        version: seal.version,
+        tool: tool.to_owned(),
+    })
+}
+
+/// `vault-transit status`: whether the server is initialised and
+/// unsealed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct ServerHealth {
+    /// Initialised and unsealed.
+    pub healthy: bool,
+    /// The server.
+    pub address: String,
+    /// Whether it is initialised.
+    pub initialized: bool,
+    /// Whether it is sealed.
+    pub sealed: bool,
+    /// Unseal shares submitted so far.
+    pub progress: u32,
+    /// Unseal shares needed.
+    pub threshold: u32,
+    /// Unseal shares in total.
+    pub shares: u32,
+    /// The server's version, when it says.
+    pub version: Option<String>,
+    /// The tool named in the line.
+    #[serde(skip)]
+    pub tool: String,
+}
+
+impl ha_plan::Document for ServerHealth {
+    fn to_text(&self) -> String {
+        let state = match (self.initialized, self.sealed) {
+            (false, _) => "not initialised (run vault-transit init)".to_owned(),
+            (true, true) => format!(
+                "sealed, unseal progress {}/{} (run vault-transit unseal)",
+                self.progress, self.threshold
+            ),
+            (true, false) => "unsealed".to_owned(),
+        };
+        let shares = if self.initialized {
+            format!("; {} shares, threshold {}", self.shares, self.threshold)
+        } else {
+            String::new()
+        };
+        format!(
+            "{}: {} {}: {state}{shares}\n",
+            self.tool,
+            self.address,
+            self.version.as_deref().unwrap_or("(version unknown)"),
+        )
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.healthy)
+    }
 }
 
 /// `GET sys/init` (no token needed).

@@ -12,7 +12,7 @@ use crate::{Client, ConfigureSpec, Error};
 pub const PROBE_KEY: &str = "circle-ha-verify";
 
 /// One check and its result.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Check {
     /// What was checked.
     pub name: String,
@@ -38,29 +38,52 @@ impl VerifyReport {
     /// The checks as `vault-transit verify` shows them for the server at
     /// `address`: JSON `{healthy, address, checks: [{name, ok, detail}]}`
     /// and one line per check.
-    pub fn to_findings(&self, tool: &str, address: &str) -> ha_plan::Findings {
+    pub fn to_findings(&self, tool: &str, address: &str) -> TokenFindings {
+        TokenFindings {
+            healthy: self.is_healthy(),
+            address: address.to_owned(),
+            checks: self.checks.clone(),
+            tool: tool.to_owned(),
+        }
+    }
+}
+
+/// `vault-transit verify`: whether the app token works the way the
+/// contexts service uses it, and can do nothing more.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct TokenFindings {
+    /// Whether every check passed.
+    pub healthy: bool,
+    /// The server checked.
+    pub address: String,
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+    /// The tool named in the summary line.
+    #[serde(skip)]
+    pub tool: String,
+}
+
+impl ha_plan::Document for TokenFindings {
+    fn to_text(&self) -> String {
         let mut text = String::new();
         for check in &self.checks {
             let mark = if check.ok { "ok" } else { "FAIL" };
             text.push_str(&format!("{mark:<5} {:<32} {}\n", check.name, check.detail));
         }
-        let healthy = self.is_healthy();
         text.push_str(&format!(
-            "{tool}: app token {}\n",
-            if healthy {
+            "{}: app token {}\n",
+            self.tool,
+            if self.healthy {
                 "works and is limited to the contexts policy"
             } else {
                 "has problems"
             }
         ));
-        let value = json!({
-            "healthy": healthy,
-            "address": address,
-            "checks": self.checks.iter().map(|c| json!({
-                "name": c.name, "ok": c.ok, "detail": c.detail
-            })).collect::<Vec<_>>(),
-        });
-        ha_plan::Findings::new(healthy, value, text)
+        text
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.healthy)
     }
 }
 
