@@ -17,5 +17,6 @@ pub mod export;
 pub mod keys;
 pub mod output;
 pub mod progress;
+pub mod schema;
 pub mod services;
 pub mod vault;

@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use ha_plan::Report;
-use serde_json::{Value, json};
 use services_userdata::Bundle;
 use services_userdata::publish::{self, Target};
 
@@ -25,11 +24,12 @@ pub async fn publish(
     Ok(Report::from_changes(TOOL, dry_run, &steps, Vec::new()))
 }
 
-/// `services-userdata import-settings`: the TOML and a note on stderr.
-pub fn import_settings(path: &Path) -> anyhow::Result<(String, Value)> {
+/// `services-userdata import-settings`: the TOML, and the environment
+/// variables its secret references name (for a note on stderr).
+pub fn import_settings(path: &Path) -> anyhow::Result<(String, Vec<String>)> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| usage("FILE", format!("{}: cannot read it: {e}", path.display())))?;
     let (toml, env_vars) = services_userdata::import_settings(&text, &path.display().to_string())
         .map_err(|e| usage("FILE", format!(": {e}")))?;
-    Ok((toml, json!({ "secrets_to_set": env_vars })))
+    Ok((toml, env_vars))
 }

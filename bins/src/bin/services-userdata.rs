@@ -121,19 +121,12 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             print(args.json, &report);
         }
         Command::ImportSettings { file } => {
-            let (toml, note) = services::import_settings(&file)?;
+            let (toml, secrets) = services::import_settings(&file)?;
             print!("{toml}");
             eprintln!(
                 "services-userdata: secrets were not copied; set these (or change them to \
                  file: references): {}",
-                note["secrets_to_set"]
-                    .as_array()
-                    .map(|a| a
-                        .iter()
-                        .filter_map(|v| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "))
-                    .unwrap_or_default()
+                secrets.join(", ")
             );
         }
     }

@@ -20,18 +20,155 @@ fn circle_ha() -> Command {
     Command::new(env!("CARGO_BIN_EXE_circle-ha"))
 }
 
-/// Runs a binary and returns (exit code, stdout, stderr).
+/// Runs a binary and returns (exit code, stdout, stderr). With `--json`,
+/// what it printed is checked against its command's schemas in
+/// `docs/schema/` ([`check_schema`]).
 fn run(command: &mut Command) -> (i32, String, String) {
     let Output {
         status,
         stdout,
         stderr,
     } = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    if command.get_args().any(|a| a == "--json") {
+        check_schema(command, &stdout);
+    }
     (
         status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
+        stdout,
         String::from_utf8_lossy(&stderr).into_owned(),
     )
+}
+
+/// The documents a `--json` command line may print: `error` for an error,
+/// else those `docs/schema/commands.json` lists for its command.
+fn schemas_for(command: &Command, document: &serde_json::Value) -> Vec<&'static str> {
+    if document.get("error").is_some() {
+        return vec!["error"];
+    }
+    let binary = std::path::Path::new(command.get_program())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let name = circle_ha::schema::command_of(&binary, &args)
+        .unwrap_or_else(|| panic!("{binary} {args:?}: not a command listed in docs/schema"));
+    circle_ha::schema::commands()
+        .into_iter()
+        .find(|(c, _)| *c == name)
+        .map(|(_, docs)| docs)
+        .unwrap()
+}
+
+/// Checks what a `--json` command line printed: one JSON document, valid
+/// against one of its command's schemas — validated by Python's
+/// `jsonschema`, which shares nothing with the Rust types the schemas are
+/// generated from. Empty output (`--help`) is not checked.
+fn check_schema(command: &Command, stdout: &str) {
+    if stdout.trim().is_empty() {
+        return;
+    }
+    let document: serde_json::Value = serde_json::from_str(stdout).unwrap_or_else(|e| {
+        panic!("{command:?} printed what is not one JSON document ({e}): {stdout}")
+    });
+    let names = schemas_for(command, &document);
+    if let Err(why) = validate(&document, &names) {
+        panic!("{command:?} printed a document its schema does not allow: {why}\n{stdout}");
+    }
+}
+
+/// Validates `document` against the first of `names` (files in
+/// `docs/schema/`) it fits; the reasons it fits none otherwise.
+fn validate(document: &serde_json::Value, names: &[&str]) -> Result<(), String> {
+    use std::io::Write as _;
+    const SCRIPT: &str = r#"
+import json, pathlib, sys
+try:
+    from jsonschema import Draft202012Validator
+except ImportError:
+    print("python3 has no jsonschema: run `cargo xtask install` and put target/ha-tools/venv/bin first on PATH (cargo xtask test does)")
+    sys.exit(2)
+directory = pathlib.Path(sys.argv[1])
+document = json.load(sys.stdin)
+reasons = []
+for name in sys.argv[2:]:
+    schema = json.loads((directory / (name + ".json")).read_text())
+    errors = sorted(Draft202012Validator(schema).iter_errors(document), key=str)
+    if not errors:
+        sys.exit(0)
+    reasons.append(name + ": " + "; ".join(
+        "/".join(map(str, e.absolute_path)) + ": " + e.message for e in errors[:5]))
+print(" | ".join(reasons))
+sys.exit(1)
+"#;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schema");
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(&dir)
+        .args(names)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run python3 to validate --json output ({e}): run `cargo xtask install`")
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(document.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    match output.status.code() {
+        Some(0) => Ok(()),
+        Some(1) => Err(said),
+        _ => panic!("validating --json output failed: {said}"),
+    }
+}
+
+/// The schema test would miss drift if a document could lose a field and
+/// still pass: a real document passes, and the same with one field
+/// renamed (as a refactor might) or its type changed does not.
+#[test]
+fn a_renamed_field_fails_its_commands_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ha.toml");
+    std::fs::write(
+        &config,
+        "[pki]\ndir = \"pki\"\norganization = \"Example\"\norganizational_unit = \"CI\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(circle_ha()
+        .args(["config", "check", "--json", "--config"])
+        .arg(&config));
+    assert_eq!(code, 0, "{stderr}");
+    let document: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    validate(&document, &["config-check"]).unwrap();
+    let mut renamed = document.clone();
+    let object = renamed.as_object_mut().unwrap();
+    let sections = object.remove("sections").unwrap();
+    object.insert("section".to_owned(), sections);
+    let why = validate(&renamed, &["config-check"]).unwrap_err();
+    assert!(why.contains("'sections' is a required property"), "{why}");
+    let mut retyped = document.clone();
+    retyped["healthy"] = "yes".into();
+    assert!(validate(&retyped, &["config-check"]).is_err());
+    // The same for a report inside a flattened document (restore-volume).
+    let report = serde_json::json!({
+        "schema_version": 1, "tool": "mongo-backup 0.0.0", "changed": 1, "dry_run": false,
+        "planned": 1, "warnings": [], "volume": "vol-1",
+        "actions": [{"kind": "create-volume", "target": "vol-1", "detail": "created"}],
+    });
+    validate(&report, &["backup-restore-volume"]).unwrap();
+    let mut dropped = report.clone();
+    dropped.as_object_mut().unwrap().remove("planned");
+    assert!(validate(&dropped, &["backup-restore-volume"]).is_err());
 }
 
 /// Runs a command that prints `--json` (the caller adds the flag);

@@ -195,6 +195,16 @@ async fn finish(child: Child) -> (i32, serde_json::Value, String) {
     let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !stdout.trim().is_empty() {
+        let document: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let names: &[&str] = if document.get("error").is_some() {
+            &["error"]
+        } else {
+            &["restore"]
+        };
+        crate::validate(&document, names).unwrap_or_else(|why| panic!("{why}\n{stdout}"));
+    }
     (
         output.status.code().unwrap_or(-1),
         serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null),

@@ -77,6 +77,7 @@ pub fn schema_of<T: Document + 'static>() -> schemars::Schema {
 /// still checked). In `--json` the check's own object, or `{"error"}`.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(untagged)]
+#[schemars(rename = "Checked_{T}")]
 pub enum Checked<T> {
     /// The check ran.
     Ran(T),
