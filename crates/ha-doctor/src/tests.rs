@@ -316,3 +316,18 @@ async fn credentials_never_reach_a_server_doctor_cannot_verify() {
     assert!(text.contains("VAULT__SCHEME=http"), "{text}");
     assert!(!leaked(), "a credential reached the impostor:\n{text}");
 }
+
+#[test]
+fn a_cause_prints_in_json_as_its_stable_name() {
+    for cause in [
+        Cause::MachineSetup,
+        Cause::MalformedUri,
+        Cause::Network,
+        Cause::LocalhostOnly,
+        Cause::Tls,
+        Cause::Credentials,
+        Cause::DatabaseConfiguration,
+    ] {
+        assert_eq!(serde_json::to_value(cause).unwrap(), cause.name());
+    }
+}
