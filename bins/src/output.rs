@@ -4,7 +4,7 @@
 //! `healthy` for a check, more fields welcome; see `docs/cli.md` and the
 //! schemas in `docs/schema/`) — diagnostics and progress on stderr
 //! (DESIGN.md, "Command-line contract"). Every result is a typed
-//! [`ha_plan::Document`] of a concern crate, printed by [`print`].
+//! [`ha_plan::Document`] of a concern crate, printed by [`print()`].
 
 use std::sync::OnceLock;
 
