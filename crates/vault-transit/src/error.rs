@@ -125,6 +125,23 @@ pub enum Error {
     /// The settings are unusable (threshold above shares …).
     #[error("invalid Vault settings: {0}")]
     Invalid(String),
+    /// The old Vault's storage is not what Vault 0.7 writes, or a value in
+    /// it was changed or damaged.
+    #[error("{}: {detail}", path.display())]
+    OldStorage {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The unseal shares given cannot be used (too few, malformed, the
+    /// same one twice): found before anything is touched.
+    #[error("{0}")]
+    Shares(String),
+    /// The shares do not open the old Vault's keyring (which one is wrong,
+    /// when that can be told).
+    #[error("{0}")]
+    WrongShares(String),
 }
 
 impl Error {
@@ -136,6 +153,18 @@ impl Error {
             Error::Api { status, .. } => matches!(status, 429 | 472 | 473 | 500 | 502 | 503),
             _ => false,
         }
+    }
+
+    /// Whether the input is at fault, found before anything was touched
+    /// (too few, malformed or wrong unseal shares): the binaries exit 2.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Error::Shares(_) | Error::WrongShares(_))
+    }
+
+    /// Whether stored data was found changed or damaged: the binaries exit
+    /// 3, as for any check that finds something wrong.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Error::OldStorage { .. })
     }
 
     /// The HTTP status, for API errors.

@@ -64,6 +64,8 @@ mod client;
 pub mod configure;
 mod error;
 mod keys;
+pub mod legacy;
+pub mod migrate;
 mod render;
 mod report;
 mod sys;

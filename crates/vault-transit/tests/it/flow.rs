@@ -49,7 +49,7 @@ fn root_token(files: &KeyFiles) -> SecretString {
 
 /// Initialises and unseals the lab's Vault, keys under `dir`; returns
 /// the root token.
-async fn unsealed(lab: &Lab, dir: &std::path::Path) -> SecretString {
+pub(crate) async fn unsealed(lab: &Lab, dir: &std::path::Path) -> SecretString {
     let files = init(lab, dir).await;
     unseal_with(lab, &files, &[1, 2, 3]).await.unwrap();
     root_token(&files)
@@ -61,7 +61,7 @@ fn read_token(path: &std::path::Path) -> Option<SecretString> {
 }
 
 /// Observe, plan, apply; returns the steps and whether the token was renewed.
-async fn configure_once(
+pub(crate) async fn configure_once(
     lab: &Lab,
     admin: &SecretString,
     token_file: &std::path::Path,

@@ -1,6 +1,7 @@
 //! vault-transit against a real OpenBao over TLS.
 
 mod flow;
+mod migrate;
 mod render;
 
 use std::os::unix::fs::PermissionsExt as _;
