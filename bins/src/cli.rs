@@ -93,15 +93,22 @@ fn finish(tool: &str, json: bool, res: anyhow::Result<Exit>) -> ExitCode {
                 e.chain()
                     .find_map(|c| c.downcast_ref::<circle_export::Error>())
             };
+            let vault_error = || {
+                e.chain()
+                    .find_map(|c| c.downcast_ref::<vault_transit::Error>())
+            };
             let exit = if e.chain().any(|cause| {
                 cause.is::<ha_plan::Problems>()
                     || cause
                         .downcast_ref::<ha_config::Error>()
                         .is_some_and(ha_config::Error::is_config)
             }) || export_error().is_some_and(circle_export::Error::is_key_needed)
+                || vault_error().is_some_and(vault_transit::Error::is_usage)
             {
                 Exit::Usage
-            } else if export_error().is_some_and(circle_export::Error::is_refusal) {
+            } else if export_error().is_some_and(circle_export::Error::is_refusal)
+                || vault_error().is_some_and(vault_transit::Error::is_damage)
+            {
                 // A sealed archive the key given does not open, or that
                 // was changed after it was sealed.
                 Exit::Unhealthy

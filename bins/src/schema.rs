@@ -56,6 +56,8 @@ pub const DOCUMENTS: &[&str] = &[
     "vault-seal",
     "vault-verify",
     "vault-status",
+    "vault-migrate-inspect",
+    "vault-migrate-verify",
     "export",
     "export-plan",
     "export-verify",
@@ -87,6 +89,8 @@ pub fn documents() -> Vec<(&'static str, Value)> {
         schema::<vault_transit::SealReport>("vault-seal"),
         schema::<vault_transit::TokenFindings>("vault-verify"),
         schema::<vault_transit::ServerHealth>("vault-status"),
+        schema::<vault_transit::legacy::Inspection>("vault-migrate-inspect"),
+        schema::<vault_transit::contexts::ContextsFindings>("vault-migrate-verify"),
         schema::<circle_export::ExportSummary>("export"),
         schema::<circle_export::ExportPlanSummary>("export-plan"),
         schema::<circle_export::InspectionSummary>("export-verify"),
@@ -143,6 +147,9 @@ pub fn commands() -> Vec<(String, Vec<&'static str>)> {
         ("vault-transit verify", &["vault-verify"]),
         ("vault-transit status", &["vault-status"]),
         ("vault-transit seal", &["vault-seal"]),
+        ("vault-transit migrate inspect", &["vault-migrate-inspect"]),
+        ("vault-transit migrate restore", &["report", "refused"]),
+        ("vault-transit migrate verify", &["vault-migrate-verify"]),
     ]
     .iter()
     .map(|(c, d)| ((*c).to_owned(), d.to_vec()))

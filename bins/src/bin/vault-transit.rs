@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use circle_ha::exit::Exit;
 use circle_ha::output::print;
-use circle_ha::{cli, vault};
+use circle_ha::{cli, migrate as vault_migrate, vault};
 use clap::{Args, Parser, Subcommand};
 use ha_config::{HaConfig, Section, VaultSettings};
 use secrecy::SecretString;
@@ -107,6 +107,106 @@ enum Command {
     Status(Common),
     /// Seal Vault (needs the admin token).
     Seal(Common),
+    /// The contexts service's transit key out of the OLD Vault 0.7 (its
+    /// file storage, read offline) into this Vault, so that every context
+    /// secret CircleCI stored still decrypts after the move.
+    ///
+    /// Without it the new Vault has no such key and every context secret
+    /// in contexts_service_production is lost. The old storage is the
+    /// vault container's data directory (/vault/file on the old Services
+    /// machine; copy it over, it is useless without the shares). Its
+    /// unseal shares — the old Vault's, as `vault init` printed them —
+    /// come from --shares DIR (files unseal-key-N, 0600) or --stdin (each
+    /// key holder types theirs, not echoed). Order:
+    ///   vault-transit configure                  # the new Vault's transit mount
+    ///   vault-transit migrate inspect /copy/of/vault/file
+    ///   vault-transit migrate restore /copy/of/vault/file --stdin --dry-run
+    ///   vault-transit migrate restore /copy/of/vault/file --stdin
+    #[command(verbatim_doc_comment)]
+    Migrate {
+        #[command(subcommand)]
+        command: MigrateCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateCommand {
+    /// Offline: the old storage's seal configuration and the paths of its
+    /// transit keys; with the shares, its mounts and each transit key's
+    /// versions, type and flags. Never shows key material; names files
+    /// holding secrets (vault-init-out, client-token) without showing them.
+    Inspect {
+        /// The old Vault's storage directory (the file backend's path).
+        #[arg(value_name = "OLD_STORAGE")]
+        old: PathBuf,
+        #[command(flatten)]
+        shares: ShareArgs,
+        /// Print one JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore the old Vault's transit keys into [vault]'s transit mount
+    /// (needs the admin token; run `configure` first). A key already
+    /// there that decrypts what the old one encrypts is left alone
+    /// (changed: 0); one that differs is refused (exit 3) unless --force.
+    Restore {
+        #[command(flatten)]
+        common: Common,
+        /// The old Vault's storage directory (the file backend's path).
+        #[arg(value_name = "OLD_STORAGE")]
+        old: PathBuf,
+        #[command(flatten)]
+        shares: ShareArgs,
+        /// Only this key (repeatable; default every transit key).
+        #[arg(long = "key", value_name = "NAME")]
+        keys: Vec<String>,
+        /// Replace a key of the same name that differs. Whatever the
+        /// replaced key encrypted can then no longer be decrypted.
+        #[arg(long)]
+        force: bool,
+        /// Show what would be restored and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The cutover gate: every context secret's ciphertext (values
+    /// `vault:v<N>:…` in any text column of contexts_service_production,
+    /// read as [postgres]'s app role) decrypts on this Vault with the
+    /// contexts service's token; the key's versions cover them. Never
+    /// prints a ciphertext or a plaintext. Exit 3 naming counts and
+    /// versions otherwise.
+    Verify {
+        #[command(flatten)]
+        common: Common,
+        /// The contexts service's transit key (default: the one key in
+        /// [vault].transit_mount).
+        #[arg(long, value_name = "NAME")]
+        key: Option<String>,
+        /// The contexts database.
+        #[arg(long, value_name = "NAME", default_value = vault_migrate::CONTEXTS_DATABASE)]
+        database: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ShareArgs {
+    /// A directory of unseal-key-N files (each 0600), one old share per
+    /// file, hex as `vault init` printed it.
+    #[arg(long, value_name = "DIR", conflicts_with = "stdin")]
+    shares: Option<PathBuf>,
+    /// Read the old shares from standard input: one per line, or prompted
+    /// one holder at a time without echo on a terminal.
+    #[arg(long)]
+    stdin: bool,
+}
+
+impl ShareArgs {
+    fn source(&self) -> vault_migrate::ShareSource {
+        match (&self.shares, self.stdin) {
+            (Some(dir), _) => vault_migrate::ShareSource::Dir(dir.clone()),
+            (None, true) => vault_migrate::ShareSource::Stdin,
+            (None, false) => vault_migrate::ShareSource::None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -129,7 +229,13 @@ fn main() -> ExitCode {
         | Command::Status(common)
         | Command::Seal(common)
         | Command::Unseal { common, .. }
-        | Command::Configure { common, .. } => common.args.json,
+        | Command::Configure { common, .. }
+        | Command::Migrate {
+            command: MigrateCommand::Restore { common, .. } | MigrateCommand::Verify { common, .. },
+        } => common.args.json,
+        Command::Migrate {
+            command: MigrateCommand::Inspect { json, .. },
+        } => *json,
     };
     cli::run_main("vault-transit", json, run(cli))
 }
@@ -210,6 +316,61 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 common.args.json,
                 &vault::seal(&file, &settings, &cli::env_var).await?,
             ))
+        }
+        Command::Migrate {
+            command:
+                MigrateCommand::Verify {
+                    common,
+                    key,
+                    database,
+                },
+        } => {
+            let config = HaConfig::load(&common.args.config_path())?;
+            let settings = config.vault(common.danger_accept_any_certificate)?;
+            let findings =
+                vault_migrate::verify(&config, &settings, &cli::env_var, key.as_deref(), &database)
+                    .await?;
+            Ok(print(common.args.json, &findings))
+        }
+        Command::Migrate {
+            command: MigrateCommand::Inspect { old, shares, json },
+        } => Ok(print(
+            json,
+            &vault_migrate::inspect(&old, &shares.source())?,
+        )),
+        Command::Migrate {
+            command:
+                MigrateCommand::Restore {
+                    common,
+                    old,
+                    shares,
+                    keys,
+                    force,
+                    dry_run,
+                },
+        } => {
+            let (file, settings) = load(&common)?;
+            if shares.shares.is_none() && !shares.stdin {
+                return Err(circle_ha::output::usage(
+                    "--shares",
+                    "restore needs the old Vault's unseal shares: --shares DIR or --stdin",
+                )
+                .into());
+            }
+            let mut spec = vault_transit::migrate::MigrateSpec::new(&settings.spec.mount);
+            spec.keys = keys;
+            spec.force = force;
+            spec.dry_run = dry_run;
+            vault_migrate::restore(
+                &file,
+                &settings,
+                &cli::env_var,
+                &old,
+                &shares.source(),
+                &spec,
+                common.args.json,
+            )
+            .await
         }
     }
 }

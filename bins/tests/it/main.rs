@@ -4,6 +4,7 @@ mod apply_cli;
 mod backup_cli;
 mod export_cli;
 mod keys_cli;
+mod migrate_cli;
 mod mongo_cli;
 mod old_machine_cli;
 mod pg_provision;
@@ -29,6 +30,37 @@ fn run(command: &mut Command) -> (i32, String, String) {
         stdout,
         stderr,
     } = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    if command.get_args().any(|a| a == "--json") {
+        check_schema(command, &stdout);
+    }
+    (
+        status.code().unwrap_or(-1),
+        stdout,
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// [`run`] with `input` on standard input.
+fn run_with_stdin(command: &mut Command, input: &str) -> (i32, String, String) {
+    use std::io::Write as _;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
     if command.get_args().any(|a| a == "--json") {
         check_schema(command, &stdout);

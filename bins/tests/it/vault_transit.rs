@@ -10,14 +10,14 @@ use serde_json::Value;
 
 use crate::run;
 
-struct Setup {
+pub(crate) struct Setup {
     _pki: LabPki,
     bao: OpenBao,
     dir: tempfile::TempDir,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub(crate) fn new() -> Setup {
         let pki = LabPki::new().unwrap();
         let bao = OpenBao::start(&Toolbox::discover(std::env::vars_os()), &pki).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -41,7 +41,7 @@ impl Setup {
         }
     }
 
-    fn vault_transit(&self, args: &[&str]) -> Command {
+    pub(crate) fn vault_transit(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_vault-transit"));
         command
             .args(args)
@@ -50,7 +50,7 @@ impl Setup {
         command
     }
 
-    fn keys_dir(&self) -> PathBuf {
+    pub(crate) fn keys_dir(&self) -> PathBuf {
         self.dir.path().join("secrets/vault")
     }
 
@@ -78,7 +78,7 @@ impl Setup {
     }
 }
 
-fn json(stdout: &str) -> Value {
+pub(crate) fn json(stdout: &str) -> Value {
     serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 

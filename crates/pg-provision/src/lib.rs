@@ -53,6 +53,7 @@ mod connect;
 mod error;
 mod observe;
 mod plan;
+pub mod scan;
 mod spec;
 pub mod sql;
 mod verify;

@@ -62,6 +62,7 @@
 
 mod client;
 pub mod configure;
+pub mod contexts;
 mod error;
 mod keys;
 pub mod legacy;

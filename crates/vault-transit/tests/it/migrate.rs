@@ -233,6 +233,32 @@ async fn a_vault_0_7_key_is_restored_into_openbao_and_decrypts_every_sample() {
         panic!("refused")
     };
     assert_eq!(again.changed(), 0);
+
+    // The cutover gate, with the contexts service's token: every sample
+    // decrypts, versions 1 and 2 are covered.
+    let mut stored: Vec<String> = made.ciphertexts.iter().map(|(c, _)| c.clone()).collect();
+    let ok = vault_transit::contexts::verify(&client, &app, "transit", "contexts", &stored, vec![])
+        .await
+        .unwrap();
+    assert!(ok.healthy, "{ok:?}");
+    assert_eq!((ok.ciphertexts, ok.decrypted, ok.failed), (6, 6, 0));
+    assert_eq!(ok.versions["1"], 3);
+    assert_eq!(ok.versions["2"], 3);
+    assert_shows_none(&serde_json::to_string(&ok).unwrap(), &secrets);
+    // One made with a key the target does not have, one of a version it
+    // does not have: exit 3 material, named by count and version.
+    stored.push(format!("vault:v1:{}", "QUFB".repeat(12)));
+    stored.push(made.ciphertexts[0].0.replacen("vault:v1:", "vault:v3:", 1));
+    let bad =
+        vault_transit::contexts::verify(&client, &app, "transit", "contexts", &stored, vec![])
+            .await
+            .unwrap();
+    assert!(!bad.healthy);
+    assert_eq!(bad.failed, 2, "{bad:?}");
+    assert!(
+        bad.problems.iter().any(|p| p.contains("version 3")),
+        "{bad:?}"
+    );
 }
 
 #[tokio::test]
