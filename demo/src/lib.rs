@@ -273,13 +273,14 @@ pub async fn run_lab(
     phases.finish(result);
 
     // The runbook over the lab, as an operator runs it.
-    let steps: [&'static str; 11] = [
+    let steps: [&'static str; 12] = [
         "ha.toml for the lab",
         "Vault init + unseal (vault-transit)",
         "apply (every concern in ha.toml)",
         "apply again (changed: 0)",
         "old machine seeded",
         "export + restore (circle-export)",
+        "contexts readable on the new Vault",
         "bundle published (S3, launch template)",
         "status (circle-ha)",
         "backup of a secondary (mongo-backup)",
@@ -299,10 +300,11 @@ pub async fn run_lab(
             3 => apply_phase(&running, true).await,
             4 => seed_phase(tools, &pki, &mut running).await,
             5 => migrate_phase(&running).await,
-            6 => publish_phase(&running).await,
-            7 => status_phase(&running).await,
-            8 => backup_phase(&mut running).await,
-            9 => keys_phase(&running).await,
+            6 => contexts_phase(tools, &running).await,
+            7 => publish_phase(&running).await,
+            8 => status_phase(&running).await,
+            9 => backup_phase(&mut running).await,
+            10 => keys_phase(&running).await,
             _ => doctor_phase(&running).await,
         };
         phases.finish(Outcome::from_result(result));
@@ -732,6 +734,129 @@ fn old_pg_client(pg: &Postgres) -> anyhow::Result<circle_export::PgClient> {
         Some(pg.bin_dir().to_owned()),
     )?)
 }
+
+/// Context secrets as the old Vault 0.7 holds them, carried over: an old
+/// Vault's file storage (written by vault-transit's test fixture program,
+/// from Vault 0.7.3's source, around a two-version transit key
+/// `contexts`), three secrets encrypted with it as the contexts service
+/// did, stored in the new contexts database; then `vault-transit migrate
+/// restore` into the lab's OpenBao and the cutover gate, `migrate verify`,
+/// with the contexts service's own token.
+async fn contexts_phase(tools: &Toolbox, running: &Lab) -> anyhow::Result<String> {
+    let (file, _) = lab_config(running)?;
+    let work = running.work.as_ref().context("no demo directory")?;
+    let pg = running
+        .postgres
+        .as_ref()
+        .context("PostgreSQL is not running")?;
+    let python = tools.python()?;
+    // Two random key versions and three ciphertexts made with them.
+    let made = std::process::Command::new(&python)
+        .args(["-c", MAKE_CONTEXT_SECRETS])
+        .output()?;
+    anyhow::ensure!(
+        made.status.success(),
+        "making the sample context secrets failed"
+    );
+    let made: serde_json::Value = serde_json::from_slice(&made.stdout)?;
+    let old = work.path().join("old-vault");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/vault-transit/tests/fixtures/vault07.py");
+    let mut child = std::process::Command::new(&python)
+        .arg(script)
+        .arg(&old)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    serde_json::to_writer(child.stdin.take().context("no stdin")?, &made["export"])?;
+    anyhow::ensure!(
+        child.wait()?.success(),
+        "writing the old Vault's storage failed"
+    );
+    let postgres = file.postgres(&ha_config::PostgresOverrides::default())?;
+    let values: Vec<String> = made["ciphertexts"]
+        .as_array()
+        .context("no ciphertexts")?
+        .iter()
+        .filter_map(|c| c.as_str().map(|c| format!("('{c}')")))
+        .collect();
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS contexts (id serial PRIMARY KEY, value text); \
+         INSERT INTO contexts (value) VALUES {}; GRANT SELECT ON contexts TO \"{}\"",
+        values.join(", "),
+        postgres.app_user.replace('"', "\"\"")
+    );
+    let psql = std::process::Command::new(pg.bin_dir().join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", &sql])
+        .env_clear()
+        .envs(pg.libpq_env(ha_config::CONTEXTS_DATABASE)?)
+        .output()?;
+    anyhow::ensure!(
+        psql.status.success(),
+        "storing the context secrets failed: {}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+
+    // The operator's part: the old shares, restore, the gate.
+    let vault = vault_transit::legacy::OldVault::open(&old.join("data"))?;
+    let shares = (1..=3)
+        .map(|n| {
+            let path = old.join(format!("shares/unseal-key-{n}"));
+            let text = std::fs::read_to_string(&path)?;
+            Ok(vault_transit::legacy::Share::parse(
+                &text,
+                &path.display().to_string(),
+            )?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let unsealed = vault.unseal(&shares)?;
+    let keys = unsealed.transit_keys()?;
+    let settings = file.vault(false)?;
+    let env = lookup(running);
+    let admin = file.vault_admin_token(&settings, &env, &mut Vec::new())?;
+    let spec = vault_transit::migrate::MigrateSpec::new(&settings.spec.mount);
+    let vault_transit::migrate::Migrated::Done(report) =
+        vault_transit::migrate::migrate(&settings.client()?, &admin, &keys, &spec).await?
+    else {
+        anyhow::bail!("the new Vault already holds a different contexts key");
+    };
+    let findings = file
+        .contexts_verify(
+            &settings,
+            &env,
+            Some("contexts"),
+            ha_config::CONTEXTS_DATABASE,
+        )
+        .await?;
+    anyhow::ensure!(
+        findings.healthy,
+        "{}",
+        ha_plan::Document::to_text(&findings)
+    );
+    Ok(format!(
+        "transit key contexts (versions 1–2) restored from a Vault 0.7 storage (changed: {}); \
+         {} of {} stored context secrets decrypt with the contexts service's token",
+        report.changed(),
+        findings.decrypted,
+        findings.ciphertexts
+    ))
+}
+
+/// Python: two random AES-256 key versions of a transit key `contexts` and
+/// three context secrets encrypted with them as Vault's transit does
+/// (`vault:v<N>:` + base64 of nonce ‖ AES-GCM), as JSON `{"export":
+/// {"name", "keys"}, "ciphertexts"}`.
+const MAKE_CONTEXT_SECRETS: &str = r#"
+import base64, json, os
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+keys = {v: os.urandom(32) for v in (1, 2)}
+out = []
+for i, v in enumerate([1, 1, 2]):
+    nonce = os.urandom(12)
+    sealed = nonce + AESGCM(keys[v]).encrypt(nonce, ("context secret %d" % i).encode(), None)
+    out.append("vault:v%d:%s" % (v, base64.b64encode(sealed).decode()))
+print(json.dumps({"export": {"name": "contexts", "keys": {str(v): base64.b64encode(k).decode() for v, k in keys.items()}}, "ciphertexts": out}))
+"#;
 
 /// `circle-export export` of the old machine, then `restore` onto the new
 /// hosts (targets from ha.toml: the replica set as circle-admin, the

@@ -327,9 +327,9 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         } => {
             let config = HaConfig::load(&common.args.config_path())?;
             let settings = config.vault(common.danger_accept_any_certificate)?;
-            let findings =
-                vault_migrate::verify(&config, &settings, &cli::env_var, key.as_deref(), &database)
-                    .await?;
+            let findings = config
+                .contexts_verify(&settings, &cli::env_var, key.as_deref(), &database)
+                .await?;
             Ok(print(common.args.json, &findings))
         }
         Command::Migrate {

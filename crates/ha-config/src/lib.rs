@@ -88,7 +88,7 @@ pub use pki::{PkiSettings, WantedCertificate};
 pub use postgres::{PostgresOverrides, PostgresSettings};
 pub use secret::{Resolved, SecretRef, generate_secret, secret_from_flag, uri_from_flag};
 pub use services::PublishTarget;
-pub use vault::VaultSettings;
+pub use vault::{CONTEXTS_DATABASE, VaultHealth, VaultSettings};
 
 use crate::raw::RawConfig;
 

@@ -382,3 +382,82 @@ impl HaConfig {
         })
     }
 }
+
+/// The database CircleCI's contexts service keeps its secrets in.
+pub const CONTEXTS_DATABASE: &str = "contexts_service_production";
+
+impl HaConfig {
+    /// `vault-transit migrate verify`, the contexts cutover gate: every
+    /// `vault:v<N>:` value in `database` (read as `[postgres]`'s app role)
+    /// decrypts on `[vault]` with the contexts service's token
+    /// (`app_token_file`), with `key` (default: the one key in the transit
+    /// mount besides verify's probe key).
+    pub async fn contexts_verify(
+        &self,
+        settings: &VaultSettings,
+        env: EnvLookup<'_>,
+        key: Option<&str>,
+        database: &str,
+    ) -> Result<vault_transit::contexts::ContextsFindings, crate::Error> {
+        let postgres = self.postgres(&crate::PostgresOverrides::default())?;
+        let mut warnings = settings.warnings.clone();
+        warnings.extend(postgres.warnings.iter().cloned());
+        let login = self.postgres_app_login(&postgres, env, &mut warnings)?;
+        let Some(token) = vault_transit::configure::read_token_file(&settings.app_token_file)?
+        else {
+            return Err(Problems::one(ha_plan::Problem::invalid(
+                "[vault].app_token_file",
+                format!(
+                    ": no token at {}: run `vault-transit configure` first",
+                    settings.app_token_file.display()
+                ),
+            ))
+            .into());
+        };
+        let client = settings.client()?;
+        let mount = settings.spec.mount.trim_matches('/');
+        let key = match key {
+            Some(key) => key.to_owned(),
+            None => {
+                let listed = client.list(&format!("{mount}/keys"), Some(&token)).await?;
+                let names: Vec<String> = listed["data"]["keys"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|k| k.as_str())
+                            .filter(|k| *k != vault_transit::PROBE_KEY)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let [name] = &names[..] else {
+                    return Err(Problems::one(ha_plan::Problem::invalid(
+                        "--key",
+                        format!(
+                            ": {mount}/ holds {} key(s) ({}): name the contexts service's",
+                            names.len(),
+                            names.join(", ")
+                        ),
+                    ))
+                    .into());
+                };
+                name.clone()
+            }
+        };
+        let db = postgres.server.connect(&login, database).await?;
+        let found = pg_provision::scan::matching_values(
+            &db,
+            &postgres.server.describe(),
+            r"^vault:v[0-9]+:",
+        )
+        .await?;
+        let columns: Vec<String> = found.iter().map(|f| f.column.clone()).collect();
+        let ciphertexts: Vec<String> = found.into_iter().flat_map(|f| f.values).collect();
+        let mut findings =
+            vault_transit::contexts::verify(&client, &token, mount, &key, &ciphertexts, columns)
+                .await?;
+        warnings.append(&mut findings.warnings);
+        findings.warnings = warnings;
+        Ok(findings)
+    }
+}

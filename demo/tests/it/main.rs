@@ -22,6 +22,7 @@ fn demo_starts_every_lab_service_and_exits_zero() {
         "apply again (changed: 0)",
         "old machine seeded",
         "export + restore (circle-export)",
+        "contexts readable on the new Vault",
         "bundle published",
         "status (circle-ha)",
     ] {
@@ -36,6 +37,11 @@ fn demo_starts_every_lab_service_and_exits_zero() {
     // old-server reader.
     assert!(
         stderr.contains("MongoDB 3.6.6 read by the old-server reader"),
+        "{stderr}"
+    );
+    // The contexts service's key came over from the old Vault 0.7.
+    assert!(
+        stderr.contains("3 of 3 stored context secrets decrypt"),
         "{stderr}"
     );
     assert!(stderr.contains("every service stopped"), "{stderr}");
