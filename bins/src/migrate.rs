@@ -107,17 +107,122 @@ pub fn read_shares(source: &ShareSource, threshold: u32) -> anyhow::Result<Vec<S
     }
 }
 
-fn open(old: &Path) -> anyhow::Result<OldVault> {
-    if !old.is_dir() {
-        return Err(usage("OLD_STORAGE", format!("{}: not a directory", old.display())).into());
+/// The old storage, and the temporary directory it was unpacked into when
+/// it came from an export archive (removed when this is dropped).
+pub struct Opened {
+    /// The old Vault.
+    pub vault: OldVault,
+    _unpacked: Option<tempfile::TempDir>,
+}
+
+/// How to open a sealed export archive: `--identity`/`--passphrase`.
+#[derive(Clone, Debug, Default)]
+pub struct ArchiveKey {
+    /// `--identity REF`.
+    pub identity: Option<String>,
+    /// `--passphrase REF`.
+    pub passphrase: Option<String>,
+}
+
+/// The old Vault as the command line names it: OLD, the key to a sealed
+/// archive, and where the shares come from.
+#[derive(Clone, Debug)]
+pub struct Old {
+    /// The storage directory or an export archive.
+    pub path: PathBuf,
+    /// `--identity`/`--passphrase`.
+    pub key: ArchiveKey,
+    /// `--shares`/`--stdin`.
+    pub shares: ShareSource,
+}
+
+/// Where an export archive keeps the old Vault's storage.
+const VAULT_DATA: &str = "vault-data";
+
+/// Opens OLD: the old Vault's storage directory, or an export archive
+/// (`circle-export export --vault-data`) whose `vault-data/` is unpacked
+/// into a 0700 temporary directory after the whole archive was read and
+/// found intact (a damaged or changed archive: exit 3, nothing unpacked is
+/// used).
+pub fn open(old: &Path, key: &ArchiveKey, warnings: &mut Vec<String>) -> anyhow::Result<Opened> {
+    if old.is_dir() {
+        if key.identity.is_some() || key.passphrase.is_some() {
+            return Err(usage(
+                "--identity/--passphrase",
+                format!("{} is a directory, not a sealed archive", old.display()),
+            )
+            .into());
+        }
+        return Ok(Opened {
+            vault: OldVault::open(old)?,
+            _unpacked: None,
+        });
     }
-    Ok(OldVault::open(old)?)
+    if !old.is_file() {
+        return Err(usage(
+            "OLD",
+            format!(
+                "{}: neither the old Vault's storage directory nor an export archive",
+                old.display()
+            ),
+        )
+        .into());
+    }
+    let unsealing =
+        crate::export::unsealing(key.identity.as_deref(), key.passphrase.as_deref(), warnings)?;
+    let source = circle_export::archive::Source::open(old, unsealing.as_ref())
+        .map_err(crate::export::name_key_flags)?;
+    let unpacked = tempfile::Builder::new()
+        .prefix("vault-transit-old-")
+        .tempdir()?;
+    let inspection = circle_export::extract_prefix(
+        &source,
+        &format!("{VAULT_DATA}/"),
+        unpacked.path(),
+        &circle_export::Meter::default(),
+    )?;
+    if !inspection.problems.is_empty() {
+        return Err(vault_transit::Error::OldStorage {
+            path: old.to_owned(),
+            detail: format!(
+                "the archive is damaged or was changed, so nothing in it is used: {}",
+                inspection.problems.join("; ")
+            ),
+        }
+        .into());
+    }
+    let dir = unpacked.path().join(VAULT_DATA);
+    if !dir.is_dir() {
+        return Err(usage(
+            "OLD",
+            format!(
+                "{}: the archive holds no {VAULT_DATA}/ (export with --vault-data /vault/file, \
+                 or give the storage directory itself)",
+                old.display()
+            ),
+        )
+        .into());
+    }
+    Ok(Opened {
+        vault: OldVault::open(&dir).map_err(|e| match e {
+            vault_transit::Error::OldStorage { detail, .. } => vault_transit::Error::OldStorage {
+                path: old.join(VAULT_DATA),
+                detail,
+            },
+            other => other,
+        })?,
+        _unpacked: Some(unpacked),
+    })
 }
 
 /// `vault-transit migrate inspect`: the seal, the keys' paths and loose
 /// secrets; with shares, the mounts and every transit key's facts.
-pub fn inspect(old: &Path, source: &ShareSource) -> anyhow::Result<Inspection> {
-    let vault = open(old)?;
+pub fn inspect(old: &Old) -> anyhow::Result<Inspection> {
+    let source = &old.shares;
+    let mut warnings = Vec::new();
+    let opened = open(&old.path, &old.key, &mut warnings)?;
+    crate::output::warn(&warnings);
+    let vault = &opened.vault;
     if matches!(source, ShareSource::None) {
         return Ok(vault.inspect()?);
     }
@@ -131,14 +236,15 @@ pub async fn restore(
     config: &HaConfig,
     settings: &VaultSettings,
     env: EnvLookup<'_>,
-    old: &Path,
-    source: &ShareSource,
+    old: &Old,
     spec: &MigrateSpec,
     json: bool,
 ) -> anyhow::Result<Exit> {
-    let vault = open(old)?;
-    let seal = vault.seal_config()?;
+    let source = &old.shares;
     let mut warnings = settings.warnings.clone();
+    let opened = open(&old.path, &old.key, &mut warnings)?;
+    let vault = &opened.vault;
+    let seal = vault.seal_config()?;
     let admin = config.vault_admin_token(settings, env, &mut warnings)?;
     let shares = read_shares(source, seal.secret_threshold)?;
     let unsealed = vault.unseal(&shares)?;
@@ -146,8 +252,8 @@ pub async fn restore(
     let keys = unsealed.transit_keys()?;
     if keys.is_empty() {
         return Err(usage(
-            "OLD_STORAGE",
-            format!("{}: the old Vault holds no transit key", old.display()),
+            "OLD",
+            format!("{}: the old Vault holds no transit key", old.path.display()),
         )
         .into());
     }

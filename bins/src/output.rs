@@ -25,6 +25,16 @@ pub fn tool() -> &'static str {
     TOOL.get_or_init(|| format!("circle-ha {}", env!("CARGO_PKG_VERSION")))
 }
 
+/// Says each warning on stderr, `<binary>: warning: …`, before a result
+/// whose document has no warnings of its own.
+#[allow(clippy::print_stderr)]
+pub fn warn(warnings: &[String]) {
+    let name = tool().split(' ').next().unwrap_or("circle-ha");
+    for w in warnings {
+        eprintln!("{name}: warning: {w}");
+    }
+}
+
 /// Prints a command's result on stdout — with `json` the document in its
 /// envelope (`schema_version`, `tool`, then its fields) on one line, else
 /// its text — and returns the exit code it calls for: 3 for a check that

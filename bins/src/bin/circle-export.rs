@@ -293,8 +293,8 @@ struct Sources {
     encryption_keys: Option<PathBuf>,
     /// The old contexts-Vault data directory to include in the archive.
     /// Files in it holding Vault's init output (unseal keys, root token —
-    /// CircleCI's Vault container writes one) are left out, and the report
-    /// says so.
+    /// CircleCI's Vault container writes one) or a token (client-token,
+    /// root-token) are left out, and the report says so.
     #[arg(long, value_name = "DIR")]
     vault_data: Option<PathBuf>,
     /// Keep files of --vault-data that hold Vault init output: whoever
@@ -345,12 +345,7 @@ fn progress_bar(meter: &Meter, silent: bool) -> ProgressBar {
     )
 }
 
-#[allow(clippy::print_stderr)]
-fn warn(warnings: &[String]) {
-    for w in warnings {
-        eprintln!("circle-export: warning: {w}");
-    }
-}
+use circle_ha::output::warn;
 
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let mut warnings = Vec::new();

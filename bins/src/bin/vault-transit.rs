@@ -119,7 +119,7 @@ enum Command {
     /// come from --shares DIR (files unseal-key-N, 0600) or --stdin (each
     /// key holder types theirs, not echoed). Order:
     ///   vault-transit configure                  # the new Vault's transit mount
-    ///   vault-transit migrate inspect /copy/of/vault/file
+    ///   vault-transit migrate inspect /copy/of/vault/file   # or the export archive
     ///   vault-transit migrate restore /copy/of/vault/file --stdin --dry-run
     ///   vault-transit migrate restore /copy/of/vault/file --stdin
     #[command(verbatim_doc_comment)]
@@ -136,9 +136,12 @@ enum MigrateCommand {
     /// versions, type and flags. Never shows key material; names files
     /// holding secrets (vault-init-out, client-token) without showing them.
     Inspect {
-        /// The old Vault's storage directory (the file backend's path).
-        #[arg(value_name = "OLD_STORAGE")]
+        /// The old Vault's storage directory (the file backend's path), or
+        /// an export archive holding it (circle-export export --vault-data).
+        #[arg(value_name = "OLD")]
         old: PathBuf,
+        #[command(flatten)]
+        archive: ArchiveKeyArgs,
         #[command(flatten)]
         shares: ShareArgs,
         /// Print one JSON object on standard output.
@@ -152,9 +155,12 @@ enum MigrateCommand {
     Restore {
         #[command(flatten)]
         common: Common,
-        /// The old Vault's storage directory (the file backend's path).
-        #[arg(value_name = "OLD_STORAGE")]
+        /// The old Vault's storage directory (the file backend's path), or
+        /// an export archive holding it (circle-export export --vault-data).
+        #[arg(value_name = "OLD")]
         old: PathBuf,
+        #[command(flatten)]
+        archive: ArchiveKeyArgs,
         #[command(flatten)]
         shares: ShareArgs,
         /// Only this key (repeatable; default every transit key).
@@ -197,6 +203,27 @@ struct ShareArgs {
     /// one holder at a time without echo on a terminal.
     #[arg(long)]
     stdin: bool,
+}
+
+#[derive(Debug, Args)]
+struct ArchiveKeyArgs {
+    /// OLD is a sealed export archive: the identity file that opens it
+    /// (AGE-SECRET-KEY-1… lines): file:PATH, env:NAME or cred:NAME.
+    #[arg(long, value_name = "REF")]
+    identity: Option<String>,
+    /// OLD is a sealed export archive: the passphrase it was sealed with
+    /// (env:NAME, file:PATH or cred:NAME).
+    #[arg(long, value_name = "REF", conflicts_with = "identity")]
+    passphrase: Option<String>,
+}
+
+impl ArchiveKeyArgs {
+    fn key(&self) -> vault_migrate::ArchiveKey {
+        vault_migrate::ArchiveKey {
+            identity: self.identity.clone(),
+            passphrase: self.passphrase.clone(),
+        }
+    }
 }
 
 impl ShareArgs {
@@ -333,16 +360,27 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(print(common.args.json, &findings))
         }
         Command::Migrate {
-            command: MigrateCommand::Inspect { old, shares, json },
+            command:
+                MigrateCommand::Inspect {
+                    old,
+                    archive,
+                    shares,
+                    json,
+                },
         } => Ok(print(
             json,
-            &vault_migrate::inspect(&old, &shares.source())?,
+            &vault_migrate::inspect(&vault_migrate::Old {
+                path: old,
+                key: archive.key(),
+                shares: shares.source(),
+            })?,
         )),
         Command::Migrate {
             command:
                 MigrateCommand::Restore {
                     common,
                     old,
+                    archive,
                     shares,
                     keys,
                     force,
@@ -365,8 +403,11 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 &file,
                 &settings,
                 &cli::env_var,
-                &old,
-                &shares.source(),
+                &vault_migrate::Old {
+                    path: old,
+                    key: archive.key(),
+                    shares: shares.source(),
+                },
                 &spec,
                 common.args.json,
             )

@@ -50,6 +50,23 @@ impl Setup {
         command
     }
 
+    /// A client of this OpenBao and the root token `init` wrote.
+    pub(crate) fn admin(&self) -> (vault_transit::Client, secrecy::SecretString) {
+        let ca = self.bao.ca_file();
+        let trust = vault_transit::Trust::Ca {
+            pem: std::fs::read(&ca).unwrap(),
+            path: ca.display().to_string(),
+        };
+        let client = vault_transit::Client::with_resolved_addr(
+            &self.bao.addr(),
+            &trust,
+            ([127, 0, 0, 1], self.bao.port()).into(),
+        )
+        .unwrap();
+        let token = std::fs::read_to_string(self.keys_dir().join("root-token")).unwrap();
+        (client, token.trim().to_owned().into())
+    }
+
     pub(crate) fn keys_dir(&self) -> PathBuf {
         self.dir.path().join("secrets/vault")
     }

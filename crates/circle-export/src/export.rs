@@ -45,8 +45,9 @@ pub struct ExportSpec<'a> {
     /// `encryption-keys/…`.
     pub encryption_keys: Option<PathBuf>,
     /// The old contexts-Vault data directory, stored as `vault-data/…`.
-    /// Files holding Vault init output (unseal keys, root token) are left
-    /// out unless `danger_include_vault_init_output`.
+    /// Files holding Vault init output (unseal keys, root token) or a
+    /// token ([`crate::vault_init::TOKEN_FILES`]) are left out unless
+    /// `danger_include_vault_init_output`.
     pub vault_data: Option<PathBuf>,
     /// Keep files of `vault_data` that hold Vault init output: whoever
     /// holds the archive can then unseal the old storage.
@@ -670,6 +671,14 @@ async fn copy_tree(
     meter.add_total(files.iter().map(|f| f.size).sum());
     let mut entries = Vec::new();
     for file in files {
+        if leave_out_init && crate::vault_init::is_token_file(&file.relative) {
+            left_out.push(format!(
+                "{}: holds a Vault token; left out of the archive \
+                 (--danger-include-vault-init-output keeps it)",
+                file.path.display()
+            ));
+            continue;
+        }
         if leave_out_init && holds_init_output_file(&file.path)? {
             left_out.push(format!(
                 "{}: holds Vault init output (unseal keys, root token); left out of the archive \

@@ -4,8 +4,9 @@
 //! unseal key share and the initial root token, in plain text — into a
 //! file inside its data directory. An archive carrying that file lets
 //! whoever holds it unseal the old storage and read every context secret.
-//! Export leaves such files out unless told otherwise, and verify reports an
-//! archive that carries one.
+//! It also keeps the root token alone in `client-token`. Export leaves
+//! such files out unless told otherwise, and verify reports an archive
+//! that carries one.
 
 /// Bytes of a file read to decide (init output is small and comes first).
 pub const SCAN_LIMIT: usize = 1 << 20;
@@ -29,9 +30,29 @@ pub fn holds_init_output(bytes: &[u8]) -> bool {
         || (text.contains("\"root_token\"") && text.contains("\"keys\""))
 }
 
+/// Names of the files CircleCI's Vault container keeps a Vault token in
+/// (the root token, for the services to read): secret by name, whatever
+/// they hold.
+pub const TOKEN_FILES: [&str; 2] = ["client-token", "root-token"];
+
+/// Whether the file at `path` (a storage-relative or archive path) is one
+/// of [`TOKEN_FILES`].
+pub fn is_token_file(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    TOKEN_FILES.contains(&name)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::holds_init_output;
+    use super::{holds_init_output, is_token_file};
+
+    #[test]
+    fn token_files_are_known_by_name() {
+        assert!(is_token_file("vault-data/client-token"));
+        assert!(is_token_file("root-token"));
+        assert!(!is_token_file("vault-data/core/_keyring"));
+        assert!(!is_token_file("vault-data/client-token.bak"));
+    }
 
     #[test]
     fn init_output_in_text_and_json_is_recognised_and_storage_is_not() {

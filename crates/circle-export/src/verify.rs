@@ -296,6 +296,33 @@ pub fn inspect_metered(
         meter,
         None,
         &std::collections::BTreeSet::new(),
+        None,
+    );
+    meter.end();
+    inspection
+}
+
+/// [`inspect_metered`] that unpacks only the members whose names start
+/// with `prefix` (e.g. `vault-data/`) into `to` (files 0600, directories
+/// 0700), reading and checking the whole archive all the same: a member
+/// is trusted only once the archive it came in has no
+/// [`Inspection::problems`] — look at them before using what was unpacked.
+/// [`Inspection::manifest`] still lists every member.
+pub fn extract_prefix(
+    archive: &crate::archive::Source,
+    prefix: &str,
+    to: &Path,
+    meter: &Meter,
+) -> Result<Inspection, Error> {
+    let size = archive.len().map_err(Error::io(archive.path().display()))?;
+    meter.begin(Stage::Verifying, size);
+    let inspection = inspect_inner(
+        archive,
+        Some(to),
+        meter,
+        None,
+        &std::collections::BTreeSet::new(),
+        Some(prefix),
     );
     meter.end();
     inspection
@@ -325,6 +352,7 @@ pub(crate) fn inspect_streaming(
         meter,
         Some((watch, stop)),
         direct,
+        None,
     );
     meter.end();
     inspection
@@ -369,6 +397,7 @@ fn inspect_inner(
     meter: &Meter,
     watch: Option<Watch<'_>>,
     direct: &std::collections::BTreeSet<String>,
+    only: Option<&str>,
 ) -> Result<Inspection, Error> {
     // The manifest, once read as the first entry (streaming only).
     let mut early: Option<Manifest> = None;
@@ -525,7 +554,7 @@ fn inspect_inner(
             continue;
         }
         let out = match extract_to {
-            Some(dir) => {
+            Some(dir) if only.is_none_or(|prefix| name.starts_with(prefix)) => {
                 let target = dir.join(&name);
                 create_parents(&target).map_err(Error::io(target.display()))?;
                 use std::os::unix::fs::OpenOptionsExt as _;
@@ -540,7 +569,7 @@ fn inspect_inner(
                         .map_err(Error::io(target.display()))?,
                 ))
             }
-            None => None,
+            _ => None,
         };
         let is_manifest = name == MANIFEST_PATH;
         let is_own_sql = name.starts_with("postgres/") && name.ends_with(".sql");
@@ -633,6 +662,11 @@ fn inspect_inner(
                 "{name} holds Vault init output (unseal keys, root token): whoever holds this \
                  archive can unseal the old Vault and read every context secret; keep the \
                  archive as secret as the keys, or export again without it"
+            ));
+        } else if name.starts_with("vault-data/") && crate::vault_init::is_token_file(&name) {
+            warnings.push(format!(
+                "{name} holds a Vault token (CircleCI's vault container keeps the root token \
+                 there): keep the archive as secret as that token, or export again without it"
             ));
         }
         let (rows, sections, digests, section_digests) = match copy {

@@ -182,6 +182,12 @@ impl Client {
         self.call(Method::PUT, path, token, Some(body)).await
     }
 
+    /// `DELETE /v1/<path>`, returning the JSON body (`Value::Null` for
+    /// 204).
+    pub async fn delete(&self, path: &str, token: Option<&SecretString>) -> Result<Value, Error> {
+        self.call(Method::DELETE, path, token, None).await
+    }
+
     pub(crate) fn response_error(&self, method: &'static str, path: &str, detail: &str) -> Error {
         Error::Response {
             method,

@@ -117,19 +117,41 @@ pub enum Migrated {
     Refused(Refused),
 }
 
-fn probe_ciphertext(key: &[u8], version: u32, plain: &[u8]) -> Result<String, Error> {
+/// One probe, encrypted locally as Vault 0.7's `Policy.Encrypt` would with
+/// `key`'s `version` (`helper/keysutil/policy.go`): the batch item that asks
+/// the target to decrypt it — with the context a derived key needs, and
+/// the nonce a convergent version-1 key keeps out of its ciphertext.
+fn probe_item(key: &TransitKey, version: u32, plain: &[u8]) -> Result<Option<Value>, Error> {
+    let b64 = &base64::engine::general_purpose::STANDARD;
     let fail = || Error::Invalid("the old key cannot encrypt a probe (not an AES key)".to_owned());
-    let algorithm = match key.len() {
+    let Some(raw) = key.version_key(version) else {
+        return Ok(None);
+    };
+    let random = |n: usize| -> Result<Vec<u8>, Error> {
+        let mut out = vec![0u8; n];
+        ring::rand::SystemRandom::new()
+            .fill(&mut out)
+            .map_err(|_| Error::Invalid("no randomness for the probe".to_owned()))?;
+        Ok(out)
+    };
+    let context = match key.info.kdf {
+        Some(_) => Some(random(16)?),
+        None => None,
+    };
+    let derived = match (key.info.kdf, &context) {
+        (Some(kdf), Some(context)) => Some(kdf.derive(raw, context)),
+        _ => None,
+    };
+    let material: &[u8] = derived.as_deref().map_or(raw, |k| &k[..]);
+    let algorithm = match material.len() {
         32 => &aead::AES_256_GCM,
         16 => &aead::AES_128_GCM,
         _ => return Err(fail()),
     };
     let sealing =
-        aead::LessSafeKey::new(aead::UnboundKey::new(algorithm, key).map_err(|_| fail())?);
+        aead::LessSafeKey::new(aead::UnboundKey::new(algorithm, material).map_err(|_| fail())?);
     let mut nonce = [0u8; 12];
-    ring::rand::SystemRandom::new()
-        .fill(&mut nonce)
-        .map_err(|_| fail())?;
+    nonce.copy_from_slice(&random(12)?);
     let mut body = plain.to_vec();
     sealing
         .seal_in_place_append_tag(
@@ -138,12 +160,19 @@ fn probe_ciphertext(key: &[u8], version: u32, plain: &[u8]) -> Result<String, Er
             &mut body,
         )
         .map_err(|_| fail())?;
-    let mut out = nonce.to_vec();
+    // Convergent version 1 leaves the nonce out of the ciphertext: the
+    // caller gives it again to decrypt.
+    let detached = key.info.convergent_encryption && key.info.convergent_version == 1;
+    let mut out = if detached { Vec::new() } else { nonce.to_vec() };
     out.extend_from_slice(&body);
-    Ok(format!(
-        "vault:v{version}:{}",
-        base64::engine::general_purpose::STANDARD.encode(out)
-    ))
+    let mut item = json!({ "ciphertext": format!("vault:v{version}:{}", b64.encode(out)) });
+    if let Some(context) = &context {
+        item["context"] = b64.encode(context).into();
+    }
+    if detached {
+        item["nonce"] = b64.encode(nonce).into();
+    }
+    Ok(Some(item))
 }
 
 /// What the target at `mount` holds under `key`'s name, with `token`.
@@ -169,30 +198,23 @@ pub async fn key_state(
             key.info.latest_version
         )));
     }
-    if key.info.derived {
-        return Ok(KeyState::Differs(
-            "it is a derived key, which cannot be compared without the contexts it was used \
-             with"
-                .to_owned(),
-        ));
-    }
     let mut probe = [0u8; 32];
     ring::rand::SystemRandom::new()
         .fill(&mut probe)
         .map_err(|_| Error::Invalid("no randomness for the probe".to_owned()))?;
-    let versions: Vec<u32> = key
+    let mut versions = Vec::new();
+    let mut batch = Vec::new();
+    for version in key
         .info
         .versions
         .iter()
         .copied()
         .filter(|v| *v >= key.info.min_decryption_version.max(1))
-        .collect();
-    let mut batch = Vec::new();
-    for version in &versions {
-        let Some(raw) = key.version_key(*version) else {
-            continue;
-        };
-        batch.push(json!({ "ciphertext": probe_ciphertext(raw, *version, &probe)? }));
+    {
+        if let Some(item) = probe_item(key, version, &probe)? {
+            versions.push(version);
+            batch.push(item);
+        }
     }
     let path = format!("{mount}/decrypt/{name}");
     let answer = client

@@ -319,11 +319,66 @@ pub struct KeyInfo {
     pub versions: Vec<u32>,
     /// Whether each encryption derives a key from a context.
     pub derived: bool,
+    /// How a derived key is derived (`None` when not derived).
+    pub kdf: Option<Kdf>,
     /// Whether convergent encryption is on.
     pub convergent_encryption: bool,
+    /// The convergent scheme: 1 takes the nonce from the caller and keeps
+    /// it out of the ciphertext, 2 derives it (0.7's default); 0 when not
+    /// convergent.
+    pub convergent_version: u32,
     /// Whether the key may be exported (0.7's `encrypt` creates keys
     /// that may not).
     pub exportable: bool,
+}
+
+/// How a derived transit key's per-context key is made
+/// (`helper/keysutil/policy.go`, `DeriveKey`, Vault 0.7.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub enum Kdf {
+    /// `kdf` 0: NIST SP 800-108 counter mode with HMAC-SHA256
+    /// (`helper/kdf/kdf.go`, `CounterMode`), keys derived before 0.6.
+    #[serde(rename = "hmac-sha256-counter")]
+    HmacSha256Counter,
+    /// `kdf` 1: HKDF-SHA256 with no salt and the context as info: what
+    /// 0.7 gives every new derived key.
+    #[serde(rename = "hkdf_sha256")]
+    HkdfSha256,
+}
+
+impl Kdf {
+    /// The 32-byte key `base` gives for `context`.
+    pub(crate) fn derive(self, base: &[u8], context: &[u8]) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        match self {
+            Kdf::HmacSha256Counter => {
+                // One round: 256 bits from a 256-bit PRF. The input is the
+                // counter (0), the context and the bit count, big endian.
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, base);
+                let mut input = Vec::with_capacity(context.len() + 8);
+                input.extend_from_slice(&0u32.to_be_bytes());
+                input.extend_from_slice(context);
+                input.extend_from_slice(&256u32.to_be_bytes());
+                out.copy_from_slice(ring::hmac::sign(&key, &input).as_ref());
+            }
+            Kdf::HkdfSha256 => {
+                struct Len32;
+                impl ring::hkdf::KeyType for Len32 {
+                    fn len(&self) -> usize {
+                        32
+                    }
+                }
+                // Go's hkdf with a nil salt uses a hash-length run of
+                // zeros, which HMAC treats as the empty key.
+                let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &[]).extract(base);
+                let info = [context];
+                prk.expand(&info, Len32)
+                    .and_then(|okm| okm.fill(&mut out[..]))
+                    .expect("32 bytes are within HKDF-SHA256's limit");
+            }
+        }
+        out
+    }
 }
 
 /// The barrier opened: the keyring in memory.
@@ -450,7 +505,25 @@ impl Unsealed<'_> {
             min_decryption_version: info.min_decryption_version,
             versions: keys.keys().copied().collect(),
             derived: info.derived,
+            kdf: match (info.derived, info.kdf) {
+                (false, _) => None,
+                (true, 0) => Some(Kdf::HmacSha256Counter),
+                (true, 1) => Some(Kdf::HkdfSha256),
+                (true, other) => {
+                    return Err(storage.damaged(
+                        &policy_path,
+                        &format!("kdf {other} is none Vault 0.7 knows"),
+                    ));
+                }
+            },
             convergent_encryption: info.convergent_encryption,
+            // keysutil.Policy.Upgrade: a convergent key without a version
+            // is version 1.
+            convergent_version: match (info.convergent_encryption, info.convergent_version) {
+                (false, _) => 0,
+                (true, 0) => 1,
+                (true, v) => v,
+            },
             exportable: info.exportable,
         };
         // The backup `transit/restore` takes: keysutil.KeyData, base64
@@ -494,7 +567,11 @@ struct PolicyInfo<'a> {
     #[serde(default)]
     derived: bool,
     #[serde(default)]
+    kdf: u32,
+    #[serde(default)]
     convergent_encryption: bool,
+    #[serde(default)]
+    convergent_version: u32,
     #[serde(default)]
     exportable: bool,
     #[serde(default)]
@@ -622,7 +699,11 @@ impl ha_plan::Document for Inspection {
                 key.versions,
                 key.latest_version,
                 key.min_decryption_version,
-                if key.derived { ", derived" } else { "" },
+                match key.kdf {
+                    Some(Kdf::HmacSha256Counter) => ", derived (hmac-sha256-counter)",
+                    Some(Kdf::HkdfSha256) => ", derived (hkdf_sha256)",
+                    None => "",
+                },
                 if key.convergent_encryption {
                     ", convergent"
                 } else {

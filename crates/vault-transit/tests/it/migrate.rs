@@ -356,3 +356,171 @@ async fn too_few_wrong_and_damaged_are_told_apart_and_a_different_target_key_is_
     };
     assert_eq!(again.changed(), 0);
 }
+
+/// Decrypts `ciphertext` with `context` on `key`: the plaintext.
+async fn decrypt_with_context(
+    client: &Client,
+    token: &SecretString,
+    key: &str,
+    ciphertext: &str,
+    context: &str,
+) -> String {
+    use base64::Engine as _;
+    let answer = client
+        .put(
+            &format!("transit/decrypt/{key}"),
+            Some(token),
+            &json!({"ciphertext": ciphertext, "context": context}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the target does not decrypt a derived sample: {e}"));
+    let plain = base64::engine::general_purpose::STANDARD
+        .decode(answer["data"]["plaintext"].as_str().unwrap())
+        .unwrap();
+    String::from_utf8(plain).unwrap()
+}
+
+/// Vault 0.7 made derived keys (a key per context): one OpenBao derived
+/// (HKDF, what 0.7 gave every new derived key), and one whose samples the
+/// fixture encrypted as 0.7 did with the older counter-mode KDF (which
+/// OpenBao no longer makes but still reads). Both restore, decrypt every
+/// sample with its context on the target, and are recognised as the same
+/// key on the second run.
+#[tokio::test]
+async fn derived_keys_of_either_kdf_are_restored_and_decrypt_with_their_contexts() {
+    use base64::Engine as _;
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let tmp = tempfile::tempdir().unwrap();
+    let source = Lab::start();
+    let admin = unsealed(&source, &tmp.path().join("src")).await;
+    configure_once(&source, &admin, &tmp.path().join("src-app-token")).await;
+    let client = source.client();
+    client
+        .put(
+            "transit/keys/derived",
+            Some(&admin),
+            &json!({"exportable": true, "derived": true}),
+        )
+        .await
+        .unwrap();
+    // (ciphertext, context, plaintext) per key name.
+    let mut samples: Vec<(String, String, String, String)> = Vec::new();
+    for round in 1..=2 {
+        if round == 2 {
+            client
+                .put("transit/keys/derived/rotate", Some(&admin), &json!({}))
+                .await
+                .unwrap();
+        }
+        for i in 0..2 {
+            let plain = format!("{PLAIN} derived v{round} #{i}");
+            let context = b64.encode(format!("context-{round}-{i}"));
+            let answer = client
+                .put(
+                    "transit/encrypt/derived",
+                    Some(&admin),
+                    &json!({"plaintext": b64.encode(&plain), "context": context}),
+                )
+                .await
+                .unwrap();
+            let ciphertext = answer["data"]["ciphertext"].as_str().unwrap().to_owned();
+            samples.push(("derived".to_owned(), ciphertext, context, plain));
+        }
+    }
+    let export = client
+        .get("transit/export/encryption-key/derived", Some(&admin))
+        .await
+        .unwrap()["data"]
+        .clone();
+    let mut given = export.clone();
+    given["derived"] = true.into();
+    let hkdf = tmp.path().join("hkdf");
+    let said = fixture(&hkdf, &given, &[]);
+    let mut secrets: Vec<String> = said["shares_hex"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    secrets.push(said["master_key_hex"].as_str().unwrap().to_owned());
+    for key in export["keys"].as_object().unwrap().values() {
+        secrets.push(key.as_str().unwrap().to_owned());
+    }
+    // The same key material as a counter-mode (kdf 0) key named
+    // `legacy`, its samples encrypted by the fixture.
+    let mut given = export.clone();
+    given["name"] = "legacy".into();
+    given["derived"] = true.into();
+    given["kdf"] = 0.into();
+    let contexts: Vec<String> = (0..2).map(|i| b64.encode(format!("old-{i}"))).collect();
+    let plains: Vec<String> = (0..2).map(|i| format!("{PLAIN} kdf0 #{i}")).collect();
+    given["encrypt"] = contexts
+        .iter()
+        .zip(&plains)
+        .map(|(c, p)| json!({"context": c, "plaintext": b64.encode(p)}))
+        .collect();
+    let counter = tmp.path().join("counter");
+    let made = fixture(&counter, &given, &[]);
+    for (i, ciphertext) in made["ciphertexts"].as_array().unwrap().iter().enumerate() {
+        samples.push((
+            "legacy".to_owned(),
+            ciphertext.as_str().unwrap().to_owned(),
+            contexts[i].clone(),
+            plains[i].clone(),
+        ));
+    }
+    secrets.extend(samples.iter().map(|s| s.3.clone()));
+
+    let target = Lab::start();
+    let admin = unsealed(&target, &tmp.path().join("dst")).await;
+    configure_once(&target, &admin, &tmp.path().join("dst-app-token")).await;
+    let client = target.client();
+    let spec = MigrateSpec::new("transit");
+    for old in [&hkdf, &counter] {
+        let vault = OldVault::open(&old.join("data")).unwrap();
+        let unsealed_old = vault.unseal(&shares(old, &[1, 2, 3])).unwrap();
+        let keys = unsealed_old.transit_keys().unwrap();
+        assert!(keys[0].info.derived, "{:?}", keys[0].info);
+        let shown = serde_json::to_string(&unsealed_old.inspect().unwrap()).unwrap();
+        assert_shows_none(&shown, &secrets);
+        let Migrated::Done(done) = migrate(&client, &admin, &keys, &spec).await.unwrap() else {
+            panic!("refused")
+        };
+        assert_eq!(done.changed(), 1, "{done:?}");
+        // The probe, with a context, finds the same key: nothing to do.
+        let Migrated::Done(again) = migrate(&client, &admin, &keys, &spec).await.unwrap() else {
+            panic!("refused on the second run")
+        };
+        assert_eq!(again.changed(), 0);
+    }
+    let kdfs: Vec<String> = [&hkdf, &counter]
+        .iter()
+        .map(|old| {
+            let vault = OldVault::open(&old.join("data")).unwrap();
+            let unsealed_old = vault.unseal(&shares(old, &[3, 4, 5])).unwrap();
+            serde_json::to_value(&unsealed_old.inspect().unwrap().keys[0]).unwrap()["kdf"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(kdfs, ["hkdf_sha256", "hmac-sha256-counter"]);
+    assert_eq!(samples.len(), 6);
+    for (key, ciphertext, context, plain) in &samples {
+        assert_eq!(
+            decrypt_with_context(&client, &admin, key, ciphertext, context).await,
+            *plain
+        );
+    }
+    // Verify cannot know the contexts: it says so, and is not healthy.
+    let stored: Vec<String> = samples.iter().map(|s| s.1.clone()).collect();
+    let findings =
+        vault_transit::contexts::verify(&client, &admin, "transit", "derived", &stored, vec![])
+            .await
+            .unwrap();
+    assert!(!findings.healthy);
+    assert!(
+        findings.problems[0].contains("is a derived key"),
+        "{findings:?}"
+    );
+}
