@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mongodb::Client;
-use mongodb::options::{ClientOptions, Credential, ServerAddress, Tls, TlsOptions};
+use mongodb::options::{ClientOptions, ServerAddress};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::error::Error;
@@ -68,27 +68,26 @@ impl MongoTarget {
                 ))
             })?);
         }
-        let mut options = ClientOptions::builder()
-            .hosts(hosts)
-            .repl_set_name(self.replica_set.clone())
-            .app_name("circle-export".to_owned())
-            .server_selection_timeout(server_selection)
-            .build();
-        if let Some(ca_file) = &self.tls_ca_file {
-            options.tls = Some(Tls::Enabled(
-                TlsOptions::builder()
-                    .ca_file_path(Some(ca_file.clone()))
-                    .cert_key_file_path(self.tls_certificate_key_file.clone())
-                    .build(),
-            ));
+        let options = mongo_rs_setup::driver::Endpoint {
+            hosts,
+            replica_set: self.replica_set.clone(),
+            direct: false,
+            transport: match &self.tls_ca_file {
+                Some(ca_file) => mongo_rs_setup::driver::Transport::Tls {
+                    ca_file: Some(ca_file),
+                    certificate_key_file: self.tls_certificate_key_file.as_deref(),
+                },
+                None => mongo_rs_setup::driver::Transport::Plain,
+            },
+            login: Some(mongo_rs_setup::driver::Login {
+                user: &self.user,
+                password: &self.password,
+            }),
+            app_name: "circle-export",
+            connect_timeout: None,
+            server_selection_timeout: server_selection,
         }
-        options.credential = Some(
-            Credential::builder()
-                .username(self.user.clone())
-                .password(self.password.expose_secret().to_owned())
-                .source("admin".to_owned())
-                .build(),
-        );
+        .options();
         let client = Client::with_options(options).map_err(|e| Error::Mongo {
             what: format!("client for {}", self.hosts.join(",")),
             source: Box::new(e),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bson::{doc, oid::ObjectId};
 use mongodb::error::ErrorKind;
-use mongodb::options::{ClientOptions, ServerAddress, Tls, TlsOptions};
+use mongodb::options::{ClientOptions, ServerAddress, Tls};
 use percent_encoding::percent_decode_str;
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -244,18 +244,31 @@ fn classify(error: &mongodb::error::Error) -> Cause {
     }
 }
 
+/// The driver's options for the members `parts` names, as CircleCI would
+/// reach them (TLS when the URI asks for it, trusting the installed CA).
 fn client_options(parts: &Parts, ca: Option<&Ca>, options: &Options) -> ClientOptions {
-    let mut client = ClientOptions::builder()
-        .hosts(Vec::<ServerAddress>::new())
-        .connect_timeout(options.step_timeout)
-        .server_selection_timeout(options.step_timeout * 2)
-        .build();
-    if parts.tls {
-        let mut tls = TlsOptions::builder().build();
-        tls.ca_file_path = ca.map(|c| c.path.clone());
-        client.tls = Some(Tls::Enabled(tls));
+    mongo_rs_setup::driver::Endpoint {
+        hosts: Vec::new(),
+        replica_set: None,
+        direct: false,
+        transport: transport(parts.tls, ca),
+        login: None,
+        app_name: "ha-doctor",
+        connect_timeout: Some(options.step_timeout),
+        server_selection_timeout: options.step_timeout * 2,
     }
-    client
+    .options()
+}
+
+fn transport(tls: bool, ca: Option<&Ca>) -> mongo_rs_setup::driver::Transport<'_> {
+    if tls {
+        mongo_rs_setup::driver::Transport::Tls {
+            ca_file: ca.map(|c| c.path.as_path()),
+            certificate_key_file: None,
+        }
+    } else {
+        mongo_rs_setup::driver::Transport::Plain
+    }
 }
 
 pub(crate) async fn check_uri(
@@ -422,6 +435,8 @@ pub(crate) async fn check_uri(
     };
     full.connect_timeout = Some(options.step_timeout);
     full.server_selection_timeout = Some(options.step_timeout * 2);
+    // CircleCI's own TLS options stay as its URI says; only the CA file
+    // is the one installed on this machine.
     if let Some(Tls::Enabled(tls)) = &mut full.tls {
         tls.ca_file_path = ca.map(|c| c.path.clone());
     }

@@ -8,8 +8,7 @@ use std::sync::Mutex;
 use bson::{Bson, Document, doc};
 use mongodb::Client;
 use mongodb::error::ErrorKind;
-use mongodb::options::{ClientOptions, Credential, ServerAddress, Tls, TlsOptions};
-use secrecy::ExposeSecret as _;
+use mongodb::options::ServerAddress;
 
 use crate::error::{Error, advice_for, tls_advice};
 use crate::spec::{SetSpec, UserKind};
@@ -137,31 +136,27 @@ impl<'a> Session<'a> {
                 port: *port,
             };
         }
-        let mut options = ClientOptions::builder()
-            .hosts(vec![address])
-            .direct_connection(true)
-            .app_name("mongo-rs-setup".to_owned())
-            .connect_timeout(reach.connect_timeout)
-            .server_selection_timeout(reach.connect_timeout)
-            .build();
-        if let Some(tls) = &reach.tls {
-            options.tls = Some(Tls::Enabled(
-                TlsOptions::builder()
-                    .ca_file_path(tls.ca_file.clone())
-                    .cert_key_file_path(tls.certificate_key_file.clone())
-                    .build(),
-            ));
+        let login = match who {
+            Who::User(kind) => {
+                let user = self.spec.user(kind);
+                Some(crate::driver::Login {
+                    user: &user.name,
+                    password: &user.password,
+                })
+            }
+            Who::Anonymous | Who::Bootstrap => None,
+        };
+        let options = crate::driver::Endpoint {
+            hosts: vec![address],
+            replica_set: None,
+            direct: true,
+            transport: reach.tls.as_ref().into(),
+            login,
+            app_name: "mongo-rs-setup",
+            connect_timeout: Some(reach.connect_timeout),
+            server_selection_timeout: reach.connect_timeout,
         }
-        if let Who::User(kind) = who {
-            let user = self.spec.user(kind);
-            options.credential = Some(
-                Credential::builder()
-                    .username(user.name.clone())
-                    .password(user.password.expose_secret().to_owned())
-                    .source("admin".to_owned())
-                    .build(),
-            );
-        }
+        .options();
         let client = Client::with_options(options).map_err(|e| Error::Other {
             host: host.to_owned(),
             detail: e.to_string(),

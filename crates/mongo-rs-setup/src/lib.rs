@@ -83,6 +83,7 @@
 pub mod apply;
 pub mod conf;
 pub mod conn;
+pub mod driver;
 pub mod error;
 pub mod members;
 pub mod observe;
