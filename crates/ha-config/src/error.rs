@@ -57,6 +57,7 @@ impl Error {
     pub fn is_config(&self) -> bool {
         match self {
             Error::Config(_) => true,
+            Error::Mongo(e) => matches!(**e, mongo_rs_setup::Error::Invalid(_)),
             Error::Stopped { source, .. } => source.is_config(),
             _ => false,
         }

@@ -32,6 +32,7 @@ pub async fn dry_run(
     session: &Session<'_>,
     progress: ha_plan::Progress<'_>,
 ) -> Result<Plan, Error> {
+    session.spec().validate().map_err(Error::Invalid)?;
     let observed = observe(session, session.spec().wait_timeout, progress).await?;
     Ok(plan(session.spec(), &observed))
 }
@@ -66,13 +67,15 @@ pub async fn run(
 /// Brings the replica set to the spec. `progress` hears about waits and
 /// about each step as it completes (`done: …`).
 ///
-/// Problems found by the first observation are returned as
-/// [`Error::Blocked`] before anything changes.
+/// A spec that breaks MongoDB's rules is [`Error::Invalid`] before any
+/// member is contacted; problems found by the first observation are
+/// returned as [`Error::Blocked`] before anything changes.
 pub async fn apply(
     session: &Session<'_>,
     progress: ha_plan::Progress<'_>,
 ) -> Result<Applied, Error> {
     let spec = session.spec();
+    spec.validate().map_err(Error::Invalid)?;
     let mut applied = Applied::default();
     let observed = loop {
         let observed = observe(session, spec.wait_timeout, progress).await?;

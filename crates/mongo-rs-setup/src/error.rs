@@ -8,7 +8,13 @@ use std::time::Duration;
 /// Passwords never appear: the driver's messages are passed on, and they
 /// carry no credentials.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
+    /// The [`SetSpec`](crate::SetSpec) breaks MongoDB's rules (found by
+    /// [`SetSpec::validate`](crate::SetSpec::validate) before any member
+    /// is contacted): every problem, each naming its field.
+    #[error("the replica set's description is invalid: {0}")]
+    Invalid(ha_plan::Problems),
     /// No connection could be made (refused, timed out, name not found).
     #[error(
         "{host}: cannot connect ({detail}). Check that mongod runs there, listens on that address \
@@ -122,7 +128,9 @@ impl Error {
             | Error::Authentication { host, .. }
             | Error::Command { host, .. }
             | Error::Other { host, .. } => Some(host),
-            Error::FirstUser(_) | Error::Blocked(_) | Error::Timeout { .. } => None,
+            Error::Invalid(_) | Error::FirstUser(_) | Error::Blocked(_) | Error::Timeout { .. } => {
+                None
+            }
         }
     }
 }

@@ -150,3 +150,54 @@ where
 pub(crate) fn progress(line: &str) {
     eprintln!("progress: {line}");
 }
+
+/// A spec that breaks MongoDB's rules never reaches a server: `apply` and
+/// `dry_run` return every problem before connecting (the members here
+/// are refused loopback ports, which would otherwise be `Unreachable`).
+#[tokio::test]
+async fn an_invalid_spec_is_refused_before_any_member_is_contacted() {
+    let user = |name: &str| UserSpec {
+        name: name.to_owned(),
+        password: SecretString::from("pw".to_owned()),
+    };
+    let spec = SetSpec {
+        name: "bad/name".to_owned(),
+        members: (1..=8)
+            .map(|port| MemberSpec::new(&format!("localhost:{port}")))
+            .collect(),
+        settings: SetSettings::default(),
+        site_admin: user("siteUserAdmin"),
+        admin: user("circle-admin"),
+        app: user("circle"),
+        app_databases: vec!["circle_ghe".to_owned()],
+        reach: Reach {
+            tls: None,
+            connect_timeout: Duration::from_secs(1),
+            bootstrap_via_localhost: false,
+        },
+        wait_timeout: Duration::from_secs(1),
+    };
+    let session = mongo_rs_setup::Session::new(&spec);
+    let heard = std::sync::Mutex::new(Vec::<String>::new());
+    let progress = |line: &str| heard.lock().unwrap().push(line.to_owned());
+    for err in [
+        mongo_rs_setup::apply(&session, &progress)
+            .await
+            .unwrap_err(),
+        mongo_rs_setup::dry_run(&session, &progress)
+            .await
+            .unwrap_err(),
+    ] {
+        let mongo_rs_setup::Error::Invalid(problems) = &err else {
+            panic!("not refused as invalid: {err}")
+        };
+        let text = problems.to_string();
+        assert!(text.contains("replica_set"), "{text}");
+        assert!(text.contains('7'), "the voter limit: {text}");
+    }
+    assert!(
+        heard.lock().unwrap().is_empty(),
+        "{:?}",
+        heard.lock().unwrap()
+    );
+}
