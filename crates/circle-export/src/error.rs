@@ -3,6 +3,7 @@
 /// An export, verify or restore error. Messages name what failed (server,
 /// database, collection, table, archive entry) and never hold a password.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written.
     #[error("{what}: {source}")]

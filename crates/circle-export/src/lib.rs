@@ -89,7 +89,7 @@ pub mod postgres;
 pub mod restore;
 pub mod seal;
 pub mod spool;
-pub mod sqlscan;
+pub(crate) mod sqlscan;
 pub mod sqlsplit;
 mod summary;
 pub mod target;

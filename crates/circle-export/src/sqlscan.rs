@@ -12,7 +12,7 @@ const MAX_PROBLEMS: usize = 20;
 
 /// Checks a dump fed in chunks of any size.
 #[derive(Debug)]
-pub struct Scanner {
+pub(crate) struct Scanner {
     splitter: Splitter,
     dialect: Dialect,
     /// `(line, what)` of every refusal found so far.
@@ -23,7 +23,7 @@ pub struct Scanner {
 
 impl Scanner {
     /// A checker for a dump of `dialect`.
-    pub fn new(dialect: Dialect) -> Scanner {
+    pub(crate) fn new(dialect: Dialect) -> Scanner {
         Scanner {
             splitter: Splitter::new(dialect),
             dialect,
@@ -34,12 +34,12 @@ impl Scanner {
 
     /// Whether the next byte starts a statement (see
     /// [`Splitter::at_statement_start`]).
-    pub fn at_statement_start(&self) -> bool {
+    pub(crate) fn at_statement_start(&self) -> bool {
         !self.stopped && self.splitter.at_statement_start()
     }
 
     /// Feeds the next bytes.
-    pub fn feed(&mut self, chunk: &[u8]) {
+    pub(crate) fn feed(&mut self, chunk: &[u8]) {
         if self.stopped {
             return;
         }
@@ -76,14 +76,14 @@ impl Scanner {
 
     /// The first refusal found so far, as `what at line N`: a loader stops
     /// there.
-    pub fn refuses(&self) -> Option<String> {
+    pub(crate) fn refuses(&self) -> Option<String> {
         self.problems
             .first()
             .map(|(line, what)| format!("{what} at line {line}"))
     }
 
     /// Ends the check: every refusal, with its line.
-    pub fn finish(mut self) -> Vec<(u64, String)> {
+    pub(crate) fn finish(mut self) -> Vec<(u64, String)> {
         if !self.stopped {
             let mut ignore = |_: Piece<'_>| -> Result<(), SplitError> { Ok(()) };
             if let Err(e) = self.splitter.finish(&mut ignore) {

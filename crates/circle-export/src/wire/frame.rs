@@ -50,6 +50,7 @@ const REQUIRED_BITS: u32 = 0xffff;
 
 /// What is wrong with a message a server sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The header's length is below the header's own size or above
     /// [`MAX_MESSAGE`].
