@@ -24,6 +24,13 @@
 //!    connections) → commands and replication (neither uses the other) →
 //!    server. A command handler that needs a state transition calls the
 //!    node; replication never calls into a command handler.
+//! 5. **The docs name items that exist.** Every `` `path::item` `` in
+//!    ARCHITECTURE.md and docs/library.md whose first segment is a
+//!    workspace crate (`vault_transit::migrate::migrate`) — or, under a
+//!    crate's heading or table row, a module or type of that crate
+//!    (`legacy::OldVault`) — ends in an item declared in that crate's
+//!    source (a fn, type, trait, const, module, variant or field of that
+//!    name). A renamed or deleted item leaves no stale name behind.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -312,6 +319,158 @@ pub(crate) fn check_workspace(root: &Path) -> Vec<Violation> {
             }
         }
     }
+    let mut all: Vec<PathBuf> = fs::read_dir(root.join("crates"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    all.extend(["bins", "demo"].iter().map(|p| root.join(p)));
+    found.extend(check_docs(root, &all));
+    found
+}
+
+/// Rule 5: the items declared in one crate's source, by name: what a doc
+/// path's last segment may be.
+pub(crate) fn declared_names(source: &str) -> std::collections::BTreeSet<String> {
+    const KEYWORDS: &[&str] = &[
+        "fn", "struct", "enum", "trait", "const", "type", "mod", "static", "union",
+    ];
+    let mut names = std::collections::BTreeSet::new();
+    let ident = |text: &str| -> String {
+        text.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    for line in source.lines() {
+        let code = line.trim_start();
+        if code.starts_with("//") {
+            continue;
+        }
+        let words: Vec<&str> = code.split_whitespace().collect();
+        for pair in words.windows(2) {
+            if KEYWORDS.contains(&pair[0]) {
+                let name = ident(pair[1]);
+                if !name.is_empty() {
+                    names.insert(name);
+                }
+            }
+        }
+        // A field (`name: T,`) or a variant (`Name,`, `Name {`, `Name(`),
+        // possibly `pub`.
+        let rest = code
+            .strip_prefix("pub(crate) ")
+            .or_else(|| code.strip_prefix("pub "))
+            .unwrap_or(code);
+        let name = ident(rest);
+        if !name.is_empty() {
+            let after = rest[name.len()..].trim_start();
+            if after.starts_with(':') && !after.starts_with("::")
+                || after.starts_with(',')
+                || after.starts_with('{')
+                || after.starts_with('(')
+                || after.is_empty() && name.starts_with(|c: char| c.is_ascii_uppercase())
+            {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
+/// Rule 5 for one document. `crates` maps a crate's name as code spells
+/// it (`vault_transit`) to its declared names; a line naming a crate as a
+/// heading (`` ### `crates/vault-transit` ``) or a table row's first cell
+/// (`` | `vault-transit` | ``) makes it the crate relative paths are read
+/// in.
+pub(crate) fn check_doc_paths(
+    path: &Path,
+    text: &str,
+    crates: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let mut current: Option<String> = None;
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let named = if let Some(rest) = trimmed.strip_prefix("#") {
+            rest.trim_start_matches('#')
+                .trim()
+                .trim_matches('`')
+                .rsplit('/')
+                .next()
+                .map(str::to_owned)
+        } else if let Some(rest) = trimmed.strip_prefix("| `") {
+            rest.split('`').next().map(str::to_owned)
+        } else {
+            None
+        };
+        if let Some(name) = named {
+            let name = name.replace('-', "_");
+            if trimmed.starts_with('#') || crates.contains_key(&name) {
+                current = crates.contains_key(&name).then_some(name);
+            }
+        }
+        for span in line.split('`').skip(1).step_by(2) {
+            let head: String = span
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            let head = head.trim_end_matches(':');
+            let segments: Vec<&str> = head.split("::").collect();
+            if segments.len() < 2 || segments.iter().any(|s| s.is_empty()) {
+                continue;
+            }
+            let (krate, rest) = if crates.contains_key(segments[0]) {
+                (segments[0].to_owned(), &segments[1..])
+            } else {
+                match &current {
+                    Some(krate) if crates[krate].contains(segments[0]) => {
+                        (krate.clone(), &segments[..])
+                    }
+                    _ => continue,
+                }
+            };
+            let names = &crates[&krate];
+            if let Some(missing) = rest.iter().find(|s| !names.contains(**s)) {
+                found.push(Violation {
+                    path: path.to_owned(),
+                    message: format!(
+                        "line {}: `{head}` names {missing}, which {krate} does not declare \
+                         (renamed or removed? see xtask/src/tidy.rs, rule 5)",
+                        number + 1
+                    ),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// Rule 5 over the workspace: every crate's declared names, then the docs.
+fn check_docs(root: &Path, packages: &[PathBuf]) -> Vec<Violation> {
+    let mut crates = std::collections::BTreeMap::new();
+    for dir in packages {
+        let Ok(manifest) = fs::read_to_string(dir.join("Cargo.toml")) else {
+            continue;
+        };
+        let Some(package) = package_name(&manifest) else {
+            continue;
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for file in rust_files(&dir.join("src")) {
+            if let Ok(source) = fs::read_to_string(&file) {
+                names.extend(declared_names(&source));
+            }
+            // A module file declares its module's name.
+            if let Some(stem) = file.file_stem() {
+                names.insert(stem.to_string_lossy().into_owned());
+            }
+        }
+        crates.insert(package.replace('-', "_"), names);
+    }
+    let mut found = Vec::new();
+    for doc in ["ARCHITECTURE.md", "docs/library.md"] {
+        if let Ok(text) = fs::read_to_string(root.join(doc)) {
+            found.extend(check_doc_paths(&root.join(doc), &text, &crates));
+        }
+    }
     found
 }
 
@@ -356,7 +515,33 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 mod tests {
     use std::path::Path;
 
-    use super::{check_manifest, check_sim_layers, check_source, check_workspace};
+    use super::{
+        check_doc_paths, check_manifest, check_sim_layers, check_source, check_workspace,
+        declared_names,
+    };
+
+    #[test]
+    fn a_doc_path_to_a_missing_item_is_caught() {
+        let source = "pub mod legacy;\npub struct OldVault {\n    pub storage: S,\n}\n\
+                      pub enum Migrated {\n    Done(Report),\n    Refused,\n}\n\
+                      pub(crate) async fn migrate() {}\n";
+        let names = declared_names(source);
+        for name in [
+            "legacy", "OldVault", "storage", "Done", "Refused", "migrate",
+        ] {
+            assert!(names.contains(name), "{name}: {names:?}");
+        }
+        let crates = [("vault_transit".to_owned(), names)].into_iter().collect();
+        let doc = "### `crates/vault-transit`\n\
+                   `legacy::OldVault` and `Migrated::{Done, Refused}`, `std::env::var`,\n\
+                   `legacy::NewVault`, `vault_transit::migrate(&Client)`, `vault_transit::gone`.\n\
+                   ### `crates/other`\n`legacy::Nothing` is another crate's.\n";
+        let found = check_doc_paths(Path::new("ARCHITECTURE.md"), doc, &crates);
+        let messages: Vec<&str> = found.iter().map(|v| v.message.as_str()).collect();
+        assert_eq!(found.len(), 2, "{messages:?}");
+        assert!(messages[0].starts_with("line 3: `legacy::NewVault` names NewVault"));
+        assert!(messages[1].starts_with("line 3: `vault_transit::gone` names gone"));
+    }
 
     #[test]
     fn a_mongo_sim_module_using_a_higher_layer_is_caught() {
