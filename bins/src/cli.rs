@@ -149,7 +149,8 @@ pub fn parse<C: clap::Parser>(name: &'static str) -> C {
     crate::output::set_tool(name);
     if let Some(dir) = std::env::var_os(DIST_DOCS) {
         let dir = PathBuf::from(dir);
-        std::process::exit(match write_docs(C::command().name(name), name, &dir) {
+        let command = C::command().name(name).version(crate::output::VERSION);
+        std::process::exit(match write_docs(command, name, &dir) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!(
@@ -165,6 +166,7 @@ pub fn parse<C: clap::Parser>(name: &'static str) -> C {
     let parsed = C::command()
         .name(name)
         .bin_name(name)
+        .version(crate::output::VERSION)
         .try_get_matches()
         .and_then(|matches| C::from_arg_matches(&matches));
     parsed.unwrap_or_else(|e| usage_exit(name, &e))

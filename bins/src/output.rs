@@ -15,14 +15,19 @@ use crate::exit::Exit;
 /// `<binary> <version>`, set once by [`crate::cli::parse`].
 static TOOL: OnceLock<String> = OnceLock::new();
 
+/// The binaries' version: the package's, with the git commit they were
+/// built from as semver build metadata when built from a checkout
+/// (`0.1.0+1a2b3c4d5e`).
+pub const VERSION: &str = env!("CIRCLE_HA_VERSION");
+
 /// Names the running binary for every JSON document's `tool`.
 pub fn set_tool(name: &str) {
-    let _ = TOOL.set(format!("{name} {}", env!("CARGO_PKG_VERSION")));
+    let _ = TOOL.set(format!("{name} {VERSION}"));
 }
 
 /// The running binary and its version, as every JSON document names it.
 pub fn tool() -> &'static str {
-    TOOL.get_or_init(|| format!("circle-ha {}", env!("CARGO_PKG_VERSION")))
+    TOOL.get_or_init(|| format!("circle-ha {VERSION}"))
 }
 
 /// Says each warning on stderr, `<binary>: warning: …`, before a result

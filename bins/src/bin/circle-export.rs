@@ -408,7 +408,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 out,
                 seal: sealing.as_ref(),
                 parallel: common.parallel,
-                tool: format!("circle-export {}", env!("CARGO_PKG_VERSION")),
+                tool: format!("circle-export {}", circle_ha::output::VERSION),
                 meter: meter.clone(),
             };
             if dry_run {
@@ -597,7 +597,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     parallel: common.parallel,
                     meter,
                     failover_wait: Duration::from_secs(failover_wait),
-                    tool: format!("circle-export {}", env!("CARGO_PKG_VERSION")),
+                    tool: format!("circle-export {}", circle_ha::output::VERSION),
                 },
                 &|line| bar.line(line),
             )

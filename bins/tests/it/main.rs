@@ -15,6 +15,7 @@ mod services_userdata;
 mod transfer_cli;
 mod vault_transit;
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn circle_ha() -> Command {
@@ -285,7 +286,19 @@ fn usage_errors_exit_2() {
 /// a usage error clap finds and for an error found later.
 #[test]
 fn every_json_document_names_its_schema_version_and_tool() {
-    let version = env!("CARGO_PKG_VERSION");
+    // The package's version, and the commit when built from a checkout.
+    let version = circle_ha::output::VERSION;
+    let (package, commit) = version.split_once('+').unwrap_or((version, ""));
+    assert_eq!(package, env!("CARGO_PKG_VERSION"));
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.git")
+        .exists();
+    assert_eq!(
+        !commit.is_empty(),
+        checkout,
+        "the commit is recorded exactly when built from a checkout: {version}"
+    );
+    assert!(commit.bytes().all(|b| b.is_ascii_hexdigit()), "{version}");
     for (binary, path) in [
         ("circle-ha", env!("CARGO_BIN_EXE_circle-ha")),
         ("circle-export", env!("CARGO_BIN_EXE_circle-export")),
@@ -295,6 +308,11 @@ fn every_json_document_names_its_schema_version_and_tool() {
         ("vault-transit", env!("CARGO_BIN_EXE_vault-transit")),
         ("services-userdata", env!("CARGO_BIN_EXE_services-userdata")),
     ] {
+        let (code, stdout, _) = run(Command::new(path).arg("--version"));
+        assert_eq!(
+            (code, stdout.trim()),
+            (0, format!("{binary} {version}").as_str())
+        );
         let (code, stdout, stderr) = run(Command::new(path).args(["--json", "--no-such-flag"]));
         assert_eq!(code, 2, "{binary}: {stderr}");
         let value: serde_json::Value =

@@ -76,6 +76,10 @@
 //! # Ok(()) }
 //! ```
 
+// The third-party crates whose types this crate's public API uses, so that
+// a program linking it names them at the versions it was built with.
+pub use {bson, mongodb, secrecy, tokio_postgres};
+
 pub mod archive;
 pub mod count;
 pub mod error;

@@ -80,6 +80,10 @@
 //! # Ok(()) }
 //! ```
 
+// The third-party crates whose types this crate's public API uses, so that
+// a program linking it names them at the versions it was built with.
+pub use {bson, mongodb, secrecy};
+
 pub mod apply;
 pub mod conf;
 pub mod conn;

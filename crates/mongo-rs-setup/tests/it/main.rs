@@ -163,7 +163,7 @@ async fn an_invalid_spec_is_refused_before_any_member_is_contacted() {
     let spec = SetSpec {
         name: "bad/name".to_owned(),
         members: (1..=8)
-            .map(|port| MemberSpec::new(&format!("localhost:{port}")))
+            .map(|port| MemberSpec::new(format!("localhost:{port}")))
             .collect(),
         settings: SetSettings::default(),
         site_admin: user("siteUserAdmin"),
