@@ -304,11 +304,10 @@ async fn snapshot<S: SnapshotStore>(
 }
 
 /// Progress lines on stderr, as `tool: line` (none with `--json`).
-#[allow(clippy::print_stderr)]
-fn printer(tool: &str, json: bool) -> impl Fn(&str) + '_ {
+fn printer(_tool: &str, json: bool) -> impl Fn(&str) + '_ {
     move |line: &str| {
         if !json {
-            eprintln!("{tool}: {line}");
+            crate::log::stage(line);
         }
     }
 }

@@ -167,8 +167,16 @@ pub fn parse<C: clap::Parser>(name: &'static str) -> C {
         .name(name)
         .bin_name(name)
         .version(crate::output::VERSION)
+        .args(crate::log::args())
         .try_get_matches()
-        .and_then(|matches| C::from_arg_matches(&matches));
+        .and_then(|matches| {
+            crate::log::init(
+                name,
+                crate::log::Settings::from_matches(&matches),
+                std::env::var("RUST_LOG").ok().as_deref(),
+            );
+            C::from_arg_matches(&matches)
+        });
     parsed.unwrap_or_else(|e| usage_exit(name, &e))
 }
 
@@ -204,7 +212,10 @@ pub fn print_completions<C: clap::CommandFactory>(
     shell: clap_complete::Shell,
 ) -> std::io::Result<()> {
     use std::io::Write as _;
-    let mut command = C::command().name(name).bin_name(name);
+    let mut command = C::command()
+        .name(name)
+        .bin_name(name)
+        .args(crate::log::args());
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, name, &mut script);
     match std::io::stdout().lock().write_all(&script) {

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod exit;
 pub mod export;
 pub mod keys;
+pub mod log;
 pub mod migrate;
 pub mod output;
 pub mod progress;

@@ -30,13 +30,11 @@ pub fn tool() -> &'static str {
     TOOL.get_or_init(|| format!("circle-ha {VERSION}"))
 }
 
-/// Says each warning on stderr, `<binary>: warning: …`, before a result
-/// whose document has no warnings of its own.
-#[allow(clippy::print_stderr)]
+/// Says each warning on stderr (`<binary>: warning: …`, or a JSON log
+/// line), before a result whose document has no warnings of its own.
 pub fn warn(warnings: &[String]) {
-    let name = tool().split(' ').next().unwrap_or("circle-ha");
     for w in warnings {
-        eprintln!("{name}: warning: {w}");
+        crate::log::warning(w);
     }
 }
 

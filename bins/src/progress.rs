@@ -2,7 +2,8 @@
 //! done of the total, bytes/s over the last seconds, and the time left. On
 //! a terminal, a bar redrawn in place; elsewhere (nohup, cron, systemd,
 //! `| tee`) a plain line every [`PERIOD`] or every 5 % of a stage,
-//! whichever comes first; with `--json`, nothing but the result.
+//! whichever comes first, as stage lines of [`crate::log`] (so `--log-format
+//! json` makes them JSON); with `--json` or `-q`, nothing but the result.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,7 +85,8 @@ impl ProgressBar {
         let shared = Arc::new(Shared {
             drawn: Mutex::new(false),
             stop: AtomicBool::new(false),
-            bar: bar && !quiet,
+            // A bar redrawn in place has no place among JSON log lines.
+            bar: bar && !quiet && crate::log::format() == crate::log::Format::Text,
             quiet,
         });
         let ticker = (!quiet).then(|| {
@@ -93,7 +95,7 @@ impl ProgressBar {
                 if shared.bar {
                     tick(&shared, &meter);
                 } else {
-                    periodic(prefix, &shared, &meter);
+                    periodic(&shared, &meter);
                 }
             })
         });
@@ -107,6 +109,10 @@ impl ProgressBar {
     /// Prints one progress line (`<prefix>: <text>`) above the bar.
     pub fn line(&self, text: &str) {
         if self.shared.quiet {
+            return;
+        }
+        if !self.shared.bar {
+            crate::log::stage(text);
             return;
         }
         let mut drawn = self.shared.drawn.lock().unwrap_or_else(|e| e.into_inner());
@@ -158,9 +164,9 @@ fn tick(shared: &Shared, meter: &Meter) {
     }
 }
 
-/// Off a terminal: a line (`<prefix>: dumping 412.0 MiB / ~1.0 GiB (40 %)
-/// 85.3 MiB/s ETA 0:00:07`) when one is due.
-fn periodic(prefix: &str, shared: &Shared, meter: &Meter) {
+/// Off a terminal: a stage line (`dumping 412.0 MiB / ~1.0 GiB (40 %),
+/// 85.3 MiB/s, ETA 0:00:07`) when one is due.
+fn periodic(shared: &Shared, meter: &Meter) {
     let mut rate = Rate::default();
     let mut due = Due::default();
     while !shared.stop.load(Ordering::Relaxed) {
@@ -172,11 +178,7 @@ fn periodic(prefix: &str, shared: &Shared, meter: &Meter) {
         let now = Instant::now();
         let bytes_per_second = rate.sample(&reading, now);
         if due.check(&reading, now) {
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "{prefix}: {}",
-                render_plain(&reading, bytes_per_second)
-            );
+            crate::log::stage(&render_plain(&reading, bytes_per_second));
         }
     }
 }

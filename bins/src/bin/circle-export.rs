@@ -317,10 +317,6 @@ struct Common {
     /// Print one JSON object on stdout (no progress) instead of text.
     #[arg(long)]
     json: bool,
-    /// No progress on stderr (neither the stage lines nor the bar or the
-    /// periodic lines); warnings and errors still.
-    #[arg(long, short = 'q')]
-    quiet: bool,
 }
 
 fn main() -> ExitCode {
@@ -415,7 +411,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 let plan = circle_export::export::plan(&spec).await?;
                 return Ok(print(common.json, &plan.to_findings(&spec.out)));
             }
-            let bar = progress_bar(&meter, common.json || common.quiet);
+            let bar = progress_bar(&meter, common.json || circle_ha::log::quiet());
             let report = circle_export::export(spec, &|line| bar.line(line)).await?;
             drop(bar);
             Ok(print(common.json, &report.to_findings()))
@@ -477,7 +473,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             )?;
             warn(&warnings);
             let meter = Meter::new();
-            let bar = progress_bar(&meter, common.json || common.quiet);
+            let bar = progress_bar(&meter, common.json || circle_ha::log::quiet());
             let report = circle_export::restore(
                 RestoreSpec {
                     archive,
@@ -582,7 +578,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             }
             warn(&warnings);
             let meter = Meter::new();
-            let bar = progress_bar(&meter, common.json || common.quiet);
+            let bar = progress_bar(&meter, common.json || circle_ha::log::quiet());
             let report = circle_export::transfer(
                 circle_export::TransferSpec {
                     mongo,

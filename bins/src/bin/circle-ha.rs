@@ -265,7 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let json = common.json;
             let progress = |line: &str| {
                 if !json {
-                    eprintln!("circle-ha: {line}");
+                    circle_ha::log::stage(line);
                 }
             };
             let report = install::apply(&config, &cli::env_var, &options, &progress).await?;

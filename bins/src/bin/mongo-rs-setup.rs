@@ -234,9 +234,8 @@ fn main() -> ExitCode {
     cli::run_main("mongo-rs-setup", json, run(cli))
 }
 
-#[allow(clippy::print_stderr)]
 fn progress(line: &str) {
-    eprintln!("mongo-rs-setup: {line}");
+    circle_ha::log::stage(line);
 }
 
 async fn load(common: &Common, bootstrap_via_localhost: bool) -> anyhow::Result<MongoSetup> {
@@ -258,18 +257,16 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         } => {
             let config = HaConfig::load(&cli::config_path(config.as_deref()))?;
             let (text, warnings) = config.mongod_conf(&member)?;
-            for warning in warnings {
-                eprintln!("mongo-rs-setup: warning: {warning}");
-            }
+            circle_ha::output::warn(&warnings);
             match out {
                 None => print!("{text}"),
                 Some(path) => {
                     if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
-                        eprintln!("mongo-rs-setup: {} is up to date", path.display());
+                        circle_ha::log::stage(&format!("{} is up to date", path.display()));
                     } else {
                         ha_tls::write_file(&path, text.as_bytes(), 0o644)
                             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-                        eprintln!("mongo-rs-setup: wrote {}", path.display());
+                        circle_ha::log::stage(&format!("wrote {}", path.display()));
                     }
                 }
             }

@@ -123,11 +123,10 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::ImportSettings { file } => {
             let (toml, secrets) = services::import_settings(&file)?;
             print!("{toml}");
-            eprintln!(
-                "services-userdata: secrets were not copied; set these (or change them to \
-                 file: references): {}",
+            circle_ha::log::warning(&format!(
+                "secrets were not copied; set these (or change them to file: references): {}",
                 secrets.join(", ")
-            );
+            ));
         }
     }
     Ok(Exit::Success)

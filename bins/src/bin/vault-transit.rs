@@ -280,13 +280,11 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::RenderConfig { config, out } => {
             let config = HaConfig::load(&cli::config_path(config.as_deref()))?;
             let rendered = config.vault_server()?;
-            for warning in &rendered.warnings {
-                eprintln!("vault-transit: warning: {warning}");
-            }
+            circle_ha::output::warn(&rendered.warnings);
             match out {
                 Some(path) => {
                     ha_tls::write_file(&path, rendered.text.as_bytes(), 0o644)?;
-                    eprintln!("vault-transit: wrote {}", path.display());
+                    circle_ha::log::stage(&format!("wrote {}", path.display()));
                 }
                 None => print!("{}", rendered.text),
             }
@@ -315,7 +313,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 &mut |_| read_key_share(),
                 &|line| {
                     if !json {
-                        eprintln!("vault-transit: {line}");
+                        circle_ha::log::stage(line);
                     }
                 },
             )

@@ -4,6 +4,7 @@ mod apply_cli;
 mod backup_cli;
 mod export_cli;
 mod keys_cli;
+mod log_cli;
 mod migrate_cli;
 mod mongo_cli;
 mod old_machine_cli;
