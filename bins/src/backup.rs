@@ -85,6 +85,12 @@ pub enum BackupCommand {
         /// The configuration, the member, the AWS endpoint.
         #[command(flatten)]
         common: Common,
+        /// Also write the result for node_exporter's textfile collector:
+        /// DIR/mongo_backup.prom (mongo_backup_healthy, the newest complete
+        /// run's age, each member's last complete run), replaced
+        /// atomically.
+        #[arg(long, value_name = "DIR")]
+        textfile: Option<std::path::PathBuf>,
     },
     /// Delete the runs retention lets go (only this tool's, of this set).
     Prune {
@@ -148,7 +154,7 @@ impl BackupCommand {
             BackupCommand::Snapshot { common, .. }
             | BackupCommand::Recover { common }
             | BackupCommand::List { common }
-            | BackupCommand::Status { common }
+            | BackupCommand::Status { common, .. }
             | BackupCommand::Prune { common, .. }
             | BackupCommand::RestoreVolume { common, .. }
             | BackupCommand::RenderUnits { common, .. } => common.args.json,
@@ -165,7 +171,7 @@ pub async fn run(tool: &str, command: BackupCommand) -> anyhow::Result<Exit> {
         } => (common, *any_member),
         BackupCommand::List { common }
         | BackupCommand::Recover { common }
-        | BackupCommand::Status { common }
+        | BackupCommand::Status { common, .. }
         | BackupCommand::Prune { common, .. }
         | BackupCommand::RestoreVolume { common, .. }
         | BackupCommand::RenderUnits { common, .. } => (common, false),
@@ -236,12 +242,18 @@ async fn with_store<S: SnapshotStore>(
                 &mongo_backup::report::list_findings(set, &groups, now),
             ))
         }
-        BackupCommand::Status { .. } => {
+        BackupCommand::Status { textfile, .. } => {
             let groups = mongo_backup::snapshot::groups(&store.list(set).await?, set);
-            Ok(print(
-                json,
-                &mongo_backup::report::status_findings(set, &groups, settings.max_age, now),
-            ))
+            let health = mongo_backup::report::status_findings(set, &groups, settings.max_age, now);
+            if let Some(dir) = textfile {
+                crate::output::write_textfile(
+                    dir,
+                    "mongo_backup.prom",
+                    &health.metrics(now.unix_timestamp()),
+                )
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", dir.display()))?;
+            }
+            Ok(print(json, &health))
         }
         BackupCommand::Prune { dry_run, .. } => {
             let steps = prune(store, set, &settings.spec.retention, *dry_run).await?;

@@ -244,6 +244,37 @@ fn snapshot_twice_list_status_refusals_and_bad_config_as_an_operator_runs_them()
     let (code, status, stderr) = set.json(&["status"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(status["healthy"], true, "{status}");
+    // The same for node_exporter's textfile collector: exposition format,
+    // the set's health, the newest run's age, the member's last run.
+    let textfile = tempfile::tempdir().unwrap();
+    let textfile_arg = textfile.path().display().to_string();
+    let (code, _, stderr) = set.json(&["status", "--textfile", &textfile_arg]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(textfile.path().join("mongo_backup.prom")).unwrap();
+    let series: Vec<_> = text.lines().filter_map(crate::exposition_line).collect();
+    let find = |name: &str| {
+        series
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} missing: {text}"))
+    };
+    assert_eq!(find("mongo_backup_healthy").2, 1.0, "{text}");
+    assert!(
+        find("mongo_backup_newest_complete_age_seconds").2 < 3600.0,
+        "{text}"
+    );
+    let (_, labels, at) = find("mongo_backup_last_complete_timestamp_seconds");
+    assert!(
+        labels
+            .iter()
+            .any(|(k, v)| k == "member" && *v == set.members[s].host()),
+        "{text}"
+    );
+    assert_eq!(
+        *at as i64,
+        status["newest"]["created"].as_i64().unwrap(),
+        "{text}"
+    );
     let (code, pruned, _) = set.json(&["prune", "--dry-run"]);
     assert_eq!(
         (code, pruned["planned"].as_u64()),

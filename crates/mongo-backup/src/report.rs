@@ -148,6 +148,9 @@ pub struct BackupHealth {
     pub max_age_seconds: i64,
     /// Runs found, complete or not.
     pub runs: usize,
+    /// Each member's newest complete run: when it was taken, seconds since
+    /// the epoch (members never backed up are absent).
+    pub last_complete_by_member: std::collections::BTreeMap<String, i64>,
 }
 
 /// `mongo-backup status`: healthy when the newest complete run of `set`
@@ -161,6 +164,14 @@ pub fn status_findings(
     let newest = groups.iter().find(|g| g.is_complete());
     let age = newest.map(|g| (now - g.created).whole_seconds());
     let limit = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+    let mut last_complete_by_member = std::collections::BTreeMap::new();
+    for group in groups.iter().filter(|g| g.is_complete()) {
+        if let Some(member) = RunSummary::of(group, now).member {
+            let created = group.created.unix_timestamp();
+            let newest = last_complete_by_member.entry(member).or_insert(created);
+            *newest = (*newest).max(created);
+        }
+    }
     BackupHealth {
         healthy: age.is_some_and(|a| a <= limit),
         replica_set: set.to_owned(),
@@ -168,7 +179,76 @@ pub fn status_findings(
         age_seconds: age,
         max_age_seconds: limit,
         runs: groups.len(),
+        last_complete_by_member,
     }
+}
+
+impl BackupHealth {
+    /// These findings for Prometheus' node_exporter textfile collector (the
+    /// text exposition format 0.0.4), `now` in seconds since the epoch:
+    /// `mongo_backup_healthy`, `mongo_backup_newest_complete_age_seconds`
+    /// (absent without a complete run), `mongo_backup_max_age_seconds`,
+    /// `mongo_backup_runs`, `mongo_backup_last_complete_timestamp_seconds`
+    /// per member, and `mongo_backup_status_last_run_timestamp_seconds`
+    /// (so that a check that stopped running shows) — every series
+    /// labelled with the replica set.
+    pub fn metrics(&self, now: i64) -> String {
+        let set = label(&self.replica_set);
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, samples: &[(String, i64)]| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for (labels, value) in samples {
+                out.push_str(&format!("{name}{{{labels}}} {value}\n"));
+            }
+        };
+        let this = format!("replica_set=\"{set}\"");
+        gauge(
+            "mongo_backup_healthy",
+            "Whether the newest complete backup run is within max_age (mongo-backup status).",
+            &[(this.clone(), i64::from(self.healthy))],
+        );
+        if let Some(age) = self.age_seconds {
+            gauge(
+                "mongo_backup_newest_complete_age_seconds",
+                "Age of the newest complete backup run.",
+                &[(this.clone(), age)],
+            );
+        }
+        gauge(
+            "mongo_backup_max_age_seconds",
+            "The oldest the newest complete run may be.",
+            &[(this.clone(), self.max_age_seconds)],
+        );
+        gauge(
+            "mongo_backup_runs",
+            "Backup runs found, complete or not.",
+            &[(this.clone(), i64::try_from(self.runs).unwrap_or(i64::MAX))],
+        );
+        let members: Vec<(String, i64)> = self
+            .last_complete_by_member
+            .iter()
+            .map(|(member, at)| (format!("{this},member=\"{}\"", label(member)), *at))
+            .collect();
+        gauge(
+            "mongo_backup_last_complete_timestamp_seconds",
+            "When each member's newest complete backup run was taken.",
+            &members,
+        );
+        gauge(
+            "mongo_backup_status_last_run_timestamp_seconds",
+            "When mongo-backup status last ran.",
+            &[(this, now)],
+        );
+        out
+    }
+}
+
+/// A label value as the exposition format writes it.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Document for BackupHealth {
