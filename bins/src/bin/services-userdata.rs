@@ -65,7 +65,9 @@ enum Command {
     },
     /// Upload the rendered bundle to S3 (server-side encrypted) and make a
     /// new default launch-template version with the user data. Unchanged
-    /// content: nothing happens (changed: 0).
+    /// content: nothing happens (changed: 0). When Terraform manages the
+    /// launch template's default version, --no-default-version (or
+    /// [services].set_default_version = false) only creates the version.
     Publish {
         #[command(flatten)]
         args: cli::ConfigArgs,
@@ -79,6 +81,11 @@ enum Command {
         /// Show what would change and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Create the launch-template version but leave the default version
+        /// as it is (Terraform's aws_launch_template sets it; see
+        /// docs/automation.md).
+        #[arg(long)]
+        no_default_version: bool,
     },
     /// Turn an existing settings.conf (`replicated app <id> settings`) into
     /// a [services] section on stdout. Secret values are not copied: they
@@ -110,9 +117,13 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             dir,
             endpoint_url,
             dry_run,
+            no_default_version,
         } => {
             let config = HaConfig::load(&args.config_path())?;
-            let publish = config.publish_target()?;
+            let mut publish = config.publish_target()?;
+            if no_default_version {
+                publish.target.set_default_version = false;
+            }
             let bundle = services_userdata::Bundle::read_from(&dir)?;
             let sdk = aws::sdk_config(&publish.region, endpoint_url.as_deref()).await;
             let s3 = aws::s3_client(&sdk, endpoint_url.is_some());

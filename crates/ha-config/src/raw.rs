@@ -314,6 +314,9 @@ pub struct RawServices {
     pub s3_prefix: Option<String>,
     /// The Services machine's launch template.
     pub launch_template: Option<String>,
+    /// Make the new launch-template version the default (default true;
+    /// false when Terraform or another tool manages the default version).
+    pub set_default_version: Option<bool>,
     /// The CircleCI license file.
     pub license_file: Option<PathBuf>,
     /// Secret reference: Replicated's console password.

@@ -400,6 +400,7 @@ impl HaConfig {
                 prefix: services.s3_prefix.clone().unwrap_or_default(),
                 launch_template,
                 kms_key_id: services.kms_key_id.clone(),
+                set_default_version: services.set_default_version.unwrap_or(true),
             },
             region,
         })

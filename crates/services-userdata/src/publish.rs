@@ -32,6 +32,13 @@ pub struct Target {
     pub launch_template: String,
     /// A KMS key for server-side encryption; `None` uses SSE-S3 (AES-256).
     pub kms_key_id: Option<String>,
+    /// Make the version holding the bundle's user data the launch
+    /// template's default (what an Auto Scaling group on `$Default`
+    /// launches). `false` when the default is managed elsewhere — by
+    /// Terraform's `aws_launch_template` (`update_default_version`), say,
+    /// which would otherwise see a default it did not set as drift: the
+    /// version is created and the default left alone.
+    pub set_default_version: bool,
 }
 
 /// What is published now.
@@ -227,7 +234,7 @@ pub fn plan(target: &Target, bundle: &Bundle, observed: &Observed) -> Vec<Step> 
     match &observed.latest {
         Some((version, userdata)) if *userdata == bundle.userdata => {
             let is_default = observed.default_version == Some(*version);
-            if !is_default {
+            if !is_default && target.set_default_version {
                 steps.push(Step::SetDefaultVersion {
                     launch_template: target.launch_template.clone(),
                     version: Some(*version),
@@ -239,10 +246,12 @@ pub fn plan(target: &Target, bundle: &Bundle, observed: &Observed) -> Vec<Step> 
                 launch_template: target.launch_template.clone(),
                 source_version: *version,
             });
-            steps.push(Step::SetDefaultVersion {
-                launch_template: target.launch_template.clone(),
-                version: None,
-            });
+            if target.set_default_version {
+                steps.push(Step::SetDefaultVersion {
+                    launch_template: target.launch_template.clone(),
+                    version: None,
+                });
+            }
         }
         None => {}
     }

@@ -36,6 +36,7 @@ async fn keys_backup_verify_restore_agree_with_the_published_bundle_and_its_user
         prefix: String::new(),
         launch_template: "circleci-services".to_owned(),
         kms_key_id: None,
+        set_default_version: true,
     };
     publish::run(&s3, &ec2, &target, &bundle, false)
         .await

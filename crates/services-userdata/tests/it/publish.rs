@@ -46,6 +46,7 @@ fn target() -> Target {
         prefix: String::new(),
         launch_template: "circleci-services".to_owned(),
         kms_key_id: None,
+        set_default_version: true,
     }
 }
 
@@ -158,4 +159,42 @@ async fn publish_uploads_and_versions_once_then_changes_nothing() {
             reason: "changed"
         }]
     );
+}
+
+/// When Terraform owns the launch template's default version, publish
+/// creates the version holding the user data and leaves the default as it
+/// is — then, with nothing changed, does nothing (no drift to fight).
+#[tokio::test]
+async fn without_the_default_version_publish_only_creates_the_version() {
+    let aws = aws().await;
+    let bundle = render(&spec(false)).unwrap();
+    let mut target = target();
+    target.set_default_version = false;
+    let steps = publish::run(&aws.s3, &aws.ec2, &target, &bundle, false)
+        .await
+        .unwrap();
+    assert!(steps.contains(&Step::CreateVersion {
+        launch_template: "circleci-services".to_owned(),
+        source_version: 1
+    }));
+    assert!(
+        !steps
+            .iter()
+            .any(|s| matches!(s, Step::SetDefaultVersion { .. })),
+        "{steps:?}"
+    );
+    let template = aws
+        .ec2
+        .describe_launch_templates()
+        .launch_template_names("circleci-services")
+        .send()
+        .await
+        .unwrap();
+    let template = &template.launch_templates()[0];
+    assert_eq!(template.default_version_number(), Some(1));
+    assert_eq!(template.latest_version_number(), Some(2));
+    let again = publish::run(&aws.s3, &aws.ec2, &target, &bundle, false)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![]);
 }
