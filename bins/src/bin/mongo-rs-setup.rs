@@ -84,6 +84,11 @@ enum Command {
         /// Write here instead of stdout (atomically, mode 0644).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Render the member's logrotate snippet instead (for
+        /// /etc/logrotate.d/mongod: rename, then SIGUSR1 so mongod reopens
+        /// its log, as mongod.conf's logRotate: reopen expects).
+        #[arg(long)]
+        logrotate: bool,
     },
     /// Bring the replica set and its users to what ha.toml says.
     ///
@@ -254,9 +259,14 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             config,
             member,
             out,
+            logrotate,
         } => {
             let config = HaConfig::load(&cli::config_path(config.as_deref()))?;
-            let (text, warnings) = config.mongod_conf(&member)?;
+            let (text, warnings) = if logrotate {
+                config.mongod_logrotate(&member)?
+            } else {
+                config.mongod_conf(&member)?
+            };
             circle_ha::output::warn(&warnings);
             match out {
                 None => print!("{text}"),

@@ -127,6 +127,20 @@ impl HaConfig {
     /// (`host:port`, or a host name listed once in `[mongo].members`) and
     /// the warnings to show.
     pub fn mongod_conf(&self, member: &str) -> Result<(String, Vec<String>), Problems> {
+        self.member_file(member, false)
+    }
+
+    /// `mongo-rs-setup render-config --logrotate`: the logrotate snippet
+    /// for `member`'s log ([`mongo_rs_setup::conf::render_logrotate`]).
+    pub fn mongod_logrotate(&self, member: &str) -> Result<(String, Vec<String>), Problems> {
+        self.member_file(member, true)
+    }
+
+    fn member_file(
+        &self,
+        member: &str,
+        logrotate: bool,
+    ) -> Result<(String, Vec<String>), Problems> {
         let layout = self.mongo_layout()?;
         let matches: Vec<&MemberSpec> = layout
             .members
@@ -157,14 +171,20 @@ impl HaConfig {
         };
         let (host, port) = parse_member_host(&chosen.host)
             .map_err(|e| Problems::one(Problem::invalid("--member", e)))?;
-        let text = mongo_rs_setup::conf::render(&mongo_rs_setup::conf::MemberConf {
+        let conf = mongo_rs_setup::conf::MemberConf {
             replica_set: &layout.name,
             version: layout.version,
             host: &host,
             port,
             bind_ip: &layout.bind_ip,
             paths: &layout.paths,
-        });
+        };
+        let text = if logrotate {
+            mongo_rs_setup::conf::render_logrotate(&conf)
+                .map_err(|e| Problems::one(Problem::invalid("[mongo].server.log_path", e)))?
+        } else {
+            mongo_rs_setup::conf::render(&conf)
+        };
         Ok((text, layout.warnings))
     }
 

@@ -133,6 +133,36 @@ pub fn render(conf: &MemberConf<'_>) -> String {
 
 /// A YAML double-quoted scalar: safe for any text (spaces, `#`, `:`,
 /// non-ASCII), read the same by yaml-cpp (mongod) and other YAML parsers.
+/// A logrotate(8) snippet for the member's log, to go with [`render`]'s
+/// `systemLog.logRotate: reopen`: the file is renamed, a new one created
+/// (0600, the `mongodb` user of the Ubuntu/Debian packages), and every
+/// mongod on the machine told with SIGUSR1 to reopen its log. `Err` names
+/// a log path logrotate cannot be given (a double quote or a line break
+/// in it).
+pub fn render_logrotate(conf: &MemberConf<'_>) -> Result<String, String> {
+    let log = conf
+        .paths
+        .log_path
+        .replace("{host}", conf.host)
+        .replace("{port}", &conf.port.to_string());
+    if log.contains(['"', '\n', '\r']) {
+        return Err(format!(
+            "the log path {log:?} holds a quote or a line break, which logrotate cannot read"
+        ));
+    }
+    Ok(format!(
+        "# logrotate for mongod at {}:{} (replica set {}): mongod.conf sets\n\
+         # systemLog.logRotate: reopen, so the file is renamed and mongod, told with\n\
+         # SIGUSR1, reopens it. Written by `mongo-rs-setup render-config --logrotate`;\n\
+         # install as /etc/logrotate.d/mongod.\n\
+         \"{log}\" {{\n    daily\n    rotate 14\n    maxsize 512M\n    compress\n    delaycompress\n    \
+         missingok\n    notifempty\n    su mongodb mongodb\n    create 0600 mongodb mongodb\n    \
+         sharedscripts\n    postrotate\n        /usr/bin/pkill -USR1 -x mongod || true\n    \
+         endscript\n}}\n",
+        conf.host, conf.port, conf.replica_set
+    ))
+}
+
 fn quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
@@ -206,5 +236,39 @@ mod tests {
     fn quoting_survives_hostile_paths() {
         assert_eq!(quote(r#"a "b"\c: #d ö"#), r#""a \"b\"\\c: #d ö""#);
         assert_eq!(quote("x\u{1}"), "\"x\\u0001\"");
+    }
+
+    #[test]
+    fn the_logrotate_snippet_renames_and_signals_for_the_members_log() {
+        let paths = ServerPaths {
+            log_path: "/mongo/logs/{host}-{port}/mongod.log".to_owned(),
+            ..ServerPaths::default()
+        };
+        let conf = MemberConf {
+            replica_set: "rs0",
+            version: ServerVersion::parse("7.0").unwrap(),
+            host: "mongo-1.internal",
+            port: 27017,
+            bind_ip: &[],
+            paths: &paths,
+        };
+        let text = render_logrotate(&conf).unwrap();
+        assert!(
+            text.contains("\"/mongo/logs/mongo-1.internal-27017/mongod.log\" {\n"),
+            "{text}"
+        );
+        assert!(text.contains("pkill -USR1 -x mongod"), "{text}");
+        assert!(!text.contains("copytruncate"), "{text}");
+        let bad = ServerPaths {
+            log_path: "/logs/\"x\"".to_owned(),
+            ..ServerPaths::default()
+        };
+        assert!(
+            render_logrotate(&MemberConf {
+                paths: &bad,
+                ..conf
+            })
+            .is_err()
+        );
     }
 }
