@@ -299,6 +299,19 @@ pub struct RawVaultServer {
     pub tls_key_file: Option<String>,
     /// Allow a listener without TLS (test instances only).
     pub allow_plain_http: Option<bool>,
+    /// Unseal with an AWS KMS key (`seal "awskms"`; Vault 1.0+, OpenBao).
+    pub seal_awskms: Option<RawAwsKmsSeal>,
+}
+
+/// `[vault.server.seal_awskms]` as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct RawAwsKmsSeal {
+    /// The key's region.
+    pub region: Option<String>,
+    /// The key: id, ARN or alias.
+    pub kms_key_id: Option<String>,
+    /// A KMS endpoint (a VPC endpoint).
+    pub endpoint: Option<String>,
 }
 
 /// `[services]` as written.

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use ha_plan::{Checked, Document, Problems};
-use vault_transit::{ConfigureSpec, Flavor, KeyFiles, ServerConfigSpec, Storage, Trust};
+use vault_transit::{
+    AwsKmsSeal, ConfigureSpec, Flavor, KeyFiles, ServerConfigSpec, Storage, Trust,
+};
 
 use crate::collect::Collect;
 use crate::raw::RawVault;
@@ -372,6 +374,14 @@ impl HaConfig {
             cluster_addr,
             tls,
             allow_plain_http: server.allow_plain_http.unwrap_or(false),
+            seal: server.seal_awskms.as_ref().map(|seal| AwsKmsSeal {
+                region: c.required("[vault.server.seal_awskms].region", seal.region.as_ref()),
+                kms_key_id: c.required(
+                    "[vault.server.seal_awskms].kms_key_id",
+                    seal.kms_key_id.as_ref(),
+                ),
+                endpoint: seal.endpoint.clone(),
+            }),
         };
         let spec = c.finish(spec)?;
         vault_transit::render_server_config(&spec).map_err(|problems| {

@@ -68,6 +68,20 @@ pub enum Error {
         /// Vault's address.
         address: String,
     },
+    /// The server is sealed by a KMS (auto-unseal), not by Shamir shares:
+    /// it is initialised with recovery shares, which `init` does not make.
+    #[error(
+        "{address} is sealed by {seal_type} (auto-unseal): it is initialised with recovery \
+         shares, not unseal key shares; run `bao operator init -recovery-shares 5 \
+         -recovery-threshold 3` (or `vault operator init …`) and keep the recovery shares and \
+         the root token as securely as unseal shares; nothing was changed"
+    )]
+    AutoUnseal {
+        /// Vault's address.
+        address: String,
+        /// The seal type it reports (`awskms`, …).
+        seal_type: String,
+    },
     /// A local file could not be read or written.
     #[error("{action} {path}")]
     File {
@@ -158,7 +172,10 @@ impl Error {
     /// Whether the input is at fault, found before anything was touched
     /// (too few, malformed or wrong unseal shares): the binaries exit 2.
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::Shares(_) | Error::WrongShares(_))
+        matches!(
+            self,
+            Error::Shares(_) | Error::WrongShares(_) | Error::AutoUnseal { .. }
+        )
     }
 
     /// Whether stored data was found changed or damaged: the binaries exit

@@ -80,7 +80,9 @@ pub use client::{Client, Trust};
 pub use configure::ConfigureSpec;
 pub use error::Error;
 pub use keys::{Initialised, KeyFiles, init_to_files, unseal_from_files};
-pub use render::{Flavor, RenderedConfig, ServerConfigSpec, Storage, render_server_config};
+pub use render::{
+    AwsKmsSeal, Flavor, RenderedConfig, ServerConfigSpec, Storage, render_server_config,
+};
 pub use report::{InitReport, SealReport, UnsealReport};
 pub use sys::{
     InitRequest, InitResponse, SealStatus, ServerHealth, UnsealOutcome, init, is_initialized,

@@ -83,6 +83,22 @@ pub struct ServerConfigSpec {
     pub tls: Option<(String, String)>,
     /// Accept `tls: None` (test instances only; tokens travel in clear).
     pub allow_plain_http: bool,
+    /// Unseal with an AWS KMS key instead of Shamir shares (Vault 1.0 and
+    /// later, OpenBao); `None` keeps the runbook's shares.
+    pub seal: Option<AwsKmsSeal>,
+}
+
+/// `seal "awskms"`: the server unseals itself with this KMS key. The
+/// credentials are the instance profile's (or the environment's), never
+/// the file's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsKmsSeal {
+    /// The key's region.
+    pub region: String,
+    /// The key: id, ARN or alias.
+    pub kms_key_id: String,
+    /// A KMS endpoint (a VPC endpoint), if not the region's.
+    pub endpoint: Option<String>,
 }
 
 /// A rendered configuration and warnings worth showing.
@@ -196,6 +212,32 @@ pub fn render_server_config(spec: &ServerConfigSpec) -> Result<RenderedConfig, V
         }
     }
     let _ = writeln!(text, "}}\n");
+    if let Some(seal) = &spec.seal {
+        if spec.flavor == Flavor::Vault07 {
+            problems.push(
+                "Vault 0.7 has no awskms seal (auto-unseal came to open-source Vault in 1.0); \
+                 use Shamir shares, or OpenBao or a current Vault"
+                    .to_owned(),
+            );
+        }
+        if seal.kms_key_id.is_empty() || seal.region.is_empty() {
+            problems.push("the awskms seal needs a region and a kms_key_id".to_owned());
+        }
+        warnings.push(
+            "with the awskms seal the server unseals itself with the KMS key (its instance \
+             profile needs kms:Encrypt, kms:Decrypt and kms:DescribeKey on it) and is \
+             initialised with recovery shares: `bao operator init -recovery-shares 5 \
+             -recovery-threshold 3`, not `vault-transit init`"
+                .to_owned(),
+        );
+        let _ = writeln!(text, "seal \"awskms\" {{");
+        let _ = writeln!(text, "  region     = {}", hcl_string(&seal.region));
+        let _ = writeln!(text, "  kms_key_id = {}", hcl_string(&seal.kms_key_id));
+        if let Some(endpoint) = &seal.endpoint {
+            let _ = writeln!(text, "  endpoint   = {}", hcl_string(endpoint));
+        }
+        let _ = writeln!(text, "}}\n");
+    }
     let _ = writeln!(text, "api_addr     = {}", hcl_string(&spec.api_addr));
     let _ = writeln!(text, "cluster_addr = {}", hcl_string(&spec.cluster_addr));
     match spec.flavor {
@@ -262,6 +304,7 @@ mod tests {
                 "/etc/vault/vault.key".to_owned(),
             )),
             allow_plain_http: false,
+            seal: None,
         }
     }
 
@@ -326,5 +369,45 @@ mod tests {
     #[test]
     fn strings_cannot_break_out_of_hcl() {
         assert_eq!(hcl_string("a\"b\\c${x}%{y}"), "\"a\\\"b\\\\c$${x}%%{y}\"");
+    }
+
+    #[test]
+    fn an_awskms_seal_is_rendered_for_the_servers_that_have_it() {
+        let mut with_kms = spec(
+            Flavor::OpenBao,
+            Storage::Raft {
+                path: "/var/lib/openbao".to_owned(),
+                node_id: "bao-1".to_owned(),
+            },
+        );
+        with_kms.seal = Some(AwsKmsSeal {
+            region: "us-east-1".to_owned(),
+            kms_key_id: "alias/circleci-vault".to_owned(),
+            endpoint: None,
+        });
+        let rendered = render_server_config(&with_kms).unwrap();
+        assert!(
+            rendered.text.contains(
+                "seal \"awskms\" {\n  region     = \"us-east-1\"\n  kms_key_id = \"alias/circleci-vault\"\n}"
+            ),
+            "{}",
+            rendered.text
+        );
+        assert!(!rendered.text.contains("secret_key"), "{}", rendered.text);
+        assert!(
+            rendered
+                .warnings
+                .iter()
+                .any(|w| w.contains("recovery shares"))
+        );
+        with_kms.flavor = Flavor::Vault07;
+        with_kms.storage = Storage::File {
+            path: "/vault/file".to_owned(),
+        };
+        let problems = render_server_config(&with_kms).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("no awskms seal")),
+            "{problems:?}"
+        );
     }
 }

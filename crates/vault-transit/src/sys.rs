@@ -205,6 +205,16 @@ pub async fn init(client: &Client, request: &InitRequest) -> Result<InitResponse
             address: client.address().to_owned(),
         });
     }
+    if let Some(seal_type) = seal_status(client)
+        .await?
+        .seal_type
+        .filter(|t| t != "shamir")
+    {
+        return Err(Error::AutoUnseal {
+            address: client.address().to_owned(),
+            seal_type,
+        });
+    }
     let mut body = json!({
         "secret_shares": request.secret_shares,
         "secret_threshold": request.secret_threshold,

@@ -28,6 +28,7 @@ async fn rendered_raft_config_starts_openbao_with_tls() {
             pki.server().key.display().to_string(),
         )),
         allow_plain_http: false,
+        seal: None,
     };
     let rendered = render_server_config(&spec).unwrap();
     assert!(rendered.warnings.is_empty(), "{:?}", rendered.warnings);
