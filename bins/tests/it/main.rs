@@ -91,6 +91,18 @@ fn schemas_for(command: &Command, document: &serde_json::Value) -> Vec<&'static 
         .collect();
     let name = circle_ha::schema::command_of(&binary, &args)
         .unwrap_or_else(|| panic!("{binary} {args:?}: not a command listed in docs/schema"));
+    // Which commands the tests ran with --json (for a closing note's
+    // coverage count): one name per line, appended.
+    if let Some(path) = std::env::var_os("CIRCLE_HA_SCHEMA_COVERAGE") {
+        use std::io::Write as _;
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{name}");
+        }
+    }
     circle_ha::schema::commands()
         .into_iter()
         .find(|(c, _)| *c == name)

@@ -359,14 +359,7 @@ impl Inspection {
 
 impl Document for InspectionSummary {
     fn to_text(&self) -> String {
-        let mut text: String = self
-            .warnings
-            .iter()
-            .map(|w| format!("warning: {w}\n"))
-            .collect();
-        for problem in &self.problems {
-            text.push_str(&format!("problem: {problem}\n"));
-        }
+        let mut text = ha_plan::notes_text(&self.warnings, "problem", &self.problems);
         if self.healthy {
             text.push_str(&format!(
                 "{TOOL}: {} is intact ({} archive: {} files, {} collections, {} PostgreSQL \

@@ -288,16 +288,27 @@ pub fn inspect_metered(
     extract_to: Option<&Path>,
     meter: &Meter,
 ) -> Result<Inspection, Error> {
+    metered(archive, meter, || {
+        inspect_inner(
+            archive,
+            extract_to,
+            meter,
+            None,
+            &std::collections::BTreeSet::new(),
+            None,
+        )
+    })
+}
+
+/// Runs `read` (a pass over `archive`) as the meter's verifying stage.
+fn metered(
+    archive: &crate::archive::Source,
+    meter: &Meter,
+    read: impl FnOnce() -> Result<Inspection, Error>,
+) -> Result<Inspection, Error> {
     let size = archive.len().map_err(Error::io(archive.path().display()))?;
     meter.begin(Stage::Verifying, size);
-    let inspection = inspect_inner(
-        archive,
-        extract_to,
-        meter,
-        None,
-        &std::collections::BTreeSet::new(),
-        None,
-    );
+    let inspection = read();
     meter.end();
     inspection
 }
@@ -314,18 +325,16 @@ pub fn extract_prefix(
     to: &Path,
     meter: &Meter,
 ) -> Result<Inspection, Error> {
-    let size = archive.len().map_err(Error::io(archive.path().display()))?;
-    meter.begin(Stage::Verifying, size);
-    let inspection = inspect_inner(
-        archive,
-        Some(to),
-        meter,
-        None,
-        &std::collections::BTreeSet::new(),
-        Some(prefix),
-    );
-    meter.end();
-    inspection
+    metered(archive, meter, || {
+        inspect_inner(
+            archive,
+            Some(to),
+            meter,
+            None,
+            &std::collections::BTreeSet::new(),
+            Some(prefix),
+        )
+    })
 }
 
 /// [`inspect_metered`] unpacking to `extract_to`, telling `watch` about the
@@ -344,18 +353,16 @@ pub(crate) fn inspect_streaming(
     stop: &std::sync::atomic::AtomicBool,
     direct: &std::collections::BTreeSet<String>,
 ) -> Result<Inspection, Error> {
-    let size = archive.len().map_err(Error::io(archive.path().display()))?;
-    meter.begin(Stage::Verifying, size);
-    let inspection = inspect_inner(
-        archive,
-        Some(extract_to),
-        meter,
-        Some((watch, stop)),
-        direct,
-        None,
-    );
-    meter.end();
-    inspection
+    metered(archive, meter, || {
+        inspect_inner(
+            archive,
+            Some(extract_to),
+            meter,
+            Some((watch, stop)),
+            direct,
+            None,
+        )
+    })
 }
 
 type Watch<'a> = (

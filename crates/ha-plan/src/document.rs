@@ -117,6 +117,17 @@ impl<T: Document> Document for Checked<T> {
     }
 }
 
+/// The lines a findings document's text starts with: `warning: …` for
+/// each of `warnings`, then `<label>: …` for each of `items` (`problem`,
+/// `refused`), each ending in a newline.
+pub fn notes_text(warnings: &[String], label: &str, items: &[String]) -> String {
+    let mut text: String = warnings.iter().map(|w| format!("warning: {w}\n")).collect();
+    for item in items {
+        text.push_str(&format!("{label}: {item}\n"));
+    }
+    text
+}
+
 /// An error and its causes, `: `-separated, each cause once (an error that
 /// already quotes its cause does not repeat it).
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
@@ -157,15 +168,7 @@ impl Refused {
 
 impl Document for Refused {
     fn to_text(&self) -> String {
-        let mut text: String = self
-            .report
-            .warnings
-            .iter()
-            .map(|w| format!("warning: {w}\n"))
-            .collect();
-        for reason in &self.refused {
-            text.push_str(&format!("refused: {reason}\n"));
-        }
+        let mut text = notes_text(&self.report.warnings, "refused", &self.refused);
         text.push_str(&format!(
             "{}: refused, nothing touched (changed: 0)\n",
             self.report.tool

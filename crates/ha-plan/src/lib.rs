@@ -75,7 +75,8 @@ mod problem;
 mod report;
 
 pub use document::{
-    Checked, Document, Envelope, ErrorDocument, Refused, SCHEMA_VERSION, error_chain, schema_of,
+    Checked, Document, Envelope, ErrorDocument, Refused, SCHEMA_VERSION, error_chain, notes_text,
+    schema_of,
 };
 pub use problem::{Problem, ProblemKind, Problems};
 pub use report::{Action, Change, Combined, Report, Summarised};

@@ -45,14 +45,7 @@ pub struct ContextsFindings {
 
 impl Document for ContextsFindings {
     fn to_text(&self) -> String {
-        let mut text: String = self
-            .warnings
-            .iter()
-            .map(|w| format!("warning: {w}\n"))
-            .collect();
-        for problem in &self.problems {
-            text.push_str(&format!("problem: {problem}\n"));
-        }
+        let mut text = ha_plan::notes_text(&self.warnings, "problem", &self.problems);
         let versions: Vec<String> = self
             .versions
             .iter()
