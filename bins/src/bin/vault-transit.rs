@@ -273,7 +273,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Ok(HaConfig::load_with(
             &common.args.config_path(),
             Section::Vault,
-            |config| config.vault(common.danger_accept_any_certificate),
+            |config| config.vault_with_env(common.danger_accept_any_certificate, &cli::env_var),
         )?)
     };
     match cli.command {
@@ -351,7 +351,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 },
         } => {
             let config = HaConfig::load(&common.args.config_path())?;
-            let settings = config.vault(common.danger_accept_any_certificate)?;
+            let settings =
+                config.vault_with_env(common.danger_accept_any_certificate, &cli::env_var)?;
             let findings = config
                 .contexts_verify(&settings, &cli::env_var, key.as_deref(), &database)
                 .await?;

@@ -169,7 +169,7 @@ pub async fn apply(
             Concern::Postgres => config
                 .postgres(&PostgresOverrides::default())
                 .map(Selected::Postgres),
-            Concern::Vault => config.vault(false).map(Selected::Vault),
+            Concern::Vault => config.vault_with_env(false, env).map(Selected::Vault),
             Concern::Userdata => match config.bundle_spec(env, Some(&options.bundle_dir)) {
                 Ok(_) => Ok(Selected::Userdata),
                 // [vault] runs first and writes the app token.
@@ -392,7 +392,7 @@ pub async fn status(
                 ))),
                 Err(e) => Err(e),
             },
-            Concern::Vault => match config.vault(false) {
+            Concern::Vault => match config.vault_with_env(false, env) {
                 Ok(settings) => Ok(ConcernHealth::Vault(settings.health().await)),
                 Err(e) => Err(e),
             },

@@ -282,3 +282,41 @@ fn export_pg_dump_command_is_an_argv_without_empty_words() {
     let problems = parse("[export]\npg_dump = [\"x\"]\n").unwrap_err();
     assert_eq!(problems.iter().next().unwrap().key, "[export].pg_dump");
 }
+
+#[test]
+fn vault_addr_and_cacert_stand_between_the_flags_and_the_file_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    let pki = ha_tls::Ca::generate(
+        &ha_tls::CaSpec::new("Test", "Vault"),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    std::fs::write(&ca, pki.cert_pem()).unwrap();
+    let config = parse("[vault]\naddress = \"https://old-vault:8200\"\n").unwrap();
+    let env = |name: &str| match name {
+        "VAULT_ADDR" => Some("https://new-vault:8200/".to_owned()),
+        "VAULT_CACERT" => Some(ca.display().to_string()),
+        _ => None,
+    };
+    let settings = config.vault_with_env(false, &env).unwrap();
+    assert_eq!(settings.address, "https://new-vault:8200");
+    assert!(
+        settings.warnings[0].contains(
+            "VAULT_ADDR=https://new-vault:8200/ overrides [vault].address https://old-vault:8200"
+        ),
+        "{:?}",
+        settings.warnings
+    );
+    // The same address: nothing to say. BAO_ADDR when VAULT_ADDR is unset.
+    let same = |name: &str| (name == "BAO_ADDR").then(|| "https://old-vault:8200".to_owned());
+    let problems = config.vault_with_env(false, &same).unwrap_err();
+    assert!(
+        problems.to_string().contains("[vault].ca_file"),
+        "{problems}"
+    );
+    // A relative VAULT_CACERT is refused under its own name.
+    let relative = |name: &str| (name == "VAULT_CACERT").then(|| "ca.pem".to_owned());
+    let problems = config.vault_with_env(false, &relative).unwrap_err();
+    assert!(problems.to_string().contains("VAULT_CACERT"), "{problems}");
+}

@@ -121,21 +121,74 @@ impl HaConfig {
     /// is the `--danger-accept-any-certificate` flag: it skips Vault's
     /// certificate check, and `ca_file` is then not needed.
     pub fn vault(&self, danger_accept_any_certificate: bool) -> Result<VaultSettings, Problems> {
+        self.vault_with_env(danger_accept_any_certificate, &|_| None)
+    }
+
+    /// [`HaConfig::vault`] with Vault's own environment variables as
+    /// fallbacks between the flags and the file, as Vault's CLI reads them:
+    /// `VAULT_ADDR` (else `BAO_ADDR`) for `[vault].address`, `VAULT_CACERT`
+    /// (else `BAO_CACERT`) for `[vault].ca_file`. One that differs from the
+    /// file is said in a warning naming both, so that a shell still pointed
+    /// at another Vault (the old one) cannot redirect a run unnoticed.
+    pub fn vault_with_env(
+        &self,
+        danger_accept_any_certificate: bool,
+        env: EnvLookup<'_>,
+    ) -> Result<VaultSettings, Problems> {
         let raw = self.vault_section()?;
         let mut c = Collect::default();
         let plain_http = raw.danger_allow_plain_http.unwrap_or(false);
-        let address = match raw.address.as_deref() {
+        let from_env = |names: [&'static str; 2]| {
+            names.into_iter().find_map(|name| {
+                env(name)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| (name, v))
+            })
+        };
+        let mut address_key = "[vault].address".to_owned();
+        let mut address = raw.address.clone();
+        if let Some((name, value)) = from_env(["VAULT_ADDR", "BAO_ADDR"]) {
+            if let Some(file) = address
+                .as_deref()
+                .filter(|f| f.trim_end_matches('/') != value.trim().trim_end_matches('/'))
+            {
+                c.warnings.push(format!(
+                    "{name}={} overrides [vault].address {file} (unset {name} to use the file's)",
+                    value.trim()
+                ));
+            }
+            address = Some(value.trim().to_owned());
+            address_key = name.to_owned();
+        }
+        let mut ca_key = "[vault].ca_file";
+        let mut ca_file = raw.ca_file.clone();
+        if let Some((name, value)) = from_env(["VAULT_CACERT", "BAO_CACERT"]) {
+            let value = std::path::PathBuf::from(value.trim());
+            if value.is_relative() {
+                c.invalid(name, format!("{}: give an absolute path", value.display()));
+            }
+            if let Some(file) = ca_file.as_ref().filter(|f| self.path_of(f) != value) {
+                c.warnings.push(format!(
+                    "{name}={} overrides [vault].ca_file {} (unset {name} to use the file's)",
+                    value.display(),
+                    file.display()
+                ));
+            }
+            ca_file = Some(value);
+            ca_key = name;
+        }
+        let address = match address.as_deref() {
             Some(a) if a.starts_with("https://") => a.trim_end_matches('/').to_owned(),
             Some(a) if a.starts_with("http://") && plain_http => {
                 c.warnings.push(format!(
-                    "[vault].address {a} is plain HTTP (danger_allow_plain_http): unseal shares \
+                    "{address_key} {a} is plain HTTP (danger_allow_plain_http): unseal shares \
                      and tokens cross the network in clear text"
                 ));
                 a.trim_end_matches('/').to_owned()
             }
             Some(a) if a.starts_with("http://") => {
                 c.invalid(
-                    "[vault].address",
+                    &address_key,
                     format!(
                         "{a:?} is plain HTTP: unseal shares and tokens would cross the network \
                          in clear text. Use https://, or for a throw-away test server set \
@@ -145,7 +198,7 @@ impl HaConfig {
                 String::new()
             }
             Some(a) => {
-                c.invalid("[vault].address", format!("{a:?} must start with https://"));
+                c.invalid(&address_key, format!("{a:?} must start with https://"));
                 String::new()
             }
             None => {
@@ -156,7 +209,7 @@ impl HaConfig {
         let trust = if danger_accept_any_certificate || address.starts_with("http://") {
             Trust::DangerAcceptAnyCertificate
         } else {
-            match &raw.ca_file {
+            match &ca_file {
                 None => {
                     c.missing_because(
                         "[vault].ca_file",
@@ -167,7 +220,7 @@ impl HaConfig {
                 }
                 Some(path) => {
                     let path = self.path_of(path);
-                    match c.ca_file("[vault].ca_file", &path) {
+                    match c.ca_file(ca_key, &path) {
                         Some(pem) => Trust::Ca {
                             pem,
                             path: path.display().to_string(),
