@@ -157,8 +157,9 @@ fn the_runbook_from_init_to_sealed_and_back() {
     assert_eq!(json(&stdout)["healthy"], true);
     setup.assert_no_secret(&[&stdout, &stderr]);
 
-    let (code, _, stderr) = run(&mut setup.vault_transit(&["seal"]));
+    let (code, stdout, stderr) = run(&mut setup.vault_transit(&["seal", "--json"]));
     assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json(&stdout)["changed"], 1, "{stdout}");
     let (code, stdout, _) = run(&mut setup.vault_transit(&["status"]));
     assert_eq!(code, 3);
     assert!(stdout.contains("sealed, unseal progress 0/3"), "{stdout}");
