@@ -319,9 +319,22 @@ pub async fn migrate(
                 continue;
             };
             let body: Value = json!({ "backup": key.backup(), "force": replace });
-            client
+            if let Err(e) = client
                 .put(&format!("{mount}/restore/{name}"), Some(token), &body)
-                .await?;
+                .await
+            {
+                // Refused because the key is there already (OpenBao says so
+                // with a 500, "key … already exists"): put there by a run
+                // killed after it sent its restore, or by another run at the
+                // same time. The same key is what was wanted.
+                let arrived = matches!(
+                    key_state(client, token, mount, key).await,
+                    Ok(KeyState::Same)
+                );
+                if !arrived {
+                    return Err(e);
+                }
+            }
             match key_state(client, token, mount, key).await? {
                 KeyState::Same => {}
                 other => {

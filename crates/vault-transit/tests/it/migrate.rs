@@ -524,3 +524,35 @@ async fn derived_keys_of_either_kdf_are_restored_and_decrypt_with_their_contexts
         "{findings:?}"
     );
 }
+
+/// Two restores at once (or a rerun while a killed run's restore request
+/// is still being served): whichever comes second finds the key there and
+/// is done too — neither fails.
+#[tokio::test]
+async fn two_restores_at_once_both_end_with_the_key_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = Lab::start();
+    let made = make_key(&source, tmp.path()).await;
+    let old = tmp.path().join("old");
+    fixture(&old, &made.export, &[]);
+    let vault = OldVault::open(&old.join("data")).unwrap();
+    let unsealed_old = vault.unseal(&shares(&old, &[1, 2, 3])).unwrap();
+    let keys = unsealed_old.transit_keys().unwrap();
+    let target = Lab::start();
+    let admin = unsealed(&target, &tmp.path().join("dst")).await;
+    configure_once(&target, &admin, &tmp.path().join("dst-app-token")).await;
+    let client = target.client();
+    let spec = MigrateSpec::new("transit");
+    let (first, second) = tokio::join!(
+        migrate(&client, &admin, &keys, &spec),
+        migrate(&client, &admin, &keys, &spec)
+    );
+    for outcome in [first, second] {
+        assert!(
+            matches!(outcome, Ok(Migrated::Done(_))),
+            "{:?}",
+            outcome.map(|_| ())
+        );
+    }
+    decrypts_all(&client, &admin, &made).await;
+}
