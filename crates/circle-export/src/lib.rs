@@ -113,4 +113,4 @@ pub use summary::{
 };
 pub use target::{MongoConnection, MongoReader, MongoTarget, RestoreTargets, mongo_from_uri};
 pub use transfer::{TransferMongo, TransferPostgres, TransferReport, TransferSpec, transfer};
-pub use verify::{Inspection, Layout, extract_prefix, inspect, inspect_metered};
+pub use verify::{Inspection, Layout, extract_prefix, inspect, inspect_metered, vault_data};

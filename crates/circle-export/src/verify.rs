@@ -337,6 +337,27 @@ pub fn extract_prefix(
     })
 }
 
+/// Where an export archive keeps the old contexts-Vault's data directory.
+pub const VAULT_DATA: &str = "vault-data";
+
+/// The old Vault's data directory out of an export archive
+/// (`export --vault-data`): [`extract_prefix`] of `vault-data/` into `to`,
+/// then `to/vault-data` — only when the whole archive was found intact (a
+/// damaged or changed archive is [`Error::Damaged`]: leave whatever was
+/// unpacked unused), and `None` when it holds no Vault data.
+pub fn vault_data(
+    archive: &crate::archive::Source,
+    to: &Path,
+    meter: &Meter,
+) -> Result<Option<std::path::PathBuf>, Error> {
+    let inspection = extract_prefix(archive, &format!("{VAULT_DATA}/"), to, meter)?;
+    if !inspection.problems.is_empty() {
+        return Err(Error::Damaged(inspection.problems));
+    }
+    let dir = to.join(VAULT_DATA);
+    Ok(dir.is_dir().then_some(dir))
+}
+
 /// [`inspect_metered`] unpacking to `extract_to`, telling `watch` about the
 /// manifest (when it is the first entry, as in every archive circle-export
 /// writes) and then about every member as it starts and ends, so that a

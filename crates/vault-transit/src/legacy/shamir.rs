@@ -29,6 +29,58 @@ impl Share {
     /// `origin` says where it came from (a file name, `stdin line 2`), for
     /// messages.
     pub fn parse(text: &str, origin: &str) -> Result<Share, Error> {
+        Share::parse_inner(text, origin)
+    }
+
+    /// Every share in `dir`: the files named `unseal-key-*`, in name order,
+    /// one share each. A file others may read (any group or other mode
+    /// bit) is refused before any is read — an unseal share is kept 0600 —
+    /// as is a directory without such files.
+    pub fn read_dir(dir: &std::path::Path) -> Result<Vec<Share>, Error> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let unreadable =
+            |e: std::io::Error| Error::Shares(format!("{}: cannot read it: {e}", dir.display()));
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .map_err(unreadable)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("unseal-key-"))
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::Shares(format!(
+                "{}: no unseal-key-N file in it",
+                dir.display()
+            )));
+        }
+        for path in &files {
+            let mode = std::fs::metadata(path)
+                .map_err(unreadable)?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(Error::Shares(format!(
+                    "{} may be read by others (mode {:o}): an unseal share must be 0600 \
+                     (chmod 600 it, and ask who else could have read it)",
+                    path.display(),
+                    mode & 0o777
+                )));
+            }
+        }
+        files
+            .iter()
+            .map(|path| {
+                let text =
+                    zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(unreadable)?);
+                Share::parse(&text, &path.display().to_string())
+            })
+            .collect()
+    }
+
+    fn parse_inner(text: &str, origin: &str) -> Result<Share, Error> {
         use base64::Engine as _;
         let text = text.trim();
         let text = match text.split_once(':') {
