@@ -439,10 +439,17 @@ async fn two_members_restarted_together_elect_one_primary_that_stays() {
 /// driver, independent of ours and pymongo's): a batch sent again with the
 /// same `lsid` + `txnNumber` — on the new primary, after a step-down — is
 /// answered as done and not run twice; an older `txnNumber` is refused.
+///
+/// The batches go through an explicit session: mongosh's driver replaces
+/// any `lsid` a command carries with its session's id, and an implicit
+/// session is taken from a pool per command and thrown away after a network
+/// error — so a retry could leave under a new `lsid` and rightly be run
+/// again (this test failed 1 of 2 runs so: `again: 0`, one duplicate-key
+/// error).
 const MONGOSH_RETRY: &str = r#"
-const lsid = {id: UUID()};
-const r = db.getSiblingDB("retry");
-const cmd = (docs, txn) => r.runCommand({insert: "c", documents: docs, lsid: lsid,
+const session = db.getMongo().startSession({causalConsistency: false});
+const r = session.getDatabase("retry");
+const cmd = (docs, txn) => r.runCommand({insert: "c", documents: docs,
                                          txnNumber: NumberLong(String(txn)), writeConcern: {w: "majority"}});
 const first = cmd([{_id: 1}, {_id: 2}], 1);
 const before = db.hello().me;
