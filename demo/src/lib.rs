@@ -282,9 +282,9 @@ pub async fn run_lab(
         "export + restore (circle-export)",
         "contexts readable on the new Vault",
         "bundle published (S3, launch template)",
+        "encryption keys backed up and verified",
         "status (circle-ha)",
         "backup of a secondary (mongo-backup)",
-        "encryption keys backed up and verified",
         "doctor on the bundle (circle-ha doctor)",
     ];
     for (i, name) in steps.into_iter().enumerate() {
@@ -302,9 +302,9 @@ pub async fn run_lab(
             5 => migrate_phase(&running).await,
             6 => contexts_phase(tools, &running).await,
             7 => publish_phase(&running).await,
-            8 => status_phase(&running).await,
-            9 => backup_phase(&mut running).await,
-            10 => keys_phase(&running).await,
+            8 => keys_phase(&running).await,
+            9 => status_phase(&running).await,
+            10 => backup_phase(&mut running).await,
             _ => doctor_phase(&running).await,
         };
         phases.finish(Outcome::from_result(result));
@@ -1158,14 +1158,19 @@ async fn doctor_phase(running: &Lab) -> anyhow::Result<String> {
     Ok(format!("{} checks, nothing wrong", report.checked.len()))
 }
 
-/// `circle-ha status`: every concern healthy.
+/// `circle-ha status`: every concern healthy, the key backup included.
 async fn status_phase(running: &Lab) -> anyhow::Result<String> {
     let (file, bundle_dir) = lab_config(running)?;
     let env = lookup(running);
-    let options = ha_config::install::StatusOptions {
-        max_lag: std::time::Duration::from_secs(30),
-        bundle_dir,
-    };
+    let mut options = ha_config::install::StatusOptions::new(&file);
+    options.bundle_dir = bundle_dir;
+    options.s3 = running.moto.as_ref().map(|moto| moto.s3_client());
+    options.keys_dir = running
+        .work
+        .as_ref()
+        .context("no lab directory")?
+        .path()
+        .join("circle-data");
     let checks = ha_config::install::status(&file, &env, &options).await?;
     let findings = ha_config::install::status_findings(&checks);
     anyhow::ensure!(

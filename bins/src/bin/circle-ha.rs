@@ -71,12 +71,23 @@ enum Command {
     /// states, lag, TLS and auth (as circle-admin). [postgres]: the app
     /// role reaches every database and its extensions. [vault]: seal state,
     /// then the app token (valid, renewable, limited to its policy).
-    /// [services]: whether the rendered bundle still matches ha.toml. A
-    /// concern that cannot be reached is reported unhealthy with the
-    /// reason; the others are still checked.
+    /// [services]: whether the rendered bundle still matches ha.toml, and
+    /// (with s3_bucket) the encryption keys' stored copy, read back whole
+    /// and compared with the keys directory where there is one. [backup]:
+    /// the newest complete snapshot run's age, per member. A concern that
+    /// cannot be reached is reported unhealthy with the reason; the others
+    /// are still checked.
     Status {
         #[command(flatten)]
         common: ConfigArgs,
+        /// Send AWS requests (snapshots, the key backup) here instead of
+        /// AWS (a VPC endpoint, an emulator).
+        #[arg(long, value_name = "URL")]
+        endpoint_url: Option<String>,
+        /// Where CircleCI's encryption keys are on this machine (compared
+        /// with the stored copy when the directory exists).
+        #[arg(long, value_name = "DIR", default_value = services_userdata::keys::KEYS_DIR)]
+        keys_dir: std::path::PathBuf,
         /// Seconds behind the primary above which a member is unhealthy.
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         max_lag: u64,
@@ -86,8 +97,11 @@ enum Command {
         bundle_dir: Option<std::path::PathBuf>,
         /// Also write the result for node_exporter's textfile collector:
         /// DIR/circle_ha.prom (circle_ha_healthy, circle_ha_concern_healthy
-        /// per concern, circle_ha_status_last_run_timestamp_seconds),
-        /// replaced atomically.
+        /// per concern, circle_ha_status_last_run_timestamp_seconds,
+        /// circle_ha_certificate_expiry_timestamp_seconds per file,
+        /// circle_ha_backup_last_complete_timestamp_seconds per member,
+        /// circle_ha_key_backup_verified_timestamp_seconds, …), replaced
+        /// atomically.
         #[arg(long, value_name = "DIR")]
         textfile: Option<std::path::PathBuf>,
     },
@@ -273,15 +287,30 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         }
         Command::Status {
             common,
+            endpoint_url,
+            keys_dir,
             max_lag,
             bundle_dir,
             textfile,
         } => {
             let config = HaConfig::load(&common.config_path())?;
-            let options = install::StatusOptions {
-                max_lag: std::time::Duration::from_secs(max_lag),
-                bundle_dir: bundle_dir.unwrap_or_else(|| config.path_of(Path::new("bundle"))),
-            };
+            let mut options = install::StatusOptions::new(&config);
+            options.max_lag = std::time::Duration::from_secs(max_lag);
+            options.keys_dir = keys_dir;
+            if let Some(dir) = bundle_dir {
+                options.bundle_dir = dir;
+            }
+            let endpoint = endpoint_url.as_deref();
+            if let Some(region) = config.backup_region() {
+                let sdk = circle_ha::aws::sdk_config(&region, endpoint).await;
+                options.ec2 = Some(aws_sdk_ec2::Client::new(&sdk));
+            }
+            if config.stores_keys()
+                && let Ok((_, region)) = config.key_store()
+            {
+                let sdk = circle_ha::aws::sdk_config(&region, endpoint).await;
+                options.s3 = Some(circle_ha::aws::s3_client(&sdk, endpoint.is_some()));
+            }
             let checks = install::status(&config, &cli::env_var, &options).await?;
             if let Some(dir) = &textfile {
                 let now = std::time::SystemTime::now()

@@ -131,6 +131,7 @@ impl Set {
     fn tool(&self, binary: &str, args: &[&str]) -> Command {
         let path = match binary {
             "mongo-rs-setup" => env!("CARGO_BIN_EXE_mongo-rs-setup"),
+            "circle-ha" => env!("CARGO_BIN_EXE_circle-ha"),
             _ => env!("CARGO_BIN_EXE_mongo-backup"),
         };
         let mut command = Command::new(path);
@@ -273,6 +274,43 @@ fn snapshot_twice_list_status_refusals_and_bad_config_as_an_operator_runs_them()
     assert_eq!(
         *at as i64,
         status["newest"]["created"].as_i64().unwrap(),
+        "{text}"
+    );
+    // `circle-ha status` checks the same runs beside the set, and says the
+    // member's last complete run in its own textfile.
+    let (code, stdout, stderr) = run(set
+        .tool(
+            "circle-ha",
+            &["status", "--json", "--textfile", &textfile_arg],
+        )
+        .arg("--max-lag")
+        .arg("3600"));
+    assert_no_secret(&stdout);
+    let all: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    assert_eq!(code, 0, "{all} {stderr}");
+    let concerns: Vec<&str> = all["concerns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["concern"].as_str().unwrap())
+        .collect();
+    assert_eq!(concerns, ["mongo", "backup"], "{all}");
+    let backup = &all["concerns"][1]["detail"];
+    for key in ["healthy", "replica_set", "runs", "last_complete_by_member"] {
+        assert_eq!(backup[key], status[key], "the same findings: {all}");
+    }
+    let text = std::fs::read_to_string(textfile.path().join("circle_ha.prom")).unwrap();
+    let sample = text
+        .lines()
+        .filter_map(crate::exposition_line)
+        .find(|(n, _, _)| n == "circle_ha_backup_last_complete_timestamp_seconds")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(sample.2, *at, "{text}");
+    assert!(
+        sample
+            .1
+            .iter()
+            .any(|(k, v)| k == "member" && *v == set.members[s].host()),
         "{text}"
     );
     let (code, pruned, _) = set.json(&["prune", "--dry-run"]);

@@ -16,8 +16,15 @@ const KEY_A: &str = "key-material-A-wörd-0123456789abcdef";
 const KEY_B: &str = "key-material-B-wörd-fedcba9876543210";
 
 fn keys(config: &Path, endpoint: &str, args: &[&str]) -> (i32, Value, String) {
+    let mut all = vec!["keys"];
+    all.extend(args);
+    circle_ha(config, endpoint, &all)
+}
+
+/// `circle-ha ARGS --config CONFIG --endpoint-url ENDPOINT --json`, as
+/// [`keys`] runs it.
+fn circle_ha(config: &Path, endpoint: &str, args: &[&str]) -> (i32, Value, String) {
     let (code, stdout, stderr) = run(Command::new(env!("CARGO_BIN_EXE_circle-ha"))
-        .arg("keys")
         .args(args)
         .arg("--config")
         .arg(config)
@@ -80,7 +87,74 @@ fn backup_verify_change_verify_restore_refused_then_forced() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(same["healthy"], true, "{same}");
 
+    // `circle-ha status` reads the stored copy back and compares it with
+    // the directory; its textfile says when it last read back healthy.
+    let textfile = tempfile::tempdir().unwrap();
+    let textfile_arg = textfile.path().to_str().unwrap();
+    let status = |textfile: &[&str]| {
+        let mut args = vec!["status", "--keys-dir", path];
+        args.extend(textfile);
+        let (code, status, stderr) = circle_ha(&config, &endpoint, &args);
+        assert_eq!(code, 3, "the bundle is not rendered: {status} {stderr}");
+        let concerns = status["concerns"].as_array().unwrap().clone();
+        let keys = concerns
+            .into_iter()
+            .find(|c| c["concern"] == "keys")
+            .unwrap_or_else(|| panic!("no keys concern: {status}"));
+        keys["detail"].clone()
+    };
+    let stored = status(&["--textfile", textfile_arg]);
+    assert_eq!(stored["healthy"], true, "{stored}");
+    assert_eq!(stored["stored"], 2, "{stored}");
+    assert_eq!(
+        stored["local"]["same"],
+        serde_json::json!(["a.key", "b.key"])
+    );
+    assert_eq!(
+        stored["location"], "s3://ha-keys/prod/circleci-encryption-keys/",
+        "{stored}"
+    );
+    let text = std::fs::read_to_string(textfile.path().join("circle_ha.prom")).unwrap();
+    let series: Vec<_> = text.lines().filter_map(crate::exposition_line).collect();
+    let value = |name: &str| {
+        series
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, labels, v)| (labels.clone(), *v))
+    };
+    let (labels, count) = value("circle_ha_key_backup_keys").expect(&text);
+    assert_eq!(count, 2.0, "{text}");
+    assert_eq!(labels[0].1, "s3://ha-keys/prod/circleci-encryption-keys/");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for name in [
+        "circle_ha_key_backup_verified_timestamp_seconds",
+        "circle_ha_key_backup_last_upload_timestamp_seconds",
+    ] {
+        let (_, at) = value(name).unwrap_or_else(|| panic!("{name} missing: {text}"));
+        assert!((now - at).abs() < 600.0, "{name}: {text}");
+    }
+    assert_eq!(
+        value("circle_ha_concern_healthy").map(|(l, _)| l.len()),
+        Some(1),
+        "{text}"
+    );
+
     std::fs::write(machine.join("b.key"), "key-material-B-changed").unwrap();
+    let changed = status(&["--textfile", textfile_arg]);
+    assert_eq!(changed["healthy"], false, "{changed}");
+    assert_eq!(changed["local"]["different"], serde_json::json!(["b.key"]));
+    let text = std::fs::read_to_string(textfile.path().join("circle_ha.prom")).unwrap();
+    assert!(
+        !text.contains("circle_ha_key_backup_verified_timestamp_seconds"),
+        "{text}"
+    );
+    assert!(
+        text.contains("circle_ha_concern_healthy{concern=\"keys\"} 0"),
+        "{text}"
+    );
     let (code, differs, _) = keys(&config, &endpoint, &["verify", "--dir", path]);
     assert_eq!(code, 3, "{differs}");
     assert_eq!(

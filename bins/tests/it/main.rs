@@ -520,4 +520,27 @@ fn status_writes_prometheus_text_for_the_textfile_collector() {
         .as_secs_f64();
     let ran = value("circle_ha_status_last_run_timestamp_seconds", &[]).unwrap();
     assert!((now - ran).abs() < 600.0, "{text}");
+
+    // With a CA: healthy, and when the CA expires.
+    let (code, _, stderr) = run(circle_ha().args(["pki", "init", "--config"]).arg(&config));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(circle_ha()
+        .args(["status", "--config"])
+        .arg(&config)
+        .arg("--textfile")
+        .arg(&textfile));
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(textfile.join("circle_ha.prom")).unwrap();
+    let expiry: Vec<_> = text
+        .lines()
+        .filter_map(exposition_line)
+        .filter(|(n, _, _)| n == "circle_ha_certificate_expiry_timestamp_seconds")
+        .collect();
+    assert_eq!(expiry.len(), 1, "{text}");
+    let (_, labels, at) = &expiry[0];
+    assert!(
+        labels[0].0 == "file" && labels[0].1.ends_with("ca.pem"),
+        "{text}"
+    );
+    assert!(*at > now + 300.0 * 86_400.0, "{text}");
 }

@@ -100,6 +100,19 @@ fn init_issue_lint_twice_and_a_broken_certificate_is_reissued_alone() {
     let (code, linted, _) = pki(dir.path(), &["lint"]);
     assert_eq!(code, 0, "{linted}");
     assert_eq!(linted["checked"], 6);
+    // When each certificate expires: the CA and the six, by file.
+    let expires = linted["expires"].as_object().unwrap();
+    assert_eq!(expires.len(), 7, "{linted}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        expires
+            .iter()
+            .all(|(file, at)| file.contains("certs/") && at.as_i64().unwrap() > now + 300 * 86_400),
+        "{linted}"
+    );
 
     // One member's certificate replaced by the Vault host's: it no longer
     // covers the member's name. Lint names it; issue replaces it alone.

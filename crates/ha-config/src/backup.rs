@@ -138,6 +138,16 @@ impl BackupSettings {
 }
 
 impl HaConfig {
+    /// The AWS region of `[backup]`'s EBS store, for the EC2 client
+    /// [`BackupSettings::snapshot_store`] takes; `None` for the other
+    /// stores (or a `[backup]` with problems, which `backup` reports).
+    pub fn backup_region(&self) -> Option<String> {
+        match self.backup(None).ok()?.store {
+            BackupStore::Ebs { region, .. } => Some(region),
+            _ => None,
+        }
+    }
+
     /// `[backup]` (with `[mongo]`'s members and dbPath, `[services]`'s
     /// region as defaults), every problem at once. `member` is the
     /// `--member` flag, overriding `[backup].member`.

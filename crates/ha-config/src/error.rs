@@ -29,6 +29,15 @@ pub enum Error {
     /// The Services bundle (`[services]`).
     #[error(transparent)]
     Services(#[from] services_userdata::Error),
+    /// The backups (`[backup]`).
+    #[error(transparent)]
+    Backup(#[from] mongo_backup::Error),
+    /// A check needs a client the caller did not give (`what`).
+    #[error("no {what} was given")]
+    NoClient {
+        /// The client, and what for.
+        what: &'static str,
+    },
     /// `circle-ha apply` stopped at a concern: which, what finished before
     /// it and what did not run.
     #[error(

@@ -18,6 +18,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ha_plan::exposition::{gauge, label};
 use ha_plan::{
     Action, Checked, Combined, Document, JsonSchema, Problem, Problems, Progress, Report,
 };
@@ -39,16 +40,34 @@ pub enum Concern {
     Vault,
     /// `[services]`: the Services machine's bundle.
     Userdata,
+    /// `[backup]`: the replica set's snapshots (checked by `status`, never
+    /// applied: a backup run is its own command).
+    Backup,
+    /// `[services]`: CircleCI's encryption keys in the bundle's bucket
+    /// (checked by `status`; `circle-ha keys backup` stores them).
+    Keys,
 }
 
 impl Concern {
-    /// In the runbook's order.
+    /// What `apply` brings to state, in the runbook's order.
     pub const ALL: [Concern; 5] = [
         Concern::Pki,
         Concern::Mongo,
         Concern::Postgres,
         Concern::Vault,
         Concern::Userdata,
+    ];
+
+    /// What `status` checks, in the runbook's order: [`Concern::ALL`], then
+    /// the backups.
+    pub const CHECKED: [Concern; 7] = [
+        Concern::Pki,
+        Concern::Mongo,
+        Concern::Postgres,
+        Concern::Vault,
+        Concern::Userdata,
+        Concern::Backup,
+        Concern::Keys,
     ];
 
     /// The name `--only` takes.
@@ -59,6 +78,8 @@ impl Concern {
             Concern::Postgres => "postgres",
             Concern::Vault => "vault",
             Concern::Userdata => "userdata",
+            Concern::Backup => "backup",
+            Concern::Keys => "keys",
         }
     }
 
@@ -70,6 +91,8 @@ impl Concern {
             Concern::Postgres => "pg-provision",
             Concern::Vault => "vault-transit",
             Concern::Userdata => "services-userdata",
+            Concern::Backup => "mongo-backup",
+            Concern::Keys => "circle-ha keys",
         }
     }
 
@@ -80,11 +103,13 @@ impl Concern {
             Concern::Mongo => Section::Mongo,
             Concern::Postgres => Section::Postgres,
             Concern::Vault => Section::Vault,
-            Concern::Userdata => Section::Services,
+            Concern::Userdata | Concern::Keys => Section::Services,
+            Concern::Backup => Section::Backup,
         }
     }
 
-    /// Parses an `--only` name; a problem keyed `--only` otherwise.
+    /// Parses an `--only` name (one of [`Concern::ALL`]); a problem keyed
+    /// `--only` otherwise.
     pub fn parse(name: &str) -> Result<Concern, Problem> {
         Concern::ALL
             .into_iter()
@@ -170,6 +195,7 @@ pub async fn apply(
                 .postgres(&PostgresOverrides::default())
                 .map(Selected::Postgres),
             Concern::Vault => config.vault_with_env(false, env).map(Selected::Vault),
+            Concern::Backup | Concern::Keys => continue,
             Concern::Userdata => match config.bundle_spec(env, Some(&options.bundle_dir)) {
                 Ok(_) => Ok(Selected::Userdata),
                 // [vault] runs first and writes the app token.
@@ -272,6 +298,31 @@ pub struct StatusOptions {
     pub max_lag: Duration,
     /// Where `apply` rendered the Services bundle.
     pub bundle_dir: PathBuf,
+    /// Where CircleCI's encryption keys are on this machine (compared with
+    /// their stored copy when it is a directory here).
+    pub keys_dir: PathBuf,
+    /// An EC2 client for `[backup]`'s EBS snapshots (the program builds it
+    /// for [`HaConfig::backup_region`]); without one, an EBS `[backup]`
+    /// is reported unchecked.
+    pub ec2: Option<aws_sdk_ec2::Client>,
+    /// An S3 client for the key backup in `[services]`'s bucket (built for
+    /// [`HaConfig::key_store`]'s region); without one, the key backup is
+    /// reported unchecked.
+    pub s3: Option<services_userdata::aws_sdk_s3::Client>,
+}
+
+impl StatusOptions {
+    /// Lag 30 s, the bundle beside `config`'s file, the keys where the
+    /// Services machine keeps them, and no AWS clients.
+    pub fn new(config: &HaConfig) -> StatusOptions {
+        StatusOptions {
+            max_lag: Duration::from_secs(30),
+            bundle_dir: config.path_of(std::path::Path::new("bundle")),
+            keys_dir: PathBuf::from(services_userdata::keys::KEYS_DIR),
+            ec2: None,
+            s3: None,
+        }
+    }
 }
 
 /// One concern's health.
@@ -305,6 +356,10 @@ pub enum ConcernHealth {
     Vault(crate::vault::VaultHealth),
     /// `[services]`: whether the rendered bundle matches `ha.toml`.
     Userdata(Checked<BundleHealth>),
+    /// `[backup]`: `mongo-backup status`.
+    Backup(Checked<mongo_backup::report::BackupHealth>),
+    /// `[services]`: the encryption keys' stored copy.
+    Keys(Checked<services_userdata::keys::KeyBackupHealth>),
 }
 
 impl Document for ConcernHealth {
@@ -315,6 +370,8 @@ impl Document for ConcernHealth {
             ConcernHealth::Postgres(c) => c.to_text(),
             ConcernHealth::Vault(c) => c.to_text(),
             ConcernHealth::Userdata(c) => c.to_text(),
+            ConcernHealth::Backup(c) => c.to_text(),
+            ConcernHealth::Keys(c) => c.to_text(),
         }
     }
 
@@ -325,6 +382,8 @@ impl Document for ConcernHealth {
             ConcernHealth::Postgres(c) => c.healthy(),
             ConcernHealth::Vault(c) => c.healthy(),
             ConcernHealth::Userdata(c) => c.healthy(),
+            ConcernHealth::Backup(c) => c.healthy(),
+            ConcernHealth::Keys(c) => c.healthy(),
         }
     }
 }
@@ -372,11 +431,24 @@ pub async fn status(
 ) -> Result<Vec<Health>, Problems> {
     let mut problems = Problems::new();
     let mut checks = Vec::new();
-    for concern in Concern::ALL {
+    for concern in Concern::CHECKED {
         if !config.has(concern.section()) {
             continue;
         }
         let findings = match concern {
+            Concern::Backup => match config.backup(None) {
+                Ok(settings) => Ok(ConcernHealth::Backup(Checked::of(
+                    backup_health(config, &settings, options.ec2.clone()).await,
+                ))),
+                Err(e) => Err(e),
+            },
+            Concern::Keys if !config.stores_keys() => continue,
+            Concern::Keys => match config.key_store() {
+                Ok((store, _region)) => Ok(ConcernHealth::Keys(Checked::of(
+                    key_backup_health(&store, options).await,
+                ))),
+                Err(e) => Err(e),
+            },
             Concern::Pki => config.pki().map(|settings| {
                 ConcernHealth::Pki(Checked::of(
                     settings.lint_findings(concern.tool(), OffsetDateTime::now_utc()),
@@ -420,6 +492,37 @@ pub async fn status(
     problems.finish(checks)
 }
 
+/// `mongo-backup status` for `settings`' store.
+async fn backup_health(
+    config: &HaConfig,
+    settings: &crate::BackupSettings,
+    ec2: Option<aws_sdk_ec2::Client>,
+) -> Result<mongo_backup::report::BackupHealth, Error> {
+    use mongo_backup::SnapshotStore as _;
+    let set = config.mongo_layout()?.name;
+    let store = settings.snapshot_store(ec2)?;
+    let snapshots = store.list(&set).await?;
+    let groups = mongo_backup::snapshot::groups(&snapshots, &set);
+    Ok(mongo_backup::report::status_findings(
+        &set,
+        &groups,
+        settings.max_age,
+        OffsetDateTime::now_utc(),
+    ))
+}
+
+/// The key backup's stored copy, read back (see
+/// `services_userdata::keys::backup_health`).
+async fn key_backup_health(
+    store: &services_userdata::keys::KeyStore,
+    options: &StatusOptions,
+) -> Result<services_userdata::keys::KeyBackupHealth, Error> {
+    let s3 = options.s3.as_ref().ok_or(Error::NoClient {
+        what: "an S3 client for the key backup",
+    })?;
+    Ok(services_userdata::keys::backup_health(s3, store, &options.keys_dir).await?)
+}
+
 /// The bundle is fresh when rendering ha.toml again would change nothing.
 fn bundle_health(
     config: &HaConfig,
@@ -438,44 +541,111 @@ fn bundle_health(
 /// `circle-ha status` for Prometheus' node_exporter textfile collector
 /// (the text exposition format, version 0.0.4): `circle_ha_healthy` (1 when
 /// every concern is as `ha.toml` describes), `circle_ha_concern_healthy`
-/// per concern, and `circle_ha_status_last_run_timestamp_seconds` (`now`,
-/// seconds since the epoch) so that a check that stopped running shows.
+/// per concern, `circle_ha_status_last_run_timestamp_seconds` (`now`,
+/// seconds since the epoch) so that a check that stopped running shows,
+/// and what the checks measured: `circle_ha_certificate_expiry_timestamp_seconds`
+/// per certificate file, `circle_ha_backup_newest_complete_age_seconds`
+/// and `circle_ha_backup_last_complete_timestamp_seconds` per member,
+/// `circle_ha_key_backup_keys`, `circle_ha_key_backup_last_upload_timestamp_seconds`
+/// and `circle_ha_key_backup_verified_timestamp_seconds` (`now`, present
+/// only when the stored copy read back healthy).
 pub fn status_metrics(checks: &[Health], now: u64) -> String {
-    let gauge = |out: &mut String, name: &str, help: &str| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-    };
-    let flag = |b: bool| u8::from(b);
     let mut out = String::new();
     gauge(
         &mut out,
         "circle_ha_healthy",
         "Whether every configured concern is as ha.toml describes (circle-ha status).",
+        &[(String::new(), i64::from(checks.iter().all(Health::healthy)))],
     );
-    out.push_str(&format!(
-        "circle_ha_healthy {}\n",
-        flag(checks.iter().all(Health::healthy))
-    ));
     gauge(
         &mut out,
         "circle_ha_concern_healthy",
-        "Whether one concern (pki, mongo, postgres, vault, userdata) is as ha.toml describes.",
+        "Whether one concern (pki, mongo, postgres, vault, userdata, backup, keys) is as ha.toml \
+         describes.",
+        &checks
+            .iter()
+            .map(|h| {
+                (
+                    format!("concern=\"{}\"", h.concern.name()),
+                    i64::from(h.healthy()),
+                )
+            })
+            .collect::<Vec<_>>(),
     );
-    for h in checks {
-        out.push_str(&format!(
-            "circle_ha_concern_healthy{{concern=\"{}\"}} {}\n",
-            h.concern.name(),
-            flag(h.healthy())
-        ));
-    }
     gauge(
         &mut out,
         "circle_ha_status_last_run_timestamp_seconds",
         "When circle-ha status last ran, in seconds since the epoch.",
+        &[(String::new(), i64::try_from(now).unwrap_or(i64::MAX))],
     );
-    out.push_str(&format!(
-        "circle_ha_status_last_run_timestamp_seconds {now}\n"
-    ));
+    for h in checks {
+        measured(&mut out, &h.findings, now);
+    }
     out
+}
+
+/// The series of what one concern's check measured (see
+/// [`status_metrics`]).
+fn measured(out: &mut String, findings: &ConcernHealth, now: u64) {
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    match findings {
+        ConcernHealth::Pki(Checked::Ran(lint)) => gauge(
+            out,
+            "circle_ha_certificate_expiry_timestamp_seconds",
+            "When each certificate expires (its notAfter), by file.",
+            &lint
+                .expires
+                .iter()
+                .map(|(file, at)| (format!("file=\"{}\"", label(file)), *at))
+                .collect::<Vec<_>>(),
+        ),
+        ConcernHealth::Backup(Checked::Ran(backup)) => {
+            let set = format!("replica_set=\"{}\"", label(&backup.replica_set));
+            if let Some(age) = backup.age_seconds {
+                gauge(
+                    out,
+                    "circle_ha_backup_newest_complete_age_seconds",
+                    "Age of the newest complete backup run.",
+                    &[(set.clone(), age)],
+                );
+            }
+            gauge(
+                out,
+                "circle_ha_backup_last_complete_timestamp_seconds",
+                "When each member's newest complete backup run was taken.",
+                &backup.member_samples(&set),
+            );
+        }
+        ConcernHealth::Keys(Checked::Ran(keys)) => {
+            let location = format!("location=\"{}\"", label(&keys.location));
+            gauge(
+                out,
+                "circle_ha_key_backup_keys",
+                "Encryption key files in the stored copy.",
+                &[(
+                    location.clone(),
+                    i64::try_from(keys.stored).unwrap_or(i64::MAX),
+                )],
+            );
+            if let Some(at) = keys.newest_upload {
+                gauge(
+                    out,
+                    "circle_ha_key_backup_last_upload_timestamp_seconds",
+                    "When the newest stored encryption key was uploaded.",
+                    &[(location.clone(), at)],
+                );
+            }
+            if keys.healthy {
+                gauge(
+                    out,
+                    "circle_ha_key_backup_verified_timestamp_seconds",
+                    "When the stored encryption keys last read back healthy.",
+                    &[(location, now)],
+                );
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The combined findings of [`status`]: unhealthy when any concern is;

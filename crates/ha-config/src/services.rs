@@ -372,15 +372,27 @@ impl HaConfig {
     /// Where `circle-ha keys` keeps CircleCI's encryption keys: the bundle's
     /// bucket, prefix and KMS key (`[services]`), and the region.
     pub fn key_store(&self) -> Result<(services_userdata::keys::KeyStore, String), Problems> {
-        let publish = self.publish_target()?;
-        Ok((
+        let services = self.services_section()?;
+        let mut c = Collect::default();
+        let bucket = c.required("[services].s3_bucket", services.s3_bucket.as_ref());
+        let region = c.required("[services].aws_region", services.aws_region.as_ref());
+        c.finish((
             services_userdata::keys::KeyStore {
-                bucket: publish.target.bucket,
-                prefix: publish.target.prefix,
-                kms_key_id: publish.target.kms_key_id,
+                bucket,
+                prefix: services.s3_prefix.clone().unwrap_or_default(),
+                kms_key_id: services.kms_key_id.clone(),
             },
-            publish.region,
+            region,
         ))
+    }
+
+    /// Whether `[services]` names a bucket, where `circle-ha keys backup`
+    /// stores CircleCI's encryption keys (so `status` checks that copy).
+    pub fn stores_keys(&self) -> bool {
+        self.raw
+            .services
+            .as_ref()
+            .is_some_and(|s| s.s3_bucket.is_some())
     }
 
     /// Where `publish` puts the bundle: `[services]`'s bucket, prefix,

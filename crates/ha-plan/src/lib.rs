@@ -71,6 +71,7 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod document;
+pub mod exposition;
 mod problem;
 mod report;
 

@@ -144,6 +144,9 @@ pub struct LintFindings {
     pub checked: usize,
     /// Every finding, errors and warnings.
     pub problems: Vec<PkiFinding>,
+    /// When each certificate that could be read expires (its `notAfter`,
+    /// seconds since the epoch), by file: the CA and every host's.
+    pub expires: std::collections::BTreeMap<String, i64>,
     /// The tool named in the summary line.
     #[serde(skip)]
     pub tool: String,
@@ -319,11 +322,12 @@ impl PkiSpec {
     /// no finding is an error; JSON `{healthy, checked, problems: [{file,
     /// severity, rule, message}]}`.
     pub fn lint_findings(&self, tool: &str, now: OffsetDateTime) -> Result<LintFindings, Error> {
-        let problems = self.lint(now)?;
+        let (problems, expires) = self.lint_with_expiry(now)?;
         Ok(LintFindings {
             healthy: !problems.iter().any(|f| f.severity == Severity::Error),
             checked: self.wanted.len(),
             problems,
+            expires,
             tool: tool.to_owned(),
             dir: self.dir.display().to_string(),
         })
@@ -332,6 +336,15 @@ impl PkiSpec {
     /// Every wanted certificate against the CA and MongoDB's member rules,
     /// host-name coverage and expiry: every finding at once.
     pub fn lint(&self, now: OffsetDateTime) -> Result<Vec<PkiFinding>, Error> {
+        Ok(self.lint_with_expiry(now)?.0)
+    }
+
+    /// [`PkiSpec::lint`], and when each certificate read expires, by file.
+    fn lint_with_expiry(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<PkiFinding>, std::collections::BTreeMap<String, i64>), Error> {
+        let mut expires = std::collections::BTreeMap::new();
         let pki = self.pki_dir();
         let ca_path = pki.ca_paths().cert;
         let mut findings = Vec::new();
@@ -349,9 +362,13 @@ impl PkiSpec {
                     rule: "ca-unreadable".to_owned(),
                     message,
                 });
-                return Ok(findings);
+                return Ok((findings, expires));
             }
         };
+        expires.insert(
+            ca_path.display().to_string(),
+            ca.not_after().unix_timestamp(),
+        );
         let mut pems = Vec::new();
         for wanted in &self.wanted {
             let path = pki.leaf_paths(&wanted.name)?.combined;
@@ -363,6 +380,12 @@ impl PkiSpec {
                     rule: "missing".to_owned(),
                     message: format!("{e} (run `circle-ha pki issue`)"),
                 }),
+            }
+        }
+        for (path, _, pem) in &pems {
+            let label = path.display().to_string();
+            if let Ok(cert) = Certificate::from_pem(pem, &label) {
+                expires.insert(label, cert.not_after().unix_timestamp());
             }
         }
         let inputs: Vec<LintInput<'_>> = pems
@@ -382,6 +405,6 @@ impl PkiSpec {
                 message: problem.message,
             });
         }
-        Ok(findings)
+        Ok((findings, expires))
     }
 }

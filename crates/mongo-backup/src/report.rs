@@ -193,62 +193,63 @@ impl BackupHealth {
     /// (so that a check that stopped running shows) — every series
     /// labelled with the replica set.
     pub fn metrics(&self, now: i64) -> String {
-        let set = label(&self.replica_set);
+        use ha_plan::exposition::{gauge, label};
+        let this = format!("replica_set=\"{}\"", label(&self.replica_set));
         let mut out = String::new();
-        let mut gauge = |name: &str, help: &str, samples: &[(String, i64)]| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-            for (labels, value) in samples {
-                out.push_str(&format!("{name}{{{labels}}} {value}\n"));
-            }
-        };
-        let this = format!("replica_set=\"{set}\"");
         gauge(
+            &mut out,
             "mongo_backup_healthy",
             "Whether the newest complete backup run is within max_age (mongo-backup status).",
             &[(this.clone(), i64::from(self.healthy))],
         );
         if let Some(age) = self.age_seconds {
             gauge(
+                &mut out,
                 "mongo_backup_newest_complete_age_seconds",
                 "Age of the newest complete backup run.",
                 &[(this.clone(), age)],
             );
         }
         gauge(
+            &mut out,
             "mongo_backup_max_age_seconds",
             "The oldest the newest complete run may be.",
             &[(this.clone(), self.max_age_seconds)],
         );
         gauge(
+            &mut out,
             "mongo_backup_runs",
             "Backup runs found, complete or not.",
             &[(this.clone(), i64::try_from(self.runs).unwrap_or(i64::MAX))],
         );
-        let members: Vec<(String, i64)> = self
-            .last_complete_by_member
-            .iter()
-            .map(|(member, at)| (format!("{this},member=\"{}\"", label(member)), *at))
-            .collect();
         gauge(
+            &mut out,
             "mongo_backup_last_complete_timestamp_seconds",
             "When each member's newest complete backup run was taken.",
-            &members,
+            &self.member_samples(&this),
         );
         gauge(
+            &mut out,
             "mongo_backup_status_last_run_timestamp_seconds",
             "When mongo-backup status last ran.",
             &[(this, now)],
         );
         out
     }
-}
 
-/// A label value as the exposition format writes it.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    /// `(labels, taken)` per member for the `…_last_complete_timestamp_seconds`
+    /// series: `set` (the replica set's label) and the member's.
+    pub fn member_samples(&self, set: &str) -> Vec<(String, i64)> {
+        self.last_complete_by_member
+            .iter()
+            .map(|(member, at)| {
+                (
+                    format!("{set},member=\"{}\"", ha_plan::exposition::label(member)),
+                    *at,
+                )
+            })
+            .collect()
+    }
 }
 
 impl Document for BackupHealth {

@@ -171,8 +171,18 @@ pub async fn stored_keys(
     s3: &aws_sdk_s3::Client,
     store: &KeyStore,
 ) -> Result<BTreeMap<String, Vec<u8>>, Error> {
+    Ok(fetch_stored(s3, store).await?.0)
+}
+
+/// [`stored_keys`], and when the newest of them was uploaded (seconds
+/// since the epoch).
+async fn fetch_stored(
+    s3: &aws_sdk_s3::Client,
+    store: &KeyStore,
+) -> Result<(BTreeMap<String, Vec<u8>>, Option<i64>), Error> {
     let prefix = store.key("");
     let mut keys = BTreeMap::new();
+    let mut newest: Option<i64> = None;
     let mut token = None;
     loop {
         let page = s3
@@ -233,11 +243,14 @@ pub async fn stored_keys(
                     key: key.to_owned(),
                 });
             }
+            if let Some(at) = object.last_modified() {
+                newest = Some(newest.map_or(at.secs(), |n| n.max(at.secs())));
+            }
             keys.insert(name.to_owned(), bytes);
         }
         token = page.next_continuation_token().map(str::to_owned);
         if token.is_none() {
-            return Ok(keys);
+            return Ok((keys, newest));
         }
     }
 }
@@ -457,6 +470,75 @@ pub async fn verify(
     dir: &Path,
 ) -> Result<KeyDiff, Error> {
     Ok(diff(&read_keys(dir)?, &stored_keys(s3, store).await?))
+}
+
+/// The key backup as `circle-ha status` checks it: the stored copy read
+/// back whole (every object's SHA-256 against the one recorded at upload)
+/// and, where the key directory exists (on the Services machine), compared
+/// with it. File names and counts only, never a key's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct KeyBackupHealth {
+    /// Something is stored, every stored key reads back as uploaded, and
+    /// the local directory (when there is one) matches it.
+    pub healthy: bool,
+    /// Where the copy is: `s3://bucket/prefix/circleci-encryption-keys/`.
+    pub location: String,
+    /// Key files stored.
+    pub stored: usize,
+    /// When the newest stored key was uploaded, seconds since the epoch.
+    pub newest_upload: Option<i64>,
+    /// The key directory compared with the copy; absent when this machine
+    /// has no such directory.
+    pub local: Option<KeyCheck>,
+}
+
+impl Document for KeyBackupHealth {
+    fn to_text(&self) -> String {
+        let mut text = String::new();
+        if let Some(local) = &self.local {
+            text.push_str(&local.to_text());
+        }
+        text.push_str(&if self.stored == 0 {
+            format!(
+                "no encryption keys stored at {}: run `circle-ha keys backup` on the Services \
+                 machine\n",
+                self.location
+            )
+        } else {
+            format!(
+                "{} encryption key file(s) stored at {}, every one read back as uploaded\n",
+                self.stored, self.location
+            )
+        });
+        text
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.healthy)
+    }
+}
+
+/// `circle-ha status`'s check of the key backup (see [`KeyBackupHealth`]):
+/// `dir` is compared only when it is a directory here. A stored key whose
+/// bytes differ from its recorded SHA-256 is [`Error::Corrupt`].
+pub async fn backup_health(
+    s3: &aws_sdk_s3::Client,
+    store: &KeyStore,
+    dir: &Path,
+) -> Result<KeyBackupHealth, Error> {
+    let (stored, newest_upload) = fetch_stored(s3, store).await?;
+    let local = if dir.is_dir() {
+        Some(diff(&read_keys(dir)?, &stored).to_findings("circle-ha status", dir))
+    } else {
+        None
+    };
+    Ok(KeyBackupHealth {
+        healthy: !stored.is_empty() && local.as_ref().is_none_or(|l| l.healthy),
+        location: format!("s3://{}/{}", store.bucket, store.key("")),
+        stored: stored.len(),
+        newest_upload,
+        local,
+    })
 }
 
 /// `circle-ha keys restore`: writes every stored key into `dir` (created

@@ -24,6 +24,7 @@ fn demo_starts_every_lab_service_and_exits_zero() {
         "export + restore (circle-export)",
         "contexts readable on the new Vault",
         "bundle published",
+        "encryption keys backed up and verified",
         "status (circle-ha)",
     ] {
         assert!(
@@ -33,6 +34,13 @@ fn demo_starts_every_lab_service_and_exits_zero() {
             "phase {phase} is not green:\n{stderr}"
         );
     }
+    // Status checked the key backup the phase before stored.
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("status (circle-ha)") && l.contains(", keys")),
+        "{stderr}"
+    );
     // The old machine is the old machine: MongoDB 3.6, read by the
     // old-server reader.
     assert!(
