@@ -1,16 +1,17 @@
 //! Progress on standard error for the long stages of circle-export: bytes
-//! done of the total, bytes/s over the last seconds, and the time left. On
-//! a terminal, a bar redrawn in place; elsewhere (nohup, cron, systemd,
+//! done of the total, bytes/s, and the time left. On a terminal, indicatif
+//! bars redrawn in place — one for the stage and one per database the
+//! stage works on (`Meter::parts`); elsewhere (nohup, cron, systemd,
 //! `| tee`) a plain line every [`PERIOD`] or every 5 % of a stage,
 //! whichever comes first, as stage lines of [`crate::log`] (so `--log-format
 //! json` makes them JSON); with `--json` or `-q`, nothing but the result.
 
-use std::io::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use circle_export::{Meter, Reading, Stage};
+use indicatif::{MultiProgress, ProgressDrawTarget, ProgressStyle};
 
 /// How often the bar is redrawn.
 const TICK: Duration = Duration::from_millis(250);
@@ -30,10 +31,9 @@ pub struct ProgressBar {
 }
 
 struct Shared {
-    /// Whether a bar is on screen (so a line must clear it first).
-    drawn: Mutex<bool>,
     stop: AtomicBool,
-    bar: bool,
+    /// The bars, on a terminal.
+    multi: Option<MultiProgress>,
     quiet: bool,
 }
 
@@ -78,25 +78,23 @@ impl Due {
 }
 
 impl ProgressBar {
-    /// Starts showing `meter`: as a bar when `bar` (standard error is a
+    /// Starts showing `meter`: as bars when `bar` (standard error is a
     /// terminal), else as periodic lines. With `quiet` (`--json`), nothing:
     /// neither the meter nor [`ProgressBar::line`].
     pub fn start(prefix: &'static str, meter: Meter, bar: bool, quiet: bool) -> ProgressBar {
+        // A bar redrawn in place has no place among JSON log lines.
+        let bar = bar && !quiet && crate::log::format() == crate::log::Format::Text;
         let shared = Arc::new(Shared {
-            drawn: Mutex::new(false),
             stop: AtomicBool::new(false),
-            // A bar redrawn in place has no place among JSON log lines.
-            bar: bar && !quiet && crate::log::format() == crate::log::Format::Text,
+            multi: bar
+                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4))),
             quiet,
         });
         let ticker = (!quiet).then(|| {
             let shared = Arc::clone(&shared);
-            std::thread::spawn(move || {
-                if shared.bar {
-                    tick(&shared, &meter);
-                } else {
-                    periodic(&shared, &meter);
-                }
+            std::thread::spawn(move || match &shared.multi {
+                Some(multi) => tick(&shared, multi, &meter),
+                None => periodic(&shared, &meter),
             })
         });
         ProgressBar {
@@ -106,22 +104,17 @@ impl ProgressBar {
         }
     }
 
-    /// Prints one progress line (`<prefix>: <text>`) above the bar.
+    /// Prints one progress line (`<prefix>: <text>`) above the bars.
     pub fn line(&self, text: &str) {
         if self.shared.quiet {
             return;
         }
-        if !self.shared.bar {
-            crate::log::stage(text);
-            return;
+        match &self.shared.multi {
+            Some(multi) => {
+                let _ = multi.println(format!("{}: {text}", self.prefix));
+            }
+            None => crate::log::stage(text),
         }
-        let mut drawn = self.shared.drawn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut err = std::io::stderr().lock();
-        if *drawn {
-            let _ = write!(err, "\r\x1b[2K");
-            *drawn = false;
-        }
-        let _ = writeln!(err, "{}: {text}", self.prefix);
     }
 }
 
@@ -132,35 +125,82 @@ impl Drop for ProgressBar {
             ticker.thread().unpark();
             let _ = ticker.join();
         }
-        let mut drawn = self.shared.drawn.lock().unwrap_or_else(|e| e.into_inner());
-        if *drawn {
-            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
-            *drawn = false;
+        if let Some(multi) = &self.shared.multi {
+            let _ = multi.clear();
         }
     }
 }
 
-fn tick(shared: &Shared, meter: &Meter) {
-    let mut rate = Rate::default();
+/// On a terminal: the stage's bar and one per part, refreshed every
+/// [`TICK`]; all removed when the stage ends or another begins.
+fn tick(shared: &Shared, multi: &MultiProgress, meter: &Meter) {
+    let mut epoch = None;
+    let mut bars: Vec<(String, indicatif::ProgressBar)> = Vec::new();
+    let clear = |bars: &mut Vec<(String, indicatif::ProgressBar)>| {
+        for (_, bar) in bars.drain(..) {
+            bar.finish_and_clear();
+            multi.remove(&bar);
+        }
+    };
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::park_timeout(TICK);
         if shared.stop.load(Ordering::Relaxed) {
             break;
         }
         let reading = meter.read();
-        let bytes_per_second = rate.sample(&reading, Instant::now());
-        let mut drawn = shared.drawn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut err = std::io::stderr().lock();
+        if reading.stage == Stage::Idle || epoch != Some(reading.epoch) {
+            clear(&mut bars);
+            epoch = Some(reading.epoch);
+        }
         if reading.stage == Stage::Idle {
-            if *drawn {
-                let _ = write!(err, "\r\x1b[2K");
-                *drawn = false;
-            }
             continue;
         }
-        let _ = write!(err, "\r\x1b[2K{}", render(&reading, bytes_per_second));
-        let _ = err.flush();
-        *drawn = true;
+        let estimate = reading.stage == Stage::Dumping;
+        let mut shown = vec![(reading.stage.name().to_owned(), reading.done, reading.total)];
+        shown.extend(meter.parts().into_iter().map(|p| (p.name, p.done, p.total)));
+        for (name, done, total) in shown {
+            let bar = match bars.iter().find(|(n, _)| *n == name) {
+                Some((_, bar)) => bar.clone(),
+                None => {
+                    let bar = multi.add(indicatif::ProgressBar::no_length());
+                    bar.set_message(name.clone());
+                    bars.push((name, bar.clone()));
+                    bar
+                }
+            };
+            let known = total > 0 && done <= total;
+            if bar.length() != known.then_some(total) {
+                bar.set_style(style(estimate, known));
+                if known {
+                    bar.set_length(total);
+                } else {
+                    bar.unset_length();
+                }
+            }
+            bar.set_position(done);
+        }
+    }
+    clear(&mut bars);
+}
+
+/// A bar's look: `loading  [#####·····]  412.0 MiB / 1.0 GiB  85.3 MiB/s
+/// ETA 7s`; totals that are estimates (dumping) get a `~`; without a
+/// total (or past its estimate), bytes and rate only.
+fn style(estimate: bool, known: bool) -> ProgressStyle {
+    ProgressStyle::with_template(&template(estimate, known))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("#>.")
+}
+
+fn template(estimate: bool, known: bool) -> String {
+    if known {
+        format!(
+            "{{msg:<24}} [{{bar:24}}] {{binary_bytes}} / {}{{binary_total_bytes}}  \
+             {{binary_bytes_per_sec}}  ETA {{eta}}",
+            if estimate { "~" } else { "" }
+        )
+    } else {
+        "{msg:<24} {binary_bytes}  {binary_bytes_per_sec}".to_owned()
     }
 }
 
@@ -240,44 +280,6 @@ impl Rate {
     }
 }
 
-/// One bar: `loading    [#######·········]  412.0 MiB / 1.0 GiB  85.3
-/// MiB/s  ETA 0:07`. Totals that are estimates (dumping) get a `~`; a
-/// done count past its estimate shows no bar and no ETA.
-fn render(reading: &Reading, bytes_per_second: Option<f64>) -> String {
-    const WIDTH: usize = 24;
-    let human = circle_export::export::human_bytes;
-    let estimate = reading.stage == Stage::Dumping;
-    let mut line = format!("{:<10}", reading.stage.name());
-    let known = reading.total > 0 && reading.done <= reading.total;
-    if known {
-        let filled = (reading.done as f64 / reading.total as f64 * WIDTH as f64) as usize;
-        line.push_str(&format!(
-            "[{}{}]  {} / {}{}",
-            "#".repeat(filled.min(WIDTH)),
-            ".".repeat(WIDTH - filled.min(WIDTH)),
-            human(reading.done),
-            if estimate { "~" } else { "" },
-            human(reading.total)
-        ));
-    } else {
-        line.push_str(&human(reading.done));
-    }
-    if let Some(rate) = bytes_per_second {
-        line.push_str(&format!("  {}/s", human(rate as u64)));
-        if known && rate > 0.0 {
-            let left = (reading.total - reading.done) as f64 / rate;
-            let left = left.min(99.0 * 3600.0) as u64;
-            line.push_str(&format!(
-                "  ETA {}:{:02}:{:02}",
-                left / 3600,
-                left / 60 % 60,
-                left % 60
-            ));
-        }
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,24 +294,22 @@ mod tests {
     }
 
     #[test]
-    fn a_bar_shows_bytes_rate_and_time_left() {
-        let line = render(
-            &reading(Stage::Loading, 512 << 20, 1 << 30),
-            Some(64.0 * 1024.0 * 1024.0),
+    fn a_bar_shows_bytes_rate_and_time_left_and_marks_an_estimate() {
+        let known = template(false, true);
+        assert!(
+            known.contains("{bar:24}") && known.contains("{eta}") && !known.contains('~'),
+            "{known}"
         );
-        assert_eq!(
-            line,
-            "loading   [############............]  512.0 MiB / 1.0 GiB  64.0 MiB/s  ETA 0:00:08"
+        assert!(template(true, true).contains("/ ~{binary_total_bytes}"));
+        let unknown = template(true, false);
+        assert!(
+            !unknown.contains("{bar") && !unknown.contains("{eta}"),
+            "{unknown}"
         );
-    }
-
-    #[test]
-    fn an_estimate_is_marked_and_an_overrun_has_no_eta() {
-        let line = render(&reading(Stage::Dumping, 10 << 20, 100 << 20), None);
-        assert!(line.contains("/ ~100.0 MiB"), "{line}");
-        let over = render(&reading(Stage::Dumping, 200 << 20, 100 << 20), Some(1e6));
-        assert!(!over.contains("ETA") && !over.contains('['), "{over}");
-        assert!(over.contains("200.0 MiB"), "{over}");
+        // Every template is one indicatif accepts.
+        for (estimate, known) in [(false, false), (false, true), (true, false), (true, true)] {
+            ProgressStyle::with_template(&template(estimate, known)).expect("a valid template");
+        }
     }
 
     #[test]

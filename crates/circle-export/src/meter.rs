@@ -64,9 +64,16 @@ pub struct Reading {
 
 /// Shared byte counters; clones count into the same place. The default
 /// meter counts for nobody, which costs one atomic add per megabyte.
+///
+/// A stage may have parts (restore and transfer: one per database, named
+/// `mongo circle_ci`, `postgres circle`): bytes counted for a part count
+/// for the stage too, and [`Meter::parts`] reads them, in the order they
+/// began, for a display that shows one bar per database.
 #[derive(Clone, Debug, Default)]
 pub struct Meter {
     inner: Arc<Inner>,
+    /// The part this handle counts into besides the stage.
+    part: Option<Arc<PartInner>>,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +82,25 @@ struct Inner {
     done: AtomicU64,
     total: AtomicU64,
     epoch: AtomicU64,
+    parts: std::sync::Mutex<Vec<Arc<PartInner>>>,
+}
+
+#[derive(Debug, Default)]
+struct PartInner {
+    name: String,
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+/// How far one part of a stage got (see [`Meter::parts`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartReading {
+    /// `mongo <database>` or `postgres <database>`.
+    pub name: String,
+    /// Bytes done.
+    pub done: u64,
+    /// Bytes expected (0: unknown).
+    pub total: u64,
 }
 
 impl Meter {
@@ -97,8 +123,55 @@ impl Meter {
         }
     }
 
+    /// The parts of the running stage, in the order they began.
+    pub fn parts(&self) -> Vec<PartReading> {
+        self.inner
+            .parts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|p| PartReading {
+                name: p.name.clone(),
+                done: p.done.load(Ordering::Relaxed),
+                total: p.total.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// A handle that counts into part `name` of the running stage as well
+    /// (made when first asked for; the same name is the same part), which
+    /// expects `total` more bytes.
+    pub(crate) fn part(&self, name: &str, total: u64) -> Meter {
+        let mut parts = self
+            .inner
+            .parts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let part = match parts.iter().find(|p| p.name == name) {
+            Some(part) => part.clone(),
+            None => {
+                let part = Arc::new(PartInner {
+                    name: name.to_owned(),
+                    ..PartInner::default()
+                });
+                parts.push(part.clone());
+                part
+            }
+        };
+        part.total.fetch_add(total, Ordering::Relaxed);
+        Meter {
+            inner: self.inner.clone(),
+            part: Some(part),
+        }
+    }
+
     /// Starts `stage`, expected to take `total` bytes (0: unknown).
     pub(crate) fn begin(&self, stage: Stage, total: u64) {
+        self.inner
+            .parts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         self.inner.done.store(0, Ordering::Relaxed);
         self.inner.total.store(total, Ordering::Relaxed);
         self.inner.epoch.fetch_add(1, Ordering::Relaxed);
@@ -116,6 +189,9 @@ impl Meter {
     /// Counts `bytes` more done.
     pub(crate) fn add(&self, bytes: u64) {
         self.inner.done.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(part) = &self.part {
+            part.done.fetch_add(bytes, Ordering::Relaxed);
+        }
     }
 
     /// Back to [`Stage::Idle`], keeping the last stage's counts (so a
@@ -172,6 +248,28 @@ mod tests {
         meter.end();
         let ended = clone.read();
         assert_eq!((ended.stage, ended.done, ended.total), (Stage::Idle, 3, 7));
+    }
+
+    #[test]
+    fn a_part_counts_for_itself_and_the_stage_and_a_stage_start_clears_them() {
+        let meter = Meter::new();
+        meter.begin(Stage::Loading, 100);
+        let a = meter.part("mongo a", 60);
+        let b = meter.part("postgres b", 40);
+        a.add(10);
+        meter.part("mongo a", 0).add(5);
+        b.add(7);
+        assert_eq!(meter.read().done, 22);
+        let parts = meter.parts();
+        assert_eq!(
+            parts
+                .iter()
+                .map(|p| (p.name.as_str(), p.done, p.total))
+                .collect::<Vec<_>>(),
+            [("mongo a", 15, 60), ("postgres b", 7, 40)]
+        );
+        meter.begin(Stage::Verifying, 1);
+        assert!(meter.parts().is_empty());
     }
 
     #[test]

@@ -641,6 +641,17 @@ async fn restore_reading(
                 .sum::<u64>(),
     );
     let meter = &spec.meter;
+    // One part per database, known up front, so a display can show every
+    // database's bar from the start.
+    for item in &mongo_items {
+        meter.part(&format!("mongo {}", item.db), size(&item.data));
+    }
+    for item in &pg_items {
+        meter.part(
+            &format!("postgres {}", item.db),
+            listed(&item.member, &item.sql),
+        );
+    }
 
     let mongo_part = async {
         let Some((client, majority)) = spec.mongo else {
@@ -651,6 +662,8 @@ async fn restore_reading(
         let counts = for_each_parallel(mongo_items.clone(), spec.parallel, |item| {
             let done = &done;
             async move {
+                let part = meter.part(&format!("mongo {}", item.db), 0);
+                let meter = &part;
                 let failover = crate::failover::Failover {
                     wait: spec.failover_wait,
                     progress,
@@ -699,6 +712,8 @@ async fn restore_reading(
             return Ok::<Vec<String>, Error>(Vec::new());
         };
         let outcomes = for_each_parallel(pg_items, spec.parallel, |item| async move {
+            let part = meter.part(&format!("postgres {}", item.db), 0);
+            let meter = &part;
             let member = item.member.as_ref().filter(|_| streaming);
             let indexed = member.and_then(|m| {
                 index.and_then(|(source, i)| {

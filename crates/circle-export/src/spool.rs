@@ -79,6 +79,17 @@ pub(crate) fn create_parents(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The database an archive path holds data of, as a meter part names it
+/// (`mongo/<db>/…` → `mongo <db>`, `postgres/<db>.sql` → `postgres <db>`).
+fn database_of(name: &str) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("mongo/") {
+        let (db, _) = rest.split_once('/')?;
+        return Some(format!("mongo {db}"));
+    }
+    let db = name.strip_prefix("postgres/")?.strip_suffix(".sql")?;
+    Some(format!("postgres {db}"))
+}
+
 /// A file being written (0600), hashed as it goes.
 pub struct HashedFile {
     name: String,
@@ -105,7 +116,10 @@ impl HashedFile {
             out: BufWriter::with_capacity(1 << 20, file),
             hasher: Sha256::new(),
             size: 0,
-            meter: dir.meter.clone(),
+            meter: match database_of(name) {
+                Some(part) => dir.meter.part(&part, 0),
+                None => dir.meter.clone(),
+            },
         })
     }
 

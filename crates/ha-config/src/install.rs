@@ -659,7 +659,10 @@ pub fn status_findings(checks: &[Health]) -> StatusFindings {
                 concern: h.concern.name().to_owned(),
                 healthy: h.healthy(),
                 detail: h.findings.clone(),
-                header: h.concern.section().header().to_owned(),
+                header: match h.concern {
+                    Concern::Keys => "[services] encryption keys' backup".to_owned(),
+                    other => other.section().header().to_owned(),
+                },
             })
             .collect(),
     }
