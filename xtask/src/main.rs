@@ -29,6 +29,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod dist;
+mod json;
 mod tidy;
 
 /// Debian packages the tests need, with a file that proves each is there.

@@ -31,9 +31,21 @@
 //!    (`legacy::OldVault`) — ends in an item declared in that crate's
 //!    source (a fn, type, trait, const, module, variant or field of that
 //!    name). A renamed or deleted item leaves no stale name behind.
+//! 6. **Concern crates use each other only where listed.** Besides the
+//!    foundations (`ha-plan`, `ha-tls`), a concern crate may depend on
+//!    another only by an edge of [`CONCERN_EDGES`], each with its reason
+//!    (the one MongoDB and the one PostgreSQL connection helper, doctor's
+//!    readers), so the crates do not grow into a web.
+//!
+//! Rules 1 and 6 read the members and their dependencies from `cargo
+//! metadata`, as cargo reads the manifests (renamed, target-specific and
+//! inherited dependencies included). The tidy test is part of xtask's
+//! tests, which a plain `cargo test` runs (xtask is a default member).
 
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use crate::json::Json;
 
 /// The crates a program links to do one concern of the runbook.
 const CONCERN_CRATES: &[&str] = &[
@@ -46,6 +58,26 @@ const CONCERN_CRATES: &[&str] = &[
     "pg-provision",
     "services-userdata",
     "vault-transit",
+];
+
+/// What every crate may build on: the shared vocabulary and TLS.
+const FOUNDATIONS: &[&str] = &["ha-plan", "ha-tls"];
+
+/// Rule 6: the concern crates that may use another concern crate (besides
+/// [`FOUNDATIONS`]), each for one reason.
+const CONCERN_EDGES: &[(&str, &str)] = &[
+    // The one MongoDB connection helper (driver options, credentials, TLS
+    // files): `mongo_rs_setup::driver`.
+    ("circle-export", "mongo-rs-setup"),
+    ("mongo-backup", "mongo-rs-setup"),
+    ("ha-doctor", "mongo-rs-setup"),
+    // The one PostgreSQL connection helper (`pg_provision::Server`,
+    // `SslMode`, error descriptions).
+    ("circle-export", "pg-provision"),
+    ("ha-doctor", "pg-provision"),
+    // Doctor checks what the bundle says, with each concern's own readers.
+    ("ha-doctor", "services-userdata"),
+    ("ha-doctor", "vault-transit"),
 ];
 
 /// Packages a concern crate must never depend on, in any section.
@@ -63,51 +95,63 @@ pub(crate) struct Violation {
     pub(crate) message: String,
 }
 
-/// The dependencies a manifest declares: `(section, name)`, where section
-/// is `dependencies`, `dev-dependencies` or `build-dependencies`
-/// (target-specific tables count as their kind).
-fn dependencies(manifest: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut section: Option<String> = None;
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        if line.starts_with('[') {
-            let header = line.trim_matches(['[', ']']).trim();
-            section = ["dev-dependencies", "build-dependencies", "dependencies"]
-                .iter()
-                .find(|kind| header == **kind || header.ends_with(&format!(".{kind}")))
-                .map(|kind| (*kind).to_owned());
-            // `[dependencies.foo]` names a dependency in its header.
-            if let Some(name) = header
-                .strip_prefix("dependencies.")
-                .or_else(|| header.strip_prefix("dev-dependencies."))
-            {
-                let kind = if header.starts_with("dev-") {
-                    "dev-dependencies"
-                } else {
-                    "dependencies"
-                };
-                out.push((kind.to_owned(), name.to_owned()));
-                section = None;
-            }
-            continue;
-        }
-        if let Some(kind) = &section {
-            let name = line
-                .split(['=', '.'])
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .trim_matches('"');
-            if !name.is_empty() {
-                out.push((kind.clone(), name.to_owned()));
-            }
-        }
+/// One workspace member as `cargo metadata` describes it.
+#[derive(Clone, Debug)]
+pub(crate) struct Package {
+    /// Its name.
+    pub(crate) name: String,
+    /// Its `Cargo.toml`.
+    pub(crate) manifest: PathBuf,
+    /// What it declares: `(section, name)`, where section is
+    /// `dependencies`, `dev-dependencies` or `build-dependencies`
+    /// (target-specific ones count as their kind; a renamed dependency by
+    /// the package it names).
+    pub(crate) dependencies: Vec<(String, String)>,
+}
+
+/// The workspace's members, from `cargo metadata --no-deps` run in `root`
+/// (so every way Cargo.toml can declare a dependency is read as cargo
+/// reads it).
+pub(crate) fn workspace_packages(root: &Path) -> Result<Vec<Package>, String> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(root)
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
     }
-    out
+    let text = String::from_utf8_lossy(&output.stdout);
+    let doc = Json::parse(&text).map_err(|e| format!("cargo metadata: {e}"))?;
+    let mut packages = Vec::new();
+    for package in doc.get("packages").map(Json::items).unwrap_or_default() {
+        let field = |key: &str| package.get(key).and_then(Json::as_str).unwrap_or_default();
+        let dependencies = package
+            .get("dependencies")
+            .map(Json::items)
+            .unwrap_or_default()
+            .iter()
+            .map(|dep| {
+                let section = match dep.get("kind").and_then(Json::as_str) {
+                    Some("dev") => "dev-dependencies",
+                    Some("build") => "build-dependencies",
+                    _ => "dependencies",
+                };
+                let name = dep.get("name").and_then(Json::as_str).unwrap_or_default();
+                (section.to_owned(), name.to_owned())
+            })
+            .collect();
+        packages.push(Package {
+            name: field("name").to_owned(),
+            manifest: PathBuf::from(field("manifest_path")),
+            dependencies,
+        });
+    }
+    packages.sort_by(|a, b| a.manifest.cmp(&b.manifest));
+    Ok(packages)
 }
 
 /// Rule 4: mongo-sim's modules by layer (a module may use only modules of a
@@ -172,8 +216,13 @@ pub(crate) fn check_sim_layers(module: &str, path: &Path, source: &str) -> Vec<V
     found
 }
 
-/// Rule 1 for one package's manifest.
-pub(crate) fn check_manifest(package: &str, path: &Path, manifest: &str) -> Vec<Violation> {
+/// Rules 1 and 6 for one package's declared dependencies (`(section,
+/// name)`, as [`Package::dependencies`]).
+pub(crate) fn check_manifest(
+    package: &str,
+    path: &Path,
+    dependencies: &[(String, String)],
+) -> Vec<Violation> {
     let mut found = Vec::new();
     let mut violation = |message: String| {
         found.push(Violation {
@@ -181,7 +230,7 @@ pub(crate) fn check_manifest(package: &str, path: &Path, manifest: &str) -> Vec<
             message,
         })
     };
-    for (section, name) in dependencies(manifest) {
+    for (section, name) in dependencies {
         let normal = section != "dev-dependencies";
         if CONCERN_CRATES.contains(&package) && NEVER_FOR_CONCERNS.contains(&name.as_str()) {
             violation(format!(
@@ -205,6 +254,17 @@ pub(crate) fn check_manifest(package: &str, path: &Path, manifest: &str) -> Vec<
             );
         } else if package == "ha-config" && name == "circle-ha" {
             violation("ha-config depends on circle-ha: libraries never depend on binaries".into());
+        } else if normal
+            && CONCERN_CRATES.contains(&package)
+            && CONCERN_CRATES.contains(&name.as_str())
+            && !FOUNDATIONS.contains(&name.as_str())
+            && !CONCERN_EDGES.contains(&(package, name.as_str()))
+        {
+            violation(format!(
+                "{package} depends on {name} in [{section}]: not one of the concern-to-concern \
+                 edges tidy allows (CONCERN_EDGES in xtask/src/tidy.rs; add it there, with its \
+                 reason, if the design wants it)"
+            ));
         }
     }
     found
@@ -288,42 +348,44 @@ fn contains_macro(code: &str, token: &str) -> bool {
 
 /// Every rule over the workspace at `root`.
 pub(crate) fn check_workspace(root: &Path) -> Vec<Violation> {
+    let packages = match workspace_packages(root) {
+        Ok(packages) => packages,
+        Err(message) => {
+            return vec![Violation {
+                path: root.join("Cargo.toml"),
+                message,
+            }];
+        }
+    };
     let mut found = Vec::new();
-    let mut packages: Vec<PathBuf> = fs::read_dir(root.join("crates"))
-        .map(|entries| entries.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    packages.extend(["bins", "demo"].iter().map(|p| root.join(p)));
-    packages.sort();
-    for dir in packages {
-        let manifest_path = dir.join("Cargo.toml");
-        let Ok(manifest) = fs::read_to_string(&manifest_path) else {
+    let crates_dir = root.join("crates");
+    for package in &packages {
+        found.extend(check_manifest(
+            &package.name,
+            &package.manifest,
+            &package.dependencies,
+        ));
+        let Some(dir) = package.manifest.parent() else {
             continue;
         };
-        let Some(package) = package_name(&manifest) else {
+        if dir.parent() != Some(crates_dir.as_path()) {
             continue;
-        };
-        found.extend(check_manifest(&package, &manifest_path, &manifest));
-        if dir.parent() == Some(&root.join("crates")) {
-            for file in rust_files(&dir.join("src")) {
-                if let Ok(source) = fs::read_to_string(&file) {
-                    found.extend(check_source(&package, &file, &source));
-                    if package == "mongo-sim"
-                        && let Ok(inside) = file.strip_prefix(dir.join("src"))
-                        && let Some(first) = inside.components().next()
-                    {
-                        let module = first.as_os_str().to_string_lossy();
-                        let module = module.trim_end_matches(".rs");
-                        found.extend(check_sim_layers(module, &file, &source));
-                    }
+        }
+        for file in rust_files(&dir.join("src")) {
+            if let Ok(source) = fs::read_to_string(&file) {
+                found.extend(check_source(&package.name, &file, &source));
+                if package.name == "mongo-sim"
+                    && let Ok(inside) = file.strip_prefix(dir.join("src"))
+                    && let Some(first) = inside.components().next()
+                {
+                    let module = first.as_os_str().to_string_lossy();
+                    let module = module.trim_end_matches(".rs");
+                    found.extend(check_sim_layers(module, &file, &source));
                 }
             }
         }
     }
-    let mut all: Vec<PathBuf> = fs::read_dir(root.join("crates"))
-        .map(|entries| entries.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    all.extend(["bins", "demo"].iter().map(|p| root.join(p)));
-    found.extend(check_docs(root, &all));
+    found.extend(check_docs(root, &packages));
     found
 }
 
@@ -444,13 +506,10 @@ pub(crate) fn check_doc_paths(
 }
 
 /// Rule 5 over the workspace: every crate's declared names, then the docs.
-fn check_docs(root: &Path, packages: &[PathBuf]) -> Vec<Violation> {
+fn check_docs(root: &Path, packages: &[Package]) -> Vec<Violation> {
     let mut crates = std::collections::BTreeMap::new();
-    for dir in packages {
-        let Ok(manifest) = fs::read_to_string(dir.join("Cargo.toml")) else {
-            continue;
-        };
-        let Some(package) = package_name(&manifest) else {
+    for package in packages {
+        let Some(dir) = package.manifest.parent() else {
             continue;
         };
         let mut names = std::collections::BTreeSet::new();
@@ -463,7 +522,7 @@ fn check_docs(root: &Path, packages: &[PathBuf]) -> Vec<Violation> {
                 names.insert(stem.to_string_lossy().into_owned());
             }
         }
-        crates.insert(package.replace('-', "_"), names);
+        crates.insert(package.name.replace('-', "_"), names);
     }
     let mut found = Vec::new();
     for doc in ["ARCHITECTURE.md", "docs/library.md"] {
@@ -472,26 +531,6 @@ fn check_docs(root: &Path, packages: &[PathBuf]) -> Vec<Violation> {
         }
     }
     found
-}
-
-fn package_name(manifest: &str) -> Option<String> {
-    let mut in_package = false;
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_package = line == "[package]";
-        } else if in_package && let Some(value) = line.strip_prefix("name") {
-            return Some(
-                value
-                    .trim_start()
-                    .trim_start_matches('=')
-                    .trim()
-                    .trim_matches('"')
-                    .to_owned(),
-            );
-        }
-    }
-    None
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
@@ -576,13 +615,23 @@ mod tests {
         );
     }
 
+    /// `(section, name)` pairs as [`super::Package::dependencies`] holds
+    /// them: `"dev:ha-lab"` is a dev-dependency.
+    fn deps(list: &[&str]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|d| match d.split_once(':') {
+                Some(("dev", name)) => ("dev-dependencies".to_owned(), name.to_owned()),
+                Some(("build", name)) => ("build-dependencies".to_owned(), name.to_owned()),
+                _ => ("dependencies".to_owned(), (*d).to_owned()),
+            })
+            .collect()
+    }
+
     #[test]
     fn a_concern_crate_depending_on_config_or_binaries_is_caught() {
         let path = Path::new("crates/pg-provision/Cargo.toml");
-        let manifest = "[package]\nname = \"pg-provision\"\n\n[dependencies]\nha-config.workspace = true\n\
-                        tokio.workspace = true\n\n[dev-dependencies]\ncircle-ha = { path = \"../../bins\" }\n\
-                        ha-lab.workspace = true\n";
-        let found = check_manifest("pg-provision", path, manifest);
+        let manifest = deps(&["ha-config", "tokio", "dev:circle-ha", "dev:ha-lab"]);
+        let found = check_manifest("pg-provision", path, &manifest);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(
             found[0]
@@ -599,17 +648,61 @@ mod tests {
     #[test]
     fn the_lab_as_a_normal_dependency_is_caught() {
         let path = Path::new("bins/Cargo.toml");
-        let manifest = "[dependencies]\nha-lab.workspace = true\n[dev-dependencies]\nha-lab.workspace = true\n";
-        let found = check_manifest("circle-ha", path, manifest);
+        let manifest = deps(&["ha-lab", "dev:ha-lab"]);
+        let found = check_manifest("circle-ha", path, &manifest);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].message.contains("only ever dev-dependencies"));
-        let target = "[target.'cfg(unix)'.dependencies]\nha-lab = { path = \"x\" }\n";
-        assert_eq!(check_manifest("vault-transit", path, target).len(), 1);
-        assert!(check_manifest("ha-demo", path, manifest).is_empty());
-        let sim = "[dependencies]\nha-tls.workspace = true\n[dev-dependencies]\nha-tls.workspace = true\n";
-        let found = check_manifest("mongo-sim", path, sim);
+        assert_eq!(
+            check_manifest("vault-transit", path, &deps(&["build:ha-lab"])).len(),
+            1
+        );
+        assert!(check_manifest("ha-demo", path, &manifest).is_empty());
+        let sim = deps(&["ha-tls", "dev:ha-tls"]);
+        let found = check_manifest("mongo-sim", path, &sim);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].message.contains("share nothing with the tools"));
+    }
+
+    #[test]
+    fn a_concern_edge_not_listed_is_caught() {
+        let path = Path::new("crates/vault-transit/Cargo.toml");
+        let found = check_manifest(
+            "vault-transit",
+            path,
+            &deps(&["ha-plan", "ha-tls", "pg-provision", "dev:mongo-rs-setup"]),
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .message
+                .starts_with("vault-transit depends on pg-provision in [dependencies]: not one"),
+            "{found:?}"
+        );
+        assert!(
+            check_manifest(
+                "ha-doctor",
+                path,
+                &deps(&["mongo-rs-setup", "pg-provision", "vault-transit"])
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_members_come_from_cargo_metadata() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let packages = super::workspace_packages(root).expect("cargo metadata");
+        let export = packages
+            .iter()
+            .find(|p| p.name == "circle-export")
+            .expect("circle-export is a member");
+        assert!(export.manifest.ends_with("crates/circle-export/Cargo.toml"));
+        assert!(
+            export
+                .dependencies
+                .contains(&("dev-dependencies".to_owned(), "ha-lab".to_owned()))
+        );
+        assert!(packages.iter().any(|p| p.name == "xtask"));
     }
 
     #[test]
