@@ -114,7 +114,13 @@ pub(crate) struct Package {
 /// reads it).
 pub(crate) fn workspace_packages(root: &Path) -> Result<Vec<Package>, String> {
     let output = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(root)
         .output()
         .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
