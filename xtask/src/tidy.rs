@@ -37,6 +37,14 @@
 //!    (the one MongoDB and the one PostgreSQL connection helper, doctor's
 //!    readers), so the crates do not grow into a web.
 //!
+//! 7. **Concern crates name no ha.toml key and no decision flag.** Their
+//!    code (messages, report text) says what the spec or caller gives —
+//!    "the spec's members", "a MongoDB target" — never `[mongo].members`
+//!    or `--mongo-uri`: a program linking them has neither; ha-config and
+//!    the binaries name those. A line that renders a command line on
+//!    purpose (a systemd unit's `ExecStart`) says so with
+//!    `// tidy: renders a command line`.
+//!
 //! Rules 1 and 6 read the members and their dependencies from `cargo
 //! metadata`, as cargo reads the manifests (renamed, target-specific and
 //! inherited dependencies included). The tidy test is part of xtask's
@@ -315,6 +323,14 @@ pub(crate) fn check_source(package: &str, path: &Path, source: &str) -> Vec<Viol
         if package == "ha-lab" {
             continue;
         }
+        if CONCERN_CRATES.contains(&package) && !code.contains("// tidy: renders a command line") {
+            for word in config_keys_and_flags(code) {
+                violation(&format!(
+                    "{word} in a concern crate: ha.toml keys and the binaries' flags are named by \
+                     ha-config and the binaries; say what the spec or caller gives instead"
+                ));
+            }
+        }
         for token in ["println!", "print!", "eprintln!", "eprint!", "dbg!"] {
             if contains_macro(code, token) {
                 violation(&format!(
@@ -335,6 +351,46 @@ pub(crate) fn check_source(package: &str, path: &Path, source: &str) -> Vec<Viol
                     "{token}…) in a library: take the value (or a lookup) from the caller"
                 ));
             }
+        }
+    }
+    found
+}
+
+/// `ha.toml`'s sections, as key paths start (`[mongo].members`).
+const SECTIONS: &[&str] = &["pki", "mongo", "postgres", "vault", "services", "backup"];
+
+/// The binaries' flags that carry an operator's decision (rule 7).
+const FLAGS: &[&str] = &[
+    "--dry-run",
+    "--force",
+    "--drop",
+    "--member",
+    "--any-member",
+    "--mongo-uri",
+    "--pg-uri",
+    "--mongo-dump",
+    "--encryption-keys",
+    "--vault-data",
+];
+
+/// Rule 7 for one line of code: the `ha.toml` key paths (`[mongo].…`)
+/// and the binaries' decision flags ([`FLAGS`]) it names.
+fn config_keys_and_flags(code: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for section in SECTIONS {
+        if code.contains(&format!("[{section}].")) {
+            found.push(format!("[{section}]."));
+        }
+    }
+    for flag in FLAGS {
+        let named = code.match_indices(flag).any(|(i, _)| {
+            !code[i + flag.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+        if named {
+            found.push((*flag).to_owned());
         }
     }
     found
@@ -667,6 +723,24 @@ mod tests {
         let found = check_manifest("mongo-sim", path, &sim);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].message.contains("share nothing with the tools"));
+    }
+
+    #[test]
+    fn a_config_key_or_a_decision_flag_in_a_concern_crate_is_caught() {
+        let path = Path::new("crates/mongo-rs-setup/src/plan.rs");
+        let source = "fn f() {\n    e(\"not in [mongo].members: add it\");\n    \
+                      e(\"give the target (--mongo-uri)\");\n    e(\"--force-all and --dry-running\");\n    \
+                      e(\"writes [services]\\n\");\n    \
+                      u(\" --member {m}\"); // tidy: renders a command line\n}\n";
+        let found = check_source("mongo-rs-setup", path, source);
+        let messages: Vec<&str> = found.iter().map(|v| v.message.as_str()).collect();
+        assert_eq!(found.len(), 2, "{messages:?}");
+        assert!(messages[0].starts_with("line 2: [mongo]. in a concern crate"));
+        assert!(messages[1].starts_with("line 3: --mongo-uri in a concern crate"));
+        // ha-config and the binaries name them.
+        assert!(
+            check_source("ha-config", Path::new("crates/ha-config/src/x.rs"), source).is_empty()
+        );
     }
 
     #[test]

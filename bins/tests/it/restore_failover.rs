@@ -306,7 +306,7 @@ async fn without_a_majority_the_restore_stops_within_its_wait_and_a_rerun_finish
     );
     let said = format!("{report}{stderr}");
     assert!(
-        said.contains("no primary for ") && said.contains("without --drop"),
+        said.contains("no primary for ") && said.contains("dropping nothing"),
         "{said}"
     );
     assert!(!said.contains("RawDocumentBuf"), "{said}");

@@ -37,7 +37,7 @@ pub enum Error {
     /// The target is not empty and `--drop` was not given; nothing was
     /// written.
     #[error(
-        "the target already holds data (use --drop to replace it); nothing was restored:\n  - {}",
+        "the target already holds data (drop it first to replace it); nothing was restored:\n  - {}",
         .0.join("\n  - ")
     )]
     NotEmpty(Vec<String>),

@@ -369,8 +369,8 @@ pub(crate) fn validate(spec: &ExportSpec<'_>) -> Result<Compression, Error> {
         ));
     }
     for (dir, what) in [
-        (&spec.encryption_keys, "--encryption-keys"),
-        (&spec.vault_data, "--vault-data"),
+        (&spec.encryption_keys, "the encryption keys"),
+        (&spec.vault_data, "the Vault data"),
     ] {
         if let Some(dir) = dir
             && !dir.is_dir()

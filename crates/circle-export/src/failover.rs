@@ -257,7 +257,7 @@ impl Failover<'_> {
             return Err(Error::Invalid(format!(
                 "{what}: no primary for {} s ({lost}): the replica set cannot elect one — \
                  bring its members back (check with `mongo-rs-setup status`), then run the \
-                 same restore again: it resumes where it stopped, without --drop",
+                 same restore again: it resumes where it stopped, dropping nothing",
                 waited.as_secs()
             )));
         }
@@ -322,8 +322,8 @@ async fn check_duplicates(
             Some(_) => {
                 return Err(Error::Invalid(format!(
                     "{what}: the document with _id {id} is already there and differs from \
-                     the archive's; nothing of it was overwritten — restore with --drop to \
-                     replace what the target holds"
+                     the archive's; nothing of it was overwritten — drop what the target holds \
+                     first to replace it"
                 )));
             }
         }

@@ -450,13 +450,13 @@ async fn restore_reading(
     // Targets: given where needed, existing, empty (or --drop).
     if (!mongo_items.is_empty() || !view_items.is_empty()) && spec.mongo.is_none() {
         return Err(Error::Invalid(format!(
-            "the archive holds {} MongoDB collections: give the target (--mongo-uri)",
+            "the archive holds {} MongoDB collections: give a MongoDB target",
             mongo_items.len()
         )));
     }
     if !pg_items.is_empty() && spec.postgres.is_none() {
         return Err(Error::Invalid(format!(
-            "the archive holds {} PostgreSQL databases: give the target (--pg-uri)",
+            "the archive holds {} PostgreSQL databases: give a PostgreSQL target",
             pg_items.len()
         )));
     }

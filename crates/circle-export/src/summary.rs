@@ -164,7 +164,7 @@ impl Document for ExportPlanSummary {
         }
         text.push_str(&format!(
             "{TOOL}: would write {} — {} collections, {} PostgreSQL databases, {} other files, \
-             about {} of data (--dry-run: nothing written)\n",
+             about {} of data (dry run: nothing written)\n",
             self.out,
             self.collections,
             self.databases,
@@ -240,13 +240,13 @@ impl Document for RestoreSummary {
         text.push_str(&if self.report.dry_run {
             format!(
                 "{TOOL}: the archive is intact and the targets are ready; would restore {} \
-                 collections and {} databases (--dry-run)\n",
+                 collections and {} databases (dry run)\n",
                 self.collections, self.databases
             )
         } else if self.report.actions.is_empty() {
             format!(
                 "{TOOL}: nothing to do: the targets already hold this archive's data (same \
-                 counts); --drop restores it again (changed: 0)\n"
+                 counts); dropping them first restores it again (changed: 0)\n"
             )
         } else if self.mismatches.is_empty() {
             format!(

@@ -302,7 +302,7 @@ impl fmt::Display for WireError {
             WireError::NoServer(tried) => write!(f, "no server could be used: {tried}"),
             WireError::TooOld(v) => write!(
                 f,
-                "wire version {v}: MongoDB older than 3.6 (wire 6) is not read; dump it with its own mongodump and give --mongo-dump"
+                "wire version {v}: MongoDB older than 3.6 (wire 6) is not read; dump it with its own mongodump and export that dump"
             ),
         }
     }

@@ -197,7 +197,7 @@ fn warnings_text(warnings: &[String], prefix: &str) -> String {
 fn summary_line(tool: &str, dry_run: bool, planned: usize) -> String {
     match (dry_run, planned) {
         (_, 0) => format!("{tool}: nothing to do (changed: 0)\n"),
-        (true, n) => format!("{tool}: {n} change(s) planned, none made (--dry-run)\n"),
+        (true, n) => format!("{tool}: {n} change(s) planned, none made (dry run)\n"),
         (false, n) => format!("{tool}: changed: {n}\n"),
     }
 }

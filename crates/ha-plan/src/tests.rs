@@ -39,7 +39,7 @@ fn a_report_counts_changes_only_when_applied() {
     assert!(dry.to_text().contains("would: create database vms\n"));
     assert!(
         dry.to_text()
-            .ends_with("pg-provision: 2 change(s) planned, none made (--dry-run)\n")
+            .ends_with("pg-provision: 2 change(s) planned, none made (dry run)\n")
     );
 
     let done = Report::from_changes("pg-provision", false, &steps, Vec::new());

@@ -211,8 +211,8 @@ impl fmt::Display for Refusal {
         match self {
             Refusal::NotInSet { member } => write!(
                 f,
-                "{member} is not a member of the replica set (check [backup].member against the \
-                 set's config: rs.conf())"
+                "{member} is not a member of the replica set (check the member to back up \
+                 against the set's config: rs.conf())"
             ),
             Refusal::IsPrimary { member } => write!(
                 f,
@@ -258,7 +258,7 @@ impl fmt::Display for Refusal {
             Refusal::PreferOther { member } => write!(
                 f,
                 "{member} is the set's backup member (hidden or priority 0) and healthy: back up \
-                 there, or pass --any-member"
+                 there, or allow any member"
             ),
             Refusal::NotThisMachine {
                 member,
@@ -268,7 +268,8 @@ impl fmt::Display for Refusal {
                 f,
                 "this machine's mongod ({address}) is {local}, not {member}: the stop command \
                  would stop {local} while the guards checked {member}; run the backup on \
-                 {member}'s own host, or set [backup].member (or --member) to {local}"
+                 {member}'s own host, or name {local} as the member to \
+                 back up"
             ),
             Refusal::NotThisMachine {
                 member,
@@ -277,8 +278,8 @@ impl fmt::Display for Refusal {
             } => write!(
                 f,
                 "no mongod answers on {address} on this machine, so it cannot be {member}: run \
-                 the backup on {member}'s own host, or set [backup].local_port to the port its \
-                 mongod listens on"
+                 the backup on {member}'s own host, or give the port its mongod listens on \
+                 as the local port"
             ),
             Refusal::Locked { holder, expires } => write!(
                 f,

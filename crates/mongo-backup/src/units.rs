@@ -112,7 +112,7 @@ pub fn render_units(spec: &UnitSpec) -> Result<Vec<(String, String)>, String> {
     let member = spec
         .member
         .as_ref()
-        .map(|m| format!(" --member {m}"))
+        .map(|m| format!(" --member {m}")) // tidy: renders a command line
         .unwrap_or_default();
     let mut extra = String::new();
     if let Some(file) = &spec.environment_file {

@@ -140,7 +140,7 @@ async fn execute(
         Step::Initiate { host, as_admin } => {
             let seed = spec.member(host).ok_or_else(|| Error::Other {
                 host: host.clone(),
-                detail: "not in [mongo].members".to_owned(),
+                detail: "not in the spec's members".to_owned(),
             })?;
             let mut config = doc! {
                 "_id": &spec.name,
@@ -233,7 +233,7 @@ async fn execute(
             let primary = primary()?;
             let member = spec.member(host).ok_or_else(|| Error::Other {
                 host: host.clone(),
-                detail: "not in [mongo].members".to_owned(),
+                detail: "not in the spec's members".to_owned(),
             })?;
             progress(&format!("adding {host} to replica set {}", spec.name));
             reconfig::add_member(session, &primary, member).await?;
@@ -243,7 +243,7 @@ async fn execute(
         Step::SetMemberOptions { host, .. } => {
             let member = spec.member(host).ok_or_else(|| Error::Other {
                 host: host.clone(),
-                detail: "not in [mongo].members".to_owned(),
+                detail: "not in the spec's members".to_owned(),
             })?;
             reconfig::set_member_options(session, &primary()?, member)
                 .await
@@ -262,8 +262,8 @@ fn localhost_exception_help(spec: &SetSpec, host: &str, command: &str) -> String
         "{host} refused {command} without a login (Unauthorized). MongoDB allows that only \
          through the localhost exception: while the instance has no users at all, and only \
          from its own loopback interface. One of these applies:\n  \
-         - users already exist on {host}: then [mongo].users.site_admin and .admin must hold \
-         their passwords (apply could not log in as {} or {});\n  \
+         - users already exist on {host}: then the site_admin and admin users' passwords \
+         must be theirs (apply could not log in as {} or {});\n  \
          - this command runs on another machine: run it on {name} itself, adding \
          --bootstrap-via-localhost (the member's certificate must then also be valid for \
          localhost);\n  \

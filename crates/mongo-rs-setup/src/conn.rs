@@ -249,7 +249,7 @@ impl<'a> Session<'a> {
             }
             ErrorKind::InvalidTlsConfig { ref message, .. } => Error::Other {
                 host,
-                detail: format!("the TLS settings in [mongo].tls are unusable: {message}"),
+                detail: format!("the TLS settings are unusable: {message}"),
             },
             _ => {
                 let detail = concise(&e.to_string());
@@ -277,7 +277,7 @@ impl<'a> Session<'a> {
                         host: host.clone(),
                         detail: format!(
                             "{detail}. The member closed a plain connection: if it requires TLS \
-                             (net.tls.mode: requireTLS), set [mongo].tls.ca_file"
+                             (net.tls.mode: requireTLS), give the tools the members' CA (tls.ca_file)"
                         ),
                     }
                 } else if matches!(

@@ -38,8 +38,8 @@ pub enum Error {
     },
     /// A user could not log in.
     #[error(
-        "{host}: authentication as {user} (database admin) failed ({detail}). Check the password \
-         secret for [mongo].users.{key}, or whether the user exists on this replica set"
+        "{host}: authentication as {user} (database admin) failed ({detail}). Check the {key} \
+         user's password, or whether the user exists on this replica set"
     )]
     Authentication {
         /// The member.
@@ -162,27 +162,27 @@ pub(crate) fn tls_advice(detail: &str, host: &str) -> String {
     let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
     if detail.contains("UnknownIssuer") || detail.contains("unknown issuer") {
         format!(
-            "The certificate {host} presented was not issued by the CA in [mongo].tls.ca_file \
-             (or its chain is incomplete): point ca_file at the CA that signed the member \
+            "The certificate {host} presented was not issued by the CA the tools were given \
+             (tls.ca_file), or its chain is incomplete: give the CA that signed the member \
              certificates"
         )
     } else if detail.contains("NotValidForName") || detail.contains("not valid for name") {
         format!(
             "The certificate {host} presented does not name {name}: reissue it with {name} as a \
-             subject alternative name (ha-tls does this for every [mongo].members host)"
+             subject alternative name (ha-tls does this for every member host)"
         )
     } else if detail.contains("Expired") || detail.contains("expired") {
         format!("The certificate {host} presented has expired or is not valid yet: reissue it")
     } else if detail.contains("alert") {
         format!(
-            "{host} refused our side of the handshake: if it requires client certificates, set \
-             [mongo].tls.certificate_key_file to one issued by the members' CA (or allow \
-             connections without certificates, as the runbook's config does)"
+            "{host} refused our side of the handshake: if it requires client certificates, give the \
+             tools one issued by the members' CA (tls.certificate_key_file), or allow \
+             connections without certificates, as the runbook's config does"
         )
     } else {
         format!(
-            "Check that {host} has TLS on (net.tls.mode) and that [mongo].tls matches how the \
-             members are configured"
+            "Check that {host} has TLS on (net.tls.mode) and that the tools' TLS settings match \
+             how the members are configured"
         )
     }
 }

@@ -156,8 +156,8 @@ pub async fn plan_member_change(
             }
             if spec.member(&member.host).is_none() {
                 warnings.push(format!(
-                    "add {} to the spec's members (ha.toml's [mongo].members), or status will list \
-                     it as not configured and apply will warn about it",
+                    "add {} to the spec's members, or status will list it as not configured and apply \
+                     will warn about it",
                     member.host
                 ));
             }
@@ -194,7 +194,7 @@ pub async fn plan_member_change(
             {
                 warnings.push(format!(
                     "the spec sets {host}'s priority to {configured}: the next apply changes it \
-                     back unless the spec (ha.toml's [mongo].members) is changed too"
+                     back unless the spec's members change too"
                 ));
             }
         }

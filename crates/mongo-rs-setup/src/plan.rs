@@ -198,9 +198,9 @@ pub fn plan(spec: &SetSpec, observed: &Observed) -> Plan {
                 host: seed.host.clone(),
                 as_admin: observed.logged_in(UserKind::Admin),
             }),
-            None => plan
-                .blockers
-                .push("[mongo].members has no electable member to initiate the set on".to_owned()),
+            None => plan.blockers.push(
+                "the spec's members have no electable member to initiate the set on".to_owned(),
+            ),
         }
     } else if observed.primary.is_none() {
         plan.blockers.push(format!(
@@ -239,7 +239,7 @@ fn check_members(spec: &SetSpec, observed: &Observed, plan: &mut Plan) {
                     && name != &spec.name
                 {
                     plan.blockers.push(format!(
-                        "{} belongs to replica set {name:?}, not {:?} ([mongo].replica_set)",
+                        "{} belongs to replica set {name:?}, not {:?} (the spec's replica-set name)",
                         view.host, spec.name
                     ));
                 } else if let Some(me) = &hello.me
@@ -247,8 +247,8 @@ fn check_members(spec: &SetSpec, observed: &Observed, plan: &mut Plan) {
                 {
                     plan.blockers.push(format!(
                         "{} calls itself {me} in the replica set's config: the config must use \
-                         the names in [mongo].members (MongoDB's \"change hostnames in a replica \
-                         set\" procedure), or list {me} in ha.toml instead",
+                         the names in the spec's members (MongoDB's \"change hostnames in a \
+                         replica set\" procedure), or list {me} there instead",
                         view.host
                     ));
                 } else if hello.set_name.is_some() && observed.primary.is_some() && !in_set {
@@ -280,7 +280,7 @@ fn plan_users(spec: &SetSpec, observed: &Observed, plan: &mut Plan) {
         if observed.logged_in(UserKind::App) {
             plan.blockers.push(format!(
                 "neither {} nor {} can log in, so the users cannot be checked: fix their \
-                 passwords ([mongo].users.site_admin / admin)",
+                 passwords",
                 spec.site_admin.name, spec.admin.name
             ));
             return;
@@ -371,7 +371,7 @@ fn plan_members(spec: &SetSpec, observed: &Observed, plan: &mut Plan) {
     for host in &set_hosts {
         if spec.member(host).is_none() {
             plan.warnings.push(format!(
-                "{host} is a member of the replica set but not listed in [mongo].members: add it \
+                "{host} is a member of the replica set but not in the spec's members: add it \
                  there, or remove it with `mongo-rs-setup remove-member --host {host}`"
             ));
         }

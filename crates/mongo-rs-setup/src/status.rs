@@ -304,7 +304,7 @@ pub async fn status(session: &Session<'_>, max_lag: Duration) -> Status {
             health.problem = Some(e.to_string());
         } else if auth_ok == Some(false) {
             health.problem = Some(format!(
-                "{} cannot log in on {host}: check [mongo].users.admin",
+                "{} cannot log in on {host}: check its password",
                 spec.admin.name
             ));
         } else if let Some(Err(e)) = &logins[i] {

@@ -70,7 +70,7 @@ pub enum Error {
     /// copy; nothing was written.
     #[error(
         "{}: {} differ(s) from the stored copy: nothing was written; compare them (keys verify), \
-         and pass --force only if the stored copy is the one to keep",
+         and force the restore only if the stored copy is the one to keep",
         dir.display(),
         names.join(", ")
     )]

@@ -119,15 +119,15 @@ pub fn render(spec: &BundleSpec) -> Result<Bundle, Error> {
     }
     if !spec.mongo.tls {
         warnings.push(
-            "MongoDB URIs have no ssl=true: [mongo].tls is not configured, so passwords travel \
-             in clear"
+            "MongoDB URIs have no ssl=true: the spec has no MongoDB TLS, so passwords travel in \
+             clear"
                 .to_owned(),
         );
     }
     if spec.encryption_keys.is_empty() {
         warnings.push(
             "no encryption keys in the bundle: CircleCI 1.48.4+ cannot decrypt its data without \
-             /data/circle/circleci-encryption-keys (set [services].encryption_keys_dir)"
+             /data/circle/circleci-encryption-keys (give the bundle its encryption keys)"
                 .to_owned(),
         );
     }

@@ -77,7 +77,7 @@ impl fmt::Display for Step {
                 f,
                 "restore transit key {name} (versions 1–{latest_version}) into {mount}/{}",
                 if *replace {
-                    " — replacing the different key there (--force)"
+                    " — replacing the different key there (forced)"
                 } else {
                     ""
                 }
@@ -302,7 +302,7 @@ pub async fn migrate(
             KeyState::Absent => steps.push(step(false)),
             KeyState::Differs(_) if spec.force => steps.push(step(true)),
             KeyState::Differs(why) => refusals.push(format!(
-                "{mount}/keys/{} on {} is not the old Vault's key: {why}; --force replaces it \
+                "{mount}/keys/{} on {} is not the old Vault's key: {why}; forcing replaces it \
                  (whatever it encrypted is then lost)",
                 key.info.name,
                 client.address()
