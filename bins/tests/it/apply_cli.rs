@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ha_lab::{
-    LabPki, MongoMember, MongoMemberOptions, OpenBao, Postgres, PostgresOptions, Toolbox,
+    LabPki, MongoMember, MongoMemberOptions, Moto, OpenBao, Postgres, PostgresOptions, Toolbox,
 };
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
@@ -17,6 +17,9 @@ use ha_lab::{LAB_SECRETS, LabHosts, lab_ha_toml};
 
 use crate::{circle_ha, run, run_json};
 
+/// `[services].s3_bucket` of `lab_ha_toml`.
+const LAB_BUCKET: &str = "circleci-ha-config";
+
 const HOSTILE: &str = "p'\"$@:/?#%\\ `x` wörd–密";
 
 struct Lab {
@@ -24,6 +27,8 @@ struct Lab {
     _members: Vec<MongoMember>,
     pg: Postgres,
     _bao: OpenBao,
+    /// The AWS emulator: the bucket the encryption keys are backed up to.
+    moto: Moto,
     dir: tempfile::TempDir,
 }
 
@@ -39,6 +44,7 @@ impl Lab {
             .collect();
         let pg = Postgres::start(&tools, &pki, PostgresOptions::default()).unwrap();
         let bao = OpenBao::start(&tools, &pki).unwrap();
+        let moto = Moto::start(&tools).unwrap_or_else(|e| panic!("{e}"));
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(d.join("license.rli"), "license-bytes\n").unwrap();
@@ -61,12 +67,16 @@ impl Lab {
             _members: members,
             pg,
             _bao: bao,
+            moto,
             dir,
         }
     }
 
     fn env(&self, command: &mut Command) {
-        command.current_dir(self.dir.path());
+        command
+            .current_dir(self.dir.path())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
         for name in LAB_SECRETS {
             let value = if name == "PG_ADMIN_PASSWORD" {
                 self.pg.superuser_password().expose_secret().to_owned()
@@ -88,8 +98,14 @@ impl Lab {
         self.circle_ha("apply", args)
     }
 
+    /// `status`, the key backup read from the emulator and compared with
+    /// the lab's keys directory.
     fn status(&self) -> (i32, Value, String) {
-        self.circle_ha("status", &[])
+        let endpoint = self.moto.endpoint();
+        self.circle_ha(
+            "status",
+            &["--endpoint-url", &endpoint, "--keys-dir", "circle-data"],
+        )
     }
 
     fn circle_ha(&self, command_name: &str, args: &[&str]) -> (i32, Value, String) {
@@ -162,11 +178,34 @@ fn apply_plans_applies_is_a_no_op_the_second_time_and_stops_at_a_sealed_vault() 
     // What the bundle's URIs let the app user do is checked on the
     // published bundle by the end-to-end test (tests/tests/runbook.rs).
 
+    // Status checks the encryption keys' stored copy too: none yet.
+    let (code, unsaved, _) = lab.status();
+    assert_eq!(code, 3, "{unsaved}");
+    assert_eq!(concern(&unsaved, "keys")["healthy"], false, "{unsaved}");
+    assert_eq!(concern(&unsaved, "vault")["healthy"], true, "{unsaved}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let s3 = lab.moto.s3_client();
+        s3.create_bucket().bucket(LAB_BUCKET).send().await.unwrap();
+    });
+    let endpoint = lab.moto.endpoint();
+    let (code, _, stderr) = lab.circle_ha(
+        "keys",
+        &[
+            "backup",
+            "--from",
+            "circle-data",
+            "--endpoint-url",
+            &endpoint,
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+
     let (code, healthy, stderr) = lab.status();
     assert_eq!(code, 0, "{healthy}\n{stderr}");
     assert_eq!(
         healthy["concerns"].as_array().unwrap().len(),
-        4,
+        5,
         "{healthy}"
     );
 

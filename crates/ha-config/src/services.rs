@@ -79,7 +79,6 @@ impl HaConfig {
         env: EnvLookup<'_>,
         out_dir: Option<&Path>,
     ) -> Result<(BundleSpec, Vec<String>), Problems> {
-        let file = self;
         let services = self.services_section()?;
         let mut r = Collect::default();
 
@@ -105,6 +104,49 @@ impl HaConfig {
             "[services].secret_passphrase",
             services.secret_passphrase.as_deref(),
         );
+        let (github, storage, extra_settings) = self.bundle_settings(&mut r, env, services);
+        let mut ca_candidates: Vec<(String, PathBuf)> = Vec::new();
+        let mongo = self.bundle_mongo(&mut r, env, &mut ca_candidates);
+        let postgres = self.bundle_postgres(&mut r, env, &mut ca_candidates);
+        let vault = self.bundle_vault(&mut r, &mut ca_candidates);
+        let ca_certificates = self.bundle_ca_certificates(&mut r, services, ca_candidates);
+        let encryption_keys = self.bundle_encryption_keys(&mut r, services);
+        let session_cookie_key = self.bundle_cookie_key(&mut r, env, services, out_dir);
+
+        let spec = BundleSpec {
+            hostname,
+            aws_region,
+            s3_bucket,
+            s3_prefix: services.s3_prefix.clone().unwrap_or_default(),
+            mongo,
+            postgres,
+            vault,
+            replicated_password,
+            replicated_log_level: services
+                .replicated_log_level
+                .clone()
+                .unwrap_or_else(|| "debug".to_owned()),
+            replicated_version: services.replicated_version.clone(),
+            secret_passphrase,
+            github,
+            storage,
+            extra_settings,
+            license,
+            ca_certificates,
+            encryption_keys,
+            session_cookie_key,
+        };
+        let warnings = std::mem::take(&mut r.warnings);
+        r.finish((spec, warnings))
+    }
+
+    /// `[services]`'s GitHub, storage and extra settings for the bundle.
+    fn bundle_settings(
+        &self,
+        r: &mut Collect,
+        env: EnvLookup<'_>,
+        services: &RawServices,
+    ) -> (GithubSpec, StorageSpec, BTreeMap<String, SecretString>) {
         let github = match &services.github {
             Some(g) => GithubSpec {
                 kind: g
@@ -162,6 +204,17 @@ impl HaConfig {
             extra_settings.insert(key.clone(), resolved);
         }
 
+        (github, storage, extra_settings)
+    }
+
+    /// The app user's view of `[mongo]` for the bundle's URIs; its CA file
+    /// joins `ca`.
+    fn bundle_mongo(
+        &self,
+        r: &mut Collect,
+        env: EnvLookup<'_>,
+        ca: &mut Vec<(String, PathBuf)>,
+    ) -> MongoSpec {
         // MongoDB: the app user and the members.
         let mut mongo = MongoSpec {
             replica_set: String::new(),
@@ -174,7 +227,6 @@ impl HaConfig {
                 .collect(),
             tls: false,
         };
-        let mut ca_candidates: Vec<(String, PathBuf)> = Vec::new();
         match &self.raw.mongo {
             None => r.missing_because("[mongo]", "(the URIs need it)"),
             Some(raw) => {
@@ -185,7 +237,7 @@ impl HaConfig {
                 }
                 mongo.tls = raw.tls.is_some();
                 if let Some(path) = raw.tls.as_ref().and_then(|t| t.ca_file.clone()) {
-                    ca_candidates.push(("[mongo].tls.ca_file".to_owned(), path));
+                    ca.push(("[mongo].tls.ca_file".to_owned(), path));
                 }
                 match raw.users.as_ref().and_then(|u| u.app.as_ref()) {
                     Some(app) => {
@@ -207,6 +259,16 @@ impl HaConfig {
             }
         }
 
+        mongo
+    }
+
+    /// The app role's view of `[postgres]`; its CA file joins `ca`.
+    fn bundle_postgres(
+        &self,
+        r: &mut Collect,
+        env: EnvLookup<'_>,
+        ca: &mut Vec<(String, PathBuf)>,
+    ) -> PostgresSpec {
         // PostgreSQL.
         let mut postgres = PostgresSpec {
             host: String::new(),
@@ -229,11 +291,17 @@ impl HaConfig {
                     raw.app_password.as_deref(),
                 );
                 if let Some(path) = &raw.ca_file {
-                    ca_candidates.push(("[postgres].ca_file".to_owned(), path.clone()));
+                    ca.push(("[postgres].ca_file".to_owned(), path.clone()));
                 }
             }
         }
 
+        postgres
+    }
+
+    /// `[vault]`'s address and the app token `vault-transit configure`
+    /// wrote; its CA file joins `ca`.
+    fn bundle_vault(&self, r: &mut Collect, ca: &mut Vec<(String, PathBuf)>) -> VaultSpec {
         // Vault: address and the app token `vault-transit configure` wrote.
         let mut vault = VaultSpec {
             scheme: "https".to_owned(),
@@ -268,7 +336,7 @@ impl HaConfig {
                     .app_token_file
                     .clone()
                     .unwrap_or_else(|| keys_dir.join("circleci-token"));
-                let token_path = file.path_of(&token_file);
+                let token_path = self.path_of(&token_file);
                 match vault_transit::configure::read_token_file(&token_path) {
                     Ok(Some(token)) => vault.token = token,
                     _ => r.push(
@@ -281,18 +349,29 @@ impl HaConfig {
                     ),
                 }
                 if let Some(path) = &raw.ca_file {
-                    ca_candidates.push(("[vault].ca_file".to_owned(), path.clone()));
+                    ca.push(("[vault].ca_file".to_owned(), path.clone()));
                 }
             }
         }
 
+        vault
+    }
+
+    /// The CA certificates the bundle carries: `[services].ca_files`, else
+    /// the sections' own (`candidates`), distinct contents in order.
+    fn bundle_ca_certificates(
+        &self,
+        r: &mut Collect,
+        services: &RawServices,
+        candidates: Vec<(String, PathBuf)>,
+    ) -> Vec<String> {
         // CA certificates: distinct contents, in order.
         let ca_paths: Vec<(String, PathBuf)> = match &services.ca_files {
             Some(paths) => paths
                 .iter()
                 .map(|p| ("[services].ca_files".to_owned(), p.clone()))
                 .collect(),
-            None => ca_candidates,
+            None => candidates,
         };
         let mut ca_certificates: Vec<String> = Vec::new();
         for (key, path) in &ca_paths {
@@ -303,6 +382,15 @@ impl HaConfig {
             }
         }
 
+        ca_certificates
+    }
+
+    /// The files of `[services].encryption_keys_dir`, by name.
+    fn bundle_encryption_keys(
+        &self,
+        r: &mut Collect,
+        services: &RawServices,
+    ) -> Vec<(String, Vec<u8>)> {
         let mut encryption_keys = Vec::new();
         if let Some(dir) = &services.encryption_keys_dir {
             let dir = self.path_of(dir);
@@ -323,7 +411,19 @@ impl HaConfig {
             }
         }
 
-        let session_cookie_key = match services.session_cookie_key.as_deref() {
+        encryption_keys
+    }
+
+    /// `[services].session_cookie_key`, else the one already in `out_dir`'s
+    /// bundle, else a new one.
+    fn bundle_cookie_key(
+        &self,
+        r: &mut Collect,
+        env: EnvLookup<'_>,
+        services: &RawServices,
+        out_dir: Option<&Path>,
+    ) -> SecretString {
+        match services.session_cookie_key.as_deref() {
             Some(reference) => {
                 r.secret(self, env, "[services].session_cookie_key", Some(reference))
             }
@@ -340,33 +440,7 @@ impl HaConfig {
                     SecretString::from(String::new())
                 }),
             },
-        };
-
-        let spec = BundleSpec {
-            hostname,
-            aws_region,
-            s3_bucket,
-            s3_prefix: services.s3_prefix.clone().unwrap_or_default(),
-            mongo,
-            postgres,
-            vault,
-            replicated_password,
-            replicated_log_level: services
-                .replicated_log_level
-                .clone()
-                .unwrap_or_else(|| "debug".to_owned()),
-            replicated_version: services.replicated_version.clone(),
-            secret_passphrase,
-            github,
-            storage,
-            extra_settings,
-            license,
-            ca_certificates,
-            encryption_keys,
-            session_cookie_key,
-        };
-        let warnings = std::mem::take(&mut r.warnings);
-        r.finish((spec, warnings))
+        }
     }
 
     /// Where `circle-ha keys` keeps CircleCI's encryption keys: the bundle's
