@@ -633,6 +633,8 @@ fn binary_applies_nothing_and_reports_healthy(lab: &Lab) {
             .arg("--json")
             .current_dir(config.parent().unwrap())
             .envs(lab.secrets().map(|(k, v)| (k, v.expose_secret())))
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -651,10 +653,30 @@ fn binary_applies_nothing_and_reports_healthy(lab: &Lab) {
         assert_eq!(report["changed"], 0, "apply {round}: {report}");
         assert!(report["actions"].is_array(), "{report}");
     }
-    let (code, status, stderr) = run(&["status"]);
+    // Status reads the encryption keys' copy the demo stored back from the
+    // emulator and compares it with the lab's keys directory.
+    let moto = lab.moto().expect("moto runs");
+    let endpoint = moto.endpoint();
+    let keys_dir = config.parent().unwrap().join("circle-data");
+    let keys_dir = keys_dir.to_str().unwrap();
+    let (code, status, stderr) = run(&[
+        "status",
+        "--endpoint-url",
+        &endpoint,
+        "--keys-dir",
+        keys_dir,
+    ]);
     assert_eq!(code, Some(0), "{status}\n{stderr}");
     let concerns = status["concerns"].as_array().unwrap();
-    assert_eq!(concerns.len(), 4, "{status}");
+    let names: Vec<&str> = concerns
+        .iter()
+        .map(|c| c["concern"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["mongo", "postgres", "vault", "userdata", "keys"],
+        "{status}"
+    );
     assert!(concerns.iter().all(|c| c["healthy"] == true), "{status}");
 }
 
