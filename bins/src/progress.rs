@@ -135,9 +135,10 @@ impl Drop for ProgressBar {
 /// [`TICK`]; all removed when the stage ends or another begins.
 fn tick(shared: &Shared, multi: &MultiProgress, meter: &Meter) {
     let mut epoch = None;
-    let mut bars: Vec<(String, indicatif::ProgressBar)> = Vec::new();
-    let clear = |bars: &mut Vec<(String, indicatif::ProgressBar)>| {
-        for (_, bar) in bars.drain(..) {
+    // Each bar with its name and whether it shows a total.
+    let mut bars: Vec<(String, indicatif::ProgressBar, bool)> = Vec::new();
+    let clear = |bars: &mut Vec<(String, indicatif::ProgressBar, bool)>| {
+        for (_, bar, _) in bars.drain(..) {
             bar.finish_and_clear();
             multi.remove(&bar);
         }
@@ -159,23 +160,26 @@ fn tick(shared: &Shared, multi: &MultiProgress, meter: &Meter) {
         let mut shown = vec![(reading.stage.name().to_owned(), reading.done, reading.total)];
         shown.extend(meter.parts().into_iter().map(|p| (p.name, p.done, p.total)));
         for (name, done, total) in shown {
-            let bar = match bars.iter().find(|(n, _)| *n == name) {
-                Some((_, bar)) => bar.clone(),
+            let index = match bars.iter().position(|(n, _, _)| *n == name) {
+                Some(index) => index,
                 None => {
                     let bar = multi.add(indicatif::ProgressBar::no_length());
+                    bar.set_style(style(estimate, false));
                     bar.set_message(name.clone());
-                    bars.push((name, bar.clone()));
-                    bar
+                    bars.push((name, bar, false));
+                    bars.len() - 1
                 }
             };
+            let (_, bar, shows_total) = &mut bars[index];
             let known = total > 0 && done <= total;
-            if bar.length() != known.then_some(total) {
+            if known != *shows_total {
                 bar.set_style(style(estimate, known));
-                if known {
-                    bar.set_length(total);
-                } else {
-                    bar.unset_length();
-                }
+                *shows_total = known;
+            }
+            if known {
+                bar.set_length(total);
+            } else {
+                bar.unset_length();
             }
             bar.set_position(done);
         }
