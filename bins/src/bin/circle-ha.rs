@@ -301,14 +301,13 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 options.bundle_dir = dir;
             }
             let endpoint = endpoint_url.as_deref();
-            if let Some(region) = config.backup_region() {
-                let sdk = circle_ha::aws::sdk_config(&region, endpoint).await;
+            let aws = install::StatusAws::of(&config);
+            if let Some(region) = &aws.ec2_region {
+                let sdk = circle_ha::aws::sdk_config(region, endpoint).await;
                 options.ec2 = Some(aws_sdk_ec2::Client::new(&sdk));
             }
-            if config.stores_keys()
-                && let Ok((_, region)) = config.key_store()
-            {
-                let sdk = circle_ha::aws::sdk_config(&region, endpoint).await;
+            if let Some(region) = &aws.s3_region {
+                let sdk = circle_ha::aws::sdk_config(region, endpoint).await;
                 options.s3 = Some(circle_ha::aws::s3_client(&sdk, endpoint.is_some()));
             }
             let checks = install::status(&config, &cli::env_var, &options).await?;

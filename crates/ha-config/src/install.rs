@@ -311,6 +311,32 @@ pub struct StatusOptions {
     pub s3: Option<services_userdata::aws_sdk_s3::Client>,
 }
 
+/// The AWS clients [`status`] can use for `config`, by region: EC2 for an
+/// EBS `[backup]`, S3 for the key backup in `[services]`' bucket (`None`:
+/// not needed). A program builds a client for each region given (its
+/// credentials, its endpoint) and sets [`StatusOptions::ec2`] and
+/// [`StatusOptions::s3`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusAws {
+    /// The region of `[backup]`'s EBS snapshots.
+    pub ec2_region: Option<String>,
+    /// The region of the key backup's bucket.
+    pub s3_region: Option<String>,
+}
+
+impl StatusAws {
+    /// What `config` needs.
+    pub fn of(config: &HaConfig) -> StatusAws {
+        StatusAws {
+            ec2_region: config.backup_region(),
+            s3_region: config
+                .stores_keys()
+                .then(|| config.key_store().ok().map(|(_, region)| region))
+                .flatten(),
+        }
+    }
+}
+
 impl StatusOptions {
     /// Lag 30 s, the bundle beside `config`'s file, the keys where the
     /// Services machine keeps them, and no AWS clients.
