@@ -72,7 +72,7 @@ pub fn documents() -> Vec<(&'static str, Value)> {
         schema::<ha_plan::Report>("report"),
         schema::<ha_plan::Refused>("refused"),
         schema::<ha_plan::Combined>("combined"),
-        schema::<ha_config::install::StatusFindings>("status"),
+        schema::<ha_runbook::StatusFindings>("status"),
         schema::<ha_config::ConfigCheck>("config-check"),
         schema::<ha_tls::LintFindings>("pki-lint"),
         schema::<ha_doctor::Report>("doctor"),

@@ -1,6 +1,6 @@
 //! `services-userdata`: publishing a rendered bundle and importing an
 //! existing installation's settings (rendering is
-//! `HaConfig::render_bundle`).
+//! `ha_runbook::BundleSetup::render`).
 
 use std::path::Path;
 

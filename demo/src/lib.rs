@@ -546,12 +546,13 @@ async fn vault_phase(running: &Lab) -> anyhow::Result<String> {
 async fn apply_phase(running: &Lab, again: bool) -> anyhow::Result<String> {
     let (file, bundle_dir) = lab_config(running)?;
     let env = lookup(running);
-    let options = ha_config::install::ApplyOptions {
+    let options = ha_config::RunbookOptions {
+        purpose: ha_config::Purpose::Apply,
         only: Vec::new(),
-        dry_run: false,
         bundle_dir,
     };
-    let report = ha_config::install::apply(&file, &env, &options, &|_| {}).await?;
+    let runbook = file.runbook(&env, &options).await?;
+    let report = ha_runbook::apply(&runbook, false, &|_| {}).await?;
     let per: Vec<String> = report
         .ran
         .iter()
@@ -1162,8 +1163,17 @@ async fn doctor_phase(running: &Lab) -> anyhow::Result<String> {
 async fn status_phase(running: &Lab) -> anyhow::Result<String> {
     let (file, bundle_dir) = lab_config(running)?;
     let env = lookup(running);
-    let mut options = ha_config::install::StatusOptions::new(&file);
-    options.bundle_dir = bundle_dir;
+    let runbook = file
+        .runbook(
+            &env,
+            &ha_config::RunbookOptions {
+                purpose: ha_config::Purpose::Status,
+                only: Vec::new(),
+                bundle_dir,
+            },
+        )
+        .await?;
+    let mut options = ha_runbook::StatusOptions::default();
     options.s3 = running.moto.as_ref().map(|moto| moto.s3_client());
     options.keys_dir = running
         .work
@@ -1171,8 +1181,8 @@ async fn status_phase(running: &Lab) -> anyhow::Result<String> {
         .context("no lab directory")?
         .path()
         .join("circle-data");
-    let checks = ha_config::install::status(&file, &env, &options).await?;
-    let findings = ha_config::install::status_findings(&checks);
+    let checks = ha_runbook::status(&runbook, &options).await;
+    let findings = ha_runbook::status_findings(&checks);
     anyhow::ensure!(
         findings.healthy,
         "{}",

@@ -10,8 +10,9 @@
 //!   there.
 //! - `test`: `install`, then the whole gate: `cargo fmt --check`, clippy with
 //!   `-D warnings`, rustdoc with `-D warnings`, `cargo package --no-verify` of
-//!   the published crates, and every workspace test, with
-//!   the venv's tools on `PATH`.
+//!   the published crates, and every workspace test (built once, then
+//!   several test binaries at a time: `runner.rs`), with the venv's tools
+//!   on `PATH`.
 //! - `dist`: release binaries that need no glibc newer than 2.17, checked
 //!   and packed with completions, man pages, LICENSE and README (see
 //!   `dist.rs`).
@@ -30,6 +31,7 @@ use std::time::Instant;
 
 mod dist;
 mod json;
+mod runner;
 mod tidy;
 
 /// Debian packages the tests need, with a file that proves each is there.
@@ -319,11 +321,6 @@ fn test() -> Result<(), String> {
             ],
             env: None,
         },
-        GateStep {
-            name: "tests",
-            args: &["test", "--workspace", "--locked"],
-            env: None,
-        },
     ];
     let mut timings = Vec::new();
     for step in steps {
@@ -344,6 +341,34 @@ fn test() -> Result<(), String> {
             started.elapsed().as_secs_f64()
         ));
     }
+    // The tests: built once, then several binaries at a time (runner.rs).
+    let started = Instant::now();
+    eprintln!("xtask: == build tests: cargo test --workspace --locked --no-run");
+    let jobs = runner::build(&root, &cargo(), &path)?;
+    timings.push(format!(
+        "build tests {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let started = Instant::now();
+    eprintln!(
+        "xtask: == tests: {} test binaries and the doctests, {} at a time",
+        jobs.len() - 1,
+        runner::JOBS
+    );
+    let outcomes = runner::run(jobs, &path);
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| !o.passed)
+        .map(|o| o.label.as_str())
+        .collect();
+    if !failed.is_empty() {
+        return Err(format!("tests failed in {}", failed.join(", ")));
+    }
+    timings.push(format!(
+        "tests {:.0} s ({} passed)",
+        started.elapsed().as_secs_f64(),
+        outcomes.iter().map(|o| o.tests).sum::<u64>()
+    ));
     eprintln!("xtask: gate passed ({})", timings.join(", "));
     Ok(())
 }

@@ -88,8 +88,14 @@ const CONCERN_EDGES: &[(&str, &str)] = &[
     ("ha-doctor", "vault-transit"),
 ];
 
-/// Packages a concern crate must never depend on, in any section.
-const NEVER_FOR_CONCERNS: &[&str] = &["circle-ha", "ha-config", "ha-demo"];
+/// The runbook: every concern in order (`apply`, `status`). It may use
+/// every concern crate; like them it is usable without `ha.toml` (rules 1
+/// and 7 hold for it), and no concern crate uses it.
+const RUNBOOK: &str = "ha-runbook";
+
+/// Packages a concern crate (or the runbook) must never depend on, in any
+/// section.
+const NEVER_FOR_CONCERNS: &[&str] = &["circle-ha", "ha-config", "ha-demo", RUNBOOK];
 
 /// Packages only tests and the demo may depend on (dev-dependencies).
 const TEST_ONLY: &[&str] = &["ha-lab", "ha-demo"];
@@ -246,10 +252,13 @@ pub(crate) fn check_manifest(
     };
     for (section, name) in dependencies {
         let normal = section != "dev-dependencies";
-        if CONCERN_CRATES.contains(&package) && NEVER_FOR_CONCERNS.contains(&name.as_str()) {
+        if (CONCERN_CRATES.contains(&package) || package == RUNBOOK)
+            && NEVER_FOR_CONCERNS.contains(&name.as_str())
+        {
             violation(format!(
                 "{package} (a concern crate) depends on {name} in [{section}]: concern crates \
-                 must be usable without ha.toml, the binaries or the demo"
+                 and the runbook must be usable without ha.toml, the binaries or the demo, and \
+                 no concern crate runs the runbook"
             ));
         } else if normal
             && TEST_ONLY.contains(&name.as_str())
@@ -323,7 +332,9 @@ pub(crate) fn check_source(package: &str, path: &Path, source: &str) -> Vec<Viol
         if package == "ha-lab" {
             continue;
         }
-        if CONCERN_CRATES.contains(&package) && !code.contains("// tidy: renders a command line") {
+        if (CONCERN_CRATES.contains(&package) || package == RUNBOOK)
+            && !code.contains("// tidy: renders a command line")
+        {
             for word in config_keys_and_flags(code) {
                 violation(&format!(
                     "{word} in a concern crate: ha.toml keys and the binaries' flags are named by \
@@ -741,6 +752,35 @@ mod tests {
         assert!(
             check_source("ha-config", Path::new("crates/ha-config/src/x.rs"), source).is_empty()
         );
+    }
+
+    #[test]
+    fn the_runbook_uses_every_concern_and_nothing_uses_it_but_config_and_binaries() {
+        let path = Path::new("crates/ha-runbook/Cargo.toml");
+        let concerns = deps(&["ha-plan", "mongo-rs-setup", "pg-provision", "vault-transit"]);
+        assert!(check_manifest("ha-runbook", path, &concerns).is_empty());
+        let found = check_manifest("ha-runbook", path, &deps(&["ha-config"]));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .message
+                .contains("ha-runbook (a concern crate) depends on ha-config")
+        );
+        let found = check_manifest("pg-provision", path, &deps(&["ha-runbook"]));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .message
+                .contains("no concern crate runs the runbook")
+        );
+        assert!(check_manifest("ha-config", path, &deps(&["ha-runbook"])).is_empty());
+        let source = "let key = \"[vault].app_token_file\";\n";
+        let found = check_source(
+            "ha-runbook",
+            Path::new("crates/ha-runbook/src/x.rs"),
+            source,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
     }
 
     #[test]

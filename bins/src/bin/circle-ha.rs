@@ -13,7 +13,7 @@ use circle_ha::keys::KeysCommand;
 use circle_ha::output::print;
 use clap::{Parser, Subcommand};
 use ha_config::HaConfig;
-use ha_config::install::{self, Concern};
+use ha_runbook::Concern;
 use time::OffsetDateTime;
 
 /// Moves a CircleCI Server 2.0 installation onto highly available external
@@ -269,20 +269,30 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let config = HaConfig::load(&common.config_path())?;
             let only = only
                 .iter()
-                .map(|name| Concern::parse(name).map_err(ha_plan::Problems::one))
+                .map(|name| {
+                    Concern::parse(name).ok_or_else(|| {
+                        ha_plan::Problems::one(ha_plan::Problem::invalid(
+                            "--only",
+                            format!(
+                                "{name}: not a concern (pki, mongo, postgres, vault, userdata)"
+                            ),
+                        ))
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            let options = install::ApplyOptions {
+            let options = ha_config::RunbookOptions {
+                purpose: ha_config::Purpose::Apply,
                 only,
-                dry_run,
                 bundle_dir: bundle_dir.unwrap_or_else(|| config.path_of(Path::new("bundle"))),
             };
+            let runbook = config.runbook(&cli::env_var, &options).await?;
             let json = common.json;
             let progress = |line: &str| {
                 if !json {
                     circle_ha::log::stage(line);
                 }
             };
-            let report = install::apply(&config, &cli::env_var, &options, &progress).await?;
+            let report = ha_runbook::apply(&runbook, dry_run, &progress).await?;
             Ok(print(json, &report))
         }
         Command::Status {
@@ -294,14 +304,22 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             textfile,
         } => {
             let config = HaConfig::load(&common.config_path())?;
-            let mut options = install::StatusOptions::new(&config);
+            let runbook = config
+                .runbook(
+                    &cli::env_var,
+                    &ha_config::RunbookOptions {
+                        purpose: ha_config::Purpose::Status,
+                        only: Vec::new(),
+                        bundle_dir: bundle_dir
+                            .unwrap_or_else(|| config.path_of(Path::new("bundle"))),
+                    },
+                )
+                .await?;
+            let mut options = ha_runbook::StatusOptions::default();
             options.max_lag = std::time::Duration::from_secs(max_lag);
             options.keys_dir = keys_dir;
-            if let Some(dir) = bundle_dir {
-                options.bundle_dir = dir;
-            }
             let endpoint = endpoint_url.as_deref();
-            let aws = install::StatusAws::of(&config);
+            let aws = ha_runbook::StatusAws::of(&runbook);
             if let Some(region) = &aws.ec2_region {
                 let sdk = circle_ha::aws::sdk_config(region, endpoint).await;
                 options.ec2 = Some(aws_sdk_ec2::Client::new(&sdk));
@@ -310,7 +328,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 let sdk = circle_ha::aws::sdk_config(region, endpoint).await;
                 options.s3 = Some(circle_ha::aws::s3_client(&sdk, endpoint.is_some()));
             }
-            let checks = install::status(&config, &cli::env_var, &options).await?;
+            let checks = ha_runbook::status(&runbook, &options).await;
             if let Some(dir) = &textfile {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -318,10 +336,10 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 circle_ha::output::write_textfile(
                     dir,
                     "circle_ha.prom",
-                    &install::status_metrics(&checks, now),
+                    &ha_runbook::status_metrics(&checks, now),
                 )?;
             }
-            Ok(print(common.json, &install::status_findings(&checks)))
+            Ok(print(common.json, &ha_runbook::status_findings(&checks)))
         }
         Command::Backup(command) => circle_ha::backup::run("circle-ha backup", command).await,
         Command::Keys(command) => circle_ha::keys::run(command).await,

@@ -118,7 +118,8 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                     config.postgres(&common.overrides())
                 })?;
             let report = config
-                .postgres_apply(&settings, &cli::env_var, dry_run)
+                .postgres_setup(&settings, &cli::env_var, true)?
+                .apply(dry_run)
                 .await?;
             print(common.args.json, &report);
             Ok(Exit::Success)
@@ -128,7 +129,10 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 HaConfig::load_with(&common.args.config_path(), Section::Postgres, |config| {
                     config.postgres(&common.overrides())
                 })?;
-            let findings = config.postgres_verify(&settings, &cli::env_var).await?;
+            let findings = config
+                .postgres_setup(&settings, &cli::env_var, false)?
+                .verify()
+                .await;
             Ok(print(common.args.json, &findings))
         }
     }

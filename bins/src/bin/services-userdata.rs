@@ -109,7 +109,9 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Render { args, out, dry_run } => {
             let config = HaConfig::load(&args.config_path())?;
-            let report = config.render_bundle(&cli::env_var, &out, dry_run)?;
+            let report = config
+                .bundle_setup(&cli::env_var, &out, false)?
+                .render(dry_run)?;
             print(args.json, &report);
         }
         Command::Publish {

@@ -323,17 +323,20 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Configure { common, dry_run } => {
             let (file, settings) = load(&common)?;
             let report = file
-                .vault_configure(&settings, &cli::env_var, dry_run)
+                .vault_setup(&settings, &cli::env_var, true)?
+                .configure(dry_run)
                 .await?;
             Ok(print(common.args.json, &report))
         }
         Command::Verify(common) => {
-            let (_, settings) = load(&common)?;
-            Ok(print(common.args.json, &settings.verify().await?))
+            let (file, settings) = load(&common)?;
+            let setup = file.vault_setup(&settings, &cli::env_var, false)?;
+            Ok(print(common.args.json, &setup.verify().await?))
         }
         Command::Status(common) => {
-            let (_, settings) = load(&common)?;
-            Ok(print(common.args.json, &settings.server_health().await?))
+            let (file, settings) = load(&common)?;
+            let setup = file.vault_setup(&settings, &cli::env_var, false)?;
+            Ok(print(common.args.json, &setup.server_health().await?))
         }
         Command::Seal(common) => {
             let (file, settings) = load(&common)?;

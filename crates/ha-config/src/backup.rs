@@ -12,28 +12,8 @@ use mongo_backup::{BackupSpec, Commands};
 use crate::collect::Collect;
 use crate::{HaConfig, Section};
 
-/// Where snapshots go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BackupStore {
-    /// EBS snapshots of these volumes, in this region.
-    Ebs {
-        /// `vol-…`.
-        volumes: Vec<String>,
-        /// The AWS region.
-        region: String,
-    },
-    /// Copies of the dbPath under this directory.
-    Directory {
-        /// Where copies go.
-        root: PathBuf,
-    },
-    /// An operator's command (LVM, ZFS, a SAN's CLI), speaking
-    /// [`mongo_backup::CommandStore`]'s protocol.
-    Command {
-        /// Its argv (`create`, `list`, `delete ID` are appended).
-        command: Vec<String>,
-    },
-}
+/// Where snapshots go ([`mongo_backup::StoreSpec`]).
+pub use mongo_backup::StoreSpec as BackupStore;
 
 /// `[backup]`, validated.
 #[derive(Clone, Debug)]
@@ -103,36 +83,14 @@ impl BackupSettings {
     /// without a client is a problem keyed `[backup].store`.
     pub fn snapshot_store(
         &self,
-        ec2: Option<aws_sdk_ec2::Client>,
+        ec2: Option<mongo_backup::aws_sdk_ec2::Client>,
     ) -> Result<mongo_backup::AnyStore, Problems> {
         let db_path = self.spec.db_path.clone().unwrap_or_default();
-        Ok(match &self.store {
-            BackupStore::Ebs { volumes, .. } => {
-                let ec2 = ec2.ok_or_else(|| {
-                    Problems::one(ha_plan::Problem::invalid(
-                        "[backup].store",
-                        ": \"ebs\" needs an EC2 client",
-                    ))
-                })?;
-                mongo_backup::AnyStore::Ebs(mongo_backup::EbsStore {
-                    ec2,
-                    volumes: volumes.clone(),
-                    poll: Duration::from_secs(15),
-                })
-            }
-            BackupStore::Directory { root } => {
-                mongo_backup::AnyStore::Directory(mongo_backup::DirectoryStore {
-                    source: db_path,
-                    root: root.clone(),
-                })
-            }
-            BackupStore::Command { command } => {
-                mongo_backup::AnyStore::Command(mongo_backup::CommandStore {
-                    command: command.clone(),
-                    source: db_path.display().to_string(),
-                    timeout: Duration::from_secs(3600),
-                })
-            }
+        self.store.open(&db_path, ec2).map_err(|e| {
+            Problems::one(ha_plan::Problem::invalid(
+                "[backup].store",
+                format!(": {e}"),
+            ))
         })
     }
 }

@@ -21,6 +21,7 @@
 //! | `[vault]` | [`HaConfig::vault`], [`HaConfig::vault_server`] | the client, [`vault_transit::ConfigureSpec`], [`vault_transit::KeyFiles`] |
 //! | `[services]` | [`HaConfig::bundle_spec`], [`HaConfig::publish_target`] | [`services_userdata::BundleSpec`] |
 //! | `[mongo]` + `[postgres]` | [`HaConfig::restore_targets`] | circle-export's restore targets |
+//! | all of them | [`HaConfig::runbook`] | [`ha_runbook::Runbook`]: what `circle-ha apply` and `status` run |
 //!
 //! Secrets are written `env:NAME` or `file:PATH` ([`SecretRef`]); literal
 //! secrets are refused without being echoed. This crate never reads the
@@ -64,17 +65,18 @@
 
 // The third-party crates whose types this crate's public API uses, so that
 // a program linking it names them at the versions it was built with.
-pub use {aws_sdk_ec2, secrecy};
+pub use mongo_backup::aws_sdk_ec2;
+pub use secrecy;
 
 mod backup;
 mod collect;
 mod error;
 mod export;
-pub mod install;
 mod mongo;
 mod pki;
 mod postgres;
 pub mod raw;
+mod runbook;
 mod secret;
 mod services;
 mod suggest;
@@ -90,9 +92,10 @@ pub use export::RestoreTargets;
 pub use mongo::{DEFAULT_APP_DATABASES, MongoLayout, MongoOptions, MongoSetup};
 pub use pki::{PkiSettings, WantedCertificate};
 pub use postgres::{PostgresOverrides, PostgresSettings};
+pub use runbook::{Purpose, RunbookOptions, section_of};
 pub use secret::{Resolved, SecretRef, generate_secret, secret_from_flag, uri_from_flag};
 pub use services::PublishTarget;
-pub use vault::{CONTEXTS_DATABASE, VaultHealth, VaultSettings};
+pub use vault::{CONTEXTS_DATABASE, VaultSettings};
 
 use crate::raw::RawConfig;
 

@@ -43,84 +43,9 @@ pub struct MongoOptions {
     pub wait_timeout: Option<Duration>,
 }
 
-/// A validated, resolved spec and the warnings found on the way.
-#[derive(Debug)]
-pub struct MongoSetup {
-    /// The desired state.
-    pub spec: SetSpec,
-    /// Warnings (even voter count, loose secret-file modes, certificate
-    /// warnings …).
-    pub warnings: Vec<String>,
-}
-
-impl MongoSetup {
-    /// `mongo-rs-setup apply` (or its `--dry-run`) as one call: observe,
-    /// plan, and unless `dry_run` bring the set to the spec; the report
-    /// carries this setup's warnings first.
-    pub async fn apply(
-        &self,
-        dry_run: bool,
-        progress: ha_plan::Progress<'_>,
-    ) -> Result<ha_plan::Report, mongo_rs_setup::Error> {
-        let session = mongo_rs_setup::Session::new(&self.spec);
-        mongo_rs_setup::run(
-            &session,
-            "mongo-rs-setup",
-            dry_run,
-            self.warnings.clone(),
-            progress,
-        )
-        .await
-    }
-
-    /// `add-member`, `remove-member`, `set-priority` as one call: one
-    /// reconfig on the primary, or nothing when the set already is that
-    /// way. Removing a member `[mongo].members` still lists is refused
-    /// (the next apply would add it back).
-    pub async fn change_member(
-        &self,
-        change: &mongo_rs_setup::MemberChange,
-        dry_run: bool,
-        progress: ha_plan::Progress<'_>,
-    ) -> Result<ha_plan::Report, crate::Error> {
-        if let mongo_rs_setup::MemberChange::Remove(host) = change
-            && self.spec.member(host).is_some()
-        {
-            return Err(Problems::one(Problem::invalid(
-                "--host",
-                format!(
-                    "{host} is listed in [mongo].members: take it out of ha.toml first, or the \
-                     next apply adds it back"
-                ),
-            ))
-            .into());
-        }
-        let session = mongo_rs_setup::Session::new(&self.spec);
-        let plan =
-            mongo_rs_setup::plan_member_change(&session, &self.spec, change, progress).await?;
-        if !dry_run {
-            mongo_rs_setup::apply_member_change(&session, &plan, progress).await?;
-        }
-        let mut warnings = self.warnings.clone();
-        warnings.extend(plan.warnings);
-        Ok(ha_plan::Report::from_changes(
-            "mongo-rs-setup",
-            dry_run,
-            &plan.steps,
-            warnings,
-        ))
-    }
-
-    /// `mongo-rs-setup status`: every member's state, lag, TLS and login,
-    /// unhealthy beyond `max_lag`. Never fails: what cannot be read is a
-    /// problem in the findings.
-    pub async fn status(&self, max_lag: Duration) -> mongo_rs_setup::SetFindings {
-        let session = mongo_rs_setup::Session::new(&self.spec);
-        let status = mongo_rs_setup::status(&session, max_lag).await;
-        let tls = self.spec.reach.tls.is_some();
-        status.to_findings("mongo-rs-setup", tls, &self.warnings)
-    }
-}
+/// A validated, resolved spec and the warnings found on the way
+/// (`ha-runbook`'s, which runs it).
+pub use ha_runbook::MongoSetup;
 
 impl HaConfig {
     /// `mongo-rs-setup render-config`: the mongod.conf text for `member`
@@ -323,7 +248,9 @@ impl HaConfig {
             );
         }
         let warnings = c.warnings.clone();
-        c.finish(MongoSetup { spec, warnings })
+        c.finish(())?;
+        MongoSetup::new(spec, warnings)
+            .map_err(|problems| problems.into_iter().map(|p| p.under("[mongo]")).collect())
     }
 
     /// With `[pki]`, every member's `<dir>/<host>.pem` must exist and pass

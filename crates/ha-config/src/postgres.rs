@@ -188,50 +188,32 @@ impl HaConfig {
         })
     }
 
-    /// `pg-provision apply` (or its `--dry-run`) as one call: both logins
-    /// resolved, then [`pg_provision::provision`]; the report carries the
-    /// settings' and the references' warnings first.
-    pub async fn postgres_apply(
+    /// `[postgres]` as the setup `ha-runbook` runs: the app login's
+    /// password resolved, and with `admin` the admin login's too (what
+    /// `apply` needs; `verify` logs in as the app). The setup carries the
+    /// settings' and the references' warnings.
+    pub fn postgres_setup(
         &self,
         settings: &PostgresSettings,
         env: EnvLookup<'_>,
-        dry_run: bool,
-    ) -> Result<ha_plan::Report, crate::Error> {
+        admin: bool,
+    ) -> Result<ha_runbook::PostgresSetup, Problems> {
         let mut warnings = settings.warnings.clone();
-        let (admin, app) = self.postgres_logins(settings, env, &mut warnings)?;
-        let desired = pg_provision::Desired {
-            app_role: app.user,
-            app_password: app.password,
-            databases: settings.databases.clone(),
+        let (admin, app) = if admin {
+            let (admin, app) = self.postgres_logins(settings, env, &mut warnings)?;
+            (Some(admin), app)
+        } else {
+            (None, self.postgres_app_login(settings, env, &mut warnings)?)
         };
-        let plan = pg_provision::provision(
-            &settings.server,
-            &admin,
-            &settings.admin_database,
-            &desired,
-            dry_run,
-        )
-        .await?;
-        warnings.extend(plan.warnings.iter().cloned());
-        Ok(ha_plan::Report::from_changes(
-            "pg-provision",
-            dry_run,
-            &plan.steps,
-            warnings,
-        ))
-    }
-
-    /// `pg-provision verify`: logged in as the app role, every database,
-    /// its extensions and the right to create objects.
-    pub async fn postgres_verify(
-        &self,
-        settings: &PostgresSettings,
-        env: EnvLookup<'_>,
-    ) -> Result<pg_provision::VerifyFindings, crate::Error> {
-        let mut warnings = settings.warnings.clone();
-        let app = self.postgres_app_login(settings, env, &mut warnings)?;
-        let verification = pg_provision::verify(&settings.server, &app, &settings.databases).await;
-        Ok(verification.to_findings("pg-provision", &app.user, &warnings))
+        let mut setup = ha_runbook::PostgresSetup::new(
+            settings.server.clone(),
+            admin,
+            settings.admin_database.clone(),
+            app,
+            settings.databases.clone(),
+        );
+        setup.warnings = warnings;
+        Ok(setup)
     }
 
     /// The admin login (`admin_user`, `admin_password`) and the app login,

@@ -15,10 +15,6 @@ use crate::collect::Collect;
 use crate::raw::RawServices;
 use crate::{DEFAULT_APP_DATABASES, EnvLookup, HaConfig, Section};
 
-/// The start of the message for a missing Vault app token: `circle-ha
-/// apply` renders the bundle after its Vault step has written the token.
-pub(crate) const NO_APP_TOKEN: &str = "no Vault app token at";
-
 /// Where and how `publish` uploads the bundle.
 #[derive(Clone, Debug)]
 pub struct PublishTarget {
@@ -36,37 +32,22 @@ impl HaConfig {
             .ok_or_else(|| self.no_section(Section::Services, ""))
     }
 
-    /// Whether the only problem with the bundle is the Vault app token that
-    /// `vault-transit configure` has not written yet.
-    pub fn only_app_token_missing(problems: &Problems) -> bool {
-        !problems.is_empty()
-            && problems.iter().all(|p| {
-                p.key == "[vault].app_token_file"
-                    && p.message.starts_with(&format!(": {NO_APP_TOKEN}"))
-            })
-    }
-
-    /// `services-userdata render` into `out` (or its `--dry-run`) as one
-    /// call: the spec, the rendered bundle, and the files that differ
-    /// written (0600 for secrets). Rendering problems are keyed under
-    /// `[services]`.
-    pub fn render_bundle(
+    /// `[services]` as the setup `ha-runbook` renders into `out` (or
+    /// checks there). With `app_token_later`, Vault's app token is not read
+    /// now but when the bundle is rendered (after `[vault]`'s configure
+    /// step has written it); otherwise a missing token is a problem here.
+    pub fn bundle_setup(
         &self,
         env: EnvLookup<'_>,
         out: &Path,
-        dry_run: bool,
-    ) -> Result<ha_plan::Report, crate::Error> {
-        let (spec, warnings) = self.bundle_spec(env, Some(out))?;
-        let bundle = services_userdata::render(&spec).map_err(|e| match e {
-            services_userdata::Error::Invalid { problems } => crate::Error::Config(
-                problems
-                    .into_iter()
-                    .map(|p| ha_plan::Problem::invalid("[services]", format!(": {p}")))
-                    .collect(),
-            ),
-            other => other.into(),
-        })?;
-        Ok(bundle.sync_to(out, "services-userdata", dry_run, warnings)?)
+        app_token_later: bool,
+    ) -> Result<ha_runbook::BundleSetup, Problems> {
+        let (spec, warnings, app_token_file) =
+            self.bundle_parts(env, Some(out), app_token_later)?;
+        let mut setup = ha_runbook::BundleSetup::new(spec, out);
+        setup.app_token_file = app_token_file;
+        setup.warnings = warnings;
+        Ok(setup)
     }
 
     /// The Services bundle's spec from `[services]` and the connection
@@ -79,6 +60,18 @@ impl HaConfig {
         env: EnvLookup<'_>,
         out_dir: Option<&Path>,
     ) -> Result<(BundleSpec, Vec<String>), Problems> {
+        let (spec, warnings, _) = self.bundle_parts(env, out_dir, false)?;
+        Ok((spec, warnings))
+    }
+
+    /// [`HaConfig::bundle_spec`], and with `app_token_later` the app
+    /// token's file instead of the token.
+    fn bundle_parts(
+        &self,
+        env: EnvLookup<'_>,
+        out_dir: Option<&Path>,
+        app_token_later: bool,
+    ) -> Result<(BundleSpec, Vec<String>, Option<PathBuf>), Problems> {
         let services = self.services_section()?;
         let mut r = Collect::default();
 
@@ -108,7 +101,8 @@ impl HaConfig {
         let mut ca_candidates: Vec<(String, PathBuf)> = Vec::new();
         let mongo = self.bundle_mongo(&mut r, env, &mut ca_candidates);
         let postgres = self.bundle_postgres(&mut r, env, &mut ca_candidates);
-        let vault = self.bundle_vault(&mut r, &mut ca_candidates);
+        let (vault, app_token_file) =
+            self.bundle_vault(&mut r, &mut ca_candidates, app_token_later);
         let ca_certificates = self.bundle_ca_certificates(&mut r, services, ca_candidates);
         let encryption_keys = self.bundle_encryption_keys(&mut r, services);
         let session_cookie_key = self.bundle_cookie_key(&mut r, env, services, out_dir);
@@ -137,7 +131,7 @@ impl HaConfig {
             session_cookie_key,
         };
         let warnings = std::mem::take(&mut r.warnings);
-        r.finish((spec, warnings))
+        r.finish((spec, warnings, app_token_file))
     }
 
     /// `[services]`'s GitHub, storage and extra settings for the bundle.
@@ -301,8 +295,14 @@ impl HaConfig {
 
     /// `[vault]`'s address and the app token `vault-transit configure`
     /// wrote; its CA file joins `ca`.
-    fn bundle_vault(&self, r: &mut Collect, ca: &mut Vec<(String, PathBuf)>) -> VaultSpec {
+    fn bundle_vault(
+        &self,
+        r: &mut Collect,
+        ca: &mut Vec<(String, PathBuf)>,
+        app_token_later: bool,
+    ) -> (VaultSpec, Option<PathBuf>) {
         // Vault: address and the app token `vault-transit configure` wrote.
+        let mut later = None;
         let mut vault = VaultSpec {
             scheme: "https".to_owned(),
             host: String::new(),
@@ -338,12 +338,13 @@ impl HaConfig {
                     .unwrap_or_else(|| keys_dir.join("circleci-token"));
                 let token_path = self.path_of(&token_file);
                 match vault_transit::configure::read_token_file(&token_path) {
+                    _ if app_token_later => later = Some(token_path),
                     Ok(Some(token)) => vault.token = token,
                     _ => r.push(
                         "[vault].app_token_file",
                         ProblemKind::Missing,
                         format!(
-                            ": {NO_APP_TOKEN} {}: run `vault-transit configure` first",
+                            ": no Vault app token at {}: run `vault-transit configure` first",
                             token_path.display()
                         ),
                     ),
@@ -354,7 +355,7 @@ impl HaConfig {
             }
         }
 
-        vault
+        (vault, later)
     }
 
     /// The CA certificates the bundle carries: `[services].ca_files`, else

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ha_plan::{Checked, Document, Problems};
+use ha_plan::Problems;
 use vault_transit::{
     AwsKmsSeal, ConfigureSpec, Flavor, KeyFiles, ServerConfigSpec, Storage, Trust,
 };
@@ -38,74 +38,6 @@ impl VaultSettings {
     /// The HTTP client for [`VaultSettings::address`].
     pub fn client(&self) -> Result<vault_transit::Client, vault_transit::Error> {
         vault_transit::Client::new(&self.address, &self.trust)
-    }
-
-    /// `vault-transit status`: initialised and unsealed (no token needed).
-    pub async fn server_health(&self) -> Result<vault_transit::ServerHealth, crate::Error> {
-        let client = self.client()?;
-        Ok(vault_transit::server_health(&client, "vault-transit").await?)
-    }
-
-    /// `vault-transit verify`: with the app token `configure` wrote, what
-    /// the contexts service will do, and that it can do nothing more. No
-    /// token file yet is a configuration problem.
-    pub async fn verify(&self) -> Result<vault_transit::TokenFindings, crate::Error> {
-        let client = self.client()?;
-        let Some(app) = vault_transit::configure::read_token_file(&self.app_token_file)? else {
-            return Err(Problems::one(ha_plan::Problem::invalid(
-                "[vault].app_token_file",
-                format!(
-                    ": no app token at {}: run `vault-transit configure` first",
-                    self.app_token_file.display()
-                ),
-            ))
-            .into());
-        };
-        let report = vault_transit::verify(&client, &app, &self.spec).await;
-        Ok(report.to_findings("vault-transit", &self.address))
-    }
-
-    /// Seal state, then (unsealed) the app token's checks, as one finding
-    /// (`circle-ha status`). Never fails: errors are unhealthy findings.
-    pub async fn health(&self) -> VaultHealth {
-        let server = Checked::of(self.server_health().await);
-        let app_token = if server.healthy() == Some(true) {
-            Some(Checked::of(self.verify().await))
-        } else {
-            None
-        };
-        VaultHealth { server, app_token }
-    }
-}
-
-/// `[vault]`'s part of `circle-ha status`: the server's seal state, then,
-/// once it is unsealed, the app token's checks.
-#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct VaultHealth {
-    /// Initialised and unsealed (`vault-transit status`).
-    pub server: Checked<vault_transit::ServerHealth>,
-    /// The app token's checks (`vault-transit verify`); absent while the
-    /// server is not healthy.
-    pub app_token: Option<Checked<vault_transit::TokenFindings>>,
-}
-
-impl Document for VaultHealth {
-    fn to_text(&self) -> String {
-        let mut text = self.server.to_text();
-        if let Some(app_token) = &self.app_token {
-            text.push_str(&app_token.to_text());
-        }
-        text
-    }
-
-    fn healthy(&self) -> Option<bool> {
-        Some(
-            self.server.healthy() == Some(true)
-                && self
-                    .app_token
-                    .as_ref()
-                    .is_some_and(|a| a.healthy() == Some(true)),
-        )
     }
 }
 
@@ -298,39 +230,30 @@ impl HaConfig {
         self.resolve("[vault].admin_token", &settings.admin_token, env, warnings)
     }
 
-    /// `vault-transit configure` (or its `--dry-run`) as one call: the
-    /// admin token resolved, then [`vault_transit::configure::run`]; a kept
-    /// app token that was renewed is said in a warning.
-    pub async fn vault_configure(
+    /// `[vault]` as the setup `ha-runbook` runs: with `admin`, the admin
+    /// token resolved (what `configure` needs; `status` and `verify` need
+    /// none). The setup carries the settings' and the reference's warnings.
+    pub fn vault_setup(
         &self,
         settings: &VaultSettings,
         env: EnvLookup<'_>,
-        dry_run: bool,
-    ) -> Result<ha_plan::Report, crate::Error> {
+        admin: bool,
+    ) -> Result<ha_runbook::VaultSetup, Problems> {
         let mut warnings = settings.warnings.clone();
-        let admin = self.vault_admin_token(settings, env, &mut warnings)?;
-        let client = settings.client()?;
-        let (plan, applied) = vault_transit::configure::run(
-            &client,
-            &admin,
-            &settings.spec,
-            &settings.app_token_file,
-            dry_run,
-        )
-        .await?;
-        if applied.is_some_and(|a| a.renewed) {
-            warnings.push(format!(
-                "kept the existing app token in {} and renewed it for another {}",
-                settings.app_token_file.display(),
-                settings.spec.period
-            ));
-        }
-        Ok(ha_plan::Report::from_changes(
-            "vault-transit",
-            dry_run,
-            &plan.steps,
-            warnings,
-        ))
+        let admin_token = if admin {
+            Some(self.vault_admin_token(settings, env, &mut warnings)?)
+        } else {
+            None
+        };
+        let mut setup = ha_runbook::VaultSetup::new(
+            settings.address.clone(),
+            settings.trust.clone(),
+            admin_token,
+            settings.app_token_file.clone(),
+            settings.spec.clone(),
+        );
+        setup.warnings = warnings;
+        Ok(setup)
     }
 
     /// `[vault.server]` (and `[vault].address`): the server's own

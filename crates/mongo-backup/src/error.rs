@@ -36,6 +36,12 @@ impl std::fmt::Display for Restart {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A store needs a client the caller did not give (`what`).
+    #[error("no {what} was given")]
+    NoClient {
+        /// The client, and what for.
+        what: &'static str,
+    },
     /// The guards refused: nothing was touched.
     #[error("refused, nothing touched: {}", list(.0))]
     Refused(Vec<Refusal>),

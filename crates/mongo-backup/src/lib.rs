@@ -92,4 +92,4 @@ pub use error::{Error, Restart};
 pub use hook::CommandStore;
 pub use process::{Commands, MemberProcess, wait_stopped};
 pub use run::{BackupSpec, Cancel, CancelHandle, Outcome, RestoredVolume, SnapshotReport, Step};
-pub use store::{AnyStore, DirectoryStore, SnapshotStore};
+pub use store::{AnyStore, DirectoryStore, SnapshotStore, StoreSpec};

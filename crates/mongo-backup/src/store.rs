@@ -261,6 +261,67 @@ fn parse_meta(id: &str, dir: &Path, text: &str) -> Option<Snapshot> {
     })
 }
 
+/// Which store a backup uses, as data: what a configuration names before
+/// any client exists. [`StoreSpec::open`] makes the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreSpec {
+    /// EBS snapshots of these volumes, in this region.
+    Ebs {
+        /// `vol-…`.
+        volumes: Vec<String>,
+        /// The AWS region.
+        region: String,
+    },
+    /// Copies of the dbPath under this directory.
+    Directory {
+        /// Where copies go.
+        root: PathBuf,
+    },
+    /// An operator's command (LVM, ZFS, a SAN's CLI), speaking
+    /// [`crate::CommandStore`]'s protocol.
+    Command {
+        /// Its argv (`create`, `list`, `delete ID` are appended).
+        command: Vec<String>,
+    },
+}
+
+impl StoreSpec {
+    /// The AWS region of an EBS store (the region of the EC2 client
+    /// [`StoreSpec::open`] needs); `None` for the others.
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            StoreSpec::Ebs { region, .. } => Some(region),
+            _ => None,
+        }
+    }
+
+    /// The store, ready to use. `source` is the member's dbPath; `ec2` the
+    /// client for an EBS store's region (the program builds it:
+    /// credentials, endpoint), which the other stores do not need. An EBS
+    /// store without one is [`Error::NoClient`].
+    pub fn open(&self, source: &Path, ec2: Option<aws_sdk_ec2::Client>) -> Result<AnyStore, Error> {
+        Ok(match self {
+            StoreSpec::Ebs { volumes, .. } => AnyStore::Ebs(crate::EbsStore {
+                ec2: ec2.ok_or(Error::NoClient {
+                    what: "EC2 client for the EBS snapshots",
+                })?,
+                volumes: volumes.clone(),
+                poll: Duration::from_secs(15),
+            }),
+            StoreSpec::Directory { root } => AnyStore::Directory(DirectoryStore {
+                source: source.to_path_buf(),
+                root: root.clone(),
+            }),
+            StoreSpec::Command { command } => AnyStore::Command(crate::CommandStore {
+                command: command.clone(),
+                source: source.display().to_string(),
+                timeout: Duration::from_secs(3600),
+            }),
+        })
+    }
+}
+
 /// Any of this crate's stores, chosen at run time (from `[backup].store`,
 /// say) without the caller writing the dispatch.
 #[derive(Clone, Debug)]

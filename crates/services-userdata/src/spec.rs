@@ -25,6 +25,7 @@ pub const MONGO_URI_DATABASES: [(&str, &str); 5] = [
 ];
 
 /// The replica set as CircleCI's services reach it.
+#[derive(Clone)]
 pub struct MongoSpec {
     /// The replica set's name (`replicaSet=`).
     pub replica_set: String,
@@ -42,6 +43,7 @@ pub struct MongoSpec {
 }
 
 /// PostgreSQL as CircleCI's services reach it.
+#[derive(Clone)]
 pub struct PostgresSpec {
     /// Host name.
     pub host: String,
@@ -54,6 +56,7 @@ pub struct PostgresSpec {
 }
 
 /// Vault as the contexts service reaches it.
+#[derive(Clone)]
 pub struct VaultSpec {
     /// `https` or `http`.
     pub scheme: String,
@@ -68,6 +71,7 @@ pub struct VaultSpec {
 }
 
 /// GitHub OAuth application settings.
+#[derive(Clone)]
 pub struct GithubSpec {
     /// `github_type_public` or `github_type_enterprise`.
     pub kind: String,
@@ -78,6 +82,7 @@ pub struct GithubSpec {
 }
 
 /// Where build artifacts go.
+#[derive(Clone)]
 pub struct StorageSpec {
     /// E.g. `storage_backend_s3`.
     pub backend: String,
@@ -88,6 +93,7 @@ pub struct StorageSpec {
 }
 
 /// Everything [`crate::render`] needs.
+#[derive(Clone)]
 pub struct BundleSpec {
     /// The CircleCI host name users browse to.
     pub hostname: String,
