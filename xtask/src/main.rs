@@ -303,6 +303,8 @@ fn test() -> Result<(), String> {
                 "-p",
                 "ha-config",
                 "-p",
+                "ha-runbook",
+                "-p",
                 "circle-ha",
                 "-p",
                 "circle-export",
