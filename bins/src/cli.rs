@@ -11,7 +11,7 @@ use crate::exit::Exit;
 
 /// Runs `work` on a Tokio runtime and turns its outcome into the process
 /// exit code: its `Exit` on success; 2 for [`ha_plan::Problems`] (or an
-/// [`ha_config::Error`] or [`ha_runbook::Error`] that is one) anywhere in the error chain (bad
+/// [`ha_runbook::Error`] that is one) anywhere in the error chain (bad
 /// usage or configuration, nothing touched), or a sealed archive given
 /// without a key; 3 for a sealed archive that does not open with the key
 /// given or is not authentic; 1 for any other error. Errors go to stderr as `tool: error: …` with their whole
@@ -99,9 +99,6 @@ fn finish(tool: &str, json: bool, res: anyhow::Result<Exit>) -> ExitCode {
             };
             let exit = if e.chain().any(|cause| {
                 cause.is::<ha_plan::Problems>()
-                    || cause
-                        .downcast_ref::<ha_config::Error>()
-                        .is_some_and(ha_config::Error::is_config)
                     || cause
                         .downcast_ref::<ha_runbook::Error>()
                         .is_some_and(ha_runbook::Error::is_config)

@@ -821,10 +821,11 @@ async fn contexts_phase(tools: &Toolbox, running: &Lab) -> anyhow::Result<String
     else {
         anyhow::bail!("the new Vault already holds a different contexts key");
     };
+    let postgres = file.postgres(&ha_config::PostgresOverrides::default())?;
     let findings = file
+        .vault_setup(&settings, &env, false)?
         .contexts_verify(
-            &settings,
-            &env,
+            &file.postgres_setup(&postgres, &env, false)?,
             Some("contexts"),
             ha_config::CONTEXTS_DATABASE,
         )

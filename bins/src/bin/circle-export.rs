@@ -121,111 +121,131 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Dump MongoDB and PostgreSQL (in parallel) into one archive.
-    Export {
-        /// The archive to write: .tar, .tar.gz or .tar.zst (multithreaded).
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-        #[command(flatten)]
-        sources: Sources,
-        #[command(flatten)]
-        seal: SealArgs,
-        /// A mongodump directory instead of --mongo-uri
-        /// (DB/COLLECTION.bson), for a server this machine cannot reach.
-        #[arg(long, value_name = "DIR", conflicts_with = "mongo_uri")]
-        mongo_dump: Option<PathBuf>,
-        #[command(flatten)]
-        common: Common,
-        /// Reach every source and list what would be exported, with an
-        /// estimate of its size; write nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Export(ExportArgs),
     /// Check an archive offline: every checksum and count. Exit 3 listing
     /// every problem.
-    Verify {
-        /// The archive.
-        archive: PathBuf,
-        #[command(flatten)]
-        unseal: UnsealArgs,
-        /// Print one JSON object on stdout instead of text on stderr.
-        #[arg(long)]
-        json: bool,
-    },
+    Verify(VerifyArgs),
     /// Verify an archive completely, then restore it onto the new hosts.
-    Restore {
-        /// The archive (circle-export's, or circleci_export.tar.gz).
-        archive: PathBuf,
-        #[command(flatten)]
-        unseal: UnsealArgs,
-        /// The MongoDB target (default: the mongo section of --config as
-        /// circle-admin).
-        #[arg(long, value_name = "URI|REF")]
-        mongo_uri: Option<String>,
-        /// The PostgreSQL target (default: the postgres section of --config as the
-        /// app role).
-        #[arg(long, value_name = "URI|REF")]
-        pg_uri: Option<String>,
-        /// ha.toml, for targets not given as URIs.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Replace collections and database objects the target already
-        /// holds. Not needed to finish an interrupted restore: a MongoDB
-        /// collection holding fewer documents than the archive, every one
-        /// of them the archive's, resumes (other data is refused), and a
-        /// PostgreSQL database is committed whole or not at all.
-        #[arg(long)]
-        drop: bool,
-        /// Verify the archive and check the targets; write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// When the MongoDB replica set loses its primary mid-restore (a
-        /// failover), wait this long for a new one, then send the cut
-        /// batch again; past it, stop with exit 1 and say so (a rerun
-        /// resumes).
-        #[arg(long, value_name = "SECS", default_value_t = 60)]
-        failover_wait: u64,
-        #[command(flatten)]
-        common: Common,
-    },
+    Restore(RestoreArgs),
     /// Move the old databases straight into the new hosts, writing the
     /// archive alongside: each PostgreSQL database is loaded while pg_dump
     /// still writes it (committed once the dump finished whole), each
     /// MongoDB collection once dumped.
-    Transfer {
-        /// The archive written alongside, the verified record of what was
-        /// moved: .tar, .tar.gz or .tar.zst.
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-        #[command(flatten)]
-        sources: Sources,
-        #[command(flatten)]
-        seal: SealArgs,
-        /// The MongoDB target (default: the mongo section of --config as
-        /// circle-admin).
-        #[arg(long, value_name = "URI|REF")]
-        to_mongo_uri: Option<String>,
-        /// The PostgreSQL target (default: the postgres section of --config
-        /// as the app role).
-        #[arg(long, value_name = "URI|REF")]
-        to_pg_uri: Option<String>,
-        /// ha.toml, for targets not given as URIs.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Replace collections and database objects the targets already
-        /// hold. Not needed to finish an interrupted transfer.
-        #[arg(long)]
-        drop: bool,
-        /// Reach the sources, check the targets and list what would move;
-        /// write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// When the MongoDB replica set loses its primary, wait this long
-        /// for a new one.
-        #[arg(long, value_name = "SECS", default_value_t = 60)]
-        failover_wait: u64,
-        #[command(flatten)]
-        common: Common,
-    },
+    Transfer(TransferArgs),
+}
+
+// `circle-export export`'s arguments (no doc comment: clap would take it
+// for the subcommand's about, which the variant's comment gives).
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The archive to write: .tar, .tar.gz or .tar.zst (multithreaded).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    sources: Sources,
+    #[command(flatten)]
+    seal: SealArgs,
+    /// A mongodump directory instead of --mongo-uri
+    /// (DB/COLLECTION.bson), for a server this machine cannot reach.
+    #[arg(long, value_name = "DIR", conflicts_with = "mongo_uri")]
+    mongo_dump: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+    /// Reach every source and list what would be exported, with an
+    /// estimate of its size; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+// `circle-export verify`'s arguments (no doc comment: clap would take it
+// for the subcommand's about, which the variant's comment gives).
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The archive.
+    archive: PathBuf,
+    #[command(flatten)]
+    unseal: UnsealArgs,
+    /// Print one JSON object on stdout instead of text on stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+// `circle-export restore`'s arguments (no doc comment: clap would take it
+// for the subcommand's about, which the variant's comment gives).
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// The archive (circle-export's, or circleci_export.tar.gz).
+    archive: PathBuf,
+    #[command(flatten)]
+    unseal: UnsealArgs,
+    /// The MongoDB target (default: the mongo section of --config as
+    /// circle-admin).
+    #[arg(long, value_name = "URI|REF")]
+    mongo_uri: Option<String>,
+    /// The PostgreSQL target (default: the postgres section of --config as the
+    /// app role).
+    #[arg(long, value_name = "URI|REF")]
+    pg_uri: Option<String>,
+    /// ha.toml, for targets not given as URIs.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Replace collections and database objects the target already
+    /// holds. Not needed to finish an interrupted restore: a MongoDB
+    /// collection holding fewer documents than the archive, every one
+    /// of them the archive's, resumes (other data is refused), and a
+    /// PostgreSQL database is committed whole or not at all.
+    #[arg(long)]
+    drop: bool,
+    /// Verify the archive and check the targets; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// When the MongoDB replica set loses its primary mid-restore (a
+    /// failover), wait this long for a new one, then send the cut
+    /// batch again; past it, stop with exit 1 and say so (a rerun
+    /// resumes).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    failover_wait: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+// `circle-export transfer`'s arguments (no doc comment: clap would take it
+// for the subcommand's about, which the variant's comment gives).
+#[derive(Debug, Args)]
+struct TransferArgs {
+    /// The archive written alongside, the verified record of what was
+    /// moved: .tar, .tar.gz or .tar.zst.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    sources: Sources,
+    #[command(flatten)]
+    seal: SealArgs,
+    /// The MongoDB target (default: the mongo section of --config as
+    /// circle-admin).
+    #[arg(long, value_name = "URI|REF")]
+    to_mongo_uri: Option<String>,
+    /// The PostgreSQL target (default: the postgres section of --config
+    /// as the app role).
+    #[arg(long, value_name = "URI|REF")]
+    to_pg_uri: Option<String>,
+    /// ha.toml, for targets not given as URIs.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Replace collections and database objects the targets already
+    /// hold. Not needed to finish an interrupted transfer.
+    #[arg(long)]
+    drop: bool,
+    /// Reach the sources, check the targets and list what would move;
+    /// write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// When the MongoDB replica set loses its primary, wait this long
+    /// for a new one.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    failover_wait: u64,
+    #[command(flatten)]
+    common: Common,
 }
 
 /// How export and transfer seal the archive they write.
@@ -322,10 +342,10 @@ struct Common {
 fn main() -> ExitCode {
     let cli: Cli = circle_ha::cli::parse("circle-export");
     let json = match &cli.command {
-        Command::Export { common, .. }
-        | Command::Restore { common, .. }
-        | Command::Transfer { common, .. } => common.json,
-        Command::Verify { json, .. } => *json,
+        Command::Export(ExportArgs { common, .. })
+        | Command::Restore(RestoreArgs { common, .. })
+        | Command::Transfer(TransferArgs { common, .. }) => common.json,
+        Command::Verify(VerifyArgs { json, .. }) => *json,
     };
     cli::run_main_interruptible("circle-export", json, run(cli))
 }
@@ -344,264 +364,284 @@ fn progress_bar(meter: &Meter, silent: bool) -> ProgressBar {
 use circle_ha::output::warn;
 
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let mut warnings = Vec::new();
     match cli.command {
-        Command::Export {
-            out,
-            sources,
-            seal,
-            mongo_dump,
-            common,
-            dry_run,
-        } => {
-            let sealing = export::sealing(
-                &out,
-                &seal.encrypt_to,
-                seal.passphrase.as_deref(),
-                &mut warnings,
-            )?;
-            let Sources {
-                mongo_uri,
-                mongo_databases,
-                pg_uri,
-                pg_databases,
-                pg_dump_command,
-                encryption_keys,
-                vault_data,
-                danger_include_vault_init_output,
-            } = sources;
-            let (mongo_connection, pg) = connect_sources(
-                mongo_uri.as_deref(),
-                pg_uri.as_deref(),
-                dump_argv(pg_dump_command.as_deref()),
-                &common,
-                &mut warnings,
-            )
-            .await?;
-            if mongo_connection.is_none() && mongo_dump.is_none() && pg.is_none() {
-                return Err(usage(
-                    "--mongo-uri",
-                    ": nothing to export: give --mongo-uri or --mongo-dump, and/or --pg-uri",
-                )
-                .into());
-            }
-            warn(&warnings);
-            let mongo = match (&mongo_connection, mongo_dump) {
-                (Some(reader), _) => Some(MongoSource::Server {
-                    reader,
-                    databases: mongo_databases,
-                }),
-                (None, Some(dir)) => Some(MongoSource::DumpDir(dir)),
-                (None, None) => None,
-            };
-            let meter = Meter::new();
-            let spec = ExportSpec {
-                mongo,
-                postgres: pg.as_ref().map(|p| (p, pg_databases)),
-                encryption_keys,
-                vault_data,
-                danger_include_vault_init_output,
-                out,
-                seal: sealing.as_ref(),
-                parallel: common.parallel,
-                tool: format!("circle-export {}", circle_ha::output::VERSION),
-                meter: meter.clone(),
-            };
-            if dry_run {
-                let plan = circle_export::export::plan(&spec).await?;
-                return Ok(print(common.json, &plan.to_findings(&spec.out)));
-            }
-            let bar = progress_bar(&meter, common.json || circle_ha::log::quiet());
-            let report = circle_export::export(spec, &|line| bar.line(line)).await?;
-            drop(bar);
-            Ok(print(common.json, &report.to_findings()))
-        }
-        Command::Verify {
-            archive,
-            unseal,
-            json,
-        } => {
-            let unsealing = export::unsealing(
-                unseal.identity.as_deref(),
-                unseal.passphrase.as_deref(),
-                &mut warnings,
-            )?;
-            warn(&warnings);
-            let source = circle_export::archive::Source::open(&archive, unsealing.as_ref())
-                .map_err(export::name_key_flags)?;
-            if unsealing.is_some() && !source.is_sealed() {
-                warn(&[format!(
-                    "{} is not sealed: --identity/--passphrase was not needed",
-                    archive.display()
-                )]);
-            }
-            let meter = Meter::new();
-            let bar = progress_bar(&meter, json);
-            let inspection = tokio::task::spawn_blocking(move || {
-                circle_export::inspect_metered(&source, None, &meter)
-            })
-            .await??;
-            drop(bar);
-            Ok(print(json, &inspection.to_findings(&archive)))
-        }
-        Command::Restore {
-            archive,
-            unseal,
-            mongo_uri,
-            pg_uri,
-            config,
-            drop,
-            dry_run,
-            failover_wait,
-            common,
-        } => {
-            let (mongo, pg) = targets(
-                Flags {
-                    config: config.as_deref(),
-                    mongo: mongo_uri.as_deref().map(|u| ("--mongo-uri", u)),
-                    pg: pg_uri.as_deref().map(|u| ("--pg-uri", u)),
-                },
-                failover_wait,
-                &common,
-                &mut warnings,
-            )
-            .await?;
-            let unsealing = export::unsealing(
-                unseal.identity.as_deref(),
-                unseal.passphrase.as_deref(),
-                &mut warnings,
-            )?;
-            warn(&warnings);
-            let meter = Meter::new();
-            let bar = progress_bar(&meter, common.json || circle_ha::log::quiet());
-            let report = circle_export::restore(
-                RestoreSpec {
-                    archive,
-                    unsealing: unsealing.as_ref(),
-                    mongo: mongo.as_ref().map(|m| (&m.client, m.replica_set)),
-                    postgres: pg.as_ref(),
-                    drop,
-                    dry_run,
-                    parallel: common.parallel,
-                    meter,
-                    failover_wait: std::time::Duration::from_secs(failover_wait),
-                },
-                &|line| bar.line(line),
-            )
-            .await
-            .map_err(export::name_key_flags)?;
-            std::mem::drop(bar);
-            Ok(print(common.json, &report.to_findings()))
-        }
-        Command::Transfer {
-            out,
-            sources,
-            seal,
-            to_mongo_uri,
-            to_pg_uri,
-            config,
-            drop,
-            dry_run,
-            failover_wait,
-            common,
-        } => {
-            let Sources {
-                mongo_uri,
-                mongo_databases,
-                pg_uri,
-                pg_databases,
-                pg_dump_command,
-                encryption_keys,
-                vault_data,
-                danger_include_vault_init_output,
-            } = sources;
-            let sealing = export::sealing(
-                &out,
-                &seal.encrypt_to,
-                seal.passphrase.as_deref(),
-                &mut warnings,
-            )?;
-            // The flag, else [export].pg_dump_command of --config.
-            let pg_dump_command = match (dump_argv(pg_dump_command.as_deref()), &config) {
-                (Some(argv), _) => Some(argv),
-                (None, Some(path)) => HaConfig::load(path)?.export_pg_dump_command()?,
-                (None, None) => None,
-            };
-            let (source_mongo, source_pg) = connect_sources(
-                mongo_uri.as_deref(),
-                pg_uri.as_deref(),
-                pg_dump_command,
-                &common,
-                &mut warnings,
-            )
-            .await?;
-            let (target_mongo, target_pg) = targets(
-                Flags {
-                    config: config.as_deref(),
-                    mongo: to_mongo_uri.as_deref().map(|u| ("--to-mongo-uri", u)),
-                    pg: to_pg_uri.as_deref().map(|u| ("--to-pg-uri", u)),
-                },
-                failover_wait,
-                &common,
-                &mut warnings,
-            )
-            .await?;
-            let mongo = pair(
-                source_mongo.as_ref(),
-                target_mongo.as_ref(),
-                ("MongoDB", "--mongo-uri", "--to-mongo-uri"),
-                to_mongo_uri.is_some(),
-            )?
-            .map(|(source, target)| circle_export::TransferMongo {
-                source,
-                databases: mongo_databases,
-                target: &target.client,
-                majority: target.replica_set,
-            });
-            let postgres = pair(
-                source_pg.as_ref(),
-                target_pg.as_ref(),
-                ("PostgreSQL", "--pg-uri", "--to-pg-uri"),
-                to_pg_uri.is_some(),
-            )?
-            .map(|(source, target)| circle_export::TransferPostgres {
-                source,
-                databases: pg_databases,
-                target,
-            });
-            if mongo.is_none() && postgres.is_none() {
-                return Err(usage(
-                    "--mongo-uri",
-                    ": nothing to transfer: give --mongo-uri and/or --pg-uri, and the targets",
-                )
-                .into());
-            }
-            warn(&warnings);
-            let meter = Meter::new();
-            let bar = progress_bar(&meter, common.json || circle_ha::log::quiet());
-            let report = circle_export::transfer(
-                circle_export::TransferSpec {
-                    mongo,
-                    postgres,
-                    encryption_keys,
-                    vault_data,
-                    danger_include_vault_init_output,
-                    out,
-                    seal: sealing.as_ref(),
-                    drop,
-                    dry_run,
-                    parallel: common.parallel,
-                    meter,
-                    failover_wait: Duration::from_secs(failover_wait),
-                    tool: format!("circle-export {}", circle_ha::output::VERSION),
-                },
-                &|line| bar.line(line),
-            )
-            .await?;
-            std::mem::drop(bar);
-            Ok(print(common.json, &report.to_findings()))
-        }
+        Command::Export(args) => export(args).await,
+        Command::Verify(args) => verify(args).await,
+        Command::Restore(args) => restore(args).await,
+        Command::Transfer(args) => transfer(args).await,
     }
+}
+
+/// `circle-export export`: the sources dumped into one archive (or, with
+/// `--dry-run`, what would be).
+async fn export(args: ExportArgs) -> anyhow::Result<Exit> {
+    let ExportArgs {
+        out,
+        sources,
+        seal,
+        mongo_dump,
+        common,
+        dry_run,
+    } = args;
+    let mut warnings = Vec::new();
+    let sealing = export::sealing(
+        &out,
+        &seal.encrypt_to,
+        seal.passphrase.as_deref(),
+        &mut warnings,
+    )?;
+    let Sources {
+        mongo_uri,
+        mongo_databases,
+        pg_uri,
+        pg_databases,
+        pg_dump_command,
+        encryption_keys,
+        vault_data,
+        danger_include_vault_init_output,
+    } = sources;
+    let (mongo_connection, pg) = connect_sources(
+        mongo_uri.as_deref(),
+        pg_uri.as_deref(),
+        dump_argv(pg_dump_command.as_deref()),
+        &common,
+        &mut warnings,
+    )
+    .await?;
+    if mongo_connection.is_none() && mongo_dump.is_none() && pg.is_none() {
+        return Err(usage(
+            "--mongo-uri",
+            ": nothing to export: give --mongo-uri or --mongo-dump, and/or --pg-uri",
+        )
+        .into());
+    }
+    warn(&warnings);
+    let mongo = match (&mongo_connection, mongo_dump) {
+        (Some(reader), _) => Some(MongoSource::Server {
+            reader,
+            databases: mongo_databases,
+        }),
+        (None, Some(dir)) => Some(MongoSource::DumpDir(dir)),
+        (None, None) => None,
+    };
+    let meter = Meter::new();
+    let spec = ExportSpec {
+        mongo,
+        postgres: pg.as_ref().map(|p| (p, pg_databases)),
+        encryption_keys,
+        vault_data,
+        danger_include_vault_init_output,
+        out,
+        seal: sealing.as_ref(),
+        parallel: common.parallel,
+        tool: format!("circle-export {}", circle_ha::output::VERSION),
+        meter: meter.clone(),
+    };
+    if dry_run {
+        let plan = circle_export::export::plan(&spec).await?;
+        return Ok(print(common.json, &plan.to_findings(&spec.out)));
+    }
+    let bar = progress_bar(&meter, common.json || circle_ha::log::quiet());
+    let report = circle_export::export(spec, &|line| bar.line(line)).await?;
+    drop(bar);
+    Ok(print(common.json, &report.to_findings()))
+}
+
+/// `circle-export verify`: the whole archive read back and checked.
+async fn verify(args: VerifyArgs) -> anyhow::Result<Exit> {
+    let VerifyArgs {
+        archive,
+        unseal,
+        json,
+    } = args;
+    let mut warnings = Vec::new();
+    let unsealing = export::unsealing(
+        unseal.identity.as_deref(),
+        unseal.passphrase.as_deref(),
+        &mut warnings,
+    )?;
+    warn(&warnings);
+    let source = circle_export::archive::Source::open(&archive, unsealing.as_ref())
+        .map_err(export::name_key_flags)?;
+    if unsealing.is_some() && !source.is_sealed() {
+        warn(&[format!(
+            "{} is not sealed: --identity/--passphrase was not needed",
+            archive.display()
+        )]);
+    }
+    let meter = Meter::new();
+    let bar = progress_bar(&meter, json);
+    let inspection =
+        tokio::task::spawn_blocking(move || circle_export::inspect_metered(&source, None, &meter))
+            .await??;
+    drop(bar);
+    Ok(print(json, &inspection.to_findings(&archive)))
+}
+
+/// `circle-export restore`: an archive loaded onto the targets.
+async fn restore(args: RestoreArgs) -> anyhow::Result<Exit> {
+    let RestoreArgs {
+        archive,
+        unseal,
+        mongo_uri,
+        pg_uri,
+        config,
+        drop,
+        dry_run,
+        failover_wait,
+        common,
+    } = args;
+    let mut warnings = Vec::new();
+    let (mongo, pg) = targets(
+        Flags {
+            config: config.as_deref(),
+            mongo: mongo_uri.as_deref().map(|u| ("--mongo-uri", u)),
+            pg: pg_uri.as_deref().map(|u| ("--pg-uri", u)),
+        },
+        failover_wait,
+        &common,
+        &mut warnings,
+    )
+    .await?;
+    let unsealing = export::unsealing(
+        unseal.identity.as_deref(),
+        unseal.passphrase.as_deref(),
+        &mut warnings,
+    )?;
+    warn(&warnings);
+    let meter = Meter::new();
+    let bar = progress_bar(&meter, common.json || circle_ha::log::quiet());
+    let report = circle_export::restore(
+        RestoreSpec {
+            archive,
+            unsealing: unsealing.as_ref(),
+            mongo: mongo.as_ref().map(|m| (&m.client, m.replica_set)),
+            postgres: pg.as_ref(),
+            drop,
+            dry_run,
+            parallel: common.parallel,
+            meter,
+            failover_wait: std::time::Duration::from_secs(failover_wait),
+        },
+        &|line| bar.line(line),
+    )
+    .await
+    .map_err(export::name_key_flags)?;
+    std::mem::drop(bar);
+    Ok(print(common.json, &report.to_findings()))
+}
+
+/// `circle-export transfer`: the sources copied straight to the targets,
+/// with the archive written on the way.
+async fn transfer(args: TransferArgs) -> anyhow::Result<Exit> {
+    let TransferArgs {
+        out,
+        sources,
+        seal,
+        to_mongo_uri,
+        to_pg_uri,
+        config,
+        drop,
+        dry_run,
+        failover_wait,
+        common,
+    } = args;
+    let mut warnings = Vec::new();
+    let Sources {
+        mongo_uri,
+        mongo_databases,
+        pg_uri,
+        pg_databases,
+        pg_dump_command,
+        encryption_keys,
+        vault_data,
+        danger_include_vault_init_output,
+    } = sources;
+    let sealing = export::sealing(
+        &out,
+        &seal.encrypt_to,
+        seal.passphrase.as_deref(),
+        &mut warnings,
+    )?;
+    // The flag, else [export].pg_dump_command of --config.
+    let pg_dump_command = match (dump_argv(pg_dump_command.as_deref()), &config) {
+        (Some(argv), _) => Some(argv),
+        (None, Some(path)) => HaConfig::load(path)?.export_pg_dump_command()?,
+        (None, None) => None,
+    };
+    let (source_mongo, source_pg) = connect_sources(
+        mongo_uri.as_deref(),
+        pg_uri.as_deref(),
+        pg_dump_command,
+        &common,
+        &mut warnings,
+    )
+    .await?;
+    let (target_mongo, target_pg) = targets(
+        Flags {
+            config: config.as_deref(),
+            mongo: to_mongo_uri.as_deref().map(|u| ("--to-mongo-uri", u)),
+            pg: to_pg_uri.as_deref().map(|u| ("--to-pg-uri", u)),
+        },
+        failover_wait,
+        &common,
+        &mut warnings,
+    )
+    .await?;
+    let mongo = pair(
+        source_mongo.as_ref(),
+        target_mongo.as_ref(),
+        ("MongoDB", "--mongo-uri", "--to-mongo-uri"),
+        to_mongo_uri.is_some(),
+    )?
+    .map(|(source, target)| circle_export::TransferMongo {
+        source,
+        databases: mongo_databases,
+        target: &target.client,
+        majority: target.replica_set,
+    });
+    let postgres = pair(
+        source_pg.as_ref(),
+        target_pg.as_ref(),
+        ("PostgreSQL", "--pg-uri", "--to-pg-uri"),
+        to_pg_uri.is_some(),
+    )?
+    .map(|(source, target)| circle_export::TransferPostgres {
+        source,
+        databases: pg_databases,
+        target,
+    });
+    if mongo.is_none() && postgres.is_none() {
+        return Err(usage(
+            "--mongo-uri",
+            ": nothing to transfer: give --mongo-uri and/or --pg-uri, and the targets",
+        )
+        .into());
+    }
+    warn(&warnings);
+    let meter = Meter::new();
+    let bar = progress_bar(&meter, common.json || circle_ha::log::quiet());
+    let report = circle_export::transfer(
+        circle_export::TransferSpec {
+            mongo,
+            postgres,
+            encryption_keys,
+            vault_data,
+            danger_include_vault_init_output,
+            out,
+            seal: sealing.as_ref(),
+            drop,
+            dry_run,
+            parallel: common.parallel,
+            meter,
+            failover_wait: Duration::from_secs(failover_wait),
+            tool: format!("circle-export {}", circle_ha::output::VERSION),
+        },
+        &|line| bar.line(line),
+    )
+    .await?;
+    std::mem::drop(bar);
+    Ok(print(common.json, &report.to_findings()))
 }
 
 /// A source and its target for a transfer: both, or neither. A source

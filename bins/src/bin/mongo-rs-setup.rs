@@ -335,7 +335,19 @@ async fn member_change(
     dry_run: bool,
 ) -> anyhow::Result<Exit> {
     let setup = load(&common, false).await?;
-    let report = setup.change_member(&change, dry_run, &progress).await?;
+    let report = setup
+        .change_member(&change, dry_run, &progress)
+        .await
+        .map_err(|e| match e {
+            ha_runbook::Error::MemberStillWanted { host } => anyhow::Error::from(usage(
+                "--host",
+                format!(
+                    "{host} is listed in [mongo].members: take it out of ha.toml first, or the \
+                     next apply adds it back"
+                ),
+            )),
+            other => other.into(),
+        })?;
     print(common.args.json, &report);
     Ok(Exit::Success)
 }

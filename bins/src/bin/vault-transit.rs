@@ -356,9 +356,26 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let config = HaConfig::load(&common.args.config_path())?;
             let settings =
                 config.vault_with_env(common.danger_accept_any_certificate, &cli::env_var)?;
-            let findings = config
-                .contexts_verify(&settings, &cli::env_var, key.as_deref(), &database)
-                .await?;
+            let vault = config.vault_setup(&settings, &cli::env_var, false)?;
+            let postgres = config
+                .postgres(&ha_config::PostgresOverrides::default())
+                .and_then(|pg| config.postgres_setup(&pg, &cli::env_var, false))?;
+            let findings = vault
+                .contexts_verify(&postgres, key.as_deref(), &database)
+                .await
+                .map_err(|e| match e {
+                    // The library keys it by what it is; the flag is --key.
+                    ha_runbook::Error::Config(problems) => ha_runbook::Error::Config(
+                        problems
+                            .into_iter()
+                            .map(|mut p| {
+                                p.key = format!("--{}", p.key);
+                                p
+                            })
+                            .collect(),
+                    ),
+                    other => other,
+                })?;
             Ok(print(common.args.json, &findings))
         }
         Command::Migrate {

@@ -23,10 +23,12 @@ const LAB_BUCKET: &str = "circleci-ha-config";
 const HOSTILE: &str = "p'\"$@:/?#%\\ `x` wörd–密";
 
 struct Lab {
-    _pki: LabPki,
-    _members: Vec<MongoMember>,
+    pki: LabPki,
+    members: Vec<MongoMember>,
     pg: Postgres,
     _bao: OpenBao,
+    /// OpenBao's address.
+    bao_addr: String,
     /// The AWS emulator: the bucket the encryption keys are backed up to.
     moto: Moto,
     dir: tempfile::TempDir,
@@ -63,9 +65,10 @@ impl Lab {
         )
         .unwrap();
         Lab {
-            _pki: pki,
-            _members: members,
+            pki,
+            members,
             pg,
+            bao_addr: bao.addr(),
             _bao: bao,
             moto,
             dir,
@@ -119,6 +122,112 @@ impl Lab {
     }
 }
 
+/// The runbook `ha.toml` describes, built from typed values alone (no
+/// `ha.toml`): what a program linking the crates writes. The Services
+/// bundle is left out (its spec is the file's business: URIs, CA
+/// certificates, the cookie key kept from an earlier render).
+fn typed_runbook(lab: &Lab, hosts: &[String], ca_file: &Path) -> ha_runbook::Runbook {
+    use mongo_rs_setup::{MemberSpec, Reach, SetSettings, SetSpec, TlsFiles, UserSpec};
+    use secrecy::SecretString;
+    let secret = |name: &str| SecretString::from(format!("{HOSTILE}-{name}"));
+    let members = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let mut member = MemberSpec::new(host.clone());
+            if i == 0 {
+                member.priority = 2.0;
+            }
+            member
+        })
+        .collect();
+    let spec = SetSpec {
+        name: "circle".to_owned(),
+        members,
+        settings: SetSettings {
+            election_timeout_millis: Some(2000),
+            heartbeat_interval_millis: Some(500),
+        },
+        site_admin: UserSpec {
+            name: "siteUserAdmin".to_owned(),
+            password: secret("MONGO_SITE_ADMIN_PASSWORD"),
+        },
+        admin: UserSpec {
+            name: "circle-admin".to_owned(),
+            password: secret("MONGO_ADMIN_PASSWORD"),
+        },
+        app: UserSpec {
+            name: "circle".to_owned(),
+            password: secret("MONGO_APP_PASSWORD"),
+        },
+        app_databases: mongo_rs_setup::DEFAULT_APP_DATABASES
+            .map(str::to_owned)
+            .to_vec(),
+        reach: Reach {
+            tls: Some(TlsFiles {
+                ca_file: ca_file.to_path_buf(),
+                certificate_key_file: None,
+            }),
+            ..Reach::default()
+        },
+        wait_timeout: std::time::Duration::from_secs(120),
+    };
+    let ca_pem = std::fs::read(ca_file).unwrap();
+    let server = pg_provision::Server {
+        host: "localhost".to_owned(),
+        hostaddr: Some([127, 0, 0, 1].into()),
+        port: lab.pg.port(),
+        sslmode: pg_provision::SslMode::VerifyFull,
+        ca: Some((ca_pem.clone(), ca_file.display().to_string())),
+        connect_timeout: std::time::Duration::from_secs(10),
+    };
+    let admin = pg_provision::Login {
+        user: lab.pg.superuser().to_owned(),
+        password: lab.pg.superuser_password().clone(),
+    };
+    let app = pg_provision::Login {
+        user: "circle".to_owned(),
+        password: secret("PG_APP_PASSWORD"),
+    };
+    let root_token =
+        std::fs::read_to_string(lab.dir.path().join("secrets/vault/root-token")).unwrap();
+    let mut runbook = ha_runbook::Runbook::new();
+    runbook.mongo = Some(ha_runbook::MongoSetup::new(spec, Vec::new()).unwrap());
+    runbook.postgres = Some(ha_runbook::PostgresSetup::new(
+        server,
+        Some(admin),
+        "postgres",
+        app,
+        pg_provision::default_databases(),
+    ));
+    runbook.vault = Some(ha_runbook::VaultSetup::new(
+        lab.bao_addr.clone(),
+        vault_transit::Trust::Ca {
+            pem: ca_pem,
+            path: ca_file.display().to_string(),
+        },
+        Some(SecretString::from(root_token.trim().to_owned())),
+        lab.dir.path().join("secrets/vault/circleci-token"),
+        vault_transit::ConfigureSpec::new("transit", "1h"),
+    ));
+    runbook
+}
+
+/// Each concern's actions in `circle-ha apply --json`'s combined report.
+fn actions_of(report: &Value, concern: &str) -> Vec<Value> {
+    report["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["concern"] == concern)
+        .map(|a| {
+            let mut a = a.clone();
+            a.as_object_mut().unwrap().remove("concern");
+            a
+        })
+        .collect()
+}
+
 fn concern<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["concerns"]
         .as_array()
@@ -150,6 +259,25 @@ fn apply_plans_applies_is_a_no_op_the_second_time_and_stops_at_a_sealed_vault() 
         );
     }
     assert_eq!(concern(&plan, "pki")["skipped"], "not configured");
+
+    // A program linking the crates, from typed values alone, gets the same
+    // plan for every concern it sets up.
+    let hosts: Vec<String> = lab.members.iter().map(MongoMember::host).collect();
+    let runbook = typed_runbook(&lab, &hosts, &lab.pki.ca_file());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let library = runtime
+        .block_on(ha_runbook::apply(&runbook, true, &ha_plan::no_progress))
+        .unwrap();
+    let library = serde_json::to_value(&library).unwrap();
+    for name in ["mongo", "postgres", "vault"] {
+        assert_eq!(
+            actions_of(&library, name),
+            actions_of(&plan, name),
+            "{name}: the library's plan differs from the CLI's"
+        );
+        assert_eq!(concern(&library, name), concern(&plan, name), "{name}");
+    }
+    assert_eq!(concern(&library, "userdata")["skipped"], "not configured");
     assert!(!exists(lab.dir.path(), "bundle"), "a dry run rendered");
     assert!(
         !exists(lab.dir.path(), "secrets/vault/circleci-token"),
@@ -183,7 +311,6 @@ fn apply_plans_applies_is_a_no_op_the_second_time_and_stops_at_a_sealed_vault() 
     assert_eq!(code, 3, "{unsaved}");
     assert_eq!(concern(&unsaved, "keys")["healthy"], false, "{unsaved}");
     assert_eq!(concern(&unsaved, "vault")["healthy"], true, "{unsaved}");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let s3 = lab.moto.s3_client();
         s3.create_bucket().bucket(LAB_BUCKET).send().await.unwrap();
@@ -222,7 +349,7 @@ fn apply_plans_applies_is_a_no_op_the_second_time_and_stops_at_a_sealed_vault() 
     let (code, only, stderr) = lab.apply(&["--only", "postgres"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(only["changed"], 0, "{only}");
-    assert_eq!(concern(&only, "mongo")["skipped"], "not in --only");
+    assert_eq!(concern(&only, "mongo")["skipped"], "not selected");
     assert_eq!(concern(&only, "postgres")["planned"], 0);
 
     let (code, _, stderr) = lab.apply(&["--only", "nonsense"]);

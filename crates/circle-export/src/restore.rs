@@ -292,36 +292,7 @@ async fn restore_reading(
     // Streaming: the manifest, then every MongoDB member (they come before
     // the PostgreSQL ones), each verified on its own.
     let members = Members::default();
-    let mut streamed = None;
-    // MongoDB members that ended not matching the manifest: their
-    // collections are left out (nothing of them is written), the others
-    // are restored, and the error names both.
-    let mut damaged_mongo: BTreeSet<String> = BTreeSet::new();
-    if let Some(Event::Manifest(manifest)) = events.recv().await {
-        let mut pending: BTreeSet<String> = manifest
-            .files
-            .iter()
-            .filter(|f| f.path.starts_with("mongo/"))
-            .map(|f| f.path.clone())
-            .collect();
-        let mut sound = true;
-        while sound && !pending.is_empty() {
-            match events.recv().await {
-                Some(Event::Started(name, growing)) => members.add(name, growing),
-                Some(Event::Finished(name, verified)) => {
-                    if !verified && name.starts_with("mongo/") {
-                        damaged_mongo.insert(name.clone());
-                    }
-                    pending.remove(&name);
-                }
-                Some(Event::Manifest(_)) => {}
-                None => sound = false,
-            }
-        }
-        if sound {
-            streamed = Some(manifest);
-        }
-    }
+    let (streamed, damaged_mongo) = await_mongo_part(events, &members).await;
     let streaming = streamed.is_some();
     let (manifest, layout) = match streamed {
         Some(manifest) => {
@@ -352,100 +323,9 @@ async fn restore_reading(
         }
     };
 
-    let mongo_items: Vec<RestoreItem> = manifest
-        .mongo
-        .iter()
-        .map(|c| {
-            let (data, meta) = match layout {
-                Layout::Ours => (
-                    unpack.join(bson_path(&c.db, &c.collection)),
-                    unpack.join(metadata_path(&c.db, &c.collection)),
-                ),
-                Layout::Vendor => (
-                    unpack.join(format!("{VENDOR_MONGO}{}/{}.bson", c.db, c.collection)),
-                    unpack.join(format!(
-                        "{VENDOR_MONGO}{}/{}.metadata.json",
-                        c.db, c.collection
-                    )),
-                ),
-            };
-            RestoreItem {
-                db: c.db.clone(),
-                collection: c.collection.clone(),
-                data,
-                metadata: meta.exists().then_some(meta),
-                only_indexes: false,
-            }
-        })
-        .collect();
-    let mut mongo_not_restored = Vec::new();
-    let mongo_items: Vec<RestoreItem> = mongo_items
-        .into_iter()
-        .filter(|item| {
-            let bson = bson_path(&item.db, &item.collection);
-            let metadata = metadata_path(&item.db, &item.collection);
-            let damaged = [&bson, &metadata]
-                .into_iter()
-                .find(|member| damaged_mongo.contains(*member));
-            if let Some(member) = damaged {
-                mongo_not_restored.push(format!(
-                    "mongo {}.{}: not restored (nothing of it was written): {member} is damaged",
-                    item.db, item.collection
-                ));
-            }
-            damaged.is_none()
-        })
-        .collect();
-    let pg_items: Vec<PgItem> = match layout {
-        Layout::Ours => manifest
-            .postgres
-            .iter()
-            .map(|d| PgItem {
-                db: d.db.clone(),
-                dialect: crate::sqlsplit::Dialect::Own,
-                sql: unpack.join(sql_path(&d.db)),
-                member: Some(sql_path(&d.db)),
-            })
-            .collect(),
-        Layout::Vendor => {
-            let wanted: Vec<String> = manifest.postgres.iter().map(|d| d.db.clone()).collect();
-            split_dumpall(
-                &unpack.join(VENDOR_PG),
-                &work.path().join("sections"),
-                &wanted,
-            )?
-            .into_iter()
-            .map(|(db, sql)| PgItem {
-                db,
-                dialect: crate::sqlsplit::Dialect::Vendor,
-                sql,
-                member: None,
-            })
-            .collect()
-        }
-    };
-
-    let view_items: Vec<mongo::ViewItem> = match layout {
-        Layout::Ours => manifest
-            .mongo_views
-            .iter()
-            .filter(|v| !damaged_mongo.contains(&metadata_path(&v.db, &v.view)))
-            .map(|v| mongo::ViewItem {
-                db: v.db.clone(),
-                view: v.view.clone(),
-                metadata: unpack.join(metadata_path(&v.db, &v.view)),
-            })
-            .collect(),
-        Layout::Vendor => manifest
-            .mongo_views
-            .iter()
-            .map(|v| mongo::ViewItem {
-                db: v.db.clone(),
-                view: v.view.clone(),
-                metadata: unpack.join(format!("{VENDOR_MONGO}{}/{}.metadata.json", v.db, v.view)),
-            })
-            .collect(),
-    };
+    let (mongo_items, mongo_not_restored) = mongo_items(&manifest, layout, unpack, &damaged_mongo);
+    let pg_items = pg_items(&manifest, layout, unpack, work)?;
+    let view_items = view_items(&manifest, layout, unpack, &damaged_mongo);
 
     // Targets: given where needed, existing, empty (or --drop).
     if (!mongo_items.is_empty() || !view_items.is_empty()) && spec.mongo.is_none() {
@@ -463,70 +343,15 @@ async fn restore_reading(
     // What the targets hold: nothing (restore), exactly the archive's
     // counts (an earlier restore finished: skip, so a second run changes
     // nothing), or something else (refuse unless --drop).
-    let mut occupied = Vec::new();
-    let mut skipped = Vec::new();
-    let mut pg_todo = Vec::new();
-    let mut to_create: Vec<String> = Vec::new();
-    if let Some(pg) = spec.postgres
-        && !pg_items.is_empty()
-    {
-        let existing = pg.databases(&[]).await?;
-        for item in pg_items {
-            if !existing.contains(&item.db) {
-                // Created (owned by the restoring role) just before loading.
-                to_create.push(item.db.clone());
-                pg_todo.push(item);
-                continue;
-            }
-            let tables = pg.user_tables(&item.db).await?;
-            if tables == 0 || spec.drop {
-                pg_todo.push(item);
-                continue;
-            }
-            let wanted = manifest.postgres.iter().find(|d| d.db == item.db);
-            let names: Vec<String> = wanted
-                .map(|d| d.tables.iter().map(|t| t.name.clone()).collect())
-                .unwrap_or_default();
-            // Already restored only when every table holds the archive's
-            // rows — same count and same row digest — not on counts alone.
-            let digested = wanted.is_some_and(|d| d.tables.iter().all(|t| t.digest.is_some()));
-            let counts = pg.count_rows(&item.db, &names).await.unwrap_or_default();
-            let same_counts = wanted.is_some_and(|d| {
-                d.tables.len() == counts.len()
-                    && d.tables
-                        .iter()
-                        .all(|t| counts.iter().any(|(n, c)| *n == t.name && *c == t.rows))
-            });
-            let same = digested
-                && same_counts
-                && match pg.table_digests(&item.db, &names).await {
-                    Ok(held) => wanted.is_some_and(|d| {
-                        d.tables.iter().all(|t| {
-                            held.iter().any(|(n, rows, digest)| {
-                                *n == t.name
-                                    && *rows == t.rows
-                                    && t.digest.as_deref() == Some(digest.hex().as_str())
-                            })
-                        })
-                    }),
-                    Err(_) => false,
-                };
-            if same {
-                skipped.push(format!("postgres {}", item.db));
-            } else if same_counts && !digested {
-                occupied.push(format!(
-                    "PostgreSQL {} holds {tables} table(s) with the archive's row counts, but \
-                     this archive (written before row digests) cannot show they hold its rows",
-                    item.db
-                ));
-            } else {
-                occupied.push(format!(
-                    "PostgreSQL {} holds {tables} table(s) whose rows differ from the archive's",
-                    item.db
-                ));
-            }
-        }
-    }
+    let PgTargets {
+        todo: pg_todo,
+        to_create,
+        mut skipped,
+        mut occupied,
+    } = match spec.postgres {
+        Some(pg) if !pg_items.is_empty() => pg_targets(pg, &manifest, pg_items, spec.drop).await?,
+        _ => PgTargets::default(),
+    };
     let mut mongo_todo = Vec::new();
     if let Some((client, _)) = spec.mongo {
         for item in mongo_items {
@@ -878,6 +703,243 @@ async fn restore_reading(
         started.elapsed().as_secs_f64()
     ));
     Ok(report)
+}
+
+/// Waits for the manifest and every MongoDB member of a streamed archive
+/// (they come before the PostgreSQL ones), each verified on its own, and
+/// registers members as they start being read. Gives the manifest when
+/// the stream got that far (`None`: the archive is read whole first), and
+/// the MongoDB members that ended not matching the manifest (their
+/// collections are left out: nothing of them is written).
+async fn await_mongo_part(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    members: &Members,
+) -> (Option<Manifest>, BTreeSet<String>) {
+    let mut damaged_mongo: BTreeSet<String> = BTreeSet::new();
+    let Some(Event::Manifest(manifest)) = events.recv().await else {
+        return (None, damaged_mongo);
+    };
+    let mut pending: BTreeSet<String> = manifest
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("mongo/"))
+        .map(|f| f.path.clone())
+        .collect();
+    while !pending.is_empty() {
+        match events.recv().await {
+            Some(Event::Started(name, growing)) => members.add(name, growing),
+            Some(Event::Finished(name, verified)) => {
+                if !verified && name.starts_with("mongo/") {
+                    damaged_mongo.insert(name.clone());
+                }
+                pending.remove(&name);
+            }
+            Some(Event::Manifest(_)) => {}
+            None => return (None, damaged_mongo),
+        }
+    }
+    (Some(manifest), damaged_mongo)
+}
+
+/// The archive's collections, as files under `unpack`, and a line for each
+/// one left out because a member of it is damaged.
+fn mongo_items(
+    manifest: &Manifest,
+    layout: Layout,
+    unpack: &Path,
+    damaged_mongo: &BTreeSet<String>,
+) -> (Vec<RestoreItem>, Vec<String>) {
+    let mut not_restored = Vec::new();
+    let items = manifest
+        .mongo
+        .iter()
+        .map(|c| {
+            let (data, meta) = match layout {
+                Layout::Ours => (
+                    unpack.join(bson_path(&c.db, &c.collection)),
+                    unpack.join(metadata_path(&c.db, &c.collection)),
+                ),
+                Layout::Vendor => (
+                    unpack.join(format!("{VENDOR_MONGO}{}/{}.bson", c.db, c.collection)),
+                    unpack.join(format!(
+                        "{VENDOR_MONGO}{}/{}.metadata.json",
+                        c.db, c.collection
+                    )),
+                ),
+            };
+            RestoreItem {
+                db: c.db.clone(),
+                collection: c.collection.clone(),
+                data,
+                metadata: meta.exists().then_some(meta),
+                only_indexes: false,
+            }
+        })
+        .filter(|item| {
+            let bson = bson_path(&item.db, &item.collection);
+            let metadata = metadata_path(&item.db, &item.collection);
+            let damaged = [&bson, &metadata]
+                .into_iter()
+                .find(|member| damaged_mongo.contains(*member));
+            if let Some(member) = damaged {
+                not_restored.push(format!(
+                    "mongo {}.{}: not restored (nothing of it was written): {member} is damaged",
+                    item.db, item.collection
+                ));
+            }
+            damaged.is_none()
+        })
+        .collect();
+    (items, not_restored)
+}
+
+/// The archive's PostgreSQL databases: our layout's one file each, or the
+/// vendor's pg_dumpall split into sections under `work`.
+fn pg_items(
+    manifest: &Manifest,
+    layout: Layout,
+    unpack: &Path,
+    work: &WorkDir,
+) -> Result<Vec<PgItem>, Error> {
+    Ok(match layout {
+        Layout::Ours => manifest
+            .postgres
+            .iter()
+            .map(|d| PgItem {
+                db: d.db.clone(),
+                dialect: crate::sqlsplit::Dialect::Own,
+                sql: unpack.join(sql_path(&d.db)),
+                member: Some(sql_path(&d.db)),
+            })
+            .collect(),
+        Layout::Vendor => {
+            let wanted: Vec<String> = manifest.postgres.iter().map(|d| d.db.clone()).collect();
+            split_dumpall(
+                &unpack.join(VENDOR_PG),
+                &work.path().join("sections"),
+                &wanted,
+            )?
+            .into_iter()
+            .map(|(db, sql)| PgItem {
+                db,
+                dialect: crate::sqlsplit::Dialect::Vendor,
+                sql,
+                member: None,
+            })
+            .collect()
+        }
+    })
+}
+
+/// The archive's MongoDB views (those of damaged members left out).
+fn view_items(
+    manifest: &Manifest,
+    layout: Layout,
+    unpack: &Path,
+    damaged_mongo: &BTreeSet<String>,
+) -> Vec<mongo::ViewItem> {
+    match layout {
+        Layout::Ours => manifest
+            .mongo_views
+            .iter()
+            .filter(|v| !damaged_mongo.contains(&metadata_path(&v.db, &v.view)))
+            .map(|v| mongo::ViewItem {
+                db: v.db.clone(),
+                view: v.view.clone(),
+                metadata: unpack.join(metadata_path(&v.db, &v.view)),
+            })
+            .collect(),
+        Layout::Vendor => manifest
+            .mongo_views
+            .iter()
+            .map(|v| mongo::ViewItem {
+                db: v.db.clone(),
+                view: v.view.clone(),
+                metadata: unpack.join(format!("{VENDOR_MONGO}{}/{}.metadata.json", v.db, v.view)),
+            })
+            .collect(),
+    }
+}
+
+/// What the PostgreSQL target holds, database by database.
+#[derive(Default)]
+struct PgTargets {
+    /// To load.
+    todo: Vec<PgItem>,
+    /// Missing on the target: created (owned by the restoring role) just
+    /// before loading.
+    to_create: Vec<String>,
+    /// Already restored (every table holds the archive's rows).
+    skipped: Vec<String>,
+    /// Holding something else: why (refused unless dropped).
+    occupied: Vec<String>,
+}
+
+/// Sorts `items` by what the target holds: nothing (restore), exactly the
+/// archive's rows — same count and same row digest per table, not counts
+/// alone — (an earlier restore finished: skip, so a second run changes
+/// nothing), or something else (refuse unless `drop`).
+async fn pg_targets(
+    pg: &PgClient,
+    manifest: &Manifest,
+    items: Vec<PgItem>,
+    drop: bool,
+) -> Result<PgTargets, Error> {
+    let mut targets = PgTargets::default();
+    let existing = pg.databases(&[]).await?;
+    for item in items {
+        if !existing.contains(&item.db) {
+            targets.to_create.push(item.db.clone());
+            targets.todo.push(item);
+            continue;
+        }
+        let tables = pg.user_tables(&item.db).await?;
+        if tables == 0 || drop {
+            targets.todo.push(item);
+            continue;
+        }
+        let wanted = manifest.postgres.iter().find(|d| d.db == item.db);
+        let names: Vec<String> = wanted
+            .map(|d| d.tables.iter().map(|t| t.name.clone()).collect())
+            .unwrap_or_default();
+        let digested = wanted.is_some_and(|d| d.tables.iter().all(|t| t.digest.is_some()));
+        let counts = pg.count_rows(&item.db, &names).await.unwrap_or_default();
+        let same_counts = wanted.is_some_and(|d| {
+            d.tables.len() == counts.len()
+                && d.tables
+                    .iter()
+                    .all(|t| counts.iter().any(|(n, c)| *n == t.name && *c == t.rows))
+        });
+        let same = digested
+            && same_counts
+            && match pg.table_digests(&item.db, &names).await {
+                Ok(held) => wanted.is_some_and(|d| {
+                    d.tables.iter().all(|t| {
+                        held.iter().any(|(n, rows, digest)| {
+                            *n == t.name
+                                && *rows == t.rows
+                                && t.digest.as_deref() == Some(digest.hex().as_str())
+                        })
+                    })
+                }),
+                Err(_) => false,
+            };
+        if same {
+            targets.skipped.push(format!("postgres {}", item.db));
+        } else if same_counts && !digested {
+            targets.occupied.push(format!(
+                "PostgreSQL {} holds {tables} table(s) with the archive's row counts, but \
+                 this archive (written before row digests) cannot show they hold its rows",
+                item.db
+            ));
+        } else {
+            targets.occupied.push(format!(
+                "PostgreSQL {} holds {tables} table(s) whose rows differ from the archive's",
+                item.db
+            ));
+        }
+    }
+    Ok(targets)
 }
 
 /// Counts the rows of `db`'s tables (as `manifest` lists them) on the

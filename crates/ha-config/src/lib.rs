@@ -70,7 +70,6 @@ pub use secrecy;
 
 mod backup;
 mod collect;
-mod error;
 mod export;
 mod mongo;
 mod pki;
@@ -87,7 +86,6 @@ use std::path::{Path, PathBuf};
 use ha_plan::{Problem, ProblemKind, Problems};
 
 pub use backup::{BackupSettings, BackupStore};
-pub use error::Error;
 pub use export::RestoreTargets;
 pub use mongo::{DEFAULT_APP_DATABASES, MongoLayout, MongoOptions, MongoSetup};
 pub use pki::{PkiSettings, WantedCertificate};

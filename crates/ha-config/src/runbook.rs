@@ -91,10 +91,20 @@ impl HaConfig {
                     .mongo_setup(env, &MongoOptions::default())
                     .await
                     .map(|mongo| runbook.mongo = Some(mongo)),
-                Concern::Postgres => self
-                    .postgres(&PostgresOverrides::default())
-                    .and_then(|settings| self.postgres_setup(&settings, env, apply))
-                    .map(|postgres| runbook.postgres = Some(postgres)),
+                Concern::Postgres => {
+                    self.postgres(&PostgresOverrides::default())
+                        .and_then(|settings| {
+                            match self.postgres_setup(&settings, env, apply) {
+                                Ok(postgres) => runbook.postgres = Some(postgres),
+                                // The app login checks with: unhealthy.
+                                Err(e) if !apply => {
+                                    runbook.unchecked.push((concern, e.to_string()))
+                                }
+                                Err(e) => return Err(e),
+                            }
+                            Ok(())
+                        })
+                }
                 Concern::Vault => self
                     .vault_with_env(false, env)
                     .and_then(|settings| self.vault_setup(&settings, env, apply))
@@ -104,12 +114,34 @@ impl HaConfig {
                     // after [vault] wrote it (apply), or as the check's
                     // finding (status).
                     let later = !apply || (selected(Concern::Vault) && self.has(Section::Vault));
-                    self.bundle_setup(env, &options.bundle_dir, later)
-                        .map(|bundle| runbook.bundle = Some(bundle))
+                    match self.bundle_setup(env, &options.bundle_dir, later) {
+                        Ok(bundle) => {
+                            runbook.bundle = Some(bundle);
+                            Ok(())
+                        }
+                        // A bundle that cannot be rendered is unhealthy;
+                        // the other concerns are still checked.
+                        Err(e) if !apply => {
+                            runbook.unchecked.push((concern, e.to_string()));
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
                 }
-                Concern::Backup => self
-                    .backup_check()
-                    .map(|backup| runbook.backup = Some(backup)),
+                Concern::Backup => self.backup(None).map(|settings| {
+                    match self.mongo_layout() {
+                        Ok(layout) => {
+                            runbook.backup = Some(BackupCheck::new(
+                                layout.name,
+                                settings.store.clone(),
+                                settings.spec.db_path.clone().unwrap_or_default(),
+                                settings.max_age,
+                            ));
+                        }
+                        // The set's name comes from [mongo]: unhealthy.
+                        Err(e) => runbook.unchecked.push((concern, e.to_string())),
+                    }
+                }),
                 Concern::Keys if !self.stores_keys() => Ok(()),
                 Concern::Keys => self.key_store().map(|(store, region)| {
                     runbook.keys = Some(KeysCheck::new(store, region));
@@ -120,7 +152,11 @@ impl HaConfig {
                 problems.extend(e);
             }
         }
-        if !apply && problems.is_empty() && !Concern::CHECKED.into_iter().any(|c| runbook.has(c)) {
+        if !apply
+            && problems.is_empty()
+            && runbook.unchecked.is_empty()
+            && !Concern::CHECKED.into_iter().any(|c| runbook.has(c))
+        {
             problems.push(Problem::new(
                 self.path().display().to_string(),
                 ProblemKind::Invalid,
@@ -129,18 +165,5 @@ impl HaConfig {
             ));
         }
         problems.finish(runbook)
-    }
-
-    /// `[backup]`'s check for `status`: the set's name from `[mongo]`, the
-    /// store, the dbPath and the newest run's greatest age.
-    pub fn backup_check(&self) -> Result<BackupCheck, Problems> {
-        let settings = self.backup(None)?;
-        let set = self.mongo_layout()?.name;
-        Ok(BackupCheck::new(
-            set,
-            settings.store.clone(),
-            settings.spec.db_path.clone().unwrap_or_default(),
-            settings.max_age,
-        ))
     }
 }

@@ -212,7 +212,7 @@ pub struct Combined {
     pub dry_run: bool,
     /// Each concern that ran, in order: its name and its report.
     pub ran: Vec<(String, Report)>,
-    /// Concerns left out, with why ("not configured", "not in --only").
+    /// Concerns left out, with why ("not configured", "not selected").
     pub skipped: Vec<(String, String)>,
 }
 
@@ -311,7 +311,7 @@ enum ConcernOutcome<'a> {
     Skipped {
         /// The concern.
         concern: &'a str,
-        /// Why ("not configured", "not in --only").
+        /// Why ("not configured", "not selected").
         skipped: &'a str,
     },
 }

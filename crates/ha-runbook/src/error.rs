@@ -32,6 +32,16 @@ pub enum Error {
         /// Where the token was looked for.
         path: PathBuf,
     },
+    /// A member change would remove a member the spec still lists (the
+    /// next apply would add it back); nothing was touched.
+    #[error(
+        "{host} is one of the spec's members: take it out of the spec first, or the next apply \
+         adds it back"
+    )]
+    MemberStillWanted {
+        /// The member (`host:port`).
+        host: String,
+    },
     /// The certificates.
     #[error(transparent)]
     Pki(#[from] ha_tls::Error),
@@ -78,7 +88,10 @@ impl Error {
     /// wrapped.
     pub fn is_config(&self) -> bool {
         match self {
-            Error::Config(_) | Error::Missing { .. } | Error::NoAppToken { .. } => true,
+            Error::Config(_)
+            | Error::Missing { .. }
+            | Error::NoAppToken { .. }
+            | Error::MemberStillWanted { .. } => true,
             Error::Mongo(e) => matches!(**e, mongo_rs_setup::Error::Invalid(_)),
             Error::Services(e) => matches!(e, services_userdata::Error::Invalid { .. }),
             Error::Stopped { source, .. } => source.is_config(),

@@ -185,6 +185,13 @@ pub struct Runbook {
     /// Concerns the caller left out on purpose (reports say "not
     /// selected" for them rather than "not configured").
     pub not_selected: Vec<Concern>,
+    /// Concerns that are configured but whose setup could not be built,
+    /// with why (a bundle whose other sections are missing, a password
+    /// that cannot be read): [`status`] reports each as unhealthy with
+    /// that reason, so the others are still checked; [`apply`] does not
+    /// run them. The Mongo concern is never unchecked this way (its status
+    /// has no error form): leave it out instead.
+    pub unchecked: Vec<(Concern, String)>,
 }
 
 impl Runbook {

@@ -52,8 +52,8 @@ impl MongoSetup {
 
     /// `add-member`, `remove-member`, `set-priority`: one reconfig on the
     /// primary, or nothing when the set already is that way. Removing a
-    /// member the spec still lists is refused (the next apply would add it
-    /// back).
+    /// member the spec still lists is [`Error::MemberStillWanted`] (the
+    /// next apply would add it back).
     pub async fn change_member(
         &self,
         change: &mongo_rs_setup::MemberChange,
@@ -63,14 +63,7 @@ impl MongoSetup {
         if let mongo_rs_setup::MemberChange::Remove(host) = change
             && self.spec.member(host).is_some()
         {
-            return Err(Problems::one(Problem::invalid(
-                "host",
-                format!(
-                    ": {host} is one of the spec's members: take it out of the configuration \
-                     first, or the next apply adds it back"
-                ),
-            ))
-            .into());
+            return Err(Error::MemberStillWanted { host: host.clone() });
         }
         let session = mongo_rs_setup::Session::new(&self.spec);
         let plan =
@@ -281,7 +274,75 @@ impl VaultSetup {
     }
 }
 
-/// Vault's part of [`crate::status`]: the server's seal state, then, once
+impl VaultSetup {
+    /// `vault-transit migrate verify`, the contexts cutover gate: every
+    /// `vault:v<N>:` value in `database` (read with `postgres`'s app login)
+    /// decrypts on this Vault with the contexts service's token (the app
+    /// token file), with `key` (default: the one key in the transit mount
+    /// besides verify's probe key; several are a problem keyed `key`). The
+    /// findings carry both setups' warnings.
+    pub async fn contexts_verify(
+        &self,
+        postgres: &PostgresSetup,
+        key: Option<&str>,
+        database: &str,
+    ) -> Result<vault_transit::contexts::ContextsFindings, Error> {
+        let mut warnings = self.warnings.clone();
+        warnings.extend(postgres.warnings.iter().cloned());
+        let Some(token) = vault_transit::configure::read_token_file(&self.app_token_file)? else {
+            return Err(Error::NoAppToken {
+                path: self.app_token_file.clone(),
+            });
+        };
+        let client = self.client()?;
+        let mount = self.spec.mount.trim_matches('/');
+        let key = match key {
+            Some(key) => key.to_owned(),
+            None => {
+                let listed = client.list(&format!("{mount}/keys"), Some(&token)).await?;
+                let names: Vec<String> = listed["data"]["keys"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|k| k.as_str())
+                            .filter(|k| *k != vault_transit::PROBE_KEY)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let [name] = &names[..] else {
+                    return Err(Problems::one(Problem::invalid(
+                        "key",
+                        format!(
+                            ": {mount}/ holds {} key(s) ({}): name the contexts service's",
+                            names.len(),
+                            names.join(", ")
+                        ),
+                    ))
+                    .into());
+                };
+                name.clone()
+            }
+        };
+        let db = postgres.server.connect(&postgres.app, database).await?;
+        let found = pg_provision::scan::matching_values(
+            &db,
+            &postgres.server.describe(),
+            r"^vault:v[0-9]+:",
+        )
+        .await?;
+        let columns: Vec<String> = found.iter().map(|f| f.column.clone()).collect();
+        let ciphertexts: Vec<String> = found.into_iter().flat_map(|f| f.values).collect();
+        let mut findings =
+            vault_transit::contexts::verify(&client, &token, mount, &key, &ciphertexts, columns)
+                .await?;
+        warnings.append(&mut findings.warnings);
+        findings.warnings = warnings;
+        Ok(findings)
+    }
+}
+
+/// Vault's part of `circle-ha status`: the server's seal state, then, once
 /// it is unsealed, the app token's checks.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct VaultHealth {

@@ -108,6 +108,30 @@ pub enum ConcernHealth {
     Keys(Checked<services_userdata::keys::KeyBackupHealth>),
 }
 
+impl ConcernHealth {
+    /// A concern that could not be checked, and why (unhealthy). `None`
+    /// for the replica set, whose findings have no error form.
+    pub fn unchecked(concern: Concern, why: &str) -> Option<ConcernHealth> {
+        fn failed<T>(why: &str) -> Checked<T> {
+            Checked::Failed {
+                error: why.to_owned(),
+            }
+        }
+        Some(match concern {
+            Concern::Pki => ConcernHealth::Pki(failed(why)),
+            Concern::Postgres => ConcernHealth::Postgres(failed(why)),
+            Concern::Vault => ConcernHealth::Vault(VaultHealth {
+                server: failed(why),
+                app_token: None,
+            }),
+            Concern::Userdata => ConcernHealth::Userdata(failed(why)),
+            Concern::Backup => ConcernHealth::Backup(failed(why)),
+            Concern::Keys => ConcernHealth::Keys(failed(why)),
+            Concern::Mongo => return None,
+        })
+    }
+}
+
 impl Document for ConcernHealth {
     fn to_text(&self) -> String {
         match self {
@@ -210,6 +234,10 @@ pub async fn status(runbook: &Runbook, options: &StatusOptions) -> Vec<Health> {
                 None => None,
             },
         };
+        let findings = findings.or_else(|| {
+            let (_, why) = runbook.unchecked.iter().find(|(c, _)| *c == concern)?;
+            ConcernHealth::unchecked(concern, why)
+        });
         if let Some(findings) = findings {
             checks.push(Health { concern, findings });
         }
