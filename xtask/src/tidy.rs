@@ -45,6 +45,11 @@
 //!    purpose (a systemd unit's `ExecStart`) says so with
 //!    `// tidy: renders a command line`.
 //!
+//! 8. **No test hides where it never runs.** The binaries' `src/bin/`,
+//!    the demo's sources and mongo-sim's binary are built without a test
+//!    harness (`test = false`: glue, each harness would link everything
+//!    again); a test there is a violation.
+//!
 //! Rules 1 and 6 read the members and their dependencies from `cargo
 //! metadata`, as cargo reads the manifests (renamed, target-specific and
 //! inherited dependencies included). The tidy test is part of xtask's
@@ -293,6 +298,33 @@ pub(crate) fn check_manifest(
     found
 }
 
+/// Sources whose targets are built without a test harness (`test = false`
+/// in their Cargo.toml: glue with no tests of its own, which would each
+/// link everything again for nothing).
+const NO_HARNESS: &[&str] = &["bins/src/bin", "demo/src", "crates/mongo-sim/src/bin"];
+
+/// Rule 8: a file of [`NO_HARNESS`] holds no test (it would never run).
+pub(crate) fn check_no_tests(path: &Path, source: &str) -> Vec<Violation> {
+    source
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let code = line.trim_start();
+            ["#[test]", "#[tokio::test", "#[cfg(test)]"]
+                .iter()
+                .any(|t| code.starts_with(t))
+        })
+        .map(|(number, _)| Violation {
+            path: path.to_owned(),
+            message: format!(
+                "line {}: a test in a target built without its test harness (test = false): it \
+                 would never run; put it in the library or in tests/",
+                number + 1
+            ),
+        })
+        .collect()
+}
+
 /// Rules 2 and 3 for one library source file of `package`.
 pub(crate) fn check_source(package: &str, path: &Path, source: &str) -> Vec<Violation> {
     let mut found = Vec::new();
@@ -431,6 +463,13 @@ pub(crate) fn check_workspace(root: &Path) -> Vec<Violation> {
         }
     };
     let mut found = Vec::new();
+    for dir in NO_HARNESS {
+        for file in rust_files(&root.join(dir)) {
+            if let Ok(source) = fs::read_to_string(&file) {
+                found.extend(check_no_tests(&file, &source));
+            }
+        }
+    }
     let crates_dir = root.join("crates");
     for package in &packages {
         found.extend(check_manifest(
@@ -628,8 +667,8 @@ mod tests {
     use std::path::Path;
 
     use super::{
-        check_doc_paths, check_manifest, check_sim_layers, check_source, check_workspace,
-        declared_names,
+        check_doc_paths, check_manifest, check_no_tests, check_sim_layers, check_source,
+        check_workspace, declared_names,
     };
 
     #[test]
@@ -781,6 +820,22 @@ mod tests {
             source,
         );
         assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    #[test]
+    fn a_test_where_no_harness_runs_it_is_caught() {
+        let path = Path::new("bins/src/bin/circle-ha.rs");
+        let found = check_no_tests(
+            path,
+            "fn main() {}\n#[cfg(test)]\nmod tests {\n    #[test]\n",
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0]
+                .message
+                .starts_with("line 2: a test in a target built without")
+        );
+        assert!(check_no_tests(path, "// #[test] in a comment\nfn main() {}\n").is_empty());
     }
 
     #[test]
