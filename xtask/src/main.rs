@@ -364,7 +364,12 @@ fn test() -> Result<(), String> {
         .map(|o| o.label.as_str())
         .collect();
     if !failed.is_empty() {
-        return Err(format!("tests failed in {}", failed.join(", ")));
+        eprintln!("xtask: so far: {}", timings.join(", "));
+        return Err(format!(
+            "tests failed in {} (after {:.0} s of tests)",
+            failed.join(", "),
+            started.elapsed().as_secs_f64()
+        ));
     }
     timings.push(format!(
         "tests {:.0} s ({} passed)",

@@ -516,123 +516,32 @@ async fn restore_reading(
     };
     let members = &members;
     let shared_manifest = std::sync::Arc::new(report.manifest.clone());
-    let shared_manifest = &shared_manifest;
     // Each database's row counts, taken as soon as it is loaded (while the
     // others still load) rather than all at the end.
     let counted_cell = std::sync::Mutex::new(PgCounts::new());
-    let counted = &counted_cell;
     // What the loads found that the operator should know (tables with
     // OIDs in a pg_dump 9.x file).
     let load_warnings_cell = std::sync::Mutex::new(Vec::<String>::new());
-    let load_warnings = &load_warnings_cell;
-    let noted = |notes: Vec<String>| {
-        load_warnings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(notes);
-    };
-    let noted = &noted;
     let pg_part = async {
         let Some(pg) = spec.postgres else {
             return Ok::<Vec<String>, Error>(Vec::new());
         };
+        let load = PgLoad {
+            pg,
+            archive: &spec.archive,
+            drop: spec.drop,
+            meter,
+            progress,
+            streaming,
+            index,
+            manifest: &shared_manifest,
+            members,
+            counted: &counted_cell,
+            warnings: &load_warnings_cell,
+        };
+        let load = &load;
         let outcomes = for_each_parallel(pg_items, spec.parallel, |item| async move {
-            let part = meter.part(&format!("postgres {}", item.db), 0);
-            let meter = &part;
-            let member = item.member.as_ref().filter(|_| streaming);
-            let indexed = member.and_then(|m| {
-                index.and_then(|(source, i)| {
-                    i.members.iter().find(|e| e.name == *m).map(|e| (source, e))
-                })
-            });
-            if let (Some(member), Some((source, entry))) = (member, indexed) {
-                // Read on its own from the archive, checked as it passes,
-                // committed only once it matched the manifest.
-                let verdict = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-                let open = {
-                    let (path, entry, manifest, verdict) = (
-                        source.clone(),
-                        entry.clone(),
-                        shared_manifest.clone(),
-                        verdict.clone(),
-                    );
-                    move || {
-                        let member = path.open_member(&entry).inspect_err(|e| {
-                            *verdict.lock().unwrap_or_else(|e| e.into_inner()) =
-                                Some(format!("{}: {e}", entry.name));
-                        })?;
-                        Ok(crate::verify::VerifyingReader::new(
-                            member,
-                            &entry.name,
-                            manifest,
-                            verdict,
-                        ))
-                    }
-                };
-                let source = format!("{} ({member})", spec.archive.display());
-                return match pg
-                    .restore_database_reading(
-                        &item.db,
-                        &source,
-                        open,
-                        meter,
-                        spec.drop,
-                        crate::sqlsplit::Dialect::Own,
-                    )
-                    .await
-                {
-                    Ok(notes) => {
-                        noted(notes);
-                        progress(&format!("postgres {}: restored", item.db));
-                        count_loaded(pg, shared_manifest, &item.db, counted).await?;
-                        Ok(None)
-                    }
-                    Err(e) => {
-                        let why = verdict.lock().unwrap_or_else(|e| e.into_inner()).take();
-                        match why {
-                            Some(why) => Ok(Some(format!(
-                                "postgres {}: not restored (rolled back): {member} is damaged \
-                                 ({why})",
-                                item.db
-                            ))),
-                            None => Err(e),
-                        }
-                    }
-                };
-            }
-            let Some(member) = member else {
-                noted(
-                    pg.restore_database(&item.db, &item.sql, meter, spec.drop, item.dialect)
-                        .await?,
-                );
-                progress(&format!("postgres {}: restored", item.db));
-                count_loaded(pg, shared_manifest, &item.db, counted).await?;
-                return Ok(None);
-            };
-            let Some(growing) = members.wait(member).await else {
-                return Ok(Some(format!(
-                    "postgres {}: not restored: {member} is not in the archive",
-                    item.db
-                )));
-            };
-            match pg
-                .restore_database_growing(&item.db, growing.clone(), meter, spec.drop)
-                .await
-            {
-                Ok(notes) => {
-                    noted(notes);
-                    progress(&format!("postgres {}: restored", item.db));
-                    count_loaded(pg, shared_manifest, &item.db, counted).await?;
-                    Ok(None)
-                }
-                // Its part of the archive is damaged: rolled back, the
-                // others go on.
-                Err(_) if growing.damaged() => Ok(Some(format!(
-                    "postgres {}: not restored (rolled back): {member} is damaged",
-                    item.db
-                ))),
-                Err(e) => Err(e),
-            }
+            load.restore(item).await
         })
         .await?;
         Ok(outcomes.into_iter().flatten().collect())
@@ -703,6 +612,135 @@ async fn restore_reading(
         started.elapsed().as_secs_f64()
     ));
     Ok(report)
+}
+
+/// What every PostgreSQL database's load in a restore shares.
+struct PgLoad<'a> {
+    pg: &'a PgClient,
+    /// The archive, for messages.
+    archive: &'a Path,
+    /// Replace what the target holds.
+    drop: bool,
+    meter: &'a Meter,
+    progress: ha_plan::Progress<'a>,
+    /// Whether databases are loaded as their parts are read.
+    streaming: bool,
+    /// The archive's members, to read one on its own (seekable archives).
+    index: Option<(&'a crate::archive::Source, &'a crate::archive::SeekIndex)>,
+    manifest: &'a std::sync::Arc<Manifest>,
+    /// Members being read, handed over as they start.
+    members: &'a Members,
+    /// Each database's row counts, taken as soon as it is loaded.
+    counted: &'a std::sync::Mutex<PgCounts>,
+    /// What the loads found that the operator should know.
+    warnings: &'a std::sync::Mutex<Vec<String>>,
+}
+
+impl PgLoad<'_> {
+    /// `db` was loaded: its notes kept, said, and its rows counted.
+    async fn restored(&self, db: &str, notes: Vec<String>) -> Result<Option<String>, Error> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(notes);
+        (self.progress)(&format!("postgres {db}: restored"));
+        count_loaded(self.pg, self.manifest, db, self.counted).await?;
+        Ok(None)
+    }
+
+    /// Loads one database: from its own member of a seekable archive
+    /// (checked as it passes, committed once it matched the manifest),
+    /// from its unpacked file, or from its member as it is being read.
+    /// `Some(why)` when its part of the archive is damaged (rolled back;
+    /// the others go on).
+    async fn restore(&self, item: PgItem) -> Result<Option<String>, Error> {
+        let part = self.meter.part(&format!("postgres {}", item.db), 0);
+        let meter = &part;
+        let member = item.member.as_ref().filter(|_| self.streaming);
+        let indexed = member.and_then(|m| {
+            self.index.and_then(|(source, i)| {
+                i.members.iter().find(|e| e.name == *m).map(|e| (source, e))
+            })
+        });
+        if let (Some(member), Some((source, entry))) = (member, indexed) {
+            // Read on its own from the archive, checked as it passes,
+            // committed only once it matched the manifest.
+            let verdict = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+            let open = {
+                let (path, entry, manifest, verdict) = (
+                    source.clone(),
+                    entry.clone(),
+                    self.manifest.clone(),
+                    verdict.clone(),
+                );
+                move || {
+                    let member = path.open_member(&entry).inspect_err(|e| {
+                        *verdict.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(format!("{}: {e}", entry.name));
+                    })?;
+                    Ok(crate::verify::VerifyingReader::new(
+                        member,
+                        &entry.name,
+                        manifest,
+                        verdict,
+                    ))
+                }
+            };
+            let source = format!("{} ({member})", self.archive.display());
+            return match self
+                .pg
+                .restore_database_reading(
+                    &item.db,
+                    &source,
+                    open,
+                    meter,
+                    self.drop,
+                    crate::sqlsplit::Dialect::Own,
+                )
+                .await
+            {
+                Ok(notes) => self.restored(&item.db, notes).await,
+                Err(e) => {
+                    let why = verdict.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    match why {
+                        Some(why) => Ok(Some(format!(
+                            "postgres {}: not restored (rolled back): {member} is damaged \
+                             ({why})",
+                            item.db
+                        ))),
+                        None => Err(e),
+                    }
+                }
+            };
+        }
+        let Some(member) = member else {
+            let notes = self
+                .pg
+                .restore_database(&item.db, &item.sql, meter, self.drop, item.dialect)
+                .await?;
+            return self.restored(&item.db, notes).await;
+        };
+        let Some(growing) = self.members.wait(member).await else {
+            return Ok(Some(format!(
+                "postgres {}: not restored: {member} is not in the archive",
+                item.db
+            )));
+        };
+        match self
+            .pg
+            .restore_database_growing(&item.db, growing.clone(), meter, self.drop)
+            .await
+        {
+            Ok(notes) => self.restored(&item.db, notes).await,
+            // Its part of the archive is damaged: rolled back, the
+            // others go on.
+            Err(_) if growing.damaged() => Ok(Some(format!(
+                "postgres {}: not restored (rolled back): {member} is damaged",
+                item.db
+            ))),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Waits for the manifest and every MongoDB member of a streamed archive

@@ -53,5 +53,5 @@ pub use moto::{MOTO_ACCESS_KEY_ID, MOTO_REGION, MOTO_SECRET_ACCESS_KEY, Moto};
 pub use openbao::{OpenBao, OpenBaoProcess};
 pub use pki::{LAB_CLIENT_UNIT, LAB_HOST_UNIT, LAB_ORGANIZATION, LabPki};
 pub use postgres::{Postgres, PostgresOptions};
-pub use process::{free_port, random_password};
+pub use process::{free_port, random_password, write_executable};
 pub use tools::{INSTALL_HINT, MongoImpl, TOOLS_DIR_IN_WORKSPACE, Toolbox};

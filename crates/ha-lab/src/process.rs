@@ -261,6 +261,43 @@ pub(crate) fn port_open(port: u16) -> bool {
 /// Ports handed out by this process, never handed out twice.
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
+/// Writes an executable script (mode 0755) that a test then runs.
+///
+/// Written through `sh` rather than from this process: a file this
+/// (multithreaded) process holds open for writing is inherited by any child
+/// another thread forks meanwhile, until that child execs, and executing
+/// the script then fails with "Text file busy" (ETXTBSY) — a flake that
+/// shows under load. Here only the short-lived `sh` ever holds the file
+/// open for writing.
+pub fn write_executable(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), Error> {
+    use std::io::Write as _;
+    let spawn_error = |source| Error::Spawn {
+        what: "sh (writing a script)",
+        program: PathBuf::from("sh"),
+        source,
+    };
+    let mut child = Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    let written = child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(contents.as_ref()));
+    let status = child.wait().map_err(spawn_error)?;
+    match written {
+        Some(Ok(())) if status.success() => Ok(()),
+        Some(Err(source)) => Err(spawn_error(source)),
+        _ => Err(Error::SetupFailed {
+            what: format!("writing {}", path.display()),
+            status,
+            output_tail: String::new(),
+        }),
+    }
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago and that this process
 /// has not handed out before. Another process may still take it before the
 /// service binds it; services retry start-up on "address in use".

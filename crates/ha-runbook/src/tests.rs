@@ -26,6 +26,19 @@ fn unreachable_postgres(admin: bool) -> PostgresSetup {
     )
 }
 
+/// A backup check of EBS snapshots in eu-west-1.
+fn ebs_backup() -> BackupCheck {
+    BackupCheck::new(
+        "rs0",
+        mongo_backup::StoreSpec::Ebs {
+            volumes: vec!["vol-1".to_owned()],
+            region: "eu-west-1".to_owned(),
+        },
+        "/var/lib/mongodb",
+        Duration::from_secs(3600),
+    )
+}
+
 #[test]
 fn concerns_parse_by_name_and_only_the_applied_ones() {
     for concern in Concern::ALL {
@@ -132,15 +145,7 @@ async fn nothing_checked_is_not_healthy() {
 fn status_names_the_regions_whose_clients_it_needs() {
     let mut runbook = Runbook::new();
     assert_eq!(StatusAws::of(&runbook), StatusAws::default());
-    runbook.backup = Some(BackupCheck::new(
-        "rs0",
-        mongo_backup::StoreSpec::Ebs {
-            volumes: vec!["vol-1".to_owned()],
-            region: "eu-west-1".to_owned(),
-        },
-        "/var/lib/mongodb",
-        Duration::from_secs(3600),
-    ));
+    runbook.backup = Some(ebs_backup());
     runbook.keys = Some(KeysCheck::new(
         services_userdata::keys::KeyStore {
             bucket: "b".to_owned(),
@@ -157,15 +162,7 @@ fn status_names_the_regions_whose_clients_it_needs() {
 #[tokio::test]
 async fn an_ebs_backup_without_its_client_is_an_unhealthy_finding() {
     let mut runbook = Runbook::new();
-    runbook.backup = Some(BackupCheck::new(
-        "rs0",
-        mongo_backup::StoreSpec::Ebs {
-            volumes: vec!["vol-1".to_owned()],
-            region: "eu-west-1".to_owned(),
-        },
-        "/var/lib/mongodb",
-        Duration::from_secs(3600),
-    ));
+    runbook.backup = Some(ebs_backup());
     let checks = status(&runbook, &StatusOptions::default()).await;
     assert_eq!(checks.len(), 1);
     assert_eq!(checks[0].concern, Concern::Backup);

@@ -391,7 +391,6 @@ async fn equal_counts_but_other_rows_are_refused_by_restore_and_transfer() {
 /// the source); nothing starts `psql`.
 #[tokio::test(flavor = "multi_thread")]
 async fn restore_and_transfer_start_no_psql() {
-    use std::os::unix::fs::PermissionsExt as _;
     let old = Pg::start();
     let new = Pg::start();
     old.psql("postgres", "CREATE DATABASE keep");
@@ -405,7 +404,7 @@ async fn restore_and_transfer_start_no_psql() {
     let log = dir.path().join("started.log");
     for program in ["pg_dump", "psql", "pg_dumpall", "pg_restore"] {
         let path = wrappers.join(program);
-        std::fs::write(
+        ha_lab::write_executable(
             &path,
             format!(
                 "#!/bin/sh\necho {program} >> '{}'\nexec '{}' \"$@\"\n",
@@ -414,7 +413,6 @@ async fn restore_and_transfer_start_no_psql() {
             ),
         )
         .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let wrap = |client: circle_export::PgClient| {
         circle_export::PgClient::new(client.conn().clone(), Some(wrappers.clone())).unwrap()

@@ -42,9 +42,8 @@ const FIXTURE: &str = concat!(
 
 /// Writes the stand-in for the container's pg_dump into `dir`.
 fn container(dir: &Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
     let script = dir.join("docker-exec-postgres");
-    std::fs::write(
+    ha_lab::write_executable(
         &script,
         format!(
             "#!/bin/sh\n\
@@ -58,7 +57,6 @@ fn container(dir: &Path) -> std::path::PathBuf {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     script
 }
 

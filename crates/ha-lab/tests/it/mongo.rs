@@ -8,7 +8,6 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use ha_lab::{MongoImpl, MongoMember, MongoMemberOptions, MongoTls, TlsMode, Toolbox};
@@ -18,7 +17,7 @@ use ha_lab::{MongoImpl, MongoMember, MongoMemberOptions, MongoTls, TlsMode, Tool
 fn stand_in(dir: &Path) -> PathBuf {
     let python = Toolbox::discover(std::env::vars_os()).python().unwrap();
     let path = dir.join("stand-in-mongod");
-    fs::write(
+    ha_lab::write_executable(
         &path,
         format!(
             "#!{}\nimport socket, sys, os\nargs = sys.argv[1:]\n\
@@ -31,7 +30,6 @@ fn stand_in(dir: &Path) -> PathBuf {
         ),
     )
     .unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
 
