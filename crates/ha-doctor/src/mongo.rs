@@ -293,202 +293,256 @@ pub(crate) async fn check_uri(
             return;
         }
     };
-    let password = parts.password.clone();
-    let hosts = parts.hosts.join(",");
-    report.check(name, &hosts);
+    let check = UriCheck {
+        name,
+        hosts: parts.hosts.join(","),
+        parts: &parts,
+        ca,
+        options,
+    };
+    report.check(name, &check.hosts);
     if !parts.tls {
         report.find(
             Cause::Tls,
             name,
-            &hosts,
+            &check.hosts,
             "has no ssl=true: the password and data cross the network in clear, and a TLS-only \
              set refuses it",
         );
     }
-    let mut open = Vec::new();
-    for host in &parts.hosts {
-        let reach = match reached.get(host) {
-            Some(known) => known.clone(),
-            None => reach(host, options.step_timeout).await,
-        };
-        match reach {
-            Reach::Open => open.push(host.clone()),
-            Reach::Unresolved(why) => report.find(
-                Cause::Network,
-                name,
-                host,
-                format!("does not resolve from this machine ({why}): add it to DNS (the runbook's step 2)"),
-            ),
-            Reach::Closed(why, true) => report.find(
-                Cause::LocalhostOnly,
-                name,
-                host,
-                format!(
-                    "refuses connections from here ({why}) but answers on localhost: mongod is \
-                     restricted to localhost; add this host's address to net.bindIp"
-                ),
-            ),
-            Reach::Closed(why, false) => report.find(
-                Cause::Network,
-                name,
-                host,
-                format!(
-                    "does not answer from this machine ({why}): mongod down, a firewall or \
-                     security group, or net.bindIp without this address"
-                ),
-            ),
-        }
-    }
+    let open = check.open_hosts(reached, report).await;
     let Some(first) = open.first() else {
         return;
     };
-    if parts.tls
-        && let Some(why) = tls_handshake(first, ca, options.step_timeout).await
-    {
-        report.find(
-            Cause::Tls,
-            name,
-            first,
-            format!(
-                "the TLS handshake against the installed CA fails ({why}): the server's \
-                 certificate must be signed by that CA, name this host and be valid now"
-            ),
-        );
-        return;
+    if check.set_shape(first, report).await {
+        check.as_circleci(uri, report).await;
     }
-    // The set as its member describes it, over TLS, without logging in.
-    let mut direct = client_options(&parts, ca, options);
-    direct.hosts = vec![ServerAddress::parse(first).unwrap_or_else(|_| ServerAddress::default())];
-    direct.direct_connection = Some(true);
-    let hello = match mongodb::Client::with_options(direct) {
-        Ok(client) => {
-            client
-                .database("admin")
-                .run_command(doc! {"hello": 1})
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    let hello = match hello {
-        Ok(hello) => hello,
-        Err(e) => {
-            let cause = classify(&e);
-            report.find(
-                cause,
-                name,
-                first,
-                redact(&format!("{e}"), password.as_deref()),
-            );
-            return;
-        }
-    };
-    let set_name = hello.get_str("setName").ok().map(str::to_owned);
-    if parts.replica_set.is_some() && parts.replica_set != set_name {
-        report.find(
-            Cause::DatabaseConfiguration,
-            name,
-            first,
-            format!(
-                "replicaSet={} but the set is named {}: fix the URI (or the set's --replSet)",
-                parts.replica_set.as_deref().unwrap_or(""),
-                set_name.as_deref().unwrap_or("(not a replica set)")
-            ),
-        );
-        return;
+}
+
+/// One URI's checks, stage by stage; each stage that finds the URI
+/// unusable says so in the report and the later ones do not run.
+struct UriCheck<'a> {
+    /// The setting the URI is (`MONGO_URI`, …).
+    name: &'a str,
+    parts: &'a Parts,
+    /// The hosts, comma-separated, for the report.
+    hosts: String,
+    ca: Option<&'a Ca>,
+    options: &'a Options,
+}
+
+impl UriCheck<'_> {
+    /// The URI's password, for redacting driver messages.
+    fn password(&self) -> Option<&str> {
+        self.parts.password.as_deref()
     }
-    let members: Vec<String> = hello
-        .get_array("hosts")
-        .map(|hosts| {
-            hosts
-                .iter()
-                .filter_map(|h| h.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    for member in members
-        .iter()
-        .filter(|m| !parts.hosts.iter().any(|h| h.eq_ignore_ascii_case(m)))
-    {
-        match reach(member, options.step_timeout).await {
-            Reach::Open => {}
-            _ => report.find(
-                Cause::Network,
-                name,
-                member,
-                "the set's configuration names this member, and it cannot be reached from here \
-                 (an AWS-internal host name? rename the members as the runbook's note says)",
-            ),
-        }
-    }
-    // As CircleCI: the whole URI, its user and authSource.
-    let mut full = match ClientOptions::parse(uri).await {
-        Ok(full) => full,
-        Err(e) => {
-            report.find(
-                Cause::MalformedUri,
-                name,
-                &hosts,
-                redact(&format!("the driver rejects it: {e}"), password.as_deref()),
-            );
-            return;
-        }
-    };
-    full.connect_timeout = Some(options.step_timeout);
-    full.server_selection_timeout = Some(options.step_timeout * 2);
-    // CircleCI's own TLS options stay as its URI says; only the CA file
-    // is the one installed on this machine.
-    if let Some(Tls::Enabled(tls)) = &mut full.tls {
-        tls.ca_file_path = ca.map(|c| c.path.clone());
-    }
-    let client = match mongodb::Client::with_options(full) {
-        Ok(client) => client,
-        Err(e) => {
-            report.find(
-                classify(&e),
-                name,
-                &hosts,
-                redact(&e.to_string(), password.as_deref()),
-            );
-            return;
-        }
-    };
-    let database = client.database(&parts.database);
-    if let Err(e) = database.run_command(doc! {"ping": 1}).await {
-        let cause = classify(&e);
-        let message = match cause {
-            Cause::Credentials => "the login fails: the user, its password or authSource is wrong \
-                                   (the user is created in admin: authSource=admin)"
-                .to_owned(),
-            _ => redact(&e.to_string(), password.as_deref()),
-        };
-        report.find(cause, name, &hosts, message);
-        return;
-    }
-    if options.read_only {
-        return;
-    }
-    let probe = database.collection::<bson::Document>("circle_ha_doctor_probe");
-    let id = ObjectId::new();
-    match probe
-        .insert_one(doc! {"_id": id, "by": "circle-ha doctor"})
-        .await
-    {
-        Ok(_) => {
-            let _ = probe.delete_one(doc! {"_id": id}).await;
-            let _ = probe.drop().await;
-        }
-        Err(e) => {
-            let cause = classify(&e);
-            let message = if cause == Cause::DatabaseConfiguration {
-                format!(
-                    "the user may not write to {}: grant it readWrite on {} (the runbook's \
-                     createUser forgets remote_containers_dev_ghe)",
-                    parts.database, parts.database
-                )
-            } else {
-                redact(&e.to_string(), password.as_deref())
+
+    /// The URI's hosts this machine reaches (`reached`: those the earlier
+    /// checks already tried); each one it does not is a finding with why.
+    async fn open_hosts(
+        &self,
+        reached: &std::collections::HashMap<String, Reach>,
+        report: &mut Report,
+    ) -> Vec<String> {
+        let mut open = Vec::new();
+        for host in &self.parts.hosts {
+            let reach = match reached.get(host) {
+                Some(known) => known.clone(),
+                None => reach(host, self.options.step_timeout).await,
             };
-            report.find(cause, name, &parts.database, message);
+            match reach {
+                Reach::Open => open.push(host.clone()),
+                Reach::Unresolved(why) => report.find(
+                    Cause::Network,
+                    self.name,
+                    host,
+                    format!("does not resolve from this machine ({why}): add it to DNS (the runbook's step 2)"),
+                ),
+                Reach::Closed(why, true) => report.find(
+                    Cause::LocalhostOnly,
+                    self.name,
+                    host,
+                    format!(
+                        "refuses connections from here ({why}) but answers on localhost: mongod is \
+                         restricted to localhost; add this host's address to net.bindIp"
+                    ),
+                ),
+                Reach::Closed(why, false) => report.find(
+                    Cause::Network,
+                    self.name,
+                    host,
+                    format!(
+                        "does not answer from this machine ({why}): mongod down, a firewall or \
+                         security group, or net.bindIp without this address"
+                    ),
+                ),
+            }
+        }
+        open
+    }
+
+    /// The set as its member `first` describes it, over TLS, without
+    /// logging in: the handshake against the installed CA, the set's name
+    /// against the URI's, every member reachable from here. False when the
+    /// URI cannot be used further.
+    async fn set_shape(&self, first: &str, report: &mut Report) -> bool {
+        if self.parts.tls
+            && let Some(why) = tls_handshake(first, self.ca, self.options.step_timeout).await
+        {
+            report.find(
+                Cause::Tls,
+                self.name,
+                first,
+                format!(
+                    "the TLS handshake against the installed CA fails ({why}): the server's \
+                     certificate must be signed by that CA, name this host and be valid now"
+                ),
+            );
+            return false;
+        }
+        // The set as its member describes it, over TLS, without logging in.
+        let mut direct = client_options(self.parts, self.ca, self.options);
+        direct.hosts =
+            vec![ServerAddress::parse(first).unwrap_or_else(|_| ServerAddress::default())];
+        direct.direct_connection = Some(true);
+        let hello = match mongodb::Client::with_options(direct) {
+            Ok(client) => {
+                client
+                    .database("admin")
+                    .run_command(doc! {"hello": 1})
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let hello = match hello {
+            Ok(hello) => hello,
+            Err(e) => {
+                let cause = classify(&e);
+                report.find(
+                    cause,
+                    self.name,
+                    first,
+                    redact(&format!("{e}"), self.password()),
+                );
+                return false;
+            }
+        };
+        let set_name = hello.get_str("setName").ok().map(str::to_owned);
+        if self.parts.replica_set.is_some() && self.parts.replica_set != set_name {
+            report.find(
+                Cause::DatabaseConfiguration,
+                self.name,
+                first,
+                format!(
+                    "replicaSet={} but the set is named {}: fix the URI (or the set's --replSet)",
+                    self.parts.replica_set.as_deref().unwrap_or(""),
+                    set_name.as_deref().unwrap_or("(not a replica set)")
+                ),
+            );
+            return false;
+        }
+        let members: Vec<String> = hello
+            .get_array("hosts")
+            .map(|hosts| {
+                hosts
+                    .iter()
+                    .filter_map(|h| h.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for member in members
+            .iter()
+            .filter(|m| !self.parts.hosts.iter().any(|h| h.eq_ignore_ascii_case(m)))
+        {
+            match reach(member, self.options.step_timeout).await {
+                Reach::Open => {}
+                _ => report.find(
+                    Cause::Network,
+                    self.name,
+                    member,
+                    "the set's configuration names this member, and it cannot be reached from here \
+                     (an AWS-internal host name? rename the members as the runbook's note says)",
+                ),
+            }
+        }
+        true
+    }
+
+    /// As CircleCI connects: the whole URI, its user and authSource; a
+    /// ping, then (unless read-only) a write and its removal.
+    async fn as_circleci(&self, uri: &str, report: &mut Report) {
+        // As CircleCI: the whole URI, its user and authSource.
+        let mut full = match ClientOptions::parse(uri).await {
+            Ok(full) => full,
+            Err(e) => {
+                report.find(
+                    Cause::MalformedUri,
+                    self.name,
+                    &self.hosts,
+                    redact(&format!("the driver rejects it: {e}"), self.password()),
+                );
+                return;
+            }
+        };
+        full.connect_timeout = Some(self.options.step_timeout);
+        full.server_selection_timeout = Some(self.options.step_timeout * 2);
+        // CircleCI's own TLS options stay as its URI says; only the CA file
+        // is the one installed on this machine.
+        if let Some(Tls::Enabled(tls)) = &mut full.tls {
+            tls.ca_file_path = self.ca.map(|c| c.path.clone());
+        }
+        let client = match mongodb::Client::with_options(full) {
+            Ok(client) => client,
+            Err(e) => {
+                report.find(
+                    classify(&e),
+                    self.name,
+                    &self.hosts,
+                    redact(&e.to_string(), self.password()),
+                );
+                return;
+            }
+        };
+        let database = client.database(&self.parts.database);
+        if let Err(e) = database.run_command(doc! {"ping": 1}).await {
+            let cause = classify(&e);
+            let message = match cause {
+                Cause::Credentials => {
+                    "the login fails: the user, its password or authSource is wrong \
+                                       (the user is created in admin: authSource=admin)"
+                        .to_owned()
+                }
+                _ => redact(&e.to_string(), self.password()),
+            };
+            report.find(cause, self.name, &self.hosts, message);
+            return;
+        }
+        if self.options.read_only {
+            return;
+        }
+        let probe = database.collection::<bson::Document>("circle_ha_doctor_probe");
+        let id = ObjectId::new();
+        match probe
+            .insert_one(doc! {"_id": id, "by": "circle-ha doctor"})
+            .await
+        {
+            Ok(_) => {
+                let _ = probe.delete_one(doc! {"_id": id}).await;
+                let _ = probe.drop().await;
+            }
+            Err(e) => {
+                let cause = classify(&e);
+                let message = if cause == Cause::DatabaseConfiguration {
+                    format!(
+                        "the user may not write to {}: grant it readWrite on {} (the runbook's \
+                         createUser forgets remote_containers_dev_ghe)",
+                        self.parts.database, self.parts.database
+                    )
+                } else {
+                    redact(&e.to_string(), self.password())
+                };
+                report.find(cause, self.name, &self.parts.database, message);
+            }
         }
     }
 }
