@@ -285,8 +285,11 @@ async fn snapshot<S: SnapshotStore>(
         .await?;
     let session = mongo_rs_setup::Session::new(&setup.spec);
     let (handle, cancel) = Cancel::new();
+    // Watched from here, before the run starts (not from the task's
+    // first poll).
+    let stop = cli::interrupted();
     let signals = tokio::spawn(async move {
-        cli::interrupted().await;
+        stop.await;
         handle.cancel();
     });
     let progress = printer(tool, json);

@@ -50,9 +50,12 @@ pub fn run_main_interruptible(
         return Exit::Failure.into();
     };
     let outcome = runtime.block_on(async {
+        // Watched before the work is first polled.
+        let stop = interrupted();
         tokio::select! {
+            biased;
+            () = stop => None,
             res = work => Some(res),
-            () = interrupted() => None,
         }
     });
     match outcome {
@@ -68,19 +71,28 @@ pub fn run_main_interruptible(
     }
 }
 
-/// Resolves on SIGINT or SIGTERM (never, if they cannot be watched).
-pub async fn interrupted() {
+/// Watches SIGINT and SIGTERM from this call on (call it inside the
+/// runtime, before the work starts): the future resolves on the first of
+/// them (never, if they cannot be watched). Watching from the call rather
+/// than from the future's first poll matters: a signal that arrives before
+/// the handlers are installed kills the process outright, leaving its
+/// files behind — under load, a test that signalled as soon as the export
+/// had created its password file saw exactly that.
+pub fn interrupted() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
     }
 }
 
