@@ -63,9 +63,91 @@ pub enum Error {
         /// What went wrong.
         source: crate::wire::WireError,
     },
-    /// Bad input found before anything was touched.
+    /// Bad input found before anything was touched: a setting, a path, a
+    /// name, or archive content that cannot be read.
     #[error("{0}")]
     Invalid(String),
+    /// The archive holds data of a kind no target was given for; nothing
+    /// was written.
+    #[error("the archive holds {count} {items}: give a {server} target")]
+    NoTarget {
+        /// `MongoDB` or `PostgreSQL`.
+        server: &'static str,
+        /// How many.
+        count: usize,
+        /// `MongoDB collections`, `PostgreSQL databases`.
+        items: &'static str,
+    },
+    /// A database asked for is not on the server.
+    #[error("{server} database {database:?} does not exist on {on} (it has: {})", .has.join(", "))]
+    NoSuchDatabase {
+        /// `MongoDB` or `PostgreSQL`.
+        server: &'static str,
+        /// The database asked for.
+        database: String,
+        /// The server, as messages name it.
+        on: String,
+        /// The databases it has.
+        has: Vec<String>,
+    },
+    /// A source collection changed while it was being exported (CircleCI's
+    /// services were still running).
+    #[error(
+        "MongoDB {server}, {what}: the cursor gave {read} documents but the collection holds \
+         {counted}: something wrote to it during the export (stop CircleCI's services first)"
+    )]
+    SourceChanged {
+        /// The server.
+        server: String,
+        /// The database and collection.
+        what: String,
+        /// Documents read.
+        read: u64,
+        /// Documents counted afterwards.
+        counted: u64,
+    },
+    /// A write to the target replica set failed for a reason other than a
+    /// lost primary (which is waited for).
+    #[error("{what}: {detail}")]
+    TargetWrite {
+        /// The write (`insert into db.collection`, `reading back …`).
+        what: String,
+        /// The server's answer.
+        detail: String,
+    },
+    /// The target replica set had no primary for longer than the failover
+    /// wait; a rerun resumes where it stopped.
+    #[error(
+        "{what}: no primary for {waited_secs} s ({lost}): the replica set cannot elect one — \
+         bring its members back (check with `mongo-rs-setup status`), then run the same restore \
+         again: it resumes where it stopped, dropping nothing"
+    )]
+    NoPrimary {
+        /// The write that waited.
+        what: String,
+        /// How long it waited.
+        waited_secs: u64,
+        /// How the primary was lost.
+        lost: String,
+    },
+    /// A document the target already holds under an `_id` differs from the
+    /// archive's; nothing of it was overwritten.
+    #[error(
+        "{what}: the document with _id {id} is already there and differs from the archive's; \
+         nothing of it was overwritten — drop what the target holds first to replace it"
+    )]
+    Conflicting {
+        /// The collection.
+        what: String,
+        /// The `_id`, as extended JSON.
+        id: String,
+    },
+    /// A worker of this crate's own failed (a bug, not the input): what.
+    #[error("{what}")]
+    Internal {
+        /// What failed.
+        what: String,
+    },
 }
 
 impl Error {

@@ -342,8 +342,9 @@ pub(crate) async fn write_archive(
         let what = || format!("writing {}", out.display());
         let mut writer = ArchiveWriter::create(&out, compression, threads, seal.as_ref())
             .map_err(Error::io(what()))?;
-        let json =
-            serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal {
+            what: format!("writing the manifest: {e}"),
+        })?;
         writer
             .append_bytes(MANIFEST_PATH, &json)
             .map_err(Error::io(what()))?;
@@ -355,7 +356,9 @@ pub(crate) async fn write_archive(
         writer.finish().map_err(Error::io(what()))
     })
     .await
-    .map_err(|e| Error::Invalid(format!("the archive writer panicked: {e}")))?
+    .map_err(|e| Error::Internal {
+        what: format!("the archive writer panicked: {e}"),
+    })?
 }
 
 /// Checks `spec` before anything is read or written: the archive name

@@ -173,7 +173,10 @@ impl Failover<'_> {
                 Err(_) => format!("no answer within {} s", left.as_secs()),
                 Ok(Err(error)) => match classify(&error) {
                     Outcome::Fatal(text) => {
-                        return Err(Error::Invalid(format!("insert into {what}: {text}")));
+                        return Err(Error::TargetWrite {
+                            what: format!("insert into {what}"),
+                            detail: text,
+                        });
                     }
                     Outcome::Duplicates {
                         indexes,
@@ -213,7 +216,12 @@ impl Failover<'_> {
                 Err(_) => format!("no answer within {} s", left.as_secs()),
                 Ok(Err(error)) => match lost_primary(&error) {
                     Some(lost) => lost,
-                    None => return Err(Error::Invalid(format!("{what}: {}", cause(&error)))),
+                    None => {
+                        return Err(Error::TargetWrite {
+                            what: what.to_owned(),
+                            detail: cause(&error),
+                        });
+                    }
                 },
             };
             waiting_since =
@@ -254,12 +262,11 @@ impl Failover<'_> {
         }
         let waited = since.elapsed();
         if waited >= self.wait {
-            return Err(Error::Invalid(format!(
-                "{what}: no primary for {} s ({lost}): the replica set cannot elect one — \
-                 bring its members back (check with `mongo-rs-setup status`), then run the \
-                 same restore again: it resumes where it stopped, dropping nothing",
-                waited.as_secs()
-            )));
+            return Err(Error::NoPrimary {
+                what: what.to_owned(),
+                waited_secs: waited.as_secs(),
+                lost: lost.to_owned(),
+            });
         }
         Ok(since)
     }
@@ -286,10 +293,9 @@ async fn check_duplicates(
             .ok()
             .flatten()
             .and_then(|id| Bson::try_from(id.to_raw_bson()).ok())
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "insert into {what}: a document refused as a duplicate has no readable _id"
-                ))
+            .ok_or_else(|| Error::TargetWrite {
+                what: format!("insert into {what}"),
+                detail: "a document refused as a duplicate has no readable _id".to_owned(),
             })?;
         wanted.push((id_key(&id), id, document));
     }
@@ -299,12 +305,14 @@ async fn check_duplicates(
     let mut cursor = collection
         .find(doc! {"_id": {"$in": ids}})
         .await
-        .map_err(|e| Error::Invalid(format!("reading back {what}: {}", cause(&e))))?;
-    while let Some(document) = cursor
-        .try_next()
-        .await
-        .map_err(|e| Error::Invalid(format!("reading back {what}: {}", cause(&e))))?
-    {
+        .map_err(|e| Error::TargetWrite {
+            what: format!("reading back {what}"),
+            detail: cause(&e),
+        })?;
+    while let Some(document) = cursor.try_next().await.map_err(|e| Error::TargetWrite {
+        what: format!("reading back {what}"),
+        detail: cause(&e),
+    })? {
         if let Some(id) = document
             .get("_id")
             .ok()
@@ -320,11 +328,10 @@ async fn check_duplicates(
             None => all_there = false,
             Some(present) if present.as_bytes() == archived.as_bytes() => {}
             Some(_) => {
-                return Err(Error::Invalid(format!(
-                    "{what}: the document with _id {id} is already there and differs from \
-                     the archive's; nothing of it was overwritten — drop what the target holds \
-                     first to replace it"
-                )));
+                return Err(Error::Conflicting {
+                    what: what.to_owned(),
+                    id: id.to_string(),
+                });
             }
         }
     }

@@ -118,10 +118,12 @@ pub async fn list_collections_wire(
 fn databases_to_export(names: &[String], only: &[String]) -> Result<Vec<String>, Error> {
     for wanted in only {
         if !names.contains(wanted) {
-            return Err(Error::Invalid(format!(
-                "MongoDB database {wanted:?} does not exist on the source (it has: {})",
-                names.join(", ")
-            )));
+            return Err(Error::NoSuchDatabase {
+                server: "MongoDB",
+                database: wanted.clone(),
+                on: "the source".to_owned(),
+                has: names.to_vec(),
+            });
         }
     }
     Ok(names
@@ -274,11 +276,12 @@ pub async fn export_collection_wire(
         .map_err(Error::io(format!("spool file for {what}")))?;
     let counted = source.count(&collection.db, &collection.name).await?;
     if counted != documents {
-        return Err(Error::Invalid(format!(
-            "MongoDB {}, {what}: the cursor gave {documents} documents but the collection holds \
-             {counted}: something wrote to it during the export (stop CircleCI's services first)",
-            source.address()
-        )));
+        return Err(Error::SourceChanged {
+            server: source.address().to_string(),
+            what: what.to_string(),
+            read: documents,
+            counted,
+        });
     }
     Ok((
         vec![data_entry, meta_entry],
@@ -481,7 +484,9 @@ async fn target_is_part_of_archive(client: &Client, item: &RestoreItem) -> Resul
         Ok(found.iter().all(|f| *f))
     })
     .await
-    .map_err(|e| Error::Invalid(format!("comparing {what} with the archive: {e}")))?
+    .map_err(|e| Error::Internal {
+        what: format!("comparing {what} with the archive: {e}"),
+    })?
 }
 
 /// The digest of the documents of a `.bson` file (verified before).
@@ -493,7 +498,9 @@ async fn digest_of_file(path: &Path) -> Result<Digest, Error> {
         Ok(digest)
     })
     .await
-    .map_err(|e| Error::Invalid(format!("hashing an archive collection: {e}")))?
+    .map_err(|e| Error::Internal {
+        what: format!("hashing an archive collection: {e}"),
+    })?
 }
 
 /// The digest of every document a target collection holds.

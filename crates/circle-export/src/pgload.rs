@@ -126,9 +126,9 @@ pub(crate) async fn load<R: Read + 'static>(
     let sent = run(&client, &mut rx).await;
     // The reader stops once nothing receives.
     drop(rx);
-    let read = reader
-        .await
-        .map_err(|e| Error::Invalid(format!("the reader of {what} panicked: {e}")))?;
+    let read = reader.await.map_err(|e| Error::Internal {
+        what: format!("the reader of {what} panicked: {e}"),
+    })?;
     match (read, sent) {
         (Ok(oid_tables), Ok(())) => {
             client

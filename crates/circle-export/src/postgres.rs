@@ -702,11 +702,12 @@ impl PgClient {
             .await?;
         for wanted in only {
             if !all.contains(wanted) {
-                return Err(Error::Invalid(format!(
-                    "PostgreSQL database {wanted:?} does not exist on {} (it has: {})",
-                    self.conn,
-                    all.join(", ")
-                )));
+                return Err(Error::NoSuchDatabase {
+                    server: "PostgreSQL",
+                    database: wanted.clone(),
+                    on: self.conn.to_string(),
+                    has: all,
+                });
             }
         }
         Ok(all

@@ -138,7 +138,9 @@ pub async fn restore(
             authentic
         })
         .await
-        .map_err(|e| Error::Invalid(format!("the archive reader panicked: {e}")))??;
+        .map_err(|e| Error::Internal {
+            what: format!("the archive reader panicked: {e}"),
+        })??;
     }
     let work =
         WorkDir::create(&spec.archive, "restore").map_err(Error::io("the unpack directory"))?;
@@ -225,10 +227,12 @@ type Reader = tokio::task::JoinHandle<Result<crate::verify::Inspection, Error>>;
 /// Waits for the archive reader's verdict on the whole archive.
 async fn finish_reading(reader: &mut Option<Reader>) -> Result<crate::verify::Inspection, Error> {
     match reader.take() {
-        Some(handle) => handle
-            .await
-            .map_err(|e| Error::Invalid(format!("the archive reader panicked: {e}")))?,
-        None => Err(Error::Invalid("the archive was read already".to_owned())),
+        Some(handle) => handle.await.map_err(|e| Error::Internal {
+            what: format!("the archive reader panicked: {e}"),
+        })?,
+        None => Err(Error::Internal {
+            what: "the archive was read already".to_owned(),
+        }),
     }
 }
 
@@ -329,16 +333,18 @@ async fn restore_reading(
 
     // Targets: given where needed, existing, empty (or --drop).
     if (!mongo_items.is_empty() || !view_items.is_empty()) && spec.mongo.is_none() {
-        return Err(Error::Invalid(format!(
-            "the archive holds {} MongoDB collections: give a MongoDB target",
-            mongo_items.len()
-        )));
+        return Err(Error::NoTarget {
+            server: "MongoDB",
+            count: mongo_items.len(),
+            items: "MongoDB collections",
+        });
     }
     if !pg_items.is_empty() && spec.postgres.is_none() {
-        return Err(Error::Invalid(format!(
-            "the archive holds {} PostgreSQL databases: give a PostgreSQL target",
-            pg_items.len()
-        )));
+        return Err(Error::NoTarget {
+            server: "PostgreSQL",
+            count: pg_items.len(),
+            items: "PostgreSQL databases",
+        });
     }
     // What the targets hold: nothing (restore), exactly the archive's
     // counts (an earlier restore finished: skip, so a second run changes
