@@ -239,7 +239,7 @@ pub(crate) fn describe_mongo(error: &mongodb::error::Error) -> String {
 mod tests {
     use bson::doc;
 
-    use super::describe_mongo;
+    use super::{Error, describe_mongo};
 
     #[tokio::test]
     async fn a_failed_batch_is_one_line_with_the_servers_code_not_a_dump() {
@@ -273,5 +273,40 @@ mod tests {
             !text.contains("RawDocumentBuf") && text.lines().count() == 1,
             "{text}"
         );
+    }
+
+    #[test]
+    fn typed_errors_say_what_and_where_as_the_text_errors_did() {
+        let no_target = Error::NoTarget {
+            server: "MongoDB",
+            count: 3,
+            items: "MongoDB collections",
+        };
+        assert_eq!(
+            no_target.to_string(),
+            "the archive holds 3 MongoDB collections: give a MongoDB target"
+        );
+        let missing = Error::NoSuchDatabase {
+            server: "PostgreSQL",
+            database: "circle".to_owned(),
+            on: "pg.internal:5432".to_owned(),
+            has: vec!["postgres".to_owned(), "vms".to_owned()],
+        };
+        assert_eq!(
+            missing.to_string(),
+            "PostgreSQL database \"circle\" does not exist on pg.internal:5432 (it has: postgres, \
+             vms)"
+        );
+        let waited = Error::NoPrimary {
+            what: "insert into circle_ghe.builds".to_owned(),
+            waited_secs: 60,
+            lost: "no answer within 60 s".to_owned(),
+        };
+        let text = waited.to_string();
+        assert!(
+            text.starts_with("insert into circle_ghe.builds: no primary for 60 s (no answer"),
+            "{text}"
+        );
+        assert!(text.ends_with("dropping nothing"), "{text}");
     }
 }
