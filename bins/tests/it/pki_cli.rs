@@ -220,3 +220,71 @@ fn every_config_problem_is_reported_at_once_with_exit_2() {
     }
     assert!(!dir.path().join("certs").exists());
 }
+
+/// Each `[kind, target]` of a report's actions (the details name where each
+/// certificate is called for: `ha.toml` keys for the CLI, whatever a
+/// program writes in `used_by`).
+fn kinds_and_targets(report: &Value) -> Vec<(String, String)> {
+    report["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_owned(),
+                a["target"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A program that builds the PKI from typed values (no `ha.toml`) and runs
+/// it through `ha_runbook::apply` gets the plan `circle-ha apply --only pki
+/// --dry-run` prints.
+#[test]
+fn a_program_plans_the_certificates_the_cli_plans() {
+    use ha_tls::{PkiSpec, Role, WantedCert};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ha.toml");
+    std::fs::write(&config, HA_TOML).unwrap();
+    let (code, stdout, stderr) = run(circle_ha()
+        .args(["apply", "--only", "pki", "--dry-run", "--json", "--config"])
+        .arg(&config));
+    assert_eq!(code, 0, "{stderr}");
+    let cli: Value = serde_json::from_str(&stdout).unwrap();
+
+    let want = |name: &str, role: Role| WantedCert {
+        name: name.to_owned(),
+        role,
+        hosts: if role == Role::Client {
+            Vec::new()
+        } else {
+            vec![name.to_owned()]
+        },
+        used_by: vec!["my program".to_owned()],
+    };
+    let mut runbook = ha_runbook::Runbook::new();
+    runbook.pki = Some(PkiSpec {
+        dir: dir.path().join("certs"),
+        organization: "Example Corp".to_owned(),
+        organizational_unit: "CircleCI".to_owned(),
+        wanted: vec![
+            want("mongo-1.internal", Role::Member),
+            want("Mongo-2.internal", Role::Member),
+            want("10.0.0.3", Role::Member),
+            want("pg.internal", Role::Server),
+            want("vault.internal", Role::Server),
+            want("tools", Role::Client),
+        ],
+    });
+    let library = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(ha_runbook::apply(&runbook, true, &ha_plan::no_progress))
+        .unwrap();
+    let library = serde_json::to_value(&library).unwrap();
+    let planned = kinds_and_targets(&cli);
+    assert_eq!(planned.len(), 7, "the CA and six certificates: {cli}");
+    assert_eq!(kinds_and_targets(&library), planned);
+    assert_eq!(library["concerns"][0], cli["concerns"][0]);
+    assert!(!dir.path().join("certs").exists(), "a dry run wrote");
+}
