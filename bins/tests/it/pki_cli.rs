@@ -253,16 +253,7 @@ fn a_program_plans_the_certificates_the_cli_plans() {
     assert_eq!(code, 0, "{stderr}");
     let cli: Value = serde_json::from_str(&stdout).unwrap();
 
-    let want = |name: &str, role: Role| WantedCert {
-        name: name.to_owned(),
-        role,
-        hosts: if role == Role::Client {
-            Vec::new()
-        } else {
-            vec![name.to_owned()]
-        },
-        used_by: vec!["my program".to_owned()],
-    };
+    let want = |name: &str, role: Role| WantedCert::new(name, role, "my program");
     let mut runbook = ha_runbook::Runbook::new();
     runbook.pki = Some(PkiSpec {
         dir: dir.path().join("certs"),

@@ -51,17 +51,7 @@ impl HaConfig {
                 existing.used_by.push(used_by);
                 return;
             }
-            let hosts = if role == ha_tls::Role::Client {
-                Vec::new()
-            } else {
-                vec![name.to_owned()]
-            };
-            wanted.push(WantedCertificate {
-                name: name.to_owned(),
-                role,
-                hosts,
-                used_by: vec![used_by],
-            });
+            wanted.push(WantedCertificate::new(name, role, used_by));
         };
         if let Some(mongo) = &self.raw.mongo {
             for (i, member) in mongo.members.iter().enumerate() {

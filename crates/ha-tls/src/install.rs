@@ -23,6 +23,25 @@ pub struct WantedCert {
     pub used_by: Vec<String>,
 }
 
+impl WantedCert {
+    /// The certificate named `name` (its file stem, and for a member or a
+    /// server the host name it covers; a client covers none), called for by
+    /// `used_by`.
+    pub fn new(name: impl Into<String>, role: Role, used_by: impl Into<String>) -> WantedCert {
+        let name = name.into();
+        WantedCert {
+            hosts: if role == Role::Client {
+                Vec::new()
+            } else {
+                vec![name.clone()]
+            },
+            name,
+            role,
+            used_by: vec![used_by.into()],
+        }
+    }
+}
+
 /// The installation's PKI: where it lives, the subject's O/OU, and every
 /// certificate, members first.
 #[derive(Clone, Debug)]

@@ -6,16 +6,7 @@ use ha_plan::Change as _;
 use ha_tls::{PkiSpec, Role, WantedCert};
 
 fn spec(dir: &std::path::Path) -> PkiSpec {
-    let want = |name: &str, role: Role| WantedCert {
-        name: name.to_owned(),
-        role,
-        hosts: if role == Role::Client {
-            Vec::new()
-        } else {
-            vec![name.to_owned()]
-        },
-        used_by: vec![format!("test {name}")],
-    };
+    let want = |name: &str, role: Role| WantedCert::new(name, role, format!("test {name}"));
     PkiSpec {
         dir: dir.join("pki"),
         organization: "Example Corp".to_owned(),
