@@ -293,45 +293,183 @@ async fn restore_reading(
     reader: &mut Option<Reader>,
     index: Option<(&crate::archive::Source, &crate::archive::SeekIndex)>,
 ) -> Result<RestoreReport, Error> {
-    // Streaming: the manifest, then every MongoDB member (they come before
-    // the PostgreSQL ones), each verified on its own.
     let members = Members::default();
-    let (streamed, damaged_mongo) = await_mongo_part(events, &members).await;
-    let streaming = streamed.is_some();
-    let (manifest, layout) = match streamed {
-        Some(manifest) => {
-            progress(&format!(
-                "manifest and MongoDB part verified: {} files, {} collections, {} PostgreSQL \
-                 databases ({:.1}s); each database is loaded as its part is read, and committed \
-                 once that part is verified",
-                manifest.files.len(),
-                manifest.mongo.len(),
-                manifest.postgres.len(),
-                started.elapsed().as_secs_f64()
-            ));
-            (manifest, Layout::Ours)
-        }
-        None => {
-            let inspection = finish_reading(reader).await?;
-            if !inspection.problems.is_empty() {
-                return Err(Error::Damaged(inspection.problems));
-            }
-            progress(&format!(
-                "archive intact: {} files, {} collections, {} PostgreSQL databases ({:.1}s)",
-                inspection.manifest.files.len(),
-                inspection.manifest.mongo.len(),
-                inspection.manifest.postgres.len(),
-                started.elapsed().as_secs_f64()
-            ));
-            (inspection.manifest, inspection.layout)
-        }
+    let (manifest, layout, streaming, damaged_mongo) =
+        read_manifest(events, reader, &members, progress, started).await?;
+    let plan = plan_restore(
+        spec,
+        &manifest,
+        layout,
+        unpack,
+        work,
+        &damaged_mongo,
+        progress,
+    )
+    .await?;
+    let mongo_not_restored = plan.mongo_not_restored.clone();
+    let mut report = plan.report(spec.dry_run, layout, manifest);
+    if spec.dry_run {
+        return Ok(report);
+    }
+    plan.create_first(spec, progress).await?;
+    plan.begin_meter(&spec.meter, &report.manifest);
+    let RestorePlan { mongo, pg, .. } = plan;
+    let shared_manifest = std::sync::Arc::new(report.manifest.clone());
+    // Each database's row counts, taken as soon as it is loaded (while the
+    // others still load) rather than all at the end.
+    let counted_cell = std::sync::Mutex::new(PgCounts::new());
+    // What the loads found that the operator should know (tables with
+    // OIDs in a pg_dump 9.x file).
+    let load_warnings_cell = std::sync::Mutex::new(Vec::<String>::new());
+    let pg_load = spec.postgres.map(|pg| PgLoad {
+        pg,
+        archive: &spec.archive,
+        drop: spec.drop,
+        meter: &spec.meter,
+        progress,
+        streaming,
+        index,
+        manifest: &shared_manifest,
+        members: &members,
+        counted: &counted_cell,
+        warnings: &load_warnings_cell,
+    });
+    let pg_part = async {
+        let Some(load) = &pg_load else {
+            return Ok::<Vec<String>, Error>(Vec::new());
+        };
+        let outcomes =
+            for_each_parallel(
+                pg,
+                spec.parallel,
+                |item| async move { load.restore(item).await },
+            )
+            .await?;
+        Ok(outcomes.into_iter().flatten().collect())
     };
+    // While loads run, members that start being read are handed to them.
+    let pump = async {
+        if streaming {
+            while let Some(event) = events.recv().await {
+                if let Event::Started(name, growing) = event {
+                    members.add(name, growing);
+                }
+            }
+        }
+        members.close();
+    };
+    let (loaded, ()) = tokio::join!(
+        async { futures_util::try_join!(load_mongo(spec, progress, mongo), pg_part) },
+        pump
+    );
+    let (documents, mut not_restored) = loaded?;
+    report.warnings.extend(
+        load_warnings_cell
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
+    not_restored.splice(0..0, mongo_not_restored);
+    spec.meter.end();
+    report.documents = documents;
+    if streaming {
+        // The reader's verdict on the whole archive: damage found after
+        // some parts were committed is reported with what was restored.
+        let inspection = finish_reading(reader).await?;
+        if !inspection.problems.is_empty() || !not_restored.is_empty() {
+            return Err(damaged_after_loading(
+                inspection.problems,
+                &not_restored,
+                &report.restored,
+            ));
+        }
+    }
+    // Counts on the target against the archive.
+    let counted = counted_cell.into_inner().unwrap_or_else(|e| e.into_inner());
+    report.mismatches = count_mismatches(
+        &report.manifest,
+        spec.mongo.map(|(c, _)| c),
+        spec.postgres,
+        &counted,
+    )
+    .await?;
+    progress(&format!(
+        "restored {} collections ({} documents) and {} databases in {:.1}s",
+        report.collections,
+        report.documents,
+        report.databases,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(report)
+}
 
-    let (mongo_items, mongo_not_restored) = mongo_items(&manifest, layout, unpack, &damaged_mongo);
-    let pg_items = pg_items(&manifest, layout, unpack, work)?;
-    let view_items = view_items(&manifest, layout, unpack, &damaged_mongo);
+/// The archive's manifest and layout, once known: streaming, when the
+/// manifest and every MongoDB member (they come before the PostgreSQL
+/// ones) were read, each verified on its own (with the members found
+/// damaged); otherwise once the whole archive was read and found intact.
+async fn read_manifest(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    reader: &mut Option<Reader>,
+    members: &Members,
+    progress: ha_plan::Progress<'_>,
+    started: Instant,
+) -> Result<(Manifest, Layout, bool, BTreeSet<String>), Error> {
+    let (streamed, damaged_mongo) = await_mongo_part(events, members).await;
+    if let Some(manifest) = streamed {
+        progress(&format!(
+            "manifest and MongoDB part verified: {} files, {} collections, {} PostgreSQL \
+             databases ({:.1}s); each database is loaded as its part is read, and committed \
+             once that part is verified",
+            manifest.files.len(),
+            manifest.mongo.len(),
+            manifest.postgres.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        return Ok((manifest, Layout::Ours, true, damaged_mongo));
+    }
+    let inspection = finish_reading(reader).await?;
+    if !inspection.problems.is_empty() {
+        return Err(Error::Damaged(inspection.problems));
+    }
+    progress(&format!(
+        "archive intact: {} files, {} collections, {} PostgreSQL databases ({:.1}s)",
+        inspection.manifest.files.len(),
+        inspection.manifest.mongo.len(),
+        inspection.manifest.postgres.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok((inspection.manifest, inspection.layout, false, damaged_mongo))
+}
 
-    // Targets: given where needed, existing, empty (or --drop).
+/// What a restore loads, decided before anything is written.
+struct RestorePlan {
+    mongo: Vec<RestoreItem>,
+    /// Views to create (after dropping what holds the name, when `true`).
+    views: Vec<(mongo::ViewItem, mongo::ViewDefinition, bool)>,
+    pg: Vec<PgItem>,
+    /// Databases the target lacks.
+    to_create: Vec<String>,
+    /// Already restored (the archive's counts): left as they are.
+    skipped: Vec<String>,
+    /// MongoDB members found damaged while streaming.
+    mongo_not_restored: Vec<String>,
+}
+
+/// Targets: given where needed, existing, and holding nothing (restore),
+/// exactly the archive's counts (an earlier restore finished: skip, so a
+/// second run changes nothing), or something else (refused unless
+/// `drop`).
+async fn plan_restore(
+    spec: &RestoreSpec<'_>,
+    manifest: &Manifest,
+    layout: Layout,
+    unpack: &Path,
+    work: &WorkDir,
+    damaged_mongo: &BTreeSet<String>,
+    progress: ha_plan::Progress<'_>,
+) -> Result<RestorePlan, Error> {
+    let (mongo_items, mongo_not_restored) = mongo_items(manifest, layout, unpack, damaged_mongo);
+    let pg_items = pg_items(manifest, layout, unpack, work)?;
+    let view_items = view_items(manifest, layout, unpack, damaged_mongo);
     if (!mongo_items.is_empty() || !view_items.is_empty()) && spec.mongo.is_none() {
         return Err(Error::NoTarget {
             server: "MongoDB",
@@ -346,19 +484,17 @@ async fn restore_reading(
             items: "PostgreSQL databases",
         });
     }
-    // What the targets hold: nothing (restore), exactly the archive's
-    // counts (an earlier restore finished: skip, so a second run changes
-    // nothing), or something else (refuse unless --drop).
     let PgTargets {
-        todo: pg_todo,
+        todo: pg,
         to_create,
         mut skipped,
         mut occupied,
     } = match spec.postgres {
-        Some(pg) if !pg_items.is_empty() => pg_targets(pg, &manifest, pg_items, spec.drop).await?,
+        Some(pg) if !pg_items.is_empty() => pg_targets(pg, manifest, pg_items, spec.drop).await?,
         _ => PgTargets::default(),
     };
-    let mut mongo_todo = Vec::new();
+    let mut mongo = Vec::new();
+    let mut views = Vec::new();
     if let Some((client, _)) = spec.mongo {
         for item in mongo_items {
             let documents = manifest
@@ -367,18 +503,15 @@ async fn restore_reading(
                 .find(|c| c.db == item.db && c.collection == item.collection)
                 .map_or(0, |c| c.documents);
             match plan_collection(client, item, documents, spec.drop, progress).await? {
-                CollectionPlan::Load(item) => mongo_todo.push(item),
+                CollectionPlan::Load(item) => mongo.push(item),
                 CollectionPlan::Skip(what) => skipped.push(what),
                 CollectionPlan::Refuse(why) => occupied.push(why),
             }
         }
-    }
-    let mut views_todo = Vec::new();
-    if let Some((client, _)) = spec.mongo {
         for item in view_items {
             match mongo::plan_view(client, item, spec.drop).await? {
                 mongo::ViewPlan::Create(item, definition, replace) => {
-                    views_todo.push((item, definition, replace));
+                    views.push((item, definition, replace));
                 }
                 mongo::ViewPlan::Skip(what) => skipped.push(what),
                 mongo::ViewPlan::Refuse(why) => occupied.push(why),
@@ -397,227 +530,178 @@ async fn restore_reading(
             skipped.join(", ")
         ));
     }
-    let mongo_items = mongo_todo;
-    let pg_items = pg_todo;
-    let mut report = RestoreReport {
-        layout,
-        dry_run: spec.dry_run,
-        collections: mongo_items.len(),
-        documents: 0,
-        databases: pg_items.len(),
-        mismatches: Vec::new(),
+    Ok(RestorePlan {
+        mongo,
+        views,
+        pg,
+        to_create,
         skipped,
-        sealed: false,
-        warnings: Vec::new(),
-        restored: mongo_items
-            .iter()
-            .map(|i| {
-                format!(
-                    "mongo {}.{}{}",
-                    i.db,
-                    i.collection,
-                    if i.only_indexes { " (indexes)" } else { "" }
-                )
-            })
-            .chain(
-                views_todo
-                    .iter()
-                    .map(|(v, _, _)| format!("mongo {}.{} (view)", v.db, v.view)),
+        mongo_not_restored,
+    })
+}
+
+impl RestorePlan {
+    /// The report of this plan, before anything is loaded.
+    fn report(&self, dry_run: bool, layout: Layout, manifest: Manifest) -> RestoreReport {
+        let mongo = self.mongo.iter().map(|i| {
+            format!(
+                "mongo {}.{}{}",
+                i.db,
+                i.collection,
+                if i.only_indexes { " (indexes)" } else { "" }
             )
-            .chain(pg_items.iter().map(|i| {
-                if to_create.contains(&i.db) {
-                    format!("postgres {} (created)", i.db)
-                } else {
-                    format!("postgres {}", i.db)
-                }
-            }))
-            .collect(),
-        manifest,
-    };
-    if spec.dry_run {
-        return Ok(report);
-    }
-    if let Some((client, _)) = spec.mongo {
-        let failover = crate::failover::Failover {
-            wait: spec.failover_wait,
-            progress,
-        };
-        for (item, definition, replace) in &views_todo {
-            mongo::create_view(client, item, definition, *replace, &failover).await?;
-            progress(&format!("mongo {}.{}: view created", item.db, item.view));
+        });
+        let views = self
+            .views
+            .iter()
+            .map(|(v, _, _)| format!("mongo {}.{} (view)", v.db, v.view));
+        let pg = self.pg.iter().map(|i| {
+            if self.to_create.contains(&i.db) {
+                format!("postgres {} (created)", i.db)
+            } else {
+                format!("postgres {}", i.db)
+            }
+        });
+        RestoreReport {
+            layout,
+            dry_run,
+            collections: self.mongo.len(),
+            documents: 0,
+            databases: self.pg.len(),
+            mismatches: Vec::new(),
+            skipped: self.skipped.clone(),
+            sealed: false,
+            warnings: Vec::new(),
+            restored: mongo.chain(views).chain(pg).collect(),
+            manifest,
         }
-    }
-    if let Some(pg) = spec.postgres {
-        for db in &to_create {
-            pg.create_database(db).await?;
-            progress(&format!(
-                "postgres {db}: created (it did not exist on the target)"
-            ));
-        }
-    }
-    let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
-    // A member still being read has the size the manifest gives it.
-    let listed = |member: &Option<String>, path: &Path| {
-        member
-            .as_ref()
-            .and_then(|m| report.manifest.files.iter().find(|f| f.path == *m))
-            .map_or_else(|| size(path), |f| f.size)
-    };
-    spec.meter.begin(
-        Stage::Loading,
-        mongo_items.iter().map(|i| size(&i.data)).sum::<u64>()
-            + pg_items
-                .iter()
-                .map(|i| listed(&i.member, &i.sql))
-                .sum::<u64>(),
-    );
-    let meter = &spec.meter;
-    // One part per database, known up front, so a display can show every
-    // database's bar from the start.
-    for item in &mongo_items {
-        meter.part(&format!("mongo {}", item.db), size(&item.data));
-    }
-    for item in &pg_items {
-        meter.part(
-            &format!("postgres {}", item.db),
-            listed(&item.member, &item.sql),
-        );
     }
 
-    let mongo_part = async {
-        let Some((client, majority)) = spec.mongo else {
-            return Ok::<u64, Error>(0);
-        };
-        let total = mongo_items.len();
-        let done = std::sync::atomic::AtomicUsize::new(0);
-        let counts = for_each_parallel(mongo_items.clone(), spec.parallel, |item| {
-            let done = &done;
-            async move {
-                let part = meter.part(&format!("mongo {}", item.db), 0);
-                let meter = &part;
-                let failover = crate::failover::Failover {
-                    wait: spec.failover_wait,
-                    progress,
-                };
-                let n =
-                    mongo::restore_collection(client, &item, spec.drop, majority, meter, &failover)
-                        .await?;
-                let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if item.only_indexes {
-                    progress(&format!(
-                        "mongo {}.{}: indexes built ({k}/{total})",
-                        item.db, item.collection
-                    ));
-                } else {
-                    progress(&format!(
-                        "mongo {}.{}: {n} documents restored ({k}/{total})",
-                        item.db, item.collection
-                    ));
-                }
-                Ok(n)
-            }
-        })
-        .await?;
-        Ok(counts.into_iter().sum())
-    };
-    let members = &members;
-    let shared_manifest = std::sync::Arc::new(report.manifest.clone());
-    // Each database's row counts, taken as soon as it is loaded (while the
-    // others still load) rather than all at the end.
-    let counted_cell = std::sync::Mutex::new(PgCounts::new());
-    // What the loads found that the operator should know (tables with
-    // OIDs in a pg_dump 9.x file).
-    let load_warnings_cell = std::sync::Mutex::new(Vec::<String>::new());
-    let pg_part = async {
-        let Some(pg) = spec.postgres else {
-            return Ok::<Vec<String>, Error>(Vec::new());
-        };
-        let load = PgLoad {
-            pg,
-            archive: &spec.archive,
-            drop: spec.drop,
-            meter,
-            progress,
-            streaming,
-            index,
-            manifest: &shared_manifest,
-            members,
-            counted: &counted_cell,
-            warnings: &load_warnings_cell,
-        };
-        let load = &load;
-        let outcomes = for_each_parallel(pg_items, spec.parallel, |item| async move {
-            load.restore(item).await
-        })
-        .await?;
-        Ok(outcomes.into_iter().flatten().collect())
-    };
-    // While loads run, members that start being read are handed to them.
-    let pump = async {
-        if streaming {
-            while let Some(event) = events.recv().await {
-                if let Event::Started(name, growing) = event {
-                    members.add(name, growing);
-                }
+    /// Views and missing databases, created before any data is loaded.
+    async fn create_first(
+        &self,
+        spec: &RestoreSpec<'_>,
+        progress: ha_plan::Progress<'_>,
+    ) -> Result<(), Error> {
+        if let Some((client, _)) = spec.mongo {
+            let failover = crate::failover::Failover {
+                wait: spec.failover_wait,
+                progress,
+            };
+            for (item, definition, replace) in &self.views {
+                mongo::create_view(client, item, definition, *replace, &failover).await?;
+                progress(&format!("mongo {}.{}: view created", item.db, item.view));
             }
         }
-        members.close();
-    };
-    let (loaded, ()) = tokio::join!(async { futures_util::try_join!(mongo_part, pg_part) }, pump);
-    let (documents, mut not_restored) = loaded?;
-    report.warnings.extend(
-        load_warnings_cell
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..),
-    );
-    not_restored.splice(0..0, mongo_not_restored);
-    meter.end();
-    report.documents = documents;
-    if streaming {
-        // The reader's verdict on the whole archive: damage found after
-        // some parts were committed is reported with what was restored.
-        let inspection = finish_reading(reader).await?;
-        if !inspection.problems.is_empty() || !not_restored.is_empty() {
-            let mut problems = inspection.problems;
-            problems.extend(not_restored.iter().cloned());
-            let kept: Vec<String> = report
-                .restored
-                .iter()
-                .filter(|r| {
-                    !not_restored
-                        .iter()
-                        .any(|n| n.starts_with(&format!("{}:", r.trim_end_matches(" (created)"))))
-                })
-                .cloned()
-                .collect();
-            if !kept.is_empty() {
-                problems.push(format!(
-                    "restored, each from its own verified part: {}",
-                    kept.join(", ")
+        if let Some(pg) = spec.postgres {
+            for db in &self.to_create {
+                pg.create_database(db).await?;
+                progress(&format!(
+                    "postgres {db}: created (it did not exist on the target)"
                 ));
             }
-            return Err(Error::Damaged(problems));
         }
+        Ok(())
     }
 
-    // Counts on the target against the archive.
-    let counted = counted_cell.into_inner().unwrap_or_else(|e| e.into_inner());
-    report.mismatches = count_mismatches(
-        &report.manifest,
-        spec.mongo.map(|(c, _)| c),
-        spec.postgres,
-        &counted,
-    )
+    /// Starts the loading stage: its total, and one part per database,
+    /// known up front, so a display can show every database's bar from
+    /// the start.
+    fn begin_meter(&self, meter: &Meter, manifest: &Manifest) {
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        // A member still being read has the size the manifest gives it.
+        let listed = |member: &Option<String>, path: &Path| {
+            member
+                .as_ref()
+                .and_then(|m| manifest.files.iter().find(|f| f.path == *m))
+                .map_or_else(|| size(path), |f| f.size)
+        };
+        meter.begin(
+            Stage::Loading,
+            self.mongo.iter().map(|i| size(&i.data)).sum::<u64>()
+                + self
+                    .pg
+                    .iter()
+                    .map(|i| listed(&i.member, &i.sql))
+                    .sum::<u64>(),
+        );
+        for item in &self.mongo {
+            meter.part(&format!("mongo {}", item.db), size(&item.data));
+        }
+        for item in &self.pg {
+            meter.part(
+                &format!("postgres {}", item.db),
+                listed(&item.member, &item.sql),
+            );
+        }
+    }
+}
+
+/// Loads the MongoDB collections, `spec.parallel` at a time: the
+/// documents restored.
+async fn load_mongo(
+    spec: &RestoreSpec<'_>,
+    progress: ha_plan::Progress<'_>,
+    items: Vec<RestoreItem>,
+) -> Result<u64, Error> {
+    let Some((client, majority)) = spec.mongo else {
+        return Ok(0);
+    };
+    let total = items.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let counts = for_each_parallel(items, spec.parallel, |item| {
+        let done = &done;
+        async move {
+            let part = spec.meter.part(&format!("mongo {}", item.db), 0);
+            let failover = crate::failover::Failover {
+                wait: spec.failover_wait,
+                progress,
+            };
+            let n = mongo::restore_collection(client, &item, spec.drop, majority, &part, &failover)
+                .await?;
+            let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if item.only_indexes {
+                progress(&format!(
+                    "mongo {}.{}: indexes built ({k}/{total})",
+                    item.db, item.collection
+                ));
+            } else {
+                progress(&format!(
+                    "mongo {}.{}: {n} documents restored ({k}/{total})",
+                    item.db, item.collection
+                ));
+            }
+            Ok(n)
+        }
+    })
     .await?;
-    progress(&format!(
-        "restored {} collections ({} documents) and {} databases in {:.1}s",
-        report.collections,
-        report.documents,
-        report.databases,
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(report)
+    Ok(counts.into_iter().sum())
+}
+
+/// Damage the reader found after some parts were committed, reported
+/// with what was restored, each from its own verified part.
+fn damaged_after_loading(
+    mut problems: Vec<String>,
+    not_restored: &[String],
+    restored: &[String],
+) -> Error {
+    problems.extend(not_restored.iter().cloned());
+    let kept: Vec<String> = restored
+        .iter()
+        .filter(|r| {
+            !not_restored
+                .iter()
+                .any(|n| n.starts_with(&format!("{}:", r.trim_end_matches(" (created)"))))
+        })
+        .cloned()
+        .collect();
+    if !kept.is_empty() {
+        problems.push(format!(
+            "restored, each from its own verified part: {}",
+            kept.join(", ")
+        ));
+    }
+    Error::Damaged(problems)
 }
 
 /// What every PostgreSQL database's load in a restore shares.

@@ -427,14 +427,6 @@ fn inspect_inner(
     direct: &std::collections::BTreeSet<String>,
     only: Option<&str>,
 ) -> Result<Inspection, Error> {
-    // The manifest, once read as the first entry (streaming only).
-    let mut early: Option<Manifest> = None;
-    let mut first = true;
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
-    let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
-    let mut manifest_bytes: Option<Vec<u8>> = None;
-    let mut bytes = 0u64;
     let path = source.path();
     let mut archive = source.open_tar(meter).map_err(Error::io(path.display()))?;
     // Raw entries: GNU long names and PAX headers are read here, bounded,
@@ -443,28 +435,96 @@ fn inspect_inner(
         .entries()
         .map_err(Error::io(path.display()))?
         .raw(true);
-    let mut last = "the start".to_owned();
-    // The next entry's name, from a GNU long-name or PAX header before it.
-    let mut long_name: Option<String> = None;
-    // The manifest, when it came first: members it does not list, or whose
-    // header gives another size, are refused at their header (nothing of
-    // them is unpacked), so what is written never exceeds its sizes.
-    let mut limits: Option<Manifest> = None;
+    let mut walk = Walk {
+        extract_to,
+        watch,
+        direct,
+        only,
+        early: None,
+        limits: None,
+        first: true,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+        seen: BTreeMap::new(),
+        manifest_bytes: None,
+        bytes: 0,
+        last: "the start".to_owned(),
+        long_name: None,
+    };
     for entry in entries {
-        if watch.is_some_and(|(_, stop)| stop.load(std::sync::atomic::Ordering::Relaxed)) {
-            problems.push("the restore stopped reading the archive".to_owned());
+        if walk.stopped() {
+            walk.problems
+                .push("the restore stopped reading the archive".to_owned());
             break;
         }
         let mut entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                problems.push(format!(
-                    "the archive is truncated or corrupt after {}: {e}",
-                    cut(&last, 120)
-                ));
+                walk.corrupt_after(&e);
                 break;
             }
         };
+        if walk.entry(&mut entry)? == Flow::Stop {
+            break;
+        }
+    }
+    Ok(walk.finish())
+}
+
+/// Whether to read the archive's next entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Next,
+    Stop,
+}
+
+/// One reading of an archive, entry by entry ([`inspect_inner`]).
+struct Walk<'a> {
+    extract_to: Option<&'a Path>,
+    watch: Option<Watch<'a>>,
+    direct: &'a std::collections::BTreeSet<String>,
+    only: Option<&'a str>,
+    /// The manifest, once read as the first entry (streaming only).
+    early: Option<Manifest>,
+    /// The manifest, when it came first: members it does not list, or
+    /// whose header gives another size, are refused at their header
+    /// (nothing of them is unpacked), so what is written never exceeds its
+    /// sizes.
+    limits: Option<Manifest>,
+    first: bool,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+    seen: BTreeMap<String, Seen>,
+    manifest_bytes: Option<Vec<u8>>,
+    bytes: u64,
+    /// The last member read whole, for messages.
+    last: String,
+    /// The next entry's name, from a GNU long-name or PAX header before it.
+    long_name: Option<String>,
+}
+
+/// One member's bytes as [`drain`] left them.
+struct Unpacked {
+    sink: EntrySink,
+    growing: Option<std::sync::Arc<Growing>>,
+    is_own_sql: bool,
+}
+
+impl Walk<'_> {
+    fn stopped(&self) -> bool {
+        self.watch
+            .is_some_and(|(_, stop)| stop.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn corrupt_after(&mut self, e: &std::io::Error) {
+        self.problems.push(format!(
+            "the archive is truncated or corrupt after {}: {e}",
+            cut(&self.last, 120)
+        ));
+    }
+
+    /// Reads one raw entry: a name header for the next, or a member.
+    fn entry(&mut self, entry: &mut tar::Entry<'_, impl std::io::Read>) -> Result<Flow, Error> {
         let kind = entry.header().entry_type();
         let size = entry.header().size().unwrap_or(u64::MAX);
         if matches!(
@@ -474,116 +534,161 @@ fn inspect_inner(
                 | tar::EntryType::XHeader
                 | tar::EntryType::XGlobalHeader
         ) {
-            if size > MAX_NAME_HEADER {
-                problems.push(format!(
-                    "an entry after {} has a {kind:?} header of {size} bytes (at most \
-                     {MAX_NAME_HEADER}); the archive is refused there",
-                    cut(&last, 120)
-                ));
-                break;
-            }
-            let mut data = Vec::with_capacity(size as usize);
-            if let Err(e) = std::io::Read::read_to_end(&mut entry, &mut data) {
-                problems.push(format!(
-                    "the archive is truncated or corrupt after {}: {e}",
-                    cut(&last, 120)
-                ));
-                break;
-            }
-            match kind {
-                tar::EntryType::GNULongName => {
-                    let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
-                    long_name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
-                }
-                tar::EntryType::XHeader => {
-                    if let Some(path) = pax_path(&data) {
-                        long_name = Some(path);
-                    }
-                }
-                _ => {}
-            }
-            continue;
+            return Ok(self.name_header(entry, kind, size));
         }
-        let is_first = std::mem::replace(&mut first, false);
-        let name = match long_name.take() {
+        let is_first = std::mem::replace(&mut self.first, false);
+        let name = match self.long_name.take() {
             Some(name) => name,
             None => String::from_utf8_lossy(&entry.header().path_bytes()).into_owned(),
         };
+        let name = match self.admit(name, kind, size) {
+            Ok(name) => name,
+            Err(flow) => return Ok(flow),
+        };
+        if self.direct.contains(&name)
+            && let Some(file) = self
+                .early
+                .as_ref()
+                .and_then(|m| m.files.iter().find(|f| f.path == name))
+        {
+            let (size, sha256) = (file.size, file.sha256.clone());
+            return Ok(self.read_past(entry, name, size, sha256));
+        }
+        let Some(unpacked) = self.unpack(entry, &name)? else {
+            return Ok(Flow::Stop);
+        };
+        self.record(name, is_first, unpacked);
+        Ok(Flow::Next)
+    }
+
+    /// A GNU long-name or PAX header, read bounded: the name of the next
+    /// entry.
+    fn name_header(
+        &mut self,
+        entry: &mut impl std::io::Read,
+        kind: tar::EntryType,
+        size: u64,
+    ) -> Flow {
+        if size > MAX_NAME_HEADER {
+            self.problems.push(format!(
+                "an entry after {} has a {kind:?} header of {size} bytes (at most \
+                 {MAX_NAME_HEADER}); the archive is refused there",
+                cut(&self.last, 120)
+            ));
+            return Flow::Stop;
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        if let Err(e) = entry.read_to_end(&mut data) {
+            self.corrupt_after(&e);
+            return Flow::Stop;
+        }
+        match kind {
+            tar::EntryType::GNULongName => {
+                let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+                self.long_name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
+            }
+            tar::EntryType::XHeader => {
+                if let Some(path) = pax_path(&data) {
+                    self.long_name = Some(path);
+                }
+            }
+            _ => {}
+        }
+        Flow::Next
+    }
+
+    /// The member's name when it may be read: a regular file at a relative
+    /// path, within the manifest's limits once it is known; otherwise what
+    /// to do instead (its problem recorded).
+    fn admit(&mut self, name: String, kind: tar::EntryType, size: u64) -> Result<String, Flow> {
         let safe = Path::new(&name)
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
         if !safe {
-            problems.push(format!(
+            self.problems.push(format!(
                 "{name}: an absolute path or `..` in an archive entry"
             ));
-            continue;
+            return Err(Flow::Next);
         }
-        let kind = entry.header().entry_type();
         if kind.is_dir() {
-            continue;
+            return Err(Flow::Next);
         }
         if !kind.is_file() {
-            problems.push(format!("{name}: not a regular file ({kind:?})"));
-            continue;
+            self.problems
+                .push(format!("{name}: not a regular file ({kind:?})"));
+            return Err(Flow::Next);
         }
         let name = name.trim_start_matches("./").to_owned();
         if name == MANIFEST_PATH && size > MAX_MANIFEST {
-            problems.push(format!(
+            self.problems.push(format!(
                 "{MANIFEST_PATH}: {size} bytes (at most {MAX_MANIFEST}); refused at its header"
             ));
-            break;
+            return Err(Flow::Stop);
         }
-        if let Some(manifest) = &limits {
-            let listed = manifest.files.iter().find(|f| f.path == name);
-            match listed {
+        if let Some(manifest) = &self.limits {
+            match manifest.files.iter().find(|f| f.path == name) {
                 None => {
-                    problems.push(format!(
+                    self.problems.push(format!(
                         "{}: not listed in the manifest; refused at its header, and the archive \
                          is not read further",
                         cut(&name, 120)
                     ));
-                    break;
+                    return Err(Flow::Stop);
                 }
                 Some(file) if file.size != size => {
-                    problems.push(format!(
+                    self.problems.push(format!(
                         "{}: its header says {size} bytes, the manifest {}; refused at its \
                          header, and the archive is not read further",
                         cut(&name, 120),
                         file.size
                     ));
-                    break;
+                    return Err(Flow::Stop);
                 }
                 Some(_) => {}
             }
         }
-        if direct.contains(&name)
-            && let Some(file) = early
-                .as_ref()
-                .and_then(|m| m.files.iter().find(|f| f.path == name))
-        {
-            // Checked by its own reader; here only read past. (One that
-            // appears twice is still reported.)
-            if let Err(e) = std::io::copy(&mut entry, &mut std::io::sink()) {
-                problems.push(format!(
-                    "{name}: the archive is truncated or corrupt here: {e}"
-                ));
-                break;
-            }
-            bytes += file.size;
-            last = name.clone();
-            let record = Seen {
-                size: file.size,
-                sha256: file.sha256.clone(),
-                ..Seen::default()
-            };
-            if seen.insert(name.clone(), record).is_some() {
-                problems.push(format!("{name}: appears twice in the archive"));
-            }
-            continue;
+        Ok(name)
+    }
+
+    /// A member loaded by a reader of its own (which checks it): only read
+    /// past here. (One that appears twice is still reported.)
+    fn read_past(
+        &mut self,
+        entry: &mut impl std::io::Read,
+        name: String,
+        size: u64,
+        sha256: String,
+    ) -> Flow {
+        if let Err(e) = std::io::copy(entry, &mut std::io::sink()) {
+            self.problems.push(format!(
+                "{name}: the archive is truncated or corrupt here: {e}"
+            ));
+            return Flow::Stop;
         }
-        let out = match extract_to {
-            Some(dir) if only.is_none_or(|prefix| name.starts_with(prefix)) => {
-                let target = dir.join(&name);
+        self.bytes += size;
+        self.last = name.clone();
+        let record = Seen {
+            size,
+            sha256,
+            ..Seen::default()
+        };
+        if self.seen.insert(name.clone(), record).is_some() {
+            self.problems
+                .push(format!("{name}: appears twice in the archive"));
+        }
+        Flow::Next
+    }
+
+    /// Reads member `name` whole: hashed, counted, scanned and (when
+    /// unpacking) written. `None` when the archive ended inside it.
+    fn unpack(
+        &mut self,
+        entry: &mut impl std::io::Read,
+        name: &str,
+    ) -> Result<Option<Unpacked>, Error> {
+        let out = match self.extract_to {
+            Some(dir) if self.only.is_none_or(|prefix| name.starts_with(prefix)) => {
+                let target = dir.join(name);
                 create_parents(&target).map_err(Error::io(target.display()))?;
                 use std::os::unix::fs::OpenOptionsExt as _;
                 Some(std::io::BufWriter::with_capacity(
@@ -602,10 +707,10 @@ fn inspect_inner(
         let is_manifest = name == MANIFEST_PATH;
         let is_own_sql = name.starts_with("postgres/") && name.ends_with(".sql");
         let is_vendor_sql = name == VENDOR_PG;
-        let growing = match (watch, &early, extract_to) {
+        let growing = match (self.watch, &self.early, self.extract_to) {
             (Some((tell, _)), Some(_), Some(dir)) if is_own_sql => {
-                let growing = Growing::new(dir.join(&name));
-                tell(Event::Started(name.clone(), growing.clone()));
+                let growing = Growing::new(dir.join(name));
+                tell(Event::Started(name.to_owned(), growing.clone()));
                 Some(growing)
             }
             _ => None,
@@ -631,170 +736,194 @@ fn inspect_inner(
             },
             out,
         };
-        let (sink, read_error) = drain(&mut entry, sink);
+        let (sink, read_error) = drain(entry, sink);
         let failed = read_error.is_some();
         if let Some(e) = read_error {
-            problems.push(format!(
+            self.problems.push(format!(
                 "{name}: the archive is truncated or corrupt here: {e}"
             ));
         }
+        let mut sink = sink.map_err(Error::io(format!("unpacking {name}")))?;
+        // Our own dumps hold one database each (`\connect` is refused); the
+        // vendor's pg_dumpall uses it between databases (restore splits
+        // the file there).
+        for (line, command) in sink.psql.take().map(Scanner::finish).unwrap_or_default() {
+            self.problems.push(format!(
+                "{name} line {line}: {command}; a restore loads data and nothing else, so this \
+                 archive is refused"
+            ));
+        }
+        if let Some(out) = &mut sink.out {
+            out.flush()
+                .map_err(Error::io(format!("unpacking {name}")))?;
+        }
+        self.bytes += sink.size;
+        if failed {
+            if let Some(g) = &growing {
+                g.end(false);
+            }
+            return Ok(None);
+        }
+        Ok(Some(Unpacked {
+            sink,
+            growing,
+            is_own_sql,
+        }))
+    }
+
+    /// What a member read whole says: the manifest, warnings about Vault
+    /// secrets, its checksums and counts (checked at once when streaming).
+    fn record(&mut self, name: String, is_first: bool, unpacked: Unpacked) {
+        let Unpacked {
+            sink,
+            growing,
+            is_own_sql,
+        } = unpacked;
         let EntrySink {
             hasher,
             size,
             bson,
             copy,
-            psql,
             kept,
-            out,
             ..
-        } = sink.map_err(Error::io(format!("unpacking {name}")))?;
-        // Our own dumps hold one database each (`\connect` is refused); the
-        // vendor's pg_dumpall uses it between databases (restore splits
-        // the file there).
-        for (line, command) in psql.map(Scanner::finish).unwrap_or_default() {
-            problems.push(format!(
-                "{name} line {line}: {command}; a restore loads data and nothing else, so this \
-                 archive is refused"
-            ));
-        }
-        if let Some(mut out) = out {
-            out.flush()
-                .map_err(Error::io(format!("unpacking {name}")))?;
-        }
+        } = sink;
         let kept = kept.unwrap_or_default();
-        bytes += size;
-        if failed {
-            if let Some(g) = &growing {
-                g.end(false);
-            }
-            break;
+        self.last = name.clone();
+        if name == MANIFEST_PATH {
+            self.manifest_read(is_first, kept);
+            return;
         }
-        last = name.clone();
-        if is_manifest {
-            if is_first && let Ok(manifest) = serde_json::from_slice::<Manifest>(&kept) {
-                limits = Some(manifest);
-            }
-            if let Some((tell, _)) = watch
-                && is_first
-                && let Ok(manifest) = serde_json::from_slice::<Manifest>(&kept)
-                && crate::manifest::check_names(&manifest).is_empty()
-            {
-                tell(Event::Manifest(manifest.clone()));
-                early = Some(manifest);
-            }
-            manifest_bytes = Some(kept);
-            continue;
+        if name.starts_with("vault-data/") {
+            self.vault_warnings(&name, &kept);
         }
-        if name.starts_with("vault-data/") && crate::vault_init::holds_init_output(&kept) {
-            warnings.push(format!(
-                "{name} holds Vault init output (unseal keys, root token): whoever holds this \
-                 archive can unseal the old Vault and read every context secret; keep the \
-                 archive as secret as the keys, or export again without it"
-            ));
-        } else if name.starts_with("vault-data/") && crate::vault_init::is_token_file(&name) {
-            warnings.push(format!(
-                "{name} holds a Vault token (CircleCI's vault container keeps the root token \
-                 there): keep the archive as secret as that token, or export again without it"
-            ));
-        }
-        let (rows, sections, digests, section_digests) = match copy {
-            Some(counter) if is_own_sql => (
-                Some(counter.digests()).map(|d| (counter.finish(), d)),
-                None,
-                BTreeMap::new(),
-                BTreeMap::new(),
-            ),
-            Some(counter) => {
-                let sections = counter.section_digests();
-                (
-                    None,
-                    Some(counter.finish_sections()),
-                    BTreeMap::new(),
-                    sections,
-                )
-            }
-            None => (None, None, BTreeMap::new(), BTreeMap::new()),
-        };
-        let (rows, digests) = match rows {
-            Some((rows, d)) => (Some(rows), d),
-            None => (None, digests),
-        };
-        let record = Seen {
+        let mut record = Seen {
             size,
             sha256: hex(&hasher.finalize()),
             documents: bson.map(BsonCounter::finish),
-            rows,
-            sections,
-            digests,
-            section_digests,
+            ..Seen::default()
         };
-        if let (Some((tell, _)), Some(manifest)) = (watch, &early) {
+        match copy {
+            Some(counter) if is_own_sql => {
+                record.digests = counter.digests();
+                record.rows = Some(counter.finish());
+            }
+            Some(counter) => {
+                record.section_digests = counter.section_digests();
+                record.sections = Some(counter.finish_sections());
+            }
+            None => {}
+        }
+        if let (Some((tell, _)), Some(manifest)) = (self.watch, &self.early) {
             let mut own = member_problems(manifest, &name, &record);
-            if seen.contains_key(&name) {
+            if self.seen.contains_key(&name) {
                 own.push(format!("{name}: appears twice in the archive"));
             }
             // Refusals found in this member (meta-commands) were pushed
-            // above with its name.
+            // with its name.
             let prefix = format!("{name} ");
-            let refused = problems.iter().any(|p| p.starts_with(&prefix));
+            let refused = self.problems.iter().any(|p| p.starts_with(&prefix));
             let verified = own.is_empty() && !refused;
             if let Some(g) = &growing {
                 g.end(verified);
             }
             tell(Event::Finished(name.clone(), verified));
         }
-        if seen.insert(name.clone(), record).is_some() {
-            problems.push(format!("{name}: appears twice in the archive"));
+        if self.seen.insert(name.clone(), record).is_some() {
+            self.problems
+                .push(format!("{name}: appears twice in the archive"));
         }
     }
-    let vendor = manifest_bytes.is_none() && seen.keys().any(|k| k.starts_with(VENDOR_ROOT));
-    if vendor {
-        let manifest = vendor_manifest(&seen, &mut problems);
-        for (database, table) in manifest
-            .postgres
-            .iter()
-            .flat_map(|d| d.tables.iter().map(move |t| (&d.db, &t.name)))
-        {
-            if !crate::manifest::is_table_name(table) {
-                problems.push(format!(
-                    "{VENDOR_PG}: database {database}: {table:?} is not a table name as \
-                     pg_dump writes them; refused before it reaches any SQL"
-                ));
+
+    /// The manifest read whole: when it came first, the limits every later
+    /// member is held to (and, streaming, the restore told of it).
+    fn manifest_read(&mut self, is_first: bool, kept: Vec<u8>) {
+        if is_first && let Ok(manifest) = serde_json::from_slice::<Manifest>(&kept) {
+            if let Some((tell, _)) = self.watch
+                && crate::manifest::check_names(&manifest).is_empty()
+            {
+                tell(Event::Manifest(manifest.clone()));
+                self.early = Some(manifest.clone());
             }
+            self.limits = Some(manifest);
         }
-        return Ok(Inspection {
-            layout: Layout::Vendor,
+        self.manifest_bytes = Some(kept);
+    }
+
+    fn vault_warnings(&mut self, name: &str, kept: &[u8]) {
+        if crate::vault_init::holds_init_output(kept) {
+            self.warnings.push(format!(
+                "{name} holds Vault init output (unseal keys, root token): whoever holds this \
+                 archive can unseal the old Vault and read every context secret; keep the \
+                 archive as secret as the keys, or export again without it"
+            ));
+        } else if crate::vault_init::is_token_file(name) {
+            self.warnings.push(format!(
+                "{name} holds a Vault token (CircleCI's vault container keeps the root token \
+                 there): keep the archive as secret as that token, or export again without it"
+            ));
+        }
+    }
+
+    /// The whole archive read: its layout and manifest, and every
+    /// difference between them and what was read.
+    fn finish(self) -> Inspection {
+        let Walk {
+            mut problems,
+            warnings,
+            seen,
+            manifest_bytes,
+            bytes,
+            ..
+        } = self;
+        let vendor = manifest_bytes.is_none() && seen.keys().any(|k| k.starts_with(VENDOR_ROOT));
+        if vendor {
+            let manifest = vendor_manifest(&seen, &mut problems);
+            for (database, table) in manifest
+                .postgres
+                .iter()
+                .flat_map(|d| d.tables.iter().map(move |t| (&d.db, &t.name)))
+            {
+                if !crate::manifest::is_table_name(table) {
+                    problems.push(format!(
+                        "{VENDOR_PG}: database {database}: {table:?} is not a table name as \
+                         pg_dump writes them; refused before it reaches any SQL"
+                    ));
+                }
+            }
+            return Inspection {
+                layout: Layout::Vendor,
+                manifest,
+                problems,
+                warnings,
+                bytes,
+            };
+        }
+        let manifest = match manifest_bytes.map(|b| serde_json::from_slice::<Manifest>(&b)) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                problems.push(format!("{MANIFEST_PATH} is not a valid manifest: {e}"));
+                Manifest::default()
+            }
+            None => {
+                if problems.is_empty() {
+                    problems.push(format!(
+                        "{MANIFEST_PATH} is missing: this is not an archive circle-export wrote \
+                         (nor one of CircleCI's circle-database-export)"
+                    ));
+                }
+                Manifest::default()
+            }
+        };
+        problems.extend(crate::manifest::check_names(&manifest));
+        compare(&manifest, &seen, &mut problems);
+        Inspection {
+            layout: Layout::Ours,
             manifest,
             problems,
             warnings,
             bytes,
-        });
+        }
     }
-    let manifest = match manifest_bytes.map(|b| serde_json::from_slice::<Manifest>(&b)) {
-        Some(Ok(m)) => m,
-        Some(Err(e)) => {
-            problems.push(format!("{MANIFEST_PATH} is not a valid manifest: {e}"));
-            Manifest::default()
-        }
-        None => {
-            if problems.is_empty() {
-                problems.push(format!(
-                    "{MANIFEST_PATH} is missing: this is not an archive circle-export wrote (nor \
-                     one of CircleCI's circle-database-export)"
-                ));
-            }
-            Manifest::default()
-        }
-    };
-    problems.extend(crate::manifest::check_names(&manifest));
-    compare(&manifest, &seen, &mut problems);
-    Ok(Inspection {
-        layout: Layout::Ours,
-        manifest,
-        problems,
-        warnings,
-        bytes,
-    })
 }
 
 /// Where one entry's bytes go: hashed, counted, kept (the manifest) and

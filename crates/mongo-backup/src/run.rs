@@ -411,91 +411,27 @@ where
             limit: spec.limits.max_lag.as_secs(),
         }])
     })?;
-    let group = new_group();
     let mut outcome = Outcome {
         steps: Vec::new(),
-        group: group.clone(),
+        group: new_group(),
         cleared,
         snapshots: Vec::new(),
         warnings: Vec::new(),
     };
     if dry_run {
-        outcome.steps.push(Step::Lock { set: set.clone() });
-        outcome.steps.push(Step::StopMember {
-            member: member.clone(),
-        });
-        for source in store.sources() {
-            outcome.steps.push(Step::Snapshot {
-                source,
-                id: String::new(),
-            });
-        }
-        outcome.steps.push(Step::StartMember {
-            member: member.clone(),
-        });
-        outcome.steps.push(Step::WaitCaughtUp {
-            member: member.clone(),
-        });
-        outcome.steps.push(Step::Unlock { set: set.clone() });
-        outcome
-            .steps
-            .extend(prune_steps(store, &set, &spec.retention).await?);
+        outcome.steps = planned_steps(spec, store, &set).await?;
         return Ok(outcome);
     }
-
-    let holder = format!("{member} (pid {})", std::process::id());
-    let lease = tokio::select! {
-        lease = lock::acquire(session, &primary, &set, &holder, spec.lease) => lease?,
-        () = cancel.cancelled() => return Err(Error::Cancelled),
-    };
-    outcome.steps.push(Step::Lock { set: set.clone() });
-    progress(&format!("took replica set {set}'s backup lock"));
-
-    // With the lock held, the guards once more on a fresh view: another
-    // member may have gone down since the first look. The member applies
-    // operations until it stops: its position is read here, as late as
-    // possible. The snapshot holds at least everything up to it.
-    let (optime, optime_millis) = match observe(session, &member).await {
-        Ok(view) => match guard::check(&view, &member, &spec.limits) {
-            Ok(now) => (now.optime, now.optime_millis),
-            Err(refusals) => {
-                release(session, &member, &lease, &mut outcome).await;
-                return Err(Error::Refused(refusals));
-            }
-        },
-        // Not knowing the set's state now is no state to stop a member in.
-        Err(e) => {
-            release(session, &member, &lease, &mut outcome).await;
-            return Err(e);
-        }
-    };
-    outcome.cleared = Cleared {
-        optime,
-        optime_millis,
-    };
-    let labels = Labels {
-        group: group.clone(),
-        set: set.clone(),
-        member: member.clone(),
-        optime,
-        optime_millis,
-        version: spec.version.clone(),
-    };
-    if cancel.is_cancelled() {
-        release(session, &member, &lease, &mut outcome).await;
-        return Err(Error::Cancelled);
-    }
-    if let Some(dir) = &spec.state_dir {
-        let left = marker::Marker {
-            member: member.clone(),
-            lease: lease.clone(),
-            pid: std::process::id(),
-        };
-        if let Err(e) = marker::write(dir, &left) {
-            release(session, &member, &lease, &mut outcome).await;
-            return Err(e);
-        }
-    }
+    let (lease, labels) = lock_and_mark(
+        session,
+        spec,
+        &primary,
+        &set,
+        cancel,
+        &mut outcome,
+        progress,
+    )
+    .await?;
     let stopped = stop_and_snapshot(spec, process, store, &labels, cancel, progress).await;
     let (stage, snapshots) = match stopped {
         Ok(snapshots) => (None, snapshots),
@@ -513,7 +449,6 @@ where
         });
     }
     outcome.snapshots = snapshots;
-
     // Interrupted while mongod was stopping: let it finish stopping before
     // starting it again (a start racing a shutdown fails on the port or the
     // dbPath lock).
@@ -530,43 +465,7 @@ where
         .await;
     }
     // Whatever happened after the stop: start it again.
-    progress(&format!("starting mongod on {member}"));
-    let restart = match process.start().await {
-        Err(e) => Restart::Failed(e.to_string()),
-        Ok(()) => {
-            outcome.steps.push(Step::StartMember {
-                member: member.clone(),
-            });
-            // Not cancellable: after a stop, the member is seen back (or
-            // the wait times out) before the run ends.
-            let caught_up = wait_caught_up(
-                session,
-                &member,
-                spec.limits.max_lag,
-                spec.catch_up_timeout,
-                spec.poll,
-                progress,
-            )
-            .await;
-            match caught_up {
-                Ok(()) => {
-                    outcome.steps.push(Step::WaitCaughtUp {
-                        member: member.clone(),
-                    });
-                    progress(&format!("{member} is a caught-up SECONDARY again"));
-                    Restart::CaughtUp
-                }
-                Err(e) => Restart::Started(e.to_string()),
-            }
-        }
-    };
-    // The member runs again: nothing is left for a later run to finish.
-    if restart == Restart::CaughtUp
-        && let Some(dir) = &spec.state_dir
-        && let Err(e) = marker::remove(dir, &member)
-    {
-        outcome.warnings.push(e.to_string());
-    }
+    let restart = restart(session, spec, process, &mut outcome, progress).await;
     if let Some((stage, error)) = stage {
         // The lock stays held when the member may be down, so that no
         // other member is stopped on top of it before the lease runs out.
@@ -591,7 +490,166 @@ where
             restart,
         });
     }
+    complete_and_prune(session, spec, store, &lease, cancel, outcome, progress).await
+}
 
+/// What a snapshot of `spec.member` would do (the dry run's steps).
+async fn planned_steps<S: SnapshotStore>(
+    spec: &BackupSpec,
+    store: &S,
+    set: &str,
+) -> Result<Vec<Step>, Error> {
+    let member = &spec.member;
+    let mut steps = vec![
+        Step::Lock {
+            set: set.to_owned(),
+        },
+        Step::StopMember {
+            member: member.clone(),
+        },
+    ];
+    for source in store.sources() {
+        steps.push(Step::Snapshot {
+            source,
+            id: String::new(),
+        });
+    }
+    steps.push(Step::StartMember {
+        member: member.clone(),
+    });
+    steps.push(Step::WaitCaughtUp {
+        member: member.clone(),
+    });
+    steps.push(Step::Unlock {
+        set: set.to_owned(),
+    });
+    steps.extend(prune_steps(store, set, &spec.retention).await?);
+    Ok(steps)
+}
+
+/// Takes the set's backup lock, checks the guards once more with it held
+/// and leaves the marker a later run finishes from (released again on
+/// failure): the lease and the labels the snapshots carry.
+async fn lock_and_mark(
+    session: &Session<'_>,
+    spec: &BackupSpec,
+    primary: &str,
+    set: &str,
+    cancel: &Cancel,
+    outcome: &mut Outcome,
+    progress: ha_plan::Progress<'_>,
+) -> Result<(lock::Lease, Labels), Error> {
+    let member = &spec.member;
+    let holder = format!("{member} (pid {})", std::process::id());
+    let lease = tokio::select! {
+        lease = lock::acquire(session, primary, set, &holder, spec.lease) => lease?,
+        () = cancel.cancelled() => return Err(Error::Cancelled),
+    };
+    outcome.steps.push(Step::Lock {
+        set: set.to_owned(),
+    });
+    progress(&format!("took replica set {set}'s backup lock"));
+    // With the lock held, the guards once more on a fresh view: another
+    // member may have gone down since the first look. The member applies
+    // operations until it stops: its position is read here, as late as
+    // possible. The snapshot holds at least everything up to it.
+    let checked = match observe(session, member).await {
+        Ok(view) => guard::check(&view, member, &spec.limits).map_err(Error::Refused),
+        // Not knowing the set's state now is no state to stop a member in.
+        Err(e) => Err(e),
+    };
+    let marked = checked.and_then(|now| {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        if let Some(dir) = &spec.state_dir {
+            marker::write(
+                dir,
+                &marker::Marker {
+                    member: member.clone(),
+                    lease: lease.clone(),
+                    pid: std::process::id(),
+                },
+            )?;
+        }
+        Ok(now)
+    });
+    let now = match marked {
+        Ok(now) => now,
+        Err(e) => {
+            release(session, member, &lease, outcome).await;
+            return Err(e);
+        }
+    };
+    outcome.cleared = Cleared {
+        optime: now.optime,
+        optime_millis: now.optime_millis,
+    };
+    let labels = Labels {
+        group: outcome.group.clone(),
+        set: set.to_owned(),
+        member: member.clone(),
+        optime: now.optime,
+        optime_millis: now.optime_millis,
+        version: spec.version.clone(),
+    };
+    Ok((lease, labels))
+}
+
+/// Starts the stopped member again and waits (not cancellable: after a
+/// stop, the member is seen back, or the wait times out, before the run
+/// ends) until it is a caught-up SECONDARY; then removes the marker.
+async fn restart<P: MemberProcess>(
+    session: &Session<'_>,
+    spec: &BackupSpec,
+    process: &mut P,
+    outcome: &mut Outcome,
+    progress: ha_plan::Progress<'_>,
+) -> Restart {
+    let member = &spec.member;
+    progress(&format!("starting mongod on {member}"));
+    if let Err(e) = process.start().await {
+        return Restart::Failed(e.to_string());
+    }
+    outcome.steps.push(Step::StartMember {
+        member: member.clone(),
+    });
+    let caught_up = wait_caught_up(
+        session,
+        member,
+        spec.limits.max_lag,
+        spec.catch_up_timeout,
+        spec.poll,
+        progress,
+    )
+    .await;
+    if let Err(e) = caught_up {
+        return Restart::Started(e.to_string());
+    }
+    outcome.steps.push(Step::WaitCaughtUp {
+        member: member.clone(),
+    });
+    progress(&format!("{member} is a caught-up SECONDARY again"));
+    // The member runs again: nothing is left for a later run to finish.
+    if let Some(dir) = &spec.state_dir
+        && let Err(e) = marker::remove(dir, member)
+    {
+        outcome.warnings.push(e.to_string());
+    }
+    Restart::CaughtUp
+}
+
+/// With the member back: waits for the snapshots to complete, releases
+/// the lock and deletes what the retention lets go.
+async fn complete_and_prune<S: SnapshotStore>(
+    session: &Session<'_>,
+    spec: &BackupSpec,
+    store: &S,
+    lease: &lock::Lease,
+    cancel: &Cancel,
+    mut outcome: Outcome,
+    progress: ha_plan::Progress<'_>,
+) -> Result<Outcome, Error> {
     let ids: Vec<String> = outcome.snapshots.iter().map(|s| s.id.clone()).collect();
     progress(&format!(
         "waiting for {} snapshot(s) to complete",
@@ -601,12 +659,9 @@ where
         res = store.wait_completed(&ids, spec.complete_timeout) => res,
         () = cancel.cancelled() => Err(Error::Interrupted { restart: Restart::CaughtUp }),
     };
-    if let Err(e) = completed {
-        release(session, &member, &lease, &mut outcome).await;
-        return Err(e);
-    }
-    release(session, &member, &lease, &mut outcome).await;
-    for step in prune_steps(store, &set, &spec.retention).await? {
+    release(session, &spec.member, lease, &mut outcome).await;
+    completed?;
+    for step in prune_steps(store, &lease.set, &spec.retention).await? {
         if let Step::DeleteSnapshot { id, .. } = &step {
             store.delete(id).await?;
             progress(&format!("deleted {id}"));
