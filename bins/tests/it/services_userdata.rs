@@ -241,3 +241,114 @@ fn import_settings_turns_settings_conf_into_a_services_section() {
         Some("env:GITHUB_CLIENT_SECRET")
     );
 }
+
+/// Every file under `dir`, by path relative to it, with its bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, into: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, into);
+            } else {
+                let name = path.strip_prefix(root).unwrap().display().to_string();
+                into.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut files = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut files);
+    files
+}
+
+/// A program that links the crates builds the bundle's spec from typed
+/// values (no `ha.toml`) and renders it through `ha_runbook::BundleSetup`:
+/// the same report as `services-userdata render --json`, the same files,
+/// byte for byte.
+#[test]
+fn a_program_renders_the_bundle_the_cli_renders() {
+    use secrecy::SecretString;
+    use services_userdata::{
+        BundleSpec, GithubSpec, MongoSpec, PostgresSpec, StorageSpec, VaultSpec,
+    };
+    let dir = setup();
+    let d = dir.path();
+    let cli_out = d.join("bundle");
+    let (code, stdout, stderr) = run(&mut tool(
+        d,
+        &["render", "--json", "--out", cli_out.to_str().unwrap()],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    let cli = json(&stdout);
+
+    let secret = |name: &str| {
+        let (_, value) = secrets().into_iter().find(|(k, _)| *k == name).unwrap();
+        SecretString::from(value)
+    };
+    let spec = BundleSpec {
+        hostname: "circleci.example.com".to_owned(),
+        aws_region: "us-east-1".to_owned(),
+        s3_bucket: "circleci-ha-config".to_owned(),
+        s3_prefix: String::new(),
+        mongo: MongoSpec {
+            replica_set: "circle".to_owned(),
+            hosts: ["mongo-1", "mongo-2", "mongo-3"]
+                .map(|h| format!("{h}.internal:27017"))
+                .to_vec(),
+            user: "circle".to_owned(),
+            password: secret("MONGO_APP_PASSWORD"),
+            databases: mongo_rs_setup::DEFAULT_APP_DATABASES
+                .map(str::to_owned)
+                .to_vec(),
+            tls: true,
+        },
+        postgres: PostgresSpec {
+            host: "pg.internal".to_owned(),
+            port: 5432,
+            user: "circle".to_owned(),
+            password: secret("PG_APP_PASSWORD"),
+        },
+        vault: VaultSpec {
+            scheme: "https".to_owned(),
+            host: "vault.internal".to_owned(),
+            port: 8200,
+            token: SecretString::from("s.app-token-123".to_owned()),
+            transit_mount: "transit".to_owned(),
+        },
+        replicated_password: secret("REPLICATED_PASSWORD"),
+        replicated_log_level: "debug".to_owned(),
+        replicated_version: None,
+        secret_passphrase: secret("CIRCLE_SECRET_PASSPHRASE"),
+        github: GithubSpec {
+            kind: "github_type_public".to_owned(),
+            client_id: "abc123".to_owned(),
+            client_secret: secret("GITHUB_CLIENT_SECRET"),
+        },
+        storage: StorageSpec {
+            backend: "storage_backend_s3".to_owned(),
+            bucket: "circleci-artifacts".to_owned(),
+            sqs_queue_url: "https://sqs.us-east-1.amazonaws.com/123456789012/circleci".to_owned(),
+        },
+        extra_settings: std::collections::BTreeMap::new(),
+        license: b"license-bytes\n".to_vec(),
+        ca_certificates: vec![std::fs::read_to_string(d.join("pki/ca.pem")).unwrap()],
+        encryption_keys: vec![("aes.key".to_owned(), b"aes-key-bytes".to_vec())],
+        // The one value a render makes up: the program keeps the key of
+        // the bundle it compares with, as a second render keeps its own.
+        session_cookie_key: services_userdata::Bundle::session_cookie_key_in(&cli_out).unwrap(),
+    };
+    let typed_out = d.join("typed-bundle");
+    let setup = ha_runbook::BundleSetup::new(spec, &typed_out);
+    let report = setup.render(false).unwrap();
+    let typed = serde_json::to_value(&report).unwrap();
+    let cli_dir = cli_out.display().to_string();
+    let typed_dir = typed_out.display().to_string();
+    let typed = serde_json::from_str::<Value>(&typed.to_string().replace(&typed_dir, &cli_dir))
+        .unwrap();
+    assert_eq!(typed["changed"], 9, "{typed}");
+    for key in ["changed", "planned", "dry_run", "actions", "warnings"] {
+        assert_eq!(typed[key], cli[key], "{key}: {typed} against {cli}");
+    }
+    assert_eq!(tree(&typed_out), tree(&cli_out));
+    // And the program's second render, like the CLI's, changes nothing.
+    assert_eq!(setup.render(false).unwrap().changed(), 0);
+}
