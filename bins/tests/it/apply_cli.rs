@@ -124,54 +124,18 @@ impl Lab {
 
 /// The runbook `ha.toml` describes, built from typed values alone (no
 /// `ha.toml`): what a program linking the crates writes. The Services
-/// bundle is left out (its spec is the file's business: URIs, CA
-/// certificates, the cookie key kept from an earlier render).
+/// bundle is left out here (`services_userdata` renders one from typed
+/// values).
 fn typed_runbook(lab: &Lab, hosts: &[String], ca_file: &Path) -> ha_runbook::Runbook {
-    use mongo_rs_setup::{MemberSpec, Reach, SetSettings, SetSpec, TlsFiles, UserSpec};
     use secrecy::SecretString;
     let secret = |name: &str| SecretString::from(format!("{HOSTILE}-{name}"));
-    let members = hosts
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let mut member = MemberSpec::new(host.clone());
-            if i == 0 {
-                member.priority = 2.0;
-            }
-            member
+    let spec = crate::typed_set(hosts, ca_file, |role| {
+        secret(match role {
+            "site_admin" => "MONGO_SITE_ADMIN_PASSWORD",
+            "admin" => "MONGO_ADMIN_PASSWORD",
+            _ => "MONGO_APP_PASSWORD",
         })
-        .collect();
-    let spec = SetSpec {
-        name: "circle".to_owned(),
-        members,
-        settings: SetSettings {
-            election_timeout_millis: Some(2000),
-            heartbeat_interval_millis: Some(500),
-        },
-        site_admin: UserSpec {
-            name: "siteUserAdmin".to_owned(),
-            password: secret("MONGO_SITE_ADMIN_PASSWORD"),
-        },
-        admin: UserSpec {
-            name: "circle-admin".to_owned(),
-            password: secret("MONGO_ADMIN_PASSWORD"),
-        },
-        app: UserSpec {
-            name: "circle".to_owned(),
-            password: secret("MONGO_APP_PASSWORD"),
-        },
-        app_databases: mongo_rs_setup::DEFAULT_APP_DATABASES
-            .map(str::to_owned)
-            .to_vec(),
-        reach: Reach {
-            tls: Some(TlsFiles {
-                ca_file: ca_file.to_path_buf(),
-                certificate_key_file: None,
-            }),
-            ..Reach::default()
-        },
-        wait_timeout: std::time::Duration::from_secs(120),
-    };
+    });
     let ca_pem = std::fs::read(ca_file).unwrap();
     let server = pg_provision::Server {
         host: "localhost".to_owned(),

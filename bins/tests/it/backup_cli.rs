@@ -156,6 +156,55 @@ impl Set {
         )
     }
 
+    /// `snapshot --dry-run` of member `i` as a program linking the crates
+    /// runs it, from typed values (no `ha.toml`): the report's JSON.
+    fn typed_dry_run(&self, i: usize) -> Value {
+        let hosts: Vec<String> = self.members.iter().map(MongoMember::host).collect();
+        let set = crate::typed_set(&hosts, &self.pki.ca_file(), |role| {
+            let short = match role {
+                "site_admin" => "s",
+                "admin" => "a",
+                _ => "p",
+            };
+            secrecy::SecretString::from(format!("{HOSTILE}-{short}"))
+        });
+        let session = mongo_rs_setup::Session::new(&set);
+        let member = &self.members[i];
+        let mut spec = mongo_backup::BackupSpec::new(member.host());
+        spec.local_port = Some(member.port());
+        spec.db_path = Some(member.dbpath());
+        spec.state_dir = Some(self.dir.path().join("state"));
+        spec.retention.keep_last = Some(2);
+        let store = mongo_backup::StoreSpec::Directory {
+            root: self.dir.path().join("snapshots"),
+        }
+        .open(&member.dbpath(), None)
+        .unwrap();
+        let script = |name: &str| {
+            let path = self.dir.path().join(format!("{name}-{i}.sh"));
+            vec!["sh".to_owned(), path.display().to_string()]
+        };
+        let mut process = mongo_backup::Commands {
+            stop: script("stop"),
+            start: script("start"),
+            ..mongo_backup::Commands::default()
+        };
+        let (_handle, cancel) = mongo_backup::Cancel::new();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let outcome = runtime
+            .block_on(mongo_backup::run::snapshot(
+                &session,
+                &spec,
+                &mut process,
+                &store,
+                true,
+                &cancel,
+                &|_: &str| {},
+            ))
+            .unwrap();
+        serde_json::to_value(outcome.to_report("mongo-backup", true, Vec::new())).unwrap()
+    }
+
     fn hello(&self, i: usize) -> Option<mongo_rs_setup::Hello> {
         hello(self.members[i].port(), &self.pki.ca_file())
     }
@@ -203,6 +252,18 @@ fn snapshot_twice_list_status_refusals_and_bad_config_as_an_operator_runs_them()
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(plan["changed"], 0, "{plan}");
     assert_eq!(plan["planned"], 6, "{plan}");
+    // A program linking the crates gets the same plan from typed values.
+    let typed = set.typed_dry_run(s);
+    for key in [
+        "changed",
+        "planned",
+        "dry_run",
+        "actions",
+        "warnings",
+        "snapshots",
+    ] {
+        assert_eq!(typed[key], plan[key], "{key}: {typed} against {plan}");
+    }
 
     // Two runs: each stops the member through the script, snapshots,
     // starts it again and waits until it has caught up.

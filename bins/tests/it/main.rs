@@ -544,3 +544,58 @@ fn status_writes_prometheus_text_for_the_textfile_collector() {
     );
     assert!(*at > now + 300.0 * 86_400.0, "{text}");
 }
+
+/// The lab's replica set `circle` as a program linking the crates describes
+/// it, from typed values (no `ha.toml`): `members_toml`'s members (the
+/// first at priority 2), the runbook's three users with `password(role)`
+/// (`site_admin`, `admin`, `app`), TLS trusting `ca_file`, the lab's fast
+/// elections.
+pub(crate) fn typed_set(
+    hosts: &[String],
+    ca_file: &std::path::Path,
+    password: impl Fn(&str) -> secrecy::SecretString,
+) -> mongo_rs_setup::SetSpec {
+    use mongo_rs_setup::{MemberSpec, Reach, SetSettings, SetSpec, TlsFiles, UserSpec};
+    let members = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let mut member = MemberSpec::new(host.clone());
+            if i == 0 {
+                member.priority = 2.0;
+            }
+            member
+        })
+        .collect();
+    SetSpec {
+        name: "circle".to_owned(),
+        members,
+        settings: SetSettings {
+            election_timeout_millis: Some(2000),
+            heartbeat_interval_millis: Some(500),
+        },
+        site_admin: UserSpec {
+            name: "siteUserAdmin".to_owned(),
+            password: password("site_admin"),
+        },
+        admin: UserSpec {
+            name: "circle-admin".to_owned(),
+            password: password("admin"),
+        },
+        app: UserSpec {
+            name: "circle".to_owned(),
+            password: password("app"),
+        },
+        app_databases: mongo_rs_setup::DEFAULT_APP_DATABASES
+            .map(str::to_owned)
+            .to_vec(),
+        reach: Reach {
+            tls: Some(TlsFiles {
+                ca_file: ca_file.to_path_buf(),
+                certificate_key_file: None,
+            }),
+            ..Reach::default()
+        },
+        wait_timeout: std::time::Duration::from_secs(120),
+    }
+}

@@ -342,8 +342,8 @@ fn a_program_renders_the_bundle_the_cli_renders() {
     let typed = serde_json::to_value(&report).unwrap();
     let cli_dir = cli_out.display().to_string();
     let typed_dir = typed_out.display().to_string();
-    let typed = serde_json::from_str::<Value>(&typed.to_string().replace(&typed_dir, &cli_dir))
-        .unwrap();
+    let typed =
+        serde_json::from_str::<Value>(&typed.to_string().replace(&typed_dir, &cli_dir)).unwrap();
     assert_eq!(typed["changed"], 9, "{typed}");
     for key in ["changed", "planned", "dry_run", "actions", "warnings"] {
         assert_eq!(typed[key], cli[key], "{key}: {typed} against {cli}");

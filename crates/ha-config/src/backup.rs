@@ -265,8 +265,10 @@ impl HaConfig {
             start: command("start_command", &raw.start_command, defaults.start),
             timeout: defaults.timeout,
         };
-        let max_lag = Duration::from_secs(raw.max_lag.unwrap_or(30));
-        let lease = Duration::from_secs(raw.lease.unwrap_or(7200));
+        // The library's defaults where the file is silent.
+        let base = BackupSpec::new(member);
+        let max_lag = raw.max_lag.map_or(base.limits.max_lag, Duration::from_secs);
+        let lease = raw.lease.map_or(base.lease, Duration::from_secs);
         if lease < Duration::from_secs(600) {
             c.invalid("[backup].lease", ": must be at least 600 seconds");
         }
@@ -310,7 +312,6 @@ impl HaConfig {
             |d| self.path_of(d),
         );
         let spec = BackupSpec {
-            member,
             local_port: Some(local_port),
             state_dir: Some(state_dir),
             limits: Limits {
@@ -319,15 +320,11 @@ impl HaConfig {
             },
             db_path: db_path.map(PathBuf::from),
             lease,
-            stop_timeout: Duration::from_secs(600),
-            catch_up_timeout: Duration::from_secs(3600),
-            complete_timeout: Duration::from_secs(6 * 3600),
             retention: Retention {
                 keep_last: raw.keep_last,
                 keep_days: raw.keep_days,
             },
-            poll: Duration::from_secs(2),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            ..base
         };
         let warnings = std::mem::take(&mut c.warnings);
         c.finish(BackupSettings {

@@ -121,6 +121,17 @@ pub struct Limits {
     pub any_member: bool,
 }
 
+impl Default for Limits {
+    /// The runbook's: at most 30 seconds of lag, and a set's hidden or
+    /// priority-0 member (one meant for backups) preferred.
+    fn default() -> Limits {
+        Limits {
+            max_lag: Duration::from_secs(30),
+            any_member: false,
+        }
+    }
+}
+
 /// Why a run refused to stop the member. Nothing was touched.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

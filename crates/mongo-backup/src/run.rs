@@ -145,6 +145,32 @@ pub struct BackupSpec {
     pub version: String,
 }
 
+impl BackupSpec {
+    /// A run backing up `member` (`host:port` as in the set's config;
+    /// empty: whatever the mongod on `local_port` says it is) with the
+    /// runbook's defaults: lag at most 30 s, no hidden member skipped, a
+    /// 2-hour lease, 10 minutes to stop, an hour to catch up, six hours
+    /// for the snapshots to complete, polling every 2 s, nothing deleted
+    /// (no retention), no marker and no local check. Set the fields a
+    /// machine needs (`local_port`, `state_dir`, `db_path`, `retention`).
+    pub fn new(member: impl Into<String>) -> BackupSpec {
+        BackupSpec {
+            member: member.into(),
+            local_port: None,
+            state_dir: None,
+            limits: Limits::default(),
+            db_path: None,
+            lease: Duration::from_secs(7200),
+            stop_timeout: Duration::from_secs(600),
+            catch_up_timeout: Duration::from_secs(3600),
+            complete_timeout: Duration::from_secs(6 * 3600),
+            retention: Retention::default(),
+            poll: Duration::from_secs(2),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
 /// One step of a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
