@@ -101,20 +101,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<Exit> {
     match &command {
         KeysCommand::Backup { from, dry_run, .. } => {
             let done = keys::backup(&s3, &store, from, *dry_run).await?;
-            let warnings = done
-                .only_stored
-                .iter()
-                .map(|name| {
-                    format!(
-                        "{name} is in the stored copy but no longer in {} (kept)",
-                        from.display()
-                    )
-                })
-                .collect();
-            Ok(print(
-                json,
-                &Report::from_changes(TOOL, *dry_run, &done.steps, warnings),
-            ))
+            Ok(print(json, &done.to_report(TOOL, *dry_run, from)))
         }
         KeysCommand::Verify { dir, .. } => {
             let diff = keys::verify(&s3, &store, dir).await?;

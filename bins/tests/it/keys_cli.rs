@@ -143,6 +143,37 @@ fn backup_verify_change_verify_restore_refused_then_forced() {
     );
 
     std::fs::write(machine.join("b.key"), "key-material-B-changed").unwrap();
+    // A program linking the crates, from typed values (no ha.toml): the
+    // same plan and the same findings as the CLI's.
+    let store = services_userdata::keys::KeyStore {
+        bucket: "ha-keys".to_owned(),
+        prefix: "prod/".to_owned(),
+        kms_key_id: None,
+    };
+    let (plan, diff) = runtime.block_on(async {
+        let s3 = moto.s3_client();
+        let plan = services_userdata::keys::backup(&s3, &store, &machine, true)
+            .await
+            .unwrap();
+        let diff = services_userdata::keys::verify(&s3, &store, &machine)
+            .await
+            .unwrap();
+        (
+            serde_json::to_value(plan.to_report("circle-ha keys", true, &machine)).unwrap(),
+            serde_json::to_value(diff.to_findings("circle-ha keys", &machine)).unwrap(),
+        )
+    });
+    let (_, cli_plan, _) = keys(&config, &endpoint, &["backup", "--from", path, "--dry-run"]);
+    let (_, cli_diff, _) = keys(&config, &endpoint, &["verify", "--dir", path]);
+    assert_eq!(plan["planned"], 1, "{plan}");
+    assert_eq!(cli_diff["healthy"], false, "{cli_diff}");
+    for (typed, cli) in [(&plan, &cli_plan), (&diff, &cli_diff)] {
+        let mut cli = cli.clone();
+        for envelope in ["schema_version", "tool"] {
+            cli.as_object_mut().unwrap().remove(envelope);
+        }
+        assert_eq!(*typed, cli);
+    }
     let changed = status(&["--textfile", textfile_arg]);
     assert_eq!(changed["healthy"], false, "{changed}");
     assert_eq!(changed["local"]["different"], serde_json::json!(["b.key"]));

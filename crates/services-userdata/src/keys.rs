@@ -265,6 +265,25 @@ pub struct Backup {
     pub only_stored: Vec<String>,
 }
 
+impl Backup {
+    /// The run as `circle-ha keys backup --from DIR` reports it under
+    /// `tool`'s name: the uploads, and a warning for each file only the
+    /// stored copy has (kept).
+    pub fn to_report(&self, tool: &str, dry_run: bool, dir: &Path) -> ha_plan::Report {
+        let warnings = self
+            .only_stored
+            .iter()
+            .map(|name| {
+                format!(
+                    "{name} is in the stored copy but no longer in {} (kept)",
+                    dir.display()
+                )
+            })
+            .collect();
+        ha_plan::Report::from_changes(tool, dry_run, &self.steps, warnings)
+    }
+}
+
 /// `circle-ha keys backup`: uploads every key file of `dir` that is new or
 /// changed (server-side encrypted, with its SHA-256), then reads the
 /// stored copy back and checks it matches the directory. A second run
