@@ -95,7 +95,10 @@ fn main() {
                         reader: &mongo_client.clone().into(),
                         databases: Vec::new(),
                     }),
-                    postgres: Some((&source_pg, Vec::new())),
+                    postgres: Some(circle_export::PgSource {
+                        client: &source_pg,
+                        databases: &[],
+                    }),
                     encryption_keys: None,
                     vault_data: None,
                     danger_include_vault_init_output: false,
@@ -195,7 +198,10 @@ fn main() {
             .block_on(circle_export::export(
                 ExportSpec {
                     mongo: None,
-                    postgres: Some((&source_pg, Vec::new())),
+                    postgres: Some(circle_export::PgSource {
+                        client: &source_pg,
+                        databases: &[],
+                    }),
                     encryption_keys: None,
                     vault_data: None,
                     danger_include_vault_init_output: false,
@@ -285,7 +291,10 @@ fn main() {
             RestoreSpec {
                 archive: archive.clone(),
                 unsealing: None,
-                mongo: Some((&new_mongo_client, false)),
+                mongo: Some(&circle_export::MongoConnection {
+                    client: new_mongo_client.clone(),
+                    replica_set: false,
+                }),
                 postgres: Some(&target_pg),
                 drop: false,
                 dry_run: false,

@@ -427,7 +427,10 @@ async fn export(args: ExportArgs) -> anyhow::Result<Exit> {
     let meter = Meter::new();
     let spec = ExportSpec {
         mongo,
-        postgres: pg.as_ref().map(|p| (p, pg_databases)),
+        postgres: pg.as_ref().map(|client| circle_export::PgSource {
+            client,
+            databases: &pg_databases,
+        }),
         encryption_keys,
         vault_data,
         danger_include_vault_init_output,
@@ -515,7 +518,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<Exit> {
         RestoreSpec {
             archive,
             unsealing: unsealing.as_ref(),
-            mongo: mongo.as_ref().map(|m| (&m.client, m.replica_set)),
+            mongo: mongo.as_ref(),
             postgres: pg.as_ref(),
             drop,
             dry_run,

@@ -35,12 +35,22 @@ pub enum MongoSource<'a> {
     DumpDir(PathBuf),
 }
 
+/// A PostgreSQL server to dump.
+#[derive(Clone, Copy, Debug)]
+pub struct PgSource<'a> {
+    /// The server.
+    pub client: &'a PgClient,
+    /// The databases to dump (empty: every database but `postgres` and
+    /// the templates).
+    pub databases: &'a [String],
+}
+
 /// What to export.
 pub struct ExportSpec<'a> {
     /// MongoDB, if any.
     pub mongo: Option<MongoSource<'a>>,
-    /// PostgreSQL and the databases to dump (empty: all but `postgres`).
-    pub postgres: Option<(&'a PgClient, Vec<String>)>,
+    /// PostgreSQL and the databases to dump.
+    pub postgres: Option<PgSource<'a>>,
     /// `/data/circle/circleci-encryption-keys`, stored as
     /// `encryption-keys/…`.
     pub encryption_keys: Option<PathBuf>,
@@ -242,7 +252,10 @@ pub(crate) async fn dump(
     let pg_part = async {
         match &spec.postgres {
             None => Ok::<_, Error>((None, None, Vec::new())),
-            Some((pg, only)) => {
+            Some(PgSource {
+                client: pg,
+                databases: only,
+            }) => {
                 let version = pg.server_version().await?;
                 let dump_version = pg.dump_version().await?;
                 progress(&format!(
@@ -427,7 +440,11 @@ pub async fn plan(spec: &ExportSpec<'_>) -> Result<ExportPlan, Error> {
             }
         }
     }
-    if let Some((pg, only)) = &spec.postgres {
+    if let Some(PgSource {
+        client: pg,
+        databases: only,
+    }) = &spec.postgres
+    {
         plan.databases = pg.databases(only).await?;
         let sizes =
             futures_util::future::join_all(plan.databases.iter().map(|db| pg.estimate_bytes(db)))

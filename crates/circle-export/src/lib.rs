@@ -103,7 +103,7 @@ pub mod verify;
 pub mod wire;
 
 pub use error::Error;
-pub use export::{ExportPlan, ExportReport, ExportSpec, MongoSource, export};
+pub use export::{ExportPlan, ExportReport, ExportSpec, MongoSource, PgSource, export};
 pub use manifest::Manifest;
 pub use meter::{Meter, Reading, Stage};
 pub use postgres::{PgClient, PgConn};

@@ -28,9 +28,9 @@ pub struct RestoreSpec<'a> {
     /// [`crate::seal`]); `None` for a plain one. A sealed archive is
     /// authenticated whole before anything is written.
     pub unsealing: Option<&'a crate::seal::Unsealing>,
-    /// The MongoDB target and whether to insert with `w: majority` (a
+    /// The MongoDB target (inserts wait for `w: "majority"` when it is a
     /// replica set).
-    pub mongo: Option<(&'a Client, bool)>,
+    pub mongo: Option<&'a crate::MongoConnection>,
     /// The PostgreSQL target. A database missing there is created, owned
     /// by the restoring role (which then needs `CREATEDB`); pg-provision
     /// makes them with their extensions beforehand.
@@ -387,7 +387,7 @@ async fn restore_reading(
     let counted = counted_cell.into_inner().unwrap_or_else(|e| e.into_inner());
     report.mismatches = count_mismatches(
         &report.manifest,
-        spec.mongo.map(|(c, _)| c),
+        spec.mongo.map(|m| &m.client),
         spec.postgres,
         &counted,
     )
@@ -495,7 +495,7 @@ async fn plan_restore(
     };
     let mut mongo = Vec::new();
     let mut views = Vec::new();
-    if let Some((client, _)) = spec.mongo {
+    if let Some(crate::MongoConnection { client, .. }) = spec.mongo {
         for item in mongo_items {
             let documents = manifest
                 .mongo
@@ -583,7 +583,7 @@ impl RestorePlan {
         spec: &RestoreSpec<'_>,
         progress: ha_plan::Progress<'_>,
     ) -> Result<(), Error> {
-        if let Some((client, _)) = spec.mongo {
+        if let Some(crate::MongoConnection { client, .. }) = spec.mongo {
             let failover = crate::failover::Failover {
                 wait: spec.failover_wait,
                 progress,
@@ -644,9 +644,10 @@ async fn load_mongo(
     progress: ha_plan::Progress<'_>,
     items: Vec<RestoreItem>,
 ) -> Result<u64, Error> {
-    let Some((client, majority)) = spec.mongo else {
+    let Some(target) = spec.mongo else {
         return Ok(0);
     };
+    let (client, majority) = (&target.client, target.replica_set);
     let total = items.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let counts = for_each_parallel(items, spec.parallel, |item| {

@@ -24,7 +24,7 @@ use futures_util::StreamExt as _;
 use mongodb::Client;
 
 use crate::error::Error;
-use crate::export::{self, ExportSpec, Hooks, MongoSource, human_bytes};
+use crate::export::{self, ExportSpec, Hooks, MongoSource, PgSource, human_bytes};
 use crate::manifest::{CollectionEntry, bson_path, metadata_path};
 use crate::meter::Meter;
 use crate::mongo::{self, RestoreItem};
@@ -128,10 +128,10 @@ pub async fn transfer(
             reader: m.source,
             databases: m.databases.clone(),
         }),
-        postgres: spec
-            .postgres
-            .as_ref()
-            .map(|p| (p.source, p.databases.clone())),
+        postgres: spec.postgres.as_ref().map(|p| PgSource {
+            client: p.source,
+            databases: &p.databases,
+        }),
         encryption_keys: spec.encryption_keys.clone(),
         vault_data: spec.vault_data.clone(),
         danger_include_vault_init_output: spec.danger_include_vault_init_output,

@@ -41,7 +41,10 @@ async fn export_keep(source: &circle_export::PgClient, out: &Path) -> circle_exp
     circle_export::export(
         circle_export::ExportSpec {
             mongo: None,
-            postgres: Some((source, vec!["keep".to_owned()])),
+            postgres: Some(circle_export::PgSource {
+                client: source,
+                databases: &["keep".to_owned()],
+            }),
             encryption_keys: None,
             vault_data: None,
             danger_include_vault_init_output: false,

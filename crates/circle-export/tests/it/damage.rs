@@ -47,7 +47,7 @@ async fn a_flipped_byte_is_caught_and_nothing_is_restored() {
     // restore refuses before touching the target.
     let (_target_member, target) = old_mongo();
     let err = restore(
-        restore_spec(archive.clone(), Some((&target, false)), None),
+        restore_spec(archive.clone(), Some(&crate::standalone(&target)), None),
         &progress,
     )
     .await
@@ -164,7 +164,10 @@ async fn two_databases_exported(rows: u32, pad: &str, archive: &std::path::Path)
     circle_export::export(
         circle_export::ExportSpec {
             mongo: None,
-            postgres: Some((&source_client, vec!["circle".to_owned(), "vms".to_owned()])),
+            postgres: Some(circle_export::PgSource {
+                client: &source_client,
+                databases: &["circle".to_owned(), "vms".to_owned()],
+            }),
             encryption_keys: None,
             vault_data: None,
             danger_include_vault_init_output: false,
@@ -309,7 +312,7 @@ async fn a_damaged_mongo_collection_is_left_out_and_the_others_are_restored() {
 
     let (_target_member, target) = old_mongo();
     let err = restore(
-        restore_spec(archive.clone(), Some((&target, false)), None),
+        restore_spec(archive.clone(), Some(&crate::standalone(&target)), None),
         &progress,
     )
     .await

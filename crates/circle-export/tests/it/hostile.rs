@@ -302,10 +302,14 @@ async fn a_target_with_the_same_count_but_other_documents_is_not_already_restore
     c.insert_one(doc! {"_id": 2, "v": "unrelated"})
         .await
         .unwrap();
+    let target = circle_export::MongoConnection {
+        client: target,
+        replica_set: false,
+    };
     let spec = || RestoreSpec {
         archive: path.clone(),
         unsealing: None,
-        mongo: Some((&target, false)),
+        mongo: Some(&target),
         postgres: None,
         drop: false,
         dry_run: false,
@@ -408,7 +412,7 @@ async fn server_side_javascript_in_options_indexes_or_views_is_refused_before_an
             let err = restore(
                 RestoreSpec {
                     dry_run,
-                    ..crate::restore_spec(path.clone(), Some((&target, false)), None)
+                    ..crate::restore_spec(path.clone(), Some(&crate::standalone(&target)), None)
                 },
                 &progress,
             )

@@ -29,11 +29,20 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 pub(crate) const HOSTILE: &str = "p'\"$@:/?#%&=+ \\wörd`;";
 
+/// `client` as a restore target that is no replica set (inserts wait for
+/// the default write concern).
+pub(crate) fn standalone(client: &Client) -> circle_export::MongoConnection {
+    circle_export::MongoConnection {
+        client: client.clone(),
+        replica_set: false,
+    }
+}
+
 /// A plain restore of `archive` into these targets: nothing dropped, not
 /// a dry run, two at a time, a 60 s failover wait.
 pub(crate) fn restore_spec<'a>(
     archive: std::path::PathBuf,
-    mongo: Option<(&'a Client, bool)>,
+    mongo: Option<&'a circle_export::MongoConnection>,
     postgres: Option<&'a PgClient>,
 ) -> circle_export::RestoreSpec<'a> {
     circle_export::RestoreSpec {
@@ -99,7 +108,7 @@ pub(crate) fn old_mongo() -> (MongoMember, Client) {
 /// An export of these sources to `out`: no files, unsealed, two at a time.
 pub(crate) fn export_spec<'a>(
     mongo: Option<circle_export::MongoSource<'a>>,
-    postgres: Option<(&'a PgClient, Vec<String>)>,
+    postgres: Option<circle_export::PgSource<'a>>,
     out: &Path,
 ) -> circle_export::ExportSpec<'a> {
     circle_export::ExportSpec {

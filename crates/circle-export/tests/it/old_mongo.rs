@@ -316,7 +316,14 @@ async fn export_and_restore(
         (&lone.1, false)
     };
     let restored = circle_export::restore(
-        restore_spec(out.clone(), Some((target, majority)), None),
+        restore_spec(
+            out.clone(),
+            Some(&circle_export::MongoConnection {
+                client: target.clone(),
+                replica_set: majority,
+            }),
+            None,
+        ),
         &progress,
     )
     .await
@@ -337,7 +344,7 @@ async fn export_and_restore(
     vendor_from(&out, &vendor);
     let (_target, target) = old_mongo();
     let restored = circle_export::restore(
-        restore_spec(vendor, Some((&target, false)), None),
+        restore_spec(vendor, Some(&crate::standalone(&target)), None),
         &progress,
     )
     .await

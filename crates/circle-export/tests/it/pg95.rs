@@ -72,7 +72,14 @@ async fn a_pg_dump_9_5_file_restores_into_postgres_15_with_identical_rows() {
         .unwrap();
     let out = dir.path().join("old.tar.zst");
     let report = circle_export::export(
-        crate::export_spec(None, Some((&source, vec!["circle".to_owned()])), &out),
+        crate::export_spec(
+            None,
+            Some(circle_export::PgSource {
+                client: &source,
+                databases: &["circle".to_owned()],
+            }),
+            &out,
+        ),
         &progress,
     )
     .await

@@ -29,7 +29,8 @@ async fn a_collection_stopped_before_its_indexes_gets_them_on_the_next_run() {
     export_one_database(&old, "circle_ghe", &archive).await;
 
     let (_new_member, new) = old_mongo();
-    let spec = || restore_spec(archive.clone(), Some((&new, false)), None);
+    let new_target = crate::standalone(&new);
+    let spec = || restore_spec(archive.clone(), Some(&new_target), None);
     // What a run killed after its inserts, before its indexes, leaves.
     let target = new.database("circle_ghe").collection::<Document>("builds");
     target
@@ -130,7 +131,8 @@ async fn a_stopped_mongo_restore_resumes_without_drop_and_other_data_is_refused(
     export_one_database(&old, "circle_ghe", &archive).await;
 
     let (_new_member, new) = old_mongo();
-    let spec = || restore_spec(archive.clone(), Some((&new, false)), None);
+    let new_target = crate::standalone(&new);
+    let spec = || restore_spec(archive.clone(), Some(&new_target), None);
     let target = new.database("circle_ghe").collection::<Document>("builds");
     // What a run stopped after 120 documents leaves: resumed, not refused.
     target.insert_many(docs(0..120)).await.unwrap();

@@ -132,7 +132,10 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
                 reader: &old.clone().into(),
                 databases: Vec::new(),
             }),
-            postgres: Some((&source_pg, Vec::new())),
+            postgres: Some(circle_export::PgSource {
+                client: &source_pg,
+                databases: &[],
+            }),
             encryption_keys: Some(keys.clone()),
             vault_data: None,
             danger_include_vault_init_output: false,
@@ -189,10 +192,14 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
     let new_pg = Pg::start();
     let target_pg = new_pg.provision(&["circle", "vms"]);
     let restore_meter = circle_export::Meter::new();
+    let target_mongo = circle_export::MongoConnection {
+        client: new.client.clone(),
+        replica_set: true,
+    };
     let spec = |drop: bool, dry_run: bool| RestoreSpec {
         archive: out.clone(),
         unsealing: None,
-        mongo: Some((&new.client, true)),
+        mongo: Some(&target_mongo),
         postgres: Some(&target_pg),
         drop,
         dry_run,

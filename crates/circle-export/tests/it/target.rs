@@ -20,7 +20,10 @@ async fn a_missing_database_is_created_by_a_role_that_may_and_explained_to_one_t
     export(
         ExportSpec {
             mongo: None,
-            postgres: Some((&old.superuser_client(), vec!["vms".to_owned()])),
+            postgres: Some(circle_export::PgSource {
+                client: &old.superuser_client(),
+                databases: &["vms".to_owned()],
+            }),
             encryption_keys: None,
             vault_data: None,
             danger_include_vault_init_output: false,

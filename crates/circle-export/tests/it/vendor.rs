@@ -135,7 +135,11 @@ async fn circleci_s_own_export_archive_restores() {
     let new_pg = Pg::start();
     let pg = new_pg.provision(&["circle", "conductor_production"]);
     let report = restore(
-        restore_spec(archive.clone(), Some((&target, false)), Some(&pg)),
+        restore_spec(
+            archive.clone(),
+            Some(&crate::standalone(&target)),
+            Some(&pg),
+        ),
         &progress,
     )
     .await
