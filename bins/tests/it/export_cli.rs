@@ -212,6 +212,87 @@ fn export_verify_restore_twice_and_refuse_damage() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(again["changed"], 0, "second restore: {again}");
 
+    // A program linking the crates, from typed values (no flags): the
+    // same export, verification and (no-op) restore documents.
+    let typed_archive = dir.path().join("typed.tar.zst");
+    let documents = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pg_client = |pg: &Postgres, user: &str, password: &str| {
+            let conn = circle_export::PgConn::parse_uri(&pg_uri(pg, user, password)).unwrap();
+            circle_export::PgClient::new(conn, Some(pg.bin_dir().to_path_buf())).unwrap()
+        };
+        let reader = circle_export::MongoReader::from_uri(
+            &mongo_uri.clone().into(),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        let source_pg = pg_client(&old_pg, old_pg.superuser(), &old_password);
+        let spec = circle_export::ExportSpec {
+            mongo: Some(circle_export::MongoSource::Server {
+                reader: &reader,
+                databases: Vec::new(),
+            }),
+            postgres: Some(circle_export::PgSource {
+                client: &source_pg,
+                databases: &[],
+            }),
+            encryption_keys: None,
+            vault_data: None,
+            danger_include_vault_init_output: false,
+            out: typed_archive.clone(),
+            seal: None,
+            parallel: 4,
+            tool: "a program".to_owned(),
+            meter: circle_export::Meter::new(),
+        };
+        let exported = circle_export::export(spec, &|_| {}).await.unwrap();
+        let source = circle_export::archive::Source::open(&typed_archive, None).unwrap();
+        let inspection =
+            circle_export::inspect_metered(&source, None, &circle_export::Meter::new()).unwrap();
+        let target_mongo = circle_export::mongo_from_uri(
+            &new_mongo_uri.clone().into(),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        let target_pg = pg_client(&new_pg, "circle", HOSTILE);
+        let restored = circle_export::restore(
+            circle_export::RestoreSpec {
+                archive: typed_archive.clone(),
+                unsealing: None,
+                mongo: Some(&target_mongo),
+                postgres: Some(&target_pg),
+                drop: false,
+                dry_run: false,
+                parallel: 4,
+                meter: circle_export::Meter::new(),
+                failover_wait: std::time::Duration::from_secs(60),
+            },
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        [
+            serde_json::to_value(exported.to_findings()).unwrap(),
+            serde_json::to_value(inspection.to_findings(&typed_archive)).unwrap(),
+            serde_json::to_value(restored.to_findings()).unwrap(),
+        ]
+    });
+    for (typed, cli) in documents.iter().zip([&exported, &verified, &again]) {
+        let typed = typed
+            .to_string()
+            .replace(&typed_archive.display().to_string(), &archive_arg);
+        let mut typed: Value = serde_json::from_str(&typed).unwrap();
+        let mut cli = cli.clone();
+        // What differs from run to run: wall time, the compressed size
+        // (tar headers carry the time), and the CLI's envelope.
+        for volatile in ["seconds", "archive_bytes", "schema_version", "tool"] {
+            typed.as_object_mut().unwrap().remove(volatile);
+            cli.as_object_mut().unwrap().remove(volatile);
+        }
+        assert_eq!(typed, cli);
+    }
+
     // One flipped byte: verify exits 3 naming the file; restore refuses.
     let mut bytes = std::fs::read(&archive).unwrap();
     let middle = bytes.len() / 2;
