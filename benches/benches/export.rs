@@ -97,7 +97,7 @@ fn main() {
                     }),
                     postgres: Some(circle_export::PgSource {
                         client: &source_pg,
-                        databases: &[],
+                        databases: Vec::new(),
                     }),
                     encryption_keys: None,
                     vault_data: None,
@@ -200,7 +200,7 @@ fn main() {
                     mongo: None,
                     postgres: Some(circle_export::PgSource {
                         client: &source_pg,
-                        databases: &[],
+                        databases: Vec::new(),
                     }),
                     encryption_keys: None,
                     vault_data: None,
@@ -360,8 +360,10 @@ fn main() {
         Some(circle_export::TransferMongo {
             source: &mongo_reader,
             databases: Vec::new(),
-            target: &transfer_mongo_client,
-            majority: false,
+            target: &circle_export::MongoConnection {
+                client: transfer_mongo_client.clone(),
+                replica_set: false,
+            },
         }),
         "full-transfer.tar.zst",
     );

@@ -429,7 +429,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<Exit> {
         mongo,
         postgres: pg.as_ref().map(|client| circle_export::PgSource {
             client,
-            databases: &pg_databases,
+            databases: pg_databases,
         }),
         encryption_keys,
         vault_data,
@@ -600,8 +600,7 @@ async fn transfer(args: TransferArgs) -> anyhow::Result<Exit> {
     .map(|(source, target)| circle_export::TransferMongo {
         source,
         databases: mongo_databases,
-        target: &target.client,
-        majority: target.replica_set,
+        target,
     });
     let postgres = pair(
         source_pg.as_ref(),

@@ -234,7 +234,7 @@ fn export_verify_restore_twice_and_refuse_damage() {
             }),
             postgres: Some(circle_export::PgSource {
                 client: &source_pg,
-                databases: &[],
+                databases: Vec::new(),
             }),
             encryption_keys: None,
             vault_data: None,

@@ -98,6 +98,57 @@ fn transfer_twice_the_archive_verifies_and_other_data_is_refused_first() {
         "{dry}"
     );
     assert!(!archive.exists(), "a dry run wrote the archive");
+    // A program linking the crates, from typed values (no flags): the
+    // same plan.
+    let typed = runtime.block_on(async {
+        let pg_client = |pg: &Postgres, user: &str, password: &str| {
+            let conn = circle_export::PgConn::parse_uri(&pg_uri(pg, user, password)).unwrap();
+            circle_export::PgClient::new(conn, Some(pg.bin_dir().to_path_buf())).unwrap()
+        };
+        let wait = std::time::Duration::from_secs(30);
+        let reader = circle_export::MongoReader::from_uri(&old_mongo_uri.clone().into(), wait)
+            .await
+            .unwrap();
+        let target = circle_export::mongo_from_uri(&new_mongo_uri.clone().into(), wait)
+            .await
+            .unwrap();
+        let old_password = old_pg.superuser_password().expose_secret().to_owned();
+        let (source_pg, target_pg) = (
+            pg_client(&old_pg, old_pg.superuser(), &old_password),
+            pg_client(&new_pg, "circle", HOSTILE),
+        );
+        let spec = circle_export::TransferSpec {
+            mongo: Some(circle_export::TransferMongo {
+                source: &reader,
+                databases: Vec::new(),
+                target: &target,
+            }),
+            postgres: Some(circle_export::TransferPostgres {
+                source: &source_pg,
+                databases: Vec::new(),
+                target: &target_pg,
+            }),
+            encryption_keys: None,
+            vault_data: None,
+            danger_include_vault_init_output: false,
+            out: archive.clone(),
+            seal: None,
+            drop: false,
+            dry_run: true,
+            parallel: 4,
+            meter: circle_export::Meter::new(),
+            failover_wait: std::time::Duration::from_secs(60),
+            tool: "a program".to_owned(),
+        };
+        let report = circle_export::transfer(spec, &|_| {}).await.unwrap();
+        serde_json::to_value(report.to_findings()).unwrap()
+    });
+    let mut cli = dry.clone();
+    for envelope in ["schema_version", "tool"] {
+        cli.as_object_mut().unwrap().remove(envelope);
+    }
+    assert_eq!(typed, cli);
+    assert!(!archive.exists(), "a dry run wrote the archive");
     assert_eq!(
         psql(
             &new_pg,

@@ -36,13 +36,13 @@ pub enum MongoSource<'a> {
 }
 
 /// A PostgreSQL server to dump.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PgSource<'a> {
     /// The server.
     pub client: &'a PgClient,
     /// The databases to dump (empty: every database but `postgres` and
     /// the templates).
-    pub databases: &'a [String],
+    pub databases: Vec<String>,
 }
 
 /// What to export.

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use mongodb::Client;
 
 use crate::error::Error;
 use crate::export::{self, ExportSpec, Hooks, MongoSource, PgSource, human_bytes};
@@ -38,10 +37,9 @@ pub struct TransferMongo<'a> {
     pub source: &'a crate::target::MongoReader,
     /// Only these databases (empty: all but admin, local, config).
     pub databases: Vec<String>,
-    /// The new set (as circle-admin).
-    pub target: &'a Client,
-    /// Whether the target is a replica set (writes use `w: majority`).
-    pub majority: bool,
+    /// The new set (as circle-admin; writes wait for `w: "majority"` when
+    /// it is a replica set).
+    pub target: &'a crate::MongoConnection,
 }
 
 /// PostgreSQL to move.
@@ -130,7 +128,7 @@ pub async fn transfer(
         }),
         postgres: spec.postgres.as_ref().map(|p| PgSource {
             client: p.source,
-            databases: &p.databases,
+            databases: p.databases.clone(),
         }),
         encryption_keys: spec.encryption_keys.clone(),
         vault_data: spec.vault_data.clone(),
@@ -172,7 +170,7 @@ pub async fn transfer(
             if c.view {
                 continue;
             }
-            let held = mongo::count(m.target, &c.db, &c.name).await?;
+            let held = mongo::count(&m.target.client, &c.db, &c.name).await?;
             if held > 0 && !spec.drop {
                 // Decided once dumped (resume, skip or refuse, by content);
                 // more documents than the source can only be other data.
@@ -312,9 +310,10 @@ pub async fn transfer(
                 view: v.view.clone(),
                 metadata: dumped.spool.join(&metadata_path(&v.db, &v.view)),
             };
-            match mongo::plan_view(m.target, item, spec.drop).await? {
+            match mongo::plan_view(&m.target.client, item, spec.drop).await? {
                 mongo::ViewPlan::Create(item, definition, replace) => {
-                    mongo::create_view(m.target, &item, &definition, replace, &failover).await?;
+                    mongo::create_view(&m.target.client, &item, &definition, replace, &failover)
+                        .await?;
                     progress(&format!("mongo {}.{}: view created", v.db, v.view));
                     report
                         .restored
@@ -332,7 +331,7 @@ pub async fn transfer(
     }
     report.mismatches = count_mismatches(
         &dumped.manifest,
-        spec.mongo.as_ref().map(|m| m.target),
+        spec.mongo.as_ref().map(|m| &m.target.client),
         spec.postgres.as_ref().map(|p| p.target),
         &Default::default(),
     )
@@ -452,7 +451,9 @@ async fn load(
                 only_indexes: false,
             };
             let item =
-                match plan_collection(m.target, item, c.documents, spec.drop, progress).await? {
+                match plan_collection(&m.target.client, item, c.documents, spec.drop, progress)
+                    .await?
+                {
                     CollectionPlan::Load(item) => item,
                     CollectionPlan::Skip(what) => {
                         return Ok(Some(Loaded {
@@ -466,9 +467,15 @@ async fn load(
                 wait: spec.failover_wait,
                 progress,
             };
-            let n =
-                mongo::restore_collection(m.target, &item, spec.drop, m.majority, meter, &failover)
-                    .await?;
+            let n = mongo::restore_collection(
+                &m.target.client,
+                &item,
+                spec.drop,
+                m.target.replica_set,
+                meter,
+                &failover,
+            )
+            .await?;
             progress(&format!(
                 "mongo {}.{}: {n} documents moved",
                 c.db, c.collection

@@ -43,7 +43,7 @@ async fn export_keep(source: &circle_export::PgClient, out: &Path) -> circle_exp
             mongo: None,
             postgres: Some(circle_export::PgSource {
                 client: source,
-                databases: &["keep".to_owned()],
+                databases: vec!["keep".to_owned()],
             }),
             encryption_keys: None,
             vault_data: None,

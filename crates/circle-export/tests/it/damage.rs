@@ -166,7 +166,7 @@ async fn two_databases_exported(rows: u32, pad: &str, archive: &std::path::Path)
             mongo: None,
             postgres: Some(circle_export::PgSource {
                 client: &source_client,
-                databases: &["circle".to_owned(), "vms".to_owned()],
+                databases: vec!["circle".to_owned(), "vms".to_owned()],
             }),
             encryption_keys: None,
             vault_data: None,

@@ -76,7 +76,7 @@ async fn a_pg_dump_9_5_file_restores_into_postgres_15_with_identical_rows() {
             None,
             Some(circle_export::PgSource {
                 client: &source,
-                databases: &["circle".to_owned()],
+                databases: vec!["circle".to_owned()],
             }),
             &out,
         ),

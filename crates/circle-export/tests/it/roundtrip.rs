@@ -134,7 +134,7 @@ async fn every_bson_type_and_many_postgres_types_survive_export_and_restore() {
             }),
             postgres: Some(circle_export::PgSource {
                 client: &source_pg,
-                databases: &[],
+                databases: Vec::new(),
             }),
             encryption_keys: Some(keys.clone()),
             vault_data: None,

@@ -22,7 +22,7 @@ async fn a_missing_database_is_created_by_a_role_that_may_and_explained_to_one_t
             mongo: None,
             postgres: Some(circle_export::PgSource {
                 client: &old.superuser_client(),
-                databases: &["vms".to_owned()],
+                databases: vec!["vms".to_owned()],
             }),
             encryption_keys: None,
             vault_data: None,
