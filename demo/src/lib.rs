@@ -899,7 +899,10 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
                 reader: &source_mongo,
                 databases: Vec::new(),
             }),
-            postgres: Some((&source_pg, Vec::new())),
+            postgres: Some(circle_export::PgSource {
+                client: &source_pg,
+                databases: Vec::new(),
+            }),
             encryption_keys: Some(work.path().join("circle-data")),
             vault_data: None,
             danger_include_vault_init_output: false,
@@ -930,7 +933,7 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
         circle_export::RestoreSpec {
             archive,
             unsealing: Some(&unsealing),
-            mongo: target_mongo.as_ref().map(|m| (&m.client, m.replica_set)),
+            mongo: target_mongo.as_ref(),
             postgres: target_pg.as_ref(),
             drop: false,
             dry_run: false,

@@ -813,6 +813,13 @@ async fn doctor_names_each_cause_and_nothing_else(lab: &Lab) {
     let (code, json) = doctor_bin(wrong_password.path());
     assert_eq!(code, Some(3), "{json}");
     assert_eq!(json["problems"][0]["cause"], "credentials", "{json}");
+    // A program linking ha-doctor gets the same document.
+    let mut cli = json.clone();
+    for envelope in ["schema_version", "tool"] {
+        cli.as_object_mut().unwrap().remove(envelope);
+    }
+    let typed = serde_json::to_value(doctor(wrong_password.path()).await).unwrap();
+    assert_eq!(typed, cli);
     assert_eq!(doctor_bin(&bundle.join("no-such-dir")).0, Some(2));
 
     let malformed = bundle_variant(&bundle, |dir| {
