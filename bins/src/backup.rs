@@ -196,7 +196,7 @@ pub async fn run(tool: &str, command: BackupCommand) -> anyhow::Result<Exit> {
     let ec2 = match &settings.store {
         BackupStore::Ebs { region, .. } => {
             let sdk = crate::aws::sdk_config(region, common.endpoint_url.as_deref()).await;
-            Some(aws_sdk_ec2::Client::new(&sdk))
+            Some(ha_ec2::Ec2::from_sdk_config(&sdk)?)
         }
         _ => None,
     };

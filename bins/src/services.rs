@@ -17,7 +17,7 @@ pub async fn publish(
     target: &Target,
     bundle: &Bundle,
     s3: &aws_sdk_s3::Client,
-    ec2: &aws_sdk_ec2::Client,
+    ec2: &ha_ec2::Ec2,
     dry_run: bool,
 ) -> anyhow::Result<Report> {
     let steps = publish::run(s3, ec2, target, bundle, dry_run).await?;

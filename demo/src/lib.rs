@@ -986,18 +986,12 @@ async fn publish_phase(running: &Lab) -> anyhow::Result<String> {
         .moto
         .as_ref()
         .context("the AWS emulator is not running")?;
-    let sdk = moto.sdk_config();
     let s3 = moto.s3_client();
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let ec2 = moto.ec2();
     let target = file.publish_target()?.target;
-    moto.create_launch_template(
-        &target.launch_template,
-        aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-            .image_id("ami-12345678")
-            .build(),
-    )
-    .await
-    .context("creating the demo's launch template")?;
+    moto.create_launch_template(&target.launch_template, "ami-12345678")
+        .await
+        .context("creating the demo's launch template")?;
     let bundle = services_userdata::Bundle::read_from(&bundle_dir)?;
     let userdata = std::fs::metadata(bundle_dir.join("userdata.sh"))?.len();
     anyhow::ensure!(

@@ -167,7 +167,6 @@ fn tls_config(lab: &Lab) -> rustls::ClientConfig {
 /// no secret.
 async fn published_bundle(lab: &Lab, config: &Config) -> BTreeMap<String, Vec<u8>> {
     let moto = lab.moto().expect("moto runs");
-    let sdk = moto.sdk_config();
     let s3 = moto.s3_client();
     let listed = s3
         .list_objects_v2()
@@ -193,18 +192,16 @@ async fn published_bundle(lab: &Lab, config: &Config) -> BTreeMap<String, Vec<u8
         bundle.insert(key, body);
     }
 
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let versions = ec2
-        .describe_launch_template_versions()
-        .launch_template_name(&config.launch_template)
-        .versions("$Default")
-        .send()
-        .await
+    // Read back through boto3, moto's own client (not the tools' EC2 calls).
+    let versions = moto
+        .boto3(
+            "ec2",
+            "describe_launch_template_versions",
+            &json!({ "LaunchTemplateName": config.launch_template, "Versions": ["$Default"] }),
+        )
         .unwrap();
-    let version = &versions.launch_template_versions()[0];
-    let encoded = version
-        .launch_template_data()
-        .and_then(|d| d.user_data())
+    let encoded = versions["LaunchTemplateVersions"][0]["LaunchTemplateData"]["UserData"]
+        .as_str()
         .expect("the default version has user data");
     let userdata = base64::engine::general_purpose::STANDARD
         .decode(encoded)

@@ -311,6 +311,8 @@ fn test() -> Result<(), String> {
                 "-p",
                 "ha-doctor",
                 "-p",
+                "ha-ec2",
+                "-p",
                 "mongo-rs-setup",
                 "-p",
                 "mongo-backup",

@@ -64,6 +64,7 @@ use crate::json::Json;
 const CONCERN_CRATES: &[&str] = &[
     "circle-export",
     "ha-doctor",
+    "ha-ec2",
     "ha-plan",
     "ha-tls",
     "mongo-rs-setup",
@@ -88,6 +89,10 @@ const CONCERN_EDGES: &[(&str, &str)] = &[
     // `SslMode`, error descriptions).
     ("circle-export", "pg-provision"),
     ("ha-doctor", "pg-provision"),
+    // The one EC2 client (the Query API calls, signed): EBS snapshots,
+    // launch templates.
+    ("mongo-backup", "ha-ec2"),
+    ("services-userdata", "ha-ec2"),
     // Doctor checks what the bundle says, with each concern's own readers.
     ("ha-doctor", "services-userdata"),
     ("ha-doctor", "vault-transit"),

@@ -322,7 +322,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let aws = ha_runbook::StatusAws::of(&runbook);
             if let Some(region) = &aws.ec2_region {
                 let sdk = circle_ha::aws::sdk_config(region, endpoint).await;
-                options.ec2 = Some(aws_sdk_ec2::Client::new(&sdk));
+                options.ec2 = Some(ha_ec2::Ec2::from_sdk_config(&sdk)?);
             }
             if let Some(region) = &aws.s3_region {
                 let sdk = circle_ha::aws::sdk_config(region, endpoint).await;

@@ -129,7 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let bundle = services_userdata::Bundle::read_from(&dir)?;
             let sdk = aws::sdk_config(&publish.region, endpoint_url.as_deref()).await;
             let s3 = aws::s3_client(&sdk, endpoint_url.is_some());
-            let ec2 = aws_sdk_ec2::Client::new(&sdk);
+            let ec2 = ha_ec2::Ec2::from_sdk_config(&sdk)?;
             let report = services::publish(&publish.target, &bundle, &s3, &ec2, dry_run).await?;
             print(args.json, &report);
         }

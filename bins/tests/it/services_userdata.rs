@@ -146,14 +146,9 @@ fn render_twice_then_publish_twice() {
             .send()
             .await
             .unwrap();
-        moto.create_launch_template(
-            "circleci-services",
-            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                .image_id("ami-12345678")
-                .build(),
-        )
-        .await
-        .unwrap();
+        moto.create_launch_template("circleci-services", "ami-12345678")
+            .await
+            .unwrap();
     });
     let publish = |extra: &[&str]| {
         let mut args = vec!["publish", "--json", "--dir", out_arg, "--endpoint-url"];

@@ -83,7 +83,7 @@ impl BackupSettings {
     /// without a client is a problem keyed `[backup].store`.
     pub fn snapshot_store(
         &self,
-        ec2: Option<mongo_backup::aws_sdk_ec2::Client>,
+        ec2: Option<mongo_backup::ha_ec2::Ec2>,
     ) -> Result<mongo_backup::AnyStore, Problems> {
         let db_path = self.spec.db_path.clone().unwrap_or_default();
         self.store.open(&db_path, ec2).map_err(|e| {

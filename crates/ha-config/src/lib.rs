@@ -65,7 +65,7 @@
 
 // The third-party crates whose types this crate's public API uses, so that
 // a program linking it names them at the versions it was built with.
-pub use mongo_backup::aws_sdk_ec2;
+pub use mongo_backup::ha_ec2;
 pub use secrecy;
 
 mod backup;

@@ -22,6 +22,8 @@ pub struct Moto {
     daemon: Daemon,
     _dir: TempDir,
     port: u16,
+    /// The Python beside `moto_server` (its environment has boto3).
+    python: std::path::PathBuf,
 }
 
 impl Moto {
@@ -50,6 +52,7 @@ impl Moto {
             daemon,
             _dir: dir,
             port,
+            python: program.with_file_name("python3"),
         })
     }
 
@@ -110,20 +113,60 @@ impl Moto {
         )
     }
 
-    /// Creates launch template `name` with one version holding `data`, as
-    /// an operator's AWS account has it before `publish` adds versions.
+    /// An EC2 client ([`ha_ec2::Ec2`], what the tools use) for this
+    /// emulator.
+    pub fn ec2(&self) -> ha_ec2::Ec2 {
+        ha_ec2::Ec2::from_sdk_config(&self.sdk_config()).expect("the emulator's EC2 client")
+    }
+
+    /// Creates launch template `name` launching `image_id` (its version 1).
     pub async fn create_launch_template(
         &self,
         name: &str,
-        data: aws_sdk_ec2::types::RequestLaunchTemplateData,
-    ) -> Result<(), aws_sdk_ec2::Error> {
-        aws_sdk_ec2::Client::new(&self.sdk_config())
-            .create_launch_template()
-            .launch_template_name(name)
-            .launch_template_data(data)
-            .send()
-            .await?;
-        Ok(())
+        image_id: &str,
+    ) -> Result<(), ha_ec2::Error> {
+        self.ec2()
+            .create_launch_template(name, image_id)
+            .await
+            .map(drop)
+    }
+
+    /// Calls `service`'s `operation` with `params` through boto3 (moto's
+    /// own AWS client, in the same Python environment as `moto_server`): an
+    /// independent look at what the tools' calls left in the emulator. The
+    /// reply as JSON, without `ResponseMetadata`.
+    pub fn boto3(
+        &self,
+        service: &str,
+        operation: &str,
+        params: &serde_json::Value,
+    ) -> Result<serde_json::Value, Error> {
+        const SCRIPT: &str = "import boto3, json, sys\n\
+            client = boto3.client(sys.argv[1], endpoint_url=sys.argv[4], region_name=sys.argv[5],\n\
+                aws_access_key_id=sys.argv[6], aws_secret_access_key=sys.argv[6])\n\
+            reply = getattr(client, sys.argv[2])(**json.loads(sys.argv[3]))\n\
+            reply.pop('ResponseMetadata', None)\n\
+            print(json.dumps(reply, default=str))\n";
+        let output = Command::new(&self.python)
+            .args(["-c", SCRIPT, service, operation])
+            .arg(params.to_string())
+            .args([&self.endpoint(), MOTO_REGION, MOTO_ACCESS_KEY_ID])
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .output()
+            .map_err(Error::io("running boto3"))?;
+        let what = || format!("boto3 {service} {operation}");
+        if !output.status.success() {
+            return Err(Error::SetupFailed {
+                what: what(),
+                status: output.status,
+                output_tail: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+        serde_json::from_slice(&output.stdout).map_err(|e| Error::Aws {
+            endpoint: self.endpoint(),
+            detail: format!("{}: not JSON: {e}", what()),
+        })
     }
 
     /// Stops the server. Also done on drop.

@@ -24,7 +24,7 @@ pub struct StatusOptions {
     /// An EC2 client for an EBS backup store (built for
     /// [`StatusAws::ec2_region`]); without one, such a store is reported
     /// unchecked.
-    pub ec2: Option<mongo_backup::aws_sdk_ec2::Client>,
+    pub ec2: Option<mongo_backup::ha_ec2::Ec2>,
     /// An S3 client for the key backup's bucket (built for
     /// [`StatusAws::s3_region`]); without one, the key backup is reported
     /// unchecked.
@@ -248,7 +248,7 @@ pub async fn status(runbook: &Runbook, options: &StatusOptions) -> Vec<Health> {
 /// `mongo-backup status` for `check`'s store.
 async fn backup_health(
     check: &BackupCheck,
-    ec2: Option<mongo_backup::aws_sdk_ec2::Client>,
+    ec2: Option<mongo_backup::ha_ec2::Ec2>,
 ) -> Result<mongo_backup::report::BackupHealth, Error> {
     use mongo_backup::SnapshotStore as _;
     let set = &check.replica_set;

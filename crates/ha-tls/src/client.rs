@@ -80,6 +80,36 @@ pub fn root_store(ca_pem: &[u8], what: &str) -> Result<RootCertStore, Error> {
     Ok(roots)
 }
 
+/// A rustls client configuration for public services (AWS's API
+/// endpoints): the operating system's trusted roots (`/etc/ssl/certs`,
+/// or what `SSL_CERT_FILE`/`SSL_CERT_DIR` name), full verification, no
+/// client certificate. Roots the system has but rustls cannot parse are
+/// skipped; none at all is an error.
+pub fn system_client_config() -> Result<rustls::ClientConfig, Error> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let detail = match found.errors.first() {
+            Some(e) => format!("no trusted root certificates could be read: {e}"),
+            None => {
+                "the system has no trusted root certificates (install ca-certificates)".to_owned()
+            }
+        };
+        return Err(Error::TlsConfig {
+            what: "the system's trusted roots".to_owned(),
+            detail,
+        });
+    }
+    rustls::ClientConfig::builder_with_provider(crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::TlsConfig {
+            what: "protocol versions".to_owned(),
+            detail: e.to_string(),
+        })
+        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+}
+
 /// A rustls client configuration trusting the CA certificates in `ca_pem`
 /// (ignored for [`ServerVerification::DangerAcceptAnyCertificate`]),
 /// optionally presenting `identity`.

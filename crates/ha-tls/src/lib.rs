@@ -58,7 +58,10 @@ pub mod store;
 
 pub use ca::{Ca, CaSpec, IssuedCert, LeafKind, LeafSpec};
 pub use cert::{Certificate, ExtendedKeyUsage, KeyUsage, MembershipAttributes};
-pub use client::{ClientIdentity, ServerVerification, client_config, crypto_provider, root_store};
+pub use client::{
+    ClientIdentity, ServerVerification, client_config, crypto_provider, root_store,
+    system_client_config,
+};
 pub use error::Error;
 pub use install::{LintFindings, PkiFinding, PkiSpec, PkiStep, WantedCert};
 pub use lint::{LintInput, Problem, Role, Rule, Severity, lint};

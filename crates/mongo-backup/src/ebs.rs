@@ -1,9 +1,9 @@
-//! EBS snapshots of the member's volumes (aws-sdk-ec2), and volumes made
+//! EBS snapshots of the member's volumes (through `ha-ec2`), and volumes made
 //! from them for a restore.
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Filter, ResourceType, SnapshotState as Ec2State, Tag, TagSpecification};
+use ha_ec2::{SnapshotQuery, VolumeSpec};
 use time::OffsetDateTime;
 
 use crate::Error;
@@ -17,7 +17,7 @@ use crate::store::SnapshotStore;
 pub struct EbsStore {
     /// The EC2 client (the binary builds it: region, credentials,
     /// endpoint).
-    pub ec2: aws_sdk_ec2::Client,
+    pub ec2: ha_ec2::Ec2,
     /// The volumes (`vol-…`).
     pub volumes: Vec<String>,
     /// How often to poll while waiting.
@@ -43,44 +43,29 @@ impl EbsStore {
                 id: snapshot_id.to_owned(),
                 set: set.to_owned(),
             })?;
-        let mut tags = TagSpecification::builder().resource_type(ResourceType::Volume);
-        for (key, value) in snapshot.labels.tags(snapshot.volumes) {
-            tags = tags.tags(Tag::builder().key(key).value(value).build());
-        }
-        tags = tags.tags(
-            Tag::builder()
-                .key("circle-ha:restored-from")
-                .value(snapshot_id)
-                .build(),
-        );
-        let created = self
-            .ec2
-            .create_volume()
-            .snapshot_id(snapshot_id)
-            .availability_zone(availability_zone)
-            .tag_specifications(tags.build())
-            .send()
+        let mut tags = snapshot.labels.tags(snapshot.volumes);
+        tags.push(("circle-ha:restored-from".to_owned(), snapshot_id.to_owned()));
+        self.ec2
+            .create_volume(&VolumeSpec::from_snapshot(
+                snapshot_id,
+                availability_zone,
+                tags,
+            ))
             .await
-            .map_err(|e| aws("CreateVolume", snapshot_id, e))?;
-        created.volume_id.ok_or_else(|| Error::Aws {
-            operation: "CreateVolume",
-            target: snapshot_id.to_owned(),
-            detail: "no volume id in the reply".to_owned(),
-        })
+            .map_err(|e| aws("CreateVolume", snapshot_id, &e))
     }
 }
 
-fn state(state: Option<&Ec2State>) -> SnapshotState {
+fn state(state: &str) -> SnapshotState {
     match state {
-        Some(Ec2State::Completed) => SnapshotState::Completed,
-        Some(Ec2State::Error | Ec2State::Recoverable) => SnapshotState::Error,
+        "completed" => SnapshotState::Completed,
+        "error" | "recoverable" => SnapshotState::Error,
         _ => SnapshotState::Pending,
     }
 }
 
-fn created(time: Option<&aws_sdk_ec2::primitives::DateTime>) -> OffsetDateTime {
-    time.and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok())
-        .unwrap_or_else(OffsetDateTime::now_utc)
+fn created(time: Option<OffsetDateTime>) -> OffsetDateTime {
+    time.unwrap_or_else(OffsetDateTime::now_utc)
 }
 
 impl SnapshotStore for EbsStore {
@@ -96,33 +81,22 @@ impl SnapshotStore for EbsStore {
         // mongod is stopped, so the volumes are at rest: snapshots taken
         // one after another are consistent with each other.
         let mut out = Vec::new();
+        let tags = labels.tags(self.volumes.len());
         for volume in &self.volumes {
-            let mut tags = TagSpecification::builder().resource_type(ResourceType::Snapshot);
-            for (key, value) in labels.tags(self.volumes.len()) {
-                tags = tags.tags(Tag::builder().key(key).value(value).build());
-            }
-            let reply = self
+            let description = format!(
+                "mongo-backup {} {} {}",
+                labels.set, labels.member, labels.group
+            );
+            let made = self
                 .ec2
-                .create_snapshot()
-                .volume_id(volume)
-                .description(format!(
-                    "mongo-backup {} {} {}",
-                    labels.set, labels.member, labels.group
-                ))
-                .tag_specifications(tags.build())
-                .send()
+                .create_snapshot(volume, &description, &tags)
                 .await
-                .map_err(|e| aws("CreateSnapshot", volume, e))?;
-            let id = reply.snapshot_id.clone().ok_or_else(|| Error::Aws {
-                operation: "CreateSnapshot",
-                target: volume.clone(),
-                detail: "no snapshot id in the reply".to_owned(),
-            })?;
+                .map_err(|e| aws("CreateSnapshot", volume, &e))?;
             out.push(Snapshot {
-                id,
+                id: made.id,
                 source: volume.clone(),
-                created: created(reply.start_time.as_ref()),
-                state: state(reply.state.as_ref()),
+                created: created(made.start_time),
+                state: state(&made.state),
                 labels: labels.clone(),
                 volumes: self.volumes.len(),
             });
@@ -133,31 +107,30 @@ impl SnapshotStore for EbsStore {
     async fn wait_completed(&self, ids: &[String], timeout: Duration) -> Result<(), Error> {
         let started = Instant::now();
         loop {
-            let reply = self
+            let snapshots = self
                 .ec2
-                .describe_snapshots()
-                .set_snapshot_ids(Some(ids.to_vec()))
-                .send()
+                .describe_snapshots(&SnapshotQuery::ids(ids))
                 .await
-                .map_err(|e| aws("DescribeSnapshots", &ids.join(","), e))?;
+                .map_err(|e| aws("DescribeSnapshots", &ids.join(","), &e))?;
             let mut waiting = Vec::new();
-            for snapshot in reply.snapshots() {
-                let id = snapshot.snapshot_id().unwrap_or_default();
-                match state(snapshot.state()) {
+            for snapshot in snapshots {
+                match state(&snapshot.state) {
                     SnapshotState::Completed => {}
                     SnapshotState::Error => {
                         return Err(Error::Aws {
                             operation: "CreateSnapshot",
-                            target: id.to_owned(),
+                            target: snapshot.id,
                             detail: format!(
                                 "the snapshot failed: {}",
-                                snapshot.state_message().unwrap_or("no message")
+                                snapshot.state_message.as_deref().unwrap_or("no message")
                             ),
                         });
                     }
-                    SnapshotState::Pending => {
-                        waiting.push(format!("{id} {}", snapshot.progress().unwrap_or("0%")))
-                    }
+                    SnapshotState::Pending => waiting.push(format!(
+                        "{} {}",
+                        snapshot.id,
+                        snapshot.progress.as_deref().unwrap_or("0%")
+                    )),
                 }
             }
             if waiting.is_empty() {
@@ -175,64 +148,38 @@ impl SnapshotStore for EbsStore {
     }
 
     async fn list(&self, set: &str) -> Result<Vec<Snapshot>, Error> {
+        let query = SnapshotQuery::own_tagged(&[(TAG_TOOL, TOOL), (TAG_SET, set)]);
+        let snapshots = self
+            .ec2
+            .describe_snapshots(&query)
+            .await
+            .map_err(|e| aws("DescribeSnapshots", set, &e))?;
         let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let reply = self
-                .ec2
-                .describe_snapshots()
-                .owner_ids("self")
-                .filters(
-                    Filter::builder()
-                        .name(format!("tag:{TAG_TOOL}"))
-                        .values(TOOL)
-                        .build(),
-                )
-                .filters(
-                    Filter::builder()
-                        .name(format!("tag:{TAG_SET}"))
-                        .values(set)
-                        .build(),
-                )
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| aws("DescribeSnapshots", set, e))?;
-            for snapshot in reply.snapshots() {
-                let tags = snapshot
-                    .tags()
-                    .iter()
-                    .filter_map(|t| Some((t.key()?, t.value()?)));
-                // The filter is the server's; the tags are checked again here.
-                let Some((labels, volumes)) = Snapshot::labels_from_tags(tags) else {
-                    continue;
-                };
-                if labels.set != set {
-                    continue;
-                }
-                out.push(Snapshot {
-                    id: snapshot.snapshot_id().unwrap_or_default().to_owned(),
-                    source: snapshot.volume_id().unwrap_or_default().to_owned(),
-                    created: created(snapshot.start_time()),
-                    state: state(snapshot.state()),
-                    labels,
-                    volumes,
-                });
+        for snapshot in snapshots {
+            let tags = snapshot.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            // The filter is the server's; the tags are checked again here.
+            let Some((labels, volumes)) = Snapshot::labels_from_tags(tags) else {
+                continue;
+            };
+            if labels.set != set {
+                continue;
             }
-            token = reply.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(out);
-            }
+            out.push(Snapshot {
+                state: state(&snapshot.state),
+                created: created(snapshot.start_time),
+                id: snapshot.id,
+                source: snapshot.volume_id,
+                labels,
+                volumes,
+            });
         }
+        Ok(out)
     }
 
     async fn delete(&self, id: &str) -> Result<(), Error> {
         self.ec2
-            .delete_snapshot()
-            .snapshot_id(id)
-            .send()
+            .delete_snapshot(id)
             .await
-            .map_err(|e| aws("DeleteSnapshot", id, e))?;
-        Ok(())
+            .map_err(|e| aws("DeleteSnapshot", id, &e))
     }
 }

@@ -93,7 +93,7 @@ pub enum Error {
         operation: &'static str,
         /// What it was about (a volume, a snapshot).
         target: String,
-        /// The SDK's description, with the service's error code.
+        /// EC2's error code and message, or what failed on the way.
         detail: String,
     },
     /// A file operation failed.
@@ -192,14 +192,11 @@ fn list(refusals: &[Refusal]) -> String {
         .join("; ")
 }
 
-/// An AWS SDK error with its code and message.
-pub(crate) fn aws<E>(operation: &'static str, target: &str, error: E) -> Error
-where
-    E: std::error::Error + 'static,
-{
+/// An EC2 call's failure, with EC2's code and message.
+pub(crate) fn aws(operation: &'static str, target: &str, error: &ha_ec2::Error) -> Error {
     Error::Aws {
         operation,
         target: target.to_owned(),
-        detail: aws_sdk_ec2::error::DisplayErrorContext(&error).to_string(),
+        detail: error.reason(),
     }
 }

@@ -70,7 +70,7 @@
 
 // The third-party crates whose types this crate's public API uses, so that
 // a program linking it names them at the versions it was built with.
-pub use aws_sdk_ec2;
+pub use ha_ec2;
 
 mod ebs;
 mod error;

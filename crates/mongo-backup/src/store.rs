@@ -300,7 +300,7 @@ impl StoreSpec {
     /// client for an EBS store's region (the program builds it:
     /// credentials, endpoint), which the other stores do not need. An EBS
     /// store without one is [`Error::NoClient`].
-    pub fn open(&self, source: &Path, ec2: Option<aws_sdk_ec2::Client>) -> Result<AnyStore, Error> {
+    pub fn open(&self, source: &Path, ec2: Option<ha_ec2::Ec2>) -> Result<AnyStore, Error> {
         Ok(match self {
             StoreSpec::Ebs { volumes, .. } => AnyStore::Ebs(crate::EbsStore {
                 ec2: ec2.ok_or(Error::NoClient {

@@ -39,7 +39,7 @@ pub enum Error {
         operation: &'static str,
         /// The launch template's name.
         template: String,
-        /// The SDK's words.
+        /// EC2's error code and message, or what failed on the way.
         detail: String,
     },
     /// The launch template to publish to has no version to start from.

@@ -92,7 +92,7 @@
 
 // The third-party crates whose types this crate's public API uses, so that
 // a program linking it names them at the versions it was built with.
-pub use {aws_sdk_ec2, aws_sdk_s3, secrecy};
+pub use {aws_sdk_s3, ha_ec2, secrecy};
 
 mod dir;
 pub mod envfile;

@@ -2,14 +2,13 @@
 //! as a new launch-template version. Observe → plan → apply; unchanged
 //! content publishes nothing.
 //!
-//! This is the only module that talks to AWS. It takes SDK clients built by
-//! the caller (region, credentials, endpoint), so tests point them at
-//! `moto_server`.
+//! This is the only module that talks to AWS. It takes an S3 client and an
+//! [`ha_ec2::Ec2`] built by the caller (region, credentials, endpoint), so
+//! tests point them at `moto_server`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
@@ -142,7 +141,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 /// template's latest and default versions.
 pub async fn observe(
     s3: &aws_sdk_s3::Client,
-    ec2: &aws_sdk_ec2::Client,
+    ec2: &ha_ec2::Ec2,
     target: &Target,
     bundle: &Bundle,
 ) -> Result<Observed, Error> {
@@ -173,37 +172,30 @@ pub async fn observe(
         objects.insert(file.path.clone(), recorded);
     }
 
-    let ec2_error = |operation, e: &dyn std::error::Error| Error::Ec2 {
-        operation,
-        template: target.launch_template.clone(),
-        detail: DisplayErrorContext(e).to_string(),
+    let ec2_error = |operation| {
+        move |e: ha_ec2::Error| Error::Ec2 {
+            operation,
+            template: target.launch_template.clone(),
+            detail: e.reason(),
+        }
     };
-    let templates = ec2
-        .describe_launch_templates()
-        .launch_template_names(&target.launch_template)
-        .send()
+    let default_version = ec2
+        .launch_template(&target.launch_template)
         .await
-        .map_err(|e| ec2_error("DescribeLaunchTemplates", &e))?;
-    let default_version = templates
-        .launch_templates()
-        .first()
-        .and_then(|t| t.default_version_number());
-    let versions = ec2
-        .describe_launch_template_versions()
-        .launch_template_name(&target.launch_template)
-        .versions("$Latest")
-        .send()
+        .map_err(ec2_error("DescribeLaunchTemplates"))?
+        .default_version;
+    let latest = ec2
+        .latest_launch_template_version(&target.launch_template)
         .await
-        .map_err(|e| ec2_error("DescribeLaunchTemplateVersions", &e))?;
-    let latest = versions.launch_template_versions().first().map(|v| {
-        let userdata = v
-            .launch_template_data()
-            .and_then(|d| d.user_data())
-            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default();
-        (v.version_number().unwrap_or(0), userdata)
-    });
+        .map_err(ec2_error("DescribeLaunchTemplateVersions"))?
+        .map(|v| {
+            let userdata = v
+                .user_data
+                .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                .unwrap_or_default();
+            (v.number, userdata)
+        });
     Ok(Observed {
         objects,
         latest,
@@ -261,15 +253,17 @@ pub fn plan(target: &Target, bundle: &Bundle, observed: &Observed) -> Vec<Step> 
 /// Runs the steps. Files go up before the user data that fetches them.
 pub async fn apply(
     s3: &aws_sdk_s3::Client,
-    ec2: &aws_sdk_ec2::Client,
+    ec2: &ha_ec2::Ec2,
     target: &Target,
     bundle: &Bundle,
     steps: &[Step],
 ) -> Result<(), Error> {
-    let ec2_error = |operation, e: &dyn std::error::Error| Error::Ec2 {
-        operation,
-        template: target.launch_template.clone(),
-        detail: DisplayErrorContext(e).to_string(),
+    let ec2_error = |operation| {
+        move |e: ha_ec2::Error| Error::Ec2 {
+            operation,
+            template: target.launch_template.clone(),
+            detail: e.reason(),
+        }
     };
     let mut new_version = None;
     for step in steps {
@@ -299,36 +293,26 @@ pub async fn apply(
                 })?;
             }
             Step::CreateVersion { source_version, .. } => {
+                let user_data =
+                    base64::engine::general_purpose::STANDARD.encode(bundle.userdata.as_bytes());
                 let created = ec2
-                    .create_launch_template_version()
-                    .launch_template_name(&target.launch_template)
-                    .source_version(source_version.to_string())
-                    .version_description("circle-ha services-userdata")
-                    .launch_template_data(
-                        RequestLaunchTemplateData::builder()
-                            .user_data(
-                                base64::engine::general_purpose::STANDARD
-                                    .encode(bundle.userdata.as_bytes()),
-                            )
-                            .build(),
+                    .create_launch_template_version(
+                        &target.launch_template,
+                        *source_version,
+                        "circle-ha services-userdata",
+                        &user_data,
                     )
-                    .send()
                     .await
-                    .map_err(|e| ec2_error("CreateLaunchTemplateVersion", &e))?;
-                new_version = created
-                    .launch_template_version()
-                    .and_then(|v| v.version_number());
+                    .map_err(ec2_error("CreateLaunchTemplateVersion"))?;
+                new_version = Some(created);
             }
             Step::SetDefaultVersion { version, .. } => {
                 let Some(version) = version.or(new_version) else {
                     continue;
                 };
-                ec2.modify_launch_template()
-                    .launch_template_name(&target.launch_template)
-                    .default_version(version.to_string())
-                    .send()
+                ec2.set_default_launch_template_version(&target.launch_template, version)
                     .await
-                    .map_err(|e| ec2_error("ModifyLaunchTemplate", &e))?;
+                    .map_err(ec2_error("ModifyLaunchTemplate"))?;
             }
         }
     }
@@ -342,7 +326,7 @@ pub async fn apply(
 /// done, or with `dry_run` the steps that would be.
 pub async fn run(
     s3: &aws_sdk_s3::Client,
-    ec2: &aws_sdk_ec2::Client,
+    ec2: &ha_ec2::Ec2,
     target: &Target,
     bundle: &Bundle,
     dry_run: bool,

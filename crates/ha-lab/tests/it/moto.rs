@@ -1,35 +1,41 @@
-//! The AWS API emulator, driven by the real AWS SDK for Rust.
+//! The AWS API emulator, driven by the tools' clients (ha-ec2, the AWS
+//! SDK's S3) and checked through boto3, moto's own client.
 
-use aws_sdk_ec2::types::VolumeType;
 use aws_sdk_s3::primitives::ByteStream;
 use ha_lab::Moto;
 
 use crate::tools;
 
 #[tokio::test]
-async fn describe_volumes_and_s3_put_get_through_the_sdk() {
+async fn ec2_volumes_through_ha_ec2_read_back_by_boto3_and_s3_put_get_through_the_sdk() {
     let moto = Moto::start(&tools()).unwrap();
-    let sdk = moto.sdk_config();
 
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let created = ec2
-        .create_volume()
-        .availability_zone("us-east-1a")
-        .size(20)
-        .volume_type(VolumeType::Gp3)
-        .send()
+    let ec2 = moto.ec2();
+    let volume_id = ec2
+        .create_volume(&ha_ec2::VolumeSpec::empty(20, "us-east-1a"))
         .await
         .unwrap();
-    let volume_id = created.volume_id().unwrap().to_owned();
+    let seen = moto
+        .boto3(
+            "ec2",
+            "describe_volumes",
+            &serde_json::json!({ "VolumeIds": [volume_id] }),
+        )
+        .unwrap();
+    assert_eq!(seen["Volumes"][0]["Size"], 20, "{seen}");
+    assert_eq!(seen["Volumes"][0]["AvailabilityZone"], "us-east-1a");
     let described = ec2
-        .describe_volumes()
-        .volume_ids(&volume_id)
-        .send()
+        .describe_volumes(std::slice::from_ref(&volume_id))
         .await
         .unwrap();
-    let volumes = described.volumes();
-    assert_eq!(volumes.len(), 1);
-    assert_eq!(volumes[0].size(), Some(20));
+    assert_eq!(described.len(), 1);
+    assert_eq!(described[0].id, volume_id);
+    // An EC2 refusal comes back with its code.
+    let missing = ec2
+        .describe_volumes(&["vol-0123456789abcdef0".to_owned()])
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Some("InvalidVolume.NotFound"), "{missing}");
 
     let s3 = moto.s3_client();
     s3.create_bucket()

@@ -1,24 +1,35 @@
 //! The EBS store against the AWS emulator: tags, listing only this tool's
 //! snapshots of this set, retention, and a volume made from a snapshot.
+//! What the store leaves in the emulator, and the snapshots it must leave
+//! alone, are made and read back through boto3 (moto's own client), not
+//! through the EC2 calls under test.
 
-use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use ha_lab::Moto;
 use mongo_backup::guard::OpTime;
 use mongo_backup::run::prune;
 use mongo_backup::snapshot::{Labels, Retention};
 use mongo_backup::{EbsStore, SnapshotStore as _};
+use serde_json::{Value, json};
 
 use crate::tools;
 
-async fn volume(ec2: &aws_sdk_ec2::Client) -> String {
-    ec2.create_volume()
-        .availability_zone("us-east-1a")
-        .size(8)
-        .send()
-        .await
-        .unwrap()
-        .volume_id
-        .unwrap()
+fn volume(moto: &Moto) -> String {
+    let made = moto
+        .boto3(
+            "ec2",
+            "create_volume",
+            &json!({ "AvailabilityZone": "us-east-1a", "Size": 8 }),
+        )
+        .unwrap();
+    made["VolumeId"].as_str().unwrap().to_owned()
+}
+
+/// `create_snapshot` through boto3 with `params` besides the volume: the
+/// snapshot's id.
+fn foreign_snapshot(moto: &Moto, volume: &str, mut params: Value) -> String {
+    params["VolumeId"] = json!(volume);
+    let made = moto.boto3("ec2", "create_snapshot", &params).unwrap();
+    made["SnapshotId"].as_str().unwrap().to_owned()
 }
 
 fn labels(set: &str, group: &str) -> Labels {
@@ -39,10 +50,9 @@ fn labels(set: &str, group: &str) -> Labels {
 #[tokio::test]
 async fn retention_deletes_only_this_sets_old_snapshots_and_a_volume_is_made_from_one() {
     let moto = Moto::start(&tools()).unwrap();
-    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
-    let (data, journal) = (volume(&ec2).await, volume(&ec2).await);
+    let (data, journal) = (volume(&moto), volume(&moto));
     let store = EbsStore {
-        ec2: ec2.clone(),
+        ec2: moto.ec2(),
         volumes: vec![data.clone(), journal.clone()],
         poll: std::time::Duration::from_millis(100),
     };
@@ -59,29 +69,38 @@ async fn retention_deletes_only_this_sets_old_snapshots_and_a_volume_is_made_fro
             .unwrap();
         ours.push(ids);
     }
-    store.create(&labels("other", "g9")).await.unwrap();
-    let untagged = ec2
-        .create_snapshot()
-        .volume_id(&data)
-        .send()
-        .await
-        .unwrap()
-        .snapshot_id
-        .unwrap();
-    let foreign = ec2
-        .create_snapshot()
-        .volume_id(&data)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::Snapshot)
-                .tags(Tag::builder().key("circle-ha:set").value("circle").build())
-                .build(),
+    // The tags, as EC2 holds them.
+    let first = moto
+        .boto3(
+            "ec2",
+            "describe_snapshots",
+            &json!({ "SnapshotIds": [ours[0][0]] }),
         )
-        .send()
-        .await
-        .unwrap()
-        .snapshot_id
         .unwrap();
+    let tags = &first["Snapshots"][0]["Tags"];
+    for (key, value) in [
+        ("circle-ha:set", "circle"),
+        ("circle-ha:group", "g1"),
+        ("circle-ha:volumes", "2"),
+    ] {
+        assert!(
+            tags.as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["Key"] == key && t["Value"] == value),
+            "{key}={value} missing: {first}"
+        );
+    }
+    store.create(&labels("other", "g9")).await.unwrap();
+    let untagged = foreign_snapshot(&moto, &data, json!({}));
+    let foreign = foreign_snapshot(
+        &moto,
+        &data,
+        json!({ "TagSpecifications": [{
+            "ResourceType": "snapshot",
+            "Tags": [{ "Key": "circle-ha:set", "Value": "circle" }],
+        }] }),
+    );
 
     let listed = store.list("circle").await.unwrap();
     assert_eq!(listed.len(), 6, "{listed:?}");
@@ -122,35 +141,38 @@ async fn retention_deletes_only_this_sets_old_snapshots_and_a_volume_is_made_fro
         "left {left:?} of {ours:?}"
     );
     assert_eq!(store.list("other").await.unwrap().len(), 2);
-    let all: Vec<String> = ec2
-        .describe_snapshots()
-        .owner_ids("self")
-        .send()
-        .await
+    let all = moto
+        .boto3(
+            "ec2",
+            "describe_snapshots",
+            &json!({ "OwnerIds": ["self"] }),
+        )
+        .unwrap();
+    let all: Vec<&str> = all["Snapshots"]
+        .as_array()
         .unwrap()
-        .snapshots()
         .iter()
-        .filter_map(|s| s.snapshot_id().map(str::to_owned))
+        .filter_map(|s| s["SnapshotId"].as_str())
         .collect();
-    assert!(all.contains(&untagged) && all.contains(&foreign));
+    assert!(all.contains(&untagged.as_str()) && all.contains(&foreign.as_str()));
 
     let volume = store
         .restore_volume("circle", &left[0], "us-east-1b")
         .await
         .unwrap();
-    let made = ec2
-        .describe_volumes()
-        .volume_ids(&volume)
-        .send()
-        .await
+    let made = moto
+        .boto3("ec2", "describe_volumes", &json!({ "VolumeIds": [volume] }))
         .unwrap();
-    let made = &made.volumes()[0];
-    assert_eq!(made.snapshot_id(), Some(left[0].as_str()));
-    assert_eq!(made.availability_zone(), Some("us-east-1b"));
+    let made = &made["Volumes"][0];
+    assert_eq!(made["SnapshotId"], left[0].as_str(), "{made}");
+    assert_eq!(made["AvailabilityZone"], "us-east-1b");
     assert!(
-        made.tags()
+        made["Tags"]
+            .as_array()
+            .unwrap()
             .iter()
-            .any(|t| t.key() == Some("circle-ha:restored-from"))
+            .any(|t| t["Key"] == "circle-ha:restored-from" && t["Value"] == left[0].as_str()),
+        "{made}"
     );
     assert!(matches!(
         store

@@ -15,20 +15,15 @@ use crate::spec;
 async fn keys_backup_verify_restore_agree_with_the_published_bundle_and_its_userdata() {
     let moto = Moto::start(&Toolbox::discover(std::env::vars_os())).unwrap();
     let s3 = moto.s3_client();
-    let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
+    let ec2 = moto.ec2();
     s3.create_bucket()
         .bucket("circleci-ha-config")
         .send()
         .await
         .unwrap();
-    moto.create_launch_template(
-        "circleci-services",
-        aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-            .image_id("ami-12345678")
-            .build(),
-    )
-    .await
-    .unwrap();
+    moto.create_launch_template("circleci-services", "ami-12345678")
+        .await
+        .unwrap();
     let spec = spec(false);
     let bundle = render(&spec).unwrap();
     let target = Target {

@@ -1,43 +1,56 @@
-//! Publishing to the AWS API emulator through the real SDK clients.
+//! Publishing to the AWS API emulator through the tools' clients (the AWS
+//! SDK's S3, ha-ec2); the launch template read back, and changed behind
+//! publish's back, through boto3 (moto's own client).
 
-use aws_sdk_ec2::types::RequestLaunchTemplateData;
 use base64::Engine as _;
 use ha_lab::{Moto, Toolbox};
+use serde_json::{Value, json};
 use services_userdata::publish::{self, Step, Target};
 use services_userdata::render;
 
 use crate::spec;
 
 struct Aws {
-    _moto: Moto,
+    moto: Moto,
     s3: aws_sdk_s3::Client,
-    ec2: aws_sdk_ec2::Client,
+    ec2: ha_ec2::Ec2,
+}
+
+impl Aws {
+    /// boto3's `operation` on EC2 with `params`.
+    fn boto3(&self, operation: &str, params: Value) -> Value {
+        self.moto.boto3("ec2", operation, &params).unwrap()
+    }
+
+    /// The launch template as boto3 describes it.
+    fn template(&self) -> Value {
+        let described = self.boto3(
+            "describe_launch_templates",
+            json!({ "LaunchTemplateNames": ["circleci-services"] }),
+        );
+        described["LaunchTemplates"][0].clone()
+    }
 }
 
 async fn aws() -> Aws {
     let moto = Moto::start(&Toolbox::discover(std::env::vars_os())).unwrap();
-    let sdk = moto.sdk_config();
     let s3 = moto.s3_client();
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let ec2 = moto.ec2();
     s3.create_bucket()
         .bucket("circleci-ha-config")
         .send()
         .await
         .unwrap();
-    moto.create_launch_template(
-        "circleci-services",
-        RequestLaunchTemplateData::builder()
-            .image_id("ami-12345678")
-            .instance_type(aws_sdk_ec2::types::InstanceType::M5Xlarge)
-            .build(),
+    moto.boto3(
+        "ec2",
+        "create_launch_template",
+        &json!({
+            "LaunchTemplateName": "circleci-services",
+            "LaunchTemplateData": { "ImageId": "ami-12345678", "InstanceType": "m5.xlarge" },
+        }),
     )
-    .await
     .unwrap();
-    Aws {
-        _moto: moto,
-        s3,
-        ec2,
-    }
+    Aws { moto, s3, ec2 }
 }
 
 fn target() -> Target {
@@ -92,50 +105,30 @@ async fn publish_uploads_and_versions_once_then_changes_nothing() {
     }
 
     // The new version carries the user data, keeps the AMI, and is the default.
-    let versions = aws
-        .ec2
-        .describe_launch_template_versions()
-        .launch_template_name("circleci-services")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(versions.launch_template_versions().len(), 2);
-    let latest = versions
-        .launch_template_versions()
-        .iter()
-        .find(|v| v.version_number() == Some(2))
-        .unwrap();
-    let data = latest.launch_template_data().unwrap();
+    let versions = aws.boto3(
+        "describe_launch_template_versions",
+        json!({ "LaunchTemplateName": "circleci-services" }),
+    );
+    let versions = versions["LaunchTemplateVersions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    let latest = versions.iter().find(|v| v["VersionNumber"] == 2).unwrap();
     let userdata = base64::engine::general_purpose::STANDARD
-        .decode(data.user_data().unwrap())
+        .decode(latest["LaunchTemplateData"]["UserData"].as_str().unwrap())
         .unwrap();
     assert_eq!(userdata, bundle.userdata.as_bytes());
     // The new version is created with SourceVersion = the latest, so on AWS
     // it keeps the AMI, instance type and profile. moto 5.2 ignores
     // SourceVersion, so that part cannot be checked here.
-    let template = aws
-        .ec2
-        .describe_launch_templates()
-        .launch_template_names("circleci-services")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        template.launch_templates()[0].default_version_number(),
-        Some(2)
-    );
+    assert_eq!(aws.template()["DefaultVersionNumber"], 2);
 
     // Second publish: nothing.
     assert_eq!(publish_once(&aws, &bundle).await, vec![]);
 
     // Someone rolled the default back: only the default is restored.
-    aws.ec2
-        .modify_launch_template()
-        .launch_template_name("circleci-services")
-        .default_version("1")
-        .send()
-        .await
-        .unwrap();
+    aws.boto3(
+        "modify_launch_template",
+        json!({ "LaunchTemplateName": "circleci-services", "DefaultVersion": "1" }),
+    );
     assert_eq!(
         publish_once(&aws, &bundle).await,
         vec![Step::SetDefaultVersion {
@@ -183,16 +176,9 @@ async fn without_the_default_version_publish_only_creates_the_version() {
             .any(|s| matches!(s, Step::SetDefaultVersion { .. })),
         "{steps:?}"
     );
-    let template = aws
-        .ec2
-        .describe_launch_templates()
-        .launch_template_names("circleci-services")
-        .send()
-        .await
-        .unwrap();
-    let template = &template.launch_templates()[0];
-    assert_eq!(template.default_version_number(), Some(1));
-    assert_eq!(template.latest_version_number(), Some(2));
+    let template = aws.template();
+    assert_eq!(template["DefaultVersionNumber"], 1, "{template}");
+    assert_eq!(template["LatestVersionNumber"], 2, "{template}");
     let again = publish::run(&aws.s3, &aws.ec2, &target, &bundle, false)
         .await
         .unwrap();
