@@ -15,7 +15,7 @@
 //!   [`Commands`] runs `systemctl stop mongod` …) and [`wait_stopped`]
 //!   (no listener, `mongod.lock` released).
 //! - [`store`]: where snapshots go ([`SnapshotStore`]): [`EbsStore`]
-//!   (aws-sdk-ec2), [`DirectoryStore`] (a copy of the dbPath) or
+//!   (through `ha-ec2`), [`DirectoryStore`] (a copy of the dbPath) or
 //!   [`CommandStore`] (an operator's LVM/ZFS/SAN command); each
 //!   snapshot tagged with the set, the member, its last applied optime and
 //!   wall time, and the run ([`snapshot::Labels`]).
