@@ -61,7 +61,7 @@
 //!     RestoreSpec {
 //!         archive: "circle-export.tar.zst".into(),
 //!         unsealing: None, // or Some(&Unsealing::Identities(…)) for a sealed one
-//!         mongo: Some((&mongo.client, mongo.replica_set)),
+//!         mongo: Some(&mongo),
 //!         postgres: Some(&postgres),
 //!         drop: false,
 //!         dry_run: false,
