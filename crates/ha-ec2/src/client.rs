@@ -182,6 +182,12 @@ impl Params {
         self
     }
 
+    /// The parameters, in order.
+    #[cfg(test)]
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = &(String, String)> {
+        self.0.iter()
+    }
+
     /// `Prefix.1`, `Prefix.2`, … for `values`.
     pub(crate) fn list(mut self, prefix: &str, values: &[String]) -> Params {
         for (i, value) in values.iter().enumerate() {
@@ -367,7 +373,7 @@ impl Ec2 {
 
 /// The error EC2 sent (`<Response><Errors><Error><Code>…`), or the status
 /// and the start of the body when it is no such document.
-fn api_error(action: &'static str, status: u16, body: &str) -> Error {
+pub(crate) fn api_error(action: &'static str, status: u16, body: &str) -> Error {
     let parsed = roxmltree::Document::parse(body).ok();
     let find = |name: &str| {
         parsed.as_ref().and_then(|doc| {

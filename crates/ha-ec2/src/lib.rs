@@ -41,3 +41,6 @@ mod templates;
 pub use client::{API_VERSION, Ec2, Error};
 pub use snapshots::{Snapshot, SnapshotQuery, Volume, VolumeSpec};
 pub use templates::{LaunchTemplate, LaunchTemplateVersion};
+
+#[cfg(test)]
+mod tests;

@@ -27,7 +27,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn from_item(item: roxmltree::Node<'_, '_>) -> Option<Snapshot> {
+    pub(crate) fn from_item(item: roxmltree::Node<'_, '_>) -> Option<Snapshot> {
         Some(Snapshot {
             id: text(item, "snapshotId")?,
             volume_id: text(item, "volumeId").unwrap_or_default(),

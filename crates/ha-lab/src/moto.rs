@@ -29,6 +29,19 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` on 127.0.0.1 and waits until it serves.
     pub fn start(tools: &Toolbox) -> Result<Moto, Error> {
+        Moto::start_with(tools, None)
+    }
+
+    /// [`Moto::start`], but checking every request after the first
+    /// `unauthenticated` as AWS does (moto's `INITIAL_NO_AUTH_ACTION_COUNT`):
+    /// its SigV4 signature is recomputed with botocore and compared, and
+    /// the IAM user whose key signed it must be allowed the action. The
+    /// free requests create that user (see [`Moto::iam_user`]).
+    pub fn start_authenticating(tools: &Toolbox, unauthenticated: u32) -> Result<Moto, Error> {
+        Moto::start_with(tools, Some(unauthenticated))
+    }
+
+    fn start_with(tools: &Toolbox, unauthenticated: Option<u32>) -> Result<Moto, Error> {
         let program = tools.moto_server()?;
         let dir = tempfile::Builder::new()
             .prefix("ha-lab-moto-")
@@ -44,6 +57,9 @@ impl Moto {
                 // moto must not see real credentials or endpoints.
                 .env_remove("AWS_PROFILE")
                 .env_remove("AWS_ENDPOINT_URL");
+            if let Some(count) = unauthenticated {
+                command.env("INITIAL_NO_AUTH_ACTION_COUNT", count.to_string());
+            }
             let mut daemon = Daemon::spawn("moto_server", command, &log, libc::SIGTERM)?;
             daemon.wait_until(|| port_open(port) && log_contains(&log, "Running on"))?;
             Ok((daemon, port))
@@ -129,6 +145,42 @@ impl Moto {
             .create_launch_template(name, image_id)
             .await
             .map(drop)
+    }
+
+    /// Creates IAM user `name` allowed every action of `service` (`ec2`)
+    /// and an access key for it, through boto3 (three requests): the key's
+    /// id and secret.
+    pub fn iam_user(&self, name: &str, service: &str) -> Result<(String, String), Error> {
+        self.boto3(
+            "iam",
+            "create_user",
+            &serde_json::json!({ "UserName": name }),
+        )?;
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{ "Effect": "Allow", "Action": format!("{service}:*"), "Resource": "*" }],
+        });
+        self.boto3(
+            "iam",
+            "put_user_policy",
+            &serde_json::json!({
+                "UserName": name,
+                "PolicyName": "all",
+                "PolicyDocument": policy.to_string(),
+            }),
+        )?;
+        let key = self.boto3(
+            "iam",
+            "create_access_key",
+            &serde_json::json!({ "UserName": name }),
+        )?;
+        let field = |name: &str| {
+            key["AccessKey"][name]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Ok((field("AccessKeyId"), field("SecretAccessKey")))
     }
 
     /// Calls `service`'s `operation` with `params` through boto3 (moto's

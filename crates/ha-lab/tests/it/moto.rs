@@ -60,3 +60,35 @@ async fn ec2_volumes_through_ha_ec2_read_back_by_boto3_and_s3_put_get_through_th
     let body = object.body.collect().await.unwrap().into_bytes();
     assert_eq!(&body[..], b"export VAULT__SCHEME='https'\n");
 }
+
+/// ha-ec2's SigV4 signatures, checked by moto the way AWS checks them
+/// (recomputed with botocore, an independent implementation): a key moto
+/// knows, with its secret, is let in; the same key with another secret
+/// is refused with EC2's `AuthFailure`.
+#[tokio::test]
+async fn moto_recomputes_ha_ec2_signatures_and_refuses_a_wrong_secret() {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    // Three free requests: the IAM user, its policy, its key.
+    let moto = Moto::start_authenticating(&tools(), 3).unwrap();
+    let (id, secret) = moto.iam_user("backup", "ec2").unwrap();
+    let client = |secret: &str| {
+        let credentials = Credentials::new(id.clone(), secret.to_owned(), None, None, "test");
+        ha_ec2::Ec2::new(
+            ha_lab::MOTO_REGION,
+            Some(&moto.endpoint()),
+            SharedCredentialsProvider::new(credentials),
+        )
+        .unwrap()
+    };
+    let volume = client(&secret)
+        .create_volume(&ha_ec2::VolumeSpec::empty(8, "us-east-1a"))
+        .await
+        .unwrap();
+    assert!(volume.starts_with("vol-"), "{volume}");
+    let refused = client("not-the-secret")
+        .describe_volumes(std::slice::from_ref(&volume))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("AuthFailure"), "{refused}");
+}
