@@ -20,8 +20,8 @@ pub async fn publish(
     ec2: &ha_ec2::Ec2,
     dry_run: bool,
 ) -> anyhow::Result<Report> {
-    let steps = publish::run(s3, ec2, target, bundle, dry_run).await?;
-    Ok(Report::from_changes(TOOL, dry_run, &steps, Vec::new()))
+    let plan = publish::run(s3, ec2, target, bundle, dry_run).await?;
+    Ok(plan.to_report(TOOL, dry_run))
 }
 
 /// `services-userdata import-settings`: the TOML, and the environment

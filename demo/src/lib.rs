@@ -1004,13 +1004,13 @@ async fn publish_phase(running: &Lab) -> anyhow::Result<String> {
     anyhow::ensure!(
         again.is_empty(),
         "a second publish changed {} things",
-        again.len()
+        again.steps.len()
     );
     Ok(format!(
         "s3://{}/ and launch template {}: changed {}, again 0; userdata {userdata} bytes",
         target.bucket,
         target.launch_template,
-        published.len()
+        published.steps.len()
     ))
 }
 

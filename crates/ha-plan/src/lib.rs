@@ -72,6 +72,7 @@
 
 mod document;
 pub mod exposition;
+mod plan;
 mod problem;
 mod report;
 
@@ -79,6 +80,7 @@ pub use document::{
     Checked, Document, Envelope, ErrorDocument, Refused, SCHEMA_VERSION, error_chain, notes_text,
     schema_of,
 };
+pub use plan::Plan;
 pub use problem::{Problem, ProblemKind, Problems};
 pub use report::{Action, Change, Combined, Report, Summarised};
 pub use schemars::JsonSchema;

@@ -71,14 +71,9 @@ impl MongoSetup {
         if !dry_run {
             mongo_rs_setup::apply_member_change(&session, &plan, progress).await?;
         }
-        let mut warnings = self.warnings.clone();
-        warnings.extend(plan.warnings);
-        Ok(Report::from_changes(
-            "mongo-rs-setup",
-            dry_run,
-            &plan.steps,
-            warnings,
-        ))
+        let mut report = plan.plan.to_report("mongo-rs-setup", dry_run);
+        report.warnings.splice(0..0, self.warnings.iter().cloned());
+        Ok(report)
     }
 
     /// `mongo-rs-setup status`: every member's state, lag, TLS and login,

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use ha_plan::{Document, Report};
+use ha_plan::{Document, Plan, Report};
 use time::OffsetDateTime;
 
 use crate::{CaSpec, Certificate, Error, LeafSpec, LeafState, LintInput, PkiDir, Role, Severity};
@@ -241,24 +241,24 @@ impl PkiSpec {
     }
 
     /// What `init` would do: create the CA when there is none.
-    pub fn plan_ca(&self) -> Vec<PkiStep> {
+    pub fn plan_ca(&self) -> Plan<PkiStep> {
         let pki = self.pki_dir();
         if pki.has_ca() {
-            return Vec::new();
+            return Plan::default();
         }
         let paths = pki.ca_paths();
-        vec![PkiStep::CreateCa {
+        Plan::new(vec![PkiStep::CreateCa {
             cert: paths.cert,
             key: paths.key,
             organization: self.organization.clone(),
             organizational_unit: self.organizational_unit.clone(),
-        }]
+        }])
     }
 
     /// What `issue` would do: every wanted certificate that is missing or
     /// unfit (expiring within 30 days, not covering its hosts, not from the
     /// CA). Without a CA yet, every one (as after `init`).
-    pub fn plan_certificates(&self, now: OffsetDateTime) -> Result<Vec<PkiStep>, Error> {
+    pub fn plan_certificates(&self, now: OffsetDateTime) -> Result<Plan<PkiStep>, Error> {
         let pki = self.pki_dir();
         let ca = if pki.has_ca() {
             Some(pki.load_ca(now)?)
@@ -286,7 +286,7 @@ impl PkiSpec {
                 reason,
             });
         }
-        Ok(steps)
+        Ok(Plan::new(steps))
     }
 
     /// Loads and checks an existing CA (rewriting `ca.crt` if it went
@@ -313,11 +313,11 @@ impl PkiSpec {
     /// (an existing one is loaded and checked, never replaced), and reports
     /// it under `tool`'s name.
     pub fn init(&self, tool: &str, now: OffsetDateTime, dry_run: bool) -> Result<Report, Error> {
-        let steps = self.plan_ca();
+        let plan = self.plan_ca();
         if !dry_run {
             self.ensure_ca(now)?;
         }
-        Ok(Report::from_changes(tool, dry_run, &steps, Vec::new()))
+        Ok(plan.to_report(tool, dry_run))
     }
 
     /// `circle-ha pki issue` as one call: issues each wanted certificate
@@ -330,11 +330,11 @@ impl PkiSpec {
                 dir: self.dir.clone(),
             });
         }
-        let steps = self.plan_certificates(now)?;
+        let plan = self.plan_certificates(now)?;
         if !dry_run {
-            self.apply_certificates(&steps, now)?;
+            self.apply_certificates(&plan.steps, now)?;
         }
-        Ok(Report::from_changes(tool, dry_run, &steps, Vec::new()))
+        Ok(plan.to_report(tool, dry_run))
     }
 
     /// [`PkiSpec::lint`] as findings (`circle-ha pki lint`): healthy when

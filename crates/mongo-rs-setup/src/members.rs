@@ -91,10 +91,9 @@ impl fmt::Display for MemberStep {
 pub struct MemberPlan {
     /// The primary the reconfigs go to.
     pub primary: String,
-    /// Nothing when the set already is that way.
-    pub steps: Vec<MemberStep>,
-    /// Things to tell the operator (the spec disagrees with the change …).
-    pub warnings: Vec<String>,
+    /// The steps (none when the set already is that way) and what to tell
+    /// the operator (the spec disagrees with the change …).
+    pub plan: ha_plan::Plan<MemberStep>,
 }
 
 /// Observes the set and plans `change`. Refuses (nothing changed) when the
@@ -201,8 +200,11 @@ pub async fn plan_member_change(
     }
     Ok(MemberPlan {
         primary,
-        steps,
-        warnings,
+        plan: ha_plan::Plan {
+            steps,
+            blockers: Vec::new(),
+            warnings,
+        },
     })
 }
 
@@ -213,7 +215,7 @@ pub async fn apply_member_change(
     plan: &MemberPlan,
     progress: ha_plan::Progress<'_>,
 ) -> Result<(), Error> {
-    for step in &plan.steps {
+    for step in &plan.plan.steps {
         match step {
             MemberStep::AddMember(member) => {
                 reconfig::add_member(session, &plan.primary, member).await?;

@@ -152,35 +152,9 @@ fn kind_roles(kind: UserKind) -> &'static str {
     }
 }
 
-/// The outcome of planning.
-#[derive(Debug, Default)]
-pub struct Plan {
-    /// The changes, in order.
-    pub steps: Vec<Step>,
-    /// Problems that stop the run before anything changes.
-    pub blockers: Vec<String>,
-    /// Things the operator should know; they do not stop the run.
-    pub warnings: Vec<String>,
-}
-
-/// One line per step, blocker and warning: what `--dry-run` shows.
-impl fmt::Display for Plan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.steps.is_empty() && self.blockers.is_empty() {
-            writeln!(f, "nothing to do")?;
-        }
-        for step in &self.steps {
-            writeln!(f, "would: {step}")?;
-        }
-        for blocker in &self.blockers {
-            writeln!(f, "BLOCKED: {blocker}")?;
-        }
-        for warning in &self.warnings {
-            writeln!(f, "warning: {warning}")?;
-        }
-        Ok(())
-    }
-}
+/// The outcome of planning: the steps, what blocks them, what the
+/// operator should know (one line each in `--dry-run`).
+pub type Plan = ha_plan::Plan<Step>;
 
 /// Computes the steps from `observed` to `spec`.
 ///

@@ -34,16 +34,28 @@ pub async fn apply(
     admin: &Login,
     admin_database: &str,
 ) -> Result<Vec<Step>, Error> {
-    if !plan.blockers.is_empty() {
+    if plan.is_blocked() {
         return Err(Error::Blocked {
-            server: plan.server.clone(),
+            server: server.describe(),
             problems: plan.blockers.clone(),
         });
     }
-    if plan.steps.is_empty() {
+    if plan.is_empty() {
         return Ok(Vec::new());
     }
-    let verifier = if plan.server_version_num >= SCRAM_SINCE {
+    let client = server.connect(admin, admin_database).await?;
+    // The password's format follows the server that will store it.
+    let server_version_num: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|source| Error::Observe {
+            what: "the server version".to_owned(),
+            server: server.describe(),
+            detail: describe_pg_error(&source),
+            source,
+        })?
+        .get(0);
+    let verifier = if server_version_num >= SCRAM_SINCE {
         postgres_protocol::password::scram_sha_256(desired.app_password.expose_secret().as_bytes())
     } else {
         postgres_protocol::password::md5(
@@ -55,8 +67,6 @@ pub async fn apply(
     let password_sql = password_sql.expose_secret();
     let server_name = server.describe();
     let server_name = server_name.as_str();
-
-    let client = server.connect(admin, admin_database).await?;
 
     // Roles and membership, in order.
     for step in plan.steps.iter().filter(|s| {
@@ -154,9 +164,9 @@ pub async fn provision(
     desired.validate()?;
     let observed = crate::observe(server, admin, admin_database, desired).await?;
     let plan = crate::plan(desired, &observed);
-    if !plan.blockers.is_empty() {
+    if plan.is_blocked() {
         return Err(Error::Blocked {
-            server: plan.server.clone(),
+            server: server.describe(),
             problems: plan.blockers.clone(),
         });
     }

@@ -146,45 +146,11 @@ impl fmt::Display for Step {
     }
 }
 
-/// What must change, in order, and anything that forbids changing it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Plan {
-    /// `host:port`.
-    pub server: String,
-    /// The steps, in the order they must run.
-    pub steps: Vec<Step>,
-    /// Reasons the plan cannot be applied (missing privileges or packages).
-    /// When not empty, `apply` refuses to start.
-    pub blockers: Vec<String>,
-    /// The server's `server_version_num`, which decides the password format.
-    pub server_version_num: i32,
-    /// Things the operator should know; they change nothing (a password
-    /// that could not be checked from here is reported, not reset on every
-    /// run).
-    pub warnings: Vec<String>,
-}
-
-impl Plan {
-    /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
-    }
-}
-
-impl fmt::Display for Plan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.steps.is_empty() && self.blockers.is_empty() {
-            return writeln!(f, "{}: nothing to do", self.server);
-        }
-        for step in &self.steps {
-            writeln!(f, "{}: {step}", self.server)?;
-        }
-        for blocker in &self.blockers {
-            writeln!(f, "{}: BLOCKED: {blocker}", self.server)?;
-        }
-        Ok(())
-    }
-}
+/// What must change, in order; what forbids changing it (missing
+/// privileges or packages: `apply` then refuses to start); what the
+/// operator should know (a password that could not be checked from here is
+/// reported, not reset on every run).
+pub type Plan = ha_plan::Plan<Step>;
 
 /// Computes the steps that bring `observed` to `desired`. Pure: no I/O, no
 /// clock.
@@ -356,10 +322,8 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
     steps.extend(extension_steps);
 
     Plan {
-        server: observed.server.clone(),
         steps,
         blockers,
-        server_version_num: observed.server_version_num,
         warnings,
     }
 }

@@ -204,7 +204,7 @@ pub async fn observe(
 }
 
 /// The steps that make S3 and the launch template match `bundle`. Pure.
-pub fn plan(target: &Target, bundle: &Bundle, observed: &Observed) -> Vec<Step> {
+pub fn plan(target: &Target, bundle: &Bundle, observed: &Observed) -> ha_plan::Plan<Step> {
     let mut steps = Vec::new();
     let object = |path: &str| format!("s3://{}/{}{path}", target.bucket, target.prefix);
     for file in &bundle.files {
@@ -247,7 +247,7 @@ pub fn plan(target: &Target, bundle: &Bundle, observed: &Observed) -> Vec<Step> 
         }
         None => {}
     }
-    steps
+    ha_plan::Plan::new(steps)
 }
 
 /// Runs the steps. Files go up before the user data that fetches them.
@@ -322,15 +322,15 @@ pub async fn apply(
 /// The whole `services-userdata publish` in one call: observes the bucket
 /// and the launch template, plans, and applies unless `dry_run`. Refuses a
 /// launch template without versions (its AMI, instance type and instance
-/// profile are the operator's; this only adds user data). Returns the steps
-/// done, or with `dry_run` the steps that would be.
+/// profile are the operator's; this only adds user data). Returns the plan:
+/// its steps done, or with `dry_run` the steps that would be.
 pub async fn run(
     s3: &aws_sdk_s3::Client,
     ec2: &ha_ec2::Ec2,
     target: &Target,
     bundle: &Bundle,
     dry_run: bool,
-) -> Result<Vec<Step>, Error> {
+) -> Result<ha_plan::Plan<Step>, Error> {
     let observed = observe(s3, ec2, target, bundle).await?;
     if observed.latest.is_none() {
         return Err(Error::NoLaunchTemplateVersion {
@@ -339,9 +339,9 @@ pub async fn run(
             prefix: target.prefix.clone(),
         });
     }
-    let steps = plan(target, bundle, &observed);
+    let plan = plan(target, bundle, &observed);
     if !dry_run {
-        apply(s3, ec2, target, bundle, &steps).await?;
+        apply(s3, ec2, target, bundle, &plan.steps).await?;
     }
-    Ok(steps)
+    Ok(plan)
 }

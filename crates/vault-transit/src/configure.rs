@@ -280,14 +280,9 @@ impl fmt::Display for Step {
     }
 }
 
-/// The steps, and why they cannot run if they cannot.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Plan {
-    /// In order.
-    pub steps: Vec<Step>,
-    /// Conflicts the tool will not resolve on its own.
-    pub blockers: Vec<String>,
-}
+/// The steps, and why they cannot run if they cannot (conflicts the tool
+/// will not resolve on its own).
+pub type Plan = ha_plan::Plan<Step>;
 
 /// Reads the mount table, the policy and the app token's state, with the
 /// admin token. `app_token` is the token file's content, if it exists;
@@ -473,7 +468,11 @@ pub fn plan(spec: &ConfigureSpec, observed: &Observed) -> Plan {
             steps.push(step);
         }
     }
-    Plan { steps, blockers }
+    Plan {
+        steps,
+        blockers,
+        warnings: Vec::new(),
+    }
 }
 
 /// What `apply` did besides the plan's steps.

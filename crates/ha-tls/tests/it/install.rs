@@ -26,9 +26,9 @@ fn plan_apply_then_nothing_to_do_and_lint_passes() {
     let spec = spec(dir.path());
     let now = time::OffsetDateTime::now_utc();
     let ca = spec.plan_ca();
-    assert_eq!(ca.len(), 1);
-    assert_eq!(ca[0].kind(), "create-ca");
-    let planned = spec.plan_certificates(now).unwrap();
+    assert_eq!(ca.steps.len(), 1);
+    assert_eq!(ca.steps[0].kind(), "create-ca");
+    let planned = spec.plan_certificates(now).unwrap().steps;
     assert_eq!(planned.len(), 4);
     assert!(
         planned[0].to_string().contains("no CA yet"),
@@ -37,8 +37,8 @@ fn plan_apply_then_nothing_to_do_and_lint_passes() {
     );
 
     spec.ensure_ca(now).unwrap();
-    let steps = spec.plan_certificates(now).unwrap();
-    spec.apply_certificates(&steps, now).unwrap();
+    let plan = spec.plan_certificates(now).unwrap();
+    spec.apply_certificates(&plan.steps, now).unwrap();
     assert!(spec.plan_ca().is_empty());
     assert!(spec.plan_certificates(now).unwrap().is_empty());
     let findings = spec.lint(now).unwrap();
@@ -50,7 +50,7 @@ fn plan_apply_then_nothing_to_do_and_lint_passes() {
     );
 
     std::fs::remove_file(dir.path().join("pki/pg.internal.crt")).unwrap();
-    let again = spec.plan_certificates(now).unwrap();
+    let again = spec.plan_certificates(now).unwrap().steps;
     assert_eq!(again.len(), 1);
     assert!(again[0].target().ends_with("pg.internal.pem"));
 }
