@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::provider::{ProvideCredentials as _, SharedCredentialsProvider};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
+use ha_plan::error_chain;
 
 /// The Query API version every call names.
 pub const API_VERSION: &str = "2016-11-15";
@@ -394,22 +395,6 @@ pub(crate) fn api_error(action: &'static str, status: u16, body: &str) -> Error 
         code: code.unwrap_or_else(|| format!("HTTP {status}")),
         request_id: find("RequestID").or_else(|| find("RequestId")),
     }
-}
-
-/// `error` and its sources, `: `-separated (the SDK's and reqwest's
-/// top-level messages alone say little).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// A parsed reply, and what reading it needs.

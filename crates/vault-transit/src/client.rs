@@ -7,6 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use ha_plan::error_chain;
 use reqwest::Method;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
@@ -240,18 +241,4 @@ fn explain(status: u16, path: &str, errors: &[String]) -> String {
         }
         _ => format!("HTTP {status}{said}"),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
