@@ -152,6 +152,8 @@ impl Ec2 {
     }
 
     /// `DescribeSnapshots`: every snapshot `query` matches, all pages read.
+    /// An empty query matches every snapshot the account can see, public
+    /// ones included: name ids, the owner or tags.
     pub async fn describe_snapshots(&self, query: &SnapshotQuery) -> Result<Vec<Snapshot>, Error> {
         const ACTION: &str = "DescribeSnapshots";
         let mut out = Vec::new();
@@ -203,7 +205,8 @@ impl Ec2 {
         text_of(&reply, "volumeId").ok_or_else(|| reply.missing("volumeId"))
     }
 
-    /// `DescribeVolumes` of `ids`.
+    /// `DescribeVolumes` of `ids` (none: every volume of the account in the
+    /// region).
     pub async fn describe_volumes(&self, ids: &[String]) -> Result<Vec<Volume>, Error> {
         const ACTION: &str = "DescribeVolumes";
         let body = self

@@ -105,6 +105,10 @@ impl SnapshotStore for EbsStore {
     }
 
     async fn wait_completed(&self, ids: &[String], timeout: Duration) -> Result<(), Error> {
+        // No ids would describe every snapshot the account can see.
+        if ids.is_empty() {
+            return Ok(());
+        }
         let started = Instant::now();
         loop {
             let snapshots = self
