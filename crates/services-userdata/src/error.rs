@@ -126,3 +126,29 @@ pub enum Error {
         detail: String,
     },
 }
+
+/// What an S3 call's failure says, in one line: S3's code and message (and
+/// the HTTP status) for a refusal, the causes for anything else. (The
+/// SDK's own rendering of a refusal without a body — a `HEAD`'s — is a page
+/// of debug output.)
+pub(crate) fn s3_detail<E>(error: &aws_sdk_s3::error::SdkError<E>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_s3::error::SdkError;
+    match error {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let refusal = service.err();
+            match (refusal.code(), refusal.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message} (HTTP {status})"),
+                (Some(code), None) => format!("{code} (HTTP {status})"),
+                _ if status == 403 => "HTTP 403 Forbidden: these credentials may not do this \
+                                       here (IAM policy, bucket policy or KMS key)"
+                    .to_owned(),
+                _ => format!("HTTP {status} without an error code"),
+            }
+        }
+        other => ha_plan::error_chain(other),
+    }
+}

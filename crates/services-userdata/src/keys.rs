@@ -15,7 +15,6 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use ha_plan::Document;
@@ -23,6 +22,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::Error;
+use crate::error::s3_detail;
 use crate::publish::{SHA256_METADATA, sha256_hex};
 
 /// Where CircleCI keeps its encryption keys on the Services machine (the
@@ -54,12 +54,12 @@ impl KeyStore {
         format!("{}{KEYS_PREFIX}{name}", self.prefix)
     }
 
-    fn s3_error(&self, operation: &'static str, key: &str, e: &dyn std::error::Error) -> Error {
+    fn s3_error(&self, operation: &'static str, key: &str, detail: String) -> Error {
         Error::S3 {
             operation,
             bucket: self.bucket.clone(),
             key: key.to_owned(),
-            detail: DisplayErrorContext(e).to_string(),
+            detail,
         }
     }
 }
@@ -192,7 +192,7 @@ async fn fetch_stored(
             .set_continuation_token(token)
             .send()
             .await
-            .map_err(|e| store.s3_error("ListObjectsV2", &prefix, &e))?;
+            .map_err(|e| store.s3_error("ListObjectsV2", &prefix, s3_detail(&e)))?;
         for object in page.contents() {
             let Some(key) = object.key() else { continue };
             // A listing entry outside the prefix (a store that ignores it)
@@ -220,7 +220,7 @@ async fn fetch_stored(
                 .key(key)
                 .send()
                 .await
-                .map_err(|e| store.s3_error("GetObject", key, &e))?;
+                .map_err(|e| store.s3_error("GetObject", key, s3_detail(&e)))?;
             let recorded = got.metadata().and_then(|m| m.get(SHA256_METADATA)).cloned();
             // The listing's size may be stale: the object's own length is
             // checked too, before its body is read.
@@ -234,7 +234,7 @@ async fn fetch_stored(
                 .body
                 .collect()
                 .await
-                .map_err(|e| store.s3_error("GetObject", key, &e))?
+                .map_err(|e| store.s3_error("GetObject", key, ha_plan::error_chain(&e)))?
                 .into_bytes()
                 .to_vec();
             if recorded.as_deref() != Some(sha256_hex(&bytes).as_str()) {
@@ -334,7 +334,7 @@ pub async fn backup(
             };
             put.send()
                 .await
-                .map_err(|e| store.s3_error("PutObject", &key, &e))?;
+                .map_err(|e| store.s3_error("PutObject", &key, s3_detail(&e)))?;
         }
         let back = stored_keys(s3, store).await?;
         if let Some(name) = local

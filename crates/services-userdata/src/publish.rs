@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+use crate::error::s3_detail;
 use crate::{Bundle, Error};
 
 /// The object metadata key holding each file's SHA-256.
@@ -165,7 +165,7 @@ pub async fn observe(
                     operation: "HeadObject",
                     bucket: target.bucket.clone(),
                     key,
-                    detail: DisplayErrorContext(&e).to_string(),
+                    detail: s3_detail(&e),
                 });
             }
         };
@@ -289,7 +289,7 @@ pub async fn apply(
                     operation: "PutObject",
                     bucket: target.bucket.clone(),
                     key,
-                    detail: DisplayErrorContext(&e).to_string(),
+                    detail: s3_detail(&e),
                 })?;
             }
             Step::CreateVersion { source_version, .. } => {

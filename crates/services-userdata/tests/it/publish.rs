@@ -186,3 +186,25 @@ async fn without_the_default_version_publish_only_creates_the_version() {
         .unwrap();
     assert!(again.is_empty(), "{again}");
 }
+
+/// A refusal reads as one line naming the call, the object and what S3
+/// said — also for a `HEAD`, whose 403 carries no body (the SDK's own
+/// rendering of it is a page of debug output).
+#[tokio::test]
+async fn a_refused_publish_says_which_call_on_which_object_in_one_line() {
+    // Every request is checked, and the emulator's key is no IAM user's.
+    let moto = Moto::start_authenticating(&Toolbox::discover(std::env::vars_os()), 0).unwrap();
+    let bundle = render(&spec(false)).unwrap();
+    let error = publish::run(&moto.s3_client(), &moto.ec2(), &target(), &bundle, false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("S3 HeadObject s3://circleci-ha-config/") && error.contains("403"),
+        "{error}"
+    );
+    assert!(
+        error.len() < 300 && !error.contains('\n') && !error.contains("Extensions"),
+        "{error}"
+    );
+}
