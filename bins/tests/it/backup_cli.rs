@@ -381,6 +381,30 @@ fn snapshot_twice_list_status_refusals_and_bad_config_as_an_operator_runs_them()
         "keep_last = 2 keeps both: {pruned}"
     );
 
+    // `circle-ha backup …` is the same command line under circle-ha: exit 0
+    // and a document of the same shape (its schema checked by `run`).
+    for args in [
+        &["list"][..],
+        &["status"],
+        &["prune", "--dry-run"],
+        &["snapshot", "--dry-run"],
+        &["recover"],
+    ] {
+        let mut under = vec!["backup"];
+        under.extend(args);
+        let (code, stdout, stderr) = run(set.tool("circle-ha", &under).arg("--json"));
+        assert_no_secret(&stdout);
+        assert_eq!(code, 0, "circle-ha backup {args:?}: {stderr}");
+        let document: Value = serde_json::from_str(&stdout).unwrap();
+        let (_, alone, _) = set.json(args);
+        let keys = |d: &Value| d.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            keys(&document),
+            keys(&alone),
+            "{args:?}: {document} against {alone}"
+        );
+    }
+
     // On the primary: refused with the reason, exit 3, nothing touched.
     let (code, refused, stderr) = set.json(&["snapshot", "--member", &set.members[p].host()]);
     assert_eq!(code, 3, "{stderr}");
@@ -579,4 +603,132 @@ fn render_units_carries_the_member_and_the_secrets_mechanism() {
     );
     let (code, again, _) = set.json(&args);
     assert_eq!((code, again["changed"].as_i64()), (0, Some(0)));
+    // The same under circle-ha: nothing left to write.
+    let mut under = vec!["backup"];
+    under.extend(args);
+    let (code, stdout, stderr) = run(set.tool("circle-ha", &under).arg("--json"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap()["changed"],
+        0
+    );
+}
+
+/// restore-volume, under both binaries, against the AWS emulator: a
+/// volume made from a snapshot this tool took of the set, in the zone
+/// asked for; a snapshot it did not take is refused. No mongod is needed.
+#[test]
+fn restore_volume_makes_a_volume_from_the_sets_snapshot_under_both_binaries() {
+    let moto = ha_lab::Moto::start(&Toolbox::discover(std::env::vars_os())).unwrap();
+    let made = moto
+        .boto3(
+            "ec2",
+            "create_volume",
+            &serde_json::json!({ "AvailabilityZone": "us-east-1a", "Size": 8 }),
+        )
+        .unwrap();
+    let volume = made["VolumeId"].as_str().unwrap().to_owned();
+    // A run of this tool's, as the EBS store tags it.
+    let store = mongo_backup::EbsStore {
+        ec2: moto.ec2(),
+        volumes: vec![volume.clone()],
+        poll: Duration::from_millis(100),
+    };
+    let labels = mongo_backup::snapshot::Labels {
+        group: "20261207T000000Z-abcdef".to_owned(),
+        set: "circle".to_owned(),
+        member: "mongo-3.internal:27017".to_owned(),
+        optime: None,
+        optime_millis: None,
+        version: "test".to_owned(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let taken = runtime
+        .block_on(mongo_backup::SnapshotStore::create(&store, &labels))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ha.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mongo]\nreplica_set = \"circle\"\nmembers = [\n{}]\n\
+             users.admin = {{ name = \"circle-admin\", password = \"env:T_ADMIN\" }}\n\n\
+             [backup]\nmember = \"mongo-3.internal:27017\"\nstore = \"ebs\"\n\
+             volumes = [\"{volume}\"]\naws_region = \"us-east-1\"\nkeep_last = 2\n\
+             db_path = \"/var/lib/mongodb\"\n",
+            members_toml(&[
+                "mongo-1.internal:27017".to_owned(),
+                "mongo-2.internal:27017".to_owned(),
+                "mongo-3.internal:27017".to_owned(),
+            ])
+        ),
+    )
+    .unwrap();
+    let endpoint = moto.endpoint();
+    let restore = |binary: &str, snapshot: &str| {
+        let mut args = vec![];
+        if binary == "circle-ha" {
+            args.push("backup");
+        }
+        args.extend([
+            "restore-volume",
+            snapshot,
+            "--availability-zone",
+            "us-east-1b",
+            "--endpoint-url",
+            endpoint.as_str(),
+            "--json",
+            "--config",
+        ]);
+        let path = match binary {
+            "circle-ha" => env!("CARGO_BIN_EXE_circle-ha"),
+            _ => env!("CARGO_BIN_EXE_mongo-backup"),
+        };
+        let mut command = Command::new(path);
+        command
+            .args(args)
+            .arg(&config)
+            .env("T_ADMIN", format!("{HOSTILE}-a"))
+            .env("AWS_ACCESS_KEY_ID", ha_lab::MOTO_ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", ha_lab::MOTO_SECRET_ACCESS_KEY)
+            .env_remove("AWS_PROFILE");
+        let (code, stdout, stderr) = run(&mut command);
+        assert_no_secret(&stdout);
+        (
+            code,
+            serde_json::from_str::<Value>(&stdout).unwrap(),
+            stderr,
+        )
+    };
+    for binary in ["mongo-backup", "circle-ha"] {
+        let (code, restored, stderr) = restore(binary, &taken[0].id);
+        assert_eq!(code, 0, "{binary}: {stderr}");
+        let new = restored["volume"].as_str().unwrap();
+        // Read back through boto3, not through the tool's EC2 calls.
+        let seen = moto
+            .boto3(
+                "ec2",
+                "describe_volumes",
+                &serde_json::json!({ "VolumeIds": [new] }),
+            )
+            .unwrap();
+        assert_eq!(
+            seen["Volumes"][0]["SnapshotId"],
+            taken[0].id.as_str(),
+            "{seen}"
+        );
+        assert_eq!(
+            seen["Volumes"][0]["AvailabilityZone"], "us-east-1b",
+            "{seen}"
+        );
+    }
+    let (code, refused, _) = restore("mongo-backup", "snap-0123456789abcdef0");
+    assert_eq!(code, 1, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a snapshot this tool made"),
+        "{refused}"
+    );
 }

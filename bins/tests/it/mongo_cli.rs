@@ -222,6 +222,20 @@ fn apply_bootstraps_a_fresh_set_twice_status_follows_a_member_down_and_back() {
     );
     let (_, same, _) = set.json(&["set-priority", "--host", &host, "--priority", "0.5"]);
     assert_eq!(same["changed"], 0, "{same}");
+    // add-member of a member the set has, remove-member of a host it has
+    // not (and ha.toml does not list): nothing to do, said as a report.
+    let (code, added, stderr) = set.json(&["add-member", "--host", &host]);
+    assert_eq!(
+        (code, added["changed"].as_u64()),
+        (0, Some(0)),
+        "{added} {stderr}"
+    );
+    let (code, removed, stderr) = set.json(&["remove-member", "--host", "localhost:1"]);
+    assert_eq!(
+        (code, removed["changed"].as_u64()),
+        (0, Some(0)),
+        "{removed} {stderr}"
+    );
     let (code, fixed, _) = set.json(&["apply"]);
     assert_eq!(code, 0);
     assert_eq!(fixed["actions"][0]["kind"], "set-member-options", "{fixed}");

@@ -128,6 +128,15 @@ fn render_twice_then_publish_twice() {
         std::fs::read_to_string(out.join("circle-installation-customizations")).unwrap();
     assert!(customizations.contains("@mongo-1.internal:27017,mongo-2.internal:27017,mongo-3.internal:27017/remote_containers_dev_ghe?replicaSet=circle&ssl=true&authSource=admin'"));
 
+    // doctor on this bundle, as on a Services machine where none of its
+    // hosts exist: exit 3, each cause named, the document its schema's.
+    let (code, stdout, stderr) = run(Command::new(env!("CARGO_BIN_EXE_circle-ha"))
+        .args(["doctor", "--json", "--timeout", "2", "--bundle-dir", out_arg]));
+    assert_eq!(code, 3, "{stdout} {stderr}");
+    let doctor = json(&stdout);
+    assert_eq!(doctor["healthy"], false, "{doctor}");
+    assert_no_secret(&[&stdout, &stderr]);
+
     // Same input, same bytes, same cookie key: nothing to write.
     let (code, stdout, _) = run(&mut tool(
         dir.path(),
