@@ -130,8 +130,14 @@ fn render_twice_then_publish_twice() {
 
     // doctor on this bundle, as on a Services machine where none of its
     // hosts exist: exit 3, each cause named, the document its schema's.
-    let (code, stdout, stderr) = run(Command::new(env!("CARGO_BIN_EXE_circle-ha"))
-        .args(["doctor", "--json", "--timeout", "2", "--bundle-dir", out_arg]));
+    let (code, stdout, stderr) = run(Command::new(env!("CARGO_BIN_EXE_circle-ha")).args([
+        "doctor",
+        "--json",
+        "--timeout",
+        "2",
+        "--bundle-dir",
+        out_arg,
+    ]));
     assert_eq!(code, 3, "{stdout} {stderr}");
     let doctor = json(&stdout);
     assert_eq!(doctor["healthy"], false, "{doctor}");
