@@ -457,3 +457,11 @@ pub(crate) fn tags(node: roxmltree::Node<'_, '_>) -> Vec<(String, String)> {
         .filter_map(|item| Some((text(item, "key")?, text(item, "value").unwrap_or_default())))
         .collect()
 }
+
+/// The non-empty text of the reply's top-level element `name`.
+pub(crate) fn text_of(reply: &Reply<'_>, name: &str) -> Option<String> {
+    child(reply.root(), name)
+        .and_then(|n| n.text())
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}

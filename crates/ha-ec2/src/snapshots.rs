@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::client::{Params, Reply, child, items, tags, text};
+use crate::client::{Params, Reply, items, tags, text, text_of};
 use crate::{Ec2, Error};
 
 /// An EBS snapshot as EC2 describes it.
@@ -225,12 +225,4 @@ impl Ec2 {
             })
             .collect())
     }
-}
-
-/// The non-empty text of the reply's top-level element `name`.
-pub(crate) fn text_of(reply: &Reply<'_>, name: &str) -> Option<String> {
-    child(reply.root(), name)
-        .and_then(|n| n.text())
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
 }

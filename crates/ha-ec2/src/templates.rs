@@ -1,7 +1,6 @@
 //! Launch templates: the Services machine's user data lives in one.
 
-use crate::client::{Params, Reply, child, items, text};
-use crate::snapshots::text_of;
+use crate::client::{Params, Reply, child, items, text, text_of};
 use crate::{Ec2, Error};
 
 /// A launch template as EC2 describes it.

@@ -2,8 +2,8 @@
 //! DescribeSnapshots and the common error shape), read by this crate's
 //! readers; and the parameters a call sends.
 
-use crate::client::{Params, Reply, api_error, items};
-use crate::snapshots::{Snapshot, text_of};
+use crate::client::{Params, Reply, api_error, items, text_of};
+use crate::snapshots::Snapshot;
 
 /// DescribeSnapshots' example response in the EC2 API reference, with a
 /// second page's token.
