@@ -335,6 +335,7 @@ fn main() {
                     out: work.path().join(out),
                     seal: None,
                     drop: false,
+                    live: false,
                     dry_run: false,
                     parallel: 4,
                     meter: circle_export::Meter::default(),

@@ -63,6 +63,7 @@ pub const DOCUMENTS: &[&str] = &[
     "export-verify",
     "restore",
     "transfer",
+    "transfer-final",
 ];
 
 /// Every document's schema, by name, in [`DOCUMENTS`]' order.
@@ -96,6 +97,7 @@ pub fn documents() -> Vec<(&'static str, Value)> {
         schema::<circle_export::InspectionSummary>("export-verify"),
         schema::<circle_export::RestoreSummary>("restore"),
         schema::<circle_export::TransferSummary>("transfer"),
+        schema::<circle_export::FinalSummary>("transfer-final"),
     ]
 }
 
@@ -131,7 +133,7 @@ pub fn commands() -> Vec<(String, Vec<&'static str>)> {
         ("circle-export export", &["export", "export-plan"]),
         ("circle-export verify", &["export-verify"]),
         ("circle-export restore", &["restore"]),
-        ("circle-export transfer", &["transfer"]),
+        ("circle-export transfer", &["transfer", "transfer-final"]),
         ("mongo-rs-setup apply", &["report"]),
         ("mongo-rs-setup status", &["mongo-status"]),
         ("mongo-rs-setup add-member", &["report"]),

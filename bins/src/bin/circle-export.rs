@@ -236,6 +236,23 @@ struct TransferArgs {
     /// hold. Not needed to finish an interrupted transfer.
     #[arg(long)]
     drop: bool,
+    /// Pre-copy: the old services still run. A MongoDB collection written
+    /// to while it is read is copied as read (without --live that fails
+    /// the transfer); run --final once the services are stopped.
+    #[arg(long, conflicts_with = "final_pass")]
+    live: bool,
+    /// The cutover's final pass, with the old services stopped: compare
+    /// the sources with the targets the pre-copy (a transfer with the same
+    /// --out) filled, and move only what differs — documents, rows,
+    /// indexes, sequences — then check the targets equal the sources. No
+    /// archive is written; the pre-copy's state (--out's
+    /// name + .state.json) is read and updated.
+    #[arg(
+        long = "final",
+        id = "final_pass",
+        conflicts_with_all = ["drop", "encrypt_to", "passphrase", "encryption_keys", "vault_data", "danger_include_vault_init_output"]
+    )]
+    final_pass: bool,
     /// Reach the sources, check the targets and list what would move;
     /// write nothing.
     #[arg(long)]
@@ -545,6 +562,8 @@ async fn transfer(args: TransferArgs) -> anyhow::Result<Exit> {
         to_pg_uri,
         config,
         drop,
+        live,
+        final_pass,
         dry_run,
         failover_wait,
         common,
@@ -623,6 +642,22 @@ async fn transfer(args: TransferArgs) -> anyhow::Result<Exit> {
     warn(&warnings);
     let meter = Meter::new();
     let bar = progress_bar(&meter, common.json || circle_ha::log::quiet());
+    if final_pass {
+        let report = circle_export::final_pass(
+            circle_export::FinalSpec {
+                mongo,
+                postgres,
+                state: circle_export::cutover::state_path(&out),
+                dry_run,
+                parallel: common.parallel,
+                failover_wait: Duration::from_secs(failover_wait),
+            },
+            &|line| bar.line(line),
+        )
+        .await?;
+        std::mem::drop(bar);
+        return Ok(print(common.json, &report.to_findings()));
+    }
     let report = circle_export::transfer(
         circle_export::TransferSpec {
             mongo,
@@ -633,6 +668,7 @@ async fn transfer(args: TransferArgs) -> anyhow::Result<Exit> {
             out,
             seal: sealing.as_ref(),
             drop,
+            live,
             dry_run,
             parallel: common.parallel,
             meter,

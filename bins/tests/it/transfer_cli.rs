@@ -134,6 +134,7 @@ fn transfer_twice_the_archive_verifies_and_other_data_is_refused_first() {
             out: archive.clone(),
             seal: None,
             drop: false,
+            live: false,
             dry_run: true,
             parallel: 4,
             meter: circle_export::Meter::new(),

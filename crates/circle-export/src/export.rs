@@ -141,6 +141,9 @@ pub(crate) struct Hooks<'h> {
     /// A MongoDB collection was dumped whole into the spool (this
     /// directory, under its archive paths).
     pub(crate) mongo_finished: Option<&'h (dyn Fn(&CollectionEntry, &Path) + Sync)>,
+    /// The sources are in use (a pre-copy): a collection whose count
+    /// moved while it was read is copied as read, not refused.
+    pub(crate) live: bool,
 }
 
 /// The dump phase's result: every part in the spool, and the manifest.
@@ -216,7 +219,8 @@ pub(crate) async fn dump(
                     let spool = &spool;
                     let done = &done;
                     async move {
-                        let (entries, counted) = reader.export_collection(&c, spool).await?;
+                        let (entries, counted) =
+                            reader.export_collection(&c, spool, hooks.live).await?;
                         let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                         progress(&format!(
                             "mongo {}.{}: {} documents, {} ({n}/{total})",

@@ -82,6 +82,7 @@ pub use {bson, mongodb, secrecy, tokio_postgres};
 
 pub mod archive;
 pub mod count;
+pub mod cutover;
 pub mod error;
 pub mod export;
 pub mod failover;
@@ -102,6 +103,7 @@ pub mod vault_init;
 pub mod verify;
 pub mod wire;
 
+pub use cutover::{CutoverState, FinalReport, FinalSpec, final_pass};
 pub use error::Error;
 pub use export::{ExportPlan, ExportReport, ExportSpec, MongoSource, PgSource, export};
 pub use manifest::Manifest;
@@ -109,7 +111,8 @@ pub use meter::{Meter, Reading, Stage};
 pub use postgres::{PgClient, PgConn};
 pub use restore::{RestoreReport, RestoreSpec, restore};
 pub use summary::{
-    ExportPlanSummary, ExportSummary, InspectionSummary, RestoreSummary, TransferSummary,
+    ExportPlanSummary, ExportSummary, FinalSummary, InspectionSummary, RestoreSummary,
+    TransferSummary,
 };
 pub use target::{MongoConnection, MongoReader, MongoTarget, RestoreTargets, mongo_from_uri};
 pub use transfer::{TransferMongo, TransferPostgres, TransferReport, TransferSpec, transfer};

@@ -216,6 +216,7 @@ pub async fn export_collection_wire(
     source: &WireSource,
     collection: &SourceCollection,
     dir: &WorkDir,
+    live: bool,
 ) -> Result<(Vec<FileEntry>, CollectionEntry), Error> {
     let what = format!("{}.{}", collection.db, collection.name);
     let indexes = source.indexes(&collection.db, &collection.name).await?;
@@ -275,7 +276,7 @@ pub async fn export_collection_wire(
         .await
         .map_err(Error::io(format!("spool file for {what}")))?;
     let counted = source.count(&collection.db, &collection.name).await?;
-    if counted != documents {
+    if counted != documents && !live {
         return Err(Error::SourceChanged {
             server: source.address().to_string(),
             what: what.to_string(),
@@ -874,10 +875,11 @@ impl crate::target::MongoReader {
         &self,
         collection: &SourceCollection,
         dir: &WorkDir,
+        live: bool,
     ) -> Result<(Vec<FileEntry>, CollectionEntry), Error> {
         match self {
             Self::Driver(client) => export_collection(client, collection, dir).await,
-            Self::Wire(source) => export_collection_wire(source, collection, dir).await,
+            Self::Wire(source) => export_collection_wire(source, collection, dir, live).await,
         }
     }
 }

@@ -389,3 +389,105 @@ impl Document for InspectionSummary {
         Some(self.healthy)
     }
 }
+
+/// `circle-export transfer --final`: what the cutover's final pass moved,
+/// and whether the targets now hold exactly what the sources hold.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct FinalSummary {
+    /// One action per collection, table, sequence or index changed (or
+    /// that would change, for a dry run).
+    #[serde(flatten)]
+    pub report: Report,
+    /// The targets equal the sources: every changed collection's MD5 and
+    /// table's rows read back match (a dry run: nothing failed).
+    pub healthy: bool,
+    /// MongoDB documents inserted, replaced and deleted.
+    pub documents: crate::cutover::Moved,
+    /// PostgreSQL rows inserted, updated (`replaced`) and deleted.
+    pub rows: crate::cutover::Moved,
+    /// Collections and tables found identical.
+    pub unchanged: usize,
+    /// What still differs after the pass.
+    pub mismatches: Vec<String>,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// The pre-copy's state file, read and (unless a dry run) updated.
+    pub state: String,
+}
+
+impl crate::FinalReport {
+    /// The final pass as `circle-export transfer --final` shows it:
+    /// healthy when nothing differs afterwards; JSON `{changed, dry_run,
+    /// actions: [{kind, target, detail}], healthy, documents: {inserted,
+    /// replaced, deleted}, rows: {…}, unchanged, mismatches, seconds,
+    /// state, warnings}`.
+    pub fn to_findings(&self) -> FinalSummary {
+        let actions = self
+            .changes
+            .iter()
+            .map(|c| Action::new(c.kind.clone(), c.target.clone(), c.detail.clone()))
+            .collect();
+        FinalSummary {
+            report: Report::new(TOOL, self.dry_run, actions, self.warnings.clone()),
+            healthy: self.mismatches.is_empty(),
+            documents: self.documents,
+            rows: self.rows,
+            unchanged: self.unchanged,
+            mismatches: self.mismatches.clone(),
+            seconds: self.seconds,
+            state: self.state.display().to_string(),
+        }
+    }
+}
+
+impl Document for FinalSummary {
+    fn to_text(&self) -> String {
+        let mut text = ha_plan::notes_text(&self.report.warnings, "mismatch", &self.mismatches);
+        let verb = if self.report.dry_run { "would " } else { "" };
+        for action in &self.report.actions {
+            text.push_str(&format!(
+                "{verb}{}: {} ({})\n",
+                action.kind, action.target, action.detail
+            ));
+        }
+        let moved = |m: &crate::cutover::Moved, replaced: &str| {
+            format!(
+                "{} inserted, {} {replaced}, {} deleted",
+                m.inserted, m.replaced, m.deleted
+            )
+        };
+        text.push_str(&if self.report.actions.is_empty() {
+            format!(
+                "{TOOL}: final pass: the targets already hold what the sources hold ({} \
+                 collections and tables compared; changed: 0) in {:.1}s\n",
+                self.unchanged, self.seconds
+            )
+        } else if self.report.dry_run {
+            format!(
+                "{TOOL}: final pass (dry run): would move documents ({}) and rows ({}); \
+                 nothing written\n",
+                moved(&self.documents, "replaced"),
+                moved(&self.rows, "updated")
+            )
+        } else if self.healthy {
+            format!(
+                "{TOOL}: final pass: documents ({}) and rows ({}) moved in {:.1}s; the targets \
+                 now equal the sources (checked)\n",
+                moved(&self.documents, "replaced"),
+                moved(&self.rows, "updated"),
+                self.seconds
+            )
+        } else {
+            format!(
+                "{TOOL}: final pass: moved, but {} thing(s) still differ (listed above): run it \
+                 again with the old services stopped\n",
+                self.mismatches.len()
+            )
+        });
+        text
+    }
+
+    fn healthy(&self) -> Option<bool> {
+        Some(self.healthy)
+    }
+}

@@ -72,6 +72,12 @@ pub struct TransferSpec<'a> {
     pub seal: Option<&'a crate::seal::Sealing>,
     /// Replace what the targets already hold.
     pub drop: bool,
+    /// The sources are still in use: this is a pre-copy, and a final pass
+    /// ([`crate::cutover`]) follows once they are stopped. A MongoDB
+    /// collection written to while it is read is then copied as read
+    /// (without it, a count that moved under the read fails the
+    /// transfer: stop CircleCI's services first).
+    pub live: bool,
     /// Check the sources and the targets; write nothing.
     pub dry_run: bool,
     /// Databases and collections dumped, and loaded, at once.
@@ -266,6 +272,7 @@ pub async fn transfer(
             let hooks = Hooks {
                 postgres_started: Some(&postgres_started),
                 mongo_finished: Some(&mongo_finished),
+                live: spec.live,
             };
             export::dump(export_spec, progress, &hooks).await?
         };
@@ -337,6 +344,9 @@ pub async fn transfer(
     )
     .await?;
     report.manifest = dumped.manifest;
+    // The pre-copy's record, for a final pass (`transfer --final`).
+    let state = crate::cutover::state_path(&spec.out);
+    crate::cutover::CutoverState::from_manifest(&report.manifest, &archive).write(&state)?;
     let archive_bytes = std::fs::metadata(&archive)
         .map_err(Error::io(archive.display()))?
         .len();

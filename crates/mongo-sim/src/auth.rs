@@ -25,6 +25,10 @@ pub(crate) enum Action {
     DropCollection,
     /// `dropDatabase`.
     DropDatabase,
+    /// `dropIndex` (the `dropIndexes` command).
+    DropIndex,
+    /// `dbHash`.
+    DbHash,
     /// `dropUser`.
     DropUser,
     /// `find`.
@@ -70,23 +74,32 @@ pub(crate) enum Resource {
     Cluster,
 }
 
-const READ: &[Action] = &[Action::Find, Action::ListCollections, Action::ListIndexes];
+const READ: &[Action] = &[
+    Action::Find,
+    Action::ListCollections,
+    Action::ListIndexes,
+    Action::DbHash,
+];
 const READ_WRITE: &[Action] = &[
     Action::Find,
     Action::ListCollections,
     Action::ListIndexes,
+    Action::DbHash,
     Action::Insert,
     Action::Remove,
     Action::CreateCollection,
     Action::CreateIndex,
     Action::DropCollection,
+    Action::DropIndex,
 ];
 const DB_ADMIN: &[Action] = &[
     Action::ListCollections,
     Action::ListIndexes,
+    Action::DbHash,
     Action::CreateCollection,
     Action::CreateIndex,
     Action::DropCollection,
+    Action::DropIndex,
     Action::DropDatabase,
 ];
 const USER_ADMIN: &[Action] = &[

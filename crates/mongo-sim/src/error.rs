@@ -67,6 +67,8 @@ pub(crate) enum Code {
     NotWritablePrimary,
     /// 72.
     InvalidOptions,
+    /// 27.
+    IndexNotFound,
     /// 136.
     CappedPositionLost,
     /// 166.
@@ -123,6 +125,7 @@ impl Code {
             Code::ExceededTimeLimit => 262,
             Code::NotWritablePrimary => 10107,
             Code::InvalidOptions => 72,
+            Code::IndexNotFound => 27,
             Code::CappedPositionLost => 136,
             Code::CommandNotSupportedOnView => 166,
             Code::PrimarySteppedDown => 189,
@@ -172,6 +175,7 @@ impl Code {
             Code::ExceededTimeLimit => "ExceededTimeLimit",
             Code::NotWritablePrimary => "NotWritablePrimary",
             Code::InvalidOptions => "InvalidOptions",
+            Code::IndexNotFound => "IndexNotFound",
             Code::CappedPositionLost => "CappedPositionLost",
             Code::CommandNotSupportedOnView => "CommandNotSupportedOnView",
             Code::PrimarySteppedDown => "PrimarySteppedDown",

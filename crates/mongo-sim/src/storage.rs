@@ -526,6 +526,13 @@ impl Data {
                     .or_default()
                     .insert(to_coll.to_owned(), collection);
             }
+        } else if let Ok(coll) = o.get_str("dropIndexes") {
+            let name = o.get_str("index").unwrap_or_default();
+            if let Some(collection) = self.dbs.get_mut(db).and_then(|d| d.get_mut(coll)) {
+                collection
+                    .indexes
+                    .retain(|i| i.get_str("name").ok() != Some(name));
+            }
         } else if let Ok(coll) = o.get_str("createIndexes") {
             let spec = o.get_document("spec").cloned().unwrap_or_default();
             let collection = self.ensure(db, coll, ui);
@@ -925,14 +932,20 @@ pub(crate) fn compare_bson(a: &Bson, b: &Bson) -> std::cmp::Ordering {
         (Bson::Binary(x), Bson::Binary(y)) => (x.bytes.len(), u8::from(x.subtype), &x.bytes)
             .cmp(&(y.bytes.len(), u8::from(y.subtype), &y.bytes)),
         (Bson::Document(x), Bson::Document(y)) => {
+            // As mongod's BSONElement::woCompare: each element's canonical
+            // type, then its field name, then its value.
             for ((ka, va), (kb, vb)) in x.iter().zip(y.iter()) {
-                let by_value = compare_bson(va, vb);
-                if by_value != Ordering::Equal {
-                    return by_value;
+                let by_type = bracket(va).cmp(&bracket(vb));
+                if by_type != Ordering::Equal {
+                    return by_type;
                 }
                 let by_key = ka.cmp(kb);
                 if by_key != Ordering::Equal {
                     return by_key;
+                }
+                let by_value = compare_bson(va, vb);
+                if by_value != Ordering::Equal {
+                    return by_value;
                 }
             }
             x.len().cmp(&y.len())

@@ -81,6 +81,7 @@ fn transfer_keep<'a>(
         out,
         seal: None,
         drop,
+        live: false,
         dry_run: false,
         parallel: 2,
         meter: circle_export::Meter::default(),

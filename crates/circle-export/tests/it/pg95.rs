@@ -194,6 +194,7 @@ async fn a_pg_dump_9_5_file_restores_into_postgres_15_with_identical_rows() {
             out: dir.path().join("moved.tar.zst"),
             seal: None,
             drop: false,
+            live: false,
             dry_run: false,
             parallel: 2,
             meter: circle_export::Meter::default(),

@@ -536,3 +536,90 @@ pub(in crate::commands) fn db_stats(node: &Node, db: &str) -> Result<Document, C
         doc! {"db": db, "collections": collections, "objects": objects, "dataSize": data_size as f64, "storageSize": data_size as f64, "indexes": collections},
     )
 }
+
+/// `dropIndexes`: `{dropIndexes: coll, index: name | keyPattern | "*"}`,
+/// one `c` oplog entry per index dropped (`{dropIndexes: coll, index:
+/// name}`, as mongod 3.6 logs it); `"*"` drops every index but `_id_`.
+/// Errors as mongod's: the `_id` index (72 InvalidOptions), an index that
+/// does not exist (27 IndexNotFound), a collection that does not exist
+/// (26 NamespaceNotFound).
+pub(in crate::commands) async fn drop_indexes(
+    node: &Arc<Node>,
+    db: &str,
+    command: &Document,
+) -> Result<Document, CommandError> {
+    let coll = collection_name(command, "dropIndexes")?.to_owned();
+    refuse_view(node, db, &coll)?;
+    let indexes = node
+        .lock()
+        .data
+        .collection(db, &coll)
+        .map(|c| c.indexes.clone())
+        .ok_or_else(|| CommandError::new(Code::NamespaceNotFound, "ns not found"))?;
+    let names: Vec<String> = match command.get("index") {
+        Some(Bson::String(all)) if all == "*" => indexes
+            .iter()
+            .filter_map(|i| i.get_str("name").ok().map(str::to_owned))
+            .collect(),
+        Some(Bson::String(name)) if name == "_id_" => {
+            return Err(CommandError::new(
+                Code::InvalidOptions,
+                "cannot drop _id index",
+            ));
+        }
+        Some(Bson::String(name)) => match indexes
+            .iter()
+            .find(|i| i.get_str("name").ok() == Some(name))
+        {
+            Some(_) => vec![name.clone()],
+            None => {
+                return Err(CommandError::new(
+                    Code::IndexNotFound,
+                    format!("index not found with name [{name}]"),
+                ));
+            }
+        },
+        Some(Bson::Document(key)) => {
+            if *key == doc! {"_id": 1} {
+                return Err(CommandError::new(
+                    Code::InvalidOptions,
+                    "cannot drop _id index",
+                ));
+            }
+            match indexes
+                .iter()
+                .find(|i| i.get_document("key").ok() == Some(key))
+            {
+                Some(index) => vec![index.get_str("name").unwrap_or_default().to_owned()],
+                None => {
+                    return Err(CommandError::new(
+                        Code::IndexNotFound,
+                        format!("can't find index with key: {key}"),
+                    ));
+                }
+            }
+        }
+        _ => {
+            return Err(CommandError::type_mismatch("index", "string or object"));
+        }
+    };
+    let (res, optime) = node.write(|w| {
+        for name in &names {
+            w.emit(
+                "c",
+                &format!("{db}.$cmd"),
+                doc! {"dropIndexes": &coll, "index": name},
+                None,
+            )?;
+        }
+        Ok::<(), CommandError>(())
+    })?;
+    res?;
+    finish_write(
+        node,
+        optime,
+        command,
+        doc! {"nIndexesWas": (1 + indexes.len()) as i32},
+    )
+    .await
+}

@@ -9,15 +9,17 @@
 mod aggregate;
 mod catalog;
 mod cursor;
+mod hash;
 mod query;
 mod write;
 
 pub(super) use aggregate::aggregate;
 pub(super) use catalog::{
-    create, create_indexes, db_stats, drop, drop_database, list_collections, list_databases,
-    list_indexes, rename_collection,
+    create, create_indexes, db_stats, drop, drop_database, drop_indexes, list_collections,
+    list_databases, list_indexes, rename_collection,
 };
 pub(super) use cursor::{get_more, kill_cursors};
+pub(super) use hash::db_hash;
 pub(super) use query::{count, find};
 pub(super) use write::{delete, insert};
 
@@ -214,6 +216,40 @@ fn select(
         found.dedup_by(|a, b| Arc::ptr_eq(&a.1, &b.1));
         return Ok(found.into_iter().map(|(_, raw)| raw).collect());
     }
+    if filter.is_empty()
+        && let Some(sort) = sort.filter(|s| !s.is_empty() && s.keys().all(|k| !k.contains('.')))
+    {
+        // Sorted on top-level fields only: read just those from each
+        // document (the order is the same as the general path's).
+        let keys = sort_keys(sort);
+        let mut keyed: Vec<(Vec<Bson>, Arc<RawDocumentBuf>)> = collection
+            .documents()
+            .map(|raw| {
+                let values = keys
+                    .iter()
+                    .map(|(key, _)| {
+                        raw.get(key)
+                            .ok()
+                            .flatten()
+                            .and_then(|v| Bson::try_from(v).ok())
+                            .unwrap_or(Bson::Null)
+                    })
+                    .collect();
+                (values, raw.clone())
+            })
+            .collect();
+        std::mem::drop(inner);
+        keyed.sort_by(|(a, _), (b, _)| {
+            for ((va, vb), (_, ascending)) in a.iter().zip(b).zip(&keys) {
+                let ord = compare_bson(va, vb);
+                if ord != Ordering::Equal {
+                    return if *ascending { ord } else { ord.reverse() };
+                }
+            }
+            Ordering::Equal
+        });
+        return Ok(keyed.into_iter().map(|(_, raw)| raw).collect());
+    }
     let mut selected: Vec<(Option<Document>, Arc<RawDocumentBuf>)> = Vec::new();
     for raw in collection.documents() {
         if filter.is_empty() && sort.is_none_or(|s| s.is_empty()) {
@@ -229,15 +265,7 @@ fn select(
     }
     std::mem::drop(inner);
     if let Some(sort) = sort.filter(|s| !s.is_empty()) {
-        let keys: Vec<(String, bool)> = sort
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    !matches!(v, Bson::Int32(-1) | Bson::Int64(-1)) && v.as_f64() != Some(-1.0),
-                )
-            })
-            .collect();
+        let keys = sort_keys(sort);
         let null = Bson::Null;
         selected.sort_by(|(a, _), (b, _)| {
             for (key, ascending) in &keys {
@@ -252,6 +280,18 @@ fn select(
         });
     }
     Ok(selected.into_iter().map(|(_, raw)| raw).collect())
+}
+
+/// A sort's fields, each with whether it is ascending.
+fn sort_keys(sort: &Document) -> Vec<(String, bool)> {
+    sort.iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                !matches!(v, Bson::Int32(-1) | Bson::Int64(-1)) && v.as_f64() != Some(-1.0),
+            )
+        })
+        .collect()
 }
 
 /// The `_id` values a filter that only names `_id` by equality or `$in`

@@ -1,0 +1,438 @@
+//! The cutover in two steps, so that CircleCI is down only for what
+//! changed. Days ahead, while the old services still run, `transfer` (a
+//! *pre-copy*) moves everything and leaves its record beside the archive
+//! ([`CutoverState`], `<archive>.state.json`). In the outage window, once
+//! the old services are stopped, [`final_pass`] (`transfer --final`)
+//! compares the old servers with the new ones and moves only what differs:
+//!
+//! - MongoDB: each collection's MD5 (`dbHash`, computed by each server
+//!   over its documents in `_id` order, so nothing crosses the wire for a
+//!   collection that did not change); a changed collection is merged
+//!   document by document in `_id` order (inserted, replaced as the
+//!   source's exact bytes, deleted; `w: "majority"`, riding out a
+//!   failover); indexes compared by name and created or dropped; a new
+//!   collection created with the source's options; a collection the
+//!   pre-copy copied that the source dropped is dropped.
+//! - PostgreSQL: see [`postgres`](self) — rows merged by primary key from
+//!   server-side row digests, tables without a usable key replaced whole,
+//!   sequences set, one transaction per database.
+//!
+//! The source is only read (PostgreSQL in a read-only transaction). A
+//! second pass finds nothing to move (`changed: 0`); a pass killed
+//! half-way is finished by running it again (every MongoDB write can be
+//! sent again; each PostgreSQL database commits whole or not at all). At
+//! the end the target is checked, not assumed: each changed collection's
+//! MD5 and each changed table's rows are read back from the target and
+//! compared with the source's; any difference is reported as a mismatch.
+
+mod mongo;
+mod order;
+mod postgres;
+mod state;
+
+use std::time::{Duration, Instant};
+
+pub use order::compare as compare_ids;
+pub use state::{CutoverState, FinalRecord, STATE_FORMAT, state_path};
+
+use crate::error::Error;
+use crate::failover::Failover;
+use crate::transfer::{TransferMongo, TransferPostgres};
+
+/// Documents or rows moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct Moved {
+    /// Added: only the source had them.
+    pub inserted: u64,
+    /// Replaced (documents) or updated (rows): both had them, differently.
+    pub replaced: u64,
+    /// Deleted: only the target had them.
+    pub deleted: u64,
+}
+
+impl Moved {
+    /// All three.
+    pub fn total(&self) -> u64 {
+        self.inserted + self.replaced + self.deleted
+    }
+
+    fn add(&mut self, other: Moved) {
+        self.inserted += other.inserted;
+        self.replaced += other.replaced;
+        self.deleted += other.deleted;
+    }
+}
+
+/// One thing the pass changed (or, in a dry run, would change).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// `update-collection`, `create-collection`, `drop-collection`,
+    /// `create-index`, `drop-index`, `update-table`, `replace-table`,
+    /// `set-sequence`.
+    pub kind: String,
+    /// What: `mongo db.collection`, `postgres db schema.table`, …
+    pub target: String,
+    /// How much: `3 inserted, 1 replaced, 2 deleted`, …
+    pub detail: String,
+}
+
+impl Change {
+    fn new(kind: &str, target: impl Into<String>, detail: impl Into<String>) -> Change {
+        Change {
+            kind: kind.to_owned(),
+            target: target.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What to compare, and where the pre-copy's state is.
+pub struct FinalSpec<'a> {
+    /// MongoDB: the old server (stopped services, still answering) and
+    /// the new set.
+    pub mongo: Option<TransferMongo<'a>>,
+    /// PostgreSQL: the old server and the new one.
+    pub postgres: Option<TransferPostgres<'a>>,
+    /// The pre-copy's state ([`state_path`] of its archive).
+    pub state: std::path::PathBuf,
+    /// Compare and report what would move; write nothing.
+    pub dry_run: bool,
+    /// Collections and databases compared at once.
+    pub parallel: usize,
+    /// How long a MongoDB write waits for a new primary after a failover.
+    pub failover_wait: Duration,
+}
+
+/// What a final pass found and did.
+#[derive(Clone, Debug, Default)]
+pub struct FinalReport {
+    /// Whether this was a dry run (nothing written).
+    pub dry_run: bool,
+    /// Every change, in the order made.
+    pub changes: Vec<Change>,
+    /// MongoDB documents moved.
+    pub documents: Moved,
+    /// PostgreSQL rows moved.
+    pub rows: Moved,
+    /// Collections and tables found identical on both sides.
+    pub unchanged: usize,
+    /// What still differs after the pass (empty: the targets equal the
+    /// sources); never filled by a dry run.
+    pub mismatches: Vec<String>,
+    /// What the operator should know.
+    pub warnings: Vec<String>,
+    /// Wall time.
+    pub seconds: f64,
+    /// The state file read and updated.
+    pub state: std::path::PathBuf,
+}
+
+/// Moves what changed since the pre-copy (see the module's description).
+pub async fn final_pass(
+    spec: FinalSpec<'_>,
+    progress: ha_plan::Progress<'_>,
+) -> Result<FinalReport, Error> {
+    let started = Instant::now();
+    let mut state = CutoverState::read(&spec.state)?;
+    let mut report = FinalReport {
+        dry_run: spec.dry_run,
+        state: spec.state.clone(),
+        ..FinalReport::default()
+    };
+    let failover = Failover {
+        wait: spec.failover_wait,
+        progress,
+    };
+    let mongo_part = async {
+        match &spec.mongo {
+            Some(m) => mongo_pass(m, &state, &spec, &failover, progress)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let postgres_part = async {
+        match &spec.postgres {
+            Some(p) => postgres_pass(p, &state, &spec, progress).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (mongo, postgres) = futures_util::try_join!(mongo_part, postgres_part)?;
+    if let Some(m) = mongo {
+        report.documents = m.moved;
+        report.changes.extend(m.changes);
+        report.unchanged += m.unchanged;
+        report.mismatches.extend(m.mismatches);
+        report.warnings.extend(m.warnings);
+    }
+    if let Some(p) = postgres {
+        report.rows = p.moved;
+        report.changes.extend(p.changes);
+        report.unchanged += p.unchanged;
+        report.mismatches.extend(p.mismatches);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    if !spec.dry_run {
+        state.final_passes.push(FinalRecord {
+            finished_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            changed: report.changes.len(),
+            documents: report.documents.total(),
+            rows: report.rows.total(),
+        });
+        state.write(&spec.state)?;
+    }
+    progress(&format!(
+        "final pass: {} change(s), {} documents and {} rows moved, {} unchanged, in {:.1}s",
+        report.changes.len(),
+        report.documents.total(),
+        report.rows.total(),
+        report.unchanged,
+        report.seconds
+    ));
+    Ok(report)
+}
+
+/// One half's result.
+#[derive(Default)]
+struct Half {
+    moved: Moved,
+    changes: Vec<Change>,
+    unchanged: usize,
+    mismatches: Vec<String>,
+    warnings: Vec<String>,
+}
+
+async fn mongo_pass(
+    m: &TransferMongo<'_>,
+    state: &CutoverState,
+    spec: &FinalSpec<'_>,
+    failover: &Failover<'_>,
+    progress: ha_plan::Progress<'_>,
+) -> Result<Half, Error> {
+    let version = m.source.server_version().await?;
+    if let Some(was) = &state.mongo_version
+        && *was != version
+    {
+        return Err(Error::Invalid(format!(
+            "the MongoDB source runs {version}, the pre-copy read {was}: not the server the \
+             pre-copy copied"
+        )));
+    }
+    let collections: Vec<_> = m
+        .source
+        .list_collections(&m.databases)
+        .await?
+        .into_iter()
+        .filter(|c| !c.view)
+        .collect();
+    // Each database's MD5s, on both sides at once.
+    let mut dbs: Vec<String> = collections.iter().map(|c| c.db.clone()).collect();
+    dbs.extend(
+        state
+            .collections
+            .keys()
+            .filter_map(|k| k.split_once('.').map(|(db, _)| db.to_owned())),
+    );
+    dbs.sort();
+    dbs.dedup();
+    let mut half = Half::default();
+    let mut source_hashes = std::collections::BTreeMap::new();
+    let mut target_hashes = std::collections::BTreeMap::new();
+    for db in &dbs {
+        let mut names: Vec<String> = collections
+            .iter()
+            .filter(|c| c.db == *db)
+            .map(|c| c.name.clone())
+            .collect();
+        names.extend(state.collections.keys().filter_map(|k| {
+            k.split_once('.')
+                .filter(|(d, _)| d == db)
+                .map(|(_, c)| c.to_owned())
+        }));
+        names.sort();
+        names.dedup();
+        let (ours, theirs) = futures_util::try_join!(
+            mongo::source_hashes(m.source, db, &names),
+            mongo::target_hashes(&m.target.client, db, &names, failover)
+        )?;
+        source_hashes.insert(db.clone(), ours);
+        target_hashes.insert(db.clone(), theirs);
+    }
+    let hash =
+        |map: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+         db: &str,
+         coll: &str| { map.get(db).and_then(|h| h.get(coll)).cloned() };
+    // Collections the pre-copy copied that the source no longer has.
+    for key in state.collections.keys() {
+        let Some((db, coll)) = key.split_once('.') else {
+            continue;
+        };
+        if collections.iter().any(|c| c.db == db && c.name == coll)
+            || hash(&target_hashes, db, coll).is_none()
+        {
+            continue;
+        }
+        if !spec.dry_run {
+            let target = m
+                .target
+                .client
+                .database(db)
+                .collection::<bson::Document>(coll);
+            failover
+                .command(&format!("drop {db}.{coll}"), || target.drop())
+                .await?;
+        }
+        progress(&format!(
+            "mongo {db}.{coll}: dropped (the source no longer has it)"
+        ));
+        half.changes.push(Change::new(
+            "drop-collection",
+            format!("mongo {db}.{coll}"),
+            "the source dropped it after the pre-copy",
+        ));
+    }
+    let results = crate::mongo::for_each_parallel(collections, spec.parallel, |c| {
+        let ours = hash(&source_hashes, &c.db, &c.name);
+        let theirs = hash(&target_hashes, &c.db, &c.name);
+        async move {
+            let mut outcome = mongo::CollectionOutcome::default();
+            let what = format!("mongo {}.{}", c.db, c.name);
+            if ours.is_none() || ours != theirs {
+                outcome.diffed = true;
+                let moved = mongo::diff_collection(
+                    m.source,
+                    m.target,
+                    &c.db,
+                    &c.name,
+                    &c.options,
+                    theirs.is_some(),
+                    spec.dry_run,
+                    failover,
+                )
+                .await?;
+                if theirs.is_none() {
+                    outcome.changes.push(Change::new(
+                        "create-collection",
+                        what.clone(),
+                        format!("new since the pre-copy: {} documents", moved.inserted),
+                    ));
+                } else if moved.total() > 0 {
+                    outcome.changes.push(Change::new(
+                        "update-collection",
+                        what.clone(),
+                        format!(
+                            "{} inserted, {} replaced, {} deleted",
+                            moved.inserted, moved.replaced, moved.deleted
+                        ),
+                    ));
+                }
+                progress(&format!(
+                    "{what}: {} inserted, {} replaced, {} deleted{}",
+                    moved.inserted,
+                    moved.replaced,
+                    moved.deleted,
+                    if spec.dry_run { " (dry run)" } else { "" }
+                ));
+                outcome.moved = moved;
+            }
+            outcome.changes.extend(
+                mongo::sync_indexes(
+                    m.source,
+                    &m.target.client,
+                    &c.db,
+                    &c.name,
+                    spec.dry_run,
+                    failover,
+                )
+                .await?,
+            );
+            Ok((c, ours, outcome))
+        }
+    })
+    .await?;
+    let mut diffed: std::collections::BTreeMap<String, Vec<(String, Option<String>)>> =
+        std::collections::BTreeMap::new();
+    for (c, ours, outcome) in results {
+        if outcome.diffed {
+            diffed
+                .entry(c.db.clone())
+                .or_default()
+                .push((c.name.clone(), ours));
+        } else if outcome.changes.is_empty() {
+            half.unchanged += 1;
+        }
+        half.moved.add(outcome.moved);
+        half.changes.extend(outcome.changes);
+    }
+    if spec.dry_run {
+        return Ok(half);
+    }
+    // Checked: every collection written to has the source's MD5 now.
+    for (db, names) in diffed {
+        let list: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
+        let now = mongo::target_hashes(&m.target.client, &db, &list, failover).await?;
+        for (name, ours) in names {
+            if now.get(&name) != ours.as_ref() {
+                half.mismatches.push(format!(
+                    "mongo {db}.{name}: after the pass the target's MD5 is {}, the source's {} \
+                     (something wrote to one of them during the pass?)",
+                    now.get(&name).map_or("absent", String::as_str),
+                    ours.as_deref().unwrap_or("absent")
+                ));
+            }
+        }
+    }
+    Ok(half)
+}
+
+async fn postgres_pass(
+    p: &TransferPostgres<'_>,
+    state: &CutoverState,
+    spec: &FinalSpec<'_>,
+    progress: ha_plan::Progress<'_>,
+) -> Result<Half, Error> {
+    let version = p.source.server_version().await?;
+    if let Some(was) = &state.postgres_version
+        && *was != version
+    {
+        return Err(Error::Invalid(format!(
+            "the PostgreSQL source runs {version}, the pre-copy read {was}: not the server the \
+             pre-copy copied"
+        )));
+    }
+    let databases = p.source.databases(&p.databases).await?;
+    let existing = p.target.databases(&[]).await?;
+    let missing: Vec<&String> = databases.iter().filter(|d| !existing.contains(d)).collect();
+    if !missing.is_empty() {
+        return Err(Error::Invalid(format!(
+            "PostgreSQL database(s) {} are not on the target: the final pass moves rows into \
+             databases the pre-copy made; run `circle-export transfer` for them first",
+            missing
+                .iter()
+                .map(|d| d.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let outcomes = crate::mongo::for_each_parallel(databases, spec.parallel, |db| async move {
+        postgres::pass(postgres::Pair {
+            db: &db,
+            source: p.source,
+            target: p.target,
+            dry_run: spec.dry_run,
+            progress,
+        })
+        .await
+    })
+    .await?;
+    let mut half = Half::default();
+    for outcome in outcomes {
+        half.moved.add(outcome.moved);
+        half.changes.extend(outcome.changes);
+        half.unchanged += outcome.unchanged;
+        half.mismatches.extend(outcome.mismatches);
+    }
+    Ok(half)
+}
