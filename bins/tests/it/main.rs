@@ -2,6 +2,7 @@
 
 mod apply_cli;
 mod backup_cli;
+mod cutover_cli;
 mod export_cli;
 mod keys_cli;
 mod log_cli;
