@@ -350,23 +350,80 @@ fn main() {
             "{:?}",
             report.restore.mismatches
         );
-        (started.elapsed(), peak_rss_kib(), report.restore.documents)
+        (
+            started.elapsed(),
+            peak_rss_kib(),
+            report.restore.documents,
+            pg,
+        )
     };
-    let (tool_pg_transfer, tool_pg_transfer_rss, _) = transfer(None, "pg-transfer.tar.zst");
+    let (tool_pg_transfer, tool_pg_transfer_rss, _, pg_only_target) =
+        transfer(None, "pg-transfer.tar.zst");
+    drop(pg_only_target);
     let transfer_mongo =
         MongoMember::start(&tools, MongoMemberOptions::default()).expect("mongo member");
     let transfer_mongo_client = runtime.block_on(direct(transfer_mongo.port()));
     let mongo_reader = circle_export::MongoReader::from(mongo_client.clone());
-    let (tool_full_transfer, tool_full_transfer_rss, transferred_documents) = transfer(
-        Some(circle_export::TransferMongo {
-            source: &mongo_reader,
-            databases: Vec::new(),
-            target: &circle_export::MongoConnection {
-                client: transfer_mongo_client.clone(),
-                replica_set: false,
-            },
-        }),
-        "full-transfer.tar.zst",
+    let (tool_full_transfer, tool_full_transfer_rss, transferred_documents, full_target_pg) =
+        transfer(
+            Some(circle_export::TransferMongo {
+                source: &mongo_reader,
+                databases: Vec::new(),
+                target: &circle_export::MongoConnection {
+                    client: transfer_mongo_client.clone(),
+                    replica_set: false,
+                },
+            }),
+            "full-transfer.tar.zst",
+        );
+
+    // --- cutover: the full transfer above is the pre-copy. Then 1 % of
+    // the documents and rows change on the old side (a third each
+    // replaced, deleted, inserted, spread over every collection and
+    // table) and the final pass moves them; then a pass with nothing
+    // changed. Both against the same vendor window as the full transfer.
+    let changed_documents = runtime.block_on(change_mongo(&mongo_client, 100));
+    let changed_rows = change_pg(&old_pg, 100);
+    let final_target_pg = pg_client(&full_target_pg, "circle", "bench");
+    let final_target_mongo = circle_export::MongoConnection {
+        client: transfer_mongo_client.clone(),
+        replica_set: false,
+    };
+    let final_pass = || {
+        reset_peak_rss();
+        let started = Instant::now();
+        let report = runtime
+            .block_on(circle_export::final_pass(
+                circle_export::FinalSpec {
+                    mongo: Some(circle_export::TransferMongo {
+                        source: &mongo_reader,
+                        databases: Vec::new(),
+                        target: &final_target_mongo,
+                    }),
+                    postgres: Some(circle_export::TransferPostgres {
+                        source: &source_pg,
+                        databases: Vec::new(),
+                        target: &final_target_pg,
+                    }),
+                    state: circle_export::cutover::state_path(
+                        &work.path().join("full-transfer.tar.zst"),
+                    ),
+                    dry_run: false,
+                    parallel: 4,
+                    failover_wait: Duration::from_secs(60),
+                },
+                &trace,
+            ))
+            .expect("final pass");
+        assert!(report.mismatches.is_empty(), "{:?}", report.mismatches);
+        (started.elapsed(), peak_rss_kib(), report)
+    };
+    let (final_changed, final_changed_rss, final_changed_report) = final_pass();
+    let (final_same, final_same_rss, final_same_report) = final_pass();
+    assert!(
+        final_same_report.changes.is_empty(),
+        "{:?}",
+        final_same_report.changes
     );
 
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
@@ -458,12 +515,115 @@ fn main() {
         "window   full ratio    {:>7.2}x shorter",
         secs(baseline_export + baseline_gunzip_restore) / secs(tool_full_transfer)
     );
+    let vendor_window = secs(baseline_export + baseline_gunzip_restore);
+    println!(
+        "cutover  pre-copy      {:>7.1}s  (the full transfer above, while the old side may still run)",
+        secs(tool_full_transfer)
+    );
+    println!(
+        "cutover  final 1 %     {:>7.1}s  ({changed_documents} documents and {changed_rows} rows changed; moved {} documents, {} rows; peak RSS {} MiB)",
+        secs(final_changed),
+        final_changed_report.documents.total(),
+        final_changed_report.rows.total(),
+        final_changed_rss / 1024
+    );
+    println!(
+        "cutover  ratio 1 %     {:>7.2}x shorter than the vendor window ({vendor_window:.1}s)",
+        vendor_window / secs(final_changed)
+    );
+    println!(
+        "cutover  final 0 %     {:>7.1}s  (nothing changed; peak RSS {} MiB)",
+        secs(final_same),
+        final_same_rss / 1024
+    );
+    println!(
+        "cutover  ratio 0 %     {:>7.2}x shorter than the vendor window",
+        vendor_window / secs(final_same)
+    );
     println!(
         "restore  full archive  {:>7.1}s  (MongoDB {} documents + PostgreSQL; no baseline: no mongorestore here)",
         secs(tool_full_restore),
         full.documents
     );
     drop(old_mongo);
+    drop(full_target_pg);
+}
+
+/// Changes one document in `per` of each bench collection: a third
+/// replaced (deleted and inserted again with another payload: mongo-sim
+/// has no `update`), a third deleted, a third new. Returns how many.
+async fn change_mongo(client: &mongodb::Client, per: u64) -> u64 {
+    let targets = [
+        ("circle_ghe", "builds"),
+        ("circle_ghe", "action_logs"),
+        ("build_state_dev_ghe", "states"),
+        ("containers_dev_ghe", "containers"),
+    ];
+    let mut changed = 0;
+    for (db, coll) in targets {
+        let collection = client.database(db).collection::<bson::Document>(coll);
+        let count = collection.estimated_document_count().await.expect("count");
+        let n = count / per / 3;
+        let stride = (count / (n * 3).max(1)).max(1);
+        let replaced: Vec<i64> = (0..n).map(|k| (k * 3 * stride) as i64).collect();
+        let deleted: Vec<i64> = (0..n).map(|k| (k * 3 * stride + stride) as i64).collect();
+        collection
+            .delete_many(
+                bson::doc! {"_id": {"$in": replaced.iter().chain(&deleted).collect::<Vec<_>>()}},
+            )
+            .await
+            .expect("delete");
+        let again = replaced.iter().map(|id| {
+            bson::doc! {"_id": id, "vcs_url": "changed", "payload": common::hexish(*id as u64, 900), "n": id, "ok": true}
+        });
+        let new = (0..n).map(|k| {
+            let id = (count + k) as i64;
+            bson::doc! {"_id": id, "vcs_url": "new", "payload": common::hexish(id as u64, 900), "n": id, "ok": false}
+        });
+        collection
+            .insert_many(again.chain(new).collect::<Vec<_>>())
+            .await
+            .expect("insert");
+        changed += 3 * n;
+    }
+    changed
+}
+
+/// Changes one row in `per` of each bench table, a third each updated,
+/// deleted and inserted. Returns how many.
+fn change_pg(pg: &Postgres, per: u64) -> u64 {
+    let mut changed = 0;
+    for db in PG_DATABASES {
+        let rows: u64 = psql_value(pg, db, "SELECT count(*) FROM events");
+        let n = rows / per / 3;
+        let stride = (rows / (n * 3).max(1)).max(1);
+        psql(
+            pg,
+            db,
+            &format!(
+                "UPDATE events SET body = 'changed ' || id WHERE id % {stride} = 1 AND id / {stride} < {n}; \
+                 DELETE FROM events WHERE id % {stride} = 2 AND id / {stride} < {n}; \
+                 INSERT INTO events SELECT g, now(), 'new', md5(g::text), '{{}}' \
+                   FROM generate_series({} + 1, {} + {n}) g",
+                rows, rows
+            ),
+        );
+        changed += 3 * n;
+    }
+    changed
+}
+
+fn psql_value(pg: &Postgres, db: &str, sql: &str) -> u64 {
+    let output = Command::new(pg.bin_dir().join("psql"))
+        .args(["-X", "-q", "-At", "-c", sql])
+        .env_clear()
+        .envs(pg.libpq_env(db).expect("libpq env"))
+        .output()
+        .expect("psql");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("a number")
 }
 
 fn seed_pg(pg: &Postgres, mib: u64) {

@@ -273,13 +273,14 @@ pub async fn run_lab(
     phases.finish(result);
 
     // The runbook over the lab, as an operator runs it.
-    let steps: [&'static str; 12] = [
+    let steps: [&'static str; 13] = [
         "ha.toml for the lab",
         "Vault init + unseal (vault-transit)",
         "apply (every concern in ha.toml)",
         "apply again (changed: 0)",
         "old machine seeded",
         "export + restore (circle-export)",
+        "cutover: final pass after changes",
         "contexts readable on the new Vault",
         "bundle published (S3, launch template)",
         "encryption keys backed up and verified",
@@ -300,11 +301,12 @@ pub async fn run_lab(
             3 => apply_phase(&running, true).await,
             4 => seed_phase(tools, &pki, &mut running).await,
             5 => migrate_phase(&running).await,
-            6 => contexts_phase(tools, &running).await,
-            7 => publish_phase(&running).await,
-            8 => keys_phase(&running).await,
-            9 => status_phase(&running).await,
-            10 => backup_phase(&mut running).await,
+            6 => cutover_phase(&running).await,
+            7 => contexts_phase(tools, &running).await,
+            8 => publish_phase(&running).await,
+            9 => keys_phase(&running).await,
+            10 => status_phase(&running).await,
+            11 => backup_phase(&mut running).await,
             _ => doctor_phase(&running).await,
         };
         phases.finish(Outcome::from_result(result));
@@ -962,6 +964,10 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
         running.seeded.0,
         running.seeded.1
     );
+    // The restore of this archive is the cutover's pre-copy: its record
+    // goes beside the archive, as `transfer` leaves it.
+    circle_export::CutoverState::from_manifest(&exported.manifest, &exported.archive)
+        .write(&circle_export::cutover::state_path(&exported.archive))?;
     Ok(format!(
         "MongoDB {} read by {}; archive {} ({}, verified); restored {} documents and {rows} \
          rows, every count matches",
@@ -974,6 +980,123 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
         exported.archive.display(),
         circle_export::export::human_bytes(exported.archive_bytes),
         restored.documents
+    ))
+}
+
+/// The cutover's final pass: after the restore (the pre-copy), the old
+/// machine changes — MongoDB 3.6 documents replaced, deleted and added,
+/// PostgreSQL 9.5-shaped rows updated, deleted and added, its sequence
+/// advanced — and `final_pass` moves exactly that into the TLS replica
+/// set (`w: "majority"`) and the new PostgreSQL (as the app role), then a
+/// second pass finds nothing to move.
+async fn cutover_phase(running: &Lab) -> anyhow::Result<String> {
+    let (file, _) = lab_config(running)?;
+    let (Some(old_mongo), Some(old_pg)) = (&running.old_mongo, &running.old_postgres) else {
+        anyhow::bail!("the old machine was not seeded");
+    };
+    let work = running.work.as_ref().context("no demo directory")?;
+    let source_mongo = circle_export::MongoReader::from_uri(
+        &format!(
+            "mongodb://localhost:{}/?directConnection=true",
+            old_mongo.port()
+        )
+        .into(),
+        std::time::Duration::from_secs(30),
+    )
+    .await?;
+    let circle_export::MongoReader::Wire(wire) = &source_mongo else {
+        anyhow::bail!("the old MongoDB 3.6 should be read by the old-server reader");
+    };
+    // The old services were still writing after the pre-copy.
+    let replaced: Vec<i32> = (0..20).collect();
+    wire.command(
+        "circle_ghe",
+        bson::doc! {"delete": "builds", "deletes": [{"q": {"_id": {"$in": (0..40).collect::<Vec<i32>>()}}, "limit": 0}]},
+    )
+    .await?;
+    let again: Vec<bson::Document> = replaced
+        .iter()
+        .chain(&(5000..5030).collect::<Vec<i32>>())
+        .map(|i| bson::doc! {"_id": i, "build_num": i, "branch": "main", "outcome": "rerun"})
+        .collect();
+    wire.command(
+        "circle_ghe",
+        bson::doc! {"insert": "builds", "documents": again},
+    )
+    .await?;
+    let old = old_pg_client(old_pg)?;
+    old.query(
+        "vms",
+        "UPDATE machines SET image = 'ubuntu-2204:' || id WHERE id % 100 = 0; \
+         DELETE FROM machines WHERE id % 100 = 1; \
+         INSERT INTO machines (image, booted_at) SELECT 'ubuntu-2204:new', now() \
+           FROM generate_series(1, 25)",
+    )
+    .await?;
+    let env = lookup(running);
+    let mut warnings = Vec::new();
+    let targets = file.restore_targets(&env, &mut warnings)?;
+    let target_mongo = targets
+        .mongo
+        .context("ha.toml has no [mongo]")?
+        .connect(std::time::Duration::from_secs(60))?;
+    let target_pg = circle_export::PgClient::new(
+        targets.postgres.context("ha.toml has no [postgres]")?,
+        Some(old_pg.bin_dir().to_owned()),
+    )?;
+    let pass = |dry_run: bool| circle_export::FinalSpec {
+        mongo: Some(circle_export::TransferMongo {
+            source: &source_mongo,
+            databases: Vec::new(),
+            target: &target_mongo,
+        }),
+        postgres: Some(circle_export::TransferPostgres {
+            source: &old,
+            databases: Vec::new(),
+            target: &target_pg,
+        }),
+        state: circle_export::cutover::state_path(&work.path().join("circle-export.tar.zst.age")),
+        dry_run,
+        parallel: 4,
+        failover_wait: std::time::Duration::from_secs(60),
+    };
+    let moved = circle_export::final_pass(pass(false), &|_| {}).await?;
+    anyhow::ensure!(
+        moved.mismatches.is_empty(),
+        "the targets differ after the final pass: {}",
+        moved.mismatches.join("; ")
+    );
+    let expect = (
+        circle_export::cutover::Moved {
+            inserted: 30,
+            replaced: 20,
+            deleted: 20,
+        },
+        circle_export::cutover::Moved {
+            inserted: 25,
+            replaced: 15,
+            deleted: 15,
+        },
+    );
+    anyhow::ensure!(
+        (moved.documents, moved.rows) == expect,
+        "moved {:?} documents and {:?} rows, expected {expect:?}",
+        moved.documents,
+        moved.rows
+    );
+    let again = circle_export::final_pass(pass(false), &|_| {}).await?;
+    anyhow::ensure!(
+        again.changes.is_empty() && again.mismatches.is_empty(),
+        "a second final pass still moved {:?}",
+        again.changes
+    );
+    Ok(format!(
+        "moved {} documents and {} rows ({} changes, the sequence among them) in {:.1}s, \
+         checked equal; a second pass: changed 0",
+        moved.documents.total(),
+        moved.rows.total(),
+        moved.changes.len(),
+        moved.seconds
     ))
 }
 

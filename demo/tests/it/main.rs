@@ -22,6 +22,7 @@ fn demo_starts_every_lab_service_and_exits_zero() {
         "apply again (changed: 0)",
         "old machine seeded",
         "export + restore (circle-export)",
+        "cutover: final pass after changes",
         "contexts readable on the new Vault",
         "bundle published",
         "encryption keys backed up and verified",
