@@ -82,6 +82,18 @@ loaded once dumped. Killed at any point, no database is left
 half-committed, and the same command again finishes the job (what is
 complete is skipped: changed 0 on a second run).
 
+A cutover in two steps keeps the outage as short as what changed: days
+ahead, with the old services running, transfer --live (the pre-copy; its
+record goes beside the archive, <out>.state.json); in the window, with
+the old services stopped, the same command with --final compares the
+old servers with the new ones and moves only what differs (documents,
+rows, indexes, sequences), then checks the targets equal the sources:
+
+  circle-export transfer --live  --mongo-uri … --pg-uri env:OLD_PG_URI \\
+      --config ha.toml --out circle-precopy.tar.zst
+  circle-export transfer --final --mongo-uri … --pg-uri env:OLD_PG_URI \\
+      --config ha.toml --out circle-precopy.tar.zst [--dry-run]
+
 Seal the archive (it holds the encryption keys and every user's data):
 --encrypt-to age1… (repeatable; the public half of an age-keygen identity)
 or --passphrase env:NAME writes it as one age file (c2sp.org/age; name it

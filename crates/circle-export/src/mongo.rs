@@ -642,28 +642,7 @@ pub async fn restore_collection(
         .get_document("options")
         .cloned()
         .unwrap_or_default();
-    let mut create = doc! {"create": &item.collection};
-    for (k, v) in options {
-        create.insert(k, v);
-    }
-    failover
-        .command(&format!("create {what}"), || {
-            let create = create.clone();
-            let database = database.clone();
-            async move {
-                match database.run_command(create).await {
-                    Ok(_) => Ok(()),
-                    // 48 NamespaceExists: created by an earlier run.
-                    Err(e)
-                        if matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 48) =>
-                    {
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-        })
-        .await?;
+    create_collection(&database, &item.collection, &options, failover).await?;
     let collection = database.collection::<RawDocumentBuf>(&item.collection);
     let concern = if majority {
         WriteConcern::builder()
@@ -713,6 +692,42 @@ pub async fn restore_collection(
     }
     build_indexes(&database, &item.collection, &metadata, failover).await?;
     Ok(inserted)
+}
+
+/// Creates `collection` in `database` with `options` (as `listCollections`
+/// gave them), riding out a failover; one an earlier run created is left
+/// as it is.
+pub(crate) async fn create_collection(
+    database: &mongodb::Database,
+    collection: &str,
+    options: &Document,
+    failover: &Failover<'_>,
+) -> Result<(), Error> {
+    let mut create = doc! {"create": collection};
+    for (k, v) in options {
+        create.insert(k.clone(), v.clone());
+    }
+    failover
+        .command(
+            &format!("create {}.{collection}", database.name()),
+            || {
+                let create = create.clone();
+                let database = database.clone();
+                async move {
+                    match database.run_command(create).await {
+                        Ok(_) => Ok(()),
+                        // 48 NamespaceExists: created by an earlier run.
+                        Err(e)
+                            if matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 48) =>
+                        {
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            },
+        )
+        .await
 }
 
 /// The `.metadata.json` of `item` as a document (empty without one).

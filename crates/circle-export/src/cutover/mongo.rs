@@ -242,7 +242,7 @@ pub(super) async fn sync_indexes(
 
 /// A stream of one side's documents in `_id` order, a batch at a time.
 enum Sorted<'a> {
-    Driver(mongodb::Cursor<RawDocumentBuf>),
+    Driver(Box<mongodb::Cursor<RawDocumentBuf>>),
     Wire(Option<crate::wire::Cursor<'a>>, &'a crate::wire::WireSource),
 }
 
@@ -304,7 +304,7 @@ async fn sorted_source<'a>(
             .sort(doc! {"_id": 1})
             .batch_size(BATCH_DOCUMENTS as u32)
             .await
-            .map(Sorted::Driver)
+            .map(|cursor| Sorted::Driver(Box::new(cursor)))
             .map_err(Error::mongo(format!("find on the source's {db}.{coll}"))),
         MongoReader::Wire(wire) => {
             let find = doc! {"find": coll, "sort": {"_id": 1}, "batchSize": BATCH_DOCUMENTS as i32};
@@ -447,23 +447,7 @@ pub(super) async fn diff_collection(
 ) -> Result<Moved, Error> {
     let what = format!("{db}.{coll}");
     if !exists_on_target && !dry_run {
-        let mut create = doc! {"create": coll};
-        for (k, v) in options {
-            create.insert(k.clone(), v.clone());
-        }
-        let database = target.client.database(db);
-        failover
-            .command(&format!("create {what}"), || {
-                let create = create.clone();
-                let database = database.clone();
-                async move {
-                    match database.run_command(create).await {
-                        // 48 NamespaceExists: created by an earlier run.
-                        Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 48) => Ok(()),
-                        other => other.map(|_| ()),
-                    }
-                }
-            })
+        crate::mongo::create_collection(&target.client.database(db), coll, options, failover)
             .await?;
     }
     let concern = if target.replica_set {
@@ -484,7 +468,10 @@ pub(super) async fn diff_collection(
         .batch_size(BATCH_DOCUMENTS as u32)
         .await
         .map_err(Error::mongo(format!("find on the target's {what}")))?;
-    let mut theirs = Side::new(Sorted::Driver(target_docs), format!("the target's {what}"));
+    let mut theirs = Side::new(
+        Sorted::Driver(Box::new(target_docs)),
+        format!("the target's {what}"),
+    );
     let mut ours = Side::new(
         sorted_source(source, db, coll).await?,
         format!("the source's {what}"),

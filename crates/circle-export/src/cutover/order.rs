@@ -97,10 +97,11 @@ fn numbers(a: &Bson, b: &Bson) -> Option<Ordering> {
             return Ordering::Greater;
         }
         // Exact: compare i with f's integral part, then its fraction.
-        if f >= 9.223_372_036_854_775_807e18 {
+        // 2^63: the first float above every i64; -2^63 is i64::MIN.
+        if f >= 9_223_372_036_854_775_808.0 {
             return Ordering::Less;
         }
-        if f < -9.223_372_036_854_775_808e18 {
+        if f < -9_223_372_036_854_775_808.0 {
             return Ordering::Greater;
         }
         let whole = f.floor();

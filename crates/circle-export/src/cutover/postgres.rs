@@ -105,15 +105,19 @@ impl Table {
             .join(", ")
     }
 
+    /// `src."a", src."b"`: the columns of the table aliased `src`.
+    fn source_columns(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| format!("src.{}", ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// `ROW(src."a", src."b")::text`: the row's text, whatever its columns
     /// are called.
     fn row_text(&self) -> String {
-        let fields: Vec<String> = self
-            .columns
-            .iter()
-            .map(|c| format!("src.{}", ident(c)))
-            .collect();
-        format!("ROW({})::text", fields.join(", "))
+        format!("ROW({})::text", self.source_columns())
     }
 
     fn key_kind(&self) -> Option<(String, KeyKind)> {
@@ -140,6 +144,10 @@ impl Aggregate {
         self.sum = self.sum.wrapping_add(md5);
     }
 }
+
+/// A sequence to set: schema, name, the source's `(last_value,
+/// is_called)` and the target's.
+type SequenceChange = (String, String, (i64, bool), (i64, bool));
 
 /// What one table needs.
 #[derive(Debug)]
@@ -743,7 +751,7 @@ async fn apply(
     db: &str,
     plans: &[(Table, TablePlan, Aggregate)],
     depth: &BTreeMap<String, usize>,
-    sequences: &[(String, String, (i64, bool), (i64, bool))],
+    sequences: &[SequenceChange],
 ) -> Result<(), Error> {
     let what = format!("the target's {db}");
     // A failure below leaves the transaction open; the connection is then
@@ -767,15 +775,10 @@ async fn apply(
                     source,
                     &format!(
                         "COPY (SELECT {} FROM ONLY {} src) TO STDOUT",
-                        table
-                            .columns
-                            .iter()
-                            .map(|c| format!("src.{}", ident(c)))
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        table.source_columns(),
                         table.qualified()
                     ),
-                    &tx,
+                    tx,
                     &format!(
                         "COPY {} ({}) FROM STDIN",
                         table.qualified(),
@@ -797,12 +800,7 @@ async fn apply(
                 for keys in upsert.chunks(KEYS_PER_STATEMENT) {
                     let select = format!(
                         "COPY (SELECT {} FROM ONLY {} src WHERE src.{} = ANY('{{{}}}'::{}[])) TO STDOUT",
-                        table
-                            .columns
-                            .iter()
-                            .map(|c| format!("src.{}", ident(c)))
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        table.source_columns(),
                         table.qualified(),
                         ident(&key),
                         keys.join(","),
@@ -811,7 +809,7 @@ async fn apply(
                     pipe(
                         source,
                         &select,
-                        &tx,
+                        tx,
                         &format!("COPY {stage} ({}) FROM STDIN", table.column_list()),
                         &where_,
                     )
