@@ -32,7 +32,7 @@ mod state;
 
 use std::time::{Duration, Instant};
 
-pub use order::compare as compare_ids;
+pub use order::compare_ids;
 pub use state::{CutoverState, FinalRecord, STATE_FORMAT, state_path};
 
 use crate::error::Error;

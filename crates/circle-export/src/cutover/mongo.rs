@@ -354,13 +354,14 @@ impl<'a> Side<'a> {
                                 Error::Invalid(format!("{}: a document without an _id", self.what))
                             })?;
                         if let Some(last) = &self.last
-                            && order::compare(last, &id) != Some(Ordering::Less)
+                            && order::compare_ids(last, &id) != Some(Ordering::Less)
                         {
                             return Err(Error::Invalid(format!(
                                 "{}: the _id {id} does not sort after {last} as this reader \
                                  orders _ids (a Decimal128, array or other rare _id type): \
                                  the collection cannot be compared document by document — \
-                                 replace it with `circle-export transfer --drop`",
+                                 replace it whole with a transfer that drops what the \
+                                 target holds",
                                 self.what
                             )));
                         }
@@ -494,10 +495,10 @@ pub(super) async fn diff_collection(
             (None, None) => break,
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
-            (Some(s), Some(t)) => order::compare(s, t).ok_or_else(|| {
+            (Some(s), Some(t)) => order::compare_ids(s, t).ok_or_else(|| {
                 Error::Invalid(format!(
                     "{what}: the _ids {s} and {t} cannot be ordered by this reader: replace the \
-                     collection with `circle-export transfer --drop`"
+                     collection whole with a transfer that drops what the target holds"
                 ))
             })?,
         };

@@ -37,7 +37,7 @@ fn rank(value: &Bson) -> i32 {
 }
 
 /// How `a` and `b` sort on the server; `None` when this reader cannot say.
-pub fn compare(a: &Bson, b: &Bson) -> Option<Ordering> {
+pub fn compare_ids(a: &Bson, b: &Bson) -> Option<Ordering> {
     let by_rank = rank(a).cmp(&rank(b));
     if by_rank != Ordering::Equal {
         return Some(by_rank);
@@ -67,7 +67,7 @@ pub fn compare(a: &Bson, b: &Bson) -> Option<Ordering> {
                 if by_name != Ordering::Equal {
                     return Some(by_name);
                 }
-                let by_value = compare(va, vb)?;
+                let by_value = compare_ids(va, vb)?;
                 if by_value != Ordering::Equal {
                     return Some(by_value);
                 }
@@ -163,33 +163,33 @@ mod tests {
         ];
         for (i, a) in ordered.iter().enumerate() {
             for (j, b) in ordered.iter().enumerate() {
-                assert_eq!(compare(a, b), Some(i.cmp(&j)), "{a:?} vs {b:?}");
+                assert_eq!(compare_ids(a, b), Some(i.cmp(&j)), "{a:?} vs {b:?}");
             }
         }
         assert_eq!(
-            compare(&Bson::Int32(3), &Bson::Double(3.0)),
+            compare_ids(&Bson::Int32(3), &Bson::Double(3.0)),
             Some(Ordering::Equal)
         );
         assert_eq!(
-            compare(&Bson::Int64(i64::MAX), &Bson::Double(9.3e18)),
+            compare_ids(&Bson::Int64(i64::MAX), &Bson::Double(9.3e18)),
             Some(Ordering::Less)
         );
         // A field name decides before a value; a type before a name.
         assert_eq!(
-            compare(
+            compare_ids(
                 &Bson::Document(doc! {"a": 9}),
                 &Bson::Document(doc! {"b": 1})
             ),
             Some(Ordering::Less)
         );
         assert_eq!(
-            compare(
+            compare_ids(
                 &Bson::Document(doc! {"b": 1}),
                 &Bson::Document(doc! {"a": "x"})
             ),
             Some(Ordering::Less)
         );
         let decimal = Bson::Decimal128(bson::Decimal128::from_bytes([0; 16]));
-        assert_eq!(compare(&decimal, &Bson::Int32(1)), None);
+        assert_eq!(compare_ids(&decimal, &Bson::Int32(1)), None);
     }
 }

@@ -554,8 +554,8 @@ fn check_same_tables(db: &str, ours: &[Table], theirs: &[Table]) -> Result<(), E
     }
     Err(Error::Invalid(format!(
         "postgres {db}: the schema changed since the pre-copy ({}); the final pass moves rows, \
-         not tables: move this database again whole with `circle-export transfer --drop \
-         --pg-database {db}`",
+         not tables: move this database again whole with a transfer of it that drops what the \
+         target holds",
         problems.join("; ")
     )))
 }
