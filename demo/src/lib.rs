@@ -719,6 +719,48 @@ fn dump_95_vms() -> String {
     sql
 }
 
+/// The old machine's MongoDB 3.6, read by the old-server reader (the
+/// driver refuses 3.6: the handshake picks it).
+async fn old_mongo_reader(member: &MongoMember) -> anyhow::Result<circle_export::MongoReader> {
+    Ok(circle_export::MongoReader::from_uri(
+        &format!(
+            "mongodb://localhost:{}/?directConnection=true",
+            member.port()
+        )
+        .into(),
+        std::time::Duration::from_secs(30),
+    )
+    .await?)
+}
+
+/// The restore's targets from the lab's `ha.toml`: the replica set as
+/// circle-admin and PostgreSQL as the app role (`pg_dump`'s directory
+/// from `old_pg`).
+fn lab_targets(
+    running: &Lab,
+    file: &ha_config::HaConfig,
+    old_pg: &Postgres,
+) -> anyhow::Result<(
+    Option<circle_export::MongoConnection>,
+    Option<circle_export::PgClient>,
+)> {
+    let env = lookup(running);
+    let mut warnings = Vec::new();
+    let targets = file.restore_targets(&env, &mut warnings)?;
+    let mongo = targets
+        .mongo
+        .map(|t| t.connect(std::time::Duration::from_secs(60)))
+        .transpose()?;
+    let pg = match targets.postgres {
+        Some(conn) => Some(circle_export::PgClient::new(
+            conn,
+            Some(old_pg.bin_dir().to_owned()),
+        )?),
+        None => None,
+    };
+    Ok((mongo, pg))
+}
+
 fn old_pg_client(pg: &Postgres) -> anyhow::Result<circle_export::PgClient> {
     let conn = circle_export::PgConn {
         host: pg.host().to_owned(),
@@ -880,15 +922,7 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
     let sealing = circle_export::seal::Sealing::Recipients(vec![identity.recipient()]);
     let unsealing = circle_export::seal::Unsealing::Identities(vec![identity]);
     // The driver refuses 3.6: the handshake picks the old-server reader.
-    let source_mongo = circle_export::MongoReader::from_uri(
-        &format!(
-            "mongodb://localhost:{}/?directConnection=true",
-            old_mongo.port()
-        )
-        .into(),
-        std::time::Duration::from_secs(30),
-    )
-    .await?;
+    let source_mongo = old_mongo_reader(old_mongo).await?;
     anyhow::ensure!(
         matches!(source_mongo, circle_export::MongoReader::Wire(_)),
         "the old machine's MongoDB 3.6 should be read by the old-server reader, not {}",
@@ -917,20 +951,7 @@ async fn migrate_phase(running: &Lab) -> anyhow::Result<String> {
         &|_| {},
     )
     .await?;
-    let env = lookup(running);
-    let mut warnings = Vec::new();
-    let targets = file.restore_targets(&env, &mut warnings)?;
-    let target_mongo = targets
-        .mongo
-        .map(|t| t.connect(std::time::Duration::from_secs(60)))
-        .transpose()?;
-    let target_pg = match targets.postgres {
-        Some(conn) => Some(circle_export::PgClient::new(
-            conn,
-            Some(old_pg.bin_dir().to_owned()),
-        )?),
-        None => None,
-    };
+    let (target_mongo, target_pg) = lab_targets(running, &file, old_pg)?;
     let restored = circle_export::restore(
         circle_export::RestoreSpec {
             archive,
@@ -995,15 +1016,7 @@ async fn cutover_phase(running: &Lab) -> anyhow::Result<String> {
         anyhow::bail!("the old machine was not seeded");
     };
     let work = running.work.as_ref().context("no demo directory")?;
-    let source_mongo = circle_export::MongoReader::from_uri(
-        &format!(
-            "mongodb://localhost:{}/?directConnection=true",
-            old_mongo.port()
-        )
-        .into(),
-        std::time::Duration::from_secs(30),
-    )
-    .await?;
+    let source_mongo = old_mongo_reader(old_mongo).await?;
     let circle_export::MongoReader::Wire(wire) = &source_mongo else {
         anyhow::bail!("the old MongoDB 3.6 should be read by the old-server reader");
     };
@@ -1033,17 +1046,9 @@ async fn cutover_phase(running: &Lab) -> anyhow::Result<String> {
            FROM generate_series(1, 25)",
     )
     .await?;
-    let env = lookup(running);
-    let mut warnings = Vec::new();
-    let targets = file.restore_targets(&env, &mut warnings)?;
-    let target_mongo = targets
-        .mongo
-        .context("ha.toml has no [mongo]")?
-        .connect(std::time::Duration::from_secs(60))?;
-    let target_pg = circle_export::PgClient::new(
-        targets.postgres.context("ha.toml has no [postgres]")?,
-        Some(old_pg.bin_dir().to_owned()),
-    )?;
+    let (target_mongo, target_pg) = lab_targets(running, &file, old_pg)?;
+    let target_mongo = target_mongo.context("ha.toml has no [mongo]")?;
+    let target_pg = target_pg.context("ha.toml has no [postgres]")?;
     let pass = |dry_run: bool| circle_export::FinalSpec {
         mongo: Some(circle_export::TransferMongo {
             source: &source_mongo,

@@ -163,7 +163,6 @@ pub async fn final_pass(
         report.changes.extend(m.changes);
         report.unchanged += m.unchanged;
         report.mismatches.extend(m.mismatches);
-        report.warnings.extend(m.warnings);
     }
     if let Some(p) = postgres {
         report.rows = p.moved;
@@ -194,6 +193,17 @@ pub async fn final_pass(
     Ok(report)
 }
 
+/// Refuses a source whose version is not the one the pre-copy read.
+fn same_server(what: &str, version: &str, precopy: &Option<String>) -> Result<(), Error> {
+    match precopy {
+        Some(was) if was != version => Err(Error::Invalid(format!(
+            "the {what} source runs {version}, the pre-copy read {was}: not the server the \
+             pre-copy copied"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// One half's result.
 #[derive(Default)]
 struct Half {
@@ -201,7 +211,6 @@ struct Half {
     changes: Vec<Change>,
     unchanged: usize,
     mismatches: Vec<String>,
-    warnings: Vec<String>,
 }
 
 async fn mongo_pass(
@@ -211,15 +220,11 @@ async fn mongo_pass(
     failover: &Failover<'_>,
     progress: ha_plan::Progress<'_>,
 ) -> Result<Half, Error> {
-    let version = m.source.server_version().await?;
-    if let Some(was) = &state.mongo_version
-        && *was != version
-    {
-        return Err(Error::Invalid(format!(
-            "the MongoDB source runs {version}, the pre-copy read {was}: not the server the \
-             pre-copy copied"
-        )));
-    }
+    same_server(
+        "MongoDB",
+        &m.source.server_version().await?,
+        &state.mongo_version,
+    )?;
     let collections: Vec<_> = m
         .source
         .list_collections(&m.databases)
@@ -393,15 +398,11 @@ async fn postgres_pass(
     spec: &FinalSpec<'_>,
     progress: ha_plan::Progress<'_>,
 ) -> Result<Half, Error> {
-    let version = p.source.server_version().await?;
-    if let Some(was) = &state.postgres_version
-        && *was != version
-    {
-        return Err(Error::Invalid(format!(
-            "the PostgreSQL source runs {version}, the pre-copy read {was}: not the server the \
-             pre-copy copied"
-        )));
-    }
+    same_server(
+        "PostgreSQL",
+        &p.source.server_version().await?,
+        &state.postgres_version,
+    )?;
     let databases = p.source.databases(&p.databases).await?;
     let existing = p.target.databases(&[]).await?;
     let missing: Vec<&String> = databases.iter().filter(|d| !existing.contains(d)).collect();

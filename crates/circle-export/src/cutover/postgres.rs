@@ -595,7 +595,6 @@ async fn plan_table(
         Lines::open(target, &sql, target_what.clone())
     )?;
     let mut aggregate = Aggregate::default();
-    let mut target_rows = 0u64;
     let (mut upsert, mut delete) = (Vec::new(), Vec::new());
     let mut moved = Moved::default();
     let (mut a, mut b) = futures_util::try_join!(ours.next(), theirs.next())?;
@@ -616,7 +615,6 @@ async fn plan_table(
             }
             std::cmp::Ordering::Greater => {
                 let (k, _) = b.take().expect("matched");
-                target_rows += 1;
                 delete.push(checked_key(kind, k, &target_what)?);
                 moved.deleted += 1;
                 b = theirs.next().await?;
@@ -625,7 +623,6 @@ async fn plan_table(
                 let (k, h) = a.take().expect("matched");
                 let (_, held) = b.take().expect("matched");
                 aggregate.add(h);
-                target_rows += 1;
                 if h != held {
                     upsert.push(checked_key(kind, k, &source_what)?);
                     moved.replaced += 1;
@@ -648,7 +645,6 @@ async fn plan_table(
             ));
         }
     }
-    let _ = target_rows;
     let plan = if upsert.is_empty() && delete.is_empty() {
         TablePlan::Same
     } else {
