@@ -281,6 +281,16 @@ impl Collection {
         self.docs.values()
     }
 
+    /// The insertion sequence number of the document with this `_id`.
+    pub(crate) fn seq_of(&self, id: &Bson) -> Option<u64> {
+        self.by_id.get(&IdKey::of(id)).copied()
+    }
+
+    /// The document with this insertion sequence number.
+    pub(crate) fn document_at(&self, seq: u64) -> Option<&Arc<RawDocumentBuf>> {
+        self.docs.get(&seq)
+    }
+
     /// The document with this `_id`.
     pub(crate) fn get(&self, id: &Bson) -> Option<&Arc<RawDocumentBuf>> {
         self.by_id

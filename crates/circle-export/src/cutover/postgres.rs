@@ -1,16 +1,18 @@
 //! The final pass's PostgreSQL half, one database at a time and each in
 //! one transaction on the target. Every table is read on both sides
-//! through the protocol as `(key, md5 of the row's text)` in key order —
-//! the server hashes, only keys and digests cross the wire — and merged:
-//! rows only the source has are inserted, rows only the target has are
-//! deleted, rows whose digest differs are updated, all from the source's
-//! own `COPY` of exactly those rows (never SQL from anywhere else). A
-//! table is merged by key when its primary key is one integer or `uuid`
-//! column; any other table (no primary key, a composite or text key) is
-//! compared whole, by an order-independent sum of its rows' digests, and
-//! replaced whole when it differs. Sequences are set from the source.
-//! The source is read in one `REPEATABLE READ READ ONLY` transaction: the
-//! server itself refuses any write to it.
+//! through the protocol as `COPY` prints it, in key order, and each row is
+//! digested here as its bytes pass (SHA-256 under a random key of the
+//! pass, so no writer of rows can make two rows digest alike; a row is
+//! never held whole): rows only the source has are inserted, rows only
+//! the target has are deleted, rows whose digest differs are updated, all
+//! from the source's own `COPY` of exactly those rows (never SQL from
+//! anywhere else). The servers only print rows, the cheapest thing they
+//! can do with them. A table is merged by key when its primary key is one
+//! integer or `uuid` column; any other table (no primary key, a composite
+//! or text key) is compared whole, by an order-independent sum of its
+//! rows' digests, and replaced whole when it differs. Sequences are set
+//! from the source. The source is read in one `REPEATABLE READ READ ONLY`
+//! transaction: the server itself refuses any write to it.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -114,10 +116,28 @@ impl Table {
             .join(", ")
     }
 
-    /// `ROW(src."a", src."b")::text`: the row's text, whatever its columns
-    /// are called.
-    fn row_text(&self) -> String {
-        format!("ROW({})::text", self.source_columns())
+    /// The `COPY` that prints the rows as they are compared: the key's
+    /// text first when the table has a usable key (in key order when
+    /// `ordered`), then every column.
+    fn compared_rows(&self, ordered: bool) -> String {
+        match self.key_kind() {
+            Some((key, _)) => format!(
+                "COPY (SELECT src.{k}::text, {cols} FROM ONLY {t} src{order}) TO STDOUT",
+                k = ident(&key),
+                cols = self.source_columns(),
+                t = self.qualified(),
+                order = if ordered {
+                    format!(" ORDER BY src.{}", ident(&key))
+                } else {
+                    String::new()
+                }
+            ),
+            None => format!(
+                "COPY (SELECT {} FROM ONLY {} src) TO STDOUT",
+                self.source_columns(),
+                self.qualified()
+            ),
+        }
     }
 
     fn key_kind(&self) -> Option<(String, KeyKind)> {
@@ -131,7 +151,9 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A count and an order-independent sum of row digests.
+/// A count and an order-independent sum of keyed row digests (a multiset
+/// hash: with a key no writer of rows knows, sets of rows that differ do
+/// not sum alike).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Aggregate {
     rows: u64,
@@ -139,9 +161,9 @@ pub(super) struct Aggregate {
 }
 
 impl Aggregate {
-    fn add(&mut self, md5: u128) {
+    fn add(&mut self, digest: u128) {
         self.rows += 1;
-        self.sum = self.sum.wrapping_add(md5);
+        self.sum = self.sum.wrapping_add(digest);
     }
 }
 
@@ -310,63 +332,144 @@ fn depths(tables: &[Table], edges: &[(String, String)]) -> BTreeMap<String, usiz
     depth
 }
 
-/// Lines of a `COPY … TO STDOUT` of `(key, md5)` or `(md5)` rows.
+/// The longest key text read (a `bigint` prints in 20 bytes, a `uuid` in 36).
+const MAX_KEY_TEXT: usize = 64;
+
+/// A random key for one pass's row digests: the digests are keyed, so no
+/// one who writes rows can make two different rows (or two different sets
+/// of rows) digest alike.
+#[derive(Clone)]
+pub(super) struct PassKey([u8; 32]);
+
+impl PassKey {
+    pub(super) fn new() -> Result<PassKey, Error> {
+        use ring::rand::SecureRandom as _;
+        let mut key = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut key)
+            .map_err(|_| Error::Invalid("no randomness from the system".to_owned()))?;
+        Ok(PassKey(key))
+    }
+}
+
+/// The rows of a `COPY … TO STDOUT`, each as its key (the first field,
+/// when the read is keyed) and a keyed digest of the whole line, computed
+/// here as the bytes pass: the servers only print their rows (as they do
+/// for `COPY`), and however long a row is, only a chunk of it is held.
 struct Lines {
     stream: Pin<Box<CopyOutStream>>,
-    buf: Vec<u8>,
+    chunk: Bytes,
     at: usize,
     done: bool,
+    keyed: bool,
+    pass: PassKey,
     what: String,
 }
 
 impl Lines {
-    async fn open(client: &Client, sql: &str, what: String) -> Result<Lines, Error> {
+    async fn open(
+        client: &Client,
+        sql: &str,
+        keyed: bool,
+        pass: &PassKey,
+        what: String,
+    ) -> Result<Lines, Error> {
         let stream = client
             .copy_out(sql)
             .await
             .map_err(failed(format!("reading {what}")))?;
         Ok(Lines {
             stream: Box::pin(stream),
-            buf: Vec::new(),
+            chunk: Bytes::new(),
             at: 0,
             done: false,
+            keyed,
+            pass: pass.clone(),
             what,
         })
     }
 
-    /// The next line's fields: the key (empty for a keyless read) and the
-    /// row's md5 as a number.
-    async fn next(&mut self) -> Result<Option<(String, u128)>, Error> {
-        loop {
-            if let Some(end) = memchr::memchr(b'\n', &self.buf[self.at..]) {
-                let line = &self.buf[self.at..self.at + end];
-                self.at += end + 1;
-                let text = std::str::from_utf8(line).map_err(|_| self.bad())?;
-                let (key, md5) = text.rsplit_once('\t').unwrap_or(("", text));
-                let md5 = u128::from_str_radix(md5, 16).map_err(|_| self.bad())?;
-                return Ok(Some((key.to_owned(), md5)));
-            }
+    /// Whether there are bytes to read, fetching the next chunk if needed.
+    async fn fill(&mut self) -> Result<bool, Error> {
+        while self.at == self.chunk.len() {
             if self.done {
-                return if self.at < self.buf.len() {
-                    Err(self.bad())
-                } else {
-                    Ok(None)
-                };
+                return Ok(false);
             }
-            self.buf.drain(..self.at);
-            self.at = 0;
             match self.stream.next().await {
-                Some(chunk) => self
-                    .buf
-                    .extend_from_slice(&chunk.map_err(failed(format!("reading {}", self.what)))?),
+                Some(chunk) => {
+                    self.chunk = chunk.map_err(failed(format!("reading {}", self.what)))?;
+                    self.at = 0;
+                }
                 None => self.done = true,
             }
         }
+        Ok(true)
+    }
+
+    /// The next row: its key (empty for an unkeyed read) and its digest.
+    async fn next(&mut self) -> Result<Option<(String, u128)>, Error> {
+        use sha2::Digest as _;
+        if !self.fill().await? {
+            return Ok(None);
+        }
+        let mut digest = sha2::Sha256::new();
+        digest.update(self.pass.0);
+        let mut key = Vec::new();
+        if self.keyed {
+            loop {
+                if !self.fill().await? {
+                    return Err(self.bad());
+                }
+                let rest = &self.chunk[self.at..];
+                match memchr::memchr(b'\t', rest) {
+                    Some(end) => {
+                        key.extend_from_slice(&rest[..end]);
+                        self.at += end;
+                        break;
+                    }
+                    None => {
+                        key.extend_from_slice(rest);
+                        self.at = self.chunk.len();
+                    }
+                }
+                if key.len() > MAX_KEY_TEXT {
+                    return Err(self.bad());
+                }
+            }
+            if key.len() > MAX_KEY_TEXT {
+                return Err(self.bad());
+            }
+            digest.update(&key);
+        }
+        loop {
+            if !self.fill().await? {
+                // A last line without its newline: COPY never sends one.
+                return Err(self.bad());
+            }
+            let rest = &self.chunk[self.at..];
+            match memchr::memchr(b'\n', rest) {
+                Some(end) => {
+                    digest.update(&rest[..end]);
+                    self.at += end + 1;
+                    break;
+                }
+                None => {
+                    digest.update(rest);
+                    self.at = self.chunk.len();
+                }
+            }
+        }
+        let key = String::from_utf8(key).map_err(|_| self.bad())?;
+        let sum = digest.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&sum[..16]);
+        Ok(Some((key, u128::from_be_bytes(first))))
     }
 
     fn bad(&self) -> Error {
         Error::Invalid(format!(
-            "{}: the server sent a row digest this reader cannot read",
+            "{}: the server sent a row this reader cannot read (a key longer than {MAX_KEY_TEXT} \
+             bytes, or a row cut short)",
             self.what
         ))
     }
@@ -400,6 +503,7 @@ pub(super) async fn pass(pair: Pair<'_>) -> Result<DatabaseOutcome, Error> {
     let target_what = format!("the target's {db}");
     let source = pair.source.connect(db).await?;
     let target = pair.target.connect(db).await?;
+    let pass = PassKey::new()?;
     let (source_major, target_major) =
         futures_util::try_join!(major(&source, &source_what), major(&target, &target_what))?;
     let float_digits = if (source_major >= 12) == (target_major >= 12) {
@@ -428,7 +532,7 @@ pub(super) async fn pass(pair: Pair<'_>) -> Result<DatabaseOutcome, Error> {
     let mut outcome = DatabaseOutcome::default();
     let mut plans = Vec::new();
     for table in &ours {
-        let (plan, aggregate) = plan_table(reading, &target, table, db).await?;
+        let (plan, aggregate) = plan_table(reading, &target, table, db, &pass).await?;
         match &plan {
             TablePlan::Same => outcome.unchanged += 1,
             TablePlan::Keys { moved, .. } => {
@@ -501,7 +605,7 @@ pub(super) async fn pass(pair: Pair<'_>) -> Result<DatabaseOutcome, Error> {
         if matches!(plan, TablePlan::Same) {
             continue;
         }
-        let held = aggregate_of(&target, table, &target_what).await?;
+        let held = aggregate_of(&target, table, &pass, &target_what).await?;
         if held != *aggregate {
             outcome.mismatches.push(format!(
                 "postgres {db} {}: after the pass the target has {} rows, the source {}, or \
@@ -566,13 +670,14 @@ async fn plan_table(
     target: &Client,
     table: &Table,
     db: &str,
+    pass: &PassKey,
 ) -> Result<(TablePlan, Aggregate), Error> {
     let source_what = format!("{} of the source's {db}", table.shown());
     let target_what = format!("{} of the target's {db}", table.shown());
-    let Some((key, kind)) = table.key_kind() else {
+    let Some((_, kind)) = table.key_kind() else {
         let (ours, theirs) = futures_util::try_join!(
-            aggregate_of(source, table, &source_what),
-            aggregate_of(target, table, &target_what)
+            aggregate_of(source, table, pass, &source_what),
+            aggregate_of(target, table, pass, &target_what)
         )?;
         let plan = if ours == theirs {
             TablePlan::Same
@@ -584,15 +689,10 @@ async fn plan_table(
         };
         return Ok((plan, ours));
     };
-    let sql = format!(
-        "COPY (SELECT src.{k}::text, md5({row}) FROM ONLY {t} src ORDER BY src.{k}) TO STDOUT",
-        k = ident(&key),
-        row = table.row_text(),
-        t = table.qualified()
-    );
+    let sql = table.compared_rows(true);
     let (mut ours, mut theirs) = futures_util::try_join!(
-        Lines::open(source, &sql, source_what.clone()),
-        Lines::open(target, &sql, target_what.clone())
+        Lines::open(source, &sql, true, pass, source_what.clone()),
+        Lines::open(target, &sql, true, pass, target_what.clone())
     )?;
     let mut aggregate = Aggregate::default();
     let (mut upsert, mut delete) = (Vec::new(), Vec::new());
@@ -634,8 +734,8 @@ async fn plan_table(
             // Too many to name: the table is replaced whole. Its source
             // aggregate is read on its own.
             drop((ours, theirs));
-            let ours = aggregate_of(source, table, &source_what).await?;
-            let theirs = aggregate_of(target, table, &target_what).await?;
+            let ours = aggregate_of(source, table, pass, &source_what).await?;
+            let theirs = aggregate_of(target, table, pass, &target_what).await?;
             return Ok((
                 TablePlan::Whole {
                     source_rows: ours.rows,
@@ -669,14 +769,16 @@ fn checked_key(kind: KeyKind, key: String, what: &str) -> Result<String, Error> 
     }
 }
 
-/// The count and digest sum of a table's rows, in any order.
-async fn aggregate_of(client: &Client, table: &Table, what: &str) -> Result<Aggregate, Error> {
-    let sql = format!(
-        "COPY (SELECT md5({}) FROM ONLY {} src) TO STDOUT",
-        table.row_text(),
-        table.qualified()
-    );
-    let mut lines = Lines::open(client, &sql, what.to_owned()).await?;
+/// The count and digest sum of a table's rows, read in any order.
+async fn aggregate_of(
+    client: &Client,
+    table: &Table,
+    pass: &PassKey,
+    what: &str,
+) -> Result<Aggregate, Error> {
+    let sql = table.compared_rows(false);
+    let keyed = table.key_kind().is_some();
+    let mut lines = Lines::open(client, &sql, keyed, pass, what.to_owned()).await?;
     let mut aggregate = Aggregate::default();
     while let Some((_, h)) = lines.next().await? {
         aggregate.add(h);

@@ -225,6 +225,29 @@ fn matching_ids(
     let Some(collection) = data.collection(db, coll) else {
         return Ok(Vec::new());
     };
+    if let Some(wanted) = id_lookup(filter, &collection.options) {
+        // As mongod's `_id` index answers it (IDHACK): the same documents
+        // the scan below would match, in the same (insertion) order.
+        let mut found: Vec<(u64, Bson)> = wanted
+            .into_iter()
+            .filter_map(|id| collection.seq_of(id).map(|seq| (seq, id.clone())))
+            .collect();
+        found.sort_by_key(|(seq, _)| *seq);
+        found.dedup_by_key(|(seq, _)| *seq);
+        if just_one {
+            found.truncate(1);
+        }
+        return Ok(found
+            .into_iter()
+            .map(|(seq, id)| {
+                collection
+                    .document_at(seq)
+                    .and_then(|raw| raw.get("_id").ok().flatten())
+                    .and_then(|v| Bson::try_from(v).ok())
+                    .unwrap_or(id)
+            })
+            .collect());
+    }
     let mut ids = Vec::new();
     for raw in collection.documents() {
         let doc = raw
@@ -238,6 +261,37 @@ fn matching_ids(
         }
     }
     Ok(ids)
+}
+
+/// The `_id`s a filter names when it is exactly `{_id: v}` or `{_id: {$in:
+/// [v, …]}}` with values whose equality is their `_id` key's (numbers that
+/// are integers, strings, ObjectIds, booleans, dates, binaries) on a
+/// collection without a collation: what the `_id` index can answer alone.
+fn id_lookup<'a>(filter: &'a Document, options: &Document) -> Option<Vec<&'a Bson>> {
+    if filter.len() != 1 || options.contains_key("collation") {
+        return None;
+    }
+    let plain = |v: &Bson| match v {
+        Bson::Int32(_)
+        | Bson::Int64(_)
+        | Bson::String(_)
+        | Bson::ObjectId(_)
+        | Bson::Boolean(_)
+        | Bson::DateTime(_)
+        | Bson::Binary(_) => true,
+        Bson::Double(f) => f.fract() == 0.0 && f.abs() < 9.0e15,
+        _ => false,
+    };
+    match filter.get("_id")? {
+        Bson::Document(condition) => {
+            let Some(Bson::Array(values)) = condition.get("$in") else {
+                return None;
+            };
+            (condition.len() == 1 && values.iter().all(plain)).then(|| values.iter().collect())
+        }
+        value if plain(value) => Some(vec![value]),
+        _ => None,
+    }
 }
 
 /// Waits for the command's write concern; a failure becomes the reply's
