@@ -297,7 +297,7 @@ fn sort_keys(sort: &Document) -> Vec<(String, bool)> {
 /// The `_id` values a filter that only names `_id` by equality or `$in`
 /// asks for; `None` for any other filter (a regex, an operator, a
 /// subdocument that could be an operator expression, other fields).
-fn id_lookup(filter: &Document) -> Option<Vec<&Bson>> {
+pub(super) fn id_lookup(filter: &Document) -> Option<Vec<&Bson>> {
     if filter.len() != 1 {
         return None;
     }

@@ -225,9 +225,9 @@ fn matching_ids(
     let Some(collection) = data.collection(db, coll) else {
         return Ok(Vec::new());
     };
-    if let Some(wanted) = id_lookup(filter, &collection.options) {
-        // As mongod's `_id` index answers it (IDHACK): the same documents
-        // the scan below would match, in the same (insertion) order.
+    if let Some(wanted) = super::id_lookup(filter) {
+        // Through the _id index, as `find` does (and mongod's IDHACK): the
+        // documents the scan below would match, in its (insertion) order.
         let mut found: Vec<(u64, Bson)> = wanted
             .into_iter()
             .filter_map(|id| collection.seq_of(id).map(|seq| (seq, id.clone())))
@@ -261,37 +261,6 @@ fn matching_ids(
         }
     }
     Ok(ids)
-}
-
-/// The `_id`s a filter names when it is exactly `{_id: v}` or `{_id: {$in:
-/// [v, …]}}` with values whose equality is their `_id` key's (numbers that
-/// are integers, strings, ObjectIds, booleans, dates, binaries) on a
-/// collection without a collation: what the `_id` index can answer alone.
-fn id_lookup<'a>(filter: &'a Document, options: &Document) -> Option<Vec<&'a Bson>> {
-    if filter.len() != 1 || options.contains_key("collation") {
-        return None;
-    }
-    let plain = |v: &Bson| match v {
-        Bson::Int32(_)
-        | Bson::Int64(_)
-        | Bson::String(_)
-        | Bson::ObjectId(_)
-        | Bson::Boolean(_)
-        | Bson::DateTime(_)
-        | Bson::Binary(_) => true,
-        Bson::Double(f) => f.fract() == 0.0 && f.abs() < 9.0e15,
-        _ => false,
-    };
-    match filter.get("_id")? {
-        Bson::Document(condition) => {
-            let Some(Bson::Array(values)) = condition.get("$in") else {
-                return None;
-            };
-            (condition.len() == 1 && values.iter().all(plain)).then(|| values.iter().collect())
-        }
-        value if plain(value) => Some(vec![value]),
-        _ => None,
-    }
 }
 
 /// Waits for the command's write concern; a failure becomes the reply's
