@@ -240,29 +240,51 @@ pub(super) async fn sync_indexes(
     Ok(changes)
 }
 
+/// A batch of documents read ahead, or why the reading stopped.
+type AheadBatch = Result<Vec<RawDocumentBuf>, Error>;
+
 /// A stream of one side's documents in `_id` order, a batch at a time.
 enum Sorted<'a> {
-    Driver(Box<mongodb::Cursor<RawDocumentBuf>>),
+    /// A driver's cursor read on its own task, a few batches ahead (the
+    /// reading and parsing run on whichever core is free while the merge
+    /// consumes; dropped, it stops the reading).
+    Driver(tokio::sync::mpsc::Receiver<AheadBatch>),
     Wire(Option<crate::wire::Cursor<'a>>, &'a crate::wire::WireSource),
 }
 
 impl Sorted<'_> {
-    async fn next_batch(&mut self, what: &str) -> Result<Option<Vec<RawDocumentBuf>>, Error> {
-        match self {
-            Sorted::Driver(cursor) => {
-                let mut batch = Vec::new();
+    fn ahead(mut cursor: mongodb::Cursor<RawDocumentBuf>, what: String) -> Sorted<'static> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let mut batch = Vec::with_capacity(BATCH_DOCUMENTS);
+                let mut end = false;
                 while batch.len() < BATCH_DOCUMENTS {
-                    match cursor
-                        .try_next()
-                        .await
-                        .map_err(Error::mongo(format!("reading {what}")))?
-                    {
-                        Some(document) => batch.push(document),
-                        None => break,
+                    match cursor.try_next().await {
+                        Ok(Some(document)) => batch.push(document),
+                        Ok(None) => {
+                            end = true;
+                            break;
+                        }
+                        Err(e) => {
+                            let _ = tx
+                                .send(Err(Error::mongo(format!("reading {what}"))(e)))
+                                .await;
+                            return;
+                        }
                     }
                 }
-                Ok((!batch.is_empty()).then_some(batch))
+                if (!batch.is_empty() && tx.send(Ok(batch)).await.is_err()) || end {
+                    return;
+                }
             }
+        });
+        Sorted::Driver(rx)
+    }
+
+    async fn next_batch(&mut self, what: &str) -> Result<Option<Vec<RawDocumentBuf>>, Error> {
+        match self {
+            Sorted::Driver(batches) => batches.recv().await.transpose(),
             Sorted::Wire(cursor, source) => {
                 let Some(open) = cursor.as_mut() else {
                     return Ok(None);
@@ -304,7 +326,7 @@ async fn sorted_source<'a>(
             .sort(doc! {"_id": 1})
             .batch_size(BATCH_DOCUMENTS as u32)
             .await
-            .map(|cursor| Sorted::Driver(Box::new(cursor)))
+            .map(|cursor| Sorted::ahead(cursor, format!("the source's {db}.{coll}")))
             .map_err(Error::mongo(format!("find on the source's {db}.{coll}"))),
         MongoReader::Wire(wire) => {
             let find = doc! {"find": coll, "sort": {"_id": 1}, "batchSize": BATCH_DOCUMENTS as i32};
@@ -470,7 +492,7 @@ pub(super) async fn diff_collection(
         .await
         .map_err(Error::mongo(format!("find on the target's {what}")))?;
     let mut theirs = Side::new(
-        Sorted::Driver(Box::new(target_docs)),
+        Sorted::ahead(target_docs, format!("the target's {what}")),
         format!("the target's {what}"),
     );
     let mut ours = Side::new(

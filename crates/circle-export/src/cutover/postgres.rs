@@ -531,7 +531,7 @@ impl Rows {
     }
 
     /// The next row: its key (for a keyed read) and its digest.
-    async fn next(&mut self) -> Result<Option<(Option<Key>, u128)>, Error> {
+    async fn next(&mut self) -> Result<Option<Digested>, Error> {
         if !self.started {
             let mut signature = [0u8; 11];
             self.take(&mut signature).await?;
@@ -594,6 +594,71 @@ impl Rows {
             "{}: the server sent rows this reader cannot read ({what})",
             self.what
         ))
+    }
+}
+
+/// Rows digested per batch handed over by [`Ahead`].
+const AHEAD_BATCH: usize = 1024;
+
+/// A row as compared: its key (for a keyed read) and its digest.
+type Digested = (Option<Key>, u128);
+
+/// A [`Rows`] read on its own task, a few batches ahead: the digesting of
+/// each stream runs on whichever core is free while the merge consumes
+/// the results. Dropped, it stops the reading.
+struct Ahead {
+    batches: tokio::sync::mpsc::Receiver<Result<Vec<Digested>, Error>>,
+    batch: std::vec::IntoIter<Digested>,
+    done: bool,
+}
+
+impl Ahead {
+    fn spawn(mut rows: Rows) -> Ahead {
+        let (tx, batches) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let mut batch = Vec::with_capacity(AHEAD_BATCH);
+                let mut end = false;
+                while batch.len() < AHEAD_BATCH {
+                    match rows.next().await {
+                        Ok(Some(row)) => batch.push(row),
+                        Ok(None) => {
+                            end = true;
+                            break;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
+                if (!batch.is_empty() && tx.send(Ok(batch)).await.is_err()) || end {
+                    return;
+                }
+            }
+        });
+        Ahead {
+            batches,
+            batch: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+
+    /// The next row.
+    async fn next(&mut self) -> Result<Option<Digested>, Error> {
+        loop {
+            if let Some(row) = self.batch.next() {
+                return Ok(Some(row));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.batches.recv().await {
+                Some(Ok(batch)) => self.batch = batch.into_iter(),
+                Some(Err(e)) => return Err(e),
+                None => self.done = true,
+            }
+        }
     }
 }
 
@@ -823,11 +888,13 @@ impl Reading<'_> {
         ordered: bool,
         only: Option<&[Key]>,
         what: &str,
-    ) -> Result<Rows, Error> {
+    ) -> Result<Ahead, Error> {
         let kind = table.key_kind().map(|(_, kind)| kind);
         let fields = table.columns.len() + usize::from(kind.is_some());
         let sql = table.compared_rows(ordered, only, self.integer_datetimes);
-        Rows::open(client, &sql, kind, fields, self.pass, what.to_owned()).await
+        Rows::open(client, &sql, kind, fields, self.pass, what.to_owned())
+            .await
+            .map(Ahead::spawn)
     }
 }
 
