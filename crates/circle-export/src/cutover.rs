@@ -193,6 +193,49 @@ pub async fn final_pass(
     Ok(report)
 }
 
+/// A stream of items read one at a time (rows, documents).
+pub(super) trait Pull: Send + 'static {
+    /// What it yields.
+    type Item: Send + 'static;
+    /// The next item, `None` at the end.
+    fn pull(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<Self::Item>, Error>> + Send;
+}
+
+/// Batches of a [`Pull`] read ahead, or why the reading stopped.
+pub(super) type Ahead<T> = tokio::sync::mpsc::Receiver<Result<Vec<T>, Error>>;
+
+/// Reads `source` on its own task, up to two batches of `batch` items
+/// ahead: the reading and parsing run on whichever core is free while the
+/// merge consumes. Dropping the receiver stops the reading.
+pub(super) fn read_ahead<P: Pull>(mut source: P, batch: usize) -> Ahead<P::Item> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        loop {
+            let mut items = Vec::with_capacity(batch);
+            let mut end = false;
+            while items.len() < batch {
+                match source.pull().await {
+                    Ok(Some(item)) => items.push(item),
+                    Ok(None) => {
+                        end = true;
+                        break;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+            if (!items.is_empty() && tx.send(Ok(items)).await.is_err()) || end {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Refuses a source whose version is not the one the pre-copy read.
 fn same_server(what: &str, version: &str, precopy: &Option<String>) -> Result<(), Error> {
     match precopy {

@@ -240,46 +240,36 @@ pub(super) async fn sync_indexes(
     Ok(changes)
 }
 
-/// A batch of documents read ahead, or why the reading stopped.
-type AheadBatch = Result<Vec<RawDocumentBuf>, Error>;
+/// A driver's cursor, pulled a document at a time.
+struct DriverCursor {
+    cursor: mongodb::Cursor<RawDocumentBuf>,
+    what: String,
+}
+
+impl super::Pull for DriverCursor {
+    type Item = RawDocumentBuf;
+
+    async fn pull(&mut self) -> Result<Option<RawDocumentBuf>, Error> {
+        self.cursor
+            .try_next()
+            .await
+            .map_err(Error::mongo(format!("reading {}", self.what)))
+    }
+}
 
 /// A stream of one side's documents in `_id` order, a batch at a time.
 enum Sorted<'a> {
-    /// A driver's cursor read on its own task, a few batches ahead (the
-    /// reading and parsing run on whichever core is free while the merge
-    /// consumes; dropped, it stops the reading).
-    Driver(tokio::sync::mpsc::Receiver<AheadBatch>),
+    /// A driver's cursor, read ahead on its own task.
+    Driver(super::Ahead<RawDocumentBuf>),
     Wire(Option<crate::wire::Cursor<'a>>, &'a crate::wire::WireSource),
 }
 
 impl Sorted<'_> {
-    fn ahead(mut cursor: mongodb::Cursor<RawDocumentBuf>, what: String) -> Sorted<'static> {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            loop {
-                let mut batch = Vec::with_capacity(BATCH_DOCUMENTS);
-                let mut end = false;
-                while batch.len() < BATCH_DOCUMENTS {
-                    match cursor.try_next().await {
-                        Ok(Some(document)) => batch.push(document),
-                        Ok(None) => {
-                            end = true;
-                            break;
-                        }
-                        Err(e) => {
-                            let _ = tx
-                                .send(Err(Error::mongo(format!("reading {what}"))(e)))
-                                .await;
-                            return;
-                        }
-                    }
-                }
-                if (!batch.is_empty() && tx.send(Ok(batch)).await.is_err()) || end {
-                    return;
-                }
-            }
-        });
-        Sorted::Driver(rx)
+    fn ahead(cursor: mongodb::Cursor<RawDocumentBuf>, what: String) -> Sorted<'static> {
+        Sorted::Driver(super::read_ahead(
+            DriverCursor { cursor, what },
+            BATCH_DOCUMENTS,
+        ))
     }
 
     async fn next_batch(&mut self, what: &str) -> Result<Option<Vec<RawDocumentBuf>>, Error> {

@@ -603,42 +603,25 @@ const AHEAD_BATCH: usize = 1024;
 /// A row as compared: its key (for a keyed read) and its digest.
 type Digested = (Option<Key>, u128);
 
-/// A [`Rows`] read on its own task, a few batches ahead: the digesting of
-/// each stream runs on whichever core is free while the merge consumes
-/// the results. Dropped, it stops the reading.
+/// A [`Rows`] read ahead on its own task ([`super::read_ahead`]).
 struct Ahead {
-    batches: tokio::sync::mpsc::Receiver<Result<Vec<Digested>, Error>>,
+    batches: super::Ahead<Digested>,
     batch: std::vec::IntoIter<Digested>,
     done: bool,
 }
 
+impl super::Pull for Rows {
+    type Item = Digested;
+
+    async fn pull(&mut self) -> Result<Option<Digested>, Error> {
+        self.next().await
+    }
+}
+
 impl Ahead {
-    fn spawn(mut rows: Rows) -> Ahead {
-        let (tx, batches) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            loop {
-                let mut batch = Vec::with_capacity(AHEAD_BATCH);
-                let mut end = false;
-                while batch.len() < AHEAD_BATCH {
-                    match rows.next().await {
-                        Ok(Some(row)) => batch.push(row),
-                        Ok(None) => {
-                            end = true;
-                            break;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                    }
-                }
-                if (!batch.is_empty() && tx.send(Ok(batch)).await.is_err()) || end {
-                    return;
-                }
-            }
-        });
+    fn spawn(rows: Rows) -> Ahead {
         Ahead {
-            batches,
+            batches: super::read_ahead(rows, AHEAD_BATCH),
             batch: Vec::new().into_iter(),
             done: false,
         }
