@@ -293,9 +293,7 @@ impl Collection {
 
     /// The document with this `_id`.
     pub(crate) fn get(&self, id: &Bson) -> Option<&Arc<RawDocumentBuf>> {
-        self.by_id
-            .get(&IdKey::of(id))
-            .and_then(|seq| self.docs.get(seq))
+        self.seq_of(id).and_then(|seq| self.document_at(seq))
     }
 
     fn insert(&mut self, doc: RawDocumentBuf, id: &Bson) -> Result<(), CommandError> {

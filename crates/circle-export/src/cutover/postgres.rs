@@ -530,8 +530,32 @@ impl Rows {
         Ok(i32::from_be_bytes(b))
     }
 
+    fn bad(&self, what: &str) -> Error {
+        Error::Invalid(format!(
+            "{}: the server sent rows this reader cannot read ({what})",
+            self.what
+        ))
+    }
+}
+
+/// Rows digested per batch handed over by [`Ahead`].
+const AHEAD_BATCH: usize = 1024;
+
+/// A row as compared: its key (for a keyed read) and its digest.
+type Digested = (Option<Key>, u128);
+
+/// A [`Rows`] read ahead on its own task ([`super::read_ahead`]).
+struct Ahead {
+    batches: super::Ahead<Digested>,
+    batch: std::vec::IntoIter<Digested>,
+    done: bool,
+}
+
+impl super::Pull for Rows {
+    type Item = Digested;
+
     /// The next row: its key (for a keyed read) and its digest.
-    async fn next(&mut self) -> Result<Option<Digested>, Error> {
+    async fn pull(&mut self) -> Result<Option<Digested>, Error> {
         if !self.started {
             let mut signature = [0u8; 11];
             self.take(&mut signature).await?;
@@ -587,34 +611,6 @@ impl Rows {
         let mut first = [0u8; 16];
         first.copy_from_slice(&sum[..16]);
         Ok(Some((key, u128::from_be_bytes(first))))
-    }
-
-    fn bad(&self, what: &str) -> Error {
-        Error::Invalid(format!(
-            "{}: the server sent rows this reader cannot read ({what})",
-            self.what
-        ))
-    }
-}
-
-/// Rows digested per batch handed over by [`Ahead`].
-const AHEAD_BATCH: usize = 1024;
-
-/// A row as compared: its key (for a keyed read) and its digest.
-type Digested = (Option<Key>, u128);
-
-/// A [`Rows`] read ahead on its own task ([`super::read_ahead`]).
-struct Ahead {
-    batches: super::Ahead<Digested>,
-    batch: std::vec::IntoIter<Digested>,
-    done: bool,
-}
-
-impl super::Pull for Rows {
-    type Item = Digested;
-
-    async fn pull(&mut self) -> Result<Option<Digested>, Error> {
-        self.next().await
     }
 }
 
