@@ -13,17 +13,20 @@
 //!   failover); indexes compared by name and created or dropped; a new
 //!   collection created with the source's options; a collection the
 //!   pre-copy copied that the source dropped is dropped.
-//! - PostgreSQL: see [`postgres`](self) — rows merged by primary key from
-//!   server-side row digests, tables without a usable key replaced whole,
-//!   sequences set, one transaction per database.
+//! - PostgreSQL: see [`postgres`](self) — rows read as binary `COPY` on
+//!   both sides, digested here as they pass (under a random key of the
+//!   pass) and merged by primary key, tables without a usable key replaced
+//!   whole, sequences set, one transaction per database. Each stream is
+//!   read ahead on its own task.
 //!
 //! The source is only read (PostgreSQL in a read-only transaction). A
 //! second pass finds nothing to move (`changed: 0`); a pass killed
 //! half-way is finished by running it again (every MongoDB write can be
 //! sent again; each PostgreSQL database commits whole or not at all). At
 //! the end the target is checked, not assumed: each changed collection's
-//! MD5 and each changed table's rows are read back from the target and
-//! compared with the source's; any difference is reported as a mismatch.
+//! MD5, every row written (and each changed table's row count) are read
+//! back from the target and compared with the source's; any difference is
+//! reported as a mismatch.
 
 mod mongo;
 mod order;
