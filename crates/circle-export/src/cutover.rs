@@ -28,15 +28,22 @@
 //! back from the target and compared with the source's; any difference is
 //! reported as a mismatch.
 
+mod keys;
 mod mongo;
 mod order;
 mod postgres;
 mod state;
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
+use keys::{DigestKey, KeyReader, KeyWriter};
 pub use order::compare_ids;
-pub use state::{CutoverState, FinalRecord, STATE_FORMAT, state_path};
+pub use state::{
+    CutoverState, DatabaseDigests, Digests, FinalRecord, STATE_FORMAT, TableDigests, keys_dir,
+    state_path,
+};
 
 use crate::error::Error;
 use crate::failover::Failover;
@@ -137,6 +144,30 @@ pub async fn final_pass(
 ) -> Result<FinalReport, Error> {
     let started = Instant::now();
     let mut state = CutoverState::read(&spec.state)?;
+    let mut digests = state.digests.clone().unwrap_or_default();
+    let key = if digests.key.is_empty() {
+        DigestKey::new()?
+    } else {
+        DigestKey::from_hex(&digests.key).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: its digest key is not 64 hex digits: the state is damaged; run the \
+                 pre-copy again",
+                spec.state.display()
+            ))
+        })?
+    };
+    digests.key = key.to_hex();
+    let files = if spec.dry_run {
+        None
+    } else {
+        Some(KeyFiles::new(&spec.state)?)
+    };
+    let recorded = Recorded {
+        dir: keys_dir(&spec.state),
+        key: &key,
+        digests: &digests,
+        files: files.as_ref(),
+    };
     let mut report = FinalReport {
         dry_run: spec.dry_run,
         state: spec.state.clone(),
@@ -148,7 +179,7 @@ pub async fn final_pass(
     };
     let mongo_part = async {
         match &spec.mongo {
-            Some(m) => mongo_pass(m, &state, &spec, &failover, progress)
+            Some(m) => mongo_pass(m, &state, &spec, &recorded, &failover, progress)
                 .await
                 .map(Some),
             None => Ok(None),
@@ -156,22 +187,33 @@ pub async fn final_pass(
     };
     let postgres_part = async {
         match &spec.postgres {
-            Some(p) => postgres_pass(p, &state, &spec, progress).await.map(Some),
+            Some(p) => postgres_pass(p, &state, &spec, &recorded, progress)
+                .await
+                .map(Some),
             None => Ok(None),
         }
     };
     let (mongo, postgres) = futures_util::try_join!(mongo_part, postgres_part)?;
-    if let Some(m) = mongo {
-        report.documents = m.moved;
-        report.changes.extend(m.changes);
-        report.unchanged += m.unchanged;
-        report.mismatches.extend(m.mismatches);
-    }
-    if let Some(p) = postgres {
-        report.rows = p.moved;
-        report.changes.extend(p.changes);
-        report.unchanged += p.unchanged;
-        report.mismatches.extend(p.mismatches);
+    let mut renewed = digests.clone();
+    for half in [mongo, postgres].into_iter().flatten() {
+        report.documents.add(half.documents);
+        report.rows.add(half.rows);
+        report.changes.extend(half.changes);
+        report.unchanged += half.unchanged;
+        report.mismatches.extend(half.mismatches);
+        report.warnings.extend(half.warnings);
+        for (name, file) in half.collections {
+            match file {
+                Some(file) => renewed.collections.insert(name, file),
+                None => renewed.collections.remove(&name),
+            };
+        }
+        for (db, record) in half.databases {
+            match record {
+                Some(record) => renewed.databases.insert(db, record),
+                None => renewed.databases.remove(&db),
+            };
+        }
     }
     report.seconds = started.elapsed().as_secs_f64();
     if !spec.dry_run {
@@ -183,7 +225,9 @@ pub async fn final_pass(
             documents: report.documents.total(),
             rows: report.rows.total(),
         });
+        state.digests = Some(renewed);
         state.write(&spec.state)?;
+        state.prune(&spec.state)?;
     }
     progress(&format!(
         "final pass: {} change(s), {} documents and {} rows moved, {} unchanged, in {:.1}s",
@@ -239,6 +283,127 @@ pub(super) fn read_ahead<P: Pull>(mut source: P, batch: usize) -> Ahead<P::Item>
     rx
 }
 
+/// Names and creates new key files in a state's [`keys_dir`] (made 0700
+/// when missing). Names are fresh for each pre-copy or pass, so a file
+/// the state names is never written over: a kill leaves the old state
+/// whole.
+pub(crate) struct KeyFiles {
+    dir: PathBuf,
+    prefix: String,
+    next: AtomicUsize,
+}
+
+impl KeyFiles {
+    /// The key files of the state at `state`.
+    pub(crate) fn new(state: &Path) -> Result<KeyFiles, Error> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let dir = keys_dir(state);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(Error::io(dir.display())(e)),
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Ok(KeyFiles {
+            dir,
+            prefix: format!("{nanos:x}"),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// A new file's name and path.
+    fn allocate(&self) -> (String, PathBuf) {
+        let n = self.next.fetch_add(1, AtomicOrdering::Relaxed);
+        let name = format!("{}-{n}.keys", self.prefix);
+        let path = self.dir.join(&name);
+        (name, path)
+    }
+
+    /// A new file, open for writing.
+    fn create(&self) -> Result<(String, KeyWriter), Error> {
+        let (name, path) = self.allocate();
+        Ok((name, KeyWriter::create(&path)?))
+    }
+}
+
+/// Opens the key file `name` of the state whose directory is `dir`;
+/// `None` when it is not there (the collection or table is then read on
+/// both sides).
+fn open_recorded(dir: &Path, name: &str) -> Result<Option<KeyReader>, Error> {
+    // Names come from the state file: only a plain file name is used.
+    if name.contains('/') || name.starts_with('.') {
+        return Ok(None);
+    }
+    let path = dir.join(name);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    KeyReader::open(&path).map(Some)
+}
+
+/// Records, while a pre-copy runs, what the target holds key by key
+/// ([`Digests`]): each collection from its dump, each PostgreSQL database
+/// from the target once its load committed.
+pub(crate) struct Recorder {
+    files: KeyFiles,
+    key: DigestKey,
+    digests: std::sync::Mutex<Digests>,
+}
+
+impl Recorder {
+    /// A recorder for the state at `state`, under a new random key.
+    pub(crate) fn new(state: &Path) -> Result<Recorder, Error> {
+        let key = DigestKey::new()?;
+        Ok(Recorder {
+            files: KeyFiles::new(state)?,
+            digests: std::sync::Mutex::new(Digests {
+                key: key.to_hex(),
+                ..Digests::default()
+            }),
+            key,
+        })
+    }
+
+    /// Records collection `db.coll` from its dump's documents (`data`).
+    pub(crate) async fn mongo(&self, db: &str, coll: &str, data: &Path) -> Result<(), Error> {
+        let (name, path) = self.files.allocate();
+        if mongo::record(data.to_owned(), path, self.key.clone())
+            .await?
+            .is_some()
+        {
+            self.digests
+                .lock()
+                .expect("not poisoned")
+                .collections
+                .insert(format!("{db}.{coll}"), name);
+        }
+        Ok(())
+    }
+
+    /// Records PostgreSQL database `db` as the target holds it.
+    pub(crate) async fn postgres(
+        &self,
+        source: &crate::PgClient,
+        target: &crate::PgClient,
+        db: &str,
+    ) -> Result<(), Error> {
+        let recorded = postgres::record(source, target, db, &self.key, &self.files).await?;
+        self.digests
+            .lock()
+            .expect("not poisoned")
+            .databases
+            .insert(db.to_owned(), recorded);
+        Ok(())
+    }
+
+    /// What was recorded.
+    pub(crate) fn digests(&self) -> Digests {
+        self.digests.lock().expect("not poisoned").clone()
+    }
+}
+
 /// Refuses a source whose version is not the one the pre-copy read.
 fn same_server(what: &str, version: &str, precopy: &Option<String>) -> Result<(), Error> {
     match precopy {
@@ -253,16 +418,34 @@ fn same_server(what: &str, version: &str, precopy: &Option<String>) -> Result<()
 /// One half's result.
 #[derive(Default)]
 struct Half {
-    moved: Moved,
+    documents: Moved,
+    rows: Moved,
     changes: Vec<Change>,
     unchanged: usize,
     mismatches: Vec<String>,
+    warnings: Vec<String>,
+    /// Key files renewed (`None`: no longer recorded), by `db.collection`.
+    collections: Vec<(String, Option<String>)>,
+    /// Databases' records renewed (`None`: no longer recorded).
+    databases: Vec<(String, Option<DatabaseDigests>)>,
+}
+
+/// The state's record of the target, as a pass reads and renews it.
+struct Recorded<'a> {
+    /// Where its key files are.
+    dir: PathBuf,
+    /// The key of its digests.
+    key: &'a DigestKey,
+    digests: &'a Digests,
+    /// Where new key files go (`None`: a dry run writes none).
+    files: Option<&'a KeyFiles>,
 }
 
 async fn mongo_pass(
     m: &TransferMongo<'_>,
     state: &CutoverState,
     spec: &FinalSpec<'_>,
+    recorded: &Recorded<'_>,
     failover: &Failover<'_>,
     progress: ha_plan::Progress<'_>,
 ) -> Result<Half, Error> {
@@ -343,6 +526,7 @@ async fn mongo_pass(
             format!("mongo {db}.{coll}"),
             "the source dropped it after the pre-copy",
         ));
+        half.collections.push((key.clone(), None));
     }
     let results = crate::mongo::for_each_parallel(collections, spec.parallel, |c| {
         let ours = hash(&source_hashes, &c.db, &c.name);
@@ -352,17 +536,37 @@ async fn mongo_pass(
             let what = format!("mongo {}.{}", c.db, c.name);
             if ours.is_none() || ours != theirs {
                 outcome.diffed = true;
-                let moved = mongo::diff_collection(
+                // Against the record of the target when there is one: the
+                // target is then not read (the MD5s after the pass check it).
+                let against = match recorded
+                    .digests
+                    .collections
+                    .get(&format!("{}.{}", c.db, c.name))
+                {
+                    Some(name) if theirs.is_some() => open_recorded(&recorded.dir, name)?,
+                    _ => None,
+                };
+                outcome.by_record = against.is_some();
+                let renewed = recorded.files.map(KeyFiles::create).transpose()?;
+                let (name, writer) = match renewed {
+                    Some((name, writer)) => (Some(name), Some(writer)),
+                    None => (None, None),
+                };
+                let (moved, writer) = mongo::diff_collection(
                     m.source,
                     m.target,
                     &c.db,
                     &c.name,
                     &c.options,
                     theirs.is_some(),
+                    against.map_or(mongo::Against::Target, mongo::Against::Record),
+                    Some(recorded.key),
+                    writer,
                     spec.dry_run,
                     failover,
                 )
                 .await?;
+                outcome.renewed = name.zip(writer);
                 if theirs.is_none() {
                     outcome.changes.push(Change::new(
                         "create-collection",
@@ -403,36 +607,61 @@ async fn mongo_pass(
         }
     })
     .await?;
-    let mut diffed: std::collections::BTreeMap<String, Vec<(String, Option<String>)>> =
-        std::collections::BTreeMap::new();
-    for (c, ours, outcome) in results {
+    let mut diffed = Vec::new();
+    for (c, ours, mut outcome) in results {
         if outcome.diffed {
-            diffed
-                .entry(c.db.clone())
-                .or_default()
-                .push((c.name.clone(), ours));
+            diffed.push((c, ours, outcome.by_record, outcome.renewed.take()));
         } else if outcome.changes.is_empty() {
             half.unchanged += 1;
         }
-        half.moved.add(outcome.moved);
+        half.documents.add(outcome.moved);
         half.changes.extend(outcome.changes);
     }
     if spec.dry_run {
         return Ok(half);
     }
-    // Checked: every collection written to has the source's MD5 now.
-    for (db, names) in diffed {
-        let list: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
-        let now = mongo::target_hashes(&m.target.client, &db, &list, failover).await?;
-        for (name, ours) in names {
-            if now.get(&name) != ours.as_ref() {
-                half.mismatches.push(format!(
-                    "mongo {db}.{name}: after the pass the target's MD5 is {}, the source's {} \
-                     (something wrote to one of them during the pass?)",
-                    now.get(&name).map_or("absent", String::as_str),
-                    ours.as_deref().unwrap_or("absent")
-                ));
-            }
+    // Checked: every collection written to has the source's MD5 now. One
+    // compared with the record of the target that does not was written to
+    // on the target since that record: it is compared again, with the
+    // target's documents, and checked again.
+    for (c, ours, by_record, renewed) in diffed {
+        let (db, name) = (&c.db, &c.name);
+        let list = [name.clone()];
+        let mut now = mongo::target_hashes(&m.target.client, db, &list, failover).await?;
+        if now.get(name) != ours.as_ref() && by_record {
+            half.warnings.push(format!(
+                "mongo {db}.{name}: the target differed from the record of what it held (was \
+                 it written to after the pre-copy?); compared with the target's documents \
+                 instead"
+            ));
+            let (moved, _) = mongo::diff_collection(
+                m.source,
+                m.target,
+                db,
+                name,
+                &c.options,
+                true,
+                mongo::Against::Target,
+                None,
+                None,
+                false,
+                failover,
+            )
+            .await?;
+            half.documents.add(moved);
+            now = mongo::target_hashes(&m.target.client, db, &list, failover).await?;
+        }
+        if now.get(name) != ours.as_ref() {
+            half.mismatches.push(format!(
+                "mongo {db}.{name}: after the pass the target's MD5 is {}, the source's {} \
+                 (something wrote to one of them during the pass?)",
+                now.get(name).map_or("absent", String::as_str),
+                ours.as_deref().unwrap_or("absent")
+            ));
+            half.collections.push((format!("{db}.{name}"), None));
+        } else if let Some((file, writer)) = renewed {
+            writer.finish()?;
+            half.collections.push((format!("{db}.{name}"), Some(file)));
         }
     }
     Ok(half)
@@ -442,6 +671,7 @@ async fn postgres_pass(
     p: &TransferPostgres<'_>,
     state: &CutoverState,
     spec: &FinalSpec<'_>,
+    recorded: &Recorded<'_>,
     progress: ha_plan::Progress<'_>,
 ) -> Result<Half, Error> {
     same_server(
@@ -464,22 +694,31 @@ async fn postgres_pass(
         )));
     }
     let outcomes = crate::mongo::for_each_parallel(databases, spec.parallel, |db| async move {
-        postgres::pass(postgres::Pair {
+        let outcome = postgres::pass(postgres::Pair {
             db: &db,
             source: p.source,
             target: p.target,
             dry_run: spec.dry_run,
             progress,
+            recorded: recorded.digests.databases.get(&db),
+            dir: &recorded.dir,
+            key: recorded.key,
+            files: recorded.files,
         })
-        .await
+        .await?;
+        Ok((db, outcome))
     })
     .await?;
     let mut half = Half::default();
-    for outcome in outcomes {
-        half.moved.add(outcome.moved);
+    for (db, outcome) in outcomes {
+        half.rows.add(outcome.moved);
         half.changes.extend(outcome.changes);
         half.unchanged += outcome.unchanged;
         half.mismatches.extend(outcome.mismatches);
+        half.warnings.extend(outcome.warnings);
+        if !spec.dry_run {
+            half.databases.push((db, outcome.recorded));
+        }
     }
     Ok(half)
 }

@@ -282,10 +282,15 @@ pub async fn transfer(
     };
     let load_meter = Meter::new();
     let load_meter = &load_meter;
+    // What the target holds, key by key, for a final pass: each
+    // collection from its dump, each database once its load committed.
+    let state = crate::cutover::state_path(&spec.out);
+    let recorder = crate::cutover::Recorder::new(&state)?;
+    let recorder = &recorder;
     let loads = async {
         let stream = futures_util::stream::poll_fn(|cx| queue.poll_recv(cx));
         let results: Vec<Result<Option<Loaded>, Error>> = stream
-            .map(|job| async move { load(spec, job, load_meter, progress).await })
+            .map(|job| async move { load(spec, job, load_meter, recorder, progress).await })
             .buffer_unordered(spec.parallel.max(1))
             .collect()
             .await;
@@ -344,9 +349,19 @@ pub async fn transfer(
     )
     .await?;
     report.manifest = dumped.manifest;
-    // The pre-copy's record, for a final pass (`transfer --final`).
-    let state = crate::cutover::state_path(&spec.out);
-    crate::cutover::CutoverState::from_manifest(&report.manifest, &archive).write(&state)?;
+    if let Some(pg) = &spec.postgres {
+        for (db, plan) in &databases {
+            if *plan == DatabasePlan::Skip {
+                recorder.postgres(pg.source, pg.target, db).await?;
+            }
+        }
+    }
+    // The pre-copy's record, for a final pass (`transfer --final`); then
+    // the key files of an earlier pre-copy go.
+    let mut record = crate::cutover::CutoverState::from_manifest(&report.manifest, &archive);
+    record.digests = Some(recorder.digests());
+    record.write(&state)?;
+    record.prune(&state)?;
     let archive_bytes = std::fs::metadata(&archive)
         .map_err(Error::io(archive.display()))?
         .len();
@@ -423,6 +438,7 @@ async fn load(
     spec: &TransferSpec<'_>,
     job: Job,
     meter: &Meter,
+    recorder: &crate::cutover::Recorder,
     progress: ha_plan::Progress<'_>,
 ) -> Result<Option<Loaded>, Error> {
     match job {
@@ -437,6 +453,7 @@ async fn load(
             {
                 Ok(warnings) => {
                     progress(&format!("postgres {db}: moved"));
+                    recorder.postgres(pg.source, pg.target, &db).await?;
                     Ok(Some(Loaded {
                         warnings,
                         ..Loaded::default()
@@ -452,48 +469,55 @@ async fn load(
             let Some(m) = &spec.mongo else {
                 return Ok(None);
             };
-            let item = RestoreItem {
-                db: c.db.clone(),
-                collection: c.collection.clone(),
-                data: dir.join(bson_path(&c.db, &c.collection)),
-                metadata: Some(dir.join(metadata_path(&c.db, &c.collection)))
-                    .filter(|p| p.exists()),
-                only_indexes: false,
-            };
-            let item =
-                match plan_collection(&m.target.client, item, c.documents, spec.drop, progress)
-                    .await?
-                {
-                    CollectionPlan::Load(item) => item,
-                    CollectionPlan::Skip(what) => {
-                        return Ok(Some(Loaded {
-                            skipped: Some(what),
-                            ..Loaded::default()
-                        }));
-                    }
-                    CollectionPlan::Refuse(why) => return Err(Error::NotEmpty(vec![why])),
+            let data = dir.join(bson_path(&c.db, &c.collection));
+            // Recorded (from the dump, on a core of its own) while it loads.
+            let recording = recorder.mongo(&c.db, &c.collection, &data);
+            let loading = async {
+                let item = RestoreItem {
+                    db: c.db.clone(),
+                    collection: c.collection.clone(),
+                    data: data.clone(),
+                    metadata: Some(dir.join(metadata_path(&c.db, &c.collection)))
+                        .filter(|p| p.exists()),
+                    only_indexes: false,
                 };
-            let failover = crate::failover::Failover {
-                wait: spec.failover_wait,
-                progress,
+                let item =
+                    match plan_collection(&m.target.client, item, c.documents, spec.drop, progress)
+                        .await?
+                    {
+                        CollectionPlan::Load(item) => item,
+                        CollectionPlan::Skip(what) => {
+                            return Ok(Some(Loaded {
+                                skipped: Some(what),
+                                ..Loaded::default()
+                            }));
+                        }
+                        CollectionPlan::Refuse(why) => return Err(Error::NotEmpty(vec![why])),
+                    };
+                let failover = crate::failover::Failover {
+                    wait: spec.failover_wait,
+                    progress,
+                };
+                let n = mongo::restore_collection(
+                    &m.target.client,
+                    &item,
+                    spec.drop,
+                    m.target.replica_set,
+                    meter,
+                    &failover,
+                )
+                .await?;
+                progress(&format!(
+                    "mongo {}.{}: {n} documents moved",
+                    c.db, c.collection
+                ));
+                Ok(Some(Loaded {
+                    documents: n,
+                    ..Loaded::default()
+                }))
             };
-            let n = mongo::restore_collection(
-                &m.target.client,
-                &item,
-                spec.drop,
-                m.target.replica_set,
-                meter,
-                &failover,
-            )
-            .await?;
-            progress(&format!(
-                "mongo {}.{}: {n} documents moved",
-                c.db, c.collection
-            ));
-            Ok(Some(Loaded {
-                documents: n,
-                ..Loaded::default()
-            }))
+            let ((), loaded) = futures_util::try_join!(recording, loading)?;
+            Ok(loaded)
         }
     }
 }

@@ -15,8 +15,12 @@ use bson::{Bson, Document, RawDocumentBuf, doc};
 use futures_util::TryStreamExt as _;
 use mongodb::options::{Acknowledgment, WriteConcern};
 
+use std::path::PathBuf;
+
+use super::keys::{self, DigestKey, KeyReader, KeyWriter};
 use super::order;
 use super::{Change, Moved};
+use crate::count::MAX_DOCUMENT;
 use crate::error::Error;
 use crate::failover::Failover;
 use crate::target::MongoReader;
@@ -27,7 +31,7 @@ const BATCH_DOCUMENTS: usize = 1000;
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 /// What the pass found and did in one collection.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct CollectionOutcome {
     /// Documents moved.
     pub(super) moved: Moved,
@@ -35,6 +39,10 @@ pub(super) struct CollectionOutcome {
     pub(super) changes: Vec<Change>,
     /// Whether its data was compared document by document.
     pub(super) diffed: bool,
+    /// Whether it was compared with the record of the target (not read).
+    pub(super) by_record: bool,
+    /// Its new key file (name, writer), kept once the pass is checked.
+    pub(super) renewed: Option<(String, KeyWriter)>,
 }
 
 /// The `dbHash` MD5 of each of `names` in `db` (absent: no such collection).
@@ -444,9 +452,149 @@ impl Pending<'_> {
     }
 }
 
-/// Makes the target's `db.coll` hold the source's documents, merging the
-/// two in `_id` order; creates the collection (with the source's options)
-/// when the target lacks it.
+/// What the source's documents are merged with.
+pub(super) enum Against {
+    /// The target's documents, read in `_id` order.
+    Target,
+    /// The record of what the target holds (its key file): the target is
+    /// not read at all.
+    Record(KeyReader),
+}
+
+/// The other side of the merge: the target's documents or their record.
+enum Held<'a> {
+    Target(Side<'a>),
+    Record {
+        reader: KeyReader,
+        head: Option<(Bson, u128)>,
+        started: bool,
+        key: Vec<u8>,
+    },
+}
+
+/// A document on the other side: its bytes, or its recorded digest.
+enum HeldDocument {
+    Bytes(RawDocumentBuf),
+    Digest(u128),
+}
+
+impl Held<'_> {
+    async fn peek(&mut self) -> Result<Option<&Bson>, Error> {
+        match self {
+            Held::Target(side) => side.peek().await,
+            Held::Record {
+                reader,
+                head,
+                started,
+                key,
+            } => {
+                if !*started {
+                    *head = next_recorded(reader, key, None)?;
+                    *started = true;
+                }
+                Ok(head.as_ref().map(|(id, _)| id))
+            }
+        }
+    }
+
+    fn take(&mut self) -> Result<Option<(Bson, HeldDocument)>, Error> {
+        match self {
+            Held::Target(side) => Ok(side
+                .take()
+                .map(|(id, document)| (id, HeldDocument::Bytes(document)))),
+            Held::Record {
+                reader, head, key, ..
+            } => {
+                let Some((id, digest)) = head.take() else {
+                    return Ok(None);
+                };
+                *head = next_recorded(reader, key, Some(&id))?;
+                Ok(Some((id, HeldDocument::Digest(digest))))
+            }
+        }
+    }
+}
+
+/// The next `_id` of a key file, which must sort after `last`.
+fn next_recorded(
+    reader: &mut KeyReader,
+    key: &mut Vec<u8>,
+    last: Option<&Bson>,
+) -> Result<Option<(Bson, u128)>, Error> {
+    let Some(digest) = reader.next(key)? else {
+        return Ok(None);
+    };
+    let id = keys::id_of(key).ok_or_else(|| reader.bad("a key that is not an _id"))?;
+    if let Some(last) = last
+        && order::compare_ids(last, &id) != Some(Ordering::Less)
+    {
+        return Err(reader.bad("its _ids out of order"));
+    }
+    Ok(Some((id, digest)))
+}
+
+/// Records a dumped collection (`data`, its documents in the dump's
+/// order) into the key file `out`: each `_id` with its document's digest
+/// under `key`, sorted as the server sorts `_id`s. `None` when an `_id` is
+/// of a type this reader does not order (or a document has none): the
+/// final pass then reads that collection on both sides.
+pub(super) async fn record(
+    data: PathBuf,
+    out: PathBuf,
+    key: DigestKey,
+) -> Result<Option<u64>, Error> {
+    let shown = data.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read as _;
+        let failed = |e| Error::io(data.display())(e);
+        let mut input =
+            std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&data).map_err(failed)?);
+        let mut ids = keys::SortedIds::new(&out);
+        let mut buf = Vec::new();
+        loop {
+            let mut len = [0u8; 4];
+            match input.read_exact(&mut len) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(failed(e)),
+            }
+            let n = i32::from_le_bytes(len);
+            if !(5..=MAX_DOCUMENT as i32).contains(&n) {
+                return Err(Error::Invalid(format!(
+                    "{}: a document has an impossible length {n}",
+                    data.display()
+                )));
+            }
+            buf.resize(n as usize, 0);
+            buf[..4].copy_from_slice(&len);
+            input.read_exact(&mut buf[4..]).map_err(failed)?;
+            let document = bson::RawDocument::from_bytes(&buf)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", data.display())))?;
+            let id = document
+                .get("_id")
+                .ok()
+                .flatten()
+                .and_then(|v| Bson::try_from(v).ok());
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            ids.push(id, key.digest(&buf))?;
+        }
+        ids.finish()
+    })
+    .await
+    .map_err(|e| Error::Invalid(format!("recording {shown}: {e}")))?
+}
+
+/// Makes the target's `db.coll` hold the source's documents, merging them
+/// in `_id` order with the target's (or with the record of them:
+/// `against`); creates the collection (with the source's options) when the
+/// target lacks it. A document the merge inserts or replaces is deleted
+/// first, so a rerun after a kill finds nothing in its way. Source
+/// documents are digested under `key` (needed against a record); with
+/// `record` (a new key file), every source document's `_id` and digest is
+/// written to it as it passes, and the file is returned unfinished for the
+/// caller to keep once the pass is checked.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn diff_collection(
     source: &MongoReader,
@@ -455,9 +603,12 @@ pub(super) async fn diff_collection(
     coll: &str,
     options: &Document,
     exists_on_target: bool,
+    against: Against,
+    key: Option<&DigestKey>,
+    mut record: Option<KeyWriter>,
     dry_run: bool,
     failover: &Failover<'_>,
-) -> Result<Moved, Error> {
+) -> Result<(Moved, Option<KeyWriter>), Error> {
     let what = format!("{db}.{coll}");
     if !exists_on_target && !dry_run {
         crate::mongo::create_collection(&target.client.database(db), coll, options, failover)
@@ -475,16 +626,26 @@ pub(super) async fn diff_collection(
         .client
         .database(db)
         .collection::<RawDocumentBuf>(coll);
-    let target_docs = collection
-        .find(doc! {})
-        .sort(doc! {"_id": 1})
-        .batch_size(BATCH_DOCUMENTS as u32)
-        .await
-        .map_err(Error::mongo(format!("find on the target's {what}")))?;
-    let mut theirs = Side::new(
-        Sorted::ahead(target_docs, format!("the target's {what}")),
-        format!("the target's {what}"),
-    );
+    let mut theirs = match against {
+        Against::Target => {
+            let target_docs = collection
+                .find(doc! {})
+                .sort(doc! {"_id": 1})
+                .batch_size(BATCH_DOCUMENTS as u32)
+                .await
+                .map_err(Error::mongo(format!("find on the target's {what}")))?;
+            Held::Target(Side::new(
+                Sorted::ahead(target_docs, format!("the target's {what}")),
+                format!("the target's {what}"),
+            ))
+        }
+        Against::Record(reader) => Held::Record {
+            reader,
+            head: None,
+            started: false,
+            key: Vec::new(),
+        },
+    };
     let mut ours = Side::new(
         sorted_source(source, db, coll).await?,
         format!("the source's {what}"),
@@ -514,27 +675,38 @@ pub(super) async fn diff_collection(
                 ))
             })?,
         };
-        match step {
-            Ordering::Less => {
-                let (_, document) = ours.take().expect("peeked");
+        if step == Ordering::Greater {
+            let (id, _) = theirs.take()?.expect("peeked");
+            pending.deletes.push(id);
+            moved.deleted += 1;
+        } else {
+            let (id, document) = ours.take().expect("peeked");
+            let digest = key.map(|k| k.digest(document.as_bytes()));
+            if let (Some(out), Some(digest)) = (record.as_mut(), digest) {
+                let raw_id = document
+                    .get("_id")
+                    .ok()
+                    .flatten()
+                    .expect("an _id: read by Side");
+                out.push(&keys::id_key(raw_id), digest)?;
+            }
+            let differs = if step == Ordering::Equal {
+                match theirs.take()?.expect("peeked").1 {
+                    HeldDocument::Bytes(held) => held.as_bytes() != document.as_bytes(),
+                    HeldDocument::Digest(held) => Some(held) != digest,
+                }
+            } else {
+                true
+            };
+            if differs {
+                if step == Ordering::Equal {
+                    moved.replaced += 1;
+                } else {
+                    moved.inserted += 1;
+                }
+                pending.deletes.push(id);
                 pending.insert_bytes += document.as_bytes().len();
                 pending.inserts.push(document);
-                moved.inserted += 1;
-            }
-            Ordering::Greater => {
-                let (id, _) = theirs.take().expect("peeked");
-                pending.deletes.push(id);
-                moved.deleted += 1;
-            }
-            Ordering::Equal => {
-                let (id, document) = ours.take().expect("peeked");
-                let (_, held) = theirs.take().expect("peeked");
-                if held.as_bytes() != document.as_bytes() {
-                    pending.deletes.push(id);
-                    pending.insert_bytes += document.as_bytes().len();
-                    pending.inserts.push(document);
-                    moved.replaced += 1;
-                }
             }
         }
         if pending.full() {
@@ -542,7 +714,7 @@ pub(super) async fn diff_collection(
         }
     }
     pending.flush().await?;
-    Ok(moved)
+    Ok((moved, record))
 }
 
 #[cfg(test)]

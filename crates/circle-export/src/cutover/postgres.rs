@@ -27,7 +27,9 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use sha2::{Digest as _, Sha256};
 use tokio_postgres::{Client, CopyOutStream};
 
-use super::{Change, Moved};
+use super::keys::{DigestKey, KeyReader, KeyWriter, first_half};
+use super::state::{DatabaseDigests, TableDigests};
+use super::{Change, KeyFiles, Moved};
 use crate::error::Error;
 use crate::postgres::{PgClient, describe};
 
@@ -103,6 +105,28 @@ impl std::fmt::Display for Key {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+impl Key {
+    /// The key as a key file holds it: `0` and the integer (8 bytes), or
+    /// `1` and the uuid's 16 bytes.
+    fn to_bytes(self) -> Vec<u8> {
+        match self {
+            Key::Int(i) => [&[0u8][..], &i.to_be_bytes()].concat(),
+            Key::Uuid(b) => [&[1u8][..], &b].concat(),
+        }
+    }
+
+    /// A key file's key, if it is one of `kind`.
+    fn from_bytes(bytes: &[u8], kind: KeyKind) -> Option<Key> {
+        match (kind, bytes.split_first()?) {
+            (KeyKind::Integer(_), (0, rest)) => {
+                Some(Key::Int(i64::from_be_bytes(rest.try_into().ok()?)))
+            }
+            (KeyKind::Uuid, (1, rest)) => Some(Key::Uuid(rest.try_into().ok()?)),
+            _ => None,
         }
     }
 }
@@ -263,6 +287,9 @@ pub(super) struct DatabaseOutcome {
     pub(super) changes: Vec<Change>,
     pub(super) unchanged: usize,
     pub(super) mismatches: Vec<String>,
+    pub(super) warnings: Vec<String>,
+    /// The record of what the target holds now (`None`: not recorded).
+    pub(super) recorded: Option<DatabaseDigests>,
 }
 
 fn failed(what: String) -> impl Fn(tokio_postgres::Error) -> Error {
@@ -409,23 +436,6 @@ fn depths(tables: &[Table], edges: &[(String, String)]) -> BTreeMap<String, usiz
 /// The signature that opens a binary `COPY`.
 const BINARY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
-/// A random key for one pass's row digests: the digests are keyed, so no
-/// one who writes rows can make two different rows (or two different sets
-/// of rows) digest alike.
-#[derive(Clone)]
-pub(super) struct PassKey([u8; 32]);
-
-impl PassKey {
-    pub(super) fn new() -> Result<PassKey, Error> {
-        use ring::rand::SecureRandom as _;
-        let mut key = [0u8; 32];
-        ring::rand::SystemRandom::new()
-            .fill(&mut key)
-            .map_err(|_| Error::Invalid("no randomness from the system".to_owned()))?;
-        Ok(PassKey(key))
-    }
-}
-
 /// The rows of a binary `COPY … TO STDOUT`, each as its key (the first
 /// field, when the read is keyed) and a keyed digest of all its fields,
 /// computed here as the bytes pass: the servers only send their rows as
@@ -440,7 +450,7 @@ struct Rows {
     started: bool,
     key: Option<KeyKind>,
     fields: usize,
-    pass: PassKey,
+    pass: DigestKey,
     what: String,
 }
 
@@ -452,7 +462,7 @@ impl Rows {
         sql: &str,
         key: Option<KeyKind>,
         fields: usize,
-        pass: &PassKey,
+        pass: &DigestKey,
         what: String,
     ) -> Result<Rows, Error> {
         let stream = client
@@ -607,10 +617,7 @@ impl super::Pull for Rows {
                 _ => self.pass_on(len, Some(&mut digest)).await?,
             }
         }
-        let sum = digest.finalize();
-        let mut first = [0u8; 16];
-        first.copy_from_slice(&sum[..16]);
-        Ok(Some((key, u128::from_be_bytes(first))))
+        Ok(Some((key, first_half(&digest.finalize()))))
     }
 }
 
@@ -641,13 +648,22 @@ impl Ahead {
     }
 }
 
-/// The two sides of one database.
+/// The two sides of one database, and the record of the target.
 pub(super) struct Pair<'a> {
     pub(super) db: &'a str,
     pub(super) source: &'a PgClient,
     pub(super) target: &'a PgClient,
     pub(super) dry_run: bool,
     pub(super) progress: ha_plan::Progress<'a>,
+    /// The record of what the target held (the pre-copy's, or the last
+    /// pass's), if any.
+    pub(super) recorded: Option<&'a DatabaseDigests>,
+    /// Where its key files are.
+    pub(super) dir: &'a std::path::Path,
+    /// The key of every digest.
+    pub(super) key: &'a DigestKey,
+    /// Where new key files go (`None`: a dry run writes none).
+    pub(super) files: Option<&'a KeyFiles>,
 }
 
 /// A server's major version (for [`settings`]) and whether it stores
@@ -664,6 +680,84 @@ async fn server_kind(client: &Client, what: &str) -> Result<(i32, bool), Error> 
     Ok((row.get(0), row.get(1)))
 }
 
+/// How two servers' rows are compared: dates and times in binary only when
+/// both store them as integers; floats in text exact when both are on the
+/// same side of PostgreSQL 12.
+async fn comparing(source: &Client, target: &Client, db: &str) -> Result<(bool, i32), Error> {
+    let (source_what, target_what) = (format!("the source's {db}"), format!("the target's {db}"));
+    let ((source_major, source_dates), (target_major, target_dates)) = futures_util::try_join!(
+        server_kind(source, &source_what),
+        server_kind(target, &target_what)
+    )?;
+    let float_digits = if (source_major >= 12) == (target_major >= 12) {
+        3
+    } else {
+        0
+    };
+    Ok((source_dates && target_dates, float_digits))
+}
+
+/// Records, after a pre-copy loaded `db`, what the target holds: each
+/// keyed table's keys and row digests (a key file), each other table's
+/// count and digest sum — computed as a final pass computes the source's.
+pub(super) async fn record(
+    source: &PgClient,
+    target: &PgClient,
+    db: &str,
+    key: &DigestKey,
+    files: &KeyFiles,
+) -> Result<DatabaseDigests, Error> {
+    let target_what = format!("the target's {db}");
+    let (source, target) = futures_util::try_join!(source.connect(db), target.connect(db))?;
+    let (integer_datetimes, float_digits) = comparing(&source, &target, db).await?;
+    drop(source);
+    target
+        .batch_execute(&settings(float_digits))
+        .await
+        .map_err(failed(format!("settings on {target_what}")))?;
+    let how = Reading {
+        pass: key,
+        integer_datetimes,
+    };
+    let mut recorded = DatabaseDigests {
+        integer_datetimes,
+        float_digits,
+        tables: BTreeMap::new(),
+    };
+    for table in tables(&target, &target_what).await? {
+        let what = format!("{} of {target_what}", table.shown());
+        let entry = if table.key_kind().is_some() {
+            let (name, mut out) = files.create()?;
+            let mut rows = how.open(&target, &table, true, None, &what).await?;
+            let mut last: Option<Key> = None;
+            while let Some((k, h)) = rows.next().await? {
+                let k = k.expect("a keyed read");
+                if last.is_some_and(|l| l >= k) {
+                    return Err(Error::Invalid(format!(
+                        "{what}: rows did not come in key order (at key {k})"
+                    )));
+                }
+                last = Some(k);
+                out.push(&k.to_bytes(), h)?;
+            }
+            TableDigests {
+                rows: out.finish()?,
+                file: Some(name),
+                sum: None,
+            }
+        } else {
+            let aggregate = aggregate_of(&target, &table, how, &what).await?;
+            TableDigests {
+                rows: aggregate.rows,
+                file: None,
+                sum: Some(format!("{:032x}", aggregate.sum)),
+            }
+        };
+        recorded.tables.insert(table.shown(), entry);
+    }
+    Ok(recorded)
+}
+
 /// Makes the target's database hold the source's rows and sequence values.
 pub(super) async fn pass(pair: Pair<'_>) -> Result<DatabaseOutcome, Error> {
     let db = pair.db;
@@ -671,20 +765,15 @@ pub(super) async fn pass(pair: Pair<'_>) -> Result<DatabaseOutcome, Error> {
     let target_what = format!("the target's {db}");
     let source = pair.source.connect(db).await?;
     let target = pair.target.connect(db).await?;
-    let pass = PassKey::new()?;
-    let ((source_major, source_dates), (target_major, target_dates)) = futures_util::try_join!(
-        server_kind(&source, &source_what),
-        server_kind(&target, &target_what)
-    )?;
+    let (integer_datetimes, float_digits) = comparing(&source, &target, db).await?;
     let how = Reading {
-        pass: &pass,
-        integer_datetimes: source_dates && target_dates,
+        pass: pair.key,
+        integer_datetimes,
     };
-    let float_digits = if (source_major >= 12) == (target_major >= 12) {
-        3
-    } else {
-        0
-    };
+    // The record serves only if its digests were computed as these are.
+    let record = pair
+        .recorded
+        .filter(|r| r.integer_datetimes == integer_datetimes && r.float_digits == float_digits);
     source
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
@@ -705,8 +794,22 @@ pub(super) async fn pass(pair: Pair<'_>) -> Result<DatabaseOutcome, Error> {
     check_same_tables(db, &ours, &theirs)?;
     let mut outcome = DatabaseOutcome::default();
     let mut plans = Vec::new();
+    let mut planned = Vec::new();
     for table in &ours {
-        let (plan, aggregate) = plan_table(reading, &target, table, db, how).await?;
+        let entry = record.and_then(|r| r.tables.get(&table.shown()));
+        let found = plan_table(
+            reading,
+            &target,
+            table,
+            db,
+            how,
+            entry.map(|e| (e, pair.dir)),
+            pair.files,
+        )
+        .await?;
+        outcome.warnings.extend(found.warning.clone());
+        let entry = entry.filter(|_| found.used_record);
+        let plan = found.plan;
         match &plan {
             TablePlan::Same => outcome.unchanged += 1,
             TablePlan::Keys { moved, .. } => {
@@ -735,7 +838,8 @@ pub(super) async fn pass(pair: Pair<'_>) -> Result<DatabaseOutcome, Error> {
                 });
             }
         }
-        plans.push((table.clone(), plan, aggregate));
+        plans.push((table.clone(), plan, found.aggregate));
+        planned.push((entry, found.renewed));
     }
     let mut sequence_changes = Vec::new();
     for (schema, name) in sequences(reading, &source_what).await? {
@@ -757,59 +861,94 @@ pub(super) async fn pass(pair: Pair<'_>) -> Result<DatabaseOutcome, Error> {
             format!("{} (was {})", want.0, held.0),
         ));
     }
-    if pair.dry_run || outcome.changes.is_empty() {
+    if pair.dry_run {
         return Ok(outcome);
     }
-    // Rows move exactly as the source holds them: floats to the last digit.
-    reading
-        .batch_execute("SET extra_float_digits = 3")
-        .await
-        .map_err(failed(format!("settings on {source_what}")))?;
-    let edges = references(&target, &target_what).await?;
-    let depth = depths(&ours, &edges);
-    apply(reading, &target, db, &plans, &depth, &sequence_changes).await?;
-    (pair.progress)(&format!("postgres {db}: committed"));
+    let mut wrong_tables = Vec::new();
+    if !outcome.changes.is_empty() {
+        // Rows move exactly as the source holds them: floats to the last digit.
+        reading
+            .batch_execute("SET extra_float_digits = 3")
+            .await
+            .map_err(failed(format!("settings on {source_what}")))?;
+        let edges = references(&target, &target_what).await?;
+        let depth = depths(&ours, &edges);
+        apply(reading, &target, db, &plans, &depth, &sequence_changes).await?;
+        (pair.progress)(&format!("postgres {db}: committed"));
+        // Checked, not assumed: every row written is read back from the
+        // target and must digest as the source's, every row deleted must
+        // be gone, and each changed table must hold as many rows as the
+        // source; a table replaced whole is read back whole. Every set
+        // sequence too.
+        for (table, plan, aggregate) in &plans {
+            let what = format!("{} of the target's {db}", table.shown());
+            let wrong = match plan {
+                TablePlan::Same => None,
+                TablePlan::Whole { .. } => {
+                    let held = aggregate_of(&target, table, how, &what).await?;
+                    (held != *aggregate).then(|| {
+                        format!(
+                            "the target has {} rows, the source {}, or other rows",
+                            held.rows, aggregate.rows
+                        )
+                    })
+                }
+                TablePlan::Keys { upsert, delete, .. } => {
+                    check_keys(&target, table, how, upsert, delete, aggregate.rows, &what).await?
+                }
+            };
+            if let Some(wrong) = wrong {
+                wrong_tables.push(table.shown());
+                outcome.mismatches.push(format!(
+                    "postgres {db} {}: after the pass {wrong}",
+                    table.shown()
+                ));
+            }
+        }
+        for (schema, name, want, _) in &sequence_changes {
+            let held = sequence_value(&target, schema, name, &target_what).await?;
+            if held != *want {
+                outcome.mismatches.push(format!(
+                    "postgres {db} sequence {schema}.{name}: {} on the target, {} on the source",
+                    held.0, want.0
+                ));
+            }
+        }
+    }
     reading
         .batch_execute("COMMIT")
         .await
         .map_err(failed(format!("ending the read of {source_what}")))?;
-    // Checked, not assumed: every row written is read back from the
-    // target and must digest as the source's, every row deleted must be
-    // gone, and each changed table must hold as many rows as the source;
-    // a table replaced whole is read back whole. Every set sequence too.
-    for (table, plan, aggregate) in &plans {
-        let what = format!("{} of the target's {db}", table.shown());
-        let wrong = match plan {
-            TablePlan::Same => None,
-            TablePlan::Whole { .. } => {
-                let held = aggregate_of(&target, table, how, &what).await?;
-                (held != *aggregate).then(|| {
-                    format!(
-                        "the target has {} rows, the source {}, or other rows",
-                        held.rows, aggregate.rows
-                    )
-                })
-            }
-            TablePlan::Keys { upsert, delete, .. } => {
-                check_keys(&target, table, how, upsert, delete, aggregate.rows, &what).await?
-            }
+    // The record of what the target holds now: a table left as it was
+    // keeps its entry; one written to, or not recorded before, gets the
+    // source's digests as this pass read them; one found wrong, none.
+    let mut renewed = DatabaseDigests {
+        integer_datetimes,
+        float_digits,
+        tables: BTreeMap::new(),
+    };
+    for ((table, plan, aggregate), (entry, fresh)) in plans.iter().zip(planned) {
+        let shown = table.shown();
+        if wrong_tables.contains(&shown) {
+            continue;
+        }
+        let entry = match (plan, entry, fresh) {
+            (TablePlan::Same, Some(entry), _) => entry.clone(),
+            (_, _, Some((name, out))) => TableDigests {
+                rows: out.finish()?,
+                file: Some(name),
+                sum: None,
+            },
+            (_, _, None) if table.key_kind().is_none() => TableDigests {
+                rows: aggregate.rows,
+                file: None,
+                sum: Some(format!("{:032x}", aggregate.sum)),
+            },
+            _ => continue,
         };
-        if let Some(wrong) = wrong {
-            outcome.mismatches.push(format!(
-                "postgres {db} {}: after the pass {wrong}",
-                table.shown()
-            ));
-        }
+        renewed.tables.insert(shown, entry);
     }
-    for (schema, name, want, _) in &sequence_changes {
-        let held = sequence_value(&target, schema, name, &target_what).await?;
-        if held != *want {
-            outcome.mismatches.push(format!(
-                "postgres {db} sequence {schema}.{name}: {} on the target, {} on the source",
-                held.0, want.0
-            ));
-        }
-    }
+    outcome.recorded = Some(renewed);
     Ok(outcome)
 }
 
@@ -852,7 +991,7 @@ fn check_same_tables(db: &str, ours: &[Table], theirs: &[Table]) -> Result<(), E
 /// How both servers send a table's rows for comparison.
 #[derive(Clone, Copy)]
 struct Reading<'a> {
-    pass: &'a PassKey,
+    pass: &'a DigestKey,
     /// Both servers store dates and times as integers.
     integer_datetimes: bool,
 }
@@ -877,20 +1016,107 @@ impl Reading<'_> {
     }
 }
 
-/// Compares one table; returns what it needs and the source's aggregate.
+/// What comparing one table found.
+struct Found {
+    plan: TablePlan,
+    /// The source's row count and digest sum.
+    aggregate: Aggregate,
+    /// Whether the record of the target served (the target was not read).
+    used_record: bool,
+    /// A keyed table's new key file, the source's keys and digests as
+    /// read (name, writer), kept once the pass is checked.
+    renewed: Option<(String, KeyWriter)>,
+    /// What the operator should know.
+    warning: Option<String>,
+}
+
+/// The other side of a table's merge: the target's rows, or the record
+/// of them (its key file).
+enum Theirs {
+    Target(Ahead),
+    Record {
+        reader: KeyReader,
+        kind: KeyKind,
+        key: Vec<u8>,
+        last: Option<Key>,
+    },
+}
+
+impl Theirs {
+    async fn next(&mut self) -> Result<Option<(Key, u128)>, Error> {
+        match self {
+            Theirs::Target(rows) => Ok(rows
+                .next()
+                .await?
+                .map(|(k, h)| (k.expect("a keyed read"), h))),
+            Theirs::Record {
+                reader,
+                kind,
+                key,
+                last,
+            } => {
+                let Some(digest) = reader.next(key)? else {
+                    return Ok(None);
+                };
+                let k = Key::from_bytes(key, *kind)
+                    .ok_or_else(|| reader.bad("a key not of the table's key type"))?;
+                if last.is_some_and(|l| l >= k) {
+                    return Err(reader.bad("its keys out of order"));
+                }
+                *last = Some(k);
+                Ok(Some((k, digest)))
+            }
+        }
+    }
+}
+
+/// A table's row count.
+async fn count_rows(client: &Client, table: &Table, what: &str) -> Result<u64, Error> {
+    let n: i64 = client
+        .query_one(
+            format!("SELECT count(*) FROM ONLY {}", table.qualified()).as_str(),
+            &[],
+        )
+        .await
+        .map_err(failed(format!("counting {what}")))?
+        .get(0);
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Compares one table of the source with the target — with the record of
+/// what the target holds (`recorded`: its entry and the key files'
+/// directory) when there is one and the target still holds as many rows
+/// as it says, else with the target's rows.
 async fn plan_table(
     source: &Client,
     target: &Client,
     table: &Table,
     db: &str,
     reading: Reading<'_>,
-) -> Result<(TablePlan, Aggregate), Error> {
+    recorded: Option<(&TableDigests, &std::path::Path)>,
+    files: Option<&KeyFiles>,
+) -> Result<Found, Error> {
     let source_what = format!("{} of the source's {db}", table.shown());
     let target_what = format!("{} of the target's {db}", table.shown());
-    let whole = || async {
+    let mut warning = None;
+    let mut recorded = recorded;
+    if let Some((entry, _)) = recorded {
+        let held = count_rows(target, table, &target_what).await?;
+        if held != entry.rows {
+            warning = Some(format!(
+                "postgres {db} {}: the target holds {held} rows, the record of it {} (was it \
+                 written to after the pre-copy?); compared with the target's rows instead",
+                table.shown(),
+                entry.rows
+            ));
+            recorded = None;
+        }
+    }
+    let (source_ref, target_ref) = (&source_what, &target_what);
+    let whole = |warning: Option<String>| async move {
         let (ours, theirs) = futures_util::try_join!(
-            aggregate_of(source, table, reading, &source_what),
-            aggregate_of(target, table, reading, &target_what)
+            aggregate_of(source, table, reading, source_ref),
+            aggregate_of(target, table, reading, target_ref)
         )?;
         let plan = if ours == theirs {
             TablePlan::Same
@@ -900,15 +1126,60 @@ async fn plan_table(
                 target_rows: theirs.rows,
             }
         };
-        Ok::<_, Error>((plan, ours))
+        Ok::<_, Error>(Found {
+            plan,
+            aggregate: ours,
+            used_record: false,
+            renewed: None,
+            warning,
+        })
     };
-    if table.key_kind().is_none() {
-        return whole().await;
-    }
-    let (mut ours, mut theirs) = futures_util::try_join!(
-        reading.open(source, table, true, None, &source_what),
-        reading.open(target, table, true, None, &target_what)
-    )?;
+    let Some((_, kind)) = table.key_kind() else {
+        let sum = recorded
+            .and_then(|(entry, _)| entry.sum.as_deref().map(|sum| (entry.rows, sum)))
+            .and_then(|(rows, sum)| Some((rows, u128::from_str_radix(sum, 16).ok()?)));
+        let Some((rows, sum)) = sum else {
+            return whole(warning).await;
+        };
+        let ours = aggregate_of(source, table, reading, &source_what).await?;
+        let plan = if ours == (Aggregate { rows, sum }) {
+            TablePlan::Same
+        } else {
+            TablePlan::Whole {
+                source_rows: ours.rows,
+                target_rows: rows,
+            }
+        };
+        return Ok(Found {
+            plan,
+            aggregate: ours,
+            used_record: true,
+            renewed: None,
+            warning,
+        });
+    };
+    let reader = match recorded.and_then(|(entry, dir)| Some((entry.file.as_deref()?, dir))) {
+        Some((file, dir)) => super::open_recorded(dir, file)?,
+        None => None,
+    };
+    let used_record = reader.is_some();
+    let mut theirs = match reader {
+        Some(reader) => Theirs::Record {
+            reader,
+            kind,
+            key: Vec::new(),
+            last: None,
+        },
+        None => Theirs::Target(
+            reading
+                .open(target, table, true, None, &target_what)
+                .await?,
+        ),
+    };
+    let mut ours = reading
+        .open(source, table, true, None, &source_what)
+        .await?;
+    let mut renewed = files.map(KeyFiles::create).transpose()?;
     let mut aggregate = Aggregate::default();
     let (mut upsert, mut delete) = (Vec::new(), Vec::new());
     let mut moved = Moved::default();
@@ -921,38 +1192,34 @@ async fn plan_table(
             (None, None) => break,
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some((x, _)), Some((y, _))) => x.cmp(y),
+            (Some((x, _)), Some((y, _))) => x.expect("a keyed read").cmp(y),
         };
-        let key = match step {
-            std::cmp::Ordering::Less => {
-                let (k, h) = a.take().expect("matched");
-                let k = k.expect("a keyed read");
-                aggregate.add(h);
+        let key = if step == std::cmp::Ordering::Greater {
+            let (k, _) = b.take().expect("matched");
+            delete.push(k);
+            moved.deleted += 1;
+            b = theirs.next().await?;
+            k
+        } else {
+            let (k, h) = a.take().expect("matched");
+            let k = k.expect("a keyed read");
+            aggregate.add(h);
+            if let Some((_, out)) = renewed.as_mut() {
+                out.push(&k.to_bytes(), h)?;
+            }
+            if step == std::cmp::Ordering::Less {
                 upsert.push((k, h));
                 moved.inserted += 1;
                 a = ours.next().await?;
-                k
-            }
-            std::cmp::Ordering::Greater => {
-                let (k, _) = b.take().expect("matched");
-                let k = k.expect("a keyed read");
-                delete.push(k);
-                moved.deleted += 1;
-                b = theirs.next().await?;
-                k
-            }
-            std::cmp::Ordering::Equal => {
-                let (k, h) = a.take().expect("matched");
+            } else {
                 let (_, held) = b.take().expect("matched");
-                let k = k.expect("a keyed read");
-                aggregate.add(h);
                 if h != held {
                     upsert.push((k, h));
                     moved.replaced += 1;
                 }
                 (a, b) = futures_util::try_join!(ours.next(), theirs.next())?;
-                k
             }
+            k
         };
         if last.is_some_and(|l| l >= key) {
             return Err(Error::Invalid(format!(
@@ -965,7 +1232,7 @@ async fn plan_table(
         if upsert.len() + delete.len() > MAX_KEYS {
             // Too many to name: the table is replaced whole.
             drop((ours, theirs));
-            return whole().await;
+            return whole(warning).await;
         }
     }
     let plan = if upsert.is_empty() && delete.is_empty() {
@@ -977,7 +1244,13 @@ async fn plan_table(
             moved,
         }
     };
-    Ok((plan, aggregate))
+    Ok(Found {
+        plan,
+        aggregate,
+        used_record,
+        renewed,
+        warning,
+    })
 }
 
 /// The count and digest sum of a table's rows, read in any order.

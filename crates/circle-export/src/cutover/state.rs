@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::manifest::Manifest;
 
-/// The state format this crate writes and reads.
+/// The state format this crate writes and reads (a state with
+/// [`Digests`] is still format 1: an older reader ignores them).
 pub const STATE_FORMAT: u32 = 1;
 
 /// The largest state file read (it lists names and counts only).
@@ -39,6 +40,59 @@ pub struct CutoverState {
     pub tables: BTreeMap<String, BTreeMap<String, u64>>,
     /// Every final pass that finished (dry runs are not recorded).
     pub final_passes: Vec<FinalRecord>,
+    /// What the target holds, key by key (absent in the state of an
+    /// older circle-export: the final pass then reads both sides whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digests: Option<Digests>,
+}
+
+/// The record of what the target holds, key by key: files in
+/// [`keys_dir`], one per collection and keyed table, listing each key in
+/// the server's order with a digest of its document or row.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digests {
+    /// The random key of every digest (64 hex digits). Not a credential:
+    /// it keeps writers of documents and rows, who do not know it, from
+    /// making two of them digest alike.
+    pub key: String,
+    /// MongoDB collections, by `db.collection`: the key file's name.
+    pub collections: BTreeMap<String, String>,
+    /// PostgreSQL databases, by name.
+    pub databases: BTreeMap<String, DatabaseDigests>,
+}
+
+/// What a PostgreSQL database's digests were computed under.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseDigests {
+    /// Dates and times compared in their binary form (both servers store
+    /// them as integers).
+    pub integer_datetimes: bool,
+    /// `extra_float_digits` for the columns compared as text.
+    pub float_digits: i32,
+    /// Tables by `schema.name`.
+    pub tables: BTreeMap<String, TableDigests>,
+}
+
+/// One table's record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDigests {
+    /// Rows the target held.
+    pub rows: u64,
+    /// A keyed table: its key file's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// A table compared whole: the sum of its rows' digests (32 hex
+    /// digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum: Option<String>,
+}
+
+/// The directory of a state's key files: `<archive>.state.d`, beside the
+/// state `<archive>.state.json`.
+pub fn keys_dir(state: &Path) -> PathBuf {
+    let name = state.file_name().unwrap_or_default().to_string_lossy();
+    let stem = name.strip_suffix(".json").unwrap_or(&name);
+    state.with_file_name(format!("{stem}.d"))
 }
 
 /// One final pass that finished.
@@ -88,7 +142,40 @@ impl CutoverState {
                 })
                 .collect(),
             final_passes: Vec::new(),
+            digests: None,
         }
+    }
+
+    /// Removes from [`keys_dir`] every key file this state does not name
+    /// (those of an earlier pre-copy or pass, and any a kill left half
+    /// written).
+    pub fn prune(&self, state: &Path) -> Result<(), Error> {
+        let dir = keys_dir(state);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(dir.display())(e)),
+        };
+        let named: std::collections::BTreeSet<&str> = self
+            .digests
+            .iter()
+            .flat_map(|d| {
+                d.collections.values().map(String::as_str).chain(
+                    d.databases
+                        .values()
+                        .flat_map(|db| db.tables.values().filter_map(|t| t.file.as_deref())),
+                )
+            })
+            .collect();
+        for entry in entries {
+            let entry = entry.map_err(Error::io(dir.display()))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.contains(".keys") && !named.contains(name.as_ref()) {
+                std::fs::remove_file(entry.path()).map_err(Error::io(entry.path().display()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads the state at `path`: a missing file says to run the
