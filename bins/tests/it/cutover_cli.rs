@@ -231,6 +231,42 @@ fn a_final_pass_after_changes_leaves_the_targets_identical_and_a_second_changes_
     );
     assert_eq!(source_mongo(&dbs), target_mongo(&dbs));
     assert_eq!(pg_digests(&old_pg), pg_digests(&new_pg));
+    // Beside it, the record of what the target holds, key by key: a key
+    // file per collection and keyed table (0600, in a 0700 directory).
+    let recorded = circle_export::CutoverState::read(&state)
+        .unwrap()
+        .digests
+        .expect("the pre-copy records the target");
+    assert_eq!(
+        recorded.collections.keys().collect::<Vec<_>>(),
+        [
+            "build_state.states",
+            "circle_ghe.action_logs",
+            "circle_ghe.builds"
+        ]
+    );
+    assert_eq!(
+        recorded.databases["circle"].tables["public.builds"].rows,
+        300
+    );
+    assert!(
+        recorded.databases["circle"].tables["public.events"]
+            .sum
+            .is_some()
+    );
+    let keys = circle_export::cutover::keys_dir(&state);
+    assert_eq!(
+        std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let files: Vec<_> = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
+    assert_eq!(files.len(), 3 + 3, "{files:?}");
+    for file in &files {
+        assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    }
 
     // The old side changes after the pre-copy.
     py(&python3, MONGO_CHANGES, &[&old_mongo_uri]);
@@ -281,6 +317,7 @@ fn a_final_pass_after_changes_leaves_the_targets_identical_and_a_second_changes_
     let (code, done, stderr) = json(transfer(&reader).arg("--final"));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(done["healthy"], true, "{done}");
+    assert_eq!(done["warnings"], serde_json::json!([]), "{done}");
     assert_eq!(done["changed"], dry["planned"], "{done}\n{dry}");
     let kinds: Vec<&str> = done["actions"]
         .as_array()
@@ -366,6 +403,33 @@ fn a_final_pass_after_changes_leaves_the_targets_identical_and_a_second_changes_
     let (code, last, stderr) = json(transfer(&reader).arg("--final"));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(last["changed"], 0, "{last}");
+
+    // Something writes to the new side after its record was made: the
+    // pass finds it (MongoDB: the MD5s after; PostgreSQL: row counts
+    // before), says so, compares with the target itself, and heals it.
+    py(
+        &python,
+        "import sys\nfrom pymongo import MongoClient\n\
+         MongoClient(sys.argv[1]).circle_ghe.builds.delete_one({'_id': 50})",
+        &[&new_mongo_uri],
+    );
+    psql(&new_pg, "circle", "DELETE FROM builds WHERE id = 50");
+    let (code, healed, stderr) = json(transfer(&reader).arg("--final"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(healed["healthy"], true, "{healed}");
+    let warnings = healed["warnings"].to_string();
+    assert!(
+        warnings.contains("mongo circle_ghe.builds") && warnings.contains("postgres circle"),
+        "{healed}"
+    );
+    assert_eq!(
+        (target_mongo(&dbs), pg_digests(&new_pg)),
+        (source_mongo(&dbs), pg_digests(&old_pg))
+    );
+    let (code, last, stderr) = json(transfer(&reader).arg("--final"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(last["changed"], 0, "{last}");
+    assert_eq!(last["warnings"], serde_json::json!([]), "{last}");
 }
 
 #[test]
