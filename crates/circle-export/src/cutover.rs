@@ -1,32 +1,40 @@
 //! The cutover in two steps, so that CircleCI is down only for what
 //! changed. Days ahead, while the old services still run, `transfer` (a
 //! *pre-copy*) moves everything and leaves its record beside the archive
-//! ([`CutoverState`], `<archive>.state.json`). In the outage window, once
-//! the old services are stopped, [`final_pass`] (`transfer --final`)
-//! compares the old servers with the new ones and moves only what differs:
+//! ([`CutoverState`], `<archive>.state.json`) with, in [`keys_dir`], what
+//! the target holds key by key: each collection's `_id`s and each keyed
+//! table's keys in the server's order, each with a keyed digest of its
+//! document or row ([`Digests`]). In the outage window, once the old
+//! services are stopped, [`final_pass`] (`transfer --final`) reads the old
+//! servers, compares them with that record, and moves only what differs;
+//! the new servers are read only where something changed and to check:
 //!
 //! - MongoDB: each collection's MD5 (`dbHash`, computed by each server
 //!   over its documents in `_id` order, so nothing crosses the wire for a
-//!   collection that did not change); a changed collection is merged
-//!   document by document in `_id` order (inserted, replaced as the
-//!   source's exact bytes, deleted; `w: "majority"`, riding out a
-//!   failover); indexes compared by name and created or dropped; a new
-//!   collection created with the source's options; a collection the
-//!   pre-copy copied that the source dropped is dropped.
+//!   collection that did not change); a changed collection is read on the
+//!   source in `_id` order and merged with the record document by document
+//!   (inserted, replaced as the source's exact bytes, deleted;
+//!   `w: "majority"`, riding out a failover); indexes compared by name and
+//!   created or dropped; a new collection created with the source's
+//!   options; a collection the pre-copy copied that the source dropped is
+//!   dropped.
 //! - PostgreSQL: see [`postgres`](self) — rows read as binary `COPY` on
-//!   both sides, digested here as they pass (under a random key of the
-//!   pass) and merged by primary key, tables without a usable key replaced
-//!   whole, sequences set, one transaction per database. Each stream is
-//!   read ahead on its own task.
+//!   the source, digested here as they pass and merged by primary key with
+//!   the record, tables without a usable key compared by a digest sum and
+//!   replaced whole, sequences set, one transaction per database.
 //!
 //! The source is only read (PostgreSQL in a read-only transaction). A
 //! second pass finds nothing to move (`changed: 0`); a pass killed
 //! half-way is finished by running it again (every MongoDB write can be
-//! sent again; each PostgreSQL database commits whole or not at all). At
-//! the end the target is checked, not assumed: each changed collection's
-//! MD5, every row written (and each changed table's row count) are read
-//! back from the target and compared with the source's; any difference is
-//! reported as a mismatch.
+//! sent again; each PostgreSQL database commits whole or not at all; the
+//! record is renewed only once a pass is checked). At the end the target
+//! is checked, not assumed: each changed collection's MD5, every row
+//! written and every table's row count are read back from the target and
+//! compared with the source's. Where the target is not what its record
+//! says (written to since), the pass says so in a warning and compares
+//! with the target itself instead (a collection whose MD5 is wrong after
+//! the merge; a table whose row count is not the record's, before it);
+//! any difference left is reported as a mismatch.
 
 mod keys;
 mod mongo;
@@ -208,6 +216,12 @@ pub async fn final_pass(
                 None => renewed.collections.remove(&name),
             };
         }
+        for (name, md5) in half.md5s {
+            match md5 {
+                Some(md5) => renewed.md5s.insert(name, md5),
+                None => renewed.md5s.remove(&name),
+            };
+        }
         for (db, record) in half.databases {
             match record {
                 Some(record) => renewed.databases.insert(db, record),
@@ -369,15 +383,13 @@ impl Recorder {
     /// Records collection `db.coll` from its dump's documents (`data`).
     pub(crate) async fn mongo(&self, db: &str, coll: &str, data: &Path) -> Result<(), Error> {
         let (name, path) = self.files.allocate();
-        if mongo::record(data.to_owned(), path, self.key.clone())
-            .await?
-            .is_some()
-        {
-            self.digests
-                .lock()
-                .expect("not poisoned")
-                .collections
-                .insert(format!("{db}.{coll}"), name);
+        if let Some(sorted) = mongo::record(data.to_owned(), path, self.key.clone()).await? {
+            let mut digests = self.digests.lock().expect("not poisoned");
+            let key = format!("{db}.{coll}");
+            if let Some(md5) = sorted.md5 {
+                digests.md5s.insert(key.clone(), md5);
+            }
+            digests.collections.insert(key, name);
         }
         Ok(())
     }
@@ -426,6 +438,8 @@ struct Half {
     warnings: Vec<String>,
     /// Key files renewed (`None`: no longer recorded), by `db.collection`.
     collections: Vec<(String, Option<String>)>,
+    /// MD5s renewed (`None`: no longer recorded), by `db.collection`.
+    md5s: Vec<(String, Option<String>)>,
     /// Databases' records renewed (`None`: no longer recorded).
     databases: Vec<(String, Option<DatabaseDigests>)>,
 }
@@ -461,51 +475,29 @@ async fn mongo_pass(
         .into_iter()
         .filter(|c| !c.view)
         .collect();
-    // Each database's MD5s, on both sides at once.
-    let mut dbs: Vec<String> = collections.iter().map(|c| c.db.clone()).collect();
-    dbs.extend(
-        state
-            .collections
-            .keys()
-            .filter_map(|k| k.split_once('.').map(|(db, _)| db.to_owned())),
-    );
-    dbs.sort();
-    dbs.dedup();
     let mut half = Half::default();
-    let mut source_hashes = std::collections::BTreeMap::new();
-    let mut target_hashes = std::collections::BTreeMap::new();
-    for db in &dbs {
-        let mut names: Vec<String> = collections
-            .iter()
-            .filter(|c| c.db == *db)
-            .map(|c| c.name.clone())
-            .collect();
-        names.extend(state.collections.keys().filter_map(|k| {
-            k.split_once('.')
-                .filter(|(d, _)| d == db)
-                .map(|(_, c)| c.to_owned())
-        }));
-        names.sort();
-        names.dedup();
-        let (ours, theirs) = futures_util::try_join!(
-            mongo::source_hashes(m.source, db, &names),
-            mongo::target_hashes(&m.target.client, db, &names, failover)
-        )?;
-        source_hashes.insert(db.clone(), ours);
-        target_hashes.insert(db.clone(), theirs);
-    }
-    let hash =
-        |map: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
-         db: &str,
-         coll: &str| { map.get(db).and_then(|h| h.get(coll)).cloned() };
     // Collections the pre-copy copied that the source no longer has.
+    let mut held: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for key in state.collections.keys() {
         let Some((db, coll)) = key.split_once('.') else {
             continue;
         };
-        if collections.iter().any(|c| c.db == db && c.name == coll)
-            || hash(&target_hashes, db, coll).is_none()
-        {
+        if collections.iter().any(|c| c.db == db && c.name == coll) {
+            continue;
+        }
+        if !held.contains_key(db) {
+            let names = m
+                .target
+                .client
+                .database(db)
+                .list_collection_names()
+                .await
+                .map_err(Error::mongo(format!(
+                    "listCollections on the target's {db}"
+                )))?;
+            held.insert(db.to_owned(), names);
+        }
+        if !held[db].iter().any(|n| n == coll) {
             continue;
         }
         if !spec.dry_run {
@@ -527,142 +519,180 @@ async fn mongo_pass(
             "the source dropped it after the pre-copy",
         ));
         half.collections.push((key.clone(), None));
+        half.md5s.push((key.clone(), None));
     }
-    let results = crate::mongo::for_each_parallel(collections, spec.parallel, |c| {
-        let ours = hash(&source_hashes, &c.db, &c.name);
-        let theirs = hash(&target_hashes, &c.db, &c.name);
-        async move {
-            let mut outcome = mongo::CollectionOutcome::default();
-            let what = format!("mongo {}.{}", c.db, c.name);
-            if ours.is_none() || ours != theirs {
-                outcome.diffed = true;
-                // Against the record of the target when there is one: the
-                // target is then not read (the MD5s after the pass check it).
-                let against = match recorded
-                    .digests
-                    .collections
-                    .get(&format!("{}.{}", c.db, c.name))
-                {
-                    Some(name) if theirs.is_some() => open_recorded(&recorded.dir, name)?,
-                    _ => None,
-                };
-                outcome.by_record = against.is_some();
-                let renewed = recorded.files.map(KeyFiles::create).transpose()?;
-                let (name, writer) = match renewed {
-                    Some((name, writer)) => (Some(name), Some(writer)),
-                    None => (None, None),
-                };
-                let (moved, writer) = mongo::diff_collection(
-                    m.source,
-                    m.target,
-                    &c.db,
-                    &c.name,
-                    &c.options,
-                    theirs.is_some(),
-                    against.map_or(mongo::Against::Target, mongo::Against::Record),
-                    Some(recorded.key),
-                    writer,
-                    spec.dry_run,
-                    failover,
-                )
-                .await?;
-                outcome.renewed = name.zip(writer);
-                if theirs.is_none() {
-                    outcome.changes.push(Change::new(
-                        "create-collection",
-                        what.clone(),
-                        format!("new since the pre-copy: {} documents", moved.inserted),
-                    ));
-                } else if moved.total() > 0 {
-                    outcome.changes.push(Change::new(
-                        "update-collection",
-                        what.clone(),
-                        format!(
-                            "{} inserted, {} replaced, {} deleted",
-                            moved.inserted, moved.replaced, moved.deleted
-                        ),
-                    ));
-                }
-                progress(&format!(
-                    "{what}: {} inserted, {} replaced, {} deleted{}",
-                    moved.inserted,
-                    moved.replaced,
-                    moved.deleted,
-                    if spec.dry_run { " (dry run)" } else { "" }
-                ));
-                outcome.moved = moved;
-            }
-            outcome.changes.extend(
-                mongo::sync_indexes(
-                    m.source,
-                    &m.target.client,
-                    &c.db,
-                    &c.name,
-                    spec.dry_run,
-                    failover,
-                )
-                .await?,
-            );
-            Ok((c, ours, outcome))
-        }
+    // Each collection on its own, several at once: its MD5 on both sides;
+    // when they differ, the merge, then the check.
+    let outcomes = crate::mongo::for_each_parallel(collections, spec.parallel, |c| async move {
+        collection_pass(m, &c, spec, recorded, failover, progress).await
     })
     .await?;
-    let mut diffed = Vec::new();
-    for (c, ours, mut outcome) in results {
-        if outcome.diffed {
-            diffed.push((c, ours, outcome.by_record, outcome.renewed.take()));
-        } else if outcome.changes.is_empty() {
-            half.unchanged += 1;
-        }
-        half.documents.add(outcome.moved);
+    for outcome in outcomes {
+        half.documents.add(outcome.documents);
         half.changes.extend(outcome.changes);
+        half.unchanged += outcome.unchanged;
+        half.mismatches.extend(outcome.mismatches);
+        half.warnings.extend(outcome.warnings);
+        half.collections.extend(outcome.collections);
+        half.md5s.extend(outcome.md5s);
     }
-    if spec.dry_run {
+    Ok(half)
+}
+
+/// One collection of the MongoDB half: compared by MD5 on both sides
+/// (`dbHash`); when they differ, merged with the record of the target (or
+/// the target's documents), then checked (see the module's description).
+async fn collection_pass(
+    m: &TransferMongo<'_>,
+    c: &crate::mongo::SourceCollection,
+    spec: &FinalSpec<'_>,
+    recorded: &Recorded<'_>,
+    failover: &Failover<'_>,
+    progress: ha_plan::Progress<'_>,
+) -> Result<Half, Error> {
+    let (db, name) = (&c.db, &c.name);
+    let names = [name.clone()];
+    let key = format!("{db}.{name}");
+    let what = format!("mongo {key}");
+    let mut half = Half::default();
+    // The source's MD5 first: when it differs from the one recorded for
+    // the target, the collection changed and the target's is not needed
+    // before the merge (the one after it checks). Otherwise both, and
+    // the same MD5 on both sides is a collection left as it is.
+    let ours = mongo::source_hashes(m.source, db, &names)
+        .await?
+        .get(name)
+        .cloned();
+    let was = recorded.digests.md5s.get(&key);
+    let file = recorded.digests.collections.get(&key);
+    let changed_since = ours.is_some() && was.is_some() && ours.as_ref() != was && file.is_some();
+    let theirs = if changed_since {
+        was.cloned()
+    } else {
+        mongo::target_hashes(&m.target.client, db, &names, failover)
+            .await?
+            .get(name)
+            .cloned()
+    };
+    // The same as its record on the source, but not on the target: the
+    // target was written to since; compare with its documents.
+    let target_changed = !changed_since && was.is_some() && ours.as_ref() == was && theirs != ours;
+    if target_changed {
+        half.warnings.push(format!(
+            "{what}: the target differs from the record of what it held (was it written to \
+             after the pre-copy?); compared with the target's documents"
+        ));
+    }
+    let mut check = None;
+    if ours.is_none() || ours != theirs {
+        // Against the record of the target when there is one: the target
+        // is then not read (its MD5 after the pass checks it).
+        let against = match file {
+            Some(file) if theirs.is_some() && !target_changed => {
+                open_recorded(&recorded.dir, file)?
+            }
+            _ => None,
+        };
+        let by_record = against.is_some();
+        let (file, writer) = match recorded.files.map(KeyFiles::create).transpose()? {
+            Some((file, writer)) => (Some(file), Some(writer)),
+            None => (None, None),
+        };
+        let (moved, writer) = mongo::diff_collection(
+            m.source,
+            m.target,
+            db,
+            name,
+            &c.options,
+            theirs.is_some(),
+            against.map_or(mongo::Against::Target, mongo::Against::Record),
+            Some(recorded.key),
+            writer,
+            spec.dry_run,
+            failover,
+        )
+        .await?;
+        if theirs.is_none() {
+            half.changes.push(Change::new(
+                "create-collection",
+                what.clone(),
+                format!("new since the pre-copy: {} documents", moved.inserted),
+            ));
+        } else if moved.total() > 0 {
+            half.changes.push(Change::new(
+                "update-collection",
+                what.clone(),
+                format!(
+                    "{} inserted, {} replaced, {} deleted",
+                    moved.inserted, moved.replaced, moved.deleted
+                ),
+            ));
+        }
+        progress(&format!(
+            "{what}: {} inserted, {} replaced, {} deleted{}",
+            moved.inserted,
+            moved.replaced,
+            moved.deleted,
+            if spec.dry_run { " (dry run)" } else { "" }
+        ));
+        half.documents = moved;
+        check = Some((by_record, file.zip(writer)));
+    }
+    half.changes.extend(
+        mongo::sync_indexes(m.source, &m.target.client, db, name, spec.dry_run, failover).await?,
+    );
+    if check.is_none() {
+        if half.changes.is_empty() {
+            half.unchanged = 1;
+        }
+        half.md5s.push((key, ours));
         return Ok(half);
     }
-    // Checked: every collection written to has the source's MD5 now. One
-    // compared with the record of the target that does not was written to
-    // on the target since that record: it is compared again, with the
-    // target's documents, and checked again.
-    for (c, ours, by_record, renewed) in diffed {
-        let (db, name) = (&c.db, &c.name);
-        let list = [name.clone()];
-        let mut now = mongo::target_hashes(&m.target.client, db, &list, failover).await?;
-        if now.get(name) != ours.as_ref() && by_record {
-            half.warnings.push(format!(
-                "mongo {db}.{name}: the target differed from the record of what it held (was \
-                 it written to after the pre-copy?); compared with the target's documents \
-                 instead"
-            ));
-            let (moved, _) = mongo::diff_collection(
-                m.source,
-                m.target,
-                db,
-                name,
-                &c.options,
-                true,
-                mongo::Against::Target,
-                None,
-                None,
-                false,
-                failover,
-            )
-            .await?;
-            half.documents.add(moved);
-            now = mongo::target_hashes(&m.target.client, db, &list, failover).await?;
-        }
-        if now.get(name) != ours.as_ref() {
-            half.mismatches.push(format!(
-                "mongo {db}.{name}: after the pass the target's MD5 is {}, the source's {} \
-                 (something wrote to one of them during the pass?)",
-                now.get(name).map_or("absent", String::as_str),
-                ours.as_deref().unwrap_or("absent")
-            ));
-            half.collections.push((format!("{db}.{name}"), None));
-        } else if let Some((file, writer)) = renewed {
+    let Some((by_record, renewed)) = check.filter(|_| !spec.dry_run) else {
+        return Ok(half);
+    };
+    // Checked: the collection has the source's MD5 now. One compared with
+    // the record of the target that does not was written to on the target
+    // since that record: it is compared again, with the target's
+    // documents, and checked again.
+    let mut now = mongo::target_hashes(&m.target.client, db, &names, failover).await?;
+    if now.get(name) != ours.as_ref() && by_record {
+        half.warnings.push(format!(
+            "{what}: the target differed from the record of what it held (was it written to \
+             after the pre-copy?); compared with the target's documents instead"
+        ));
+        let (moved, _) = mongo::diff_collection(
+            m.source,
+            m.target,
+            db,
+            name,
+            &c.options,
+            true,
+            mongo::Against::Target,
+            None,
+            None,
+            false,
+            failover,
+        )
+        .await?;
+        half.documents.add(moved);
+        now = mongo::target_hashes(&m.target.client, db, &names, failover).await?;
+    }
+    if now.get(name) != ours.as_ref() {
+        half.mismatches.push(format!(
+            "{what}: after the pass the target's MD5 is {}, the source's {} (something wrote \
+             to one of them during the pass?)",
+            now.get(name).map_or("absent", String::as_str),
+            ours.as_deref().unwrap_or("absent")
+        ));
+        half.collections.push((key.clone(), None));
+        half.md5s.push((key, None));
+    } else {
+        if let Some((file, writer)) = renewed {
             writer.finish()?;
-            half.collections.push((format!("{db}.{name}"), Some(file)));
+            half.collections.push((key.clone(), Some(file)));
         }
+        half.md5s.push((key, ours));
     }
     Ok(half)
 }

@@ -287,13 +287,20 @@ pub async fn transfer(
     let state = crate::cutover::state_path(&spec.out);
     let recorder = crate::cutover::Recorder::new(&state)?;
     let recorder = &recorder;
-    let loads = async {
+    // A database is recorded once its load committed, beside the loads
+    // (not in a load's slot: the collections waiting for one go on).
+    let (committed, mut to_record) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let loads = async move {
         let stream = futures_util::stream::poll_fn(|cx| queue.poll_recv(cx));
-        let results: Vec<Result<Option<Loaded>, Error>> = stream
-            .map(|job| async move { load(spec, job, load_meter, recorder, progress).await })
-            .buffer_unordered(spec.parallel.max(1))
-            .collect()
-            .await;
+        let committed = &committed;
+        let results: Vec<Result<Option<Loaded>, Error>> =
+            stream
+                .map(|job| async move {
+                    load(spec, job, load_meter, recorder, committed, progress).await
+                })
+                .buffer_unordered(spec.parallel.max(1))
+                .collect()
+                .await;
         let mut documents = 0;
         let mut skipped = Vec::new();
         let mut warnings = Vec::new();
@@ -306,8 +313,22 @@ pub async fn transfer(
         }
         Ok::<_, Error>((documents, skipped, warnings))
     };
-    let ((dumped, archive), (documents, later_skipped, load_warnings)) =
-        futures_util::try_join!(dump_then_archive, loads)?;
+    let recordings = async {
+        let stream = futures_util::stream::poll_fn(|cx| to_record.poll_recv(cx));
+        let results: Vec<Result<(), Error>> = stream
+            .map(|db| async move {
+                match &spec.postgres {
+                    Some(pg) => recorder.postgres(pg.source, pg.target, &db).await,
+                    None => Ok(()),
+                }
+            })
+            .buffer_unordered(2)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<(), Error>>()
+    };
+    let ((dumped, archive), (documents, later_skipped, load_warnings), ()) =
+        futures_util::try_join!(dump_then_archive, loads, recordings)?;
     spec.meter.end();
     report.documents = documents;
     report.warnings.extend(load_warnings);
@@ -439,6 +460,7 @@ async fn load(
     job: Job,
     meter: &Meter,
     recorder: &crate::cutover::Recorder,
+    committed: &tokio::sync::mpsc::UnboundedSender<String>,
     progress: ha_plan::Progress<'_>,
 ) -> Result<Option<Loaded>, Error> {
     match job {
@@ -453,7 +475,7 @@ async fn load(
             {
                 Ok(warnings) => {
                     progress(&format!("postgres {db}: moved"));
-                    recorder.postgres(pg.source, pg.target, &db).await?;
+                    let _ = committed.send(db.clone());
                     Ok(Some(Loaded {
                         warnings,
                         ..Loaded::default()

@@ -133,7 +133,7 @@ impl KeyWriter {
             .write_all(&len.to_be_bytes())
             .and_then(|()| self.out.write_all(key))
             .and_then(|()| self.out.write_all(&digest.to_be_bytes()))
-            .map_err(Error::io(self.partial.display()))?;
+            .map_err(|e| Error::io(self.partial.display())(e))?;
         self.count += 1;
         Ok(())
     }
@@ -180,8 +180,9 @@ impl KeyReader {
 
     pub(super) fn bad(&self, what: &str) -> Error {
         Error::Invalid(format!(
-            "{}: {what}: the pre-copy's record of the target is damaged; run the pre-copy \
-             (`circle-export transfer` without --final) again",
+            "{}: {what}: this record of what the target holds is damaged; remove the file and \
+             run again (the final pass then reads the target itself for that collection or \
+             table)",
             self.path.display()
         ))
     }
@@ -250,40 +251,59 @@ pub(super) fn id_of(key: &[u8]) -> Option<Bson> {
 /// Documents sorted per run before a run is written out and merged.
 const RUN_KEYS: usize = 200_000;
 
-/// Writes the key file of a collection whose documents come in any order
-/// (a dump's), sorting by `_id` as the server does — in runs of
-/// [`RUN_KEYS`] written beside `path` and merged, so memory stays bounded.
-/// An `_id` seen twice is recorded once with a digest no document has (the
-/// final pass then rewrites it). `Ok(None)` when an `_id` is of a type this
-/// reader does not order: the collection is then compared on both sides.
-pub(super) struct SortedIds {
-    path: PathBuf,
-    pending: Vec<(Bson, u128)>,
-    runs: Vec<PathBuf>,
-    orderable: bool,
-}
+/// One document of a dump: its `_id`, digest, and where it is in the dump
+/// (offset, length).
+type Entry = (Bson, u128, u64, u32);
 
 /// The digest recorded for an `_id` seen twice: no document digests to it
 /// but by a 2^-128 chance, so the final pass writes the source's.
 const UNKNOWN: u128 = 0;
 
-fn by_id(a: &(Bson, u128), b: &(Bson, u128)) -> Ordering {
+fn by_id(a: &Entry, b: &Entry) -> Ordering {
     compare_ids(&a.0, &b.0).unwrap_or(Ordering::Equal)
 }
 
+/// What recording a dumped collection found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Sorted {
+    /// Keys in the key file.
+    pub(super) keys: u64,
+    /// The MD5 of the documents in `_id` order — what `dbHash` reports for
+    /// a collection holding exactly them (lowercase hex); `None` when an
+    /// `_id` was seen twice.
+    pub(super) md5: Option<String>,
+}
+
+/// Writes the key file of a collection whose documents come in any order
+/// (a dump's), sorting by `_id` as the server does — in runs of
+/// [`RUN_KEYS`] written beside `path` and merged, so memory stays bounded —
+/// and computes the collection's MD5 as `dbHash` does, reading each
+/// document from the dump in that order. An `_id` seen twice is recorded
+/// once with a digest no document has (the final pass then rewrites it).
+/// `Ok(None)` when an `_id` is of a type this reader does not order: the
+/// collection is then compared on both sides.
+pub(super) struct SortedIds {
+    path: PathBuf,
+    dump: PathBuf,
+    pending: Vec<Entry>,
+    runs: Vec<PathBuf>,
+    orderable: bool,
+}
+
 impl SortedIds {
-    /// Starts the key file at `path`.
-    pub(super) fn new(path: &Path) -> SortedIds {
+    /// Starts the key file at `path` for the documents of `dump`.
+    pub(super) fn new(path: &Path, dump: &Path) -> SortedIds {
         SortedIds {
             path: path.to_owned(),
+            dump: dump.to_owned(),
             pending: Vec::new(),
             runs: Vec::new(),
             orderable: true,
         }
     }
 
-    /// Adds one document's `_id` and digest.
-    pub(super) fn push(&mut self, id: Bson, digest: u128) -> Result<(), Error> {
+    /// Adds one document: its `_id`, digest, offset and length in the dump.
+    pub(super) fn push(&mut self, id: Bson, digest: u128, at: u64, len: u32) -> Result<(), Error> {
         if !self.orderable {
             return Ok(());
         }
@@ -292,10 +312,10 @@ impl SortedIds {
             self.pending = Vec::new();
             return Ok(());
         }
-        self.pending.push((id, digest));
+        self.pending.push((id, digest, at, len));
         if self.pending.len() >= RUN_KEYS {
             let run = self.run_path(self.runs.len());
-            write_sorted(&run, std::mem::take(&mut self.pending))?;
+            write_run(&run, std::mem::take(&mut self.pending))?;
             self.runs.push(run);
         }
         Ok(())
@@ -307,38 +327,36 @@ impl SortedIds {
         PathBuf::from(name)
     }
 
-    /// Writes the file; the number of keys, or `None` (not orderable).
-    pub(super) fn finish(mut self) -> Result<Option<u64>, Error> {
-        let runs = std::mem::take(&mut self.runs);
-        let cleanup = |runs: &[PathBuf]| {
-            for run in runs {
-                let _ = std::fs::remove_file(run);
-            }
-        };
-        if !self.orderable {
-            cleanup(&runs);
-            return Ok(None);
-        }
-        if runs.is_empty() {
-            return write_sorted(&self.path, std::mem::take(&mut self.pending)).map(Some);
-        }
+    /// Writes the file; what it holds, or `None` (not orderable).
+    pub(super) fn finish(mut self) -> Result<Option<Sorted>, Error> {
+        let mut runs = std::mem::take(&mut self.runs);
         let result = (|| {
-            let mut all = runs.clone();
+            if !self.orderable {
+                return Ok(None);
+            }
+            let mut out = Output::new(KeyWriter::create(&self.path)?, &self.dump)?;
+            if runs.is_empty() {
+                let mut entries = std::mem::take(&mut self.pending);
+                entries.sort_by(by_id);
+                for entry in entries {
+                    out.push(entry)?;
+                }
+                return out.finish().map(Some);
+            }
             if !self.pending.is_empty() {
                 let last = self.run_path(runs.len());
-                write_sorted(&last, std::mem::take(&mut self.pending))?;
-                all.push(last);
+                runs.push(last.clone());
+                write_run(&last, std::mem::take(&mut self.pending))?;
             }
-            let mut readers = all
+            let mut readers = runs
                 .iter()
                 .map(|p| KeyReader::open(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut heads: Vec<Option<(Bson, u128)>> = Vec::with_capacity(readers.len());
             let mut key = Vec::new();
+            let mut heads = Vec::with_capacity(readers.len());
             for reader in &mut readers {
-                heads.push(next_id(reader, &mut key)?);
+                heads.push(next_entry(reader, &mut key)?);
             }
-            let mut out = Dedup::new(KeyWriter::create(&self.path)?);
             loop {
                 let mut least: Option<usize> = None;
                 for (i, head) in heads.iter().enumerate() {
@@ -351,64 +369,111 @@ impl SortedIds {
                     }
                 }
                 let Some(i) = least else { break };
-                let (id, digest) = heads[i].take().expect("the least head");
-                out.push(id, digest)?;
-                heads[i] = next_id(&mut readers[i], &mut key)?;
+                out.push(heads[i].take().expect("the least head"))?;
+                heads[i] = next_entry(&mut readers[i], &mut key)?;
             }
-            out.finish()
+            out.finish().map(Some)
         })();
-        cleanup(&runs);
-        cleanup(&[self.run_path(runs.len())]);
-        result.map(Some)
+        for run in &runs {
+            let _ = std::fs::remove_file(run);
+        }
+        result
     }
 }
 
-fn next_id(reader: &mut KeyReader, key: &mut Vec<u8>) -> Result<Option<(Bson, u128)>, Error> {
-    match reader.next(key)? {
-        None => Ok(None),
-        Some(digest) => id_of(key)
-            .map(|id| Some((id, digest)))
-            .ok_or_else(|| reader.bad("a key that is not an _id")),
+/// A run: each entry's key is its `_id` ([`id_key`]) followed by its
+/// offset (8 bytes) and length (4 bytes) in the dump.
+fn write_run(path: &Path, mut entries: Vec<Entry>) -> Result<(), Error> {
+    entries.sort_by(by_id);
+    let mut out = KeyWriter::create(path)?;
+    for (id, digest, at, len) in entries {
+        let mut key = id_key_of(&id)?;
+        key.extend_from_slice(&at.to_be_bytes());
+        key.extend_from_slice(&len.to_be_bytes());
+        out.push(&key, digest)?;
     }
+    out.finish().map(|_| ())
 }
 
-/// A key file's writer that records an `_id` seen twice once, as
-/// [`UNKNOWN`].
-struct Dedup {
+fn next_entry(reader: &mut KeyReader, key: &mut Vec<u8>) -> Result<Option<Entry>, Error> {
+    let Some(digest) = reader.next(key)? else {
+        return Ok(None);
+    };
+    let split = key
+        .len()
+        .checked_sub(12)
+        .ok_or_else(|| reader.bad("a short run entry"))?;
+    let (id, place) = key.split_at(split);
+    let at = u64::from_be_bytes(place[..8].try_into().expect("8 bytes"));
+    let len = u32::from_be_bytes(place[8..].try_into().expect("4 bytes"));
+    let id = id_of(id).ok_or_else(|| reader.bad("a key that is not an _id"))?;
+    Ok(Some((id, digest, at, len)))
+}
+
+/// The sorted entries' way out: the key file (an `_id` seen twice once, as
+/// [`UNKNOWN`]) and the MD5 of the documents in that order, read from the
+/// dump.
+struct Output {
     out: KeyWriter,
     held: Option<(Bson, u128)>,
+    dump: std::fs::File,
+    shown: String,
+    md5: Option<md5::Md5>,
+    document: Vec<u8>,
 }
 
-impl Dedup {
-    fn new(out: KeyWriter) -> Dedup {
-        Dedup { out, held: None }
+impl Output {
+    fn new(out: KeyWriter, dump: &Path) -> Result<Output, Error> {
+        use md5::Digest as _;
+        Ok(Output {
+            out,
+            held: None,
+            dump: std::fs::File::open(dump).map_err(Error::io(dump.display()))?,
+            shown: dump.display().to_string(),
+            md5: Some(md5::Md5::new()),
+            document: Vec::new(),
+        })
     }
 
-    fn push(&mut self, id: Bson, digest: u128) -> Result<(), Error> {
+    fn push(&mut self, (id, digest, at, len): Entry) -> Result<(), Error> {
+        use md5::Digest as _;
+        use std::os::unix::fs::FileExt as _;
         match &mut self.held {
             Some(held) if compare_ids(&held.0, &id) == Some(Ordering::Equal) => {
                 held.1 = UNKNOWN;
-                Ok(())
+                self.md5 = None;
+                return Ok(());
             }
-            _ => {
-                if let Some((id, digest)) = self.held.replace((id, digest)) {
-                    self.write(&id, digest)?;
-                }
-                Ok(())
-            }
+            _ => {}
         }
+        if let Some((id, digest)) = self.held.replace((id, digest)) {
+            self.out.push(&id_key_of(&id)?, digest)?;
+        }
+        if let Some(md5) = &mut self.md5 {
+            self.document.resize(len as usize, 0);
+            self.dump
+                .read_exact_at(&mut self.document, at)
+                .map_err(|e| Error::io(&self.shown)(e))?;
+            md5.update(&self.document);
+        }
+        Ok(())
     }
 
-    fn write(&mut self, id: &Bson, digest: u128) -> Result<(), Error> {
-        let key = id_key_of(id)?;
-        self.out.push(&key, digest)
-    }
-
-    fn finish(mut self) -> Result<u64, Error> {
+    fn finish(mut self) -> Result<Sorted, Error> {
+        use md5::Digest as _;
         if let Some((id, digest)) = self.held.take() {
-            self.write(&id, digest)?;
+            self.out.push(&id_key_of(&id)?, digest)?;
         }
-        self.out.finish()
+        let keys = self.out.finish()?;
+        Ok(Sorted {
+            keys,
+            md5: self.md5.map(|m| {
+                m.finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            }),
+        })
     }
 }
 
@@ -419,18 +484,10 @@ fn id_key_of(id: &Bson) -> Result<Vec<u8>, Error> {
     Ok(id_key(raw.as_raw_bson_ref()))
 }
 
-/// Sorts `entries` by `_id` and writes them to `path`.
-fn write_sorted(path: &Path, mut entries: Vec<(Bson, u128)>) -> Result<u64, Error> {
-    entries.sort_by(by_id);
-    let mut out = Dedup::new(KeyWriter::create(path)?);
-    for (id, digest) in entries {
-        out.push(id, digest)?;
-    }
-    out.finish()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -473,18 +530,47 @@ mod tests {
 
     #[test]
     fn ids_are_sorted_as_the_server_sorts_them_in_bounded_runs() {
+        use md5::Digest as _;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.keys");
-        let mut ids = SortedIds::new(&path);
-        // More than one run, in descending order, a mixed-type _id and an
-        // _id seen twice (a live dump can meet a document twice).
+        // A dump: more than one run of documents, in descending order,
+        // then a string _id; its MD5 in _id order is what dbHash says.
         let n = RUN_KEYS as i64 + 10;
+        let mut dump = Vec::new();
+        let mut places = Vec::new();
+        let mut docs = BTreeMap::new();
         for i in (0..n).rev() {
-            ids.push(Bson::Int64(i), i as u128 + 1).unwrap();
+            let doc = bson::to_vec(&bson::doc! {"_id": i, "v": i * 2}).unwrap();
+            places.push((Bson::Int64(i), dump.len() as u64, doc.len() as u32));
+            docs.insert(i, doc.clone());
+            dump.extend_from_slice(&doc);
         }
-        ids.push(Bson::String("a".to_owned()), 5).unwrap();
-        ids.push(Bson::Double(3.0), 9).unwrap();
-        assert_eq!(ids.finish().unwrap(), Some(n as u64 + 1));
+        let a = bson::to_vec(&bson::doc! {"_id": "a"}).unwrap();
+        places.push((
+            Bson::String("a".to_owned()),
+            dump.len() as u64,
+            a.len() as u32,
+        ));
+        dump.extend_from_slice(&a);
+        let dump_path = dir.path().join("c.bson");
+        std::fs::write(&dump_path, &dump).unwrap();
+        let mut ids = SortedIds::new(&path, &dump_path);
+        for (id, at, len) in places.clone() {
+            let digest = match &id {
+                Bson::Int64(i) => *i as u128 + 1,
+                _ => 5,
+            };
+            ids.push(id, digest, at, len).unwrap();
+        }
+        let mut md5 = md5::Md5::new();
+        for doc in docs.values() {
+            md5.update(doc);
+        }
+        md5.update(&a);
+        let want: String = md5.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let sorted = ids.finish().unwrap().unwrap();
+        assert_eq!(sorted.keys, n as u64 + 1);
+        assert_eq!(sorted.md5, Some(want));
         let mut r = KeyReader::open(&path).unwrap();
         let mut key = Vec::new();
         let mut seen = Vec::new();
@@ -493,13 +579,23 @@ mod tests {
         }
         assert_eq!(seen.len(), n as usize + 1);
         assert_eq!(seen[0], (Bson::Int64(0), 1));
-        assert_eq!(seen[3].1, UNKNOWN, "3 and 3.0 are one _id");
         assert_eq!(seen.last().unwrap().0, Bson::String("a".to_owned()));
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(left.len(), 1, "the runs are removed");
-        let mut odd = SortedIds::new(&dir.path().join("d.keys"));
-        odd.push(Bson::Int32(1), 1).unwrap();
-        odd.push(Bson::Array(vec![Bson::Int32(1)]), 2).unwrap();
+        assert_eq!(left.len(), 2, "the runs are removed");
+        // An _id seen twice (3 and 3.0: a live dump can meet a document
+        // twice): recorded once, as unknown, and no MD5.
+        let mut twice = SortedIds::new(&dir.path().join("t.keys"), &dump_path);
+        let (_, at, len) = places[0].clone();
+        twice.push(Bson::Int64(3), 4, at, len).unwrap();
+        twice.push(Bson::Double(3.0), 9, at, len).unwrap();
+        let sorted = twice.finish().unwrap().unwrap();
+        assert_eq!((sorted.keys, sorted.md5), (1, None));
+        let mut r = KeyReader::open(&dir.path().join("t.keys")).unwrap();
+        assert_eq!(r.next(&mut key).unwrap(), Some(UNKNOWN));
+        let mut odd = SortedIds::new(&dir.path().join("d.keys"), &dump_path);
+        odd.push(Bson::Int32(1), 1, 0, 1).unwrap();
+        odd.push(Bson::Array(vec![Bson::Int32(1)]), 2, 0, 1)
+            .unwrap();
         assert_eq!(odd.finish().unwrap(), None);
     }
 

@@ -1,12 +1,15 @@
 //! The final pass's MongoDB half. Each collection's MD5 (`dbHash`, which
 //! both the old server and the new set compute over the documents in
 //! `_id` order, server-side) says whether it changed at all; a changed
-//! one is read on both sides in `_id` order and merged, document by
-//! document: a document only the source has is inserted, one only the
-//! target has is deleted, one whose bytes differ is replaced (deleted,
-//! then inserted as the source's bytes, so the target holds it
-//! byte-identical). Indexes are compared by name. Afterwards each changed
-//! collection's MD5 on the target must equal the source's.
+//! one is read on the source in `_id` order and merged, document by
+//! document, with the record of what the target holds (its key file,
+//! [`Against::Record`]) or, without one, with the target's documents read
+//! in the same order ([`Against::Target`]): a document only the source has
+//! is inserted, one only the other side has is deleted, one that differs
+//! is replaced (deleted, then inserted as the source's bytes, so the
+//! target holds it byte-identical). Indexes are compared by name.
+//! Afterwards each changed collection's MD5 on the target must equal the
+//! source's.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, VecDeque};
@@ -29,21 +32,6 @@ use crate::target::MongoReader;
 const BATCH_DOCUMENTS: usize = 1000;
 /// Bytes of documents sent per insert.
 const BATCH_BYTES: usize = 8 * 1024 * 1024;
-
-/// What the pass found and did in one collection.
-#[derive(Default)]
-pub(super) struct CollectionOutcome {
-    /// Documents moved.
-    pub(super) moved: Moved,
-    /// What changed (the collection, its indexes), for the report.
-    pub(super) changes: Vec<Change>,
-    /// Whether its data was compared document by document.
-    pub(super) diffed: bool,
-    /// Whether it was compared with the record of the target (not read).
-    pub(super) by_record: bool,
-    /// Its new key file (name, writer), kept once the pass is checked.
-    pub(super) renewed: Option<(String, KeyWriter)>,
-}
 
 /// The `dbHash` MD5 of each of `names` in `db` (absent: no such collection).
 pub(super) async fn source_hashes(
@@ -248,39 +236,83 @@ pub(super) async fn sync_indexes(
     Ok(changes)
 }
 
-/// A driver's cursor, pulled a document at a time.
+/// A document as the merge sees it: its `_id`, its bytes, and (when the
+/// merge digests) its digest.
+pub(super) struct Read {
+    id: Bson,
+    document: RawDocumentBuf,
+    digest: Option<u128>,
+}
+
+impl Read {
+    /// Reads `document`'s `_id` and digests it under `key`.
+    fn of(document: RawDocumentBuf, key: Option<&DigestKey>, what: &str) -> Result<Read, Error> {
+        let id = document
+            .get("_id")
+            .ok()
+            .flatten()
+            .and_then(|v| Bson::try_from(v).ok())
+            .ok_or_else(|| Error::Invalid(format!("{what}: a document without an _id")))?;
+        let digest = key.map(|k| k.digest(document.as_bytes()));
+        Ok(Read {
+            id,
+            document,
+            digest,
+        })
+    }
+}
+
+/// A driver's cursor, pulled a document at a time, each read and digested
+/// on the reading task.
 struct DriverCursor {
     cursor: mongodb::Cursor<RawDocumentBuf>,
+    key: Option<DigestKey>,
     what: String,
 }
 
 impl super::Pull for DriverCursor {
-    type Item = RawDocumentBuf;
+    type Item = Read;
 
-    async fn pull(&mut self) -> Result<Option<RawDocumentBuf>, Error> {
-        self.cursor
+    async fn pull(&mut self) -> Result<Option<Read>, Error> {
+        let document = self
+            .cursor
             .try_next()
             .await
-            .map_err(Error::mongo(format!("reading {}", self.what)))
+            .map_err(Error::mongo(format!("reading {}", self.what)))?;
+        document
+            .map(|d| Read::of(d, self.key.as_ref(), &self.what))
+            .transpose()
     }
 }
 
 /// A stream of one side's documents in `_id` order, a batch at a time.
 enum Sorted<'a> {
     /// A driver's cursor, read ahead on its own task.
-    Driver(super::Ahead<RawDocumentBuf>),
+    Driver(super::Ahead<Read>),
     Wire(Option<crate::wire::Cursor<'a>>, &'a crate::wire::WireSource),
 }
 
 impl Sorted<'_> {
-    fn ahead(cursor: mongodb::Cursor<RawDocumentBuf>, what: String) -> Sorted<'static> {
+    fn ahead(
+        cursor: mongodb::Cursor<RawDocumentBuf>,
+        key: Option<&DigestKey>,
+        what: String,
+    ) -> Sorted<'static> {
         Sorted::Driver(super::read_ahead(
-            DriverCursor { cursor, what },
+            DriverCursor {
+                cursor,
+                key: key.cloned(),
+                what,
+            },
             BATCH_DOCUMENTS,
         ))
     }
 
-    async fn next_batch(&mut self, what: &str) -> Result<Option<Vec<RawDocumentBuf>>, Error> {
+    async fn next_batch(
+        &mut self,
+        key: Option<&DigestKey>,
+        what: &str,
+    ) -> Result<Option<Vec<Read>>, Error> {
         match self {
             Sorted::Driver(batches) => batches.recv().await.transpose(),
             Sorted::Wire(cursor, source) => {
@@ -291,12 +323,11 @@ impl Sorted<'_> {
                 match open.next_batch().await {
                     Ok(Some(reply)) => {
                         let documents = crate::wire::batch_documents(&reply).map_err(failed)?;
-                        Ok(Some(
-                            documents
-                                .into_iter()
-                                .map(|d| d.to_raw_document_buf())
-                                .collect(),
-                        ))
+                        documents
+                            .into_iter()
+                            .map(|d| Read::of(d.to_raw_document_buf(), key, what))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(Some)
                     }
                     Ok(None) => Ok(None),
                     Err(e) => {
@@ -315,6 +346,7 @@ async fn sorted_source<'a>(
     source: &'a MongoReader,
     db: &str,
     coll: &str,
+    key: Option<&DigestKey>,
 ) -> Result<Sorted<'a>, Error> {
     match source {
         MongoReader::Driver(client) => client
@@ -324,7 +356,7 @@ async fn sorted_source<'a>(
             .sort(doc! {"_id": 1})
             .batch_size(BATCH_DOCUMENTS as u32)
             .await
-            .map(|cursor| Sorted::ahead(cursor, format!("the source's {db}.{coll}")))
+            .map(|cursor| Sorted::ahead(cursor, key, format!("the source's {db}.{coll}")))
             .map_err(Error::mongo(format!("find on the source's {db}.{coll}"))),
         MongoReader::Wire(wire) => {
             let find = doc! {"find": coll, "sort": {"_id": 1}, "batchSize": BATCH_DOCUMENTS as i32};
@@ -341,16 +373,18 @@ async fn sorted_source<'a>(
 /// and the last `_id` seen (each must sort after the one before).
 struct Side<'a> {
     docs: Sorted<'a>,
-    buffered: VecDeque<(Bson, RawDocumentBuf)>,
+    key: Option<DigestKey>,
+    buffered: VecDeque<Read>,
     last: Option<Bson>,
     done: bool,
     what: String,
 }
 
 impl<'a> Side<'a> {
-    fn new(docs: Sorted<'a>, what: String) -> Side<'a> {
+    fn new(docs: Sorted<'a>, key: Option<&DigestKey>, what: String) -> Side<'a> {
         Side {
             docs,
+            key: key.cloned(),
             buffered: VecDeque::new(),
             last: None,
             done: false,
@@ -361,40 +395,32 @@ impl<'a> Side<'a> {
     /// The next document's `_id`, reading a batch when needed.
     async fn peek(&mut self) -> Result<Option<&Bson>, Error> {
         while self.buffered.is_empty() && !self.done {
-            match self.docs.next_batch(&self.what).await? {
+            match self.docs.next_batch(self.key.as_ref(), &self.what).await? {
                 None => self.done = true,
                 Some(batch) => {
-                    for document in batch {
-                        let id = document
-                            .get("_id")
-                            .ok()
-                            .flatten()
-                            .and_then(|v| Bson::try_from(v).ok())
-                            .ok_or_else(|| {
-                                Error::Invalid(format!("{}: a document without an _id", self.what))
-                            })?;
+                    for read in batch {
                         if let Some(last) = &self.last
-                            && order::compare_ids(last, &id) != Some(Ordering::Less)
+                            && order::compare_ids(last, &read.id) != Some(Ordering::Less)
                         {
                             return Err(Error::Invalid(format!(
-                                "{}: the _id {id} does not sort after {last} as this reader \
+                                "{}: the _id {} does not sort after {last} as this reader \
                                  orders _ids (a Decimal128, array or other rare _id type): \
                                  the collection cannot be compared document by document — \
                                  replace it whole with a transfer that drops what the \
                                  target holds",
-                                self.what
+                                self.what, read.id
                             )));
                         }
-                        self.last = Some(id.clone());
-                        self.buffered.push_back((id, document));
+                        self.last = Some(read.id.clone());
+                        self.buffered.push_back(read);
                     }
                 }
             }
         }
-        Ok(self.buffered.front().map(|(id, _)| id))
+        Ok(self.buffered.front().map(|read| &read.id))
     }
 
-    fn take(&mut self) -> Option<(Bson, RawDocumentBuf)> {
+    fn take(&mut self) -> Option<Read> {
         self.buffered.pop_front()
     }
 }
@@ -501,7 +527,7 @@ impl Held<'_> {
         match self {
             Held::Target(side) => Ok(side
                 .take()
-                .map(|(id, document)| (id, HeldDocument::Bytes(document)))),
+                .map(|read| (read.id, HeldDocument::Bytes(read.document)))),
             Held::Record {
                 reader, head, key, ..
             } => {
@@ -542,15 +568,16 @@ pub(super) async fn record(
     data: PathBuf,
     out: PathBuf,
     key: DigestKey,
-) -> Result<Option<u64>, Error> {
+) -> Result<Option<keys::Sorted>, Error> {
     let shown = data.display().to_string();
     tokio::task::spawn_blocking(move || {
         use std::io::Read as _;
         let failed = |e| Error::io(data.display())(e);
         let mut input =
             std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&data).map_err(failed)?);
-        let mut ids = keys::SortedIds::new(&out);
+        let mut ids = keys::SortedIds::new(&out, &data);
         let mut buf = Vec::new();
+        let mut at = 0u64;
         loop {
             let mut len = [0u8; 4];
             match input.read_exact(&mut len) {
@@ -578,7 +605,8 @@ pub(super) async fn record(
             let Some(id) = id else {
                 return Ok(None);
             };
-            ids.push(id, key.digest(&buf))?;
+            ids.push(id, key.digest(&buf), at, n as u32)?;
+            at += n as u64;
         }
         ids.finish()
     })
@@ -635,7 +663,8 @@ pub(super) async fn diff_collection(
                 .await
                 .map_err(Error::mongo(format!("find on the target's {what}")))?;
             Held::Target(Side::new(
-                Sorted::ahead(target_docs, format!("the target's {what}")),
+                Sorted::ahead(target_docs, None, format!("the target's {what}")),
+                None,
                 format!("the target's {what}"),
             ))
         }
@@ -647,7 +676,8 @@ pub(super) async fn diff_collection(
         },
     };
     let mut ours = Side::new(
-        sorted_source(source, db, coll).await?,
+        sorted_source(source, db, coll, key).await?,
+        key,
         format!("the source's {what}"),
     );
     let mut pending = Pending {
@@ -680,8 +710,11 @@ pub(super) async fn diff_collection(
             pending.deletes.push(id);
             moved.deleted += 1;
         } else {
-            let (id, document) = ours.take().expect("peeked");
-            let digest = key.map(|k| k.digest(document.as_bytes()));
+            let Read {
+                id,
+                document,
+                digest,
+            } = ours.take().expect("peeked");
             if let (Some(out), Some(digest)) = (record.as_mut(), digest) {
                 let raw_id = document
                     .get("_id")

@@ -1,14 +1,17 @@
 //! The final pass's PostgreSQL half, one database at a time and each in
-//! one transaction on the target. Every table is read on both sides
-//! through the protocol as a binary `COPY`, in key order — the servers
-//! send their rows as stored, the cheapest thing they can do with them
-//! (a column whose binary form could differ between versions, see
+//! one transaction on the target. Every table of the source is read
+//! through the protocol as a binary `COPY`, in key order — the server
+//! sends its rows as stored, the cheapest thing it can do with them (a
+//! column whose binary form could differ between versions, see
 //! [`binary_stable`], is sent as its text) — and each row is digested here
-//! as its bytes pass (SHA-256 under a random key of the pass, so no writer
+//! as its bytes pass (SHA-256 under the state's random key, so no writer
 //! of rows can make two rows digest alike; a row is never held whole).
-//! Rows only the source has are inserted, rows only the target has are
-//! deleted, rows whose digest differs are updated, all from the source's
-//! own `COPY` of exactly those rows (never SQL from anywhere else; keys go
+//! The pre-copy recorded the target's rows the same way ([`record`]); the
+//! source is merged with that record — or, where the target's row count is
+//! not the record's, with the target's rows read the same way. Rows only
+//! the source has are inserted, rows only the other side has are deleted,
+//! rows whose digest differs are updated, all from the source's own
+//! `COPY` of exactly those rows (never SQL from anywhere else; keys go
 //! into SQL as printed here from their binary form). A table is merged by
 //! key when its primary key is one integer or `uuid` column; any other
 //! table (no primary key, a composite or text key) is compared whole, by
@@ -17,7 +20,8 @@
 //! one `REPEATABLE READ READ ONLY` transaction: the server itself refuses
 //! any write to it. Afterwards every row written is read back from the
 //! target and compared, every row deleted checked gone, and each changed
-//! table's row count compared with the source's.
+//! table's row count compared with the source's; the record of each table
+//! moved is renewed.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -1559,6 +1563,17 @@ mod tests {
         );
         assert_eq!(KeyKind::of("text"), None);
         assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
+        // As a key file holds them: only a key of the table's key type.
+        for (key, kind) in [(Key::Int(-42), int), (uuid, KeyKind::Uuid)] {
+            assert_eq!(Key::from_bytes(&key.to_bytes(), kind), Some(key));
+        }
+        assert_eq!(
+            Key::from_bytes(&Key::Int(1).to_bytes(), KeyKind::Uuid),
+            None
+        );
+        assert_eq!(Key::from_bytes(&uuid.to_bytes(), int), None);
+        assert_eq!(Key::from_bytes(&[0, 1, 2], int), None);
+        assert_eq!(Key::from_bytes(&[], int), None);
     }
 
     #[test]

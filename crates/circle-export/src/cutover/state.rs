@@ -57,6 +57,10 @@ pub struct Digests {
     pub key: String,
     /// MongoDB collections, by `db.collection`: the key file's name.
     pub collections: BTreeMap<String, String>,
+    /// MongoDB collections, by `db.collection`: their MD5 as `dbHash`
+    /// reports it for what the target held (32 hex digits).
+    #[serde(default)]
+    pub md5s: BTreeMap<String, String>,
     /// PostgreSQL databases, by name.
     pub databases: BTreeMap<String, DatabaseDigests>,
 }
