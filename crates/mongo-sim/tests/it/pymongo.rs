@@ -69,7 +69,22 @@ except pymongo.errors.OperationFailure as e:
     exists = [e.code, e.details.get("codeName")]
 db.staging.rename("final", dropTarget=True)
 renamed = [sorted(d["_id"] for d in db.final.find()), "staging" in db.list_collection_names()]
-print(json.dumps({"count": count, "states": states, "deleted": deleted, "empty_batch": empty_batch,
+# dbHash: the MD5 of the documents' bytes in _id order (computed here from
+# what find returns), the same when two are asked at once.
+import hashlib, threading
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+raw = rs.get_database("circle_ghe", codec_options=CodecOptions(document_class=RawBSONDocument)).builds
+md5 = hashlib.md5()
+for d in raw.find().sort("_id", 1):
+    md5.update(d.raw)
+asked = []
+def ask():
+    asked.append(rs.circle_ghe.command("dbHash", collections=["builds"])["collections"]["builds"])
+threads = [threading.Thread(target=ask) for _ in range(2)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"dbhash": [md5.hexdigest()] + asked, "count": count, "states": states, "deleted": deleted, "empty_batch": empty_batch,
                   "rename_exists": exists, "renamed": renamed,
                   "mechanisms": rs.admin.command("usersInfo", "root")["users"][0]["mechanisms"]}))
 "#;
@@ -95,6 +110,9 @@ fn pymongo_initiates_authenticates_writes_deletes_and_reads_from_a_secondary() {
     assert!(output.status.success(), "pymongo script failed:\n{stderr}");
     let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(result["count"], 35, "{result}");
+    let dbhash = result["dbhash"].as_array().unwrap();
+    assert_eq!(dbhash.len(), 3, "{result}");
+    assert!(dbhash.iter().all(|h| *h == dbhash[0]), "{result}");
     assert_eq!(
         result["deleted"],
         serde_json::json!([1, 10, 0, 3, 1]),

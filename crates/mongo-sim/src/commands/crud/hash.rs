@@ -44,43 +44,66 @@ pub(in crate::commands) fn db_hash(
         ),
         _ => None,
     };
-    let inner = node.lock();
+    // What is hashed is taken under the lock (the documents are shared,
+    // not copied) and hashed after it is released: a consistent snapshot,
+    // as mongod's (which holds its database lock in a shared mode, so
+    // that other readers — another dbHash — go on meanwhile).
+    let taken: Vec<(
+        String,
+        [u8; 16],
+        bool,
+        Vec<std::sync::Arc<bson::RawDocumentBuf>>,
+    )> = {
+        let inner = node.lock();
+        match inner.data.dbs.get(db) {
+            None => Vec::new(),
+            Some(names) => names
+                .iter()
+                .filter(|(name, collection)| {
+                    !(collection.is_view()
+                        || (name.starts_with("system.")
+                            && !REPLICATED_SYSTEM.contains(&name.as_str()))
+                        || desired.as_ref().is_some_and(|d| !d.contains(name)))
+                })
+                .map(|(name, collection)| {
+                    (
+                        name.clone(),
+                        collection.uuid,
+                        collection.options.get_bool("capped").unwrap_or(false),
+                        collection.documents().cloned().collect(),
+                    )
+                })
+                .collect(),
+        }
+    };
     let mut collections = Document::new();
     let mut uuids = Document::new();
     let mut capped = Vec::new();
     let mut all = Md5::new();
-    if let Some(names) = inner.data.dbs.get(db) {
-        for (name, collection) in names {
-            if collection.is_view()
-                || (name.starts_with("system.") && !REPLICATED_SYSTEM.contains(&name.as_str()))
-                || desired.as_ref().is_some_and(|d| !d.contains(name))
-            {
-                continue;
-            }
-            let mut by_id: Vec<(Bson, &[u8])> = collection
-                .documents()
-                .map(|raw| {
-                    let id = raw
-                        .get("_id")
-                        .ok()
-                        .flatten()
-                        .and_then(|v| Bson::try_from(v).ok())
-                        .unwrap_or(Bson::Null);
-                    (id, raw.as_bytes())
-                })
-                .collect();
-            by_id.sort_by(|a, b| compare_bson(&a.0, &b.0));
-            let mut md5 = Md5::new();
-            for (_, bytes) in &by_id {
-                md5.update(bytes);
-            }
-            let hex = hex(&md5.finalize());
-            all.update(hex.as_bytes());
-            collections.insert(name.clone(), hex);
-            uuids.insert(name.clone(), uuid_bson(collection.uuid));
-            if collection.options.get_bool("capped").unwrap_or(false) {
-                capped.push(Bson::String(name.clone()));
-            }
+    for (name, uuid, is_capped, documents) in taken {
+        let mut by_id: Vec<(Bson, &[u8])> = documents
+            .iter()
+            .map(|raw| {
+                let id = raw
+                    .get("_id")
+                    .ok()
+                    .flatten()
+                    .and_then(|v| Bson::try_from(v).ok())
+                    .unwrap_or(Bson::Null);
+                (id, raw.as_bytes())
+            })
+            .collect();
+        by_id.sort_by(|a, b| compare_bson(&a.0, &b.0));
+        let mut md5 = Md5::new();
+        for (_, bytes) in &by_id {
+            md5.update(bytes);
+        }
+        let hex = hex(&md5.finalize());
+        all.update(hex.as_bytes());
+        collections.insert(name.clone(), hex);
+        uuids.insert(name.clone(), uuid_bson(uuid));
+        if is_capped {
+            capped.push(Bson::String(name));
         }
     }
     Ok(doc! {
