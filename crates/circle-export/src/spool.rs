@@ -142,10 +142,12 @@ impl HashedFile {
         self.size
     }
 
-    /// Flushes and returns the manifest entry.
+    /// Flushes and returns the manifest entry. Not synced to disk: the
+    /// spool is scratch (read back from the page cache into the archive,
+    /// which is synced; a crash leaves a spool the next run replaces), and
+    /// syncing a gigabyte of it cost seconds of every export.
     pub async fn finish(mut self) -> std::io::Result<FileEntry> {
         self.out.flush().await?;
-        self.out.get_mut().sync_data().await?;
         Ok(FileEntry {
             path: self.name,
             size: self.size,

@@ -14,7 +14,11 @@
 //! refusing what the target holds, as a restore does), riding through a
 //! replica-set failover. The archive is written from the same dumps while
 //! the loads run. A transfer killed at any point leaves no PostgreSQL
-//! database half-committed; running it again finishes the job.
+//! database half-committed; running it again finishes the job. Beside
+//! the archive it leaves the record a later final pass reads
+//! ([`crate::cutover`]): each collection's `_id`s, digests and MD5 from
+//! its dump, each database's keys and row digests from the target once
+//! its load committed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,7 +84,8 @@ pub struct TransferSpec<'a> {
     pub live: bool,
     /// Check the sources and the targets; write nothing.
     pub dry_run: bool,
-    /// Databases and collections dumped, and loaded, at once.
+    /// Databases and collections dumped at once; loaded at once, up to
+    /// this many databases and as many collections beside them.
     pub parallel: usize,
     /// Bytes dumped, archived and loaded, for a progress display.
     pub meter: Meter,
@@ -291,16 +296,32 @@ pub async fn transfer(
     // (not in a load's slot: the collections waiting for one go on).
     let (committed, mut to_record) = tokio::sync::mpsc::unbounded_channel::<String>();
     let loads = async move {
-        let stream = futures_util::stream::poll_fn(|cx| queue.poll_recv(cx));
+        // Databases and collections load in pools of their own (each up to
+        // `parallel` at once): the collections dumped first do not wait
+        // behind databases still being dumped, and the two kinds load into
+        // different servers.
+        let (databases, database_jobs) = tokio::sync::mpsc::unbounded_channel();
+        let (collections, collection_jobs) = tokio::sync::mpsc::unbounded_channel();
+        let route = async move {
+            while let Some(job) = queue.recv().await {
+                let _ = match job {
+                    Job::Postgres(..) => databases.send(job),
+                    Job::Mongo(..) => collections.send(job),
+                };
+            }
+        };
         let committed = &committed;
-        let results: Vec<Result<Option<Loaded>, Error>> =
-            stream
+        let pool = |mut jobs: tokio::sync::mpsc::UnboundedReceiver<Job>| {
+            futures_util::stream::poll_fn(move |cx| jobs.poll_recv(cx))
                 .map(|job| async move {
                     load(spec, job, load_meter, recorder, committed, progress).await
                 })
                 .buffer_unordered(spec.parallel.max(1))
-                .collect()
-                .await;
+                .collect::<Vec<Result<Option<Loaded>, Error>>>()
+        };
+        let ((), mut results, collections_loaded) =
+            futures_util::join!(route, pool(database_jobs), pool(collection_jobs));
+        results.extend(collections_loaded);
         let mut documents = 0;
         let mut skipped = Vec::new();
         let mut warnings = Vec::new();

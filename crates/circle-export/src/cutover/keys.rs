@@ -249,7 +249,7 @@ pub(super) fn id_of(key: &[u8]) -> Option<Bson> {
 }
 
 /// Documents sorted per run before a run is written out and merged.
-const RUN_KEYS: usize = 200_000;
+const RUN_KEYS: usize = 32_768;
 
 /// One document of a dump: its `_id`, digest, and where it is in the dump
 /// (offset, length).
