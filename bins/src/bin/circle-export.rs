@@ -355,7 +355,8 @@ struct Sources {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// Collections and databases handled at once.
+    /// Collections and databases handled at once (a transfer loads up to N
+    /// databases and N collections at once, into their two servers).
     #[arg(long, value_name = "N", default_value_t = 4)]
     parallel: usize,
     /// Where pg_dump lives (default: PATH, else the newest
