@@ -1084,7 +1084,7 @@ async fn count_rows(client: &Client, table: &Table, what: &str) -> Result<u64, E
         .await
         .map_err(failed(format!("counting {what}")))?
         .get(0);
-    Ok(u64::try_from(n).unwrap_or(0))
+    u64::try_from(n).map_err(|_| Error::Invalid(format!("{what}: a row count of {n}")))
 }
 
 /// Compares one table of the source with the target — with the record of
@@ -1319,15 +1319,8 @@ async fn check_keys(
             return Ok(Some(format!("{left} rows it deleted are still there")));
         }
     }
-    let held: i64 = target
-        .query_one(
-            format!("SELECT count(*) FROM ONLY {}", table.qualified()).as_str(),
-            &[],
-        )
-        .await
-        .map_err(failed(format!("counting {what}")))?
-        .get(0);
-    Ok((u64::try_from(held).ok() != Some(source_rows))
+    let held = count_rows(target, table, what).await?;
+    Ok((held != source_rows)
         .then(|| format!("the target has {held} rows, the source {source_rows}")))
 }
 

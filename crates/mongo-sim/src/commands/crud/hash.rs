@@ -24,6 +24,15 @@ const REPLICATED_SYSTEM: [&str; 7] = [
     "system.views",
 ];
 
+/// A collection as taken to be hashed: its name, UUID, whether capped,
+/// and its documents (shared with the store, not copied).
+type Taken = (
+    String,
+    [u8; 16],
+    bool,
+    Vec<std::sync::Arc<bson::RawDocumentBuf>>,
+);
+
 /// `dbHash`, with `collections: [names]` to hash only those.
 pub(in crate::commands) fn db_hash(
     node: &Node,
@@ -48,12 +57,7 @@ pub(in crate::commands) fn db_hash(
     // not copied) and hashed after it is released: a consistent snapshot,
     // as mongod's (which holds its database lock in a shared mode, so
     // that other readers — another dbHash — go on meanwhile).
-    let taken: Vec<(
-        String,
-        [u8; 16],
-        bool,
-        Vec<std::sync::Arc<bson::RawDocumentBuf>>,
-    )> = {
+    let taken: Vec<Taken> = {
         let inner = node.lock();
         match inner.data.dbs.get(db) {
             None => Vec::new(),
