@@ -101,17 +101,7 @@ impl Drop for KeyWriter {
 impl KeyWriter {
     /// Starts the file at `path` (0600).
     pub(super) fn create(path: &Path) -> Result<KeyWriter, Error> {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut partial = path.as_os_str().to_os_string();
-        partial.push(".partial");
-        let partial = PathBuf::from(partial);
-        let _ = std::fs::remove_file(&partial);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&partial)
-            .map_err(Error::io(partial.display()))?;
+        let (file, partial) = super::state::create_partial(path)?;
         let mut out = BufWriter::with_capacity(1 << 16, file);
         out.write_all(MAGIC).map_err(Error::io(partial.display()))?;
         Ok(KeyWriter {

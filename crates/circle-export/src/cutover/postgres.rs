@@ -262,6 +262,25 @@ impl Aggregate {
         self.rows += 1;
         self.sum = self.sum.wrapping_add(digest);
     }
+
+    /// The record of a table compared whole.
+    fn entry(self) -> TableDigests {
+        TableDigests {
+            rows: self.rows,
+            file: None,
+            sum: Some(format!("{:032x}", self.sum)),
+        }
+    }
+}
+
+/// The record of a keyed table whose key file `name` is written by `out`
+/// (finished here).
+fn keyed_entry(name: String, out: KeyWriter) -> Result<TableDigests, Error> {
+    Ok(TableDigests {
+        rows: out.finish()?,
+        file: Some(name),
+        sum: None,
+    })
 }
 
 /// A sequence to set: schema, name, the source's `(last_value,
@@ -454,7 +473,7 @@ struct Rows {
     started: bool,
     key: Option<KeyKind>,
     fields: usize,
-    pass: DigestKey,
+    digests: DigestKey,
     what: String,
 }
 
@@ -466,7 +485,7 @@ impl Rows {
         sql: &str,
         key: Option<KeyKind>,
         fields: usize,
-        pass: &DigestKey,
+        digests: &DigestKey,
         what: String,
     ) -> Result<Rows, Error> {
         let stream = client
@@ -481,7 +500,7 @@ impl Rows {
             started: false,
             key,
             fields,
-            pass: pass.clone(),
+            digests: digests.clone(),
             what,
         })
     }
@@ -592,7 +611,7 @@ impl super::Pull for Rows {
             return Err(self.bad("a row with another number of fields"));
         }
         let mut digest = Sha256::new();
-        digest.update(self.pass.0);
+        digest.update(self.digests.0);
         digest.update(count.to_be_bytes());
         let mut key = None;
         for field in 0..self.fields {
@@ -720,7 +739,7 @@ pub(super) async fn record(
         .await
         .map_err(failed(format!("settings on {target_what}")))?;
     let how = Reading {
-        pass: key,
+        digests: key,
         integer_datetimes,
     };
     let mut recorded = DatabaseDigests {
@@ -744,18 +763,9 @@ pub(super) async fn record(
                 last = Some(k);
                 out.push(&k.to_bytes(), h)?;
             }
-            TableDigests {
-                rows: out.finish()?,
-                file: Some(name),
-                sum: None,
-            }
+            keyed_entry(name, out)?
         } else {
-            let aggregate = aggregate_of(&target, &table, how, &what).await?;
-            TableDigests {
-                rows: aggregate.rows,
-                file: None,
-                sum: Some(format!("{:032x}", aggregate.sum)),
-            }
+            aggregate_of(&target, &table, how, &what).await?.entry()
         };
         recorded.tables.insert(table.shown(), entry);
     }
@@ -771,7 +781,7 @@ pub(super) async fn pass(pair: Pair<'_>) -> Result<DatabaseOutcome, Error> {
     let target = pair.target.connect(db).await?;
     let (integer_datetimes, float_digits) = comparing(&source, &target, db).await?;
     let how = Reading {
-        pass: pair.key,
+        digests: pair.key,
         integer_datetimes,
     };
     // The record serves only if its digests were computed as these are.
@@ -938,16 +948,8 @@ pub(super) async fn pass(pair: Pair<'_>) -> Result<DatabaseOutcome, Error> {
         }
         let entry = match (plan, entry, fresh) {
             (TablePlan::Same, Some(entry), _) => entry.clone(),
-            (_, _, Some((name, out))) => TableDigests {
-                rows: out.finish()?,
-                file: Some(name),
-                sum: None,
-            },
-            (_, _, None) if table.key_kind().is_none() => TableDigests {
-                rows: aggregate.rows,
-                file: None,
-                sum: Some(format!("{:032x}", aggregate.sum)),
-            },
+            (_, _, Some((name, out))) => keyed_entry(name, out)?,
+            (_, _, None) if table.key_kind().is_none() => aggregate.entry(),
             _ => continue,
         };
         renewed.tables.insert(shown, entry);
@@ -995,7 +997,8 @@ fn check_same_tables(db: &str, ours: &[Table], theirs: &[Table]) -> Result<(), E
 /// How both servers send a table's rows for comparison.
 #[derive(Clone, Copy)]
 struct Reading<'a> {
-    pass: &'a DigestKey,
+    /// The key of every digest.
+    digests: &'a DigestKey,
     /// Both servers store dates and times as integers.
     integer_datetimes: bool,
 }
@@ -1014,7 +1017,7 @@ impl Reading<'_> {
         let kind = table.key_kind().map(|(_, kind)| kind);
         let fields = table.columns.len() + usize::from(kind.is_some());
         let sql = table.compared_rows(ordered, only, self.integer_datetimes);
-        Rows::open(client, &sql, kind, fields, self.pass, what.to_owned())
+        Rows::open(client, &sql, kind, fields, self.digests, what.to_owned())
             .await
             .map(Ahead::spawn)
     }

@@ -112,6 +112,23 @@ pub struct FinalRecord {
     pub rows: u64,
 }
 
+/// Opens `<path>.partial` afresh (0600, replacing a leftover of a killed
+/// run), to be renamed over `path` once written whole.
+pub(super) fn create_partial(path: &Path) -> Result<(std::fs::File, PathBuf), Error> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut partial = path.as_os_str().to_os_string();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(Error::io(partial.display()))?;
+    Ok((file, partial))
+}
+
 /// Where the state of the transfer writing `archive` is kept:
 /// `<archive>.state.json`, beside it.
 pub fn state_path(archive: &Path) -> PathBuf {
@@ -221,17 +238,7 @@ impl CutoverState {
     /// Writes the state to `path` (0600), through a temporary file renamed
     /// over it: a kill leaves the old state or the new one.
     pub fn write(&self, path: &Path) -> Result<(), Error> {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let mut partial = path.as_os_str().to_os_string();
-        partial.push(".partial");
-        let partial = PathBuf::from(partial);
-        let _ = std::fs::remove_file(&partial);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&partial)
-            .map_err(Error::io(partial.display()))?;
+        let (mut file, partial) = create_partial(path)?;
         let text = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Invalid(format!("the pre-copy state: {e}")))?;
         file.write_all(&text)
